@@ -1,0 +1,65 @@
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { NetworkConfig } from "../config/network-config.js";
+import type { ExternalInterface } from "../config/external-interface.js";
+import type { Lease, LeaseAttrs, PeerEvent } from "../lease/types.js";
+
+/**
+ * The data-path side of weft. A backend knows nothing of etcd: the daemon hands it the
+ * own lease and peer changes; the backend tells the daemon what the lease must advertise.
+ *
+ * Lifecycle, driven by src/daemon.ts:
+ *   1. register()   before the lease is acquired: create what the lease advertises
+ *                    (e.g. the vxlan device, whose MAC goes into BackendData) and report the MTU.
+ *   2. activate()   with the own lease: address the device, routes for the Network, open engines.
+ *                    Called again if the daemon had to re-acquire a different subnet.
+ *   3. applyPeers() for every batch of peer changes (the first batch is the initial snapshot).
+ *   4. reconcile()  periodically: repair kernel state the backend owns.
+ *   5. stop()       graceful: kernel backends leave their state in place so a restart is hitless.
+ */
+export interface Backend {
+  readonly type: string;
+  register(): Promise<BackendRegistration>;
+  activate(ownLease: Lease): Promise<void>;
+  applyPeers(events: readonly PeerEvent[]): Promise<void>;
+  reconcile(options: { dryRun: boolean }): Promise<ReconcileReport>;
+  stop(): Promise<void>;
+}
+
+export interface BackendRegistration {
+  /** What goes into the lease value besides PublicIP/PublicIPv6. */
+  attrs: Pick<LeaseAttrs, "backendType" | "backendData" | "backendV6Data">;
+  /** The MTU containers must use (FLANNEL_MTU in subnet.env). */
+  mtu: number;
+}
+
+/** One line per object: "route 10.66.5.0/24 via 10.66.5.0 dev flannel.1 onlink". */
+export interface ReconcileReport {
+  desired: string[];
+  actual: string[];
+  /** What was (or, with dryRun, would be) added, removed or replaced; empty when in sync. */
+  changes: string[];
+}
+
+export const IN_SYNC: ReconcileReport = Object.freeze({ desired: [], actual: [], changes: [] }) as ReconcileReport;
+
+export interface BackendContext {
+  network: NetworkConfig;
+  /** The Backend object of the network config, keys as written (match them case-insensitively). */
+  options: Readonly<Record<string, unknown>>;
+  external: ExternalInterface;
+  logger: Logger;
+  metrics: Registry;
+  /** A directory the backend may keep state in across restarts (e.g. a userspace VtepMAC). */
+  stateDir: string;
+}
+
+export interface BackendFactory {
+  readonly type: string;
+  /**
+   * Validates the backend options of the network config. Throws an Error whose message names
+   * the field (e.g. `Backend.VNI: "x" is not an integer`). Called by `weft config set` too.
+   */
+  validateOptions(options: Readonly<Record<string, unknown>>): void;
+  create(context: BackendContext): Backend;
+}

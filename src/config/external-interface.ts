@@ -1,0 +1,12 @@
+/** The underlay interface a host uses to reach its peers (spec §10). */
+export interface ExternalInterface {
+  /** Interface name, e.g. eth0. */
+  name: string;
+  /** Kernel interface index. */
+  index: number;
+  /** The interface's own IPv4 address: sockets bind to it, vxlan uses it as local. */
+  address: string;
+  /** What the lease advertises and peers send to: --public-ip, or `address`. */
+  publicIP: string;
+  mtu: number;
+}

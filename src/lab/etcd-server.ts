@@ -1,0 +1,146 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * A real etcd server for the lab and the tests: its own data dir, loopback (or a lab
+ * namespace's) address, ports chosen free at start. Stopped by PID, never by name.
+ */
+export interface EtcdServerOptions {
+  /** Address to listen on; default 127.0.0.1. */
+  host?: string;
+  clientPort?: number;
+  peerPort?: number;
+  /** Run inside this network namespace (ip netns exec). */
+  netns?: string;
+  /** Reuse a data dir (e.g. to restart the same member); default a fresh temp dir. */
+  dataDir?: string;
+  /** Where etcd's own output goes; default discarded. */
+  logFile?: string;
+  name?: string;
+}
+
+export class EtcdServer {
+  private process: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly options: Required<Omit<EtcdServerOptions, "netns" | "logFile">> & Pick<EtcdServerOptions, "netns" | "logFile">,
+    private readonly ownsDataDir: boolean,
+  ) {}
+
+  get endpoint(): string {
+    return `http://${this.options.host}:${this.options.clientPort}`;
+  }
+
+  get pid(): number | undefined {
+    return this.process?.pid;
+  }
+
+  static async start(options: EtcdServerOptions = {}): Promise<EtcdServer> {
+    const host = options.host ?? "127.0.0.1";
+    const ownsDataDir = options.dataDir === undefined;
+    const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "weft-etcd-")));
+    // In a namespace, the ports belong to that namespace; loopback ports are probed locally.
+    const clientPort = options.clientPort ?? (options.netns ? 2379 : await freeLoopbackPort());
+    const peerPort = options.peerPort ?? (options.netns ? 2380 : await freeLoopbackPort());
+    const server = new EtcdServer(
+      { host, clientPort, peerPort, dataDir, name: options.name ?? "weft", netns: options.netns, logFile: options.logFile },
+      ownsDataDir,
+    );
+    await server.launch();
+    return server;
+  }
+
+  /** (Re)starts the etcd process on the same data dir and ports. */
+  async launch(): Promise<void> {
+    const { host, clientPort, peerPort, dataDir, name, netns, logFile } = this.options;
+    const client = `http://${host}:${clientPort}`;
+    const peer = `http://${host}:${peerPort}`;
+    const args = [
+      "--name", name,
+      "--data-dir", dataDir,
+      "--listen-client-urls", client,
+      "--advertise-client-urls", client,
+      "--listen-peer-urls", peer,
+      "--initial-advertise-peer-urls", peer,
+      "--initial-cluster", `${name}=${peer}`,
+      "--initial-cluster-state", "new",
+      "--log-level", "warn",
+      "--logger", "zap",
+    ];
+    const command = netns ? "ip" : "etcd";
+    const fullArgs = netns ? ["netns", "exec", netns, "etcd", ...args] : args;
+    let output: "ignore" | number = "ignore";
+    if (logFile) {
+      const { openSync } = await import("node:fs");
+      output = openSync(logFile, "a");
+    }
+    const child = spawn(command, fullArgs, { stdio: ["ignore", output, output] });
+    this.process = child;
+    this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
+    const spawnError = new Promise<never>((_, reject) =>
+      child.once("error", (error) => reject(new Error(`cannot start etcd (is etcd-server installed?): ${error.message}`))),
+    );
+    await Promise.race([this.waitHealthy(), spawnError, this.exited.then(() => {
+      throw new Error(`etcd exited during start-up (data dir ${dataDir}, client ${client})`);
+    })]);
+  }
+
+  private async waitHealthy(): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (await this.isHealthy()) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`etcd at ${this.endpoint} did not become healthy within 20 s`);
+  }
+
+  private async isHealthy(): Promise<boolean> {
+    const { netns } = this.options;
+    if (netns) {
+      const { execFile } = await import("node:child_process");
+      return new Promise((resolve) =>
+        execFile("ip", ["netns", "exec", netns, "etcdctl", `--endpoints=${this.endpoint}`, "endpoint", "health"],
+          { timeout: 3000 }, (error) => resolve(!error)),
+      );
+    }
+    try {
+      const response = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+      return response.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stops the process (SIGTERM, then SIGKILL after 5 s); keeps the data dir for launch(). */
+  async stopProcess(): Promise<void> {
+    const child = this.process;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await this.exited;
+    clearTimeout(killer);
+  }
+
+  /** Stops etcd and removes the data dir if this server created it. */
+  async stop(): Promise<void> {
+    await this.stopProcess();
+    if (this.ownsDataDir) await rm(this.options.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** A TCP port free on loopback right now (the kernel picks it). */
+export async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

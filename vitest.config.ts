@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+// Tests build real kernel objects and start real etcd servers; each file owns its own
+// namespace prefix and ports, so files may run in parallel, but only two at a time (2 cores).
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    pool: "forks",
+    maxWorkers: 2,
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    teardownTimeout: 60_000,
+  },
+});
