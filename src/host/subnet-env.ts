@@ -1,0 +1,192 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { Ipv4Subnet, formatIpv4, tryParseIpv4, type Ipv4Number } from "../net/ipv4.js";
+
+/**
+ * The subnet file (spec §3.1, default /run/flannel/subnet.env): what Docker and systemd units
+ * read to build docker0. Every field is optional because a file written by another flanneld
+ * version, or by hand, may lack any of them.
+ */
+export interface SubnetEnv {
+  /** FLANNEL_NETWORK: the cluster Network. */
+  network?: Ipv4Subnet;
+  /** FLANNEL_SUBNET: the bridge address inside the own subnet, e.g. 10.66.36.1/24. */
+  subnetAddress?: { address: Ipv4Number; prefixLength: number };
+  /** FLANNEL_IPV6_NETWORK, kept as written. */
+  ipv6Network?: string;
+  /** FLANNEL_IPV6_SUBNET, kept as written. */
+  ipv6Subnet?: string;
+  /** FLANNEL_MTU. */
+  mtu?: number;
+  /** FLANNEL_IPMASQ. */
+  ipMasq?: boolean;
+}
+
+/** The file's keys in the order flanneld writes them. */
+export const SUBNET_ENV_KEYS = [
+  "FLANNEL_NETWORK",
+  "FLANNEL_SUBNET",
+  "FLANNEL_IPV6_NETWORK",
+  "FLANNEL_IPV6_SUBNET",
+  "FLANNEL_MTU",
+  "FLANNEL_IPMASQ",
+] as const;
+
+/** flanneld's exact text: KEY=value lines, no quotes, absent fields left out, trailing newline. */
+export function formatSubnetEnv(env: SubnetEnv): string {
+  const lines: string[] = [];
+  if (env.network) lines.push(`FLANNEL_NETWORK=${env.network.toString()}`);
+  if (env.subnetAddress) {
+    lines.push(`FLANNEL_SUBNET=${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`);
+  }
+  if (env.ipv6Network !== undefined) lines.push(`FLANNEL_IPV6_NETWORK=${env.ipv6Network}`);
+  if (env.ipv6Subnet !== undefined) lines.push(`FLANNEL_IPV6_SUBNET=${env.ipv6Subnet}`);
+  if (env.mtu !== undefined) lines.push(`FLANNEL_MTU=${env.mtu}`);
+  if (env.ipMasq !== undefined) lines.push(`FLANNEL_IPMASQ=${env.ipMasq ? "true" : "false"}`);
+  return lines.map((line) => `${line}\n`).join("");
+}
+
+/**
+ * Parses a subnet file. flanneld reads it with godotenv, so the same leniency applies:
+ * blank lines, `#` comments, an `export ` prefix, quoted values. Unknown keys are ignored
+ * (users append their own variables for systemd units). `path` only names the file in errors.
+ */
+export function parseSubnetEnv(text: string, path: string): SubnetEnv {
+  const env: SubnetEnv = {};
+  const lines = text.split(/\r?\n/);
+  for (let index = 0; index < lines.length; index++) {
+    const where = `${path}:${index + 1}`;
+    const entry = splitLine(lines[index] as string, where);
+    if (!entry) continue;
+    const { key, value } = entry;
+    const bad = (expected: string): Error =>
+      new Error(`${where}: ${key}="${value}" is not ${expected}; fix or delete the file (weft rewrites it)`);
+    switch (key) {
+      case "FLANNEL_NETWORK": {
+        const network = Ipv4Subnet.tryParse(value);
+        if (!network) throw bad("an IPv4 CIDR (a.b.c.d/len)");
+        env.network = network;
+        break;
+      }
+      case "FLANNEL_SUBNET": {
+        const subnetAddress = parseAddressWithPrefix(value);
+        if (!subnetAddress) throw bad("an IPv4 address with prefix length (a.b.c.d/len)");
+        env.subnetAddress = subnetAddress;
+        break;
+      }
+      case "FLANNEL_IPV6_NETWORK":
+        env.ipv6Network = value;
+        break;
+      case "FLANNEL_IPV6_SUBNET":
+        env.ipv6Subnet = value;
+        break;
+      case "FLANNEL_MTU": {
+        const mtu = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+        if (!(mtu >= 68 && mtu <= 65535)) throw bad("an MTU between 68 and 65535");
+        env.mtu = mtu;
+        break;
+      }
+      case "FLANNEL_IPMASQ":
+        if (value !== "true" && value !== "false") throw bad("true or false");
+        env.ipMasq = value === "true";
+        break;
+      default:
+        break;
+    }
+  }
+  return env;
+}
+
+/** One `KEY=value` line, or undefined for blank and comment lines. */
+function splitLine(rawLine: string, where: string): { key: string; value: string } | undefined {
+  let line = rawLine.trim();
+  if (line === "" || line.startsWith("#")) return undefined;
+  if (line.startsWith("export ")) line = line.slice("export ".length).trimStart();
+  const equals = line.indexOf("=");
+  if (equals <= 0) throw new Error(`${where}: "${rawLine}" is not a KEY=value line`);
+  const key = line.slice(0, equals).trim();
+  if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(key)) throw new Error(`${where}: "${key}" is not a valid variable name`);
+  return { key, value: unquote(line.slice(equals + 1).trim(), key, where) };
+}
+
+function unquote(value: string, key: string, where: string): string {
+  const quote = value[0];
+  if (quote === '"' || quote === "'") {
+    const end = value.indexOf(quote, 1);
+    if (end < 0) throw new Error(`${where}: ${key} has an unterminated ${quote} quote`);
+    return value.slice(1, end);
+  }
+  // Unquoted values end at an inline comment, as in godotenv and shells.
+  const comment = value.search(/\s#/);
+  return (comment >= 0 ? value.slice(0, comment) : value).trim();
+}
+
+function parseAddressWithPrefix(text: string): { address: Ipv4Number; prefixLength: number } | undefined {
+  const match = /^([0-9.]+)\/(\d{1,2})$/.exec(text);
+  if (!match) return undefined;
+  const address = tryParseIpv4(match[1] as string);
+  const prefixLength = Number(match[2]);
+  if (address === undefined || prefixLength > 32) return undefined;
+  return { address, prefixLength };
+}
+
+/** The subnet FLANNEL_SUBNET lies in (host bits masked): the "previous subnet" of spec §1.7. */
+export function previousSubnet(env: SubnetEnv): Ipv4Subnet | undefined {
+  if (!env.subnetAddress) return undefined;
+  return new Ipv4Subnet(env.subnetAddress.address, env.subnetAddress.prefixLength);
+}
+
+/**
+ * Writes the file so a reader (docker, systemd) never sees it half-written: a temp file in the
+ * same directory, fsynced, then renamed over the target. The directory is fsynced too so the
+ * rename itself survives a crash.
+ */
+export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void> {
+  const dir = dirname(path);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+  } catch (error) {
+    throw new Error(`subnet file ${path}: cannot create directory ${dir}: ${(error as Error).message}`);
+  }
+  const temp = join(dir, `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`);
+  try {
+    const handle = await open(temp, "wx", 0o644);
+    try {
+      await handle.writeFile(formatSubnetEnv(env));
+      // The mode given to open() is reduced by the umask; the file must be world-readable for docker units.
+      await handle.chmod(0o644);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw new Error(`subnet file ${path}: write failed: ${(error as Error).message}; check that ${dir} is writable`);
+  }
+  await syncDirectory(dir);
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename is still atomic there.
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads and parses the file; undefined when it does not exist (first start). */
+export async function readSubnetEnv(path: string): Promise<SubnetEnv | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new Error(`subnet file ${path}: cannot read: ${(error as Error).message}`);
+  }
+  return parseSubnetEnv(text, path);
+}
