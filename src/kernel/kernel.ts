@@ -1,0 +1,198 @@
+import { execFile } from "node:child_process";
+import { Ipv4Subnet } from "../net/ipv4.js";
+import { BatchProcess, type BatchTool } from "./batch-process.js";
+import { addLine, isAlreadyGone, removeLine, type FdbObject, type NeighbourObject, type RouteObject, type BatchLine } from "./objects.js";
+import { describeChange, type KernelChange } from "./plan.js";
+
+/**
+ * The kernel of one network namespace as weft sees it: changes go through two long-lived batch
+ * processes (`ip` for routes/neighbours/links, `bridge` for FDB entries); reads are `ip -j` /
+ * `bridge -j` snapshots. The daemon uses the namespace it runs in (netns undefined); tests
+ * point one Kernel per simulated host at a test namespace.
+ */
+
+export interface ChangeFailure {
+  change: string;
+  error: string;
+}
+
+/** A link as `ip -j -d link show` reports it (the fields weft reads). */
+export interface LinkState {
+  ifindex: number;
+  ifname: string;
+  mtu: number;
+  address: string;
+  flags: string[];
+  operstate?: string;
+  linkinfo?: {
+    info_kind?: string;
+    info_data?: {
+      id?: number;
+      local?: string;
+      link?: string;
+      port?: number;
+      learning?: boolean;
+      gbp?: boolean;
+      group?: string;
+      remote?: string;
+      l2miss?: boolean;
+      l3miss?: boolean;
+    };
+  };
+}
+
+export interface AddressState {
+  address: string;
+  prefixLength: number;
+}
+
+interface RawRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  type?: string;
+  flags?: string[];
+  scope?: string;
+}
+
+/** A route as read, with what ownership decisions need besides the RouteObject fields. */
+export interface RouteState extends RouteObject {
+  protocol: string;
+  type: string;
+  scope: string;
+}
+
+export class Kernel {
+  private readonly batches: Record<BatchTool, BatchProcess>;
+
+  constructor(readonly netns?: string) {
+    this.batches = { ip: new BatchProcess("ip", netns), bridge: new BatchProcess("bridge", netns) };
+  }
+
+  get where(): string {
+    return this.netns === undefined ? "this host" : `namespace "${this.netns}"`;
+  }
+
+  /**
+   * Applies changes in a safe order (removals before additions; neighbours and FDB entries
+   * before the routes that use them), `ip` and `bridge` lines in parallel. Returns the
+   * failures; a removal of something already gone is not one.
+   */
+  async apply(changes: readonly KernelChange[]): Promise<ChangeFailure[]> {
+    const order = (change: KernelChange): number => {
+      const removing = change.action === "remove";
+      const isRoute = change.object.kind === "route";
+      if (removing) return isRoute ? 0 : 1;
+      return isRoute ? 3 : 2;
+    };
+    const sorted = [...changes].sort((a, b) => order(a) - order(b));
+    const lines: Record<BatchTool, { line: string; change: KernelChange }[]> = { ip: [], bridge: [] };
+    for (const change of sorted) {
+      const batchLine: BatchLine = change.action === "remove" ? removeLine(change.object) : addLine(change.object);
+      lines[batchLine.tool].push({ line: batchLine.line, change });
+      // An FDB replace only adds a destination for the MAC key; drop the old one explicitly.
+      if (change.action === "replace" && change.object.kind === "fdb" && change.previous.kind === "fdb") {
+        const stale = removeLine(change.previous);
+        lines.bridge.unshift({ line: stale.line, change: { action: "remove", object: change.previous } });
+      }
+    }
+    const failures: ChangeFailure[] = [];
+    await Promise.all(
+      (["ip", "bridge"] as const).map(async (tool) => {
+        const entries = lines[tool];
+        const results = await this.batches[tool].run(entries.map((entry) => entry.line));
+        results.forEach((result, index) => {
+          const entry = entries[index];
+          if (!entry || result.error === undefined) return;
+          if (entry.change.action === "remove" && isAlreadyGone(result.error)) return;
+          failures.push({ change: describeChange(entry.change), error: result.error });
+        });
+      }),
+    );
+    return failures;
+  }
+
+  /** Runs raw `ip` lines (device set-up) through the batch; throws naming the first failed line. */
+  async ip(lines: readonly string[]): Promise<void> {
+    const results = await this.batches.ip.run(lines);
+    const failed = results.find((result) => result.error !== undefined);
+    if (failed) throw new Error(`\`ip ${failed.command}\` failed in ${this.where}: ${failed.error}`);
+  }
+
+  async readLink(name: string): Promise<LinkState | undefined> {
+    const { stdout, failed, stderr } = await this.query("ip", ["-j", "-d", "link", "show", "dev", name]);
+    if (failed) {
+      if (/does not exist|Cannot find device/i.test(stderr)) return undefined;
+      throw new Error(`cannot read link ${name} in ${this.where}: ${stderr.trim()}`);
+    }
+    return (JSON.parse(stdout) as LinkState[])[0];
+  }
+
+  async readAddresses(device: string): Promise<AddressState[]> {
+    const { stdout, failed, stderr } = await this.query("ip", ["-j", "-4", "addr", "show", "dev", device]);
+    if (failed) throw new Error(`cannot read addresses of ${device} in ${this.where}: ${stderr.trim()}`);
+    const links = JSON.parse(stdout) as { addr_info?: { family: string; local: string; prefixlen: number }[] }[];
+    return (links[0]?.addr_info ?? [])
+      .filter((info) => info.family === "inet")
+      .map((info) => ({ address: info.local, prefixLength: info.prefixlen }));
+  }
+
+  /** IPv4 unicast/other routes of the main table (not local/broadcast table entries). */
+  async readRoutes(): Promise<RouteState[]> {
+    const { stdout, failed, stderr } = await this.query("ip", ["-j", "-4", "route", "show", "table", "main"]);
+    if (failed) throw new Error(`cannot read routes in ${this.where}: ${stderr.trim()}`);
+    const routes: RouteState[] = [];
+    for (const raw of JSON.parse(stdout) as RawRoute[]) {
+      const destination = raw.dst === "default" ? new Ipv4Subnet(0, 0) : Ipv4Subnet.tryParse(raw.dst.includes("/") ? raw.dst : `${raw.dst}/32`);
+      if (!destination || raw.dev === undefined) continue;
+      routes.push({
+        kind: "route",
+        destination,
+        gateway: raw.gateway,
+        device: raw.dev,
+        onlink: (raw.flags ?? []).includes("onlink"),
+        protocol: raw.protocol ?? "boot",
+        type: raw.type ?? "unicast",
+        scope: raw.scope ?? "global",
+      });
+    }
+    return routes;
+  }
+
+  /** PERMANENT IPv4 neighbour entries on `device` (the only kind weft writes). */
+  async readPermanentNeighbours(device: string): Promise<NeighbourObject[]> {
+    const { stdout, failed, stderr } = await this.query("ip", ["-j", "-4", "neigh", "show", "dev", device, "nud", "permanent"]);
+    if (failed) throw new Error(`cannot read neighbours of ${device} in ${this.where}: ${stderr.trim()}`);
+    return (JSON.parse(stdout) as { dst: string; lladdr?: string }[])
+      .filter((entry) => entry.lladdr !== undefined)
+      .map((entry) => ({ kind: "neigh", address: entry.dst, mac: (entry.lladdr as string).toLowerCase(), device }));
+  }
+
+  /** FDB entries on `device` that send to a unicast destination (vxlan remotes). */
+  async readRemoteFdb(device: string): Promise<FdbObject[]> {
+    const { stdout, failed, stderr } = await this.query("bridge", ["-j", "fdb", "show", "dev", device]);
+    if (failed) throw new Error(`cannot read FDB of ${device} in ${this.where}: ${stderr.trim()}`);
+    return (JSON.parse(stdout) as { mac: string; dst?: string; state?: string }[])
+      .filter((entry) => entry.dst !== undefined && entry.mac !== "00:00:00:00:00:00")
+      .map((entry) => ({ kind: "fdb", mac: entry.mac.toLowerCase(), device, destination: entry.dst as string }));
+  }
+
+  /** Ends the batch processes; kernel state stays as programmed. */
+  async close(): Promise<void> {
+    await Promise.all([this.batches.ip.close(), this.batches.bridge.close()]);
+  }
+
+  private query(tool: BatchTool, args: readonly string[]): Promise<{ stdout: string; stderr: string; failed: boolean }> {
+    const fullArgs = [...(this.netns === undefined ? [] : ["-n", this.netns]), ...args];
+    return new Promise((resolve, reject) => {
+      execFile(tool, fullArgs, { maxBuffer: 64 * 1024 * 1024, timeout: 30_000 }, (error, stdout, stderr) => {
+        if (error && (error as NodeJS.ErrnoException).code === "ENOENT") {
+          reject(new Error(`"${tool}" is not installed (apt-get install iproute2)`));
+          return;
+        }
+        resolve({ stdout, stderr, failed: error !== null });
+      });
+    });
+  }
+}
