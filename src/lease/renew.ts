@@ -1,0 +1,103 @@
+import type { Logger } from "pino";
+import type { EtcdStore } from "../store/etcd-store.js";
+import type { Lease } from "./types.js";
+
+export interface LeaseKeeperOptions {
+  store: EtcdStore;
+  logger: Logger;
+  /** Renew this long before expiry (--subnet-lease-renew-margin). */
+  renewMarginMs: number;
+  /** Wait between failed renewals; shortened as expiry approaches. flanneld uses one minute. */
+  retryMs?: number;
+  onRenewed?: (lease: Lease) => void;
+  onRenewFailed?: (error: Error) => void;
+  /** The etcd lease is gone (expired during an outage, revoked): the daemon re-acquires. */
+  onExpired: (lease: Lease) => void;
+}
+
+const DEFAULT_RETRY_MS = 60_000;
+
+/**
+ * Keeps the own lease alive: at expiry − margin, one KeepAlive on the same etcd lease (so no
+ * orphaned leases pile up), retried on failure until it works or the lease is known gone.
+ * Reservations have no TTL and are never renewed.
+ */
+export class LeaseKeeper {
+  private lease: Lease | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: LeaseKeeperOptions) {}
+
+  /** Starts (or restarts) keeping `lease` alive. */
+  track(lease: Lease): void {
+    this.lease = lease;
+    this.schedule(this.delayUntilRenewal(lease));
+  }
+
+  get current(): Lease | undefined {
+    return this.lease;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private delayUntilRenewal(lease: Lease): number | undefined {
+    if (lease.reservation || !lease.expiresAt) return undefined;
+    return Math.max(0, lease.expiresAt.getTime() - this.options.renewMarginMs - Date.now());
+  }
+
+  private schedule(delayMs: number | undefined): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (delayMs === undefined || this.stopped) return;
+    const lease = this.lease;
+    if (lease?.expiresAt) {
+      this.options.logger.info(
+        { subnet: lease.subnet.toString(), renewAt: new Date(Date.now() + delayMs).toISOString(), expiresAt: lease.expiresAt.toISOString() },
+        `renewing the lease in ${formatDuration(delayMs)}`,
+      );
+    }
+    // Node timers overflow past ~24.8 days; a 24 h TTL stays well below that.
+    this.timer = setTimeout(() => void this.renew(), Math.min(delayMs, 2 ** 31 - 1));
+    this.timer.unref();
+  }
+
+  private async renew(): Promise<void> {
+    const lease = this.lease;
+    if (!lease?.etcdLeaseId || this.stopped) return;
+    const { store, logger } = this.options;
+    try {
+      const ttl = await store.keepAliveOnce(lease.etcdLeaseId);
+      if (this.stopped || this.lease !== lease) return;
+      if (ttl === undefined) {
+        logger.warn({ subnet: lease.subnet.toString(), etcdLease: lease.etcdLeaseId }, "the lease has expired in etcd; acquiring again");
+        this.lease = undefined;
+        this.options.onExpired(lease);
+        return;
+      }
+      const renewed: Lease = { ...lease, expiresAt: new Date(Date.now() + ttl * 1000) };
+      this.lease = renewed;
+      this.options.onRenewed?.(renewed);
+      this.schedule(this.delayUntilRenewal(renewed));
+    } catch (error) {
+      if (this.stopped || this.lease !== lease) return;
+      this.options.onRenewFailed?.(error as Error);
+      const left = lease.expiresAt ? lease.expiresAt.getTime() - Date.now() : Infinity;
+      const retryMs = Math.max(1000, Math.min(this.options.retryMs ?? DEFAULT_RETRY_MS, left / 10));
+      logger.error({ subnet: lease.subnet.toString(), retryInMs: Math.round(retryMs) }, `renewing the lease failed: ${(error as Error).message}`);
+      this.schedule(retryMs);
+    }
+  }
+}
+
+export function formatDuration(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return h > 0 ? `${h}h${m}m${s}s` : m > 0 ? `${m}m${s}s` : `${s}s`;
+}

@@ -1,0 +1,266 @@
+import { readFileSync } from "node:fs";
+import { Etcd3, type IOptions, type IKeyValue, type Watcher } from "etcd3";
+import type { StoreOptions } from "./store-options.js";
+
+/** One key as stored, with what weft needs from etcd's metadata. */
+export interface StoredKey {
+  key: string;
+  value: string;
+  /** etcd lease id as a decimal string; "0" when the key has no lease (a reservation). */
+  leaseId: string;
+  modRevision: string;
+}
+
+export interface Listing {
+  keys: StoredKey[];
+  /** The store revision the listing was read at; watch from revision + 1. */
+  revision: string;
+}
+
+export interface WatchHandlers {
+  /** Every event of every response, in order; an empty batch is a progress notification. */
+  onEvents(events: WatchEvent[], revision: string): void;
+  /** The watch was cancelled by etcd (e.g. compaction) or the stream failed for good. */
+  onError(error: Error, compacted: boolean): void;
+}
+
+export interface WatchEvent {
+  type: "put" | "delete";
+  key: string;
+  value: string;
+  leaseId: string;
+  modRevision: string;
+}
+
+const DEFAULT_CALL_TIMEOUT_MS = 5000;
+
+/**
+ * The etcd v3 client weft uses: flannel's key layout under a prefix, deadlines on every call
+ * and gRPC keepalive so a dead or frozen etcd surfaces as an error within seconds (the etcd3
+ * package's defaults wait forever), and errors that name the endpoints and the key.
+ */
+export class EtcdStore {
+  private readonly client: Etcd3;
+  readonly prefix: string;
+  private readonly endpointsText: string;
+  private readonly callTimeoutMs: number;
+
+  constructor(options: StoreOptions) {
+    if (options.endpoints.length === 0) throw new Error("--etcd-endpoints: no endpoint given");
+    this.prefix = options.prefix.replace(/\/+$/, "");
+    if (!this.prefix.startsWith("/")) throw new Error(`--etcd-prefix: "${options.prefix}" must start with "/"`);
+    this.endpointsText = options.endpoints.join(",");
+    this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    this.client = new Etcd3(clientOptions(options, this.callTimeoutMs));
+  }
+
+  get configKey(): string {
+    return `${this.prefix}/config`;
+  }
+
+  get subnetsPrefix(): string {
+    return `${this.prefix}/subnets/`;
+  }
+
+  async get(key: string): Promise<StoredKey | undefined> {
+    const response = await this.call("get", key, () => this.client.kv.range({ key: Buffer.from(key) }));
+    const kv = response.kvs[0];
+    return kv ? storedKey(kv) : undefined;
+  }
+
+  async put(key: string, value: string): Promise<void> {
+    await this.call("put", key, () => this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value) }));
+  }
+
+  /** Every key under `prefix`, read at one revision. */
+  async list(prefix: string): Promise<Listing> {
+    const response = await this.call("list", prefix, () =>
+      this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) }),
+    );
+    return { keys: response.kvs.map(storedKey), revision: String(response.header.revision) };
+  }
+
+  /** Creates `key` only if it does not exist; attached to `leaseId` unless it is undefined. */
+  async createIfAbsent(key: string, value: string, leaseId: string | undefined): Promise<boolean> {
+    const response = await this.call("create", key, () =>
+      this.client.kv.txn({
+        compare: [{ key: Buffer.from(key), target: "Version", result: "Equal", version: 0 }],
+        success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(value), lease: leaseId ?? 0 } }],
+      }),
+    );
+    return response.succeeded;
+  }
+
+  /** Replaces `key` only if nobody changed it since `modRevision`. */
+  async replaceIfUnchanged(key: string, value: string, leaseId: string | undefined, modRevision: string): Promise<boolean> {
+    const response = await this.call("replace", key, () =>
+      this.client.kv.txn({
+        compare: [{ key: Buffer.from(key), target: "Mod", result: "Equal", mod_revision: modRevision }],
+        success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(value), lease: leaseId ?? 0 } }],
+      }),
+    );
+    return response.succeeded;
+  }
+
+  /** Deletes `key` only if nobody changed it since `modRevision`. */
+  async deleteIfUnchanged(key: string, modRevision: string): Promise<boolean> {
+    const response = await this.call("delete", key, () =>
+      this.client.kv.txn({
+        compare: [{ key: Buffer.from(key), target: "Mod", result: "Equal", mod_revision: modRevision }],
+        success: [{ request_delete_range: { key: Buffer.from(key) } }],
+      }),
+    );
+    return response.succeeded;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const response = await this.call("delete", key, () => this.client.kv.deleteRange({ key: Buffer.from(key) }));
+    return Number(response.deleted) > 0;
+  }
+
+  async grantLease(ttlSeconds: number): Promise<string> {
+    const response = await this.call("grant lease for", `${ttlSeconds} s`, () =>
+      this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }),
+    );
+    return String(response.ID);
+  }
+
+  async revokeLease(leaseId: string): Promise<void> {
+    await this.call("revoke lease", leaseId, () => this.client.leaseClient.leaseRevoke({ ID: leaseId }));
+  }
+
+  /** Seconds left on an etcd lease; undefined when the lease no longer exists. */
+  async timeToLive(leaseId: string): Promise<number | undefined> {
+    const response = await this.call("look up lease", leaseId, () =>
+      this.client.leaseClient.leaseTimeToLive({ ID: leaseId }),
+    );
+    const ttl = Number(response.TTL);
+    return ttl < 0 ? undefined : ttl;
+  }
+
+  /**
+   * Refreshes an etcd lease to its granted TTL (one KeepAlive round trip). Returns the new TTL,
+   * or undefined when the lease has expired. Reusing the lease is what keeps renewals from
+   * leaving an orphaned etcd lease behind each time, as flanneld does.
+   */
+  async keepAliveOnce(leaseId: string): Promise<number | undefined> {
+    return this.call("renew lease", leaseId, async () => {
+      const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + this.callTimeoutMs });
+      try {
+        const reply = new Promise<number>((resolve, reject) => {
+          stream.on("data", (response: { TTL: string | number }) => resolve(Number(response.TTL)));
+          stream.on("error", reject);
+          stream.on("end", () => reject(new Error("keepalive stream ended without a reply")));
+        });
+        stream.write({ ID: leaseId });
+        const ttl = await reply;
+        return ttl > 0 ? ttl : undefined;
+      } finally {
+        stream.end();
+        stream.cancel();
+      }
+    });
+  }
+
+  /** Watches every key under `prefix` from `fromRevision`; call the returned function to stop. */
+  async watchPrefix(prefix: string, fromRevision: string, handlers: WatchHandlers): Promise<() => Promise<void>> {
+    const watcher: Watcher = await this.call("watch", prefix, () =>
+      this.client.watch().prefix(prefix).startRevision(fromRevision).create(),
+    );
+    watcher.on("data", (response) => {
+      const events = response.events.map((event) => ({
+        type: event.type === "Delete" ? ("delete" as const) : ("put" as const),
+        ...storedKey(event.kv),
+      }));
+      handlers.onEvents(events, String(response.header.revision));
+    });
+    watcher.on("error", (error: Error) => {
+      const compacted = /compact/i.test(error.message);
+      handlers.onError(new Error(`watch of ${prefix} on ${this.endpointsText}: ${error.message}`), compacted);
+    });
+    return async () => {
+      await watcher.cancel().catch(() => undefined);
+    };
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private async call<T>(operation: string, subject: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      throw new Error(`etcd ${this.endpointsText}: ${operation} ${subject}: ${describe(error)}`);
+    }
+  }
+}
+
+function clientOptions(options: StoreOptions, callTimeoutMs: number): IOptions {
+  const result: IOptions = {
+    hosts: options.endpoints,
+    dialTimeout: callTimeoutMs,
+    // Unary calls get a deadline; streams (watch, keepalive) are watched by gRPC keepalive pings.
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+    grpcOptions: {
+      "grpc.keepalive_time_ms": 5000,
+      "grpc.keepalive_timeout_ms": 3000,
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.initial_reconnect_backoff_ms": 200,
+      "grpc.max_reconnect_backoff_ms": 5000,
+    },
+  };
+  if (options.keyFile && options.certFile) {
+    result.credentials = {
+      rootCertificate: readCredential(options.caFile, "--etcd-cafile"),
+      privateKey: readCredential(options.keyFile, "--etcd-keyfile"),
+      certChain: readCredential(options.certFile, "--etcd-certfile"),
+    };
+  } else if (options.keyFile || options.certFile) {
+    throw new Error("--etcd-keyfile and --etcd-certfile must be given together for TLS");
+  } else if (options.caFile) {
+    // A CA alone means TLS without a client certificate: verify the server only.
+    result.credentials = { rootCertificate: readCredential(options.caFile, "--etcd-cafile") };
+  }
+  if (options.username || options.password) {
+    if (!options.username || !options.password) {
+      throw new Error("--etcd-username and --etcd-password must be given together");
+    }
+    result.auth = { username: options.username, password: options.password };
+  }
+  return result;
+}
+
+function readCredential(path: string | undefined, flag: string): Buffer {
+  if (!path) return Buffer.alloc(0);
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new Error(`${flag}: cannot read ${path}: ${describe(error)}`);
+  }
+}
+
+function storedKey(kv: IKeyValue): StoredKey {
+  return {
+    key: kv.key.toString(),
+    value: kv.value.toString(),
+    leaseId: String(kv.lease ?? "0"),
+    modRevision: String(kv.mod_revision),
+  };
+}
+
+/** The range end that covers every key starting with `prefix`. */
+function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
