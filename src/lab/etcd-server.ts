@@ -20,6 +20,8 @@ export interface EtcdServerOptions {
   /** Where etcd's own output goes; default discarded. */
   logFile?: string;
   name?: string;
+  /** Start etcd in its own process group and let it outlive this process (for `weft lab up`). */
+  detached?: boolean;
 }
 
 export class EtcdServer {
@@ -27,7 +29,7 @@ export class EtcdServer {
   private exited: Promise<void> = Promise.resolve();
 
   private constructor(
-    readonly options: Required<Omit<EtcdServerOptions, "netns" | "logFile">> & Pick<EtcdServerOptions, "netns" | "logFile">,
+    readonly options: Required<Omit<EtcdServerOptions, "netns" | "logFile" | "detached">> & Pick<EtcdServerOptions, "netns" | "logFile" | "detached">,
     private readonly ownsDataDir: boolean,
   ) {}
 
@@ -47,7 +49,7 @@ export class EtcdServer {
     const clientPort = options.clientPort ?? (options.netns ? 2379 : await freeLoopbackPort());
     const peerPort = options.peerPort ?? (options.netns ? 2380 : await freeLoopbackPort());
     const server = new EtcdServer(
-      { host, clientPort, peerPort, dataDir, name: options.name ?? "weft", netns: options.netns, logFile: options.logFile },
+      { host, clientPort, peerPort, dataDir, name: options.name ?? "weft", netns: options.netns, logFile: options.logFile, detached: options.detached },
       ownsDataDir,
     );
     await server.launch();
@@ -56,7 +58,7 @@ export class EtcdServer {
 
   /** (Re)starts the etcd process on the same data dir and ports. */
   async launch(): Promise<void> {
-    const { host, clientPort, peerPort, dataDir, name, netns, logFile } = this.options;
+    const { host, clientPort, peerPort, dataDir, name, netns, logFile, detached } = this.options;
     const client = `http://${host}:${clientPort}`;
     const peer = `http://${host}:${peerPort}`;
     const args = [
@@ -78,7 +80,13 @@ export class EtcdServer {
       const { openSync } = await import("node:fs");
       output = openSync(logFile, "a");
     }
-    const child = spawn(command, fullArgs, { stdio: ["ignore", output, output] });
+    const child = spawn(command, fullArgs, { stdio: ["ignore", output, output], detached: detached ?? false });
+    if (typeof output === "number") {
+      const { closeSync } = await import("node:fs");
+      closeSync(output);
+    }
+    // A detached etcd must not keep this process alive (the lab CLI returns while etcd runs on).
+    if (detached) child.unref();
     this.process = child;
     this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
     const spawnError = new Promise<never>((_, reject) =>

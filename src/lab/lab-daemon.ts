@@ -1,0 +1,104 @@
+import { existsSync } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { readSubnetEnv, type SubnetEnv } from "../host/subnet-env.js";
+import { formatIpv4 } from "../net/ipv4.js";
+import type { LabHostState, LabState } from "./lab-state.js";
+import { execInNamespace, isAlive, sleep, spawnDetachedInNamespace, terminatePids } from "./netns.js";
+
+/**
+ * Starting, probing and stopping the weft daemon of one lab host. The daemon runs detached
+ * inside the host namespace (`ip netns exec <ns> node dist/cli.js run …`) so `lab up` can return;
+ * its PID is the only handle later commands have, so it goes into the lab state.
+ */
+
+/** dist/cli.js of this package: src/lab and dist/lab are both two levels below the root. */
+export function weftCliPath(): string {
+  return fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+}
+
+export function daemonArgs(state: LabState, host: LabHostState, extraArgs: readonly string[] = []): string[] {
+  return [
+    "run",
+    `--etcd-endpoints=${state.etcd.endpoint}`,
+    `--iface=${host.underlayDevice}`,
+    `--subnet-file=${host.subnetFile}`,
+    `--state-dir=${host.stateDir}`,
+    "--healthz-ip=127.0.0.1",
+    `--healthz-port=${host.healthzPort}`,
+    ...(state.ipMasq ? ["--ip-masq"] : []),
+    ...extraArgs,
+  ];
+}
+
+/** Starts the host's daemon; returns its PID (also stored in `host.daemonPid`). */
+export async function startDaemon(state: LabState, host: LabHostState, extraArgs: readonly string[] = []): Promise<number> {
+  if (host.daemonPid !== undefined && isAlive(host.daemonPid)) {
+    throw new Error(`host ${host.name}: its weft daemon is already running (PID ${host.daemonPid}); stop it first`);
+  }
+  const cli = weftCliPath();
+  if (!existsSync(cli)) {
+    throw new Error(`${cli} does not exist: build weft first (\`npm run build:ts\`)`);
+  }
+  await mkdir(host.stateDir, { recursive: true });
+  const pid = spawnDetachedInNamespace(host.namespace, process.execPath, [cli, ...daemonArgs(state, host, extraArgs)], host.logFile);
+  host.daemonPid = pid;
+  return pid;
+}
+
+/** Stops the daemon by its recorded PID (SIGTERM, SIGKILL after `graceMs`). */
+export async function stopDaemon(host: LabHostState, graceMs = 5000): Promise<void> {
+  if (host.daemonPid !== undefined) await terminatePids([host.daemonPid], graceMs);
+  host.daemonPid = undefined;
+}
+
+/** Asks the daemon's /readyz from inside its namespace; true only for HTTP 2xx. */
+export async function probeReadyz(host: LabHostState): Promise<boolean> {
+  const url = `http://127.0.0.1:${host.healthzPort}/readyz`;
+  const script = `fetch(${JSON.stringify(url)},{signal:AbortSignal.timeout(1000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(2))`;
+  const result = await execInNamespace(host.namespace, process.execPath, ["-e", script], { allowFailure: true, timeoutMs: 5000 });
+  return result.exitCode === 0;
+}
+
+/**
+ * Waits until the daemon has written subnet.env and answers /readyz. Fails early, with the
+ * tail of its log, when the daemon exits.
+ */
+export async function waitDaemonReady(host: LabHostState, timeoutMs = 30_000): Promise<SubnetEnv> {
+  const deadline = Date.now() + timeoutMs;
+  let env: SubnetEnv | undefined;
+  let lastError = "";
+  while (Date.now() < deadline) {
+    if (host.daemonPid === undefined || !isAlive(host.daemonPid)) {
+      throw new Error(`host ${host.name}: weft daemon (PID ${host.daemonPid ?? "none"}) exited; last log lines from ${host.logFile}:\n${await logTail(host.logFile)}`);
+    }
+    try {
+      env = env?.subnetAddress && env.mtu !== undefined ? env : await readSubnetEnv(host.subnetFile);
+    } catch (error) {
+      lastError = (error as Error).message; // A half-read file during the daemon's write; try again.
+    }
+    if (env?.subnetAddress && env.mtu !== undefined && (await probeReadyz(host))) return env;
+    await sleep(100);
+  }
+  const waitingFor = env?.subnetAddress ? `/readyz on 127.0.0.1:${host.healthzPort} in ${host.namespace}` : `${host.subnetFile}`;
+  throw new Error(
+    `host ${host.name}: weft daemon not ready after ${timeoutMs / 1000} s (waiting for ${waitingFor})${lastError ? `; ${lastError}` : ""}; ` +
+      `last log lines from ${host.logFile}:\n${await logTail(host.logFile)}`,
+  );
+}
+
+export async function logTail(path: string, lines = 15): Promise<string> {
+  try {
+    const text = await readFile(path, "utf8");
+    return text.trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+/** subnet.env reduced to what docker0 needs; errors name the file and the missing key. */
+export function dockerBridgeFromEnv(host: LabHostState, env: SubnetEnv): { bridgeAddress: string; mtu: number } {
+  if (!env.subnetAddress) throw new Error(`${host.subnetFile}: FLANNEL_SUBNET is missing; the daemon has not written a lease yet`);
+  if (env.mtu === undefined) throw new Error(`${host.subnetFile}: FLANNEL_MTU is missing`);
+  return { bridgeAddress: `${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`, mtu: env.mtu };
+}

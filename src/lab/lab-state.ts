@@ -1,0 +1,93 @@
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+/**
+ * The lab state file (`<labDir>/state.json`): everything a later `weft lab …` command needs
+ * to find what `lab up` built — namespaces, PIDs, addresses — without guessing.
+ * `lab down` also works without it (by namespace name), so a lost file never strands a lab.
+ */
+export interface LabState {
+  version: 1;
+  /** Lab name; every namespace is named `<name>-<role>`. */
+  name: string;
+  labDir: string;
+  createdAt: string;
+  backend: string;
+  /** The network config JSON written to etcd (undefined when no daemons run). */
+  networkConfig?: Record<string, unknown>;
+  daemons: "weft" | "none";
+  ipMasq: boolean;
+  underlay: { namespace: string; bridge: string; cidr: string; mtu: number };
+  etcd: { namespace: string; address: string; endpoint: string; pid?: number; dataDir: string; logFile: string };
+  internet?: { namespace: string; address: string };
+  hosts: LabHostState[];
+  containers: LabContainerState[];
+}
+
+export interface LabHostState {
+  /** Short name used on the command line: h1, h2, … */
+  name: string;
+  namespace: string;
+  /** The host's underlay interface (inside its namespace) and address. */
+  underlayDevice: string;
+  underlayAddress: string;
+  dir: string;
+  subnetFile: string;
+  stateDir: string;
+  logFile: string;
+  healthzPort: number;
+  daemonPid?: number;
+  /** From subnet.env once known: FLANNEL_SUBNET (the docker0 address with prefix) and FLANNEL_MTU. */
+  bridgeAddress?: string;
+  subnet?: string;
+  mtu?: number;
+}
+
+export interface LabContainerState {
+  /** h1c1, h1c2, … */
+  name: string;
+  host: string;
+  namespace: string;
+  /** Host-side veth name in the host namespace (the container side is always eth0). */
+  hostVeth: string;
+  address?: string;
+  prefixLength?: number;
+  mtu?: number;
+}
+
+export const STATE_FILE = "state.json";
+
+/** Default lab dir: /run is tmpfs, so a reboot (which also drops the namespaces) clears it too. */
+export function defaultLabDir(name: string): string {
+  return join("/run/weft-lab", name);
+}
+
+export async function writeLabState(state: LabState): Promise<void> {
+  await mkdir(state.labDir, { recursive: true });
+  const path = join(state.labDir, STATE_FILE);
+  const temp = `${path}.tmp`;
+  await writeFile(temp, JSON.stringify(state, null, 2) + "\n");
+  await rename(temp, path);
+}
+
+/** Reads a lab's state; undefined when the lab dir or file does not exist. */
+export async function readLabState(labDir: string): Promise<LabState | undefined> {
+  const path = join(labDir, STATE_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new Error(`lab state ${path}: cannot read: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`lab state ${path}: not valid JSON (${(error as Error).message}); run \`weft lab down --name <name>\` to clean up by name`);
+  }
+  if (typeof parsed !== "object" || parsed === null || (parsed as { version?: unknown }).version !== 1) {
+    throw new Error(`lab state ${path}: unknown format (expected version 1); run \`weft lab down\` to clean up by name`);
+  }
+  return parsed as LabState;
+}
