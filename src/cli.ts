@@ -2,19 +2,25 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { commands } from "./commands/index.js";
+import { VERSION } from "./version.js";
 
 /** weft's command line: one module per subcommand under src/commands/. */
 async function main(): Promise<void> {
-  let cli = yargs(hideBin(process.argv))
+  let cli = yargs(goStyleFlags(hideBin(process.argv)))
     .scriptName("weft")
     .strict()
     .demandCommand(1, "name a command; see weft --help")
     .recommendCommands()
     .help()
-    .version(false)
+    .version(VERSION)
     .wrap(Math.min(110, process.stdout.columns || 110));
-  for (const command of commands) cli = cli.command(command);
+  for (const register of commands) cli = register(cli);
   await cli.parseAsync();
+}
+
+/** flanneld units may use Go's single-dash long flags (-etcd-endpoints=…); yargs needs two dashes. */
+function goStyleFlags(argv: string[]): string[] {
+  return argv.map((arg) => (/^-[a-z][a-z0-9]*-[a-z0-9-]+(=.*)?$/i.test(arg) || /^-(iface|version|help)(=.*)?$/.test(arg) ? `-${arg}` : arg));
 }
 
 main().catch((error: unknown) => {

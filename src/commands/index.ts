@@ -1,5 +1,21 @@
-import type { CommandModule } from "yargs";
+import type { Argv, CommandModule } from "yargs";
+import { configCommand } from "./config.js";
+import { leasesCommand } from "./leases.js";
+import { reserveCommand, unreserveCommand } from "./reserve.js";
+import { runCommand } from "./run.js";
+
+/** Adds one subcommand to the CLI; each module keeps its own argv type. */
+export type CommandRegistration = (cli: Argv) => Argv;
+
+function command<U>(module: CommandModule<object, U>): CommandRegistration {
+  return (cli) => cli.command(module);
+}
 
 /** Every subcommand, one module each; add a line per new command. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- yargs command modules differ in their argv types
-export const commands: CommandModule<any, any>[] = [];
+export const commands: readonly CommandRegistration[] = [
+  command(runCommand),
+  command(configCommand),
+  command(leasesCommand),
+  command(reserveCommand),
+  command(unreserveCommand),
+];

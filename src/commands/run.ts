@@ -1,0 +1,117 @@
+import type { Argv, CommandModule } from "yargs";
+import { Daemon } from "../daemon.js";
+import { MAX_RENEW_MARGIN_MINUTES, type DaemonOptions } from "../config/daemon-options.js";
+import { defineStoreOptions, storeOptionsFromArgs, type StoreArgs } from "./store-flags.js";
+import { tryParseIpv4 } from "../net/ipv4.js";
+import { createLogger } from "../observe/logger.js";
+
+/**
+ * `weft run`: the daemon. Flags and their FLANNELD_* variables are flanneld's (spec §4), so a
+ * flanneld unit works with weft swapped in; weft's own additions are marked as such.
+ */
+export interface RunArgs extends StoreArgs {
+  iface?: string | string[];
+  "iface-regex"?: string | string[];
+  "iface-can-reach"?: string;
+  "public-ip"?: string;
+  "public-ipv6"?: string;
+  "subnet-file": string;
+  "subnet-lease-renew-margin": number;
+  "subnet-lease-ttl": number;
+  "ip-masq": boolean;
+  "ip-masq-fully-random-disable": boolean;
+  "iptables-forward-rules": boolean;
+  "iptables-resync": number;
+  "healthz-ip": string;
+  "healthz-port": number;
+  "state-dir": string;
+  "reconcile-interval": number;
+  "kube-subnet-mgr": boolean;
+  "log-level": string;
+}
+
+export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
+  return defineStoreOptions(yargs)
+    .option("iface", { type: "string", describe: "interface name or IPv4 to use for the underlay; repeatable, first match wins" })
+    .option("iface-regex", { type: "string", describe: "regex on interface IPv4 addresses, then names; repeatable" })
+    .option("iface-can-reach", { type: "string", describe: "use the interface the kernel would use to reach this IPv4" })
+    .option("public-ip", { type: "string", describe: "IPv4 advertised to peers (default: the interface address)" })
+    .option("public-ipv6", { type: "string", describe: "IPv6 advertised to peers" })
+    .option("subnet-file", { type: "string", default: "/run/flannel/subnet.env", describe: "where to write subnet.env" })
+    .option("subnet-lease-renew-margin", { type: "number", default: 60, describe: `minutes before expiry to renew the lease (1..${MAX_RENEW_MARGIN_MINUTES})` })
+    .option("subnet-lease-ttl", { type: "number", default: 86_400, describe: "[weft] TTL in seconds of newly granted leases" })
+    .option("ip-masq", { type: "boolean", default: false, describe: "masquerade traffic leaving the overlay" })
+    .option("ip-masq-fully-random-disable", { type: "boolean", default: false, describe: "do not use fully-random port mapping" })
+    .option("iptables-forward-rules", { type: "boolean", default: true, describe: "accept forwarded traffic of the Network (Docker sets FORWARD to DROP)" })
+    .option("iptables-resync", { type: "number", default: 5, describe: "seconds between checks of the traffic rules" })
+    .option("healthz-ip", { type: "string", default: "0.0.0.0", describe: "listen address of /healthz, /readyz and /metrics" })
+    .option("healthz-port", { type: "number", default: 0, describe: "listen port of /healthz, /readyz and /metrics (0 = off)" })
+    .option("state-dir", { type: "string", default: "/var/lib/weft", describe: "[weft] state kept across restarts" })
+    .option("reconcile-interval", { type: "number", default: 10, describe: "[weft] seconds between repairs of kernel state" })
+    .option("kube-subnet-mgr", { type: "boolean", default: false, hidden: true })
+    .option("log-level", { type: "string", default: "info", choices: ["trace", "debug", "info", "warn", "error", "fatal"] });
+}
+
+/** Turns parsed flags into checked options; errors name the flag. */
+export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
+  if (args["kube-subnet-mgr"]) throw new Error("--kube-subnet-mgr: weft uses etcd only; drop the flag and set --etcd-endpoints");
+  const margin = args["subnet-lease-renew-margin"];
+  if (!Number.isInteger(margin) || margin < 1 || margin > MAX_RENEW_MARGIN_MINUTES) {
+    throw new Error(`--subnet-lease-renew-margin: ${margin} is outside 1..${MAX_RENEW_MARGIN_MINUTES} minutes`);
+  }
+  const ttl = args["subnet-lease-ttl"];
+  if (!Number.isInteger(ttl) || ttl < 10) throw new Error(`--subnet-lease-ttl: ${ttl} must be a whole number of seconds ≥ 10`);
+  // A margin at or beyond the TTL would renew constantly: renew at half the TTL instead.
+  const renewMarginMs = Math.min(margin * 60_000, (ttl * 1000) / 2);
+  const publicIP = args["public-ip"];
+  if (publicIP !== undefined && tryParseIpv4(publicIP) === undefined) throw new Error(`--public-ip: "${publicIP}" is not an IPv4 address`);
+  const canReach = args["iface-can-reach"];
+  if (canReach !== undefined && tryParseIpv4(canReach) === undefined) {
+    throw new Error(`--iface-can-reach: "${canReach}" is not an IPv4 address`);
+  }
+  const healthzPort = args["healthz-port"];
+  if (!Number.isInteger(healthzPort) || healthzPort < 0 || healthzPort > 65535) {
+    throw new Error(`--healthz-port: ${healthzPort} is not a port number (0 disables the server)`);
+  }
+  for (const flag of ["iptables-resync", "reconcile-interval"] as const) {
+    if (!(args[flag] > 0)) throw new Error(`--${flag}: ${args[flag]} must be a positive number of seconds`);
+  }
+  return {
+    store: storeOptionsFromArgs(args),
+    interfaceSelection: {
+      ifaces: repeatable(args.iface),
+      ifaceRegexes: repeatable(args["iface-regex"]),
+      ifaceCanReach: canReach,
+      publicIP,
+    },
+    subnetFile: args["subnet-file"],
+    stateDir: args["state-dir"],
+    renewMarginMs,
+    leaseTtlSeconds: ttl,
+    ipMasq: args["ip-masq"],
+    ipMasqFullyRandom: !args["ip-masq-fully-random-disable"],
+    forwardRules: args["iptables-forward-rules"],
+    rulesResyncMs: args["iptables-resync"] * 1000,
+    reconcileIntervalMs: args["reconcile-interval"] * 1000,
+    healthz: healthzPort > 0 ? { host: args["healthz-ip"], port: healthzPort } : undefined,
+  };
+}
+
+/** A repeatable flag, also given as one comma-separated FLANNELD_* value. */
+function repeatable(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value : [value]).flatMap((item) => String(item).split(",")).map((item) => item.trim()).filter(Boolean);
+}
+
+export const runCommand: CommandModule<object, RunArgs> = {
+  command: "run",
+  describe: "run the daemon: lease a subnet, program the backend, keep watching peers",
+  builder: (yargs) => defineRunOptions(yargs),
+  handler: async (args) => {
+    const options = daemonOptionsFromArgs(args);
+    const logger = createLogger({ level: args["log-level"] as "info" });
+    const daemon = new Daemon(options, logger);
+    daemon.handleSignals();
+    await daemon.run();
+  },
+};

@@ -1,0 +1,26 @@
+import type { StoreOptions } from "../store/store-options.js";
+import type { InterfaceSelectionOptions } from "./interface-selection.js";
+
+/** Everything `weft run` needs, after flags and FLANNELD_* variables are merged and checked. */
+export interface DaemonOptions {
+  store: StoreOptions;
+  interfaceSelection: InterfaceSelectionOptions;
+  subnetFile: string;
+  /** Directory for state kept across restarts (e.g. VtepMACs of userspace devices). */
+  stateDir: string;
+  /** Renew this long before the lease expires (--subnet-lease-renew-margin, minutes). */
+  renewMarginMs: number;
+  /** TTL of newly granted leases (--subnet-lease-ttl; flanneld's fixed 24 h by default). */
+  leaseTtlSeconds: number;
+  ipMasq: boolean;
+  ipMasqFullyRandom: boolean;
+  forwardRules: boolean;
+  /** How often traffic rules are re-checked (--iptables-resync, seconds). */
+  rulesResyncMs: number;
+  /** How often the backend's kernel state is reconciled against the leases. */
+  reconcileIntervalMs: number;
+  /** Health server; undefined when --healthz-port is 0 (flanneld's default: off). */
+  healthz?: { host: string; port: number };
+}
+
+export const MAX_RENEW_MARGIN_MINUTES = 1439;

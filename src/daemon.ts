@@ -1,0 +1,324 @@
+import { mkdir } from "node:fs/promises";
+import type { Logger } from "pino";
+import type { Backend } from "./backend/backend.js";
+import { findBackend } from "./backend/registry.js";
+import type { DaemonOptions } from "./config/daemon-options.js";
+import { selectExternalInterface, type SelectedInterface } from "./config/interface-selection.js";
+import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
+import { readSubnetEnv, previousSubnet, writeSubnetEnv } from "./host/subnet-env.js";
+import { acquireLease } from "./lease/acquire.js";
+import { OutOfSubnetsError } from "./lease/errors.js";
+import { LeaseKeeper } from "./lease/renew.js";
+import type { Lease, PeerEvent } from "./lease/types.js";
+import { PeerWatcher } from "./lease/watch.js";
+import type { Ipv4Subnet } from "./net/ipv4.js";
+import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
+import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
+import { EtcdStore } from "./store/etcd-store.js";
+import { TrafficRules } from "./host/firewall/traffic-rules.js";
+
+const CONFIG_RETRY_MS = 1000;
+const ACQUIRE_RETRY_MAX_MS = 30_000;
+
+/**
+ * One weft daemon: wires store, lease, backend, host files and observability, and owns shutdown.
+ *
+ *   1. health server up (healthz answers at once; readyz waits for 5)
+ *   2. external interface chosen, network config read (retried until it exists)
+ *   3. backend registered (it tells what the lease advertises and the MTU)
+ *   4. lease acquired (retried, never fatal), subnet.env written, traffic rules installed
+ *   5. backend activated with the lease, peers watched, lease kept alive, kernel state reconciled
+ * A lost own lease is re-acquired (same subnet preferred) without stopping the data path.
+ */
+export class Daemon {
+  private readonly metrics: WeftMetrics = createMetrics();
+  private store: EtcdStore | undefined;
+  private http: RunningHttpServer | undefined;
+  private backend: Backend | undefined;
+  private keeper: LeaseKeeper | undefined;
+  private watcher: PeerWatcher | undefined;
+  private rules: TrafficRules | undefined;
+  private ownLease: Lease | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private stopping = false;
+  private reacquiring: Promise<void> | undefined;
+  private readonly ready = { lease: false, subnetFile: false, rules: false, backend: false };
+  private readonly stopped: Promise<void>;
+  private resolveStopped!: () => void;
+
+  constructor(
+    private readonly options: DaemonOptions,
+    private readonly logger: Logger,
+  ) {
+    this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
+  }
+
+  /** First SIGTERM/SIGINT stops gracefully (the lease stays for the restart); a second exits at once. */
+  handleSignals(): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (this.stopping) {
+        this.logger.warn({ signal }, "second signal: exiting now");
+        process.exit(1);
+      }
+      this.logger.info({ signal }, "stopping; the lease is kept for the next start");
+      void this.stop();
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  }
+
+  /** Runs until stop(); rejects only on errors a restart cannot fix (bad flags, bad config). */
+  async run(): Promise<void> {
+    const { options, logger } = this;
+    if (options.healthz) {
+      this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
+      logger.info({ address: this.http.address, port: this.http.port }, "serving /healthz, /readyz and /metrics");
+    }
+    const external = await selectExternalInterface(options.interfaceSelection);
+    logger.info(
+      { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
+      `using interface ${external.name} (${external.address}), public IP ${external.publicIP}`,
+    );
+    await mkdir(options.stateDir, { recursive: true });
+    this.store = new EtcdStore(options.store);
+    const config = await this.readNetworkConfig(this.store);
+    if (this.stopping) return this.stopped;
+    const factory = findBackend(config.backend.type);
+    factory.validateOptions(config.backend.options);
+    this.backend = factory.create({
+      network: config,
+      options: config.backend.options,
+      external,
+      logger: logger.child({ backend: factory.type }),
+      metrics: this.metrics.registry,
+      stateDir: options.stateDir,
+    });
+    const registration = await this.backend.register();
+    const attrs = { publicIP: external.publicIP, publicIPv6: null, ...registration.attrs };
+
+    const previous = await this.readPreviousSubnet();
+    const lease = await this.acquireUntilDone(config, attrs, previous);
+    if (this.stopping || !lease) return this.stopped;
+    await this.takeLease(lease, config, registration.mtu);
+
+    this.keeper = new LeaseKeeper({
+      store: this.store,
+      logger,
+      renewMarginMs: options.renewMarginMs,
+      onRenewed: (renewed) => {
+        this.ownLease = renewed;
+        this.metrics.renewals.inc();
+        this.metrics.trackLeaseExpiry(renewed.expiresAt);
+      },
+      onRenewFailed: () => {
+        this.metrics.renewalFailures.inc();
+        this.metrics.etcdErrors.inc();
+      },
+      onExpired: () => this.reacquire(config, attrs, registration.mtu, "the lease expired"),
+    });
+    this.keeper.track(lease);
+
+    this.watcher = new PeerWatcher({
+      store: this.store,
+      logger,
+      ownKey: () => this.ownLease?.key,
+      onPeers: (events) => this.applyPeers(events),
+      onOwnLeaseDeleted: () => this.reacquire(config, attrs, registration.mtu, "the lease key was deleted"),
+      onResync: (reason) => {
+        if (reason !== "periodic") this.metrics.watchResyncs.inc({ reason });
+      },
+    });
+    await this.retryUntilStopped("list peers", () => this.watcher!.start());
+    this.startPeriodicWork();
+    logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
+    return this.stopped;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return this.stopped;
+    this.stopping = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.keeper?.stop();
+    await this.watcher?.stop().catch(() => undefined);
+    await this.backend?.stop().catch((error: Error) => this.logger.warn(`stopping the backend: ${error.message}`));
+    await this.http?.close().catch(() => undefined);
+    this.store?.close();
+    this.logger.info("stopped");
+    this.resolveStopped();
+    return this.stopped;
+  }
+
+  private readiness(): Readiness {
+    const checks = { ...this.ready };
+    return { ready: Object.values(checks).every(Boolean), checks };
+  }
+
+  /** The config is written by an operator; until it exists, say which key is read, once a while. */
+  private async readNetworkConfig(store: EtcdStore): Promise<NetworkConfig> {
+    let attempts = 0;
+    while (!this.stopping) {
+      try {
+        const stored = await store.get(store.configKey);
+        if (stored) return parseNetworkConfig(stored.value);
+        if (attempts % 30 === 0) {
+          this.logger.warn(
+            { key: store.configKey },
+            `no network config at ${store.configKey} (written with the etcd v3 API?); write one with "weft config set", retrying`,
+          );
+        }
+      } catch (error) {
+        if (attempts % 10 === 0) this.logger.error({ key: store.configKey }, `cannot use the network config: ${(error as Error).message}; retrying`);
+      }
+      attempts++;
+      await sleep(CONFIG_RETRY_MS);
+    }
+    throw new Error("stopped before the network config was read");
+  }
+
+  private async readPreviousSubnet(): Promise<Ipv4Subnet | undefined> {
+    try {
+      const env = await readSubnetEnv(this.options.subnetFile);
+      return env ? previousSubnet(env) : undefined;
+    } catch (error) {
+      this.logger.warn(`ignoring the previous subnet file: ${(error as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /** Acquires, retrying with back-off: etcd outages and a full network are waited out, not fatal. */
+  private async acquireUntilDone(config: NetworkConfig, attrs: Lease["attrs"], previous: Ipv4Subnet | undefined): Promise<Lease | undefined> {
+    let delayMs = 1000;
+    while (!this.stopping) {
+      try {
+        const result = await acquireLease({
+          store: this.store!,
+          config,
+          attrs,
+          previousSubnet: previous,
+          ttlSeconds: this.options.leaseTtlSeconds,
+          logger: this.logger,
+        });
+        this.metrics.leaseAcquisitions.inc({ result: result.how });
+        this.metrics.freeSubnets.set(result.freeSubnets);
+        this.logger.info(
+          { subnet: result.lease.subnet.toString(), key: result.lease.key, how: result.how, expiresAt: result.lease.expiresAt?.toISOString() ?? "never (reservation)" },
+          `leased ${result.lease.subnet}`,
+        );
+        return result.lease;
+      } catch (error) {
+        const full = error instanceof OutOfSubnetsError;
+        this.metrics.leaseAcquisitions.inc({ result: full ? "out-of-subnets" : "error" });
+        if (full) this.metrics.freeSubnets.set(0);
+        else this.metrics.etcdErrors.inc();
+        this.logger.error({ retryInMs: delayMs }, `cannot lease a subnet: ${(error as Error).message}`);
+        await sleep(delayMs);
+        delayMs = Math.min(delayMs * 2, ACQUIRE_RETRY_MAX_MS);
+      }
+    }
+    return undefined;
+  }
+
+  /** Everything that follows from holding `lease`: subnet.env, traffic rules, the backend. */
+  private async takeLease(lease: Lease, config: NetworkConfig, mtu: number): Promise<void> {
+    this.ownLease = lease;
+    this.ready.lease = true;
+    this.metrics.trackLeaseExpiry(lease.reservation ? "reservation" : lease.expiresAt);
+    await writeSubnetEnv(this.options.subnetFile, {
+      network: config.network,
+      subnetAddress: { address: lease.subnet.addressAt(1), prefixLength: lease.subnet.prefixLength },
+      mtu,
+      ipMasq: this.options.ipMasq,
+    });
+    this.ready.subnetFile = true;
+    this.logger.info({ path: this.options.subnetFile, mtu }, "wrote the subnet file");
+    this.rules ??= new TrafficRules(this.logger, { fullyRandom: this.options.ipMasqFullyRandom });
+    await this.retryUntilStopped("install traffic rules", () =>
+      this.rules!.apply({
+        network: config.network,
+        ownSubnet: lease.subnet,
+        ipMasq: this.options.ipMasq,
+        forwardRules: this.options.forwardRules,
+      }),
+    );
+    this.ready.rules = true;
+    await this.backend!.activate(lease);
+    this.ready.backend = true;
+  }
+
+  private reacquire(config: NetworkConfig, attrs: Lease["attrs"], mtu: number, why: string): void {
+    if (this.stopping || this.reacquiring) return;
+    const lost = this.ownLease;
+    this.logger.warn({ subnet: lost?.subnet.toString() }, `${why}; acquiring a lease again (same subnet preferred), the data path keeps running`);
+    this.ready.lease = false;
+    this.reacquiring = (async () => {
+      if (lost?.etcdLeaseId) await this.store!.revokeLease(lost.etcdLeaseId).catch(() => undefined);
+      const lease = await this.acquireUntilDone(config, attrs, lost?.subnet);
+      if (!lease || this.stopping) return;
+      if (lost && !lease.subnet.equals(lost.subnet)) {
+        this.logger.warn({ from: lost.subnet.toString(), to: lease.subnet.toString() }, "the subnet changed: docker0 must be reconfigured from the subnet file");
+        await this.takeLease(lease, config, mtu);
+      } else {
+        this.ownLease = lease;
+        this.ready.lease = true;
+        this.metrics.trackLeaseExpiry(lease.reservation ? "reservation" : lease.expiresAt);
+      }
+      this.keeper?.track(lease);
+    })()
+      .catch((error: Error) => this.logger.error(`re-acquiring the lease failed: ${error.message}`))
+      .finally(() => (this.reacquiring = undefined));
+  }
+
+  private async applyPeers(events: PeerEvent[]): Promise<void> {
+    this.metrics.peers.set(this.watcher?.current().length ?? 0);
+    for (const event of events) {
+      this.logger.info({ subnet: event.lease.subnet.toString(), publicIP: event.lease.attrs.publicIP, backendType: event.lease.attrs.backendType }, `peer ${event.kind}`);
+    }
+    await this.backend!.applyPeers(events);
+  }
+
+  private startPeriodicWork(): void {
+    const every = (ms: number, what: string, work: () => Promise<unknown>) => {
+      let running = false;
+      const timer = setInterval(() => {
+        if (running || this.stopping) return;
+        running = true;
+        work()
+          .catch((error: Error) => this.logger.error(`${what} failed: ${error.message}`))
+          .finally(() => (running = false));
+      }, ms);
+      timer.unref();
+      this.timers.push(timer);
+    };
+    every(this.options.reconcileIntervalMs, "reconciling kernel state", async () => {
+      const report = await this.backend!.reconcile({ dryRun: false });
+      if (report.changes.length > 0) this.logger.warn({ changes: report.changes }, "repaired kernel state");
+    });
+    every(this.options.rulesResyncMs, "checking traffic rules", async () => {
+      const { repaired } = await this.rules!.verify();
+      if (repaired) this.logger.warn("traffic rules were missing or changed; re-installed them");
+    });
+    every(1000, "updating lease metrics", async () => {
+      const lease = this.ownLease;
+      this.metrics.trackLeaseExpiry(lease?.reservation ? "reservation" : lease?.expiresAt);
+    });
+  }
+
+  private async retryUntilStopped(what: string, work: () => Promise<void>): Promise<void> {
+    let delayMs = 500;
+    while (!this.stopping) {
+      try {
+        return await work();
+      } catch (error) {
+        this.logger.error({ retryInMs: delayMs }, `${what} failed: ${(error as Error).message}`);
+        await sleep(delayMs);
+        delayMs = Math.min(delayMs * 2, ACQUIRE_RETRY_MAX_MS);
+      }
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export type { SelectedInterface };
