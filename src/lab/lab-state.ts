@@ -65,7 +65,8 @@ export function defaultLabDir(name: string): string {
 export async function writeLabState(state: LabState): Promise<void> {
   await mkdir(state.labDir, { recursive: true });
   const path = join(state.labDir, STATE_FILE);
-  const temp = `${path}.tmp`;
+  // Unique temp name: concurrent writers (daemons coming up in parallel) must not share one.
+  const temp = `${path}.${process.pid}.${Math.random().toString(16).slice(2)}.tmp`;
   await writeFile(temp, JSON.stringify(state, null, 2) + "\n");
   await rename(temp, path);
 }

@@ -92,6 +92,7 @@ export class Lab {
   readonly hosts: LabHost[];
   readonly containers: LabContainer[];
   timings?: LabTimings;
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(readonly state: LabState, private readonly options: Pick<LabOptions, "daemonArgs" | "readyTimeoutMs" | "log"> = {}) {
     this.containers = state.containers.map((container) => new LabContainer(container));
@@ -178,8 +179,11 @@ export class Lab {
     return { ok: results.length > 0 && results.every((result) => result.ok), table: formatCheckTable(results), results };
   }
 
+  /** Writes the state file; writes are queued so the newest state always lands last. */
   save(): Promise<void> {
-    return writeLabState(this.state);
+    const write = this.saving.then(() => writeLabState(this.state));
+    this.saving = write.catch(() => undefined);
+    return write;
   }
 
   /** Removes everything this lab made: processes, namespaces, lab dir. */
@@ -350,7 +354,7 @@ async function removeLabDir(labDir: string, name: string, state: LabState | unde
   } catch {
     return false;
   }
-  const onlyLabEntries = entries.every((entry) => /^(h\d+|etcd|state\.json(\.tmp)?)$/.test(entry));
+  const onlyLabEntries = entries.every((entry) => /^(h\d+|etcd|state\.json(\..*\.tmp)?)$/.test(entry));
   if (state?.name === name || onlyLabEntries) {
     await rm(labDir, { recursive: true, force: true });
     return true;
