@@ -3,6 +3,7 @@ import { configCommand } from "./config.js";
 import { leasesCommand } from "./leases.js";
 import { reserveCommand, unreserveCommand } from "./reserve.js";
 import { runCommand } from "./run.js";
+import { labCommand } from "./lab.js";
 
 /** Adds one subcommand to the CLI; each module keeps its own argv type. */
 export type CommandRegistration = (cli: Argv) => Argv;
@@ -18,4 +19,5 @@ export const commands: readonly CommandRegistration[] = [
   command(leasesCommand),
   command(reserveCommand),
   command(unreserveCommand),
+  command(labCommand),
 ];

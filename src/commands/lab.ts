@@ -1,0 +1,232 @@
+import { spawn } from "node:child_process";
+import type { Argv, CommandModule } from "yargs";
+import { formatCheckTable } from "../lab/check.js";
+import { probeReadyz } from "../lab/lab-daemon.js";
+import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab, type Lab } from "../lab/lab.js";
+import { defaultLabDir } from "../lab/lab-state.js";
+import { isAlive, listNamespaces } from "../lab/netns.js";
+
+/**
+ * `weft lab up|status|exec|check|down`: a whole cluster on one machine, in network
+ * namespaces (see src/lab/topology.ts for the picture). All state is in the lab dir, so
+ * each subcommand is a separate process.
+ */
+interface LabArgs {
+  name: string;
+  "lab-dir"?: string;
+}
+
+interface UpArgs extends LabArgs {
+  hosts: number;
+  containers: number;
+  backend: string;
+  network: string;
+  "backend-option"?: string[];
+  internet: boolean;
+  "ip-masq": boolean;
+  daemons: string;
+  "daemon-arg"?: string[];
+  "ready-timeout": number;
+}
+
+interface ExecArgs extends LabArgs {
+  target: string;
+  command?: (string | number)[];
+}
+
+interface CheckArgs extends LabArgs {
+  json: boolean;
+}
+
+function defineLabOptions<T>(yargs: Argv<T>): Argv<T & LabArgs> {
+  return yargs
+    .option("name", {
+      type: "string",
+      default: DEFAULT_LAB_NAME,
+      describe: "lab name; its namespaces are <name>-ul, <name>-etcd, <name>-h1, <name>-h1c1, …",
+    })
+    .option("lab-dir", { type: "string", describe: "where state, logs and subnet files live (default /run/weft-lab/<name>)" });
+}
+
+function labDirOf(args: LabArgs): string {
+  return args["lab-dir"] ?? defaultLabDir(args.name);
+}
+
+/** "VNI=4" → ["VNI", 4]: numbers and booleans are typed, everything else stays a string. */
+function parseBackendOption(text: string): [string, unknown] {
+  const equals = text.indexOf("=");
+  if (equals <= 0) throw new Error(`--backend-option "${text}": expected Key=value, e.g. VNI=4 or DirectRouting=true`);
+  const key = text.slice(0, equals);
+  const raw = text.slice(equals + 1);
+  if (/^-?\d+$/.test(raw)) return [key, Number(raw)];
+  if (raw === "true" || raw === "false") return [key, raw === "true"];
+  return [key, raw];
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)));
+  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join("  ").trimEnd()).join("\n");
+}
+
+async function describeLab(lab: Lab, live: boolean): Promise<string> {
+  const { state } = lab;
+  const namespaces = live ? new Set(await listNamespaces()) : undefined;
+  const presence = (namespace: string): string => (namespaces ? (namespaces.has(namespace) ? "" : " (MISSING)") : "");
+  const hostRows = await Promise.all(
+    state.hosts.map(async (host) => {
+      let daemon = host.daemonPid === undefined ? "-" : String(host.daemonPid);
+      if (live && host.daemonPid !== undefined) {
+        daemon += !isAlive(host.daemonPid) ? " dead" : (await probeReadyz(host)) ? " ready" : " not ready";
+      }
+      return [host.name, host.namespace + presence(host.namespace), `${host.underlayAddress} ${host.underlayDevice}`, host.subnet ?? "-", host.bridgeAddress ?? "-", String(host.mtu ?? "-"), daemon];
+    }),
+  );
+  const containerRows = state.containers.map((container) => [
+    container.name,
+    container.namespace + presence(container.namespace),
+    container.address ? `${container.address}/${container.prefixLength}` : "-",
+    String(container.mtu ?? "-"),
+  ]);
+  const etcdLive = live && state.etcd.pid !== undefined ? (isAlive(state.etcd.pid) ? " running" : " DEAD") : "";
+  const lines = [
+    `lab "${state.name}"  backend ${state.backend}  daemons ${state.daemons}${state.ipMasq ? "  ip-masq" : ""}  dir ${state.labDir}`,
+    `underlay ${state.underlay.cidr} on bridge ${state.underlay.bridge} in ${state.underlay.namespace}${presence(state.underlay.namespace)}, MTU ${state.underlay.mtu}`,
+    `etcd     ${state.etcd.endpoint} in ${state.etcd.namespace}${presence(state.etcd.namespace)} (PID ${state.etcd.pid ?? "-"}${etcdLive}), log ${state.etcd.logFile}`,
+    ...(state.internet ? [`internet ${state.internet.address} in ${state.internet.namespace}${presence(state.internet.namespace)} (outside the Network)`] : []),
+    ...(state.networkConfig ? [`config   ${JSON.stringify(state.networkConfig)}`] : []),
+    "",
+    table(["HOST", "NAMESPACE", "UNDERLAY", "SUBNET", "DOCKER0", "MTU", "DAEMON"], hostRows),
+    "",
+    table(["CONTAINER", "NAMESPACE", "ADDRESS", "MTU"], containerRows),
+    "",
+    `logs: ${state.hosts.map((host) => host.logFile).join(", ")}`,
+  ];
+  return lines.join("\n") + "\n";
+}
+
+const upCommand: CommandModule<object, UpArgs> = {
+  command: "up",
+  describe: "build the lab: underlay, etcd, a weft daemon per host, docker0 and containers",
+  builder: (yargs) =>
+    defineLabOptions(yargs)
+      .option("hosts", { type: "number", default: 3, describe: "number of hosts" })
+      .option("containers", { type: "number", default: 2, describe: "containers per host" })
+      .option("backend", { type: "string", default: "vxlan", describe: "Backend.Type of the network config (udp, vxlan, host-gw, alloc, …)" })
+      .option("network", { type: "string", default: DEFAULT_NETWORK, describe: "Network of the config" })
+      .option("backend-option", { type: "string", array: true, describe: "extra Backend field, Key=value (repeatable), e.g. VNI=4" })
+      .option("internet", { type: "boolean", default: true, describe: "add the <name>-inet namespace standing in for the outside world" })
+      .option("ip-masq", { type: "boolean", default: false, describe: "run the daemons with --ip-masq" })
+      .option("daemons", { type: "string", default: "weft", choices: ["weft", "none"], describe: "none: no daemons, static subnet.env per host (topology only)" })
+      .option("daemon-arg", { type: "string", array: true, describe: "extra flag for every `weft run` (repeatable), e.g. --daemon-arg=--log-level=debug" })
+      .option("ready-timeout", { type: "number", default: 30, describe: "seconds to wait for each daemon to be ready" }),
+  handler: async (args) => {
+    const backendOptions = Object.fromEntries((args["backend-option"] ?? []).map(parseBackendOption));
+    const lab = await buildLab({
+      name: args.name,
+      labDir: labDirOf(args),
+      hosts: args.hosts,
+      containersPerHost: args.containers,
+      backend: args.backend,
+      backendOptions,
+      network: args.network,
+      internet: args.internet,
+      ipMasq: args["ip-masq"],
+      daemons: args.daemons === "none" ? "none" : "weft",
+      daemonArgs: args["daemon-arg"],
+      readyTimeoutMs: args["ready-timeout"] * 1000,
+      log: (line) => process.stderr.write(`lab: ${line}\n`),
+    });
+    process.stdout.write(await describeLab(lab, false));
+    const t = lab.timings;
+    if (t) {
+      process.stdout.write(
+        `\nup in ${(t.total / 1000).toFixed(1)} s (namespaces+underlay ${t.underlay} ms, etcd ${t.etcd} ms, ` +
+          `daemons ready ${t.daemons} ms${t.containers ? `, containers ${t.containers} ms` : ""})\n`,
+      );
+    }
+    const flags = args.name === DEFAULT_LAB_NAME ? "" : ` --name ${args.name}`;
+    process.stdout.write(
+      `next: weft lab check${flags}   |   weft lab exec${flags} h1c1 -- ping ${lab.containers.at(-1)?.address ?? "<address>"}   |   weft lab down${flags}\n`,
+    );
+  },
+};
+
+const statusCommand: CommandModule<object, LabArgs> = {
+  command: "status",
+  describe: "show the lab's hosts, subnets, containers, and whether daemons and etcd are alive",
+  builder: (yargs) => defineLabOptions(yargs),
+  handler: async (args) => {
+    const lab = await openLab({ name: args.name, labDir: labDirOf(args) });
+    process.stdout.write(await describeLab(lab, true));
+  },
+};
+
+const execCommand: CommandModule<object, ExecArgs> = {
+  command: "exec <target> [command..]",
+  describe: "run a command in a lab namespace: a host (h1), a container (h1c1), etcd, ul or inet; e.g. weft lab exec h1 -- ip route",
+  builder: (yargs) =>
+    defineLabOptions(yargs)
+      .positional("target", { type: "string", demandOption: true, describe: "h1, h1c1, etcd, ul or inet" })
+      .positional("command", { type: "string", array: true, describe: "command and arguments (after --)" }),
+  handler: async (args) => {
+    const lab = await openLab({ name: args.name, labDir: labDirOf(args) });
+    const namespace = lab.namespaceOf(args.target);
+    const rest = (args as ExecArgs & { _?: (string | number)[] })._?.slice(2) ?? [];
+    const command = [...(args.command ?? []), ...rest].map(String);
+    if (command.length === 0) command.push(process.env.SHELL ?? "/bin/sh");
+    const child = spawn("ip", ["netns", "exec", namespace, ...command], { stdio: "inherit" });
+    const code = await new Promise<number>((resolve) => {
+      child.once("error", (error) => {
+        process.stderr.write(`weft: cannot run ip netns exec ${namespace}: ${error.message}\n`);
+        resolve(127);
+      });
+      child.once("exit", (exitCode, signal) => resolve(exitCode ?? (signal ? 128 : 1)));
+    });
+    process.exitCode = code;
+  },
+};
+
+const checkCommand: CommandModule<object, CheckArgs> = {
+  command: "check",
+  describe: "ping every container from every other one, plus a max-size don't-fragment ping per host; exit 1 on any failure",
+  builder: (yargs) => defineLabOptions(yargs).option("json", { type: "boolean", default: false, describe: "print JSON" }),
+  handler: async (args) => {
+    const lab = await openLab({ name: args.name, labDir: labDirOf(args) });
+    const started = Date.now();
+    const { ok, results } = await lab.checkTable();
+    if (args.json) process.stdout.write(`${JSON.stringify({ ok, results }, null, 2)}\n`);
+    else process.stdout.write(`${formatCheckTable(results)} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    if (!ok) process.exitCode = 1;
+  },
+};
+
+const downCommand: CommandModule<object, LabArgs> = {
+  command: "down",
+  describe: "remove everything the lab made (processes, namespaces, lab dir), also after a crash",
+  builder: (yargs) => defineLabOptions(yargs),
+  handler: async (args) => {
+    const report = await teardownLab({ name: args.name, labDir: labDirOf(args) });
+    if (report.namespaces.length === 0 && !report.labDirRemoved) {
+      process.stdout.write(`lab "${args.name}": nothing to remove\n`);
+      return;
+    }
+    process.stdout.write(
+      `lab "${args.name}" removed: ${report.namespaces.length} namespaces${report.pids.length ? `, processes ${report.pids.join(", ")}` : ""}` +
+        `${report.labDirRemoved ? `, ${labDirOf(args)}` : ""}\n`,
+    );
+  },
+};
+
+export const labCommand: CommandModule<object, object> = {
+  command: "lab <command>",
+  describe: "a whole weft cluster on one machine, in network namespaces",
+  builder: (yargs) =>
+    yargs
+      .command(upCommand)
+      .command(statusCommand)
+      .command(execCommand)
+      .command(checkCommand)
+      .command(downCommand)
+      .demandCommand(1, "name a lab command: up, status, exec, check or down"),
+  handler: () => undefined,
+};
