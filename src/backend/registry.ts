@@ -1,9 +1,11 @@
 import type { BackendFactory } from "./backend.js";
 import { allocBackend } from "./alloc.js";
+import { vxlanBackend } from "./vxlan/vxlan-backend.js";
 
 /** Backends by their config `Type` name (lower case). Add a backend here, one line each. */
 const factories: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFactory>([
   [allocBackend.type, allocBackend],
+  [vxlanBackend.type, vxlanBackend],
 ]);
 
 export function backendTypes(): string[] {

@@ -11,6 +11,8 @@ import { describeChange, type KernelChange } from "./plan.js";
  * point one Kernel per simulated host at a test namespace.
  */
 
+const STALE_DEVICE = /No such device|Cannot find device/;
+
 export interface ChangeFailure {
   change: string;
   error: string;
@@ -97,20 +99,49 @@ export class Kernel {
         lines.bridge.unshift({ line: stale.line, change: { action: "remove", object: change.previous } });
       }
     }
-    const failures: ChangeFailure[] = [];
+    let failures = await this.runLines(lines);
+    if (failures.some((failure) => STALE_DEVICE.test(failure.error))) {
+      // iproute2 caches interface indexes for the life of a batch process; after a device is
+      // re-created (by us or anyone) the cached index is stale. Fresh processes, one retry.
+      await this.resetBatches();
+      const retry = new Set(failures.map((failure) => failure.line));
+      failures = await this.runLines({
+        ip: lines.ip.filter((entry) => retry.has(entry.line)),
+        bridge: lines.bridge.filter((entry) => retry.has(entry.line)),
+      });
+    }
+    return failures.map(({ change, error }) => ({ change, error }));
+  }
+
+  private async runLines(lines: Record<BatchTool, { line: string; change: KernelChange }[]>): Promise<(ChangeFailure & { line: string })[]> {
+    const failures: (ChangeFailure & { line: string })[] = [];
     await Promise.all(
       (["ip", "bridge"] as const).map(async (tool) => {
         const entries = lines[tool];
-        const results = await this.batches[tool].run(entries.map((entry) => entry.line));
+        let results;
+        try {
+          results = await this.batches[tool].run(entries.map((entry) => entry.line));
+        } catch (error) {
+          // The process died mid-batch: which lines ran is unknown, so all count as failed (retryable).
+          results = entries.map((entry) => ({ command: entry.line, error: (error as Error).message }));
+        }
         results.forEach((result, index) => {
           const entry = entries[index];
           if (!entry || result.error === undefined) return;
           if (entry.change.action === "remove" && isAlreadyGone(result.error)) return;
-          failures.push({ change: describeChange(entry.change), error: result.error });
+          failures.push({ change: describeChange(entry.change), error: result.error, line: entry.line });
         });
       }),
     );
     return failures;
+  }
+
+  /**
+   * Restarts the batch processes so they forget cached interface indexes. Call after creating
+   * or deleting a link, and before a reconcile pass (someone else may have re-created one).
+   */
+  async resetBatches(): Promise<void> {
+    await Promise.all([this.batches.ip.close(), this.batches.bridge.close()]);
   }
 
   /** Runs raw `ip` lines (device set-up) through the batch; throws naming the first failed line. */

@@ -1,0 +1,134 @@
+import type { Logger } from "pino";
+import type { Kernel, LinkState } from "../../kernel/kernel.js";
+import type { Ipv4Subnet } from "../../net/ipv4.js";
+import { formatIpv4, parseIpv4 } from "../../net/ipv4.js";
+import { persistMac, randomVtepMac, readPersistedMac } from "./vtep-mac.js";
+
+/** What flannel.<VNI> must look like (spec §6). */
+export interface VxlanDeviceSpec {
+  name: string;
+  vni: number;
+  port: number;
+  /** Underlay source address (`local`). */
+  local: string;
+  /** Underlay interface (`dev`). */
+  underlay: string;
+  learning: boolean;
+  gbp: boolean;
+  mtu: number;
+}
+
+/** Why an existing device cannot be reused, or undefined when it can (keeping its MAC). */
+export function incompatibility(link: LinkState, spec: VxlanDeviceSpec): string | undefined {
+  const info = link.linkinfo;
+  if (info?.info_kind !== "vxlan") return `it is a ${info?.info_kind ?? "non-vxlan"} device, not vxlan`;
+  const data = info.info_data ?? {};
+  if (data.id !== spec.vni) return `its VNI is ${data.id}, not ${spec.vni}`;
+  if (data.local !== spec.local) return `its local address is ${data.local ?? "unset"}, not ${spec.local}`;
+  if (data.link !== spec.underlay) return `its underlay device is ${data.link ?? "unset"}, not ${spec.underlay}`;
+  if (data.port !== spec.port) return `its port is ${data.port}, not ${spec.port}`;
+  if ((data.learning ?? false) !== spec.learning) return `learning is ${data.learning ? "on" : "off"}, config says ${spec.learning ? "on" : "off"}`;
+  if ((data.gbp ?? false) !== spec.gbp) return `GBP is ${data.gbp ? "on" : "off"}, config says ${spec.gbp ? "on" : "off"}`;
+  if (data.group !== undefined || data.remote !== undefined) return "it has a multicast group or fixed remote";
+  if (data.l2miss || data.l3miss) return "it has l2miss/l3miss set";
+  return undefined;
+}
+
+export interface DeviceCheck {
+  /** Changes needed (dry run) or made, one line each. */
+  changes: string[];
+  mac: string;
+}
+
+/**
+ * Makes the device exist as specified: reuses a compatible one (keeping its MAC, as flannel
+ * does), otherwise creates it with the MAC saved in `stateDir` (or a new one, then saved).
+ */
+export async function ensureVxlanDevice(
+  kernel: Kernel,
+  spec: VxlanDeviceSpec,
+  stateDir: string,
+  logger: Logger,
+  dryRun = false,
+): Promise<DeviceCheck> {
+  const changes: string[] = [];
+  let link = await kernel.readLink(spec.name);
+  if (link) {
+    const reason = incompatibility(link, spec);
+    if (reason !== undefined) {
+      changes.push(`recreate device ${spec.name}: ${reason}`);
+      if (!dryRun) {
+        logger.warn({ device: spec.name, reason }, "existing vxlan device is incompatible with the config; recreating it");
+        await kernel.ip([`link del dev ${spec.name}`]);
+        await kernel.resetBatches();
+      }
+      link = undefined;
+    }
+  }
+  const saved = await readPersistedMac(stateDir, spec.name);
+  let mac: string;
+  if (!link) {
+    mac = saved ?? randomVtepMac();
+    if (!changes.some((change) => change.startsWith("recreate"))) changes.push(`create device ${spec.name} (vxlan id ${spec.vni}, MAC ${mac})`);
+    if (dryRun) return { changes, mac };
+    const options = [
+      `id ${spec.vni}`,
+      `local ${spec.local}`,
+      `dev ${spec.underlay}`,
+      `dstport ${spec.port}`,
+      spec.learning ? "learning" : "nolearning",
+      ...(spec.gbp ? ["gbp"] : []),
+    ];
+    await kernel.ip([`link add name ${spec.name} address ${mac} mtu ${spec.mtu} type vxlan ${options.join(" ")}`]);
+    await kernel.resetBatches(); // the batch processes may hold the index of a device that had this name
+    logger.info({ device: spec.name, mac, vni: spec.vni, local: spec.local, underlay: spec.underlay }, "created vxlan device");
+  } else {
+    mac = link.address.toLowerCase();
+  }
+  if (saved !== mac && !dryRun) await persistMac(stateDir, spec.name, mac);
+
+  const current = link ?? (await kernel.readLink(spec.name));
+  const lines: string[] = [];
+  if (current?.mtu !== spec.mtu) {
+    lines.push(`link set dev ${spec.name} mtu ${spec.mtu}`);
+    if (link) changes.push(`set ${spec.name} mtu ${spec.mtu} (was ${link.mtu})`);
+  }
+  if (!current?.flags.includes("UP")) {
+    lines.push(`link set dev ${spec.name} up`);
+    if (link) changes.push(`set ${spec.name} up`);
+  }
+  if (!dryRun && lines.length > 0) await kernel.ip(lines);
+  return { changes, mac };
+}
+
+/**
+ * Makes the own lease's network address (/32) the device's only address inside the Network,
+ * as flannel does; addresses outside the Network are left alone.
+ */
+export async function ensureVxlanAddress(
+  kernel: Kernel,
+  device: string,
+  ownSubnet: Ipv4Subnet,
+  network: Ipv4Subnet,
+  dryRun = false,
+): Promise<string[]> {
+  const wanted = `${formatIpv4(ownSubnet.network)}/32`;
+  const addresses = await kernel.readAddresses(device);
+  const changes: string[] = [];
+  const lines: string[] = [];
+  let present = false;
+  for (const { address, prefixLength } of addresses) {
+    const text = `${address}/${prefixLength}`;
+    if (text === wanted) present = true;
+    else if (network.containsAddress(parseIpv4(address))) {
+      changes.push(`remove address ${text} from ${device}`);
+      lines.push(`addr del ${text} dev ${device}`);
+    }
+  }
+  if (!present) {
+    changes.push(`add address ${wanted} to ${device}`);
+    lines.push(`addr replace ${wanted} dev ${device}`);
+  }
+  if (!dryRun && lines.length > 0) await kernel.ip(lines);
+  return changes;
+}

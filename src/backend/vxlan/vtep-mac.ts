@@ -1,0 +1,43 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { normalizeMac } from "../../kernel/objects.js";
+
+/**
+ * The VTEP MAC must survive restarts and device re-creation: peers learn it only through our
+ * lease, so a new MAC blackholes traffic until every peer re-reads the lease (spec §12 #8).
+ */
+
+/** A random locally administered unicast MAC, as flannel makes them. */
+export function randomVtepMac(): string {
+  const bytes = randomBytes(6);
+  bytes[0] = ((bytes[0] ?? 0) & 0xfe) | 0x02;
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join(":");
+}
+
+function macFile(stateDir: string, deviceName: string): string {
+  return join(stateDir, `${deviceName}.vtep-mac`);
+}
+
+export async function readPersistedMac(stateDir: string, deviceName: string): Promise<string | undefined> {
+  const path = macFile(stateDir, deviceName);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new Error(`cannot read the saved VTEP MAC ${path}: ${(error as Error).message}`);
+  }
+  return normalizeMac(text, `${path} (delete it to get a new MAC)`);
+}
+
+export async function persistMac(stateDir: string, deviceName: string, mac: string): Promise<void> {
+  const path = macFile(stateDir, deviceName);
+  try {
+    await mkdir(stateDir, { recursive: true, mode: 0o755 });
+    await writeFile(`${path}.tmp`, `${mac}\n`, { mode: 0o644 });
+    await rename(`${path}.tmp`, path);
+  } catch (error) {
+    throw new Error(`cannot save the VTEP MAC to ${path} (check --state-dir): ${(error as Error).message}`);
+  }
+}

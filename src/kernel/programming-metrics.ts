@@ -1,0 +1,30 @@
+import { Counter, Gauge, type Registry } from "prom-client";
+
+/** Metrics of the kernel backends, registered once per registry (a backend may be re-created). */
+export interface ProgrammingMetrics {
+  peers: Gauge<"backend">;
+  failures: Counter<"backend">;
+  repairs: Counter<"backend">;
+  refusedPeers: Gauge<"backend">;
+}
+
+function gauge(registry: Registry, name: string, help: string): Gauge<"backend"> {
+  const existing = registry.getSingleMetric(name);
+  if (existing instanceof Gauge) return existing as Gauge<"backend">;
+  return new Gauge({ name, help, labelNames: ["backend"], registers: [registry] });
+}
+
+function counter(registry: Registry, name: string, help: string): Counter<"backend"> {
+  const existing = registry.getSingleMetric(name);
+  if (existing instanceof Counter) return existing as Counter<"backend">;
+  return new Counter({ name, help, labelNames: ["backend"], registers: [registry] });
+}
+
+export function programmingMetrics(registry: Registry): ProgrammingMetrics {
+  return {
+    peers: gauge(registry, "weft_backend_peers", "Peers whose kernel state the backend has programmed"),
+    failures: counter(registry, "weft_backend_kernel_failures_total", "Kernel changes (route/neigh/fdb) that failed"),
+    repairs: counter(registry, "weft_backend_reconcile_repairs_total", "Kernel changes made by reconcile to repair drift"),
+    refusedPeers: gauge(registry, "weft_backend_refused_peers", "Peers the backend cannot serve (host-gw: not on-link; other backend type)"),
+  };
+}
