@@ -167,7 +167,10 @@ export class EtcdStore {
     const watcher: Watcher = await this.call("watch", prefix, () =>
       this.client.watch().prefix(prefix).startRevision(fromRevision).create(),
     );
+    // The revision the watch must resume from; etcd3's own bookkeeping moves past it on reconnects.
+    let resumeRevision = BigInt(fromRevision);
     watcher.on("data", (response) => {
+      resumeRevision = BigInt(response.header.revision) + 1n;
       const events = response.events.map((event) => ({
         type: event.type === "Delete" ? ("delete" as const) : ("put" as const),
         ...storedKey(event.kv),
@@ -175,12 +178,24 @@ export class EtcdStore {
       handlers.onEvents(events, String(response.header.revision));
     });
     watcher.on("error", (error: Error) => {
-      const compacted = /compact/i.test(error.message);
-      handlers.onError(new Error(`watch of ${prefix} on ${this.endpointsText}: ${error.message}`), compacted);
+      // etcd 3.4 cancels a compacted watch with an empty reason; ask for the revision to tell.
+      void this.isCompacted(resumeRevision.toString()).then((compacted) =>
+        handlers.onError(new Error(`watch of ${prefix} on ${this.endpointsText}: ${error.message || "cancelled"}`), compacted),
+      );
     });
     return async () => {
       await watcher.cancel().catch(() => undefined);
     };
+  }
+
+  /** True when `revision` is older than etcd's compaction point (its history is gone). */
+  async isCompacted(revision: string | number): Promise<boolean> {
+    try {
+      await this.client.kv.range({ key: Buffer.from(this.prefix), revision, limit: 1 });
+      return false;
+    } catch (error) {
+      return /compacted/i.test(describe(error));
+    }
   }
 
   close(): void {

@@ -1,0 +1,163 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PeerWatcher } from "../../src/lease/watch.js";
+import type { PeerEvent } from "../../src/lease/types.js";
+import { silentLogger } from "../../src/observe/logger.js";
+import { EtcdStore } from "../../src/store/etcd-store.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
+import { startEtcd, type EtcdFixture } from "../support/etcd.js";
+
+let etcd: EtcdFixture;
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+const value = (ip: string, mac = "aa:bb:cc:dd:ee:01") =>
+  JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: "vxlan", BackendData: { VNI: 1, VtepMAC: mac } });
+
+/** A watcher that records every batch; `until` waits for a predicate over everything seen. */
+function recordingWatcher(store: EtcdStore, ownKey?: string, extra: { resyncs?: string[]; ownDeleted?: () => void } = {}) {
+  const seen: PeerEvent[] = [];
+  const watcher = new PeerWatcher({
+    store,
+    logger: silentLogger(),
+    ownKey: () => ownKey,
+    onPeers: async (events) => {
+      seen.push(...events);
+    },
+    onOwnLeaseDeleted: () => extra.ownDeleted?.(),
+    onResync: (reason) => extra.resyncs?.push(reason),
+  });
+  const until = async (predicate: (events: PeerEvent[]) => boolean, timeoutMs = 5000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(seen)) {
+      if (Date.now() > deadline) throw new Error(`timed out; saw ${JSON.stringify(seen.map((e) => [e.kind, e.lease.key]))}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  return { watcher, seen, until };
+}
+
+describe("PeerWatcher against a real etcd", () => {
+  it("delivers the snapshot, then added, changed and removed peers, never the own lease", async () => {
+    const store = etcd.newStore();
+    const own = `${store.subnetsPrefix}10.66.1.0-24`;
+    await store.put(own, value("192.168.77.1"));
+    await store.put(`${store.subnetsPrefix}10.66.2.0-24`, value("192.168.77.2"));
+    const { watcher, seen, until } = recordingWatcher(store, own);
+    await watcher.start();
+    await until((events) => events.length === 1);
+    expect(seen[0]).toMatchObject({ kind: "added", lease: { key: `${store.subnetsPrefix}10.66.2.0-24` } });
+
+    await store.put(`${store.subnetsPrefix}10.66.3.0-24`, value("192.168.77.3"));
+    await until((events) => events.length === 2);
+    expect(seen[1]).toMatchObject({ kind: "added" });
+    expect(seen[1]!.lease.subnet.toString()).toBe("10.66.3.0/24");
+
+    // A re-put with the same value (a renewal) is not a change; a new VtepMAC is.
+    await store.put(`${store.subnetsPrefix}10.66.3.0-24`, value("192.168.77.3"));
+    await store.put(`${store.subnetsPrefix}10.66.3.0-24`, value("192.168.77.3", "aa:bb:cc:dd:ee:03"));
+    await until((events) => events.length === 3);
+    expect(seen[2]).toMatchObject({ kind: "changed" });
+    expect(seen[2]!.previous?.attrs.backendData).toEqual({ VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:01" });
+    expect(seen[2]!.lease.attrs.backendData).toEqual({ VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:03" });
+
+    await store.delete(`${store.subnetsPrefix}10.66.2.0-24`);
+    await until((events) => events.length === 4);
+    expect(seen[3]).toMatchObject({ kind: "removed" });
+    expect(seen[3]!.lease.attrs.publicIP).toBe("192.168.77.2");
+
+    // Own-key changes are never peer events.
+    await store.put(own, value("192.168.77.1", "aa:bb:cc:dd:ee:09"));
+    await store.put(`${store.subnetsPrefix}10.66.4.0-24`, value("192.168.77.4"));
+    await until((events) => events.length === 5);
+    expect(seen[4]!.lease.subnet.toString()).toBe("10.66.4.0/24");
+    expect(watcher.current().map((lease) => lease.subnet.toString()).sort()).toEqual(["10.66.3.0/24", "10.66.4.0/24"]);
+    await watcher.stop();
+  });
+
+  it("handles every event of a multi-event response (a transaction)", async () => {
+    const store = etcd.newStore();
+    const { watcher, seen, until } = recordingWatcher(store);
+    await watcher.start();
+    // Three puts in one revision arrive as one watch response.
+    const { Etcd3 } = await import("etcd3");
+    const client = new Etcd3({ hosts: etcd.server.endpoint });
+    await client
+      .if(`${store.subnetsPrefix}10.66.9.0-24`, "Version", "==", 0)
+      .then(
+        client.put(`${store.subnetsPrefix}10.66.9.0-24`).value(value("192.168.77.9")),
+        client.put(`${store.subnetsPrefix}10.66.10.0-24`).value(value("192.168.77.10")),
+        client.put(`${store.subnetsPrefix}10.66.11.0-24`).value(value("192.168.77.11")),
+      )
+      .commit();
+    client.close();
+    await until((events) => events.length === 3);
+    expect(new Set(seen.map((event) => event.lease.subnet.toString()))).toEqual(new Set(["10.66.9.0/24", "10.66.10.0/24", "10.66.11.0/24"]));
+    await watcher.stop();
+  });
+
+  it("skips malformed keys and values with a warning and keeps going", async () => {
+    const store = etcd.newStore();
+    await store.put(`${store.subnetsPrefix}garbage`, value("192.168.77.5"));
+    await store.put(`${store.subnetsPrefix}10.66.5.0-24`, "{not json");
+    const { watcher, seen, until } = recordingWatcher(store);
+    await watcher.start();
+    await store.put(`${store.subnetsPrefix}10.66.6.0-24`, '{"PublicIP":"300.1.1.1"}');
+    await store.put(`${store.subnetsPrefix}10.66.7.0-24`, value("192.168.77.7"));
+    await until((events) => events.length === 1);
+    expect(seen[0]!.lease.subnet.toString()).toBe("10.66.7.0/24");
+    await watcher.stop();
+  });
+
+  it("tells the daemon when the own key is deleted", async () => {
+    const store = etcd.newStore();
+    const own = `${store.subnetsPrefix}10.66.1.0-24`;
+    await store.put(own, value("192.168.77.1"));
+    let deleted = 0;
+    const { watcher } = recordingWatcher(store, own, { ownDeleted: () => deleted++ });
+    await watcher.start();
+    await store.delete(own);
+    await expect.poll(() => deleted, { timeout: 5000 }).toBe(1);
+    await watcher.stop();
+  });
+
+  it("re-lists after compaction and reports attrs that changed meanwhile", async () => {
+    const proxy = await TcpProxy.start(etcd.server.options.clientPort);
+    const prefix = `/weft-test-compact/network`;
+    const writer = etcd.newStore(prefix);
+    const store = new EtcdStore({ endpoints: [proxy.endpoint], prefix, callTimeoutMs: 2000 });
+    try {
+      await writer.put(`${writer.subnetsPrefix}10.66.20.0-24`, value("192.168.77.20"));
+      await writer.put(`${writer.subnetsPrefix}10.66.21.0-24`, value("192.168.77.21"));
+      const resyncs: string[] = [];
+      const { watcher, seen, until } = recordingWatcher(store, undefined, { resyncs });
+      await watcher.start();
+      await until((events) => events.length === 2);
+
+      // Partition the watcher from etcd, change things, and compact past the changes.
+      proxy.cut();
+      await writer.put(`${writer.subnetsPrefix}10.66.21.0-24`, value("192.168.77.21", "aa:bb:cc:dd:ee:21"));
+      await writer.delete(`${writer.subnetsPrefix}10.66.20.0-24`);
+      await writer.put(`${writer.subnetsPrefix}10.66.22.0-24`, value("192.168.77.22"));
+      const { Etcd3 } = await import("etcd3");
+      const client = new Etcd3({ hosts: etcd.server.endpoint });
+      const head = await client.get("x").exec();
+      await client.kv.compact({ revision: head.header.revision, physical: true });
+      client.close();
+      proxy.restore();
+
+      await until((events) => events.length >= 5, 20_000);
+      const kinds = seen.slice(2).map((event) => `${event.kind} ${event.lease.subnet}`).sort();
+      expect(kinds).toEqual(["added 10.66.22.0/24", "changed 10.66.21.0/24", "removed 10.66.20.0/24"]);
+      expect(watcher.current().map((lease) => lease.subnet.toString()).sort()).toEqual(["10.66.21.0/24", "10.66.22.0/24"]);
+      expect(resyncs).toContain("compacted");
+      await watcher.stop();
+    } finally {
+      store.close();
+      await proxy.close();
+    }
+  });
+});
