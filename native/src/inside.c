@@ -1,0 +1,380 @@
+/* inside: packets from the TUN device (the containers' side) out to the underlay.
+ *
+ *  1. poll() the TUN and the wake eventfd, then read() until EAGAIN. Each read lands in a
+ *     message slot's buffer so that the inner IPv4 header starts HEADROOM bytes in; with
+ *     offloads the virtio_net_hdr sits just before it.
+ *  2. Check the IPv4 header; look up the destination (longest prefix) under routes_lock and
+ *     copy the peer out. No route: ICMP net-unreachable back into the TUN, drop.
+ *  3. udp mode: TTL - 1 with an incremental checksum patch, as flannel does; a TTL that
+ *     would reach 0 is dropped (ICMP time-exceeded back into the TUN).
+ *  4. A plain packet: complete a partial checksum if the kernel left one, then write the
+ *     encapsulation header (vxlan: VXLAN + inner Ethernet) into the headroom, in place.
+ *     A super-packet (TSO/USO): split into MSS-sized packets, each copied behind its own
+ *     encapsulation header into message buffers, one UDP GSO message per <= 64 segments.
+ *  5. When the TUN is drained or the slots run low: one sendmmsg() for all messages, each
+ *     with UDP_SEGMENT when it holds more than one datagram.
+ *
+ * Buffers: slot buffers belong to this thread and are reused after every sendmmsg(). */
+#include <errno.h>
+#include <linux/virtio_net.h>
+#include <netinet/udp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "checksum.h"
+#include "engine.h"
+#include "packet.h"
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
+
+#define SLOTS 24
+/* A split super-packet needs at most two messages; read only with this many slots free. */
+#define SLOTS_PER_READ 3
+#define MAX_MSGS (SLOTS * GSO_MAX_SEGMENTS)
+
+struct slot {
+  uint8_t *buf;
+  uint8_t *data;    /* first byte of the first datagram */
+  size_t len;       /* all datagrams, back to back */
+  uint16_t seg_size;/* every datagram but the last has this size */
+  uint16_t segs;
+  struct sockaddr_in dst;
+};
+
+struct inside {
+  struct engine *e;
+  size_t encap_len;
+  struct slot slots[SLOTS];
+  int used;
+  uint8_t *spare; /* receives a super-packet while its segments go into the slots */
+  struct mmsghdr msgs[MAX_MSGS];
+  struct iovec iov[MAX_MSGS];
+  char ctl[SLOTS][CMSG_SPACE(sizeof(uint16_t))];
+};
+
+/* What a packet needs from its peer, copied out so routes_lock is not held across I/O. */
+struct next_hop {
+  struct sockaddr_in addr;
+  uint8_t mac[6];
+};
+
+static void write_encap(const struct inside *in, const struct next_hop *hop, uint8_t *at) {
+  if (in->encap_len == 0) return;
+  const struct engine *e = in->e;
+  /* RFC 7348: flags (I bit), 24 reserved bits, 24-bit VNI, 8 reserved bits. */
+  memset(at, 0, VXLAN_HDR_LEN);
+  at[0] = 0x08;
+  at[4] = (uint8_t)(e->opt.vni >> 16);
+  at[5] = (uint8_t)(e->opt.vni >> 8);
+  at[6] = (uint8_t)e->opt.vni;
+  uint8_t *eth = at + VXLAN_HDR_LEN;
+  memcpy(eth, hop->mac, 6);
+  memcpy(eth + 6, e->opt.vtep_mac, 6);
+  eth[12] = 0x08;
+  eth[13] = 0x00;
+}
+
+/* Sends every queued message: one sendmmsg() per up to 1024 messages. Without UDP GSO,
+ * each datagram of a slot becomes its own message (same buffer, no copy). */
+static void flush(struct inside *in) {
+  struct engine *e = in->e;
+  if (in->used == 0) return;
+retry:;
+  int gso = e->udp_gso;
+  int n = 0;
+  uint64_t datagrams = 0;
+  for (int s = 0; s < in->used; s++) {
+    struct slot *sl = &in->slots[s];
+    datagrams += sl->segs;
+    if (sl->segs <= 1 || gso) {
+      struct msghdr *h = &in->msgs[n].msg_hdr;
+      memset(h, 0, sizeof *h);
+      in->iov[n].iov_base = sl->data;
+      in->iov[n].iov_len = sl->len;
+      h->msg_iov = &in->iov[n];
+      h->msg_iovlen = 1;
+      h->msg_name = &sl->dst;
+      h->msg_namelen = sizeof sl->dst;
+      if (sl->segs > 1) {
+        h->msg_control = in->ctl[s];
+        h->msg_controllen = sizeof in->ctl[s];
+        struct cmsghdr *c = CMSG_FIRSTHDR(h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        memcpy(CMSG_DATA(c), &sl->seg_size, sizeof(uint16_t));
+      }
+      n++;
+      continue;
+    }
+    for (size_t off = 0; off < sl->len; off += sl->seg_size) {
+      struct msghdr *h = &in->msgs[n].msg_hdr;
+      memset(h, 0, sizeof *h);
+      in->iov[n].iov_base = sl->data + off;
+      in->iov[n].iov_len = sl->len - off < sl->seg_size ? sl->len - off : sl->seg_size;
+      h->msg_iov = &in->iov[n];
+      h->msg_iovlen = 1;
+      h->msg_name = &sl->dst;
+      h->msg_namelen = sizeof sl->dst;
+      n++;
+    }
+  }
+  int sent = 0;
+  while (sent < n) {
+    int r = sendmmsg(e->udp_fd, in->msgs + sent, (unsigned)(n - sent), 0);
+    if (r > 0) {
+      count(e, C_INSIDE_SEND_CALLS, 1);
+      sent += r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    /* EIO: the egress device cannot checksum GSO datagrams. Fall back to one datagram per
+     * message for good (wireguard-go does the same), and resend what is left. */
+    if (r < 0 && errno == EIO && gso && sent == 0) {
+      e->udp_gso = 0;
+      goto retry;
+    }
+    /* Skip the message that failed (unreachable, EMSGSIZE, ...) and carry on. */
+    struct msghdr *h = &in->msgs[sent].msg_hdr;
+    uint64_t lost = 1;
+    if (h->msg_controllen) {
+      uint16_t seg;
+      memcpy(&seg, CMSG_DATA(CMSG_FIRSTHDR(h)), sizeof seg);
+      lost = (in->iov[sent].iov_len + seg - 1) / seg;
+    }
+    count(e, C_INSIDE_DROP_SEND_ERROR, lost);
+    datagrams -= lost;
+    sent++;
+  }
+  count(e, C_INSIDE_DATAGRAMS, datagrams);
+  in->used = 0;
+}
+
+/* Starts a new output slot for a split super-packet. */
+static struct slot *open_slot(struct inside *in, const struct next_hop *hop, uint16_t seg_size) {
+  struct slot *sl = &in->slots[in->used++];
+  sl->data = sl->buf;
+  sl->len = 0;
+  sl->segs = 0;
+  sl->seg_size = seg_size;
+  sl->dst = hop->addr;
+  return sl;
+}
+
+/* Splits a TCPv4 (proto 6) or UDPv4 (proto 17) super-packet into packets of at most
+ * `mss` payload bytes behind their encapsulation headers. IP id, length and checksum are
+ * rewritten per packet; TCP sequence numbers and flags (CWR first only, FIN/PSH last only)
+ * or UDP lengths; the L4 checksum is computed in full. Returns 0, or -1 if it cannot be. */
+static int split(struct inside *in, const struct next_hop *hop, const uint8_t *ip, unsigned len, unsigned mss) {
+  unsigned ihl = ip4_header_len(ip);
+  uint8_t proto = ip[9];
+  unsigned l4h;
+  if (proto == IPPROTO_TCP_) {
+    if (len < ihl + 20) return -1;
+    l4h = (ip[ihl + 12] >> 4) * 4u;
+    if (l4h < 20) return -1;
+  } else if (proto == IPPROTO_UDP_) {
+    l4h = 8;
+  } else {
+    return -1;
+  }
+  unsigned hl = ihl + l4h;
+  if (len <= hl || mss == 0 || ip4_later_fragment(ip)) return -1;
+  unsigned payload = len - hl;
+  unsigned nseg = (payload + mss - 1) / mss;
+  uint16_t seg_size = (uint16_t)(in->encap_len + hl + mss);
+  uint16_t id0 = rd16(ip + 4);
+  uint32_t seq0 = proto == IPPROTO_TCP_ ? rd32(ip + ihl + 4) : 0;
+  uint8_t flags = proto == IPPROTO_TCP_ ? ip[ihl + 13] : 0;
+
+  struct slot *sl = NULL;
+  for (unsigned i = 0; i < nseg; i++) {
+    unsigned chunk = payload - i * mss < mss ? payload - i * mss : mss;
+    unsigned out_len = (unsigned)in->encap_len + hl + chunk;
+    if (!sl || sl->len + out_len > GSO_MAX_PAYLOAD || sl->segs >= GSO_MAX_SEGMENTS) {
+      if (in->used >= SLOTS) return -1;
+      sl = open_slot(in, hop, seg_size);
+    }
+    uint8_t *o = sl->data + sl->len;
+    write_encap(in, hop, o);
+    uint8_t *oip = o + in->encap_len;
+    memcpy(oip, ip, hl);
+    memcpy(oip + hl, ip + hl + i * mss, chunk);
+    wr16(oip + 2, (uint16_t)(hl + chunk));
+    wr16(oip + 4, (uint16_t)(id0 + i));
+    ip4_set_checksum(oip, ihl);
+    uint8_t *l4 = oip + ihl;
+    uint16_t l4_len = (uint16_t)(l4h + chunk);
+    if (proto == IPPROTO_TCP_) {
+      wr32(l4 + 4, seq0 + i * mss);
+      uint8_t f = flags;
+      if (i != nseg - 1) f &= (uint8_t)~0x09; /* FIN, PSH */
+      if (i != 0) f &= (uint8_t)~0x80;        /* CWR */
+      l4[13] = f;
+      l4[16] = l4[17] = 0;
+      uint16_t c = (uint16_t)~csum_fold(csum_add(csum_pseudo4(oip, proto, l4_len), l4, l4_len));
+      memcpy(l4 + 16, &c, 2);
+    } else {
+      wr16(l4 + 4, l4_len);
+      l4[6] = l4[7] = 0;
+      uint16_t c = (uint16_t)~csum_fold(csum_add(csum_pseudo4(oip, proto, l4_len), l4, l4_len));
+      if (c == 0) c = 0xffff; /* 0 means "no checksum" in UDP */
+      memcpy(l4 + 6, &c, 2);
+    }
+    sl->len += out_len;
+    sl->segs++;
+  }
+  count(in->e, C_INSIDE_PACKETS, nseg);
+  return 0;
+}
+
+/* Completes a checksum the kernel left partial (CHECKSUM_PARTIAL: the field holds the
+ * pseudo-header sum). Returns -1 if the offsets point outside the packet. */
+static int finish_checksum(uint8_t *ip, unsigned len, const struct virtio_net_hdr *h) {
+  unsigned start = h->csum_start, off = h->csum_offset;
+  if (start + off + 2 > len) return -1;
+  uint16_t c = (uint16_t)~csum_fold(csum_add(0, ip + start, len - start));
+  /* A UDP checksum of 0 must go out as 0xffff; TCP has no such rule but 0xffff is equal. */
+  if (c == 0 && ip[9] == IPPROTO_UDP_) c = 0xffff;
+  memcpy(ip + start + off, &c, 2);
+  return 0;
+}
+
+static int may_send_icmp_about(const uint8_t *ip) {
+  if (ip4_later_fragment(ip)) return 0;
+  if (ip[9] != IPPROTO_ICMP_) return 1;
+  unsigned ihl = ip4_header_len(ip);
+  /* Never an error about an error (RFC 1122 3.2.2): only echo/timestamp/info queries. */
+  uint8_t type = ip[ihl];
+  return type == 0 || type == 8 || type == 13 || type == 14;
+}
+
+/* Handles the packet just read into slot `in->used` (not yet counted as used). */
+static void handle(struct inside *in, unsigned n) {
+  struct engine *e = in->e;
+  struct slot *sl = &in->slots[in->used];
+  uint8_t *ip = sl->buf + HEADROOM;
+  struct virtio_net_hdr vh;
+  memset(&vh, 0, sizeof vh);
+  if (e->vnet_hdr) {
+    if (n < VNET_HDR_LEN) {
+      count(e, C_INSIDE_DROP_MALFORMED, 1);
+      return;
+    }
+    memcpy(&vh, ip - VNET_HDR_LEN, VNET_HDR_LEN);
+    n -= VNET_HDR_LEN;
+  }
+  uint8_t gso_type = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+  int super = gso_type != VIRTIO_NET_HDR_GSO_NONE;
+  count(e, C_INSIDE_BYTES, n);
+  if (n < 1 || (ip[0] >> 4) != 4) {
+    count(e, C_INSIDE_DROP_NOT_IPV4, 1);
+    return;
+  }
+  unsigned len = ip4_valid_len(ip, n, super);
+  if (len == 0 || (e->opt.mode == WEFT_MODE_UDP && ip[8] == 0)) {
+    count(e, C_INSIDE_DROP_MALFORMED, 1);
+    return;
+  }
+
+  struct next_hop hop;
+  int found = 0;
+  pthread_mutex_lock(&e->routes_lock);
+  const struct peer *p = routes_lookup(&e->routes, ip4_dst(ip));
+  if (p) {
+    hop.addr = p->addr;
+    memcpy(hop.mac, p->mac, 6);
+    found = 1;
+  }
+  pthread_mutex_unlock(&e->routes_lock);
+  if (!found) {
+    count(e, C_INSIDE_DROP_NO_ROUTE, 1);
+    if (may_send_icmp_about(ip) && icmp_send_error(e, ip, len, 3, 0)) count(e, C_INSIDE_ICMP_SENT, 1);
+    return;
+  }
+
+  if (e->opt.mode == WEFT_MODE_UDP) {
+    if (ip[8] <= 1) {
+      count(e, C_INSIDE_DROP_TTL_EXCEEDED, 1);
+      if (may_send_icmp_about(ip) && icmp_send_error(e, ip, len, 11, 0)) count(e, C_INSIDE_ICMP_SENT, 1);
+      return;
+    }
+    ip4_decrement_ttl(ip);
+  }
+
+  if (super) {
+    if ((gso_type != VIRTIO_NET_HDR_GSO_TCPV4 && gso_type != VIRTIO_NET_HDR_GSO_UDP_L4) || vh.gso_size == 0) {
+      count(e, C_INSIDE_DROP_UNSUPPORTED_OFFLOAD, 1);
+      return;
+    }
+    count(e, C_INSIDE_SUPER_PACKETS, 1);
+    /* The segments go into this and the next slot(s): read them from the spare buffer. */
+    uint8_t *source = sl->buf;
+    sl->buf = in->spare;
+    in->spare = source;
+    int before = in->used;
+    if (split(in, &hop, source + HEADROOM, len, vh.gso_size) < 0) {
+      in->used = before;
+      count(e, C_INSIDE_DROP_MALFORMED, 1);
+    }
+    return;
+  }
+
+  if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, &vh) < 0) {
+    count(e, C_INSIDE_DROP_MALFORMED, 1);
+    return;
+  }
+  write_encap(in, &hop, ip - in->encap_len);
+  sl->data = ip - in->encap_len;
+  sl->len = in->encap_len + len;
+  sl->segs = 1;
+  sl->seg_size = (uint16_t)sl->len;
+  sl->dst = hop.addr;
+  in->used++;
+  count(e, C_INSIDE_PACKETS, 1);
+}
+
+void *inside_run(void *arg) {
+  struct engine *e = arg;
+  struct inside *in = calloc(1, sizeof *in);
+  if (!in) return NULL;
+  in->e = e;
+  in->encap_len = e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
+  int ok = (in->spare = malloc(BUF_SIZE)) != NULL;
+  for (int i = 0; i < SLOTS && ok; i++) ok = (in->slots[i].buf = malloc(BUF_SIZE)) != NULL;
+
+  struct pollfd fds[2] = {{.fd = e->tun_fd, .events = POLLIN}, {.fd = e->wake_fd, .events = POLLIN}};
+  size_t read_offset = HEADROOM - (e->vnet_hdr ? VNET_HDR_LEN : 0);
+  while (ok && !engine_stopping(e)) {
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (fds[1].revents) break;
+    for (;;) {
+      if (in->used > SLOTS - SLOTS_PER_READ) flush(in);
+      if (engine_stopping(e)) break;
+      struct slot *sl = &in->slots[in->used];
+      ssize_t n = read(e->tun_fd, sl->buf + read_offset, BUF_SIZE - read_offset);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        /* EAGAIN: drained. Anything else (device going away): don't spin on poll(). */
+        if (errno != EAGAIN) usleep(10000);
+        break;
+      }
+      count(e, C_INSIDE_TUN_READS, 1);
+      handle(in, (unsigned)n);
+    }
+    flush(in);
+  }
+
+  for (int i = 0; i < SLOTS; i++) free(in->slots[i].buf);
+  free(in->spare);
+  free(in);
+  return NULL;
+}

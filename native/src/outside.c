@@ -1,0 +1,357 @@
+/* outside: datagrams from the underlay in to the TUN device (the containers' side).
+ *
+ *  1. poll() the UDP socket and the wake eventfd, then recvmmsg() until EAGAIN. With
+ *     UDP_GRO one message is a super-datagram of equal-sized datagrams (size in a cmsg).
+ *     Each lands HEADROOM bytes into its buffer, leaving room for the virtio_net_hdr.
+ *  2. Under routes_lock, for every datagram: the sender must be the PublicIP of a current
+ *     peer; vxlan mode checks flags, VNI, inner destination MAC and ethertype and strips
+ *     the 22 header bytes; the inner IPv4 header must be sane and its source must lie in
+ *     that peer's subnet; udp mode decrements TTL. Anything else is dropped and counted
+ *     by reason. Accepted packets are listed, not moved.
+ *  3. Without the lock: consecutive TCP segments of one flow are merged (GRO) into one
+ *     super-packet written with a GSO_TCPV4 virtio_net_hdr and a partial checksum; other
+ *     packets are written one by one, their virtio header placed in the bytes just before
+ *     the packet (headroom, stripped encapsulation or the previous, consumed datagram).
+ *
+ * Buffers: receive buffers and flow buffers belong to this thread; a flow buffer holds a
+ * copy, so receive buffers are free again once step 3 is done. */
+#include <errno.h>
+#include <linux/virtio_net.h>
+#include <netinet/udp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "checksum.h"
+#include "engine.h"
+#include "packet.h"
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
+#define RX_MSGS 16
+#define MAX_ACCEPTED (RX_MSGS * GSO_MAX_SEGMENTS * 2)
+#define FLOWS 8
+
+struct accepted {
+  uint8_t *ip;
+  uint16_t len;
+};
+
+struct flow {
+  int active, closed;
+  uint8_t *buf; /* virtio header, then the merged packet */
+  unsigned len, ihl, thl, mss, segs;
+  uint32_t next_seq;
+};
+
+struct outside {
+  struct engine *e;
+  uint8_t *bufs[RX_MSGS];
+  struct mmsghdr msgs[RX_MSGS];
+  struct iovec iov[RX_MSGS];
+  struct sockaddr_in from[RX_MSGS];
+  char ctl[RX_MSGS][64];
+  struct accepted acc[MAX_ACCEPTED];
+  int acc_count;
+  struct flow flows[FLOWS];
+  int next_evict;
+};
+
+static void tun_write(struct outside *out, uint8_t *frame, size_t len) {
+  struct engine *e = out->e;
+  for (;;) {
+    ssize_t r = write(e->tun_fd, frame, len);
+    if (r >= 0) {
+      count(e, C_OUTSIDE_TUN_WRITES, 1);
+      return;
+    }
+    if (errno == EINTR) continue;
+    count(e, C_OUTSIDE_DROP_TUN_WRITE_ERROR, 1);
+    return;
+  }
+}
+
+/* Writes one packet as it is; the VNET_HDR_LEN bytes before `ip` are ours to overwrite. */
+static void write_single(struct outside *out, uint8_t *ip, unsigned len) {
+  if (out->e->vnet_hdr) {
+    memset(ip - VNET_HDR_LEN, 0, VNET_HDR_LEN); /* no offload: the kernel checks the checksum */
+    tun_write(out, ip - VNET_HDR_LEN, VNET_HDR_LEN + len);
+  } else {
+    tun_write(out, ip, len);
+  }
+  count(out->e, C_OUTSIDE_PACKETS, 1);
+  count(out->e, C_OUTSIDE_BYTES, len);
+}
+
+static void flow_flush(struct outside *out, struct flow *f) {
+  if (!f->active) return;
+  struct virtio_net_hdr h;
+  memset(&h, 0, sizeof h);
+  uint8_t *ip = f->buf + VNET_HDR_LEN;
+  if (f->segs > 1) {
+    wr16(ip + 2, (uint16_t)f->len);
+    ip4_set_checksum(ip, f->ihl);
+    /* CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the kernel finishes it. */
+    uint16_t c = csum_fold(csum_pseudo4(ip, IPPROTO_TCP_, (uint16_t)(f->len - f->ihl)));
+    memcpy(ip + f->ihl + 16, &c, 2);
+    h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.gso_size = (uint16_t)f->mss;
+    h.hdr_len = (uint16_t)(f->ihl + f->thl);
+    h.csum_start = (uint16_t)f->ihl;
+    h.csum_offset = 16;
+    count(out->e, C_OUTSIDE_COALESCED, f->segs);
+  }
+  memcpy(f->buf, &h, VNET_HDR_LEN);
+  tun_write(out, f->buf, VNET_HDR_LEN + f->len);
+  count(out->e, C_OUTSIDE_PACKETS, f->segs);
+  count(out->e, C_OUTSIDE_BYTES, f->len + (f->segs - 1) * (f->ihl + f->thl));
+  f->active = 0;
+}
+
+static void flows_flush(struct outside *out) {
+  for (int i = 0; i < FLOWS; i++) flow_flush(out, &out->flows[i]);
+}
+
+/* Same addresses and ports (the 4-tuple), whatever else differs. */
+static int same_connection(const uint8_t *a, const uint8_t *b) {
+  return memcmp(a + 12, b + 12, 8) == 0 && memcmp(a + 20, b + 20, 4) == 0;
+}
+
+/* A TCP data segment that may be merged: no IP options, not a fragment, ACK or ACK+PSH
+ * only (SYN/FIN/RST/URG/ECE/CWR segments go through as they are), some payload. */
+static int mergeable(const uint8_t *ip, unsigned len, unsigned *thl) {
+  if (ip[9] != IPPROTO_TCP_ || ip4_header_len(ip) != 20 || (rd16(ip + 6) & 0x3fff) != 0) return 0;
+  if (len < 40) return 0;
+  *thl = (ip[32] >> 4) * 4u;
+  if (*thl < 20 || len <= 20 + *thl) return 0;
+  return (ip[33] & (uint8_t)~0x08) == 0x10;
+}
+
+static void deliver(struct outside *out, uint8_t *ip, unsigned len) {
+  if (!out->e->vnet_hdr) {
+    write_single(out, ip, len);
+    return;
+  }
+  unsigned thl = 0;
+  int tcp = ip[9] == IPPROTO_TCP_ && !ip4_later_fragment(ip) && len >= ip4_header_len(ip) + 4;
+  struct flow *match = NULL;
+  if (tcp && ip4_header_len(ip) == 20) {
+    for (int i = 0; i < FLOWS; i++)
+      if (out->flows[i].active && same_connection(out->flows[i].buf + VNET_HDR_LEN, ip)) match = &out->flows[i];
+  }
+  if (!mergeable(ip, len, &thl)) {
+    /* Keep per-connection order: what was merged so far goes first. */
+    if (match) flow_flush(out, match);
+    write_single(out, ip, len);
+    return;
+  }
+  unsigned payload = len - 20 - thl;
+  uint32_t seq = rd32(ip + 24);
+  if (match && !match->closed) {
+    const uint8_t *q = match->buf + VNET_HDR_LEN;
+    if (thl == match->thl && payload <= match->mss && match->len + payload <= MAX_IP_PACKET &&
+        seq == match->next_seq && ip[1] == q[1] && ip[8] == q[8] && (ip[6] & 0x40) == (q[6] & 0x40) &&
+        memcmp(ip + 28, q + 28, 4) == 0 &&          /* ack */
+        memcmp(ip + 34, q + 34, 2) == 0 &&          /* window */
+        memcmp(ip + 40, q + 40, thl - 20) == 0) {   /* options */
+      memcpy(match->buf + VNET_HDR_LEN + match->len, ip + 20 + thl, payload);
+      match->len += payload;
+      match->segs++;
+      match->next_seq += payload;
+      if (ip[33] & 0x08) {
+        match->buf[VNET_HDR_LEN + 33] |= 0x08;
+        match->closed = 1;
+      }
+      if (payload < match->mss) match->closed = 1;
+      return;
+    }
+  }
+  struct flow *f = match;
+  if (f) {
+    flow_flush(out, f);
+  } else {
+    for (int i = 0; i < FLOWS && !f; i++)
+      if (!out->flows[i].active) f = &out->flows[i];
+    if (!f) {
+      f = &out->flows[out->next_evict];
+      out->next_evict = (out->next_evict + 1) % FLOWS;
+      flow_flush(out, f);
+    }
+  }
+  memcpy(f->buf + VNET_HDR_LEN, ip, len);
+  f->active = 1;
+  f->len = len;
+  f->ihl = 20;
+  f->thl = thl;
+  f->mss = payload;
+  f->segs = 1;
+  f->next_seq = seq + payload;
+  f->closed = (ip[33] & 0x08) != 0;
+}
+
+/* Step 2 for one datagram (one GRO segment). Called with routes_lock held. */
+static void check(struct outside *out, uint8_t *seg, unsigned l, uint32_t sender, const struct peer *known) {
+  struct engine *e = out->e;
+  uint8_t *ip = seg;
+  unsigned ipl = l;
+  if (e->opt.mode == WEFT_MODE_VXLAN) {
+    if (l < ENCAP_MAX + 20) {
+      count(e, C_OUTSIDE_DROP_TRUNCATED, 1);
+      return;
+    }
+    /* Only the I flag may be set and the reserved fields must be zero (RFC 7348 5). */
+    if (seg[0] != 0x08 || seg[1] || seg[2] || seg[3] || seg[7]) {
+      count(e, C_OUTSIDE_DROP_BAD_VXLAN_FLAGS, 1);
+      return;
+    }
+    uint32_t vni = ((uint32_t)seg[4] << 16) | ((uint32_t)seg[5] << 8) | seg[6];
+    if (vni != e->opt.vni) {
+      count(e, C_OUTSIDE_DROP_WRONG_VNI, 1);
+      return;
+    }
+    const uint8_t *eth = seg + VXLAN_HDR_LEN;
+    if (memcmp(eth, e->opt.vtep_mac, 6) != 0) {
+      count(e, C_OUTSIDE_DROP_WRONG_DST_MAC, 1);
+      return;
+    }
+    if (eth[12] != 0x08 || eth[13] != 0x00) {
+      count(e, C_OUTSIDE_DROP_NOT_IPV4, 1);
+      return;
+    }
+    ip = seg + ENCAP_MAX;
+    ipl = l - ENCAP_MAX;
+  }
+  if (ipl < 20) {
+    count(e, C_OUTSIDE_DROP_TRUNCATED, 1);
+    return;
+  }
+  if ((ip[0] >> 4) != 4) {
+    count(e, C_OUTSIDE_DROP_NOT_IPV4, 1);
+    return;
+  }
+  unsigned len = ip4_valid_len(ip, ipl, 0);
+  if (len == 0) {
+    unsigned ihl = ip4_header_len(ip);
+    count(e, ihl >= 20 && rd16(ip + 2) > ipl ? C_OUTSIDE_DROP_TRUNCATED : C_OUTSIDE_DROP_MALFORMED, 1);
+    return;
+  }
+  const struct peer *p = known;
+  uint32_t src = ip4_src(ip);
+  if (!p || (src & (p->prefix ? 0xffffffffu << (32 - p->prefix) : 0)) != p->network) {
+    /* The sender may own several subnets (one peer entry each): look the source up. */
+    p = routes_lookup(&e->routes, src);
+    if (!p || p->public_ip != sender) {
+      count(e, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
+      return;
+    }
+  }
+  if (e->opt.mode == WEFT_MODE_UDP) {
+    if (ip[8] <= 1) {
+      count(e, C_OUTSIDE_DROP_TTL_EXCEEDED, 1);
+      return;
+    }
+    ip4_decrement_ttl(ip);
+  }
+  if (out->acc_count < MAX_ACCEPTED) {
+    out->acc[out->acc_count].ip = ip;
+    out->acc[out->acc_count].len = (uint16_t)len;
+    out->acc_count++;
+  }
+}
+
+/* The first peer entry whose PublicIP is the sender (NULL: not a peer). */
+static const struct peer *sender_peer(const struct route_table *t, uint32_t sender) {
+  for (size_t i = 0; i < t->count; i++)
+    if (t->peers[i].public_ip == sender) return &t->peers[i];
+  return NULL;
+}
+
+static void receive_batch(struct outside *out, int n) {
+  struct engine *e = out->e;
+  out->acc_count = 0;
+  pthread_mutex_lock(&e->routes_lock);
+  for (int i = 0; i < n; i++) {
+    struct msghdr *h = &out->msgs[i].msg_hdr;
+    unsigned len = out->msgs[i].msg_len;
+    unsigned gso = len;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+        int size;
+        memcpy(&size, CMSG_DATA(c), sizeof size);
+        if (size > 0) gso = (unsigned)size;
+      }
+    unsigned segs = len == 0 ? 1 : (len + gso - 1) / gso;
+    count(e, C_OUTSIDE_DATAGRAMS, segs);
+    if (h->msg_flags & MSG_TRUNC) {
+      count(e, C_OUTSIDE_DROP_OVERSIZED, segs);
+      continue;
+    }
+    uint32_t sender = ntohl(out->from[i].sin_addr.s_addr);
+    const struct peer *known = sender_peer(&e->routes, sender);
+    if (!known) {
+      count(e, C_OUTSIDE_DROP_UNKNOWN_SENDER, segs);
+      continue;
+    }
+    uint8_t *base = out->bufs[i] + HEADROOM;
+    for (unsigned off = 0; off < len; off += gso) {
+      unsigned l = len - off < gso ? len - off : gso;
+      check(out, base + off, l, sender, known);
+    }
+    if (len == 0) count(e, C_OUTSIDE_DROP_TRUNCATED, 1);
+  }
+  pthread_mutex_unlock(&e->routes_lock);
+
+  for (int i = 0; i < out->acc_count; i++) deliver(out, out->acc[i].ip, out->acc[i].len);
+  flows_flush(out);
+}
+
+static void rearm(struct outside *out) {
+  for (int i = 0; i < RX_MSGS; i++) {
+    struct msghdr *h = &out->msgs[i].msg_hdr;
+    memset(h, 0, sizeof *h);
+    out->iov[i].iov_base = out->bufs[i] + HEADROOM;
+    out->iov[i].iov_len = BUF_SIZE - HEADROOM;
+    h->msg_iov = &out->iov[i];
+    h->msg_iovlen = 1;
+    h->msg_name = &out->from[i];
+    h->msg_namelen = sizeof out->from[i];
+    h->msg_control = out->ctl[i];
+    h->msg_controllen = sizeof out->ctl[i];
+  }
+}
+
+void *outside_run(void *arg) {
+  struct engine *e = arg;
+  struct outside *out = calloc(1, sizeof *out);
+  if (!out) return NULL;
+  out->e = e;
+  int ok = 1;
+  for (int i = 0; i < RX_MSGS && ok; i++) ok = (out->bufs[i] = malloc(BUF_SIZE)) != NULL;
+  for (int i = 0; i < FLOWS && ok; i++) ok = (out->flows[i].buf = malloc(BUF_SIZE)) != NULL;
+
+  struct pollfd fds[2] = {{.fd = e->udp_fd, .events = POLLIN}, {.fd = e->wake_fd, .events = POLLIN}};
+  while (ok && !engine_stopping(e)) {
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (fds[1].revents) break;
+    while (!engine_stopping(e)) {
+      rearm(out);
+      int n = recvmmsg(e->udp_fd, out->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        break; /* EAGAIN: drained */
+      }
+      count(e, C_OUTSIDE_RECV_CALLS, 1);
+      receive_batch(out, n);
+    }
+  }
+
+  for (int i = 0; i < RX_MSGS; i++) free(out->bufs[i]);
+  for (int i = 0; i < FLOWS; i++) free(out->flows[i].buf);
+  free(out);
+  return NULL;
+}

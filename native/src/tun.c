@@ -1,0 +1,93 @@
+/* The inside device: a TUN opened with IFF_NO_PI and, when offloads are on, IFF_VNET_HDR
+ * plus TUNSETOFFLOAD so one read() can return a 64 KB TCP (or UDP) super-packet. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+/* Debian 12's headers predate USO; values from linux/if_tun.h (6.2+). */
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+/* MTU and IFF_UP through a throwaway socket of the calling thread's namespace. */
+static int link_configure(const char *name, int mtu, char *err, size_t err_len) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    snprintf(err, err_len, "cannot create a socket to configure %s: %s", name, strerror(errno));
+    return -1;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  if (mtu > 0) {
+    ifr.ifr_mtu = mtu;
+    if (ioctl(s, SIOCSIFMTU, &ifr) < 0) {
+      snprintf(err, err_len, "cannot set MTU %d on %s: %s (MTU must be 68..65535)", mtu, name, strerror(errno));
+      close(s);
+      return -1;
+    }
+  }
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0 || (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)) {
+    snprintf(err, err_len, "cannot set %s up: %s", name, strerror(errno));
+    close(s);
+    return -1;
+  }
+  close(s);
+  return 0;
+}
+
+int tun_open(struct engine *e, char *err, size_t err_len) {
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    snprintf(err, err_len, "cannot open /dev/net/tun: %s (need CAP_NET_ADMIN and the tun module)", strerror(errno));
+    return -1;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (e->opt.offloads ? IFF_VNET_HDR : 0);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", e->opt.tun_name);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    snprintf(err, err_len, "cannot create TUN device %s: %s%s", e->opt.tun_name, strerror(errno),
+             errno == EBUSY ? " (a device of that name exists; pick another name or delete it)" : "");
+    close(fd);
+    return -1;
+  }
+  snprintf(e->tun_name, sizeof e->tun_name, "%s", ifr.ifr_name);
+  if (e->opt.offloads) {
+    int hdr_len = VNET_HDR_LEN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0) {
+      snprintf(err, err_len, "cannot set the virtio header size on %s: %s", e->tun_name, strerror(errno));
+      close(fd);
+      return -1;
+    }
+    unsigned tcp = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    /* USO4 and USO6 are only accepted together (EINVAL for either alone); without them, TCP only. */
+    if (ioctl(fd, TUNSETOFFLOAD, tcp | TUN_F_USO4 | TUN_F_USO6) == 0) {
+      e->tun_uso = 1;
+    } else if (ioctl(fd, TUNSETOFFLOAD, tcp) < 0) {
+      snprintf(err, err_len, "cannot enable checksum/TSO offload on %s: %s (kernel too old? set offloads: false)",
+               e->tun_name, strerror(errno));
+      close(fd);
+      return -1;
+    }
+    e->vnet_hdr = 1;
+  }
+  e->tun_fd = fd;
+  if (link_configure(e->tun_name, e->opt.mtu, err, err_len) < 0) {
+    close(fd);
+    e->tun_fd = -1;
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,141 @@
+import { formatIpv4, parseIpv4, type Ipv4Subnet } from "../net/ipv4.js";
+import { normalizeMac } from "../kernel/objects.js";
+import { shapeCounters, type EngineCounters } from "./counters.js";
+import { loadNativeAddon, type NativeAddon, type NativeFeatures, type NativeHandle } from "./native-addon.js";
+
+/**
+ * The userspace data path: a TUN device (inside) and a UDP socket (outside) joined by two
+ * native threads. TypeScript only opens it, tells it where each peer subnet lives and reads
+ * its counters; no packet ever reaches JavaScript.
+ */
+export interface EngineOptions {
+  /** "udp": flannel's udp wire format (raw IPv4 in UDP); "vxlan": RFC 7348 with inner Ethernet. */
+  mode: "udp" | "vxlan";
+  /** Device name, or a kernel template such as "flannel%d". */
+  tunName: string;
+  mtu: number;
+  /** The underlay interface address the socket binds to. */
+  bindAddress: string;
+  /** Local and remote UDP port; default 8285 (udp) or 8472 (vxlan). */
+  port?: number;
+  /** vxlan only. Default 1. */
+  vni?: number;
+  /** vxlan only, required: our VTEP MAC ("6a:96:90:47:79:a6"). */
+  vtepMac?: string;
+  /** Source of ICMP errors written back into the TUN (the TUN's own address); none if absent. */
+  icmpSource?: string;
+  /** Open the devices in this network namespace (a name under /run/netns or an absolute path). */
+  netns?: string;
+  /** TUN TSO/USO + UDP GSO/GRO; default true. false: one packet per syscall (for comparison). */
+  offloads?: boolean;
+  /** SO_SNDBUF/SO_RCVBUF bytes for the socket; default 4 MiB, 0 for the kernel default. */
+  socketBuffer?: number;
+}
+
+export interface PeerRoute {
+  subnet: Ipv4Subnet;
+  publicIP: string;
+  /** Required in vxlan mode. */
+  vtepMac?: string;
+}
+
+export interface Engine {
+  readonly mode: "udp" | "vxlan";
+  readonly tunName: string;
+  readonly features: Readonly<NativeFeatures>;
+  /** Adds or replaces the route for `subnet`; takes effect for the next batch of packets. */
+  setPeer(route: PeerRoute): void;
+  /** Returns false if there was no route for `subnet`. */
+  removePeer(subnet: Ipv4Subnet): boolean;
+  counters(): EngineCounters;
+  /** Stops the threads, closes the socket and removes the TUN device. Idempotent. */
+  close(): void;
+  readonly closed: boolean;
+}
+
+const DEFAULT_SOCKET_BUFFER = 4 << 20;
+
+function netnsPath(netns: string | undefined): string | undefined {
+  if (netns === undefined) return undefined;
+  return netns.startsWith("/") ? netns : `/run/netns/${netns}`;
+}
+
+function macBuffer(text: string, what: string): Buffer {
+  return Buffer.from(normalizeMac(text, what).split(":").map((part) => parseInt(part, 16)));
+}
+
+class NativeEngine implements Engine {
+  readonly tunName: string;
+  readonly features: Readonly<NativeFeatures>;
+  private handle: NativeHandle | undefined;
+  private readonly names: string[];
+
+  constructor(
+    private readonly addon: NativeAddon,
+    readonly mode: "udp" | "vxlan",
+    handle: NativeHandle,
+  ) {
+    this.handle = handle;
+    this.features = Object.freeze(addon.info(handle));
+    this.tunName = this.features.tunName;
+    this.names = addon.counterNames();
+  }
+
+  get closed(): boolean {
+    return this.handle === undefined;
+  }
+
+  private live(): NativeHandle {
+    if (!this.handle) throw new Error(`engine on ${this.tunName} is closed; open a new one`);
+    return this.handle;
+  }
+
+  setPeer(route: PeerRoute): void {
+    const publicIp = parseIpv4(route.publicIP, `PublicIP of peer ${route.subnet}`);
+    if (this.mode === "vxlan" && route.vtepMac === undefined) {
+      throw new Error(`peer ${route.subnet}: a VtepMAC is required by the userspace vxlan engine`);
+    }
+    const mac = route.vtepMac === undefined ? undefined : macBuffer(route.vtepMac, `VtepMAC of peer ${route.subnet}`);
+    this.addon.setPeer(this.live(), route.subnet.network, route.subnet.prefixLength, publicIp, mac);
+  }
+
+  removePeer(subnet: Ipv4Subnet): boolean {
+    return this.addon.removePeer(this.live(), subnet.network, subnet.prefixLength);
+  }
+
+  counters(): EngineCounters {
+    return shapeCounters(this.names, this.addon.counters(this.live()));
+  }
+
+  close(): void {
+    if (!this.handle) return;
+    const handle = this.handle;
+    this.handle = undefined;
+    this.addon.close(handle);
+  }
+}
+
+/** Opens the TUN device and the socket and starts forwarding. Throws with the device/address and errno text. */
+export function openEngine(options: EngineOptions): Engine {
+  const addon = loadNativeAddon();
+  if (options.mode === "vxlan" && options.vtepMac === undefined) {
+    throw new Error("openEngine: vtepMac is required in vxlan mode (the MAC published in the lease's BackendData)");
+  }
+  // Validate here so the error names the option rather than coming back from inet_pton.
+  formatIpv4(parseIpv4(options.bindAddress, "engine bindAddress"));
+  if (options.icmpSource !== undefined) parseIpv4(options.icmpSource, "engine icmpSource");
+  const handle = addon.open({
+    mode: options.mode,
+    tunName: options.tunName,
+    netnsPath: netnsPath(options.netns),
+    bindAddress: options.bindAddress,
+    port: options.port ?? (options.mode === "vxlan" ? 8472 : 8285),
+    vni: options.vni ?? 1,
+    vtepMac: options.vtepMac === undefined ? undefined : macBuffer(options.vtepMac, "engine vtepMac"),
+    mtu: options.mtu,
+    icmpSource: options.icmpSource,
+    offloads: options.offloads ?? true,
+    socketBuffer: options.socketBuffer ?? DEFAULT_SOCKET_BUFFER,
+  });
+  return new NativeEngine(addon, options.mode, handle);
+}

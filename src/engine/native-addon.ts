@@ -1,0 +1,63 @@
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+/**
+ * The compiled addon (native/, built by `npm run build:native`) and the exact shape of what it
+ * exports. Only src/engine/ talks to it; addresses cross as host-order uint32 numbers.
+ */
+export interface NativeEngineOptions {
+  mode: "udp" | "vxlan";
+  tunName: string;
+  netnsPath?: string;
+  bindAddress: string;
+  port: number;
+  vni?: number;
+  vtepMac?: Buffer;
+  mtu: number;
+  icmpSource?: string;
+  offloads?: boolean;
+  socketBuffer?: number;
+}
+
+declare const handleBrand: unique symbol;
+/** An opaque external owned by the addon. */
+export type NativeHandle = { readonly [handleBrand]: true };
+
+export interface NativeFeatures {
+  tunName: string;
+  /** TUN opened with IFF_VNET_HDR + TSO: one read carries a TCP super-packet. */
+  vnetHeader: boolean;
+  /** USO4|USO6 accepted: UDP super-packets from the TUN too. */
+  tunUdpOffload: boolean;
+  udpGso: boolean;
+  udpGro: boolean;
+}
+
+export interface NativeAddon {
+  open(options: NativeEngineOptions): NativeHandle;
+  setPeer(handle: NativeHandle, network: number, prefix: number, publicIp: number, mac?: Buffer): void;
+  removePeer(handle: NativeHandle, network: number, prefix: number): boolean;
+  counters(handle: NativeHandle): Float64Array;
+  counterNames(): string[];
+  info(handle: NativeHandle): NativeFeatures;
+  close(handle: NativeHandle): void;
+}
+
+/** native/build/Release/weft_engine.node, relative to the package root (this file is two levels down in src/ and dist/). */
+export const ADDON_PATH = fileURLToPath(new URL("../../native/build/Release/weft_engine.node", import.meta.url));
+
+let loaded: NativeAddon | undefined;
+
+export function loadNativeAddon(): NativeAddon {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  try {
+    loaded = require(ADDON_PATH) as NativeAddon;
+  } catch (error) {
+    throw new Error(
+      `cannot load the weft forwarding engine ${ADDON_PATH}: ${(error as Error).message} ` +
+        "(build it with `npm run build:native`; needs gcc, make and python3)",
+    );
+  }
+  return loaded;
+}

@@ -1,0 +1,34 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import type { Ipv4Subnet } from "../net/ipv4.js";
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Addresses a weft TUN device as flannel addresses flannel0 (spec §5): the lease's network
+ * address as a /32 (no broadcast routes), and one route for the whole flannel Network through
+ * the device; the local subnet on docker0 is more specific and wins. Runs `ip` (not on the hot
+ * path); `netns` runs it in that namespace (`ip -n`).
+ */
+export async function addressTun(
+  device: string,
+  ownSubnet: Ipv4Subnet,
+  network: Ipv4Subnet,
+  netns?: string,
+): Promise<void> {
+  const address = `${ownSubnet.toString().split("/")[0]}/32`;
+  // replace: idempotent across re-activation with the same lease; a different old /32 is flushed first.
+  await ip(netns, ["addr", "flush", "dev", device], device);
+  await ip(netns, ["addr", "replace", address, "dev", device], device);
+  await ip(netns, ["route", "replace", network.toString(), "dev", device], device);
+}
+
+async function ip(netns: string | undefined, args: string[], device: string): Promise<void> {
+  const full = netns === undefined ? args : ["-n", netns, ...args];
+  try {
+    await execFileAsync("ip", full, { timeout: 10_000 });
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr?.trim();
+    throw new Error(`\`ip ${full.join(" ")}\` failed for TUN device ${device}: ${stderr || (error as Error).message}`);
+  }
+}
