@@ -1,0 +1,48 @@
+import { describe, expect, it } from "vitest";
+import { parseNetworkConfig } from "../../src/config/network-config.js";
+import { formatIpv4 } from "../../src/net/ipv4.js";
+
+describe("parseNetworkConfig (spec §1.2)", () => {
+  it.each([
+    // [config, network, subnetLen, subnetMin, subnetMax, backend]
+    ['{"Network":"10.66.0.0/16"}', "10.66.0.0/16", 24, "10.66.1.0", "10.66.255.0", "udp"],
+    ['{"network":"10.66.1.0/16","backend":{"type":"VXLAN","vni":4}}', "10.66.0.0/16", 24, "10.66.1.0", "10.66.255.0", "vxlan"],
+    ['{"Network":"10.0.0.0/8","SubnetLen":20}', "10.0.0.0/8", 20, "10.0.16.0", "10.255.240.0", "udp"],
+    ['{"Network":"10.66.0.0/24"}', "10.66.0.0/24", 26, "10.66.0.64", "10.66.0.192", "udp"],
+    ['{"Network":"10.66.0.0/16","SubnetMin":"10.66.96.0","SubnetMax":"10.66.96.0","Backend":{"Type":"host-gw"}}', "10.66.0.0/16", 24, "10.66.96.0", "10.66.96.0", "host-gw"],
+  ])("%s", (text, network, subnetLen, min, max, backend) => {
+    const config = parseNetworkConfig(text);
+    expect(config.network.toString()).toBe(network);
+    expect(config.subnetLen).toBe(subnetLen);
+    expect(formatIpv4(config.subnetMin)).toBe(min);
+    expect(formatIpv4(config.subnetMax)).toBe(max);
+    expect(config.backend.type).toBe(backend);
+  });
+
+  it.each([
+    ["{", /not valid JSON/],
+    ["[]", /must be a JSON object/],
+    ["{}", /^Network: missing/],
+    ['{"Network":"10.66.0.0"}', /^Network: "10\.66\.0\.0" is not an IPv4 CIDR/],
+    ['{"Network":"fc00::/64"}', /^Network: "fc00::\/64" is not an IPv4 CIDR/],
+    ['{"Network":"10.66.0.0/29"}', /^Network: 10\.66\.0\.0\/29 is too small/],
+    ['{"Network":"10.66.0.0/16","SubnetLen":17}', /^SubnetLen: 17 leaves fewer than four subnets/],
+    ['{"Network":"10.66.0.0/16","SubnetLen":31}', /^SubnetLen: 31 is longer than \/30/],
+    ['{"Network":"10.66.0.0/16","SubnetLen":"24"}', /^SubnetLen: "24" is not an integer/],
+    ['{"Network":"10.66.0.0/16","SubnetMin":"10.67.0.0"}', /^SubnetMin: 10\.67\.0\.0 is outside Network/],
+    ['{"Network":"10.66.0.0/16","SubnetMax":"10.66.3.7"}', /^SubnetMax: 10\.66\.3\.7 is not on a \/24 boundary/],
+    ['{"Network":"10.66.0.0/16","SubnetMin":"10.66.9.0","SubnetMax":"10.66.3.0"}', /^SubnetMin: 10\.66\.9\.0 is above SubnetMax/],
+    ['{"Network":"10.66.0.0/16","Backend":"vxlan"}', /^Backend: "vxlan" is not an object/],
+    ['{"Network":"10.66.0.0/16","Backend":{"Type":7}}', /^Backend\.Type: 7 is not a string/],
+    ['{"Network":"10.66.0.0/16","EnableIPv4":false}', /^EnableIPv4: false is not supported/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":true}', /^IPv6Network: missing/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":"yes"}', /^EnableIPv6: "yes" is not true or false/],
+  ])("rejects %s naming the field", (text, message) => {
+    expect(() => parseNetworkConfig(text)).toThrow(message);
+  });
+
+  it("parses dual-stack settings", () => {
+    const config = parseNetworkConfig('{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48"}');
+    expect(config.ipv6).toEqual({ network: "fc00::/48", subnetLen: 64, subnetMin: undefined, subnetMax: undefined });
+  });
+});
