@@ -1,11 +1,13 @@
 import type { BackendFactory } from "./backend.js";
 import { allocBackend } from "./alloc.js";
 import { vxlanBackend } from "./vxlan/vxlan-backend.js";
+import { hostGwBackend } from "./host-gw/host-gw-backend.js";
 
 /** Backends by their config `Type` name (lower case). Add a backend here, one line each. */
 const factories: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFactory>([
   [allocBackend.type, allocBackend],
   [vxlanBackend.type, vxlanBackend],
+  [hostGwBackend.type, hostGwBackend],
 ]);
 
 export function backendTypes(): string[] {

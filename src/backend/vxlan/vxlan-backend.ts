@@ -1,4 +1,5 @@
 import type { Backend, BackendContext, BackendFactory, BackendRegistration, ReconcileReport } from "../backend.js";
+import type { LeaseSetLoader } from "../lease-set-loader.js";
 import { Kernel } from "../../kernel/kernel.js";
 import { describeObject, type KernelObject } from "../../kernel/objects.js";
 import { onLinkDevice } from "../../kernel/on-link.js";
@@ -30,7 +31,7 @@ interface Peer {
   direct: boolean;
 }
 
-export class VxlanBackend implements Backend {
+export class VxlanBackend implements Backend, LeaseSetLoader {
   readonly type = "vxlan";
   private readonly options: VxlanOptions;
   private readonly spec: VxlanDeviceSpec;
@@ -118,6 +119,22 @@ export class VxlanBackend implements Backend {
         await this.reconcileNow(false); // state left from before a restart that no lease backs any more
       }
     });
+  }
+
+  async loadLeaseSet(ownLease: Lease, peers: readonly Lease[]): Promise<void> {
+    this.ownLease = ownLease;
+    this.snapshotApplied = true;
+    const routes = this.options.directRouting ? await this.kernel.readRoutes() : [];
+    for (const lease of peers) {
+      const peer = this.peerFromLease(lease);
+      if (!peer) continue;
+      if (this.options.directRouting) peer.direct = onLinkDevice(lease.attrs.publicIP, routes, this.context.network.network) !== undefined;
+      this.peers.set(lease.subnet.toString(), peer);
+    }
+  }
+
+  refusedPeers(): string[] {
+    return [...this.ignored].map((subnet) => `${subnet}: lease of another backend type or with unusable BackendData (see the log)`);
   }
 
   async reconcile(options: { dryRun: boolean }): Promise<ReconcileReport> {
