@@ -1,0 +1,79 @@
+#!/bin/sh
+# weft's main job on one machine: a 3-host cluster in network namespaces, end to end.
+#
+#   sudo ./deploy/lab-demo.sh                  # 3 hosts, vxlan, 2 containers each
+#   sudo BACKEND=host-gw HOSTS=4 ./deploy/lab-demo.sh
+#
+# Installs what is missing on first use (Debian/Ubuntu: etcd-server, etcd-client, iproute2,
+# iputils-ping, nftables, iperf3; node_modules via npm ci), builds weft, brings the lab up,
+# runs `weft lab check` and prints how to take it down. Everything it creates lives in
+# network namespaces named <NAME>-*; nothing is added to this machine's own network.
+set -eu
+
+NAME="${NAME:-weft}"
+HOSTS="${HOSTS:-3}"
+BACKEND="${BACKEND:-vxlan}"
+CONTAINERS="${CONTAINERS:-2}"
+
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "lab-demo: network namespaces need root; re-running with sudo" >&2
+  exec sudo -E NAME="$NAME" HOSTS="$HOSTS" BACKEND="$BACKEND" CONTAINERS="$CONTAINERS" "$0" "$@"
+fi
+
+# 1. System packages (only the missing ones; apt-get update only when something is missing).
+missing=""
+for pkg in etcd-server etcd-client iproute2 iputils-ping nftables iperf3; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "lab-demo: missing packages:$missing — install them with your package manager, then re-run" >&2
+    exit 1
+  fi
+  echo "lab-demo: installing$missing" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# 2. Node.js 20+ (Debian's own nodejs may be older: then install Node 20 from nodejs.org or NodeSource).
+if ! command -v node >/dev/null 2>&1; then
+  echo "lab-demo: node is not installed; weft needs Node.js 20 or newer" >&2
+  exit 1
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ]; then
+  echo "lab-demo: node $(node -v) is too old; weft needs Node.js 20 or newer" >&2
+  exit 1
+fi
+
+# 3. Dependencies and build (tsc only: the kernel backends need no native addon).
+if [ ! -d node_modules ]; then
+  echo "lab-demo: npm ci" >&2
+  npm ci --ignore-scripts --no-audit --no-fund
+fi
+if [ ! -f dist/cli.js ] || [ -n "$(find src -name '*.ts' -newer dist/cli.js | head -n 1)" ]; then
+  echo "lab-demo: building weft (npm run build:ts)" >&2
+  npm run --silent build:ts
+fi
+
+weft() { node dist/cli.js "$@"; }
+
+# 4. A lab of the same name from an earlier run (or a crash) is removed first.
+if [ -e "/run/weft-lab/$NAME/state.json" ] || ip netns list | grep -q "^$NAME-"; then
+  echo "lab-demo: removing the previous lab \"$NAME\"" >&2
+  weft lab down --name "$NAME"
+fi
+
+# 5. Up, check, and tell the user what next.
+weft lab up --name "$NAME" --hosts "$HOSTS" --backend "$BACKEND" --containers "$CONTAINERS"
+echo
+status=0
+weft lab check --name "$NAME" || status=$?
+echo
+echo "Explore:   node dist/cli.js lab status --name $NAME"
+echo "           node dist/cli.js lab exec --name $NAME h1c1 -- ping -c 3 <address of another container>"
+echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel.1"
+echo "Take down: node dist/cli.js lab down --name $NAME"
+exit "$status"
