@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from "yargs";
 import { configCommand } from "./config.js";
+import { dockerOptsCommand } from "./docker-opts.js";
 import { leasesCommand } from "./leases.js";
 import { reserveCommand, unreserveCommand } from "./reserve.js";
 import { runCommand } from "./run.js";
@@ -20,4 +21,5 @@ export const commands: readonly CommandRegistration[] = [
   command(reserveCommand),
   command(unreserveCommand),
   command(labCommand),
+  command(dockerOptsCommand),
 ];

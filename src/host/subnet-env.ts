@@ -1,7 +1,6 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { Ipv4Subnet, formatIpv4, tryParseIpv4, type Ipv4Number } from "../net/ipv4.js";
+import { writeFileAtomic } from "./atomic-file.js";
 
 /**
  * The subnet file (spec §3.1, default /run/flannel/subnet.env): what Docker and systemd units
@@ -137,46 +136,9 @@ export function previousSubnet(env: SubnetEnv): Ipv4Subnet | undefined {
   return new Ipv4Subnet(env.subnetAddress.address, env.subnetAddress.prefixLength);
 }
 
-/**
- * Writes the file so a reader (docker, systemd) never sees it half-written: a temp file in the
- * same directory, fsynced, then renamed over the target. The directory is fsynced too so the
- * rename itself survives a crash.
- */
+/** Writes the file atomically (spec §3.1: parent dir 0755, file 0644, never seen half-written). */
 export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void> {
-  const dir = dirname(path);
-  try {
-    await mkdir(dir, { recursive: true, mode: 0o755 });
-  } catch (error) {
-    throw new Error(`subnet file ${path}: cannot create directory ${dir}: ${(error as Error).message}`);
-  }
-  const temp = join(dir, `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`);
-  try {
-    const handle = await open(temp, "wx", 0o644);
-    try {
-      await handle.writeFile(formatSubnetEnv(env));
-      // The mode given to open() is reduced by the umask; the file must be world-readable for docker units.
-      await handle.chmod(0o644);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw new Error(`subnet file ${path}: write failed: ${(error as Error).message}; check that ${dir} is writable`);
-  }
-  await syncDirectory(dir);
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } catch {
-    // Some filesystems refuse fsync on a directory; the rename is still atomic there.
-  } finally {
-    await handle.close();
-  }
+  await writeFileAtomic(path, formatSubnetEnv(env), "subnet file");
 }
 
 /** Reads and parses the file; undefined when it does not exist (first start). */
