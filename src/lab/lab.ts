@@ -46,6 +46,11 @@ export interface LabOptions {
   daemons?: "weft" | "none";
   /** Extra flags for every `weft run`. */
   daemonArgs?: string[];
+  /**
+   * Hosts (e.g. ["h3"]) whose daemon buildLab does not start: a test starts it later with
+   * lab.startDaemon("h3") to watch a host join. Their containers stay unaddressed until then.
+   */
+  deferredHosts?: string[];
   underlayMtu?: number;
   readyTimeoutMs?: number;
   /** Progress lines (the CLI prints them; tests usually pass nothing). */
@@ -255,7 +260,9 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
       const prefix = options.etcdPrefix ?? DEFAULT_ETCD_PREFIX;
       await lab.etcdctl(["put", `${prefix}/config`, JSON.stringify(networkConfig)]);
       log(`network config ${prefix}/config = ${JSON.stringify(networkConfig)}`);
-      await Promise.all(state.hosts.map((host) => lab.startDaemon(host.name)));
+      const deferred = new Set(options.deferredHosts ?? []);
+      for (const hostName of deferred) hostOf(state, hostName); // Fail early on a typo.
+      await Promise.all(state.hosts.filter((host) => !deferred.has(host.name)).map((host) => lab.startDaemon(host.name)));
       timings.daemons = Date.now() - phase;
       timings.containers = 0; // startDaemon builds docker0 as soon as each daemon is ready.
     } else {
