@@ -75,10 +75,49 @@ static void tun_write(struct outside *out, uint8_t *frame, size_t len) {
   }
 }
 
+/* The inner TCP/UDP checksum of a datagram may never have been completed: a kernel vxlan
+ * peer hands CHECKSUM_PARTIAL skbs to a veth (or any device with checksum offload) as they
+ * are, so the field holds only the pseudo-header sum. The outer UDP checksum, which the kernel
+ * verified, covers the whole inner packet; so hand the inner one to the kernel as partial
+ * too (pseudo-header sum + NEEDS_CSUM), as the kernel's own vxlan receive path does.
+ * Fragments keep their checksum untouched (it covers the reassembled datagram). */
+static void mark_partial(uint8_t *ip, unsigned len, struct virtio_net_hdr *h) {
+  unsigned ihl = ip4_header_len(ip);
+  if ((rd16(ip + 6) & 0x3fff) != 0) return;
+  unsigned offset;
+  if (ip[9] == IPPROTO_TCP_ && len >= ihl + 20) offset = 16;
+  else if (ip[9] == IPPROTO_UDP_ && len >= ihl + 8 && rd16(ip + ihl + 6) != 0) offset = 6;
+  else return;
+  uint16_t c = csum_fold(csum_pseudo4(ip, ip[9], (uint16_t)(len - ihl)));
+  memcpy(ip + ihl + offset, &c, 2);
+  h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h->csum_start = (uint16_t)ihl;
+  h->csum_offset = (uint16_t)offset;
+}
+
+/* A kernel sender on a GSO-capable path (veth, or a vxlan device over one) may deliver a
+ * whole TCP super-packet as one datagram. Written as it is, it would be a packet bigger
+ * than the TUN MTU that the host can only forward by fragmenting (or not at all, with DF).
+ * Describe it as GSO_TCPV4 with segments that fit the MTU, so the kernel splits it only
+ * where it has to. */
+static void mark_oversized(const struct engine *e, const uint8_t *ip, unsigned len, struct virtio_net_hdr *h) {
+  unsigned mtu = e->opt.mtu > 0 ? (unsigned)e->opt.mtu : 1500;
+  if (len <= mtu || h->csum_offset != 16 || ip[9] != IPPROTO_TCP_) return;
+  unsigned ihl = ip4_header_len(ip), thl = (ip[ihl + 12] >> 4) * 4u;
+  if (thl < 20 || ihl + thl >= len || ihl + thl + 8 > mtu) return;
+  h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  h->gso_size = (uint16_t)(mtu - ihl - thl);
+  h->hdr_len = (uint16_t)(ihl + thl);
+}
+
 /* Writes one packet as it is; the VNET_HDR_LEN bytes before `ip` are ours to overwrite. */
 static void write_single(struct outside *out, uint8_t *ip, unsigned len) {
   if (out->e->vnet_hdr) {
-    memset(ip - VNET_HDR_LEN, 0, VNET_HDR_LEN); /* no offload: the kernel checks the checksum */
+    struct virtio_net_hdr h;
+    memset(&h, 0, sizeof h);
+    mark_partial(ip, len, &h);
+    mark_oversized(out->e, ip, len, &h);
+    memcpy(ip - VNET_HDR_LEN, &h, VNET_HDR_LEN);
     tun_write(out, ip - VNET_HDR_LEN, VNET_HDR_LEN + len);
   } else {
     tun_write(out, ip, len);
@@ -105,6 +144,9 @@ static void flow_flush(struct outside *out, struct flow *f) {
     h.csum_start = (uint16_t)f->ihl;
     h.csum_offset = 16;
     count(out->e, C_OUTSIDE_COALESCED, f->segs);
+  } else {
+    mark_partial(ip, f->len, &h);
+    mark_oversized(out->e, ip, f->len, &h);
   }
   memcpy(f->buf, &h, VNET_HDR_LEN);
   tun_write(out, f->buf, VNET_HDR_LEN + f->len);
@@ -124,8 +166,8 @@ static int same_connection(const uint8_t *a, const uint8_t *b) {
 
 /* A TCP data segment that may be merged: no IP options, not a fragment, ACK or ACK+PSH
  * only (SYN/FIN/RST/URG/ECE/CWR segments go through as they are), some payload. */
-static int mergeable(const uint8_t *ip, unsigned len, unsigned *thl) {
-  if (ip[9] != IPPROTO_TCP_ || ip4_header_len(ip) != 20 || (rd16(ip + 6) & 0x3fff) != 0) return 0;
+static int mergeable(const uint8_t *ip, unsigned len, unsigned max_len, unsigned *thl) {
+  if (len > max_len || ip[9] != IPPROTO_TCP_ || ip4_header_len(ip) != 20 || (rd16(ip + 6) & 0x3fff) != 0) return 0;
   if (len < 40) return 0;
   *thl = (ip[32] >> 4) * 4u;
   if (*thl < 20 || len <= 20 + *thl) return 0;
@@ -144,7 +186,8 @@ static void deliver(struct outside *out, uint8_t *ip, unsigned len) {
     for (int i = 0; i < FLOWS; i++)
       if (out->flows[i].active && same_connection(out->flows[i].buf + VNET_HDR_LEN, ip)) match = &out->flows[i];
   }
-  if (!mergeable(ip, len, &thl)) {
+  unsigned max_len = out->e->opt.mtu > 0 ? (unsigned)out->e->opt.mtu : 1500;
+  if (!mergeable(ip, len, max_len, &thl)) {
     /* Keep per-connection order: what was merged so far goes first. */
     if (match) flow_flush(out, match);
     write_single(out, ip, len);
