@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import type { Argv, CommandModule } from "yargs";
-import { formatCheckTable } from "../lab/check.js";
+import { formatCheckMatrix, formatCheckTable } from "../lab/check.js";
 import { probeReadyz } from "../lab/lab-daemon.js";
 import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab, type Lab } from "../lab/lab.js";
 import { defaultLabDir } from "../lab/lab-state.js";
@@ -36,6 +36,7 @@ interface ExecArgs extends LabArgs {
 
 interface CheckArgs extends LabArgs {
   json: boolean;
+  list: boolean;
 }
 
 function defineLabOptions<T>(yargs: Argv<T>): Argv<T & LabArgs> {
@@ -48,7 +49,15 @@ function defineLabOptions<T>(yargs: Argv<T>): Argv<T & LabArgs> {
     .option("lab-dir", { type: "string", describe: "where state, logs and subnet files live (default /run/weft-lab/<name>)" });
 }
 
+/** Every lab command creates or enters network namespaces, which only root may do. */
+function requireRoot(): void {
+  if (typeof process.getuid === "function" && process.getuid() !== 0) {
+    throw new Error("weft lab needs root to create and enter network namespaces: run it with sudo");
+  }
+}
+
 function labDirOf(args: LabArgs): string {
+  requireRoot();
   return args["lab-dir"] ?? defaultLabDir(args.name);
 }
 
@@ -166,6 +175,8 @@ const execCommand: CommandModule<object, ExecArgs> = {
   describe: "run a command in a lab namespace: a host (h1), a container (h1c1), etcd, ul or inet; e.g. weft lab exec h1 -- ip route",
   builder: (yargs) =>
     defineLabOptions(yargs)
+      // `weft lab exec h1 ip -br link` works too: options after the target belong to the command.
+      .parserConfiguration({ "unknown-options-as-args": true })
       .positional("target", { type: "string", demandOption: true, describe: "h1, h1c1, etcd, ul or inet" })
       .positional("command", { type: "string", array: true, describe: "command and arguments (after --)" }),
   handler: async (args) => {
@@ -189,13 +200,19 @@ const execCommand: CommandModule<object, ExecArgs> = {
 const checkCommand: CommandModule<object, CheckArgs> = {
   command: "check",
   describe: "ping every container from every other one, plus a max-size don't-fragment ping per host; exit 1 on any failure",
-  builder: (yargs) => defineLabOptions(yargs).option("json", { type: "boolean", default: false, describe: "print JSON" }),
+  builder: (yargs) =>
+    defineLabOptions(yargs)
+      .option("json", { type: "boolean", default: false, describe: "print JSON" })
+      .option("list", { type: "boolean", default: false, describe: "one line per ping, with round-trip times, instead of the matrix" }),
   handler: async (args) => {
     const lab = await openLab({ name: args.name, labDir: labDirOf(args) });
     const started = Date.now();
     const { ok, results } = await lab.checkTable();
     if (args.json) process.stdout.write(`${JSON.stringify({ ok, results }, null, 2)}\n`);
-    else process.stdout.write(`${formatCheckTable(results)} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    else {
+      const text = args.list ? formatCheckTable(results) : formatCheckMatrix(results);
+      process.stdout.write(`${text} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    }
     if (!ok) process.exitCode = 1;
   },
 };

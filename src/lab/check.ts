@@ -94,6 +94,50 @@ async function runProbe(probe: Probe): Promise<CheckResult> {
   };
 }
 
+/**
+ * The compact form: a FROM × TO grid of the ping matrix, one line per don't-fragment ping,
+ * the reason of every failure, and the summary line.
+ */
+export function formatCheckMatrix(results: readonly CheckResult[]): string {
+  const pings = results.filter((result) => result.kind === "ping");
+  const names = [...new Set(pings.flatMap((result) => [result.from, result.to]))];
+  const addresses = new Map(pings.flatMap((result) => [[result.from, result.fromAddress], [result.to, result.toAddress]] as const));
+  const cell = (from: string, to: string): string => {
+    if (from === to) return "-";
+    const result = pings.find((candidate) => candidate.from === from && candidate.to === to);
+    return result === undefined ? "?" : result.ok ? "ok" : "FAIL";
+  };
+  const grid = [
+    ["FROM \\ TO", ...names],
+    ...names.map((from) => [`${from} ${addresses.get(from) ?? ""}`, ...names.map((to) => cell(from, to))]),
+  ];
+  const widths = (grid[0] ?? []).map((_, column) => Math.max(...grid.map((row) => (row[column] ?? "").length)));
+  const lines = [`ping matrix (${DEFAULT_PAYLOAD} B payload)`, ...grid.map((row) => row.map((text, column) => text.padEnd(widths[column] ?? 0)).join("  ").trimEnd())];
+  const df = results.filter((result) => result.kind === "df");
+  if (df.length > 0) {
+    lines.push("", "don't-fragment pings, largest payload the MTU allows (MTU - 28)");
+    for (const result of df) {
+      const rtt = result.rttMs === undefined ? "" : `  ${result.rttMs.toFixed(3)} ms`;
+      lines.push(`${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}  ${result.payload} B  ${result.ok ? "ok" : "FAIL"}${rtt}`);
+    }
+  }
+  const failures = results.filter((result) => !result.ok);
+  if (failures.length > 0) {
+    lines.push("", "failures");
+    for (const result of failures) {
+      lines.push(`${result.kind === "df" ? `df ${result.payload} B` : "ping"} ${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}: ${result.detail}`);
+    }
+  }
+  lines.push("", checkSummary(results));
+  return lines.join("\n");
+}
+
+function checkSummary(results: readonly CheckResult[]): string {
+  const failed = results.filter((result) => !result.ok).length;
+  if (results.length === 0) return "no checks: the lab has no addressed containers (is it up with --containers ≥ 1?)";
+  return failed === 0 ? `all ${results.length} checks passed` : `${failed} of ${results.length} checks FAILED`;
+}
+
 /** A fixed-width table, one line per probe, and a summary line. */
 export function formatCheckTable(results: readonly CheckResult[]): string {
   const header = ["FROM", "TO", "TEST", "RESULT", "RTT"];
@@ -106,11 +150,5 @@ export function formatCheckTable(results: readonly CheckResult[]): string {
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)));
   const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join("  ").trimEnd();
-  const failed = results.filter((result) => !result.ok).length;
-  const summary = results.length === 0
-    ? "no checks: the lab has no addressed containers (is it up with --containers ≥ 1?)"
-    : failed === 0
-      ? `all ${results.length} checks passed`
-      : `${failed} of ${results.length} checks FAILED`;
-  return [line(header), ...rows.map(line), summary].join("\n");
+  return [line(header), ...rows.map(line), checkSummary(results)].join("\n");
 }
