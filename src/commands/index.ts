@@ -5,6 +5,8 @@ import { leasesCommand } from "./leases.js";
 import { reserveCommand, unreserveCommand } from "./reserve.js";
 import { runCommand } from "./run.js";
 import { labCommand } from "./lab.js";
+import { doctorCommand } from "./doctor.js";
+import { cleanupCommand } from "./cleanup.js";
 
 /** Adds one subcommand to the CLI; each module keeps its own argv type. */
 export type CommandRegistration = (cli: Argv) => Argv;
@@ -22,4 +24,6 @@ export const commands: readonly CommandRegistration[] = [
   command(unreserveCommand),
   command(labCommand),
   command(dockerOptsCommand),
+  command(doctorCommand),
+  command(cleanupCommand),
 ];

@@ -160,6 +160,12 @@ export class Kernel {
     return (JSON.parse(stdout) as LinkState[])[0];
   }
 
+  async listLinkNames(): Promise<string[]> {
+    const { stdout, failed, stderr } = await this.query("ip", ["-j", "link", "show"]);
+    if (failed) throw new Error(`cannot list links in ${this.where}: ${stderr.trim()}`);
+    return (JSON.parse(stdout) as { ifname: string }[]).map((link) => link.ifname);
+  }
+
   async readAddresses(device: string): Promise<AddressState[]> {
     const { stdout, failed, stderr } = await this.query("ip", ["-j", "-4", "addr", "show", "dev", device]);
     if (failed) throw new Error(`cannot read addresses of ${device} in ${this.where}: ${stderr.trim()}`);

@@ -1,0 +1,95 @@
+import type { Argv, CommandModule } from "yargs";
+import { TrafficRules } from "../host/firewall/traffic-rules.js";
+import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
+import { Kernel, type LinkState } from "../kernel/kernel.js";
+import { describeObject, type KernelObject } from "../kernel/objects.js";
+import { Ipv4Subnet } from "../net/ipv4.js";
+import { createLogger } from "../observe/logger.js";
+
+/**
+ * `weft cleanup`: removes what weft's kernel backends and traffic rules leave on a host after
+ * the daemon stops (they stay on purpose, so restarts are hitless): the nftables table
+ * `ip weft`, vxlan devices named flannel.<VNI> (their neighbours, FDB entries and routes go
+ * with them), and host-gw / DirectRouting routes inside the Network. The lease in etcd and the
+ * subnet file are left alone: the lease expires by itself, or can be reused by a restart.
+ */
+interface CleanupArgs {
+  network?: string;
+  "subnet-file": string;
+  vni?: number[];
+  "dry-run": boolean;
+}
+
+const VXLAN_NAME = /^flannel\.(\d+)$/;
+
+export async function cleanupHost(
+  options: { network?: Ipv4Subnet; ownSubnet?: Ipv4Subnet; vnis?: readonly number[]; dryRun: boolean; netns?: string },
+): Promise<string[]> {
+  const kernel = new Kernel(options.netns);
+  const done: string[] = [];
+  try {
+    const rules = new TrafficRules(createLogger({ name: "weft-cleanup", level: "warn" }), { netns: options.netns });
+    done.push("remove nftables table ip weft (if present)");
+    if (!options.dryRun) await rules.remove();
+
+    const links = await listVxlanLinks(kernel);
+    for (const link of links) {
+      const vni = Number(VXLAN_NAME.exec(link.ifname)?.[1]);
+      if (options.vnis && options.vnis.length > 0 && !options.vnis.includes(vni)) continue;
+      done.push(`remove device ${link.ifname} (vxlan id ${link.linkinfo?.info_data?.id ?? "?"}) with its neighbours, FDB entries and routes`);
+      if (!options.dryRun) await kernel.ip([`link del dev ${link.ifname}`]);
+    }
+
+    if (options.network) {
+      const network = options.network;
+      // Routes via a gateway inside the Network are host-gw's or DirectRouting's; docker0's own
+      // subnet route (no gateway, proto kernel) is never matched.
+      const routes = (await kernel.readRoutes()).filter(
+        (route) =>
+          route.type === "unicast" &&
+          route.protocol !== "kernel" &&
+          route.gateway !== undefined &&
+          network.contains(route.destination) &&
+          !(options.ownSubnet && route.destination.equals(options.ownSubnet)),
+      );
+      const objects: KernelObject[] = routes.map(({ destination, gateway, device, onlink }) => ({ kind: "route", destination, gateway, device, onlink }));
+      for (const object of objects) done.push(`remove ${describeObject(object)}`);
+      if (!options.dryRun) {
+        const failures = await kernel.apply(objects.map((object) => ({ action: "remove" as const, object })));
+        for (const failure of failures) done.push(`FAILED: ${failure.change}: ${failure.error}`);
+      }
+    }
+    return done;
+  } finally {
+    await kernel.close();
+  }
+}
+
+async function listVxlanLinks(kernel: Kernel): Promise<LinkState[]> {
+  const names = await kernel.listLinkNames();
+  const links: LinkState[] = [];
+  for (const name of names.filter((candidate) => VXLAN_NAME.test(candidate))) {
+    const link = await kernel.readLink(name);
+    if (link?.linkinfo?.info_kind === "vxlan") links.push(link);
+  }
+  return links;
+}
+
+export const cleanupCommand: CommandModule<object, CleanupArgs> = {
+  command: "cleanup",
+  describe: "remove weft's kernel state from this host: nftables table, flannel.<VNI> devices, host-gw routes",
+  builder: (yargs: Argv) =>
+    yargs
+      .option("network", { type: "string", describe: "the flannel Network (default: FLANNEL_NETWORK from --subnet-file); its gateway routes are removed" })
+      .option("subnet-file", { type: "string", default: "/run/flannel/subnet.env", describe: "the daemon's subnet file" })
+      .option("vni", { type: "number", array: true, describe: "only remove flannel.<VNI> for these VNIs (default: every flannel.N vxlan device)" })
+      .option("dry-run", { type: "boolean", default: false, describe: "print what would be removed" }),
+  handler: async (args) => {
+    const env = await readSubnetEnv(args["subnet-file"]).catch(() => undefined);
+    const network = args.network !== undefined ? Ipv4Subnet.parse(args.network, "--network") : env?.network;
+    const ownSubnet = env ? previousSubnet(env) : undefined;
+    const done = await cleanupHost({ network, ownSubnet, vnis: args.vni, dryRun: args["dry-run"] });
+    if (!network) done.push(`routes left alone: no --network given and no FLANNEL_NETWORK in ${args["subnet-file"]}`);
+    process.stdout.write(`${done.map((line) => `${args["dry-run"] ? "would " : ""}${line}`).join("\n")}\n`);
+  },
+};
