@@ -1,0 +1,99 @@
+/**
+ * Engine lifecycle in one namespace (no peers needed):
+ *
+ *   <p>a: ul0 192.168.90.1/24 (veth to <p>b), TUN opened and closed 50 times
+ *
+ * Leaks are counted in this very process: /proc/self/fd and /proc/self/task.
+ */
+import { readdirSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openEngine } from "../../src/engine/engine.js";
+import { addressTun } from "../../src/engine/tun-routing.js";
+import { execInNamespace, run, sleep, spawnDetachedInNamespace, terminatePids } from "../../src/lab/netns.js";
+import { NETWORK, SUBNET_A, SUBNET_B, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, type TwoHosts } from "./two-hosts.js";
+
+let hosts: TwoHosts;
+
+beforeAll(async () => {
+  hosts = await createTwoHosts();
+});
+afterAll(async () => {
+  await hosts?.destroy();
+});
+
+const fdCount = () => readdirSync("/proc/self/fd").length;
+const threadCount = () => readdirSync("/proc/self/task").length;
+
+async function linkExists(namespace: string, name: string): Promise<boolean> {
+  const result = await run("ip", ["-n", namespace, "link", "show", "dev", name], { allowFailure: true });
+  return result.exitCode === 0;
+}
+
+describe("engine lifecycle", () => {
+  it("opens and closes 50 times without leaking fds or threads, and removes the TUN", async () => {
+    // Warm up once: the first open loads the addon (an fd for the .so) and may start libuv threads.
+    openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a }).close();
+    const fds = fdCount();
+    const threads = threadCount();
+    for (let i = 0; i < 50; i++) {
+      const mode = i % 2 === 0 ? "udp" : "vxlan";
+      const engine = openEngine({
+        mode, tunName: "wt0", mtu: 1400, bindAddress: UNDERLAY_A, netns: hosts.a, vtepMac: "0a:00:00:00:00:01",
+      });
+      engine.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: "0a:00:00:00:00:02" });
+      expect(threadCount()).toBe(threads + 2);
+      engine.close();
+      engine.close(); // idempotent
+    }
+    expect(fdCount()).toBe(fds);
+    expect(threadCount()).toBe(threads);
+    expect(await linkExists(hosts.a, "wt0")).toBe(false);
+  });
+
+  it("reports the device, address and errno when it cannot open", () => {
+    expect(() => openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: "192.0.2.1", netns: hosts.a }))
+      .toThrow(/cannot bind UDP 192\.0\.2\.1:8285: Cannot assign requested address \(the address is not on any interface/);
+    const first = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a });
+    try {
+      expect(() => openEngine({ mode: "udp", tunName: "wt1", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a }))
+        .toThrow(/cannot bind UDP 192\.168\.90\.1:8285: Address already in use/);
+    } finally {
+      first.close();
+    }
+    expect(() => openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: `${hosts.prefix}missing` }))
+      .toThrow(/cannot open network namespace \/run\/netns\/.*missing: No such file or directory/);
+    expect(() => openEngine({ mode: "udp", tunName: "wt0", mtu: 20, bindAddress: UNDERLAY_A, netns: hosts.a }))
+      .toThrow(/cannot set MTU 20 on wt0/);
+    expect(() => openEngine({ mode: "vxlan", tunName: "wt0", mtu: 1450, bindAddress: UNDERLAY_A, netns: hosts.a }))
+      .toThrow(/vtepMac is required/);
+    const engine = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a });
+    engine.close();
+    expect(() => engine.counters()).toThrow(/engine on wt0 is closed/);
+  });
+
+  it("closes promptly while a TCP stream is flowing through it", async () => {
+    const a = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a });
+    const b = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_B, netns: hosts.b });
+    await addressTun("wt0", SUBNET_A, NETWORK, hosts.a);
+    await addressTun("wt0", SUBNET_B, NETWORK, hosts.b);
+    const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
+    try {
+      a.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B });
+      b.setPeer({ subnet: SUBNET_A, publicIP: UNDERLAY_A });
+      await sleep(300);
+      const client = execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "3"], { allowFailure: true, timeoutMs: 5000 });
+      await sleep(1500);
+      const moving = a.counters().inside.packets;
+      expect(moving).toBeGreaterThan(1000);
+      const started = performance.now();
+      a.close();
+      b.close();
+      expect(performance.now() - started).toBeLessThan(1000);
+      await client;
+    } finally {
+      a.close();
+      b.close();
+      await terminatePids([server], 500);
+    }
+  });
+});
