@@ -4,6 +4,8 @@ import { hideBin } from "yargs/helpers";
 import { commands } from "./commands/index.js";
 import { VERSION } from "./version.js";
 
+const REPEATABLE_FLAGS = new Set(["_", "iface", "iface-regex", "ifaceRegex"]);
+
 /** weft's command line: one module per subcommand under src/commands/. */
 async function main(): Promise<void> {
   let cli = yargs(goStyleFlags(hideBin(process.argv)))
@@ -12,7 +14,20 @@ async function main(): Promise<void> {
     .demandCommand(1, "name a command; see weft --help")
     .recommendCommands()
     .help()
+    // Usage errors get one line and exit 2; errors from a command propagate to main() unchanged.
+    .fail((message, error) => {
+      if (error) throw error;
+      process.stderr.write(`weft: ${message}\n(see weft --help, or weft <command> --help)\n`);
+      process.exit(2);
+    })
     .version(VERSION)
+    // Go's flag package lets a repeated flag override the earlier one (units often append flags);
+    // only the flags meant to repeat keep every value.
+    .middleware((argv) => {
+      for (const [key, value] of Object.entries(argv)) {
+        if (Array.isArray(value) && !REPEATABLE_FLAGS.has(key)) argv[key] = value.at(-1);
+      }
+    }, true)
     .wrap(Math.min(110, process.stdout.columns || 110));
   for (const register of commands) cli = register(cli);
   await cli.parseAsync();

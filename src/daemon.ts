@@ -72,7 +72,6 @@ export class Daemon {
     const { options, logger } = this;
     if (options.healthz) {
       this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
-      logger.info({ address: this.http.address, port: this.http.port }, "serving /healthz, /readyz and /metrics");
     }
     const external = await selectExternalInterface(options.interfaceSelection);
     logger.info(
