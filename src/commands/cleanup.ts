@@ -16,7 +16,8 @@ import { createLogger } from "../observe/logger.js";
 interface CleanupArgs {
   network?: string;
   "subnet-file": string;
-  vni?: number[];
+  /** yargs gives one value or a list, depending on how often the flag is repeated. */
+  vni?: number | number[];
   "dry-run": boolean;
 }
 
@@ -88,8 +89,9 @@ export const cleanupCommand: CommandModule<object, CleanupArgs> = {
     const env = await readSubnetEnv(args["subnet-file"]).catch(() => undefined);
     const network = args.network !== undefined ? Ipv4Subnet.parse(args.network, "--network") : env?.network;
     const ownSubnet = env ? previousSubnet(env) : undefined;
-    const done = await cleanupHost({ network, ownSubnet, vnis: args.vni, dryRun: args["dry-run"] });
-    if (!network) done.push(`routes left alone: no --network given and no FLANNEL_NETWORK in ${args["subnet-file"]}`);
-    process.stdout.write(`${done.map((line) => `${args["dry-run"] ? "would " : ""}${line}`).join("\n")}\n`);
+    const done = await cleanupHost({ network, ownSubnet, vnis: args.vni === undefined ? [] : [args.vni].flat(), dryRun: args["dry-run"] });
+    const lines = done.map((line) => `${args["dry-run"] ? "would " : ""}${line}`);
+    if (!network) lines.push(`routes left alone: no --network given and no FLANNEL_NETWORK in ${args["subnet-file"]}`);
+    process.stdout.write(`${lines.join("\n")}\n`);
   },
 };

@@ -1,0 +1,85 @@
+/*
+ * One host namespace holding what a stopped weft daemon leaves behind:
+ *
+ *   ┌─ <p>h ───────────────────────────────────────────────────────────┐
+ *   │ ul0 192.168.95.1/24        ct0 10.66.1.1/24 (docker0's subnet)    │
+ *   │ flannel.1, flannel.7 (vxlan) with neigh/fdb/onlink routes         │
+ *   │ 10.66.4.0/24 via 192.168.95.4 (host-gw)   table ip weft (nft)     │
+ *   │ 172.16.0.0/16 via 192.168.95.254 (not weft's: must stay)          │
+ *   └───────────────────────────────────────────────────────────────────┘
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBatch, uniquePrefix } from "../../src/lab/netns.js";
+import { cleanupHost } from "../../src/commands/cleanup.js";
+import { TrafficRules } from "../../src/host/firewall/traffic-rules.js";
+import { Ipv4Subnet } from "../../src/net/ipv4.js";
+import { silentLogger } from "../../src/observe/logger.js";
+import { weftCliPath } from "../../src/lab/lab-daemon.js";
+
+const ns = `${uniquePrefix("wc")}h`;
+const network = Ipv4Subnet.parse("10.66.0.0/16");
+const ownSubnet = Ipv4Subnet.parse("10.66.1.0/24");
+
+async function leave(): Promise<void> {
+  await ipBatch(ns, [
+    "link add flannel.1 type vxlan id 1 local 192.168.95.1 dev ul0 dstport 8472 nolearning",
+    "link add flannel.7 type vxlan id 7 local 192.168.95.1 dev ul0 dstport 8472 nolearning",
+    "link set flannel.1 up",
+    "link set flannel.7 up",
+    "neigh replace 10.66.2.0 lladdr 02:00:00:00:00:02 dev flannel.1 nud permanent",
+    "route replace 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink",
+    "route replace 10.66.4.0/24 via 192.168.95.4 dev ul0",
+  ]);
+  await new TrafficRules(silentLogger(), { netns: ns }).apply({ network, ownSubnet, ipMasq: true, forwardRules: true });
+}
+
+async function state(): Promise<string> {
+  const [links, routes, tables] = await Promise.all([
+    execInNamespace(ns, "ip", ["-o", "link", "show"]),
+    execInNamespace(ns, "ip", ["route", "show"]),
+    execInNamespace(ns, "nft", ["list", "tables"]),
+  ]);
+  return `${links.stdout}\n${routes.stdout}\n${tables.stdout}`;
+}
+
+describe("weft cleanup", () => {
+  beforeAll(async () => {
+    await createNamespace(ns);
+    await createVethPair({ name: "ul0", namespace: ns, addresses: ["192.168.95.1/24"] }, { name: "ul1", namespace: ns });
+    await createVethPair({ name: "ct0", namespace: ns, addresses: ["10.66.1.1/24"] }, { name: "ct1", namespace: ns });
+    await ipBatch(ns, ["route add 172.16.0.0/16 via 192.168.95.254"]);
+  });
+  afterAll(async () => {
+    await deleteNamespace(ns);
+  });
+
+  it("dry run lists everything and removes nothing", async () => {
+    await leave();
+    const lines = await cleanupHost({ network, ownSubnet, dryRun: true, netns: ns });
+    expect(lines).toEqual(expect.arrayContaining([
+      "remove nftables table ip weft (if present)",
+      expect.stringMatching(/^remove device flannel\.1 /),
+      expect.stringMatching(/^remove device flannel\.7 /),
+      "remove route 10.66.4.0/24 via 192.168.95.4 dev ul0",
+    ]));
+    expect(await state()).toContain("flannel.7");
+  });
+
+  it("removes devices (with their entries), gateway routes in the Network and the nft table; keeps the rest", async () => {
+    await cleanupHost({ network, ownSubnet, dryRun: false, netns: ns });
+    const after = await state();
+    expect(after).not.toMatch(/flannel\.|10\.66\.2\.0|10\.66\.4\.0|table ip weft/);
+    expect(after).toContain("10.66.1.0/24 dev ct0");
+    expect(after).toContain("172.16.0.0/16 via 192.168.95.254");
+  });
+
+  it("--vni limits which devices go; the CLI runs it in the host", async () => {
+    await leave();
+    const result = await execInNamespace(ns, process.execPath, [weftCliPath(), "cleanup", "--vni", "7", "--network", "10.66.0.0/16", "--subnet-file", "/nonexistent/subnet.env"]);
+    expect(result.stdout).toContain("remove device flannel.7");
+    const after = await state();
+    expect(after).toContain("flannel.1");
+    expect(after).not.toContain("flannel.7");
+    expect(after).not.toContain("table ip weft");
+  });
+});
