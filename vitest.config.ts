@@ -10,5 +10,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
+    // .ci/run reads the JSON report for its "N passed, N failed" line.
+    reporters: ["default", "json"],
+    outputFile: { json: "test-results/results.json" },
   },
 });
