@@ -1,0 +1,93 @@
+import { execFile, execFileSync } from "node:child_process";
+import { promisify } from "node:util";
+import yargs from "yargs";
+import { describe, expect, it } from "vitest";
+import { daemonOptionsFromArgs, defineRunOptions } from "../../src/commands/run.js";
+import { weftCliPath } from "../../src/lab/lab-daemon.js";
+
+const execFileAsync = promisify(execFile);
+
+function parse(argv: string[]) {
+  return daemonOptionsFromArgs(defineRunOptions(yargs(argv)).parseSync());
+}
+
+/** yargs reads FLANNELD_* from the environment of the process: parse in a child with that environment. */
+function parseWithEnv(argv: string[], env: Record<string, string>) {
+  const script = `
+    const { default: yargs } = await import("yargs");
+    const { daemonOptionsFromArgs, defineRunOptions } = await import(${JSON.stringify(new URL("../../dist/commands/run.js", import.meta.url).href)});
+    console.log(JSON.stringify(daemonOptionsFromArgs(defineRunOptions(yargs(${JSON.stringify(argv)})).parseSync())));`;
+  const output = execFileSync(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, ...env }, cwd: process.cwd() });
+  return JSON.parse(output.toString()) as ReturnType<typeof daemonOptionsFromArgs>;
+}
+
+async function weftRun(args: string[], env: Record<string, string> = {}) {
+  try {
+    await execFileAsync(process.execPath, [weftCliPath(), "run", ...args], { env: { ...process.env, ...env }, timeout: 10_000 });
+    return { code: 0, stderr: "" };
+  } catch (error) {
+    const failure = error as { code: number; stderr: string };
+    return { code: failure.code, stderr: failure.stderr };
+  }
+}
+
+describe("weft run flags", () => {
+  it("has flanneld's defaults", () => {
+    const options = parse([]);
+    expect(options.store).toMatchObject({ endpoints: ["http://127.0.0.1:4001", "http://127.0.0.1:2379"], prefix: "/coreos.com/network" });
+    expect(options.subnetFile).toBe("/run/flannel/subnet.env");
+    expect(options.renewMarginMs).toBe(60 * 60_000);
+    expect(options.leaseTtlSeconds).toBe(86_400);
+    expect(options.ipMasq).toBe(false);
+    expect(options.forwardRules).toBe(true);
+    expect(options.healthz).toBeUndefined();
+  });
+
+  it("reads FLANNELD_* variables, and the command line wins", () => {
+    const options = parseWithEnv(["--etcd-prefix=/cli"], {
+      FLANNELD_ETCD_ENDPOINTS: "http://10.0.0.1:2379,http://10.0.0.2:2379",
+      FLANNELD_ETCD_PREFIX: "/env",
+      FLANNELD_IFACE: "eth1,10.0.0.5",
+      FLANNELD_IP_MASQ: "true",
+      FLANNELD_HEALTHZ_PORT: "9471",
+    });
+    expect(options.store.endpoints).toEqual(["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+    expect(options.store.prefix).toBe("/cli");
+    expect(options.interfaceSelection.ifaces).toEqual(["eth1", "10.0.0.5"]);
+    expect(options.ipMasq).toBe(true);
+    expect(options.healthz).toEqual({ host: "0.0.0.0", port: 9471 });
+  });
+
+  it("takes --iface and --iface-regex repeatedly, in order", () => {
+    const options = parse(["--iface=eth1", "--iface", "eth2", "--iface-regex=^10\\.", "--iface-regex=^eth"]);
+    expect(options.interfaceSelection.ifaces).toEqual(["eth1", "eth2"]);
+    expect(options.interfaceSelection.ifaceRegexes).toEqual(["^10\\.", "^eth"]);
+  });
+
+  it("renews at half the TTL when the margin is longer than the TTL", () => {
+    expect(parse(["--subnet-lease-ttl=600", "--subnet-lease-renew-margin=60"]).renewMarginMs).toBe(300_000);
+  });
+
+  it.each([
+    [["--subnet-lease-renew-margin=0"], /--subnet-lease-renew-margin: 0 is outside 1\.\.1439 minutes/],
+    [["--subnet-lease-renew-margin=1440"], /--subnet-lease-renew-margin: 1440 is outside/],
+    [["--etcd-endpoints=localhost:2379"], /--etcd-endpoints: "localhost:2379" is not an http\(s\):\/\/host:port URL/],
+    [["--public-ip=10.0.0.256"], /--public-ip: "10\.0\.0\.256" is not an IPv4 address/],
+    [["--iface-can-reach=example"], /--iface-can-reach: "example" is not an IPv4 address/],
+    [["--healthz-port=70000"], /--healthz-port: 70000 is not a port number/],
+    [["--kube-subnet-mgr"], /--kube-subnet-mgr: weft uses etcd only/],
+  ])("rejects %s naming the flag", (argv, message) => {
+    expect(() => parse(argv)).toThrow(message);
+  });
+
+  it("exits 2 with one line for an unknown flag, 1 for a bad value, and accepts Go-style single dashes", async () => {
+    const unknown = await weftRun(["--bogus-flag"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^weft: Unknown arguments?: bogus-flag/);
+    const bad = await weftRun(["-subnet-lease-renew-margin=5000"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe("weft: --subnet-lease-renew-margin: 5000 is outside 1..1439 minutes\n");
+    const fromEnv = await weftRun([], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "0" });
+    expect(fromEnv.stderr).toContain("--subnet-lease-renew-margin: 0 is outside");
+  });
+});
