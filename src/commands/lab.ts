@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import type { Argv, CommandModule } from "yargs";
+import { hideBin } from "yargs/helpers";
 import { formatCheckMatrix, formatCheckTable } from "../lab/check.js";
 import { probeReadyz } from "../lab/lab-daemon.js";
 import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab, type Lab } from "../lab/lab.js";
@@ -21,17 +22,51 @@ interface UpArgs extends LabArgs {
   containers: number;
   backend: string;
   network: string;
-  "backend-option"?: string[];
+  "backend-option"?: unknown;
   internet: boolean;
   "ip-masq": boolean;
   daemons: string;
-  "daemon-arg"?: string[];
+  "daemon-arg"?: unknown;
   "ready-timeout": number;
 }
 
 interface ExecArgs extends LabArgs {
   target: string;
-  command?: (string | number)[];
+}
+
+/**
+ * Every value of a repeatable flag (`--flag v` or `--flag=v`), from the raw argv: the CLI's
+ * middleware collapses arrays to their last value (Go flag semantics for flanneld's flags).
+ */
+export function repeatedFlagValues(rawArgs: readonly string[], flag: string): string[] {
+  const values: string[] = [];
+  const end = rawArgs.includes("--") ? rawArgs.indexOf("--") : rawArgs.length;
+  for (let index = 0; index < end; index++) {
+    const arg = rawArgs[index] as string;
+    if (arg === `--${flag}` && index + 1 < end) values.push(rawArgs[++index] as string);
+    else if (arg.startsWith(`--${flag}=`)) values.push(arg.slice(flag.length + 3));
+  }
+  return values;
+}
+
+/** Lab flags that may stand between `exec` and the target; their values are not the target. */
+const EXEC_VALUE_FLAGS = new Set(["--name", "--lab-dir"]);
+
+/**
+ * The command of `weft lab exec`, taken from the raw argv so it reaches the namespace exactly
+ * as typed (yargs would turn "010" into 10): everything after `--`, or after the target.
+ */
+export function execCommandLine(rawArgs: readonly string[]): string[] {
+  const dashes = rawArgs.indexOf("--");
+  if (dashes >= 0) return rawArgs.slice(dashes + 1);
+  let index = rawArgs.indexOf("exec") + 1;
+  while (index < rawArgs.length) {
+    const arg = rawArgs[index] as string;
+    if (EXEC_VALUE_FLAGS.has(arg)) index += 2;
+    else if (arg.startsWith("--") && EXEC_VALUE_FLAGS.has(arg.slice(0, arg.indexOf("=")))) index += 1;
+    else break;
+  }
+  return rawArgs.slice(index + 1);
 }
 
 interface CheckArgs extends LabArgs {
@@ -129,7 +164,8 @@ const upCommand: CommandModule<object, UpArgs> = {
       .option("daemon-arg", { type: "string", array: true, describe: "extra flag for every `weft run` (repeatable), e.g. --daemon-arg=--log-level=debug" })
       .option("ready-timeout", { type: "number", default: 30, describe: "seconds to wait for each daemon to be ready" }),
   handler: async (args) => {
-    const backendOptions = Object.fromEntries((args["backend-option"] ?? []).map(parseBackendOption));
+    const raw = hideBin(process.argv);
+    const backendOptions = Object.fromEntries(repeatedFlagValues(raw, "backend-option").map(parseBackendOption));
     const lab = await buildLab({
       name: args.name,
       labDir: labDirOf(args),
@@ -141,7 +177,7 @@ const upCommand: CommandModule<object, UpArgs> = {
       internet: args.internet,
       ipMasq: args["ip-masq"],
       daemons: args.daemons === "none" ? "none" : "weft",
-      daemonArgs: args["daemon-arg"],
+      daemonArgs: repeatedFlagValues(raw, "daemon-arg"),
       readyTimeoutMs: args["ready-timeout"] * 1000,
       log: (line) => process.stderr.write(`lab: ${line}\n`),
     });
@@ -178,12 +214,16 @@ const execCommand: CommandModule<object, ExecArgs> = {
       // `weft lab exec h1 ip -br link` works too: options after the target belong to the command.
       .parserConfiguration({ "unknown-options-as-args": true })
       .positional("target", { type: "string", demandOption: true, describe: "h1, h1c1, etcd, ul or inet" })
-      .positional("command", { type: "string", array: true, describe: "command and arguments (after --)" }),
+      .positional("command", { type: "string", array: true, describe: "the command and its arguments, best after --" })
+      // The command is read from the raw argv (execCommandLine). yargs' own copy of the words
+      // after "--" is dropped: the CLI's middleware collapses arrays, which breaks that copy.
+      .middleware((argv) => {
+        delete argv["--"];
+      }, true),
   handler: async (args) => {
     const lab = await openLab({ name: args.name, labDir: labDirOf(args) });
     const namespace = lab.namespaceOf(args.target);
-    const rest = (args as ExecArgs & { _?: (string | number)[] })._?.slice(2) ?? [];
-    const command = [...(args.command ?? []), ...rest].map(String);
+    const command = execCommandLine(hideBin(process.argv));
     if (command.length === 0) command.push(process.env.SHELL ?? "/bin/sh");
     const child = spawn("ip", ["netns", "exec", namespace, ...command], { stdio: "inherit" });
     const code = await new Promise<number>((resolve) => {
