@@ -22,6 +22,14 @@ export interface EtcdServerOptions {
   name?: string;
   /** Start etcd in its own process group and let it outlive this process (for `weft lab up`). */
   detached?: boolean;
+  /** Serve clients over TLS and require client certificates signed by `caFile`. */
+  tls?: EtcdTlsFiles;
+}
+
+export interface EtcdTlsFiles {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
 }
 
 export class EtcdServer {
@@ -29,12 +37,13 @@ export class EtcdServer {
   private exited: Promise<void> = Promise.resolve();
 
   private constructor(
-    readonly options: Required<Omit<EtcdServerOptions, "netns" | "logFile" | "detached">> & Pick<EtcdServerOptions, "netns" | "logFile" | "detached">,
+    readonly options: Required<Omit<EtcdServerOptions, "netns" | "logFile" | "detached" | "tls">> &
+      Pick<EtcdServerOptions, "netns" | "logFile" | "detached" | "tls">,
     private readonly ownsDataDir: boolean,
   ) {}
 
   get endpoint(): string {
-    return `http://${this.options.host}:${this.options.clientPort}`;
+    return `${this.options.tls ? "https" : "http"}://${this.options.host}:${this.options.clientPort}`;
   }
 
   get pid(): number | undefined {
@@ -49,7 +58,7 @@ export class EtcdServer {
     const clientPort = options.clientPort ?? (options.netns ? 2379 : await freeLoopbackPort());
     const peerPort = options.peerPort ?? (options.netns ? 2380 : await freeLoopbackPort());
     const server = new EtcdServer(
-      { host, clientPort, peerPort, dataDir, name: options.name ?? "weft", netns: options.netns, logFile: options.logFile, detached: options.detached },
+      { host, clientPort, peerPort, dataDir, name: options.name ?? "weft", netns: options.netns, logFile: options.logFile, detached: options.detached, tls: options.tls },
       ownsDataDir,
     );
     await server.launch();
@@ -58,8 +67,8 @@ export class EtcdServer {
 
   /** (Re)starts the etcd process on the same data dir and ports. */
   async launch(): Promise<void> {
-    const { host, clientPort, peerPort, dataDir, name, netns, logFile, detached } = this.options;
-    const client = `http://${host}:${clientPort}`;
+    const { host, clientPort, peerPort, dataDir, name, netns, logFile, detached, tls } = this.options;
+    const client = this.endpoint;
     const peer = `http://${host}:${peerPort}`;
     const args = [
       "--name", name,
@@ -72,6 +81,7 @@ export class EtcdServer {
       "--initial-cluster-state", "new",
       "--log-level", "warn",
       "--logger", "zap",
+      ...(tls ? ["--cert-file", tls.certFile, "--key-file", tls.keyFile, "--trusted-ca-file", tls.caFile, "--client-cert-auth"] : []),
     ];
     const command = netns ? "ip" : "etcd";
     const fullArgs = netns ? ["netns", "exec", netns, "etcd", ...args] : args;
@@ -107,13 +117,12 @@ export class EtcdServer {
   }
 
   private async isHealthy(): Promise<boolean> {
-    const { netns } = this.options;
-    if (netns) {
+    const { netns, tls } = this.options;
+    if (netns || tls) {
       const { execFile } = await import("node:child_process");
-      return new Promise((resolve) =>
-        execFile("ip", ["netns", "exec", netns, "etcdctl", `--endpoints=${this.endpoint}`, "endpoint", "health"],
-          { timeout: 3000 }, (error) => resolve(!error)),
-      );
+      const etcdctl = ["etcdctl", `--endpoints=${this.endpoint}`, ...(tls ? [`--cacert=${tls.caFile}`, `--cert=${tls.certFile}`, `--key=${tls.keyFile}`] : []), "endpoint", "health"];
+      const [command, ...args] = netns ? ["ip", "netns", "exec", netns, ...etcdctl] : etcdctl;
+      return new Promise((resolve) => execFile(command as string, args, { timeout: 3000 }, (error) => resolve(!error)));
     }
     try {
       const response = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
