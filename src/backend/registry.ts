@@ -2,12 +2,14 @@ import type { BackendFactory } from "./backend.js";
 import { allocBackend } from "./alloc.js";
 import { vxlanBackend } from "./vxlan/vxlan-backend.js";
 import { hostGwBackend } from "./host-gw/host-gw-backend.js";
+import { udpBackend } from "./udp/udp-backend.js";
 
 /** Backends by their config `Type` name (lower case). Add a backend here, one line each. */
 const factories: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFactory>([
   [allocBackend.type, allocBackend],
   [vxlanBackend.type, vxlanBackend],
   [hostGwBackend.type, hostGwBackend],
+  [udpBackend.type, udpBackend],
 ]);
 
 export function backendTypes(): string[] {

@@ -32,3 +32,30 @@ async function ip(netns: string | undefined, args: string[], device: string): Pr
     throw new Error(`\`ip ${full.join(" ")}\` failed for TUN device ${device}: ${stderr || (error as Error).message}`);
   }
 }
+
+export interface TunRoutingState {
+  exists: boolean;
+  /** "a.b.c.d/len" on the device. */
+  addresses: string[];
+  /** Destinations ("a.b.c.d/len") of the main-table routes through the device. */
+  routes: string[];
+}
+
+/** What the kernel holds for the device now (for reconcile). */
+export async function readTunRouting(device: string, netns?: string): Promise<TunRoutingState> {
+  const prefix = netns === undefined ? [] : ["-n", netns];
+  let addressJson: string;
+  try {
+    addressJson = (await execFileAsync("ip", [...prefix, "-j", "-4", "addr", "show", "dev", device], { timeout: 10_000 })).stdout;
+  } catch {
+    return { exists: false, addresses: [], routes: [] };
+  }
+  const links = JSON.parse(addressJson || "[]") as { addr_info?: { local?: string; prefixlen?: number }[] }[];
+  const addresses = (links[0]?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`);
+  const routeJson = (await execFileAsync("ip", [...prefix, "-j", "-4", "route", "show", "dev", device], { timeout: 10_000 })).stdout;
+  const routes = (JSON.parse(routeJson || "[]") as { dst?: string }[])
+    .map((route) => route.dst ?? "")
+    .filter((dst) => dst !== "")
+    .map((dst) => (dst.includes("/") ? dst : `${dst}/32`));
+  return { exists: true, addresses, routes };
+}

@@ -1,0 +1,46 @@
+import type { Backend, BackendContext, BackendFactory } from "../backend.js";
+import { EngineBackend, type EnginePlacement } from "../../engine/engine-backend.js";
+import type { Lease } from "../../lease/types.js";
+import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
+
+/**
+ * flannel's udp backend (spec §5) on weft's native engine: a TUN device (flannel0) whose
+ * packets travel as the whole inner IPv4 packet in UDP to the peer's PublicIP, same port on
+ * both ends, TTL decremented on both paths; ICMP net-unreachable for unknown destinations.
+ *
+ * Peers: flanneld's udp backend routes to every lease whatever its BackendType. weft routes
+ * only to udp leases (no BackendType, or "udp"): a host running another backend does not
+ * listen on the udp port, so sending there only blackholes traffic. Such leases are logged
+ * once and counted in weft_backend_refused_peers.
+ */
+export function udpPeerRoute(lease: Lease) {
+  const type = lease.attrs.backendType;
+  if (type !== undefined && type !== "" && type !== "udp") {
+    return { refused: `lease of backend type "${type}": a udp host cannot reach it; use one backend for the whole network` };
+  }
+  return { subnet: lease.subnet, publicIP: lease.attrs.publicIP };
+}
+
+export function createUdpBackend(context: BackendContext, placement?: EnginePlacement): Backend {
+  const options = parseUdpOptions(context.options);
+  const mtu = context.external.mtu - UDP_OVERHEAD;
+  return new EngineBackend(
+    "udp",
+    context,
+    async () => ({
+      // udp leases carry only PublicIP: no BackendType, no BackendData (spec §1.3).
+      registration: { attrs: {}, mtu },
+      engine: { mode: "udp", tunName: options.tunName, mtu, port: options.port },
+      peerRoute: udpPeerRoute,
+    }),
+    placement,
+  );
+}
+
+export const udpBackend: BackendFactory = {
+  type: "udp",
+  validateOptions(options) {
+    parseUdpOptions(options);
+  },
+  create: (context) => createUdpBackend(context),
+};
