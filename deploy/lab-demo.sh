@@ -5,7 +5,7 @@
 #   sudo BACKEND=host-gw HOSTS=4 ./deploy/lab-demo.sh
 #
 # Installs what is missing on first use (Debian/Ubuntu: etcd-server, etcd-client, iproute2,
-# iputils-ping, nftables, iperf3; node_modules via npm ci), builds weft, brings the lab up,
+# iputils-ping, nftables, iperf3, curl; node_modules via npm ci), builds weft, brings the lab up,
 # runs `weft lab check` and prints how to take it down. Everything it creates lives in
 # network namespaces named <NAME>-*; nothing is added to this machine's own network.
 set -eu
@@ -24,7 +24,7 @@ fi
 
 # 1. System packages (only the missing ones; apt-get update only when something is missing).
 missing=""
-for pkg in etcd-server etcd-client iproute2 iputils-ping nftables iperf3; do
+for pkg in etcd-server etcd-client iproute2 iputils-ping nftables iperf3 curl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { readSubnetEnv, type SubnetEnv } from "../host/subnet-env.js";
 import { formatIpv4 } from "../net/ipv4.js";
 import type { LabHostState, LabState } from "./lab-state.js";
-import { execInNamespace, isAlive, sleep, spawnDetachedInNamespace, terminatePids } from "./netns.js";
+import { execInNamespace, isAlive, run, sleep, spawnDetachedInNamespace, terminatePids } from "./netns.js";
 
 /**
  * Starting, probing and stopping the weft daemon of one lab host. The daemon runs detached
@@ -52,9 +52,17 @@ export async function stopDaemon(host: LabHostState, graceMs = 5000): Promise<vo
   host.daemonPid = undefined;
 }
 
+/** Whether curl can be used for probes: it starts ~20x faster than a node process. */
+let curlAvailable: boolean | undefined;
+
 /** Asks the daemon's /readyz from inside its namespace; true only for HTTP 2xx. */
 export async function probeReadyz(host: LabHostState): Promise<boolean> {
   const url = `http://127.0.0.1:${host.healthzPort}/readyz`;
+  if (curlAvailable === undefined) curlAvailable = (await run("curl", ["--version"], { allowFailure: true }).catch(() => undefined))?.exitCode === 0;
+  if (curlAvailable) {
+    const result = await execInNamespace(host.namespace, "curl", ["-sf", "-m", "1", "-o", "/dev/null", url], { allowFailure: true, timeoutMs: 5000 });
+    return result.exitCode === 0;
+  }
   const script = `fetch(${JSON.stringify(url)},{signal:AbortSignal.timeout(1000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(2))`;
   const result = await execInNamespace(host.namespace, process.execPath, ["-e", script], { allowFailure: true, timeoutMs: 5000 });
   return result.exitCode === 0;
@@ -78,7 +86,7 @@ export async function waitDaemonReady(host: LabHostState, timeoutMs = 30_000): P
       lastError = (error as Error).message; // A half-read file during the daemon's write; try again.
     }
     if (env?.subnetAddress && env.mtu !== undefined && (await probeReadyz(host))) return env;
-    await sleep(100);
+    await sleep(50);
   }
   const waitingFor = env?.subnetAddress ? `/readyz on 127.0.0.1:${host.healthzPort} in ${host.namespace}` : `${host.subnetFile}`;
   throw new Error(
