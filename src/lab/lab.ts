@@ -14,7 +14,7 @@ import {
   type RunOptions,
   type RunResult,
 } from "./netns.js";
-import { ETCD_CLIENT_PORT, allNamespaces, attachContainers, buildUnderlay, hostOf, labNamespacePattern, planTopology } from "./topology.js";
+import { ETCD_CLIENT_PORT, allNamespaces, assertNamespacesFree, attachContainers, buildUnderlay, hostOf, labNamespacePattern, planTopology } from "./topology.js";
 
 /**
  * The lab as a program: `buildLab()` for tests and `weft lab up`, `openLab()` for the later
@@ -224,6 +224,8 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
   if (existingState) {
     throw new Error(`${labDir} already holds lab "${existingState.name}": run \`weft lab down --name ${existingState.name}\` first or pick another --name`);
   }
+
+  await assertNamespacesFree(state);
 
   const lab = new Lab(state, options);
   const timings: LabTimings = { underlay: 0, etcd: 0, daemons: 0, containers: 0, total: 0 };

@@ -135,19 +135,26 @@ export function allNamespaces(state: LabState): string[] {
 }
 
 /**
- * Creates every namespace, the underlay, and the container veths (still unaddressed:
- * their addresses come from subnet.env, see attachContainers).
+ * Fails when any of the lab's namespaces exists: another lab of that name is up or left over.
+ * Checked before building, so a failed build never tears down someone else's lab.
  */
-export async function buildUnderlay(state: LabState): Promise<void> {
-  const namespaces = allNamespaces(state);
+export async function assertNamespacesFree(state: LabState): Promise<void> {
   const existing = new Set(await listNamespaces());
-  const clashing = namespaces.filter((namespace) => existing.has(namespace));
+  const clashing = allNamespaces(state).filter((namespace) => existing.has(namespace));
   if (clashing.length > 0) {
     throw new Error(
       `network namespaces ${clashing.join(", ")} already exist: a lab named "${state.name}" is up or left over; ` +
         `run \`weft lab down --name ${state.name}\` or pick another --name`,
     );
   }
+}
+
+/**
+ * Creates every namespace, the underlay, and the container veths (still unaddressed:
+ * their addresses come from subnet.env, see attachContainers).
+ */
+export async function buildUnderlay(state: LabState): Promise<void> {
+  const namespaces = allNamespaces(state);
   await ipBatch(undefined, namespaces.map((namespace) => `netns add ${namespace}`), {
     hint: "creating the lab's network namespaces",
   });

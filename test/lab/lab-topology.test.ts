@@ -86,6 +86,16 @@ describe("lab topology without daemons", () => {
   });
 });
 
+describe("lab name clashes", () => {
+  it("refuses a second lab of the same name (other lab dir) and leaves the first one intact", async () => {
+    const otherDir = `${labDir}-second`;
+    await expect(buildLab({ name, labDir: otherDir, hosts: 1, containersPerHost: 0, daemons: "none" })).rejects.toThrow(/already exist.*weft lab down --name/);
+    expect((await listNamespaces()).filter((ns) => ns.startsWith(`${name}-`))).toHaveLength(9);
+    expect(existsSync(otherDir)).toBe(false);
+    expect(isAlive(lab.state.etcd.pid as number)).toBe(true);
+  });
+});
+
 describe("lab teardown", () => {
   it("down after a simulated crash (processes killed, state file gone) still removes everything by name", async () => {
     const crashName = uniquePrefix().slice(0, -1);
