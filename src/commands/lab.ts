@@ -28,6 +28,7 @@ interface UpArgs extends LabArgs {
   daemons: string;
   "daemon-arg"?: unknown;
   "ready-timeout": number;
+  "keep-on-failure": boolean;
 }
 
 interface ExecArgs extends LabArgs {
@@ -162,7 +163,8 @@ const upCommand: CommandModule<object, UpArgs> = {
       .option("ip-masq", { type: "boolean", default: false, describe: "run the daemons with --ip-masq" })
       .option("daemons", { type: "string", default: "weft", choices: ["weft", "none"], describe: "none: no daemons, static subnet.env per host (topology only)" })
       .option("daemon-arg", { type: "string", array: true, describe: "extra flag for every `weft run` (repeatable), e.g. --daemon-arg=--log-level=debug" })
-      .option("ready-timeout", { type: "number", default: 30, describe: "seconds to wait for each daemon to be ready" }),
+      .option("ready-timeout", { type: "number", default: 30, describe: "seconds to wait for each daemon to be ready" })
+      .option("keep-on-failure", { type: "boolean", default: false, describe: "if up fails, leave the lab (and its logs) for inspection" }),
   handler: async (args) => {
     const raw = hideBin(process.argv);
     const backendOptions = Object.fromEntries(repeatedFlagValues(raw, "backend-option").map(parseBackendOption));
@@ -179,6 +181,7 @@ const upCommand: CommandModule<object, UpArgs> = {
       daemons: args.daemons === "none" ? "none" : "weft",
       daemonArgs: repeatedFlagValues(raw, "daemon-arg"),
       readyTimeoutMs: args["ready-timeout"] * 1000,
+      keepOnFailure: args["keep-on-failure"],
       log: (line) => process.stderr.write(`lab: ${line}\n`),
     });
     process.stdout.write(await describeLab(lab, false));

@@ -53,6 +53,8 @@ export interface LabOptions {
   deferredHosts?: string[];
   underlayMtu?: number;
   readyTimeoutMs?: number;
+  /** Leave a half-built lab in place when building fails (to read logs); `down` removes it. */
+  keepOnFailure?: boolean;
   /** Progress lines (the CLI prints them; tests usually pass nothing). */
   log?: (line: string) => void;
 }
@@ -289,6 +291,10 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
     await lab.save();
     return lab;
   } catch (error) {
+    if (options.keepOnFailure) {
+      await lab.save().catch(() => undefined);
+      throw new Error(`${(error as Error).message}\n(lab "${name}" left in place for inspection in ${labDir}; remove it with \`weft lab down --name ${name}\`)`);
+    }
     await teardownLab({ name, labDir }).catch(() => undefined);
     throw error;
   }
