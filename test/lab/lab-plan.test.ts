@@ -1,7 +1,13 @@
 /*
- * Pure parts of the lab, no namespaces: the plan (names and addresses of
- *   <name>-ul, <name>-etcd, <name>-h<i>, <name>-h<i>c<j>, <name>-inet),
- * the name pattern `lab down` uses to find leftovers, and the CLI's raw-argv parsing.
+ * Pure parts of the lab, no namespaces are created. The plan under test:
+ *
+ *                       demo-ul  (ul0, 192.168.77.0/24)
+ *        +----------------+----------------+----------------+---------------+
+ *   demo-etcd .2      demo-h1 .11      demo-h2 .12      demo-h3 .13     demo-inet .254
+ *                     |       |        |       |        |       |
+ *                 demo-h1c1 demo-h1c2 demo-h2c1 …
+ *
+ * plus the name pattern `lab down` uses to find leftovers, and the CLI's raw-argv parsing.
  */
 import { describe, expect, it } from "vitest";
 import { execCommandLine, repeatedFlagValues } from "../../src/commands/lab.js";
