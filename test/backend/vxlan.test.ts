@@ -175,11 +175,12 @@ describe("kernel vxlan backend", () => {
     expect((await show(nsA, "ip", "route", "show", "dev", "flannel.1")).trim().split("\n").length).toBe(1);
   });
 
-  it("validates options naming the field, and refuses Userspace until that data path exists", async () => {
+  it("validates options naming the field; Userspace selects the userspace data path", async () => {
     expect(() => vxlanBackend.validateOptions({ Type: "vxlan", VNI: "x" })).toThrow(/Backend.VNI/);
     expect(() => vxlanBackend.validateOptions({ Type: "vxlan", Port: 70000 })).toThrow(/Backend.Port/);
+    expect(() => vxlanBackend.validateOptions({ Type: "vxlan", Userspace: true, GBP: true })).toThrow(/Backend.GBP/);
     const context = await backendContext({ Type: "vxlan", Userspace: true }, { name: "ul0", address: "192.168.92.1" });
-    expect(() => vxlanBackend.create(context)).toThrow(/Userspace/);
+    expect(vxlanBackend.create(context)).not.toBeInstanceOf(VxlanBackend);
   });
 });
 

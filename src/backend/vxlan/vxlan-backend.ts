@@ -12,6 +12,7 @@ import type { Lease, PeerEvent } from "../../lease/types.js";
 import { formatVxlanBackendData, parseVxlanBackendData, type VxlanBackendData } from "./backend-data.js";
 import { ensureVxlanAddress, ensureVxlanDevice, type VxlanDeviceSpec } from "./device.js";
 import { VXLAN_OVERHEAD, parseVxlanOptions, vxlanDeviceName, type VxlanOptions } from "./options.js";
+import { createUserspaceVxlanBackend, validateUserspaceVxlanOptions } from "../vxlan-userspace/vxlan-userspace-backend.js";
 
 /**
  * The kernel vxlan backend, flannel.<VNI> as flannel programs it (spec §6):
@@ -241,13 +242,11 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
 export const vxlanBackend: BackendFactory = {
   type: "vxlan",
   validateOptions(options) {
-    parseVxlanOptions(options);
+    if (parseVxlanOptions(options).userspace) validateUserspaceVxlanOptions(options);
   },
   create(context) {
-    if (parseVxlanOptions(context.options).userspace) {
-      // TODO(vxlan-userspace): delegate to createUserspaceVxlanBackend(context) once src/backend/vxlan-userspace/ lands.
-      throw new Error('Backend.Userspace: the userspace vxlan data path is not available yet in this build; remove "Userspace": true to use the kernel vxlan device');
-    }
+    // "Userspace": true keeps the lease and wire format but swaps the kernel device for weft's engine.
+    if (parseVxlanOptions(context.options).userspace) return createUserspaceVxlanBackend(context);
     return new VxlanBackend(context);
   },
 };
