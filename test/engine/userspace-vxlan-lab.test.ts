@@ -1,0 +1,79 @@
+/*
+ * Userspace vxlan in the 3-host lab, in a mixed cluster: h1 and h2 run
+ * `"Backend": {"Type": "vxlan", "Userspace": true}` (TUN weft.1 + engine), h3 joins later
+ * with the plain kernel vxlan backend (flannel.1). Same leases, same wire format.
+ *
+ *                      <p>-ul  bridge ul0, 192.168.77.0/24
+ *        +---------------+-----------------+-----------------+
+ *   <p>-etcd .2     <p>-h1 .11        <p>-h2 .12        <p>-h3 .13
+ *   real etcd       weft run          weft run          weft run (started last)
+ *                   weft.1 (TUN)      weft.1 (TUN)      flannel.1 (kernel vxlan)
+ *                   docker0 .1        docker0 .1        docker0 .1
+ *                      |                 |                 |
+ *                   <p>-h1c1          <p>-h2c1          <p>-h3c1
+ */
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
+import { run, sleep, uniquePrefix } from "../../src/lab/netns.js";
+
+describe("userspace vxlan in a mixed 3-host lab", () => {
+  const name = uniquePrefix("wlx").slice(0, -1);
+  const labDir = join(tmpdir(), `weft-engine-lab-${name}`);
+  let lab: Lab;
+  const container = (host: string) => lab.container(`${host}c1`);
+
+  beforeAll(async () => {
+    lab = await buildLab({
+      name, labDir, hosts: 3, containersPerHost: 1,
+      networkConfig: { Network: "10.66.0.0/16", Backend: { Type: "vxlan", Userspace: true } },
+      deferredHosts: ["h3"],
+    });
+    // Daemons read the config once at start: h3 comes up with the kernel backend.
+    await lab.etcdctl(["put", "/coreos.com/network/config", JSON.stringify({ Network: "10.66.0.0/16", Backend: { Type: "vxlan" } })]);
+    await lab.startDaemon("h3");
+  });
+  afterAll(async () => {
+    await teardownLab({ name, labDir });
+    await rm(labDir, { recursive: true, force: true });
+  });
+
+  it("each host has the data path it was configured with", async () => {
+    const links = async (host: string) => (await lab.host(host).exec("ip", ["-br", "link"])).stdout;
+    expect(await links("h1")).toMatch(/^weft\.1\s/m);
+    expect(await links("h3")).toMatch(/^flannel\.1\s/m);
+    const env = await lab.host("h1").exec("cat", [lab.host("h1").state.subnetFile]);
+    expect(env.stdout).toContain("FLANNEL_MTU=1450");
+  });
+
+  it("full ping matrix and max-size don't-fragment pings pass between userspace and kernel vxlan hosts", async () => {
+    // h3 joined last: give h1/h2 a moment to see its lease.
+    await sleep(300);
+    const { ok, table } = await lab.checkTable();
+    console.log(`mixed vxlan lab\n${table}`);
+    expect(ok).toBe(true);
+  });
+
+  it.each([["h1", "h3"], ["h3", "h2"], ["h1", "h2"]])("moves 16 MB intact from %sc1 to %sc1", async (from, to) => {
+    const target = container(to).address as string;
+    const receiver = run("ip", ["netns", "exec", container(to).namespace, process.execPath, "-e", `
+      const hash = require("node:crypto").createHash("sha256");
+      let bytes = 0;
+      const server = require("node:net").createServer((socket) => {
+        socket.on("data", (chunk) => { hash.update(chunk); bytes += chunk.length; });
+        socket.on("end", () => { console.log(bytes + " " + hash.digest("hex")); process.exit(0); });
+      });
+      server.listen(5202, ${JSON.stringify(target)});
+      setTimeout(() => process.exit(3), 20000);`], { allowFailure: true, timeoutMs: 25_000 });
+    await sleep(400);
+    const sender = await run("ip", ["netns", "exec", container(from).namespace, process.execPath, "-e", `
+      const data = require("node:crypto").randomBytes(16 * 1024 * 1024);
+      const digest = require("node:crypto").createHash("sha256").update(data).digest("hex");
+      const socket = require("node:net").connect(5202, ${JSON.stringify(target)}, () => socket.end(data));
+      socket.on("close", () => { console.log(data.length + " " + digest); process.exit(0); });`], { timeoutMs: 25_000 });
+    const result = await receiver;
+    expect(result.stdout.trim()).toBe(sender.stdout.trim());
+  });
+});
