@@ -48,7 +48,8 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
-# 3. Dependencies and build (tsc only: the kernel backends need no native addon).
+# 3. Dependencies and build. The kernel backends (vxlan, host-gw) need only the TypeScript
+#    build; udp and userspace vxlan also need the native engine (a C compiler and python3).
 if [ ! -d node_modules ]; then
   echo "lab-demo: npm ci" >&2
   npm ci --ignore-scripts --no-audit --no-fund
@@ -56,6 +57,16 @@ fi
 if [ ! -f dist/cli.js ] || [ -n "$(find src -name '*.ts' -newer dist/cli.js | head -n 1)" ]; then
   echo "lab-demo: building weft (npm run build:ts)" >&2
   npm run --silent build:ts
+fi
+if [ ! -f native/build/Release/weft_engine.node ] || [ -n "$(find native/src -newer native/build/Release/weft_engine.node 2>/dev/null | head -n 1)" ]; then
+  echo "lab-demo: building the native engine (npm run build:native)" >&2
+  if ! npm run --silent build:native >/tmp/weft-lab-demo-native.log 2>&1; then
+    if [ "$BACKEND" = "udp" ]; then
+      echo "lab-demo: the native engine did not build (see /tmp/weft-lab-demo-native.log; needs build-essential and python3); the udp backend needs it" >&2
+      exit 1
+    fi
+    echo "lab-demo: warning: the native engine did not build (see /tmp/weft-lab-demo-native.log); $BACKEND does not need it" >&2
+  fi
 fi
 
 weft() { node dist/cli.js "$@"; }
