@@ -80,6 +80,10 @@ export async function waitDaemonReady(host: LabHostState, timeoutMs = 30_000): P
     if (host.daemonPid === undefined || !isAlive(host.daemonPid)) {
       throw new Error(`host ${host.name}: weft daemon (PID ${host.daemonPid ?? "none"}) exited; last log lines from ${host.logFile}:\n${await logTail(host.logFile)}`);
     }
+    // The CLI reports a fatal error as a "weft: …" line; the process may linger a while after it.
+    if (await hasFatalLine(host.logFile)) {
+      throw new Error(`host ${host.name}: weft daemon (PID ${host.daemonPid}) failed; last log lines from ${host.logFile}:\n${await logTail(host.logFile)}`);
+    }
     try {
       env = env?.subnetAddress && env.mtu !== undefined ? env : await readSubnetEnv(host.subnetFile);
     } catch (error) {
@@ -93,6 +97,14 @@ export async function waitDaemonReady(host: LabHostState, timeoutMs = 30_000): P
     `host ${host.name}: weft daemon not ready after ${timeoutMs / 1000} s (waiting for ${waitingFor})${lastError ? `; ${lastError}` : ""}; ` +
       `last log lines from ${host.logFile}:\n${await logTail(host.logFile)}`,
   );
+}
+
+async function hasFatalLine(path: string): Promise<boolean> {
+  try {
+    return /^weft: /m.test(await readFile(path, "utf8"));
+  } catch {
+    return false;
+  }
 }
 
 export async function logTail(path: string, lines = 15): Promise<string> {
