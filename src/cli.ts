@@ -4,8 +4,6 @@ import { hideBin } from "yargs/helpers";
 import { commands } from "./commands/index.js";
 import { VERSION } from "./version.js";
 
-const REPEATABLE_FLAGS = new Set(["_", "iface", "iface-regex", "ifaceRegex"]);
-
 /** weft's command line: one module per subcommand under src/commands/. */
 async function main(): Promise<void> {
   let cli = yargs(goStyleFlags(hideBin(process.argv)))
@@ -21,13 +19,6 @@ async function main(): Promise<void> {
       process.exit(2);
     })
     .version(VERSION)
-    // Go's flag package lets a repeated flag override the earlier one (units often append flags);
-    // only the flags meant to repeat keep every value.
-    .middleware((argv) => {
-      for (const [key, value] of Object.entries(argv)) {
-        if (Array.isArray(value) && !REPEATABLE_FLAGS.has(key)) argv[key] = value.at(-1);
-      }
-    }, true)
     .wrap(Math.min(110, process.stdout.columns || 110));
   for (const register of commands) cli = register(cli);
   await cli.parseAsync();
@@ -40,5 +31,6 @@ function goStyleFlags(argv: string[]): string[] {
 
 main().catch((error: unknown) => {
   process.stderr.write(`weft: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exitCode = process.exitCode || 1;
+  // Exit now: a failed daemon may still hold sockets and timers that would keep the process alive.
+  process.exit(typeof process.exitCode === "number" && process.exitCode !== 0 ? process.exitCode : 1);
 });

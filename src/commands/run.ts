@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from "yargs";
 import { Daemon } from "../daemon.js";
 import { MAX_RENEW_MARGIN_MINUTES, type DaemonOptions } from "../config/daemon-options.js";
-import { defineStoreOptions, storeOptionsFromArgs, type StoreArgs } from "./store-flags.js";
+import { defineStoreOptions, lastBoolean, lastNumber, lastString, storeOptionsFromArgs, type StoreArgs } from "./store-flags.js";
 import { tryParseIpv4 } from "../net/ipv4.js";
 import { createLogger } from "../observe/logger.js";
 
@@ -34,22 +34,22 @@ export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
   return defineStoreOptions(yargs)
     .option("iface", { type: "string", describe: "interface name or IPv4 to use for the underlay; repeatable, first match wins" })
     .option("iface-regex", { type: "string", describe: "regex on interface IPv4 addresses, then names; repeatable" })
-    .option("iface-can-reach", { type: "string", describe: "use the interface the kernel would use to reach this IPv4" })
-    .option("public-ip", { type: "string", describe: "IPv4 advertised to peers (default: the interface address)" })
+    .option("iface-can-reach", { coerce: lastString, type: "string", describe: "use the interface the kernel would use to reach this IPv4" })
+    .option("public-ip", { coerce: lastString, type: "string", describe: "IPv4 advertised to peers (default: the interface address)" })
     .option("public-ipv6", { type: "string", describe: "IPv6 advertised to peers" })
-    .option("subnet-file", { type: "string", default: "/run/flannel/subnet.env", describe: "where to write subnet.env" })
-    .option("subnet-lease-renew-margin", { type: "number", default: 60, describe: `minutes before expiry to renew the lease (1..${MAX_RENEW_MARGIN_MINUTES})` })
-    .option("subnet-lease-ttl", { type: "number", default: 86_400, describe: "[weft] TTL in seconds of newly granted leases" })
-    .option("ip-masq", { type: "boolean", default: false, describe: "masquerade traffic leaving the overlay" })
-    .option("ip-masq-fully-random-disable", { type: "boolean", default: false, describe: "do not use fully-random port mapping" })
-    .option("iptables-forward-rules", { type: "boolean", default: true, describe: "accept forwarded traffic of the Network (Docker sets FORWARD to DROP)" })
-    .option("iptables-resync", { type: "number", default: 5, describe: "seconds between checks of the traffic rules" })
-    .option("healthz-ip", { type: "string", default: "0.0.0.0", describe: "listen address of /healthz, /readyz and /metrics" })
-    .option("healthz-port", { type: "number", default: 0, describe: "listen port of /healthz, /readyz and /metrics (0 = off)" })
-    .option("state-dir", { type: "string", default: "/var/lib/weft", describe: "[weft] state kept across restarts" })
-    .option("reconcile-interval", { type: "number", default: 10, describe: "[weft] seconds between repairs of kernel state" })
-    .option("kube-subnet-mgr", { type: "boolean", default: false, hidden: true })
-    .option("log-level", { type: "string", default: "info", choices: ["trace", "debug", "info", "warn", "error", "fatal"] });
+    .option("subnet-file", { coerce: lastString, type: "string", default: "/run/flannel/subnet.env", describe: "where to write subnet.env" })
+    .option("subnet-lease-renew-margin", { coerce: lastNumber, type: "number", default: 60, describe: `minutes before expiry to renew the lease (1..${MAX_RENEW_MARGIN_MINUTES})` })
+    .option("subnet-lease-ttl", { coerce: lastNumber, type: "number", default: 86_400, describe: "[weft] TTL in seconds of newly granted leases" })
+    .option("ip-masq", { coerce: lastBoolean, type: "boolean", default: false, describe: "masquerade traffic leaving the overlay" })
+    .option("ip-masq-fully-random-disable", { coerce: lastBoolean, type: "boolean", default: false, describe: "do not use fully-random port mapping" })
+    .option("iptables-forward-rules", { coerce: lastBoolean, type: "boolean", default: true, describe: "accept forwarded traffic of the Network (Docker sets FORWARD to DROP)" })
+    .option("iptables-resync", { coerce: lastNumber, type: "number", default: 5, describe: "seconds between checks of the traffic rules" })
+    .option("healthz-ip", { coerce: lastString, type: "string", default: "0.0.0.0", describe: "listen address of /healthz, /readyz and /metrics" })
+    .option("healthz-port", { coerce: lastNumber, type: "number", default: 0, describe: "listen port of /healthz, /readyz and /metrics (0 = off)" })
+    .option("state-dir", { coerce: lastString, type: "string", default: "/var/lib/weft", describe: "[weft] state kept across restarts" })
+    .option("reconcile-interval", { coerce: lastNumber, type: "number", default: 10, describe: "[weft] seconds between repairs of kernel state" })
+    .option("kube-subnet-mgr", { coerce: lastBoolean, type: "boolean", default: false, hidden: true })
+    .option("log-level", { coerce: lastString, type: "string", default: "info", choices: ["trace", "debug", "info", "warn", "error", "fatal"] });
 }
 
 /** Turns parsed flags into checked options; errors name the flag. */

@@ -13,16 +13,27 @@ export interface StoreArgs {
   "etcd-password"?: string;
 }
 
+/**
+ * Go's flag package lets a repeated flag override the earlier one (units often append flags to
+ * an environment-provided set); yargs would collect an array. Scalar flags coerce to the last.
+ */
+function last<T>(value: T | T[]): T {
+  return Array.isArray(value) ? (value.at(-1) as T) : value;
+}
+export const lastString = (value: string | string[]): string => last(value);
+export const lastNumber = (value: number | number[]): number => last(value);
+export const lastBoolean = (value: boolean | boolean[]): boolean => last(value);
+
 export function defineStoreOptions<T>(yargs: Argv<T>): Argv<T & StoreArgs> {
   return yargs
     .env("FLANNELD")
-    .option("etcd-endpoints", { type: "string", default: DEFAULT_ETCD_ENDPOINTS.join(","), describe: "comma-separated etcd client URLs" })
-    .option("etcd-prefix", { type: "string", default: DEFAULT_ETCD_PREFIX, describe: "etcd key prefix of the network" })
-    .option("etcd-keyfile", { type: "string", describe: "TLS client key (with --etcd-certfile)" })
-    .option("etcd-certfile", { type: "string", describe: "TLS client certificate (with --etcd-keyfile)" })
-    .option("etcd-cafile", { type: "string", describe: "CA certificate that signed etcd's server certificate" })
-    .option("etcd-username", { type: "string", describe: "etcd user (with --etcd-password)" })
-    .option("etcd-password", { type: "string", describe: "etcd password" });
+    .option("etcd-endpoints", { type: "string", coerce: lastString, default: DEFAULT_ETCD_ENDPOINTS.join(","), describe: "comma-separated etcd client URLs" })
+    .option("etcd-prefix", { type: "string", coerce: lastString, default: DEFAULT_ETCD_PREFIX, describe: "etcd key prefix of the network" })
+    .option("etcd-keyfile", { type: "string", coerce: lastString, describe: "TLS client key (with --etcd-certfile)" })
+    .option("etcd-certfile", { type: "string", coerce: lastString, describe: "TLS client certificate (with --etcd-keyfile)" })
+    .option("etcd-cafile", { type: "string", coerce: lastString, describe: "CA certificate that signed etcd's server certificate" })
+    .option("etcd-username", { type: "string", coerce: lastString, describe: "etcd user (with --etcd-password)" })
+    .option("etcd-password", { type: "string", coerce: lastString, describe: "etcd password" });
 }
 
 export function storeOptionsFromArgs(args: StoreArgs): StoreOptions {
