@@ -12,7 +12,7 @@
  * shared 2-vCPU VM move ±30 % between runs; compare rows of one run.
  */
 import { rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../lab/lab.js";
 import { sleep, spawnDetachedInNamespace, terminatePids, uniquePrefix } from "../lab/netns.js";
@@ -45,6 +45,8 @@ interface PathResult {
   four: Run[];
   pingUs?: number;
   rssMiB?: number;
+  /** 1-minute load average before and after: other work on the machine skews every figure. */
+  load?: [number, number];
 }
 
 interface Settings {
@@ -80,8 +82,22 @@ function positiveInteger(flag: string, text: string): number {
   return value;
 }
 
-/** One iperf3 run with the CPU of the machine and of the daemons sampled around it. */
+/**
+ * One iperf3 run with the CPU of the machine and of the daemons sampled around it. iperf3's
+ * server sometimes still winds down the previous test and resets the next control connection:
+ * pause first, and retry a failed run once.
+ */
 async function measuredRun(lab: Lab, daemons: number[], server: string, streams: number, seconds: number): Promise<Run> {
+  await sleep(500);
+  try {
+    return await measuredRunOnce(lab, daemons, server, streams, seconds);
+  } catch {
+    await sleep(1500);
+    return measuredRunOnce(lab, daemons, server, streams, seconds);
+  }
+}
+
+async function measuredRunOnce(lab: Lab, daemons: number[], server: string, streams: number, seconds: number): Promise<Run> {
   const cpuBefore = await cpuJiffies();
   const ticksBefore = await Promise.all(daemons.map(processTicks));
   const started = performance.now();
@@ -103,7 +119,8 @@ async function measurePath(path: PathSpec, settings: Settings, log: (line: strin
   const result: PathResult = { path, single: [], four: [] };
   let server: number | undefined;
   try {
-    log(`${path.label}: building a 2-host lab (${name}-*)`);
+    const loadBefore = os.loadavg()[0] ?? 0;
+    log(`${path.label}: building a 2-host lab (${name}-*), load average ${loadBefore.toFixed(1)}`);
     const lab = await buildLab({ name, labDir, hosts: 2, containersPerHost: 1, networkConfig: { Network: "10.66.0.0/16", Backend: path.backend } });
     result.mtu = lab.host("h1").state.mtu;
     const target = lab.container("h2c1").address as string;
@@ -120,6 +137,7 @@ async function measurePath(path: PathSpec, settings: Settings, log: (line: strin
     }
     result.pingUs = await pingRtt(lab.container("h1c1").namespace, target, 200, 0.005);
     result.rssMiB = Math.max(...(await Promise.all(daemons.map(rssMiB))));
+    result.load = [loadBefore, os.loadavg()[0] ?? 0];
   } catch (error) {
     result.error = (error as Error).message.split("\n")[0];
     log(`${path.label}: FAILED: ${result.error}`);
@@ -143,10 +161,10 @@ function formatTable(results: readonly PathResult[]): string {
     base && base.length && runs.length ? `${(median(runs.map((r) => r.gbps)) / median(base.map((r) => r.gbps))).toFixed(2)}×` : "–";
   const header = [
     "path", "MTU", "1 stream Gb/s", "vs kernel", "4 streams Gb/s", "vs kernel", "ping µs",
-    "CPU 1 str: all % / daemons %", "CPU 4 str: all % / daemons %", "daemon RSS MiB", "retrans 1/4",
+    "CPU 1 str: all % / daemons %", "CPU 4 str: all % / daemons %", "daemon RSS MiB", "retrans 1/4", "load avg",
   ];
   const rows = results.map((result) => {
-    if (result.error) return [result.path.label, "", `failed: ${result.error}`, "", "", "", "", "", "", "", ""];
+    if (result.error) return [result.path.label, "", `failed: ${result.error}`, "", "", "", "", "", "", "", "", ""];
     const cpu = (runs: readonly Run[]) =>
       `${median(runs.map((r) => r.machineCpu)).toFixed(0)} / ${median(runs.map((r) => r.daemonCpu)).toFixed(0)}`;
     return [
@@ -161,6 +179,7 @@ function formatTable(results: readonly PathResult[]): string {
       cpu(result.four),
       result.rssMiB === undefined ? "–" : result.rssMiB.toFixed(0),
       `${median(result.single.map((r) => r.retransmits))} / ${median(result.four.map((r) => r.retransmits))}`,
+      result.load ? `${result.load[0].toFixed(1)} → ${result.load[1].toFixed(1)}` : "–",
     ];
   });
   const lines = [header, ...rows].map((cells) => `| ${cells.join(" | ")} |`);

@@ -65,7 +65,9 @@ describe("udp backend in a 3-host lab", () => {
   it("stops sending to a peer within 1 s of its lease being deleted", async () => {
     const h1 = lab.host("h1");
     const noRouteDrops = async () => {
-      const metrics = await h1.exec("curl", ["-s", `http://127.0.0.1:${h1.state.healthzPort}/metrics`]);
+      // node rather than curl: CI machines have node for sure.
+      const metrics = await h1.exec(process.execPath, ["-e",
+        `fetch("http://127.0.0.1:${h1.state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`]);
       const line = /weft_dataplane_drops_total\{direction="inside",reason="no_route"\} (\d+)/.exec(metrics.stdout);
       return Number(line?.[1] ?? 0);
     };
