@@ -5,6 +5,7 @@ import { findBackend } from "./backend/registry.js";
 import type { DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface, type SelectedInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
+import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousSubnet, writeSubnetEnv } from "./host/subnet-env.js";
 import { acquireLease } from "./lease/acquire.js";
 import { OutOfSubnetsError } from "./lease/errors.js";
@@ -73,6 +74,7 @@ export class Daemon {
     if (options.healthz) {
       this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
     }
+    if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
     const external = await selectExternalInterface(options.interfaceSelection);
     logger.info(
       { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
@@ -84,6 +86,7 @@ export class Daemon {
     if (this.stopping) return this.stopped;
     const factory = findBackend(config.backend.type);
     factory.validateOptions(config.backend.options);
+    if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
     this.backend = factory.create({
       network: config,
       options: config.backend.options,

@@ -4,6 +4,7 @@ import yargs from "yargs";
 import { describe, expect, it } from "vitest";
 import { daemonOptionsFromArgs, defineRunOptions } from "../../src/commands/run.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
+import { hasNetAdmin } from "../../src/host/privileges.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -89,5 +90,25 @@ describe("weft run flags", () => {
     expect(bad.stderr).toBe("weft: --subnet-lease-renew-margin: 5000 is outside 1..1439 minutes\n");
     const fromEnv = await weftRun([], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "0" });
     expect(fromEnv.stderr).toContain("--subnet-lease-renew-margin: 0 is outside");
+  });
+
+  it("refuses to start without CAP_NET_ADMIN, saying what needs it", async () => {
+    let failure: { code: number; stderr: string } | undefined;
+    try {
+      await execFileAsync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", process.execPath, weftCliPath(), "run", "--etcd-endpoints=http://127.0.0.1:9"], { timeout: 10_000 });
+    } catch (error) {
+      failure = error as { code: number; stderr: string };
+    }
+    expect(failure?.code).toBe(1);
+    expect(failure?.stderr).toMatch(/^weft: installing traffic rules \(--ip-masq, --iptables-forward-rules\) needs root or CAP_NET_ADMIN/);
+  });
+
+  it.each([
+    ["CapEff:\t000001fffeffffff\n", true],
+    ["CapEff:\t0000000000001000\n", true],
+    ["CapEff:\t0000000000000000\n", false],
+    ["CapEff:\t0000000000002000\n", false],
+  ])("reads CAP_NET_ADMIN from %j", (status, expected) => {
+    expect(hasNetAdmin(status)).toBe(expected);
   });
 });
