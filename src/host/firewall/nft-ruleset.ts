@@ -5,8 +5,8 @@ import type { Ipv4Subnet } from "../../net/ipv4.js";
  * iptables-nft's or anyone else's, and can be replaced or removed as one unit.
  *
  * Forward chain (`forwardRules`, flannel's FLANNEL-FWD, spec §8.1): accept forwarded packets
- * from or to the Network. Caveat: an nftables accept only ends *this* table's chain; a DROP
- * policy in another table (Docker's iptables FORWARD) still drops. See docs/kernel-backends.md.
+ * from or to the Network. An nftables accept only ends *this* table's chain; a DROP policy in
+ * another table (Docker's iptables FORWARD) still drops, which filter-forward.ts handles there.
  *
  * Masquerade chain (`ipMasq`, spec §8.2), first match wins:
  *   1. packets marked 0x4000/0x4000 (kube-proxy's masquerade mark)   → untouched
