@@ -57,7 +57,7 @@ describe("weft cleanup", () => {
     await leave();
     const lines = await cleanupHost({ network, ownSubnet, dryRun: true, netns: ns });
     expect(lines).toEqual(expect.arrayContaining([
-      "remove nftables table ip weft (if present)",
+      "remove nftables table ip weft and the iptables WEFT-FWD chain with its jumps (if present)",
       expect.stringMatching(/^remove device flannel\.1 /),
       expect.stringMatching(/^remove device flannel\.7 /),
       "remove route 10.66.4.0/24 via 192.168.95.4 dev ul0",
