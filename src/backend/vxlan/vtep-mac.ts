@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../../host/atomic-file.js";
 import { normalizeMac } from "../../kernel/objects.js";
 
 /**
@@ -31,13 +32,7 @@ export async function readPersistedMac(stateDir: string, deviceName: string): Pr
   return normalizeMac(text, `${path} (delete it to get a new MAC)`);
 }
 
+/** Atomic and fsynced: a crash right after creating the device must not lose the MAC it got. */
 export async function persistMac(stateDir: string, deviceName: string, mac: string): Promise<void> {
-  const path = macFile(stateDir, deviceName);
-  try {
-    await mkdir(stateDir, { recursive: true, mode: 0o755 });
-    await writeFile(`${path}.tmp`, `${mac}\n`, { mode: 0o644 });
-    await rename(`${path}.tmp`, path);
-  } catch (error) {
-    throw new Error(`cannot save the VTEP MAC to ${path} (check --state-dir): ${(error as Error).message}`);
-  }
+  await writeFileAtomic(macFile(stateDir, deviceName), `${mac}\n`, "VTEP MAC file (--state-dir)");
 }
