@@ -1,35 +1,51 @@
 import { mkdir } from "node:fs/promises";
 import type { Logger } from "pino";
-import type { Backend } from "./backend/backend.js";
+import type { Backend, BackendFactory } from "./backend/backend.js";
 import { findBackend } from "./backend/registry.js";
 import type { DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface, type SelectedInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
+import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousSubnet, writeSubnetEnv } from "./host/subnet-env.js";
 import { acquireLease } from "./lease/acquire.js";
 import { OutOfSubnetsError } from "./lease/errors.js";
 import { LeaseKeeper } from "./lease/renew.js";
-import type { Lease, PeerEvent } from "./lease/types.js";
+import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
 import type { Ipv4Subnet } from "./net/ipv4.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
 import { EtcdStore } from "./store/etcd-store.js";
-import { TrafficRules } from "./host/firewall/traffic-rules.js";
 
 const CONFIG_RETRY_MS = 1000;
-const ACQUIRE_RETRY_MAX_MS = 30_000;
+const RETRY_MAX_MS = 30_000;
+
+/** Thrown inside start-up when stop() was called; run() turns it into a clean return. */
+class StopRequested extends Error {
+  constructor() {
+    super("stop requested");
+  }
+}
+
+/** What the lease is for, fixed once the config is read and the backend registered. */
+interface Network {
+  config: NetworkConfig;
+  attrs: LeaseAttrs;
+  mtu: number;
+}
 
 /**
  * One weft daemon: wires store, lease, backend, host files and observability, and owns shutdown.
  *
  *   1. health server up (healthz answers at once; readyz waits for 5)
- *   2. external interface chosen, network config read (retried until it exists)
+ *   2. external interface chosen, network config read and validated (retried until usable)
  *   3. backend registered (it tells what the lease advertises and the MTU)
- *   4. lease acquired (retried, never fatal), subnet.env written, traffic rules installed
+ *   4. lease acquired (retried, never fatal), traffic rules installed, subnet.env written
  *   5. backend activated with the lease, peers watched, lease kept alive, kernel state reconciled
  * A lost own lease is re-acquired (same subnet preferred) without stopping the data path.
+ * stop() waits for whatever start-up or re-acquire step is in flight, so nothing is started
+ * after the parts it would use were stopped.
  */
 export class Daemon {
   private readonly metrics: WeftMetrics = createMetrics();
@@ -42,8 +58,9 @@ export class Daemon {
   private ownLease: Lease | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
+  private startup: Promise<void> = Promise.resolve();
   private reacquiring: Promise<void> | undefined;
-  private readonly ready = { lease: false, subnetFile: false, rules: false, backend: false };
+  private readonly ready = { lease: false, rules: false, subnetFile: false, backend: false };
   private readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
 
@@ -68,8 +85,35 @@ export class Daemon {
     process.on("SIGINT", onSignal);
   }
 
-  /** Runs until stop(); rejects only on errors a restart cannot fix (bad flags, bad config). */
+  /** Runs until stop(); rejects only on errors a restart cannot fix (bad flags, no privileges). */
   async run(): Promise<void> {
+    this.startup = this.start();
+    try {
+      await this.startup;
+    } catch (error) {
+      if (!(error instanceof StopRequested)) throw error;
+    }
+    return this.stopped;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return this.stopped;
+    this.stopping = true;
+    for (const timer of this.timers) clearInterval(timer);
+    // Let the step in flight finish (each checks `stopping` when it returns), then take down.
+    await this.startup.catch(() => undefined);
+    await this.reacquiring;
+    this.keeper?.stop();
+    await this.watcher?.stop().catch(() => undefined);
+    await this.backend?.stop().catch((error: Error) => this.logger.warn(`stopping the backend: ${error.message}`));
+    await this.http?.close().catch(() => undefined);
+    this.store?.close();
+    this.logger.info("stopped");
+    this.resolveStopped();
+    return this.stopped;
+  }
+
+  private async start(): Promise<void> {
     const { options, logger } = this;
     if (options.healthz) {
       this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
@@ -82,10 +126,7 @@ export class Daemon {
     );
     await mkdir(options.stateDir, { recursive: true });
     this.store = new EtcdStore(options.store);
-    const config = await this.readNetworkConfig(this.store);
-    if (this.stopping) return this.stopped;
-    const factory = findBackend(config.backend.type);
-    factory.validateOptions(config.backend.options);
+    const { config, factory } = await this.readNetworkConfig(this.store);
     if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
     this.backend = factory.create({
       network: config,
@@ -96,13 +137,10 @@ export class Daemon {
       stateDir: options.stateDir,
     });
     const registration = await this.backend.register();
-    const attrs = { publicIP: external.publicIP, publicIPv6: null, ...registration.attrs };
+    this.checkpoint();
+    const network: Network = { config, mtu: registration.mtu, attrs: { publicIP: external.publicIP, publicIPv6: null, ...registration.attrs } };
 
-    const previous = await this.readPreviousSubnet();
-    const lease = await this.acquireUntilDone(config, attrs, previous);
-    if (this.stopping || !lease) return this.stopped;
-    await this.takeLease(lease, config, registration.mtu);
-
+    const lease = await this.acquireUntilDone(network, await this.readPreviousSubnet());
     this.keeper = new LeaseKeeper({
       store: this.store,
       logger,
@@ -116,38 +154,31 @@ export class Daemon {
         this.metrics.renewalFailures.inc();
         this.metrics.etcdErrors.inc();
       },
-      onExpired: () => this.reacquire(config, attrs, registration.mtu, "the lease expired"),
+      onExpired: () => this.reacquire(network, "the lease expired"),
     });
     this.keeper.track(lease);
+    await this.takeLease(lease, network);
 
     this.watcher = new PeerWatcher({
       store: this.store,
       logger,
       ownKey: () => this.ownLease?.key,
+      ownPublicIP: external.publicIP,
       onPeers: (events) => this.applyPeers(events),
-      onOwnLeaseDeleted: () => this.reacquire(config, attrs, registration.mtu, "the lease key was deleted"),
+      onOwnLeaseLost: (why) => this.reacquire(network, why),
       onResync: (reason) => {
         if (reason !== "periodic") this.metrics.watchResyncs.inc({ reason });
       },
     });
     await this.retryUntilStopped("list peers", () => this.watcher!.start());
+    this.checkpoint();
     this.startPeriodicWork();
     logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
-    return this.stopped;
   }
 
-  async stop(): Promise<void> {
-    if (this.stopping) return this.stopped;
-    this.stopping = true;
-    for (const timer of this.timers) clearInterval(timer);
-    this.keeper?.stop();
-    await this.watcher?.stop().catch(() => undefined);
-    await this.backend?.stop().catch((error: Error) => this.logger.warn(`stopping the backend: ${error.message}`));
-    await this.http?.close().catch(() => undefined);
-    this.store?.close();
-    this.logger.info("stopped");
-    this.resolveStopped();
-    return this.stopped;
+  /** Throws StopRequested once stop() was called: start-up steps end there. */
+  private checkpoint(): void {
+    if (this.stopping) throw new StopRequested();
   }
 
   private readiness(): Readiness {
@@ -155,26 +186,39 @@ export class Daemon {
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 
-  /** The config is written by an operator; until it exists, say which key is read, once a while. */
-  private async readNetworkConfig(store: EtcdStore): Promise<NetworkConfig> {
-    let attempts = 0;
-    while (!this.stopping) {
+  /**
+   * The config is written by an operator: until it exists and validates (backend options
+   * included), say which key and field is wrong, once in a while, and keep waiting.
+   */
+  private async readNetworkConfig(store: EtcdStore): Promise<{ config: NetworkConfig; factory: BackendFactory }> {
+    let lastProblem = "";
+    for (let attempt = 0; ; attempt++) {
+      this.checkpoint();
       try {
         const stored = await store.get(store.configKey);
-        if (stored) return parseNetworkConfig(stored.value);
-        if (attempts % 30 === 0) {
+        if (stored) {
+          const config = parseNetworkConfig(stored.value);
+          const factory = findBackend(config.backend.type);
+          factory.validateOptions(config.backend.options);
+          if (config.enableIPv6) this.logger.warn("EnableIPv6 is ignored: weft routes IPv4 container networks only");
+          return { config, factory };
+        }
+        if (attempt % 30 === 0) {
           this.logger.warn(
             { key: store.configKey },
             `no network config at ${store.configKey} (written with the etcd v3 API?); write one with "weft config set", retrying`,
           );
         }
       } catch (error) {
-        if (attempts % 10 === 0) this.logger.error({ key: store.configKey }, `cannot use the network config: ${(error as Error).message}; retrying`);
+        // Say it when the problem changes (someone edited the config), and every 30 s otherwise.
+        const problem = (error as Error).message;
+        if (problem !== lastProblem || attempt % 30 === 0) {
+          this.logger.error({ key: store.configKey }, `cannot use the network config: ${problem}; retrying`);
+        }
+        lastProblem = problem;
       }
-      attempts++;
       await sleep(CONFIG_RETRY_MS);
     }
-    throw new Error("stopped before the network config was read");
   }
 
   private async readPreviousSubnet(): Promise<Ipv4Subnet | undefined> {
@@ -188,14 +232,15 @@ export class Daemon {
   }
 
   /** Acquires, retrying with back-off: etcd outages and a full network are waited out, not fatal. */
-  private async acquireUntilDone(config: NetworkConfig, attrs: Lease["attrs"], previous: Ipv4Subnet | undefined): Promise<Lease | undefined> {
+  private async acquireUntilDone(network: Network, previous: Ipv4Subnet | undefined): Promise<Lease> {
     let delayMs = 1000;
-    while (!this.stopping) {
+    for (;;) {
+      this.checkpoint();
       try {
         const result = await acquireLease({
           store: this.store!,
-          config,
-          attrs,
+          config: network.config,
+          attrs: network.attrs,
           previousSubnet: previous,
           ttlSeconds: this.options.leaseTtlSeconds,
           logger: this.logger,
@@ -206,6 +251,9 @@ export class Daemon {
           { subnet: result.lease.subnet.toString(), key: result.lease.key, how: result.how, expiresAt: result.lease.expiresAt?.toISOString() ?? "never (reservation)" },
           `leased ${result.lease.subnet}`,
         );
+        this.ownLease = result.lease;
+        this.ready.lease = true;
+        this.metrics.trackLeaseExpiry(result.lease.reservation ? "reservation" : result.lease.expiresAt);
         return result.lease;
       } catch (error) {
         const full = error instanceof OutOfSubnetsError;
@@ -214,63 +262,61 @@ export class Daemon {
         else this.metrics.etcdErrors.inc();
         this.logger.error({ retryInMs: delayMs }, `cannot lease a subnet: ${(error as Error).message}`);
         await sleep(delayMs);
-        delayMs = Math.min(delayMs * 2, ACQUIRE_RETRY_MAX_MS);
+        delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
       }
     }
-    return undefined;
   }
 
-  /** Everything that follows from holding `lease`: subnet.env, traffic rules, the backend. */
-  private async takeLease(lease: Lease, config: NetworkConfig, mtu: number): Promise<void> {
-    this.ownLease = lease;
-    this.ready.lease = true;
-    this.metrics.trackLeaseExpiry(lease.reservation ? "reservation" : lease.expiresAt);
-    await writeSubnetEnv(this.options.subnetFile, {
-      network: config.network,
-      subnetAddress: { address: lease.subnet.addressAt(1), prefixLength: lease.subnet.prefixLength },
-      mtu,
-      ipMasq: this.options.ipMasq,
-    });
-    this.ready.subnetFile = true;
-    this.logger.info({ path: this.options.subnetFile, mtu }, "wrote the subnet file");
-    this.rules ??= new TrafficRules(this.logger, { fullyRandom: this.options.ipMasqFullyRandom });
+  /**
+   * Everything that follows from holding `lease`, in flannel's order: traffic rules, subnet.env
+   * (so docker never sees a subnet whose rules are missing), then the backend. Each step is
+   * retried until it works; readiness shows which one is pending.
+   */
+  private async takeLease(lease: Lease, network: Network): Promise<void> {
+    const { options } = this;
+    this.ready.rules = this.ready.subnetFile = this.ready.backend = false;
+    this.rules ??= new TrafficRules(this.logger, { fullyRandom: options.ipMasqFullyRandom });
     await this.retryUntilStopped("install traffic rules", () =>
-      this.rules!.apply({
-        network: config.network,
-        ownSubnet: lease.subnet,
-        ipMasq: this.options.ipMasq,
-        forwardRules: this.options.forwardRules,
-      }),
+      this.rules!.apply({ network: network.config.network, ownSubnet: lease.subnet, ipMasq: options.ipMasq, forwardRules: options.forwardRules }),
     );
     this.ready.rules = true;
-    await this.backend!.activate(lease);
+    await this.retryUntilStopped("write the subnet file", () =>
+      writeSubnetEnv(options.subnetFile, {
+        network: network.config.network,
+        subnetAddress: { address: lease.subnet.addressAt(1), prefixLength: lease.subnet.prefixLength },
+        mtu: network.mtu,
+        ipMasq: options.ipMasq,
+      }),
+    );
+    this.ready.subnetFile = true;
+    this.logger.info({ path: options.subnetFile, mtu: network.mtu }, "wrote the subnet file");
+    await this.retryUntilStopped("activate the backend", () => this.backend!.activate(lease));
     this.ready.backend = true;
   }
 
-  private reacquire(config: NetworkConfig, attrs: Lease["attrs"], mtu: number, why: string): void {
+  private reacquire(network: Network, why: string): void {
     if (this.stopping || this.reacquiring) return;
     const lost = this.ownLease;
     this.logger.warn({ subnet: lost?.subnet.toString() }, `${why}; acquiring a lease again (same subnet preferred), the data path keeps running`);
     this.ready.lease = false;
     this.reacquiring = (async () => {
       if (lost?.etcdLeaseId) await this.store!.revokeLease(lost.etcdLeaseId).catch(() => undefined);
-      const lease = await this.acquireUntilDone(config, attrs, lost?.subnet);
-      if (!lease || this.stopping) return;
+      const lease = await this.acquireUntilDone(network, lost?.subnet);
+      // Renewal first: whatever happens next, the new lease must not lapse.
+      this.keeper?.track(lease);
       if (lost && !lease.subnet.equals(lost.subnet)) {
         this.logger.warn({ from: lost.subnet.toString(), to: lease.subnet.toString() }, "the subnet changed: docker0 must be reconfigured from the subnet file");
-        await this.takeLease(lease, config, mtu);
-      } else {
-        this.ownLease = lease;
-        this.ready.lease = true;
-        this.metrics.trackLeaseExpiry(lease.reservation ? "reservation" : lease.expiresAt);
+        await this.takeLease(lease, network);
       }
-      this.keeper?.track(lease);
     })()
-      .catch((error: Error) => this.logger.error(`re-acquiring the lease failed: ${error.message}`))
+      .catch((error: Error) => {
+        if (!(error instanceof StopRequested)) this.logger.error(`re-acquiring the lease failed: ${error.message}`);
+      })
       .finally(() => (this.reacquiring = undefined));
   }
 
   private async applyPeers(events: PeerEvent[]): Promise<void> {
+    if (this.stopping) return;
     this.metrics.peers.set(this.watcher?.current().length ?? 0);
     for (const event of events) {
       this.logger.info({ subnet: event.lease.subnet.toString(), publicIP: event.lease.attrs.publicIP, backendType: event.lease.attrs.backendType }, `peer ${event.kind}`);
@@ -299,21 +345,19 @@ export class Daemon {
       const { repaired } = await this.rules!.verify();
       if (repaired) this.logger.warn("traffic rules were missing or changed; re-installed them");
     });
-    every(1000, "updating lease metrics", async () => {
-      const lease = this.ownLease;
-      this.metrics.trackLeaseExpiry(lease?.reservation ? "reservation" : lease?.expiresAt);
-    });
   }
 
-  private async retryUntilStopped(what: string, work: () => Promise<void>): Promise<void> {
+  /** Retries `work` with back-off until it succeeds; StopRequested once stop() was called. */
+  private async retryUntilStopped<T>(what: string, work: () => Promise<T>): Promise<T> {
     let delayMs = 500;
-    while (!this.stopping) {
+    for (;;) {
+      this.checkpoint();
       try {
         return await work();
       } catch (error) {
         this.logger.error({ retryInMs: delayMs }, `${what} failed: ${(error as Error).message}`);
         await sleep(delayMs);
-        delayMs = Math.min(delayMs * 2, ACQUIRE_RETRY_MAX_MS);
+        delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
       }
     }
   }

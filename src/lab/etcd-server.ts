@@ -61,7 +61,13 @@ export class EtcdServer {
       { host, clientPort, peerPort, dataDir, name: options.name ?? "weft", netns: options.netns, logFile: options.logFile, detached: options.detached, tls: options.tls },
       ownsDataDir,
     );
-    await server.launch();
+    try {
+      await server.launch();
+    } catch (error) {
+      // launch() already stopped the process; a data dir made for this server goes too.
+      if (ownsDataDir) await rm(dataDir, { recursive: true, force: true });
+      throw error;
+    }
     return server;
   }
 
@@ -102,14 +108,22 @@ export class EtcdServer {
     const spawnError = new Promise<never>((_, reject) =>
       child.once("error", (error) => reject(new Error(`cannot start etcd (is etcd-server installed?): ${error.message}`))),
     );
-    await Promise.race([this.waitHealthy(), spawnError, this.exited.then(() => {
-      throw new Error(`etcd exited during start-up (data dir ${dataDir}, client ${client})`);
-    })]);
+    const abort = { aborted: false };
+    try {
+      await Promise.race([this.waitHealthy(abort), spawnError, this.exited.then(() => {
+        throw new Error(`etcd exited during start-up (data dir ${dataDir}, client ${client})`);
+      })]);
+    } catch (error) {
+      // Never leave a half-started etcd behind: the caller has no handle to stop it.
+      abort.aborted = true;
+      await this.stopProcess();
+      throw error;
+    }
   }
 
-  private async waitHealthy(): Promise<void> {
+  private async waitHealthy(abort: { aborted: boolean }): Promise<void> {
     const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && !abort.aborted) {
       if (await this.isHealthy()) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

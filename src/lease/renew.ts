@@ -26,12 +26,14 @@ export class LeaseKeeper {
   private lease: Lease | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private failures = 0;
 
   constructor(private readonly options: LeaseKeeperOptions) {}
 
   /** Starts (or restarts) keeping `lease` alive. */
   track(lease: Lease): void {
     this.lease = lease;
+    this.failures = 0;
     this.schedule(this.delayUntilRenewal(lease));
   }
 
@@ -79,6 +81,7 @@ export class LeaseKeeper {
         this.options.onExpired(lease);
         return;
       }
+      this.failures = 0;
       const renewed: Lease = { ...lease, expiresAt: new Date(Date.now() + ttl * 1000) };
       this.lease = renewed;
       this.options.onRenewed?.(renewed);
@@ -86,8 +89,11 @@ export class LeaseKeeper {
     } catch (error) {
       if (this.stopped || this.lease !== lease) return;
       this.options.onRenewFailed?.(error as Error);
+      this.failures++;
+      // Back off from 5 s to the retry interval, but try again well before the lease runs out.
+      const backoff = Math.min(this.options.retryMs ?? DEFAULT_RETRY_MS, 5000 * 2 ** (this.failures - 1));
       const left = lease.expiresAt ? lease.expiresAt.getTime() - Date.now() : Infinity;
-      const retryMs = Math.max(1000, Math.min(this.options.retryMs ?? DEFAULT_RETRY_MS, left / 10));
+      const retryMs = left > 2000 ? Math.max(1000, Math.min(backoff, left / 2)) : backoff;
       logger.error({ subnet: lease.subnet.toString(), retryInMs: Math.round(retryMs) }, `renewing the lease failed: ${(error as Error).message}`);
       this.schedule(retryMs);
     }

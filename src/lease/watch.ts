@@ -9,10 +9,18 @@ export interface PeerWatcherOptions {
   logger: Logger;
   /** The own lease key; its events are never peers. */
   ownKey: () => string | undefined;
+  /**
+   * Our PublicIP: a lease carrying it is ours (a reservation in another range, or the key a
+   * re-acquire is just creating) and is never a peer, so no route to our own subnet appears.
+   */
+  ownPublicIP?: string;
   /** Batches of peer changes, delivered one at a time (the next waits for the previous). */
   onPeers: (events: PeerEvent[]) => Promise<void>;
-  /** The own key was deleted (by hand, or expired): the daemon re-acquires. */
-  onOwnLeaseDeleted: () => void;
+  /**
+   * The own key was deleted (by hand, or expired), or another host's PublicIP was written into
+   * it: the daemon re-acquires. `why` is for the log.
+   */
+  onOwnLeaseLost: (why: string) => void;
   onResync?: (reason: "compacted" | "error" | "periodic") => void;
   /** Full list-and-diff at this interval as a safety net (default 5 min). */
   resyncIntervalMs?: number;
@@ -36,6 +44,7 @@ export class PeerWatcher {
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private generation = 0;
+  private readonly warnedOwnIP = new Set<string>();
 
   constructor(private readonly options: PeerWatcherOptions) {}
 
@@ -77,7 +86,7 @@ export class PeerWatcher {
     const ownKey = this.options.ownKey();
     const listed = new Map(
       decodeLeases(listing.keys, logger)
-        .filter((lease) => lease.key !== ownKey)
+        .filter((lease) => lease.key !== ownKey && !this.isOurs(lease))
         .map((lease) => [lease.key, lease]),
     );
     const events: PeerEvent[] = [];
@@ -94,11 +103,11 @@ export class PeerWatcher {
     if (reason !== "start" && events.length > 0) logger.info({ reason, changes: events.length }, "peer list resynchronised");
     // The own key may have vanished while the watch was down.
     if (ownKey && reason !== "start" && !listing.keys.some((stored) => stored.key === ownKey)) {
-      this.options.onOwnLeaseDeleted();
+      this.options.onOwnLeaseLost("the lease key was deleted");
     }
     this.deliver(events);
     const next = (BigInt(listing.revision) + 1n).toString();
-    this.cancelWatch = await store.watchPrefix(store.subnetsPrefix, next, {
+    const cancel = await store.watchPrefix(store.subnetsPrefix, next, {
       onEvents: (watchEvents) => {
         if (generation === this.generation) this.handleEvents(watchEvents);
       },
@@ -106,6 +115,12 @@ export class PeerWatcher {
         if (generation === this.generation) this.handleWatchError(error, compacted);
       },
     });
+    // A newer resync (or stop) started while this watch was being created: it is not ours to keep.
+    if (this.stopped || generation !== this.generation) {
+      await cancel();
+      return;
+    }
+    this.cancelWatch = cancel;
     this.backoffMs = BACKOFF_START_MS;
   }
 
@@ -115,7 +130,8 @@ export class PeerWatcher {
     const events: PeerEvent[] = [];
     for (const event of watchEvents) {
       if (event.key === ownKey) {
-        if (event.type === "delete") this.options.onOwnLeaseDeleted();
+        if (event.type === "delete") this.options.onOwnLeaseLost("the lease key was deleted");
+        else this.checkOwnKeyHolder(event);
         continue;
       }
       const previous = this.peers.get(event.key);
@@ -133,11 +149,41 @@ export class PeerWatcher {
         logger.warn({ key: event.key }, `skipping malformed lease: ${(error as Error).message}`);
         continue;
       }
+      if (this.isOurs(lease)) {
+        // A key that now carries our PublicIP is no longer a peer, whatever it was before.
+        if (previous) {
+          this.peers.delete(event.key);
+          events.push({ kind: "removed", lease: previous });
+        }
+        continue;
+      }
       this.peers.set(event.key, lease);
       if (!previous) events.push({ kind: "added", lease });
       else if (!sameAttrs(previous.attrs, lease.attrs)) events.push({ kind: "changed", lease, previous });
     }
     this.deliver(events);
+  }
+
+  /** Someone wrote another PublicIP into our key: the subnet is theirs now. */
+  private checkOwnKeyHolder(event: WatchEvent): void {
+    const ownIP = this.options.ownPublicIP;
+    if (ownIP === undefined) return;
+    let holder: string;
+    try {
+      holder = decodeLease(event).attrs.publicIP;
+    } catch {
+      return; // a malformed value in our key is not a takeover; the next renewal rewrites nothing, reconcile keeps going
+    }
+    if (holder !== ownIP) this.options.onOwnLeaseLost(`the lease key was taken over by ${holder}`);
+  }
+
+  private isOurs(lease: Lease): boolean {
+    if (this.options.ownPublicIP === undefined || lease.attrs.publicIP !== this.options.ownPublicIP) return false;
+    if (lease.key !== this.options.ownKey() && !this.warnedOwnIP.has(lease.key)) {
+      this.warnedOwnIP.add(lease.key);
+      this.options.logger.info({ key: lease.key }, "a lease with our PublicIP is not a peer (ours, or a host sharing our address)");
+    }
+    return true;
   }
 
   private handleWatchError(error: Error, compacted: boolean): void {

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { rootCertificates } from "node:tls";
 import { Etcd3, type IOptions, type IKeyValue, type Watcher } from "etcd3";
 import type { StoreOptions } from "./store-options.js";
 
@@ -164,8 +165,11 @@ export class EtcdStore {
 
   /** Watches every key under `prefix` from `fromRevision`; call the returned function to stop. */
   async watchPrefix(prefix: string, fromRevision: string, handlers: WatchHandlers): Promise<() => Promise<void>> {
+    // create() waits for etcd's answer with no deadline of its own; a watch created after we
+    // gave up is cancelled as soon as it arrives.
+    const creating = this.client.watch().prefix(prefix).startRevision(fromRevision).create();
     const watcher: Watcher = await this.call("watch", prefix, () =>
-      this.client.watch().prefix(prefix).startRevision(fromRevision).create(),
+      withDeadline(creating, this.callTimeoutMs, () => void creating.then((late) => late.cancel()).catch(() => undefined)),
     );
     // The revision the watch must resume from; etcd3's own bookkeeping moves past it on reconnects.
     let resumeRevision = BigInt(fromRevision);
@@ -227,15 +231,15 @@ function clientOptions(options: StoreOptions, callTimeoutMs: number): IOptions {
   };
   if (options.keyFile && options.certFile) {
     result.credentials = {
-      rootCertificate: readCredential(options.caFile, "--etcd-cafile"),
-      privateKey: readCredential(options.keyFile, "--etcd-keyfile"),
-      certChain: readCredential(options.certFile, "--etcd-certfile"),
+      rootCertificate: readCaFile(options.caFile),
+      privateKey: readRequiredCredential(options.keyFile, "--etcd-keyfile"),
+      certChain: readRequiredCredential(options.certFile, "--etcd-certfile"),
     };
   } else if (options.keyFile || options.certFile) {
     throw new Error("--etcd-keyfile and --etcd-certfile must be given together for TLS");
   } else if (options.caFile) {
     // A CA alone means TLS without a client certificate: verify the server only.
-    result.credentials = { rootCertificate: readCredential(options.caFile, "--etcd-cafile") };
+    result.credentials = { rootCertificate: readCaFile(options.caFile) };
   }
   if (options.username || options.password) {
     if (!options.username || !options.password) {
@@ -246,13 +250,41 @@ function clientOptions(options: StoreOptions, callTimeoutMs: number): IOptions {
   return result;
 }
 
-function readCredential(path: string | undefined, flag: string): Buffer {
-  if (!path) return Buffer.alloc(0);
+/** No --etcd-cafile: trust the system's CAs (an empty buffer would trust nothing at all). */
+function systemRootCertificates(): Buffer {
+  return Buffer.from(rootCertificates.join("\n"));
+}
+
+function readCaFile(path: string | undefined): Buffer {
+  return path ? readRequiredCredential(path, "--etcd-cafile") : systemRootCertificates();
+}
+
+function readRequiredCredential(path: string, flag: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
     throw new Error(`${flag}: cannot read ${path}: ${describe(error)}`);
   }
+}
+
+/** Rejects when `promise` takes longer than `ms`; `onLate` cleans up what arrives after that. */
+function withDeadline<T>(promise: Promise<T>, ms: number, onLate: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      onLate();
+      reject(new Error(`no answer within ${ms} ms`));
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }
 
 function storedKey(kv: IKeyValue): StoredKey {

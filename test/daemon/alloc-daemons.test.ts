@@ -9,6 +9,7 @@
  * Exercises the control plane end to end: flannel-format keys, restart, own key deleted,
  * previous subnet from subnet.env, reservations, etcd outage, malformed config and leases, CLI.
  */
+import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EtcdServer } from "../../src/lab/etcd-server.js";
@@ -166,6 +167,10 @@ describe("alloc daemons in the lab", () => {
     await lab.save();
     await expect.poll(() => log("h3"), { timeout: 10_000 }).toMatch(/cannot use the network config: SubnetLen: 40 is longer than \/30/);
     expect(isAlive(host.daemonPid!)).toBe(true);
+    // A backend type weft does not know is waited out as well, not fatal.
+    await lab.etcdctl(["put", `${prefix}/config`, '{"Network":"10.77.0.0/16","Backend":{"Type":"nope"}}']);
+    await expect.poll(() => log("h3"), { timeout: 10_000 }).toMatch(/cannot use the network config: Backend\.Type: \\"nope\\" is not a backend weft knows/);
+    expect(isAlive(host.daemonPid!)).toBe(true);
     const rejected = await weft(["config", "set", '{"Network":"10.77.0.0/16","Backend":{"Type":"nope"}}', `--etcd-prefix=${prefix}`], true);
     expect(rejected.exitCode).not.toBe(0);
     expect(rejected.stderr).toMatch(/Backend\.Type: "nope" is not a backend weft knows/);
@@ -178,5 +183,39 @@ describe("alloc daemons in the lab", () => {
       });
     const shown = await weft(["config", "get", `--etcd-prefix=${prefix}`]);
     expect(shown.stdout.trim()).toBe('{"Network":"10.77.0.0/16","Backend":{"Type":"alloc"}}');
+  });
+
+  it("move to a new subnet when another host takes their key over, and keep the new lease alive", async () => {
+    const subnet = await subnetOf("h1");
+    const key = `${PREFIX}/subnets/${subnet}-24`;
+    const pid = lab.host("h1").state.daemonPid!;
+    await lab.etcdctl(["put", key, '{"PublicIP":"192.168.77.97","PublicIPv6":null,"BackendType":"alloc"}']);
+    await expect.poll(() => subnetOf("h1"), { timeout: 15_000 }).not.toBe(subnet);
+    const moved = await subnetOf("h1");
+    const stored = await etcdGet(`${PREFIX}/subnets/${moved}-24`);
+    expect(stored?.value).toContain(`"PublicIP":"${lab.host("h1").underlayAddress}"`);
+    const ttl = await lab.etcdctl(["lease", "timetolive", BigInt(stored!.lease).toString(16)]);
+    expect(ttl.stdout).toMatch(/granted with TTL\(86400s\)/);
+    // The other host's claim is left alone, and h1 never treats its own new key as a peer.
+    expect((await etcdGet(key))?.value).toContain('"PublicIP":"192.168.77.97"');
+    expect(isAlive(pid)).toBe(true);
+    const text = await log("h1");
+    expect(text).toMatch(/the lease key was taken over by 192\.168\.77\.97; acquiring a lease again/);
+    expect(text).toMatch(/the subnet changed: docker0 must be reconfigured/);
+    expect(text).not.toContain(`"subnet":"${moved}/24","publicIP":"${lab.host("h1").underlayAddress}"`);
+    await lab.etcdctl(["del", key]);
+  });
+
+  it("exit 0 on SIGTERM while still waiting for a network config", async () => {
+    const host = lab.host("h2").state;
+    const child = spawn("ip", ["netns", "exec", host.namespace, process.execPath, weftCliPath(), "run", `--etcd-endpoints=${lab.etcdEndpoint}`,
+      "--etcd-prefix=/weft-test-none/network", `--iface=${host.underlayDevice}`, `--subnet-file=${host.dir}/none.env`, `--state-dir=${host.stateDir}`], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    await expect.poll(() => stderr, { timeout: 10_000 }).toContain("no network config at /weft-test-none/network/config");
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(stderr).not.toMatch(/^weft: /m);
   });
 });

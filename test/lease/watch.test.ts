@@ -18,16 +18,17 @@ const value = (ip: string, mac = "aa:bb:cc:dd:ee:01") =>
   JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: "vxlan", BackendData: { VNI: 1, VtepMAC: mac } });
 
 /** A watcher that records every batch; `until` waits for a predicate over everything seen. */
-function recordingWatcher(store: EtcdStore, ownKey?: string, extra: { resyncs?: string[]; ownDeleted?: () => void } = {}) {
+function recordingWatcher(store: EtcdStore, ownKey?: string, extra: { resyncs?: string[]; ownLost?: (why: string) => void; ownPublicIP?: string } = {}) {
   const seen: PeerEvent[] = [];
   const watcher = new PeerWatcher({
     store,
     logger: silentLogger(),
     ownKey: () => ownKey,
+    ownPublicIP: extra.ownPublicIP,
     onPeers: async (events) => {
       seen.push(...events);
     },
-    onOwnLeaseDeleted: () => extra.ownDeleted?.(),
+    onOwnLeaseLost: (why) => extra.ownLost?.(why),
     onResync: (reason) => extra.resyncs?.push(reason),
   });
   const until = async (predicate: (events: PeerEvent[]) => boolean, timeoutMs = 5000) => {
@@ -112,15 +113,27 @@ describe("PeerWatcher against a real etcd", () => {
     await watcher.stop();
   });
 
-  it("tells the daemon when the own key is deleted", async () => {
+  it("tells the daemon when the own key is deleted or taken over, and never treats our PublicIP as a peer", async () => {
     const store = etcd.newStore();
     const own = `${store.subnetsPrefix}10.66.1.0-24`;
     await store.put(own, value("192.168.77.1"));
-    let deleted = 0;
-    const { watcher } = recordingWatcher(store, own, { ownDeleted: () => deleted++ });
+    // A reservation of ours in another range: ours, not a peer.
+    await store.put(`${store.subnetsPrefix}10.66.99.0-24`, value("192.168.77.1"));
+    const lost: string[] = [];
+    const { watcher, seen, until } = recordingWatcher(store, own, { ownLost: (why) => lost.push(why), ownPublicIP: "192.168.77.1" });
     await watcher.start();
+    await store.put(own, value("192.168.77.1", "aa:bb:cc:dd:ee:02")); // our own renewal/backend change: fine
+    await store.put(own, value("192.168.77.50"));
+    await expect.poll(() => lost, { timeout: 5000 }).toEqual(["the lease key was taken over by 192.168.77.50"]);
     await store.delete(own);
-    await expect.poll(() => deleted, { timeout: 5000 }).toBe(1);
+    await expect.poll(() => lost.length, { timeout: 5000 }).toBe(2);
+    expect(lost[1]).toBe("the lease key was deleted");
+    // A peer key rewritten with our PublicIP stops being a peer.
+    await store.put(`${store.subnetsPrefix}10.66.7.0-24`, value("192.168.77.7"));
+    await until((events) => events.length === 1);
+    await store.put(`${store.subnetsPrefix}10.66.7.0-24`, value("192.168.77.1"));
+    await until((events) => events.length === 2);
+    expect(seen.map((event) => `${event.kind} ${event.lease.subnet}`)).toEqual(["added 10.66.7.0/24", "removed 10.66.7.0/24"]);
     await watcher.stop();
   });
 
