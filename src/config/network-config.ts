@@ -1,3 +1,4 @@
+import { IPv6CidrRange, Validator } from "ip-num";
 import { Ipv4Subnet, formatIpv4, parseIpv4, type Ipv4Number } from "../net/ipv4.js";
 import { isJsonObject, readBoolean, readField, readInteger, readString, type JsonObject } from "./json-fields.js";
 
@@ -99,10 +100,11 @@ function parseSubnetBound(raw: JsonObject, field: string, network: Ipv4Subnet, s
 function parseIpv6(raw: JsonObject): Ipv6NetworkConfig {
   const network = readString(raw, "IPv6Network", "IPv6Network");
   if (network === undefined) throw new Error("IPv6Network: missing, but EnableIPv6 is true");
-  const match = /^([0-9a-fA-F:.]+)\/(\d{1,3})$/.exec(network);
-  const prefix = match ? Number(match[2]) : NaN;
-  if (!match || !(match[1] as string).includes(":") || prefix > 128) {
-    throw new Error(`IPv6Network: "${network}" is not an IPv6 CIDR`);
+  let prefix: number;
+  try {
+    prefix = Number(IPv6CidrRange.fromCidr(network).cidrPrefix.getValue());
+  } catch {
+    throw new Error(`IPv6Network: "${network}" is not an IPv6 CIDR (expected e.g. fc00::/48)`);
   }
   if (prefix > 124) throw new Error(`IPv6Network: ${network} is too small (prefix longer than /124)`);
   const givenLen = readInteger(raw, "IPv6SubnetLen", "IPv6SubnetLen");
@@ -110,12 +112,12 @@ function parseIpv6(raw: JsonObject): Ipv6NetworkConfig {
   if (subnetLen > 126 || subnetLen < prefix + 2) {
     throw new Error(`IPv6SubnetLen: ${subnetLen} must be between /${prefix + 2} and /126 for ${network}`);
   }
-  return {
-    network,
-    subnetLen,
-    subnetMin: readString(raw, "IPv6SubnetMin", "IPv6SubnetMin"),
-    subnetMax: readString(raw, "IPv6SubnetMax", "IPv6SubnetMax"),
+  const bound = (field: string) => {
+    const text = readString(raw, field, field);
+    if (text !== undefined && !Validator.isValidIPv6String(text)[0]) throw new Error(`${field}: "${text}" is not an IPv6 address`);
+    return text;
   };
+  return { network, subnetLen, subnetMin: bound("IPv6SubnetMin"), subnetMax: bound("IPv6SubnetMax") };
 }
 
 function parseBackend(raw: JsonObject): BackendConfig {
@@ -125,9 +127,4 @@ function parseBackend(raw: JsonObject): BackendConfig {
   const type = readString(backend, "Type", "Backend.Type") ?? DEFAULT_BACKEND_TYPE;
   if (type.trim() === "") throw new Error('Backend.Type: empty; use "vxlan", "udp", "host-gw" or "alloc"');
   return { type: type.toLowerCase(), options: backend };
-}
-
-/** Every subnet start address the config allows, in order (SubnetMin..SubnetMax). */
-export function subnetCount(config: NetworkConfig): number {
-  return (config.subnetMax - config.subnetMin) / 2 ** (32 - config.subnetLen) + 1;
 }

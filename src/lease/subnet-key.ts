@@ -1,3 +1,4 @@
+import { Validator } from "ip-num";
 import { Ipv4Subnet, formatIpv4 } from "../net/ipv4.js";
 import type { Ipv6SubnetText } from "./types.js";
 
@@ -21,7 +22,7 @@ export function parseSubnetKey(key: string): SubnetKeyParts | undefined {
   if (!subnet || formatIpv4(subnet.network) !== match[1]) return undefined;
   if (match[3] === undefined) return { subnet };
   const prefixLength = Number(match[4]);
-  if (!match[3].includes(":") || prefixLength > 128) return undefined;
+  if (prefixLength > 128 || !Validator.isValidIPv6String(match[3])[0]) return undefined;
   return { subnet, ipv6Subnet: { address: match[3], prefixLength } };
 }
 

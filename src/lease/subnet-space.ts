@@ -1,7 +1,5 @@
 import type { NetworkConfig } from "../config/network-config.js";
-import { Ipv4Subnet, formatIpv4 } from "../net/ipv4.js";
-
-/** Which subnets of the config's range are free, given the subnets already present in etcd. */
+import { Ipv4Subnet } from "../net/ipv4.js";
 
 /** True when a lease's subnet is one this config could have handed out. */
 export function fitsConfig(subnet: Ipv4Subnet, config: NetworkConfig): boolean {
@@ -14,7 +12,8 @@ export function fitsConfig(subnet: Ipv4Subnet, config: NetworkConfig): boolean {
 }
 
 /**
- * Free candidates from SubnetMin upward, at most `limit` of them (flanneld stops at 100 and
+ * Which subnets of the config's range are free, given the subnets already in etcd: candidates
+ * from SubnetMin upward, at most `limit` of them (flanneld stops at 100 and
  * picks one at random, which spreads concurrent starters without scanning huge networks).
  */
 export function freeSubnets(config: NetworkConfig, occupied: readonly Ipv4Subnet[], limit = Infinity): Ipv4Subnet[] {
@@ -34,8 +33,4 @@ export function freeSubnets(config: NetworkConfig, occupied: readonly Ipv4Subnet
     free.push(candidate);
   }
   return free;
-}
-
-export function describeRange(config: NetworkConfig): string {
-  return `${formatIpv4(config.subnetMin)}..${formatIpv4(config.subnetMax)}/${config.subnetLen}`;
 }

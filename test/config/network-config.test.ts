@@ -37,6 +37,10 @@ describe("parseNetworkConfig (spec §1.2)", () => {
     ['{"Network":"10.66.0.0/16","EnableIPv4":false}', /^EnableIPv4: false is not supported/],
     ['{"Network":"10.66.0.0/16","EnableIPv6":true}', /^IPv6Network: missing/],
     ['{"Network":"10.66.0.0/16","EnableIPv6":"yes"}', /^EnableIPv6: "yes" is not true or false/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"zz::/48"}', /^IPv6Network: "zz::\/48" is not an IPv6 CIDR/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/125"}', /^IPv6Network: fc00::\/125 is too small/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetLen":127}', /^IPv6SubnetLen: 127 must be between \/50 and \/126/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetMin":"fc00:::1"}', /^IPv6SubnetMin: "fc00:::1" is not an IPv6 address/],
   ])("rejects %s naming the field", (text, message) => {
     expect(() => parseNetworkConfig(text)).toThrow(message);
   });

@@ -47,7 +47,7 @@ describe("subnet keys (spec §1.1)", () => {
     expect(key.endsWith(subnetKeyName(parts!.subnet, parts!.ipv6Subnet))).toBe(true);
   });
 
-  it.each(["/p/subnets/10.66.36.0", "/p/subnets/10.66.36.1-24", "/p/subnets/10.66.36.0-33", "/p/subnets/999.1.1.0-24", "/p/subnets/garbage"])(
+  it.each(["/p/subnets/10.66.36.0", "/p/subnets/10.66.36.1-24", "/p/subnets/10.66.36.0-33", "/p/subnets/999.1.1.0-24", "/p/subnets/garbage", "/p/subnets/10.42.0.0-24&fc00:::1-64", "/p/subnets/10.42.0.0-24&fc00::-129"])(
     "rejects %s",
     (key) => {
       expect(parseSubnetKey(key)).toBeUndefined();
