@@ -1,6 +1,6 @@
 import type { CommandModule } from "yargs";
 import { isJsonObject, readField } from "../config/json-fields.js";
-import { formatDuration } from "../lease/renew.js";
+import { formatDuration } from "../observe/format-duration.js";
 import { decodeLease } from "../lease/stored-lease.js";
 import type { Lease } from "../lease/types.js";
 import type { EtcdStore } from "../store/etcd-store.js";

@@ -22,16 +22,6 @@ export interface SubnetEnv {
   ipMasq?: boolean;
 }
 
-/** The file's keys in the order flanneld writes them. */
-export const SUBNET_ENV_KEYS = [
-  "FLANNEL_NETWORK",
-  "FLANNEL_SUBNET",
-  "FLANNEL_IPV6_NETWORK",
-  "FLANNEL_IPV6_SUBNET",
-  "FLANNEL_MTU",
-  "FLANNEL_IPMASQ",
-] as const;
-
 /** flanneld's exact text: KEY=value lines, no quotes, absent fields left out, trailing newline. */
 export function formatSubnetEnv(env: SubnetEnv): string {
   const lines: string[] = [];

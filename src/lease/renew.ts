@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { formatDuration } from "../observe/format-duration.js";
 import type { EtcdStore } from "../store/etcd-store.js";
 import type { Lease } from "./types.js";
 
@@ -35,10 +36,6 @@ export class LeaseKeeper {
     this.lease = lease;
     this.failures = 0;
     this.schedule(this.delayUntilRenewal(lease));
-  }
-
-  get current(): Lease | undefined {
-    return this.lease;
   }
 
   stop(): void {
@@ -98,12 +95,4 @@ export class LeaseKeeper {
       this.schedule(retryMs);
     }
   }
-}
-
-export function formatDuration(ms: number): string {
-  const seconds = Math.round(ms / 1000);
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = seconds % 60;
-  return h > 0 ? `${h}h${m}m${s}s` : m > 0 ? `${m}m${s}s` : `${s}s`;
 }
