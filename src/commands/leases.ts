@@ -1,6 +1,7 @@
 import type { CommandModule } from "yargs";
 import { isJsonObject, readField } from "../config/json-fields.js";
 import { formatDuration } from "../observe/format-duration.js";
+import { formatTable } from "../observe/text-table.js";
 import { decodeLease } from "../lease/stored-lease.js";
 import type { Lease } from "../lease/types.js";
 import type { EtcdStore } from "../store/etcd-store.js";
@@ -65,8 +66,7 @@ export function formatLeaseTable(rows: readonly LeaseRow[]): string {
           row.reservation ? "yes" : "no",
         ],
   );
-  const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => (line[column] as string).length)));
-  return [header, ...lines].map((line) => line.map((cell, column) => cell.padEnd(widths[column] as number)).join("  ").trimEnd()).join("\n") + "\n";
+  return `${formatTable([header, ...lines])}\n`;
 }
 
 export const leasesCommand: CommandModule<object, LeasesArgs> = {
