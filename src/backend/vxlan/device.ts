@@ -116,18 +116,17 @@ export async function ensureVxlanAddress(
   const addresses = await kernel.readAddresses(device);
   const changes: string[] = [];
   const lines: string[] = [];
-  let present = false;
+  if (!addresses.some(({ address, prefixLength }) => `${address}/${prefixLength}` === wanted)) {
+    // Add before removing: a device left without IPv4 address loses every route through it.
+    changes.push(`add address ${wanted} to ${device}`);
+    lines.push(`addr replace ${wanted} dev ${device}`);
+  }
   for (const { address, prefixLength } of addresses) {
     const text = `${address}/${prefixLength}`;
-    if (text === wanted) present = true;
-    else if (network.containsAddress(parseIpv4(address))) {
+    if (text !== wanted && network.containsAddress(parseIpv4(address))) {
       changes.push(`remove address ${text} from ${device}`);
       lines.push(`addr del ${text} dev ${device}`);
     }
-  }
-  if (!present) {
-    changes.push(`add address ${wanted} to ${device}`);
-    lines.push(`addr replace ${wanted} dev ${device}`);
   }
   if (!dryRun && lines.length > 0) await kernel.ip(lines);
   return changes;
