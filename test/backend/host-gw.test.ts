@@ -13,7 +13,7 @@ import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBa
 import { Kernel } from "../../src/kernel/kernel.js";
 import { HostGwBackend } from "../../src/backend/host-gw/host-gw-backend.js";
 import type { BackendContext } from "../../src/backend/backend.js";
-import { backendContext, lease } from "./kernel-fixtures.js";
+import { backendContext, capturingLogger, lease } from "./kernel-fixtures.js";
 
 const p = uniquePrefix("wh");
 const [nsA, nsB] = [`${p}a`, `${p}b`];
@@ -29,6 +29,7 @@ async function routes(ns: string): Promise<string> {
 }
 
 describe("host-gw backend", () => {
+  const logA = capturingLogger();
   let contextA: BackendContext;
   let a: HostGwBackend;
   let b: HostGwBackend;
@@ -39,7 +40,7 @@ describe("host-gw backend", () => {
     await createVethPair({ name: "ct0", namespace: nsB, addresses: ["10.66.2.1/24"] }, { name: "ct1", namespace: nsB });
     await ipBatch(nsA, ["route add 172.31.0.0/16 via 192.168.94.254"]);
     await Promise.all([setSysctls(nsA, { "net.ipv4.ip_forward": "1" }), setSysctls(nsB, { "net.ipv4.ip_forward": "1" })]);
-    contextA = await backendContext({ Type: "host-gw" }, { name: "ul0", address: "192.168.94.1" });
+    contextA = { ...(await backendContext({ Type: "host-gw" }, { name: "ul0", address: "192.168.94.1" })), logger: logA.logger };
     a = new HostGwBackend(contextA, new Kernel(nsA));
     b = new HostGwBackend(await backendContext({ Type: "host-gw" }, { name: "ul0", address: "192.168.94.2" }), new Kernel(nsB));
   });
@@ -72,6 +73,39 @@ describe("host-gw backend", () => {
     const metric = await contextA.metrics.getSingleMetricAsString("weft_backend_refused_peers");
     expect(metric).toContain('weft_backend_refused_peers{backend="host-gw"} 1');
     expect((await a.reconcile({ dryRun: true })).changes).toEqual([]);
+    // Reconcile re-checks refused peers every few seconds; the error must not repeat each time.
+    await a.reconcile({ dryRun: false });
+    await a.reconcile({ dryRun: false });
+    expect(logA.lines.filter((line) => line.level === 50 && line.msg.includes("not on-link"))).toHaveLength(1);
+  });
+
+  it("never programs a peer lease advertising our own PublicIP, and says so once", async () => {
+    const stale = lease("10.66.4.0/24", { publicIP: "192.168.94.1", backendType: "host-gw" });
+    await a.applyPeers([{ kind: "added", lease: stale }]);
+    await a.reconcile({ dryRun: false });
+    await a.reconcile({ dryRun: false });
+    expect(await routes(nsA)).not.toContain("10.66.4.0/24");
+    expect(logA.lines.filter((line) => line.msg.includes("own PublicIP 192.168.94.1"))).toHaveLength(1);
+    await a.applyPeers([{ kind: "removed", lease: stale }]);
+  });
+
+  it("a new own lease removes the peer route for that subnet from the kernel; reconcile removes a stale own-subnet route, never docker0's", async () => {
+    const peer5 = lease("10.66.5.0/24", { publicIP: "192.168.94.2", backendType: "host-gw" });
+    await a.applyPeers([{ kind: "added", lease: peer5 }]);
+    expect(await routes(nsA)).toContain("10.66.5.0/24 via 192.168.94.2 dev ul0");
+    await a.activate(lease("10.66.5.0/24", { publicIP: "192.168.94.1", backendType: "host-gw" }));
+    expect(await routes(nsA)).not.toContain("10.66.5.0/24");
+    await a.activate(leaseA);
+    expect(await routes(nsA)).toContain("10.66.5.0/24 via 192.168.94.2 dev ul0"); // a peer again
+    await a.applyPeers([{ kind: "removed", lease: peer5 }]);
+
+    await ipBatch(nsA, ["route add 10.66.1.0/24 via 192.168.94.2 dev ul0 metric 50"]);
+    const report = await a.reconcile({ dryRun: false });
+    expect(report.changes).toEqual(["remove route 10.66.1.0/24 via 192.168.94.2 dev ul0"]);
+    const own = (await execInNamespace(nsA, "ip", ["route", "show", "10.66.1.0/24"])).stdout;
+    expect(own).toContain("dev ct0 proto kernel");
+    expect(own).not.toContain("via");
+    expect(await ping()).toBe(true);
   });
 
   it("reconcile re-adds a deleted route and removes a route no lease backs", async () => {

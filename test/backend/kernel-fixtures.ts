@@ -1,6 +1,7 @@
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pino, type Logger } from "pino";
 import { Registry } from "prom-client";
 import type { BackendContext } from "../../src/backend/backend.js";
 import { networkConfigFromJson } from "../../src/config/network-config.js";
@@ -29,4 +30,17 @@ export function lease(subnet: string, attrs: Omit<LeaseAttrs, "publicIPv6">): Le
     key: `/coreos.com/network/subnets/${subnet.replace("/", "-")}`,
     reservation: false,
   };
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** A real pino logger whose lines are kept for assertions (level 40 = warn, 50 = error). */
+export function capturingLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
+  return { logger, lines };
 }

@@ -154,6 +154,35 @@ describe("kernel vxlan backend", () => {
     expect(await ping(nsA, "10.66.2.0")).toBe(true);
   });
 
+  it("a new own lease removes the peer entries for that subnet; reconcile removes an own-subnet route via flannel.1", async () => {
+    const peer5 = lease("10.66.5.0/24", { publicIP: "192.168.92.2", backendType: "vxlan", backendData: { VNI: 1, VtepMAC: "02:55:55:55:55:55" } });
+    await a.applyPeers([{ kind: "added", lease: peer5 }]);
+    expect(await show(nsA, "ip", "route", "show", "10.66.5.0/24")).toContain("via 10.66.5.0 dev flannel.1 onlink");
+    await a.activate(lease("10.66.5.0/24", { ...leaseA.attrs }));
+    expect(await show(nsA, "ip", "route", "show", "10.66.5.0/24")).toBe("");
+    expect(await show(nsA, "ip", "neigh", "show", "dev", "flannel.1")).not.toContain("02:55:55:55:55:55");
+    expect(await show(nsA, "bridge", "fdb", "show", "dev", "flannel.1")).not.toContain("02:55:55:55:55:55");
+    await a.activate(leaseA);
+    // Re-addressing the device must not flush the other peers' routes (it would, for a moment without an address).
+    expect(await ping(nsA, "10.66.2.0")).toBe(true);
+    await a.applyPeers([{ kind: "removed", lease: peer5 }]);
+
+    // A peer's route left from before a restart that moved our lease to its subnet.
+    await ipBatch(nsA, ["route replace 10.66.1.0/24 via 10.66.7.0 dev flannel.1 onlink"]);
+    const report = await a.reconcile({ dryRun: false });
+    expect(report.changes).toEqual(["remove route 10.66.1.0/24 via 10.66.7.0 dev flannel.1 onlink"]);
+    expect(await show(nsA, "ip", "route", "show", "10.66.1.0/24")).toBe("");
+    expect(await ping(nsA, "10.66.2.0")).toBe(true);
+  });
+
+  it("never programs a peer lease advertising our own PublicIP", async () => {
+    const stale = lease("10.66.6.0/24", { publicIP: "192.168.92.1", backendType: "vxlan", backendData: { VNI: 1, VtepMAC: "02:66:66:66:66:66" } });
+    await a.applyPeers([{ kind: "added", lease: stale }]);
+    expect(await show(nsA, "ip", "route", "show", "10.66.6.0/24")).toBe("");
+    expect(a.refusedPeers()).toEqual([expect.stringMatching(/^10\.66\.6\.0\/24: .*own PublicIP 192\.168\.92\.1/)]);
+    await a.applyPeers([{ kind: "removed", lease: stale }]);
+  });
+
   it("programs 1000 peer leases in well under a second and removes them again", async () => {
     // 1000 /26 subnets inside 10.66.0.0/16, spread over a few underlay addresses.
     const inside: Lease[] = [];
