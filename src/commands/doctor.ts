@@ -8,9 +8,11 @@ import { selectExternalInterface } from "../config/interface-selection.js";
 import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
 import { decodeLeases } from "../lease/stored-lease.js";
 import type { Lease } from "../lease/types.js";
+import type { Ipv4Subnet } from "../net/ipv4.js";
 import { createLogger } from "../observe/logger.js";
 import type { EtcdStore } from "../store/etcd-store.js";
-import { defineStoreOptions, withStore, type StoreArgs } from "./store-flags.js";
+import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs } from "./interface-flags.js";
+import { defineStoreOptions, lastString, withStore, type StoreArgs } from "./store-flags.js";
 
 /**
  * `weft doctor`: compares this host's kernel state with what the leases in etcd say it should
@@ -19,16 +21,18 @@ import { defineStoreOptions, withStore, type StoreArgs } from "./store-flags.js"
  *
  * Why read etcd rather than ask the running daemon: doctor must work exactly when the daemon is
  * down, wedged or was never started, and etcd is the source of truth the daemon itself follows.
- * This host's own lease is found by the subnet file's FLANNEL_SUBNET, else by PublicIP.
+ * This host's own lease is the subnet file's FLANNEL_SUBNET if that lease has our PublicIP,
+ * else the one lease with our PublicIP.
+ *
+ * Doctor resolves --iface/--public-ip/--state-dir itself; when they differ from the daemon's,
+ * a repair could move flannel.N to another interface or give it a new MAC. So --repair refuses
+ * changes to the device itself (create, recreate, address) unless --force.
  */
-interface DoctorArgs extends StoreArgs {
-  iface?: string | string[];
-  "iface-regex"?: string | string[];
-  "iface-can-reach"?: string;
-  "public-ip"?: string;
+export interface DoctorArgs extends StoreArgs, InterfaceArgs {
   "subnet-file": string;
   "state-dir": string;
   repair: boolean;
+  force: boolean;
   json: boolean;
 }
 
@@ -42,24 +46,34 @@ export interface DoctorResult {
   repaired: boolean;
 }
 
-function list(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
-  return (Array.isArray(value) ? value : [value]).filter((item) => item !== "");
-}
+/** Device-level changes a reconcile may make; wrong flags turn them into damage. */
+const DEVICE_CHANGE = /^(create device|recreate device|add address|remove address) /;
 
-async function findOwnLease(leases: readonly Lease[], subnetFile: string, publicIP: string): Promise<Lease> {
-  const env = await readSubnetEnv(subnetFile).catch(() => undefined);
-  const fromFile = env ? previousSubnet(env) : undefined;
-  const own =
-    (fromFile && leases.find((lease) => lease.subnet.equals(fromFile))) ??
-    leases.find((lease) => lease.attrs.publicIP === publicIP);
-  if (!own) {
+/**
+ * This host's lease: the subnet file's subnet, if that lease advertises our PublicIP (a subnet
+ * file copied from another host, or a lease since taken over, must not be mistaken for ours);
+ * else the only lease advertising our PublicIP. Throws saying what was found.
+ */
+export function findOwnLease(leases: readonly Lease[], fromFile: Ipv4Subnet | undefined, publicIP: string, subnetFile: string): Lease {
+  const fileLease = fromFile && leases.find((lease) => lease.subnet.equals(fromFile));
+  if (fileLease && fileLease.attrs.publicIP === publicIP) return fileLease;
+  const byPublicIP = leases.filter((lease) => lease.attrs.publicIP === publicIP);
+  if (byPublicIP.length === 1) return byPublicIP[0] as Lease;
+  const fileNote = !fromFile
+    ? `the subnet file ${subnetFile} names no subnet`
+    : fileLease
+      ? `the subnet file ${subnetFile} names ${fromFile}, whose lease advertises PublicIP ${fileLease.attrs.publicIP}, not ${publicIP}`
+      : `the subnet file ${subnetFile} names ${fromFile}, which has no lease`;
+  if (byPublicIP.length > 1) {
     throw new Error(
-      `no lease in etcd belongs to this host (subnet file ${subnetFile}: ${fromFile?.toString() ?? "absent"}; PublicIP ${publicIP}); ` +
-        "start `weft run` first, or pass the daemon's --subnet-file / --iface / --public-ip",
+      `cannot tell this host's lease: ${fileNote}, and ${byPublicIP.length} leases advertise PublicIP ${publicIP} ` +
+        `(${byPublicIP.map((lease) => lease.subnet.toString()).join(", ")}); pass the daemon's --subnet-file`,
     );
   }
-  return own;
+  throw new Error(
+    `no lease in etcd belongs to this host: ${fileNote}, and no lease advertises PublicIP ${publicIP}; ` +
+      "start `weft run` first, or pass the daemon's --subnet-file / --iface / --public-ip",
+  );
 }
 
 export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<DoctorResult | string> {
@@ -67,12 +81,7 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
   if (!configKey) throw new Error(`no network config at ${store.configKey}; write one with \`weft config set\``);
   const config = parseNetworkConfig(configKey.value);
   const factory = findBackend(config.backend.type);
-  const external = await selectExternalInterface({
-    ifaces: list(args.iface),
-    ifaceRegexes: list(args["iface-regex"]),
-    ifaceCanReach: args["iface-can-reach"],
-    publicIP: args["public-ip"],
-  });
+  const external = await selectExternalInterface(interfaceSelectionFromArgs(args));
   const logger = createLogger({ name: "weft-doctor", level: "warn" });
   const backend = factory.create({
     network: config,
@@ -88,10 +97,23 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
     }
     const listing = await store.list(store.subnetsPrefix);
     const leases = decodeLeases(listing.keys, logger);
-    const own = await findOwnLease(leases, args["subnet-file"], external.publicIP);
+    const subnetFile = args["subnet-file"];
+    const env = await readSubnetEnv(subnetFile).catch(() => undefined);
+    const own = findOwnLease(leases, env ? previousSubnet(env) : undefined, external.publicIP, subnetFile);
     const peers = leases.filter((lease) => !lease.subnet.equals(own.subnet));
     await backend.loadLeaseSet(own, peers);
-    const report = await backend.reconcile({ dryRun: !args.repair });
+    let report = await backend.reconcile({ dryRun: true });
+    if (args.repair && report.changes.length > 0) {
+      const risky = report.changes.filter((change) => DEVICE_CHANGE.test(change));
+      if (risky.length > 0 && !args.force) {
+        throw new Error(
+          `--repair would change the device itself: ${risky.join("; ")}. If this doctor's --iface/--public-ip/--state-dir ` +
+            `(${external.name}, ${external.publicIP}, ${args["state-dir"]}) differ from the daemon's, that moves the device to the wrong ` +
+            "interface or gives it a new MAC and cuts this host off its peers: pass the daemon's flags, or add --force to make these changes",
+        );
+      }
+      report = await backend.reconcile({ dryRun: false });
+    }
     return {
       backend: config.backend.type,
       device: external.name,
@@ -131,14 +153,11 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
   command: "doctor",
   describe: "compare this host's routes/neighbours/FDB with the leases in etcd; --repair fixes them",
   builder: (yargs: Argv) =>
-    defineStoreOptions(yargs)
-      .option("iface", { type: "string", describe: "as for weft run: the underlay interface (name or IPv4), repeatable" })
-      .option("iface-regex", { type: "string", describe: "as for weft run" })
-      .option("iface-can-reach", { type: "string", describe: "as for weft run" })
-      .option("public-ip", { type: "string", describe: "as for weft run" })
-      .option("subnet-file", { type: "string", default: "/run/flannel/subnet.env", describe: "the daemon's subnet file (finds this host's lease)" })
-      .option("state-dir", { type: "string", default: "/var/lib/weft", describe: "the daemon's state dir (the saved VTEP MAC)" })
+    defineInterfaceOptions(defineStoreOptions(yargs))
+      .option("subnet-file", { coerce: lastString, type: "string", default: "/run/flannel/subnet.env", describe: "the daemon's subnet file (finds this host's lease)" })
+      .option("state-dir", { coerce: lastString, type: "string", default: "/var/lib/weft", describe: "the daemon's state dir (the saved VTEP MAC)" })
       .option("repair", { type: "boolean", default: false, describe: "apply the changes" })
+      .option("force", { type: "boolean", default: false, describe: "with --repair: also create, recreate or re-address the device" })
       .option("json", { type: "boolean", default: false, describe: "print JSON" }),
   handler: async (args) => {
     const result = await withStore(args, (store) => diagnose(store, args));

@@ -1,19 +1,15 @@
 import type { Argv, CommandModule } from "yargs";
 import { Daemon } from "../daemon.js";
 import { MAX_RENEW_MARGIN_MINUTES, type DaemonOptions } from "../config/daemon-options.js";
+import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs } from "./interface-flags.js";
 import { defineStoreOptions, lastBoolean, lastNumber, lastString, storeOptionsFromArgs, type StoreArgs } from "./store-flags.js";
-import { tryParseIpv4 } from "../net/ipv4.js";
 import { createLogger } from "../observe/logger.js";
 
 /**
  * `weft run`: the daemon. Flags and their FLANNELD_* variables are flanneld's (spec §4), so a
  * flanneld unit works with weft swapped in; weft's own additions are marked as such.
  */
-export interface RunArgs extends StoreArgs {
-  iface?: string | string[];
-  "iface-regex"?: string | string[];
-  "iface-can-reach"?: string;
-  "public-ip"?: string;
+export interface RunArgs extends StoreArgs, InterfaceArgs {
   "public-ipv6"?: string;
   "subnet-file": string;
   "subnet-lease-renew-margin": number;
@@ -31,11 +27,7 @@ export interface RunArgs extends StoreArgs {
 }
 
 export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
-  return defineStoreOptions(yargs)
-    .option("iface", { type: "string", describe: "interface name or IPv4 to use for the underlay; repeatable, first match wins" })
-    .option("iface-regex", { type: "string", describe: "regex on interface IPv4 addresses, then names; repeatable" })
-    .option("iface-can-reach", { coerce: lastString, type: "string", describe: "use the interface the kernel would use to reach this IPv4" })
-    .option("public-ip", { coerce: lastString, type: "string", describe: "IPv4 advertised to peers (default: the interface address)" })
+  return defineInterfaceOptions(defineStoreOptions(yargs))
     .option("public-ipv6", { type: "string", describe: "IPv6 advertised to peers" })
     .option("subnet-file", { coerce: lastString, type: "string", default: "/run/flannel/subnet.env", describe: "where to write subnet.env" })
     .option("subnet-lease-renew-margin", { coerce: lastNumber, type: "number", default: 60, describe: `minutes before expiry to renew the lease (1..${MAX_RENEW_MARGIN_MINUTES})` })
@@ -63,12 +55,7 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
   if (!Number.isInteger(ttl) || ttl < 10) throw new Error(`--subnet-lease-ttl: ${ttl} must be a whole number of seconds ≥ 10`);
   // A margin at or beyond the TTL would renew constantly: renew at half the TTL instead.
   const renewMarginMs = Math.min(margin * 60_000, (ttl * 1000) / 2);
-  const publicIP = args["public-ip"];
-  if (publicIP !== undefined && tryParseIpv4(publicIP) === undefined) throw new Error(`--public-ip: "${publicIP}" is not an IPv4 address`);
-  const canReach = args["iface-can-reach"];
-  if (canReach !== undefined && tryParseIpv4(canReach) === undefined) {
-    throw new Error(`--iface-can-reach: "${canReach}" is not an IPv4 address`);
-  }
+  const interfaceSelection = interfaceSelectionFromArgs(args);
   const healthzPort = args["healthz-port"];
   if (!Number.isInteger(healthzPort) || healthzPort < 0 || healthzPort > 65535) {
     throw new Error(`--healthz-port: ${healthzPort} is not a port number (0 disables the server)`);
@@ -78,12 +65,7 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
   }
   return {
     store: storeOptionsFromArgs(args),
-    interfaceSelection: {
-      ifaces: repeatable(args.iface),
-      ifaceRegexes: repeatable(args["iface-regex"]),
-      ifaceCanReach: canReach,
-      publicIP,
-    },
+    interfaceSelection,
     subnetFile: args["subnet-file"],
     stateDir: args["state-dir"],
     renewMarginMs,
@@ -95,12 +77,6 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
     reconcileIntervalMs: args["reconcile-interval"] * 1000,
     healthz: healthzPort > 0 ? { host: args["healthz-ip"], port: healthzPort } : undefined,
   };
-}
-
-/** A repeatable flag, also given as one comma-separated FLANNELD_* value. */
-function repeatable(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
-  return (Array.isArray(value) ? value : [value]).flatMap((item) => String(item).split(",")).map((item) => item.trim()).filter(Boolean);
 }
 
 export const runCommand: CommandModule<object, RunArgs> = {
