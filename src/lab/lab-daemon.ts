@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, open, stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { readSubnetEnv, type SubnetEnv } from "../host/subnet-env.js";
 import { formatIpv4 } from "../net/ipv4.js";
@@ -41,6 +41,7 @@ export async function startDaemon(state: LabState, host: LabHostState, extraArgs
     throw new Error(`${cli} does not exist: build weft first (\`npm run build:ts\`)`);
   }
   await mkdir(host.stateDir, { recursive: true });
+  host.daemonLogOffset = await fileSize(host.logFile);
   const pid = spawnDetachedInNamespace(host.namespace, process.execPath, [cli, ...daemonArgs(state, host, extraArgs)], host.logFile);
   host.daemonPid = pid;
   return pid;
@@ -78,11 +79,11 @@ export async function waitDaemonReady(host: LabHostState, timeoutMs = 30_000): P
   let lastError = "";
   while (Date.now() < deadline) {
     if (host.daemonPid === undefined || !isAlive(host.daemonPid)) {
-      throw new Error(`host ${host.name}: weft daemon (PID ${host.daemonPid ?? "none"}) exited; last log lines from ${host.logFile}:\n${await logTail(host.logFile)}`);
+      throw new Error(`host ${host.name}: weft daemon (PID ${host.daemonPid ?? "none"}) exited; last log lines from ${host.logFile}:\n${await logTail(host.logFile, host.daemonLogOffset)}`);
     }
     // The CLI reports a fatal error as a "weft: …" line; the process may linger a while after it.
-    if (await hasFatalLine(host.logFile)) {
-      throw new Error(`host ${host.name}: weft daemon (PID ${host.daemonPid}) failed; last log lines from ${host.logFile}:\n${await logTail(host.logFile)}`);
+    if (/^weft: /m.test(await readFrom(host.logFile, host.daemonLogOffset))) {
+      throw new Error(`host ${host.name}: weft daemon (PID ${host.daemonPid}) failed; last log lines from ${host.logFile}:\n${await logTail(host.logFile, host.daemonLogOffset)}`);
     }
     try {
       env = env?.subnetAddress && env.mtu !== undefined ? env : await readSubnetEnv(host.subnetFile);
@@ -95,25 +96,41 @@ export async function waitDaemonReady(host: LabHostState, timeoutMs = 30_000): P
   const waitingFor = env?.subnetAddress ? `/readyz on 127.0.0.1:${host.healthzPort} in ${host.namespace}` : `${host.subnetFile}`;
   throw new Error(
     `host ${host.name}: weft daemon not ready after ${timeoutMs / 1000} s (waiting for ${waitingFor})${lastError ? `; ${lastError}` : ""}; ` +
-      `last log lines from ${host.logFile}:\n${await logTail(host.logFile)}`,
+      `last log lines from ${host.logFile}:\n${await logTail(host.logFile, host.daemonLogOffset)}`,
   );
 }
 
-async function hasFatalLine(path: string): Promise<boolean> {
+async function fileSize(path: string): Promise<number> {
   try {
-    return /^weft: /m.test(await readFile(path, "utf8"));
+    return (await stat(path)).size;
   } catch {
-    return false;
+    return 0;
   }
 }
 
-export async function logTail(path: string, lines = 15): Promise<string> {
+/** The log from byte `offset` on (what this run of the daemon wrote); "" when there is none. */
+async function readFrom(path: string, offset = 0): Promise<string> {
+  let handle;
   try {
-    const text = await readFile(path, "utf8");
-    return text.trimEnd().split("\n").slice(-lines).join("\n");
+    handle = await open(path, "r");
   } catch {
-    return "(no log)";
+    return "";
   }
+  try {
+    const size = (await handle.stat()).size;
+    if (size <= offset) return "";
+    const buffer = Buffer.alloc(size - offset);
+    await handle.read(buffer, 0, buffer.length, offset);
+    return buffer.toString("utf8");
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The last lines written since byte `offset` (the start of this run). */
+export async function logTail(path: string, offset = 0, lines = 15): Promise<string> {
+  const text = await readFrom(path, offset);
+  return text.trim() === "" ? "(nothing logged)" : text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
 /** subnet.env reduced to what docker0 needs; errors name the file and the missing key. */

@@ -37,6 +37,8 @@ export interface LabHostState {
   logFile: string;
   healthzPort: number;
   daemonPid?: number;
+  /** Size of `logFile` when the daemon was started: the log is appended to, older runs' lines come before. */
+  daemonLogOffset?: number;
   /** From subnet.env once known: FLANNEL_SUBNET (the docker0 address with prefix) and FLANNEL_MTU. */
   bridgeAddress?: string;
   subnet?: string;

@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { appendFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
@@ -73,6 +73,13 @@ describe("lab daemon lifecycle", () => {
     expect(host.state.daemonPid).not.toBe(pid);
     expect(host.state.subnet).toBe(subnet);
     expect(lab.container("h1c1").address).toBe(address);
+  });
+
+  it("a fatal line an earlier run left in the (appended) log does not fail the next start", async () => {
+    await lab.stopDaemon("h1");
+    await appendFile(lab.host("h1").state.logFile, "weft: a failure of an earlier run\n");
+    await lab.startDaemon("h1");
+    expect(isAlive(lab.host("h1").state.daemonPid as number)).toBe(true);
   });
 
   it("refuses to start a second daemon on a host whose daemon runs", async () => {
