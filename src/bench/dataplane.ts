@@ -15,7 +15,8 @@ import { rm, writeFile } from "node:fs/promises";
 import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../lab/lab.js";
-import { sleep, spawnDetachedInNamespace, terminatePids, uniquePrefix } from "../lab/netns.js";
+import { uniquePrefix } from "../lab/netns.js";
+import { sleep, spawnDetachedInNamespace, terminatePids } from "../lab/process.js";
 import { cpuJiffies, iperf, median, pingRtt, processTicks, rssMiB } from "./measure.js";
 
 interface PathSpec {

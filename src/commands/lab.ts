@@ -5,7 +5,8 @@ import { formatCheckMatrix, formatCheckTable } from "../lab/check.js";
 import { probeReadyz } from "../lab/lab-daemon.js";
 import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab, type Lab } from "../lab/lab.js";
 import { defaultLabDir } from "../lab/lab-state.js";
-import { isAlive, listNamespaces } from "../lab/netns.js";
+import { listNamespaces } from "../lab/netns.js";
+import { isAlive } from "../lab/process.js";
 
 /**
  * `weft lab up|status|exec|check|down`: a whole cluster on one machine, in network

@@ -4,7 +4,8 @@ import { fileURLToPath } from "node:url";
 import { readSubnetEnv, type SubnetEnv } from "../host/subnet-env.js";
 import { formatIpv4 } from "../net/ipv4.js";
 import type { LabHostState, LabState } from "./lab-state.js";
-import { execInNamespace, isAlive, run, sleep, spawnDetachedInNamespace, terminatePids } from "./netns.js";
+import { execInNamespace } from "./netns.js";
+import { isAlive, run, sleep, spawnDetachedInNamespace, terminatePids } from "./process.js";
 
 /**
  * Starting, probing and stopping the weft daemon of one lab host. The daemon runs detached

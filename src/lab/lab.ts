@@ -5,15 +5,8 @@ import { formatCheckTable, runChecks, type CheckResult } from "./check.js";
 import { EtcdServer } from "./etcd-server.js";
 import { dockerBridgeFromEnv, startDaemon, stopDaemon, waitDaemonReady } from "./lab-daemon.js";
 import { defaultLabDir, readLabState, writeLabState, type LabContainerState, type LabHostState, type LabState } from "./lab-state.js";
-import {
-  execInNamespace,
-  killNamespaceProcesses,
-  listNamespaces,
-  run,
-  terminatePids,
-  type RunOptions,
-  type RunResult,
-} from "./netns.js";
+import { execInNamespace, killNamespaceProcesses, listNamespaces } from "./netns.js";
+import { run, terminatePids, type RunOptions, type RunResult } from "./process.js";
 import { ETCD_CLIENT_PORT, allNamespaces, assertNamespacesFree, attachContainers, buildUnderlay, hostOf, labNamespacePattern, planTopology } from "./topology.js";
 
 /**

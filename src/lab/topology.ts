@@ -26,9 +26,9 @@ import {
   createBridgeLines,
   ipBatch,
   listNamespaces,
-  run,
   setSysctls,
 } from "./netns.js";
+import { run } from "./process.js";
 
 export const UNDERLAY_CIDR = "192.168.77.0/24";
 export const UNDERLAY_BRIDGE = "ul0";

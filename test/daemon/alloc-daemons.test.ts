@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { startDaemon as spawnDaemon, weftCliPath } from "../../src/lab/lab-daemon.js";
-import { execInNamespace, isAlive, uniquePrefix } from "../../src/lab/netns.js";
+import { execInNamespace, uniquePrefix } from "../../src/lab/netns.js";
+import { isAlive } from "../../src/lab/process.js";
 
 const PREFIX = "/coreos.com/network";
 let lab: Lab;

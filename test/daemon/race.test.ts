@@ -13,7 +13,8 @@ import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { startDaemon } from "../../src/lab/lab-daemon.js";
-import { isAlive, uniquePrefix } from "../../src/lab/netns.js";
+import { uniquePrefix } from "../../src/lab/netns.js";
+import { isAlive } from "../../src/lab/process.js";
 
 let lab: Lab;
 beforeAll(async () => {

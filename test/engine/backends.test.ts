@@ -15,7 +15,7 @@ import {
   createUserspaceVxlanBackend, validateUserspaceVxlanOptions,
 } from "../../src/backend/vxlan-userspace/vxlan-userspace-backend.js";
 import { networkConfigFromJson } from "../../src/config/network-config.js";
-import { run } from "../../src/lab/netns.js";
+import { run } from "../../src/lab/process.js";
 import type { Lease, LeaseAttrs } from "../../src/lease/types.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 import { silentLogger } from "../../src/observe/logger.js";

@@ -15,7 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
-import { run, sleep, uniquePrefix } from "../../src/lab/netns.js";
+import { uniquePrefix } from "../../src/lab/netns.js";
+import { run, sleep } from "../../src/lab/process.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 
 describe("udp backend in a 3-host lab", () => {

@@ -17,7 +17,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
-import { run, sleep, uniquePrefix } from "../../src/lab/netns.js";
+import { uniquePrefix } from "../../src/lab/netns.js";
+import { run, sleep } from "../../src/lab/process.js";
 
 describe("userspace vxlan in a mixed 3-host lab", () => {
   const name = uniquePrefix("wlx").slice(0, -1);

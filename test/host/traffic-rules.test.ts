@@ -10,7 +10,8 @@
  * only if the host masqueraded it; a UDP listener there reports the source address it saw.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBatch, run, setSysctls, uniquePrefix } from "../../src/lab/netns.js";
+import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBatch, setSysctls, uniquePrefix } from "../../src/lab/netns.js";
+import { run } from "../../src/lab/process.js";
 import { TrafficRules } from "../../src/host/firewall/traffic-rules.js";
 import { renderRuleset } from "../../src/host/firewall/nft-ruleset.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";

@@ -20,7 +20,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
-import { listNamespaces, sleep, spawnDetachedInNamespace, uniquePrefix } from "../../src/lab/netns.js";
+import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
+import { sleep, spawnDetachedInNamespace } from "../../src/lab/process.js";
 
 const cases = [
   { backend: "vxlan", mtu: 1450 },

@@ -20,7 +20,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { teardownLab } from "../../src/lab/lab.js";
 import { readLabState, type LabState } from "../../src/lab/lab-state.js";
-import { isAlive, listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
+import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
+import { isAlive } from "../../src/lab/process.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 
 const cli = weftCliPath();

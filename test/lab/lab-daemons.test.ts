@@ -19,7 +19,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
-import { isAlive, listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
+import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
+import { isAlive } from "../../src/lab/process.js";
 
 const name = uniquePrefix().slice(0, -1);
 const labDir = join(tmpdir(), `weft-lab-daemons-${name}`);

@@ -15,7 +15,8 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { buildLab, openLab, teardownLab, type Lab } from "../../src/lab/lab.js";
-import { listLinks, listNamespaces, isAlive, uniquePrefix } from "../../src/lab/netns.js";
+import { listLinks, listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
+import { isAlive } from "../../src/lab/process.js";
 
 const name = uniquePrefix().slice(0, -1);
 const labDir = join(tmpdir(), `weft-lab-test-${name}`);

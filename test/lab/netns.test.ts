@@ -8,7 +8,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  CommandError,
   createBridge,
   createNamespace,
   createVethPair,
@@ -18,11 +17,10 @@ import {
   listLinks,
   listNamespaces,
   namespacePids,
-  spawnDetachedInNamespace,
-  isAlive,
   uniquePrefix,
   assertInterfaceName,
 } from "../../src/lab/netns.js";
+import { CommandError, spawnDetachedInNamespace, isAlive } from "../../src/lab/process.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
