@@ -2,11 +2,10 @@ import { spawn } from "node:child_process";
 import type { Argv, CommandModule } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { formatCheckMatrix, formatCheckTable } from "../lab/check.js";
-import { probeReadyz } from "../lab/lab-daemon.js";
 import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab, type Lab } from "../lab/lab.js";
 import { defaultLabDir } from "../lab/lab-state.js";
-import { listNamespaces } from "../lab/netns.js";
-import { isAlive } from "../lab/process.js";
+import { describeLab } from "../lab/lab-status.js";
+import { lastBoolean, lastNumber, lastString } from "./store-flags.js";
 
 /**
  * `weft lab up|status|exec|check|down`: a whole cluster on one machine, in network
@@ -23,32 +22,17 @@ interface UpArgs extends LabArgs {
   containers: number;
   backend: string;
   network: string;
-  "backend-option"?: unknown;
+  "backend-option"?: string[];
   internet: boolean;
   "ip-masq": boolean;
   daemons: string;
-  "daemon-arg"?: unknown;
+  "daemon-arg"?: string[];
   "ready-timeout": number;
   "keep-on-failure": boolean;
 }
 
 interface ExecArgs extends LabArgs {
   target: string;
-}
-
-/**
- * Every value of a repeatable flag (`--flag v` or `--flag=v`), from the raw argv: the CLI's
- * middleware collapses arrays to their last value (Go flag semantics for flanneld's flags).
- */
-export function repeatedFlagValues(rawArgs: readonly string[], flag: string): string[] {
-  const values: string[] = [];
-  const end = rawArgs.includes("--") ? rawArgs.indexOf("--") : rawArgs.length;
-  for (let index = 0; index < end; index++) {
-    const arg = rawArgs[index] as string;
-    if (arg === `--${flag}` && index + 1 < end) values.push(rawArgs[++index] as string);
-    else if (arg.startsWith(`--${flag}=`)) values.push(arg.slice(flag.length + 3));
-  }
-  return values;
 }
 
 /** Lab flags that may stand between `exec` and the target; their values are not the target. */
@@ -80,10 +64,11 @@ function defineLabOptions<T>(yargs: Argv<T>): Argv<T & LabArgs> {
   return yargs
     .option("name", {
       type: "string",
+      coerce: lastString,
       default: DEFAULT_LAB_NAME,
       describe: "lab name; its namespaces are <name>-ul, <name>-etcd, <name>-h1, <name>-h1c1, …",
     })
-    .option("lab-dir", { type: "string", describe: "where state, logs and subnet files live (default /run/weft-lab/<name>)" });
+    .option("lab-dir", { type: "string", coerce: lastString, describe: "where state, logs and subnet files live (default /run/weft-lab/<name>)" });
 }
 
 /** Every lab command creates or enters network namespaces, which only root may do. */
@@ -109,66 +94,24 @@ function parseBackendOption(text: string): [string, unknown] {
   return [key, raw];
 }
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)));
-  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join("  ").trimEnd()).join("\n");
-}
-
-async function describeLab(lab: Lab, live: boolean): Promise<string> {
-  const { state } = lab;
-  const namespaces = live ? new Set(await listNamespaces()) : undefined;
-  const presence = (namespace: string): string => (namespaces ? (namespaces.has(namespace) ? "" : " (MISSING)") : "");
-  const hostRows = await Promise.all(
-    state.hosts.map(async (host) => {
-      let daemon = host.daemonPid === undefined ? "-" : String(host.daemonPid);
-      if (live && host.daemonPid !== undefined) {
-        daemon += !isAlive(host.daemonPid) ? " dead" : (await probeReadyz(host)) ? " ready" : " not ready";
-      }
-      return [host.name, host.namespace + presence(host.namespace), `${host.underlayAddress} ${host.underlayDevice}`, host.subnet ?? "-", host.bridgeAddress ?? "-", String(host.mtu ?? "-"), daemon];
-    }),
-  );
-  const containerRows = state.containers.map((container) => [
-    container.name,
-    container.namespace + presence(container.namespace),
-    container.address ? `${container.address}/${container.prefixLength}` : "-",
-    String(container.mtu ?? "-"),
-  ]);
-  const etcdLive = live && state.etcd.pid !== undefined ? (isAlive(state.etcd.pid) ? " running" : " DEAD") : "";
-  const lines = [
-    `lab "${state.name}"  backend ${state.backend}  daemons ${state.daemons}${state.ipMasq ? "  ip-masq" : ""}  dir ${state.labDir}`,
-    `underlay ${state.underlay.cidr} on bridge ${state.underlay.bridge} in ${state.underlay.namespace}${presence(state.underlay.namespace)}, MTU ${state.underlay.mtu}`,
-    `etcd     ${state.etcd.endpoint} in ${state.etcd.namespace}${presence(state.etcd.namespace)} (PID ${state.etcd.pid ?? "-"}${etcdLive}), log ${state.etcd.logFile}`,
-    ...(state.internet ? [`internet ${state.internet.address} in ${state.internet.namespace}${presence(state.internet.namespace)} (outside the Network)`] : []),
-    ...(state.networkConfig ? [`config   ${JSON.stringify(state.networkConfig)}`] : []),
-    "",
-    table(["HOST", "NAMESPACE", "UNDERLAY", "SUBNET", "DOCKER0", "MTU", "DAEMON"], hostRows),
-    "",
-    table(["CONTAINER", "NAMESPACE", "ADDRESS", "MTU"], containerRows),
-    "",
-    `logs: ${state.hosts.map((host) => host.logFile).join(", ")}`,
-  ];
-  return lines.join("\n") + "\n";
-}
-
 const upCommand: CommandModule<object, UpArgs> = {
   command: "up",
   describe: "build the lab: underlay, etcd, a weft daemon per host, docker0 and containers",
   builder: (yargs) =>
     defineLabOptions(yargs)
-      .option("hosts", { type: "number", default: 3, describe: "number of hosts" })
-      .option("containers", { type: "number", default: 2, describe: "containers per host" })
-      .option("backend", { type: "string", default: "vxlan", describe: "Backend.Type of the network config (udp, vxlan, host-gw, alloc, …)" })
-      .option("network", { type: "string", default: DEFAULT_NETWORK, describe: "Network of the config" })
+      .option("hosts", { type: "number", coerce: lastNumber, default: 3, describe: "number of hosts" })
+      .option("containers", { type: "number", coerce: lastNumber, default: 2, describe: "containers per host" })
+      .option("backend", { type: "string", coerce: lastString, default: "vxlan", describe: "Backend.Type of the network config (udp, vxlan, host-gw, alloc, …)" })
+      .option("network", { type: "string", coerce: lastString, default: DEFAULT_NETWORK, describe: "Network of the config" })
       .option("backend-option", { type: "string", array: true, describe: "extra Backend field, Key=value (repeatable), e.g. VNI=4" })
-      .option("internet", { type: "boolean", default: true, describe: "add the <name>-inet namespace standing in for the outside world" })
-      .option("ip-masq", { type: "boolean", default: false, describe: "run the daemons with --ip-masq" })
-      .option("daemons", { type: "string", default: "weft", choices: ["weft", "none"], describe: "none: no daemons, static subnet.env per host (topology only)" })
+      .option("internet", { type: "boolean", coerce: lastBoolean, default: true, describe: "add the <name>-inet namespace standing in for the outside world" })
+      .option("ip-masq", { type: "boolean", coerce: lastBoolean, default: false, describe: "run the daemons with --ip-masq" })
+      .option("daemons", { type: "string", coerce: lastString, default: "weft", choices: ["weft", "none"], describe: "none: no daemons, static subnet.env per host (topology only)" })
       .option("daemon-arg", { type: "string", array: true, describe: "extra flag for every `weft run` (repeatable), e.g. --daemon-arg=--log-level=debug" })
-      .option("ready-timeout", { type: "number", default: 30, describe: "seconds to wait for each daemon to be ready" })
-      .option("keep-on-failure", { type: "boolean", default: false, describe: "if up fails, leave the lab (and its logs) for inspection" }),
+      .option("ready-timeout", { type: "number", coerce: lastNumber, default: 30, describe: "seconds to wait for each daemon to be ready" })
+      .option("keep-on-failure", { type: "boolean", coerce: lastBoolean, default: false, describe: "if up fails, leave the lab (and its logs) for inspection" }),
   handler: async (args) => {
-    const raw = hideBin(process.argv);
-    const backendOptions = Object.fromEntries(repeatedFlagValues(raw, "backend-option").map(parseBackendOption));
+    const backendOptions = Object.fromEntries((args["backend-option"] ?? []).map(parseBackendOption));
     const lab = await buildLab({
       name: args.name,
       labDir: labDirOf(args),
@@ -180,7 +123,7 @@ const upCommand: CommandModule<object, UpArgs> = {
       internet: args.internet,
       ipMasq: args["ip-masq"],
       daemons: args.daemons === "none" ? "none" : "weft",
-      daemonArgs: repeatedFlagValues(raw, "daemon-arg"),
+      daemonArgs: args["daemon-arg"] ?? [],
       readyTimeoutMs: args["ready-timeout"] * 1000,
       keepOnFailure: args["keep-on-failure"],
       log: (line) => process.stderr.write(`lab: ${line}\n`),
@@ -218,12 +161,7 @@ const execCommand: CommandModule<object, ExecArgs> = {
       // `weft lab exec h1 ip -br link` works too: options after the target belong to the command.
       .parserConfiguration({ "unknown-options-as-args": true })
       .positional("target", { type: "string", demandOption: true, describe: "h1, h1c1, etcd, ul or inet" })
-      .positional("command", { type: "string", array: true, describe: "the command and its arguments, best after --" })
-      // The command is read from the raw argv (execCommandLine). yargs' own copy of the words
-      // after "--" is dropped: the CLI's middleware collapses arrays, which breaks that copy.
-      .middleware((argv) => {
-        delete argv["--"];
-      }, true),
+      .positional("command", { type: "string", array: true, describe: "the command and its arguments, best after --" }),
   handler: async (args) => {
     const lab = await openLab({ name: args.name, labDir: labDirOf(args) });
     const namespace = lab.namespaceOf(args.target);
@@ -246,8 +184,8 @@ const checkCommand: CommandModule<object, CheckArgs> = {
   describe: "ping every container from every other one, plus a max-size don't-fragment ping per host; exit 1 on any failure",
   builder: (yargs) =>
     defineLabOptions(yargs)
-      .option("json", { type: "boolean", default: false, describe: "print JSON" })
-      .option("list", { type: "boolean", default: false, describe: "one line per ping, with round-trip times, instead of the matrix" }),
+      .option("json", { type: "boolean", coerce: lastBoolean, default: false, describe: "print JSON" })
+      .option("list", { type: "boolean", coerce: lastBoolean, default: false, describe: "one line per ping, with round-trip times, instead of the matrix" }),
   handler: async (args) => {
     const lab = await openLab({ name: args.name, labDir: labDirOf(args) });
     const started = Date.now();

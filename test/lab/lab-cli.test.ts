@@ -55,10 +55,17 @@ describe("weft lab (CLI, alloc backend)", () => {
   let state: LabState;
 
   it("up builds the lab, starts a daemon per host, and builds docker0 from each subnet.env", async () => {
-    const up = await weft(["lab", "up", ...labFlags, "--hosts=2", "--containers=1", "--backend=alloc"]);
+    const up = await weft([
+      "lab", "up", ...labFlags, "--hosts=2", "--containers=1", "--backend=alloc",
+      "--backend-option", "Note=x", "--backend-option=Level=3", "--daemon-arg=--reconcile-interval=30", "--daemon-arg=--log-level=debug",
+    ]);
     expect(up.stderr + up.stdout).toMatch(/up in [\d.]+ s/);
     expect(up.code).toBe(0);
     state = (await readLabState(labDir)) as LabState;
+    // Repeatable flags reach the config and every daemon, in order, flag-like values included.
+    expect(state.networkConfig?.Backend).toEqual({ Type: "alloc", Note: "x", Level: 3 });
+    const cmdline = (await readFile(`/proc/${state.hosts[0]?.daemonPid}/cmdline`, "utf8")).replace(/\0$/, "").split("\0");
+    expect(cmdline.slice(-2)).toEqual(["--reconcile-interval=30", "--log-level=debug"]);
     expect(state.hosts).toHaveLength(2);
     for (const host of state.hosts) {
       expect(isAlive(host.daemonPid as number)).toBe(true);

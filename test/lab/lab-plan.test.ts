@@ -10,7 +10,7 @@
  * plus the name pattern `lab down` uses to find leftovers, and the CLI's raw-argv parsing.
  */
 import { describe, expect, it } from "vitest";
-import { execCommandLine, repeatedFlagValues } from "../../src/commands/lab.js";
+import { execCommandLine } from "../../src/commands/lab.js";
 import { allNamespaces, labNamespacePattern, planTopology } from "../../src/lab/topology.js";
 
 const base = { labDir: "/tmp/x", backend: "vxlan", internet: true, ipMasq: false, daemons: "weft" as const, underlayMtu: 1500 };
@@ -68,9 +68,4 @@ describe("lab CLI argv", () => {
     expect(execCommandLine(argv)).toEqual(command);
   });
 
-  it("collects every value of a repeatable flag, in both spellings, before --", () => {
-    const argv = ["lab", "up", "--backend-option", "VNI=4", "--backend-option=Port=8999", "--hosts=2", "--", "--backend-option=X=1"];
-    expect(repeatedFlagValues(argv, "backend-option")).toEqual(["VNI=4", "Port=8999"]);
-    expect(repeatedFlagValues(argv, "daemon-arg")).toEqual([]);
-  });
 });
