@@ -87,6 +87,11 @@ export class PeerProgrammer<P> {
    * Takes the own lease; `setUp` runs first, in the queue (vxlan: the device address). A peer
    * programmed for what is now our own subnet is removed from the kernel, and a peer refused
    * for holding our former subnet is programmed.
+   *
+   * A new own lease after the peer snapshot (the daemon re-acquired another subnet) is followed
+   * by a reconcile, so state left for the old or new own subnet goes at once. The first
+   * activate() does not reconcile: the peer set is still empty then, and a reconcile would
+   * remove every peer's state kept from before a restart (the restart must be hitless).
    */
   async activate(own: Lease, setUp?: () => Promise<void>): Promise<void> {
     await this.queue.run(async () => {
@@ -96,6 +101,7 @@ export class PeerProgrammer<P> {
       this.peers.setOwnLease(own, await this.routesIf(this.peers.leaseCount > 0));
       this.updateMetrics();
       await this.program(planChanges(this.desiredObjects(), before), "own lease change");
+      if (this.snapshotApplied) await this.reconcileNow(false);
     });
   }
 

@@ -41,9 +41,9 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a 3-host lab", (backen
     (await container(from).exec("ping", ["-c", "1", "-W", "1", container(to).address as string], { allowFailure: true })).exitCode === 0;
   const hasRoute = async (host: string, destination: string) =>
     (await lab.host(host).exec("ip", ["route", "show", destination])).stdout.trim() !== "";
-  const doctor = (host: string, extra: string[] = []) =>
+  const doctor = (host: string, extra: string[] = [], iface = lab.host(host).state.underlayDevice) =>
     lab.host(host).exec(process.execPath, [
-      weftCliPath(), "doctor", `--etcd-endpoints=${lab.etcdEndpoint}`, `--iface=${lab.host(host).state.underlayDevice}`,
+      weftCliPath(), "doctor", `--etcd-endpoints=${lab.etcdEndpoint}`, `--iface=${iface}`,
       `--subnet-file=${lab.host(host).state.subnetFile}`, `--state-dir=${lab.host(host).state.stateDir}`, ...extra,
     ], { allowFailure: true });
 
@@ -93,6 +93,27 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a 3-host lab", (backen
     expect(await ping("h1", "h2")).toBe(true);
     const clean = await doctor("h1");
     expect(clean.stdout).toContain("in sync");
+  });
+
+  it("doctor finds this host's lease by PublicIP when the subnet file names another host's", async () => {
+    const result = await doctor("h1", [`--subnet-file=${lab.host("h2").state.subnetFile}`]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`own subnet ${subnet("h1")}`);
+  });
+
+  it.runIf(backend === "vxlan")("doctor --repair with the wrong --iface refuses to recreate flannel.1 (that needs --force) and changes nothing", async () => {
+    const mac = async () => (await lab.host("h1").exec("cat", [`/sys/class/net/flannel.1/address`])).stdout.trim();
+    const before = await mac();
+    // --iface is repeatable (first match wins), so the daemon's must not be passed as well.
+    const wrong = [`--public-ip=${lab.host("h1").underlayAddress}`];
+    const found = await doctor("h1", wrong, "docker0");
+    expect(found.exitCode, found.stderr).toBe(3);
+    expect(found.stdout).toMatch(/recreate device flannel\.1: its local address is/);
+    const refused = await doctor("h1", [...wrong, "--repair"], "docker0");
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toMatch(/--repair would change the device itself: recreate device flannel\.1.*add --force/);
+    expect(await mac()).toBe(before);
+    expect(await ping("h1", "h2")).toBe(true);
   });
 
   it("restarting a daemon does not interrupt traffic (kernel state stays)", async () => {

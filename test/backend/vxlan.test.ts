@@ -162,7 +162,9 @@ describe("kernel vxlan backend", () => {
     expect(await show(nsA, "ip", "route", "show", "10.66.5.0/24")).toBe("");
     expect(await show(nsA, "ip", "neigh", "show", "dev", "flannel.1")).not.toContain("02:55:55:55:55:55");
     expect(await show(nsA, "bridge", "fdb", "show", "dev", "flannel.1")).not.toContain("02:55:55:55:55:55");
+    await ipBatch(nsA, ["route replace 10.66.1.0/24 via 10.66.7.0 dev flannel.1 onlink"]); // no lease backs it
     await a.activate(leaseA);
+    expect(await show(nsA, "ip", "route", "show", "10.66.1.0/24")).toBe(""); // a new own lease is followed by a reconcile
     // Re-addressing the device must not flush the other peers' routes (it would, for a moment without an address).
     expect(await ping(nsA, "10.66.2.0")).toBe(true);
     await a.applyPeers([{ kind: "removed", lease: peer5 }]);
