@@ -25,6 +25,6 @@ export function programmingMetrics(registry: Registry): ProgrammingMetrics {
     peers: gauge(registry, "weft_backend_peers", "Peers whose kernel state the backend has programmed"),
     failures: counter(registry, "weft_backend_kernel_failures_total", "Kernel changes (route/neigh/fdb) that failed"),
     repairs: counter(registry, "weft_backend_reconcile_repairs_total", "Kernel changes made by reconcile to repair drift"),
-    refusedPeers: gauge(registry, "weft_backend_refused_peers", "Peers the backend cannot serve (host-gw: not on-link; other backend type)"),
+    refusedPeers: gauge(registry, "weft_backend_refused_peers", "Peers the backend cannot serve (host-gw: not on-link; other backend type; our own PublicIP)"),
   };
 }
