@@ -2,7 +2,7 @@
  *   open(options) -> handle         setPeer(handle, network, prefix, publicIp, mac?)
  *   removePeer(handle, network, prefix) -> boolean
  *   counters(handle) -> Float64Array (order: counterNames())
- *   info(handle) -> { tunName, vnetHeader, tunUdpOffload, udpGso, udpGro }
+ *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow }
  *   close(handle)
  * Addresses cross as host-order uint32 numbers. No packet ever crosses this boundary. */
 #include <arpa/inet.h>
@@ -97,6 +97,16 @@ static int get_uint(napi_env env, napi_value obj, const char *name, uint32_t max
   return 1;
 }
 
+static int get_bool(napi_env env, napi_value obj, const char *name, int *out) {
+  napi_value v;
+  int rc = get_prop(env, obj, name, napi_boolean, &v);
+  if (rc <= 0) return rc;
+  bool b;
+  napi_get_value_bool(env, v, &b);
+  *out = b;
+  return 1;
+}
+
 static int get_address(napi_env env, napi_value obj, const char *name, struct in_addr *out) {
   char text[64];
   int rc = get_string(env, obj, name, text, sizeof text);
@@ -138,7 +148,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   memset(&opt, 0, sizeof opt);
   opt.offloads = 1;
   char mode[16] = "udp";
-  uint32_t port = 8285, vni = 1, mtu = 0, buffer = 0;
+  uint32_t port = 8285, vni = 1, mtu = 0, buffer = 0, queues = 1;
   if (get_string(env, o, "mode", mode, sizeof mode) < 0) return NULL;
   if (strcmp(mode, "udp") == 0) opt.mode = WEFT_MODE_UDP;
   else if (strcmp(mode, "vxlan") == 0) opt.mode = WEFT_MODE_VXLAN;
@@ -156,14 +166,15 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (get_uint(env, o, "vni", 0xffffff, &vni) < 0) return NULL;
   if (get_uint(env, o, "mtu", 65535, &mtu) < 0) return NULL;
   if (get_uint(env, o, "socketBuffer", 1u << 30, &buffer) < 0) return NULL;
-  napi_value v;
-  int rc = get_prop(env, o, "offloads", napi_boolean, &v);
-  if (rc < 0) return NULL;
-  if (rc > 0) {
-    bool b;
-    napi_get_value_bool(env, v, &b);
-    opt.offloads = b;
+  if (get_uint(env, o, "queues", WEFT_MAX_QUEUES, &queues) < 0) return NULL;
+  if (queues < 1) {
+    napi_throw_range_error(env, NULL, "engine option queues must be at least 1");
+    return NULL;
   }
+  napi_value v;
+  if (get_bool(env, o, "offloads", &opt.offloads) < 0) return NULL;
+  if (get_bool(env, o, "sharedThread", &opt.shared_thread) < 0) return NULL;
+  int rc;
   rc = get_prop(env, o, "vtepMac", napi_object, &v);
   if (rc < 0 || (rc > 0 && get_mac(env, v, opt.vtep_mac) < 0)) return NULL;
   if (opt.mode == WEFT_MODE_VXLAN && rc == 0) {
@@ -174,6 +185,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   opt.vni = vni;
   opt.mtu = (int)mtu;
   opt.socket_buffer = (int)buffer;
+  opt.queues = (int)queues;
 
   char err[512] = "";
   struct engine *e = engine_open(&opt, err, sizeof err);
@@ -291,7 +303,7 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
   napi_value buffer, array;
   CALL(env, napi_create_arraybuffer(env, C_COUNT * sizeof(double), &data, &buffer));
   double *values = data;
-  for (int i = 0; i < C_COUNT; i++) values[i] = (double)__atomic_load_n(&h->e->counters[i], __ATOMIC_RELAXED);
+  for (int i = 0; i < C_COUNT; i++) values[i] = (double)engine_counter(h->e, (enum weft_counter)i);
   CALL(env, napi_create_typedarray(env, napi_float64_array, C_COUNT, buffer, 0, &array));
   return array;
 }
@@ -318,9 +330,15 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   CALL(env, napi_create_object(env, &obj));
   CALL(env, napi_create_string_utf8(env, h->e->tun_name, NAPI_AUTO_LENGTH, &v));
   CALL(env, napi_set_named_property(env, obj, "tunName", v));
+  CALL(env, napi_create_uint32(env, (uint32_t)h->e->queue_count, &v));
+  CALL(env, napi_set_named_property(env, obj, "queues", v));
+  /* udpGso: still on for every socket (a kernel EIO switches one off for good). */
+  int gso = 1;
+  for (int i = 0; i < h->e->queue_count; i++) gso &= __atomic_load_n(&h->e->queues[i].udp_gso, __ATOMIC_RELAXED);
   const struct { const char *name; int value; } flags[] = {
-      {"vnetHeader", h->e->vnet_hdr}, {"tunUdpOffload", h->e->tun_uso},
-      {"udpGso", h->e->udp_gso},      {"udpGro", h->e->udp_gro}};
+      {"sharedThread", h->e->opt.shared_thread}, {"vnetHeader", h->e->vnet_hdr},
+      {"tunUdpOffload", h->e->tun_uso},          {"udpGso", h->e->udp_gso && gso},
+      {"udpGro", h->e->udp_gro},                 {"reuseportFlow", h->e->reuseport_flow}};
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
     CALL(env, napi_get_boolean(env, flags[i].value, &v));
     CALL(env, napi_set_named_property(env, obj, flags[i].name, v));

@@ -1,4 +1,5 @@
-/* The forwarding engine: one TUN device (inside), one UDP socket (outside), two threads.
+/* The forwarding engine: one TUN device (inside) and UDP socket(s) (outside), served by one
+ * or more queues: a TUN queue fd, a socket of a SO_REUSEPORT group and their thread(s) each.
  * Shared declarations for engine.c (lifecycle), inside.c, outside.c, routes.c, tun.c,
  * underlay.c and icmp.c. See ../README.md for the threads, buffers and flow. */
 #ifndef WEFT_ENGINE_H
@@ -29,9 +30,12 @@ enum weft_mode { WEFT_MODE_UDP = 0, WEFT_MODE_VXLAN = 1 };
  * UDP_MAX_SEGMENTS (64 on older kernels). */
 #define GSO_MAX_PAYLOAD 65000
 #define GSO_MAX_SEGMENTS 64
+/* More queues than cores only add context switches; 8 leaves room for bigger hosts. */
+#define WEFT_MAX_QUEUES 8
 
-/* Every counter, in the order the addon exports them (counterNames()). Each counter is
- * written by exactly one thread: inside.* by the inside thread, outside.* by the outside one. */
+/* Every counter, in the order the addon exports them (counterNames()). Every queue has its
+ * own set, written only by that queue's threads (inside.* by its inside thread, outside.* by
+ * its outside one, or both by its one shared thread); counters() sums the queues. */
 #define WEFT_COUNTERS(X)                                                   \
   X(INSIDE_PACKETS, "inside.packets")                                      \
   X(INSIDE_BYTES, "inside.bytes")                                          \
@@ -82,50 +86,78 @@ struct engine_options {
   struct in_addr icmp_source; /* source of ICMP errors written into the TUN; 0: don't send */
   int offloads;            /* 1: IFF_VNET_HDR + TSO/USO + UDP GSO/GRO (default); 0: one packet per syscall */
   int socket_buffer;       /* SO_RCVBUF/SO_SNDBUF bytes; 0: kernel default */
+  int queues;              /* 1..WEFT_MAX_QUEUES; >1: IFF_MULTI_QUEUE TUN + SO_REUSEPORT sockets */
+  int shared_thread;       /* 1: one thread per queue serves both directions; 0: one per direction */
 };
+
+struct engine;
+
+/* One queue: its own TUN queue fd and socket, its thread(s), its counters. Cache-line
+ * aligned so the counters of different queues never share a line. */
+struct queue {
+  struct engine *e;
+  int index;
+  int tun_fd;
+  int udp_fd;
+  int udp_gso;             /* UDP_SEGMENT usable on this socket; cleared if the kernel rejects it */
+  pthread_t threads[2];    /* inside, outside; or only [0] (both directions) with shared_thread */
+  int thread_count;        /* how many of threads[] are running */
+  uint64_t counters[C_COUNT];
+} __attribute__((aligned(64)));
 
 struct engine {
   struct engine_options opt;
   char tun_name[16];       /* the name the kernel gave the device */
-  int tun_fd;
-  int udp_fd;
-  int wake_fd;             /* eventfd: written once by engine_close to stop both threads */
+  int wake_fd;             /* eventfd: written once by engine_close to stop every thread */
   int vnet_hdr;            /* TUN carries a virtio_net_hdr (offloads on) */
   int tun_uso;             /* TUN may hand us UDP super-packets (USO4|USO6 accepted) */
-  int udp_gso;             /* UDP_SEGMENT usable on send; cleared if the kernel rejects it */
-  int udp_gro;             /* UDP_GRO enabled on the socket */
+  int udp_gso;             /* UDP_SEGMENT accepted by the sockets when they were opened */
+  int udp_gro;             /* UDP_GRO enabled on the sockets */
+  int reuseport_flow;      /* queues > 1: datagrams go to the socket of their inner flow (CBPF) */
 
   pthread_mutex_t routes_lock; /* held only to look up or swap entries, never across I/O */
   struct route_table routes;
 
-  pthread_t inside_thread, outside_thread;
-  int threads_started;
   int stopping;            /* set (atomically) before wake_fd is written; busy loops check it */
 
-  uint64_t counters[C_COUNT];
+  int queue_count;
+  struct queue queues[WEFT_MAX_QUEUES];
 };
 
 /* Lifecycle (engine.c). On error returns NULL and writes a message naming the device,
  * address or call and what to do into err. */
 struct engine *engine_open(const struct engine_options *opt, char *err, size_t err_len);
 void engine_close(struct engine *e);
+/* A counter summed over the queues (relaxed loads; each queue's value only grows). */
+uint64_t engine_counter(struct engine *e, enum weft_counter id);
 
-/* Threads (inside.c, outside.c). */
-void *inside_run(void *engine);
-void *outside_run(void *engine);
+/* Each direction is a state (its buffers) plus a drain step, so a queue can run them on a
+ * thread each (inside_run, outside_run) or both on one thread (queue_run in engine.c).
+ * A drain step moves what is ready, at most `budget` reads/receives (0: until EAGAIN), and
+ * returns 1 if it stopped because of the budget (more may be waiting). */
+struct inside;
+struct outside;
+struct inside *inside_new(struct queue *q);
+void inside_free(struct inside *in);
+int inside_drain(struct inside *in, int budget);
+struct outside *outside_new(struct queue *q);
+void outside_free(struct outside *out);
+int outside_drain(struct outside *out, int budget);
+void *inside_run(void *queue);
+void *outside_run(void *queue);
 
-/* Devices (tun.c, underlay.c), called in the target namespace. */
+/* Devices (tun.c, underlay.c), called in the target namespace; one fd per queue. */
 int tun_open(struct engine *e, char *err, size_t err_len);
 int underlay_open(struct engine *e, char *err, size_t err_len);
 
 /* ICMP errors written back into the TUN (icmp.c). type/code per RFC 792. Returns 1 if sent. */
-int icmp_send_error(struct engine *e, const uint8_t *packet, size_t len, uint8_t type, uint8_t code);
+int icmp_send_error(struct queue *q, const uint8_t *packet, size_t len, uint8_t type, uint8_t code);
 
 static inline int engine_stopping(struct engine *e) { return __atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE); }
 
 /* Single writer per counter: a relaxed load+store, no locked instruction on the hot path. */
-static inline void count(struct engine *e, enum weft_counter id, uint64_t n) {
-  __atomic_store_n(&e->counters[id], e->counters[id] + n, __ATOMIC_RELAXED);
+static inline void count(struct queue *q, enum weft_counter id, uint64_t n) {
+  __atomic_store_n(&q->counters[id], q->counters[id] + n, __ATOMIC_RELAXED);
 }
 
 #endif

@@ -10,7 +10,8 @@
 #include "engine.h"
 #include "packet.h"
 
-int icmp_send_error(struct engine *e, const uint8_t *packet, size_t len, uint8_t type, uint8_t code) {
+int icmp_send_error(struct queue *q, const uint8_t *packet, size_t len, uint8_t type, uint8_t code) {
+  const struct engine *e = q->e;
   if (e->opt.icmp_source.s_addr == 0) return 0;
   unsigned ihl = ip4_header_len(packet);
   size_t quoted = ihl + 8 < len ? ihl + 8 : len;
@@ -33,7 +34,7 @@ int icmp_send_error(struct engine *e, const uint8_t *packet, size_t len, uint8_t
   uint16_t c = (uint16_t)~csum_fold(csum_add(0, icmp, 8 + quoted));
   memcpy(icmp + 2, &c, 2);
   for (;;) {
-    if (write(e->tun_fd, frame, hdr + total) >= 0) return 1;
+    if (write(q->tun_fd, frame, hdr + total) >= 0) return 1;
     if (errno != EINTR) return 0;
   }
 }

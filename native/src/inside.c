@@ -14,7 +14,8 @@
  *  5. When the TUN is drained or the slots run low: one sendmmsg() for all messages, each
  *     with UDP_SEGMENT when it holds more than one datagram.
  *
- * Buffers: slot buffers belong to this thread and are reused after every sendmmsg(). */
+ * Buffers: slot buffers belong to this queue's inside state and are reused after every
+ * sendmmsg(). */
 #include <errno.h>
 #include <linux/virtio_net.h>
 #include <netinet/udp.h>
@@ -51,6 +52,7 @@ struct slot {
 
 struct inside {
   struct engine *e;
+  struct queue *q;
   size_t encap_len;
   struct slot slots[SLOTS];
   int used;
@@ -85,10 +87,9 @@ static void write_encap(const struct inside *in, const struct next_hop *hop, uin
 /* Sends every queued message: one sendmmsg() per up to 1024 messages. Without UDP GSO,
  * each datagram of a slot becomes its own message (same buffer, no copy). */
 static void flush(struct inside *in) {
-  struct engine *e = in->e;
   if (in->used == 0) return;
 retry:;
-  int gso = e->udp_gso;
+  int gso = in->q->udp_gso;
   int n = 0;
   uint64_t datagrams = 0;
   for (int s = 0; s < in->used; s++) {
@@ -129,9 +130,9 @@ retry:;
   }
   int sent = 0;
   while (sent < n) {
-    int r = sendmmsg(e->udp_fd, in->msgs + sent, (unsigned)(n - sent), 0);
+    int r = sendmmsg(in->q->udp_fd, in->msgs + sent, (unsigned)(n - sent), 0);
     if (r > 0) {
-      count(e, C_INSIDE_SEND_CALLS, 1);
+      count(in->q, C_INSIDE_SEND_CALLS, 1);
       sent += r;
       continue;
     }
@@ -139,7 +140,7 @@ retry:;
     /* EIO: the egress device cannot checksum GSO datagrams. Fall back to one datagram per
      * message for good (wireguard-go does the same), and resend what is left. */
     if (r < 0 && errno == EIO && gso && sent == 0) {
-      e->udp_gso = 0;
+      __atomic_store_n(&in->q->udp_gso, 0, __ATOMIC_RELAXED); /* info() reads it */
       goto retry;
     }
     /* Skip the message that failed (unreachable, EMSGSIZE, ...) and carry on. */
@@ -150,11 +151,11 @@ retry:;
       memcpy(&seg, CMSG_DATA(CMSG_FIRSTHDR(h)), sizeof seg);
       lost = (in->iov[sent].iov_len + seg - 1) / seg;
     }
-    count(e, C_INSIDE_DROP_SEND_ERROR, lost);
+    count(in->q, C_INSIDE_DROP_SEND_ERROR, lost);
     datagrams -= lost;
     sent++;
   }
-  count(e, C_INSIDE_DATAGRAMS, datagrams);
+  count(in->q, C_INSIDE_DATAGRAMS, datagrams);
   in->used = 0;
 }
 
@@ -232,7 +233,7 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
     sl->len += out_len;
     sl->segs++;
   }
-  count(in->e, C_INSIDE_PACKETS, nseg);
+  count(in->q, C_INSIDE_PACKETS, nseg);
   return 0;
 }
 
@@ -266,7 +267,7 @@ static void handle(struct inside *in, unsigned n) {
   memset(&vh, 0, sizeof vh);
   if (e->vnet_hdr) {
     if (n < VNET_HDR_LEN) {
-      count(e, C_INSIDE_DROP_MALFORMED, 1);
+      count(in->q, C_INSIDE_DROP_MALFORMED, 1);
       return;
     }
     memcpy(&vh, ip - VNET_HDR_LEN, VNET_HDR_LEN);
@@ -274,14 +275,14 @@ static void handle(struct inside *in, unsigned n) {
   }
   uint8_t gso_type = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
   int super = gso_type != VIRTIO_NET_HDR_GSO_NONE;
-  count(e, C_INSIDE_BYTES, n);
+  count(in->q, C_INSIDE_BYTES, n);
   if (n < 1 || (ip[0] >> 4) != 4) {
-    count(e, C_INSIDE_DROP_NOT_IPV4, 1);
+    count(in->q, C_INSIDE_DROP_NOT_IPV4, 1);
     return;
   }
   unsigned len = ip4_valid_len(ip, n, super);
   if (len == 0 || (e->opt.mode == WEFT_MODE_UDP && ip[8] == 0)) {
-    count(e, C_INSIDE_DROP_MALFORMED, 1);
+    count(in->q, C_INSIDE_DROP_MALFORMED, 1);
     return;
   }
 
@@ -296,15 +297,15 @@ static void handle(struct inside *in, unsigned n) {
   }
   pthread_mutex_unlock(&e->routes_lock);
   if (!found) {
-    count(e, C_INSIDE_DROP_NO_ROUTE, 1);
-    if (may_send_icmp_about(ip) && icmp_send_error(e, ip, len, 3, 0)) count(e, C_INSIDE_ICMP_SENT, 1);
+    count(in->q, C_INSIDE_DROP_NO_ROUTE, 1);
+    if (may_send_icmp_about(ip) && icmp_send_error(in->q, ip, len, 3, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
     return;
   }
 
   if (e->opt.mode == WEFT_MODE_UDP) {
     if (ip[8] <= 1) {
-      count(e, C_INSIDE_DROP_TTL_EXCEEDED, 1);
-      if (may_send_icmp_about(ip) && icmp_send_error(e, ip, len, 11, 0)) count(e, C_INSIDE_ICMP_SENT, 1);
+      count(in->q, C_INSIDE_DROP_TTL_EXCEEDED, 1);
+      if (may_send_icmp_about(ip) && icmp_send_error(in->q, ip, len, 11, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
       return;
     }
     ip4_decrement_ttl(ip);
@@ -312,10 +313,10 @@ static void handle(struct inside *in, unsigned n) {
 
   if (super) {
     if ((gso_type != VIRTIO_NET_HDR_GSO_TCPV4 && gso_type != VIRTIO_NET_HDR_GSO_UDP_L4) || vh.gso_size == 0) {
-      count(e, C_INSIDE_DROP_UNSUPPORTED_OFFLOAD, 1);
+      count(in->q, C_INSIDE_DROP_UNSUPPORTED_OFFLOAD, 1);
       return;
     }
-    count(e, C_INSIDE_SUPER_PACKETS, 1);
+    count(in->q, C_INSIDE_SUPER_PACKETS, 1);
     /* The segments go into this and the next slot(s): read them from the spare buffer. */
     uint8_t *source = sl->buf;
     sl->buf = in->spare;
@@ -323,13 +324,13 @@ static void handle(struct inside *in, unsigned n) {
     int before = in->used;
     if (split(in, &hop, source + HEADROOM, len, vh.gso_size) < 0) {
       in->used = before;
-      count(e, C_INSIDE_DROP_MALFORMED, 1);
+      count(in->q, C_INSIDE_DROP_MALFORMED, 1);
     }
     return;
   }
 
   if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, &vh) < 0) {
-    count(e, C_INSIDE_DROP_MALFORMED, 1);
+    count(in->q, C_INSIDE_DROP_MALFORMED, 1);
     return;
   }
   write_encap(in, &hop, ip - in->encap_len);
@@ -339,42 +340,68 @@ static void handle(struct inside *in, unsigned n) {
   sl->seg_size = (uint16_t)sl->len;
   sl->dst = hop.addr;
   in->used++;
-  count(e, C_INSIDE_PACKETS, 1);
+  count(in->q, C_INSIDE_PACKETS, 1);
 }
 
-void *inside_run(void *arg) {
-  struct engine *e = arg;
+struct inside *inside_new(struct queue *q) {
   struct inside *in = calloc(1, sizeof *in);
   if (!in) return NULL;
-  in->e = e;
-  in->encap_len = e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
+  in->e = q->e;
+  in->q = q;
+  in->encap_len = q->e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
   int ok = (in->spare = malloc(BUF_SIZE)) != NULL;
   for (int i = 0; i < SLOTS && ok; i++) ok = (in->slots[i].buf = malloc(BUF_SIZE)) != NULL;
-
-  struct pollfd fds[2] = {{.fd = e->tun_fd, .events = POLLIN}, {.fd = e->wake_fd, .events = POLLIN}};
-  size_t read_offset = HEADROOM - (e->vnet_hdr ? VNET_HDR_LEN : 0);
-  while (ok && !engine_stopping(e)) {
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
-    if (fds[1].revents) break;
-    for (;;) {
-      if (in->used > SLOTS - SLOTS_PER_READ) flush(in);
-      if (engine_stopping(e)) break;
-      struct slot *sl = &in->slots[in->used];
-      ssize_t n = read(e->tun_fd, sl->buf + read_offset, BUF_SIZE - read_offset);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        /* EAGAIN: drained. Anything else (device going away): don't spin on poll(). */
-        if (errno != EAGAIN) usleep(10000);
-        break;
-      }
-      count(e, C_INSIDE_TUN_READS, 1);
-      handle(in, (unsigned)n);
-    }
-    flush(in);
+  if (!ok) {
+    inside_free(in);
+    return NULL;
   }
+  return in;
+}
 
+void inside_free(struct inside *in) {
+  if (!in) return;
   for (int i = 0; i < SLOTS; i++) free(in->slots[i].buf);
   free(in->spare);
   free(in);
+}
+
+int inside_drain(struct inside *in, int budget) {
+  struct engine *e = in->e;
+  size_t read_offset = HEADROOM - (e->vnet_hdr ? VNET_HDR_LEN : 0);
+  int reads = 0, more = 0;
+  for (;;) {
+    if (in->used > SLOTS - SLOTS_PER_READ) flush(in);
+    if (engine_stopping(e)) break;
+    if (budget > 0 && reads >= budget) {
+      more = 1;
+      break;
+    }
+    struct slot *sl = &in->slots[in->used];
+    ssize_t n = read(in->q->tun_fd, sl->buf + read_offset, BUF_SIZE - read_offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      /* EAGAIN: drained. Anything else (device going away): don't spin on poll(). */
+      if (errno != EAGAIN) usleep(10000);
+      break;
+    }
+    reads++;
+    count(in->q, C_INSIDE_TUN_READS, 1);
+    handle(in, (unsigned)n);
+  }
+  flush(in);
+  return more;
+}
+
+void *inside_run(void *arg) {
+  struct queue *q = arg;
+  struct engine *e = q->e;
+  struct inside *in = inside_new(q);
+  struct pollfd fds[2] = {{.fd = q->tun_fd, .events = POLLIN}, {.fd = e->wake_fd, .events = POLLIN}};
+  while (in && !engine_stopping(e)) {
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (fds[1].revents) break;
+    inside_drain(in, 0);
+  }
+  inside_free(in);
   return NULL;
 }

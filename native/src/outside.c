@@ -13,7 +13,7 @@
  *     packets are written one by one, their virtio header placed in the bytes just before
  *     the packet (headroom, stripped encapsulation or the previous, consumed datagram).
  *
- * Buffers: receive buffers and flow buffers belong to this thread; a flow buffer holds a
+ * Buffers: receive buffers and flow buffers belong to this queue's outside state; a flow buffer holds a
  * copy, so receive buffers are free again once step 3 is done. */
 #include <errno.h>
 #include <linux/virtio_net.h>
@@ -50,6 +50,7 @@ struct flow {
 
 struct outside {
   struct engine *e;
+  struct queue *q;
   uint8_t *bufs[RX_MSGS];
   struct mmsghdr msgs[RX_MSGS];
   struct iovec iov[RX_MSGS];
@@ -62,15 +63,14 @@ struct outside {
 };
 
 static void tun_write(struct outside *out, uint8_t *frame, size_t len) {
-  struct engine *e = out->e;
   for (;;) {
-    ssize_t r = write(e->tun_fd, frame, len);
+    ssize_t r = write(out->q->tun_fd, frame, len);
     if (r >= 0) {
-      count(e, C_OUTSIDE_TUN_WRITES, 1);
+      count(out->q, C_OUTSIDE_TUN_WRITES, 1);
       return;
     }
     if (errno == EINTR) continue;
-    count(e, C_OUTSIDE_DROP_TUN_WRITE_ERROR, 1);
+    count(out->q, C_OUTSIDE_DROP_TUN_WRITE_ERROR, 1);
     return;
   }
 }
@@ -122,8 +122,8 @@ static void write_single(struct outside *out, uint8_t *ip, unsigned len) {
   } else {
     tun_write(out, ip, len);
   }
-  count(out->e, C_OUTSIDE_PACKETS, 1);
-  count(out->e, C_OUTSIDE_BYTES, len);
+  count(out->q, C_OUTSIDE_PACKETS, 1);
+  count(out->q, C_OUTSIDE_BYTES, len);
 }
 
 static void flow_flush(struct outside *out, struct flow *f) {
@@ -143,15 +143,15 @@ static void flow_flush(struct outside *out, struct flow *f) {
     h.hdr_len = (uint16_t)(f->ihl + f->thl);
     h.csum_start = (uint16_t)f->ihl;
     h.csum_offset = 16;
-    count(out->e, C_OUTSIDE_COALESCED, f->segs);
+    count(out->q, C_OUTSIDE_COALESCED, f->segs);
   } else {
     mark_partial(ip, f->len, &h);
     mark_oversized(out->e, ip, f->len, &h);
   }
   memcpy(f->buf, &h, VNET_HDR_LEN);
   tun_write(out, f->buf, VNET_HDR_LEN + f->len);
-  count(out->e, C_OUTSIDE_PACKETS, f->segs);
-  count(out->e, C_OUTSIDE_BYTES, f->len + (f->segs - 1) * (f->ihl + f->thl));
+  count(out->q, C_OUTSIDE_PACKETS, f->segs);
+  count(out->q, C_OUTSIDE_BYTES, f->len + (f->segs - 1) * (f->ihl + f->thl));
   f->active = 0;
 }
 
@@ -244,43 +244,43 @@ static void check(struct outside *out, uint8_t *seg, unsigned l, uint32_t sender
   unsigned ipl = l;
   if (e->opt.mode == WEFT_MODE_VXLAN) {
     if (l < ENCAP_MAX + 20) {
-      count(e, C_OUTSIDE_DROP_TRUNCATED, 1);
+      count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
       return;
     }
     /* Only the I flag may be set and the reserved fields must be zero (RFC 7348 5). */
     if (seg[0] != 0x08 || seg[1] || seg[2] || seg[3] || seg[7]) {
-      count(e, C_OUTSIDE_DROP_BAD_VXLAN_FLAGS, 1);
+      count(out->q, C_OUTSIDE_DROP_BAD_VXLAN_FLAGS, 1);
       return;
     }
     uint32_t vni = ((uint32_t)seg[4] << 16) | ((uint32_t)seg[5] << 8) | seg[6];
     if (vni != e->opt.vni) {
-      count(e, C_OUTSIDE_DROP_WRONG_VNI, 1);
+      count(out->q, C_OUTSIDE_DROP_WRONG_VNI, 1);
       return;
     }
     const uint8_t *eth = seg + VXLAN_HDR_LEN;
     if (memcmp(eth, e->opt.vtep_mac, 6) != 0) {
-      count(e, C_OUTSIDE_DROP_WRONG_DST_MAC, 1);
+      count(out->q, C_OUTSIDE_DROP_WRONG_DST_MAC, 1);
       return;
     }
     if (eth[12] != 0x08 || eth[13] != 0x00) {
-      count(e, C_OUTSIDE_DROP_NOT_IPV4, 1);
+      count(out->q, C_OUTSIDE_DROP_NOT_IPV4, 1);
       return;
     }
     ip = seg + ENCAP_MAX;
     ipl = l - ENCAP_MAX;
   }
   if (ipl < 20) {
-    count(e, C_OUTSIDE_DROP_TRUNCATED, 1);
+    count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
     return;
   }
   if ((ip[0] >> 4) != 4) {
-    count(e, C_OUTSIDE_DROP_NOT_IPV4, 1);
+    count(out->q, C_OUTSIDE_DROP_NOT_IPV4, 1);
     return;
   }
   unsigned len = ip4_valid_len(ip, ipl, 0);
   if (len == 0) {
     unsigned ihl = ip4_header_len(ip);
-    count(e, ihl >= 20 && rd16(ip + 2) > ipl ? C_OUTSIDE_DROP_TRUNCATED : C_OUTSIDE_DROP_MALFORMED, 1);
+    count(out->q, ihl >= 20 && rd16(ip + 2) > ipl ? C_OUTSIDE_DROP_TRUNCATED : C_OUTSIDE_DROP_MALFORMED, 1);
     return;
   }
   const struct peer *p = known;
@@ -289,13 +289,13 @@ static void check(struct outside *out, uint8_t *seg, unsigned l, uint32_t sender
     /* The sender may own several subnets (one peer entry each): look the source up. */
     p = routes_lookup(&e->routes, src);
     if (!p || p->public_ip != sender) {
-      count(e, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
+      count(out->q, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
       return;
     }
   }
   if (e->opt.mode == WEFT_MODE_UDP) {
     if (ip[8] <= 1) {
-      count(e, C_OUTSIDE_DROP_TTL_EXCEEDED, 1);
+      count(out->q, C_OUTSIDE_DROP_TTL_EXCEEDED, 1);
       return;
     }
     ip4_decrement_ttl(ip);
@@ -329,15 +329,15 @@ static void receive_batch(struct outside *out, int n) {
         if (size > 0) gso = (unsigned)size;
       }
     unsigned segs = len == 0 ? 1 : (len + gso - 1) / gso;
-    count(e, C_OUTSIDE_DATAGRAMS, segs);
+    count(out->q, C_OUTSIDE_DATAGRAMS, segs);
     if (h->msg_flags & MSG_TRUNC) {
-      count(e, C_OUTSIDE_DROP_OVERSIZED, segs);
+      count(out->q, C_OUTSIDE_DROP_OVERSIZED, segs);
       continue;
     }
     uint32_t sender = ntohl(out->from[i].sin_addr.s_addr);
     const struct peer *known = sender_peer(&e->routes, sender);
     if (!known) {
-      count(e, C_OUTSIDE_DROP_UNKNOWN_SENDER, segs);
+      count(out->q, C_OUTSIDE_DROP_UNKNOWN_SENDER, segs);
       continue;
     }
     uint8_t *base = out->bufs[i] + HEADROOM;
@@ -345,7 +345,7 @@ static void receive_batch(struct outside *out, int n) {
       unsigned l = len - off < gso ? len - off : gso;
       check(out, base + off, l, sender, known);
     }
-    if (len == 0) count(e, C_OUTSIDE_DROP_TRUNCATED, 1);
+    if (len == 0) count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
   }
   pthread_mutex_unlock(&e->routes_lock);
 
@@ -368,33 +368,55 @@ static void rearm(struct outside *out) {
   }
 }
 
-void *outside_run(void *arg) {
-  struct engine *e = arg;
+struct outside *outside_new(struct queue *q) {
   struct outside *out = calloc(1, sizeof *out);
   if (!out) return NULL;
-  out->e = e;
+  out->e = q->e;
+  out->q = q;
   int ok = 1;
   for (int i = 0; i < RX_MSGS && ok; i++) ok = (out->bufs[i] = malloc(BUF_SIZE)) != NULL;
   for (int i = 0; i < FLOWS && ok; i++) ok = (out->flows[i].buf = malloc(BUF_SIZE)) != NULL;
-
-  struct pollfd fds[2] = {{.fd = e->udp_fd, .events = POLLIN}, {.fd = e->wake_fd, .events = POLLIN}};
-  while (ok && !engine_stopping(e)) {
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
-    if (fds[1].revents) break;
-    while (!engine_stopping(e)) {
-      rearm(out);
-      int n = recvmmsg(e->udp_fd, out->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
-      if (n <= 0) {
-        if (n < 0 && errno == EINTR) continue;
-        break; /* EAGAIN: drained */
-      }
-      count(e, C_OUTSIDE_RECV_CALLS, 1);
-      receive_batch(out, n);
-    }
+  if (!ok) {
+    outside_free(out);
+    return NULL;
   }
+  return out;
+}
 
+void outside_free(struct outside *out) {
+  if (!out) return;
   for (int i = 0; i < RX_MSGS; i++) free(out->bufs[i]);
   for (int i = 0; i < FLOWS; i++) free(out->flows[i].buf);
   free(out);
+}
+
+int outside_drain(struct outside *out, int budget) {
+  int batches = 0;
+  while (!engine_stopping(out->e)) {
+    if (budget > 0 && batches >= budget) return 1;
+    rearm(out);
+    int n = recvmmsg(out->q->udp_fd, out->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      break; /* EAGAIN: drained */
+    }
+    batches++;
+    count(out->q, C_OUTSIDE_RECV_CALLS, 1);
+    receive_batch(out, n);
+  }
+  return 0;
+}
+
+void *outside_run(void *arg) {
+  struct queue *q = arg;
+  struct engine *e = q->e;
+  struct outside *out = outside_new(q);
+  struct pollfd fds[2] = {{.fd = q->udp_fd, .events = POLLIN}, {.fd = e->wake_fd, .events = POLLIN}};
+  while (out && !engine_stopping(e)) {
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (fds[1].revents) break;
+    outside_drain(out, 0);
+  }
+  outside_free(out);
   return NULL;
 }

@@ -47,7 +47,11 @@ static int link_configure(const char *name, int mtu, char *err, size_t err_len) 
   return 0;
 }
 
-int tun_open(struct engine *e, char *err, size_t err_len) {
+/* One fd of the device: the first creates it (resolving a "%d" template), the others attach
+ * to it by the resolved name. With more than one queue every fd is opened IFF_MULTI_QUEUE and
+ * the kernel spreads the packets it hands us over the queues by flow hash. */
+static int tun_queue_open(struct engine *e, int index, char *err, size_t err_len) {
+  const char *name = index == 0 ? e->opt.tun_name : e->tun_name;
   int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     snprintf(err, err_len, "cannot open /dev/net/tun: %s (need CAP_NET_ADMIN and the tun module)", strerror(errno));
@@ -55,16 +59,24 @@ int tun_open(struct engine *e, char *err, size_t err_len) {
   }
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (e->opt.offloads ? IFF_VNET_HDR : 0);
-  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", e->opt.tun_name);
+  ifr.ifr_flags = (short)(IFF_TUN | IFF_NO_PI | (e->opt.offloads ? IFF_VNET_HDR : 0) |
+                          (e->opt.queues > 1 ? IFF_MULTI_QUEUE : 0));
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    snprintf(err, err_len, "cannot create TUN device %s: %s%s", e->opt.tun_name, strerror(errno),
-             errno == EBUSY ? " (a device of that name exists; pick another name or delete it)" : "");
+    if (index == 0) {
+      snprintf(err, err_len, "cannot create TUN device %s: %s%s", name, strerror(errno),
+               errno == EBUSY ? " (a device of that name exists; pick another name or delete it)" : "");
+    } else {
+      snprintf(err, err_len, "cannot attach queue %d of %d to TUN device %s: %s (fewer queues?)", index + 1,
+               e->opt.queues, name, strerror(errno));
+    }
     close(fd);
     return -1;
   }
-  snprintf(e->tun_name, sizeof e->tun_name, "%s", ifr.ifr_name);
+  if (index == 0) snprintf(e->tun_name, sizeof e->tun_name, "%s", ifr.ifr_name);
   if (e->opt.offloads) {
+    /* The header size and offloads belong to the device, but set them through every fd so each
+     * queue is known to carry exactly what the first does. */
     int hdr_len = VNET_HDR_LEN;
     if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0) {
       snprintf(err, err_len, "cannot set the virtio header size on %s: %s", e->tun_name, strerror(errno));
@@ -73,21 +85,25 @@ int tun_open(struct engine *e, char *err, size_t err_len) {
     }
     unsigned tcp = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
     /* USO4 and USO6 are only accepted together (EINVAL for either alone); without them, TCP only. */
-    if (ioctl(fd, TUNSETOFFLOAD, tcp | TUN_F_USO4 | TUN_F_USO6) == 0) {
+    if ((index == 0 || e->tun_uso) && ioctl(fd, TUNSETOFFLOAD, tcp | TUN_F_USO4 | TUN_F_USO6) == 0) {
       e->tun_uso = 1;
     } else if (ioctl(fd, TUNSETOFFLOAD, tcp) < 0) {
       snprintf(err, err_len, "cannot enable checksum/TSO offload on %s: %s (kernel too old? set offloads: false)",
                e->tun_name, strerror(errno));
       close(fd);
       return -1;
+    } else {
+      e->tun_uso = 0;
     }
     e->vnet_hdr = 1;
   }
-  e->tun_fd = fd;
-  if (link_configure(e->tun_name, e->opt.mtu, err, err_len) < 0) {
-    close(fd);
-    e->tun_fd = -1;
-    return -1;
-  }
+  e->queues[index].tun_fd = fd;
   return 0;
+}
+
+/* On failure the fds opened so far stay in e->queues[] for engine.c to close. */
+int tun_open(struct engine *e, char *err, size_t err_len) {
+  for (int i = 0; i < e->opt.queues; i++)
+    if (tun_queue_open(e, i, err, err_len) < 0) return -1;
+  return link_configure(e->tun_name, e->opt.mtu, err, err_len);
 }

@@ -1,8 +1,9 @@
-/* The outside socket: UDP bound to the underlay interface address and the configured port,
+/* The outside sockets: UDP bound to the underlay interface address and the configured port,
  * with UDP_GRO (receive super-datagrams) and UDP_SEGMENT (send super-datagrams) when the
- * kernel has them. */
+ * kernel has them. One socket per queue: with several they form one SO_REUSEPORT group. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <netinet/udp.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,9 +16,16 @@
 #define SOL_UDP 17
 #endif
 
-int underlay_open(struct engine *e, char *err, size_t err_len) {
+static void bind_error(const struct sockaddr_in *a, int saved, char *err, size_t err_len) {
   char address[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &e->opt.bind_address, address, sizeof address);
+  inet_ntop(AF_INET, &a->sin_addr, address, sizeof address);
+  snprintf(err, err_len, "cannot bind UDP %s:%u: %s%s", address, ntohs(a->sin_port), strerror(saved),
+           saved == EADDRINUSE     ? " (another weft/flanneld or a kernel vxlan device uses this port?)"
+           : saved == EADDRNOTAVAIL ? " (the address is not on any interface of this namespace)"
+                                   : "");
+}
+
+static int socket_open(struct engine *e, const struct sockaddr_in *a, char *err, size_t err_len) {
   /* Blocking for sends (natural back-pressure when the socket buffer is full);
    * receives use MSG_DONTWAIT after poll(). */
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -40,20 +48,89 @@ int underlay_open(struct engine *e, char *err, size_t err_len) {
     /* Probing with size 0 leaves per-message segmentation to the cmsg. */
     e->udp_gso = setsockopt(s, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
   }
+  int one = 1;
+  if (e->opt.queues > 1 && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    snprintf(err, err_len, "cannot set SO_REUSEPORT for %d queues: %s (use 1 queue)", e->opt.queues, strerror(errno));
+    close(s);
+    return -1;
+  }
+  if (bind(s, (const struct sockaddr *)a, sizeof *a) < 0) {
+    bind_error(a, errno, err, err_len);
+    close(s);
+    return -1;
+  }
+  return s;
+}
+
+/* A SO_REUSEPORT group admits any later socket of the same user that also sets SO_REUSEPORT
+ * (a second weft on the same port would silently take a share of our datagrams). Binding once
+ * without it first fails exactly as a single-queue engine would when the port is taken; every
+ * weft engine does this, so none can join another's group. */
+static int port_free(const struct sockaddr_in *a, char *err, size_t err_len) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    snprintf(err, err_len, "cannot create a UDP socket: %s", strerror(errno));
+    return -1;
+  }
+  int rc = bind(s, (const struct sockaddr *)a, sizeof *a);
+  if (rc < 0) bind_error(a, errno, err, err_len);
+  close(s);
+  return rc;
+}
+
+/* The outer 4-tuple between two hosts never changes (same port on both ends), so the group's
+ * default hash would send every datagram to one socket. Steer by the INNER flow instead: the
+ * program sees the UDP payload (the kernel pulls the UDP header first), finds the inner IPv4
+ * header (after VXLAN + Ethernet in vxlan mode) and returns, with v = src ^ dst ^ (sport << 16 | dport),
+ *   (((v ^ v >> 16) & 0xffff) * 0x9e3779b1 >> 16) % queues.
+ * The low half of v ^ v >> 16 is the same for both directions of a connection; the multiply
+ * matters because ephemeral ports step by 2 and a plain fold would put every stream of one
+ * client on one socket. So each inner TCP/UDP flow always lands on the same socket and thread and is written to the
+ * TUN in order (steering by receiving CPU would reorder a flow whenever the sending thread
+ * migrates). Sockets join the group in bind order, so index i is queue i. A load past the end
+ * of a short datagram ends the program with 0 (socket 0); without the filter the kernel hash
+ * is the fallback. For a UDP_GRO super-datagram the lookup runs once, on its first segment. */
+static void steer_by_flow(struct engine *e, int fd) {
+  uint32_t base = e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
+  struct sock_filter code[] = {
+      {BPF_LD | BPF_W | BPF_ABS, 0, 0, base + 12},       /* A = inner source address */
+      {BPF_ST, 0, 0, 0},                                  /* M[0] = A */
+      {BPF_LD | BPF_W | BPF_ABS, 0, 0, base + 16},       /* A = inner destination address */
+      {BPF_LDX | BPF_W | BPF_MEM, 0, 0, 0},              /* X = M[0] */
+      {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},              /* A ^= X */
+      {BPF_ST, 0, 0, 0},                                  /* M[0] = A */
+      {BPF_LDX | BPF_B | BPF_MSH, 0, 0, base},           /* X = inner IHL * 4 */
+      {BPF_LD | BPF_W | BPF_IND, 0, 0, base},            /* A = both ports (first L4 word) */
+      {BPF_LDX | BPF_W | BPF_MEM, 0, 0, 0},              /* X = M[0] */
+      {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},              /* A ^= X */
+      {BPF_ST, 0, 0, 0},                                  /* A ^= A >> 16: the low half is now */
+      {BPF_ALU | BPF_RSH | BPF_K, 0, 0, 16},             /* the same for both directions */
+      {BPF_LDX | BPF_W | BPF_MEM, 0, 0, 0},
+      {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},
+      {BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xffff},
+      {BPF_ALU | BPF_MUL | BPF_K, 0, 0, 0x9e3779b1u},    /* multiplicative hash: the top bits */
+      {BPF_ALU | BPF_RSH | BPF_K, 0, 0, 16},             /* depend on every input bit */
+      {BPF_ALU | BPF_MOD | BPF_K, 0, 0, (uint32_t)e->opt.queues},
+      {BPF_RET | BPF_A, 0, 0, 0},
+  };
+  struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+  e->reuseport_flow = setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) == 0;
+}
+
+/* On failure the sockets opened so far stay in e->queues[] for engine.c to close. */
+int underlay_open(struct engine *e, char *err, size_t err_len) {
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
   a.sin_port = htons(e->opt.port);
   a.sin_addr = e->opt.bind_address;
-  if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) {
-    int saved = errno;
-    snprintf(err, err_len, "cannot bind UDP %s:%u: %s%s", address, e->opt.port, strerror(saved),
-             saved == EADDRINUSE     ? " (another weft/flanneld or a kernel vxlan device uses this port?)"
-             : saved == EADDRNOTAVAIL ? " (the address is not on any interface of this namespace)"
-                                     : "");
-    close(s);
-    return -1;
+  if (e->opt.queues > 1 && port_free(&a, err, err_len) < 0) return -1;
+  for (int i = 0; i < e->opt.queues; i++) {
+    int s = socket_open(e, &a, err, err_len);
+    if (s < 0) return -1;
+    e->queues[i].udp_fd = s;
+    e->queues[i].udp_gso = e->udp_gso;
   }
-  e->udp_fd = s;
+  if (e->opt.queues > 1) steer_by_flow(e, e->queues[0].udp_fd);
   return 0;
 }

@@ -6,7 +6,11 @@
  * the two daemons (their engine threads included), and the daemons' RSS. Prints one table
  * with ratios to kernel vxlan measured in the same run.
  *
- *   node dist/bench/dataplane.js [--reps 3] [--duration 5] [--paths kernel-vxlan,udp,userspace-vxlan] [--json out.json]
+ *   node dist/bench/dataplane.js [--reps 3] [--duration 5] [--paths kernel-vxlan,udp,userspace-vxlan]
+ *                                [--queues 1,2] [--queue-threads 2] [--json out.json]
+ *
+ * --queues and --queue-threads (lists) run every userspace path once per combination, with
+ * the Backend options "Queues"/"QueueThreads" set (absent: the backend's default).
  *
  * Needs root, iperf3, ping, etcd and a built weft (npm run build). Not a test: numbers on a
  * shared 2-vCPU VM move ±30 % between runs; compare rows of one run.
@@ -54,11 +58,15 @@ interface Settings {
   reps: number;
   duration: number;
   paths: PathSpec[];
+  /** Engine queue counts to try on every userspace path; empty: the backend default. */
+  queues: number[];
+  /** Threads per queue (1 shared, 2 one per direction) to try; empty: the default. */
+  queueThreads: number[];
   json?: string;
 }
 
 function parseArgs(argv: readonly string[]): Settings {
-  const settings: Settings = { reps: 3, duration: 5, paths: [...PATHS] };
+  const settings: Settings = { reps: 3, duration: 5, paths: [...PATHS], queues: [], queueThreads: [] };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = (argv[i] as string).split("=", 2);
     const value = inline ?? argv[++i];
@@ -66,15 +74,31 @@ function parseArgs(argv: readonly string[]): Settings {
     if (flag === "--reps") settings.reps = positiveInteger(flag, value);
     else if (flag === "--duration") settings.duration = positiveInteger(flag, value);
     else if (flag === "--json") settings.json = value;
+    else if (flag === "--queues") settings.queues = value.split(",").map((part) => positiveInteger(flag, part));
+    else if (flag === "--queue-threads") settings.queueThreads = value.split(",").map((part) => positiveInteger(flag, part));
     else if (flag === "--paths") {
       settings.paths = value.split(",").map((id) => {
         const path = PATHS.find((candidate) => candidate.id === id);
         if (!path) throw new Error(`--paths: "${id}" is not one of ${PATHS.map((p) => p.id).join(", ")}`);
         return path;
       });
-    } else throw new Error(`unknown option ${flag}; use --reps, --duration, --paths, --json`);
+    } else throw new Error(`unknown option ${flag}; use --reps, --duration, --paths, --queues, --queue-threads, --json`);
   }
-  return settings;
+  return { ...settings, paths: settings.paths.flatMap((path) => variants(path, settings)) };
+}
+
+/** A userspace path once per --queues × --queue-threads combination; kernel vxlan as it is. */
+function variants(path: PathSpec, settings: Settings): PathSpec[] {
+  if (path.id === "kernel-vxlan") return [path];
+  const queues = settings.queues.length ? settings.queues : [undefined];
+  const threads = settings.queueThreads.length ? settings.queueThreads : [undefined];
+  return queues.flatMap((q) =>
+    threads.map((t) => ({
+      id: `${path.id}${q === undefined ? "" : `-q${q}`}${t === undefined ? "" : `-t${t}`}`,
+      label: `${path.label}${q === undefined ? "" : ` q=${q}`}${t === undefined ? "" : ` t=${t}`}`,
+      backend: { ...path.backend, ...(q === undefined ? {} : { Queues: q }), ...(t === undefined ? {} : { QueueThreads: t }) },
+    })),
+  );
 }
 
 function positiveInteger(flag: string, text: string): number {

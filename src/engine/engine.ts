@@ -4,8 +4,8 @@ import { shapeCounters, type EngineCounters } from "./counters.js";
 import { loadNativeAddon, type NativeAddon, type NativeFeatures, type NativeHandle } from "./native-addon.js";
 
 /**
- * The userspace data path: a TUN device (inside) and a UDP socket (outside) joined by two
- * native threads. TypeScript only opens it, tells it where each peer subnet lives and reads
+ * The userspace data path: a TUN device (inside) and a UDP socket (outside) joined by native
+ * threads (two per queue, see `queues`). TypeScript only opens it, tells it where each peer subnet lives and reads
  * its counters; no packet ever reaches JavaScript.
  */
 export interface EngineOptions {
@@ -30,6 +30,22 @@ export interface EngineOptions {
   offloads?: boolean;
   /** SO_SNDBUF/SO_RCVBUF bytes for the socket; default 4 MiB, 0 for the kernel default. */
   socketBuffer?: number;
+  /**
+   * TUN queues (IFF_MULTI_QUEUE) and SO_REUSEPORT sockets, 1..MAX_ENGINE_QUEUES, each queue
+   * with its own threads; default defaultEngineQueues(). Flows spread over the queues, one
+   * flow never does (see docs/dataplane.md "Multi-queue").
+   */
+  queues?: number;
+  /** One thread per queue serving both directions instead of one per direction; default false. */
+  sharedThread?: boolean;
+}
+
+/** The addon's WEFT_MAX_QUEUES. */
+export const MAX_ENGINE_QUEUES = 8;
+
+/** The default queue count, chosen by measurement (docs/dataplane.md "Multi-queue"). */
+export function defaultEngineQueues(): number {
+  return 1;
 }
 
 export interface PeerRoute {
@@ -124,6 +140,10 @@ export function openEngine(options: EngineOptions): Engine {
   // Validate here so the error names the option rather than coming back from inet_pton.
   formatIpv4(parseIpv4(options.bindAddress, "engine bindAddress"));
   if (options.icmpSource !== undefined) parseIpv4(options.icmpSource, "engine icmpSource");
+  const queues = options.queues;
+  if (queues !== undefined && (!Number.isInteger(queues) || queues < 1 || queues > MAX_ENGINE_QUEUES)) {
+    throw new Error(`openEngine: queues ${queues} must be an integer in 1..${MAX_ENGINE_QUEUES}`);
+  }
   const handle = addon.open({
     mode: options.mode,
     tunName: options.tunName,
@@ -136,6 +156,8 @@ export function openEngine(options: EngineOptions): Engine {
     icmpSource: options.icmpSource,
     offloads: options.offloads ?? true,
     socketBuffer: options.socketBuffer ?? DEFAULT_SOCKET_BUFFER,
+    queues: options.queues ?? defaultEngineQueues(),
+    sharedThread: options.sharedThread ?? false,
   });
   return new NativeEngine(addon, options.mode, handle);
 }

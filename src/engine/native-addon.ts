@@ -17,6 +17,10 @@ export interface NativeEngineOptions {
   icmpSource?: string;
   offloads?: boolean;
   socketBuffer?: number;
+  /** 1..8: TUN queues (IFF_MULTI_QUEUE) and SO_REUSEPORT sockets, each with its own thread(s). */
+  queues?: number;
+  /** One thread per queue for both directions instead of one per direction. */
+  sharedThread?: boolean;
 }
 
 declare const handleBrand: unique symbol;
@@ -25,12 +29,17 @@ export type NativeHandle = { readonly [handleBrand]: true };
 
 export interface NativeFeatures {
   tunName: string;
+  /** TUN queues = sockets; each has an inside and an outside thread (or one shared thread). */
+  queues: number;
+  sharedThread: boolean;
   /** TUN opened with IFF_VNET_HDR + TSO: one read carries a TCP super-packet. */
   vnetHeader: boolean;
   /** USO4|USO6 accepted: UDP super-packets from the TUN too. */
   tunUdpOffload: boolean;
   udpGso: boolean;
   udpGro: boolean;
+  /** queues > 1: datagrams go to the socket of their inner flow (reuseport CBPF), so a flow stays in order. */
+  reuseportFlow: boolean;
 }
 
 export interface NativeAddon {

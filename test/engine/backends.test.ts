@@ -15,6 +15,7 @@ import {
   createUserspaceVxlanBackend, validateUserspaceVxlanOptions,
 } from "../../src/backend/vxlan-userspace/vxlan-userspace-backend.js";
 import { networkConfigFromJson } from "../../src/config/network-config.js";
+import { EngineBackend } from "../../src/engine/engine-backend.js";
 import { run } from "../../src/lab/process.js";
 import type { Lease, LeaseAttrs } from "../../src/lease/types.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
@@ -148,6 +149,41 @@ describe("userspace vxlan backend", () => {
       expect(reconcile.desired.filter((line) => line.startsWith("peer "))).toEqual([
         `peer ${SUBNET_B} via ${UNDERLAY_B} mac ${(regB.attrs.backendData as { VtepMAC: string }).VtepMAC}`,
       ]);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+});
+
+describe("engine queue options", () => {
+  it("validates Queues and QueueThreads, naming the field", () => {
+    expect(() => udpBackend.validateOptions({ Type: "udp", Queues: 0 })).toThrow(/Backend.Queues: 0 is outside 1..8/);
+    expect(() => udpBackend.validateOptions({ Type: "udp", Queues: "2" })).toThrow(/Backend.Queues: "2" is not an integer/);
+    expect(() => validateUserspaceVxlanOptions({ Type: "vxlan", Userspace: true, Queues: 9 })).toThrow(/Backend.Queues: 9 is outside 1..8/);
+    expect(() => validateUserspaceVxlanOptions({ Type: "vxlan", Userspace: true, QueueThreads: 3 }))
+      .toThrow(/Backend.QueueThreads: 3 is outside 1..2/);
+  });
+
+  it("opens the engine with the configured queues and forwards over them (udp, 2 queues, one thread each)", async () => {
+    const options = { Type: "udp", TunName: "wt0", Queues: 2, QueueThreads: 1 };
+    const a = createUdpBackend(context(options, UNDERLAY_A, "a"), { netns: hosts.a });
+    const b = createUdpBackend(context(options, UNDERLAY_B, "b"), { netns: hosts.b });
+    try {
+      await a.register();
+      await b.register();
+      const leaseA = lease(SUBNET_A, { publicIP: UNDERLAY_A });
+      const leaseB = lease(SUBNET_B, { publicIP: UNDERLAY_B });
+      await a.activate(leaseA);
+      await b.activate(leaseB);
+      await a.applyPeers([{ kind: "added", lease: leaseB }]);
+      await b.applyPeers([{ kind: "added", lease: leaseA }]);
+      expect(a).toBeInstanceOf(EngineBackend);
+      const features = (a as EngineBackend).runningEngine?.features;
+      expect(features?.queues).toBe(2);
+      expect(features?.sharedThread).toBe(true);
+      const result = await ping(hosts.a, TUN_B, { count: 3, size: 1472 - 28, dontFragment: true });
+      expect(result.received, result.output).toBe(3);
     } finally {
       await a.stop();
       await b.stop();

@@ -1,8 +1,9 @@
 import { readInteger, readString, type JsonObject } from "../../config/json-fields.js";
 import { assertDeviceName } from "../../kernel/objects.js";
+import { parseQueueOptions, type QueueOptions } from "../../engine/queue-options.js";
 
-/** The udp Backend options (spec §1.3): `Port` (8285), plus weft's `TunName`. */
-export interface UdpOptions {
+/** The udp Backend options (spec §1.3): `Port` (8285), plus weft's `TunName`, `Queues`, `QueueThreads`. */
+export interface UdpOptions extends QueueOptions {
   port: number;
   /** The TUN device; default "flannel%d", the template flanneld uses (the kernel picks flannel0). */
   tunName: string;
@@ -17,5 +18,5 @@ export function parseUdpOptions(options: JsonObject): UdpOptions {
   const port = readInteger(options, "Port", "Backend.Port", { min: 1, max: 65_535 }) ?? DEFAULT_UDP_PORT;
   const tunName = readString(options, "TunName", "Backend.TunName") ?? DEFAULT_UDP_TUN_NAME;
   assertDeviceName(tunName.replace("%d", "0"), "Backend.TunName");
-  return { port, tunName };
+  return { port, tunName, ...parseQueueOptions(options) };
 }

@@ -30,7 +30,7 @@ export function createUdpBackend(context: BackendContext, placement?: EnginePlac
     async () => ({
       // udp leases carry only PublicIP: no BackendType, no BackendData (spec §1.3).
       registration: { attrs: {}, mtu },
-      engine: { mode: "udp", tunName: options.tunName, mtu, port: options.port },
+      engine: { mode: "udp", tunName: options.tunName, mtu, port: options.port, queues: options.queues, sharedThread: options.sharedThread },
       peerRoute: udpPeerRoute,
     }),
     placement,

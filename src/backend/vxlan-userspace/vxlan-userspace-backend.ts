@@ -2,6 +2,7 @@ import type { Backend, BackendContext } from "../backend.js";
 import { EngineBackend, type EnginePlacement } from "../../engine/engine-backend.js";
 import { readString, type JsonObject } from "../../config/json-fields.js";
 import { assertDeviceName } from "../../kernel/objects.js";
+import { parseQueueOptions, type QueueOptions } from "../../engine/queue-options.js";
 import type { Lease } from "../../lease/types.js";
 import { formatVxlanBackendData, parseVxlanBackendData } from "../vxlan/backend-data.js";
 import { VXLAN_OVERHEAD, parseVxlanOptions, type VxlanOptions } from "../vxlan/options.js";
@@ -16,7 +17,7 @@ import { persistMac, randomVtepMac, readPersistedMac } from "../vxlan/vtep-mac.j
  * The VtepMAC is kept in `<stateDir>/<TunName>.vtep-mac`, so peers keep reaching us after a
  * restart without re-reading our lease.
  */
-export interface UserspaceVxlanOptions extends VxlanOptions {
+export interface UserspaceVxlanOptions extends VxlanOptions, QueueOptions {
   /** The TUN device; default "weft.<VNI>" (not flannel.<VNI>: a kernel device of that name may persist). */
   tunName: string;
 }
@@ -30,7 +31,7 @@ export function parseUserspaceVxlanOptions(options: JsonObject): UserspaceVxlanO
   }
   const tunName = readString(options, "TunName", "Backend.TunName") ?? `weft.${vxlan.vni}`;
   assertDeviceName(tunName.replace("%d", "0"), "Backend.TunName");
-  return { ...vxlan, tunName };
+  return { ...vxlan, tunName, ...parseQueueOptions(options) };
 }
 
 /** Throws naming the field, like every validateOptions. */
@@ -75,7 +76,10 @@ export function createUserspaceVxlanBackend(context: BackendContext, placement?:
           attrs: { backendType: "vxlan", backendData: formatVxlanBackendData({ vni: options.vni, vtepMAC: mac }) },
           mtu,
         },
-        engine: { mode: "vxlan", tunName: options.tunName, mtu, port: options.port, vni: options.vni, vtepMac: mac },
+        engine: {
+          mode: "vxlan", tunName: options.tunName, mtu, port: options.port, vni: options.vni, vtepMac: mac,
+          queues: options.queues, sharedThread: options.sharedThread,
+        },
         peerRoute: vxlanPeerRoute(options.vni),
       };
     },

@@ -1,0 +1,18 @@
+import { readInteger, type JsonObject } from "../config/json-fields.js";
+import { MAX_ENGINE_QUEUES, type EngineOptions } from "./engine.js";
+
+/**
+ * The engine's queue options, shared by every backend on the engine (udp, userspace vxlan):
+ *   "Queues": 1..8 — TUN queues and SO_REUSEPORT sockets (default: defaultEngineQueues())
+ *   "QueueThreads": 2 (default) one thread per direction and queue, 1 one thread per queue
+ */
+export type QueueOptions = Pick<EngineOptions, "queues" | "sharedThread">;
+
+export function parseQueueOptions(options: JsonObject): QueueOptions {
+  const queues = readInteger(options, "Queues", "Backend.Queues", { min: 1, max: MAX_ENGINE_QUEUES });
+  const threads = readInteger(options, "QueueThreads", "Backend.QueueThreads", { min: 1, max: 2 });
+  const result: QueueOptions = {};
+  if (queues !== undefined) result.queues = queues;
+  if (threads !== undefined) result.sharedThread = threads === 1;
+  return result;
+}
