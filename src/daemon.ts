@@ -171,7 +171,11 @@ export class Daemon {
       },
     });
     await this.retryUntilStopped("list peers", () => this.watcher!.start());
+    // With the peer snapshot applied, clear what no lease backs now rather than at the first
+    // periodic pass (an empty snapshot triggers no backend work of its own).
+    await this.watcher.settled();
     this.checkpoint();
+    await this.reconcileNow();
     this.startPeriodicWork();
     logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
   }
@@ -337,14 +341,20 @@ export class Daemon {
       timer.unref();
       this.timers.push(timer);
     };
-    every(this.options.reconcileIntervalMs, "reconciling kernel state", async () => {
-      const report = await this.backend!.reconcile({ dryRun: false });
-      if (report.changes.length > 0) this.logger.warn({ changes: report.changes }, "repaired kernel state");
-    });
+    every(this.options.reconcileIntervalMs, "reconciling kernel state", () => this.reconcileNow());
     every(this.options.rulesResyncMs, "checking traffic rules", async () => {
       const { repaired } = await this.rules!.verify();
       if (repaired) this.logger.warn("traffic rules were missing or changed; re-installed them");
     });
+  }
+
+  private async reconcileNow(): Promise<void> {
+    try {
+      const report = await this.backend!.reconcile({ dryRun: false });
+      if (report.changes.length > 0) this.logger.warn({ changes: report.changes }, "repaired kernel state");
+    } catch (error) {
+      this.logger.error(`reconciling kernel state failed: ${(error as Error).message}`);
+    }
   }
 
   /** Retries `work` with back-off until it succeeds; StopRequested once stop() was called. */
