@@ -1,5 +1,6 @@
 import type { LabContainerState, LabState } from "./lab-state.js";
 import { execInNamespace } from "./netns.js";
+import { formatTable } from "../observe/text-table.js";
 
 /**
  * `weft lab check`: every container pings every other container, and per host one
@@ -111,8 +112,7 @@ export function formatCheckMatrix(results: readonly CheckResult[]): string {
     ["FROM \\ TO", ...names],
     ...names.map((from) => [`${from} ${addresses.get(from) ?? ""}`, ...names.map((to) => cell(from, to))]),
   ];
-  const widths = (grid[0] ?? []).map((_, column) => Math.max(...grid.map((row) => (row[column] ?? "").length)));
-  const lines = [`ping matrix (${DEFAULT_PAYLOAD} B payload)`, ...grid.map((row) => row.map((text, column) => text.padEnd(widths[column] ?? 0)).join("  ").trimEnd())];
+  const lines = [`ping matrix (${DEFAULT_PAYLOAD} B payload)`, formatTable(grid)];
   const df = results.filter((result) => result.kind === "df");
   if (df.length > 0) {
     lines.push("", "don't-fragment pings, largest payload the MTU allows (MTU - 28)");
@@ -148,7 +148,5 @@ export function formatCheckTable(results: readonly CheckResult[]): string {
     result.ok ? "ok" : `FAIL ${result.detail}`,
     result.rttMs === undefined ? "-" : `${result.rttMs.toFixed(3)} ms`,
   ]);
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)));
-  const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join("  ").trimEnd();
-  return [line(header), ...rows.map(line), checkSummary(results)].join("\n");
+  return [formatTable([header, ...rows]), checkSummary(results)].join("\n");
 }
