@@ -124,6 +124,7 @@ export class Daemon {
       { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
       `using interface ${external.name} (${external.address}), public IP ${external.publicIP}`,
     );
+    if (options.publicIPv6) logger.warn({ publicIPv6: options.publicIPv6 }, "--public-ipv6 is ignored: weft leases and routes IPv4 only");
     await mkdir(options.stateDir, { recursive: true });
     this.store = new EtcdStore(options.store);
     const { config, factory } = await this.readNetworkConfig(this.store);
