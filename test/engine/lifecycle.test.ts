@@ -32,17 +32,18 @@ async function linkExists(namespace: string, name: string): Promise<boolean> {
 }
 
 describe("engine lifecycle", () => {
-  it("opens and closes 50 times without leaking fds or threads, and removes the TUN", async () => {
+  it("opens and closes 50 times with 1 queue without leaking fds or threads, and removes the TUN", async () => {
     // Warm up once: the first open loads the addon (an fd for the .so) and may start libuv threads.
-    openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a }).close();
+    openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a, queues: 1 }).close();
     const fds = fdCount();
     const threads = threadCount();
     for (let i = 0; i < 50; i++) {
       const mode = i % 2 === 0 ? "udp" : "vxlan";
       const engine = openEngine({
-        mode, tunName: "wt0", mtu: 1400, bindAddress: UNDERLAY_A, netns: hosts.a, vtepMac: "0a:00:00:00:00:01",
+        mode, tunName: "wt0", mtu: 1400, bindAddress: UNDERLAY_A, netns: hosts.a, vtepMac: "0a:00:00:00:00:01", queues: 1,
       });
       engine.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: "0a:00:00:00:00:02" });
+      expect(engine.features.sharedThread).toBe(false); // 1 queue: a thread per direction
       expect(threadCount()).toBe(threads + 2);
       engine.close();
       engine.close(); // idempotent
@@ -112,11 +113,11 @@ describe("multi-queue engine lifecycle", () => {
     const threads = threadCount();
     for (let i = 0; i < 50; i++) {
       const mode = i % 2 === 0 ? "udp" : "vxlan";
-      // Every fourth pair of cycles: one thread per queue for both directions.
-      const sharedThread = i % 4 >= 2;
+      // Half the cycles with the 2-queue default (one thread per queue), half with a thread per direction.
+      const sharedThread = i % 4 < 2;
       const engine = openEngine({
         mode, tunName: "wt0", mtu: 1400, bindAddress: UNDERLAY_A, netns: hosts.a, vtepMac: "0a:00:00:00:00:01",
-        queues: 2, sharedThread,
+        queues: 2, ...(sharedThread ? {} : { sharedThread: false }),
       });
       expect(engine.features.queues).toBe(2);
       expect(engine.features.sharedThread).toBe(sharedThread);
