@@ -1,4 +1,3 @@
-import { availableParallelism } from "node:os";
 import { formatIpv4, parseIpv4, type Ipv4Subnet } from "../net/ipv4.js";
 import { normalizeMac } from "../kernel/objects.js";
 import { shapeCounters, type EngineCounters } from "./counters.js";
@@ -48,14 +47,14 @@ export interface EngineOptions {
 export const MAX_ENGINE_QUEUES = 8;
 
 /**
- * 2 queues (1 on a single CPU). Measured on a 2-vCPU VM (docs/dataplane.md "Multi-queue"):
- * 2 queues with one thread each moved 4 TCP streams 10–22 % faster than 1 queue with a thread
- * per direction, 1 stream unchanged, with the same 2 threads. More queues than that only add
- * threads competing for the same cores, so the default stops at 2 until a bigger machine says
- * otherwise.
+ * 1 queue. Measured on a 2-vCPU VM in 4 runs (docs/dataplane.md "Multi-queue"): 2 queues
+ * with one thread each moved 4 TCP streams 6–22 % faster than 1 queue with a thread per
+ * direction, but a single stream 1–17 % slower in 7 of 8 comparisons (its data and ACKs then
+ * share one thread). That is a trade-off, not a free win, so the default stays as it was and
+ * `"Queues": 2` is the setting for hosts with many concurrent flows.
  */
 export function defaultEngineQueues(): number {
-  return Math.min(2, availableParallelism());
+  return 1;
 }
 
 export interface PeerRoute {

@@ -3,7 +3,7 @@ import { MAX_ENGINE_QUEUES, type EngineOptions } from "./engine.js";
 
 /**
  * The engine's queue options, shared by every backend on the engine (udp, userspace vxlan):
- *   "Queues": 1..8 — TUN queues and SO_REUSEPORT sockets (default: defaultEngineQueues(), 2)
+ *   "Queues": 1..8 — TUN queues and SO_REUSEPORT sockets (default: defaultEngineQueues(), 1)
  *   "QueueThreads": 1 one thread per queue, 2 one per direction and queue
  *                   (default: 1 with several queues, 2 with one)
  */

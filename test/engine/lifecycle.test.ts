@@ -113,7 +113,7 @@ describe("multi-queue engine lifecycle", () => {
     const threads = threadCount();
     for (let i = 0; i < 50; i++) {
       const mode = i % 2 === 0 ? "udp" : "vxlan";
-      // Half the cycles with the 2-queue default (one thread per queue), half with a thread per direction.
+      // Half the cycles with one thread per queue (the default with several queues), half with one per direction.
       const sharedThread = i % 4 < 2;
       const engine = openEngine({
         mode, tunName: "wt0", mtu: 1400, bindAddress: UNDERLAY_A, netns: hosts.a, vtepMac: "0a:00:00:00:00:01",
