@@ -85,6 +85,10 @@ weft lab check --name "$NAME" || status=$?
 echo
 echo "Explore:   node dist/cli.js lab status --name $NAME"
 echo "           node dist/cli.js lab exec --name $NAME h1c1 -- ping -c 3 <address of another container>"
-echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel.1"
+case "$BACKEND" in
+  vxlan) echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel.1" ;;
+  udp) echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel0" ;;
+  *) echo "           node dist/cli.js lab exec --name $NAME h1 -- ip route" ;;
+esac
 echo "Take down: node dist/cli.js lab down --name $NAME"
 exit "$status"
