@@ -245,3 +245,31 @@ describe("kernel vxlan backend with DirectRouting", () => {
     expect((await backend.reconcile({ dryRun: true })).changes).toEqual([]);
   });
 });
+
+describe("kernel vxlan backend with TxChecksumOffload=false", () => {
+  const q = uniquePrefix("wx");
+  const ns = `${q}a`;
+  let backend: VxlanBackend;
+  const offload = async () => /tx-checksum-ip-generic:\s*on/.test(await show(ns, "ethtool", "-k", "flannel.1"));
+  beforeAll(async () => {
+    await createNamespace(ns);
+    await createVethPair({ name: "ul0", namespace: ns, addresses: ["192.168.94.1/24"] }, { name: "ul1", namespace: ns });
+    backend = new VxlanBackend(await backendContext({ Type: "vxlan", TxChecksumOffload: false }, { name: "ul0", address: "192.168.94.1" }), new Kernel(ns));
+  });
+  afterAll(async () => {
+    await backend?.stop();
+    await deleteNamespace(ns);
+  });
+
+  it("turns tx checksum offload off on flannel.1 and keeps it off", async () => {
+    const registration = await backend.register();
+    await backend.activate(lease("10.66.1.0/24", { publicIP: "192.168.94.1", ...registration.attrs }));
+    expect(await offload()).toBe(false);
+    await execInNamespace(ns, "ethtool", ["-K", "flannel.1", "tx-checksum-ip-generic", "on"]);
+    expect(await offload()).toBe(true);
+    expect((await backend.reconcile({ dryRun: true })).changes).toContain("turn tx checksum offload off on flannel.1 (Backend.TxChecksumOffload=false)");
+    await backend.reconcile({ dryRun: false });
+    expect(await offload()).toBe(false);
+    expect(() => vxlanBackend.validateOptions({ Type: "vxlan", TxChecksumOffload: "no" })).toThrow(/^Backend\.TxChecksumOffload: "no" is not true or false/);
+  });
+});

@@ -3,6 +3,7 @@ import type { Kernel, LinkState } from "../../kernel/kernel.js";
 import type { Ipv4Subnet } from "../../net/ipv4.js";
 import { formatIpv4, parseIpv4 } from "../../net/ipv4.js";
 import { persistMac, randomVtepMac, readPersistedMac } from "./vtep-mac.js";
+import { setTxChecksumOffload, txChecksumOffloadOn } from "../../kernel/tx-checksum.js";
 
 /** What flannel.<VNI> must look like (spec §6). */
 export interface VxlanDeviceSpec {
@@ -16,6 +17,8 @@ export interface VxlanDeviceSpec {
   learning: boolean;
   gbp: boolean;
   mtu: number;
+  /** false: keep tx checksum offload off on the device (kernel/NIC checksum bugs). */
+  txChecksumOffload: boolean;
 }
 
 /** Why an existing device cannot be reused, or undefined when it can (keeping its MAC). */
@@ -98,6 +101,11 @@ export async function ensureVxlanDevice(
     if (link) changes.push(`set ${spec.name} up`);
   }
   if (!dryRun && lines.length > 0) await kernel.ip(lines);
+  // Only the "off" request is enforced: with the default, whatever the host set is left alone.
+  if (!spec.txChecksumOffload && (await txChecksumOffloadOn(spec.name, kernel.netns))) {
+    changes.push(`turn tx checksum offload off on ${spec.name} (Backend.TxChecksumOffload=false)`);
+    if (!dryRun) await setTxChecksumOffload(spec.name, false, kernel.netns);
+  }
   return { changes, mac };
 }
 

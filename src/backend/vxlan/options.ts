@@ -12,6 +12,8 @@ export interface VxlanOptions {
   mtu?: number;
   /** weft extension: run the vxlan data path in userspace instead of the kernel device. */
   userspace: boolean;
+  /** weft extension: false turns tx checksum offload off on flannel.<VNI> (see kernel/tx-checksum.ts). */
+  txChecksumOffload: boolean;
 }
 
 export const DEFAULT_VXLAN_PORT = 8472;
@@ -31,6 +33,7 @@ export function parseVxlanOptions(options: JsonObject): VxlanOptions {
     directRouting: readBoolean(options, "DirectRouting", "Backend.DirectRouting") ?? false,
     mtu,
     userspace: readBoolean(options, "Userspace", "Backend.Userspace") ?? false,
+    txChecksumOffload: readBoolean(options, "TxChecksumOffload", "Backend.TxChecksumOffload") ?? true,
   };
 }
 

@@ -52,6 +52,7 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
       learning: this.options.learning,
       gbp: this.options.gbp,
       mtu: underlayMtu - VXLAN_OVERHEAD,
+      txChecksumOffload: this.options.txChecksumOffload,
     };
     this.programmer = new PeerProgrammer<Peer>({
       type: this.type,
