@@ -10,7 +10,8 @@
         "src/routes.c",
         "src/inside.c",
         "src/outside.c",
-        "src/icmp.c"
+        "src/icmp.c",
+        "src/io.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],

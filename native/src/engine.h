@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "routes.h"
 
@@ -149,6 +151,14 @@ void *outside_run(void *queue);
 /* Devices (tun.c, underlay.c), called in the target namespace; one fd per queue. */
 int tun_open(struct engine *e, char *err, size_t err_len);
 int underlay_open(struct engine *e, char *err, size_t err_len);
+
+/* The data path's packet syscalls (io.c): inside.c, outside.c and icmp.c make no others
+ * (besides poll()), so the fuzz harnesses (../fuzz) link their own versions and drive the
+ * real packet code without a TUN or a socket. Each returns what its syscall returns, errno set. */
+ssize_t io_tun_read(struct queue *q, void *buf, size_t len);
+ssize_t io_tun_write(struct queue *q, const void *frame, size_t len);
+int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n);
+int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n);
 
 /* ICMP errors written back into the TUN (icmp.c). type/code per RFC 792. Returns 1 if sent. */
 int icmp_send_error(struct queue *q, const uint8_t *packet, size_t len, uint8_t type, uint8_t code);

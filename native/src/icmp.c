@@ -34,7 +34,7 @@ int icmp_send_error(struct queue *q, const uint8_t *packet, size_t len, uint8_t 
   uint16_t c = (uint16_t)~csum_fold(csum_add(0, icmp, 8 + quoted));
   memcpy(icmp + 2, &c, 2);
   for (;;) {
-    if (write(q->tun_fd, frame, hdr + total) >= 0) return 1;
+    if (io_tun_write(q, frame, hdr + total) >= 0) return 1;
     if (errno != EINTR) return 0;
   }
 }

@@ -130,7 +130,7 @@ retry:;
   }
   int sent = 0;
   while (sent < n) {
-    int r = sendmmsg(in->q->udp_fd, in->msgs + sent, (unsigned)(n - sent), 0);
+    int r = io_send(in->q, in->msgs + sent, (unsigned)(n - sent));
     if (r > 0) {
       count(in->q, C_INSIDE_SEND_CALLS, 1);
       sent += r;
@@ -377,7 +377,7 @@ int inside_drain(struct inside *in, int budget) {
       break;
     }
     struct slot *sl = &in->slots[in->used];
-    ssize_t n = read(in->q->tun_fd, sl->buf + read_offset, BUF_SIZE - read_offset);
+    ssize_t n = io_tun_read(in->q, sl->buf + read_offset, BUF_SIZE - read_offset);
     if (n < 0) {
       if (errno == EINTR) continue;
       /* EAGAIN: drained. Anything else (device going away): don't spin on poll(). */

@@ -64,7 +64,7 @@ struct outside {
 
 static void tun_write(struct outside *out, uint8_t *frame, size_t len) {
   for (;;) {
-    ssize_t r = write(out->q->tun_fd, frame, len);
+    ssize_t r = io_tun_write(out->q, frame, len);
     if (r >= 0) {
       count(out->q, C_OUTSIDE_TUN_WRITES, 1);
       return;
@@ -395,7 +395,7 @@ int outside_drain(struct outside *out, int budget) {
   while (!engine_stopping(out->e)) {
     if (budget > 0 && batches >= budget) return 1;
     rearm(out);
-    int n = recvmmsg(out->q->udp_fd, out->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
+    int n = io_recv(out->q, out->msgs, RX_MSGS);
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
       break; /* EAGAIN: drained */

@@ -1,0 +1,17 @@
+/* The packet syscalls of the data path, kept apart from the code that decides and rewrites
+ * packets (inside.c, outside.c, icmp.c) so that code can be fuzzed without devices: the
+ * harnesses in ../fuzz link their own io functions instead of this file. */
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+ssize_t io_tun_read(struct queue *q, void *buf, size_t len) { return read(q->tun_fd, buf, len); }
+
+ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) { return write(q->tun_fd, frame, len); }
+
+int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
+  return recvmmsg(q->udp_fd, msgs, n, MSG_DONTWAIT, NULL);
+}
+
+int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) { return sendmmsg(q->udp_fd, msgs, n, 0); }
