@@ -1,0 +1,194 @@
+/* libFuzzer harness for the inside path (TUN -> UDP): inside_drain() of ../src/inside.c,
+ * fed by a fake TUN read() and sending through a fake sendmmsg() (the io_* functions of
+ * engine.h). Covers the virtio_net_hdr, the IPv4 checks, route lookup, ICMP errors
+ * (../src/icmp.c), TTL, partial checksums, TSO/USO splitting, vxlan encapsulation, slot and
+ * GSO message building and the sendmmsg() error paths (EIO fallback, partial sends, errors).
+ *
+ * Input: one config byte, then TUN reads until the input ends:
+ *   config  bit 0: vxlan (else udp); bit 1: no virtio header (offloads off);
+ *           bit 2: UDP GSO off; bits 4-5: drain budget 0 / 1 / 4 / 16
+ *   read    flags byte: bit 0 the TUN is drained after this read (EAGAIN);
+ *           bits 1-3 how the next sendmmsg() answers: 0-3 all sent, 4 half, 5 EIO,
+ *           6 EMSGSIZE, 7 EINTR; 2 bytes length (big-endian, cut to what is left);
+ *           the bytes read (virtio_net_hdr first, unless bit 1 of config).
+ * Besides ASan/UBSan, the oracles: every datagram sent is a consistent packet behind a
+ * correct encapsulation header, sent to the peer its destination routes to; split segments
+ * carry valid IPv4 and TCP/UDP checksums; GSO messages respect the segment limits; ICMP
+ * errors are valid; and the counters add up with what the fake kernel accepted. */
+#include <errno.h>
+#include <linux/virtio_net.h>
+#include <netinet/udp.h>
+#include <sanitizer/asan_interface.h>
+
+#include "fake_engine.h"
+#include "fuzz_input.h"
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
+static struct fz_input cursor;
+static int drained;          /* the next read answers EAGAIN */
+static int send_answer;      /* how the next sendmmsg() answers (flags bits 1-3) */
+static uint64_t sent_datagrams, icmp_frames;
+static uint8_t *poisoned_at;
+static size_t poisoned_len;
+
+static void unpoison(void) {
+  if (poisoned_at) ASAN_UNPOISON_MEMORY_REGION(poisoned_at, poisoned_len);
+  poisoned_at = NULL;
+}
+
+ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
+  (void)q;
+  unpoison();
+  if (drained || !cursor.left) {
+    drained = 0;
+    errno = EAGAIN;
+    return -1;
+  }
+  uint8_t flags = fz_u8(&cursor);
+  uint16_t want = fz_u16(&cursor);
+  const uint8_t *data;
+  size_t n = fz_bytes(&cursor, want, &data);
+  if (n > len) n = len;
+  memcpy(buf, data, n);
+  /* Bytes past what was read are poisoned until the next read: the 64 KB buffer would
+   * otherwise hide a read beyond the packet. */
+  poisoned_at = (uint8_t *)buf + n;
+  poisoned_len = len - n;
+  ASAN_POISON_MEMORY_REGION(poisoned_at, poisoned_len);
+  drained = flags & 1;
+  send_answer = (flags >> 1) & 7;
+  return (ssize_t)n;
+}
+
+/* One UDP datagram as the kernel would send it. `split` = it came out of a super-packet, so
+ * the engine wrote every checksum itself. */
+static void check_datagram(const uint8_t *d, size_t len, const struct sockaddr_in *to, int split) {
+  const struct engine *e = &fz_engine;
+  size_t encap = e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
+  if (len < encap + 20) fz_fail("datagram shorter than encapsulation + IPv4 header");
+  uint32_t peer_ip = ntohl(to->sin_addr.s_addr);
+  if (encap) {
+    static const uint8_t vx[4] = {0x08, 0, 0, 0};
+    if (memcmp(d, vx, 4) != 0 || d[7] != 0) fz_fail("VXLAN flags or reserved bits wrong");
+    if ((((uint32_t)d[4] << 16) | ((uint32_t)d[5] << 8) | d[6]) != FZ_VNI) fz_fail("VXLAN VNI wrong");
+    const uint8_t peer_mac[6] = {0x02, 0, 0, 0, 0, (uint8_t)peer_ip};
+    if (memcmp(d + 8, peer_mac, 6) != 0) fz_fail("inner destination MAC is not the peer's VtepMAC");
+    if (memcmp(d + 14, fz_our_mac, 6) != 0) fz_fail("inner source MAC is not our VtepMAC");
+    if (d[20] != 0x08 || d[21] != 0x00) fz_fail("inner ethertype is not IPv4");
+  }
+  const uint8_t *ip = d + encap;
+  size_t plen = len - encap;
+  unsigned ihl = ip4_header_len(ip);
+  if ((ip[0] >> 4) != 4 || ihl < 20 || ihl > plen) fz_fail("sent packet is no sane IPv4 packet");
+  if (rd16(ip + 2) != plen) fz_fail("IPv4 total length differs from the datagram");
+  if (e->opt.mode == WEFT_MODE_UDP && ip[8] == 0) fz_fail("TTL 0 sent");
+  const struct peer *p = routes_lookup(&e->routes, ip4_dst(ip));
+  if (!p || p->public_ip != peer_ip) fz_fail("datagram sent to a peer its destination does not route to");
+  if (!split) return;
+  if (!fz_ip_checksum_ok(ip)) fz_fail("split segment with a bad IPv4 header checksum");
+  uint16_t l4_len = (uint16_t)(plen - ihl);
+  if (ip[9] != IPPROTO_TCP_ && ip[9] != IPPROTO_UDP_) fz_fail("split segment is neither TCP nor UDP");
+  if (csum_fold(csum_add(csum_pseudo4(ip, ip[9], l4_len), ip + ihl, l4_len)) != 0xffff)
+    fz_fail("split segment with a bad TCP/UDP checksum");
+  if (ip[9] == IPPROTO_UDP_ && rd16(ip + ihl + 4) != l4_len) fz_fail("split UDP segment with a wrong UDP length");
+}
+
+int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
+  (void)q;
+  if (n == 0) fz_fail("sendmmsg of nothing");
+  for (unsigned i = 0; i < n; i++) {
+    const struct msghdr *h = &msgs[i].msg_hdr;
+    const struct sockaddr_in *to = h->msg_name;
+    if (h->msg_iovlen != 1 || h->msg_namelen != sizeof *to || to->sin_family != AF_INET || ntohs(to->sin_port) != FZ_PORT)
+      fz_fail("message without one iovec and an IPv4 peer address");
+    const uint8_t *d = h->msg_iov[0].iov_base;
+    size_t len = h->msg_iov[0].iov_len, seg = len;
+    if (h->msg_controllen) {
+      const struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)h);
+      if (!c || c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_SEGMENT) fz_fail("control message is not UDP_SEGMENT");
+      uint16_t size;
+      memcpy(&size, CMSG_DATA(c), sizeof size);
+      seg = size;
+      if (seg == 0 || (len + seg - 1) / seg > GSO_MAX_SEGMENTS || len > GSO_MAX_PAYLOAD)
+        fz_fail("GSO message breaks the segment size/count/payload limits");
+      if (!fz_engine.queues[0].udp_gso) fz_fail("UDP_SEGMENT used after GSO was switched off");
+    }
+    for (size_t off = 0; off < len; off += seg)
+      check_datagram(d + off, len - off < seg ? len - off : seg, to, h->msg_controllen != 0);
+    if (len == 0) fz_fail("empty datagram");
+  }
+  int answer = send_answer;
+  send_answer = 0;
+  int r = (int)n;
+  switch (answer) {
+    case 4: r = n > 1 ? (int)n / 2 : 1; break;
+    case 5: errno = EIO; return -1;
+    case 6: errno = EMSGSIZE; return -1;
+    case 7: errno = EINTR; return -1;
+    default: break;
+  }
+  for (int i = 0; i < r; i++) {
+    const struct msghdr *h = &msgs[i].msg_hdr;
+    size_t len = h->msg_iov[0].iov_len, seg = len;
+    if (h->msg_controllen) {
+      uint16_t size;
+      memcpy(&size, CMSG_DATA(CMSG_FIRSTHDR((struct msghdr *)h)), sizeof size);
+      seg = size;
+    }
+    sent_datagrams += (len + seg - 1) / seg;
+  }
+  return r;
+}
+
+/* ICMP errors written back into the TUN (icmp.c). */
+ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) {
+  size_t hdr = q->e->vnet_hdr ? VNET_HDR_LEN : 0;
+  const uint8_t *f = frame;
+  for (size_t i = 0; i < hdr; i++)
+    if (f[i]) fz_fail("ICMP error with a non-zero virtio header");
+  if (len < hdr + 28) fz_fail("ICMP error too short");
+  const uint8_t *ip = f + hdr;
+  size_t plen = len - hdr;
+  if (ip[0] != 0x45 || rd16(ip + 2) != plen || ip[9] != IPPROTO_ICMP_ || !fz_ip_checksum_ok(ip))
+    fz_fail("ICMP error with a bad IPv4 header");
+  if (csum_fold(csum_add(0, ip + 20, plen - 20)) != 0xffff) fz_fail("ICMP error with a bad checksum");
+  if (ip[20] != 3 && ip[20] != 11) fz_fail("ICMP error of an unexpected type");
+  if (plen < 28 + 20 || memcmp(ip + 16, ip + 28 + 12, 4) != 0) fz_fail("ICMP error not addressed to the quoted sender");
+  icmp_frames++;
+  return (ssize_t)len;
+}
+
+int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
+  (void)q, (void)msgs, (void)n;
+  fz_fail("inside path received from the socket");
+  return -1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static const int budgets[4] = {0, 1, 4, 16};
+  cursor.p = data;
+  cursor.left = size;
+  drained = 0;
+  send_answer = 0;
+  sent_datagrams = icmp_frames = 0;
+  uint8_t config = fz_u8(&cursor);
+  struct queue *q = fz_engine_reset(config & 1 ? WEFT_MODE_VXLAN : WEFT_MODE_UDP, !(config & 2), 1500, !(config & 4));
+  struct inside *in = inside_new(q);
+  if (!in) fz_fail("inside_new out of memory");
+  int budget = budgets[(config >> 4) & 3];
+  int more;
+  do more = inside_drain(in, budget);
+  while (more || cursor.left);
+  unpoison();
+  inside_free(in);
+
+  const uint64_t *c = q->counters;
+  if (c[C_INSIDE_DATAGRAMS] != sent_datagrams) fz_fail("inside.datagrams != datagrams the kernel accepted");
+  if (c[C_INSIDE_PACKETS] != c[C_INSIDE_DATAGRAMS] + c[C_INSIDE_DROP_SEND_ERROR])
+    fz_fail("inside.packets != inside.datagrams + inside.drop.send_error");
+  if (c[C_INSIDE_ICMP_SENT] != icmp_frames) fz_fail("inside.icmp_sent != ICMP errors written");
+  return 0;
+}

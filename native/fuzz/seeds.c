@@ -1,0 +1,313 @@
+/* Writes the seed corpora for fuzz_outside and fuzz_inside in their input formats (see the
+ * comment at the top of each harness): valid flannel udp datagrams and vxlan frames, TCP
+ * flows to coalesce, GRO super-datagrams, TSO/USO super-packets, and the usual drop cases.
+ * Usage: seeds <outside-dir> <inside-dir> */
+#include <linux/virtio_net.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/checksum.h"
+#include "../src/engine.h"
+#include "../src/packet.h"
+
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
+
+#define IP(a, b, c, d) (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | (uint32_t)(d))
+
+static uint8_t seed[1 << 18];
+static size_t seed_len;
+
+static void put8(uint8_t v) { seed[seed_len++] = v; }
+static void put16(uint16_t v) {
+  put8((uint8_t)(v >> 8));
+  put8((uint8_t)v);
+}
+static void put(const uint8_t *p, size_t n) {
+  memcpy(seed + seed_len, p, n);
+  seed_len += n;
+}
+
+static void save(const char *dir, const char *name) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(seed, 1, seed_len, f) != seed_len || fclose(f) != 0) {
+    perror(path);
+    exit(1);
+  }
+  seed_len = 0;
+}
+
+/* An IPv4 packet with `l4_len` bytes after the header; returns its length. */
+static size_t ipv4(uint8_t *ip, uint32_t src, uint32_t dst, uint8_t proto, uint8_t ttl, size_t l4_len, uint16_t id) {
+  memset(ip, 0, 20);
+  ip[0] = 0x45;
+  wr16(ip + 2, (uint16_t)(20 + l4_len));
+  wr16(ip + 4, id);
+  ip[6] = 0x40; /* DF */
+  ip[8] = ttl;
+  ip[9] = proto;
+  wr32(ip + 12, src);
+  wr32(ip + 16, dst);
+  ip4_set_checksum(ip, 20);
+  return 20 + l4_len;
+}
+
+static void l4_checksum(uint8_t *ip, size_t len, unsigned offset) {
+  uint8_t *l4 = ip + 20;
+  uint16_t l4_len = (uint16_t)(len - 20);
+  l4[offset] = l4[offset + 1] = 0;
+  uint16_t c = (uint16_t)~csum_fold(csum_add(csum_pseudo4(ip, ip[9], l4_len), l4, l4_len));
+  memcpy(l4 + offset, &c, 2);
+}
+
+static size_t icmp_echo(uint8_t *ip, uint32_t src, uint32_t dst, uint8_t ttl, size_t payload) {
+  size_t len = ipv4(ip, src, dst, IPPROTO_ICMP_, ttl, 8 + payload, 7);
+  uint8_t *icmp = ip + 20;
+  memset(icmp, 0, 8);
+  icmp[0] = 8;
+  wr16(icmp + 4, 0x1234);
+  for (size_t i = 0; i < payload; i++) icmp[8 + i] = (uint8_t)i;
+  uint16_t c = (uint16_t)~csum_fold(csum_add(0, icmp, 8 + payload));
+  memcpy(icmp + 2, &c, 2);
+  return len;
+}
+
+/* A TCP segment (20-byte header + 12 bytes of timestamp option) with `payload` bytes. */
+static size_t tcp(uint8_t *ip, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq, uint8_t flags,
+                  size_t payload, uint16_t id) {
+  size_t len = ipv4(ip, src, dst, IPPROTO_TCP_, 64, 32 + payload, id);
+  uint8_t *t = ip + 20;
+  memset(t, 0, 32);
+  wr16(t, sport);
+  wr16(t + 2, dport);
+  wr32(t + 4, seq);
+  wr32(t + 8, 0x01020304);
+  t[12] = 8 << 4;
+  t[13] = flags;
+  wr16(t + 14, 502);
+  t[20] = 1, t[21] = 1, t[22] = 8, t[23] = 10; /* NOP NOP TS */
+  wr32(t + 24, 1000), wr32(t + 28, 2000);
+  for (size_t i = 0; i < payload; i++) t[32 + i] = (uint8_t)(seq + i);
+  l4_checksum(ip, len, 16);
+  return len;
+}
+
+static size_t udp(uint8_t *ip, uint32_t src, uint32_t dst, size_t payload) {
+  size_t len = ipv4(ip, src, dst, IPPROTO_UDP_, 64, 8 + payload, 9);
+  uint8_t *u = ip + 20;
+  wr16(u, 5000), wr16(u + 2, 53), wr16(u + 4, (uint16_t)(8 + payload)), wr16(u + 6, 0);
+  for (size_t i = 0; i < payload; i++) u[8 + i] = (uint8_t)(i * 7);
+  l4_checksum(ip, len, 6);
+  return len;
+}
+
+/* vxlan: the 22 bytes weft puts in front, to us (VNI 1, our VtepMAC) from `from_last` */
+static size_t vxlan_wrap(uint8_t *frame, const uint8_t *ip, size_t len) {
+  static const uint8_t head[22] = {0x08, 0, 0, 0, 0, 0, 1, 0, 0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00};
+  memcpy(frame, head, 22);
+  memmove(frame + 22, ip, len);
+  return 22 + len;
+}
+
+enum { SENDER_A = 0, SENDER_B = 1, SENDER_D = 2, STRANGER = 4 };
+#define F_GRO 0x08
+#define F_LAST 0x20
+
+static void message(uint8_t flags, const uint8_t *d, size_t len, uint16_t gro) {
+  put8(flags);
+  put16((uint16_t)len);
+  if (flags & F_GRO) put16(gro);
+  put(d, len);
+}
+
+static uint8_t pkt[70000], frame[70000];
+
+static void outside_seeds(const char *dir) {
+  const uint32_t a1 = IP(10, 244, 1, 5), a5 = IP(10, 244, 5, 9), b = IP(10, 244, 2, 5), us = IP(10, 244, 0, 7);
+  for (int vx = 0; vx <= 1; vx++) {
+    char name[64];
+    size_t n;
+#define WRAP(len) (vx ? vxlan_wrap(frame, pkt, (len)) : (memcpy(frame, pkt, (len)), (len)))
+    /* One ICMP echo. */
+    put8((uint8_t)vx);
+    n = icmp_echo(pkt, a1, us, 64, 56);
+    message(SENDER_A | F_LAST, frame, WRAP(n), 0);
+    snprintf(name, sizeof name, "%s-icmp", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* A TCP flow in four segments (last with PSH), another flow in between, a UDP packet. */
+    put8((uint8_t)vx);
+    for (int i = 0; i < 4; i++) {
+      n = tcp(pkt, a1, us, 40000, 5201, 1000 + (uint32_t)i * 1000, i == 3 ? 0x18 : 0x10, 1000, (uint16_t)(100 + i));
+      message(SENDER_A, frame, WRAP(n), 0);
+      if (i == 1) {
+        n = tcp(pkt, b, us, 40001, 5201, 77, 0x10, 500, 1);
+        message(SENDER_B, frame, WRAP(n), 0);
+      }
+    }
+    n = udp(pkt, a5, us, 300);
+    message(SENDER_A | F_LAST, frame, WRAP(n), 0);
+    snprintf(name, sizeof name, "%s-tcp-flows", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* A GRO super-datagram: three full segments and a short one, back to back. */
+    put8((uint8_t)vx);
+    size_t at = 0, seg = 0;
+    static uint8_t gro[70000];
+    for (int i = 0; i < 4; i++) {
+      n = tcp(pkt, a1, us, 40000, 5201, 5000 + (uint32_t)i * 1000, 0x10, i == 3 ? 400 : 1000, (uint16_t)i);
+      size_t l = WRAP(n);
+      if (i == 0) seg = l;
+      memcpy(gro + at, frame, l);
+      at += l;
+    }
+    message(SENDER_A | F_GRO | F_LAST, gro, at, (uint16_t)seg);
+    snprintf(name, sizeof name, "%s-gro", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* Drops: stranger, source outside the sender's subnets, TTL 1, a later fragment. */
+    put8((uint8_t)vx);
+    n = icmp_echo(pkt, a1, us, 64, 8);
+    message(STRANGER, frame, WRAP(n), 0);
+    n = icmp_echo(pkt, b, us, 64, 8);
+    message(SENDER_A, frame, WRAP(n), 0);
+    n = icmp_echo(pkt, IP(10, 244, 9, 9), us, 64, 8);
+    message(SENDER_D, frame, WRAP(n), 0);
+    n = icmp_echo(pkt, a1, us, 1, 8);
+    message(SENDER_A, frame, WRAP(n), 0);
+    n = udp(pkt, a1, us, 100);
+    wr16(pkt + 6, 0x2000 | 64); /* MF, offset 512 */
+    ip4_set_checksum(pkt, 20);
+    message(SENDER_A | F_LAST, frame, WRAP(n), 0);
+    snprintf(name, sizeof name, "%s-drops", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* A whole TCP super-packet in one datagram, MTU 1450: written as GSO_TCPV4. */
+    put8((uint8_t)(vx | (1 << 2)));
+    n = tcp(pkt, a1, us, 40000, 5201, 9, 0x10, 30000, 3);
+    message(SENDER_A | F_LAST, frame, WRAP(n), 0);
+    snprintf(name, sizeof name, "%s-oversized", vx ? "vxlan" : "udp");
+    save(dir, name);
+#undef WRAP
+  }
+}
+
+/* A TUN read: virtio header (if `vnet`) and packet. */
+static void tun_read(uint8_t flags, int vnet, const struct virtio_net_hdr *h, const uint8_t *ip, size_t len) {
+  put8(flags);
+  put16((uint16_t)(len + (vnet ? VNET_HDR_LEN : 0)));
+  if (vnet) put((const uint8_t *)h, VNET_HDR_LEN);
+  put(ip, len);
+}
+
+/* The kernel's TSO/partial-checksum form: the L4 checksum field holds the pseudo-header sum. */
+static void partial(uint8_t *ip, size_t len, unsigned offset, struct virtio_net_hdr *h) {
+  uint16_t c = csum_fold(csum_pseudo4(ip, ip[9], (uint16_t)(len - 20)));
+  memcpy(ip + 20 + offset, &c, 2);
+  h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h->csum_start = 20;
+  h->csum_offset = (uint16_t)offset;
+}
+
+static void inside_seeds(const char *dir) {
+  const uint32_t us = IP(10, 244, 0, 7), a1 = IP(10, 244, 1, 5), b = IP(10, 244, 2, 5);
+  for (int vx = 0; vx <= 1; vx++) {
+    char name[64];
+    size_t n;
+    struct virtio_net_hdr h;
+    /* Plain packets: ICMP echo, TCP with a partial checksum, UDP. */
+    put8((uint8_t)vx);
+    memset(&h, 0, sizeof h);
+    n = icmp_echo(pkt, us, a1, 64, 56);
+    tun_read(0, 1, &h, pkt, n);
+    n = tcp(pkt, us, b, 5201, 40000, 1, 0x18, 200, 1);
+    partial(pkt, n, 16, &h);
+    tun_read(0, 1, &h, pkt, n);
+    memset(&h, 0, sizeof h);
+    n = udp(pkt, us, a1, 100);
+    tun_read(1, 1, &h, pkt, n);
+    snprintf(name, sizeof name, "%s-plain", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* TSO: 20000 bytes at MSS 1448; then a 64 KB one that needs two GSO messages. */
+    put8((uint8_t)vx);
+    memset(&h, 0, sizeof h);
+    n = tcp(pkt, us, a1, 5201, 40000, 100, 0x18, 20000, 50);
+    partial(pkt, n, 16, &h);
+    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.gso_size = 1448 - 12;
+    h.hdr_len = 52;
+    tun_read(0, 1, &h, pkt, n);
+    n = tcp(pkt, us, b, 5201, 40001, 7, 0x10, 65000, 90);
+    partial(pkt, n, 16, &h);
+    h.gso_size = 1398 - 12;
+    tun_read(1, 1, &h, pkt, n);
+    snprintf(name, sizeof name, "%s-tso", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* USO: 10000 bytes at 1400. */
+    put8((uint8_t)vx);
+    memset(&h, 0, sizeof h);
+    n = udp(pkt, us, a1, 10000);
+    partial(pkt, n, 6, &h);
+    h.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
+    h.gso_size = 1400;
+    h.hdr_len = 28;
+    tun_read(1, 1, &h, pkt, n);
+    snprintf(name, sizeof name, "%s-uso", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* ICMP errors: no route, TTL 1. */
+    put8((uint8_t)vx);
+    memset(&h, 0, sizeof h);
+    n = icmp_echo(pkt, us, IP(10, 99, 0, 1), 64, 16);
+    tun_read(0, 1, &h, pkt, n);
+    n = udp(pkt, us, IP(10, 99, 0, 1), 16);
+    tun_read(0, 1, &h, pkt, n);
+    n = icmp_echo(pkt, us, a1, 1, 16);
+    tun_read(1, 1, &h, pkt, n);
+    snprintf(name, sizeof name, "%s-icmp-errors", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* sendmmsg() answering EIO (GSO off for good), then half, then EMSGSIZE. */
+    put8((uint8_t)vx);
+    memset(&h, 0, sizeof h);
+    n = tcp(pkt, us, a1, 5201, 40000, 100, 0x10, 8000, 50);
+    partial(pkt, n, 16, &h);
+    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.gso_size = 1000;
+    h.hdr_len = 52;
+    tun_read(1 | (5 << 1), 1, &h, pkt, n);
+    tun_read(0, 1, &h, pkt, n);
+    memset(&h, 0, sizeof h);
+    n = icmp_echo(pkt, us, b, 64, 16);
+    tun_read(1 | (4 << 1), 1, &h, pkt, n);
+    tun_read(0, 1, &h, pkt, n);
+    tun_read(1 | (6 << 1), 1, &h, pkt, n);
+    snprintf(name, sizeof name, "%s-send-errors", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* Offloads off: no virtio header. */
+    put8((uint8_t)(vx | 2));
+    n = icmp_echo(pkt, us, a1, 64, 56);
+    tun_read(0, 0, NULL, pkt, n);
+    n = icmp_echo(pkt, us, IP(10, 99, 0, 1), 64, 8);
+    tun_read(1, 0, NULL, pkt, n);
+    snprintf(name, sizeof name, "%s-no-vnet", vx ? "vxlan" : "udp");
+    save(dir, name);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s <outside-dir> <inside-dir>\n", argv[0]);
+    return 2;
+  }
+  outside_seeds(argv[1]);
+  inside_seeds(argv[2]);
+  return 0;
+}
