@@ -249,11 +249,13 @@ static int finish_checksum(uint8_t *ip, unsigned len, const struct virtio_net_hd
   return 0;
 }
 
-static int may_send_icmp_about(const uint8_t *ip) {
+static int may_send_icmp_about(const uint8_t *ip, unsigned len) {
   if (ip4_later_fragment(ip)) return 0;
   if (ip[9] != IPPROTO_ICMP_) return 1;
   unsigned ihl = ip4_header_len(ip);
-  /* Never an error about an error (RFC 1122 3.2.2): only echo/timestamp/info queries. */
+  /* Never an error about an error (RFC 1122 3.2.2): only echo/timestamp/info queries. An ICMP
+   * packet that ends before its type byte gets none either (the byte there is a stale one). */
+  if (len <= ihl) return 0;
   uint8_t type = ip[ihl];
   return type == 0 || type == 8 || type == 13 || type == 14;
 }
@@ -298,14 +300,14 @@ static void handle(struct inside *in, unsigned n) {
   pthread_mutex_unlock(&e->routes_lock);
   if (!found) {
     count(in->q, C_INSIDE_DROP_NO_ROUTE, 1);
-    if (may_send_icmp_about(ip) && icmp_send_error(in->q, ip, len, 3, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
+    if (may_send_icmp_about(ip, len) && icmp_send_error(in->q, ip, len, 3, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
     return;
   }
 
   if (e->opt.mode == WEFT_MODE_UDP) {
     if (ip[8] <= 1) {
       count(in->q, C_INSIDE_DROP_TTL_EXCEEDED, 1);
-      if (may_send_icmp_about(ip) && icmp_send_error(in->q, ip, len, 11, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
+      if (may_send_icmp_about(ip, len) && icmp_send_error(in->q, ip, len, 11, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
       return;
     }
     ip4_decrement_ttl(ip);
