@@ -159,9 +159,10 @@ static void flows_flush(struct outside *out) {
   for (int i = 0; i < FLOWS; i++) flow_flush(out, &out->flows[i]);
 }
 
-/* Same addresses and ports (the 4-tuple), whatever else differs. */
-static int same_connection(const uint8_t *a, const uint8_t *b) {
-  return memcmp(a + 12, b + 12, 8) == 0 && memcmp(a + 20, b + 20, 4) == 0;
+/* Same addresses and ports (the 4-tuple), whatever else differs. `flow_ip` has no IP options
+ * (mergeable() admits none); `ip` may have some, and must hold its ports. */
+static int same_connection(const uint8_t *flow_ip, const uint8_t *ip) {
+  return memcmp(flow_ip + 12, ip + 12, 8) == 0 && memcmp(flow_ip + 20, ip + ip4_header_len(ip), 4) == 0;
 }
 
 /* A TCP data segment that may be merged: no IP options, not a fragment, ACK or ACK+PSH
@@ -182,7 +183,9 @@ static void deliver(struct outside *out, uint8_t *ip, unsigned len) {
   unsigned thl = 0;
   int tcp = ip[9] == IPPROTO_TCP_ && !ip4_later_fragment(ip) && len >= ip4_header_len(ip) + 4;
   struct flow *match = NULL;
-  if (tcp && ip4_header_len(ip) == 20) {
+  /* Also for a segment with IP options: it is never merged, but what its connection has
+   * buffered must go out before it. */
+  if (tcp) {
     for (int i = 0; i < FLOWS; i++)
       if (out->flows[i].active && same_connection(out->flows[i].buf + VNET_HDR_LEN, ip)) match = &out->flows[i];
   }
