@@ -238,10 +238,11 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
 }
 
 /* Completes a checksum the kernel left partial (CHECKSUM_PARTIAL: the field holds the
- * pseudo-header sum). Returns -1 if the offsets point outside the packet. */
+ * pseudo-header sum). Returns -1 if the offsets point outside the packet's transport part
+ * (a start inside the IPv4 header would overwrite it, and the peer would get no IPv4). */
 static int finish_checksum(uint8_t *ip, unsigned len, const struct virtio_net_hdr *h) {
   unsigned start = h->csum_start, off = h->csum_offset;
-  if (start + off + 2 > len) return -1;
+  if (start < ip4_header_len(ip) || start + off + 2 > len) return -1;
   uint16_t c = (uint16_t)~csum_fold(csum_add(0, ip + start, len - start));
   /* A UDP checksum of 0 must go out as 0xffff; TCP has no such rule but 0xffff is equal. */
   if (c == 0 && ip[9] == IPPROTO_UDP_) c = 0xffff;
