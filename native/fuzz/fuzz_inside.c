@@ -9,7 +9,9 @@
  *           bit 2: UDP GSO off; bits 4-5: drain budget 0 / 1 / 4 / 16
  *   read    flags byte: bit 0 the TUN is drained after this read (EAGAIN);
  *           bits 1-3 how the next sendmmsg() answers: 0-3 all sent, 4 half, 5 EIO,
- *           6 EMSGSIZE, 7 EINTR; 2 bytes length (big-endian, cut to what is left);
+ *           6 EMSGSIZE, 7 EINTR; bit 4 adds 65536 to the length (a read longer than any
+ *           IPv4 packet fits the buffer); 2 bytes length (big-endian, cut to what is left
+ *           and to the buffer);
  *           the bytes read (virtio_net_hdr first, unless bit 1 of config).
  * Besides ASan/UBSan, the oracles: every datagram sent is a consistent packet behind a
  * correct encapsulation header, sent to the peer its destination routes to; split segments
@@ -48,7 +50,7 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
     return -1;
   }
   uint8_t flags = fz_u8(&cursor);
-  uint16_t want = fz_u16(&cursor);
+  size_t want = fz_u16(&cursor) + (flags & 0x10 ? 65536u : 0);
   const uint8_t *data;
   size_t n = fz_bytes(&cursor, want, &data);
   if (n > len) n = len;

@@ -6,8 +6,9 @@
  * Input: one config byte, then messages until the input ends:
  *   config   bit 0: vxlan (else udp); bits 2-3: MTU 0 (1500) / 1450 / 9000 / 65535
  *   message  flags byte: bits 0-2 sender (A, B, D, A, stranger, ...), bit 3 UDP_GRO cmsg,
- *            bit 4 MSG_TRUNC, bit 5 last message of its recvmmsg() batch;
- *            2 bytes length (big-endian, cut to what is left); [2 bytes GRO size if bit 3];
+ *            bit 4 MSG_TRUNC, bit 5 last message of its recvmmsg() batch, bit 6 adds
+ *            65536 to the length; 2 bytes length (big-endian, cut to what is left and to
+ *            the buffer); [2 bytes GRO size if bit 3];
  *            the datagram (UDP payload).
  * Each input runs twice, with virtio headers (GRO) and without; besides ASan/UBSan, the
  * oracles are: every TUN frame is a consistent IPv4 packet with a virtio header the kernel
@@ -57,7 +58,7 @@ int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
   while (got < n && cursor.left) {
     struct msghdr *h = &msgs[got].msg_hdr;
     uint8_t flags = fz_u8(&cursor);
-    uint16_t want = fz_u16(&cursor);
+    size_t want = fz_u16(&cursor) + (flags & 0x40 ? 65536u : 0);
     uint16_t gro = flags & 0x08 ? fz_u16(&cursor) : 0;
     const uint8_t *data;
     size_t len = fz_bytes(&cursor, want, &data);
