@@ -190,6 +190,9 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
   unsigned hl = ihl + l4h;
   if (len <= hl || mss == 0 || ip4_later_fragment(ip)) return -1;
   unsigned payload = len - hl;
+  /* Every segment is an IPv4 packet, whose total length has 16 bits: a read longer than 64 KB
+   * (BIG TCP on the TUN) split into segments that big would carry a wrapped length. */
+  if (hl + (mss < payload ? mss : payload) > MAX_IP_PACKET) return -1;
   unsigned nseg = (payload + mss - 1) / mss;
   uint16_t seg_size = (uint16_t)(in->encap_len + hl + mss);
   uint16_t id0 = rd16(ip + 4);
