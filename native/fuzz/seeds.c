@@ -186,6 +186,26 @@ static void outside_seeds(const char *dir) {
     snprintf(name, sizeof name, "%s-drops", vx ? "vxlan" : "udp");
     save(dir, name);
 
+    /* Nine TCP connections in one batch, two segments each where there is room: more
+     * connections than flow slots (8), so one is evicted. */
+    put8((uint8_t)vx);
+    for (int i = 0; i < 16; i++) {
+      int conn = i % 9, second = i >= 9;
+      n = tcp(pkt, a1, us, (uint16_t)(41000 + conn), 5201, 100 + (second ? 600u : 0u), 0x10, 600, (uint16_t)i);
+      message(SENDER_A | (i == 15 ? F_LAST : 0), frame, WRAP(n), 0);
+    }
+    snprintf(name, sizeof name, "%s-nine-flows", vx ? "vxlan" : "udp");
+    save(dir, name);
+
+    /* One TCP connection and an ICMP echo with every 3rd TUN write failing. */
+    put8((uint8_t)(vx | 2));
+    for (int i = 0; i < 6; i++) {
+      n = i % 2 ? icmp_echo(pkt, a1, us, 64, 20) : tcp(pkt, a1, us, 40000, 5201, 1 + (uint32_t)i * 500, 0x18, 500, (uint16_t)i);
+      message(SENDER_A | (i == 5 ? F_LAST : 0), frame, WRAP(n), 0);
+    }
+    snprintf(name, sizeof name, "%s-tun-write-errors", vx ? "vxlan" : "udp");
+    save(dir, name);
+
     /* A whole TCP super-packet in one datagram, MTU 1450: written as GSO_TCPV4. */
     put8((uint8_t)(vx | (1 << 2)));
     n = tcp(pkt, a1, us, 40000, 5201, 9, 0x10, 30000, 3);
