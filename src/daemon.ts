@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Backend, BackendFactory } from "./backend/backend.js";
 import { findBackend } from "./backend/registry.js";
 import type { DaemonOptions } from "./config/daemon-options.js";
-import { selectExternalInterface, type SelectedInterface } from "./config/interface-selection.js";
+import { selectExternalInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { assertNetAdmin } from "./host/privileges.js";
@@ -377,5 +377,3 @@ export class Daemon {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-export type { SelectedInterface };

@@ -1,19 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseNetworkConfig } from "../../src/config/network-config.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 import { acquireLease } from "../../src/lease/acquire.js";
 import { OutOfSubnetsError } from "../../src/lease/errors.js";
 import { silentLogger } from "../../src/observe/logger.js";
-import { startEtcd, type EtcdFixture } from "../support/etcd.js";
+import { useEtcd } from "../support/etcd.js";
 import type { EtcdStore } from "../../src/store/etcd-store.js";
 
-let etcd: EtcdFixture;
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
+const fixture = useEtcd();
 
 const logger = silentLogger();
 const config = parseNetworkConfig('{"Network":"10.66.0.0/16","Backend":{"Type":"alloc"}}');
@@ -25,7 +19,7 @@ async function acquire(store: EtcdStore, ip: string, extra: Partial<Parameters<t
 
 describe("acquireLease against a real etcd", () => {
   it("creates a lease key with flannel's value and a TTL", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const { lease, how } = await acquire(store, "192.168.77.1");
     expect(how).toBe("allocated");
     expect(lease.subnet.prefixLength).toBe(24);
@@ -39,7 +33,7 @@ describe("acquireLease against a real etcd", () => {
   });
 
   it("reuses the lease that holds our PublicIP and revokes the old etcd lease", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const first = await acquire(store, "192.168.77.2");
     const second = await acquire(store, "192.168.77.2");
     expect(second.how).toBe("reused-by-public-ip");
@@ -49,7 +43,7 @@ describe("acquireLease against a real etcd", () => {
   });
 
   it("prefers the previous subnet from the subnet file when it is free", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const previousSubnet = Ipv4Subnet.parse("10.66.200.0/24");
     const { lease, how } = await acquire(store, "192.168.77.3", { previousSubnet });
     expect(how).toBe("previous-subnet");
@@ -60,7 +54,7 @@ describe("acquireLease against a real etcd", () => {
   });
 
   it("honours a reservation and never gives it a TTL", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const key = `${store.subnetsPrefix}10.66.250.0-24`;
     await store.put(key, '{"PublicIP":"192.168.77.5","PublicIPv6":null}');
     const { lease, how } = await acquire(store, "192.168.77.5");
@@ -74,7 +68,7 @@ describe("acquireLease against a real etcd", () => {
   });
 
   it("skips a malformed lease but does not hand out its subnet", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const small = parseNetworkConfig('{"Network":"10.67.0.0/28","SubnetLen":30,"Backend":{"Type":"alloc"}}');
     // 10.67.0.0/28 with /30: SubnetMin .4, SubnetMax .12 → three subnets.
     await store.put(`${store.subnetsPrefix}10.67.0.4-30`, "not json");
@@ -87,12 +81,12 @@ describe("acquireLease against a real etcd", () => {
   });
 
   it("20 hosts racing for 16 subnets get 16 distinct leases and 4 clean out-of-subnets errors", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     // /20 with /24 subnets, SubnetMin..SubnetMax covering 16 subnets.
     const racing = parseNetworkConfig(
       '{"Network":"10.68.0.0/16","SubnetMin":"10.68.16.0","SubnetMax":"10.68.31.0","Backend":{"Type":"alloc"}}',
     );
-    const stores = Array.from({ length: 20 }, () => etcd.newStore(store.prefix));
+    const stores = Array.from({ length: 20 }, () => fixture().newStore(store.prefix));
     const results = await Promise.allSettled(
       stores.map((s, i) => acquireLease({ store: s, config: racing, attrs: attrs(`192.168.78.${i + 1}`), ttlSeconds: 60, logger })),
     );

@@ -1,25 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseNetworkConfig } from "../../src/config/network-config.js";
 import { acquireLease } from "../../src/lease/acquire.js";
 import { LeaseKeeper } from "../../src/lease/renew.js";
 import type { Lease } from "../../src/lease/types.js";
 import { silentLogger } from "../../src/observe/logger.js";
-import { startEtcd, type EtcdFixture } from "../support/etcd.js";
+import { useEtcd } from "../support/etcd.js";
 
-let etcd: EtcdFixture;
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
+const fixture = useEtcd();
 
 const logger = silentLogger();
 const config = parseNetworkConfig('{"Network":"10.66.0.0/16","Backend":{"Type":"alloc"}}');
 
 describe("LeaseKeeper", () => {
   it("renews on the same etcd lease before expiry, leaving no orphaned lease", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const { lease } = await acquireLease({ store, config, attrs: { publicIP: "192.168.77.1", publicIPv6: null }, ttlSeconds: 12, logger });
     const renewed: Lease[] = [];
     // Margin 10.5 s of a 12 s TTL: the first renewal is due after about 1.5 s.
@@ -36,7 +30,7 @@ describe("LeaseKeeper", () => {
   });
 
   it("reports an expired etcd lease so the daemon can acquire again", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const { lease } = await acquireLease({ store, config, attrs: { publicIP: "192.168.77.2", publicIPv6: null }, ttlSeconds: 12, logger });
     await store.revokeLease(lease.etcdLeaseId!);
     let expired: Lease | undefined;
@@ -47,7 +41,7 @@ describe("LeaseKeeper", () => {
   });
 
   it("never renews a reservation", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     await store.put(`${store.subnetsPrefix}10.66.9.0-24`, '{"PublicIP":"192.168.77.3","PublicIPv6":null}');
     const { lease } = await acquireLease({ store, config, attrs: { publicIP: "192.168.77.3", publicIPv6: null }, ttlSeconds: 12, logger });
     let calls = 0;

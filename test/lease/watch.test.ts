@@ -1,18 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { PeerWatcher } from "../../src/lease/watch.js";
 import type { PeerEvent } from "../../src/lease/types.js";
 import { silentLogger } from "../../src/observe/logger.js";
 import { EtcdStore } from "../../src/store/etcd-store.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
-import { startEtcd, type EtcdFixture } from "../support/etcd.js";
+import { useEtcd } from "../support/etcd.js";
 
-let etcd: EtcdFixture;
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
+const fixture = useEtcd();
 
 const value = (ip: string, mac = "aa:bb:cc:dd:ee:01") =>
   JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: "vxlan", BackendData: { VNI: 1, VtepMAC: mac } });
@@ -43,7 +37,7 @@ function recordingWatcher(store: EtcdStore, ownKey?: string, extra: { resyncs?: 
 
 describe("PeerWatcher against a real etcd", () => {
   it("delivers the snapshot, then added, changed and removed peers, never the own lease", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const own = `${store.subnetsPrefix}10.66.1.0-24`;
     await store.put(own, value("192.168.77.1"));
     await store.put(`${store.subnetsPrefix}10.66.2.0-24`, value("192.168.77.2"));
@@ -80,12 +74,12 @@ describe("PeerWatcher against a real etcd", () => {
   });
 
   it("handles every event of a multi-event response (a transaction)", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const { watcher, seen, until } = recordingWatcher(store);
     await watcher.start();
     // Three puts in one revision arrive as one watch response.
     const { Etcd3 } = await import("etcd3");
-    const client = new Etcd3({ hosts: etcd.server.endpoint });
+    const client = new Etcd3({ hosts: fixture().server.endpoint });
     await client
       .if(`${store.subnetsPrefix}10.66.9.0-24`, "Version", "==", 0)
       .then(
@@ -101,7 +95,7 @@ describe("PeerWatcher against a real etcd", () => {
   });
 
   it("skips malformed keys and values with a warning and keeps going", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     await store.put(`${store.subnetsPrefix}garbage`, value("192.168.77.5"));
     await store.put(`${store.subnetsPrefix}10.66.5.0-24`, "{not json");
     const { watcher, seen, until } = recordingWatcher(store);
@@ -114,7 +108,7 @@ describe("PeerWatcher against a real etcd", () => {
   });
 
   it("tells the daemon when the own key is deleted or taken over, and never treats our PublicIP as a peer", async () => {
-    const store = etcd.newStore();
+    const store = fixture().newStore();
     const own = `${store.subnetsPrefix}10.66.1.0-24`;
     await store.put(own, value("192.168.77.1"));
     // A reservation of ours in another range: ours, not a peer.
@@ -138,9 +132,9 @@ describe("PeerWatcher against a real etcd", () => {
   });
 
   it("re-lists after compaction and reports attrs that changed meanwhile", async () => {
-    const proxy = await TcpProxy.start(etcd.server.options.clientPort);
+    const proxy = await TcpProxy.start(fixture().server.options.clientPort);
     const prefix = `/weft-test-compact/network`;
-    const writer = etcd.newStore(prefix);
+    const writer = fixture().newStore(prefix);
     const store = new EtcdStore({ endpoints: [proxy.endpoint], prefix, callTimeoutMs: 2000 });
     try {
       await writer.put(`${writer.subnetsPrefix}10.66.20.0-24`, value("192.168.77.20"));
@@ -156,7 +150,7 @@ describe("PeerWatcher against a real etcd", () => {
       await writer.delete(`${writer.subnetsPrefix}10.66.20.0-24`);
       await writer.put(`${writer.subnetsPrefix}10.66.22.0-24`, value("192.168.77.22"));
       const { Etcd3 } = await import("etcd3");
-      const client = new Etcd3({ hosts: etcd.server.endpoint });
+      const client = new Etcd3({ hosts: fixture().server.endpoint });
       const head = await client.get("x").exec();
       await client.kv.compact({ revision: head.header.revision, physical: true });
       client.close();

@@ -3,26 +3,20 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { EtcdStore } from "../../src/store/etcd-store.js";
-import { startEtcd, type EtcdFixture } from "../support/etcd.js";
+import { useEtcd } from "../support/etcd.js";
 
 const exec = promisify(execFile);
 
-let etcd: EtcdFixture;
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
+const fixture = useEtcd();
 
 describe("EtcdStore", () => {
   it("notices a frozen etcd within seconds and names the endpoint and key", async () => {
-    const store = new EtcdStore({ endpoints: [etcd.server.endpoint], prefix: "/frozen/network", callTimeoutMs: 1500 });
+    const store = new EtcdStore({ endpoints: [fixture().server.endpoint], prefix: "/frozen/network", callTimeoutMs: 1500 });
     await store.put("/frozen/network/config", "{}");
-    process.kill(etcd.server.pid!, "SIGSTOP");
+    process.kill(fixture().server.pid!, "SIGSTOP");
     try {
       const started = Date.now();
       const error = await store.get("/frozen/network/config").then(
@@ -30,9 +24,9 @@ describe("EtcdStore", () => {
         (failure: Error) => failure,
       );
       expect(Date.now() - started).toBeLessThan(6000);
-      expect(error?.message).toContain(`etcd ${etcd.server.endpoint}: get /frozen/network/config:`);
+      expect(error?.message).toContain(`etcd ${fixture().server.endpoint}: get /frozen/network/config:`);
     } finally {
-      process.kill(etcd.server.pid!, "SIGCONT");
+      process.kill(fixture().server.pid!, "SIGCONT");
       store.close();
     }
   });

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll } from "vitest";
 import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { EtcdStore } from "../../src/store/etcd-store.js";
 
@@ -24,5 +25,20 @@ export async function startEtcd(): Promise<EtcdFixture> {
       for (const store of stores) store.close();
       await server.stop();
     },
+  };
+}
+
+/** One etcd for the whole test file: started before its tests, stopped after them. */
+export function useEtcd(): () => EtcdFixture {
+  let fixture: EtcdFixture | undefined;
+  beforeAll(async () => {
+    fixture = await startEtcd();
+  });
+  afterAll(async () => {
+    await fixture?.stop();
+  });
+  return () => {
+    if (!fixture) throw new Error("useEtcd(): etcd is not started yet (use it inside tests, not at import time)");
+    return fixture;
   };
 }
