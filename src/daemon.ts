@@ -1,5 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import type { Logger } from "pino";
+import { sleep } from "./async/sleep.js";
 import type { Backend, BackendFactory } from "./backend/backend.js";
 import { findBackend } from "./backend/registry.js";
 import type { DaemonOptions } from "./config/daemon-options.js";
@@ -17,6 +18,7 @@ import type { Ipv4Subnet } from "./net/ipv4.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
 import { EtcdStore } from "./store/etcd-store.js";
+import { errorMessage } from "./errors/error-message.js";
 
 const CONFIG_RETRY_MS = 1000;
 const RETRY_MAX_MS = 30_000;
@@ -216,7 +218,7 @@ export class Daemon {
         }
       } catch (error) {
         // Say it when the problem changes (someone edited the config), and every 30 s otherwise.
-        const problem = (error as Error).message;
+        const problem = errorMessage(error);
         if (problem !== lastProblem || attempt % 30 === 0) {
           this.logger.error({ key: store.configKey }, `cannot use the network config: ${problem}; retrying`);
         }
@@ -231,7 +233,7 @@ export class Daemon {
       const env = await readSubnetEnv(this.options.subnetFile);
       return env ? previousSubnet(env) : undefined;
     } catch (error) {
-      this.logger.warn(`ignoring the previous subnet file: ${(error as Error).message}`);
+      this.logger.warn(`ignoring the previous subnet file: ${errorMessage(error)}`);
       return undefined;
     }
   }
@@ -265,7 +267,7 @@ export class Daemon {
         this.metrics.leaseAcquisitions.inc({ result: full ? "out-of-subnets" : "error" });
         if (full) this.metrics.freeSubnets.set(0);
         else this.metrics.etcdErrors.inc();
-        this.logger.error({ retryInMs: delayMs }, `cannot lease a subnet: ${(error as Error).message}`);
+        this.logger.error({ retryInMs: delayMs }, `cannot lease a subnet: ${errorMessage(error)}`);
         await sleep(delayMs);
         delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
       }
@@ -354,7 +356,7 @@ export class Daemon {
       const report = await this.backend!.reconcile({ dryRun: false });
       if (report.changes.length > 0) this.logger.warn({ changes: report.changes }, "repaired kernel state");
     } catch (error) {
-      this.logger.error(`reconciling kernel state failed: ${(error as Error).message}`);
+      this.logger.error(`reconciling kernel state failed: ${errorMessage(error)}`);
     }
   }
 
@@ -366,14 +368,10 @@ export class Daemon {
       try {
         return await work();
       } catch (error) {
-        this.logger.error({ retryInMs: delayMs }, `${what} failed: ${(error as Error).message}`);
+        this.logger.error({ retryInMs: delayMs }, `${what} failed: ${errorMessage(error)}`);
         await sleep(delayMs);
         delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
       }
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

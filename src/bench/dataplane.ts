@@ -20,8 +20,10 @@ import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../lab/lab.js";
 import { uniquePrefix } from "../lab/netns.js";
-import { sleep, spawnDetachedInNamespace, terminatePids } from "../lab/process.js";
+import { sleep } from "../async/sleep.js";
+import { spawnDetachedInNamespace, terminatePids } from "../lab/process.js";
 import { cpuJiffies, iperf, median, pingRtt, processTicks, rssMiB } from "./measure.js";
+import { errorMessage } from "../errors/error-message.js";
 
 interface PathSpec {
   id: string;
@@ -164,7 +166,7 @@ async function measurePath(path: PathSpec, settings: Settings, log: (line: strin
     result.rssMiB = Math.max(...(await Promise.all(daemons.map(rssMiB))));
     result.load = [loadBefore, os.loadavg()[0] ?? 0];
   } catch (error) {
-    result.error = (error as Error).message.split("\n")[0];
+    result.error = errorMessage(error).split("\n")[0];
     log(`${path.label}: FAILED: ${result.error}`);
   } finally {
     if (server !== undefined) await terminatePids([server], 1000);
@@ -228,6 +230,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`bench:dataplane: ${(error as Error).message}\n`);
+  process.stderr.write(`bench:dataplane: ${errorMessage(error)}\n`);
   process.exitCode = 1;
 });

@@ -3,6 +3,7 @@ import type { Argv, CommandModule } from "yargs";
 import { findBackend } from "../backend/registry.js";
 import { parseNetworkConfig, type NetworkConfig } from "../config/network-config.js";
 import { defineStoreOptions, withStore, type StoreArgs } from "./store-flags.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /** `weft config get|set`: the network config at <prefix>/config, validated before it is written. */
 interface ConfigSetArgs extends StoreArgs {
@@ -27,7 +28,7 @@ async function readConfigArgument(argument: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (error) {
-    throw new Error(`cannot read the config file ${path}: ${(error as Error).message}`);
+    throw new Error(`cannot read the config file ${path}: ${errorMessage(error)}`);
   }
 }
 
@@ -48,7 +49,7 @@ const getCommand: CommandModule<object, StoreArgs> = {
       try {
         validateNetworkConfigText(stored.value);
       } catch (error) {
-        process.stderr.write(`weft: warning: the stored config is not valid: ${(error as Error).message}\n`);
+        process.stderr.write(`weft: warning: the stored config is not valid: ${errorMessage(error)}\n`);
         process.exitCode = 3;
       }
     });

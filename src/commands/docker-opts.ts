@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from "yargs";
 import { DOCKER_OPTS_DEFAULTS, writeDockerOpts, type DockerOptsOptions } from "../host/docker-opts.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * `weft docker-opts`: flannel's mk-docker-opts.sh, same flags, same output (spec §3.2).
@@ -112,7 +113,7 @@ export const dockerOptsCommand: CommandModule<object, DockerOptsArgs> = {
       result = await writeDockerOpts(options, process.env);
     } catch (error) {
       // Reported here so the message is not buried under yargs' usage text.
-      process.stderr.write(`weft docker-opts: ${(error as Error).message}\n`);
+      process.stderr.write(`weft docker-opts: ${errorMessage(error)}\n`);
       process.exitCode = 1;
       return;
     }

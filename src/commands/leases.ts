@@ -1,11 +1,12 @@
 import type { CommandModule } from "yargs";
-import { isJsonObject, readField } from "../config/json-fields.js";
+import { isJsonObject, readField } from "../codec/json-fields.js";
 import { formatDuration } from "../observe/format-duration.js";
 import { formatTable } from "../observe/text-table.js";
 import { decodeLease } from "../lease/stored-lease.js";
 import type { Lease } from "../lease/types.js";
 import type { EtcdStore } from "../store/etcd-store.js";
 import { defineStoreOptions, withStore, type StoreArgs } from "./store-flags.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /** `weft leases`: the cluster's subnet leases as a table, or --json. */
 interface LeasesArgs extends StoreArgs {
@@ -33,7 +34,7 @@ export async function readLeaseRows(store: EtcdStore): Promise<LeaseRow[]> {
       try {
         lease = decodeLease(stored);
       } catch (error) {
-        return { subnet: "?", publicIP: "?", backendType: "?", vtepMAC: null, expiresInSeconds: null, reservation: false, key: stored.key, error: (error as Error).message };
+        return { subnet: "?", publicIP: "?", backendType: "?", vtepMAC: null, expiresInSeconds: null, reservation: false, key: stored.key, error: errorMessage(error) };
       }
       const ttl = lease.etcdLeaseId ? await store.timeToLive(lease.etcdLeaseId) : undefined;
       const data = lease.attrs.backendData;

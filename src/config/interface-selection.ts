@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { tryParseIpv4 } from "../net/ipv4.js";
 import type { ExternalInterface } from "./external-interface.js";
+import { errorMessage } from "../errors/error-message.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -146,7 +147,7 @@ async function byRoute(interfaces: Ipv4InterfaceInfo[], target: string, netns: s
   try {
     output = await ipJson(["route", "get", target], netns);
   } catch (error) {
-    throw new Error(`--iface-can-reach=${target}: no route to it: ${(error as Error).message}`);
+    throw new Error(`--iface-can-reach=${target}: no route to it: ${errorMessage(error)}`);
   }
   const routes = asArray(output, `ip route get ${target}`);
   const route = routes[0];
@@ -196,7 +197,7 @@ function compileRegex(pattern: string): { pattern: string; regex: RegExp } {
   try {
     return { pattern, regex: new RegExp(pattern) };
   } catch (error) {
-    throw new Error(`--iface-regex: "${pattern}" is not a valid regular expression: ${(error as Error).message}`);
+    throw new Error(`--iface-regex: "${pattern}" is not a valid regular expression: ${errorMessage(error)}`);
   }
 }
 
@@ -243,7 +244,7 @@ async function ipJson(args: string[], netns: string | undefined): Promise<unknow
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr?.trim();
     throw new Error(
-      `interface selection: \`ip ${fullArgs.join(" ")}\` failed: ${stderr || (error as Error).message}` +
+      `interface selection: \`ip ${fullArgs.join(" ")}\` failed: ${stderr || errorMessage(error)}` +
         ` (is iproute2 installed${netns ? ` and does netns ${netns} exist` : ""}?)`,
     );
   }

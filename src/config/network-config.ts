@@ -1,6 +1,7 @@
 import { IPv6CidrRange, Validator } from "ip-num";
 import { Ipv4Subnet, formatIpv4, parseIpv4, type Ipv4Number } from "../net/ipv4.js";
-import { isJsonObject, readBoolean, readField, readInteger, readString, type JsonObject } from "./json-fields.js";
+import { isJsonObject, readBoolean, readField, readInteger, readString, type JsonObject } from "../codec/json-fields.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /** The cluster network, from `<prefix>/config` (spec §1.2), validated and with defaults applied. */
 export interface NetworkConfig {
@@ -39,7 +40,7 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new Error(`network config is not valid JSON: ${(error as Error).message}`);
+    throw new Error(`network config is not valid JSON: ${errorMessage(error)}`);
   }
   if (!isJsonObject(raw)) throw new Error("network config must be a JSON object");
   return networkConfigFromJson(raw);

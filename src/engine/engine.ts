@@ -1,5 +1,5 @@
 import { formatIpv4, parseIpv4, type Ipv4Subnet } from "../net/ipv4.js";
-import { normalizeMac } from "../kernel/objects.js";
+import { normalizeMac } from "../net/mac.js";
 import { shapeCounters, type EngineCounters } from "./counters.js";
 import { loadNativeAddon, type NativeAddon, type NativeFeatures, type NativeHandle } from "./native-addon.js";
 

@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * The compiled addon (native/, built by `npm run build:native`) and the exact shape of what it
@@ -64,7 +65,7 @@ export function loadNativeAddon(): NativeAddon {
     loaded = require(ADDON_PATH) as NativeAddon;
   } catch (error) {
     throw new Error(
-      `cannot load the weft forwarding engine ${ADDON_PATH}: ${(error as Error).message} ` +
+      `cannot load the weft forwarding engine ${ADDON_PATH}: ${errorMessage(error)} ` +
         "(build it with `npm run build:native`; needs gcc, make and python3)",
     );
   }

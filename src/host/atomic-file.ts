@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * Replaces `path` so a reader (docker, systemd) never sees it half-written: a temp file in the
@@ -13,7 +14,7 @@ export async function writeFileAtomic(path: string, text: string, what: string):
   try {
     await mkdir(dir, { recursive: true, mode: 0o755 });
   } catch (error) {
-    throw new Error(`${what} ${path}: cannot create directory ${dir}: ${(error as Error).message}`);
+    throw new Error(`${what} ${path}: cannot create directory ${dir}: ${errorMessage(error)}`);
   }
   const temp = join(dir, `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`);
   try {
@@ -29,7 +30,7 @@ export async function writeFileAtomic(path: string, text: string, what: string):
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
-    throw new Error(`${what} ${path}: write failed: ${(error as Error).message}; check that ${dir} is writable`);
+    throw new Error(`${what} ${path}: write failed: ${errorMessage(error)}; check that ${dir} is writable`);
   }
   await syncDirectory(dir);
 }

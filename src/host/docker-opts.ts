@@ -3,6 +3,7 @@ import { promisify } from "node:util";
 import { formatIpv4 } from "../net/ipv4.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { parseSubnetEnv, previousSubnet, readSubnetEnv, type SubnetEnv } from "./subnet-env.js";
+import { errorMessage } from "../errors/error-message.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -103,7 +104,7 @@ export async function conflictingRoutes(env: SubnetEnv, netns?: string): Promise
     ({ stdout } = await execFileAsync("ip", args, { timeout: 10_000 }));
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr?.trim();
-    throw new Error(`docker-opts: \`ip ${args.join(" ")}\` failed: ${stderr || (error as Error).message}`);
+    throw new Error(`docker-opts: \`ip ${args.join(" ")}\` failed: ${stderr || errorMessage(error)}`);
   }
   const destination = subnet.toString();
   return stdout

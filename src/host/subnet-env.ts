@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Ipv4Subnet, formatIpv4, tryParseIpv4, type Ipv4Number } from "../net/ipv4.js";
 import { writeFileAtomic } from "./atomic-file.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * The subnet file (spec §3.1, default /run/flannel/subnet.env): what Docker and systemd units
@@ -138,7 +139,7 @@ export async function readSubnetEnv(path: string): Promise<SubnetEnv | undefined
     text = await readFile(path, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new Error(`subnet file ${path}: cannot read: ${(error as Error).message}`);
+    throw new Error(`subnet file ${path}: cannot read: ${errorMessage(error)}`);
   }
   return parseSubnetEnv(text, path);
 }

@@ -3,6 +3,7 @@ import { Ipv4Subnet } from "../net/ipv4.js";
 import { BatchProcess, type BatchTool } from "./batch-process.js";
 import { addLine, isAlreadyGone, removeLine, type FdbObject, type NeighbourObject, type RouteObject, type BatchLine } from "./objects.js";
 import { describeChange, type KernelChange } from "./plan.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * The kernel of one network namespace as weft sees it: changes go through two long-lived batch
@@ -123,7 +124,7 @@ export class Kernel {
           results = await this.batches[tool].run(entries.map((entry) => entry.line));
         } catch (error) {
           // The process died mid-batch: which lines ran is unknown, so all count as failed (retryable).
-          results = entries.map((entry) => ({ command: entry.line, error: (error as Error).message }));
+          results = entries.map((entry) => ({ command: entry.line, error: errorMessage(error) }));
         }
         results.forEach((result, index) => {
           const entry = entries[index];

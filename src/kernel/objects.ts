@@ -1,4 +1,5 @@
 import { Ipv4Subnet, formatIpv4, tryParseIpv4 } from "../net/ipv4.js";
+import { normalizeMac } from "../net/mac.js";
 import type { BatchTool } from "./batch-process.js";
 
 /**
@@ -38,15 +39,7 @@ export interface BatchLine {
   line: string;
 }
 
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const DEVICE = /^[A-Za-z0-9_.@-]{1,15}$/;
-
-/** Lower-case colon form; throws naming `what` when `text` is not a MAC address. */
-export function normalizeMac(text: string, what = "MAC address"): string {
-  const mac = text.trim().toLowerCase();
-  if (!MAC.test(mac)) throw new Error(`${what}: "${text}" is not a MAC address (expected six hex pairs such as 6a:96:90:47:79:a6)`);
-  return mac;
-}
 
 export function assertDeviceName(name: string, what = "interface"): void {
   if (!DEVICE.test(name)) {

@@ -6,7 +6,7 @@ import { describeObject, type KernelObject } from "./objects.js";
 import { PeerSet, type Refusal } from "./peer-set.js";
 import { describeChange, planChanges, type KernelChange } from "./plan.js";
 import { programmingMetrics, type ProgrammingMetrics } from "./programming-metrics.js";
-import { SerialQueue } from "./serial-queue.js";
+import { SerialQueue } from "../async/serial-queue.js";
 
 /**
  * What the kernel backends (vxlan, host-gw) share: peer leases in, kernel objects out.

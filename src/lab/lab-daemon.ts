@@ -5,7 +5,9 @@ import { readSubnetEnv, type SubnetEnv } from "../host/subnet-env.js";
 import { formatIpv4 } from "../net/ipv4.js";
 import type { LabHostState, LabState } from "./lab-state.js";
 import { execInNamespace } from "./netns.js";
-import { isAlive, run, sleep, spawnDetachedInNamespace, terminatePids } from "./process.js";
+import { sleep } from "../async/sleep.js";
+import { isAlive, run, spawnDetachedInNamespace, terminatePids } from "./process.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * Starting, probing and stopping the weft daemon of one lab host. The daemon runs detached
@@ -89,7 +91,7 @@ export async function waitDaemonReady(host: LabHostState, timeoutMs = 30_000): P
     try {
       env = env?.subnetAddress && env.mtu !== undefined ? env : await readSubnetEnv(host.subnetFile);
     } catch (error) {
-      lastError = (error as Error).message; // A half-read file during the daemon's write; try again.
+      lastError = errorMessage(error); // A half-read file during the daemon's write; try again.
     }
     if (env?.subnetAddress && env.mtu !== undefined && (await probeReadyz(host))) return env;
     await sleep(50);

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * The lab state file (`<labDir>/state.json`): everything a later `weft lab …` command needs
@@ -81,13 +82,13 @@ export async function readLabState(labDir: string): Promise<LabState | undefined
     text = await readFile(path, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new Error(`lab state ${path}: cannot read: ${(error as Error).message}`);
+    throw new Error(`lab state ${path}: cannot read: ${errorMessage(error)}`);
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new Error(`lab state ${path}: not valid JSON (${(error as Error).message}); run \`weft lab down --name <name>\` to clean up by name`);
+    throw new Error(`lab state ${path}: not valid JSON (${errorMessage(error)}); run \`weft lab down --name <name>\` to clean up by name`);
   }
   if (typeof parsed !== "object" || parsed === null || (parsed as { version?: unknown }).version !== 1) {
     throw new Error(`lab state ${path}: unknown format (expected version 1); run \`weft lab down\` to clean up by name`);

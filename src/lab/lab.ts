@@ -8,6 +8,7 @@ import { defaultLabDir, readLabState, writeLabState, type LabContainerState, typ
 import { execInNamespace, killNamespaceProcesses, listNamespaces } from "./netns.js";
 import { run, terminatePids, type RunOptions, type RunResult } from "./process.js";
 import { ETCD_CLIENT_PORT, allNamespaces, assertNamespacesFree, attachContainers, buildUnderlay, hostOf, labNamespacePattern, planTopology } from "./topology.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * The lab as a program: `buildLab()` for tests and `weft lab up`, `openLab()` for the later
@@ -286,7 +287,7 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
   } catch (error) {
     if (options.keepOnFailure) {
       await lab.save().catch(() => undefined);
-      throw new Error(`${(error as Error).message}\n(lab "${name}" left in place for inspection in ${labDir}; remove it with \`weft lab down --name ${name}\`)`);
+      throw new Error(`${errorMessage(error)}\n(lab "${name}" left in place for inspection in ${labDir}; remove it with \`weft lab down --name ${name}\`)`);
     }
     await teardownLab({ name, labDir }).catch(() => undefined);
     throw error;

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { sleep } from "../async/sleep.js";
 import { closeSync, openSync, readFileSync } from "node:fs";
 
 /**
@@ -114,10 +115,6 @@ function signal(pid: number, name: NodeJS.Signals): void {
   } catch {
     // Already gone between the check and the signal.
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

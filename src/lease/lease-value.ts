@@ -1,4 +1,4 @@
-import { isJsonObject, readField } from "../config/json-fields.js";
+import { isJsonObject, readField } from "../codec/json-fields.js";
 import { tryParseIpv4 } from "../net/ipv4.js";
 import type { LeaseAttrs } from "./types.js";
 

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { formatDuration } from "../observe/format-duration.js";
 import type { EtcdStore } from "../store/etcd-store.js";
 import type { Lease } from "./types.js";
+import { errorMessage } from "../errors/error-message.js";
 
 export interface LeaseKeeperOptions {
   store: EtcdStore;
@@ -91,7 +92,7 @@ export class LeaseKeeper {
       const backoff = Math.min(this.options.retryMs ?? DEFAULT_RETRY_MS, 5000 * 2 ** (this.failures - 1));
       const left = lease.expiresAt ? lease.expiresAt.getTime() - Date.now() : Infinity;
       const retryMs = left > 2000 ? Math.max(1000, Math.min(backoff, left / 2)) : backoff;
-      logger.error({ subnet: lease.subnet.toString(), retryInMs: Math.round(retryMs) }, `renewing the lease failed: ${(error as Error).message}`);
+      logger.error({ subnet: lease.subnet.toString(), retryInMs: Math.round(retryMs) }, `renewing the lease failed: ${errorMessage(error)}`);
       this.schedule(retryMs);
     }
   }

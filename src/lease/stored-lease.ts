@@ -3,6 +3,7 @@ import type { StoredKey } from "../store/etcd-store.js";
 import { parseLeaseValue } from "./lease-value.js";
 import { parseSubnetKey } from "./subnet-key.js";
 import type { Lease } from "./types.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /** A stored subnet key as a Lease; throws naming the key when the key or value is malformed. */
 export function decodeLease(stored: StoredKey): Lease {
@@ -12,7 +13,7 @@ export function decodeLease(stored: StoredKey): Lease {
   try {
     attrs = parseLeaseValue(stored.value);
   } catch (error) {
-    throw new Error(`${stored.key}: ${(error as Error).message}`);
+    throw new Error(`${stored.key}: ${errorMessage(error)}`);
   }
   const reservation = stored.leaseId === "0";
   return {
@@ -32,7 +33,7 @@ export function decodeLeases(keys: readonly StoredKey[], logger: Logger): Lease[
     try {
       leases.push(decodeLease(stored));
     } catch (error) {
-      logger.warn({ key: stored.key }, `skipping malformed lease: ${(error as Error).message}`);
+      logger.warn({ key: stored.key }, `skipping malformed lease: ${errorMessage(error)}`);
     }
   }
   return leases;

@@ -3,6 +3,7 @@ import type { EtcdStore, WatchEvent } from "../store/etcd-store.js";
 import { sameAttrs } from "./lease-value.js";
 import { decodeLease, decodeLeases } from "./stored-lease.js";
 import type { Lease, PeerEvent } from "./types.js";
+import { errorMessage } from "../errors/error-message.js";
 
 export interface PeerWatcherOptions {
   store: EtcdStore;
@@ -146,7 +147,7 @@ export class PeerWatcher {
       try {
         lease = decodeLease(event);
       } catch (error) {
-        logger.warn({ key: event.key }, `skipping malformed lease: ${(error as Error).message}`);
+        logger.warn({ key: event.key }, `skipping malformed lease: ${errorMessage(error)}`);
         continue;
       }
       if (this.isOurs(lease)) {

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import type { Logger } from "./logger.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * The daemon's one HTTP server (flanneld's --healthz-ip/--healthz-port, spec §9):
@@ -47,7 +48,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     });
     handle(options, request, response).catch((error: unknown) => {
       logger.error({ err: error, url: request.url }, "HTTP request failed");
-      if (!response.headersSent) reply(response, 500, `internal error: ${(error as Error).message}\n`);
+      if (!response.headersSent) reply(response, 500, `internal error: ${errorMessage(error)}\n`);
       else response.destroy();
     });
   });
@@ -120,7 +121,7 @@ const ROUTES: Readonly<Record<string, Route>> = {
     try {
       readiness = options.readiness();
     } catch (error) {
-      readiness = { ready: false, checks: { readiness: `check failed: ${(error as Error).message}` } };
+      readiness = { ready: false, checks: { readiness: `check failed: ${errorMessage(error)}` } };
     }
     const status = readiness.ready ? 200 : 503;
     if (url.searchParams.get("format") === "json") {

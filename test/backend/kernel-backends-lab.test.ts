@@ -19,7 +19,8 @@ import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
-import { run, sleep } from "../../src/lab/process.js";
+import { sleep } from "../../src/async/sleep.js";
+import { run } from "../../src/lab/process.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 
 async function until(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<number> {

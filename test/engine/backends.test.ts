@@ -15,7 +15,7 @@ import {
   createUserspaceVxlanBackend, validateUserspaceVxlanOptions,
 } from "../../src/backend/vxlan-userspace/vxlan-userspace-backend.js";
 import { networkConfigFromJson } from "../../src/config/network-config.js";
-import { EngineBackend } from "../../src/engine/engine-backend.js";
+import { EngineBackend } from "../../src/backend/userspace/engine-backend.js";
 import { run } from "../../src/lab/process.js";
 import type { Lease, LeaseAttrs } from "../../src/lease/types.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";

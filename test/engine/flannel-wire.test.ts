@@ -17,7 +17,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
-import { addressTun } from "../../src/engine/tun-routing.js";
+import { addressTun } from "../../src/kernel/tun-routing.js";
 import { terminatePids } from "../../src/lab/process.js";
 import { NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, ping, type TwoHosts } from "./two-hosts.js";
 

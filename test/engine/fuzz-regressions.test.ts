@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
-import { addressTun } from "../../src/engine/tun-routing.js";
+import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace } from "../../src/lab/netns.js";
-import { sleep } from "../../src/lab/process.js";
+import { sleep } from "../../src/async/sleep.js";
 import { NETWORK, SUBNET_A, SUBNET_B, TUN_A, UNDERLAY_A, UNDERLAY_B, createTwoHosts, type TwoHosts } from "./two-hosts.js";
 
 const FROM_B = "10.70.2.5"; // in SUBNET_B, B's subnet

@@ -9,9 +9,9 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
-import { addressTun } from "../../src/engine/tun-routing.js";
+import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace } from "../../src/lab/netns.js";
-import { sleep } from "../../src/lab/process.js";
+import { sleep } from "../../src/async/sleep.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 import {
   NETWORK, STRANGER, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,

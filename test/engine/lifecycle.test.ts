@@ -9,9 +9,10 @@
 import { readdirSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine } from "../../src/engine/engine.js";
-import { addressTun } from "../../src/engine/tun-routing.js";
+import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace } from "../../src/lab/netns.js";
-import { run, sleep, spawnDetachedInNamespace, terminatePids } from "../../src/lab/process.js";
+import { sleep } from "../../src/async/sleep.js";
+import { run, spawnDetachedInNamespace, terminatePids } from "../../src/lab/process.js";
 import { NETWORK, SUBNET_A, SUBNET_B, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, type TwoHosts } from "./two-hosts.js";
 
 let hosts: TwoHosts;

@@ -16,7 +16,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
-import { run, sleep } from "../../src/lab/process.js";
+import { sleep } from "../../src/async/sleep.js";
+import { run } from "../../src/lab/process.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 
 describe("udp backend in a 3-host lab", () => {

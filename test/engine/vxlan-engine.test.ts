@@ -6,9 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
-import { addressTun } from "../../src/engine/tun-routing.js";
+import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace, ipBatch } from "../../src/lab/netns.js";
-import { spawnDetachedInNamespace, terminatePids, sleep } from "../../src/lab/process.js";
+import { sleep } from "../../src/async/sleep.js";
+import { spawnDetachedInNamespace, terminatePids } from "../../src/lab/process.js";
 import {
   NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
   createTwoHosts, ping, type TwoHosts,

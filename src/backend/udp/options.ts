@@ -1,6 +1,6 @@
-import { readInteger, readString, type JsonObject } from "../../config/json-fields.js";
+import { readInteger, readString, type JsonObject } from "../../codec/json-fields.js";
 import { assertDeviceName } from "../../kernel/objects.js";
-import { parseQueueOptions, type QueueOptions } from "../../engine/queue-options.js";
+import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options.js";
 
 /** The udp Backend options (spec §1.3): `Port` (8285), plus weft's `TunName`, `Queues`, `QueueThreads`. */
 export interface UdpOptions extends QueueOptions {

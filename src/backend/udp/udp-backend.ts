@@ -1,5 +1,5 @@
 import type { Backend, BackendContext, BackendFactory } from "../backend.js";
-import { EngineBackend, type EnginePlacement } from "../../engine/engine-backend.js";
+import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
 import type { Lease } from "../../lease/types.js";
 import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
 

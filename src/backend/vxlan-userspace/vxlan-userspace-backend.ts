@@ -1,12 +1,13 @@
 import type { Backend, BackendContext } from "../backend.js";
-import { EngineBackend, type EnginePlacement } from "../../engine/engine-backend.js";
-import { readString, type JsonObject } from "../../config/json-fields.js";
+import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
+import { readString, type JsonObject } from "../../codec/json-fields.js";
 import { assertDeviceName } from "../../kernel/objects.js";
-import { parseQueueOptions, type QueueOptions } from "../../engine/queue-options.js";
+import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options.js";
 import type { Lease } from "../../lease/types.js";
 import { formatVxlanBackendData, parseVxlanBackendData } from "../vxlan/backend-data.js";
 import { VXLAN_OVERHEAD, parseVxlanOptions, type VxlanOptions } from "../vxlan/options.js";
 import { persistMac, randomVtepMac, readPersistedMac } from "../vxlan/vtep-mac.js";
+import { errorMessage } from "../../errors/error-message.js";
 
 /**
  * vxlan in userspace: `"Backend": {"Type": "vxlan", "Userspace": true}`. Same wire format and
@@ -49,7 +50,7 @@ export function vxlanPeerRoute(vni: number) {
       if (data.vni !== vni) return { refused: `VNI ${data.vni} differs from ours (${vni})` };
       return { subnet: lease.subnet, publicIP: lease.attrs.publicIP, vtepMac: data.vtepMAC };
     } catch (error) {
-      return { refused: (error as Error).message };
+      return { refused: errorMessage(error) };
     }
   };
 }

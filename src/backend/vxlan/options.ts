@@ -1,4 +1,4 @@
-import { readBoolean, readInteger, type JsonObject } from "../../config/json-fields.js";
+import { readBoolean, readInteger, type JsonObject } from "../../codec/json-fields.js";
 
 /** The vxlan Backend options of the network config (spec §1.3), defaults applied. */
 export interface VxlanOptions {

@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../host/atomic-file.js";
-import { normalizeMac } from "../../kernel/objects.js";
+import { normalizeMac } from "../../net/mac.js";
+import { errorMessage } from "../../errors/error-message.js";
 
 /**
  * The VTEP MAC must survive restarts and device re-creation: peers learn it only through our
@@ -27,7 +28,7 @@ export async function readPersistedMac(stateDir: string, deviceName: string): Pr
     text = await readFile(path, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new Error(`cannot read the saved VTEP MAC ${path}: ${(error as Error).message}`);
+    throw new Error(`cannot read the saved VTEP MAC ${path}: ${errorMessage(error)}`);
   }
   return normalizeMac(text, `${path} (delete it to get a new MAC)`);
 }

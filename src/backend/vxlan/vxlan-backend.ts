@@ -12,6 +12,7 @@ import { formatVxlanBackendData, parseVxlanBackendData, type VxlanBackendData } 
 import { ensureVxlanAddress, ensureVxlanDevice, type VxlanDeviceSpec } from "./device.js";
 import { VXLAN_OVERHEAD, parseVxlanOptions, vxlanDeviceName, type VxlanOptions } from "./options.js";
 import { createUserspaceVxlanBackend, validateUserspaceVxlanOptions } from "../vxlan-userspace/vxlan-userspace-backend.js";
+import { errorMessage } from "../../errors/error-message.js";
 
 /**
  * The kernel vxlan backend, flannel.<VNI> as flannel programs it (spec §6):
@@ -155,7 +156,7 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
     try {
       data = parseVxlanBackendData(lease.attrs.backendData, lease.key);
     } catch (error) {
-      return { refused: `unusable vxlan BackendData: ${(error as Error).message}`, level: "warn" };
+      return { refused: `unusable vxlan BackendData: ${errorMessage(error)}`, level: "warn" };
     }
     const direct = this.options.directRouting && onLinkDevice(lease.attrs.publicIP, routes, this.context.network.network) !== undefined;
     return { lease, data, direct };

@@ -1,12 +1,12 @@
-import type { Backend, BackendContext, BackendRegistration, ReconcileReport } from "../backend/backend.js";
-import type { LeaseSetLoader } from "../backend/lease-set-loader.js";
-import { programmingMetrics, type ProgrammingMetrics } from "../kernel/programming-metrics.js";
-import { SerialQueue } from "../kernel/serial-queue.js";
-import { formatIpv4 } from "../net/ipv4.js";
-import type { Lease, PeerEvent } from "../lease/types.js";
-import { exportEngineCounters } from "./engine-metrics.js";
-import { openEngine, type Engine, type EngineOptions, type PeerRoute } from "./engine.js";
-import { addressTun, readTunRouting } from "./tun-routing.js";
+import type { Backend, BackendContext, BackendRegistration, ReconcileReport } from "../backend.js";
+import type { LeaseSetLoader } from "../lease-set-loader.js";
+import { programmingMetrics, type ProgrammingMetrics } from "../../kernel/programming-metrics.js";
+import { SerialQueue } from "../../async/serial-queue.js";
+import { formatIpv4 } from "../../net/ipv4.js";
+import type { Lease, PeerEvent } from "../../lease/types.js";
+import { exportEngineCounters } from "../../engine/engine-metrics.js";
+import { openEngine, type Engine, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
+import { addressTun, readTunRouting } from "../../kernel/tun-routing.js";
 
 /**
  * A backend whose data path is the userspace engine (udp, userspace vxlan). The TUN device

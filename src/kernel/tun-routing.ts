@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import type { Ipv4Subnet } from "../net/ipv4.js";
+import { errorMessage } from "../errors/error-message.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -29,7 +30,7 @@ async function ip(netns: string | undefined, args: string[], device: string): Pr
     await execFileAsync("ip", full, { timeout: 10_000 });
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr?.trim();
-    throw new Error(`\`ip ${full.join(" ")}\` failed for TUN device ${device}: ${stderr || (error as Error).message}`);
+    throw new Error(`\`ip ${full.join(" ")}\` failed for TUN device ${device}: ${stderr || errorMessage(error)}`);
   }
 }
 

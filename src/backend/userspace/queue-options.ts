@@ -1,5 +1,5 @@
-import { readInteger, type JsonObject } from "../config/json-fields.js";
-import { MAX_ENGINE_QUEUES, type EngineOptions } from "./engine.js";
+import { readInteger, type JsonObject } from "../../codec/json-fields.js";
+import { MAX_ENGINE_QUEUES, type EngineOptions } from "../../engine/engine.js";
 
 /**
  * The engine's queue options, shared by every backend on the engine (udp, userspace vxlan):
