@@ -21,7 +21,8 @@ import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../lab/lab.js";
 import { uniquePrefix } from "../lab/netns.js";
 import { sleep } from "../async/sleep.js";
-import { spawnDetachedInNamespace, terminatePids } from "../lab/process.js";
+import { spawnDetachedInNamespace } from "../process/detached.js";
+import { terminatePids } from "../process/pids.js";
 import { cpuJiffies, iperf, median, pingRtt, processTicks, rssMiB } from "./measure.js";
 import { errorMessage } from "../errors/error-message.js";
 

@@ -6,7 +6,9 @@ import { formatIpv4 } from "../net/ipv4.js";
 import type { LabHostState, LabState } from "./lab-state.js";
 import { execInNamespace } from "./netns.js";
 import { sleep } from "../async/sleep.js";
-import { isAlive, run, spawnDetachedInNamespace, terminatePids } from "./process.js";
+import { runCommand } from "../process/run-command.js";
+import { isAlive, terminatePids } from "../process/pids.js";
+import { spawnDetachedInNamespace } from "../process/detached.js";
 import { errorMessage } from "../errors/error-message.js";
 
 /**
@@ -62,7 +64,7 @@ let curlAvailable: boolean | undefined;
 /** Asks the daemon's /readyz from inside its namespace; true only for HTTP 2xx. */
 export async function probeReadyz(host: LabHostState): Promise<boolean> {
   const url = `http://127.0.0.1:${host.healthzPort}/readyz`;
-  if (curlAvailable === undefined) curlAvailable = (await run("curl", ["--version"], { allowFailure: true }).catch(() => undefined))?.exitCode === 0;
+  if (curlAvailable === undefined) curlAvailable = (await runCommand("curl", ["--version"], { allowFailure: true }).catch(() => undefined))?.exitCode === 0;
   if (curlAvailable) {
     const result = await execInNamespace(host.namespace, "curl", ["-sf", "-m", "1", "-o", "/dev/null", url], { allowFailure: true, timeoutMs: 5000 });
     return result.exitCode === 0;

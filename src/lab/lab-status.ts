@@ -2,7 +2,7 @@ import { formatTable } from "../observe/text-table.js";
 import { probeReadyz } from "./lab-daemon.js";
 import type { Lab } from "./lab.js";
 import { listNamespaces } from "./netns.js";
-import { isAlive } from "./process.js";
+import { isAlive } from "../process/pids.js";
 
 /**
  * What `weft lab up` and `weft lab status` print: the lab's underlay, etcd, hosts and

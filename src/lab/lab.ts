@@ -6,7 +6,8 @@ import { EtcdServer } from "./etcd-server.js";
 import { dockerBridgeFromEnv, startDaemon, stopDaemon, waitDaemonReady } from "./lab-daemon.js";
 import { defaultLabDir, readLabState, writeLabState, type LabContainerState, type LabHostState, type LabState } from "./lab-state.js";
 import { execInNamespace, killNamespaceProcesses, listNamespaces } from "./netns.js";
-import { run, terminatePids, type RunOptions, type RunResult } from "./process.js";
+import { runCommand, type CommandOptions, type CommandResult } from "../process/run-command.js";
+import { terminatePids } from "../process/pids.js";
 import { ETCD_CLIENT_PORT, allNamespaces, assertNamespacesFree, attachContainers, buildUnderlay, hostOf, labNamespacePattern, planTopology } from "./topology.js";
 import { errorMessage } from "../errors/error-message.js";
 
@@ -71,7 +72,7 @@ export class LabHost {
   get name(): string { return this.state.name; }
   get namespace(): string { return this.state.namespace; }
   get underlayAddress(): string { return this.state.underlayAddress; }
-  exec(command: string, args: readonly string[] = [], options?: RunOptions): Promise<RunResult> {
+  exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
     return execInNamespace(this.namespace, command, args, options);
   }
   containers(): LabContainer[] { return this.lab.containers.filter((container) => container.host === this.name); }
@@ -84,7 +85,7 @@ export class LabContainer {
   get namespace(): string { return this.state.namespace; }
   /** Address on eth0; undefined until the host's subnet is known. */
   get address(): string | undefined { return this.state.address; }
-  exec(command: string, args: readonly string[] = [], options?: RunOptions): Promise<RunResult> {
+  exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
     return execInNamespace(this.namespace, command, args, options);
   }
 }
@@ -136,12 +137,12 @@ export class Lab {
     );
   }
 
-  async exec(target: string, command: string, args: readonly string[] = [], options?: RunOptions): Promise<RunResult> {
+  async exec(target: string, command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
     return execInNamespace(this.namespaceOf(target), command, args, options);
   }
 
   /** etcdctl inside the etcd namespace, against the lab's etcd. */
-  etcdctl(args: readonly string[], options?: RunOptions): Promise<RunResult> {
+  etcdctl(args: readonly string[], options?: CommandOptions): Promise<CommandResult> {
     return execInNamespace(this.state.etcd.namespace, "etcdctl", [`--endpoints=${this.etcdEndpoint}`, ...args], options);
   }
 
@@ -345,7 +346,7 @@ export async function teardownLab(options: { name?: string; labDir?: string } = 
   await Promise.all(namespaces.map((namespace) => killNamespaceProcesses(namespace, 3000)));
   if (namespaces.length > 0) {
     // -force: keep deleting the rest if one is already gone.
-    await run("ip", ["-force", "-batch", "-"], { input: namespaces.map((namespace) => `netns delete ${namespace}\n`).join(""), allowFailure: true });
+    await runCommand("ip", ["-force", "-batch", "-"], { input: namespaces.map((namespace) => `netns delete ${namespace}\n`).join(""), allowFailure: true });
   }
   const remaining = (await listNamespaces()).filter((namespace) => namespaces.includes(namespace));
   if (remaining.length > 0) {

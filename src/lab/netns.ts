@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { CommandError, run, terminatePids, type RunOptions, type RunResult } from "./process.js";
+import { CommandFailedError } from "../process/command-errors.js";
+import { terminatePids } from "../process/pids.js";
+import { runCommand, type CommandOptions, type CommandResult } from "../process/run-command.js";
 
 /**
  * Linux network-namespace primitives for the lab and the tests: run a command inside a
@@ -13,17 +15,14 @@ import { CommandError, run, terminatePids, type RunOptions, type RunResult } fro
  * both ends placed directly into their namespaces (`ip link add ... netns A type veth peer ... netns B`).
  */
 
-/** Runs a command inside a network namespace (`ip netns exec`). */
+/** Runs a command inside a network namespace (`ip netns exec`); the runner's contract (src/process/run-command.ts). */
 export function execInNamespace(
   namespace: string,
   command: string,
   args: readonly string[],
-  options: RunOptions = {},
-): Promise<RunResult> {
-  return run("ip", ["netns", "exec", namespace, command, ...args], {
-    ...options,
-    hint: options.hint ?? `command ran in network namespace "${namespace}"`,
-  });
+  options: CommandOptions = {},
+): Promise<CommandResult> {
+  return runCommand(command, args, { ...options, netns: namespace });
 }
 
 /**
@@ -31,26 +30,18 @@ export function execInNamespace(
  * `namespace` undefined means the root namespace (only use it for commands that create
  * objects directly inside other namespaces).
  */
-export async function ipBatch(namespace: string | undefined, lines: readonly string[], options: RunOptions = {}): Promise<void> {
+export async function ipBatch(namespace: string | undefined, lines: readonly string[], options: CommandOptions = {}): Promise<void> {
   if (lines.length === 0) return;
   const args = namespace === undefined ? ["-batch", "-"] : ["-n", namespace, "-batch", "-"];
   try {
-    await run("ip", args, { ...options, input: lines.join("\n") + "\n" });
+    await runCommand("ip", args, { ...options, input: lines.join("\n") + "\n" });
   } catch (error) {
-    if (!(error instanceof CommandError)) throw error;
+    if (!(error instanceof CommandFailedError)) throw error;
     // ip -batch reports "Command failed -:<line>"; name the failing line so the user sees what broke.
     const lineNumber = /Command failed -:(\d+)/.exec(error.stderr)?.[1];
     const failed = lineNumber === undefined ? undefined : lines[Number(lineNumber) - 1];
     const where = namespace === undefined ? "root namespace" : `namespace "${namespace}"`;
-    throw new CommandError(
-      "ip",
-      args,
-      error.exitCode,
-      error.signal,
-      error.stdout,
-      error.stderr,
-      failed === undefined ? `batch in ${where}` : `failing line in ${where}: "ip ${failed}"`,
-    );
+    throw error.withHint(failed === undefined ? `batch in ${where}` : `failing line in ${where}: "ip ${failed}"`);
   }
 }
 
@@ -83,7 +74,7 @@ export function uniquePrefix(stem = "wt"): string {
 // ---- namespaces -----------------------------------------------------------------------------
 
 export async function listNamespaces(): Promise<string[]> {
-  const { stdout } = await run("ip", ["netns", "list"]);
+  const { stdout } = await runCommand("ip", ["netns", "list"]);
   // Lines look like "name (id: 3)" or just "name".
   return stdout
     .split("\n")
@@ -98,7 +89,7 @@ export async function namespaceExists(name: string): Promise<boolean> {
 /** Creates a namespace with loopback up. Fails if it already exists (a leftover: run the cleanup). */
 export async function createNamespace(name: string): Promise<void> {
   assertNamespaceName(name);
-  await run("ip", ["netns", "add", name], {
+  await runCommand("ip", ["netns", "add", name], {
     hint: `if "${name}" is left over from an earlier run, remove it with \`ip netns delete ${name}\` or \`weft lab down\``,
   });
   await ipBatch(name, ["link set lo up"]);
@@ -106,7 +97,7 @@ export async function createNamespace(name: string): Promise<void> {
 
 /** PIDs of processes whose network namespace is `name` (`ip netns pids`). */
 export async function namespacePids(name: string): Promise<number[]> {
-  const { stdout } = await run("ip", ["netns", "pids", name], { allowFailure: true });
+  const { stdout } = await runCommand("ip", ["netns", "pids", name], { allowFailure: true });
   return stdout
     .split(/\s+/)
     .filter((text) => /^\d+$/.test(text))
@@ -126,7 +117,7 @@ export async function killNamespaceProcesses(name: string, graceMs = 3000): Prom
 export async function deleteNamespace(name: string, graceMs = 3000): Promise<void> {
   if (!(await namespaceExists(name))) return;
   await killNamespaceProcesses(name, graceMs);
-  await run("ip", ["netns", "delete", name], { allowFailure: true });
+  await runCommand("ip", ["netns", "delete", name], { allowFailure: true });
 }
 
 // ---- links and addresses --------------------------------------------------------------------
@@ -209,6 +200,6 @@ export interface LinkInfo {
 }
 
 export async function listLinks(namespace: string): Promise<LinkInfo[]> {
-  const { stdout } = await run("ip", ["-n", namespace, "-j", "address", "show"]);
+  const { stdout } = await runCommand("ip", ["-n", namespace, "-j", "address", "show"]);
   return JSON.parse(stdout) as LinkInfo[];
 }

@@ -28,7 +28,7 @@ import {
   listNamespaces,
   setSysctls,
 } from "./netns.js";
-import { run } from "./process.js";
+import { runCommand } from "../process/run-command.js";
 
 export const UNDERLAY_CIDR = "192.168.77.0/24";
 export const UNDERLAY_BRIDGE = "ul0";
@@ -230,7 +230,7 @@ export async function attachContainers(state: LabState, hostName: string, config
     throw new Error(`${host.subnetFile}: subnet ${subnet} is too small for docker0 and ${containers.length} containers`);
   }
 
-  await run("ip", ["-n", host.namespace, "link", "del", DOCKER_BRIDGE], { allowFailure: true });
+  await runCommand("ip", ["-n", host.namespace, "link", "del", DOCKER_BRIDGE], { allowFailure: true });
   await ipBatch(host.namespace, [
     ...createBridgeLines(DOCKER_BRIDGE, { mtu: config.mtu, addresses: [config.bridgeAddress] }),
     ...containers.flatMap((container) => configureLinkLines({ name: container.hostVeth, mtu: config.mtu, master: DOCKER_BRIDGE })),

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
-import { run } from "../../src/lab/process.js";
+import { runCommand as run } from "../../src/process/run-command.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 
 async function until(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<number> {

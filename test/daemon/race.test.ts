@@ -14,7 +14,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { startDaemon } from "../../src/lab/lab-daemon.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
-import { isAlive } from "../../src/lab/process.js";
+import { isAlive } from "../../src/process/pids.js";
 
 let lab: Lab;
 beforeAll(async () => {

@@ -16,7 +16,7 @@ import {
 } from "../../src/backend/vxlan-userspace/vxlan-userspace-backend.js";
 import { networkConfigFromJson } from "../../src/config/network-config.js";
 import { EngineBackend } from "../../src/backend/userspace/engine-backend.js";
-import { run } from "../../src/lab/process.js";
+import { runCommand as run } from "../../src/process/run-command.js";
 import type { Lease, LeaseAttrs } from "../../src/lease/types.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 import { silentLogger } from "../../src/observe/logger.js";

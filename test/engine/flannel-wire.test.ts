@@ -18,7 +18,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
 import { addressTun } from "../../src/kernel/tun-routing.js";
-import { terminatePids } from "../../src/lab/process.js";
+import { terminatePids } from "../../src/process/pids.js";
 import { NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, ping, type TwoHosts } from "./two-hosts.js";
 
 /** The emulated flanneld: logs every datagram as JSON and answers echo requests to 10.70.2.0. */

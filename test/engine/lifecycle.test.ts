@@ -12,7 +12,9 @@ import { openEngine } from "../../src/engine/engine.js";
 import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
-import { run, spawnDetachedInNamespace, terminatePids } from "../../src/lab/process.js";
+import { runCommand as run } from "../../src/process/run-command.js";
+import { terminatePids } from "../../src/process/pids.js";
+import { spawnDetachedInNamespace } from "../../src/process/detached.js";
 import { NETWORK, SUBNET_A, SUBNET_B, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, type TwoHosts } from "./two-hosts.js";
 
 let hosts: TwoHosts;

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
-import { run } from "../../src/lab/process.js";
+import { runCommand as run } from "../../src/process/run-command.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 
 describe("udp backend in a 3-host lab", () => {

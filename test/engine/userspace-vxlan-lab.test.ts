@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
-import { run } from "../../src/lab/process.js";
+import { runCommand as run } from "../../src/process/run-command.js";
 
 describe("userspace vxlan in a mixed 3-host lab", () => {
   const name = uniquePrefix("wlx").slice(0, -1);

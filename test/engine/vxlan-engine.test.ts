@@ -9,7 +9,8 @@ import { openEngine, type Engine } from "../../src/engine/engine.js";
 import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace, ipBatch } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
-import { spawnDetachedInNamespace, terminatePids } from "../../src/lab/process.js";
+import { terminatePids } from "../../src/process/pids.js";
+import { spawnDetachedInNamespace } from "../../src/process/detached.js";
 import {
   NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
   createTwoHosts, ping, type TwoHosts,

@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBatch, setSysctls, uniquePrefix } from "../../src/lab/netns.js";
-import { run } from "../../src/lab/process.js";
+import { runCommand as run } from "../../src/process/run-command.js";
 import { TrafficRules } from "../../src/host/firewall/traffic-rules.js";
 import { renderRuleset } from "../../src/host/firewall/nft-ruleset.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";

@@ -22,7 +22,7 @@ import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
-import { spawnDetachedInNamespace } from "../../src/lab/process.js";
+import { spawnDetachedInNamespace } from "../../src/process/detached.js";
 
 const cases = [
   { backend: "vxlan", mtu: 1450 },

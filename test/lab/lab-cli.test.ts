@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { teardownLab } from "../../src/lab/lab.js";
 import { readLabState, type LabState } from "../../src/lab/lab-state.js";
 import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
-import { isAlive } from "../../src/lab/process.js";
+import { isAlive } from "../../src/process/pids.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 
 const cli = weftCliPath();

@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
-import { isAlive } from "../../src/lab/process.js";
+import { isAlive } from "../../src/process/pids.js";
 
 const name = uniquePrefix().slice(0, -1);
 const labDir = join(tmpdir(), `weft-lab-daemons-${name}`);

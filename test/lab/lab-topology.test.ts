@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { buildLab, openLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { listLinks, listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
-import { isAlive } from "../../src/lab/process.js";
+import { isAlive } from "../../src/process/pids.js";
 
 const name = uniquePrefix().slice(0, -1);
 const labDir = join(tmpdir(), `weft-lab-test-${name}`);

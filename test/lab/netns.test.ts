@@ -20,7 +20,9 @@ import {
   uniquePrefix,
   assertInterfaceName,
 } from "../../src/lab/netns.js";
-import { CommandError, spawnDetachedInNamespace, isAlive } from "../../src/lab/process.js";
+import { CommandFailedError, CommandMissingError } from "../../src/process/command-errors.js";
+import { isAlive } from "../../src/process/pids.js";
+import { spawnDetachedInNamespace } from "../../src/process/detached.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,8 +63,17 @@ describe("netns primitives", () => {
     await createBridge(nsA, "br0", { addresses: ["10.98.0.1/24"], mtu: 1450 });
     expect((await listLinks(nsA)).find((link) => link.ifname === "br0")?.mtu).toBe(1450);
     const failure = ipBatch(nsA, ["link set dev lo up", "link set dev nosuchdev up"]);
-    await expect(failure).rejects.toBeInstanceOf(CommandError);
+    await expect(failure).rejects.toBeInstanceOf(CommandFailedError);
     await expect(failure).rejects.toThrow(/nosuchdev/);
+  });
+
+  it("runs a command in a namespace, and names a program missing there with CommandMissingError", async () => {
+    const failed = execInNamespace(nsA, "sh", ["-c", "echo nope >&2; exit 2"]);
+    await expect(failed).rejects.toMatchObject({ netns: nsA, exitCode: 2, stderr: "nope\n" });
+    await expect(failed).rejects.toThrow(`\`sh -c echo nope >&2; exit 2\` failed in namespace "${nsA}" (exit code 2): nope`);
+    const missing = execInNamespace(nsA, "weft-no-such-program", [], { allowFailure: true });
+    await expect(missing).rejects.toBeInstanceOf(CommandMissingError);
+    await expect(missing).rejects.toThrow('"weft-no-such-program" is not installed or not on PATH');
   });
 
   it("rejects interface names longer than 15 characters with an actionable message", () => {
