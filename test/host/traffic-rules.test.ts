@@ -11,7 +11,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBatch, setSysctls, uniquePrefix } from "../../src/lab/netns.js";
-import { runCommand as run } from "../../src/process/run-command.js";
+import { runCommand } from "../../src/process/run-command.js";
+import { sleep } from "../../src/async/sleep.js";
 import { TrafficRules } from "../../src/host/firewall/traffic-rules.js";
 import { renderRuleset } from "../../src/host/firewall/nft-ruleset.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
@@ -24,17 +25,31 @@ const ownSubnet = Ipv4Subnet.parse("10.66.5.0/24");
 
 /** Sends one UDP datagram from the container to the internet namespace; returns the source address seen there. */
 async function sourceSeenByInternet(): Promise<string | undefined> {
-  const listener = run("ip", ["netns", "exec", internet, "node", "-e", `
+  const listener = runCommand("node", ["-e", `
     const s = require("node:dgram").createSocket("udp4");
     s.on("message", (m, r) => { console.log(r.address); process.exit(0); });
     s.bind(9999, "192.168.91.2");
-    setTimeout(() => process.exit(3), 3000);`], { allowFailure: true });
-  await new Promise((resolve) => setTimeout(resolve, 400));
+    setTimeout(() => process.exit(3), 3000);`], { netns: internet, allowFailure: true });
+  await udpPortBound(internet, 9999, listener);
   await execInNamespace(container, "node", ["-e", `
     const s = require("node:dgram").createSocket("udp4");
     s.send("x", 9999, "192.168.91.2", () => s.close());`]);
   const result = await listener;
   return result.exitCode === 0 ? result.stdout.trim() : undefined;
+}
+
+/** Resolves once a UDP socket is bound to `port` in the namespace, or the listener has already ended. */
+async function udpPortBound(namespace: string, port: number, listener: Promise<unknown>): Promise<void> {
+  let ended = false;
+  listener.then(
+    () => (ended = true),
+    () => (ended = true),
+  );
+  while (!ended) {
+    const sockets = await execInNamespace(namespace, "ss", ["-H", "-u", "-a", "-n", `sport = :${port}`]);
+    if (sockets.stdout.trim() !== "") return;
+    await sleep(20);
+  }
 }
 
 async function ping(): Promise<boolean> {
