@@ -1,7 +1,8 @@
 import type { Ipv4Subnet } from "../../net/ipv4.js";
 import { DOCKER_USER_CHAIN, FORWARD_CHAIN, WEFT_CHAIN, type FilterForwardState, type FilterTable, type HookChain } from "./filter-table.js";
 import { IptablesFilterTable, legacyFilterTableExists } from "./iptables-filter-table.js";
-import { MissingCommandError, runInNamespace } from "./namespace-command.js";
+import { CommandMissingError } from "../../process/command-errors.js";
+import { runInNamespace } from "./namespace-command.js";
 import { NftFilterTable } from "./nft-filter-table.js";
 
 /**
@@ -126,7 +127,7 @@ async function iptablesVariant(netns: string | undefined, command: string): Prom
     // iptables before 1.8 had only the legacy backend and printed no variant.
     return /\(nf_tables\)/.test(version) ? "nf_tables" : "legacy";
   } catch (error) {
-    if (error instanceof MissingCommandError) return undefined;
+    if (error instanceof CommandMissingError) return undefined;
     throw error;
   }
 }

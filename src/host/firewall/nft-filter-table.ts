@@ -8,6 +8,7 @@ import {
   type FilterTable,
   type HookChain,
 } from "./filter-table.js";
+import { CommandFailedError } from "../../process/command-errors.js";
 import { runInNamespace } from "./namespace-command.js";
 
 const TABLE = "ip filter";
@@ -24,7 +25,7 @@ export class NftFilterTable implements FilterTable {
 
   async read(): Promise<FilterForwardState | undefined> {
     const listing = await runInNamespace(this.netns, "nft", ["-a", "list", "table", "ip", "filter"]).catch((error: unknown) => {
-      if (error instanceof Error && /No such file or directory/.test(error.message)) return undefined;
+      if (error instanceof CommandFailedError && /No such file or directory/.test(error.stderr)) return undefined;
       throw error;
     });
     return listing === undefined ? undefined : parseNftListing(listing);

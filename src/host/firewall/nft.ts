@@ -1,4 +1,5 @@
-import { execFile, spawn } from "node:child_process";
+import { CommandFailedError } from "../../process/command-errors.js";
+import { runInNamespace } from "./namespace-command.js";
 
 /** Runs `nft` in this namespace, or in `netns` through `ip netns exec` (tests, lab). */
 export interface NftRunner {
@@ -9,36 +10,18 @@ export interface NftRunner {
 }
 
 export function nftRunner(netns?: string): NftRunner {
-  const command = (args: string[]): [string, string[]] =>
-    netns === undefined ? ["nft", args] : ["ip", ["netns", "exec", netns, "nft", ...args]];
-  const where = netns === undefined ? "" : ` in namespace "${netns}"`;
   return {
-    apply(script) {
-      const [file, args] = command(["-f", "-"]);
-      return new Promise((resolve, reject) => {
-        const child = spawn(file, args, { stdio: ["pipe", "ignore", "pipe"] });
-        let stderr = "";
-        child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-        child.once("error", (error: NodeJS.ErrnoException) =>
-          reject(new Error(error.code === "ENOENT" ? `"${file}" is not installed (apt-get install nftables)` : error.message)),
-        );
-        child.once("close", (code) => {
-          if (code === 0) resolve();
-          else reject(new Error(`nft -f failed${where} (exit ${code}): ${stderr.trim()}; script was:\n${script}`));
-        });
-        child.stdin.on("error", () => undefined);
-        child.stdin.end(script);
-      });
+    async apply(script) {
+      await runInNamespace(netns, "nft", ["-f", "-"], script);
     },
-    listTable(family, name) {
-      const [file, args] = command(["list", "table", family, name]);
-      return new Promise((resolve, reject) => {
-        execFile(file, args, { timeout: 10_000 }, (error, stdout, stderr) => {
-          if (!error) return resolve(stdout);
-          if (/No such file or directory/.test(stderr)) return resolve(undefined);
-          reject(new Error(`nft list table ${family} ${name} failed${where}: ${stderr.trim() || error.message}`));
-        });
-      });
+    async listTable(family, name) {
+      try {
+        return await runInNamespace(netns, "nft", ["list", "table", family, name]);
+      } catch (error) {
+        // nft names a missing table as a missing file.
+        if (error instanceof CommandFailedError && /No such file or directory/.test(error.stderr)) return undefined;
+        throw error;
+      }
     },
   };
 }
