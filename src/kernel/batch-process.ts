@@ -1,4 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { startError } from "../process/command-errors.js";
 
 /**
  * A long-lived `ip -force -batch -` (or `bridge -force -batch -`) process: weft writes one
@@ -43,6 +44,26 @@ const SENTINEL: Record<BatchTool, string> = {
 };
 
 const FAILED_LINE = /^Command failed -:(\d+)$/;
+
+/**
+ * The batch process exited while commands were in flight: which of them ran is unknown.
+ * `toolOutput` is what the tool printed on stderr before it stopped (its own words, for callers
+ * that recognise a cause such as a stale interface index).
+ */
+export class BatchProcessStoppedError extends Error {
+  constructor(
+    readonly tool: BatchTool,
+    readonly netns: string | undefined,
+    readonly status: string,
+    readonly toolOutput: string,
+  ) {
+    super(
+      `\`${tool} -batch\` in ${netns === undefined ? "this namespace" : `namespace "${netns}"`} stopped (${status}) while running commands: ` +
+        `${toolOutput || "(no output)"}; a malformed command makes iproute2 exit; the next batch restarts it`,
+    );
+    this.name = "BatchProcessStoppedError";
+  }
+}
 
 export class BatchProcess {
   private child: ChildProcessWithoutNullStreams | undefined;
@@ -115,21 +136,16 @@ export class BatchProcess {
     child.stderr.on("data", (chunk: string) => this.onStderr(chunk));
     child.stdin.on("error", () => undefined); // EPIPE after an exit is reported by the exit handler
     child.once("error", (error: NodeJS.ErrnoException) => {
-      const hint = error.code === "ENOENT" ? `"${this.tool}" is not installed (apt-get install iproute2)` : error.message;
       if (this.child === child) this.child = undefined;
-      this.rejectAll(new Error(`cannot start \`${this.tool} -batch\` in ${this.where}: ${hint}`));
+      const cause = startError(this.tool, error);
+      this.rejectAll(new Error(`cannot start \`${this.tool} -batch\` in ${this.where}: ${cause.message}`, { cause }));
     });
     child.once("exit", (code, signal) => {
       if (this.child === child) this.child = undefined;
       this.lastExit = signal ? `killed by ${signal}` : `exit code ${code}`;
       if (this.inFlight.length > 0) {
-        const detail = [...this.pendingErrorText, this.stderrRest].join(" ").trim() || "(no output)";
-        this.rejectAll(
-          new Error(
-            `\`${this.tool} -batch\` in ${this.where} stopped (${this.lastExit}) while running commands: ${detail}; ` +
-              "a malformed command makes iproute2 exit; the next batch restarts it",
-          ),
-        );
+        const toolOutput = [...this.pendingErrorText, this.stderrRest].join(" ").trim();
+        this.rejectAll(new BatchProcessStoppedError(this.tool, this.netns, this.lastExit, toolOutput));
       }
     });
     return child;

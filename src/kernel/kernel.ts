@@ -1,9 +1,10 @@
-import { execFile } from "node:child_process";
 import { Ipv4Subnet } from "../net/ipv4.js";
-import { BatchProcess, type BatchTool } from "./batch-process.js";
+import { BatchProcess, BatchProcessStoppedError, type BatchTool } from "./batch-process.js";
 import { addLine, isAlreadyGone, removeLine, type FdbObject, type NeighbourObject, type RouteObject, type BatchLine } from "./objects.js";
 import { describeChange, type KernelChange } from "./plan.js";
 import { errorMessage } from "../errors/error-message.js";
+import { CommandFailedError, CommandMissingError, commandFailureText } from "../process/command-errors.js";
+import { runCommand } from "../process/run-command.js";
 
 /**
  * The kernel of one network namespace as weft sees it: changes go through two long-lived batch
@@ -12,11 +13,20 @@ import { errorMessage } from "../errors/error-message.js";
  * point one Kernel per simulated host at a test namespace.
  */
 
+/** iproute2's words for an interface index it cached and the kernel no longer knows. */
 const STALE_DEVICE = /No such device|Cannot find device/;
+/** What `ip link show dev <name>` prints on stderr for a link that is not there. */
+const NO_SUCH_LINK = /does not exist|Cannot find device/i;
 
 export interface ChangeFailure {
   change: string;
   error: string;
+}
+
+interface LineFailure extends ChangeFailure {
+  line: string;
+  /** The tool named a device it no longer knows: a fresh batch process may succeed. */
+  staleDevice: boolean;
 }
 
 /** A link as `ip -j -d link show` reports it (the fields weft reads). */
@@ -101,7 +111,7 @@ export class Kernel {
       }
     }
     let failures = await this.runLines(lines);
-    if (failures.some((failure) => STALE_DEVICE.test(failure.error))) {
+    if (failures.some((failure) => failure.staleDevice)) {
       // iproute2 caches interface indexes for the life of a batch process; after a device is
       // re-created (by us or anyone) the cached index is stale. Fresh processes, one retry.
       await this.resetBatches();
@@ -114,23 +124,28 @@ export class Kernel {
     return failures.map(({ change, error }) => ({ change, error }));
   }
 
-  private async runLines(lines: Record<BatchTool, { line: string; change: KernelChange }[]>): Promise<(ChangeFailure & { line: string })[]> {
-    const failures: (ChangeFailure & { line: string })[] = [];
+  private async runLines(lines: Record<BatchTool, { line: string; change: KernelChange }[]>): Promise<LineFailure[]> {
+    const failures: LineFailure[] = [];
     await Promise.all(
       (["ip", "bridge"] as const).map(async (tool) => {
         const entries = lines[tool];
-        let results;
+        // Per line: our message, and the tool's own words (what staleness is recognised from).
+        let results: { error?: string; toolOutput?: string }[];
         try {
-          results = await this.batches[tool].run(entries.map((entry) => entry.line));
+          results = (await this.batches[tool].run(entries.map((entry) => entry.line))).map((result) =>
+            result.error === undefined ? {} : { error: result.error, toolOutput: result.error },
+          );
         } catch (error) {
           // The process died mid-batch: which lines ran is unknown, so all count as failed (retryable).
-          results = entries.map((entry) => ({ command: entry.line, error: errorMessage(error) }));
+          const toolOutput = error instanceof BatchProcessStoppedError ? error.toolOutput : "";
+          results = entries.map(() => ({ error: errorMessage(error), toolOutput }));
         }
         results.forEach((result, index) => {
           const entry = entries[index];
           if (!entry || result.error === undefined) return;
           if (entry.change.action === "remove" && isAlreadyGone(result.error)) return;
-          failures.push({ change: describeChange(entry.change), error: result.error, line: entry.line });
+          const staleDevice = STALE_DEVICE.test(result.toolOutput ?? "");
+          failures.push({ change: describeChange(entry.change), error: result.error, line: entry.line, staleDevice });
         });
       }),
     );
@@ -153,23 +168,23 @@ export class Kernel {
   }
 
   async readLink(name: string): Promise<LinkState | undefined> {
-    const { stdout, failed, stderr } = await this.query("ip", ["-j", "-d", "link", "show", "dev", name]);
-    if (failed) {
-      if (/does not exist|Cannot find device/i.test(stderr)) return undefined;
-      throw new Error(`cannot read link ${name} in ${this.where}: ${stderr.trim()}`);
+    let stdout: string;
+    try {
+      stdout = await this.query("ip", ["-j", "-d", "link", "show", "dev", name]);
+    } catch (error) {
+      if (error instanceof CommandFailedError && NO_SUCH_LINK.test(error.stderr)) return undefined;
+      throw this.readError(`read link ${name}`, error);
     }
     return (JSON.parse(stdout) as LinkState[])[0];
   }
 
   async listLinkNames(): Promise<string[]> {
-    const { stdout, failed, stderr } = await this.query("ip", ["-j", "link", "show"]);
-    if (failed) throw new Error(`cannot list links in ${this.where}: ${stderr.trim()}`);
+    const stdout = await this.read("list links", "ip", ["-j", "link", "show"]);
     return (JSON.parse(stdout) as { ifname: string }[]).map((link) => link.ifname);
   }
 
   async readAddresses(device: string): Promise<AddressState[]> {
-    const { stdout, failed, stderr } = await this.query("ip", ["-j", "-4", "addr", "show", "dev", device]);
-    if (failed) throw new Error(`cannot read addresses of ${device} in ${this.where}: ${stderr.trim()}`);
+    const stdout = await this.read(`read addresses of ${device}`, "ip", ["-j", "-4", "addr", "show", "dev", device]);
     const links = JSON.parse(stdout) as { addr_info?: { family: string; local: string; prefixlen: number }[] }[];
     return (links[0]?.addr_info ?? [])
       .filter((info) => info.family === "inet")
@@ -178,8 +193,7 @@ export class Kernel {
 
   /** IPv4 unicast/other routes of the main table (not local/broadcast table entries). */
   async readRoutes(): Promise<RouteState[]> {
-    const { stdout, failed, stderr } = await this.query("ip", ["-j", "-4", "route", "show", "table", "main"]);
-    if (failed) throw new Error(`cannot read routes in ${this.where}: ${stderr.trim()}`);
+    const stdout = await this.read("read routes", "ip", ["-j", "-4", "route", "show", "table", "main"]);
     const routes: RouteState[] = [];
     for (const raw of JSON.parse(stdout) as RawRoute[]) {
       const destination = raw.dst === "default" ? new Ipv4Subnet(0, 0) : Ipv4Subnet.tryParse(raw.dst.includes("/") ? raw.dst : `${raw.dst}/32`);
@@ -200,8 +214,7 @@ export class Kernel {
 
   /** PERMANENT IPv4 neighbour entries on `device` (the only kind weft writes). */
   async readPermanentNeighbours(device: string): Promise<NeighbourObject[]> {
-    const { stdout, failed, stderr } = await this.query("ip", ["-j", "-4", "neigh", "show", "dev", device, "nud", "permanent"]);
-    if (failed) throw new Error(`cannot read neighbours of ${device} in ${this.where}: ${stderr.trim()}`);
+    const stdout = await this.read(`read neighbours of ${device}`, "ip", ["-j", "-4", "neigh", "show", "dev", device, "nud", "permanent"]);
     return (JSON.parse(stdout) as { dst: string; lladdr?: string }[])
       .filter((entry) => entry.lladdr !== undefined)
       .map((entry) => ({ kind: "neigh", address: entry.dst, mac: (entry.lladdr as string).toLowerCase(), device }));
@@ -209,8 +222,7 @@ export class Kernel {
 
   /** FDB entries on `device` that send to a unicast destination (vxlan remotes). */
   async readRemoteFdb(device: string): Promise<FdbObject[]> {
-    const { stdout, failed, stderr } = await this.query("bridge", ["-j", "fdb", "show", "dev", device]);
-    if (failed) throw new Error(`cannot read FDB of ${device} in ${this.where}: ${stderr.trim()}`);
+    const stdout = await this.read(`read FDB of ${device}`, "bridge", ["-j", "fdb", "show", "dev", device]);
     return (JSON.parse(stdout) as { mac: string; dst?: string; state?: string }[])
       .filter((entry) => entry.dst !== undefined && entry.mac !== "00:00:00:00:00:00")
       .map((entry) => ({ kind: "fdb", mac: entry.mac.toLowerCase(), device, destination: entry.dst as string }));
@@ -221,16 +233,24 @@ export class Kernel {
     await Promise.all([this.batches.ip.close(), this.batches.bridge.close()]);
   }
 
-  private query(tool: BatchTool, args: readonly string[]): Promise<{ stdout: string; stderr: string; failed: boolean }> {
+  /** stdout of an `ip -j`/`bridge -j` snapshot in this kernel's namespace; rejects with the runner's errors. */
+  private async query(tool: BatchTool, args: readonly string[]): Promise<string> {
     const fullArgs = [...(this.netns === undefined ? [] : ["-n", this.netns]), ...args];
-    return new Promise((resolve, reject) => {
-      execFile(tool, fullArgs, { maxBuffer: 64 * 1024 * 1024, timeout: 30_000 }, (error, stdout, stderr) => {
-        if (error && (error as NodeJS.ErrnoException).code === "ENOENT") {
-          reject(new Error(`"${tool}" is not installed (apt-get install iproute2)`));
-          return;
-        }
-        resolve({ stdout, stderr, failed: error !== null });
-      });
-    });
+    return (await runCommand(tool, fullArgs, { timeoutMs: 30_000 })).stdout;
+  }
+
+  /** A query whose failure names what was being read and where. */
+  private async read(what: string, tool: BatchTool, args: readonly string[]): Promise<string> {
+    try {
+      return await this.query(tool, args);
+    } catch (error) {
+      throw this.readError(what, error);
+    }
+  }
+
+  /** A missing tool keeps its own message (it names the package); other failures get the context. */
+  private readError(what: string, error: unknown): Error {
+    if (error instanceof CommandMissingError) return error;
+    return new Error(`cannot ${what} in ${this.where}: ${commandFailureText(error)}`, { cause: error });
   }
 }
