@@ -1,10 +1,8 @@
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { tryParseIpv4 } from "../net/ipv4.js";
 import type { ExternalInterface } from "./external-interface.js";
 import { errorMessage } from "../errors/error-message.js";
-
-const execFileAsync = promisify(execFile);
+import { CommandFailedError, CommandMissingError, commandFailureText } from "../process/command-errors.js";
+import { runCommand } from "../process/run-command.js";
 
 /**
  * Chooses the underlay interface as flanneld does (spec §10):
@@ -147,7 +145,9 @@ async function byRoute(interfaces: Ipv4InterfaceInfo[], target: string, netns: s
   try {
     output = await ipJson(["route", "get", target], netns);
   } catch (error) {
-    throw new Error(`--iface-can-reach=${target}: no route to it: ${errorMessage(error)}`);
+    // A missing `ip` is not a missing route: its own message says what to install.
+    if (error instanceof CommandMissingError) throw error;
+    throw new Error(`--iface-can-reach=${target}: no route to it: ${errorMessage(error)}`, { cause: error });
   }
   const routes = asArray(output, `ip route get ${target}`);
   const route = routes[0];
@@ -240,12 +240,13 @@ async function ipJson(args: string[], netns: string | undefined): Promise<unknow
   const fullArgs = [...(netns ? ["-n", netns] : []), "-j", ...args];
   let stdout: string;
   try {
-    ({ stdout } = await execFileAsync("ip", fullArgs, { timeout: 10_000 }));
+    ({ stdout } = await runCommand("ip", fullArgs, { timeoutMs: 10_000 }));
   } catch (error) {
-    const stderr = (error as { stderr?: string }).stderr?.trim();
+    if (!(error instanceof CommandFailedError)) throw error;
     throw new Error(
-      `interface selection: \`ip ${fullArgs.join(" ")}\` failed: ${stderr || errorMessage(error)}` +
+      `interface selection: \`ip ${fullArgs.join(" ")}\` failed: ${commandFailureText(error)}` +
         ` (is iproute2 installed${netns ? ` and does netns ${netns} exist` : ""}?)`,
+      { cause: error },
     );
   }
   // `ip route get` and empty listings print nothing or "[]".

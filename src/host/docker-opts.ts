@@ -1,11 +1,8 @@
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { formatIpv4 } from "../net/ipv4.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { parseSubnetEnv, previousSubnet, readSubnetEnv, type SubnetEnv } from "./subnet-env.js";
-import { errorMessage } from "../errors/error-message.js";
-
-const execFileAsync = promisify(execFile);
+import { CommandFailedError, commandFailureText } from "../process/command-errors.js";
+import { runCommand } from "../process/run-command.js";
 
 /**
  * What flannel's dist/mk-docker-opts.sh does (spec §3.2), byte for byte, so units that run it
@@ -101,10 +98,10 @@ export async function conflictingRoutes(env: SubnetEnv, netns?: string): Promise
   const args = [...(netns ? ["-n", netns] : []), "route", "show"];
   let stdout: string;
   try {
-    ({ stdout } = await execFileAsync("ip", args, { timeout: 10_000 }));
+    ({ stdout } = await runCommand("ip", args, { timeoutMs: 10_000 }));
   } catch (error) {
-    const stderr = (error as { stderr?: string }).stderr?.trim();
-    throw new Error(`docker-opts: \`ip ${args.join(" ")}\` failed: ${stderr || errorMessage(error)}`);
+    if (!(error instanceof CommandFailedError)) throw error;
+    throw new Error(`docker-opts: \`ip ${args.join(" ")}\` failed: ${commandFailureText(error)}`, { cause: error });
   }
   const destination = subnet.toString();
   return stdout

@@ -1,9 +1,8 @@
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import type { Ipv4Subnet } from "../net/ipv4.js";
-import { errorMessage } from "../errors/error-message.js";
+import { CommandFailedError, commandFailureText } from "../process/command-errors.js";
+import { runCommand } from "../process/run-command.js";
 
-const execFileAsync = promisify(execFile);
+const IP_TIMEOUT_MS = 10_000;
 
 /**
  * Addresses a weft TUN device as flannel addresses flannel0 (spec §5): the lease's network
@@ -27,10 +26,10 @@ export async function addressTun(
 async function ip(netns: string | undefined, args: string[], device: string): Promise<void> {
   const full = netns === undefined ? args : ["-n", netns, ...args];
   try {
-    await execFileAsync("ip", full, { timeout: 10_000 });
+    await runCommand("ip", full, { timeoutMs: IP_TIMEOUT_MS });
   } catch (error) {
-    const stderr = (error as { stderr?: string }).stderr?.trim();
-    throw new Error(`\`ip ${full.join(" ")}\` failed for TUN device ${device}: ${stderr || errorMessage(error)}`);
+    if (!(error instanceof CommandFailedError)) throw error;
+    throw new Error(`\`ip ${full.join(" ")}\` failed for TUN device ${device}: ${commandFailureText(error)}`, { cause: error });
   }
 }
 
@@ -47,13 +46,15 @@ export async function readTunRouting(device: string, netns?: string): Promise<Tu
   const prefix = netns === undefined ? [] : ["-n", netns];
   let addressJson: string;
   try {
-    addressJson = (await execFileAsync("ip", [...prefix, "-j", "-4", "addr", "show", "dev", device], { timeout: 10_000 })).stdout;
-  } catch {
-    return { exists: false, addresses: [], routes: [] };
+    addressJson = (await runCommand("ip", [...prefix, "-j", "-4", "addr", "show", "dev", device], { timeoutMs: IP_TIMEOUT_MS })).stdout;
+  } catch (error) {
+    // `ip` ran and could not show the device: it is gone. A missing `ip` is not a missing device.
+    if (error instanceof CommandFailedError) return { exists: false, addresses: [], routes: [] };
+    throw error;
   }
   const links = JSON.parse(addressJson || "[]") as { addr_info?: { local?: string; prefixlen?: number }[] }[];
   const addresses = (links[0]?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`);
-  const routeJson = (await execFileAsync("ip", [...prefix, "-j", "-4", "route", "show", "dev", device], { timeout: 10_000 })).stdout;
+  const routeJson = (await runCommand("ip", [...prefix, "-j", "-4", "route", "show", "dev", device], { timeoutMs: IP_TIMEOUT_MS })).stdout;
   const routes = (JSON.parse(routeJson || "[]") as { dst?: string }[])
     .map((route) => route.dst ?? "")
     .filter((dst) => dst !== "")

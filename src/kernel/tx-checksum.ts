@@ -1,4 +1,5 @@
-import { execFile } from "node:child_process";
+import { CommandFailedError, commandFailureText } from "../process/command-errors.js";
+import { runCommand } from "../process/run-command.js";
 
 /**
  * The tx checksum offload of a device, through ethtool. Some kernels and NICs (and paths through
@@ -8,19 +9,15 @@ import { execFile } from "node:child_process";
  */
 const FEATURE = "tx-checksum-ip-generic";
 
-function ethtool(netns: string | undefined, args: readonly string[]): Promise<string> {
-  const [command, fullArgs] = netns === undefined ? ["ethtool", args] : ["ip", ["netns", "exec", netns, "ethtool", ...args]];
-  return new Promise((resolve, reject) => {
-    execFile(command, fullArgs, { timeout: 10_000 }, (error, stdout, stderr) => {
-      if (error && (error as NodeJS.ErrnoException).code === "ENOENT") {
-        reject(new Error(`"${command}" is not installed: Backend.TxChecksumOffload=false needs ethtool (apt-get install ethtool)`));
-      } else if (error) {
-        reject(new Error(`ethtool ${args.join(" ")}: ${stderr.trim() || error.message}`));
-      } else {
-        resolve(stdout);
-      }
-    });
-  });
+/** ethtool's stdout; a missing ethtool rejects with CommandMissingError saying why weft needs it. */
+async function ethtool(netns: string | undefined, args: readonly string[]): Promise<string> {
+  try {
+    const result = await runCommand("ethtool", args, { netns, timeoutMs: 10_000, purpose: "Backend.TxChecksumOffload=false needs ethtool" });
+    return result.stdout;
+  } catch (error) {
+    if (!(error instanceof CommandFailedError)) throw error;
+    throw new Error(`ethtool ${args.join(" ")}: ${commandFailureText(error)}`, { cause: error });
+  }
 }
 
 /** True when the device's tx checksum offload is on (ethtool -k). */
