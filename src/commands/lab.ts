@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import type { Argv, CommandModule } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { formatCheckMatrix, formatCheckTable } from "../lab/check.js";
@@ -6,6 +5,8 @@ import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab, type
 import { defaultLabDir } from "../lab/lab-state.js";
 import { describeLab } from "../lab/lab-status.js";
 import { lastBoolean, lastNumber, lastString } from "./store-flags.js";
+import { runAttached } from "../process/run-command.js";
+import { errorMessage } from "../errors/error-message.js";
 
 /**
  * `weft lab up|status|exec|check|down`: a whole cluster on one machine, in network
@@ -165,17 +166,14 @@ const execCommand: CommandModule<object, ExecArgs> = {
   handler: async (args) => {
     const lab = await openLab({ name: args.name, labDir: labDirOf(args) });
     const namespace = lab.namespaceOf(args.target);
-    const command = execCommandLine(hideBin(process.argv));
-    if (command.length === 0) command.push(process.env.SHELL ?? "/bin/sh");
-    const child = spawn("ip", ["netns", "exec", namespace, ...command], { stdio: "inherit" });
-    const code = await new Promise<number>((resolve) => {
-      child.once("error", (error) => {
-        process.stderr.write(`weft: cannot run ip netns exec ${namespace}: ${error.message}\n`);
-        resolve(127);
-      });
-      child.once("exit", (exitCode, signal) => resolve(exitCode ?? (signal ? 128 : 1)));
-    });
-    process.exitCode = code;
+    const [program = process.env.SHELL ?? "/bin/sh", ...programArgs] = execCommandLine(hideBin(process.argv));
+    process.exitCode = await runAttached(program, programArgs, { netns: namespace }).then(
+      ({ exitCode, signal }) => exitCode ?? (signal ? 128 : 1),
+      (error: unknown) => {
+        process.stderr.write(`weft: cannot run ip netns exec ${namespace}: ${errorMessage(error)}\n`);
+        return 127;
+      },
+    );
   },
 };
 

@@ -3,6 +3,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { CommandMissingError, startError } from "../process/command-errors.js";
+import { commandLineIn, runCommand } from "../process/run-command.js";
 
 /**
  * A real etcd server for the lab and the tests: its own data dir, loopback (or a lab
@@ -89,8 +91,8 @@ export class EtcdServer {
       "--logger", "zap",
       ...(tls ? ["--cert-file", tls.certFile, "--key-file", tls.keyFile, "--trusted-ca-file", tls.caFile, "--client-cert-auth"] : []),
     ];
-    const command = netns ? "ip" : "etcd";
-    const fullArgs = netns ? ["netns", "exec", netns, "etcd", ...args] : args;
+    // A long-lived server, so spawned here rather than through runCommand (which waits for the end).
+    const [command, fullArgs] = commandLineIn(netns, "etcd", args);
     let output: "ignore" | number = "ignore";
     if (logFile) {
       const { openSync } = await import("node:fs");
@@ -106,7 +108,11 @@ export class EtcdServer {
     this.process = child;
     this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
     const spawnError = new Promise<never>((_, reject) =>
-      child.once("error", (error) => reject(new Error(`cannot start etcd (is etcd-server installed?): ${error.message}`))),
+      child.once("error", (error: NodeJS.ErrnoException) => {
+        // A missing program says what to install; anything else keeps Node's words.
+        const cause = startError(command, error);
+        reject(cause instanceof CommandMissingError ? cause : new Error(`cannot start etcd: ${error.message}`, { cause }));
+      }),
     );
     const abort = { aborted: false };
     try {
@@ -133,10 +139,12 @@ export class EtcdServer {
   private async isHealthy(): Promise<boolean> {
     const { netns, tls } = this.options;
     if (netns || tls) {
-      const { execFile } = await import("node:child_process");
-      const etcdctl = ["etcdctl", `--endpoints=${this.endpoint}`, ...(tls ? [`--cacert=${tls.caFile}`, `--cert=${tls.certFile}`, `--key=${tls.keyFile}`] : []), "endpoint", "health"];
-      const [command, ...args] = netns ? ["ip", "netns", "exec", netns, ...etcdctl] : etcdctl;
-      return new Promise((resolve) => execFile(command as string, args, { timeout: 3000 }, (error) => resolve(!error)));
+      const args = [`--endpoints=${this.endpoint}`, ...(tls ? [`--cacert=${tls.caFile}`, `--cert=${tls.certFile}`, `--key=${tls.keyFile}`] : []), "endpoint", "health"];
+      // Not healthy yet, for any reason (also a missing etcdctl): the start-up deadline reports it.
+      return runCommand("etcdctl", args, { netns, timeoutMs: 3000, allowFailure: true }).then(
+        (result) => result.exitCode === 0,
+        () => false,
+      );
     }
     try {
       const response = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
