@@ -40,7 +40,8 @@ describe("runCommand", () => {
   });
 
   it("rejects a missing program with CommandMissingError naming it, also with allowFailure", async () => {
-    const missing = runCommand(MISSING, ["x"], { allowFailure: true });
+    // An explicit PATH: a PATH entry this user may not search would turn ENOENT into EACCES.
+    const missing = runCommand(MISSING, ["x"], { allowFailure: true, env: { PATH: "/usr/bin:/bin" } });
     await expect(missing).rejects.toBeInstanceOf(CommandMissingError);
     await expect(missing).rejects.toMatchObject({ program: MISSING, installPackage: undefined });
     await expect(missing).rejects.toThrow(`"${MISSING}" is not installed or not on PATH`);
