@@ -220,28 +220,41 @@ static int get_u32_arg(napi_env env, napi_value v, const char *what, uint32_t *o
   return 0;
 }
 
-static napi_value js_set_peer(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) {
-    napi_throw_type_error(env, NULL, "setPeer(handle, network, prefix, publicIp, mac?)");
+/* The leading (handle, network, prefix) of setPeer and removePeer: at least `min_argc`
+ * arguments (else a TypeError with `usage`), a live handle, two numbers and a prefix of 0..32.
+ * NULL after throwing. */
+static struct handle *get_subnet_args(napi_env env, size_t argc, napi_value *argv, size_t min_argc, const char *usage,
+                                      uint32_t *network, uint8_t *prefix) {
+  if (argc < min_argc) {
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   struct handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
-  uint32_t network, prefix, public_ip;
-  if (get_u32_arg(env, argv[1], "network", &network) < 0 || get_u32_arg(env, argv[2], "prefix", &prefix) < 0 ||
-      get_u32_arg(env, argv[3], "publicIp", &public_ip) < 0)
+  uint32_t bits;
+  if (get_u32_arg(env, argv[1], "network", network) < 0 || get_u32_arg(env, argv[2], "prefix", &bits) < 0)
     return NULL;
-  if (prefix > 32) {
+  if (bits > 32) {
     napi_throw_range_error(env, NULL, "prefix must be 0..32");
     return NULL;
   }
+  *prefix = (uint8_t)bits;
+  return h;
+}
+
+static napi_value js_set_peer(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t network, public_ip;
+  uint8_t prefix;
+  struct handle *h =
+      get_subnet_args(env, argc, argv, 4, "setPeer(handle, network, prefix, publicIp, mac?)", &network, &prefix);
+  if (!h || get_u32_arg(env, argv[3], "publicIp", &public_ip) < 0) return NULL;
   struct peer p;
   memset(&p, 0, sizeof p);
   p.network = network;
-  p.prefix = (uint8_t)prefix;
+  p.prefix = prefix;
   p.public_ip = public_ip;
   p.addr.sin_family = AF_INET;
   p.addr.sin_port = htons(h->e->opt.port);
@@ -258,10 +271,7 @@ static napi_value js_set_peer(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "setPeer: a VtepMAC is required in vxlan mode");
     return NULL;
   }
-  pthread_mutex_lock(&h->e->routes_lock);
-  int rc = routes_set(&h->e->routes, &p);
-  pthread_mutex_unlock(&h->e->routes_lock);
-  if (rc < 0) {
+  if (routes_set(&h->e->routes, &p) < 0) {
     napi_throw_error(env, NULL, "setPeer: out of memory");
     return NULL;
   }
@@ -272,22 +282,11 @@ static napi_value js_remove_peer(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) {
-    napi_throw_type_error(env, NULL, "removePeer(handle, network, prefix)");
-    return NULL;
-  }
-  struct handle *h = get_handle(env, argv[0]);
+  uint32_t network;
+  uint8_t prefix;
+  struct handle *h = get_subnet_args(env, argc, argv, 3, "removePeer(handle, network, prefix)", &network, &prefix);
   if (!h) return NULL;
-  uint32_t network, prefix;
-  if (get_u32_arg(env, argv[1], "network", &network) < 0 || get_u32_arg(env, argv[2], "prefix", &prefix) < 0)
-    return NULL;
-  if (prefix > 32) {
-    napi_throw_range_error(env, NULL, "prefix must be 0..32");
-    return NULL;
-  }
-  pthread_mutex_lock(&h->e->routes_lock);
-  int removed = routes_remove(&h->e->routes, network, (uint8_t)prefix);
-  pthread_mutex_unlock(&h->e->routes_lock);
+  int removed = routes_remove(&h->e->routes, network, prefix);
   napi_value result;
   CALL(env, napi_get_boolean(env, removed, &result));
   return result;
