@@ -1,7 +1,8 @@
 /* N-API surface of the engine, called only from src/engine/ (TypeScript):
  *   open(options) -> handle         setPeer(handle, network, prefix, publicIp, mac?)
  *   removePeer(handle, network, prefix) -> boolean
- *   counters(handle) -> Float64Array (order: counterNames())
+ *   counters(handle) -> Float64Array (order: counterNames())       counterNames() -> string[]
+ *   maxQueues() -> WEFT_MAX_QUEUES
  *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow }
  *   close(handle)
  * Addresses cross as host-order uint32 numbers. No packet ever crosses this boundary. */
@@ -319,6 +320,13 @@ static napi_value js_counter_names(napi_env env, napi_callback_info info) {
   return array;
 }
 
+static napi_value js_max_queues(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value n;
+  CALL(env, napi_create_uint32(env, WEFT_MAX_QUEUES, &n));
+  return n;
+}
+
 static napi_value js_info(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -363,6 +371,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"removePeer", NULL, js_remove_peer, NULL, NULL, NULL, napi_default, NULL},
       {"counters", NULL, js_counters, NULL, NULL, NULL, napi_default, NULL},
       {"counterNames", NULL, js_counter_names, NULL, NULL, NULL, napi_default, NULL},
+      {"maxQueues", NULL, js_max_queues, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };
