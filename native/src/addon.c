@@ -221,25 +221,27 @@ static int get_u32_arg(napi_env env, napi_value v, const char *what, uint32_t *o
   return 0;
 }
 
-/* The leading (handle, network, prefix) of setPeer and removePeer: at least `min_argc`
- * arguments (else a TypeError with `usage`), a live handle, two numbers and a prefix of 0..32.
- * NULL after throwing. */
-static struct handle *get_subnet_args(napi_env env, size_t argc, napi_value *argv, size_t min_argc, const char *usage,
-                                      uint32_t *network, uint8_t *prefix) {
-  if (argc < min_argc) {
+/* The numeric arguments of setPeer and removePeer after the handle, in this order. */
+enum { ARG_NETWORK, ARG_PREFIX, ARG_PUBLIC_IP };
+
+/* setPeer/removePeer(handle, network, prefix[, publicIp]): at least `want` arguments (else a
+ * TypeError with `usage`), a live handle, want - 1 numbers into values[] and a prefix of
+ * 0..32, checked in that order. NULL after throwing. */
+static struct handle *get_peer_args(napi_env env, size_t argc, napi_value *argv, size_t want, const char *usage,
+                                    uint32_t *values) {
+  static const char *const names[] = {"network", "prefix", "publicIp"};
+  if (argc < want) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   struct handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
-  uint32_t bits;
-  if (get_u32_arg(env, argv[1], "network", network) < 0 || get_u32_arg(env, argv[2], "prefix", &bits) < 0)
-    return NULL;
-  if (bits > 32) {
+  for (size_t i = 0; i + 1 < want; i++)
+    if (get_u32_arg(env, argv[i + 1], names[i], &values[i]) < 0) return NULL;
+  if (values[ARG_PREFIX] > 32) {
     napi_throw_range_error(env, NULL, "prefix must be 0..32");
     return NULL;
   }
-  *prefix = (uint8_t)bits;
   return h;
 }
 
@@ -247,19 +249,17 @@ static napi_value js_set_peer(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint32_t network, public_ip;
-  uint8_t prefix;
-  struct handle *h =
-      get_subnet_args(env, argc, argv, 4, "setPeer(handle, network, prefix, publicIp, mac?)", &network, &prefix);
-  if (!h || get_u32_arg(env, argv[3], "publicIp", &public_ip) < 0) return NULL;
+  uint32_t v[3];
+  struct handle *h = get_peer_args(env, argc, argv, 4, "setPeer(handle, network, prefix, publicIp, mac?)", v);
+  if (!h) return NULL;
   struct peer p;
   memset(&p, 0, sizeof p);
-  p.network = network;
-  p.prefix = prefix;
-  p.public_ip = public_ip;
+  p.network = v[ARG_NETWORK];
+  p.prefix = (uint8_t)v[ARG_PREFIX];
+  p.public_ip = v[ARG_PUBLIC_IP];
   p.addr.sin_family = AF_INET;
   p.addr.sin_port = htons(h->e->opt.port);
-  p.addr.sin_addr.s_addr = htonl(public_ip);
+  p.addr.sin_addr.s_addr = htonl(p.public_ip);
   if (argc >= 5) {
     napi_valuetype type;
     napi_typeof(env, argv[4], &type);
@@ -283,11 +283,10 @@ static napi_value js_remove_peer(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint32_t network;
-  uint8_t prefix;
-  struct handle *h = get_subnet_args(env, argc, argv, 3, "removePeer(handle, network, prefix)", &network, &prefix);
+  uint32_t v[2];
+  struct handle *h = get_peer_args(env, argc, argv, 3, "removePeer(handle, network, prefix)", v);
   if (!h) return NULL;
-  int removed = routes_remove(&h->e->routes, network, prefix);
+  int removed = routes_remove(&h->e->routes, v[ARG_NETWORK], (uint8_t)v[ARG_PREFIX]);
   napi_value result;
   CALL(env, napi_get_boolean(env, removed, &result));
   return result;
