@@ -134,16 +134,17 @@ const struct peer *routes_lookup(const struct route_table *t, uint32_t address) 
   return NULL;
 }
 
-const struct peer *routes_sender_peer(const struct route_table *t, uint32_t public_ip) {
-  size_t lo = 0, hi = t->sender_count;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    uint32_t ip = t->senders[mid].public_ip;
-    if (ip == public_ip) return &t->peers[t->senders[mid].index];
-    if (ip < public_ip) lo = mid + 1;
-    else hi = mid;
+const struct peer *routes_sender_search(const struct route_table *t, uint32_t public_ip) {
+  const struct sender *s = t->senders;
+  size_t n = t->sender_count;
+  if (n == 0) return NULL;
+  /* The last entry <= public_ip, halving without branches. */
+  while (n > 1) {
+    size_t half = n / 2;
+    s = s[half].public_ip <= public_ip ? s + half : s;
+    n -= half;
   }
-  return NULL;
+  return s->public_ip == public_ip ? &t->peers[s->index] : NULL;
 }
 
 int routes_next_hop(struct route_table *t, uint32_t address, struct next_hop *hop) {

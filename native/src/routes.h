@@ -67,7 +67,18 @@ int routes_next_hop(struct route_table *t, uint32_t address, struct next_hop *ho
 void routes_read(struct route_table *t, void (*fn)(const struct route_table *t, void *ctx), void *ctx);
 /* Longest-prefix match of a host-order address; NULL if no entry covers it. Only within routes_read. */
 const struct peer *routes_lookup(const struct route_table *t, uint32_t address);
-/* The first entry (in table order) whose PublicIP is `public_ip`; NULL: not a peer. Only within routes_read. */
-const struct peer *routes_sender_peer(const struct route_table *t, uint32_t public_ip);
+/* Binary search of the PublicIP index; use routes_sender_peer. */
+const struct peer *routes_sender_search(const struct route_table *t, uint32_t public_ip);
+/* Up to this many entries a scan of peers[] beats the index (measured; it is inlined). */
+#define ROUTES_SCAN_MAX 16
+/* The first entry (in table order) whose PublicIP is `public_ip`; NULL: not a peer. Only within
+ * routes_read. Once per received message: a few entries are scanned as they lie, more are
+ * found in the PublicIP index. */
+static inline const struct peer *routes_sender_peer(const struct route_table *t, uint32_t public_ip) {
+  if (t->count > ROUTES_SCAN_MAX) return routes_sender_search(t, public_ip);
+  for (size_t i = 0; i < t->count; i++)
+    if (t->peers[i].public_ip == public_ip) return &t->peers[i];
+  return NULL;
+}
 
 #endif
