@@ -2,7 +2,7 @@
  * Entries are kept sorted by prefix length (longest first), then network, with one index
  * entry per distinct prefix length, so a lookup is a binary search per prefix length in use
  * (usually one: every lease has the same SubnetLen); a second index sorted by PublicIP finds a
- * sender's peer by binary search.
+ * sender's peer by binary search once there are more entries than a scan handles faster.
  *
  * The table owns its lock (a plain mutex: set/remove memmove and realloc the arrays under the
  * readers) and offers whole operations; callers never take it. Each operation holds it once:
