@@ -1,5 +1,5 @@
 /* The engine the fuzz harnesses drive: real options, one queue and a fixed peer table, but no
- * devices. The harnesses link their own io_* functions (engine.h), so nothing reaches a
+ * devices. The harnesses link their own io_* functions (datapath.h), so nothing reaches a
  * kernel. Included by exactly one harness per binary. */
 #ifndef WEFT_FUZZ_FAKE_ENGINE_H
 #define WEFT_FUZZ_FAKE_ENGINE_H
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "../src/checksum.h"
-#include "../src/engine.h"
+#include "../src/datapath.h"
 #include "../src/packet.h"
 
 /* The peer table (host byte order). A and its two subnets, B, and D whose /16 covers the
@@ -50,7 +50,6 @@ static struct queue *fz_engine_reset(enum weft_mode mode, int vnet_hdr, int mtu,
   static int ready;
   struct engine *e = &fz_engine;
   if (!ready) {
-    pthread_mutex_init(&e->routes_lock, NULL);
     routes_init(&e->routes);
     fz_add_peer(0x0af40100u, 24, FZ_SENDER_A);
     fz_add_peer(0x0af40500u, 24, FZ_SENDER_A);

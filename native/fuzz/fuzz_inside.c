@@ -1,6 +1,6 @@
 /* libFuzzer harness for the inside path (TUN -> UDP): inside_drain() of ../src/inside.c,
  * fed by a fake TUN read() and sending through a fake sendmmsg() (the io_* functions of
- * engine.h). Covers the virtio_net_hdr, the IPv4 checks, route lookup, ICMP errors
+ * datapath.h). Covers the virtio_net_hdr, the IPv4 checks, route lookup, ICMP errors
  * (../src/icmp.c), TTL, partial checksums, TSO/USO splitting, vxlan encapsulation, slot and
  * GSO message building and the sendmmsg() error paths (EIO fallback, partial sends, errors).
  *
@@ -22,6 +22,7 @@
 #include <netinet/udp.h>
 #include <sanitizer/asan_interface.h>
 
+#include "../src/inside.h"
 #include "fake_engine.h"
 #include "fuzz_input.h"
 
@@ -87,8 +88,8 @@ static void check_datagram(const uint8_t *d, size_t len, const struct sockaddr_i
   if ((ip[0] >> 4) != 4 || ihl < 20 || ihl > plen) fz_fail("sent packet is no sane IPv4 packet");
   if (rd16(ip + 2) != plen) fz_fail("IPv4 total length differs from the datagram");
   if (e->opt.mode == WEFT_MODE_UDP && ip[8] == 0) fz_fail("TTL 0 sent");
-  const struct peer *p = routes_lookup(&e->routes, ip4_dst(ip));
-  if (!p || p->public_ip != peer_ip) fz_fail("datagram sent to a peer its destination does not route to");
+  struct next_hop hop;
+  if (!routes_next_hop(&fz_engine.routes, ip4_dst(ip), &hop) || ntohl(hop.addr.sin_addr.s_addr) != peer_ip) fz_fail("datagram sent to a peer its destination does not route to");
   if (!split) return;
   if (!fz_ip_checksum_ok(ip)) fz_fail("split segment with a bad IPv4 header checksum");
   uint16_t l4_len = (uint16_t)(plen - ihl);

@@ -1,5 +1,5 @@
 /* libFuzzer harness for the outside path (UDP -> TUN): outside_drain() of ../src/outside.c,
- * fed by a fake recvmmsg() and writing into a fake TUN (the io_* functions of engine.h).
+ * fed by a fake recvmmsg() and writing into a fake TUN (the io_* functions of datapath.h).
  * Covers the per-message cmsg (UDP_GRO) parsing, sender and peer checks, vxlan checks and
  * decapsulation, the inner IPv4 checks, TTL, and GRO coalescing with its virtio headers.
  *
@@ -20,6 +20,7 @@
 #include <netinet/udp.h>
 #include <sanitizer/asan_interface.h>
 
+#include "../src/outside.h"
 #include "fake_engine.h"
 #include "fuzz_input.h"
 #include "stream_digest.h"

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "../src/checksum.h"
-#include "../src/engine.h"
+#include "../src/datapath.h"
 #include "../src/packet.h"
 
 #ifndef VIRTIO_NET_HDR_GSO_UDP_L4

@@ -1,7 +1,8 @@
 /* N-API surface of the engine, called only from src/engine/ (TypeScript):
  *   open(options) -> handle         setPeer(handle, network, prefix, publicIp, mac?)
  *   removePeer(handle, network, prefix) -> boolean
- *   counters(handle) -> Float64Array (order: counterNames())
+ *   counters(handle) -> Float64Array (order: counterNames())       counterNames() -> string[]
+ *   maxQueues() -> WEFT_MAX_QUEUES
  *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow }
  *   close(handle)
  * Addresses cross as host-order uint32 numbers. No packet ever crosses this boundary. */
@@ -220,32 +221,45 @@ static int get_u32_arg(napi_env env, napi_value v, const char *what, uint32_t *o
   return 0;
 }
 
-static napi_value js_set_peer(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) {
-    napi_throw_type_error(env, NULL, "setPeer(handle, network, prefix, publicIp, mac?)");
+/* The numeric arguments of setPeer and removePeer after the handle, in this order. */
+enum { ARG_NETWORK, ARG_PREFIX, ARG_PUBLIC_IP };
+
+/* setPeer/removePeer(handle, network, prefix[, publicIp]): at least `want` arguments (else a
+ * TypeError with `usage`), a live handle, want - 1 numbers into values[] and a prefix of
+ * 0..32, checked in that order. NULL after throwing. */
+static struct handle *get_peer_args(napi_env env, size_t argc, napi_value *argv, size_t want, const char *usage,
+                                    uint32_t *values) {
+  static const char *const names[] = {"network", "prefix", "publicIp"};
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   struct handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
-  uint32_t network, prefix, public_ip;
-  if (get_u32_arg(env, argv[1], "network", &network) < 0 || get_u32_arg(env, argv[2], "prefix", &prefix) < 0 ||
-      get_u32_arg(env, argv[3], "publicIp", &public_ip) < 0)
-    return NULL;
-  if (prefix > 32) {
+  for (size_t i = 0; i + 1 < want; i++)
+    if (get_u32_arg(env, argv[i + 1], names[i], &values[i]) < 0) return NULL;
+  if (values[ARG_PREFIX] > 32) {
     napi_throw_range_error(env, NULL, "prefix must be 0..32");
     return NULL;
   }
+  return h;
+}
+
+static napi_value js_set_peer(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t v[3];
+  struct handle *h = get_peer_args(env, argc, argv, 4, "setPeer(handle, network, prefix, publicIp, mac?)", v);
+  if (!h) return NULL;
   struct peer p;
   memset(&p, 0, sizeof p);
-  p.network = network;
-  p.prefix = (uint8_t)prefix;
-  p.public_ip = public_ip;
+  p.network = v[ARG_NETWORK];
+  p.prefix = (uint8_t)v[ARG_PREFIX];
+  p.public_ip = v[ARG_PUBLIC_IP];
   p.addr.sin_family = AF_INET;
   p.addr.sin_port = htons(h->e->opt.port);
-  p.addr.sin_addr.s_addr = htonl(public_ip);
+  p.addr.sin_addr.s_addr = htonl(p.public_ip);
   if (argc >= 5) {
     napi_valuetype type;
     napi_typeof(env, argv[4], &type);
@@ -258,10 +272,7 @@ static napi_value js_set_peer(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "setPeer: a VtepMAC is required in vxlan mode");
     return NULL;
   }
-  pthread_mutex_lock(&h->e->routes_lock);
-  int rc = routes_set(&h->e->routes, &p);
-  pthread_mutex_unlock(&h->e->routes_lock);
-  if (rc < 0) {
+  if (routes_set(&h->e->routes, &p) < 0) {
     napi_throw_error(env, NULL, "setPeer: out of memory");
     return NULL;
   }
@@ -272,22 +283,10 @@ static napi_value js_remove_peer(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) {
-    napi_throw_type_error(env, NULL, "removePeer(handle, network, prefix)");
-    return NULL;
-  }
-  struct handle *h = get_handle(env, argv[0]);
+  uint32_t v[2];
+  struct handle *h = get_peer_args(env, argc, argv, 3, "removePeer(handle, network, prefix)", v);
   if (!h) return NULL;
-  uint32_t network, prefix;
-  if (get_u32_arg(env, argv[1], "network", &network) < 0 || get_u32_arg(env, argv[2], "prefix", &prefix) < 0)
-    return NULL;
-  if (prefix > 32) {
-    napi_throw_range_error(env, NULL, "prefix must be 0..32");
-    return NULL;
-  }
-  pthread_mutex_lock(&h->e->routes_lock);
-  int removed = routes_remove(&h->e->routes, network, (uint8_t)prefix);
-  pthread_mutex_unlock(&h->e->routes_lock);
+  int removed = routes_remove(&h->e->routes, v[ARG_NETWORK], (uint8_t)v[ARG_PREFIX]);
   napi_value result;
   CALL(env, napi_get_boolean(env, removed, &result));
   return result;
@@ -318,6 +317,13 @@ static napi_value js_counter_names(napi_env env, napi_callback_info info) {
     CALL(env, napi_set_element(env, array, i, name));
   }
   return array;
+}
+
+static napi_value js_max_queues(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value n;
+  CALL(env, napi_create_uint32(env, WEFT_MAX_QUEUES, &n));
+  return n;
 }
 
 static napi_value js_info(napi_env env, napi_callback_info info) {
@@ -364,6 +370,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"removePeer", NULL, js_remove_peer, NULL, NULL, NULL, napi_default, NULL},
       {"counters", NULL, js_counters, NULL, NULL, NULL, napi_default, NULL},
       {"counterNames", NULL, js_counter_names, NULL, NULL, NULL, napi_default, NULL},
+      {"maxQueues", NULL, js_max_queues, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };

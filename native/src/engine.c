@@ -1,5 +1,7 @@
 /* Engine lifecycle: create the devices (inside the requested network namespace), start each
- * queue's thread(s), and tear everything down again without leaking fds or threads. */
+ * queue's forwarding thread(s), and tear everything down again without leaking fds or threads.
+ * The one forwarding loop (forward()) lives here too: it polls a queue's fds and calls the
+ * drain steps of inside.c and/or outside.c, which know nothing of threads. */
 #include "engine.h"
 
 #include <errno.h>
@@ -12,9 +14,28 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "devices.h"
+#include "inside.h"
+#include "outside.h"
+
 #define WEFT_COUNTER_NAME(id, name) name,
 const char *const weft_counter_names[C_COUNT] = {WEFT_COUNTERS(WEFT_COUNTER_NAME)};
 #undef WEFT_COUNTER_NAME
+
+/* A forwarding thread: one queue, one direction or both. */
+struct worker {
+  pthread_t thread;
+  struct queue *q;
+  int inside, outside;
+};
+
+/* What engine_open allocates: the engine (first, so engine_close finds the rest) and its
+ * threads, which the data path never sees. */
+struct running_engine {
+  struct engine e;
+  struct worker workers[WEFT_MAX_QUEUES * 2];
+  int worker_count;
+};
 
 struct setup {
   struct engine *e;
@@ -62,26 +83,35 @@ static void close_fds(struct engine *e) {
   e->wake_fd = -1;
 }
 
-/* Reads per turn of a shared thread before it looks at the other direction: a busy TUN must
- * not starve the socket (a TCP stream's ACKs travel the other way). */
+/* Reads per turn of a thread serving both directions before it looks at the other one: a
+ * busy TUN must not starve the socket (a TCP stream's ACKs travel the other way). */
 #define SHARED_BUDGET 16
 
-/* One thread serving both directions of a queue (shared_thread). */
-static void *queue_run(void *arg) {
-  struct queue *q = arg;
+/* The forwarding loop of every thread: poll the queue's TUN fd and/or socket and the wake
+ * eventfd, drain what is ready. One direction drains until EAGAIN; both directions take turns
+ * of at most SHARED_BUDGET reads each, and after a turn cut short by the budget look again
+ * without sleeping. */
+static void *forward(void *arg) {
+  struct worker *w = arg;
+  struct queue *q = w->q;
   struct engine *e = q->e;
-  struct inside *in = inside_new(q);
-  struct outside *out = outside_new(q);
-  struct pollfd fds[3] = {{.fd = q->tun_fd, .events = POLLIN},
-                          {.fd = q->udp_fd, .events = POLLIN},
-                          {.fd = e->wake_fd, .events = POLLIN}};
+  struct inside *in = w->inside ? inside_new(q) : NULL;
+  struct outside *out = w->outside ? outside_new(q) : NULL;
+  int budget = w->inside && w->outside ? SHARED_BUDGET : 0;
+  struct pollfd fds[3];
+  nfds_t nfds = 0;
+  nfds_t tun = nfds, udp = nfds;
+  if (w->inside) fds[tun = nfds++] = (struct pollfd){.fd = q->tun_fd, .events = POLLIN};
+  if (w->outside) fds[udp = nfds++] = (struct pollfd){.fd = q->udp_fd, .events = POLLIN};
+  nfds_t wake = nfds++;
+  fds[wake] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
+  int ready = (in || !w->inside) && (out || !w->outside); /* else out of memory: give up */
   int more_in = 0, more_out = 0;
-  while (in && out && !engine_stopping(e)) {
-    /* Work left over from a budget-limited turn: look without sleeping. */
-    if (poll(fds, 3, more_in || more_out ? 0 : -1) < 0 && errno != EINTR) break;
-    if (fds[2].revents) break;
-    more_in = (fds[0].revents || more_in) ? inside_drain(in, SHARED_BUDGET) : 0;
-    more_out = (fds[1].revents || more_out) ? outside_drain(out, SHARED_BUDGET) : 0;
+  while (ready && !engine_stopping(e)) {
+    if (poll(fds, nfds, more_in || more_out ? 0 : -1) < 0 && errno != EINTR) break;
+    if (fds[wake].revents) break;
+    if (in) more_in = (fds[tun].revents || more_in) ? inside_drain(in, budget) : 0;
+    if (out) more_out = (fds[udp].revents || more_out) ? outside_drain(out, budget) : 0;
   }
   inside_free(in);
   outside_free(out);
@@ -89,40 +119,43 @@ static void *queue_run(void *arg) {
 }
 
 /* Stops and joins every thread started so far. */
-static void stop_threads(struct engine *e) {
+static void stop_threads(struct running_engine *r) {
+  struct engine *e = &r->e;
   uint64_t one = 1;
   __atomic_store_n(&e->stopping, 1, __ATOMIC_RELEASE);
   /* An eventfd write only fails if the counter would overflow, which one write cannot do. */
   if (write(e->wake_fd, &one, sizeof one) < 0) perror("weft engine: eventfd write");
-  for (int i = 0; i < e->queue_count; i++) {
-    struct queue *q = &e->queues[i];
-    for (int t = 0; t < q->thread_count; t++) pthread_join(q->threads[t], NULL);
-    q->thread_count = 0;
-  }
+  for (int i = 0; i < r->worker_count; i++) pthread_join(r->workers[i].thread, NULL);
+  r->worker_count = 0;
 }
 
-static int start_queue(struct queue *q, char *err, size_t err_len) {
+/* One thread for both directions (shared_thread), or one per direction. */
+static int start_queue(struct running_engine *r, struct queue *q, char *err, size_t err_len) {
   static const char *const what[] = {"inside", "outside"};
-  void *(*const split_fns[2])(void *) = {inside_run, outside_run};
-  int wanted = q->e->opt.shared_thread ? 1 : 2;
+  int wanted = r->e.opt.shared_thread ? 1 : 2;
   for (int t = 0; t < wanted; t++) {
-    int rc = pthread_create(&q->threads[t], NULL, wanted == 1 ? queue_run : split_fns[t], q);
+    struct worker *w = &r->workers[r->worker_count];
+    w->q = q;
+    w->inside = wanted == 1 || t == 0;
+    w->outside = wanted == 1 || t == 1;
+    int rc = pthread_create(&w->thread, NULL, forward, w);
     if (rc != 0) {
       snprintf(err, err_len, "cannot start the %s thread of queue %d: %s", wanted == 1 ? "forwarding" : what[t],
                q->index + 1, strerror(rc));
       return -1;
     }
-    q->thread_count++;
+    r->worker_count++;
   }
   return 0;
 }
 
 struct engine *engine_open(const struct engine_options *opt, char *err, size_t err_len) {
-  struct engine *e = calloc(1, sizeof *e);
-  if (!e) {
+  struct running_engine *r = calloc(1, sizeof *r);
+  if (!r) {
     snprintf(err, err_len, "out of memory opening the engine");
     return NULL;
   }
+  struct engine *e = &r->e;
   e->opt = *opt;
   if (e->opt.queues < 1) e->opt.queues = 1;
   if (e->opt.queues > WEFT_MAX_QUEUES) e->opt.queues = WEFT_MAX_QUEUES;
@@ -133,7 +166,6 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
     e->queues[i].tun_fd = e->queues[i].udp_fd = -1;
   }
   routes_init(&e->routes);
-  pthread_mutex_init(&e->routes_lock, NULL);
 
   e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (e->wake_fd < 0) {
@@ -153,8 +185,8 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
 
   e->queue_count = e->opt.queues;
   for (int i = 0; i < e->queue_count; i++) {
-    if (start_queue(&e->queues[i], err, err_len) < 0) {
-      stop_threads(e);
+    if (start_queue(r, &e->queues[i], err, err_len) < 0) {
+      stop_threads(r);
       goto fail;
     }
   }
@@ -162,18 +194,17 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
 
 fail:
   close_fds(e);
-  pthread_mutex_destroy(&e->routes_lock);
   routes_free(&e->routes);
-  free(e);
+  free(r);
   return NULL;
 }
 
 void engine_close(struct engine *e) {
-  stop_threads(e);
+  struct running_engine *r = (struct running_engine *)e; /* e is its first member */
+  stop_threads(r);
   close_fds(e);
-  pthread_mutex_destroy(&e->routes_lock);
   routes_free(&e->routes);
-  free(e);
+  free(r);
 }
 
 uint64_t engine_counter(struct engine *e, enum weft_counter id) {

@@ -7,7 +7,8 @@
 #include <unistd.h>
 
 #include "checksum.h"
-#include "engine.h"
+#include "datapath.h"
+#include "icmp.h"
 #include "packet.h"
 
 int icmp_send_error(struct queue *q, const uint8_t *packet, size_t len, uint8_t type, uint8_t code) {

@@ -1,10 +1,11 @@
 /* inside: packets from the TUN device (the containers' side) out to the underlay.
  *
- *  1. poll() the TUN and the wake eventfd, then read() until EAGAIN. Each read lands in a
- *     message slot's buffer so that the inner IPv4 header starts HEADROOM bytes in; with
- *     offloads the virtio_net_hdr sits just before it.
- *  2. Check the IPv4 header; look up the destination (longest prefix) under routes_lock and
- *     copy the peer out. No route: ICMP net-unreachable back into the TUN, drop.
+ *  1. Once the forwarding loop (engine.c) sees the TUN readable: read() until EAGAIN (or the
+ *     budget). Each read lands in a message slot's buffer so that the inner IPv4 header
+ *     starts HEADROOM bytes in; with offloads the virtio_net_hdr sits just before it.
+ *  2. Check the IPv4 header; look up the destination (longest prefix) and copy the next hop
+ *     out (routes_next_hop: one lock per read). No route: ICMP net-unreachable back into the
+ *     TUN, drop.
  *  3. udp mode: TTL - 1 with an incremental checksum patch, as flannel does; a TTL that
  *     would reach 0 is dropped (ICMP time-exceeded back into the TUN).
  *  4. A plain packet: complete a partial checksum if the kernel left one, then write the
@@ -19,14 +20,15 @@
 #include <errno.h>
 #include <linux/virtio_net.h>
 #include <netinet/udp.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "checksum.h"
-#include "engine.h"
+#include "datapath.h"
+#include "icmp.h"
+#include "inside.h"
 #include "packet.h"
 
 #ifndef SOL_UDP
@@ -60,12 +62,6 @@ struct inside {
   struct mmsghdr msgs[MAX_MSGS];
   struct iovec iov[MAX_MSGS];
   char ctl[SLOTS][CMSG_SPACE(sizeof(uint16_t))];
-};
-
-/* What a packet needs from its peer, copied out so routes_lock is not held across I/O. */
-struct next_hop {
-  struct sockaddr_in addr;
-  uint8_t mac[6];
 };
 
 static void write_encap(const struct inside *in, const struct next_hop *hop, uint8_t *at) {
@@ -293,16 +289,7 @@ static void handle(struct inside *in, unsigned n) {
   }
 
   struct next_hop hop;
-  int found = 0;
-  pthread_mutex_lock(&e->routes_lock);
-  const struct peer *p = routes_lookup(&e->routes, ip4_dst(ip));
-  if (p) {
-    hop.addr = p->addr;
-    memcpy(hop.mac, p->mac, 6);
-    found = 1;
-  }
-  pthread_mutex_unlock(&e->routes_lock);
-  if (!found) {
+  if (!routes_next_hop(&e->routes, ip4_dst(ip), &hop)) {
     count(in->q, C_INSIDE_DROP_NO_ROUTE, 1);
     if (may_send_icmp_about(ip, len) && icmp_send_error(in->q, ip, len, 3, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
     return;
@@ -396,18 +383,4 @@ int inside_drain(struct inside *in, int budget) {
   }
   flush(in);
   return more;
-}
-
-void *inside_run(void *arg) {
-  struct queue *q = arg;
-  struct engine *e = q->e;
-  struct inside *in = inside_new(q);
-  struct pollfd fds[2] = {{.fd = q->tun_fd, .events = POLLIN}, {.fd = e->wake_fd, .events = POLLIN}};
-  while (in && !engine_stopping(e)) {
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
-    if (fds[1].revents) break;
-    inside_drain(in, 0);
-  }
-  inside_free(in);
-  return NULL;
 }

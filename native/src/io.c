@@ -4,7 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "datapath.h"
 
 ssize_t io_tun_read(struct queue *q, void *buf, size_t len) { return read(q->tun_fd, buf, len); }
 

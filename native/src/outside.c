@@ -1,13 +1,15 @@
 /* outside: datagrams from the underlay in to the TUN device (the containers' side).
  *
- *  1. poll() the UDP socket and the wake eventfd, then recvmmsg() until EAGAIN. With
- *     UDP_GRO one message is a super-datagram of equal-sized datagrams (size in a cmsg).
- *     Each lands HEADROOM bytes into its buffer, leaving room for the virtio_net_hdr.
- *  2. Under routes_lock, for every datagram: the sender must be the PublicIP of a current
- *     peer; vxlan mode checks flags, VNI, inner destination MAC and ethertype and strips
- *     the 22 header bytes; the inner IPv4 header must be sane and its source must lie in
- *     that peer's subnet; udp mode decrements TTL. Anything else is dropped and counted
- *     by reason. Accepted packets are listed, not moved.
+ *  1. Once the forwarding loop (engine.c) sees the socket readable: recvmmsg() until EAGAIN
+ *     (or the budget). With UDP_GRO one message is a super-datagram of equal-sized datagrams
+ *     (size in a cmsg). Each lands HEADROOM bytes into its buffer, leaving room for the
+ *     virtio_net_hdr.
+ *  2. In one routes_read() (the route table held still: one lock per batch), for every
+ *     datagram: the sender must be the PublicIP of a current peer; vxlan mode checks flags,
+ *     VNI, inner destination MAC and ethertype and strips the 22 header bytes; the inner
+ *     IPv4 header must be sane and its source must lie in that peer's subnet; udp mode
+ *     decrements TTL. Anything else is dropped and counted by reason. Accepted packets are
+ *     listed, not moved.
  *  3. Without the lock: consecutive TCP segments of one flow are merged (GRO) into one
  *     super-packet written with a GSO_TCPV4 virtio_net_hdr and a partial checksum; other
  *     packets are written one by one, their virtio header placed in the bytes just before
@@ -18,14 +20,14 @@
 #include <errno.h>
 #include <linux/virtio_net.h>
 #include <netinet/udp.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "checksum.h"
-#include "engine.h"
+#include "datapath.h"
+#include "outside.h"
 #include "packet.h"
 
 #ifndef SOL_UDP
@@ -240,8 +242,9 @@ static void deliver(struct outside *out, uint8_t *ip, unsigned len) {
   f->closed = (ip[33] & 0x08) != 0;
 }
 
-/* Step 2 for one datagram (one GRO segment). Called with routes_lock held. */
-static void check(struct outside *out, uint8_t *seg, unsigned l, uint32_t sender, const struct peer *known) {
+/* Step 2 for one datagram (one GRO segment), within routes_read(). */
+static void check(struct outside *out, const struct route_table *routes, uint8_t *seg, unsigned l, uint32_t sender,
+                  const struct peer *known) {
   struct engine *e = out->e;
   uint8_t *ip = seg;
   unsigned ipl = l;
@@ -290,7 +293,7 @@ static void check(struct outside *out, uint8_t *seg, unsigned l, uint32_t sender
   uint32_t src = ip4_src(ip);
   if (!p || (src & (p->prefix ? 0xffffffffu << (32 - p->prefix) : 0)) != p->network) {
     /* The sender may own several subnets (one peer entry each): look the source up. */
-    p = routes_lookup(&e->routes, src);
+    p = routes_lookup(routes, src);
     if (!p || p->public_ip != sender) {
       count(out->q, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
       return;
@@ -310,18 +313,16 @@ static void check(struct outside *out, uint8_t *seg, unsigned l, uint32_t sender
   }
 }
 
-/* The first peer entry whose PublicIP is the sender (NULL: not a peer). */
-static const struct peer *sender_peer(const struct route_table *t, uint32_t sender) {
-  for (size_t i = 0; i < t->count; i++)
-    if (t->peers[i].public_ip == sender) return &t->peers[i];
-  return NULL;
-}
+struct batch {
+  struct outside *out;
+  int n;
+};
 
-static void receive_batch(struct outside *out, int n) {
-  struct engine *e = out->e;
-  out->acc_count = 0;
-  pthread_mutex_lock(&e->routes_lock);
-  for (int i = 0; i < n; i++) {
+/* Step 2 for the whole batch, run by routes_read() with the table held still. */
+static void check_batch(const struct route_table *routes, void *arg) {
+  const struct batch *b = arg;
+  struct outside *out = b->out;
+  for (int i = 0; i < b->n; i++) {
     struct msghdr *h = &out->msgs[i].msg_hdr;
     unsigned len = out->msgs[i].msg_len;
     unsigned gso = len;
@@ -338,7 +339,7 @@ static void receive_batch(struct outside *out, int n) {
       continue;
     }
     uint32_t sender = ntohl(out->from[i].sin_addr.s_addr);
-    const struct peer *known = sender_peer(&e->routes, sender);
+    const struct peer *known = routes_sender_peer(routes, sender);
     if (!known) {
       count(out->q, C_OUTSIDE_DROP_UNKNOWN_SENDER, segs);
       continue;
@@ -346,11 +347,16 @@ static void receive_batch(struct outside *out, int n) {
     uint8_t *base = out->bufs[i] + HEADROOM;
     for (unsigned off = 0; off < len; off += gso) {
       unsigned l = len - off < gso ? len - off : gso;
-      check(out, base + off, l, sender, known);
+      check(out, routes, base + off, l, sender, known);
     }
     if (len == 0) count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
   }
-  pthread_mutex_unlock(&e->routes_lock);
+}
+
+static void receive_batch(struct outside *out, int n) {
+  out->acc_count = 0;
+  struct batch b = {out, n};
+  routes_read(&out->e->routes, check_batch, &b);
 
   for (int i = 0; i < out->acc_count; i++) deliver(out, out->acc[i].ip, out->acc[i].len);
   flows_flush(out);
@@ -408,18 +414,4 @@ int outside_drain(struct outside *out, int budget) {
     receive_batch(out, n);
   }
   return 0;
-}
-
-void *outside_run(void *arg) {
-  struct queue *q = arg;
-  struct engine *e = q->e;
-  struct outside *out = outside_new(q);
-  struct pollfd fds[2] = {{.fd = q->udp_fd, .events = POLLIN}, {.fd = e->wake_fd, .events = POLLIN}};
-  while (out && !engine_stopping(e)) {
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
-    if (fds[1].revents) break;
-    outside_drain(out, 0);
-  }
-  outside_free(out);
-  return NULL;
 }

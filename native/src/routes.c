@@ -1,4 +1,4 @@
-/* Peer table with longest-prefix match; see routes.h. */
+/* Peer table with longest-prefix match and its own lock; see routes.h. */
 #include "routes.h"
 
 #include <stdlib.h>
@@ -6,10 +6,15 @@
 
 static uint32_t mask_of(uint8_t prefix) { return prefix == 0 ? 0 : 0xffffffffu << (32 - prefix); }
 
-void routes_init(struct route_table *t) { memset(t, 0, sizeof *t); }
+void routes_init(struct route_table *t) {
+  memset(t, 0, sizeof *t);
+  pthread_mutex_init(&t->lock, NULL);
+}
 
 void routes_free(struct route_table *t) {
+  pthread_mutex_destroy(&t->lock);
   free(t->peers);
+  free(t->senders);
   memset(t, 0, sizeof *t);
 }
 
@@ -19,7 +24,14 @@ static int before(uint8_t prefix_a, uint32_t net_a, uint8_t prefix_b, uint32_t n
   return net_a < net_b;
 }
 
-static void rebuild_groups(struct route_table *t) {
+static int sender_order(const void *a, const void *b) {
+  const struct sender *x = a, *y = b;
+  if (x->public_ip != y->public_ip) return x->public_ip < y->public_ip ? -1 : 1;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Rebuilds both indexes after peers[] changed; needs no memory (senders has peers' capacity). */
+static void rebuild_indexes(struct route_table *t) {
   t->group_count = 0;
   for (size_t i = 0; i < t->count; i++) {
     struct prefix_group *g = t->group_count ? &t->groups[t->group_count - 1] : NULL;
@@ -32,6 +44,13 @@ static void rebuild_groups(struct route_table *t) {
     }
     g->count++;
   }
+  for (size_t i = 0; i < t->count; i++) t->senders[i] = (struct sender){t->peers[i].public_ip, (uint32_t)i};
+  if (t->count) qsort(t->senders, t->count, sizeof *t->senders, sender_order);
+  /* Keep each PublicIP's first entry in table order (the smallest index, sorted first). */
+  size_t n = 0;
+  for (size_t i = 0; i < t->count; i++)
+    if (n == 0 || t->senders[n - 1].public_ip != t->senders[i].public_ip) t->senders[n++] = t->senders[i];
+  t->sender_count = n;
 }
 
 /* Index of the first entry not before (prefix, network). */
@@ -45,36 +64,58 @@ static size_t position(const struct route_table *t, uint8_t prefix, uint32_t net
   return lo;
 }
 
-int routes_set(struct route_table *t, const struct peer *p) {
+/* Room for one more entry in both arrays. Returns 0, or -1 when out of memory (table unchanged). */
+static int reserve(struct route_table *t) {
+  if (t->count < t->capacity) return 0;
+  size_t capacity = t->capacity ? t->capacity * 2 : 16;
+  struct peer *peers = realloc(t->peers, capacity * sizeof *peers);
+  if (!peers) return -1;
+  t->peers = peers;
+  struct sender *senders = realloc(t->senders, capacity * sizeof *senders);
+  if (!senders) return -1; /* peers[] is merely bigger than needed */
+  t->senders = senders;
+  t->capacity = capacity;
+  return 0;
+}
+
+static int set_locked(struct route_table *t, const struct peer *p) {
   struct peer entry = *p;
   entry.network &= mask_of(entry.prefix);
   size_t i = position(t, entry.prefix, entry.network);
   if (i < t->count && t->peers[i].prefix == entry.prefix && t->peers[i].network == entry.network) {
     t->peers[i] = entry;
-    return 0;
+  } else {
+    if (reserve(t) < 0) return -1;
+    memmove(&t->peers[i + 1], &t->peers[i], (t->count - i) * sizeof *t->peers);
+    t->peers[i] = entry;
+    t->count++;
   }
-  if (t->count == t->capacity) {
-    size_t capacity = t->capacity ? t->capacity * 2 : 16;
-    struct peer *grown = realloc(t->peers, capacity * sizeof *grown);
-    if (!grown) return -1;
-    t->peers = grown;
-    t->capacity = capacity;
-  }
-  memmove(&t->peers[i + 1], &t->peers[i], (t->count - i) * sizeof *t->peers);
-  t->peers[i] = entry;
-  t->count++;
-  rebuild_groups(t);
+  rebuild_indexes(t);
   return 0;
 }
 
-int routes_remove(struct route_table *t, uint32_t network, uint8_t prefix) {
+int routes_set(struct route_table *t, const struct peer *p) {
+  pthread_mutex_lock(&t->lock);
+  int rc = set_locked(t, p);
+  pthread_mutex_unlock(&t->lock);
+  return rc;
+}
+
+static int remove_locked(struct route_table *t, uint32_t network, uint8_t prefix) {
   network &= mask_of(prefix);
   size_t i = position(t, prefix, network);
   if (i >= t->count || t->peers[i].prefix != prefix || t->peers[i].network != network) return 0;
   memmove(&t->peers[i], &t->peers[i + 1], (t->count - i - 1) * sizeof *t->peers);
   t->count--;
-  rebuild_groups(t);
+  rebuild_indexes(t);
   return 1;
+}
+
+int routes_remove(struct route_table *t, uint32_t network, uint8_t prefix) {
+  pthread_mutex_lock(&t->lock);
+  int removed = remove_locked(t, network, prefix);
+  pthread_mutex_unlock(&t->lock);
+  return removed;
 }
 
 const struct peer *routes_lookup(const struct route_table *t, uint32_t address) {
@@ -93,8 +134,32 @@ const struct peer *routes_lookup(const struct route_table *t, uint32_t address) 
   return NULL;
 }
 
-int routes_has_public_ip(const struct route_table *t, uint32_t public_ip) {
-  for (size_t i = 0; i < t->count; i++)
-    if (t->peers[i].public_ip == public_ip) return 1;
-  return 0;
+const struct peer *routes_sender_search(const struct route_table *t, uint32_t public_ip) {
+  const struct sender *s = t->senders;
+  size_t n = t->sender_count;
+  if (n == 0) return NULL;
+  /* The last entry <= public_ip, halving without branches. */
+  while (n > 1) {
+    size_t half = n / 2;
+    s = s[half].public_ip <= public_ip ? s + half : s;
+    n -= half;
+  }
+  return s->public_ip == public_ip ? &t->peers[s->index] : NULL;
+}
+
+int routes_next_hop(struct route_table *t, uint32_t address, struct next_hop *hop) {
+  pthread_mutex_lock(&t->lock);
+  const struct peer *p = routes_lookup(t, address);
+  if (p) {
+    hop->addr = p->addr;
+    memcpy(hop->mac, p->mac, 6);
+  }
+  pthread_mutex_unlock(&t->lock);
+  return p != NULL;
+}
+
+void routes_read(struct route_table *t, void (*fn)(const struct route_table *t, void *ctx), void *ctx) {
+  pthread_mutex_lock(&t->lock);
+  fn(t, ctx);
+  pthread_mutex_unlock(&t->lock);
 }

@@ -1,12 +1,17 @@
-/* The peer table: subnet -> (PublicIP, VtepMAC), longest-prefix match.
+/* The peer table: subnet -> (PublicIP, VtepMAC), longest-prefix match, and PublicIP -> peer.
  * Entries are kept sorted by prefix length (longest first), then network, with one index
  * entry per distinct prefix length, so a lookup is a binary search per prefix length in use
- * (usually one: every lease has the same SubnetLen). Not thread-safe by itself: the engine
- * holds routes_lock around every call. */
+ * (usually one: every lease has the same SubnetLen); a second index sorted by PublicIP finds a
+ * sender's peer by binary search once there are more entries than a scan handles faster.
+ *
+ * The table owns its lock (a plain mutex: set/remove memmove and realloc the arrays under the
+ * readers) and offers whole operations; callers never take it. Each operation holds it once:
+ * routes_next_hop per TUN read, routes_read per recvmmsg() batch, set/remove per JS call. */
 #ifndef WEFT_ROUTES_H
 #define WEFT_ROUTES_H
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,15 +24,29 @@ struct peer {
   struct sockaddr_in addr; /* public_ip:port, ready for sendmmsg */
 };
 
+/* What a packet needs from its peer, copied out so the lock is not held across I/O. */
+struct next_hop {
+  struct sockaddr_in addr;
+  uint8_t mac[6];
+};
+
 struct prefix_group {
   uint8_t prefix;
   uint32_t mask;
   size_t start, count;
 };
 
+/* PublicIP -> index of its first entry in peers[] (sort order), one per distinct PublicIP. */
+struct sender {
+  uint32_t public_ip;
+  uint32_t index;
+};
+
 struct route_table {
+  pthread_mutex_t lock; /* routes.c's own: held only inside the operations below, never across I/O */
   struct peer *peers;
-  size_t count, capacity;
+  struct sender *senders; /* sorted by public_ip; same capacity as peers */
+  size_t count, capacity, sender_count;
   struct prefix_group groups[33];
   size_t group_count;
 };
@@ -38,9 +57,28 @@ void routes_free(struct route_table *t);
 int routes_set(struct route_table *t, const struct peer *p);
 /* Returns 1 if an entry was removed, 0 if there was none. */
 int routes_remove(struct route_table *t, uint32_t network, uint8_t prefix);
-/* Longest-prefix match of a host-order address; NULL if no entry covers it. */
+/* Longest-prefix match of a host-order address, copied into *hop. Returns 1, or 0 if no entry
+ * covers it. */
+int routes_next_hop(struct route_table *t, uint32_t address, struct next_hop *hop);
+
+/* Runs fn(t, ctx) with the table held still (under its lock), so a whole batch of checks costs
+ * one lock. fn may call only the two lookups below, must not block, and must not keep the
+ * pointers they return after it returns. */
+void routes_read(struct route_table *t, void (*fn)(const struct route_table *t, void *ctx), void *ctx);
+/* Longest-prefix match of a host-order address; NULL if no entry covers it. Only within routes_read. */
 const struct peer *routes_lookup(const struct route_table *t, uint32_t address);
-/* Whether any entry has this PublicIP (only used to name a drop reason). */
-int routes_has_public_ip(const struct route_table *t, uint32_t public_ip);
+/* Binary search of the PublicIP index; use routes_sender_peer. */
+const struct peer *routes_sender_search(const struct route_table *t, uint32_t public_ip);
+/* Up to this many entries a scan of peers[] beats the index (measured; it is inlined). */
+#define ROUTES_SCAN_MAX 16
+/* The first entry (in table order) whose PublicIP is `public_ip`; NULL: not a peer. Only within
+ * routes_read. Once per received message: a few entries are scanned as they lie, more are
+ * found in the PublicIP index. */
+static inline const struct peer *routes_sender_peer(const struct route_table *t, uint32_t public_ip) {
+  if (t->count > ROUTES_SCAN_MAX) return routes_sender_search(t, public_ip);
+  for (size_t i = 0; i < t->count; i++)
+    if (t->peers[i].public_ip == public_ip) return &t->peers[i];
+  return NULL;
+}
 
 #endif

@@ -10,7 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "datapath.h"
+#include "devices.h"
 
 /* Debian 12's headers predate USO; values from linux/if_tun.h (6.2+). */
 #ifndef TUN_F_USO4

@@ -10,7 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "datapath.h"
+#include "devices.h"
 
 #ifndef SOL_UDP
 #define SOL_UDP 17

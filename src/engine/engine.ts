@@ -43,8 +43,8 @@ export interface EngineOptions {
   sharedThread?: boolean;
 }
 
-/** The addon's WEFT_MAX_QUEUES. */
-export const MAX_ENGINE_QUEUES = 8;
+/** The most queues the engine accepts: the addon's WEFT_MAX_QUEUES (so loading this module loads the addon). */
+export const MAX_ENGINE_QUEUES: number = loadNativeAddon().maxQueues();
 
 /**
  * 1 queue. Measured on a 2-vCPU VM in 4 runs (docs/dataplane.md "Multi-queue"): 2 queues

@@ -49,6 +49,8 @@ export interface NativeAddon {
   removePeer(handle: NativeHandle, network: number, prefix: number): boolean;
   counters(handle: NativeHandle): Float64Array;
   counterNames(): string[];
+  /** WEFT_MAX_QUEUES: the most queues open() accepts. */
+  maxQueues(): number;
   info(handle: NativeHandle): NativeFeatures;
   close(handle: NativeHandle): void;
 }
