@@ -144,6 +144,10 @@ static int start_queue(struct running_engine *r, struct queue *q, char *err, siz
                q->index + 1, strerror(rc));
       return -1;
     }
+    /* Named so `top -H`, perf and the tests tell the engine's threads from Node's own pool. */
+    char name[16];
+    snprintf(name, sizeof name, "weft-q%d-%s", q->index, wanted == 1 ? "both" : t == 0 ? "in" : "out");
+    pthread_setname_np(w->thread, name);
     r->worker_count++;
   }
   return 0;
