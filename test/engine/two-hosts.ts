@@ -26,6 +26,8 @@ export const UNDERLAY_B = "192.168.90.2";
 export const STRANGER = "192.168.90.3";
 export const TUN_A = "10.70.1.0";
 export const TUN_B = "10.70.2.0";
+/** Where `iperf3 -s` listens: tests wait for it (waitForListener) before starting the client. */
+export const IPERF3_PORT = 5201;
 
 export interface TwoHosts {
   prefix: string;
