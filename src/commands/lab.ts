@@ -10,7 +10,7 @@ import { errorMessage } from "../errors/error-message.js";
 
 /**
  * `weft lab up|status|exec|check|down`: a whole cluster on one machine, in network
- * namespaces (see src/lab/topology.ts for the picture). All state is in the lab dir, so
+ * namespaces (see src/lab/topology-plan.ts for the picture). All state is in the lab dir, so
  * each subcommand is a separate process.
  */
 interface LabArgs {

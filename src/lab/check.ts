@@ -1,5 +1,5 @@
 import type { LabContainerState, LabState } from "./lab-state.js";
-import { execInNamespace } from "./netns.js";
+import { pingFrom } from "./ping.js";
 import { formatTable } from "../observe/text-table.js";
 
 /**
@@ -71,14 +71,11 @@ export async function runChecks(state: LabState): Promise<CheckResult[]> {
 
 async function runProbe(probe: Probe): Promise<CheckResult> {
   const target = probe.to.address as string;
-  const args = ["-n", "-c", "1", "-W", "1", "-s", String(probe.payload)];
-  if (probe.kind === "df") args.push("-M", "do");
-  args.push(target);
-  let outcome = await execInNamespace(probe.from.namespace, "ping", args, { allowFailure: true, timeoutMs: 5000 });
+  const options = { count: 1, waitSeconds: 1, payload: probe.payload, dontFragment: probe.kind === "df", timeoutMs: 5000 };
+  let outcome = await pingFrom(probe.from.namespace, target, options);
   // One retry: the very first packet to a peer may race neighbour/ARP resolution.
-  if (outcome.exitCode !== 0) outcome = await execInNamespace(probe.from.namespace, "ping", args, { allowFailure: true, timeoutMs: 5000 });
+  if (outcome.exitCode !== 0) outcome = await pingFrom(probe.from.namespace, target, options);
   const ok = outcome.exitCode === 0;
-  const rtt = /time=([\d.]+) ms/.exec(outcome.stdout)?.[1];
   const detail = ok
     ? ""
     : (outcome.stderr.trim().split("\n")[0] || outcome.stdout.split("\n").find((line) => /loss|errors|unreachable/i.test(line))?.trim() || `exit code ${outcome.exitCode}`);
@@ -90,7 +87,7 @@ async function runProbe(probe: Probe): Promise<CheckResult> {
     kind: probe.kind,
     payload: probe.payload,
     ok,
-    rttMs: rtt === undefined ? undefined : Number(rtt),
+    rttMs: outcome.rttMs,
     detail,
   };
 }

@@ -60,6 +60,9 @@ export interface LabContainerState {
 
 export const STATE_FILE = "state.json";
 
+/** The lab name when --name is not given. */
+export const DEFAULT_LAB_NAME = "weft";
+
 /** Default lab dir: /run is tmpfs, so a reboot (which also drops the namespaces) clears it too. */
 export function defaultLabDir(name: string): string {
   return join("/run/weft-lab", name);

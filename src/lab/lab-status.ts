@@ -1,6 +1,6 @@
 import { formatTable } from "../observe/text-table.js";
 import { probeReadyz } from "./lab-daemon.js";
-import type { Lab } from "./lab.js";
+import type { Lab } from "./lab-handle.js";
 import { listNamespaces } from "./netns.js";
 import { isAlive } from "../process/pids.js";
 

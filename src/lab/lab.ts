@@ -1,22 +1,29 @@
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
-import { readSubnetEnv, writeSubnetEnv } from "../host/subnet-env.js";
+import { mkdir } from "node:fs/promises";
+import { writeSubnetEnv } from "../host/subnet-env.js";
 import { Ipv4Subnet } from "../net/ipv4.js";
-import { formatCheckTable, runChecks, type CheckResult } from "./check.js";
-import { EtcdServer } from "./etcd-server.js";
-import { dockerBridgeFromEnv, startDaemon, stopDaemon, waitDaemonReady } from "./lab-daemon.js";
-import { defaultLabDir, readLabState, writeLabState, type LabContainerState, type LabHostState, type LabState } from "./lab-state.js";
-import { execInNamespace, killNamespaceProcesses, listNamespaces } from "./netns.js";
-import { runCommand, type CommandOptions, type CommandResult } from "../process/run-command.js";
-import { terminatePids } from "../process/pids.js";
-import { ETCD_CLIENT_PORT, allNamespaces, assertNamespacesFree, attachContainers, buildUnderlay, hostOf, labNamespacePattern, planTopology } from "./topology.js";
+import { DEFAULT_ETCD_PREFIX } from "../store/store-options.js";
 import { errorMessage } from "../errors/error-message.js";
+import { EtcdServer } from "./etcd-server.js";
+import { Lab, type LabHandleOptions, type LabTimings } from "./lab-handle.js";
+import { DEFAULT_LAB_NAME, defaultLabDir, readLabState } from "./lab-state.js";
+import { teardownLab } from "./lab-teardown.js";
+import { assertNamespacesFree, buildUnderlay } from "./topology-build.js";
+import { ETCD_CLIENT_PORT, hostOf, planTopology } from "./topology-plan.js";
+
+// The lab's front door: callers import the builder, the handle it returns and the teardown from here.
+export { Lab, LabContainer, LabHost, openLab, type LabHandleOptions, type LabTimings } from "./lab-handle.js";
+export { teardownLab, type TeardownReport } from "./lab-teardown.js";
+export { DEFAULT_LAB_NAME } from "./lab-state.js";
 
 /**
  * The lab as a program: `buildLab()` for tests and `weft lab up`, `openLab()` for the later
  * CLI commands (everything is re-read from the state file), `teardownLab()` for `lab down`,
- * which also works when the state file is gone. See topology.ts for the picture.
+ * which also works when the state file is gone. See topology-plan.ts for the picture.
+ *
+ * Modules, arrows pointing down: lab.ts (builder) → lab-handle.ts (Lab) → lab-teardown.ts →
+ * topology-build.ts (creates namespaces, veths, docker0) → topology-plan.ts (pure) → lab-state.ts.
  */
-export interface LabOptions {
+export interface LabOptions extends LabHandleOptions {
   /** Namespaces are `<name>-<role>`; tests pass a random one (uniquePrefix() without the dash). */
   name?: string;
   labDir?: string;
@@ -39,160 +46,17 @@ export interface LabOptions {
    * caller can drive the data path itself (e.g. engine tests).
    */
   daemons?: "weft" | "none";
-  /** Extra flags for every `weft run`. */
-  daemonArgs?: string[];
   /**
    * Hosts (e.g. ["h3"]) whose daemon buildLab does not start: a test starts it later with
    * lab.startDaemon("h3") to watch a host join. Their containers stay unaddressed until then.
    */
   deferredHosts?: string[];
   underlayMtu?: number;
-  readyTimeoutMs?: number;
   /** Leave a half-built lab in place when building fails (to read logs); `down` removes it. */
   keepOnFailure?: boolean;
-  /** Progress lines (the CLI prints them; tests usually pass nothing). */
-  log?: (line: string) => void;
 }
 
-export const DEFAULT_LAB_NAME = "weft";
 export const DEFAULT_NETWORK = "10.66.0.0/16";
-export const DEFAULT_ETCD_PREFIX = "/coreos.com/network";
-
-/** Phase timings of buildLab, in milliseconds. */
-export interface LabTimings {
-  underlay: number;
-  etcd: number;
-  daemons: number;
-  containers: number;
-  total: number;
-}
-
-export class LabHost {
-  constructor(private readonly lab: Lab, readonly state: LabHostState) {}
-  get name(): string { return this.state.name; }
-  get namespace(): string { return this.state.namespace; }
-  get underlayAddress(): string { return this.state.underlayAddress; }
-  exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
-    return execInNamespace(this.namespace, command, args, options);
-  }
-  containers(): LabContainer[] { return this.lab.containers.filter((container) => container.host === this.name); }
-}
-
-export class LabContainer {
-  constructor(readonly state: LabContainerState) {}
-  get name(): string { return this.state.name; }
-  get host(): string { return this.state.host; }
-  get namespace(): string { return this.state.namespace; }
-  /** Address on eth0; undefined until the host's subnet is known. */
-  get address(): string | undefined { return this.state.address; }
-  exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
-    return execInNamespace(this.namespace, command, args, options);
-  }
-}
-
-export class Lab {
-  readonly hosts: LabHost[];
-  readonly containers: LabContainer[];
-  timings?: LabTimings;
-  private saving: Promise<void> = Promise.resolve();
-
-  constructor(readonly state: LabState, private readonly options: Pick<LabOptions, "daemonArgs" | "readyTimeoutMs" | "log"> = {}) {
-    this.containers = state.containers.map((container) => new LabContainer(container));
-    this.hosts = state.hosts.map((host) => new LabHost(this, host));
-  }
-
-  get name(): string { return this.state.name; }
-  get labDir(): string { return this.state.labDir; }
-  get etcdEndpoint(): string { return this.state.etcd.endpoint; }
-
-  host(name: string): LabHost {
-    const host = this.hosts.find((candidate) => candidate.name === name);
-    if (!host) throw new Error(`lab "${this.name}" has no host "${name}"; hosts are ${this.hosts.map((h) => h.name).join(", ")}`);
-    return host;
-  }
-
-  container(name: string): LabContainer {
-    const container = this.containers.find((candidate) => candidate.name === name);
-    if (!container) {
-      throw new Error(`lab "${this.name}" has no container "${name}"; containers are ${this.containers.map((c) => c.name).join(", ") || "none"}`);
-    }
-    return container;
-  }
-
-  /** Namespace of a host, container, or one of "etcd", "ul" (underlay), "inet". */
-  namespaceOf(target: string): string {
-    if (target === "etcd") return this.state.etcd.namespace;
-    if (target === "ul" || target === "underlay") return this.state.underlay.namespace;
-    if (target === "inet" || target === "internet") {
-      if (!this.state.internet) throw new Error(`lab "${this.name}" has no internet namespace; bring it up with --internet`);
-      return this.state.internet.namespace;
-    }
-    const host = this.hosts.find((candidate) => candidate.name === target);
-    if (host) return host.namespace;
-    const container = this.containers.find((candidate) => candidate.name === target);
-    if (container) return container.namespace;
-    throw new Error(
-      `lab "${this.name}" has no "${target}": use a host (${this.hosts.map((h) => h.name).join(", ")}), ` +
-        `a container (${this.containers.map((c) => c.name).join(", ") || "none"}), etcd, ul or inet`,
-    );
-  }
-
-  async exec(target: string, command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
-    return execInNamespace(this.namespaceOf(target), command, args, options);
-  }
-
-  /** etcdctl inside the etcd namespace, against the lab's etcd. */
-  etcdctl(args: readonly string[], options?: CommandOptions): Promise<CommandResult> {
-    return execInNamespace(this.state.etcd.namespace, "etcdctl", [`--endpoints=${this.etcdEndpoint}`, ...args], options);
-  }
-
-  /** Starts the host's daemon and waits until it is ready; docker0 is (re)built from its subnet.env. */
-  async startDaemon(hostName: string, extraArgs: readonly string[] = this.options.daemonArgs ?? []): Promise<void> {
-    const host = hostOf(this.state, hostName);
-    await startDaemon(this.state, host, extraArgs);
-    await this.save();
-    const env = await waitDaemonReady(host, this.options.readyTimeoutMs);
-    const config = dockerBridgeFromEnv(host, env);
-    if (config.bridgeAddress !== host.bridgeAddress || config.mtu !== host.mtu) await attachContainers(this.state, hostName, config);
-    await this.save();
-  }
-
-  /** Stops the host's daemon by PID (SIGTERM); kernel state it leaves behind stays, as on a real host. */
-  async stopDaemon(hostName: string, graceMs?: number): Promise<void> {
-    await stopDaemon(hostOf(this.state, hostName), graceMs);
-    await this.save();
-  }
-
-  /** Re-reads the host's subnet.env and rebuilds docker0/containers if the subnet or MTU changed. */
-  async refreshContainers(hostName: string): Promise<void> {
-    const host = hostOf(this.state, hostName);
-    const env = await readSubnetEnv(host.subnetFile);
-    if (!env) throw new Error(`host ${hostName}: ${host.subnetFile} does not exist yet`);
-    await attachContainers(this.state, hostName, dockerBridgeFromEnv(host, env));
-    await this.save();
-  }
-
-  check(): Promise<CheckResult[]> {
-    return runChecks(this.state);
-  }
-
-  async checkTable(): Promise<{ ok: boolean; table: string; results: CheckResult[] }> {
-    const results = await this.check();
-    return { ok: results.length > 0 && results.every((result) => result.ok), table: formatCheckTable(results), results };
-  }
-
-  /** Writes the state file; writes are queued so the newest state always lands last. */
-  save(): Promise<void> {
-    const write = this.saving.then(() => writeLabState(this.state));
-    this.saving = write.catch(() => undefined);
-    return write;
-  }
-
-  /** Removes everything this lab made: processes, namespaces, lab dir. */
-  async destroy(): Promise<TeardownReport> {
-    return teardownLab({ name: this.name, labDir: this.labDir });
-  }
-}
 
 /** Builds a whole lab; on failure everything built so far is removed before the error is thrown. */
 export async function buildLab(options: LabOptions = {}): Promise<Lab> {
@@ -294,89 +158,3 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
     throw error;
   }
 }
-
-/** Opens a lab `weft lab up` built, from its state file. */
-export async function openLab(options: { name?: string; labDir?: string } = {}): Promise<Lab> {
-  const name = options.name ?? DEFAULT_LAB_NAME;
-  const labDir = options.labDir ?? defaultLabDir(name);
-  const state = await readLabState(labDir);
-  if (!state) throw new Error(`no lab state in ${labDir}: is lab "${name}" up? (\`weft lab up --name ${name}\`)`);
-  return new Lab(state);
-}
-
-export interface TeardownReport {
-  namespaces: string[];
-  /** Recorded PIDs that were still running and were stopped. */
-  pids: number[];
-  labDirRemoved: boolean;
-}
-
-/**
- * Removes a lab: recorded processes (only if they still live in one of the lab's namespaces:
- * a PID from a stale file may belong to someone else by now), then every process inside the
- * lab's namespaces, the namespaces (found by name, so this works without the state file), and
- * the lab dir. Idempotent.
- */
-export async function teardownLab(options: { name?: string; labDir?: string } = {}): Promise<TeardownReport> {
-  const name = options.name ?? DEFAULT_LAB_NAME;
-  const labDir = options.labDir ?? defaultLabDir(name);
-  const state = await readLabState(labDir).catch(() => undefined);
-  const pattern = labNamespacePattern(name);
-  const present = new Set(await listNamespaces());
-  const namespaces = [...new Set([
-    ...[...present].filter((namespace) => pattern.test(namespace)),
-    ...(state ? allNamespaces(state).filter((namespace) => present.has(namespace)) : []),
-  ])];
-
-  const namespaceInodes = new Set<number>();
-  for (const namespace of namespaces) {
-    const inode = await inodeOf(`/run/netns/${namespace}`);
-    if (inode !== undefined) namespaceInodes.add(inode);
-  }
-  const recorded = state ? [state.etcd.pid, ...state.hosts.map((host) => host.daemonPid)].filter((pid): pid is number => pid !== undefined) : [];
-  const ours: number[] = [];
-  for (const pid of recorded) {
-    const inode = await inodeOf(`/proc/${pid}/ns/net`);
-    if (inode !== undefined && namespaceInodes.has(inode)) ours.push(pid);
-  }
-  // Daemons first, so they do not log a storm of errors when etcd goes away under them.
-  const etcdPid = state?.etcd.pid;
-  await terminatePids(ours.filter((pid) => pid !== etcdPid), 5000);
-  await terminatePids(ours.filter((pid) => pid === etcdPid), 5000);
-  await Promise.all(namespaces.map((namespace) => killNamespaceProcesses(namespace, 3000)));
-  if (namespaces.length > 0) {
-    // -force: keep deleting the rest if one is already gone.
-    await runCommand("ip", ["-force", "-batch", "-"], { input: namespaces.map((namespace) => `netns delete ${namespace}\n`).join(""), allowFailure: true });
-  }
-  const remaining = (await listNamespaces()).filter((namespace) => namespaces.includes(namespace));
-  if (remaining.length > 0) {
-    throw new Error(`could not delete network namespaces ${remaining.join(", ")}; try \`ip netns delete <name>\` by hand`);
-  }
-  const labDirRemoved = await removeLabDir(labDir, name, state);
-  return { namespaces, pids: ours, labDirRemoved };
-}
-
-/** Removes the lab dir only when it is recognisably a lab dir, so a wrong --lab-dir cannot wipe data. */
-async function removeLabDir(labDir: string, name: string, state: LabState | undefined): Promise<boolean> {
-  let entries: string[];
-  try {
-    entries = await readdir(labDir);
-  } catch {
-    return false;
-  }
-  const onlyLabEntries = entries.every((entry) => /^(h\d+|etcd|state\.json(\..*\.tmp)?)$/.test(entry));
-  if (state?.name === name || onlyLabEntries) {
-    await rm(labDir, { recursive: true, force: true });
-    return true;
-  }
-  return false;
-}
-
-async function inodeOf(path: string): Promise<number | undefined> {
-  try {
-    return (await stat(path)).ino;
-  } catch {
-    return undefined;
-  }
-}
-

@@ -6,16 +6,16 @@
  *
  * Leaks are counted in this very process: /proc/self/fd and /proc/self/task.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine } from "../../src/engine/engine.js";
 import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace } from "../../src/lab/netns.js";
-import { sleep } from "../../src/async/sleep.js";
+import { waitForListener, waitUntil } from "../../src/lab/readiness.js";
+import { isAlive, terminatePids } from "../../src/process/pids.js";
 import { runCommand as run } from "../../src/process/run-command.js";
-import { terminatePids } from "../../src/process/pids.js";
 import { spawnDetachedInNamespace } from "../../src/process/detached.js";
-import { NETWORK, SUBNET_A, SUBNET_B, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, type TwoHosts } from "./two-hosts.js";
+import { IPERF3_PORT, NETWORK, SUBNET_A, SUBNET_B, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, type TwoHosts } from "./two-hosts.js";
 
 let hosts: TwoHosts;
 
@@ -27,7 +27,15 @@ afterAll(async () => {
 });
 
 const fdCount = () => readdirSync("/proc/self/fd").length;
-const threadCount = () => readdirSync("/proc/self/task").length;
+// The engine names its threads weft-q<N>-…: Node's own pools grow lazily under load and must not count.
+const threadCount = () =>
+  readdirSync("/proc/self/task").filter((task) => {
+    try {
+      return readFileSync(`/proc/self/task/${task}/comm`, "utf8").startsWith("weft-q");
+    } catch {
+      return false; // the thread ended between the listing and the read
+    }
+  }).length;
 
 async function linkExists(namespace: string, name: string): Promise<boolean> {
   const result = await run("ip", ["-n", namespace, "link", "show", "dev", name], { allowFailure: true });
@@ -86,9 +94,10 @@ describe("engine lifecycle", () => {
     try {
       a.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B });
       b.setPeer({ subnet: SUBNET_A, publicIP: UNDERLAY_A });
-      await sleep(300);
+      await waitForListener(hosts.b, "tcp", IPERF3_PORT);
       const client = execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "3"], { allowFailure: true, timeoutMs: 5000 });
-      await sleep(1500);
+      // The stream is flowing once the engine has carried more than a thousand packets.
+      await waitUntil("1000 packets through engine A", () => a.counters().inside.packets > 1000);
       const moving = a.counters().inside.packets;
       expect(moving).toBeGreaterThan(1000);
       const started = performance.now();
@@ -157,11 +166,11 @@ describe("multi-queue engine lifecycle", () => {
     const b = openEngine({ mode: "vxlan", tunName: "wt0", mtu: 1450, bindAddress: UNDERLAY_B, netns: hosts.b, vtepMac: "0a:00:00:00:00:02", queues: 2 });
     await addressTun("wt0", SUBNET_A, NETWORK, hosts.a);
     await addressTun("wt0", SUBNET_B, NETWORK, hosts.b);
-    const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
+    const servers = [spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null")];
     try {
       a.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: "0a:00:00:00:00:02" });
       b.setPeer({ subnet: SUBNET_A, publicIP: UNDERLAY_A, vtepMac: "0a:00:00:00:00:01" });
-      await sleep(300);
+      await waitForListener(hosts.b, "tcp", IPERF3_PORT);
       const result = await execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "2", "-P", "4", "-J"], { timeoutMs: 15_000 });
       const report = JSON.parse(result.stdout) as { end: { sum_received: { bytes: number }; streams: unknown[] } };
       expect(report.end.streams).toHaveLength(4);
@@ -171,8 +180,14 @@ describe("multi-queue engine lifecycle", () => {
       expect(counted.bytes).toBeGreaterThan(report.end.sum_received.bytes);
       expect(counted.drops["unknown_sender"]).toBe(0);
       expect(counted.drops["source_not_in_subnet"]).toBe(0);
+      // The first server (-1) exits after one client: the load for the close needs a second one.
+      const first = servers[0] as number;
+      await waitUntil("the first iperf3 server to exit", () => !isAlive(first));
+      servers.push(spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null"));
+      await waitForListener(hosts.b, "tcp", IPERF3_PORT);
+      const loadFrom = b.counters().outside.packets;
       const client = execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "3", "-P", "4"], { allowFailure: true, timeoutMs: 5000 });
-      await sleep(1000);
+      await waitUntil("1000 packets of the second stream through engine B", () => b.counters().outside.packets > loadFrom + 1000);
       const started = performance.now();
       a.close();
       b.close();
@@ -181,7 +196,7 @@ describe("multi-queue engine lifecycle", () => {
     } finally {
       a.close();
       b.close();
-      await terminatePids([server], 500);
+      await terminatePids(servers, 500);
     }
   });
 });

@@ -13,7 +13,8 @@
  * The engines run in this test process: the addon opens their TUN and socket inside the
  * namespace (setns on a setup thread), so the test can read counters and count fds directly.
  */
-import { createNamespace, createVethPair, deleteNamespace, execInNamespace, uniquePrefix } from "../../src/lab/netns.js";
+import { createNamespace, createVethPair, deleteNamespace, uniquePrefix } from "../../src/lab/netns.js";
+import { pingFrom } from "../../src/lab/ping.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 
 export const NETWORK = Ipv4Subnet.parse("10.70.0.0/16");
@@ -25,6 +26,8 @@ export const UNDERLAY_B = "192.168.90.2";
 export const STRANGER = "192.168.90.3";
 export const TUN_A = "10.70.1.0";
 export const TUN_B = "10.70.2.0";
+/** Where `iperf3 -s` listens: tests wait for it (waitForListener) before starting the client. */
+export const IPERF3_PORT = 5201;
 
 export interface TwoHosts {
   prefix: string;
@@ -61,20 +64,19 @@ export interface PingResult {
   output: string;
 }
 
-/** Pings from a namespace; never throws for lost packets (the result says how many came back). */
+/** The engine tests' ping: 3 requests 0.2 s apart unless told otherwise (src/lab/ping.ts does the work). */
 export async function ping(
   namespace: string,
   target: string,
   options: { count?: number; size?: number; dontFragment?: boolean; source?: string; timeoutSeconds?: number } = {},
 ): Promise<PingResult> {
-  const args = ["-n", "-c", String(options.count ?? 3), "-i", "0.2", "-W", String(options.timeoutSeconds ?? 1)];
-  if (options.size !== undefined) args.push("-s", String(options.size));
-  if (options.dontFragment) args.push("-M", "do");
-  if (options.source) args.push("-I", options.source);
-  args.push(target);
-  const result = await execInNamespace(namespace, "ping", args, { allowFailure: true });
-  const output = result.stdout + result.stderr;
-  const received = Number(/(\d+) (?:packets )?received/.exec(output)?.[1] ?? "0");
-  const ttlText = /ttl=(\d+)/.exec(output)?.[1];
-  return { received, ttl: ttlText === undefined ? undefined : Number(ttlText), output };
+  const result = await pingFrom(namespace, target, {
+    count: options.count ?? 3,
+    intervalSeconds: 0.2,
+    waitSeconds: options.timeoutSeconds ?? 1,
+    payload: options.size,
+    dontFragment: options.dontFragment,
+    source: options.source,
+  });
+  return { received: result.received, ttl: result.ttl, output: result.stdout + result.stderr };
 }

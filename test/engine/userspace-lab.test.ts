@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
+import { waitForListener, waitUntil } from "../../src/lab/readiness.js";
 import { runCommand as run } from "../../src/process/run-command.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 
@@ -53,7 +54,7 @@ describe("udp backend in a 3-host lab", () => {
       });
       server.listen(5201, ${JSON.stringify(target)});
       setTimeout(() => process.exit(3), 20000);`], { allowFailure: true, timeoutMs: 25_000 });
-    await sleep(400);
+    await waitForListener(container("h2").namespace, "tcp", 5201);
     const sender = await run("ip", ["netns", "exec", container("h1").namespace, process.execPath, "-e", `
       const data = require("node:crypto").randomBytes(32 * 1024 * 1024);
       const digest = require("node:crypto").createHash("sha256").update(data).digest("hex");
@@ -66,14 +67,16 @@ describe("udp backend in a 3-host lab", () => {
 
   it("stops sending to a peer within 1 s of its lease being deleted", async () => {
     const h1 = lab.host("h1");
-    const noRouteDrops = async () => {
+    const sample = async (series: RegExp) => {
       // node rather than curl: CI machines have node for sure.
       const metrics = await h1.exec(process.execPath, ["-e",
         `fetch("http://127.0.0.1:${h1.state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`]);
-      const line = /weft_dataplane_drops_total\{direction="inside",reason="no_route"\} (\d+)/.exec(metrics.stdout);
-      return Number(line?.[1] ?? 0);
+      return Number(series.exec(metrics.stdout)?.[1] ?? 0);
     };
+    const noRouteDrops = () => sample(/weft_dataplane_drops_total\{direction="inside",reason="no_route"\} (\d+)/);
+    const forwarded = () => sample(/weft_dataplane_packets_total\{direction="inside"\} (\d+)/);
     const target = container("h2").address as string;
+    const forwardedBefore = await forwarded();
     // A datagram every millisecond from h1c1 towards h2c1 for 6 s.
     const sender = container("h1").exec(process.execPath, ["-e", `
       const socket = require("node:dgram").createSocket("udp4");
@@ -81,7 +84,8 @@ describe("udp backend in a 3-host lab", () => {
       setTimeout(() => { clearInterval(timer); socket.close(); }, 6000);`], { allowFailure: true, timeoutMs: 10_000 });
     // Stopped, so h2 does not re-acquire its lease while the test watches h1 drop the route.
     await lab.stopDaemon("h2");
-    await sleep(300);
+    // The sender is up once h1 forwards its datagrams (h2's lease, so its route, is still there).
+    await waitUntil("h1 forwarding the sender's datagrams", async () => (await forwarded()) > forwardedBefore + 10);
     const before = await noRouteDrops();
     const key = `/coreos.com/network/subnets/${Ipv4Subnet.parse(lab.host("h2").state.subnet as string).toString().replace("/", "-")}`;
     const started = performance.now();

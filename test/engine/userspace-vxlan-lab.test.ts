@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
-import { sleep } from "../../src/async/sleep.js";
+import { waitForListener, waitUntil } from "../../src/lab/readiness.js";
 import { runCommand as run } from "../../src/process/run-command.js";
 
 describe("userspace vxlan in a mixed 3-host lab", () => {
@@ -26,6 +26,13 @@ describe("userspace vxlan in a mixed 3-host lab", () => {
   const labDir = join(tmpdir(), `weft-engine-lab-${name}`);
   let lab: Lab;
   const container = (host: string) => lab.container(`${host}c1`);
+  /** The fewest peers any weft_peers series of the host's /metrics counts (the daemon's and its backend's). */
+  const peers = async (host: string): Promise<number> => {
+    const metrics = await lab.host(host).exec(process.execPath, ["-e",
+      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+    const counts = [...metrics.stdout.matchAll(/^weft_peers(?:\{[^}]*\})? (\d+)$/gm)].map((match) => Number(match[1]));
+    return counts.length === 0 ? 0 : Math.min(...counts);
+  };
 
   beforeAll(async () => {
     lab = await buildLab({
@@ -51,8 +58,8 @@ describe("userspace vxlan in a mixed 3-host lab", () => {
   });
 
   it("full ping matrix and max-size don't-fragment pings pass between userspace and kernel vxlan hosts", async () => {
-    // h3 joined last: give h1/h2 a moment to see its lease.
-    await sleep(300);
+    // h3 joined last: wait until h1 and h2 have it as a peer (every weft_peers series counts 2).
+    for (const host of ["h1", "h2"]) await waitUntil(`${host} programming h3 as a peer`, async () => (await peers(host)) >= 2);
     const { ok, table } = await lab.checkTable();
     console.log(`mixed vxlan lab\n${table}`);
     expect(ok).toBe(true);
@@ -69,7 +76,7 @@ describe("userspace vxlan in a mixed 3-host lab", () => {
       });
       server.listen(5202, ${JSON.stringify(target)});
       setTimeout(() => process.exit(3), 20000);`], { allowFailure: true, timeoutMs: 25_000 });
-    await sleep(400);
+    await waitForListener(container(to).namespace, "tcp", 5202);
     const sender = await run("ip", ["netns", "exec", container(from).namespace, process.execPath, "-e", `
       const data = require("node:crypto").randomBytes(16 * 1024 * 1024);
       const digest = require("node:crypto").createHash("sha256").update(data).digest("hex");

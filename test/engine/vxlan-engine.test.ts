@@ -8,11 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
 import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace, ipBatch } from "../../src/lab/netns.js";
-import { sleep } from "../../src/async/sleep.js";
-import { terminatePids } from "../../src/process/pids.js";
+import { waitForListener } from "../../src/lab/readiness.js";
 import { spawnDetachedInNamespace } from "../../src/process/detached.js";
+import { terminatePids } from "../../src/process/pids.js";
 import {
-  NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
+  IPERF3_PORT, NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
   createTwoHosts, ping, type TwoHosts,
 } from "./two-hosts.js";
 
@@ -53,7 +53,7 @@ describe("userspace vxlan engine", () => {
 
       const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
       try {
-        await sleep(300);
+        await waitForListener(hosts.b, "tcp", IPERF3_PORT);
         const run = await execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "2", "-J"], { timeoutMs: 20_000 });
         const report = JSON.parse(run.stdout) as { end: { sum_received: { bytes: number; bits_per_second: number } } };
         expect(report.end.sum_received.bytes).toBeGreaterThan(10_000_000);
@@ -91,7 +91,7 @@ describe("userspace vxlan engine", () => {
 
     const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
     try {
-      await sleep(300);
+      await waitForListener(hosts.b, "tcp", IPERF3_PORT);
       const run = await execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "2", "-J", "--bidir"], { timeoutMs: 20_000 });
       const report = JSON.parse(run.stdout) as { end: { sum_received: { bytes: number }; sum_received_bidir_reverse: { bytes: number } } };
       expect(report.end.sum_received.bytes).toBeGreaterThan(10_000_000);

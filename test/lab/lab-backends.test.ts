@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
-import { sleep } from "../../src/async/sleep.js";
+import { waitForListener } from "../../src/lab/readiness.js";
 import { spawnDetachedInNamespace } from "../../src/process/detached.js";
 
 const cases = [
@@ -75,12 +75,9 @@ describe.each(cases)("lab with the $backend backend", ({ backend, mtu }) => {
     const server = "require('http').createServer((q,s)=>s.end(q.socket.remoteAddress)).listen(8080,process.argv[1])";
     spawnDetachedInNamespace(internet.namespace, process.execPath, ["-e", server, internet.address], join(labDir, "inet-http.log"));
     const client = `fetch('http://${internet.address}:8080/',{signal:AbortSignal.timeout(1000)}).then(r=>r.text()).then(t=>console.log(t))`;
-    let seen = "";
-    for (let attempt = 0; attempt < 30 && seen === ""; attempt++) {
-      const result = await lab.container("h2c2").exec(process.execPath, ["-e", client], { allowFailure: true });
-      seen = result.exitCode === 0 ? result.stdout.trim() : "";
-      if (seen === "") await sleep(100);
-    }
+    await waitForListener(internet.namespace, "tcp", 8080);
+    const result = await lab.container("h2c2").exec(process.execPath, ["-e", client], { allowFailure: true });
+    const seen = result.exitCode === 0 ? result.stdout.trim() : "";
     expect(seen).toBe(lab.host("h2").underlayAddress);
   });
 });

@@ -61,6 +61,7 @@ describe("createMetrics", () => {
     expect(first).toBeGreaterThanOrEqual(89);
     expect(first).toBeLessThanOrEqual(90);
     metrics.trackLeaseExpiry(new Date(Date.now() + 1_500));
+    // Kept on purpose: what is under test is the clock itself (1.1 s must pass for the countdown).
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     expect(sample(await metrics.registry.metrics(), "weft_lease_expiry_seconds")).toBeLessThanOrEqual(1);
     metrics.trackLeaseExpiry(new Date(Date.now() - 5_000));

@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { execCommandLine } from "../../src/commands/lab.js";
-import { allNamespaces, labNamespacePattern, planTopology } from "../../src/lab/topology.js";
+import { allNamespaces, labNamespacePattern, planTopology } from "../../src/lab/topology-plan.js";
 
 const base = { labDir: "/tmp/x", backend: "vxlan", internet: true, ipMasq: false, daemons: "weft" as const, underlayMtu: 1500 };
 

@@ -1,9 +1,11 @@
 import { request as httpRequest } from "node:http";
+import { connect } from "node:net";
 import { Gauge } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "../../src/observe/http-server.js";
 import { silentLogger } from "../../src/observe/logger.js";
 import { createMetrics } from "../../src/observe/metrics.js";
+import { waitUntil } from "../../src/lab/readiness.js";
 
 const started: RunningHttpServer[] = [];
 afterEach(async () => {
@@ -15,6 +17,17 @@ async function start(readiness: () => Readiness, closeGraceMs?: number): Promise
   const server = await startHttpServer({ host: "127.0.0.1", port: 0, registry: metrics.registry, readiness, logger: silentLogger(), closeGraceMs });
   started.push(server);
   return { server, base: `http://127.0.0.1:${server.port}`, metrics };
+}
+
+/** Whether a new TCP connection to the port on loopback is accepted. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on("error", () => resolve(false));
+  });
 }
 
 async function get(url: string, method = "GET"): Promise<{ status: number; body: string; type: string | null }> {
@@ -95,20 +108,22 @@ describe("startHttpServer", () => {
     const { server, base, metrics } = await start(() => ({ ready: true, checks: {} }), 1_000);
     let release: () => void = () => undefined;
     let stuck = true;
+    let collecting = false;
     new Gauge({
       name: "weft_slow",
       help: "waits",
       registers: [metrics.registry],
       async collect() {
+        collecting = true;
         if (stuck) await new Promise<void>((resolve) => (release = resolve));
         this.set(1);
       },
     });
     // A request in flight finishes within the grace.
     const inFlight = get(`${base}/metrics`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitUntil("the scrape to reach the slow gauge", () => collecting);
     const closed = server.close();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitUntil("the server to stop accepting connections", async () => !(await accepts(server.port)));
     stuck = false;
     release();
     expect((await inFlight).body).toMatch(/^weft_slow 1$/m);
@@ -120,11 +135,20 @@ describe("startHttpServer", () => {
 
   it("close() does not wait longer than the grace for a request that never ends", async () => {
     const { server, base, metrics } = await start(() => ({ ready: true, checks: {} }), 500);
-    new Gauge({ name: "weft_hang", help: "never returns", registers: [metrics.registry], collect: () => new Promise<void>(() => undefined) });
+    let collecting = false;
+    new Gauge({
+      name: "weft_hang",
+      help: "never returns",
+      registers: [metrics.registry],
+      collect: () => {
+        collecting = true;
+        return new Promise<void>(() => undefined);
+      },
+    });
     const hung = new Promise<string>((resolve) => {
       httpRequest(`${base}/metrics`, (response) => resolve(`status ${response.statusCode}`)).on("error", (error) => resolve(error.message)).end();
     });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitUntil("the scrape to reach the hanging gauge", () => collecting);
     const t0 = performance.now();
     await server.close();
     const took = performance.now() - t0;

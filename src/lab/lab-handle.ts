@@ -1,0 +1,162 @@
+import { readSubnetEnv } from "../host/subnet-env.js";
+import { SerialQueue } from "../async/serial-queue.js";
+import { formatCheckTable, runChecks, type CheckResult } from "./check.js";
+import { dockerBridgeFromEnv, startDaemon, stopDaemon, waitDaemonReady } from "./lab-daemon.js";
+import { DEFAULT_LAB_NAME, defaultLabDir, readLabState, writeLabState, type LabContainerState, type LabHostState, type LabState } from "./lab-state.js";
+import { teardownLab, type TeardownReport } from "./lab-teardown.js";
+import { execInNamespace } from "./netns.js";
+import type { CommandOptions, CommandResult } from "../process/run-command.js";
+import { attachContainers } from "./topology-build.js";
+import { findMember, hostOf } from "./topology-plan.js";
+
+/**
+ * The handle on a lab that is up: what tests and the `weft lab …` commands hold. Every change
+ * it makes (daemons started or stopped, containers re-addressed) is written to the state file.
+ */
+
+/** Phase timings of buildLab, in milliseconds. */
+export interface LabTimings {
+  underlay: number;
+  etcd: number;
+  daemons: number;
+  containers: number;
+  total: number;
+}
+
+/** How the handle starts daemons (buildLab passes its options through). */
+export interface LabHandleOptions {
+  /** Extra flags for every `weft run`. */
+  daemonArgs?: string[];
+  readyTimeoutMs?: number;
+  /** Progress lines (the CLI prints them; tests usually pass nothing). */
+  log?: (line: string) => void;
+}
+
+export class LabHost {
+  constructor(private readonly lab: Lab, readonly state: LabHostState) {}
+  get name(): string { return this.state.name; }
+  get namespace(): string { return this.state.namespace; }
+  get underlayAddress(): string { return this.state.underlayAddress; }
+  exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
+    return execInNamespace(this.namespace, command, args, options);
+  }
+  containers(): LabContainer[] { return this.lab.containers.filter((container) => container.host === this.name); }
+}
+
+export class LabContainer {
+  constructor(readonly state: LabContainerState) {}
+  get name(): string { return this.state.name; }
+  get host(): string { return this.state.host; }
+  get namespace(): string { return this.state.namespace; }
+  /** Address on eth0; undefined until the host's subnet is known. */
+  get address(): string | undefined { return this.state.address; }
+  exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
+    return execInNamespace(this.namespace, command, args, options);
+  }
+}
+
+export class Lab {
+  readonly hosts: LabHost[];
+  readonly containers: LabContainer[];
+  timings?: LabTimings;
+  /** State-file writes, in call order, so the newest state always lands last. */
+  private readonly writes = new SerialQueue();
+
+  constructor(readonly state: LabState, private readonly options: LabHandleOptions = {}) {
+    this.containers = state.containers.map((container) => new LabContainer(container));
+    this.hosts = state.hosts.map((host) => new LabHost(this, host));
+  }
+
+  get name(): string { return this.state.name; }
+  get labDir(): string { return this.state.labDir; }
+  get etcdEndpoint(): string { return this.state.etcd.endpoint; }
+
+  host(name: string): LabHost {
+    return findMember(this.name, "host", this.hosts, name);
+  }
+
+  container(name: string): LabContainer {
+    return findMember(this.name, "container", this.containers, name);
+  }
+
+  /** Namespace of a host, container, or one of "etcd", "ul" (underlay), "inet". */
+  namespaceOf(target: string): string {
+    if (target === "etcd") return this.state.etcd.namespace;
+    if (target === "ul" || target === "underlay") return this.state.underlay.namespace;
+    if (target === "inet" || target === "internet") {
+      if (!this.state.internet) throw new Error(`lab "${this.name}" has no internet namespace; bring it up with --internet`);
+      return this.state.internet.namespace;
+    }
+    const host = this.hosts.find((candidate) => candidate.name === target);
+    if (host) return host.namespace;
+    const container = this.containers.find((candidate) => candidate.name === target);
+    if (container) return container.namespace;
+    throw new Error(
+      `lab "${this.name}" has no "${target}": use a host (${this.hosts.map((h) => h.name).join(", ")}), ` +
+        `a container (${this.containers.map((c) => c.name).join(", ") || "none"}), etcd, ul or inet`,
+    );
+  }
+
+  async exec(target: string, command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
+    return execInNamespace(this.namespaceOf(target), command, args, options);
+  }
+
+  /** etcdctl inside the etcd namespace, against the lab's etcd. */
+  etcdctl(args: readonly string[], options?: CommandOptions): Promise<CommandResult> {
+    return execInNamespace(this.state.etcd.namespace, "etcdctl", [`--endpoints=${this.etcdEndpoint}`, ...args], options);
+  }
+
+  /** Starts the host's daemon and waits until it is ready; docker0 is (re)built from its subnet.env. */
+  async startDaemon(hostName: string, extraArgs: readonly string[] = this.options.daemonArgs ?? []): Promise<void> {
+    const host = hostOf(this.state, hostName);
+    await startDaemon(this.state, host, extraArgs);
+    await this.save();
+    const env = await waitDaemonReady(host, this.options.readyTimeoutMs);
+    const config = dockerBridgeFromEnv(host, env);
+    if (config.bridgeAddress !== host.bridgeAddress || config.mtu !== host.mtu) await attachContainers(this.state, hostName, config);
+    await this.save();
+  }
+
+  /** Stops the host's daemon by PID (SIGTERM); kernel state it leaves behind stays, as on a real host. */
+  async stopDaemon(hostName: string, graceMs?: number): Promise<void> {
+    await stopDaemon(hostOf(this.state, hostName), graceMs);
+    await this.save();
+  }
+
+  /** Re-reads the host's subnet.env and rebuilds docker0/containers if the subnet or MTU changed. */
+  async refreshContainers(hostName: string): Promise<void> {
+    const host = hostOf(this.state, hostName);
+    const env = await readSubnetEnv(host.subnetFile);
+    if (!env) throw new Error(`host ${hostName}: ${host.subnetFile} does not exist yet`);
+    await attachContainers(this.state, hostName, dockerBridgeFromEnv(host, env));
+    await this.save();
+  }
+
+  check(): Promise<CheckResult[]> {
+    return runChecks(this.state);
+  }
+
+  async checkTable(): Promise<{ ok: boolean; table: string; results: CheckResult[] }> {
+    const results = await this.check();
+    return { ok: results.length > 0 && results.every((result) => result.ok), table: formatCheckTable(results), results };
+  }
+
+  /** Writes the state file; writes are queued so the newest state always lands last. */
+  save(): Promise<void> {
+    return this.writes.run(() => writeLabState(this.state));
+  }
+
+  /** Removes everything this lab made: processes, namespaces, lab dir. */
+  async destroy(): Promise<TeardownReport> {
+    return teardownLab({ name: this.name, labDir: this.labDir });
+  }
+}
+
+/** Opens a lab `weft lab up` built, from its state file. */
+export async function openLab(options: { name?: string; labDir?: string } = {}): Promise<Lab> {
+  const name = options.name ?? DEFAULT_LAB_NAME;
+  const labDir = options.labDir ?? defaultLabDir(name);
+  const state = await readLabState(labDir);
+  if (!state) throw new Error(`no lab state in ${labDir}: is lab "${name}" up? (\`weft lab up --name ${name}\`)`);
+  return new Lab(state);
+}

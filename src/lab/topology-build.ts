@@ -1,0 +1,130 @@
+/*
+ * Creates the lab topology-plan.ts decides (see the picture there). Nothing of the lab lives
+ * in the root namespace: veth pairs are created with both ends placed directly into their
+ * namespaces. Building is batched (one `ip -batch` per namespace, all veths in one batch) so a
+ * lab comes up in about a second plus daemon start.
+ */
+import { Ipv4Subnet, formatIpv4, parseIpv4 } from "../net/ipv4.js";
+import type { LabState } from "./lab-state.js";
+import { configureLinkLines, createBridgeLines, ipBatch, listNamespaces, setSysctls } from "./netns.js";
+import { runCommand } from "../process/run-command.js";
+import { DOCKER_BRIDGE, allNamespaces, hostOf } from "./topology-plan.js";
+
+/**
+ * Fails when any of the lab's namespaces exists: another lab of that name is up or left over.
+ * Checked before building, so a failed build never tears down someone else's lab.
+ */
+export async function assertNamespacesFree(state: LabState): Promise<void> {
+  const existing = new Set(await listNamespaces());
+  const clashing = allNamespaces(state).filter((namespace) => existing.has(namespace));
+  if (clashing.length > 0) {
+    throw new Error(
+      `network namespaces ${clashing.join(", ")} already exist: a lab named "${state.name}" is up or left over; ` +
+        `run \`weft lab down --name ${state.name}\` or pick another --name`,
+    );
+  }
+}
+
+/**
+ * Creates every namespace, the underlay, and the container veths (still unaddressed:
+ * their addresses come from subnet.env, see attachContainers).
+ */
+export async function buildUnderlay(state: LabState): Promise<void> {
+  const namespaces = allNamespaces(state);
+  await ipBatch(undefined, namespaces.map((namespace) => `netns add ${namespace}`), {
+    hint: "creating the lab's network namespaces",
+  });
+
+  // Before any link exists, so every interface inherits the defaults: hosts route between
+  // docker0 and the overlay, and asymmetric overlay paths must not be dropped by rp_filter.
+  const forwarding = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+  };
+  await Promise.all(state.hosts.map((host) => setSysctls(host.namespace, forwarding)));
+
+  const ul = state.underlay;
+  const prefixLength = Ipv4Subnet.parse(ul.cidr).prefixLength;
+  const underlayMembers: { peer: string; namespace: string; address: string }[] = [
+    { peer: "etcd", namespace: state.etcd.namespace, address: state.etcd.address },
+    ...state.hosts.map((host) => ({ peer: host.name, namespace: host.namespace, address: host.underlayAddress })),
+    ...(state.internet ? [{ peer: "inet", namespace: state.internet.namespace, address: state.internet.address }] : []),
+  ];
+  const vethLines = [
+    ...underlayMembers.map(
+      (member) => `link add name eth0 netns ${member.namespace} type veth peer name ${member.peer} netns ${ul.namespace}`,
+    ),
+    ...state.containers.map((container) => {
+      const host = hostOf(state, container.host);
+      return `link add name eth0 netns ${container.namespace} type veth peer name ${container.hostVeth} netns ${host.namespace}`;
+    }),
+  ];
+  await ipBatch(undefined, vethLines, { hint: "creating the lab's veth pairs" });
+
+  const batches: Promise<void>[] = [];
+  batches.push(
+    ipBatch(ul.namespace, [
+      "link set lo up",
+      ...createBridgeLines(ul.bridge, { mtu: ul.mtu }),
+      ...underlayMembers.flatMap((member) => configureLinkLines({ name: member.peer, mtu: ul.mtu, master: ul.bridge })),
+    ]),
+  );
+  for (const member of underlayMembers) {
+    batches.push(
+      ipBatch(member.namespace, [
+        "link set lo up",
+        ...configureLinkLines({ name: "eth0", mtu: ul.mtu, addresses: [`${member.address}/${prefixLength}`] }),
+      ]),
+    );
+  }
+  for (const container of state.containers) batches.push(ipBatch(container.namespace, ["link set lo up"]));
+  await Promise.all(batches);
+}
+
+/** What a host's subnet.env says, reduced to what docker0 needs. */
+export interface DockerBridgeConfig {
+  /** FLANNEL_SUBNET: bridge address with the subnet's prefix length, e.g. 10.66.36.1/24. */
+  bridgeAddress: string;
+  mtu: number;
+}
+
+/**
+ * Builds docker0 and addresses the host's containers exactly as `dockerd --bip=$FLANNEL_SUBNET
+ * --mtu=$FLANNEL_MTU` would: bridge address and MTU from the file, containers at .2, .3 …
+ * with the same prefix, MTU on both veth ends, default route via the bridge address.
+ * Idempotent: a previous docker0 and container addresses are replaced (the subnet may change).
+ */
+export async function attachContainers(state: LabState, hostName: string, config: DockerBridgeConfig): Promise<void> {
+  const host = hostOf(state, hostName);
+  const [addressText, prefixText] = config.bridgeAddress.split("/");
+  const bridgeIp = parseIpv4(addressText ?? "", `${host.subnetFile} FLANNEL_SUBNET`);
+  const prefixLength = Number(prefixText);
+  const subnet = new Ipv4Subnet(bridgeIp, prefixLength);
+  const containers = state.containers.filter((container) => container.host === hostName);
+  if (containers.length + 2 > subnet.size - 1) {
+    throw new Error(`${host.subnetFile}: subnet ${subnet} is too small for docker0 and ${containers.length} containers`);
+  }
+
+  await runCommand("ip", ["-n", host.namespace, "link", "del", DOCKER_BRIDGE], { allowFailure: true });
+  await ipBatch(host.namespace, [
+    ...createBridgeLines(DOCKER_BRIDGE, { mtu: config.mtu, addresses: [config.bridgeAddress] }),
+    ...containers.flatMap((container) => configureLinkLines({ name: container.hostVeth, mtu: config.mtu, master: DOCKER_BRIDGE })),
+  ]);
+  await Promise.all(
+    containers.map((container, index) => {
+      const address = formatIpv4(subnet.addressAt(index + 2));
+      container.address = address;
+      container.prefixLength = prefixLength;
+      container.mtu = config.mtu;
+      return ipBatch(container.namespace, [
+        "address flush dev eth0",
+        ...configureLinkLines({ name: "eth0", mtu: config.mtu, addresses: [`${address}/${prefixLength}`] }),
+        `route replace default via ${formatIpv4(bridgeIp)} dev eth0`,
+      ]);
+    }),
+  );
+  host.bridgeAddress = config.bridgeAddress;
+  host.subnet = subnet.toString();
+  host.mtu = config.mtu;
+}

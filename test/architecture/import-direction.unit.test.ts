@@ -1,0 +1,86 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+/**
+ * Arrows point down: a folder of src/ imports only from itself and from folders below it, and
+ * native/src has no include circle. The layers, lowest first; a folder may import any folder of
+ * a lower layer, none of its own layer but itself, nothing above.
+ */
+const LAYERS: readonly (readonly string[])[] = [
+  ["errors", "async", "net", "codec", "version.ts"],
+  ["process", "observe", "store"],
+  ["config", "engine"],
+  ["kernel", "host", "lease"],
+  ["backend"],
+  ["daemon.ts", "lab"],
+  ["bench", "commands"],
+  ["cli.ts"],
+];
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const src = join(root, "src");
+
+function filesUnder(dir: string, ending: RegExp): string[] {
+  return readdirSync(dir).flatMap((entry) => {
+    const path = join(dir, entry);
+    return statSync(path).isDirectory() ? filesUnder(path, ending) : ending.test(entry) ? [path] : [];
+  });
+}
+
+/** The top folder of src/ a file belongs to ("daemon.ts" for files directly in src/). */
+function unitOf(path: string): string {
+  return relative(src, path).split("/")[0] as string;
+}
+
+function layerOf(unit: string): number {
+  const layer = LAYERS.findIndex((units) => units.includes(unit));
+  if (layer < 0) throw new Error(`src/${unit} is in no layer of this test: add it to LAYERS where it belongs`);
+  return layer;
+}
+
+/** Every relative import of every src file, as [importing unit, imported unit, file]. */
+function imports(): Array<[string, string, string]> {
+  const result: Array<[string, string, string]> = [];
+  for (const file of filesUnder(src, /\.ts$/)) {
+    const text = readFileSync(file, "utf8");
+    for (const match of text.matchAll(/(?:from|import)\s*\(?\s*["'](\.{1,2}\/[^"']+)["']/g)) {
+      const target = resolve(dirname(file), (match[1] as string).replace(/\.js$/, ".ts"));
+      result.push([unitOf(file), unitOf(target), relative(root, file)]);
+    }
+  }
+  return result;
+}
+
+describe("import direction", () => {
+  it("every src folder imports only from itself and from lower layers", () => {
+    const upward = imports()
+      .filter(([from, to]) => from !== to && layerOf(to) >= layerOf(from))
+      .map(([from, to, file]) => `${file}: ${from} -> ${to}`);
+    expect(upward).toEqual([]);
+  });
+
+  it("every top-level entry of src is in a layer", () => {
+    for (const entry of readdirSync(src)) expect(() => layerOf(entry)).not.toThrow();
+  });
+
+  it("native/src has no include circle", () => {
+    const nativeSrc = join(root, "native/src");
+    const includes = new Map<string, string[]>();
+    for (const file of filesUnder(nativeSrc, /\.[ch]$/)) {
+      const names = [...readFileSync(file, "utf8").matchAll(/#include "([^"]+)"/g)].map((m) => m[1] as string);
+      includes.set(relative(nativeSrc, file), names);
+    }
+    const circles: string[] = [];
+    const visit = (file: string, path: string[]) => {
+      if (path.includes(file)) {
+        circles.push([...path.slice(path.indexOf(file)), file].join(" -> "));
+        return;
+      }
+      for (const next of includes.get(file) ?? []) visit(next, [...path, file]);
+    };
+    for (const file of includes.keys()) visit(file, []);
+    expect(circles).toEqual([]);
+  });
+});
