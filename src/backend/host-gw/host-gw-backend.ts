@@ -4,8 +4,8 @@ import { Kernel, type RouteState } from "../../kernel/kernel.js";
 import type { KernelObject } from "../../kernel/objects.js";
 import { onLinkDevice } from "../../kernel/on-link.js";
 import { ownedRoutes } from "../../kernel/owned-routes.js";
-import { PeerProgrammer } from "../../kernel/peer-programmer.js";
-import type { Refusal } from "../../kernel/peer-set.js";
+import { PeerProgrammer } from "../peer-programmer.js";
+import type { Refusal } from "../peer-set.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
 
 /**

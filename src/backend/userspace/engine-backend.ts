@@ -1,6 +1,6 @@
 import type { Backend, BackendContext, BackendRegistration, ReconcileReport } from "../backend.js";
 import type { LeaseSetLoader } from "../lease-set-loader.js";
-import { programmingMetrics, type ProgrammingMetrics } from "../../kernel/programming-metrics.js";
+import { programmingMetrics, type ProgrammingMetrics } from "../programming-metrics.js";
 import { SerialQueue } from "../../async/serial-queue.js";
 import { formatIpv4 } from "../../net/ipv4.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Lease, PeerEvent } from "../lease/types.js";
-import type { RouteState } from "./kernel.js";
+import type { RouteState } from "../kernel/kernel.js";
 
 /**
  * The peer leases a kernel backend knows, split into peers it programs and peers it refuses.

@@ -1,10 +1,10 @@
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Lease, PeerEvent } from "../lease/types.js";
-import type { Kernel, RouteState } from "./kernel.js";
-import { describeObject, type KernelObject } from "./objects.js";
+import type { Kernel, RouteState } from "../kernel/kernel.js";
+import { describeObject, type KernelObject } from "../kernel/objects.js";
 import { PeerSet, type Refusal } from "./peer-set.js";
-import { describeChange, planChanges, type KernelChange } from "./plan.js";
+import { describeChange, planChanges, type KernelChange } from "../kernel/plan.js";
 import { programmingMetrics, type ProgrammingMetrics } from "./programming-metrics.js";
 import { SerialQueue } from "../async/serial-queue.js";
 

@@ -4,7 +4,7 @@ import { doctorCommand, findOwnLease, type DoctorArgs } from "../../src/commands
 import { interfaceSelectionFromArgs } from "../../src/commands/interface-flags.js";
 import { defineRunOptions } from "../../src/commands/run.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
-import { lease } from "./kernel-fixtures.js";
+import { lease } from "../backend/kernel-fixtures.js";
 
 const mine = lease("10.66.1.0/24", { publicIP: "192.168.1.1", backendType: "vxlan" });
 const other = lease("10.66.2.0/24", { publicIP: "192.168.1.2", backendType: "vxlan" });

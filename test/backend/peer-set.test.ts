@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { RouteState } from "../../src/kernel/kernel.js";
-import { PeerSet, type Refusal } from "../../src/kernel/peer-set.js";
+import { PeerSet, type Refusal } from "../../src/backend/peer-set.js";
 import type { Lease } from "../../src/lease/types.js";
-import { capturingLogger, lease } from "../backend/kernel-fixtures.js";
+import { capturingLogger, lease } from "./kernel-fixtures.js";
 
 /** A backend whose classify() refuses PublicIPs listed in `unreachable` (a stand-in for "not on-link"). */
 function peerSet(unreachable: Map<string, string>) {
