@@ -208,8 +208,9 @@ export class EngineBackend implements Backend, LeaseSetLoader {
 }
 
 /**
- * What makes the TUN state desired: everything missing is added; of what is there, only the
- * device's addresses and routes are ever removed (the device and the engine's peers are ours).
+ * The changes that make the TUN state the desired one: everything missing is added; of what is
+ * there, only the device's addresses and routes are ever removed (the device and the engine's
+ * peers are this process's own).
  */
 function tunChanges(desired: readonly TunObject[], actual: readonly TunObject[]): TunChange[] {
   const actualLines = new Set(actual.map(describeOwnedObject));
