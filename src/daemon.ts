@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { sleep } from "./async/sleep.js";
 import type { Backend, BackendFactory } from "./backend/backend.js";
 import { findBackend } from "./backend/registry.js";
+import { describeReconcileChange } from "./backend/reconcile-report.js";
 import type { DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
@@ -354,7 +355,7 @@ export class Daemon {
   private async reconcileNow(): Promise<void> {
     try {
       const report = await this.backend!.reconcile({ dryRun: false });
-      if (report.changes.length > 0) this.logger.warn({ changes: report.changes }, "repaired kernel state");
+      if (report.changes.length > 0) this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
     } catch (error) {
       this.logger.error(`reconciling kernel state failed: ${errorMessage(error)}`);
     }

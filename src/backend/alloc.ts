@@ -1,4 +1,5 @@
-import { IN_SYNC, type Backend, type BackendContext, type BackendFactory } from "./backend.js";
+import type { Backend, BackendContext, BackendFactory } from "./backend.js";
+import { IN_SYNC } from "./reconcile-report.js";
 
 /** Holds a lease and moves no packets: the control plane end to end, with no data path. */
 class AllocBackend implements Backend {

@@ -3,6 +3,7 @@ import type { Registry } from "prom-client";
 import type { NetworkConfig } from "../config/network-config.js";
 import type { ExternalInterface } from "../config/external-interface.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "../lease/types.js";
+import type { ReconcileReport } from "./reconcile-report.js";
 
 /**
  * The data-path side of weft. A backend knows nothing of etcd: the daemon hands it the
@@ -14,7 +15,8 @@ import type { Lease, LeaseAttrs, PeerEvent } from "../lease/types.js";
  *   2. activate()   with the own lease: address the device, routes for the Network, open engines.
  *                    Called again if the daemon had to re-acquire a different subnet.
  *   3. applyPeers() for every batch of peer changes (the first batch is the initial snapshot).
- *   4. reconcile()  periodically: repair kernel state the backend owns.
+ *   4. reconcile()  periodically: repair kernel state the backend owns; the report holds typed
+ *                    objects and changes (reconcile-report.ts), formatted only by whoever logs or prints them.
  *   5. stop()       graceful: kernel backends leave their state in place so a restart is hitless.
  */
 export interface Backend {
@@ -32,16 +34,6 @@ export interface BackendRegistration {
   /** The MTU containers must use (FLANNEL_MTU in subnet.env). */
   mtu: number;
 }
-
-/** One line per object: "route 10.66.5.0/24 via 10.66.5.0 dev flannel.1 onlink". */
-export interface ReconcileReport {
-  desired: string[];
-  actual: string[];
-  /** What was (or, with dryRun, would be) added, removed or replaced; empty when in sync. */
-  changes: string[];
-}
-
-export const IN_SYNC: ReconcileReport = Object.freeze({ desired: [], actual: [], changes: [] }) as ReconcileReport;
 
 export interface BackendContext {
   network: NetworkConfig;

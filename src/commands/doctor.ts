@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from "yargs";
 import { Registry } from "prom-client";
 import { canLoadLeaseSet } from "../backend/lease-set-loader.js";
 import { findBackend } from "../backend/registry.js";
-import type { ReconcileReport } from "../backend/backend.js";
+import { describeReconcileChange, formatReconcileReport, isDeviceChange, type ReconcileReport, type ReconcileReportText } from "../backend/reconcile-report.js";
 import { parseNetworkConfig } from "../config/network-config.js";
 import { selectExternalInterface } from "../config/interface-selection.js";
 import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
@@ -46,8 +46,10 @@ export interface DoctorResult {
   repaired: boolean;
 }
 
-/** Device-level changes a reconcile may make; wrong flags turn them into damage. */
-const DEVICE_CHANGE = /^(create device|recreate device|add address|remove address) /;
+/** `weft doctor --json`: the result with the report as lines, as the text output shows them. */
+export interface DoctorResultJson extends Omit<DoctorResult, "report"> {
+  report: ReconcileReportText;
+}
 
 /**
  * This host's lease: the subnet file's subnet, if that lease advertises our PublicIP (a subnet
@@ -104,10 +106,11 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
     await backend.loadLeaseSet(own, peers);
     let report = await backend.reconcile({ dryRun: true });
     if (args.repair && report.changes.length > 0) {
-      const risky = report.changes.filter((change) => DEVICE_CHANGE.test(change));
+      // Device-level changes a reconcile may make; wrong flags turn them into damage.
+      const risky = report.changes.filter(isDeviceChange);
       if (risky.length > 0 && !args.force) {
         throw new Error(
-          `--repair would change the device itself: ${risky.join("; ")}. If this doctor's --iface/--public-ip/--state-dir ` +
+          `--repair would change the device itself: ${risky.map(describeReconcileChange).join("; ")}. If this doctor's --iface/--public-ip/--state-dir ` +
             `(${external.name}, ${external.publicIP}, ${args["state-dir"]}) differ from the daemon's, that moves the device to the wrong ` +
             "interface or gives it a new MAC and cuts this host off its peers: pass the daemon's flags, or add --force to make these changes",
         );
@@ -128,10 +131,14 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
   }
 }
 
+export function doctorResultJson(result: DoctorResult): DoctorResultJson {
+  return { ...result, report: formatReconcileReport(result.report) };
+}
+
 export function formatDoctorResult(result: DoctorResult): string {
   const section = (title: string, lines: readonly string[]) =>
     [`${title} (${lines.length}):`, ...(lines.length === 0 ? ["  (none)"] : [...lines].sort().map((line) => `  ${line}`))].join("\n");
-  const { report } = result;
+  const report = formatReconcileReport(result.report);
   const verdict =
     report.changes.length === 0
       ? "in sync: the kernel matches the leases"
@@ -165,7 +172,7 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
       process.stdout.write(`${result}\n`);
       return;
     }
-    process.stdout.write(args.json ? `${JSON.stringify(result, null, 2)}\n` : formatDoctorResult(result));
+    process.stdout.write(args.json ? `${JSON.stringify(doctorResultJson(result), null, 2)}\n` : formatDoctorResult(result));
     // Scripts can tell "found drift and did not fix it" from "in sync" or "repaired".
     if (result.report.changes.length > 0 && !result.repaired) process.exitCode = 3;
   },

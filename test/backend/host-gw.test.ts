@@ -13,6 +13,7 @@ import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBa
 import { Kernel } from "../../src/kernel/kernel.js";
 import { HostGwBackend } from "../../src/backend/host-gw/host-gw-backend.js";
 import type { BackendContext } from "../../src/backend/backend.js";
+import { formatReconcileReport } from "../../src/backend/reconcile-report.js";
 import { backendContext, capturingLogger, lease } from "./kernel-fixtures.js";
 
 const p = uniquePrefix("wh");
@@ -100,7 +101,7 @@ describe("host-gw backend", () => {
     await a.applyPeers([{ kind: "removed", lease: peer5 }]);
 
     await ipBatch(nsA, ["route add 10.66.1.0/24 via 192.168.94.2 dev ul0 metric 50"]);
-    const report = await a.reconcile({ dryRun: false });
+    const report = formatReconcileReport(await a.reconcile({ dryRun: false }));
     expect(report.changes).toEqual(["remove route 10.66.1.0/24 via 192.168.94.2 dev ul0"]);
     const own = (await execInNamespace(nsA, "ip", ["route", "show", "10.66.1.0/24"])).stdout;
     expect(own).toContain("dev ct0 proto kernel");
@@ -111,7 +112,7 @@ describe("host-gw backend", () => {
   it("reconcile re-adds a deleted route and removes a route no lease backs", async () => {
     await ipBatch(nsA, ["route del 10.66.2.0/24", "route add 10.66.9.0/24 via 192.168.94.9 dev ul0"]);
     expect(await ping()).toBe(false);
-    const report = await a.reconcile({ dryRun: false });
+    const report = formatReconcileReport(await a.reconcile({ dryRun: false }));
     expect(report.changes.sort()).toEqual(["add route 10.66.2.0/24 via 192.168.94.2 dev ul0", "remove route 10.66.9.0/24 via 192.168.94.9 dev ul0"]);
     expect(await ping()).toBe(true);
     expect(await routes(nsA)).not.toContain("10.66.9.0/24");

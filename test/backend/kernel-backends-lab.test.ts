@@ -40,6 +40,19 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a 3-host lab", (backen
   const container = (host: string) => lab.container(`${host}c1`);
   const ping = async (from: string, to: string) =>
     (await container(from).exec("ping", ["-c", "1", "-W", "1", container(to).address as string], { allowFailure: true })).exitCode === 0;
+  /** Echo requests the container's namespace has received (Icmp InEchos in /proc/net/snmp). */
+  const echoesReceived = async (host: string) => {
+    const [names, values] = (await container(host).exec("cat", ["/proc/net/snmp"])).stdout
+      .split("\n")
+      .filter((line) => line.startsWith("Icmp:"))
+      .map((line) => line.trim().split(/\s+/));
+    return Number(values?.[names?.indexOf("InEchos") ?? -1] ?? Number.NaN);
+  };
+  /** Whether a UDP socket is bound to `port` in the namespace (/proc/net/udp, ports in hex). */
+  const udpBound = async (namespace: string, port: number) => {
+    const table = (await run("ip", ["netns", "exec", namespace, "cat", "/proc/net/udp"])).stdout;
+    return table.includes(`:${port.toString(16).toUpperCase().padStart(4, "0")} `);
+  };
   const hasRoute = async (host: string, destination: string) =>
     (await lab.host(host).exec("ip", ["route", "show", destination])).stdout.trim() !== "";
   const doctor = (host: string, extra: string[] = [], iface = lab.host(host).state.underlayDevice) =>
@@ -73,7 +86,7 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a 3-host lab", (backen
       s.on("message", (m, r) => { console.log(r.address); process.exit(0); });
       s.bind(9999, ${JSON.stringify(internet)});
       setTimeout(() => process.exit(3), 4000);`], { allowFailure: true });
-    await sleep(500);
+    await until("the internet host's listener bound", 4000, () => udpBound(lab.namespaceOf("inet"), 9999));
     await container("h1").exec(process.execPath, ["-e", `
       const s = require("node:dgram").createSocket("udp4");
       s.send("x", 9999, ${JSON.stringify(internet)}, () => s.close());`]);
@@ -118,8 +131,10 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a 3-host lab", (backen
   });
 
   it("restarting a daemon does not interrupt traffic (kernel state stays)", async () => {
+    const echoesBefore = await echoesReceived("h2");
     const pinging = container("h1").exec("ping", ["-c", "60", "-i", "0.05", "-W", "1", container("h2").address as string], { allowFailure: true });
-    await sleep(300);
+    // Restart only once traffic flows: the first echoes have reached h2c1.
+    await until("h1c1's pings reach h2c1", 3000, async () => (await echoesReceived("h2")) >= echoesBefore + 3);
     await lab.stopDaemon("h2");
     await lab.startDaemon("h2");
     const result = await pinging;

@@ -15,6 +15,7 @@ import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBa
 import { Kernel } from "../../src/kernel/kernel.js";
 import { VxlanBackend, vxlanBackend } from "../../src/backend/vxlan/vxlan-backend.js";
 import type { BackendContext } from "../../src/backend/backend.js";
+import { formatReconcileReport } from "../../src/backend/reconcile-report.js";
 import type { Lease } from "../../src/lease/types.js";
 import { backendContext, lease } from "./kernel-fixtures.js";
 
@@ -104,7 +105,7 @@ describe("kernel vxlan backend", () => {
   it("a deleted device is recreated by reconcile with the same MAC and all peer entries", async () => {
     const before = (leaseA.attrs.backendData as { VtepMAC: string }).VtepMAC;
     await ipBatch(nsA, ["link del flannel.1"]);
-    const dry = await a.reconcile({ dryRun: true });
+    const dry = formatReconcileReport(await a.reconcile({ dryRun: true }));
     expect(dry.changes.some((change) => change.startsWith("create device flannel.1"))).toBe(true);
     expect(await show(nsA, "ip", "link", "show")).not.toContain("flannel.1");
     const report = await a.reconcile({ dryRun: false });
@@ -120,7 +121,7 @@ describe("kernel vxlan backend", () => {
       "neigh replace 10.66.77.0 lladdr 02:77:77:77:77:77 dev flannel.1 nud permanent",
       "route replace 10.66.77.0/24 via 10.66.77.0 dev flannel.1 onlink",
     ]);
-    const dry = await a.reconcile({ dryRun: true });
+    const dry = formatReconcileReport(await a.reconcile({ dryRun: true }));
     expect(dry.changes.sort()).toEqual([
       "add route 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink",
       "remove neigh 10.66.77.0 lladdr 02:77:77:77:77:77 dev flannel.1 permanent",
@@ -171,7 +172,7 @@ describe("kernel vxlan backend", () => {
 
     // A peer's route left from before a restart that moved our lease to its subnet.
     await ipBatch(nsA, ["route replace 10.66.1.0/24 via 10.66.7.0 dev flannel.1 onlink"]);
-    const report = await a.reconcile({ dryRun: false });
+    const report = formatReconcileReport(await a.reconcile({ dryRun: false }));
     expect(report.changes).toEqual(["remove route 10.66.1.0/24 via 10.66.7.0 dev flannel.1 onlink"]);
     expect(await show(nsA, "ip", "route", "show", "10.66.1.0/24")).toBe("");
     expect(await ping(nsA, "10.66.2.0")).toBe(true);
@@ -267,7 +268,7 @@ describe("kernel vxlan backend with TxChecksumOffload=false", () => {
     expect(await offload()).toBe(false);
     await execInNamespace(ns, "ethtool", ["-K", "flannel.1", "tx-checksum-ip-generic", "on"]);
     expect(await offload()).toBe(true);
-    expect((await backend.reconcile({ dryRun: true })).changes).toContain("turn tx checksum offload off on flannel.1 (Backend.TxChecksumOffload=false)");
+    expect(formatReconcileReport(await backend.reconcile({ dryRun: true })).changes).toContain("turn tx checksum offload off on flannel.1 (Backend.TxChecksumOffload=false)");
     await backend.reconcile({ dryRun: false });
     expect(await offload()).toBe(false);
     expect(() => vxlanBackend.validateOptions({ Type: "vxlan", TxChecksumOffload: "no" })).toThrow(/^Backend\.TxChecksumOffload: "no" is not true or false/);

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend, BackendContext } from "../../src/backend/backend.js";
+import { formatReconcileReport } from "../../src/backend/reconcile-report.js";
 import { createUdpBackend } from "../../src/backend/udp/udp-backend.js";
 import { udpBackend } from "../../src/backend/udp/udp-backend.js";
 import {
@@ -89,12 +90,12 @@ describe("udp backend", () => {
       await a.applyPeers([{ kind: "added", lease: vxlanLease }]);
       expect(await metricValue(contextA.metrics, "weft_backend_refused_peers", { backend: "udp" })).toBe(1);
 
-      const report = await a.reconcile({ dryRun: true });
+      const report = formatReconcileReport(await a.reconcile({ dryRun: true }));
       expect(report.changes).toEqual([]);
       expect(report.desired).toContain("route 10.70.0.0/16 dev wt0");
       await run("ip", ["-n", hosts.a, "addr", "flush", "dev", "wt0"]);
       // Removing a device's last address also takes its routes away (the kernel flushes them).
-      expect((await a.reconcile({ dryRun: true })).changes).toEqual([
+      expect(formatReconcileReport(await a.reconcile({ dryRun: true })).changes).toEqual([
         "add address 10.70.1.0/32 dev wt0",
         "add route 10.70.0.0/16 dev wt0",
       ]);
@@ -144,7 +145,7 @@ describe("userspace vxlan backend", () => {
         { kind: "added", lease: lease(Ipv4Subnet.parse("10.70.8.0/24"), { publicIP: "192.168.90.8" }) },
         { kind: "added", lease: lease(Ipv4Subnet.parse("10.70.9.0/24"), { publicIP: "192.168.90.9", backendType: "vxlan", backendData: { VNI: 7, VtepMAC: "0a:00:00:00:00:09" } }) },
       ]);
-      const reconcile = await a.reconcile({ dryRun: true });
+      const reconcile = formatReconcileReport(await a.reconcile({ dryRun: true }));
       expect(reconcile.changes).toEqual([]);
       expect(reconcile.desired.filter((line) => line.startsWith("peer "))).toEqual([
         `peer ${SUBNET_B} via ${UNDERLAY_B} mac ${(regB.attrs.backendData as { VtepMAC: string }).VtepMAC}`,

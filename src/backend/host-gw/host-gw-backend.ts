@@ -1,12 +1,11 @@
-import type { Backend, BackendContext, BackendFactory, BackendRegistration, ReconcileReport } from "../backend.js";
-import type { LeaseSetLoader } from "../lease-set-loader.js";
+import type { BackendContext, BackendFactory, BackendRegistration } from "../backend.js";
+import { KernelPeerBackend } from "../kernel-peer-backend.js";
+import type { Refusal } from "../peer-table.js";
 import { Kernel, type RouteState } from "../../kernel/kernel.js";
 import type { KernelObject } from "../../kernel/objects.js";
 import { onLinkDevice } from "../../kernel/on-link.js";
 import { ownedRoutes } from "../../kernel/owned-routes.js";
-import { PeerProgrammer } from "../../kernel/peer-programmer.js";
-import type { Refusal } from "../../kernel/peer-set.js";
-import type { Lease, PeerEvent } from "../../lease/types.js";
+import type { Lease } from "../../lease/types.js";
 
 /**
  * host-gw (spec §7): no device, no encapsulation; each peer's subnet is routed via the peer's
@@ -14,27 +13,9 @@ import type { Lease, PeerEvent } from "../../lease/types.js";
  * so a peer whose PublicIP is not on-link is refused (logged once, counted, listed by doctor)
  * instead of leaving the kernel to reject the route with "Nexthop has invalid gateway".
  */
-export class HostGwBackend implements Backend, LeaseSetLoader {
-  readonly type = "host-gw";
-  private readonly programmer: PeerProgrammer<Lease>;
-
-  constructor(
-    private readonly context: BackendContext,
-    kernel: Kernel = new Kernel(),
-  ) {
-    const device = context.external.name;
-    this.programmer = new PeerProgrammer<Lease>({
-      type: this.type,
-      kernel,
-      logger: context.logger,
-      metrics: context.metrics,
-      ownPublicIP: context.external.publicIP,
-      needsRoutes: true,
-      classify: (lease, routes) => this.classify(lease, routes),
-      objects: (lease) => [{ kind: "route", destination: lease.subnet, gateway: lease.attrs.publicIP, device, onlink: false }],
-      actual: async (own, routes) =>
-        ownedRoutes(routes, { network: context.network.network, ownSubnet: own.subnet, overlayDevices: [], underlayDevices: [device] }),
-    });
+export class HostGwBackend extends KernelPeerBackend<Lease> {
+  constructor(context: BackendContext, kernel: Kernel = new Kernel()) {
+    super("host-gw", context, kernel);
   }
 
   async register(): Promise<BackendRegistration> {
@@ -48,35 +29,20 @@ export class HostGwBackend implements Backend, LeaseSetLoader {
     return { attrs: { backendType: "host-gw" }, mtu: external.mtu };
   }
 
-  activate(ownLease: Lease): Promise<void> {
-    return this.programmer.activate(ownLease);
+  protected needsRoutes(): boolean {
+    return true;
   }
 
-  applyPeers(events: readonly PeerEvent[]): Promise<void> {
-    return this.programmer.applyPeers(events);
+  protected peerObjects(lease: Lease): KernelObject[] {
+    return [{ kind: "route", destination: lease.subnet, gateway: lease.attrs.publicIP, device: this.context.external.name, onlink: false }];
   }
 
-  loadLeaseSet(ownLease: Lease, peers: readonly Lease[]): Promise<void> {
-    return this.programmer.loadLeaseSet(ownLease, peers);
+  protected async actualObjects(own: Lease, routes: readonly RouteState[]): Promise<KernelObject[]> {
+    const device = this.context.external.name;
+    return ownedRoutes(routes, { network: this.context.network.network, ownSubnet: own.subnet, overlayDevices: [], underlayDevices: [device] });
   }
 
-  refusedPeers(): string[] {
-    return this.programmer.refusedPeers();
-  }
-
-  reconcile(options: { dryRun: boolean }): Promise<ReconcileReport> {
-    return this.programmer.reconcile(options.dryRun);
-  }
-
-  stop(): Promise<void> {
-    return this.programmer.stop();
-  }
-
-  desiredObjects(): KernelObject[] {
-    return this.programmer.desiredObjects();
-  }
-
-  private classify(lease: Lease, routes: readonly RouteState[]): Lease | Refusal {
+  protected classify(lease: Lease, routes: readonly RouteState[]): Lease | Refusal {
     const device = this.context.external.name;
     const onLink = onLinkDevice(lease.attrs.publicIP, routes, this.context.network.network);
     if (onLink === device) return lease;

@@ -1,6 +1,7 @@
 import type { Backend, BackendContext, BackendFactory } from "../backend.js";
 import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
 import type { Lease } from "../../lease/types.js";
+import type { PeerRoute } from "../../engine/engine.js";
 import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
 
 /**
@@ -10,14 +11,10 @@ import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
  *
  * Peers: flanneld's udp backend routes to every lease whatever its BackendType. weft routes
  * only to udp leases (no BackendType, or "udp"): a host running another backend does not
- * listen on the udp port, so sending there only blackholes traffic. Such leases are logged
- * once and counted in weft_backend_refused_peers.
+ * listen on the udp port, so sending there only blackholes traffic. The PeerTable refuses such
+ * leases (logged once, counted in weft_backend_refused_peers); every other lease is served.
  */
-export function udpPeerRoute(lease: Lease) {
-  const type = lease.attrs.backendType;
-  if (type !== undefined && type !== "" && type !== "udp") {
-    return { refused: `lease of backend type "${type}": a udp host cannot reach it; use one backend for the whole network` };
-  }
+export function udpPeerRoute(lease: Lease): PeerRoute {
   return { subnet: lease.subnet, publicIP: lease.attrs.publicIP };
 }
 

@@ -1,6 +1,8 @@
-import type { Backend, BackendContext, BackendRegistration, ReconcileReport } from "../backend.js";
+import type { Backend, BackendContext, BackendRegistration } from "../backend.js";
 import type { LeaseSetLoader } from "../lease-set-loader.js";
-import { programmingMetrics, type ProgrammingMetrics } from "../../kernel/programming-metrics.js";
+import { PeerTable, type PeerChange, type Refusal } from "../peer-table.js";
+import { programmingMetrics, recordPeerCounts, type ProgrammingMetrics } from "../programming-metrics.js";
+import { describeReconcileChange, describeOwnedObject, type ReconcileReport, type TunChange, type TunObject } from "../reconcile-report.js";
 import { SerialQueue } from "../../async/serial-queue.js";
 import { formatIpv4 } from "../../net/ipv4.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
@@ -13,14 +15,18 @@ import { addressTun, readTunRouting } from "../../kernel/tun-routing.js";
  * is addressed like flannel0 (own subnet address /32, the whole Network routed into it) and
  * every usable peer lease becomes an engine route. Unlike the kernel backends, stop() takes
  * the data path down: the TUN exists only while the daemon runs (as flanneld's udp backend).
+ * Peer bookkeeping (own subnet, own PublicIP, backend type, refusals) is the PeerTable's.
  */
 export interface EngineBackendSpec {
   /** What register() reports. */
   registration: BackendRegistration;
   /** Everything the engine needs except what comes from the lease, the external interface and the namespace. */
   engine: Omit<EngineOptions, "bindAddress" | "icmpSource" | "netns">;
-  /** The engine route for a peer lease, or why the lease cannot be served. */
-  peerRoute(lease: Lease): PeerRoute | { refused: string };
+  /**
+   * The engine route for a peer lease that passed the PeerTable's checks (already of this
+   * backend's type, not ours), or why the lease cannot be served.
+   */
+  peerRoute(lease: Lease): PeerRoute | Refusal;
 }
 
 /** Where the data path lives: the daemon's own namespace unless a test or the lab says otherwise. */
@@ -33,8 +39,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   private spec: EngineBackendSpec | undefined;
   private engine: Engine | undefined;
   private ownLease: Lease | undefined;
-  private readonly routes = new Map<string, PeerRoute>();
-  private readonly refused = new Map<string, string>();
+  private readonly peers: PeerTable<PeerRoute>;
   private readonly queue = new SerialQueue();
   private readonly metrics: ProgrammingMetrics;
   private unexport: (() => void) | undefined;
@@ -46,6 +51,12 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     private readonly placement: EnginePlacement = {},
   ) {
     this.metrics = programmingMetrics(context.metrics);
+    this.peers = new PeerTable<PeerRoute>({
+      backendType: type,
+      ownPublicIP: context.external.publicIP,
+      logger: context.logger,
+      classify: (lease) => this.requireSpec().peerRoute(lease),
+    });
   }
 
   /** The device name once the engine is open (the kernel may have filled in a template). */
@@ -72,10 +83,11 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       this.ownLease = ownLease;
       // The ICMP source is the own subnet address, fixed when the engine opens.
       if (this.engine && previous && !previous.subnet.equals(ownLease.subnet)) this.closeEngine();
+      const changes = this.peers.setOwnLease(ownLease);
+      this.updateMetrics();
       if (!this.engine) this.openEngine(spec, ownLease);
-      this.routes.delete(ownLease.subnet.toString());
       await this.addressDevice(ownLease);
-      for (const route of this.routes.values()) this.engine?.setPeer(route);
+      this.program(changes); // every served peer is in it: a re-decided peer counts as accepted
       this.context.logger.info(
         { device: this.engine?.tunName, subnet: ownLease.subnet.toString(), features: this.engine?.features },
         "userspace data path up",
@@ -85,55 +97,52 @@ export class EngineBackend implements Backend, LeaseSetLoader {
 
   async applyPeers(events: readonly PeerEvent[]): Promise<void> {
     await this.queue.run(async () => {
-      const spec = this.requireSpec();
-      for (const event of events) this.applyEvent(spec, event);
-      this.metrics.peers.set({ backend: this.type }, this.routes.size);
-      this.metrics.refusedPeers.set({ backend: this.type }, this.refused.size);
+      this.requireSpec();
+      this.program(this.peers.apply(events));
+      this.updateMetrics();
     });
   }
 
   async loadLeaseSet(ownLease: Lease, peers: readonly Lease[]): Promise<void> {
-    this.ownLease = ownLease;
-    const spec = this.spec ?? (this.spec = await this.prepare());
-    for (const lease of peers) this.applyEvent(spec, { kind: "added", lease });
+    await this.queue.run(async () => {
+      this.ownLease = ownLease;
+      if (!this.spec) this.spec = await this.prepare();
+      this.program(this.peers.setOwnLease(ownLease));
+      this.program(this.peers.apply(peers.map((lease) => ({ kind: "added", lease }))));
+      this.updateMetrics();
+    });
   }
 
   refusedPeers(): string[] {
-    return [...this.refused].map(([subnet, why]) => `${subnet}: ${why}`);
+    return this.peers.refusedReasons();
   }
 
   async reconcile(options: { dryRun: boolean }): Promise<ReconcileReport> {
     return this.queue.run(async () => {
       const own = this.ownLease;
       const spec = this.requireSpec();
+      if (!own) return { desired: [], actual: [], changes: [] };
       const device = this.engine?.tunName ?? spec.engine.tunName;
-      const desired = own ? this.desiredLines(device, own) : [];
-      if (!own) return { desired, actual: [], changes: [] };
+      const desired = this.desiredObjects(device, own);
       const state = await readTunRouting(device, this.placement.netns);
-      const actual = state.exists
+      const actual: TunObject[] = state.exists
         ? [
-            `device ${device}`,
-            ...state.addresses.map((address) => `address ${address} dev ${device}`),
-            ...state.routes.map((route) => `route ${route} dev ${device}`),
+            { kind: "tun-device", device },
+            ...state.addresses.map((address): TunObject => ({ kind: "tun-address", address, device })),
+            ...state.routes.map((destination): TunObject => ({ kind: "tun-route", destination, device })),
           ]
         : [];
       // Peers live in the engine, which this process owns: they cannot drift from the lease set.
-      const peerLines = desired.filter((line) => line.startsWith("peer "));
-      actual.push(...(this.engine ? peerLines : []));
-      const changes = desired.filter((line) => !actual.includes(line)).map((line) => `add ${line}`);
-      changes.push(
-        ...actual
-          .filter((line) => (line.startsWith("address ") || line.startsWith("route ")) && !desired.includes(line))
-          .map((line) => `remove ${line}`),
-      );
+      if (this.engine) actual.push(...desired.filter((object) => object.kind === "engine-peer"));
+      const changes = tunChanges(desired, actual);
       if (!options.dryRun && changes.length > 0 && this.engine) {
         this.metrics.repairs.inc({ backend: this.type }, changes.length);
-        this.context.logger.warn({ changes }, "reconcile: repairing the TUN device's address and route");
+        this.context.logger.warn({ changes: changes.map(describeReconcileChange) }, "reconcile: repairing the TUN device's address and route");
         if (!state.exists) {
           // Someone deleted the device under us: a TUN cannot come back on the same fd.
           this.closeEngine();
           this.openEngine(spec, own);
-          for (const route of this.routes.values()) this.engine?.setPeer(route);
+          for (const route of this.peers.peers()) this.engine?.setPeer(route);
         }
         await this.addressDevice(own);
       }
@@ -147,41 +156,25 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     });
   }
 
-  private desiredLines(device: string, own: Lease): string[] {
-    const lines = [
-      `device ${device}`,
-      `address ${formatIpv4(own.subnet.network)}/32 dev ${device}`,
-      `route ${this.context.network.network} dev ${device}`,
+  private desiredObjects(device: string, own: Lease): TunObject[] {
+    return [
+      { kind: "tun-device", device },
+      { kind: "tun-address", address: `${formatIpv4(own.subnet.network)}/32`, device },
+      { kind: "tun-route", destination: this.context.network.network.toString(), device },
+      ...[...this.peers.peers()].map((peer): TunObject => ({ kind: "engine-peer", peer })),
     ];
-    for (const route of this.routes.values()) {
-      lines.push(`peer ${route.subnet} via ${route.publicIP}${route.vtepMac ? ` mac ${route.vtepMac}` : ""}`);
-    }
-    return lines;
   }
 
-  private applyEvent(spec: EngineBackendSpec, event: PeerEvent): void {
-    const subnet = event.lease.subnet;
-    const key = subnet.toString();
-    if (this.ownLease && subnet.equals(this.ownLease.subnet)) return;
-    const previous = event.previous?.subnet;
-    if (event.kind === "removed" || (previous && !previous.equals(subnet))) {
-      const gone = event.kind === "removed" ? subnet : previous;
-      if (gone && this.routes.delete(gone.toString())) this.engine?.removePeer(gone);
-      this.refused.delete(gone?.toString() ?? key);
-      if (event.kind === "removed") return;
+  /** Makes the engine follow the table; without an engine (before activate, doctor) nothing to do. */
+  private program(changes: readonly PeerChange<PeerRoute>[]): void {
+    for (const change of changes) {
+      if (change.kind === "accepted") this.engine?.setPeer(change.peer);
+      else this.engine?.removePeer(change.peer.subnet);
     }
-    const route = spec.peerRoute(event.lease);
-    if ("refused" in route) {
-      if (!this.refused.has(key)) {
-        this.context.logger.warn({ lease: event.lease.key, reason: route.refused }, "ignoring a peer lease this backend cannot serve");
-      }
-      this.refused.set(key, route.refused);
-      if (this.routes.delete(key)) this.engine?.removePeer(subnet);
-      return;
-    }
-    this.refused.delete(key);
-    this.routes.set(key, route);
-    this.engine?.setPeer(route);
+  }
+
+  private updateMetrics(): void {
+    recordPeerCounts(this.metrics, this.type, this.peers);
   }
 
   private openEngine(spec: EngineBackendSpec, own: Lease): void {
@@ -212,4 +205,19 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     if (!this.spec) throw new Error(`${this.type} backend: register() must run before activate/applyPeers/reconcile`);
     return this.spec;
   }
+}
+
+/**
+ * The changes that make the TUN state the desired one: everything missing is added; of what is
+ * there, only the device's addresses and routes are ever removed (the device and the engine's
+ * peers are this process's own).
+ */
+function tunChanges(desired: readonly TunObject[], actual: readonly TunObject[]): TunChange[] {
+  const actualLines = new Set(actual.map(describeOwnedObject));
+  const desiredLines = new Set(desired.map(describeOwnedObject));
+  const removable = (object: TunObject) => object.kind === "tun-address" || object.kind === "tun-route";
+  return [
+    ...desired.filter((object) => !actualLines.has(describeOwnedObject(object))).map((object): TunChange => ({ action: "add", object })),
+    ...actual.filter((object) => removable(object) && !desiredLines.has(describeOwnedObject(object))).map((object): TunChange => ({ action: "remove", object })),
+  ];
 }

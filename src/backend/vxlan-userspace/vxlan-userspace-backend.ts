@@ -4,6 +4,8 @@ import { readString, type JsonObject } from "../../codec/json-fields.js";
 import { assertDeviceName } from "../../kernel/objects.js";
 import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options.js";
 import type { Lease } from "../../lease/types.js";
+import type { PeerRoute } from "../../engine/engine.js";
+import type { Refusal } from "../peer-table.js";
 import { formatVxlanBackendData, parseVxlanBackendData } from "../vxlan/backend-data.js";
 import { VXLAN_OVERHEAD, parseVxlanOptions, type VxlanOptions } from "../vxlan/options.js";
 import { persistMac, randomVtepMac, readPersistedMac } from "../vxlan/vtep-mac.js";
@@ -40,17 +42,15 @@ export function validateUserspaceVxlanOptions(options: JsonObject): void {
   parseUserspaceVxlanOptions(options);
 }
 
+/** The engine route for a vxlan lease (the PeerTable has checked its type): its BackendData, our VNI. */
 export function vxlanPeerRoute(vni: number) {
-  return (lease: Lease) => {
-    if (lease.attrs.backendType !== "vxlan") {
-      return { refused: `lease of backend type "${lease.attrs.backendType ?? "udp"}": only vxlan hosts share this data path` };
-    }
+  return (lease: Lease): PeerRoute | Refusal => {
     try {
       const data = parseVxlanBackendData(lease.attrs.backendData, lease.key);
-      if (data.vni !== vni) return { refused: `VNI ${data.vni} differs from ours (${vni})` };
+      if (data.vni !== vni) return { refused: `VNI ${data.vni} differs from ours (${vni})`, level: "warn" };
       return { subnet: lease.subnet, publicIP: lease.attrs.publicIP, vtepMac: data.vtepMAC };
     } catch (error) {
-      return { refused: errorMessage(error) };
+      return { refused: errorMessage(error), level: "warn" };
     }
   };
 }

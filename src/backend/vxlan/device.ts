@@ -4,6 +4,7 @@ import type { Ipv4Subnet } from "../../net/ipv4.js";
 import { formatIpv4, parseIpv4 } from "../../net/ipv4.js";
 import { persistMac, randomVtepMac, readPersistedMac } from "./vtep-mac.js";
 import { setTxChecksumOffload, txChecksumOffloadOn } from "../../kernel/tx-checksum.js";
+import type { DeviceChange } from "../reconcile-report.js";
 
 /** What flannel.<VNI> must look like (spec §6). */
 export interface VxlanDeviceSpec {
@@ -37,9 +38,11 @@ export function incompatibility(link: LinkState, spec: VxlanDeviceSpec): string 
   return undefined;
 }
 
-export interface DeviceCheck {
-  /** Changes needed (dry run) or made, one line each. */
-  changes: string[];
+export interface VxlanDeviceCheck {
+  /** Changes needed (dry run) or made. */
+  changes: DeviceChange[];
+  /** Dry run: the device is missing or must be re-created, so nothing on it can be read yet. */
+  absent: boolean;
   mac: string;
 }
 
@@ -53,27 +56,29 @@ export async function ensureVxlanDevice(
   stateDir: string,
   logger: Logger,
   dryRun = false,
-): Promise<DeviceCheck> {
-  const changes: string[] = [];
+): Promise<VxlanDeviceCheck> {
+  const changes: DeviceChange[] = [];
   let link = await kernel.readLink(spec.name);
+  let recreating = false;
   if (link) {
     const reason = incompatibility(link, spec);
     if (reason !== undefined) {
-      changes.push(`recreate device ${spec.name}: ${reason}`);
+      changes.push({ action: "recreate-device", device: spec.name, reason });
       if (!dryRun) {
         logger.warn({ device: spec.name, reason }, "existing vxlan device is incompatible with the config; recreating it");
         await kernel.ip([`link del dev ${spec.name}`]);
         await kernel.resetBatches();
       }
       link = undefined;
+      recreating = true;
     }
   }
   const saved = await readPersistedMac(stateDir, spec.name);
   let mac: string;
   if (!link) {
     mac = saved ?? randomVtepMac();
-    if (!changes.some((change) => change.startsWith("recreate"))) changes.push(`create device ${spec.name} (vxlan id ${spec.vni}, MAC ${mac})`);
-    if (dryRun) return { changes, mac };
+    if (!recreating) changes.push({ action: "create-device", device: spec.name, vni: spec.vni, mac });
+    if (dryRun) return { changes, absent: true, mac };
     const options = [
       `id ${spec.vni}`,
       `local ${spec.local}`,
@@ -94,19 +99,19 @@ export async function ensureVxlanDevice(
   const lines: string[] = [];
   if (current?.mtu !== spec.mtu) {
     lines.push(`link set dev ${spec.name} mtu ${spec.mtu}`);
-    if (link) changes.push(`set ${spec.name} mtu ${spec.mtu} (was ${link.mtu})`);
+    if (link) changes.push({ action: "set-mtu", device: spec.name, mtu: spec.mtu, was: link.mtu });
   }
   if (!current?.flags.includes("UP")) {
     lines.push(`link set dev ${spec.name} up`);
-    if (link) changes.push(`set ${spec.name} up`);
+    if (link) changes.push({ action: "set-up", device: spec.name });
   }
   if (!dryRun && lines.length > 0) await kernel.ip(lines);
   // Only the "off" request is enforced: with the default, whatever the host set is left alone.
   if (!spec.txChecksumOffload && (await txChecksumOffloadOn(spec.name, kernel.netns))) {
-    changes.push(`turn tx checksum offload off on ${spec.name} (Backend.TxChecksumOffload=false)`);
+    changes.push({ action: "disable-tx-checksum", device: spec.name });
     if (!dryRun) await setTxChecksumOffload(spec.name, false, kernel.netns);
   }
-  return { changes, mac };
+  return { changes, absent: false, mac };
 }
 
 /**
@@ -119,20 +124,20 @@ export async function ensureVxlanAddress(
   ownSubnet: Ipv4Subnet,
   network: Ipv4Subnet,
   dryRun = false,
-): Promise<string[]> {
+): Promise<DeviceChange[]> {
   const wanted = `${formatIpv4(ownSubnet.network)}/32`;
   const addresses = await kernel.readAddresses(device);
-  const changes: string[] = [];
+  const changes: DeviceChange[] = [];
   const lines: string[] = [];
   if (!addresses.some(({ address, prefixLength }) => `${address}/${prefixLength}` === wanted)) {
     // Add before removing: a device left without IPv4 address loses every route through it.
-    changes.push(`add address ${wanted} to ${device}`);
+    changes.push({ action: "add-address", device, address: wanted });
     lines.push(`addr replace ${wanted} dev ${device}`);
   }
   for (const { address, prefixLength } of addresses) {
     const text = `${address}/${prefixLength}`;
     if (text !== wanted && network.containsAddress(parseIpv4(address))) {
-      changes.push(`remove address ${text} from ${device}`);
+      changes.push({ action: "remove-address", device, address: text });
       lines.push(`addr del ${text} dev ${device}`);
     }
   }

@@ -1,13 +1,12 @@
-import type { Backend, BackendContext, BackendFactory, BackendRegistration, ReconcileReport } from "../backend.js";
-import type { LeaseSetLoader } from "../lease-set-loader.js";
+import type { BackendContext, BackendFactory, BackendRegistration } from "../backend.js";
+import { KernelPeerBackend, type DeviceCheck } from "../kernel-peer-backend.js";
+import type { Refusal } from "../peer-table.js";
 import { Kernel, type RouteState } from "../../kernel/kernel.js";
 import type { KernelObject } from "../../kernel/objects.js";
 import { onLinkDevice } from "../../kernel/on-link.js";
 import { ownedRoutes } from "../../kernel/owned-routes.js";
-import { PeerProgrammer, type DeviceCheck } from "../../kernel/peer-programmer.js";
-import type { Refusal } from "../../kernel/peer-set.js";
 import { formatIpv4 } from "../../net/ipv4.js";
-import type { Lease, PeerEvent } from "../../lease/types.js";
+import type { Lease } from "../../lease/types.js";
 import { formatVxlanBackendData, parseVxlanBackendData, type VxlanBackendData } from "./backend-data.js";
 import { ensureVxlanAddress, ensureVxlanDevice, type VxlanDeviceSpec } from "./device.js";
 import { VXLAN_OVERHEAD, parseVxlanOptions, vxlanDeviceName, type VxlanOptions } from "./options.js";
@@ -32,16 +31,12 @@ interface Peer {
   direct: boolean;
 }
 
-export class VxlanBackend implements Backend, LeaseSetLoader {
-  readonly type = "vxlan";
+export class VxlanBackend extends KernelPeerBackend<Peer> {
   private readonly options: VxlanOptions;
   private readonly spec: VxlanDeviceSpec;
-  private readonly programmer: PeerProgrammer<Peer>;
 
-  constructor(
-    private readonly context: BackendContext,
-    private readonly kernel: Kernel = new Kernel(),
-  ) {
+  constructor(context: BackendContext, kernel: Kernel = new Kernel()) {
+    super("vxlan", context, kernel);
     this.options = parseVxlanOptions(context.options);
     const underlayMtu = this.options.mtu ?? context.external.mtu;
     this.spec = {
@@ -55,18 +50,6 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
       mtu: underlayMtu - VXLAN_OVERHEAD,
       txChecksumOffload: this.options.txChecksumOffload,
     };
-    this.programmer = new PeerProgrammer<Peer>({
-      type: this.type,
-      kernel,
-      logger: context.logger,
-      metrics: context.metrics,
-      ownPublicIP: context.external.publicIP,
-      needsRoutes: this.options.directRouting,
-      classify: (lease, routes) => this.classify(lease, routes),
-      objects: (peer) => this.peerObjects(peer),
-      actual: (own, routes) => this.actualObjects(own, routes),
-      checkDevice: (own, dryRun) => this.checkDevice(own, dryRun),
-    });
   }
 
   get deviceName(): string {
@@ -74,7 +57,7 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
   }
 
   async register(): Promise<BackendRegistration> {
-    return this.programmer.run(async () => {
+    return this.run(async () => {
       const { mac } = await ensureVxlanDevice(this.kernel, this.spec, this.context.stateDir, this.context.logger);
       return {
         attrs: { backendType: "vxlan", backendData: formatVxlanBackendData({ vni: this.options.vni, vtepMAC: mac }) },
@@ -83,39 +66,16 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
     });
   }
 
-  activate(ownLease: Lease): Promise<void> {
-    return this.programmer.activate(ownLease, async () => {
-      await ensureVxlanAddress(this.kernel, this.spec.name, ownLease.subnet, this.context.network.network);
-      this.context.logger.info({ device: this.spec.name, subnet: ownLease.subnet.toString() }, "vxlan device addressed");
-    });
+  protected needsRoutes(): boolean {
+    return this.options.directRouting;
   }
 
-  applyPeers(events: readonly PeerEvent[]): Promise<void> {
-    return this.programmer.applyPeers(events);
+  protected override async prepareOwnLease(own: Lease): Promise<void> {
+    await ensureVxlanAddress(this.kernel, this.spec.name, own.subnet, this.context.network.network);
+    this.context.logger.info({ device: this.spec.name, subnet: own.subnet.toString() }, "vxlan device addressed");
   }
 
-  loadLeaseSet(ownLease: Lease, peers: readonly Lease[]): Promise<void> {
-    return this.programmer.loadLeaseSet(ownLease, peers);
-  }
-
-  refusedPeers(): string[] {
-    return this.programmer.refusedPeers();
-  }
-
-  reconcile(options: { dryRun: boolean }): Promise<ReconcileReport> {
-    return this.programmer.reconcile(options.dryRun);
-  }
-
-  stop(): Promise<void> {
-    return this.programmer.stop();
-  }
-
-  /** What the kernel must hold for the current peer set. */
-  desiredObjects(): KernelObject[] {
-    return this.programmer.desiredObjects();
-  }
-
-  private peerObjects(peer: Peer): KernelObject[] {
+  protected peerObjects(peer: Peer): KernelObject[] {
     const device = this.spec.name;
     const subnet = peer.lease.subnet;
     const publicIP = peer.lease.attrs.publicIP;
@@ -129,9 +89,9 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
   }
 
   /** flannel.N as configured, then (unless it is missing in a dry run) the own subnet address on it. */
-  private async checkDevice(own: Lease | undefined, dryRun: boolean): Promise<DeviceCheck> {
+  protected override async checkDevice(own: Lease | undefined, dryRun: boolean): Promise<DeviceCheck> {
     const device = await ensureVxlanDevice(this.kernel, this.spec, this.context.stateDir, this.context.logger, dryRun);
-    const deviceAbsent = dryRun && device.changes.some((change) => /^(create|recreate) device/.test(change));
+    const deviceAbsent = device.absent;
     const changes = [...device.changes];
     if (own && !deviceAbsent) {
       changes.push(...(await ensureVxlanAddress(this.kernel, this.spec.name, own.subnet, this.context.network.network, dryRun)));
@@ -139,7 +99,7 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
     return { changes, deviceAbsent };
   }
 
-  private async actualObjects(own: Lease, routes: readonly RouteState[]): Promise<KernelObject[]> {
+  protected async actualObjects(own: Lease, routes: readonly RouteState[]): Promise<KernelObject[]> {
     const device = this.spec.name;
     const [neighbours, fdb] = await Promise.all([this.kernel.readPermanentNeighbours(device), this.kernel.readRemoteFdb(device)]);
     const owned = ownedRoutes(routes, {
@@ -151,7 +111,7 @@ export class VxlanBackend implements Backend, LeaseSetLoader {
     return [...owned, ...neighbours, ...fdb];
   }
 
-  private classify(lease: Lease, routes: readonly RouteState[]): Peer | Refusal {
+  protected classify(lease: Lease, routes: readonly RouteState[]): Peer | Refusal {
     let data: VxlanBackendData;
     try {
       data = parseVxlanBackendData(lease.attrs.backendData, lease.key);

@@ -1,6 +1,6 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 
-/** Metrics of the kernel backends, registered once per registry (a backend may be re-created). */
+/** Metrics of every backend's peers and of the kernel backends' programming, registered once per registry (a backend may be re-created). */
 export interface ProgrammingMetrics {
   peers: Gauge<"backend">;
   failures: Counter<"backend">;
@@ -27,4 +27,10 @@ export function programmingMetrics(registry: Registry): ProgrammingMetrics {
     repairs: counter(registry, "weft_backend_reconcile_repairs_total", "Kernel changes made by reconcile to repair drift"),
     refusedPeers: gauge(registry, "weft_backend_refused_peers", "Peers the backend cannot serve (host-gw: not on-link; other backend type; our own PublicIP)"),
   };
+}
+
+/** The peer gauges from a backend's PeerTable (after every change to it). */
+export function recordPeerCounts(metrics: ProgrammingMetrics, backend: string, peers: { acceptedCount: number; refusedCount: number }): void {
+  metrics.peers.set({ backend }, peers.acceptedCount);
+  metrics.refusedPeers.set({ backend }, peers.refusedCount);
 }

@@ -1,10 +1,10 @@
 import yargs, { type Argv } from "yargs";
 import { describe, expect, it } from "vitest";
-import { doctorCommand, findOwnLease, type DoctorArgs } from "../../src/commands/doctor.js";
+import { doctorCommand, doctorResultJson, findOwnLease, formatDoctorResult, type DoctorArgs, type DoctorResult } from "../../src/commands/doctor.js";
 import { interfaceSelectionFromArgs } from "../../src/commands/interface-flags.js";
 import { defineRunOptions } from "../../src/commands/run.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
-import { lease } from "./kernel-fixtures.js";
+import { lease } from "../backend/kernel-fixtures.js";
 
 const mine = lease("10.66.1.0/24", { publicIP: "192.168.1.1", backendType: "vxlan" });
 const other = lease("10.66.2.0/24", { publicIP: "192.168.1.2", backendType: "vxlan" });
@@ -67,5 +67,77 @@ describe("doctor and run read the interface flags alike", () => {
 
   it("rejects a bad --public-ip naming the flag", () => {
     expect(() => interfaceSelectionFromArgs(parseDoctor(["--public-ip=10.0.0.256"]))).toThrow(/--public-ip: "10\.0\.0\.256" is not an IPv4 address/);
+  });
+});
+
+describe("doctor output", () => {
+  const drift: DoctorResult = {
+    backend: "vxlan",
+    device: "eth0",
+    ownSubnet: "10.66.1.0/24",
+    peers: 2,
+    report: {
+      desired: [
+        { kind: "route", destination: Ipv4Subnet.parse("10.66.2.0/24"), gateway: "10.66.2.0", device: "flannel.1", onlink: true },
+        { kind: "neigh", address: "10.66.2.0", mac: "02:22:22:22:22:22", device: "flannel.1" },
+      ],
+      actual: [{ kind: "neigh", address: "10.66.2.0", mac: "02:22:22:22:22:22", device: "flannel.1" }],
+      changes: [
+        { action: "add-address", device: "flannel.1", address: "10.66.1.0/32" },
+        { action: "add", object: { kind: "route", destination: Ipv4Subnet.parse("10.66.2.0/24"), gateway: "10.66.2.0", device: "flannel.1", onlink: true } },
+      ],
+    },
+    refused: ["10.66.3.0/24: lease /coreos.com/network/subnets/10.66.3.0-24 is of backend type \"udp\", not \"vxlan\": every host of a network must use the same backend"],
+    repaired: false,
+  };
+
+  it("prints desired, actual and changes as sorted lines, then the verdict", () => {
+    expect(formatDoctorResult(drift)).toBe(
+      [
+        "backend vxlan, underlay eth0, own subnet 10.66.1.0/24, 2 peer lease(s)",
+        "desired (2):",
+        "  neigh 10.66.2.0 lladdr 02:22:22:22:22:22 dev flannel.1 permanent",
+        "  route 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink",
+        "actual (1):",
+        "  neigh 10.66.2.0 lladdr 02:22:22:22:22:22 dev flannel.1 permanent",
+        "changes needed (2):",
+        "  add address 10.66.1.0/32 to flannel.1",
+        "  add route 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink",
+        "peers that cannot be served (1):",
+        `  ${drift.refused[0]}`,
+        "out of sync: 2 change(s) needed; run `weft doctor --repair` (the daemon also repairs on its next reconcile)",
+        "",
+      ].join("\n"),
+    );
+    expect(formatDoctorResult({ ...drift, report: { desired: [], actual: [], changes: [] }, refused: [] })).toBe(
+      [
+        "backend vxlan, underlay eth0, own subnet 10.66.1.0/24, 2 peer lease(s)",
+        "desired (0):",
+        "  (none)",
+        "actual (0):",
+        "  (none)",
+        "changes needed (0):",
+        "  (none)",
+        "in sync: the kernel matches the leases",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("--json keeps the report as the same lines, in the reconcile's order", () => {
+    expect(JSON.parse(JSON.stringify(doctorResultJson(drift)))).toEqual({
+      backend: "vxlan",
+      device: "eth0",
+      ownSubnet: "10.66.1.0/24",
+      peers: 2,
+      report: {
+        desired: ["route 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink", "neigh 10.66.2.0 lladdr 02:22:22:22:22:22 dev flannel.1 permanent"],
+        actual: ["neigh 10.66.2.0 lladdr 02:22:22:22:22:22 dev flannel.1 permanent"],
+        changes: ["add address 10.66.1.0/32 to flannel.1", "add route 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink"],
+      },
+      refused: drift.refused,
+      repaired: false,
+    });
+    expect(Object.keys(doctorResultJson(drift))).toEqual(["backend", "device", "ownSubnet", "peers", "report", "refused", "repaired"]);
   });
 });

@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import {
+  describeOwnedObject, describeReconcileChange, formatReconcileReport, isDeviceChange,
+  type OwnedObject, type ReconcileChange,
+} from "../../src/backend/reconcile-report.js";
+import type { FdbObject, NeighbourObject, RouteObject } from "../../src/kernel/objects.js";
+import { Ipv4Subnet } from "../../src/net/ipv4.js";
+
+const route: RouteObject = { kind: "route", destination: Ipv4Subnet.parse("10.66.5.0/24"), gateway: "10.66.5.0", device: "flannel.1", onlink: true };
+const neigh: NeighbourObject = { kind: "neigh", address: "10.66.5.0", mac: "02:55:55:55:55:55", device: "flannel.1" };
+const fdb: FdbObject = { kind: "fdb", mac: "02:55:55:55:55:55", device: "flannel.1", destination: "192.168.92.2" };
+const peer: Extract<OwnedObject, { kind: "engine-peer" }> = { kind: "engine-peer", peer: { subnet: Ipv4Subnet.parse("10.70.2.0/24"), publicIP: "192.168.90.2", vtepMac: "0a:00:00:00:00:02" } };
+
+// The lines are the ones weft logged and `weft doctor` printed when reports were strings: users and scripts read them.
+describe("reconcile report lines", () => {
+  it.each<[string, OwnedObject, string]>([
+    ["route", route, "route 10.66.5.0/24 via 10.66.5.0 dev flannel.1 onlink"],
+    ["neighbour", neigh, "neigh 10.66.5.0 lladdr 02:55:55:55:55:55 dev flannel.1 permanent"],
+    ["FDB entry", fdb, "fdb 02:55:55:55:55:55 dev flannel.1 dst 192.168.92.2 self permanent"],
+    ["TUN device", { kind: "tun-device", device: "wt0" }, "device wt0"],
+    ["TUN address", { kind: "tun-address", address: "10.70.1.0/32", device: "wt0" }, "address 10.70.1.0/32 dev wt0"],
+    ["TUN route", { kind: "tun-route", destination: "10.70.0.0/16", device: "wt0" }, "route 10.70.0.0/16 dev wt0"],
+    ["vxlan engine peer", peer, "peer 10.70.2.0/24 via 192.168.90.2 mac 0a:00:00:00:00:02"],
+    ["udp engine peer", { kind: "engine-peer", peer: { subnet: Ipv4Subnet.parse("10.70.2.0/24"), publicIP: "192.168.90.2" } }, "peer 10.70.2.0/24 via 192.168.90.2"],
+  ])("%s", (_what, object, line) => {
+    expect(describeOwnedObject(object)).toBe(line);
+  });
+
+  it.each<[string, ReconcileChange, boolean]>([
+    ["add route 10.66.5.0/24 via 10.66.5.0 dev flannel.1 onlink", { action: "add", object: route }, false],
+    [
+      "replace fdb 02:55:55:55:55:55 dev flannel.1 dst 192.168.92.2 self permanent (was: fdb 02:55:55:55:55:55 dev flannel.1 dst 192.168.92.9 self permanent)",
+      { action: "replace", object: fdb, previous: { kind: "fdb", mac: "02:55:55:55:55:55", device: "flannel.1", destination: "192.168.92.9" } },
+      false,
+    ],
+    ["remove neigh 10.66.5.0 lladdr 02:55:55:55:55:55 dev flannel.1 permanent", { action: "remove", object: neigh }, false],
+    ["create device flannel.1 (vxlan id 1, MAC 02:11:22:33:44:55)", { action: "create-device", device: "flannel.1", vni: 1, mac: "02:11:22:33:44:55" }, true],
+    ["recreate device flannel.1: its VNI is 2, not 1", { action: "recreate-device", device: "flannel.1", reason: "its VNI is 2, not 1" }, true],
+    ["set flannel.1 mtu 1450 (was 1500)", { action: "set-mtu", device: "flannel.1", mtu: 1450, was: 1500 }, false],
+    ["set flannel.1 up", { action: "set-up", device: "flannel.1" }, false],
+    ["turn tx checksum offload off on flannel.1 (Backend.TxChecksumOffload=false)", { action: "disable-tx-checksum", device: "flannel.1" }, false],
+    ["add address 10.66.1.0/32 to flannel.1", { action: "add-address", device: "flannel.1", address: "10.66.1.0/32" }, true],
+    ["remove address 10.66.9.0/32 from flannel.1", { action: "remove-address", device: "flannel.1", address: "10.66.9.0/32" }, true],
+    ["add device wt0", { action: "add", object: { kind: "tun-device", device: "wt0" } }, false],
+    ["add address 10.70.1.0/32 dev wt0", { action: "add", object: { kind: "tun-address", address: "10.70.1.0/32", device: "wt0" } }, true],
+    ["remove address 10.70.9.0/32 dev wt0", { action: "remove", object: { kind: "tun-address", address: "10.70.9.0/32", device: "wt0" } }, true],
+    ["remove route 10.71.0.0/16 dev wt0", { action: "remove", object: { kind: "tun-route", destination: "10.71.0.0/16", device: "wt0" } }, false],
+    ["add peer 10.70.2.0/24 via 192.168.90.2 mac 0a:00:00:00:00:02", { action: "add", object: peer }, false],
+  ])("%s (device change: %s)", (line, change, deviceChange) => {
+    expect(describeReconcileChange(change)).toBe(line);
+    // doctor --repair asked for --force on exactly these (it matched /^(create device|recreate device|add address|remove address) /).
+    expect(isDeviceChange(change)).toBe(deviceChange);
+  });
+
+  it("formats a whole report, keeping the order", () => {
+    expect(formatReconcileReport({ desired: [route, neigh], actual: [neigh], changes: [{ action: "set-up", device: "flannel.1" }] })).toEqual({
+      desired: ["route 10.66.5.0/24 via 10.66.5.0 dev flannel.1 onlink", "neigh 10.66.5.0 lladdr 02:55:55:55:55:55 dev flannel.1 permanent"],
+      actual: ["neigh 10.66.5.0 lladdr 02:55:55:55:55:55 dev flannel.1 permanent"],
+      changes: ["set flannel.1 up"],
+    });
+  });
+});
