@@ -73,7 +73,7 @@ export class Daemon {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
   }
 
-  /** First SIGTERM/SIGINT stops gracefully (the lease stays for the restart); a second exits at once. */
+  /** First SIGTERM/SIGINT stops gracefully (the lease stays for the restart), then exits 0; a second exits at once. */
   handleSignals(): void {
     const onSignal = (signal: NodeJS.Signals) => {
       if (this.stopRequested) {
@@ -81,7 +81,9 @@ export class Daemon {
         process.exit(1);
       }
       this.logger.info({ signal }, "stopping; the lease is kept for the next start");
-      void this.stop();
+      // Exit once stopped: after close() the etcd client may still hold a watch-reconnect timer
+      // (etcd3's back-off, up to 30 s during an outage) that would keep the process alive.
+      void this.stop().then(() => process.exit(0));
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
