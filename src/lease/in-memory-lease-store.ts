@@ -19,6 +19,7 @@ export class InMemoryLeaseStore implements LeaseStore {
   private readonly watches = new Set<ActiveWatch>();
   private nextLeaseId = 7_587_880_000_000_000_001n;
   private reachable = true;
+  private watchesPaused = false;
 
   /** `clock` in ms (Date.now by default, so vitest's fake timers drive lease expiry too). */
   constructor(
@@ -147,6 +148,17 @@ export class InMemoryLeaseStore implements LeaseStore {
     if (reachable) this.schedulePump();
   }
 
+  /** A partition of the watches only: writes go on, watches see nothing until resumeWatches(). */
+  pauseWatches(): void {
+    this.watchesPaused = true;
+  }
+
+  /** Each watch catches up from where it was, or ends as compacted when that history is gone. */
+  resumeWatches(): void {
+    this.watchesPaused = false;
+    this.schedulePump();
+  }
+
   /** Every open watch's stream fails for good (etcd cancelled it): each ends with onError. */
   breakWatches(reason = "watch stream failed"): void {
     for (const watch of [...this.watches]) this.endWatch(watch, reason);
@@ -227,7 +239,7 @@ export class InMemoryLeaseStore implements LeaseStore {
 
   /** Brings every watch up to the current revision, one response per revision. */
   private pump(): void {
-    if (!this.reachable) return;
+    if (!this.reachable || this.watchesPaused) return;
     for (const watch of [...this.watches]) {
       if (watch.nextRevision < this.compactRevision) {
         this.endWatch(watch, "mvcc: required revision has been compacted");
