@@ -1,5 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import type { Logger } from "pino";
+import { retryWithBackoff } from "./async/backoff.js";
 import { sleep } from "./async/sleep.js";
 import type { Backend, BackendFactory } from "./backend/backend.js";
 import { findBackend } from "./backend/registry.js";
@@ -22,12 +23,15 @@ import { EtcdStore } from "./store/etcd-store.js";
 import { errorMessage } from "./errors/error-message.js";
 
 const CONFIG_RETRY_MS = 1000;
+const ACQUIRE_RETRY_FIRST_MS = 1000;
+const STEP_RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
 
-/** Thrown inside start-up when stop() was called; run() turns it into a clean return. */
+/** The reason stop() aborts with: start-up steps end there, and run() turns it into a clean return. */
 class StopRequested extends Error {
   constructor() {
     super("stop requested");
+    this.name = "StopRequested";
   }
 }
 
@@ -38,29 +42,25 @@ interface Network {
   mtu: number;
 }
 
-/**
- * One weft daemon: wires store, lease, backend, host files and observability, and owns shutdown.
- *
- *   1. health server up (healthz answers at once; readyz waits for 5)
- *   2. external interface chosen, network config read and validated (retried until usable)
- *   3. backend registered (it tells what the lease advertises and the MTU)
- *   4. lease acquired (retried, never fatal), traffic rules installed, subnet.env written
- *   5. backend activated with the lease, peers watched, lease kept alive, kernel state reconciled
- * A lost own lease is re-acquired (same subnet preferred) without stopping the data path.
- * stop() waits for whatever start-up or re-acquire step is in flight, so nothing is started
- * after the parts it would use were stopped.
- */
+/** Everything start() wires together for the network; built in one place once the backend is registered. */
+interface Wiring {
+  store: EtcdStore;
+  network: Network;
+  backend: Backend;
+  rules: TrafficRules;
+  keeper: LeaseKeeper;
+  watcher: PeerWatcher;
+}
+
 export class Daemon {
   private readonly metrics: WeftMetrics = createMetrics();
-  private store: EtcdStore | undefined;
   private http: RunningHttpServer | undefined;
-  private backend: Backend | undefined;
-  private keeper: LeaseKeeper | undefined;
-  private watcher: PeerWatcher | undefined;
-  private rules: TrafficRules | undefined;
+  /** What start-up has built so far: the whole Wiring once it got that far; stop() takes down what is there. */
+  private built: Partial<Wiring> = {};
   private ownLease: Lease | undefined;
   private timers: NodeJS.Timeout[] = [];
-  private stopping = false;
+  /** Aborted (with StopRequested) by stop(): every retry and back-off of start-up and re-acquire ends at once. */
+  private readonly stopping = new AbortController();
   private startup: Promise<void> = Promise.resolve();
   private reacquiring: Promise<void> | undefined;
   private readonly ready = { lease: false, rules: false, subnetFile: false, backend: false };
@@ -74,15 +74,17 @@ export class Daemon {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
   }
 
-  /** First SIGTERM/SIGINT stops gracefully (the lease stays for the restart); a second exits at once. */
+  /** First SIGTERM/SIGINT stops gracefully (the lease stays for the restart), then exits 0; a second exits at once. */
   handleSignals(): void {
     const onSignal = (signal: NodeJS.Signals) => {
-      if (this.stopping) {
+      if (this.stopRequested) {
         this.logger.warn({ signal }, "second signal: exiting now");
         process.exit(1);
       }
       this.logger.info({ signal }, "stopping; the lease is kept for the next start");
-      void this.stop();
+      // Exit once stopped: after close() the etcd client may still hold a watch-reconnect timer
+      // (etcd3's back-off, up to 30 s during an outage) that would keep the process alive.
+      void this.stop().then(() => process.exit(0));
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
@@ -100,17 +102,18 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
-    if (this.stopping) return this.stopped;
-    this.stopping = true;
+    if (this.stopRequested) return this.stopped;
+    this.stopping.abort(new StopRequested());
     for (const timer of this.timers) clearInterval(timer);
-    // Let the step in flight finish (each checks `stopping` when it returns), then take down.
+    // Let the step in flight finish (a back-off ends at once; each step checks the signal when it returns), then take down.
     await this.startup.catch(() => undefined);
     await this.reacquiring;
-    this.keeper?.stop();
-    await this.watcher?.stop().catch(() => undefined);
-    await this.backend?.stop().catch((error: Error) => this.logger.warn(`stopping the backend: ${error.message}`));
+    const { keeper, watcher, backend, store } = this.built;
+    keeper?.stop();
+    await watcher?.stop().catch(() => undefined);
+    await backend?.stop().catch((error: Error) => this.logger.warn(`stopping the backend: ${error.message}`));
     await this.http?.close().catch(() => undefined);
-    this.store?.close();
+    store?.close();
     this.logger.info("stopped");
     this.resolveStopped();
     return this.stopped;
@@ -129,10 +132,11 @@ export class Daemon {
     );
     if (options.publicIPv6) logger.warn({ publicIPv6: options.publicIPv6 }, "--public-ipv6 is ignored: weft leases and routes IPv4 only");
     await mkdir(options.stateDir, { recursive: true });
-    this.store = new EtcdStore(options.store);
-    const { config, factory } = await this.readNetworkConfig(this.store);
+    const store = new EtcdStore(options.store);
+    this.built.store = store;
+    const { config, factory } = await this.readNetworkConfig(store);
     if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
-    this.backend = factory.create({
+    const backend = factory.create({
       network: config,
       options: config.backend.options,
       external,
@@ -140,53 +144,71 @@ export class Daemon {
       metrics: this.metrics.registry,
       stateDir: options.stateDir,
     });
-    const registration = await this.backend.register();
+    this.built.backend = backend;
+    const registration = await backend.register();
     this.checkpoint();
     const network: Network = { config, mtu: registration.mtu, attrs: { publicIP: external.publicIP, publicIPv6: null, ...registration.attrs } };
 
-    const lease = await this.acquireUntilDone(network, await this.readPreviousSubnet());
-    this.keeper = new LeaseKeeper({
-      store: this.store,
-      logger,
-      renewMarginMs: options.renewMarginMs,
-      onRenewed: (renewed) => {
-        this.ownLease = renewed;
-        this.metrics.renewals.inc();
-        this.metrics.trackLeaseExpiry(renewed.expiresAt);
-      },
-      onRenewFailed: () => {
-        this.metrics.renewalFailures.inc();
-        this.metrics.etcdErrors.inc();
-      },
-      onExpired: () => this.reacquire(network, "the lease expired"),
-    });
-    this.keeper.track(lease);
-    await this.takeLease(lease, network);
+    const wiring: Wiring = {
+      store,
+      network,
+      backend,
+      rules: new TrafficRules(logger, { fullyRandom: options.ipMasqFullyRandom }),
+      keeper: new LeaseKeeper({
+        store,
+        logger,
+        renewMarginMs: options.renewMarginMs,
+        onRenewed: (renewed) => {
+          this.ownLease = renewed;
+          this.metrics.renewals.inc();
+          this.metrics.trackLeaseExpiry(renewed.expiresAt);
+        },
+        onRenewFailed: () => {
+          this.metrics.renewalFailures.inc();
+          this.metrics.etcdErrors.inc();
+        },
+        onExpired: () => this.reacquire(wiring, "the lease expired"),
+      }),
+      watcher: new PeerWatcher({
+        store,
+        logger,
+        ownKey: () => this.ownLease?.key,
+        ownPublicIP: external.publicIP,
+        onPeers: (events) => this.applyPeers(wiring, events),
+        onOwnLeaseLost: (why) => this.reacquire(wiring, why),
+        onResync: (reason) => {
+          if (reason !== "periodic") this.metrics.watchResyncs.inc({ reason });
+        },
+      }),
+    };
+    this.built = wiring;
 
-    this.watcher = new PeerWatcher({
-      store: this.store,
-      logger,
-      ownKey: () => this.ownLease?.key,
-      ownPublicIP: external.publicIP,
-      onPeers: (events) => this.applyPeers(events),
-      onOwnLeaseLost: (why) => this.reacquire(network, why),
-      onResync: (reason) => {
-        if (reason !== "periodic") this.metrics.watchResyncs.inc({ reason });
-      },
-    });
-    await this.retryUntilStopped("list peers", () => this.watcher!.start());
+    const lease = await this.acquireUntilDone(wiring, await this.readPreviousSubnet());
+    wiring.keeper.track(lease);
+    await this.takeLease(wiring, lease);
+
+    await this.retryUntilStopped("list peers", () => wiring.watcher.start());
     // With the peer snapshot applied, clear what no lease backs now rather than at the first
     // periodic pass (an empty snapshot triggers no backend work of its own).
-    await this.watcher.settled();
+    await wiring.watcher.settled();
     this.checkpoint();
     await this.reconcileNow();
-    this.startPeriodicWork();
+    this.startPeriodicWork(wiring);
     logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
+  }
+
+  /** The backend once it exists; reconcileNow() reads it here. */
+  private get backend(): Backend | undefined {
+    return this.built.backend;
+  }
+
+  private get stopRequested(): boolean {
+    return this.stopping.signal.aborted;
   }
 
   /** Throws StopRequested once stop() was called: start-up steps end there. */
   private checkpoint(): void {
-    if (this.stopping) throw new StopRequested();
+    this.stopping.signal.throwIfAborted();
   }
 
   private readiness(): Readiness {
@@ -225,7 +247,7 @@ export class Daemon {
         }
         lastProblem = problem;
       }
-      await sleep(CONFIG_RETRY_MS);
+      await sleep(CONFIG_RETRY_MS, this.stopping.signal);
     }
   }
 
@@ -240,18 +262,18 @@ export class Daemon {
   }
 
   /** Acquires, retrying with back-off: etcd outages and a full network are waited out, not fatal. */
-  private async acquireUntilDone(network: Network, previous: Ipv4Subnet | undefined): Promise<Lease> {
-    let delayMs = 1000;
-    for (;;) {
-      this.checkpoint();
-      try {
+  private async acquireUntilDone(wiring: Wiring, previous: Ipv4Subnet | undefined): Promise<Lease> {
+    const { network } = wiring;
+    return retryWithBackoff(
+      async () => {
         const result = await acquireLease({
-          store: this.store!,
+          store: wiring.store,
           config: network.config,
           attrs: network.attrs,
           previousSubnet: previous,
           ttlSeconds: this.options.leaseTtlSeconds,
           logger: this.logger,
+          signal: this.stopping.signal,
         });
         this.metrics.leaseAcquisitions.inc({ result: result.how });
         this.metrics.freeSubnets.set(result.freeSubnets);
@@ -263,16 +285,20 @@ export class Daemon {
         this.ready.lease = true;
         this.metrics.trackLeaseExpiry(result.lease.reservation ? "reservation" : result.lease.expiresAt);
         return result.lease;
-      } catch (error) {
-        const full = error instanceof OutOfSubnetsError;
-        this.metrics.leaseAcquisitions.inc({ result: full ? "out-of-subnets" : "error" });
-        if (full) this.metrics.freeSubnets.set(0);
-        else this.metrics.etcdErrors.inc();
-        this.logger.error({ retryInMs: delayMs }, `cannot lease a subnet: ${errorMessage(error)}`);
-        await sleep(delayMs);
-        delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
-      }
-    }
+      },
+      {
+        initialMs: ACQUIRE_RETRY_FIRST_MS,
+        maxMs: RETRY_MAX_MS,
+        signal: this.stopping.signal,
+        onFailure: (error, retryInMs) => {
+          const full = error instanceof OutOfSubnetsError;
+          this.metrics.leaseAcquisitions.inc({ result: full ? "out-of-subnets" : "error" });
+          if (full) this.metrics.freeSubnets.set(0);
+          else this.metrics.etcdErrors.inc();
+          this.logger.error({ retryInMs }, `cannot lease a subnet: ${errorMessage(error)}`);
+        },
+      },
+    );
   }
 
   /**
@@ -280,12 +306,12 @@ export class Daemon {
    * (so docker never sees a subnet whose rules are missing), then the backend. Each step is
    * retried until it works; readiness shows which one is pending.
    */
-  private async takeLease(lease: Lease, network: Network): Promise<void> {
+  private async takeLease(wiring: Wiring, lease: Lease): Promise<void> {
     const { options } = this;
+    const { network, rules, backend } = wiring;
     this.ready.rules = this.ready.subnetFile = this.ready.backend = false;
-    this.rules ??= new TrafficRules(this.logger, { fullyRandom: options.ipMasqFullyRandom });
     await this.retryUntilStopped("install traffic rules", () =>
-      this.rules!.apply({ network: network.config.network, ownSubnet: lease.subnet, ipMasq: options.ipMasq, forwardRules: options.forwardRules }),
+      rules.apply({ network: network.config.network, ownSubnet: lease.subnet, ipMasq: options.ipMasq, forwardRules: options.forwardRules }),
     );
     this.ready.rules = true;
     await this.retryUntilStopped("write the subnet file", () =>
@@ -298,23 +324,23 @@ export class Daemon {
     );
     this.ready.subnetFile = true;
     this.logger.info({ path: options.subnetFile, mtu: network.mtu }, "wrote the subnet file");
-    await this.retryUntilStopped("activate the backend", () => this.backend!.activate(lease));
+    await this.retryUntilStopped("activate the backend", () => backend.activate(lease));
     this.ready.backend = true;
   }
 
-  private reacquire(network: Network, why: string): void {
-    if (this.stopping || this.reacquiring) return;
+  private reacquire(wiring: Wiring, why: string): void {
+    if (this.stopRequested || this.reacquiring) return;
     const lost = this.ownLease;
     this.logger.warn({ subnet: lost?.subnet.toString() }, `${why}; acquiring a lease again (same subnet preferred), the data path keeps running`);
     this.ready.lease = false;
     this.reacquiring = (async () => {
-      if (lost?.etcdLeaseId) await this.store!.revokeLease(lost.etcdLeaseId).catch(() => undefined);
-      const lease = await this.acquireUntilDone(network, lost?.subnet);
+      if (lost?.etcdLeaseId) await wiring.store.revokeLease(lost.etcdLeaseId).catch(() => undefined);
+      const lease = await this.acquireUntilDone(wiring, lost?.subnet);
       // Renewal first: whatever happens next, the new lease must not lapse.
-      this.keeper?.track(lease);
+      wiring.keeper.track(lease);
       if (lost && !lease.subnet.equals(lost.subnet)) {
         this.logger.warn({ from: lost.subnet.toString(), to: lease.subnet.toString() }, "the subnet changed: docker0 must be reconfigured from the subnet file");
-        await this.takeLease(lease, network);
+        await this.takeLease(wiring, lease);
       }
     })()
       .catch((error: Error) => {
@@ -323,20 +349,20 @@ export class Daemon {
       .finally(() => (this.reacquiring = undefined));
   }
 
-  private async applyPeers(events: PeerEvent[]): Promise<void> {
-    if (this.stopping) return;
-    this.metrics.peers.set(this.watcher?.current().length ?? 0);
+  private async applyPeers(wiring: Wiring, events: PeerEvent[]): Promise<void> {
+    if (this.stopRequested) return;
+    this.metrics.peers.set(wiring.watcher.current().length);
     for (const event of events) {
       this.logger.info({ subnet: event.lease.subnet.toString(), publicIP: event.lease.attrs.publicIP, backendType: event.lease.attrs.backendType }, `peer ${event.kind}`);
     }
-    await this.backend!.applyPeers(events);
+    await wiring.backend.applyPeers(events);
   }
 
-  private startPeriodicWork(): void {
+  private startPeriodicWork(wiring: Wiring): void {
     const every = (ms: number, what: string, work: () => Promise<unknown>) => {
       let running = false;
       const timer = setInterval(() => {
-        if (running || this.stopping) return;
+        if (running || this.stopRequested) return;
         running = true;
         work()
           .catch((error: Error) => this.logger.error(`${what} failed: ${error.message}`))
@@ -347,7 +373,7 @@ export class Daemon {
     };
     every(this.options.reconcileIntervalMs, "reconciling kernel state", () => this.reconcileNow());
     every(this.options.rulesResyncMs, "checking traffic rules", async () => {
-      const { repaired } = await this.rules!.verify();
+      const { repaired } = await wiring.rules.verify();
       if (repaired) this.logger.warn("traffic rules were missing or changed; re-installed them");
     });
   }
@@ -363,16 +389,11 @@ export class Daemon {
 
   /** Retries `work` with back-off until it succeeds; StopRequested once stop() was called. */
   private async retryUntilStopped<T>(what: string, work: () => Promise<T>): Promise<T> {
-    let delayMs = 500;
-    for (;;) {
-      this.checkpoint();
-      try {
-        return await work();
-      } catch (error) {
-        this.logger.error({ retryInMs: delayMs }, `${what} failed: ${errorMessage(error)}`);
-        await sleep(delayMs);
-        delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
-      }
-    }
+    return retryWithBackoff(work, {
+      initialMs: STEP_RETRY_FIRST_MS,
+      maxMs: RETRY_MAX_MS,
+      signal: this.stopping.signal,
+      onFailure: (error, retryInMs) => this.logger.error({ retryInMs }, `${what} failed: ${errorMessage(error)}`),
+    });
   }
 }

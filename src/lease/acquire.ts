@@ -1,7 +1,8 @@
 import type { Logger } from "pino";
+import { sleep } from "../async/sleep.js";
 import type { NetworkConfig } from "../config/network-config.js";
 import type { Ipv4Subnet } from "../net/ipv4.js";
-import type { EtcdStore } from "../store/etcd-store.js";
+import type { LeaseStore } from "./lease-store.js";
 import { OutOfSubnetsError } from "./errors.js";
 import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLeases } from "./stored-lease.js";
@@ -10,7 +11,7 @@ import { parseSubnetKey, subnetKey } from "./subnet-key.js";
 import type { Lease, LeaseAttrs } from "./types.js";
 
 export interface AcquireRequest {
-  store: EtcdStore;
+  store: LeaseStore;
   config: NetworkConfig;
   attrs: LeaseAttrs;
   /** The subnet this host had before (subnet.env, or the lease just lost); preferred when free. */
@@ -20,6 +21,8 @@ export interface AcquireRequest {
   /** Lost races before giving up; each lost race re-lists and re-picks. */
   maxAttempts?: number;
   random?: () => number;
+  /** Ends the retries of lost races: its reason is thrown before the next attempt. */
+  signal?: AbortSignal;
 }
 
 export interface AcquireResult {
@@ -41,11 +44,12 @@ const DEFAULT_MAX_ATTEMPTS = 50;
 export async function acquireLease(request: AcquireRequest): Promise<AcquireResult> {
   const maxAttempts = request.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    request.signal?.throwIfAborted();
     const result = await tryAcquire(request);
     if (result) return result;
     request.logger.info({ attempt }, "another host took the subnet first; listing again");
     // A little jitter so hosts that collided do not collide again in lockstep.
-    await new Promise((resolve) => setTimeout(resolve, 5 + Math.floor((request.random ?? Math.random)() * 50)));
+    await sleep(5 + Math.floor((request.random ?? Math.random)() * 50), request.signal);
   }
   throw new Error(
     `could not lease a subnet of Network ${request.config.network} after ${maxAttempts} lost races; ` +
@@ -129,7 +133,7 @@ async function createLease(request: AcquireRequest, subnet: Ipv4Subnet): Promise
   return { subnet, attrs, key, etcdLeaseId: leaseId, reservation: false, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
 }
 
-async function revokeQuietly(store: EtcdStore, leaseId: string | undefined): Promise<void> {
+async function revokeQuietly(store: LeaseStore, leaseId: string | undefined): Promise<void> {
   if (!leaseId) return;
   // The lease may already be gone (expired); nothing depends on this succeeding.
   await store.revokeLease(leaseId).catch(() => undefined);

@@ -1,11 +1,13 @@
 import type { Logger } from "pino";
 import { formatDuration } from "../observe/format-duration.js";
-import type { EtcdStore } from "../store/etcd-store.js";
+import type { LeaseStore } from "./lease-store.js";
 import type { Lease } from "./types.js";
+import { Backoff } from "../async/backoff.js";
+import { sleep } from "../async/sleep.js";
 import { errorMessage } from "../errors/error-message.js";
 
 export interface LeaseKeeperOptions {
-  store: EtcdStore;
+  store: LeaseStore;
   logger: Logger;
   /** Renew this long before expiry (--subnet-lease-renew-margin). */
   renewMarginMs: number;
@@ -18,31 +20,40 @@ export interface LeaseKeeperOptions {
 }
 
 const DEFAULT_RETRY_MS = 60_000;
+const FIRST_RETRY_MS = 5000;
+// Node timers overflow past ~24.8 days; a 24 h TTL stays well below that.
+const MAX_WAIT_MS = 2 ** 31 - 1;
 
 /**
  * Keeps the own lease alive: at expiry − margin, one KeepAlive on the same etcd lease (so no
  * orphaned leases pile up), retried on failure until it works or the lease is known gone.
- * Reservations have no TTL and are never renewed.
+ * Reservations have no TTL and are never renewed. stop() ends every wait at once.
  */
 export class LeaseKeeper {
   private lease: Lease | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private failures = 0;
+  private readonly stopping = new AbortController();
+  /** Ends the wait for the next renewal when track() or a retry schedules another. */
+  private pendingWait: AbortController | undefined;
+  private readonly retries: Backoff;
 
-  constructor(private readonly options: LeaseKeeperOptions) {}
+  constructor(private readonly options: LeaseKeeperOptions) {
+    const retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
+    this.retries = new Backoff(Math.min(FIRST_RETRY_MS, retryMs), retryMs);
+  }
 
   /** Starts (or restarts) keeping `lease` alive. */
   track(lease: Lease): void {
     this.lease = lease;
-    this.failures = 0;
+    this.retries.reset();
     this.schedule(this.delayUntilRenewal(lease));
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.stopping.abort();
+  }
+
+  private get stopped(): boolean {
+    return this.stopping.signal.aborted;
   }
 
   private delayUntilRenewal(lease: Lease): number | undefined {
@@ -51,8 +62,8 @@ export class LeaseKeeper {
   }
 
   private schedule(delayMs: number | undefined): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.pendingWait?.abort();
+    this.pendingWait = undefined;
     if (delayMs === undefined || this.stopped) return;
     const lease = this.lease;
     if (lease?.expiresAt) {
@@ -61,9 +72,12 @@ export class LeaseKeeper {
         `renewing the lease in ${formatDuration(delayMs)}`,
       );
     }
-    // Node timers overflow past ~24.8 days; a 24 h TTL stays well below that.
-    this.timer = setTimeout(() => void this.renew(), Math.min(delayMs, 2 ** 31 - 1));
-    this.timer.unref();
+    const wait = new AbortController();
+    this.pendingWait = wait;
+    const signal = AbortSignal.any([this.stopping.signal, wait.signal]);
+    void sleep(Math.min(delayMs, MAX_WAIT_MS), signal, { unref: true }).then(() => {
+      if (!signal.aborted) void this.renew();
+    });
   }
 
   private async renew(): Promise<void> {
@@ -79,7 +93,7 @@ export class LeaseKeeper {
         this.options.onExpired(lease);
         return;
       }
-      this.failures = 0;
+      this.retries.reset();
       const renewed: Lease = { ...lease, expiresAt: new Date(Date.now() + ttl * 1000) };
       this.lease = renewed;
       this.options.onRenewed?.(renewed);
@@ -87,9 +101,8 @@ export class LeaseKeeper {
     } catch (error) {
       if (this.stopped || this.lease !== lease) return;
       this.options.onRenewFailed?.(error as Error);
-      this.failures++;
       // Back off from 5 s to the retry interval, but try again well before the lease runs out.
-      const backoff = Math.min(this.options.retryMs ?? DEFAULT_RETRY_MS, 5000 * 2 ** (this.failures - 1));
+      const backoff = this.retries.next();
       const left = lease.expiresAt ? lease.expiresAt.getTime() - Date.now() : Infinity;
       const retryMs = left > 2000 ? Math.max(1000, Math.min(backoff, left / 2)) : backoff;
       logger.error({ subnet: lease.subnet.toString(), retryInMs: Math.round(retryMs) }, `renewing the lease failed: ${errorMessage(error)}`);

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { StoredKey } from "../store/etcd-store.js";
+import type { StoredKey } from "../store/records.js";
 import { parseLeaseValue } from "./lease-value.js";
 import { parseSubnetKey } from "./subnet-key.js";
 import type { Lease } from "./types.js";
@@ -13,7 +13,7 @@ export function decodeLease(stored: StoredKey): Lease {
   try {
     attrs = parseLeaseValue(stored.value);
   } catch (error) {
-    throw new Error(`${stored.key}: ${errorMessage(error)}`);
+    throw new Error(`${stored.key}: ${errorMessage(error)}`, { cause: error });
   }
   const reservation = stored.leaseId === "0";
   return {
@@ -26,15 +26,33 @@ export function decodeLease(stored: StoredKey): Lease {
   };
 }
 
-/** Decodes every key it can; a malformed one is skipped with a warning naming it, never fatal. */
-export function decodeLeases(keys: readonly StoredKey[], logger: Logger): Lease[] {
+/** A key that is not a lease weft can read, and what is wrong with it. */
+export interface MalformedLease {
+  key: string;
+  problem: string;
+}
+
+/** Decodes every key it can and says which it could not; never throws. */
+export function readLeases(keys: readonly StoredKey[]): { leases: Lease[]; malformed: MalformedLease[] } {
   const leases: Lease[] = [];
+  const malformed: MalformedLease[] = [];
   for (const stored of keys) {
     try {
       leases.push(decodeLease(stored));
     } catch (error) {
-      logger.warn({ key: stored.key }, `skipping malformed lease: ${errorMessage(error)}`);
+      malformed.push({ key: stored.key, problem: errorMessage(error) });
     }
   }
+  return { leases, malformed };
+}
+
+/** Decodes every key it can; a malformed one is skipped with a warning naming it, never fatal. */
+export function decodeLeases(keys: readonly StoredKey[], logger: Logger): Lease[] {
+  const { leases, malformed } = readLeases(keys);
+  for (const skipped of malformed) warnMalformed(logger, skipped);
   return leases;
+}
+
+export function warnMalformed(logger: Logger, { key, problem }: MalformedLease): void {
+  logger.warn({ key }, `skipping malformed lease: ${problem}`);
 }

@@ -1,12 +1,14 @@
 import type { Logger } from "pino";
-import type { EtcdStore, WatchEvent } from "../store/etcd-store.js";
-import { sameAttrs } from "./lease-value.js";
-import { decodeLease, decodeLeases } from "./stored-lease.js";
+import { Backoff } from "../async/backoff.js";
+import { sleep } from "../async/sleep.js";
+import type { WatchEvent } from "../store/records.js";
+import type { LeaseStore } from "./lease-store.js";
+import { PeerLeases, type PeerLeasesUpdate } from "./peer-leases.js";
+import { warnMalformed } from "./stored-lease.js";
 import type { Lease, PeerEvent } from "./types.js";
-import { errorMessage } from "../errors/error-message.js";
 
 export interface PeerWatcherOptions {
-  store: EtcdStore;
+  store: LeaseStore;
   logger: Logger;
   /** The own lease key; its events are never peers. */
   ownKey: () => string | undefined;
@@ -30,24 +32,31 @@ export interface PeerWatcherOptions {
 const BACKOFF_START_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 
+type ResyncReason = "start" | "compacted" | "error" | "periodic";
+
 /**
- * Learns the other hosts' leases: list, then watch from revision + 1, handling every event of
- * every response. When the watch breaks (compaction, errors) it backs off, lists again and
- * diffs against what it knew — changed attributes included — so nothing is missed and no
- * error turns into a hot loop (flannel §2.1–2.3).
+ * Learns the other hosts' leases: list, then watch from revision + 1, handing every event of
+ * every response to the peer table (`PeerLeases`, which computes the diffs). When the watch
+ * breaks (compaction, errors) it backs off, lists again and lets the table diff against what it
+ * knew, so nothing is missed and no error turns into a hot loop (flannel §2.1–2.3). This class
+ * only owns the stream, the back-off, the generation of the current watch and the delivery order.
  */
 export class PeerWatcher {
-  private readonly peers = new Map<string, Lease>();
+  private readonly table: PeerLeases;
   private cancelWatch: (() => Promise<void>) | undefined;
   private delivery: Promise<void> = Promise.resolve();
-  private backoffMs = BACKOFF_START_MS;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly backoff = new Backoff(BACKOFF_START_MS, BACKOFF_MAX_MS);
+  private readonly stopping = new AbortController();
+  /** Ends the wait of a scheduled re-list when a newer one replaces it. */
+  private pendingRestart: AbortController | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  /** Bumped by every resync: events and errors of an older watch are ignored. */
   private generation = 0;
-  private readonly warnedOwnIP = new Set<string>();
+  private readonly reportedOurIP = new Set<string>();
 
-  constructor(private readonly options: PeerWatcherOptions) {}
+  constructor(private readonly options: PeerWatcherOptions) {
+    this.table = new PeerLeases(options.ownPublicIP);
+  }
 
   /** Lists and starts watching; rejects only if the first listing fails. */
   async start(): Promise<void> {
@@ -59,7 +68,7 @@ export class PeerWatcher {
 
   /** The peers known right now. */
   current(): Lease[] {
-    return [...this.peers.values()];
+    return this.table.current();
   }
 
   /** Resolves when every batch handed out so far has been applied. */
@@ -68,15 +77,18 @@ export class PeerWatcher {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.stopping.abort();
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.cancelWatch?.();
     this.cancelWatch = undefined;
     await this.delivery;
   }
 
-  private async resync(reason: "start" | "compacted" | "error" | "periodic"): Promise<void> {
+  private get stopped(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
+  private async resync(reason: ResyncReason): Promise<void> {
     const { store, logger } = this.options;
     const generation = ++this.generation;
     await this.cancelWatch?.();
@@ -84,29 +96,12 @@ export class PeerWatcher {
     const listing = await store.list(store.subnetsPrefix);
     if (this.stopped || generation !== this.generation) return;
     if (reason !== "start") this.options.onResync?.(reason);
-    const ownKey = this.options.ownKey();
-    const listed = new Map(
-      decodeLeases(listing.keys, logger)
-        .filter((lease) => lease.key !== ownKey && !this.isOurs(lease))
-        .map((lease) => [lease.key, lease]),
-    );
-    const events: PeerEvent[] = [];
-    for (const [key, previous] of this.peers) {
-      if (!listed.has(key)) events.push({ kind: "removed", lease: previous });
-    }
-    for (const [key, lease] of listed) {
-      const previous = this.peers.get(key);
-      if (!previous) events.push({ kind: "added", lease });
-      else if (!sameAttrs(previous.attrs, lease.attrs)) events.push({ kind: "changed", lease, previous });
-    }
-    this.peers.clear();
-    for (const [key, lease] of listed) this.peers.set(key, lease);
-    if (reason !== "start" && events.length > 0) logger.info({ reason, changes: events.length }, "peer list resynchronised");
-    // The own key may have vanished while the watch was down.
-    if (ownKey && reason !== "start" && !listing.keys.some((stored) => stored.key === ownKey)) {
-      this.options.onOwnLeaseLost("the lease key was deleted");
-    }
-    this.deliver(events);
+    const update = this.table.reset(listing.keys, this.options.ownKey());
+    this.report(update);
+    if (reason !== "start" && update.changes.length > 0) logger.info({ reason, changes: update.changes.length }, "peer list resynchronised");
+    // The own key may have vanished while the watch was down (at start it is being created).
+    if (reason !== "start") this.reportOwnLeaseLost(update);
+    this.deliver(update.changes);
     const next = (BigInt(listing.revision) + 1n).toString();
     const cancel = await store.watchPrefix(store.subnetsPrefix, next, {
       onEvents: (watchEvents) => {
@@ -122,69 +117,28 @@ export class PeerWatcher {
       return;
     }
     this.cancelWatch = cancel;
-    this.backoffMs = BACKOFF_START_MS;
+    this.backoff.reset();
   }
 
   private handleEvents(watchEvents: WatchEvent[]): void {
-    const { logger } = this.options;
-    const ownKey = this.options.ownKey();
-    const events: PeerEvent[] = [];
-    for (const event of watchEvents) {
-      if (event.key === ownKey) {
-        if (event.type === "delete") this.options.onOwnLeaseLost("the lease key was deleted");
-        else this.checkOwnKeyHolder(event);
-        continue;
-      }
-      const previous = this.peers.get(event.key);
-      if (event.type === "delete") {
-        if (previous) {
-          this.peers.delete(event.key);
-          events.push({ kind: "removed", lease: previous });
-        }
-        continue;
-      }
-      let lease: Lease;
-      try {
-        lease = decodeLease(event);
-      } catch (error) {
-        logger.warn({ key: event.key }, `skipping malformed lease: ${errorMessage(error)}`);
-        continue;
-      }
-      if (this.isOurs(lease)) {
-        // A key that now carries our PublicIP is no longer a peer, whatever it was before.
-        if (previous) {
-          this.peers.delete(event.key);
-          events.push({ kind: "removed", lease: previous });
-        }
-        continue;
-      }
-      this.peers.set(event.key, lease);
-      if (!previous) events.push({ kind: "added", lease });
-      else if (!sameAttrs(previous.attrs, lease.attrs)) events.push({ kind: "changed", lease, previous });
-    }
-    this.deliver(events);
+    const update = this.table.apply(watchEvents, this.options.ownKey());
+    this.report(update);
+    this.reportOwnLeaseLost(update);
+    this.deliver(update.changes);
   }
 
-  /** Someone wrote another PublicIP into our key: the subnet is theirs now. */
-  private checkOwnKeyHolder(event: WatchEvent): void {
-    const ownIP = this.options.ownPublicIP;
-    if (ownIP === undefined) return;
-    let holder: string;
-    try {
-      holder = decodeLease(event).attrs.publicIP;
-    } catch {
-      return; // a malformed value in our key is not a takeover; the next renewal rewrites nothing, reconcile keeps going
+  /** Logs what the table skipped: malformed keys each time, our-PublicIP keys once each. */
+  private report(update: PeerLeasesUpdate): void {
+    for (const malformed of update.malformed) warnMalformed(this.options.logger, malformed);
+    for (const key of update.carryingOurIP) {
+      if (this.reportedOurIP.has(key)) continue;
+      this.reportedOurIP.add(key);
+      this.options.logger.info({ key }, "a lease with our PublicIP is not a peer (ours, or a host sharing our address)");
     }
-    if (holder !== ownIP) this.options.onOwnLeaseLost(`the lease key was taken over by ${holder}`);
   }
 
-  private isOurs(lease: Lease): boolean {
-    if (this.options.ownPublicIP === undefined || lease.attrs.publicIP !== this.options.ownPublicIP) return false;
-    if (lease.key !== this.options.ownKey() && !this.warnedOwnIP.has(lease.key)) {
-      this.warnedOwnIP.add(lease.key);
-      this.options.logger.info({ key: lease.key }, "a lease with our PublicIP is not a peer (ours, or a host sharing our address)");
-    }
-    return true;
+  private reportOwnLeaseLost(update: PeerLeasesUpdate): void {
+    for (const why of update.ownLeaseLost) this.options.onOwnLeaseLost(why);
   }
 
   private handleWatchError(error: Error, compacted: boolean): void {
@@ -193,21 +147,26 @@ export class PeerWatcher {
     void this.restart(compacted ? "compacted" : "error");
   }
 
-  /** Lists again after a back-off; keeps backing off (100 ms doubling to 5 s) while etcd fails. */
+  /**
+   * Lists again after a back-off; keeps backing off (100 ms doubling to 5 s) while etcd fails.
+   * A newer restart replaces a pending one; stop() ends the wait.
+   */
   private async restart(reason: "compacted" | "error" | "periodic"): Promise<void> {
     if (this.stopped) return;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.pendingRestart?.abort();
+    const pending = new AbortController();
+    this.pendingRestart = pending;
     // Compaction is not a failure: list again at once.
-    const delay = reason === "error" ? this.backoffMs : 0;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.resync(reason).catch((error: Error) => {
-        if (this.stopped) return;
-        this.options.logger.warn({ retryInMs: this.backoffMs }, `listing peers failed: ${error.message}`);
-        void this.restart("error");
-      });
-    }, delay);
-    if (reason === "error") this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
+    const delay = reason === "error" ? this.backoff.next() : 0;
+    const signal = AbortSignal.any([this.stopping.signal, pending.signal]);
+    await sleep(delay, signal);
+    if (signal.aborted) return;
+    this.pendingRestart = undefined;
+    await this.resync(reason).catch((error: Error) => {
+      if (this.stopped) return;
+      this.options.logger.warn({ retryInMs: this.backoff.peek() }, `listing peers failed: ${error.message}`);
+      void this.restart("error");
+    });
   }
 
   private deliver(events: PeerEvent[]): void {

@@ -1,37 +1,10 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
-import { Etcd3, type IOptions, type IKeyValue, type Watcher } from "etcd3";
+import { Etcd3, GRPCOutOfRangeError, type IOptions, type IKeyValue, type Watcher } from "etcd3";
+import { errorMessage } from "../errors/error-message.js";
+import { EtcdCallError, WatchInterruptedError } from "./errors.js";
+import type { Listing, StoredKey, WatchHandlers } from "./records.js";
 import type { StoreOptions } from "./store-options.js";
-
-/** One key as stored, with what weft needs from etcd's metadata. */
-export interface StoredKey {
-  key: string;
-  value: string;
-  /** etcd lease id as a decimal string; "0" when the key has no lease (a reservation). */
-  leaseId: string;
-  modRevision: string;
-}
-
-export interface Listing {
-  keys: StoredKey[];
-  /** The store revision the listing was read at; watch from revision + 1. */
-  revision: string;
-}
-
-export interface WatchHandlers {
-  /** Every event of every response, in order; an empty batch is a progress notification. */
-  onEvents(events: WatchEvent[], revision: string): void;
-  /** The watch was cancelled by etcd (e.g. compaction) or the stream failed for good. */
-  onError(error: Error, compacted: boolean): void;
-}
-
-export interface WatchEvent {
-  type: "put" | "delete";
-  key: string;
-  value: string;
-  leaseId: string;
-  modRevision: string;
-}
 
 const DEFAULT_CALL_TIMEOUT_MS = 5000;
 
@@ -184,7 +157,7 @@ export class EtcdStore {
     watcher.on("error", (error: Error) => {
       // etcd 3.4 cancels a compacted watch with an empty reason; ask for the revision to tell.
       void this.isCompacted(resumeRevision.toString()).then((compacted) =>
-        handlers.onError(new Error(`watch of ${prefix} on ${this.endpointsText}: ${error.message || "cancelled"}`), compacted),
+        handlers.onError(new WatchInterruptedError(prefix, this.endpointsText, compacted, error), compacted),
       );
     });
     return async () => {
@@ -192,13 +165,19 @@ export class EtcdStore {
     };
   }
 
-  /** True when `revision` is older than etcd's compaction point (its history is gone). */
+  /**
+   * True when `revision` is older than etcd's compaction point (its history is gone). etcd
+   * answers a compacted and a future revision with the same OutOfRange error, so a revision past
+   * the head is ruled out first; below the head, OutOfRange can only mean compacted.
+   */
   async isCompacted(revision: string | number): Promise<boolean> {
     try {
+      const head = await this.client.kv.range({ key: Buffer.from(this.prefix), limit: 1 });
+      if (BigInt(revision) > BigInt(head.header.revision)) return false;
       await this.client.kv.range({ key: Buffer.from(this.prefix), revision, limit: 1 });
       return false;
     } catch (error) {
-      return /compacted/i.test(describe(error));
+      return error instanceof GRPCOutOfRangeError;
     }
   }
 
@@ -210,7 +189,7 @@ export class EtcdStore {
     try {
       return await run();
     } catch (error) {
-      throw new Error(`etcd ${this.endpointsText}: ${operation} ${subject}: ${describe(error)}`);
+      throw new EtcdCallError(this.endpointsText, operation, subject, error);
     }
   }
 }
@@ -263,7 +242,7 @@ function readRequiredCredential(path: string, flag: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
-    throw new Error(`${flag}: cannot read ${path}: ${describe(error)}`);
+    throw new Error(`${flag}: cannot read ${path}: ${errorMessage(error)}`, { cause: error });
   }
 }
 
@@ -306,8 +285,4 @@ function prefixEnd(prefix: string): Buffer {
     }
   }
   return Buffer.from([0]);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

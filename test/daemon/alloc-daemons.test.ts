@@ -137,6 +137,7 @@ describe("alloc daemons in the lab", () => {
     const etcd = lab.state.etcd;
     process.kill(etcd.pid!, "SIGTERM");
     await expect.poll(() => isAlive(etcd.pid!), { timeout: 10_000 }).toBe(false);
+    // Asserts that nothing happens: the daemons ride out 4 s without etcd (no readiness to wait for).
     await new Promise((resolve) => setTimeout(resolve, 4000));
     for (const host of lab.hosts) expect(isAlive(host.state.daemonPid!)).toBe(true);
     const restarted = await EtcdServer.start({

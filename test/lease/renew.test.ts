@@ -47,6 +47,7 @@ describe("LeaseKeeper", () => {
     let calls = 0;
     const keeper = new LeaseKeeper({ store, logger, renewMarginMs: 11_900, onRenewed: () => calls++, onExpired: () => calls++ });
     keeper.track(lease);
+    // Asserts that nothing happens: a renewal would be due within 100 ms, so 500 ms is plenty.
     await new Promise((resolve) => setTimeout(resolve, 500));
     keeper.stop();
     expect(calls).toBe(0);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { PeerWatcher } from "../../src/lease/watch.js";
 import type { PeerEvent } from "../../src/lease/types.js";
 import { silentLogger } from "../../src/observe/logger.js";
@@ -25,13 +25,13 @@ function recordingWatcher(store: EtcdStore, ownKey?: string, extra: { resyncs?: 
     onOwnLeaseLost: (why) => extra.ownLost?.(why),
     onResync: (reason) => extra.resyncs?.push(reason),
   });
-  const until = async (predicate: (events: PeerEvent[]) => boolean, timeoutMs = 5000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate(seen)) {
-      if (Date.now() > deadline) throw new Error(`timed out; saw ${JSON.stringify(seen.map((e) => [e.kind, e.lease.key]))}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  };
+  const until = (predicate: (events: PeerEvent[]) => boolean, timeoutMs = 5000) =>
+    vi.waitFor(
+      () => {
+        if (!predicate(seen)) throw new Error(`timed out; saw ${JSON.stringify(seen.map((e) => [e.kind, e.lease.key]))}`);
+      },
+      { timeout: timeoutMs, interval: 20 },
+    );
   return { watcher, seen, until };
 }
 

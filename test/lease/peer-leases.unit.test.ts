@@ -1,0 +1,88 @@
+import { describe, expect, it } from "vitest";
+import { PeerLeases, type PeerLeasesUpdate } from "../../src/lease/peer-leases.js";
+import type { StoredKey, WatchEvent } from "../../src/store/records.js";
+
+const P = "/coreos.com/network/subnets/";
+const OWN = `${P}10.66.1.0-24`;
+const OUR_IP = "192.168.77.1";
+
+const value = (ip: string, mac = "aa:bb:cc:dd:ee:01") =>
+  JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: "vxlan", BackendData: { VNI: 1, VtepMAC: mac } });
+const key = (third: number, ip: string, mac?: string): StoredKey => ({ key: `${P}10.66.${third}.0-24`, value: value(ip, mac), leaseId: "7", modRevision: "1" });
+const put = (third: number, ip: string, mac?: string): WatchEvent => ({ type: "put", ...key(third, ip, mac) });
+const del = (third: number): WatchEvent => ({ type: "delete", key: `${P}10.66.${third}.0-24`, value: "", leaseId: "0", modRevision: "2" });
+const raw = (keyName: string, text: string): StoredKey => ({ key: `${P}${keyName}`, value: text, leaseId: "0", modRevision: "1" });
+
+/** An update as short strings: "added 10.66.2.0/24 192.168.77.2", "lost: …", "malformed <key>", "ours <key>". */
+function summary(update: PeerLeasesUpdate): string[] {
+  return [
+    ...update.changes.map((change) => `${change.kind} ${change.lease.subnet} ${change.lease.attrs.publicIP}${change.previous ? ` (was ${change.previous.attrs.publicIP})` : ""}`),
+    ...update.ownLeaseLost.map((why) => `lost: ${why}`),
+    ...update.malformed.map((skipped) => `malformed ${skipped.key.slice(P.length)}`),
+    ...update.carryingOurIP.map((ours) => `ours ${ours.slice(P.length)}`),
+  ];
+}
+
+describe("PeerLeases.reset (a full listing)", () => {
+  it.each<[string, StoredKey[], StoredKey[], string[]]>([
+    ["first listing: every other lease is added, never the own key", [], [key(1, OUR_IP), key(2, "192.168.77.2"), key(3, "192.168.77.3")], ["added 10.66.2.0/24 192.168.77.2", "added 10.66.3.0/24 192.168.77.3"]],
+    ["a lease gone since the last listing is removed", [key(2, "192.168.77.2"), key(3, "192.168.77.3")], [key(1, OUR_IP), key(3, "192.168.77.3")], ["removed 10.66.2.0/24 192.168.77.2"]],
+    ["changed attrs are a change; same attrs are none", [key(2, "192.168.77.2"), key(3, "192.168.77.3")], [key(1, OUR_IP), key(2, "192.168.77.2", "aa:bb:cc:dd:ee:02"), key(3, "192.168.77.3")], ["changed 10.66.2.0/24 192.168.77.2 (was 192.168.77.2)"]],
+    ["a peer now carrying our PublicIP is removed and reported as ours", [key(2, "192.168.77.2")], [key(1, OUR_IP), key(2, OUR_IP)], ["removed 10.66.2.0/24 192.168.77.2", "ours 10.66.2.0-24"]],
+    ["a reservation of ours in another range is never a peer", [], [key(1, OUR_IP), key(99, OUR_IP)], ["ours 10.66.99.0-24"]],
+    ["malformed keys and values are skipped and reported", [], [key(1, OUR_IP), raw("garbage", value("192.168.77.5")), raw("10.66.5.0-24", "{not json"), key(7, "192.168.77.7")], ["added 10.66.7.0/24 192.168.77.7", "malformed garbage", "malformed 10.66.5.0-24"]],
+    ["the own key missing from the listing: the own lease is lost", [], [key(2, "192.168.77.2")], ["added 10.66.2.0/24 192.168.77.2", "lost: the lease key was deleted"]],
+    ["a malformed own key is still the own key: present, and never a peer", [], [raw("10.66.1.0-24", "{not json")], ["malformed 10.66.1.0-24"]],
+  ])("%s", (_name, before, listing, expected) => {
+    const table = new PeerLeases(OUR_IP);
+    table.reset([key(1, OUR_IP), ...before], OWN);
+    expect(summary(table.reset(listing, OWN))).toEqual(expected);
+    const peers = table.current().map((lease) => lease.key);
+    expect(peers).not.toContain(OWN);
+  });
+
+  it("without an own key nothing is reported lost; without our PublicIP only the own key is excluded", () => {
+    const table = new PeerLeases();
+    expect(summary(table.reset([key(1, OUR_IP), key(2, "192.168.77.2")], undefined))).toEqual(["added 10.66.1.0/24 192.168.77.1", "added 10.66.2.0/24 192.168.77.2"]);
+  });
+});
+
+describe("PeerLeases.apply (watch events)", () => {
+  const start = () => {
+    const table = new PeerLeases(OUR_IP);
+    table.reset([key(1, OUR_IP), key(2, "192.168.77.2")], OWN);
+    return table;
+  };
+
+  it.each<[string, WatchEvent[], string[], string[]]>([
+    ["a new key is added", [put(3, "192.168.77.3")], ["added 10.66.3.0/24 192.168.77.3"], ["10.66.2.0/24", "10.66.3.0/24"]],
+    ["a re-put with the same value (a renewal) is no change", [put(2, "192.168.77.2")], [], ["10.66.2.0/24"]],
+    ["a new VtepMAC is a change", [put(2, "192.168.77.2", "aa:bb:cc:dd:ee:09")], ["changed 10.66.2.0/24 192.168.77.2 (was 192.168.77.2)"], ["10.66.2.0/24"]],
+    ["a deleted peer is removed", [del(2)], ["removed 10.66.2.0/24 192.168.77.2"], []],
+    ["deleting a key never seen is nothing", [del(9)], [], ["10.66.2.0/24"]],
+    ["every event of a multi-event response counts", [put(9, "192.168.77.9"), put(10, "192.168.77.10"), put(11, "192.168.77.11")], ["added 10.66.9.0/24 192.168.77.9", "added 10.66.10.0/24 192.168.77.10", "added 10.66.11.0/24 192.168.77.11"], ["10.66.2.0/24", "10.66.9.0/24", "10.66.10.0/24", "10.66.11.0/24"]],
+    ["a peer rewritten with our PublicIP stops being a peer", [put(2, OUR_IP)], ["removed 10.66.2.0/24 192.168.77.2", "ours 10.66.2.0-24"], []],
+    ["a malformed value is skipped; the peer stays as it was", [{ type: "put", ...raw("10.66.2.0-24", '{"PublicIP":"300.1.1.1"}') }], ["malformed 10.66.2.0-24"], ["10.66.2.0/24"]],
+    ["our own renewal or backend change is never a peer event", [put(1, OUR_IP, "aa:bb:cc:dd:ee:02")], [], ["10.66.2.0/24"]],
+    ["another PublicIP in the own key: taken over", [put(1, "192.168.77.50")], ["lost: the lease key was taken over by 192.168.77.50"], ["10.66.2.0/24"]],
+    ["the own key deleted: lost", [del(1)], ["lost: the lease key was deleted"], ["10.66.2.0/24"]],
+    ["a malformed value in the own key is not a takeover", [{ type: "put", ...raw("10.66.1.0-24", "{not json") }], [], ["10.66.2.0/24"]],
+    ["each own-key event reports on its own, in order", [put(1, "192.168.77.50"), del(1)], ["lost: the lease key was taken over by 192.168.77.50", "lost: the lease key was deleted"], ["10.66.2.0/24"]],
+  ])("%s", (_name, events, expected, peersAfter) => {
+    const table = start();
+    expect(summary(table.apply(events, OWN))).toEqual(expected);
+    expect(table.current().map((lease) => lease.subnet.toString())).toEqual(peersAfter);
+  });
+
+  it("without our PublicIP a takeover of the own key is not noticed (only deletion is)", () => {
+    const table = new PeerLeases();
+    table.reset([key(1, OUR_IP)], OWN);
+    expect(summary(table.apply([put(1, "192.168.77.50"), del(1)], OWN))).toEqual(["lost: the lease key was deleted"]);
+  });
+
+  it("listing and events agree: reset after events reports only what changed meanwhile", () => {
+    const table = start();
+    table.apply([put(3, "192.168.77.3")], OWN);
+    expect(summary(table.reset([key(1, OUR_IP), key(2, "192.168.77.2"), key(3, "192.168.77.3")], OWN))).toEqual([]);
+  });
+});
