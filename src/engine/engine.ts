@@ -31,7 +31,7 @@ export interface EngineOptions {
   /** SO_SNDBUF/SO_RCVBUF bytes for the socket; default 4 MiB, 0 for the kernel default. */
   socketBuffer?: number;
   /**
-   * TUN queues (IFF_MULTI_QUEUE) and SO_REUSEPORT sockets, 1..MAX_ENGINE_QUEUES, each queue
+   * TUN queues (IFF_MULTI_QUEUE) and SO_REUSEPORT sockets, 1..maxEngineQueues(), each queue
    * with its own thread(s); default defaultEngineQueues(). Flows spread over the queues, one
    * flow never does (see docs/dataplane.md "Multi-queue").
    */
@@ -43,8 +43,14 @@ export interface EngineOptions {
   sharedThread?: boolean;
 }
 
-/** The most queues the engine accepts: the addon's WEFT_MAX_QUEUES (so loading this module loads the addon). */
-export const MAX_ENGINE_QUEUES: number = loadNativeAddon().maxQueues();
+/**
+ * The most queues the engine accepts: the addon's WEFT_MAX_QUEUES. A function, not a constant, so
+ * only what opens an engine (or names a queue count) loads the addon: a kernel-backend daemon
+ * runs without it.
+ */
+export function maxEngineQueues(): number {
+  return loadNativeAddon().maxQueues();
+}
 
 /**
  * 1 queue. Measured on a 2-vCPU VM in 4 runs (docs/dataplane.md "Multi-queue"): 2 queues
@@ -150,8 +156,9 @@ export function openEngine(options: EngineOptions): Engine {
   formatIpv4(parseIpv4(options.bindAddress, "engine bindAddress"));
   if (options.icmpSource !== undefined) parseIpv4(options.icmpSource, "engine icmpSource");
   const queues = options.queues ?? defaultEngineQueues();
-  if (!Number.isInteger(queues) || queues < 1 || queues > MAX_ENGINE_QUEUES) {
-    throw new Error(`openEngine: queues ${queues} must be an integer in 1..${MAX_ENGINE_QUEUES}`);
+  const maxQueues = addon.maxQueues();
+  if (!Number.isInteger(queues) || queues < 1 || queues > maxQueues) {
+    throw new Error(`openEngine: queues ${queues} must be an integer in 1..${maxQueues}`);
   }
   const handle = addon.open({
     mode: options.mode,

@@ -16,7 +16,7 @@ import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { startDaemon as spawnDaemon } from "../../src/lab/lab-daemon.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
-import { isAlive } from "../../src/lab/process.js";
+import { isAlive } from "../../src/process/pids.js";
 
 const PREFIX = "/coreos.com/network";
 const DAEMON_ARGS = ["--subnet-lease-ttl=10"];

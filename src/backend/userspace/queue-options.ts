@@ -1,5 +1,5 @@
-import { readInteger, type JsonObject } from "../../codec/json-fields.js";
-import { MAX_ENGINE_QUEUES, type EngineOptions } from "../../engine/engine.js";
+import { readField, readInteger, type JsonObject } from "../../codec/json-fields.js";
+import { maxEngineQueues, type EngineOptions } from "../../engine/engine.js";
 
 /**
  * The engine's queue options, shared by every backend on the engine (udp, userspace vxlan):
@@ -10,7 +10,8 @@ import { MAX_ENGINE_QUEUES, type EngineOptions } from "../../engine/engine.js";
 export type QueueOptions = Pick<EngineOptions, "queues" | "sharedThread">;
 
 export function parseQueueOptions(options: JsonObject): QueueOptions {
-  const queues = readInteger(options, "Queues", "Backend.Queues", { min: 1, max: MAX_ENGINE_QUEUES });
+  // The bound comes from the addon: ask it only when a queue count is given.
+  const queues = readField(options, "Queues") === undefined ? undefined : readInteger(options, "Queues", "Backend.Queues", { min: 1, max: maxEngineQueues() });
   const threads = readInteger(options, "QueueThreads", "Backend.QueueThreads", { min: 1, max: 2 });
   const result: QueueOptions = {};
   if (queues !== undefined) result.queues = queues;
