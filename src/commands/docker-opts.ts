@@ -3,7 +3,7 @@ import { DOCKER_OPTS_DEFAULTS, writeDockerOpts, type DockerOptsOptions } from ".
 import { errorMessage } from "../errors/error-message.js";
 
 /**
- * `weft docker-opts`: flannel's mk-docker-opts.sh, same flags, same output (spec §3.2).
+ * `weft docker-opts`: flannel's mk-docker-opts.sh, same flags, same output (flannel-compat §3.2).
  * The flags are parsed as POSIX getopts("f:d:icmk:") does, not by yargs: units written for the
  * script use forms yargs reads differently (`-kDOCKER_NETWORK_OPTIONS`, `-dfile`, `-k -x`).
  */

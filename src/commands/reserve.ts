@@ -9,7 +9,7 @@ import { defineStoreOptions, withStore, type StoreArgs } from "./store-flags.js"
 
 /**
  * `weft reserve` / `weft unreserve`: a reservation is a subnet key with no etcd lease (no TTL),
- * matched by PublicIP when that host starts (spec §1.6).
+ * matched by PublicIP when that host starts (flannel-compat §1.6).
  */
 interface ReserveArgs extends StoreArgs {
   subnet: string;

@@ -6,7 +6,7 @@ import { defineStoreOptions, lastBoolean, lastNumber, lastString, storeOptionsFr
 import { createLogger } from "../observe/logger.js";
 
 /**
- * `weft run`: the daemon. Flags and their FLANNELD_* variables are flanneld's (spec §4), so a
+ * `weft run`: the daemon. Flags and their FLANNELD_* variables are flanneld's (flannel-compat §4), so a
  * flanneld unit works with weft swapped in; weft's own additions are marked as such.
  */
 export interface RunArgs extends StoreArgs, InterfaceArgs {

@@ -1,4 +1,4 @@
-/** The underlay interface a host uses to reach its peers (spec §10). */
+/** The underlay interface a host uses to reach its peers (flannel-compat §10). */
 export interface ExternalInterface {
   /** Interface name, e.g. eth0. */
   name: string;

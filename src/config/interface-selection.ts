@@ -5,7 +5,7 @@ import { CommandFailedError, CommandMissingError, commandFailureText } from "../
 import { runCommand } from "../process/run-command.js";
 
 /**
- * Chooses the underlay interface as flanneld does (spec §10):
+ * Chooses the underlay interface as flanneld does (flannel-compat §10):
  *   1. each --iface in order: an IPv4 address → the interface owning it; otherwise a name;
  *   2. each --iface-regex: matched against every interface's usable IPv4 addresses, then names;
  *   3. --iface-can-reach: the interface and source address of `ip route get`;

@@ -3,7 +3,7 @@ import { Ipv4Subnet, formatIpv4, parseIpv4, type Ipv4Number } from "../net/ipv4.
 import { isJsonObject, readBoolean, readField, readInteger, readString, type JsonObject } from "../codec/json-fields.js";
 import { errorMessage } from "../errors/error-message.js";
 
-/** The cluster network, from `<prefix>/config` (spec §1.2), validated and with defaults applied. */
+/** The cluster network, from `<prefix>/config` (flannel-compat §1.2), validated and with defaults applied. */
 export interface NetworkConfig {
   enableIPv4: boolean;
   enableIPv6: boolean;

@@ -5,7 +5,7 @@ import { CommandFailedError, commandFailureText } from "../process/command-error
 import { runCommand } from "../process/run-command.js";
 
 /**
- * What flannel's dist/mk-docker-opts.sh does (spec §3.2), byte for byte, so units that run it
+ * What flannel's dist/mk-docker-opts.sh does (flannel-compat §3.2), byte for byte, so units that run it
  * as ExecStartPre can run `weft docker-opts` instead:
  *   1. read FLANNEL_* from the environment, then from the subnet file (the file wins, as `. file`);
  *   2. DOCKER_OPT_BIP=--bip=$FLANNEL_SUBNET, DOCKER_OPT_IPMASQ=--ip-masq=<inverted>, DOCKER_OPT_MTU=--mtu=$FLANNEL_MTU,

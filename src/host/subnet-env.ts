@@ -4,7 +4,7 @@ import { writeFileAtomic } from "./atomic-file.js";
 import { errorMessage } from "../errors/error-message.js";
 
 /**
- * The subnet file (spec §3.1, default /run/flannel/subnet.env): what Docker and systemd units
+ * The subnet file (flannel-compat §3.1, default /run/flannel/subnet.env): what Docker and systemd units
  * read to build docker0. Every field is optional because a file written by another flanneld
  * version, or by hand, may lack any of them.
  */
@@ -121,13 +121,13 @@ function parseAddressWithPrefix(text: string): { address: Ipv4Number; prefixLeng
   return { address, prefixLength };
 }
 
-/** The subnet FLANNEL_SUBNET lies in (host bits masked): the "previous subnet" of spec §1.7. */
+/** The subnet FLANNEL_SUBNET lies in (host bits masked): the "previous subnet" of flannel-compat §1.7. */
 export function previousSubnet(env: SubnetEnv): Ipv4Subnet | undefined {
   if (!env.subnetAddress) return undefined;
   return new Ipv4Subnet(env.subnetAddress.address, env.subnetAddress.prefixLength);
 }
 
-/** Writes the file atomically (spec §3.1: parent dir 0755, file 0644, never seen half-written). */
+/** Writes the file atomically (flannel-compat §3.1: parent dir 0755, file 0644, never seen half-written). */
 export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void> {
   await writeFileAtomic(path, formatSubnetEnv(env), "subnet file");
 }

@@ -3,7 +3,7 @@ import type { RouteState } from "./kernel.js";
 
 /**
  * Whether `address` is on a directly connected network: the most specific main-table route to
- * it has no gateway (what flannel's DirectRouting and host-gw rely on, spec §6–7). Computed
+ * it has no gateway (what flannel's DirectRouting and host-gw rely on, flannel-compat §6–7). Computed
  * from one route snapshot so checking 1000 peers costs one `ip route show`, not 1000 lookups.
  * Routes into `exclude` (the overlay Network itself) are skipped: they are weft's own.
  */

@@ -15,7 +15,7 @@ export interface RouteScope {
 
 /**
  * The routes weft owns: inside the flannel Network, not made by the kernel, and through one of
- * the backend's devices. Reconcile removes owned routes no lease backs (spec §12 #10), so this
+ * the backend's devices. Reconcile removes owned routes no lease backs (flannel-compat §12 #10), so this
  * must never match anything another tool made outside the Network or on other devices.
  *
  * A route to the own subnet is never desired; it is weft's (and stale: a peer's route left from

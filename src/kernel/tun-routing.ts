@@ -5,7 +5,7 @@ import { runCommand } from "../process/run-command.js";
 const IP_TIMEOUT_MS = 10_000;
 
 /**
- * Addresses a weft TUN device as flannel addresses flannel0 (spec §5): the lease's network
+ * Addresses a weft TUN device as flannel addresses flannel0 (flannel-compat §5): the lease's network
  * address as a /32 (no broadcast routes), and one route for the whole flannel Network through
  * the device; the local subnet on docker0 is more specific and wins. Runs `ip` (not on the hot
  * path); `netns` runs it in that namespace (`ip -n`).

@@ -37,7 +37,7 @@ const CANDIDATES_TO_PICK_FROM = 100;
 const DEFAULT_MAX_ATTEMPTS = 50;
 
 /**
- * Leases a subnet as flanneld does (spec §1.7): reuse the lease holding our PublicIP, else the
+ * Leases a subnet as flanneld does (flannel-compat §1.7): reuse the lease holding our PublicIP, else the
  * previous subnet if free, else a random free one; created with a create-if-absent transaction.
  * Unlike flanneld, a lost race re-lists and retries, and a reservation keeps having no TTL.
  */

@@ -3,7 +3,7 @@ import { tryParseIpv4 } from "../net/ipv4.js";
 import type { LeaseAttrs } from "./types.js";
 
 /**
- * The lease value JSON, byte-compatible with flanneld (spec §1.4): PublicIP always,
+ * The lease value JSON, byte-compatible with flanneld (flannel-compat §1.4): PublicIP always,
  * PublicIPv6 as null when unset, then BackendType/BackendData/BackendV6Data only when present.
  *   {"PublicIP":"192.168.77.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"6a:96:90:47:79:a6"}}
  */

@@ -3,7 +3,7 @@ import { Ipv4Subnet, formatIpv4 } from "../net/ipv4.js";
 import type { Ipv6SubnetText } from "./types.js";
 
 /**
- * Subnet lease keys (spec §1.1): `<prefix>/subnets/10.66.36.0-24`, or the dual-stack form
+ * Subnet lease keys (flannel-compat §1.1): `<prefix>/subnets/10.66.36.0-24`, or the dual-stack form
  * `<prefix>/subnets/10.42.0.0-24&fc00::-64`. The subnet lives only in the key.
  */
 export interface SubnetKeyParts {

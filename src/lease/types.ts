@@ -1,7 +1,7 @@
 import type { Ipv4Subnet } from "../net/ipv4.js";
 
 /**
- * What a host advertises in its lease value (spec §1.4). Field names follow the JSON
+ * What a host advertises in its lease value (flannel-compat §1.4). Field names follow the JSON
  * flanneld writes so the codec is a straight mapping.
  */
 export interface LeaseAttrs {

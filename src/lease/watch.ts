@@ -38,7 +38,7 @@ type ResyncReason = "start" | "compacted" | "error" | "periodic";
  * Learns the other hosts' leases: list, then watch from revision + 1, handing every event of
  * every response to the peer table (`PeerLeases`, which computes the diffs). When the watch
  * breaks (compaction, errors) it backs off, lists again and lets the table diff against what it
- * knew, so nothing is missed and no error turns into a hot loop (flannel §2.1–2.3). This class
+ * knew, so nothing is missed and no error turns into a hot loop (flannel-compat §2.1–2.3). This class
  * only owns the stream, the back-off, the generation of the current watch and the delivery order.
  */
 export class PeerWatcher {

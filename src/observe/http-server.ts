@@ -5,7 +5,7 @@ import type { Logger } from "./logger.js";
 import { errorMessage } from "../errors/error-message.js";
 
 /**
- * The daemon's one HTTP server (flanneld's --healthz-ip/--healthz-port, spec §9):
+ * The daemon's one HTTP server (flanneld's --healthz-ip/--healthz-port, flannel-compat §9):
  *   GET /healthz  200 "weft is running" while the process serves requests;
  *   GET /readyz   200 "weft is ready", or 503 naming the checks that are not ready
  *                 (`?verbose` lists every check, `?format=json` answers JSON);

@@ -1,4 +1,4 @@
-/** How to reach etcd: the --etcd-* flags (spec §4). */
+/** How to reach etcd: the --etcd-* flags (flannel-compat §4). */
 export interface StoreOptions {
   endpoints: string[];
   /** Key prefix, default /coreos.com/network (no trailing slash). */

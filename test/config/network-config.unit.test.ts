@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { parseNetworkConfig } from "../../src/config/network-config.js";
 import { formatIpv4 } from "../../src/net/ipv4.js";
 
-describe("parseNetworkConfig (spec §1.2)", () => {
+describe("parseNetworkConfig (flannel-compat §1.2)", () => {
   it.each([
     // [config, network, subnetLen, subnetMin, subnetMax, backend]
     ['{"Network":"10.66.0.0/16"}', "10.66.0.0/16", 24, "10.66.1.0", "10.66.255.0", "udp"],

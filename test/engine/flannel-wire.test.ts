@@ -1,5 +1,5 @@
 /**
- * weft's udp engine against a peer that speaks flanneld's udp wire format (spec §5), emulated
+ * weft's udp engine against a peer that speaks flanneld's udp wire format (flannel-compat §5), emulated
  * byte for byte by a small UDP program: no flanneld binary is available here.
  *
  *     <p>a                                         <p>b

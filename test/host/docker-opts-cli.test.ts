@@ -56,7 +56,7 @@ const LAB_OUTPUT =
   'DOCKER_OPTS=" --bip=10.66.36.1/24 --ip-masq=true --mtu=1472"\n';
 
 describe("weft docker-opts", () => {
-  it("writes the spec's lab output byte for byte, silently, exit 0", async () => {
+  it("writes mk-docker-opts.sh's output byte for byte, silently, exit 0", async () => {
     await writeFile(join(dir, "subnet.env"), LAB_SUBNET_ENV);
     const run = weft(["docker-opts", "-f", "subnet.env", "-d", "docker_opts.env"]);
     expect(run).toEqual({ status: 0, stdout: "", stderr: "" });

@@ -6,7 +6,7 @@ import { parseDockerOptsFlags } from "../../src/commands/docker-opts.js";
 import { DOCKER_OPTS_DEFAULTS, dockerOptions, formatDockerOpts, readFlannelValues, writeDockerOpts } from "../../src/host/docker-opts.js";
 import { parseSubnetEnv } from "../../src/host/subnet-env.js";
 
-/** The spec's lab subnet.env (udp, --ip-masq off) and mk-docker-opts.sh's output for it (spec §3.2). */
+/** A udp lab host's subnet.env (--ip-masq off) and what mk-docker-opts.sh prints for it (flannel-compat §3.2). */
 const LAB_SUBNET_ENV = "FLANNEL_NETWORK=10.66.0.0/16\nFLANNEL_SUBNET=10.66.36.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n";
 const LAB_OUTPUT =
   'DOCKER_OPT_BIP="--bip=10.66.36.1/24"\n' +

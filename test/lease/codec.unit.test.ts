@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { formatLeaseValue, parseLeaseValue } from "../../src/lease/lease-value.js";
 import { parseSubnetKey, subnetKeyName } from "../../src/lease/subnet-key.js";
 
-describe("lease value JSON (spec §1.4)", () => {
+describe("lease value JSON (flannel-compat §1.4)", () => {
   it.each([
     ["udp", { publicIP: "192.168.77.1", publicIPv6: null }, '{"PublicIP":"192.168.77.1","PublicIPv6":null}'],
     [
@@ -36,7 +36,7 @@ describe("lease value JSON (spec §1.4)", () => {
   });
 });
 
-describe("subnet keys (spec §1.1)", () => {
+describe("subnet keys (flannel-compat §1.1)", () => {
   it.each([
     ["/coreos.com/network/subnets/10.66.36.0-24", "10.66.36.0/24", undefined],
     ["/x/subnets/10.42.0.0-24&fc00::-64", "10.42.0.0/24", { address: "fc00::", prefixLength: 64 }],

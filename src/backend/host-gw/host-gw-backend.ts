@@ -8,7 +8,7 @@ import { ownedRoutes } from "../../kernel/owned-routes.js";
 import type { Lease } from "../../lease/types.js";
 
 /**
- * host-gw (spec §7): no device, no encapsulation; each peer's subnet is routed via the peer's
+ * host-gw (flannel-compat §7): no device, no encapsulation; each peer's subnet is routed via the peer's
  * PublicIP on the external interface. That only works when every host shares one L2 segment,
  * so a peer whose PublicIP is not on-link is refused (logged once, counted, listed by doctor)
  * instead of leaving the kernel to reject the route with "Nexthop has invalid gateway".

@@ -2,7 +2,7 @@ import { readInteger, readString, type JsonObject } from "../../codec/json-field
 import { assertDeviceName } from "../../kernel/objects.js";
 import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options.js";
 
-/** The udp Backend options (spec §1.3): `Port` (8285), plus weft's `TunName`, `Queues`, `QueueThreads`. */
+/** The udp Backend options (flannel-compat §1.3): `Port` (8285), plus weft's `TunName`, `Queues`, `QueueThreads`. */
 export interface UdpOptions extends QueueOptions {
   port: number;
   /** The TUN device; default "flannel%d", the template flanneld uses (the kernel picks flannel0). */
@@ -10,7 +10,7 @@ export interface UdpOptions extends QueueOptions {
 }
 
 export const DEFAULT_UDP_PORT = 8285;
-/** Outer IPv4 20 + UDP 8 (spec §3.3). */
+/** Outer IPv4 20 + UDP 8 (flannel-compat §3.3). */
 export const UDP_OVERHEAD = 28;
 export const DEFAULT_UDP_TUN_NAME = "flannel%d";
 

@@ -5,7 +5,7 @@ import type { PeerRoute } from "../../engine/engine.js";
 import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
 
 /**
- * flannel's udp backend (spec §5) on weft's native engine: a TUN device (flannel0) whose
+ * flannel's udp backend (flannel-compat §5) on weft's native engine: a TUN device (flannel0) whose
  * packets travel as the whole inner IPv4 packet in UDP to the peer's PublicIP, same port on
  * both ends, TTL decremented on both paths; ICMP net-unreachable for unknown destinations.
  *
@@ -25,7 +25,7 @@ export function createUdpBackend(context: BackendContext, placement?: EnginePlac
     "udp",
     context,
     async () => ({
-      // udp leases carry only PublicIP: no BackendType, no BackendData (spec §1.3).
+      // udp leases carry only PublicIP: no BackendType, no BackendData (flannel-compat §1.3).
       registration: { attrs: {}, mtu },
       engine: { mode: "udp", tunName: options.tunName, mtu, port: options.port, queues: options.queues, sharedThread: options.sharedThread },
       peerRoute: udpPeerRoute,

@@ -1,7 +1,7 @@
 import { isJsonObject, readField } from "../../codec/json-fields.js";
 import { normalizeMac } from "../../net/mac.js";
 
-/** A vxlan lease's BackendData: `{"VNI":1,"VtepMAC":"6a:96:90:47:79:a6"}` (spec §1.3, key order as flannel). */
+/** A vxlan lease's BackendData: `{"VNI":1,"VtepMAC":"6a:96:90:47:79:a6"}` (flannel-compat §1.3, key order as flannel). */
 export interface VxlanBackendData {
   vni: number;
   vtepMAC: string;

@@ -6,7 +6,7 @@ import { persistMac, randomVtepMac, readPersistedMac } from "./vtep-mac.js";
 import { setTxChecksumOffload, txChecksumOffloadOn } from "../../kernel/tx-checksum.js";
 import type { DeviceChange } from "../reconcile-report.js";
 
-/** What flannel.<VNI> must look like (spec §6). */
+/** What flannel.<VNI> must look like (flannel-compat §6). */
 export interface VxlanDeviceSpec {
   name: string;
   vni: number;

@@ -1,6 +1,6 @@
 import { readBoolean, readInteger, type JsonObject } from "../../codec/json-fields.js";
 
-/** The vxlan Backend options of the network config (spec §1.3), defaults applied. */
+/** The vxlan Backend options of the network config (flannel-compat §1.3), defaults applied. */
 export interface VxlanOptions {
   vni: number;
   /** UDP destination port; flannel's 0 means the kernel default, which is 8472 on Linux. */
@@ -17,7 +17,7 @@ export interface VxlanOptions {
 }
 
 export const DEFAULT_VXLAN_PORT = 8472;
-/** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (spec §3.3); flannel uses 50 for IPv6 too. */
+/** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (flannel-compat §3.3); flannel uses 50 for IPv6 too. */
 export const VXLAN_OVERHEAD = 50;
 
 export function parseVxlanOptions(options: JsonObject): VxlanOptions {

@@ -7,7 +7,7 @@ import { errorMessage } from "../../errors/error-message.js";
 
 /**
  * The VTEP MAC must survive restarts and device re-creation: peers learn it only through our
- * lease, so a new MAC blackholes traffic until every peer re-reads the lease (spec §12 #8).
+ * lease, so a new MAC blackholes traffic until every peer re-reads the lease (flannel-compat §12 #8).
  */
 
 /** A random locally administered unicast MAC, as flannel makes them. */

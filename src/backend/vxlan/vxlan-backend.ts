@@ -14,7 +14,7 @@ import { createUserspaceVxlanBackend, validateUserspaceVxlanOptions } from "../v
 import { errorMessage } from "../../errors/error-message.js";
 
 /**
- * The kernel vxlan backend, flannel.<VNI> as flannel programs it (spec §6):
+ * The kernel vxlan backend, flannel.<VNI> as flannel programs it (flannel-compat §6):
  *   - register(): the device exists with a stable MAC; the lease advertises {"VNI","VtepMAC"};
  *   - activate(): the own subnet's network address /32 on the device;
  *   - per peer: permanent neighbour (subnet address → VtepMAC), FDB (VtepMAC → PublicIP) and

@@ -7,7 +7,7 @@ import { NftFilterTable } from "./nft-filter-table.js";
 
 /**
  * weft's accept rules in the iptables filter table, for hosts where that table drops forwarded
- * traffic (Docker sets FORWARD's policy to DROP, spec §8.1 and §12 #6). weft's own nftables
+ * traffic (Docker sets FORWARD's policy to DROP, flannel-compat §8.1 and §12 #6). weft's own nftables
  * table cannot fix this: an accept there ends only that table's chain, and every base chain on
  * the forward hook must accept. So weft adds flannel's FLANNEL-FWD, named WEFT-FWD:
  *   -A WEFT-FWD -s <Network> -j ACCEPT, -A WEFT-FWD -d <Network> -j ACCEPT

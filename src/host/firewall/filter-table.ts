@@ -6,7 +6,7 @@ import type { Ipv4Subnet } from "../../net/ipv4.js";
  * treats them as separate tables. Drivers: iptables-filter-table.ts, nft-filter-table.ts.
  */
 
-/** weft's chain, the counterpart of flannel's FLANNEL-FWD (spec §8.1). */
+/** weft's chain, the counterpart of flannel's FLANNEL-FWD (flannel-compat §8.1). */
 export const WEFT_CHAIN = "WEFT-FWD";
 /** Docker's chain for the administrator's rules; Docker creates it but never flushes it. */
 export const DOCKER_USER_CHAIN = "DOCKER-USER";

@@ -4,11 +4,11 @@ import type { Ipv4Subnet } from "../../net/ipv4.js";
  * weft's nftables rules, all in its own table `ip weft` so they never mix with Docker's,
  * iptables-nft's or anyone else's, and can be replaced or removed as one unit.
  *
- * Forward chain (`forwardRules`, flannel's FLANNEL-FWD, spec §8.1): accept forwarded packets
+ * Forward chain (`forwardRules`, flannel's FLANNEL-FWD, flannel-compat §8.1): accept forwarded packets
  * from or to the Network. An nftables accept only ends *this* table's chain; a DROP policy in
  * another table (Docker's iptables FORWARD) still drops, which filter-forward.ts handles there.
  *
- * Masquerade chain (`ipMasq`, spec §8.2), first match wins:
+ * Masquerade chain (`ipMasq`, flannel-compat §8.2), first match wins:
  *   1. packets marked 0x4000/0x4000 (kube-proxy's masquerade mark)   → untouched
  *   2. Network → Network (container to container, any host)          → untouched
  *   3. outside → own subnet (e.g. published ports into containers)   → untouched

@@ -12,7 +12,7 @@ export interface TrafficRulesDesired {
 }
 
 /**
- * weft's masquerade and forward-accept rules (spec §8) in its own nftables table, replaced
+ * weft's masquerade and forward-accept rules (flannel-compat §8) in its own nftables table, replaced
  * atomically by apply(), re-checked by verify() (the daemon calls it every --iptables-resync
  * seconds) and removed by remove() (`weft cleanup`). Daemon shutdown leaves them, as flannel.
  * With forwardRules, also the WEFT-FWD chain in the iptables filter table where that table
