@@ -192,14 +192,9 @@ export class Daemon {
     // periodic pass (an empty snapshot triggers no backend work of its own).
     await wiring.watcher.settled();
     this.checkpoint();
-    await this.reconcileNow();
+    await this.reconcileNow(wiring.backend);
     this.startPeriodicWork(wiring);
     logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
-  }
-
-  /** The backend once it exists; reconcileNow() reads it here. */
-  private get backend(): Backend | undefined {
-    return this.built.backend;
   }
 
   private get stopRequested(): boolean {
@@ -371,16 +366,16 @@ export class Daemon {
       timer.unref();
       this.timers.push(timer);
     };
-    every(this.options.reconcileIntervalMs, "reconciling kernel state", () => this.reconcileNow());
+    every(this.options.reconcileIntervalMs, "reconciling kernel state", () => this.reconcileNow(wiring.backend));
     every(this.options.rulesResyncMs, "checking traffic rules", async () => {
       const { repaired } = await wiring.rules.verify();
       if (repaired) this.logger.warn("traffic rules were missing or changed; re-installed them");
     });
   }
 
-  private async reconcileNow(): Promise<void> {
+  private async reconcileNow(backend: Backend): Promise<void> {
     try {
-      const report = await this.backend!.reconcile({ dryRun: false });
+      const report = await backend.reconcile({ dryRun: false });
       if (report.changes.length > 0) this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
     } catch (error) {
       this.logger.error(`reconciling kernel state failed: ${errorMessage(error)}`);
