@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { formatCheckMatrix, formatCheckTable } from "../lab/check.js";
-import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab, type Lab } from "../lab/lab.js";
+import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab } from "../lab/lab.js";
 import { defaultLabDir } from "../lab/lab-state.js";
 import { describeLab } from "../lab/lab-status.js";
 import { lastBoolean, lastNumber, lastString } from "./store-flags.js";

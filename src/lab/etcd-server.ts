@@ -75,7 +75,7 @@ export class EtcdServer {
 
   /** (Re)starts the etcd process on the same data dir and ports. */
   async launch(): Promise<void> {
-    const { host, clientPort, peerPort, dataDir, name, netns, logFile, detached, tls } = this.options;
+    const { host, peerPort, dataDir, name, netns, logFile, detached, tls } = this.options;
     const client = this.endpoint;
     const peer = `http://${host}:${peerPort}`;
     const args = [

@@ -7,7 +7,9 @@ import { teardownLab, type TeardownReport } from "./lab-teardown.js";
 import { execInNamespace } from "./netns.js";
 import type { CommandOptions, CommandResult } from "../process/run-command.js";
 import { attachContainers } from "./topology-build.js";
-import { findMember, hostOf } from "./topology-plan.js";
+import { ETCD_CLIENT_PORT, findMember, hostOf } from "./topology-plan.js";
+import { EtcdServer } from "./etcd-server.js";
+import { terminatePids } from "../process/pids.js";
 
 /**
  * The handle on a lab that is up: what tests and the `weft lab …` commands hold. Every change
@@ -115,6 +117,32 @@ export class Lab {
     const config = dockerBridgeFromEnv(host, env);
     if (config.bridgeAddress !== host.bridgeAddress || config.mtu !== host.mtu) await attachContainers(this.state, hostName, config);
     await this.save();
+  }
+
+  /**
+   * Starts the lab's etcd from its data dir (at build time, or again after a test stopped it to
+   * play an outage) and records its PID.
+   */
+  async startEtcd(): Promise<void> {
+    const etcd = this.state.etcd;
+    const server = await EtcdServer.start({
+      host: etcd.address,
+      clientPort: ETCD_CLIENT_PORT,
+      peerPort: ETCD_CLIENT_PORT + 1,
+      netns: etcd.namespace,
+      dataDir: etcd.dataDir,
+      logFile: etcd.logFile,
+      name: `${this.name}-etcd`,
+      detached: true,
+    });
+    etcd.pid = server.pid;
+    await this.save();
+  }
+
+  /** Stops the lab's etcd by PID (an outage; its data dir stays for startEtcd()). */
+  async stopEtcd(): Promise<void> {
+    const pid = this.state.etcd.pid;
+    if (pid !== undefined) await terminatePids([pid], 10_000);
   }
 
   /** Stops the host's daemon by PID (SIGTERM); kernel state it leaves behind stays, as on a real host. */

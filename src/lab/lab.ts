@@ -3,12 +3,11 @@ import { writeSubnetEnv } from "../host/subnet-env.js";
 import { Ipv4Subnet } from "../net/ipv4.js";
 import { DEFAULT_ETCD_PREFIX } from "../store/store-options.js";
 import { errorMessage } from "../errors/error-message.js";
-import { EtcdServer } from "./etcd-server.js";
 import { Lab, type LabHandleOptions, type LabTimings } from "./lab-handle.js";
 import { DEFAULT_LAB_NAME, defaultLabDir, readLabState } from "./lab-state.js";
 import { teardownLab } from "./lab-teardown.js";
 import { assertNamespacesFree, buildUnderlay } from "./topology-build.js";
-import { ETCD_CLIENT_PORT, hostOf, planTopology } from "./topology-plan.js";
+import { hostOf, planTopology } from "./topology-plan.js";
 
 // The lab's front door: callers import the builder, the handle it returns and the teardown from here.
 export { Lab, LabContainer, LabHost, openLab, type LabHandleOptions, type LabTimings } from "./lab-handle.js";
@@ -103,18 +102,7 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
     timings.underlay = Date.now() - phase;
 
     phase = Date.now();
-    const etcd = await EtcdServer.start({
-      host: state.etcd.address,
-      clientPort: ETCD_CLIENT_PORT,
-      peerPort: ETCD_CLIENT_PORT + 1,
-      netns: state.etcd.namespace,
-      dataDir: state.etcd.dataDir,
-      logFile: state.etcd.logFile,
-      name: `${name}-etcd`,
-      detached: true,
-    });
-    state.etcd.pid = etcd.pid;
-    await lab.save();
+    await lab.startEtcd();
     timings.etcd = Date.now() - phase;
     log(`etcd ${state.etcd.endpoint} up in ${state.etcd.namespace} (PID ${state.etcd.pid})`);
 

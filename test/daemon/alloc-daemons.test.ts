@@ -12,7 +12,6 @@
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { startDaemon as spawnDaemon, weftCliPath } from "../../src/lab/lab-daemon.js";
 import { execInNamespace, uniquePrefix } from "../../src/lab/netns.js";
@@ -134,24 +133,13 @@ describe("alloc daemons in the lab", () => {
   });
 
   it("survive etcd being stopped and restarted, and then see new peers", async () => {
-    const etcd = lab.state.etcd;
-    process.kill(etcd.pid!, "SIGTERM");
-    await expect.poll(() => isAlive(etcd.pid!), { timeout: 10_000 }).toBe(false);
+    const etcdPid = lab.state.etcd.pid!;
+    await lab.stopEtcd();
+    expect(isAlive(etcdPid)).toBe(false);
     // Asserts that nothing happens: the daemons ride out 4 s without etcd (no readiness to wait for).
     await new Promise((resolve) => setTimeout(resolve, 4000));
     for (const host of lab.hosts) expect(isAlive(host.state.daemonPid!)).toBe(true);
-    const restarted = await EtcdServer.start({
-      host: etcd.address,
-      clientPort: 2379,
-      peerPort: 2380,
-      netns: etcd.namespace,
-      dataDir: etcd.dataDir,
-      logFile: etcd.logFile,
-      name: `${lab.name}-etcd`,
-      detached: true,
-    });
-    etcd.pid = restarted.pid;
-    await lab.save();
+    await lab.startEtcd();
     await lab.etcdctl(["put", `${PREFIX}/subnets/10.66.252.0-24`, '{"PublicIP":"192.168.77.98","PublicIPv6":null,"BackendType":"alloc"}']);
     for (const host of lab.hosts) {
       await expect.poll(() => log(host.name), { timeout: 20_000 }).toMatch(/"subnet":"10\.66\.252\.0\/24".*"msg":"peer added"/);

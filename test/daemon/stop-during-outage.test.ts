@@ -12,7 +12,6 @@
  */
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { startDaemon as spawnDaemon } from "../../src/lab/lab-daemon.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
@@ -42,27 +41,6 @@ function logSince(offset: number): Promise<string> {
   return readFile(lab.host("h1").state.logFile, "utf8").then((text) => text.slice(offset));
 }
 
-async function stopEtcd(): Promise<void> {
-  const etcd = lab.state.etcd;
-  process.kill(etcd.pid!, "SIGTERM");
-  await expect.poll(() => isAlive(etcd.pid!), { timeout: 10_000 }).toBe(false);
-}
-
-async function restartEtcd(): Promise<void> {
-  const etcd = lab.state.etcd;
-  const restarted = await EtcdServer.start({
-    host: etcd.address,
-    clientPort: 2379,
-    peerPort: 2380,
-    netns: etcd.namespace,
-    dataDir: etcd.dataDir,
-    logFile: etcd.logFile,
-    name: `${lab.name}-etcd`,
-    detached: true,
-  });
-  etcd.pid = restarted.pid;
-  await lab.save();
-}
 
 /** SIGTERM to the daemon; how long until its process is gone (polled every 5 ms, up to 40 s). */
 async function terminateAndTime(pid: number): Promise<number> {
@@ -77,7 +55,7 @@ describe("SIGTERM during an etcd outage", () => {
     const host = lab.host("h1").state;
     const before = await ownLeaseKey();
     const offset = (await readFile(host.logFile, "utf8")).length;
-    await stopEtcd();
+    await lab.stopEtcd();
     try {
       // Ready when the keeper has failed a renewal and is waiting to retry.
       await expect.poll(() => logSince(offset), { timeout: 20_000, interval: 100 }).toMatch(/renewing the lease failed/);
@@ -90,7 +68,7 @@ describe("SIGTERM during an etcd outage", () => {
       expect(await logSince(offset)).toMatch(/"msg":"stopped"/);
       expect(await logSince(offset)).not.toMatch(/^weft: /m);
     } finally {
-      await restartEtcd();
+      await lab.startEtcd();
     }
     expect(await ownLeaseKey()).toEqual(before);
   });
@@ -100,7 +78,7 @@ describe("SIGTERM during an etcd outage", () => {
     await lab.startDaemon("h1");
     const before = await ownLeaseKey();
     await lab.stopDaemon("h1");
-    await stopEtcd();
+    await lab.stopEtcd();
     try {
       const offset = (await readFile(host.logFile, "utf8")).length;
       const pid = await spawnDaemon(lab.state, host, DAEMON_ARGS);
@@ -113,7 +91,7 @@ describe("SIGTERM during an etcd outage", () => {
       expect(exitMs).toBeLessThan(1000);
       expect(await logSince(offset)).toMatch(/"msg":"stopped"/);
     } finally {
-      await restartEtcd();
+      await lab.startEtcd();
     }
     expect(await ownLeaseKey()).toEqual(before);
   });

@@ -13,7 +13,10 @@
  * The engines run in this test process: the addon opens their TUN and socket inside the
  * namespace (setns on a setup thread), so the test can read counters and count fds directly.
  */
-import { createNamespace, createVethPair, deleteNamespace, uniquePrefix } from "../../src/lab/netns.js";
+import { createNamespace, createVethPair, deleteNamespace, execInNamespace, uniquePrefix } from "../../src/lab/netns.js";
+import { waitForListener } from "../../src/lab/readiness.js";
+import { spawnDetachedInNamespace } from "../../src/process/detached.js";
+import { terminatePids } from "../../src/process/pids.js";
 import { pingFrom } from "../../src/lab/ping.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 
@@ -79,4 +82,24 @@ export async function ping(
     source: options.source,
   });
   return { received: result.received, ttl: result.ttl, output: result.stdout + result.stderr };
+}
+
+/** What the tests read from `iperf3 -J`: bytes the receiver counted (and, with --bidir, the reverse). */
+export interface IperfReport {
+  end: { sum_received: { bytes: number; bits_per_second: number }; sum_received_bidir_reverse?: { bytes: number } };
+}
+
+/**
+ * One 2 s iperf3 TCP test from host a to b's TUN address (`clientArgs` adds e.g. --bidir): the
+ * server is started, waited for until it listens, and stopped again, also on failure.
+ */
+export async function iperfAToB(hosts: TwoHosts, clientArgs: readonly string[] = []): Promise<IperfReport> {
+  const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
+  try {
+    await waitForListener(hosts.b, "tcp", IPERF3_PORT);
+    const run = await execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "2", "-J", ...clientArgs], { timeoutMs: 20_000 });
+    return JSON.parse(run.stdout) as IperfReport;
+  } finally {
+    await terminatePids([server], 1000);
+  }
 }

@@ -6,12 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
 import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace } from "../../src/lab/netns.js";
-import { waitForListener } from "../../src/lab/readiness.js";
-import { spawnDetachedInNamespace } from "../../src/process/detached.js";
-import { terminatePids } from "../../src/process/pids.js";
 import {
-  IPERF3_PORT, NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
-  createTwoHosts, ping, type TwoHosts,
+  NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
+  createTwoHosts, iperfAToB, ping, type TwoHosts,
 } from "./two-hosts.js";
 
 let hosts: TwoHosts;
@@ -51,22 +48,15 @@ describe("udp engine", () => {
   });
 
   it("moves a TCP stream with TSO split on send and GRO coalescing on receive", async () => {
-    const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
-    try {
-      await waitForListener(hosts.b, "tcp", IPERF3_PORT);
-      const run = await execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "2", "-J"], { timeoutMs: 20_000 });
-      const report = JSON.parse(run.stdout) as { end: { sum_received: { bytes: number; bits_per_second: number } } };
-      expect(report.end.sum_received.bytes).toBeGreaterThan(10_000_000);
-      const a = engineA.counters();
-      const b = engineB.counters();
-      expect(a.inside.detail.super_packets).toBeGreaterThan(0);
-      expect(b.outside.detail.coalesced_packets).toBeGreaterThan(0);
-      expect(a.inside.drops.send_error).toBe(0);
-      console.log(`udp engine iperf3: ${(report.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gb/s, ` +
-        `inside batch ${(a.inside.batchDatagrams / a.inside.batches).toFixed(1)} datagrams/sendmmsg`);
-    } finally {
-      await terminatePids([server], 1000);
-    }
+    const report = await iperfAToB(hosts);
+    expect(report.end.sum_received.bytes).toBeGreaterThan(10_000_000);
+    const a = engineA.counters();
+    const b = engineB.counters();
+    expect(a.inside.detail.super_packets).toBeGreaterThan(0);
+    expect(b.outside.detail.coalesced_packets).toBeGreaterThan(0);
+    expect(a.inside.drops.send_error).toBe(0);
+    console.log(`udp engine iperf3: ${(report.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gb/s, ` +
+      `inside batch ${(a.inside.batchDatagrams / a.inside.batches).toFixed(1)} datagrams/sendmmsg`);
   });
 
   it("answers an unknown destination with ICMP net-unreachable written into the TUN", async () => {

@@ -8,12 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
 import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace, ipBatch } from "../../src/lab/netns.js";
-import { waitForListener } from "../../src/lab/readiness.js";
-import { spawnDetachedInNamespace } from "../../src/process/detached.js";
-import { terminatePids } from "../../src/process/pids.js";
 import {
-  IPERF3_PORT, NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
-  createTwoHosts, ping, type TwoHosts,
+  NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
+  createTwoHosts, iperfAToB, ping, type TwoHosts,
 } from "./two-hosts.js";
 
 const MAC_A = "0a:11:22:33:44:01";
@@ -51,16 +48,9 @@ describe("userspace vxlan engine", () => {
       expect(result.ttl).toBe(64);
       expect((await ping(hosts.a, TUN_B, { count: 2, size: 1450 - 28, dontFragment: true })).received).toBe(2);
 
-      const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
-      try {
-        await waitForListener(hosts.b, "tcp", IPERF3_PORT);
-        const run = await execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "2", "-J"], { timeoutMs: 20_000 });
-        const report = JSON.parse(run.stdout) as { end: { sum_received: { bytes: number; bits_per_second: number } } };
-        expect(report.end.sum_received.bytes).toBeGreaterThan(10_000_000);
-        console.log(`vxlan engine iperf3: ${(report.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gb/s`);
-      } finally {
-        await terminatePids([server], 1000);
-      }
+      const report = await iperfAToB(hosts);
+      expect(report.end.sum_received.bytes).toBeGreaterThan(10_000_000);
+      console.log(`vxlan engine iperf3: ${(report.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gb/s`);
       expect(engineB.counters().outside.detail.coalesced_packets).toBeGreaterThan(0);
     } finally {
       engineB.close();
@@ -89,15 +79,8 @@ describe("userspace vxlan engine", () => {
     expect(after.outside.packets - before.outside.packets).toBeGreaterThanOrEqual(10);
     expect(after.outside.drops.wrong_vni).toBe(before.outside.drops.wrong_vni);
 
-    const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
-    try {
-      await waitForListener(hosts.b, "tcp", IPERF3_PORT);
-      const run = await execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "2", "-J", "--bidir"], { timeoutMs: 20_000 });
-      const report = JSON.parse(run.stdout) as { end: { sum_received: { bytes: number }; sum_received_bidir_reverse: { bytes: number } } };
-      expect(report.end.sum_received.bytes).toBeGreaterThan(10_000_000);
-      expect(report.end.sum_received_bidir_reverse.bytes).toBeGreaterThan(10_000_000);
-    } finally {
-      await terminatePids([server], 1000);
-    }
+    const report = await iperfAToB(hosts, ["--bidir"]);
+    expect(report.end.sum_received.bytes).toBeGreaterThan(10_000_000);
+    expect(report.end.sum_received_bidir_reverse?.bytes).toBeGreaterThan(10_000_000);
   });
 });
