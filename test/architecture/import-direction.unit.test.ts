@@ -6,7 +6,8 @@ import { describe, expect, it } from "vitest";
 /**
  * Arrows point down: a folder of src/ imports only from itself and from folders below it, and
  * native/src has no include circle. The layers, lowest first; a folder may import any folder of
- * a lower layer, none of its own layer but itself, nothing above.
+ * a lower layer, none of its own layer but itself, nothing above. In native/src, no include
+ * circle and no call circle between .c files (engine.c calls inside.c/outside.c, never back).
  */
 const LAYERS: readonly (readonly string[])[] = [
   ["errors", "async", "net", "codec", "version.ts"],
@@ -82,5 +83,45 @@ describe("import direction", () => {
     };
     for (const file of includes.keys()) visit(file, []);
     expect(circles).toEqual([]);
+  });
+
+  it("only engine.c and the addon include the lifecycle header; the packet code sees the data-path header", () => {
+    const nativeSrc = join(root, "native/src");
+    const includers = filesUnder(nativeSrc, /\.[ch]$/)
+      .filter((file) => /#include "engine\.h"/.test(readFileSync(file, "utf8")))
+      .map((file) => relative(nativeSrc, file))
+      .sort();
+    expect(includers).toEqual(["addon.c", "engine.c"]);
+  });
+
+  it("native/src has no call circle between its .c files", () => {
+    const nativeSrc = join(root, "native/src");
+    const sources = filesUnder(nativeSrc, /\.c$/).map((file) => ({ name: relative(nativeSrc, file), text: readFileSync(file, "utf8") }));
+    // Functions with external linkage, by the file that defines them (a definition starts a line).
+    const definedIn = new Map<string, string>();
+    for (const { name, text } of sources) {
+      for (const match of text.matchAll(/^(?!static)[a-z_][\w *]*?\b(\w+)\([^;{]*\)\s*\{/gm)) definedIn.set(match[1] as string, name);
+    }
+    expect(definedIn.get("inside_drain")).toBe("inside.c"); // the scan itself works
+    const calls = new Map<string, Set<string>>();
+    for (const { name, text } of sources) {
+      const callees = new Set<string>();
+      for (const match of text.matchAll(/\b(\w+)\s*\(/g)) {
+        const home = definedIn.get(match[1] as string);
+        if (home && home !== name) callees.add(home);
+      }
+      calls.set(name, callees);
+    }
+    const circles: string[] = [];
+    const visit = (file: string, path: string[]) => {
+      if (path.includes(file)) {
+        circles.push([...path.slice(path.indexOf(file)), file].join(" -> "));
+        return;
+      }
+      for (const next of calls.get(file) ?? []) visit(next, [...path, file]);
+    };
+    for (const file of calls.keys()) visit(file, []);
+    expect(circles).toEqual([]);
+    expect([...(calls.get("engine.c") ?? [])]).toContain("inside.c"); // engine.c drives the directions, never the reverse
   });
 });
