@@ -5,11 +5,15 @@
  * Crafted packets enter A's TUN from a raw IP_HDRINCL socket in namespace A (python3: Node
  * has no raw sockets).
  */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
 import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
+import { waitUntil } from "../../src/lab/readiness.js";
 import { NETWORK, SUBNET_A, SUBNET_B, TUN_A, UNDERLAY_A, UNDERLAY_B, createTwoHosts, type TwoHosts } from "./two-hosts.js";
 
 const FROM_B = "10.70.2.5"; // in SUBNET_B, B's subnet
@@ -60,10 +64,17 @@ async function sendBatchFromB(hosts: TwoHosts, datagrams: readonly string[]): Pr
  * arrival order); resolves with the first payload byte of each, `count` of them or what came
  * within 3 s.
  */
-function captureTcpInA(hosts: TwoHosts, port: number, count: number): Promise<string> {
+/**
+ * Captures the first payload byte of `count` TCP segments to `port` arriving in namespace A.
+ * Resolves `open` once the raw socket exists (the script says so on a file), `captured` with the bytes.
+ */
+function captureTcpInA(hosts: TwoHosts, port: number, count: number): { open: Promise<void>; captured: Promise<string> } {
+  const dir = mkdtempSync(join(tmpdir(), "weft-capture-"));
+  const marker = join(dir, "open");
   const script = [
     "import socket, struct, sys",
     "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)",
+    "open(sys.argv[1], 'w').close()",
     "s.settimeout(3)",
     "seen = ''",
     "try:",
@@ -77,7 +88,15 @@ function captureTcpInA(hosts: TwoHosts, port: number, count: number): Promise<st
     "    pass",
     "print(seen)",
   ].join("\n");
-  return execInNamespace(hosts.a, "python3", ["-c", script]).then((result) => result.stdout.trim());
+  const captured = execInNamespace(hosts.a, "python3", ["-c", script, marker]).then((result) => result.stdout.trim());
+  const open = Promise.race([
+    waitUntil("the capture's raw socket to be open", () => existsSync(marker)),
+    captured.then(() => {
+      if (!existsSync(marker)) throw new Error("the capture script ended before it opened its raw socket");
+    }),
+  ]);
+  void Promise.allSettled([open, captured]).then(() => rmSync(dir, { recursive: true, force: true }));
+  return { open, captured };
 }
 
 /** A TCP segment (ACK, window 500) with valid checksums; `ipOptions` (hex, a multiple of 4 bytes) go into the IP header. */
@@ -154,10 +173,10 @@ describe("engine regressions found by fuzzing", () => {
     const first = tcpSegmentHex(FROM_B, TUN_A, 1000, Buffer.alloc(1000, "A"));
     const withOptions = tcpSegmentHex(FROM_B, TUN_A, 2000, Buffer.alloc(100, "B"), "01010101");
     const capture = captureTcpInA(hosts, 5201, 2);
-    await sleep(300); // the raw socket is open
+    await capture.open;
     const before = engine.counters().outside;
     await sendBatchFromB(hosts, [first, withOptions]);
-    expect(await capture).toBe("AB");
+    expect(await capture.captured).toBe("AB");
     const after = engine.counters().outside;
     expect(after.packets - before.packets).toBe(2);
     expect(after.batches - before.batches).toBe(1); // both in one recvmmsg(): the case that reordered
