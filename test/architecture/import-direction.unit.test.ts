@@ -54,6 +54,20 @@ function imports(): Array<[string, string, string]> {
   return result;
 }
 
+/** Every circle of a graph (node → the nodes it points to), as "a -> b -> a". */
+function circlesIn(graph: ReadonlyMap<string, Iterable<string>>): string[] {
+  const circles: string[] = [];
+  const visit = (node: string, path: string[]) => {
+    if (path.includes(node)) {
+      circles.push([...path.slice(path.indexOf(node)), node].join(" -> "));
+      return;
+    }
+    for (const next of graph.get(node) ?? []) visit(next, [...path, node]);
+  };
+  for (const node of graph.keys()) visit(node, []);
+  return circles;
+}
+
 describe("import direction", () => {
   it("every src folder imports only from itself and from lower layers", () => {
     const upward = imports()
@@ -73,16 +87,7 @@ describe("import direction", () => {
       const names = [...readFileSync(file, "utf8").matchAll(/#include "([^"]+)"/g)].map((m) => m[1] as string);
       includes.set(relative(nativeSrc, file), names);
     }
-    const circles: string[] = [];
-    const visit = (file: string, path: string[]) => {
-      if (path.includes(file)) {
-        circles.push([...path.slice(path.indexOf(file)), file].join(" -> "));
-        return;
-      }
-      for (const next of includes.get(file) ?? []) visit(next, [...path, file]);
-    };
-    for (const file of includes.keys()) visit(file, []);
-    expect(circles).toEqual([]);
+    expect(circlesIn(includes)).toEqual([]);
   });
 
   it("only engine.c and the addon include the lifecycle header; the packet code sees the data-path header", () => {
@@ -112,16 +117,7 @@ describe("import direction", () => {
       }
       calls.set(name, callees);
     }
-    const circles: string[] = [];
-    const visit = (file: string, path: string[]) => {
-      if (path.includes(file)) {
-        circles.push([...path.slice(path.indexOf(file)), file].join(" -> "));
-        return;
-      }
-      for (const next of calls.get(file) ?? []) visit(next, [...path, file]);
-    };
-    for (const file of calls.keys()) visit(file, []);
-    expect(circles).toEqual([]);
+    expect(circlesIn(calls)).toEqual([]);
     expect([...(calls.get("engine.c") ?? [])]).toContain("inside.c"); // engine.c drives the directions, never the reverse
   });
 });
