@@ -30,6 +30,8 @@ interface UpArgs extends LabArgs {
   "daemon-arg"?: string[];
   "ready-timeout": number;
   "keep-on-failure": boolean;
+  docker: boolean;
+  "docker-network": boolean;
 }
 
 interface ExecArgs extends LabArgs {
@@ -110,7 +112,19 @@ const upCommand: CommandModule<object, UpArgs> = {
       .option("daemons", { type: "string", coerce: lastString, default: "weft", choices: ["weft", "none"], describe: "none: no daemons, static subnet.env per host (topology only)" })
       .option("daemon-arg", { type: "string", array: true, describe: "extra flag for every `weft run` (repeatable), e.g. --daemon-arg=--log-level=debug" })
       .option("ready-timeout", { type: "number", coerce: lastNumber, default: 30, describe: "seconds to wait for each daemon to be ready" })
-      .option("keep-on-failure", { type: "boolean", coerce: lastBoolean, default: false, describe: "if up fails, leave the lab (and its logs) for inspection" }),
+      .option("keep-on-failure", { type: "boolean", coerce: lastBoolean, default: false, describe: "if up fails, leave the lab (and its logs) for inspection" })
+      .option("docker", {
+        type: "boolean",
+        coerce: lastBoolean,
+        default: false,
+        describe: "a real dockerd per host (--bip/--mtu from subnet.env, as flannel's Docker drop-in) running the containers (needs docker.io, busybox-static)",
+      })
+      .option("docker-network", {
+        type: "boolean",
+        coerce: lastBoolean,
+        default: false,
+        describe: "with a dockerd per host: leave docker0 alone and attach the containers to `docker network create --subnet=$FLANNEL_SUBNET …` (implies --docker)",
+      }),
   handler: async (args) => {
     const backendOptions = Object.fromEntries((args["backend-option"] ?? []).map(parseBackendOption));
     const lab = await buildLab({
@@ -127,6 +141,7 @@ const upCommand: CommandModule<object, UpArgs> = {
       daemonArgs: args["daemon-arg"] ?? [],
       readyTimeoutMs: args["ready-timeout"] * 1000,
       keepOnFailure: args["keep-on-failure"],
+      docker: args["docker-network"] ? "network" : args.docker ? "bip" : undefined,
       log: (line) => process.stderr.write(`lab: ${line}\n`),
     });
     process.stdout.write(await describeLab(lab, false));

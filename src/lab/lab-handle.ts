@@ -9,7 +9,9 @@ import type { CommandOptions, CommandResult } from "../process/run-command.js";
 import { attachContainers } from "./topology-build.js";
 import { ETCD_CLIENT_PORT, findMember, hostOf } from "./topology-plan.js";
 import { EtcdServer } from "./etcd-server.js";
-import { terminatePids } from "../process/pids.js";
+import { isAlive, terminatePids } from "../process/pids.js";
+import type { SubnetEnv } from "../host/subnet-env.js";
+import { buildImageTar, dockerCli, startDockerContainers, startDockerd, stopDockerd } from "./lab-docker.js";
 
 /**
  * The handle on a lab that is up: what tests and the `weft lab …` commands hold. Every change
@@ -43,6 +45,11 @@ export class LabHost {
     return execInNamespace(this.namespace, command, args, options);
   }
   containers(): LabContainer[] { return this.lab.containers.filter((container) => container.host === this.name); }
+  /** The docker CLI against this host's dockerd (labs up with `docker` only). */
+  docker(args: readonly string[], options?: CommandOptions): Promise<CommandResult> {
+    if (!this.state.dockerd) throw new Error(`host ${this.name} has no dockerd: bring the lab up with --docker`);
+    return dockerCli(this.state.dockerd, args, options);
+  }
 }
 
 export class LabContainer {
@@ -52,6 +59,8 @@ export class LabContainer {
   get namespace(): string { return this.state.namespace; }
   /** Address on eth0; undefined until the host's subnet is known. */
   get address(): string | undefined { return this.state.address; }
+  /** Docker's container ID, for a Docker container. */
+  get dockerId(): string | undefined { return this.state.docker?.id; }
   exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
     return execInNamespace(this.namespace, command, args, options);
   }
@@ -108,14 +117,53 @@ export class Lab {
     return execInNamespace(this.state.etcd.namespace, "etcdctl", [`--endpoints=${this.etcdEndpoint}`, ...args], options);
   }
 
-  /** Starts the host's daemon and waits until it is ready; docker0 is (re)built from its subnet.env. */
+  /**
+   * Starts the host's daemon and waits until it is ready; docker0 is (re)built from its subnet.env
+   * (with `docker`: the host's dockerd is (re)started with it and runs the containers).
+   */
   async startDaemon(hostName: string, extraArgs: readonly string[] = this.options.daemonArgs ?? []): Promise<void> {
     const host = hostOf(this.state, hostName);
     await startDaemon(this.state, host, extraArgs);
     await this.save();
     const env = await waitDaemonReady(host, this.options.readyTimeoutMs);
+    await this.applySubnetEnv(hostName, env);
+  }
+
+  /** Makes docker0 (or the host's dockerd) follow subnet.env; nothing happens when subnet and MTU are unchanged. */
+  private async applySubnetEnv(hostName: string, env: SubnetEnv): Promise<void> {
+    const host = hostOf(this.state, hostName);
     const config = dockerBridgeFromEnv(host, env);
-    if (config.bridgeAddress !== host.bridgeAddress || config.mtu !== host.mtu) await attachContainers(this.state, hostName, config);
+    const unchanged = config.bridgeAddress === host.bridgeAddress && config.mtu === host.mtu;
+    if (!this.state.docker) {
+      if (!unchanged) await attachContainers(this.state, hostName, config);
+    } else if (!unchanged || host.dockerd?.pid === undefined || !isAlive(host.dockerd.pid)) {
+      await this.startDocker(hostName, env);
+    }
+    await this.save();
+  }
+
+  /** (Re)starts the host's dockerd from subnet.env and runs the host's containers on it. */
+  private async startDocker(hostName: string, env: SubnetEnv): Promise<void> {
+    const host = hostOf(this.state, hostName);
+    const log = this.options.log ?? (() => undefined);
+    const started = Date.now();
+    await stopDockerd(this.state, host);
+    await buildImageTar(this.state.docker as NonNullable<LabState["docker"]>);
+    // dockerd's first start on a cold machine can take a while: never less than a minute.
+    await startDockerd(this.state, host, env, Math.max(this.options.readyTimeoutMs ?? 0, 60_000));
+    await this.save();
+    log(`${hostName}: dockerd PID ${host.dockerd?.pid} answers on ${host.dockerd?.socket} (${Date.now() - started} ms)`);
+    await startDockerContainers(this.state, host, env);
+    await this.save();
+    const containers = this.state.containers.filter((container) => container.host === hostName);
+    log(`${hostName}: Docker containers ${containers.map((container) => `${container.name} ${container.address}`).join(", ") || "none"} (${Date.now() - started} ms)`);
+  }
+
+  /** Stops the host's dockerd (its containers first) by PID; its mounts are removed. */
+  async stopDockerd(hostName: string): Promise<void> {
+    const host = hostOf(this.state, hostName);
+    await stopDockerd(this.state, host);
+    host.bridgeAddress = undefined;
     await this.save();
   }
 
@@ -151,11 +199,15 @@ export class Lab {
     await this.save();
   }
 
-  /** Re-reads the host's subnet.env and rebuilds docker0/containers if the subnet or MTU changed. */
+  /** Re-reads the host's subnet.env and rebuilds docker0/containers (or restarts dockerd) if the subnet or MTU changed. */
   async refreshContainers(hostName: string): Promise<void> {
     const host = hostOf(this.state, hostName);
     const env = await readSubnetEnv(host.subnetFile);
     if (!env) throw new Error(`host ${hostName}: ${host.subnetFile} does not exist yet`);
+    if (this.state.docker) {
+      await this.applySubnetEnv(hostName, env);
+      return;
+    }
     await attachContainers(this.state, hostName, dockerBridgeFromEnv(host, env));
     await this.save();
   }

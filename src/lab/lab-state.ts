@@ -21,6 +21,8 @@ export interface LabState {
   underlay: { namespace: string; bridge: string; cidr: string; mtu: number };
   etcd: { namespace: string; address: string; endpoint: string; pid?: number; dataDir: string; logFile: string };
   internet?: { namespace: string; address: string };
+  /** Set when the lab runs a real dockerd per host (`lab up --docker`); see docker-plan.ts. */
+  docker?: LabDockerState;
   hosts: LabHostState[];
   containers: LabContainerState[];
 }
@@ -44,6 +46,46 @@ export interface LabHostState {
   bridgeAddress?: string;
   subnet?: string;
   mtu?: number;
+  /** This host's dockerd (only in a lab with `docker`). */
+  dockerd?: LabDockerdState;
+}
+
+/**
+ * How the lab's containers get their addresses from subnet.env:
+ *   - "bip": dockerd --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU (flannel's Docker drop-in), containers on docker0;
+ *   - "network": docker0 left alone, `docker network create --subnet … -o com.docker.network.driver.mtu=…`
+ *     (flannel's alternative recipe), containers attached to that network.
+ */
+export type LabDockerMode = "bip" | "network";
+
+export interface LabDockerState {
+  mode: LabDockerMode;
+  /** Repository:tag of the locally built busybox image, imported into every dockerd. */
+  image: string;
+  /** The image's tar (built once per lab, no registry). */
+  imageTar: string;
+  /** Name of the Docker network in mode "network". */
+  network?: string;
+}
+
+/** Everything of one dockerd lives under `dir` (`<labDir>/hN/docker`). */
+export interface LabDockerdState {
+  dir: string;
+  /** --config-file (written by the lab: keeps /etc/docker/daemon.json and key.json out of it). */
+  configFile: string;
+  dataRoot: string;
+  execRoot: string;
+  pidFile: string;
+  /** --host=unix://<socket> */
+  socket: string;
+  logFile: string;
+  /** --cgroup-parent, so the lab's container cgroups are told apart from any other dockerd's. */
+  cgroupParent: string;
+  pid?: number;
+  /** Size of `logFile` when this dockerd was started. */
+  logOffset?: number;
+  /** The arguments it was started with (a restart with the same subnet keeps it running). */
+  args?: string[];
 }
 
 export interface LabContainerState {
@@ -51,8 +93,10 @@ export interface LabContainerState {
   name: string;
   host: string;
   namespace: string;
-  /** Host-side veth name in the host namespace (the container side is always eth0). */
-  hostVeth: string;
+  /** Host-side veth name in the host namespace (the container side is always eth0); none for Docker containers. */
+  hostVeth?: string;
+  /** A Docker container: its ID and init PID; `namespace` is its network namespace, attached by name. */
+  docker?: { id: string; pid: number };
   address?: string;
   prefixLength?: number;
   mtu?: number;

@@ -1,4 +1,8 @@
 import { readdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { removeLabCgroups } from "./cgroups.js";
+import { stopDockerd } from "./lab-docker.js";
+import { boundNetworkNamespaces, pidsInNetworkNamespaces, unmountAllUnder } from "./mounts.js";
 import { DEFAULT_LAB_NAME, defaultLabDir, readLabState, type LabState } from "./lab-state.js";
 import { killNamespaceProcesses, listNamespaces } from "./netns.js";
 import { runCommand } from "../process/run-command.js";
@@ -10,6 +14,12 @@ export interface TeardownReport {
   /** Recorded PIDs that were still running and were stopped. */
   pids: number[];
   labDirRemoved: boolean;
+}
+
+/** Where a host's dockerd keeps its mounts: `<labDir>/hN/docker`, found without the state file. */
+async function dockerDirs(labDir: string): Promise<string[]> {
+  const entries = await readdir(labDir).catch(() => [] as string[]);
+  return entries.filter((entry) => /^h\d+$/.test(entry)).map((entry) => join(labDir, entry, "docker"));
 }
 
 /**
@@ -34,17 +44,31 @@ export async function teardownLab(options: { name?: string; labDir?: string } = 
     const inode = await inodeOf(`/run/netns/${namespace}`);
     if (inode !== undefined) namespaceInodes.add(inode);
   }
-  const recorded = state ? [state.etcd.pid, ...state.hosts.map((host) => host.daemonPid)].filter((pid): pid is number => pid !== undefined) : [];
+  const recorded = state
+    ? [state.etcd.pid, ...state.hosts.flatMap((host) => [host.daemonPid, host.dockerd?.pid])].filter((pid): pid is number => pid !== undefined)
+    : [];
   const ours: number[] = [];
   for (const pid of recorded) {
     const inode = await inodeOf(`/proc/${pid}/ns/net`);
     if (inode !== undefined && namespaceInodes.has(inode)) ours.push(pid);
+  }
+  // dockerds first, gracefully (containers removed, then dockerd stops its containerd); whatever
+  // is left of them is killed with the rest of the namespaces' processes below.
+  if (state) {
+    await Promise.all(
+      state.hosts
+        .filter((host) => host.dockerd?.pid !== undefined && ours.includes(host.dockerd.pid))
+        .map((host) => stopDockerd(state, host).catch(() => undefined)),
+    );
   }
   // Daemons first, so they do not log a storm of errors when etcd goes away under them.
   const etcdPid = state?.etcd.pid;
   await terminatePids(ours.filter((pid) => pid !== etcdPid), 5000);
   await terminatePids(ours.filter((pid) => pid === etcdPid), 5000);
   await Promise.all(namespaces.map((namespace) => killNamespaceProcesses(namespace, 3000)));
+  // Docker containers whose namespace was never attached by name: found by the nsfs mounts dockerd left under its exec-root.
+  const dockerDirsOfLab = await dockerDirs(labDir);
+  for (const dir of dockerDirsOfLab) await terminatePids(await pidsInNetworkNamespaces(await boundNetworkNamespaces(dir)), 3000);
   if (namespaces.length > 0) {
     // -force: keep deleting the rest if one is already gone.
     await runCommand("ip", ["-force", "-batch", "-"], { input: namespaces.map((namespace) => `netns delete ${namespace}\n`).join(""), allowFailure: true });
@@ -53,6 +77,12 @@ export async function teardownLab(options: { name?: string; labDir?: string } = 
   if (remaining.length > 0) {
     throw new Error(`could not delete network namespaces ${remaining.join(", ")}; try \`ip netns delete <name>\` by hand`);
   }
+  const leftMounts = (await Promise.all(dockerDirsOfLab.map((dir) => unmountAllUnder(dir)))).flat();
+  if (leftMounts.length > 0) {
+    throw new Error(`could not unmount ${leftMounts.join(", ")} (left by the lab's dockerd); try \`umount -l <path>\` by hand`);
+  }
+  const leftCgroups = await removeLabCgroups(name);
+  if (leftCgroups.length > 0) throw new Error(`could not remove cgroups ${leftCgroups.join(", ")} (processes still in them?)`);
   const labDirRemoved = await removeLabDir(labDir, name, state);
   return { namespaces, pids: ours, labDirRemoved };
 }
@@ -65,7 +95,7 @@ async function removeLabDir(labDir: string, name: string, state: LabState | unde
   } catch {
     return false;
   }
-  const onlyLabEntries = entries.every((entry) => /^(h\d+|etcd|state\.json(\..*\.tmp)?)$/.test(entry));
+  const onlyLabEntries = entries.every((entry) => /^(h\d+|etcd|image|state\.json(\..*\.tmp)?)$/.test(entry));
   if (state?.name === name || onlyLabEntries) {
     await rm(labDir, { recursive: true, force: true });
     return true;

@@ -4,6 +4,7 @@ import { Ipv4Subnet } from "../net/ipv4.js";
 import { DEFAULT_ETCD_PREFIX } from "../store/store-options.js";
 import { errorMessage } from "../errors/error-message.js";
 import { Lab, type LabHandleOptions, type LabTimings } from "./lab-handle.js";
+import type { LabDockerMode } from "./lab-state.js";
 import { DEFAULT_LAB_NAME, defaultLabDir, readLabState } from "./lab-state.js";
 import { teardownLab } from "./lab-teardown.js";
 import { assertNamespacesFree, buildUnderlay } from "./topology-build.js";
@@ -12,7 +13,7 @@ import { hostOf, planTopology } from "./topology-plan.js";
 // The lab's front door: callers import the builder, the handle it returns and the teardown from here.
 export { Lab, LabContainer, LabHost, openLab, type LabHandleOptions, type LabTimings } from "./lab-handle.js";
 export { teardownLab, type TeardownReport } from "./lab-teardown.js";
-export { DEFAULT_LAB_NAME } from "./lab-state.js";
+export { DEFAULT_LAB_NAME, type LabDockerMode } from "./lab-state.js";
 
 /**
  * The lab as a program: `buildLab()` for tests and `weft lab up`, `openLab()` for the later
@@ -20,7 +21,8 @@ export { DEFAULT_LAB_NAME } from "./lab-state.js";
  * which also works when the state file is gone. See topology-plan.ts for the picture.
  *
  * Modules, arrows pointing down: lab.ts (builder) → lab-handle.ts (Lab) → lab-teardown.ts →
- * topology-build.ts (creates namespaces, veths, docker0) → topology-plan.ts (pure) → lab-state.ts.
+ * lab-docker.ts (dockerd, Docker containers) → topology-build.ts (creates namespaces, veths, docker0)
+ * → topology-plan.ts (pure) → docker-plan.ts (pure) → lab-state.ts.
  */
 export interface LabOptions extends LabHandleOptions {
   /** Namespaces are `<name>-<role>`; tests pass a random one (uniquePrefix() without the dash). */
@@ -51,6 +53,12 @@ export interface LabOptions extends LabHandleOptions {
    */
   deferredHosts?: string[];
   underlayMtu?: number;
+  /**
+   * A real dockerd per host with Docker containers (docker-plan.ts) instead of plain namespaces:
+   * "bip" as flannel's Docker drop-in (docker0 = FLANNEL_SUBNET), "network" as its alternative
+   * recipe (a Docker network on FLANNEL_SUBNET, docker0 left alone).
+   */
+  docker?: LabDockerMode;
   /** Leave a half-built lab in place when building fails (to read logs); `down` removes it. */
   keepOnFailure?: boolean;
 }
@@ -79,6 +87,7 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
     daemons,
     underlayMtu: options.underlayMtu ?? 1500,
     networkConfig: daemons === "weft" ? networkConfig : undefined,
+    docker: options.docker,
   });
   const existingState = await readLabState(labDir).catch(() => undefined);
   if (existingState) {

@@ -8,7 +8,7 @@ import { Ipv4Subnet, formatIpv4, parseIpv4 } from "../net/ipv4.js";
 import type { LabState } from "./lab-state.js";
 import { configureLinkLines, createBridgeLines, ipBatch, listNamespaces, setSysctls } from "./netns.js";
 import { runCommand } from "../process/run-command.js";
-import { DOCKER_BRIDGE, allNamespaces, hostOf } from "./topology-plan.js";
+import { DOCKER_BRIDGE, allNamespaces, createdNamespaces, hostOf, plainContainers } from "./topology-plan.js";
 
 /**
  * Fails when any of the lab's namespaces exists: another lab of that name is up or left over.
@@ -30,7 +30,7 @@ export async function assertNamespacesFree(state: LabState): Promise<void> {
  * their addresses come from subnet.env, see attachContainers).
  */
 export async function buildUnderlay(state: LabState): Promise<void> {
-  const namespaces = allNamespaces(state);
+  const namespaces = createdNamespaces(state);
   await ipBatch(undefined, namespaces.map((namespace) => `netns add ${namespace}`), {
     hint: "creating the lab's network namespaces",
   });
@@ -55,7 +55,7 @@ export async function buildUnderlay(state: LabState): Promise<void> {
     ...underlayMembers.map(
       (member) => `link add name eth0 netns ${member.namespace} type veth peer name ${member.peer} netns ${ul.namespace}`,
     ),
-    ...state.containers.map((container) => {
+    ...plainContainers(state).map((container) => {
       const host = hostOf(state, container.host);
       return `link add name eth0 netns ${container.namespace} type veth peer name ${container.hostVeth} netns ${host.namespace}`;
     }),
@@ -78,7 +78,7 @@ export async function buildUnderlay(state: LabState): Promise<void> {
       ]),
     );
   }
-  for (const container of state.containers) batches.push(ipBatch(container.namespace, ["link set lo up"]));
+  for (const container of plainContainers(state)) batches.push(ipBatch(container.namespace, ["link set lo up"]));
   await Promise.all(batches);
 }
 
@@ -101,7 +101,7 @@ export async function attachContainers(state: LabState, hostName: string, config
   const bridgeIp = parseIpv4(addressText ?? "", `${host.subnetFile} FLANNEL_SUBNET`);
   const prefixLength = Number(prefixText);
   const subnet = new Ipv4Subnet(bridgeIp, prefixLength);
-  const containers = state.containers.filter((container) => container.host === hostName);
+  const containers = plainContainers(state).filter((container) => container.host === hostName);
   if (containers.length + 2 > subnet.size - 1) {
     throw new Error(`${host.subnetFile}: subnet ${subnet} is too small for docker0 and ${containers.length} containers`);
   }

@@ -13,12 +13,17 @@
  *                <name>-h1c1  <name>-h1c2     containers: eth0 .2, .3 … of the host subnet,
  *                                             default route via docker0's address
  *
+ * With `docker` ("bip" or "network") the hosts run a real dockerd instead (docker-plan.ts): no
+ * container namespaces or veths are made here; dockerd makes docker0 (or the Docker network) and
+ * the containers, and each container's namespace is attached under the same name <name>-hNcM.
+ *
  * This module is the pure plan: every name and address, decided without touching the kernel
  * (tested without root). topology-build.ts creates what the plan says.
  */
 import { join } from "node:path";
 import { Ipv4Subnet, formatIpv4 } from "../net/ipv4.js";
-import type { LabContainerState, LabHostState, LabState } from "./lab-state.js";
+import { planDockerState, planDockerd } from "./docker-plan.js";
+import type { LabContainerState, LabDockerMode, LabHostState, LabState } from "./lab-state.js";
 import { assertNamespaceName } from "./netns.js";
 
 export const UNDERLAY_CIDR = "192.168.77.0/24";
@@ -46,6 +51,8 @@ export interface TopologyPlanOptions {
   daemons: "weft" | "none";
   underlayMtu: number;
   networkConfig?: Record<string, unknown>;
+  /** A real dockerd per host and Docker containers (see docker-plan.ts); undefined: plain namespaces. */
+  docker?: LabDockerMode;
 }
 
 /** Names of this lab's namespaces look like `<name>-ul`, `<name>-h3`, `<name>-h3c2`. */
@@ -85,9 +92,11 @@ export function planTopology(options: TopologyPlanOptions): LabState {
       stateDir: join(dir, "state"),
       logFile: join(dir, "weft.log"),
       healthzPort: HEALTHZ_PORT,
+      ...(options.docker ? { dockerd: planDockerd(name, hostName, dir) } : {}),
     });
     for (let c = 1; c <= options.containersPerHost; c++) {
-      containers.push({ name: `${hostName}c${c}`, host: hostName, namespace: `${name}-${hostName}c${c}`, hostVeth: `vc${c}` });
+      const container = { name: `${hostName}c${c}`, host: hostName, namespace: `${name}-${hostName}c${c}` };
+      containers.push(options.docker ? container : { ...container, hostVeth: `vc${c}` });
     }
   }
   const state: LabState = {
@@ -108,6 +117,7 @@ export function planTopology(options: TopologyPlanOptions): LabState {
       logFile: join(labDir, "etcd", "etcd.log"),
     },
     internet: options.internet ? { namespace: `${name}-inet`, address: underlayAddress(INTERNET_OFFSET) } : undefined,
+    ...(options.docker ? { docker: planDockerState(labDir, options.docker) } : {}),
     hosts,
     containers,
   };
@@ -123,6 +133,17 @@ export function allNamespaces(state: LabState): string[] {
     ...state.hosts.map((host) => host.namespace),
     ...state.containers.map((container) => container.namespace),
   ];
+}
+
+/** The namespaces the lab creates itself: all but those of Docker containers (dockerd makes those). */
+export function createdNamespaces(state: LabState): string[] {
+  const docker = new Set(state.containers.filter((container) => container.hostVeth === undefined).map((container) => container.namespace));
+  return allNamespaces(state).filter((namespace) => !docker.has(namespace));
+}
+
+/** Containers the lab builds itself: a namespace and a veth on the host's docker0. */
+export function plainContainers(state: LabState): (LabContainerState & { hostVeth: string })[] {
+  return state.containers.filter((container): container is LabContainerState & { hostVeth: string } => container.hostVeth !== undefined);
 }
 
 /**

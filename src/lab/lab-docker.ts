@@ -1,0 +1,249 @@
+import { existsSync } from "node:fs";
+import { mkdir, open, readFile, rm, stat, symlink, copyFile, writeFile } from "node:fs/promises";
+import { request } from "node:http";
+import { delimiter, dirname, join } from "node:path";
+import type { SubnetEnv } from "../host/subnet-env.js";
+import { errorMessage } from "../errors/error-message.js";
+import { formatIpv4, Ipv4Subnet } from "../net/ipv4.js";
+import { spawnDetached } from "../process/detached.js";
+import { isAlive, terminatePids } from "../process/pids.js";
+import { runCommand, type CommandOptions, type CommandResult } from "../process/run-command.js";
+import {
+  CONTAINER_HTTP_PORT,
+  IMAGE_APPLETS,
+  containerRunArgs,
+  dockerHostArgs,
+  dockerNetworkCreateArgs,
+  dockerdArgs,
+  dockerdConfigText,
+} from "./docker-plan.js";
+import { logTail } from "./lab-daemon.js";
+import type { LabContainerState, LabDockerState, LabDockerdState, LabHostState, LabState } from "./lab-state.js";
+import { unmountAllUnder } from "./mounts.js";
+import { listLinks } from "./netns.js";
+import { waitForListener, waitUntil } from "./readiness.js";
+
+/**
+ * The side-effect half of `weft lab up --docker` (docker-plan.ts decides every argument):
+ * build the busybox image once, start one dockerd per host in its namespace, run the host's
+ * containers on it, and stop all of it again by PID.
+ */
+
+/** The docker CLI against one lab dockerd (the CLI runs here; it only talks to the socket). */
+export function dockerCli(dockerd: Pick<LabDockerdState, "socket">, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
+  return runCommand("docker", [...dockerHostArgs(dockerd), ...args], { timeoutMs: 60_000, ...options });
+}
+
+/** GET /_ping on the daemon's socket: true once the API answers 200. */
+export function pingDockerd(socket: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const ping = request({ socketPath: socket, path: "/_ping", method: "GET", timeout: timeoutMs }, (response) => {
+      response.resume();
+      resolve(response.statusCode === 200);
+    });
+    ping.on("error", () => resolve(false));
+    ping.on("timeout", () => {
+      ping.destroy();
+      resolve(false);
+    });
+    ping.end();
+  });
+}
+
+// ---- the image ------------------------------------------------------------------------------
+
+/** Whether an ELF file has no program interpreter (PT_INTERP), i.e. runs in an empty root file system. */
+async function isStaticElf(path: string): Promise<boolean> {
+  const handle = await open(path, "r");
+  try {
+    const header = Buffer.alloc(64);
+    await handle.read(header, 0, 64, 0);
+    if (header.readUInt32BE(0) !== 0x7f454c46 || header[4] !== 2 || header[5] !== 1) return false; // ELF64 little-endian only.
+    const phoff = Number(header.readBigUInt64LE(0x20));
+    const phentsize = header.readUInt16LE(0x36);
+    const phnum = header.readUInt16LE(0x38);
+    const table = Buffer.alloc(phentsize * phnum);
+    await handle.read(table, 0, table.length, phoff);
+    for (let index = 0; index < phnum; index++) {
+      if (table.readUInt32LE(index * phentsize) === 3) return false; // PT_INTERP
+    }
+    return true;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A statically linked busybox (Debian's busybox-static: /bin/busybox). */
+export async function findStaticBusybox(): Promise<string> {
+  const directories = [...(process.env.PATH ?? "").split(delimiter), "/bin", "/usr/bin"].filter((dir) => dir !== "");
+  const candidates = [...new Set(directories.map((dir) => join(dir, "busybox")))].filter((path) => existsSync(path));
+  for (const candidate of candidates) {
+    if (await isStaticElf(candidate).catch(() => false)) return candidate;
+  }
+  throw new Error(
+    candidates.length === 0
+      ? "busybox is not installed: the lab's Docker image is built from it (apt-get install busybox-static)"
+      : `${candidates.join(", ")} is dynamically linked and cannot run in an empty image: apt-get install busybox-static`,
+  );
+}
+
+/** Builds the image's tar once per lab: /bin/busybox and its applets as symlinks. No registry. */
+export async function buildImageTar(docker: LabDockerState): Promise<void> {
+  if (existsSync(docker.imageTar)) return;
+  const busybox = await findStaticBusybox();
+  const rootfs = join(dirname(docker.imageTar), "rootfs");
+  await rm(rootfs, { recursive: true, force: true });
+  await mkdir(join(rootfs, "bin"), { recursive: true });
+  await mkdir(join(rootfs, "tmp"), { recursive: true });
+  await copyFile(busybox, join(rootfs, "bin", "busybox"));
+  await Promise.all(IMAGE_APPLETS.map((applet) => symlink("busybox", join(rootfs, "bin", applet))));
+  const partial = `${docker.imageTar}.partial`;
+  await runCommand("tar", ["-cf", partial, "-C", rootfs, "."], { hint: "packing the lab's busybox image" });
+  await runCommand("mv", [partial, docker.imageTar]);
+  await rm(rootfs, { recursive: true, force: true });
+}
+
+// ---- dockerd --------------------------------------------------------------------------------
+
+function dockerdOf(host: LabHostState): LabDockerdState {
+  if (!host.dockerd) throw new Error(`host ${host.name} has no dockerd in this lab (it was brought up without --docker)`);
+  return host.dockerd;
+}
+
+async function fileSize(path: string): Promise<number> {
+  return stat(path).then((s) => s.size, () => 0);
+}
+
+async function inodeOf(path: string): Promise<number | undefined> {
+  return stat(path).then((s) => s.ino, () => undefined);
+}
+
+/**
+ * Starts the host's dockerd in its network namespace with `nsenter --net` (not `ip netns exec`,
+ * which remounts /sys in a private mount namespace: dockerd then finds no devices cgroup) and
+ * waits until its socket answers /_ping. Fails early, with its log, when it exits.
+ */
+export async function startDockerd(state: LabState, host: LabHostState, env: SubnetEnv, timeoutMs = 60_000): Promise<void> {
+  const docker = state.docker;
+  if (!docker) throw new Error(`lab "${state.name}" was brought up without --docker`);
+  const dockerd = dockerdOf(host);
+  if (dockerd.pid !== undefined && isAlive(dockerd.pid)) {
+    throw new Error(`host ${host.name}: its dockerd is already running (PID ${dockerd.pid}); stop it first`);
+  }
+  await mkdir(dockerd.dir, { recursive: true });
+  await writeFile(dockerd.configFile, dockerdConfigText(dockerd));
+  const args = dockerdArgs(dockerd, env, docker.mode);
+  dockerd.logOffset = await fileSize(dockerd.logFile);
+  dockerd.args = args;
+  dockerd.pid = spawnDetached("nsenter", [`--net=/run/netns/${host.namespace}`, "dockerd", ...args], dockerd.logFile);
+  const pid = dockerd.pid;
+  await waitUntil(
+    `dockerd of host ${host.name} (PID ${pid}) to answer on ${dockerd.socket}`,
+    async () => {
+      if (!isAlive(pid)) {
+        throw new Error(`host ${host.name}: dockerd (PID ${pid}) exited; last lines of ${dockerd.logFile}:\n${await logTail(dockerd.logFile, dockerd.logOffset)}`);
+      }
+      return pingDockerd(dockerd.socket);
+    },
+    { timeoutMs, intervalMs: 100 },
+  ).catch(async (error: unknown) => {
+    throw new Error(`${errorMessage(error)}\nlast lines of ${dockerd.logFile}:\n${await logTail(dockerd.logFile, dockerd.logOffset)}`, { cause: error });
+  });
+}
+
+/** Docker's own record of a container, the fields the lab needs. */
+interface InspectedContainer {
+  id: string;
+  pid: number;
+  address: string;
+  prefixLength: number;
+}
+
+function inspectedContainer(json: string, networkName: string): InspectedContainer {
+  const parsed: unknown = JSON.parse(json);
+  const record = (Array.isArray(parsed) ? parsed[0] : parsed) as {
+    Id?: unknown;
+    State?: { Pid?: unknown };
+    NetworkSettings?: { Networks?: Record<string, { IPAddress?: unknown; IPPrefixLen?: unknown }> };
+  };
+  const network = record.NetworkSettings?.Networks?.[networkName];
+  const id = record.Id;
+  const pid = record.State?.Pid;
+  const address = network?.IPAddress;
+  const prefixLength = network?.IPPrefixLen;
+  if (typeof id !== "string" || typeof pid !== "number" || pid <= 0 || typeof address !== "string" || address === "" || typeof prefixLength !== "number") {
+    throw new Error(`docker inspect: no running container with an address on network "${networkName}" in ${json.slice(0, 200)}`);
+  }
+  return { id, pid, address, prefixLength };
+}
+
+/**
+ * Imports the image, creates the Docker network (mode "network"), runs the host's containers
+ * and names each one's network namespace `<lab>-<container>` (`ip netns attach`), so `lab exec`,
+ * `lab check` and `lab down` treat it like any lab namespace. Returns once every httpd listens.
+ */
+export async function startDockerContainers(state: LabState, host: LabHostState, env: SubnetEnv): Promise<void> {
+  const docker = state.docker;
+  if (!docker) throw new Error(`lab "${state.name}" was brought up without --docker`);
+  const dockerd = dockerdOf(host);
+  await dockerCli(dockerd, ["import", docker.imageTar, docker.image], { hint: `importing ${docker.imageTar} into the dockerd of ${host.name}` });
+  if (docker.network !== undefined) {
+    await dockerCli(dockerd, dockerNetworkCreateArgs(env, docker.network), { hint: `host ${host.name}: flannel's alternative recipe` });
+  }
+  const networkName = docker.network ?? "bridge";
+  const containers = state.containers.filter((container) => container.host === host.name);
+  await Promise.all(containers.map((container) => runContainer(dockerd, container, docker, networkName)));
+  if (env.subnetAddress) {
+    const { address, prefixLength } = env.subnetAddress;
+    host.bridgeAddress = `${formatIpv4(address)}/${prefixLength}`;
+    host.subnet = new Ipv4Subnet(address, prefixLength).toString();
+  }
+  host.mtu = env.mtu;
+}
+
+async function runContainer(dockerd: LabDockerdState, container: LabContainerState, docker: LabDockerState, networkName: string): Promise<void> {
+  await dockerCli(dockerd, ["rm", "--force", container.name], { allowFailure: true });
+  const run = await dockerCli(dockerd, containerRunArgs(container.name, docker.image, docker.network));
+  const id = run.stdout.trim();
+  const inspected = inspectedContainer((await dockerCli(dockerd, ["inspect", id])).stdout, networkName);
+  await runCommand("ip", ["netns", "delete", container.namespace], { allowFailure: true });
+  await runCommand("ip", ["netns", "attach", container.namespace, String(inspected.pid)], {
+    hint: `naming the network namespace of Docker container ${container.name}`,
+  });
+  const eth0 = (await listLinks(container.namespace)).find((link) => link.ifname === "eth0");
+  container.docker = { id: inspected.id, pid: inspected.pid };
+  container.address = inspected.address;
+  container.prefixLength = inspected.prefixLength;
+  container.mtu = eth0?.mtu;
+  await waitForListener(container.namespace, "tcp", CONTAINER_HTTP_PORT, { timeoutMs: 10_000 });
+}
+
+/**
+ * Stops the host's dockerd: its containers first (`docker rm --force`, quick), then dockerd by
+ * PID (it stops its containerd), then that containerd by PID if it outlived dockerd, then the
+ * mounts under the host's docker dir. The containers' namespace names are removed.
+ */
+export async function stopDockerd(state: LabState, host: LabHostState, graceMs = 15_000): Promise<void> {
+  const dockerd = host.dockerd;
+  if (!dockerd) return;
+  const containers = state.containers.filter((container) => container.host === host.name);
+  if (dockerd.pid !== undefined && isAlive(dockerd.pid)) {
+    const names = containers.filter((container) => container.docker !== undefined).map((container) => container.name);
+    if (names.length > 0) await dockerCli(dockerd, ["rm", "--force", ...names], { allowFailure: true, timeoutMs: 30_000 });
+    await terminatePids([dockerd.pid], graceMs);
+  }
+  // Its containerd normally ends with it; one that outlived a killed dockerd is stopped, if it is still in this host's namespace.
+  const containerdPid = Number((await readFile(join(dockerd.execRoot, "containerd", "containerd.pid"), "utf8").catch(() => "")).trim());
+  if (Number.isInteger(containerdPid) && containerdPid > 0 && (await inodeOf(`/proc/${containerdPid}/ns/net`)) === (await inodeOf(`/run/netns/${host.namespace}`))) {
+    await terminatePids([containerdPid], 5000);
+  }
+  dockerd.pid = undefined;
+  for (const container of containers) {
+    if (container.docker === undefined) continue;
+    await runCommand("ip", ["netns", "delete", container.namespace], { allowFailure: true });
+    container.docker = undefined;
+    container.address = undefined;
+  }
+  const left = await unmountAllUnder(dockerd.dir);
+  if (left.length > 0) throw new Error(`host ${host.name}: mounts left under ${dockerd.dir} after dockerd stopped: ${left.join(", ")}`);
+}
