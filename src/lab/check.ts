@@ -1,25 +1,33 @@
 import type { LabContainerState, LabState } from "./lab-state.js";
 import { pingFrom } from "./ping.js";
 import { formatTable } from "../observe/text-table.js";
+import { fetchCommand, parseWhoami, WHOAMI_PATH } from "./docker-plan.js";
+import { dockerCli } from "./lab-docker.js";
+import { hostOf } from "./topology-plan.js";
 
 /**
  * `weft lab check`: every container pings every other container, and per host one
  * don't-fragment ping of the largest payload the MTU allows (MTU − 20 IP − 8 ICMP) to a
- * container on the next host — the packet that breaks first when an MTU is wrong.
+ * container on the next host — the packet that breaks first when an MTU is wrong. In a lab
+ * with Docker, every container also fetches every other one's whoami page with
+ * `docker exec <from> wget` (TCP through Docker's bridge and iptables chains), which answers
+ * with the server's name and the source address it saw (so NAT on the way shows).
  */
 export interface CheckResult {
   from: string;
   fromAddress: string;
   to: string;
   toAddress: string;
-  /** "ping", or "df" for the don't-fragment max-size ping. */
-  kind: "ping" | "df";
-  /** ICMP payload bytes. */
+  /** "ping", "df" for the don't-fragment max-size ping, "http" for a fetch between Docker containers. */
+  kind: "ping" | "df" | "http";
+  /** ICMP payload bytes (0 for "http"). */
   payload: number;
   ok: boolean;
   rttMs?: number;
-  /** Why it failed (ping's own words), empty when ok. */
+  /** Why it failed (ping's or wget's own words), empty when ok. */
   detail: string;
+  /** "http": the source address the server saw (the client's own address unless something masqueraded it). */
+  seenAs?: string;
 }
 
 const IP_AND_ICMP_HEADERS = 28;
@@ -29,7 +37,7 @@ const CONCURRENCY = 8;
 interface Probe {
   from: LabContainerState;
   to: LabContainerState;
-  kind: "ping" | "df";
+  kind: CheckResult["kind"];
   payload: number;
 }
 
@@ -52,6 +60,12 @@ export function planChecks(state: LabState): Probe[] {
       probes.push({ from, to, kind: "df", payload: from.mtu - IP_AND_ICMP_HEADERS });
     }
   });
+  const docker = addressed.filter((container) => container.docker !== undefined);
+  for (const from of docker) {
+    for (const to of docker) {
+      if (from !== to) probes.push({ from, to, kind: "http", payload: 0 });
+    }
+  }
   return probes;
 }
 
@@ -62,7 +76,8 @@ export async function runChecks(state: LabState): Promise<CheckResult[]> {
   const worker = async (): Promise<void> => {
     while (next < probes.length) {
       const index = next++;
-      results[index] = await runProbe(probes[index] as Probe);
+      const probe = probes[index] as Probe;
+      results[index] = probe.kind === "http" ? await runFetch(state, probe) : await runProbe(probe);
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, probes.length) }, worker));
@@ -92,24 +107,63 @@ async function runProbe(probe: Probe): Promise<CheckResult> {
   };
 }
 
+/** `docker exec <from> wget http://<to>/cgi-bin/whoami` on the from-container's dockerd; one retry, as for pings. */
+async function runFetch(state: LabState, probe: Probe): Promise<CheckResult> {
+  const target = probe.to.address as string;
+  const dockerd = hostOf(state, probe.from.host).dockerd;
+  const fetch = async () => {
+    if (!dockerd) return { exitCode: 1, stdout: "", stderr: `host ${probe.from.host} has no dockerd` };
+    return dockerCli(dockerd, ["exec", probe.from.name, ...fetchCommand(target)], { allowFailure: true, timeoutMs: 15_000 });
+  };
+  let outcome = await fetch();
+  if (outcome.exitCode !== 0) outcome = await fetch();
+  const whoami = outcome.exitCode === 0 ? parseWhoami(outcome.stdout) : undefined;
+  const ok = whoami?.name === probe.to.name;
+  const detail = ok
+    ? ""
+    : outcome.exitCode === 0
+      ? `GET ${WHOAMI_PATH} answered "${outcome.stdout.trim().slice(0, 80)}", expected "${probe.to.name} <address>"`
+      : outcome.stderr.trim().split("\n")[0] || `wget exit code ${outcome.exitCode}`;
+  return {
+    from: probe.from.name,
+    fromAddress: probe.from.address as string,
+    to: probe.to.name,
+    toAddress: target,
+    kind: "http",
+    payload: 0,
+    ok,
+    detail,
+    ...(whoami ? { seenAs: whoami.remoteAddress } : {}),
+  };
+}
+
+/** "ok", "FAIL", or "-" on the diagonal / "?" when there was no such probe: one cell of a FROM × TO grid. */
+function formatGrid(results: readonly CheckResult[], cellOf: (result: CheckResult) => string): string {
+  const names = [...new Set(results.flatMap((result) => [result.from, result.to]))];
+  const addresses = new Map(results.flatMap((result) => [[result.from, result.fromAddress], [result.to, result.toAddress]] as const));
+  const cell = (from: string, to: string): string => {
+    if (from === to) return "-";
+    const result = results.find((candidate) => candidate.from === from && candidate.to === to);
+    return result === undefined ? "?" : cellOf(result);
+  };
+  return formatTable([
+    ["FROM \\ TO", ...names],
+    ...names.map((from) => [`${from} ${addresses.get(from) ?? ""}`, ...names.map((to) => cell(from, to))]),
+  ]);
+}
+
+/** An HTTP fetch the server saw from another address than the client's own. */
+function masqueraded(result: CheckResult): boolean {
+  return result.ok && result.seenAs !== undefined && result.seenAs !== result.fromAddress;
+}
+
 /**
  * The compact form: a FROM × TO grid of the ping matrix, one line per don't-fragment ping,
  * the reason of every failure, and the summary line.
  */
 export function formatCheckMatrix(results: readonly CheckResult[]): string {
   const pings = results.filter((result) => result.kind === "ping");
-  const names = [...new Set(pings.flatMap((result) => [result.from, result.to]))];
-  const addresses = new Map(pings.flatMap((result) => [[result.from, result.fromAddress], [result.to, result.toAddress]] as const));
-  const cell = (from: string, to: string): string => {
-    if (from === to) return "-";
-    const result = pings.find((candidate) => candidate.from === from && candidate.to === to);
-    return result === undefined ? "?" : result.ok ? "ok" : "FAIL";
-  };
-  const grid = [
-    ["FROM \\ TO", ...names],
-    ...names.map((from) => [`${from} ${addresses.get(from) ?? ""}`, ...names.map((to) => cell(from, to))]),
-  ];
-  const lines = [`ping matrix (${DEFAULT_PAYLOAD} B payload)`, formatTable(grid)];
+  const lines = [`ping matrix (${DEFAULT_PAYLOAD} B payload)`, formatGrid(pings, (result) => (result.ok ? "ok" : "FAIL"))];
   const df = results.filter((result) => result.kind === "df");
   if (df.length > 0) {
     lines.push("", "don't-fragment pings, largest payload the MTU allows (MTU - 28)");
@@ -118,11 +172,23 @@ export function formatCheckMatrix(results: readonly CheckResult[]): string {
       lines.push(`${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}  ${result.payload} B  ${result.ok ? "ok" : "FAIL"}${rtt}`);
     }
   }
+  const fetches = results.filter((result) => result.kind === "http");
+  if (fetches.length > 0) {
+    lines.push("", `HTTP fetch matrix (docker exec FROM wget http://TO${WHOAMI_PATH}; "nat": the server saw another source address)`);
+    lines.push(formatGrid(fetches, (result) => (!result.ok ? "FAIL" : masqueraded(result) ? "nat" : "ok")));
+    const natted = fetches.filter(masqueraded);
+    for (const from of [...new Set(natted.map((result) => result.from))]) {
+      const seen = natted.filter((result) => result.from === from);
+      const first = seen[0] as CheckResult;
+      lines.push(`${from} ${first.fromAddress} seen as ${[...new Set(seen.map((result) => result.seenAs))].join(", ")} by ${seen.map((result) => result.to).join(", ")}`);
+    }
+    if (natted.length > 0) lines.push("(masqueraded on the way: Docker masquerades its subnet when weft runs without --ip-masq, as mk-docker-opts' inverted --ip-masq says)");
+  }
   const failures = results.filter((result) => !result.ok);
   if (failures.length > 0) {
     lines.push("", "failures");
     for (const result of failures) {
-      lines.push(`${result.kind === "df" ? `df ${result.payload} B` : "ping"} ${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}: ${result.detail}`);
+      lines.push(`${result.kind === "df" ? `df ${result.payload} B` : result.kind} ${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}: ${result.detail}`);
     }
   }
   lines.push("", checkSummary(results));
@@ -141,8 +207,8 @@ export function formatCheckTable(results: readonly CheckResult[]): string {
   const rows = results.map((result) => [
     `${result.from} ${result.fromAddress}`,
     `${result.to} ${result.toAddress}`,
-    result.kind === "df" ? `df ping ${result.payload} B` : `ping ${result.payload} B`,
-    result.ok ? "ok" : `FAIL ${result.detail}`,
+    result.kind === "df" ? `df ping ${result.payload} B` : result.kind === "http" ? `http GET ${WHOAMI_PATH}` : `ping ${result.payload} B`,
+    result.ok ? (result.seenAs !== undefined ? `ok, seen as ${result.seenAs}` : "ok") : `FAIL ${result.detail}`,
     result.rttMs === undefined ? "-" : `${result.rttMs.toFixed(3)} ms`,
   ]);
   return [formatTable([header, ...rows]), checkSummary(results)].join("\n");

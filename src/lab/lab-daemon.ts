@@ -32,6 +32,8 @@ export function daemonArgs(state: LabState, host: LabHostState, extraArgs: reado
     "--healthz-ip=127.0.0.1",
     `--healthz-port=${host.healthzPort}`,
     ...(state.ipMasq ? ["--ip-masq"] : []),
+    // dockerd starts after weft and creates DOCKER-USER: weft hooks its forward rules in at the next check.
+    ...(state.docker ? ["--iptables-resync=1"] : []),
     ...extraArgs,
   ];
 }

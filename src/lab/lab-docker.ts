@@ -20,7 +20,7 @@ import {
 import { logTail } from "./lab-daemon.js";
 import type { LabContainerState, LabDockerState, LabDockerdState, LabHostState, LabState } from "./lab-state.js";
 import { unmountAllUnder } from "./mounts.js";
-import { listLinks } from "./netns.js";
+import { execInNamespace, listLinks } from "./netns.js";
 import { waitForListener, waitUntil } from "./readiness.js";
 
 /**
@@ -246,4 +246,18 @@ export async function stopDockerd(state: LabState, host: LabHostState, graceMs =
   }
   const left = await unmountAllUnder(dockerd.dir);
   if (left.length > 0) throw new Error(`host ${host.name}: mounts left under ${dockerd.dir} after dockerd stopped: ${left.join(", ")}`);
+}
+
+/** Whether weft's forward rules are hooked into Docker's DOCKER-USER chain of the host (what lets new connections reach containers under FORWARD policy DROP). */
+export async function forwardRulesHooked(host: LabHostState): Promise<boolean> {
+  const result = await execInNamespace(host.namespace, "iptables", ["-S", "DOCKER-USER"], { allowFailure: true, timeoutMs: 10_000 });
+  return result.exitCode === 0 && / -j WEFT-FWD\b/.test(result.stdout);
+}
+
+/** Waits until weft has put its WEFT-FWD jump into the DOCKER-USER chain dockerd created. */
+export function waitForwardRulesHooked(host: LabHostState, timeoutMs = 20_000): Promise<void> {
+  return waitUntil(`weft's WEFT-FWD jump in the DOCKER-USER chain of ${host.namespace} (weft run --iptables-forward-rules)`, () => forwardRulesHooked(host), {
+    timeoutMs,
+    intervalMs: 100,
+  });
 }

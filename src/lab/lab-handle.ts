@@ -11,7 +11,7 @@ import { ETCD_CLIENT_PORT, findMember, hostOf } from "./topology-plan.js";
 import { EtcdServer } from "./etcd-server.js";
 import { isAlive, terminatePids } from "../process/pids.js";
 import type { SubnetEnv } from "../host/subnet-env.js";
-import { buildImageTar, dockerCli, startDockerContainers, startDockerd, stopDockerd } from "./lab-docker.js";
+import { buildImageTar, dockerCli, startDockerContainers, startDockerd, stopDockerd, waitForwardRulesHooked } from "./lab-docker.js";
 
 /**
  * The handle on a lab that is up: what tests and the `weft lab …` commands hold. Every change
@@ -34,6 +34,12 @@ export interface LabHandleOptions {
   readyTimeoutMs?: number;
   /** Progress lines (the CLI prints them; tests usually pass nothing). */
   log?: (line: string) => void;
+}
+
+/** Whether the daemons run without forward rules (then the lab does not wait for them in DOCKER-USER). */
+function forwardRulesDisabled(daemonArgs: readonly string[]): boolean {
+  const last = daemonArgs.filter((arg) => /^--(no-)?iptables-forward-rules(=|$)/.test(arg)).at(-1);
+  return last === "--no-iptables-forward-rules" || last === "--iptables-forward-rules=false";
 }
 
 export class LabHost {
@@ -155,6 +161,10 @@ export class Lab {
     log(`${hostName}: dockerd PID ${host.dockerd?.pid} answers on ${host.dockerd?.socket} (${Date.now() - started} ms)`);
     await startDockerContainers(this.state, host, env);
     await this.save();
+    if (!forwardRulesDisabled(this.options.daemonArgs ?? [])) {
+      await waitForwardRulesHooked(host);
+      log(`${hostName}: weft's forward rules are hooked into Docker's DOCKER-USER chain`);
+    }
     const containers = this.state.containers.filter((container) => container.host === hostName);
     log(`${hostName}: Docker containers ${containers.map((container) => `${container.name} ${container.address}`).join(", ") || "none"} (${Date.now() - started} ms)`);
   }

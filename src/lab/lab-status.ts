@@ -3,11 +3,22 @@ import { probeReadyz } from "./lab-daemon.js";
 import type { Lab } from "./lab-handle.js";
 import { listNamespaces } from "./netns.js";
 import { isAlive } from "../process/pids.js";
+import { dockerCli, pingDockerd } from "./lab-docker.js";
+import type { LabHostState } from "./lab-state.js";
 
 /**
  * What `weft lab up` and `weft lab status` print: the lab's underlay, etcd, hosts and
- * containers. `live` also checks that namespaces exist and daemons and etcd run.
+ * containers. `live` also checks that namespaces exist and daemons and etcd run (and, with
+ * Docker, that each dockerd answers and what `docker ps` says of each container).
  */
+
+/** `docker ps --all` of one host's dockerd: container name → its STATUS column; empty when it does not answer. */
+async function dockerStatuses(host: LabHostState): Promise<Map<string, string>> {
+  if (!host.dockerd || host.dockerd.pid === undefined || !isAlive(host.dockerd.pid)) return new Map();
+  const result = await dockerCli(host.dockerd, ["ps", "--all", "--format", "{{.Names}}\t{{.Status}}"], { allowFailure: true, timeoutMs: 10_000 });
+  if (result.exitCode !== 0) return new Map();
+  return new Map(result.stdout.split("\n").filter((line) => line.includes("\t")).map((line) => line.split("\t") as [string, string]));
+}
 export async function describeLab(lab: Lab, live: boolean): Promise<string> {
   const { state } = lab;
   const namespaces = live ? new Set(await listNamespaces()) : undefined;
@@ -18,15 +29,43 @@ export async function describeLab(lab: Lab, live: boolean): Promise<string> {
       if (live && host.daemonPid !== undefined) {
         daemon += !isAlive(host.daemonPid) ? " dead" : (await probeReadyz(host)) ? " ready" : " not ready";
       }
-      return [host.name, host.namespace + presence(host.namespace), `${host.underlayAddress} ${host.underlayDevice}`, host.subnet ?? "-", host.bridgeAddress ?? "-", String(host.mtu ?? "-"), daemon];
+      const row = [host.name, host.namespace + presence(host.namespace), `${host.underlayAddress} ${host.underlayDevice}`, host.subnet ?? "-", host.bridgeAddress ?? "-", String(host.mtu ?? "-"), daemon];
+      if (state.docker) {
+        const pid = host.dockerd?.pid;
+        let dockerd = pid === undefined ? "-" : String(pid);
+        if (live && pid !== undefined) dockerd += !isAlive(pid) ? " dead" : (await pingDockerd(host.dockerd?.socket ?? "")) ? " ready" : " not answering";
+        row.push(dockerd);
+      }
+      return row;
     }),
   );
-  const containerRows = state.containers.map((container) => [
-    container.name,
-    container.namespace + presence(container.namespace),
-    container.address ? `${container.address}/${container.prefixLength}` : "-",
-    String(container.mtu ?? "-"),
-  ]);
+  const statuses = new Map<string, Map<string, string>>();
+  if (live && state.docker) for (const host of state.hosts) statuses.set(host.name, await dockerStatuses(host));
+  const containerRows = state.containers.map((container) => {
+    const row = [
+      container.name,
+      container.namespace + presence(container.namespace),
+      container.address ? `${container.address}/${container.prefixLength}` : "-",
+      String(container.mtu ?? "-"),
+    ];
+    if (state.docker) {
+      row.push(container.docker ? container.docker.id.slice(0, 12) : "-", container.docker ? String(container.docker.pid) : "-");
+      if (live) row.push(statuses.get(container.host)?.get(container.name) ?? "not in docker ps");
+    }
+    return row;
+  });
+  const docker = state.docker;
+  const bridgeHeader = docker?.mode === "network" ? `NETWORK ${docker.network ?? ""}` : "DOCKER0";
+  const hostHeader = ["HOST", "NAMESPACE", "UNDERLAY", "SUBNET", bridgeHeader, "MTU", "DAEMON", ...(docker ? ["DOCKERD"] : [])];
+  const containerHeader = ["CONTAINER", "NAMESPACE", "ADDRESS", "MTU", ...(docker ? ["DOCKER ID", "PID", ...(live ? ["STATUS"] : [])] : [])];
+  const dockerLines = docker
+    ? [
+        docker.mode === "network"
+          ? `docker   a dockerd per host; containers on \`docker network create --subnet=<FLANNEL_SUBNET> -o com.docker.network.driver.mtu=<FLANNEL_MTU> ${docker.network}\` (docker0 left alone); image ${docker.image}`
+          : `docker   a dockerd per host with --bip=<FLANNEL_SUBNET> --mtu=<FLANNEL_MTU> (flannel's Docker drop-in); containers on docker0; image ${docker.image}`,
+        `         e.g. docker --host=unix://${state.hosts[0]?.dockerd?.socket ?? "<labdir>/h1/docker/docker.sock"} ps`,
+      ]
+    : [];
   const etcdLive = live && state.etcd.pid !== undefined ? (isAlive(state.etcd.pid) ? " running" : " DEAD") : "";
   const lines = [
     `lab "${state.name}"  backend ${state.backend}  daemons ${state.daemons}${state.ipMasq ? "  ip-masq" : ""}  dir ${state.labDir}`,
@@ -34,12 +73,14 @@ export async function describeLab(lab: Lab, live: boolean): Promise<string> {
     `etcd     ${state.etcd.endpoint} in ${state.etcd.namespace}${presence(state.etcd.namespace)} (PID ${state.etcd.pid ?? "-"}${etcdLive}), log ${state.etcd.logFile}`,
     ...(state.internet ? [`internet ${state.internet.address} in ${state.internet.namespace}${presence(state.internet.namespace)} (outside the Network)`] : []),
     ...(state.networkConfig ? [`config   ${JSON.stringify(state.networkConfig)}`] : []),
+    ...dockerLines,
     "",
-    formatTable([["HOST", "NAMESPACE", "UNDERLAY", "SUBNET", "DOCKER0", "MTU", "DAEMON"], ...hostRows]),
+    formatTable([hostHeader, ...hostRows]),
     "",
-    formatTable([["CONTAINER", "NAMESPACE", "ADDRESS", "MTU"], ...containerRows]),
+    formatTable([containerHeader, ...containerRows]),
     "",
     `logs: ${state.hosts.map((host) => host.logFile).join(", ")}`,
+    ...(docker ? [`dockerd logs: ${state.hosts.map((host) => host.dockerd?.logFile ?? "-").join(", ")}`] : []),
   ];
   return lines.join("\n") + "\n";
 }

@@ -37,8 +37,10 @@ export async function buildUnderlay(state: LabState): Promise<void> {
 
   // Before any link exists, so every interface inherits the defaults: hosts route between
   // docker0 and the overlay, and asymmetric overlay paths must not be dropped by rp_filter.
+  // With a real dockerd, forwarding starts off as on a fresh host: dockerd turns it on and then
+  // sets FORWARD's policy to DROP, the case weft's --iptables-forward-rules exist for.
   const forwarding = {
-    "net.ipv4.ip_forward": "1",
+    "net.ipv4.ip_forward": state.docker ? "0" : "1",
     "net.ipv4.conf.all.rp_filter": "0",
     "net.ipv4.conf.default.rp_filter": "0",
   };
