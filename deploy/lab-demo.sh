@@ -3,28 +3,35 @@
 #
 #   sudo ./deploy/lab-demo.sh                  # 3 hosts, vxlan, 2 containers each
 #   sudo BACKEND=host-gw HOSTS=4 ./deploy/lab-demo.sh
+#   sudo DOCKER=1 ./deploy/lab-demo.sh         # a real dockerd per host, Docker containers
+#   sudo DOCKER=network ./deploy/lab-demo.sh   # the same with flannel's `docker network create` recipe
 #
 # Installs what is missing on first use (Debian/Ubuntu: etcd-server, etcd-client, iproute2,
 # iputils-ping, nftables, iperf3, curl; node_modules via npm ci), builds weft, brings the lab up,
 # runs `weft lab check` and prints how to take it down. Everything it creates lives in
 # network namespaces named <NAME>-*; nothing is added to this machine's own network.
+# DOCKER=1 also needs docker.io and busybox-static (installed without starting the machine's own
+# dockerd); each lab host then runs its own dockerd with everything under the lab dir.
 set -eu
 
 NAME="${NAME:-weft}"
 HOSTS="${HOSTS:-3}"
 BACKEND="${BACKEND:-vxlan}"
 CONTAINERS="${CONTAINERS:-2}"
+DOCKER="${DOCKER:-}"
 
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "lab-demo: network namespaces need root; re-running with sudo" >&2
-  exec sudo -E NAME="$NAME" HOSTS="$HOSTS" BACKEND="$BACKEND" CONTAINERS="$CONTAINERS" "$0" "$@"
+  exec sudo -E NAME="$NAME" HOSTS="$HOSTS" BACKEND="$BACKEND" CONTAINERS="$CONTAINERS" DOCKER="$DOCKER" "$0" "$@"
 fi
 
 # 1. System packages (only the missing ones; apt-get update only when something is missing).
 missing=""
-for pkg in etcd-server etcd-client iproute2 iputils-ping nftables iperf3 curl; do
+docker_packages=""
+[ -n "$DOCKER" ] && docker_packages="docker.io busybox-static util-linux"
+for pkg in etcd-server etcd-client iproute2 iputils-ping nftables iperf3 curl $docker_packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
@@ -33,8 +40,16 @@ if [ -n "$missing" ]; then
     exit 1
   fi
   echo "lab-demo: installing$missing" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+  # Start no service while installing (docker.io would start this machine's own dockerd).
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_added=1
+  fi
+  status=0
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq || status=$?
+  [ "$status" -eq 0 ] && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing || status=$?; }
+  [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
+  [ "$status" -eq 0 ] || exit "$status"
 fi
 
 # 2. Node.js 20+ (Debian's own nodejs may be older: then install Node 20 from nodejs.org or NodeSource).
@@ -78,13 +93,22 @@ if [ -e "/run/weft-lab/$NAME/state.json" ] || ip netns list | grep -q "^$NAME-";
 fi
 
 # 5. Up, check, and tell the user what next.
-weft lab up --name "$NAME" --hosts "$HOSTS" --backend "$BACKEND" --containers "$CONTAINERS"
+# With Docker, weft masquerades (--ip-masq) and dockerd does not, as on a real host (Vagrantfile).
+case "$DOCKER" in
+  "") docker_flags="" ;;
+  network) docker_flags="--docker-network --ip-masq" ;;
+  *) docker_flags="--docker --ip-masq" ;;
+esac
+weft lab up --name "$NAME" --hosts "$HOSTS" --backend "$BACKEND" --containers "$CONTAINERS" $docker_flags
 echo
 status=0
 weft lab check --name "$NAME" || status=$?
 echo
 echo "Explore:   node dist/cli.js lab status --name $NAME"
 echo "           node dist/cli.js lab exec --name $NAME h1c1 -- ping -c 3 <address of another container>"
+if [ -n "$DOCKER" ]; then
+  echo "           docker --host=unix:///run/weft-lab/$NAME/h1/docker/docker.sock ps"
+fi
 case "$BACKEND" in
   vxlan) echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel.1" ;;
   udp) echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel0" ;;
