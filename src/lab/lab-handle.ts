@@ -161,7 +161,7 @@ export class Lab {
     log(`${hostName}: dockerd PID ${host.dockerd?.pid} answers on ${host.dockerd?.socket} (${Date.now() - started} ms)`);
     await startDockerContainers(this.state, host, env);
     await this.save();
-    if (!forwardRulesDisabled(this.options.daemonArgs ?? [])) {
+    if (this.state.daemons === "weft" && !forwardRulesDisabled(this.options.daemonArgs ?? [])) {
       await waitForwardRulesHooked(host);
       log(`${hostName}: weft's forward rules are hooked into Docker's DOCKER-USER chain`);
     }
