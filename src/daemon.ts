@@ -125,6 +125,9 @@ export class Daemon {
       this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
     }
     if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
+    // First, so an unreadable --etcd-*file is reported (a ConfigurationError) before anything else happens.
+    const store = new EtcdStore(options.store);
+    this.built.store = store;
     const external = await selectExternalInterface(options.interfaceSelection);
     logger.info(
       { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
@@ -132,8 +135,6 @@ export class Daemon {
     );
     if (options.publicIPv6) logger.warn({ publicIPv6: options.publicIPv6 }, "--public-ipv6 is ignored: weft leases and routes IPv4 only");
     await mkdir(options.stateDir, { recursive: true });
-    const store = new EtcdStore(options.store);
-    this.built.store = store;
     const { config, factory } = await this.readNetworkConfig(store);
     if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
     const backend = factory.create({
