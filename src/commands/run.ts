@@ -5,6 +5,7 @@ import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs 
 import { defineStoreOptions, lastBoolean, lastNumber, lastString, storeOptionsFromArgs, type StoreArgs } from "./store-flags.js";
 import { createLogger } from "../observe/logger.js";
 import { ConfigurationError } from "../errors/configuration-error.js";
+import { serviceNotifierFromEnv } from "../host/systemd/service-notifier.js";
 
 /**
  * `weft run`: the daemon. Flags and their FLANNELD_* variables are flanneld's (flannel-compat §4), so a
@@ -88,7 +89,9 @@ export const runCommand: CommandModule<object, RunArgs> = {
   handler: async (args) => {
     const options = daemonOptionsFromArgs(args);
     const logger = createLogger({ level: args["log-level"] as "info" });
-    const daemon = new Daemon(options, logger);
+    // Reads and removes NOTIFY_SOCKET/WATCHDOG_* (children must not notify in our name); loads the addon only when set.
+    const notifier = serviceNotifierFromEnv(process.env, logger);
+    const daemon = new Daemon(options, logger, notifier);
     daemon.handleSignals();
     await daemon.run();
   },
