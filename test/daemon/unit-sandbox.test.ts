@@ -71,10 +71,12 @@ describe("weft under the unit's sandbox (emulated)", () => {
     // unshare and sh exec in place: the PID is weft's once it runs.
     host.daemonPid = daemon.pid;
     await waitDaemonReady(host, 30_000);
+    // /readyz turns ready with the backend; "weft is ready" follows the peer listing and first reconcile.
+    const logSinceStart = async () => (await readFile(host.logFile, "utf8")).slice(host.daemonLogOffset);
+    await expect.poll(logSinceStart, { timeout: 10_000 }).toMatch(/"msg":"weft is ready"/);
 
-    const log = (await readFile(host.logFile, "utf8")).slice(host.daemonLogOffset);
+    const log = await logSinceStart();
     expect(log).not.toMatch(/sandbox: .* stays writable/);
-    expect(log).toMatch(/"msg":"weft is ready"/);
     expect(log).not.toMatch(/"level":50/);
     const status = await readFile(`/proc/${daemon.pid}/status`, "utf8");
     expect(status).toMatch(/^CapEff:\s*0000000000003000$/m); // CAP_NET_ADMIN (12) | CAP_NET_RAW (13)

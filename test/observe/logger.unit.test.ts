@@ -2,11 +2,12 @@ import { closeSync, fstatSync, openSync, readFileSync, rmSync } from "node:fs";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createLogger, isJournalStream, journalPriorityPrefix } from "../../src/observe/logger.js";
 
 const dir = mkdtempSync(join(tmpdir(), "wtl-"));
 const saved = process.env.JOURNAL_STREAM;
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 afterEach(() => {
   if (saved === undefined) delete process.env.JOURNAL_STREAM;
   else process.env.JOURNAL_STREAM = saved;
