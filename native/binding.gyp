@@ -11,7 +11,8 @@
         "src/inside.c",
         "src/outside.c",
         "src/icmp.c",
-        "src/io.c"
+        "src/io.c",
+        "src/notify.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],

@@ -2,6 +2,7 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { commands } from "./commands/index.js";
+import { ConfigurationError, EXIT_CONFIGURATION } from "./errors/configuration-error.js";
 import { VERSION } from "./version.js";
 
 /** weft's command line: one module per subcommand under src/commands/. */
@@ -12,11 +13,11 @@ async function main(): Promise<void> {
     .demandCommand(1, "name a command; see weft --help")
     .recommendCommands()
     .help()
-    // Usage errors get one line and exit 2; errors from a command propagate to main() unchanged.
+    // Usage errors (unknown flag, invalid choice, missing argument) are configuration errors; errors
+    // from a command propagate to main() unchanged.
     .fail((message, error) => {
       if (error) throw error;
-      process.stderr.write(`weft: ${message}\n(see weft --help, or weft <command> --help)\n`);
-      process.exit(2);
+      throw new ConfigurationError(`${message}\n(see weft --help, or weft <command> --help)`);
     })
     .version(VERSION)
     .wrap(Math.min(110, process.stdout.columns || 110));
@@ -29,8 +30,18 @@ function goStyleFlags(argv: string[]): string[] {
   return argv.map((arg) => (/^-[a-z][a-z0-9]*-[a-z0-9-]+(=.*)?$/i.test(arg) || /^-(iface|version|help)(=.*)?$/.test(arg) ? `-${arg}` : arg));
 }
 
+/**
+ * The one place errors become exit codes (README "Exit codes"): 78 (EX_CONFIG) for a
+ * ConfigurationError, which a restart cannot fix and weft.service does not restart; otherwise a
+ * code the command set, else 1.
+ */
+function exitCodeFor(error: unknown): number {
+  if (error instanceof ConfigurationError) return EXIT_CONFIGURATION;
+  return typeof process.exitCode === "number" && process.exitCode !== 0 ? process.exitCode : 1;
+}
+
 main().catch((error: unknown) => {
   process.stderr.write(`weft: ${error instanceof Error ? error.message : String(error)}\n`);
   // Exit now: a failed daemon may still hold sockets and timers that would keep the process alive.
-  process.exit(typeof process.exitCode === "number" && process.exitCode !== 0 ? process.exitCode : 1);
+  process.exit(exitCodeFor(error));
 });

@@ -21,6 +21,7 @@ import { startHttpServer, type Readiness, type RunningHttpServer } from "./obser
 import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
 import { EtcdStore } from "./store/etcd-store.js";
 import { errorMessage } from "./errors/error-message.js";
+import { NO_SERVICE_NOTIFIER, type ServiceNotifier } from "./host/systemd/service-notifier.js";
 
 const CONFIG_RETRY_MS = 1000;
 const ACQUIRE_RETRY_FIRST_MS = 1000;
@@ -70,11 +71,16 @@ export class Daemon {
   constructor(
     private readonly options: DaemonOptions,
     private readonly logger: Logger,
+    /** systemd's Type=notify protocol (READY=1 at the /readyz moment, STOPPING=1, STATUS=); a no-op without it. */
+    private readonly notifier: ServiceNotifier = NO_SERVICE_NOTIFIER,
   ) {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
   }
 
-  /** First SIGTERM/SIGINT stops gracefully (the lease stays for the restart), then exits 0; a second exits at once. */
+  /**
+   * First SIGTERM/SIGINT stops gracefully (the lease stays for the restart), then exits 0; a second
+   * exits at once. SIGHUP is logged and ignored (Node would exit on it): nothing is re-read.
+   */
   handleSignals(): void {
     const onSignal = (signal: NodeJS.Signals) => {
       if (this.stopRequested) {
@@ -88,6 +94,9 @@ export class Daemon {
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    process.on("SIGHUP", (signal: NodeJS.Signals) => {
+      this.logger.info({ signal }, "SIGHUP: ignored (weft re-reads nothing; restart it to apply changed flags or /etc/default/weft)");
+    });
   }
 
   /** Runs until stop(); rejects only on errors a restart cannot fix (bad flags, no privileges). */
@@ -103,6 +112,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     if (this.stopRequested) return this.stopped;
+    this.notifier.stopping("stopping; the lease and kernel state are kept for the next start");
     this.stopping.abort(new StopRequested());
     for (const timer of this.timers) clearInterval(timer);
     // Let the step in flight finish (a back-off ends at once; each step checks the signal when it returns), then take down.
@@ -111,9 +121,10 @@ export class Daemon {
     const { keeper, watcher, backend, store } = this.built;
     keeper?.stop();
     await watcher?.stop().catch(() => undefined);
-    await backend?.stop().catch((error: Error) => this.logger.warn(`stopping the backend: ${error.message}`));
+    await backend?.stop().catch((error: Error) => this.logger.warn({ err: error }, "stopping the backend failed"));
     await this.http?.close().catch(() => undefined);
     store?.close();
+    this.notifier.close();
     this.logger.info("stopped");
     this.resolveStopped();
     return this.stopped;
@@ -125,6 +136,9 @@ export class Daemon {
       this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
     }
     if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
+    // First, so an unreadable --etcd-*file is reported (a ConfigurationError) before anything else happens.
+    const store = new EtcdStore(options.store);
+    this.built.store = store;
     const external = await selectExternalInterface(options.interfaceSelection);
     logger.info(
       { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
@@ -132,8 +146,7 @@ export class Daemon {
     );
     if (options.publicIPv6) logger.warn({ publicIPv6: options.publicIPv6 }, "--public-ipv6 is ignored: weft leases and routes IPv4 only");
     await mkdir(options.stateDir, { recursive: true });
-    const store = new EtcdStore(options.store);
-    this.built.store = store;
+    this.notifier.status(`reading the network config at ${store.configKey}`);
     const { config, factory } = await this.readNetworkConfig(store);
     if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
     const backend = factory.create({
@@ -195,6 +208,7 @@ export class Daemon {
     await this.reconcileNow(wiring.backend);
     this.startPeriodicWork(wiring);
     logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
+    this.notifier.ready(this.readyStatus(lease, factory.type));
   }
 
   private get stopRequested(): boolean {
@@ -204,6 +218,10 @@ export class Daemon {
   /** Throws StopRequested once stop() was called: start-up steps end there. */
   private checkpoint(): void {
     this.stopping.signal.throwIfAborted();
+  }
+
+  private readyStatus(lease: Lease, backend: string): string {
+    return `ready: subnet ${lease.subnet}, backend ${backend}, ${this.built.watcher?.current().length ?? 0} peer(s)`;
   }
 
   private readiness(): Readiness {
@@ -228,6 +246,9 @@ export class Daemon {
           if (config.enableIPv6) this.logger.warn("EnableIPv6 is ignored: weft routes IPv4 container networks only");
           return { config, factory };
         }
+        const waiting = `waiting for the network config at ${store.configKey} ("weft config set")`;
+        if (lastProblem !== waiting) this.notifier.status(waiting);
+        lastProblem = waiting;
         if (attempt % 30 === 0) {
           this.logger.warn(
             { key: store.configKey },
@@ -238,8 +259,10 @@ export class Daemon {
         // Say it when the problem changes (someone edited the config), and every 30 s otherwise.
         const problem = errorMessage(error);
         if (problem !== lastProblem || attempt % 30 === 0) {
+          // The problem stays in msg: it is the operator's config (or etcd's answer) and the one thing to read.
           this.logger.error({ key: store.configKey }, `cannot use the network config: ${problem}; retrying`);
         }
+        if (problem !== lastProblem) this.notifier.status(`cannot use the network config at ${store.configKey}, retrying: ${problem}`);
         lastProblem = problem;
       }
       await sleep(CONFIG_RETRY_MS, this.stopping.signal);
@@ -251,7 +274,7 @@ export class Daemon {
       const env = await readSubnetEnv(this.options.subnetFile);
       return env ? previousSubnet(env) : undefined;
     } catch (error) {
-      this.logger.warn(`ignoring the previous subnet file: ${errorMessage(error)}`);
+      this.logger.warn({ err: error, path: this.options.subnetFile }, "ignoring the previous subnet file");
       return undefined;
     }
   }
@@ -290,7 +313,8 @@ export class Daemon {
           this.metrics.leaseAcquisitions.inc({ result: full ? "out-of-subnets" : "error" });
           if (full) this.metrics.freeSubnets.set(0);
           else this.metrics.etcdErrors.inc();
-          this.logger.error({ retryInMs }, `cannot lease a subnet: ${errorMessage(error)}`);
+          this.logger.error({ err: error, retryInMs }, "cannot lease a subnet; retrying");
+          this.notifier.status(`cannot lease a subnet, retrying: ${errorMessage(error)}`);
         },
       },
     );
@@ -327,6 +351,7 @@ export class Daemon {
     if (this.stopRequested || this.reacquiring) return;
     const lost = this.ownLease;
     this.logger.warn({ subnet: lost?.subnet.toString() }, `${why}; acquiring a lease again (same subnet preferred), the data path keeps running`);
+    this.notifier.status(`${why}; acquiring a lease again, the data path keeps running`);
     this.ready.lease = false;
     this.reacquiring = (async () => {
       if (lost?.etcdLeaseId) await wiring.store.revokeLease(lost.etcdLeaseId).catch(() => undefined);
@@ -337,9 +362,10 @@ export class Daemon {
         this.logger.warn({ from: lost.subnet.toString(), to: lease.subnet.toString() }, "the subnet changed: docker0 must be reconfigured from the subnet file");
         await this.takeLease(wiring, lease);
       }
+      this.notifier.status(this.readyStatus(lease, wiring.network.config.backend.type));
     })()
       .catch((error: Error) => {
-        if (!(error instanceof StopRequested)) this.logger.error(`re-acquiring the lease failed: ${error.message}`);
+        if (!(error instanceof StopRequested)) this.logger.error({ err: error }, "re-acquiring the lease failed");
       })
       .finally(() => (this.reacquiring = undefined));
   }
@@ -360,7 +386,7 @@ export class Daemon {
         if (running || this.stopRequested) return;
         running = true;
         work()
-          .catch((error: Error) => this.logger.error(`${what} failed: ${error.message}`))
+          .catch((error: Error) => this.logger.error({ err: error }, `${what} failed`))
           .finally(() => (running = false));
       }, ms);
       timer.unref();
@@ -378,7 +404,7 @@ export class Daemon {
       const report = await backend.reconcile({ dryRun: false });
       if (report.changes.length > 0) this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
     } catch (error) {
-      this.logger.error(`reconciling kernel state failed: ${errorMessage(error)}`);
+      this.logger.error({ err: error }, "reconciling kernel state failed");
     }
   }
 
@@ -388,7 +414,10 @@ export class Daemon {
       initialMs: STEP_RETRY_FIRST_MS,
       maxMs: RETRY_MAX_MS,
       signal: this.stopping.signal,
-      onFailure: (error, retryInMs) => this.logger.error({ retryInMs }, `${what} failed: ${errorMessage(error)}`),
+      onFailure: (error, retryInMs) => {
+        this.logger.error({ err: error, retryInMs }, `${what} failed; retrying`);
+        this.notifier.status(`${what} failed, retrying: ${errorMessage(error)}`);
+      },
     });
   }
 }

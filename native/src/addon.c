@@ -5,6 +5,7 @@
  *   maxQueues() -> WEFT_MAX_QUEUES
  *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow }
  *   close(handle)
+ *   notify(socketPath, state)   sd_notify: one datagram to $NOTIFY_SOCKET (notify.c); throws on failure
  * Addresses cross as host-order uint32 numbers. No packet ever crosses this boundary. */
 #include <arpa/inet.h>
 #include <node_api.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "notify.h"
 
 struct handle {
   struct engine *e; /* NULL once closed */
@@ -363,6 +365,39 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_notify(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_valuetype types[2] = {napi_undefined, napi_undefined};
+  for (size_t i = 0; i < argc && i < 2; i++) napi_typeof(env, argv[i], &types[i]);
+  if (argc < 2 || types[0] != napi_string || types[1] != napi_string) {
+    napi_throw_type_error(env, NULL, "notify(socketPath, state) expects two strings");
+    return NULL;
+  }
+  char path[128];
+  size_t path_len;
+  CALL(env, napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len));
+  if (path_len >= sizeof path - 1) {
+    napi_throw_range_error(env, NULL, "notify: the socket path is too long for a unix socket address");
+    return NULL;
+  }
+  /* Notification messages are a few short lines (systemd accepts up to its pipe buffer). */
+  char state[4096];
+  size_t state_len;
+  CALL(env, napi_get_value_string_utf8(env, argv[1], state, sizeof state, &state_len));
+  if (state_len >= sizeof state - 1) {
+    napi_throw_range_error(env, NULL, "notify: the state is longer than 4094 bytes");
+    return NULL;
+  }
+  char err[256] = "";
+  if (notify_send(path, state, state_len, err, sizeof err) < 0) {
+    napi_throw_error(env, NULL, err);
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
@@ -373,6 +408,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"maxQueues", NULL, js_max_queues, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"notify", NULL, js_notify, NULL, NULL, NULL, napi_default, NULL},
   };
   CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import type { InterfaceSelectionOptions } from "../config/interface-selection.js";
+import { ConfigurationError } from "../errors/configuration-error.js";
 import { tryParseIpv4 } from "../net/ipv4.js";
 import { lastString } from "./store-flags.js";
 
@@ -38,10 +39,10 @@ export function repeatableValues(value: string | string[] | undefined): string[]
 /** Checked selection options; errors name the flag. */
 export function interfaceSelectionFromArgs(args: InterfaceArgs): InterfaceSelectionOptions {
   const publicIP = args["public-ip"];
-  if (publicIP !== undefined && tryParseIpv4(publicIP) === undefined) throw new Error(`--public-ip: "${publicIP}" is not an IPv4 address`);
+  if (publicIP !== undefined && tryParseIpv4(publicIP) === undefined) throw new ConfigurationError(`--public-ip: "${publicIP}" is not an IPv4 address`);
   const canReach = args["iface-can-reach"];
   if (canReach !== undefined && tryParseIpv4(canReach) === undefined) {
-    throw new Error(`--iface-can-reach: "${canReach}" is not an IPv4 address`);
+    throw new ConfigurationError(`--iface-can-reach: "${canReach}" is not an IPv4 address`);
   }
   return {
     ifaces: repeatableValues(args.iface),

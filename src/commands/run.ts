@@ -4,6 +4,8 @@ import { MAX_RENEW_MARGIN_MINUTES, type DaemonOptions } from "../config/daemon-o
 import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs } from "./interface-flags.js";
 import { defineStoreOptions, lastBoolean, lastNumber, lastString, storeOptionsFromArgs, type StoreArgs } from "./store-flags.js";
 import { createLogger } from "../observe/logger.js";
+import { ConfigurationError } from "../errors/configuration-error.js";
+import { serviceNotifierFromEnv } from "../host/systemd/service-notifier.js";
 
 /**
  * `weft run`: the daemon. Flags and their FLANNELD_* variables are flanneld's (flannel-compat §4), so a
@@ -46,22 +48,22 @@ export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
 
 /** Turns parsed flags into checked options; errors name the flag. */
 export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
-  if (args["kube-subnet-mgr"]) throw new Error("--kube-subnet-mgr: weft uses etcd only; drop the flag and set --etcd-endpoints");
+  if (args["kube-subnet-mgr"]) throw new ConfigurationError("--kube-subnet-mgr: weft uses etcd only; drop the flag and set --etcd-endpoints");
   const margin = args["subnet-lease-renew-margin"];
   if (!Number.isInteger(margin) || margin < 1 || margin > MAX_RENEW_MARGIN_MINUTES) {
-    throw new Error(`--subnet-lease-renew-margin: ${margin} is outside 1..${MAX_RENEW_MARGIN_MINUTES} minutes`);
+    throw new ConfigurationError(`--subnet-lease-renew-margin: ${margin} is outside 1..${MAX_RENEW_MARGIN_MINUTES} minutes`);
   }
   const ttl = args["subnet-lease-ttl"];
-  if (!Number.isInteger(ttl) || ttl < 10) throw new Error(`--subnet-lease-ttl: ${ttl} must be a whole number of seconds ≥ 10`);
+  if (!Number.isInteger(ttl) || ttl < 10) throw new ConfigurationError(`--subnet-lease-ttl: ${ttl} must be a whole number of seconds ≥ 10`);
   // A margin at or beyond the TTL would renew constantly: renew at half the TTL instead.
   const renewMarginMs = Math.min(margin * 60_000, (ttl * 1000) / 2);
   const interfaceSelection = interfaceSelectionFromArgs(args);
   const healthzPort = args["healthz-port"];
   if (!Number.isInteger(healthzPort) || healthzPort < 0 || healthzPort > 65535) {
-    throw new Error(`--healthz-port: ${healthzPort} is not a port number (0 disables the server)`);
+    throw new ConfigurationError(`--healthz-port: ${healthzPort} is not a port number (0 disables the server)`);
   }
   for (const flag of ["iptables-resync", "reconcile-interval"] as const) {
-    if (!(args[flag] > 0)) throw new Error(`--${flag}: ${args[flag]} must be a positive number of seconds`);
+    if (!(args[flag] > 0)) throw new ConfigurationError(`--${flag}: ${args[flag]} must be a positive number of seconds`);
   }
   return {
     store: storeOptionsFromArgs(args),
@@ -87,7 +89,9 @@ export const runCommand: CommandModule<object, RunArgs> = {
   handler: async (args) => {
     const options = daemonOptionsFromArgs(args);
     const logger = createLogger({ level: args["log-level"] as "info" });
-    const daemon = new Daemon(options, logger);
+    // Reads and removes NOTIFY_SOCKET/WATCHDOG_* (children must not notify in our name); loads the addon only when set.
+    const notifier = serviceNotifierFromEnv(process.env, logger);
+    const daemon = new Daemon(options, logger, notifier);
     daemon.handleSignals();
     await daemon.run();
   },

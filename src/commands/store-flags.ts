@@ -1,4 +1,5 @@
 import type { Argv } from "yargs";
+import { ConfigurationError } from "../errors/configuration-error.js";
 import { EtcdStore } from "../store/etcd-store.js";
 import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX, type StoreOptions } from "../store/store-options.js";
 
@@ -40,7 +41,7 @@ export function storeOptionsFromArgs(args: StoreArgs): StoreOptions {
   const endpoints = args["etcd-endpoints"].split(",").map((endpoint) => endpoint.trim()).filter(Boolean);
   for (const endpoint of endpoints) {
     if (!/^https?:\/\/[^/]+\/?$/.test(endpoint)) {
-      throw new Error(`--etcd-endpoints: "${endpoint}" is not an http(s)://host:port URL`);
+      throw new ConfigurationError(`--etcd-endpoints: "${endpoint}" is not an http(s)://host:port URL`);
     }
   }
   return {

@@ -1,6 +1,7 @@
 import { tryParseIpv4 } from "../net/ipv4.js";
 import type { ExternalInterface } from "./external-interface.js";
 import { errorMessage } from "../errors/error-message.js";
+import { ConfigurationError } from "../errors/configuration-error.js";
 import { CommandFailedError, CommandMissingError, commandFailureText } from "../process/command-errors.js";
 import { runCommand } from "../process/run-command.js";
 
@@ -197,7 +198,7 @@ function compileRegex(pattern: string): { pattern: string; regex: RegExp } {
   try {
     return { pattern, regex: new RegExp(pattern) };
   } catch (error) {
-    throw new Error(`--iface-regex: "${pattern}" is not a valid regular expression: ${errorMessage(error)}`);
+    throw new ConfigurationError(`--iface-regex: "${pattern}" is not a valid regular expression: ${errorMessage(error)}`, { cause: error });
   }
 }
 

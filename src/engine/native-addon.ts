@@ -53,6 +53,8 @@ export interface NativeAddon {
   maxQueues(): number;
   info(handle: NativeHandle): NativeFeatures;
   close(handle: NativeHandle): void;
+  /** sd_notify: sends `state` ("READY=1\nSTATUS=…") to $NOTIFY_SOCKET's path or @abstract name; throws naming the socket. */
+  notify(socketPath: string, state: string): void;
 }
 
 /** native/build/Release/weft_engine.node, relative to the package root (this file is two levels down in src/ and dist/). */

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { ConfigurationError } from "../errors/configuration-error.js";
 
 /** CAP_NET_ADMIN's bit in the capability sets (linux/capability.h). */
 const CAP_NET_ADMIN = 12n;
@@ -13,6 +14,6 @@ export function hasNetAdmin(statusText: string = readFileSync("/proc/self/status
 /** Fails early, naming what needs the privilege, instead of retrying a kernel call forever. */
 export function assertNetAdmin(what: string): void {
   if (!hasNetAdmin()) {
-    throw new Error(`${what} needs root or CAP_NET_ADMIN; run weft as root (sudo) or grant the capability (systemd: AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW)`);
+    throw new ConfigurationError(`${what} needs root or CAP_NET_ADMIN; run weft as root (sudo) or grant the capability (systemd: AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW)`);
   }
 }

@@ -4,7 +4,6 @@ import type { LeaseStore } from "./lease-store.js";
 import type { Lease } from "./types.js";
 import { Backoff } from "../async/backoff.js";
 import { sleep } from "../async/sleep.js";
-import { errorMessage } from "../errors/error-message.js";
 
 export interface LeaseKeeperOptions {
   store: LeaseStore;
@@ -105,7 +104,7 @@ export class LeaseKeeper {
       const backoff = this.retries.next();
       const left = lease.expiresAt ? lease.expiresAt.getTime() - Date.now() : Infinity;
       const retryMs = left > 2000 ? Math.max(1000, Math.min(backoff, left / 2)) : backoff;
-      logger.error({ subnet: lease.subnet.toString(), retryInMs: Math.round(retryMs) }, `renewing the lease failed: ${errorMessage(error)}`);
+      logger.error({ err: error, subnet: lease.subnet.toString(), retryInMs: Math.round(retryMs) }, "renewing the lease failed; retrying");
       this.schedule(retryMs);
     }
   }

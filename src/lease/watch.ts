@@ -143,7 +143,7 @@ export class PeerWatcher {
 
   private handleWatchError(error: Error, compacted: boolean): void {
     if (this.stopped) return;
-    this.options.logger.warn({ compacted }, `peer watch interrupted: ${error.message}`);
+    this.options.logger.warn({ err: error, compacted }, "peer watch interrupted; listing again");
     void this.restart(compacted ? "compacted" : "error");
   }
 
@@ -164,7 +164,7 @@ export class PeerWatcher {
     this.pendingRestart = undefined;
     await this.resync(reason).catch((error: Error) => {
       if (this.stopped) return;
-      this.options.logger.warn({ retryInMs: this.backoff.peek() }, `listing peers failed: ${error.message}`);
+      this.options.logger.warn({ err: error, retryInMs: this.backoff.peek() }, "listing peers failed; retrying");
       void this.restart("error");
     });
   }
@@ -173,7 +173,7 @@ export class PeerWatcher {
     if (events.length === 0) return;
     this.delivery = this.delivery.then(() =>
       this.options.onPeers(events).catch((error: Error) => {
-        this.options.logger.error(`applying ${events.length} peer change(s) failed: ${error.message}`);
+        this.options.logger.error({ err: error, changes: events.length }, `applying ${events.length} peer change(s) failed`);
       }),
     );
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { Etcd3, GRPCOutOfRangeError, type IOptions, type IKeyValue, type Watcher } from "etcd3";
+import { ConfigurationError } from "../errors/configuration-error.js";
 import { errorMessage } from "../errors/error-message.js";
 import { EtcdCallError, WatchInterruptedError } from "./errors.js";
 import type { Listing, StoredKey, WatchHandlers } from "./records.js";
@@ -20,9 +21,9 @@ export class EtcdStore {
   private readonly callTimeoutMs: number;
 
   constructor(options: StoreOptions) {
-    if (options.endpoints.length === 0) throw new Error("--etcd-endpoints: no endpoint given");
+    if (options.endpoints.length === 0) throw new ConfigurationError("--etcd-endpoints: no endpoint given");
     this.prefix = options.prefix.replace(/\/+$/, "");
-    if (!this.prefix.startsWith("/")) throw new Error(`--etcd-prefix: "${options.prefix}" must start with "/"`);
+    if (!this.prefix.startsWith("/")) throw new ConfigurationError(`--etcd-prefix: "${options.prefix}" must start with "/"`);
     this.endpointsText = options.endpoints.join(",");
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.client = new Etcd3(clientOptions(options, this.callTimeoutMs));
@@ -215,14 +216,14 @@ function clientOptions(options: StoreOptions, callTimeoutMs: number): IOptions {
       certChain: readRequiredCredential(options.certFile, "--etcd-certfile"),
     };
   } else if (options.keyFile || options.certFile) {
-    throw new Error("--etcd-keyfile and --etcd-certfile must be given together for TLS");
+    throw new ConfigurationError("--etcd-keyfile and --etcd-certfile must be given together for TLS");
   } else if (options.caFile) {
     // A CA alone means TLS without a client certificate: verify the server only.
     result.credentials = { rootCertificate: readCaFile(options.caFile) };
   }
   if (options.username || options.password) {
     if (!options.username || !options.password) {
-      throw new Error("--etcd-username and --etcd-password must be given together");
+      throw new ConfigurationError("--etcd-username and --etcd-password must be given together");
     }
     result.auth = { username: options.username, password: options.password };
   }
@@ -242,7 +243,7 @@ function readRequiredCredential(path: string, flag: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
-    throw new Error(`${flag}: cannot read ${path}: ${errorMessage(error)}`, { cause: error });
+    throw new ConfigurationError(`${flag}: cannot read ${path}: ${errorMessage(error)}`, { cause: error });
   }
 }
 

@@ -81,18 +81,28 @@ describe("weft run flags", () => {
     expect(() => parse(argv)).toThrow(message);
   });
 
-  it("exits 2 with one line for an unknown flag, 1 for a bad value, and accepts Go-style single dashes", async () => {
+  it("exits 78 (EX_CONFIG) with a line naming the flag for an unknown flag, a bad value or choice, and accepts Go-style single dashes", async () => {
     const unknown = await weftRun(["--bogus-flag"]);
-    expect(unknown.code).toBe(2);
+    expect(unknown.code).toBe(78);
     expect(unknown.stderr).toMatch(/^weft: Unknown arguments?: bogus-flag/);
     const bad = await weftRun(["-subnet-lease-renew-margin=5000"]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(78);
     expect(bad.stderr).toBe("weft: --subnet-lease-renew-margin: 5000 is outside 1..1439 minutes\n");
     const fromEnv = await weftRun([], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "0" });
+    expect(fromEnv.code).toBe(78);
     expect(fromEnv.stderr).toContain("--subnet-lease-renew-margin: 0 is outside");
+    const choice = await weftRun(["--log-level=loud"]);
+    expect(choice.code).toBe(78);
+    expect(choice.stderr).toMatch(/^weft: Invalid values:\n\s+Argument: log-level, Given: "loud"/);
   });
 
-  it("refuses to start without CAP_NET_ADMIN, saying what needs it", async () => {
+  it("exits 78 naming the flag for an unreadable --etcd-cafile, before touching the network", async () => {
+    const missing = await weftRun(["--etcd-cafile=/nonexistent/weft-ca.pem", "--iface=none-such"]);
+    expect(missing.code).toBe(78);
+    expect(missing.stderr).toMatch(/^weft: --etcd-cafile: cannot read \/nonexistent\/weft-ca\.pem: ENOENT/);
+  });
+
+  it("refuses to start without CAP_NET_ADMIN, saying what needs it (exit 78: a deployment error)", async () => {
     let failure: { code: number; stderr: string } | undefined;
     try {
       // Root without CAP_NET_ADMIN: still able to read the checkout wherever it lives (an
@@ -101,7 +111,7 @@ describe("weft run flags", () => {
     } catch (error) {
       failure = error as { code: number; stderr: string };
     }
-    expect(failure?.code).toBe(1);
+    expect(failure?.code).toBe(78);
     expect(failure?.stderr).toMatch(/^weft: installing traffic rules \(--ip-masq, --iptables-forward-rules\) needs root or CAP_NET_ADMIN/);
   });
 

@@ -69,6 +69,10 @@ describe("alloc daemons in the lab", () => {
     expect(env).toMatch(/^FLANNEL_NETWORK=10\.66\.0\.0\/16\nFLANNEL_SUBNET=10\.66\.\d+\.1\/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n$/);
   });
 
+  it("do not load the native addon (no NOTIFY_SOCKET, no userspace backend)", async () => {
+    for (const host of lab.hosts) expect(await readFile(`/proc/${host.state.daemonPid!}/maps`, "utf8")).not.toContain("weft_engine.node");
+  });
+
   it("reuse their subnet after a restart, on a new etcd lease with the old one revoked", async () => {
     const subnet = await subnetOf("h1");
     const key = `${PREFIX}/subnets/${subnet}-24`;
