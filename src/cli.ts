@@ -12,6 +12,8 @@ async function main(): Promise<void> {
     .demandCommand(1, "name a command; see weft --help")
     .recommendCommands()
     .help()
+    // `weft completion` prints the bash script (the Debian package installs it); it calls back `weft --get-yargs-completions`.
+    .completion("completion", "print a bash completion script for weft")
     // Usage errors get one line and exit 2; errors from a command propagate to main() unchanged.
     .fail((message, error) => {
       if (error) throw error;
