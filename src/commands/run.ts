@@ -94,7 +94,7 @@ const HELP_EPILOG = [
   "Every flag can also be set as FLANNELD_<FLAG>: the flag name in upper case with dashes as underscores",
   "(--etcd-endpoints is FLANNELD_ETCD_ENDPOINTS, --ip-masq is FLANNELD_IP_MASQ=true); the command line wins.",
   "--iface and --iface-regex take several comma-separated values there. Flags may be written with one dash",
-  "as flanneld's (-etcd-endpoints=…); a repeated flag overrides the earlier one, except the repeatable ones.",
+  "as flanneld's (-etcd-endpoints=URL); a repeated flag overrides the earlier one, except the repeatable ones.",
   "Any other FLANNELD_* variable is refused as an unknown flag. The systemd unit reads them from /etc/default/weft.",
   "Exit codes: see man weft or the README.",
 ].join("\n");
@@ -103,9 +103,9 @@ function describeRunHelp<T>(yargs: Argv<T>): Argv<T> {
   let described = yargs;
   for (const [group, flags] of HELP_GROUPS) described = described.group([...flags], group);
   return described
-    .example("$0 run --etcd-endpoints=http://10.0.0.1:2379 --iface=eth1 --ip-masq", "underlay eth1, masquerade")
-    .example("FLANNELD_ETCD_ENDPOINTS=http://10.0.0.1:2379 FLANNELD_IFACE=eth1 $0 run", "the same from the environment")
-    .example("$0 run -etcd-endpoints=http://10.0.0.1:2379 -healthz-port=9471", "flanneld's one-dash style")
+    .example("$0 run --etcd-endpoints=http://etcd1:2379 --ip-masq", "lease from etcd1, masquerade outbound traffic")
+    .example("FLANNELD_ETCD_ENDPOINTS=http://etcd1:2379 $0 run", "the same etcd, from the environment")
+    .example("$0 run -etcd-endpoints=http://etcd1:2379 -iface=eth1", "flanneld's one-dash style; underlay on eth1")
     .epilog(HELP_EPILOG);
 }
 
