@@ -99,7 +99,7 @@ const HELP_EPILOG = [
   "Exit codes: see man weft or the README.",
 ].join("\n");
 
-function describeRunHelp<T>(yargs: Argv<T>): Argv<T> {
+export function describeRunHelp<T>(yargs: Argv<T>): Argv<T> {
   let described = yargs;
   for (const [group, flags] of HELP_GROUPS) described = described.group([...flags], group);
   return described
