@@ -47,6 +47,7 @@ if [ ! -f "$rootfs_tar" ]; then
   command -v mmdebstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends mmdebstrap >/dev/null
   say "building $rootfs_tar with mmdebstrap (bookworm, minbase) from $mirror"
   mkdir -p "$(dirname "$rootfs_tar")"
+  trap 'rm -f "$rootfs_tar.partial.tar"' EXIT
   mmdebstrap --quiet --variant=minbase --include=man-db,bash-completion \
     --skip=cleanup/apt/lists,cleanup/apt/cache \
     --customize-hook='chroot "$1" apt-get install --download-only -y -qq iproute2 nftables iptables libstdc++6 libgcc-s1' \
