@@ -13,6 +13,8 @@ async function main(): Promise<void> {
     .demandCommand(1, "name a command; see weft --help")
     .recommendCommands()
     .help()
+    // `weft completion` prints the bash script (the Debian package installs it); it calls back `weft --get-yargs-completions`.
+    .completion("completion", "print a bash completion script for weft")
     // Usage errors (unknown flag, invalid choice, missing argument) are configuration errors; errors
     // from a command propagate to main() unchanged.
     .fail((message, error) => {

@@ -43,7 +43,7 @@ export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
     .option("state-dir", { coerce: lastString, type: "string", default: "/var/lib/weft", describe: "[weft] state kept across restarts" })
     .option("reconcile-interval", { coerce: lastNumber, type: "number", default: 10, describe: "[weft] seconds between repairs of kernel state" })
     .option("kube-subnet-mgr", { coerce: lastBoolean, type: "boolean", default: false, hidden: true })
-    .option("log-level", { coerce: lastString, type: "string", default: "info", choices: ["trace", "debug", "info", "warn", "error", "fatal"] });
+    .option("log-level", { coerce: lastString, type: "string", default: "info", choices: ["trace", "debug", "info", "warn", "error", "fatal"], describe: "[weft] lowest level logged" });
 }
 
 /** Turns parsed flags into checked options; errors name the flag. */
@@ -82,10 +82,42 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
   };
 }
 
+/** `weft run --help` in flanneld's terms: the flags by concern, and how FLANNELD_* maps to them. */
+const HELP_GROUPS: ReadonlyArray<readonly [string, readonly (keyof RunArgs)[]]> = [
+  ["etcd:", ["etcd-endpoints", "etcd-prefix", "etcd-keyfile", "etcd-certfile", "etcd-cafile", "etcd-username", "etcd-password"]],
+  ["Interface:", ["iface", "iface-regex", "iface-can-reach", "public-ip", "public-ipv6"]],
+  ["Lease:", ["subnet-file", "subnet-lease-renew-margin", "subnet-lease-ttl"]],
+  ["Traffic rules:", ["ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync"]],
+  ["Health:", ["healthz-ip", "healthz-port"]],
+  ["weft's own:", ["state-dir", "reconcile-interval", "log-level"]],
+];
+
+const HELP_EPILOG = [
+  "Every flag can also be set as FLANNELD_<FLAG>: the flag name in upper case with dashes as underscores",
+  "(--etcd-endpoints is FLANNELD_ETCD_ENDPOINTS, --ip-masq is FLANNELD_IP_MASQ=true); the command line wins.",
+  "--iface and --iface-regex take several comma-separated values there. Flags may be written with one dash",
+  "as flanneld's (-etcd-endpoints=URL); a repeated flag overrides the earlier one, except the repeatable ones.",
+  "Any other FLANNELD_* variable is refused as an unknown flag. The systemd unit reads them from /etc/default/weft.",
+  "Exit codes: 0 clean stop (SIGTERM/SIGINT; lease and kernel state kept), 1 unexpected failure,",
+  "78 configuration error (unknown or invalid flag or FLANNELD_* value, unreadable --etcd-*file, missing",
+  "CAP_NET_ADMIN): fix the configuration; weft.service does not restart on 78. etcd outages and a missing",
+  "network config are retried, never an exit. Signals: SIGTERM/SIGINT stop gracefully; SIGHUP is logged and ignored.",
+].join("\n");
+
+export function describeRunHelp<T>(yargs: Argv<T>): Argv<T> {
+  let described = yargs;
+  for (const [group, flags] of HELP_GROUPS) described = described.group([...flags], group);
+  return described
+    .example("$0 run --etcd-endpoints=http://etcd1:2379 --ip-masq", "lease from etcd1, masquerade outbound traffic")
+    .example("FLANNELD_ETCD_ENDPOINTS=http://etcd1:2379 $0 run", "the same etcd, from the environment")
+    .example("$0 run -etcd-endpoints=http://etcd1:2379 -iface=eth1", "flanneld's one-dash style; underlay on eth1")
+    .epilog(HELP_EPILOG);
+}
+
 export const runCommand: CommandModule<object, RunArgs> = {
   command: "run",
   describe: "run the daemon: lease a subnet, program the backend, keep watching peers",
-  builder: (yargs) => defineRunOptions(yargs),
+  builder: (yargs) => describeRunHelp(defineRunOptions(yargs)),
   handler: async (args) => {
     const options = daemonOptionsFromArgs(args);
     const logger = createLogger({ level: args["log-level"] as "info" });
