@@ -25,10 +25,15 @@ import { execInNamespace, uniquePrefix } from "../../src/lab/netns.js";
 import { terminatePids } from "../../src/process/pids.js";
 import { commandLineIn } from "../../src/process/run-command.js";
 
-/** $1, $2: the writable folders; the rest: the command. Prints what it could not make read-only. */
+/**
+ * $1, $2: the writable folders; $3: the checkout weft runs from; the rest: the command. Prints
+ * what it could not make read-only. An installed weft lives in /usr/lib/weft; a checkout under
+ * /tmp, /home or /root (a CI clone in a mktemp dir) is put back, read-only, after those are masked.
+ */
 const SANDBOX = String.raw`
 set -eu
-rw1=$1; rw2=$2; shift 2
+rw1=$1; rw2=$2; code=$3; shift 3
+exec 9<"$code"
 for p in "$rw1" "$rw2"; do mount --bind "$p" "$p"; done
 for mp in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
   case "$mp" in "$rw1"|"$rw2"|/proc|/proc/*|/dev|/dev/*|/sys|/sys/*) continue ;; esac
@@ -38,8 +43,20 @@ mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
 mount -o remount,bind,ro /sys
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 for home in /home /root; do [ -d "$home" ] && mount -t tmpfs -o ro,mode=0755 tmpfs "$home"; done
+case "$code" in
+  /tmp/*|/home/*|/root/*)
+    top=/$(echo "$code" | cut -d/ -f2)
+    [ "$top" = /tmp ] || mount -o remount,rw "$top"
+    mkdir -p "$code" && mount --bind /proc/self/fd/9 "$code" && mount -o remount,bind,ro "$code"
+    [ "$top" = /tmp ] || mount -o remount,ro "$top"
+    ;;
+esac
+exec 9<&-
 exec setpriv --no-new-privs --bounding-set=-all,+net_admin,+net_raw --inh-caps=-all,+net_admin,+net_raw --ambient-caps=-all,+net_admin,+net_raw "$@"
 `;
+
+/** The checkout dist/cli.js belongs to. */
+const CHECKOUT = dirname(dirname(weftCliPath()));
 
 let lab: Lab;
 let daemon: ChildProcess | undefined;
@@ -63,7 +80,7 @@ describe("weft under the unit's sandbox (emulated)", () => {
     const fd = openSync(host.logFile, "a");
     host.daemonLogOffset = (await readFile(host.logFile, "utf8").catch(() => "")).length;
     const [file, argv] = commandLineIn(host.namespace, "unshare", [
-      "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox", ...writable, process.execPath, weftCliPath(), ...daemonArgs(lab.state, host),
+      "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox", ...writable, CHECKOUT, process.execPath, weftCliPath(), ...daemonArgs(lab.state, host),
     ]);
     daemon = spawn(file, argv, { stdio: ["ignore", fd, fd] });
     closeSync(fd);
