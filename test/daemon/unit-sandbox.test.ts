@@ -28,8 +28,9 @@ import { commandLineIn } from "../../src/process/run-command.js";
 /**
  * $1, $2: the writable folders; $3: the checkout weft runs from; the rest: the command. Prints
  * what it could not make read-only. An installed weft lives in /usr/lib/weft; a checkout under
- * /tmp, /home or /root (a CI clone in a mktemp dir) is put back, read-only, after those are masked (through an fd held from before: mount must not
- * canonicalize the /proc/self/fd path, or it binds the new empty directory).
+ * /tmp, /home or /root (a CI clone in a mktemp dir) is put back, read-only, after those are
+ * masked, through an fd held from before (mount must not canonicalize the /proc/self/fd path, or
+ * it binds the new empty directory).
  */
 const SANDBOX = String.raw`
 set -eu
