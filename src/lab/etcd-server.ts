@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { sleep } from "../async/sleep.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -114,24 +115,24 @@ export class EtcdServer {
         reject(cause instanceof CommandMissingError ? cause : new Error(`cannot start etcd: ${error.message}`, { cause }));
       }),
     );
-    const abort = { aborted: false };
+    const abort = new AbortController();
     try {
-      await Promise.race([this.waitHealthy(abort), spawnError, this.exited.then(() => {
+      await Promise.race([this.waitHealthy(abort.signal), spawnError, this.exited.then(() => {
         throw new Error(`etcd exited during start-up (data dir ${dataDir}, client ${client})`);
       })]);
     } catch (error) {
       // Never leave a half-started etcd behind: the caller has no handle to stop it.
-      abort.aborted = true;
+      abort.abort();
       await this.stopProcess();
       throw error;
     }
   }
 
-  private async waitHealthy(abort: { aborted: boolean }): Promise<void> {
+  private async waitHealthy(signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline && !abort.aborted) {
+    while (Date.now() < deadline && !signal.aborted) {
       if (await this.isHealthy()) return;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100, signal);
     }
     throw new Error(`etcd at ${this.endpoint} did not become healthy within 20 s`);
   }
