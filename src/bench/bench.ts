@@ -1,0 +1,53 @@
+import { writeFile } from "node:fs/promises";
+import os from "node:os";
+import { createProgress, type Progress } from "./progress.js";
+import type { BenchReport } from "./results.js";
+import { measurePath } from "./run.js";
+import type { BenchSettings } from "./settings.js";
+import { renderSvg } from "./svg.js";
+import { formatMarkdownTable, formatTableFooter } from "./table.js";
+
+/**
+ * `weft bench` as a program: every path in turn (one lab at a time, so paths never compete
+ * with each other), then the report in the formats asked for. Returns the report; the caller
+ * prints the table.
+ */
+export interface BenchRunOptions {
+  /** The command line, recorded in the JSON and printed with the table. */
+  command: string;
+  progress?: Progress;
+  workDir?: string;
+}
+
+export async function runBench(settings: BenchSettings, options: BenchRunOptions): Promise<BenchReport> {
+  const progress = options.progress ?? createProgress();
+  const report: BenchReport = {
+    version: 1,
+    startedAt: new Date().toISOString(),
+    command: options.command,
+    settings: {
+      paths: settings.paths.map((path) => path.id),
+      reps: settings.reps,
+      duration: settings.duration,
+      cpu: settings.cpu,
+      ...(settings.link ? { link: settings.link.text } : {}),
+    },
+    machine: { cpus: os.cpus().length, kernel: os.release(), memoryGiB: Math.round(os.totalmem() / 2 ** 30) },
+    results: [],
+  };
+  for (const path of settings.paths) report.results.push(await measurePath(path, settings, { progress, workDir: options.workDir }));
+  progress.done();
+  report.finishedAt = new Date().toISOString();
+  return report;
+}
+
+/** The markdown block: command, table, footer. */
+export function formatReportMarkdown(report: BenchReport): string {
+  return [`\`${report.command}\` (${report.startedAt.slice(0, 10)})`, "", formatMarkdownTable(report), "", formatTableFooter(report), ""].join("\n");
+}
+
+export async function writeReportFiles(report: BenchReport, settings: Pick<BenchSettings, "json" | "svg" | "markdown">): Promise<void> {
+  if (settings.json) await writeFile(settings.json, `${JSON.stringify(report, null, 2)}\n`);
+  if (settings.svg) await writeFile(settings.svg, renderSvg(report));
+  if (settings.markdown) await writeFile(settings.markdown, formatReportMarkdown(report));
+}

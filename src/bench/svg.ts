@@ -1,0 +1,128 @@
+import { metric, REFERENCE_PATH, summarizeResults, type Metric } from "./metrics.js";
+import type { BenchReport } from "./results.js";
+import type { Summary } from "./stats.js";
+
+/**
+ * The bench's chart as a standalone SVG, drawn here (no plotting dependency): a throughput and
+ * a latency panel, one group of horizontal bars per path, a bar per series at its median with a
+ * min–max whisker, and kernel vxlan's median of each series as a dashed reference line.
+ */
+
+interface Panel {
+  title: string;
+  series: { metric: Metric; color: string }[];
+}
+
+const PANELS: readonly Panel[] = [
+  { title: "TCP throughput, Gb/s (higher is better)", series: [{ metric: metric("tcp1Gbps"), color: "#4c78a8" }, { metric: metric("tcp4Gbps"), color: "#9ecae9" }] },
+  { title: "Latency, µs (lower is better)", series: [{ metric: metric("idleRttUs"), color: "#e45756" }, { metric: metric("loadedRttUs"), color: "#ff9d98" }] },
+];
+
+const WIDTH = 920;
+const LABEL_WIDTH = 190;
+const RIGHT_MARGIN = 90;
+const BAR_HEIGHT = 12;
+const BAR_GAP = 2;
+const GROUP_GAP = 10;
+const PANEL_HEADER = 44;
+const AXIS_HEIGHT = 26;
+const PANEL_GAP = 24;
+
+export function escapeXml(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+}
+
+/** A round axis maximum at or above `value` (1, 2 or 5 times a power of ten) and its tick step. */
+export function niceScale(value: number): { max: number; step: number } {
+  if (!(value > 0)) return { max: 1, step: 0.2 };
+  const magnitude = 10 ** Math.floor(Math.log10(value));
+  for (const factor of [1, 2, 2.5, 5, 10]) {
+    const max = factor * magnitude;
+    if (max >= value) return { max, step: max / 5 };
+  }
+  return { max: 10 * magnitude, step: 2 * magnitude };
+}
+
+function number(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 2 : 0);
+}
+
+/** Coordinates rounded to 0.1 px keep the file small and diffs readable. */
+function px(value: number): string {
+  return (Math.round(value * 10) / 10).toString();
+}
+
+export function renderSvg(report: BenchReport): string {
+  const summaries = summarizeResults(report.results);
+  const paths = report.results.filter((result) => result.error === undefined);
+  const plotWidth = WIDTH - LABEL_WIDTH - RIGHT_MARGIN;
+  const parts: string[] = [];
+  let y = 0;
+
+  const title = `weft bench: ${report.settings.cpu} CPUs${report.settings.link ? `, link ${report.settings.link}` : ""}, ` +
+    `median of ${report.settings.reps} × ${report.settings.duration} s, whiskers min–max, dashed: kernel vxlan`;
+  parts.push(`<text x="10" y="20" class="title">${escapeXml(title)}</text>`);
+  y = 34;
+
+  for (const panel of PANELS) {
+    const groupHeight = panel.series.length * (BAR_HEIGHT + BAR_GAP) + GROUP_GAP;
+    const top = y + PANEL_HEADER;
+    const values = paths.flatMap((result) => panel.series.map((s) => summaries.get(result.id)?.get(s.metric.key)?.summary?.max ?? 0));
+    const scale = niceScale(Math.max(0, ...values));
+    const x = (value: number) => LABEL_WIDTH + (Math.min(value, scale.max) / scale.max) * plotWidth;
+    const bottom = top + paths.length * groupHeight;
+
+    parts.push(`<text x="10" y="${px(y + 18)}" class="panel">${escapeXml(panel.title)}</text>`);
+    panel.series.forEach((s, index) => {
+      const legendX = LABEL_WIDTH + index * 200;
+      parts.push(`<rect x="${legendX}" y="${px(y + 26)}" width="10" height="10" fill="${s.color}"/>`);
+      parts.push(`<text x="${legendX + 14}" y="${px(y + 35)}" class="legend">${escapeXml(s.metric.label)}</text>`);
+    });
+    for (let tick = 0; tick <= scale.max + scale.step / 2; tick += scale.step) {
+      parts.push(`<line x1="${px(x(tick))}" y1="${px(top - 4)}" x2="${px(x(tick))}" y2="${px(bottom)}" class="grid"/>`);
+      parts.push(`<text x="${px(x(tick))}" y="${px(bottom + 16)}" class="tick">${number(Math.round(tick * 1000) / 1000)}</text>`);
+    }
+
+    paths.forEach((result, row) => {
+      const groupTop = top + row * groupHeight;
+      const labelY = groupTop + (panel.series.length * (BAR_HEIGHT + BAR_GAP)) / 2 + 4;
+      parts.push(`<text x="${LABEL_WIDTH - 8}" y="${px(labelY)}" class="label">${escapeXml(result.label)}</text>`);
+      panel.series.forEach((s, index) => {
+        const summary: Summary | undefined = summaries.get(result.id)?.get(s.metric.key)?.summary;
+        const barTop = groupTop + index * (BAR_HEIGHT + BAR_GAP);
+        if (!summary) {
+          parts.push(`<text x="${LABEL_WIDTH + 4}" y="${px(barTop + BAR_HEIGHT - 2)}" class="value">no value</text>`);
+          return;
+        }
+        const middle = barTop + BAR_HEIGHT / 2;
+        parts.push(`<rect x="${LABEL_WIDTH}" y="${px(barTop)}" width="${px(x(summary.median) - LABEL_WIDTH)}" height="${BAR_HEIGHT}" fill="${s.color}" class="bar" data-path="${escapeXml(result.id)}" data-metric="${s.metric.key}"/>`);
+        parts.push(`<line x1="${px(x(summary.min))}" y1="${px(middle)}" x2="${px(x(summary.max))}" y2="${px(middle)}" class="whisker"/>`);
+        for (const end of [summary.min, summary.max]) {
+          parts.push(`<line x1="${px(x(end))}" y1="${px(middle - 4)}" x2="${px(x(end))}" y2="${px(middle + 4)}" class="whisker"/>`);
+        }
+        parts.push(`<text x="${px(x(summary.max) + 6)}" y="${px(barTop + BAR_HEIGHT - 2)}" class="value">${number(Number(summary.median.toFixed(s.metric.digits)))}</text>`);
+      });
+    });
+
+    panel.series.forEach((s) => {
+      const reference = summaries.get(REFERENCE_PATH)?.get(s.metric.key)?.summary;
+      if (!reference) return;
+      parts.push(`<line x1="${px(x(reference.median))}" y1="${px(top - 4)}" x2="${px(x(reference.median))}" y2="${px(bottom)}" stroke="${s.color}" class="reference" data-metric="${s.metric.key}"/>`);
+    });
+    y = bottom + AXIS_HEIGHT + PANEL_GAP;
+  }
+
+  const height = Math.ceil(y);
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif">`,
+    "<style>",
+    ".title{font-size:14px;font-weight:bold}.panel{font-size:13px;font-weight:bold}.legend,.tick,.value{font-size:11px}",
+    ".label{font-size:12px;text-anchor:end}.tick{text-anchor:middle;fill:#555}.grid{stroke:#ddd;stroke-width:1}",
+    ".whisker{stroke:#222;stroke-width:1.2}.reference{stroke-width:1.5;stroke-dasharray:5 3}",
+    "</style>",
+    `<rect width="${WIDTH}" height="${height}" fill="#fff"/>`,
+    ...parts,
+    "</svg>",
+    "",
+  ].join("\n");
+}
