@@ -1,7 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { inCpuset, type Cpuset } from "../lab/cpuset.js";
-import { execInNamespace } from "../lab/netns.js";
-import type { CommandResult } from "../process/run-command.js";
+import { commandLineIn, runCommand, type CommandResult } from "../process/run-command.js";
 
 /**
  * The bench's measuring tools, one function each: iperf3 (TCP throughput, UDP small packets),
@@ -16,9 +15,18 @@ export interface ToolPlace {
   cpuset?: Cpuset;
 }
 
+/**
+ * The argv of `program args` in the place: the cpuset is joined outside `ip netns exec`, which
+ * mounts a /sys of its own where the cgroup file system is not to be found.
+ */
+export function toolCommandLine(place: ToolPlace, program: string, args: readonly string[]): [string, string[]] {
+  const [file, argv] = commandLineIn(place.namespace, program, args);
+  return inCpuset(place.cpuset, file, argv);
+}
+
 function runTool(place: ToolPlace, program: string, args: readonly string[], timeoutMs: number): Promise<CommandResult> {
-  const [command, argv] = inCpuset(place.cpuset, program, args);
-  return execInNamespace(place.namespace, command, argv, { timeoutMs, allowFailure: true });
+  const [command, argv] = toolCommandLine(place, program, args);
+  return runCommand(command, argv, { timeoutMs, allowFailure: true });
 }
 
 interface IperfReport {
@@ -100,7 +108,7 @@ export const SOCKPERF_PORT = 11111;
 
 /** Pure: transactions per second from sockperf ping-pong's "[Valid Duration] RunTime=…; ReceivedMessages=…" line. */
 export function parseSockperfRate(output: string): number | undefined {
-  const match = /RunTime=([\d.]+) sec; SentMessages=\d+; ReceivedMessages=(\d+)/.exec(output);
+  const match = /\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=\d+; ReceivedMessages=(\d+)/.exec(output);
   if (!match) return undefined;
   const seconds = Number(match[1]);
   return seconds > 0 ? Number(match[2]) / seconds : undefined;

@@ -3,7 +3,11 @@
  * and the machine it ran on. The table, the chart and the summaries are all computed from this.
  */
 
-/** One TCP throughput run (iperf3) with the CPU time spent while it ran. */
+/**
+ * One TCP throughput run (iperf3) with the CPU time spent while it ran. CPU figures are scaled
+ * to the measured seconds (iperf3 omits its first second from the bytes; the CPU sample spans
+ * the whole run).
+ */
 export interface ThroughputRep {
   gbps: number;
   /** Bytes the receiver got. */
@@ -41,6 +45,8 @@ export interface PathResult {
   label: string;
   /** MTU of the client's interface (what the containers see). */
   mtu?: number;
+  /** The lab this path ran in (gone again when the bench returns): namespaces `<name>-*`, files in `dir`. */
+  lab: { name: string; dir: string };
   /** What ran as the path's daemons (e.g. "weft", "dockerd", "flanneld"); empty for none. */
   daemons: string;
   reps: BenchRep[];

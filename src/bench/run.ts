@@ -14,12 +14,12 @@ import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sleep } from "../async/sleep.js";
 import { errorMessage } from "../errors/error-message.js";
-import { createCpuset, inCpuset, moveIntoCpuset, removeCpuset, type Cpuset } from "../lab/cpuset.js";
+import { createCpuset, moveIntoCpuset, removeCpuset, type Cpuset } from "../lab/cpuset.js";
 import { buildLab, teardownLab, type Lab } from "../lab/lab.js";
 import { shapeLink } from "../lab/link-shaping.js";
 import { uniquePrefix } from "../lab/netns.js";
 import { waitForListener } from "../lab/readiness.js";
-import { spawnDetachedInNamespace } from "../process/detached.js";
+import { spawnDetached } from "../process/detached.js";
 import { terminatePids } from "../process/pids.js";
 import {
   cpuSecondsBetween,
@@ -31,6 +31,7 @@ import {
   rssMiB,
   sockperfPingPong,
   SOCKPERF_PORT,
+  toolCommandLine,
   type ToolPlace,
 } from "./measure.js";
 import type { BenchPath, PreparedPath } from "./paths.js";
@@ -68,8 +69,8 @@ async function pinHosts(lab: Lab, path: PreparedPath, cpusets: Map<string, Cpuse
 async function startServers(running: Omit<Running, "servers">, logDir: string): Promise<number[]> {
   const { server, address } = running;
   const start = (program: string, args: string[], log: string) => {
-    const [command, argv] = inCpuset(server.cpuset, program, args);
-    return spawnDetachedInNamespace(server.namespace, command, argv, join(logDir, log));
+    const [command, argv] = toolCommandLine(server, program, args);
+    return spawnDetached(command, argv, join(logDir, log));
   };
   const pids = [start("iperf3", ["-s", "-B", address, "-p", String(IPERF_PORT)], "iperf3.log")];
   try {
@@ -95,14 +96,19 @@ async function throughputRun(running: Running, streams: number, seconds: number)
   const once = async (): Promise<ThroughputRep> => {
     const cpuBefore = await cpuSnapshot();
     const daemonsBefore = await daemonCpuSeconds(running.path);
+    const started = performance.now();
     const sample = await iperfTcp(running.client, running.address, streams, seconds);
+    // CPU is sampled over the whole run, bytes only over the measured part (slow start omitted):
+    // the CPU rate of the run times the measured seconds is what those bytes cost.
+    const share = Math.min(1, sample.seconds / ((performance.now() - started) / 1000));
     const cpu = cpuSecondsBetween(cpuBefore, await cpuSnapshot());
+    const daemonsAfter = await daemonCpuSeconds(running.path);
     return {
       ...sample,
-      machineCpuSeconds: cpu.perCore.reduce((sum, value) => sum + value, 0),
-      daemonCpuSeconds: daemonsBefore === undefined ? undefined : ((await daemonCpuSeconds(running.path)) ?? 0) - daemonsBefore,
-      perCoreCpuSeconds: cpu.perCore,
-      softirqCpuSeconds: cpu.softirq,
+      machineCpuSeconds: share * cpu.perCore.reduce((sum, value) => sum + value, 0),
+      daemonCpuSeconds: daemonsBefore === undefined || daemonsAfter === undefined ? undefined : share * (daemonsAfter - daemonsBefore),
+      perCoreCpuSeconds: cpu.perCore.map((value) => share * value),
+      softirqCpuSeconds: share * cpu.softirq,
     };
   };
   try {
@@ -168,7 +174,7 @@ export interface RunOptions {
 export async function measurePath(path: BenchPath, settings: BenchSettings, options: RunOptions): Promise<PathResult> {
   const name = uniquePrefix("wb").slice(0, -1);
   const labDir = join(options.workDir ?? tmpdir(), `weft-bench-${name}`);
-  const result: PathResult = { id: path.id, label: path.label, daemons: path.daemons, reps: [], load: [os.loadavg()[0] ?? 0, 0] };
+  const result: PathResult = { id: path.id, label: path.label, lab: { name, dir: labDir }, daemons: path.daemons, reps: [], load: [os.loadavg()[0] ?? 0, 0] };
   const progress = options.progress;
   let running: Running | undefined;
   let prepared: PreparedPath | undefined;

@@ -10,12 +10,19 @@ import type { Summary } from "./stats.js";
 
 interface Panel {
   title: string;
-  series: { metric: Metric; color: string }[];
+  /** Bar colour and a darker one for the series' kernel-vxlan reference line (visible over the bars). */
+  series: { metric: Metric; color: string; reference: string }[];
 }
 
 const PANELS: readonly Panel[] = [
-  { title: "TCP throughput, Gb/s (higher is better)", series: [{ metric: metric("tcp1Gbps"), color: "#4c78a8" }, { metric: metric("tcp4Gbps"), color: "#9ecae9" }] },
-  { title: "Latency, µs (lower is better)", series: [{ metric: metric("idleRttUs"), color: "#e45756" }, { metric: metric("loadedRttUs"), color: "#ff9d98" }] },
+  { title: "TCP throughput, Gb/s (higher is better)", series: [
+    { metric: metric("tcp1Gbps"), color: "#4c78a8", reference: "#1f3d5c" },
+    { metric: metric("tcp4Gbps"), color: "#9ecae9", reference: "#2f6f9f" },
+  ] },
+  { title: "Latency, µs (lower is better)", series: [
+    { metric: metric("idleRttUs"), color: "#e45756", reference: "#7a1f1e" },
+    { metric: metric("loadedRttUs"), color: "#ff9d98", reference: "#b8463f" },
+  ] },
 ];
 
 const WIDTH = 920;
@@ -107,7 +114,7 @@ export function renderSvg(report: BenchReport): string {
     panel.series.forEach((s) => {
       const reference = summaries.get(REFERENCE_PATH)?.get(s.metric.key)?.summary;
       if (!reference) return;
-      parts.push(`<line x1="${px(x(reference.median))}" y1="${px(top - 4)}" x2="${px(x(reference.median))}" y2="${px(bottom)}" stroke="${s.color}" class="reference" data-metric="${s.metric.key}"/>`);
+      parts.push(`<line x1="${px(x(reference.median))}" y1="${px(top - 4)}" x2="${px(x(reference.median))}" y2="${px(bottom)}" stroke="${s.reference}" class="reference" data-metric="${s.metric.key}"/>`);
     });
     y = bottom + AXIS_HEIGHT + PANEL_GAP;
   }
