@@ -47,6 +47,8 @@ export interface PathResult {
   mtu?: number;
   /** The lab this path ran in (gone again when the bench returns): namespaces `<name>-*`, files in `dir`. */
   lab: { name: string; dir: string };
+  /** --cpu pinned: the core of each lab host (its daemons, dockerd and measuring tools). */
+  cores?: Record<string, string>;
   /** What ran as the path's daemons (e.g. "weft", "dockerd", "flanneld"); empty for none. */
   daemons: string;
   reps: BenchRep[];

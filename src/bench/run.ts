@@ -9,7 +9,7 @@
  *   1-stream TCP run), 5. TCP request/response (sockperf ping-pong), 6. UDP 64-byte packets/s and
  *   loss (iperf3 -u -b 0), 7. daemon RSS.
  */
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sleep } from "../async/sleep.js";
@@ -64,6 +64,12 @@ async function pinHosts(lab: Lab, path: PreparedPath, cpusets: Map<string, Cpuse
   for (const host of lab.hosts) cpusets.set(host.name, await createCpuset(lab.name, host.name, String(coreOf(host.name, cores))));
   const pids = [...path.daemons, ...lab.hosts.flatMap((host) => (host.state.dockerd?.pid === undefined ? [] : [{ host: host.name, pid: host.state.dockerd.pid }]))];
   for (const { host, pid } of pids) await moveIntoCpuset(cpusets.get(host) as Cpuset, pid);
+  // A daemon that did not take its core would make the row a shared one under a pinned label.
+  for (const { host, pid } of pids) {
+    const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(await readFile(`/proc/${pid}/status`, "utf8").catch(() => ""))?.[1];
+    const wanted = (cpusets.get(host) as Cpuset).cpus;
+    if (allowed !== undefined && allowed !== wanted) throw new Error(`--cpu pinned: PID ${pid} of ${host} may run on CPUs ${allowed}, not only ${wanted}`);
+  }
 }
 
 async function startServers(running: Omit<Running, "servers">, logDir: string): Promise<number[]> {
@@ -185,7 +191,10 @@ export async function measurePath(path: BenchPath, settings: BenchSettings, opti
     const lab = await buildLab({ ...path.lab, name, labDir, internet: false });
     progress.update(`${path.id}: preparing`);
     prepared = await path.prepare(lab);
-    if (settings.cpu === "pinned") await pinHosts(lab, prepared, cpusets);
+    if (settings.cpu === "pinned") {
+      await pinHosts(lab, prepared, cpusets);
+      result.cores = Object.fromEntries([...cpusets].map(([host, cpuset]) => [host, cpuset.cpus]));
+    }
     if (settings.link) {
       for (const host of lab.hosts) await shapeLink(host.namespace, host.state.underlayDevice, settings.link.bitsPerSecond);
     }
