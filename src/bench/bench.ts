@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import os from "node:os";
-import { createProgress, type Progress } from "./progress.js";
+import { createProgress, prefixedProgress, type Progress } from "./progress.js";
 import type { BenchReport } from "./results.js";
 import { measurePath } from "./run.js";
 import type { BenchSettings } from "./settings.js";
@@ -35,7 +35,10 @@ export async function runBench(settings: BenchSettings, options: BenchRunOptions
     machine: { cpus: os.cpus().length, kernel: os.release(), memoryGiB: Math.round(os.totalmem() / 2 ** 30) },
     results: [],
   };
-  for (const path of settings.paths) report.results.push(await measurePath(path, settings, { progress, workDir: options.workDir }));
+  for (const [index, path] of settings.paths.entries()) {
+    const pathProgress = prefixedProgress(progress, `[${index + 1}/${settings.paths.length}] `);
+    report.results.push(await measurePath(path, settings, { progress: pathProgress, workDir: options.workDir }));
+  }
   progress.done();
   report.finishedAt = new Date().toISOString();
   return report;

@@ -11,7 +11,7 @@ export interface Progress {
 
 export function createProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
   if (!stream.isTTY) return { update: () => undefined, note: () => undefined, done: () => undefined };
-  const width = () => Math.max(20, (stream.columns ?? 100) - 1);
+  const width = () => Math.max(20, (stream.columns || 100) - 1); // 0 when the terminal does not say.
   let shown = false;
   return {
     update(text) {
@@ -27,4 +27,9 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr): Pro
       shown = false;
     },
   };
+}
+
+/** The same progress with `prefix` before every updated line (e.g. "[2/7] "). */
+export function prefixedProgress(progress: Progress, prefix: string): Progress {
+  return { update: (text) => progress.update(`${prefix}${text}`), note: (text) => progress.note(text), done: () => progress.done() };
 }
