@@ -53,6 +53,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     const report = await runBench(settings, { command });
     await writeReportFiles(report, settings);
     process.stdout.write(formatReportMarkdown(report));
-    if (report.results.some((result) => result.error !== undefined)) process.exitCode = 1;
+    // A path or a single measure that failed is in the table and its footer; the exit status says so too.
+    if (report.results.some((result) => result.error !== undefined || result.reps.some((rep) => rep.errors.length > 0))) process.exitCode = 1;
   },
 };
