@@ -54,3 +54,28 @@ export async function writeReportFiles(report: BenchReport, settings: Pick<Bench
   if (settings.svg) await writeFile(settings.svg, renderSvg(report));
   if (settings.markdown) await writeFile(settings.markdown, formatReportMarkdown(report));
 }
+
+/**
+ * A report written by --json, read back to render it again (--from-json): the table and the
+ * chart are computed from the raw reps, so a rendering change needs no new run.
+ */
+export function parseBenchReport(text: string, file: string): BenchReport {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`--from-json ${file}: not JSON (${(error as Error).message})`, { cause: error });
+  }
+  const report = parsed as Partial<BenchReport> | null;
+  if (typeof report !== "object" || report === null || report.version !== 1) throw new Error(`--from-json ${file}: not a weft bench report (no "version": 1)`);
+  if (!Array.isArray(report.results) || typeof report.settings !== "object" || typeof report.machine !== "object") {
+    throw new Error(`--from-json ${file}: a weft bench report needs "settings", "machine" and "results"`);
+  }
+  for (const [index, result] of report.results.entries()) {
+    if (typeof result?.id !== "string" || typeof result.label !== "string" || !Array.isArray(result.reps)) {
+      throw new Error(`--from-json ${file}: results[${index}] needs "id", "label" and "reps"`);
+    }
+    for (const rep of result.reps) rep.errors ??= [];
+  }
+  return report as BenchReport;
+}

@@ -13,6 +13,11 @@ export interface Metric {
   unit: string;
   better: "higher" | "lower";
   digits: number;
+  /**
+   * Whether a ratio to kernel vxlan means anything: not for the daemons' CPU, since kernel
+   * vxlan's daemons move no packets (a few hundredths of a second make a ratio of 100×).
+   */
+  ratio: boolean;
   pick: (rep: BenchRep) => number | undefined;
 }
 
@@ -25,16 +30,16 @@ function cpuPerGigabyte(rep: BenchRep, pick: (run: ThroughputRep) => number | un
 }
 
 export const METRICS: readonly Metric[] = [
-  { key: "tcp1Gbps", label: "TCP 1 stream Gb/s", unit: "Gb/s", better: "higher", digits: 2, pick: (rep) => rep.tcp1?.gbps },
-  { key: "tcp4Gbps", label: "TCP 4 streams Gb/s", unit: "Gb/s", better: "higher", digits: 2, pick: (rep) => rep.tcp4?.gbps },
-  { key: "idleRttUs", label: "idle RTT µs", unit: "µs", better: "lower", digits: 0, pick: (rep) => rep.idleRttUs },
-  { key: "loadedRttUs", label: "loaded RTT µs", unit: "µs", better: "lower", digits: 0, pick: (rep) => rep.loadedRttUs },
-  { key: "requestsPerSecond", label: "TCP RR /s", unit: "/s", better: "higher", digits: 0, pick: (rep) => rep.requestsPerSecond },
-  { key: "udpKpps", label: "UDP 64 B kpps", unit: "kpps", better: "higher", digits: 0, pick: (rep) => (rep.udpPacketsPerSecond === undefined ? undefined : rep.udpPacketsPerSecond / 1000) },
-  { key: "udpLossPercent", label: "UDP loss %", unit: "%", better: "lower", digits: 1, pick: (rep) => rep.udpLossPercent },
-  { key: "machineCpuPerGB", label: "CPU s/GB machine", unit: "s/GB", better: "lower", digits: 2, pick: (rep) => cpuPerGigabyte(rep, (run) => run.machineCpuSeconds) },
-  { key: "daemonCpuPerGB", label: "CPU s/GB daemons", unit: "s/GB", better: "lower", digits: 2, pick: (rep) => cpuPerGigabyte(rep, (run) => run.daemonCpuSeconds) },
-  { key: "daemonRssMiB", label: "daemon RSS MiB", unit: "MiB", better: "lower", digits: 0, pick: (rep) => rep.daemonRssMiB },
+  { key: "tcp1Gbps", label: "TCP 1 stream Gb/s", unit: "Gb/s", better: "higher", ratio: true, digits: 2, pick: (rep) => rep.tcp1?.gbps },
+  { key: "tcp4Gbps", label: "TCP 4 streams Gb/s", unit: "Gb/s", better: "higher", ratio: true, digits: 2, pick: (rep) => rep.tcp4?.gbps },
+  { key: "idleRttUs", label: "idle RTT µs", unit: "µs", better: "lower", ratio: true, digits: 0, pick: (rep) => rep.idleRttUs },
+  { key: "loadedRttUs", label: "loaded RTT µs", unit: "µs", better: "lower", ratio: true, digits: 0, pick: (rep) => rep.loadedRttUs },
+  { key: "requestsPerSecond", label: "TCP RR /s", unit: "/s", better: "higher", ratio: true, digits: 0, pick: (rep) => rep.requestsPerSecond },
+  { key: "udpKpps", label: "UDP 64 B kpps", unit: "kpps", better: "higher", ratio: true, digits: 0, pick: (rep) => (rep.udpPacketsPerSecond === undefined ? undefined : rep.udpPacketsPerSecond / 1000) },
+  { key: "udpLossPercent", label: "UDP loss %", unit: "%", better: "lower", ratio: true, digits: 1, pick: (rep) => rep.udpLossPercent },
+  { key: "machineCpuPerGB", label: "CPU s/GB machine", unit: "s/GB", better: "lower", ratio: true, digits: 2, pick: (rep) => cpuPerGigabyte(rep, (run) => run.machineCpuSeconds) },
+  { key: "daemonCpuPerGB", label: "CPU s/GB daemons", unit: "s/GB", better: "lower", ratio: false, digits: 2, pick: (rep) => cpuPerGigabyte(rep, (run) => run.daemonCpuSeconds) },
+  { key: "daemonRssMiB", label: "daemon RSS MiB", unit: "MiB", better: "lower", ratio: true, digits: 0, pick: (rep) => rep.daemonRssMiB },
 ];
 
 /** The path every ratio is taken against. */
@@ -62,7 +67,7 @@ export function summarizeResults(results: readonly PathResult[]): Map<string, Ma
       new Map(
         METRICS.map((m) => {
           const summary = summarize(result.reps.map(m.pick));
-          return [m.key, { summary, ratio: ratioTo(summary, referenceSummaries.get(m.key)) }];
+          return [m.key, { summary, ratio: m.ratio ? ratioTo(summary, referenceSummaries.get(m.key)) : undefined }];
         }),
       ),
     ]),

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import type { CommandModule } from "yargs";
-import { formatReportMarkdown, runBench, writeReportFiles } from "../bench/bench.js";
+import { formatReportMarkdown, parseBenchReport, runBench, writeReportFiles } from "../bench/bench.js";
 import { BUILTIN_PATHS } from "../bench/paths.js";
 import { parseBenchSettings } from "../bench/settings.js";
 import { lastString } from "./store-flags.js";
@@ -21,6 +22,7 @@ interface BenchArgs {
   json?: string;
   svg?: string;
   markdown?: string;
+  "from-json"?: string;
 }
 
 export const benchCommand: CommandModule<object, BenchArgs> = {
@@ -42,9 +44,19 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .option("json", { type: "string", coerce: lastString, describe: "write the report with every raw rep to this file" })
       .option("svg", { type: "string", coerce: lastString, describe: "write the bar chart (throughput and latency) to this file" })
       .option("markdown", { type: "string", coerce: lastString, describe: "write the table to this file" })
+      .option("from-json", { type: "string", coerce: lastString, describe: "measure nothing: render the table (and --svg/--markdown) from a report written by --json" })
       .strict(),
   handler: async (args) => {
     const settings = parseBenchSettings(args);
+    const fromJson = args["from-json"];
+    if (fromJson !== undefined) {
+      const report = parseBenchReport(await readFile(fromJson, "utf8").catch((error: Error) => {
+        throw new Error(`--from-json ${fromJson}: ${error.message}`, { cause: error });
+      }), fromJson);
+      await writeReportFiles(report, { svg: settings.svg, markdown: settings.markdown });
+      process.stdout.write(formatReportMarkdown(report));
+      return;
+    }
     if (typeof process.getuid === "function" && process.getuid() !== 0) {
       throw new Error("weft bench builds labs of network namespaces, which only root may do: run it with sudo");
     }
