@@ -10,16 +10,18 @@ import type { Summary } from "./stats.js";
 
 interface Panel {
   title: string;
+  /** Latency spans 20 µs to several ms between paths: on a linear axis the kernel rows vanish. */
+  axis: "linear" | "log";
   /** Bar colour and a darker one for the series' kernel-vxlan reference line (visible over the bars). */
   series: { metric: Metric; color: string; reference: string }[];
 }
 
 const PANELS: readonly Panel[] = [
-  { title: "TCP throughput, Gb/s (higher is better)", series: [
+  { title: "TCP throughput, Gb/s (higher is better)", axis: "linear", series: [
     { metric: metric("tcp1Gbps"), color: "#4c78a8", reference: "#1f3d5c" },
     { metric: metric("tcp4Gbps"), color: "#9ecae9", reference: "#2f6f9f" },
   ] },
-  { title: "Latency, µs (lower is better)", series: [
+  { title: "Latency, µs, log scale (lower is better)", axis: "log", series: [
     { metric: metric("idleRttUs"), color: "#e45756", reference: "#7a1f1e" },
     { metric: metric("loadedRttUs"), color: "#ff9d98", reference: "#b8463f" },
   ] },
@@ -50,6 +52,25 @@ export function niceScale(value: number): { max: number; step: number } {
   return { max: 10 * magnitude, step: 2 * magnitude };
 }
 
+/** A logarithmic axis from the power of ten at or below `low` to the one at or above `high`; ticks at 1, 2, 5 × 10^k. */
+export function logScale(low: number, high: number): { min: number; max: number; ticks: number[] } {
+  const min = 10 ** Math.floor(Math.log10(low > 0 ? low : 1));
+  const max = Math.max(min * 10, 10 ** Math.ceil(Math.log10(high > 0 ? high : 1)));
+  const ticks: number[] = [];
+  for (let decade = min; decade < max; decade *= 10) for (const factor of [1, 2, 5]) ticks.push(decade * factor);
+  ticks.push(max);
+  return { min, max, ticks };
+}
+
+/** Where a value lands on a panel's axis, 0 … 1 of the plot width (clamped). */
+export function axisPosition(axis: Panel["axis"], value: number, range: { min: number; max: number }): number {
+  if (axis === "log") {
+    const clamped = Math.min(Math.max(value, range.min), range.max);
+    return Math.log10(clamped / range.min) / Math.log10(range.max / range.min);
+  }
+  return Math.min(Math.max(value, 0), range.max) / range.max;
+}
+
 function number(value: number): string {
   return Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 2 : 0);
 }
@@ -74,9 +95,13 @@ export function renderSvg(report: BenchReport): string {
   for (const panel of PANELS) {
     const groupHeight = panel.series.length * (BAR_HEIGHT + BAR_GAP) + GROUP_GAP;
     const top = y + PANEL_HEADER;
-    const values = paths.flatMap((result) => panel.series.map((s) => summaries.get(result.id)?.get(s.metric.key)?.summary?.max ?? 0));
-    const scale = niceScale(Math.max(0, ...values));
-    const x = (value: number) => LABEL_WIDTH + (Math.min(value, scale.max) / scale.max) * plotWidth;
+    const found = paths.flatMap((result) => panel.series.map((s) => summaries.get(result.id)?.get(s.metric.key)?.summary)).filter((summary): summary is Summary => summary !== undefined);
+    const high = Math.max(0, ...found.map((summary) => summary.max));
+    const linear = niceScale(high);
+    const log = logScale(Math.min(...found.map((summary) => summary.min), high), high);
+    const range = panel.axis === "log" ? log : { min: 0, max: linear.max };
+    const ticks = panel.axis === "log" ? log.ticks : Array.from({ length: Math.round(linear.max / linear.step) + 1 }, (_, i) => i * linear.step);
+    const x = (value: number) => LABEL_WIDTH + axisPosition(panel.axis, value, range) * plotWidth;
     const bottom = top + paths.length * groupHeight;
 
     parts.push(`<text x="10" y="${px(y + 18)}" class="panel">${escapeXml(panel.title)}</text>`);
@@ -85,7 +110,7 @@ export function renderSvg(report: BenchReport): string {
       parts.push(`<rect x="${legendX}" y="${px(y + 26)}" width="10" height="10" fill="${s.color}"/>`);
       parts.push(`<text x="${legendX + 14}" y="${px(y + 35)}" class="legend">${escapeXml(s.metric.label)}</text>`);
     });
-    for (let tick = 0; tick <= scale.max + scale.step / 2; tick += scale.step) {
+    for (const tick of ticks) {
       parts.push(`<line x1="${px(x(tick))}" y1="${px(top - 4)}" x2="${px(x(tick))}" y2="${px(bottom)}" class="grid"/>`);
       parts.push(`<text x="${px(x(tick))}" y="${px(bottom + 16)}" class="tick">${number(Math.round(tick * 1000) / 1000)}</text>`);
     }
@@ -102,12 +127,12 @@ export function renderSvg(report: BenchReport): string {
           return;
         }
         const middle = barTop + BAR_HEIGHT / 2;
-        parts.push(`<rect x="${LABEL_WIDTH}" y="${px(barTop)}" width="${px(x(summary.median) - LABEL_WIDTH)}" height="${BAR_HEIGHT}" fill="${s.color}" class="bar" data-path="${escapeXml(result.id)}" data-metric="${s.metric.key}"/>`);
+        parts.push(`<rect x="${LABEL_WIDTH}" y="${px(barTop)}" width="${px(Math.max(1, x(summary.median) - LABEL_WIDTH))}" height="${BAR_HEIGHT}" fill="${s.color}" class="bar" data-path="${escapeXml(result.id)}" data-metric="${s.metric.key}"/>`);
         parts.push(`<line x1="${px(x(summary.min))}" y1="${px(middle)}" x2="${px(x(summary.max))}" y2="${px(middle)}" class="whisker"/>`);
         for (const end of [summary.min, summary.max]) {
           parts.push(`<line x1="${px(x(end))}" y1="${px(middle - 4)}" x2="${px(x(end))}" y2="${px(middle + 4)}" class="whisker"/>`);
         }
-        parts.push(`<text x="${px(x(summary.max) + 6)}" y="${px(barTop + BAR_HEIGHT - 2)}" class="value">${number(Number(summary.median.toFixed(s.metric.digits)))}</text>`);
+        parts.push(`<text x="${px(x(summary.max) + 6)}" y="${px(barTop + BAR_HEIGHT - 2)}" class="value">${summary.median.toFixed(s.metric.digits)}</text>`);
       });
     });
 

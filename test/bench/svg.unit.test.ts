@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { escapeXml, niceScale, renderSvg } from "../../src/bench/svg.js";
+import { axisPosition, escapeXml, logScale, niceScale, renderSvg } from "../../src/bench/svg.js";
 import { pathResult, rep, report } from "./report-fixture.js";
 
 /** Every tag closed in order: the chart is well-formed XML (no parser dependency needed for that). */
@@ -74,5 +74,20 @@ describe("bench SVG chart", () => {
     [0, 1],
   ])("rounds an axis maximum of %d up to %d", (value, max) => {
     expect(niceScale(value).max).toBe(max);
+  });
+});
+
+describe("bench SVG log axis (latency)", () => {
+  it("spans whole decades with ticks at 1, 2 and 5", () => {
+    expect(logScale(20, 7033)).toEqual({ min: 10, max: 10000, ticks: [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] });
+    expect(logScale(30, 30).max).toBe(100);
+  });
+
+  it("places values by their logarithm, clamped to the axis", () => {
+    const range = { min: 10, max: 10000 };
+    expect(axisPosition("log", 100, range)).toBeCloseTo(1 / 3);
+    expect(axisPosition("log", 1, range)).toBe(0);
+    expect(axisPosition("linear", 5, { min: 0, max: 20 })).toBe(0.25);
+    expect(axisPosition("linear", 30, { min: 0, max: 20 })).toBe(1);
   });
 });
