@@ -16,7 +16,9 @@ const LAYERS: readonly (readonly string[])[] = [
   ["kernel", "host", "lease"],
   ["backend"],
   ["daemon.ts", "lab"],
-  ["bench", "commands"],
+  // bench is a program over the lab; `weft bench` (commands/bench.ts) is its CLI front.
+  ["bench"],
+  ["commands"],
   ["cli.ts"],
 ];
 
