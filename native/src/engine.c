@@ -170,6 +170,15 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
     e->queues[i].tun_fd = e->queues[i].udp_fd = -1;
   }
   routes_init(&e->routes);
+  wg_init(&e->wg);
+  if (e->opt.mode == WEFT_MODE_WIREGUARD) {
+    /* Sealing needs room behind each packet for padding and the tag, and the transport
+     * path handles no super-packets yet: one packet per read and write. */
+    e->opt.offloads = 0;
+    e->wg.timers = e->opt.wg_timers;
+    e->wg.emit = e->opt.wg_emit;
+    e->wg.emit_ctx = e->opt.wg_emit_ctx;
+  }
 
   e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (e->wake_fd < 0) {
@@ -199,6 +208,7 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
 fail:
   close_fds(e);
   routes_free(&e->routes);
+  wg_free(&e->wg);
   free(r);
   return NULL;
 }
@@ -208,6 +218,7 @@ void engine_close(struct engine *e) {
   stop_threads(r);
   close_fds(e);
   routes_free(&e->routes);
+  wg_free(&e->wg);
   free(r);
 }
 

@@ -14,6 +14,9 @@
  *     encapsulation header into message buffers, one UDP GSO message per <= 64 segments.
  *  5. When the TUN is drained or the slots run low: one sendmmsg() for all messages, each
  *     with UDP_SEGMENT when it holds more than one datagram.
+ *  wireguard mode replaces 3-4: the packet is sealed in place into a type-4 message for the
+ *     route's peer (wireguard.c: header in the headroom, padding and tag behind it) and sent to
+ *     that peer's current endpoint. No super-packets: the TUN is opened without offloads.
  *
  * Buffers: slot buffers belong to this queue's inside state and are reused after every
  * sendmmsg(). */
@@ -59,6 +62,7 @@ struct inside {
   struct slot slots[SLOTS];
   int used;
   uint8_t *spare; /* receives a super-packet while its segments go into the slots */
+  struct wg_crypto *wg; /* wireguard mode: this thread's cipher context */
   struct mmsghdr msgs[MAX_MSGS];
   struct iovec iov[MAX_MSGS];
   char ctl[SLOTS][CMSG_SPACE(sizeof(uint16_t))];
@@ -260,6 +264,23 @@ static int may_send_icmp_about(const uint8_t *ip, unsigned len) {
   return type == 0 || type == 8 || type == 13 || type == 14;
 }
 
+/* wireguard mode: seals the packet in place for the route's peer and queues it in its slot. */
+static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, const struct next_hop *hop) {
+  size_t out_len = 0;
+  unsigned mtu = in->e->opt.mtu > 0 ? (unsigned)in->e->opt.mtu : 0;
+  enum wg_result r = wg_seal(&in->e->wg, in->wg, hop->wg_peer, ip, len, mtu, &out_len, &sl->dst);
+  if (r != WG_OK) {
+    count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
+    return;
+  }
+  sl->data = ip - WG_HEADER_LEN;
+  sl->len = out_len;
+  sl->segs = 1;
+  sl->seg_size = (uint16_t)out_len;
+  in->used++;
+  count(in->q, C_INSIDE_PACKETS, 1);
+}
+
 /* Handles the packet just read into slot `in->used` (not yet counted as used). */
 static void handle(struct inside *in, unsigned n) {
   struct engine *e = in->e;
@@ -292,6 +313,16 @@ static void handle(struct inside *in, unsigned n) {
   if (!routes_next_hop(&e->routes, ip4_dst(ip), &hop)) {
     count(in->q, C_INSIDE_DROP_NO_ROUTE, 1);
     if (may_send_icmp_about(ip, len) && icmp_send_error(in->q, ip, len, 3, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
+    return;
+  }
+
+  if (e->opt.mode == WEFT_MODE_WIREGUARD) {
+    /* engine.c opens the TUN without offloads in this mode; a virtio header is not expected. */
+    if (super || ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, &vh) < 0)) {
+      count(in->q, super ? C_INSIDE_DROP_UNSUPPORTED_OFFLOAD : C_INSIDE_DROP_MALFORMED, 1);
+      return;
+    }
+    seal(in, sl, ip, len, &hop);
     return;
   }
 
@@ -343,6 +374,7 @@ struct inside *inside_new(struct queue *q) {
   in->q = q;
   in->encap_len = q->e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
   int ok = (in->spare = malloc(BUF_SIZE)) != NULL;
+  if (ok && q->e->opt.mode == WEFT_MODE_WIREGUARD) ok = (in->wg = wg_crypto_new()) != NULL;
   for (int i = 0; i < SLOTS && ok; i++) ok = (in->slots[i].buf = malloc(BUF_SIZE)) != NULL;
   if (!ok) {
     inside_free(in);
@@ -355,6 +387,7 @@ void inside_free(struct inside *in) {
   if (!in) return;
   for (int i = 0; i < SLOTS; i++) free(in->slots[i].buf);
   free(in->spare);
+  wg_crypto_free(in->wg);
   free(in);
 }
 
