@@ -606,6 +606,11 @@ static napi_value js_wg_remove_peer(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static void send_from_queue0(void *ctx, const uint8_t *msg, size_t len, const struct sockaddr_in *dst) {
+  struct engine *e = ctx;
+  if (sendto(e->queues[0].udp_fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)dst, sizeof *dst) < 0) return;
+}
+
 static napi_value js_wg_set_keypair(napi_env env, napi_callback_info info) {
   napi_value argv[8];
   uint32_t v[3];
@@ -629,6 +634,14 @@ static napi_value js_wg_set_keypair(napi_env env, napi_callback_info info) {
   if (rc < 0) {
     napi_throw_error(env, NULL, "wgSetKeypair: no such peer (wgSetPeer first)");
     return NULL;
+  }
+  /* An initiator's session is usable at once: what waited for it goes now. (A responder's
+   * waits for the initiator's first message; the outside thread flushes then.) */
+  if (initiator) {
+    struct wg_crypto *c = wg_crypto_new();
+    unsigned mtu = h->e->opt.mtu > 0 ? (unsigned)h->e->opt.mtu : 0;
+    if (c) wg_flush_staged(&h->e->wg, c, v[0], mtu, send_from_queue0, h->e);
+    wg_crypto_free(c);
   }
   return NULL;
 }

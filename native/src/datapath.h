@@ -71,6 +71,8 @@ enum weft_mode { WEFT_MODE_UDP = 0, WEFT_MODE_VXLAN = 1, WEFT_MODE_WIREGUARD = 2
   X(OUTSIDE_DROP_TTL_EXCEEDED, "outside.drop.ttl_exceeded")                \
   X(OUTSIDE_DROP_TUN_WRITE_ERROR, "outside.drop.tun_write_error")           \
   X(INSIDE_DROP_NO_SESSION, "inside.drop.no_session")                      \
+  X(INSIDE_STAGED, "inside.staged")                                        \
+  X(OUTSIDE_STAGED_SENT, "outside.staged_sent")                            \
   X(INSIDE_DROP_ENCRYPT_ERROR, "inside.drop.encrypt_error")                \
   X(OUTSIDE_HANDSHAKE_MESSAGES, "outside.handshake_messages")              \
   X(OUTSIDE_KEEPALIVES, "outside.keepalives")                              \

@@ -269,6 +269,8 @@ static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, 
   size_t out_len = 0;
   unsigned mtu = in->e->opt.mtu > 0 ? (unsigned)in->e->opt.mtu : 0;
   enum wg_result r = wg_seal(&in->e->wg, in->wg, hop->wg_peer, ip, len, mtu, &out_len, &sl->dst);
+  if (r == WG_STAGED || r == WG_STAGED_OVERFLOW) count(in->q, C_INSIDE_STAGED, 1);
+  if (r == WG_STAGED) return;
   if (r != WG_OK) {
     count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
     return;

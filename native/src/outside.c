@@ -78,7 +78,22 @@ struct outside {
   struct wg_crypto *wg;           /* wireguard mode: this thread's cipher context */
   struct opened opened[MAX_ACCEPTED];
   int opened_count;
+  uint32_t confirmed[RX_MSGS * GSO_MAX_SEGMENTS]; /* peers whose staged packets may go now */
+  int confirmed_count;
 };
+
+/* wg_flush_staged's sender: one datagram from this queue's socket. */
+static void send_staged(void *ctx, const uint8_t *msg, size_t len, const struct sockaddr_in *dst) {
+  struct outside *out = ctx;
+  struct iovec iov = {(void *)msg, len};
+  struct mmsghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_hdr.msg_iov = &iov;
+  m.msg_hdr.msg_iovlen = 1;
+  m.msg_hdr.msg_name = (void *)dst;
+  m.msg_hdr.msg_namelen = sizeof *dst;
+  if (io_send(out->q, &m, 1) == 1) count(out->q, C_OUTSIDE_STAGED_SENT, 1);
+}
 
 static void tun_write(struct outside *out, uint8_t *frame, size_t len) {
   for (;;) {
@@ -390,7 +405,9 @@ static void wg_receive(struct outside *out, uint8_t *msg, unsigned len, const st
   }
   uint32_t peer = 0;
   size_t plain = 0;
-  enum wg_result r = wg_open(&out->e->wg, out->wg, msg, len, from, &peer, &plain);
+  int confirmed = 0;
+  enum wg_result r = wg_open(&out->e->wg, out->wg, msg, len, from, &peer, &plain, &confirmed);
+  if (confirmed && out->confirmed_count < RX_MSGS * GSO_MAX_SEGMENTS) out->confirmed[out->confirmed_count++] = peer;
   switch (r) {
   case WG_OK: break;
   case WG_KEEPALIVE: count(q, C_OUTSIDE_KEEPALIVES, 1); return;
@@ -436,6 +453,7 @@ static void wg_check_sources(const struct route_table *routes, void *arg) {
 static void wg_receive_batch(struct outside *out, int n) {
   out->acc_count = 0;
   out->opened_count = 0;
+  out->confirmed_count = 0;
   for (int i = 0; i < n; i++) {
     struct msghdr *h = &out->msgs[i].msg_hdr;
     unsigned len = out->msgs[i].msg_len;
@@ -459,6 +477,8 @@ static void wg_receive_batch(struct outside *out, int n) {
   if (out->opened_count > 0) routes_read(&out->e->routes, wg_check_sources, out);
   for (int i = 0; i < out->acc_count; i++) deliver(out, out->acc[i].ip, out->acc[i].len);
   flows_flush(out);
+  unsigned mtu = out->e->opt.mtu > 0 ? (unsigned)out->e->opt.mtu : 0;
+  for (int i = 0; i < out->confirmed_count; i++) wg_flush_staged(&out->e->wg, out->wg, out->confirmed[i], mtu, send_staged, out);
 }
 
 static void receive_batch(struct outside *out, int n) {

@@ -105,6 +105,33 @@ int wg_blake2s_mac(const uint8_t *key, size_t key_len, const uint8_t *data, size
 
 static void keypair_clear(struct wg_keypair *kp) { OPENSSL_cleanse(kp, sizeof *kp); }
 
+static void staged_free(struct wg_peer *p) {
+  for (int i = 0; i < p->staged_count; i++) {
+    struct wg_staged *st = &p->staged[(p->staged_head + i) % WG_STAGED_MAX];
+    OPENSSL_cleanse(st->data, st->len);
+    free(st->data);
+  }
+  p->staged_head = p->staged_count = 0;
+}
+
+/* Under the lock. Returns WG_STAGED, WG_STAGED_OVERFLOW or WG_NO_SESSION (out of memory). */
+static enum wg_result stage(struct wg_peer *p, const uint8_t *plain, size_t len) {
+  uint8_t *copy = len > 0 ? malloc(len) : NULL;
+  if (!copy) return WG_NO_SESSION;
+  memcpy(copy, plain, len);
+  enum wg_result r = WG_STAGED;
+  if (p->staged_count == WG_STAGED_MAX) {
+    struct wg_staged *oldest = &p->staged[p->staged_head];
+    free(oldest->data);
+    p->staged_head = (p->staged_head + 1) % WG_STAGED_MAX;
+    p->staged_count--;
+    r = WG_STAGED_OVERFLOW;
+  }
+  p->staged[(p->staged_head + p->staged_count) % WG_STAGED_MAX] = (struct wg_staged){copy, len};
+  p->staged_count++;
+  return r;
+}
+
 void wg_init(struct wg_table *t) {
   memset(t, 0, sizeof *t);
   pthread_mutex_init(&t->lock, NULL);
@@ -112,6 +139,7 @@ void wg_init(struct wg_table *t) {
 }
 
 void wg_free(struct wg_table *t) {
+  for (size_t i = 0; i < t->count; i++) staged_free(&t->peers[i]);
   if (t->peers) OPENSSL_cleanse(t->peers, t->capacity * sizeof *t->peers);
   free(t->peers);
   t->peers = NULL;
@@ -159,6 +187,7 @@ int wg_remove_peer(struct wg_table *t, uint32_t id) {
   struct wg_peer *p = find_peer(t, id);
   int found = p != NULL;
   if (p) {
+    staged_free(p);
     struct wg_peer *last = &t->peers[t->count - 1];
     if (p != last) *p = *last;
     OPENSSL_cleanse(last, sizeof *last);
@@ -183,8 +212,15 @@ int wg_set_keypair(struct wg_table *t, uint32_t id, const struct wg_keypair *kp)
       /* The responder already holds this session: use it now. The old current stays as
        * previous so packets still in flight on it are accepted. */
       keypair_clear(&p->previous);
-      keypair_clear(&p->next); /* a simultaneous handshake we answered loses to ours */
-      p->previous = p->current;
+      if (p->next.valid) {
+        /* Both sides initiated at once: the session we answered stays receivable as previous
+         * (the peer may already send on it), as wireguard-go keeps it. */
+        p->previous = p->next;
+        keypair_clear(&p->next);
+        keypair_clear(&p->current);
+      } else {
+        p->previous = p->current;
+      }
       p->current = fresh;
     } else {
       /* Not confirmed until the initiator sends on it (it may never have received our response). */
@@ -284,7 +320,7 @@ enum wg_result wg_seal(struct wg_table *t, struct wg_crypto *c, uint32_t id, uin
     struct wg_keypair *kp = &p->current;
     if (!kp->valid || now - kp->created_ns >= t->timers.reject_after_ns ||
         kp->send_counter >= t->timers.reject_after_messages) {
-      result = WG_NO_SESSION;
+      result = len > 0 ? stage(p, plain, len) : WG_NO_SESSION;
       want = want_due(t, p, now);
     } else {
       memcpy(key, kp->send_key, sizeof key);
@@ -362,8 +398,39 @@ static struct wg_keypair *find_session(struct wg_table *t, uint32_t index, struc
   return NULL;
 }
 
+size_t wg_flush_staged(struct wg_table *t, struct wg_crypto *c, uint32_t id, unsigned mtu, wg_send_fn send, void *ctx) {
+  struct wg_staged taken[WG_STAGED_MAX];
+  int n = 0;
+  pthread_mutex_lock(&t->lock);
+  struct wg_peer *p = find_peer(t, id);
+  if (p) {
+    for (; n < p->staged_count; n++) taken[n] = p->staged[(p->staged_head + n) % WG_STAGED_MAX];
+    p->staged_head = p->staged_count = 0;
+  }
+  pthread_mutex_unlock(&t->lock);
+  size_t sent = 0;
+  for (int i = 0; i < n; i++) {
+    uint8_t *buf = malloc(WG_HEADER_LEN + taken[i].len + 16 + WG_TAG_LEN);
+    if (buf) {
+      memcpy(buf + WG_HEADER_LEN, taken[i].data, taken[i].len);
+      size_t out = 0;
+      struct sockaddr_in dst;
+      /* Should the session be gone again, the packet is simply staged once more. */
+      if (wg_seal(t, c, id, buf + WG_HEADER_LEN, taken[i].len, mtu, &out, &dst) == WG_OK) {
+        send(ctx, buf, out, &dst);
+        sent++;
+      }
+      free(buf);
+    }
+    OPENSSL_cleanse(taken[i].data, taken[i].len);
+    free(taken[i].data);
+  }
+  return sent;
+}
+
 enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, size_t len,
-                       const struct sockaddr_in *from, uint32_t *peer_id, size_t *plain_len) {
+                       const struct sockaddr_in *from, uint32_t *peer_id, size_t *plain_len, int *confirmed) {
+  *confirmed = 0;
   if (len < WG_MIN_TRANSPORT_LEN) return WG_TRUNCATED;
   uint32_t index = rd32le(msg + 4);
   uint64_t counter = rd64le(msg + 8);
@@ -408,6 +475,7 @@ enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, si
       p->current = p->next;
       keypair_clear(&p->next);
       kp = &p->current;
+      *confirmed = p->staged_count > 0;
     }
     /* Roaming (whitepaper 2.1): the latest authenticated source is where the peer is. */
     if (from && (p->endpoint.sin_addr.s_addr != from->sin_addr.s_addr || p->endpoint.sin_port != from->sin_port)) {

@@ -61,6 +61,14 @@ struct wg_keypair {
   uint64_t replay[WG_REPLAY_WORDS];
 };
 
+/* Packets for a peer without a usable session wait here (copies) until a handshake completes,
+ * as wireguard-go's staged queue: the first packets of a flow are not lost to the handshake. */
+#define WG_STAGED_MAX 64
+struct wg_staged {
+  uint8_t *data;
+  size_t len;
+};
+
 struct wg_peer {
   uint32_t id;                    /* JS's handle for the peer, never 0 */
   struct sockaddr_in endpoint;    /* where to send; follows the peer on authenticated receive (roaming) */
@@ -68,6 +76,8 @@ struct wg_peer {
   uint64_t last_tx_ns, last_rx_ns, last_data_tx_ns, last_data_rx_ns, last_handshake_ns;
   uint64_t last_want_ns;          /* last "handshake wanted" notice */
   uint64_t tx_bytes, rx_bytes;
+  struct wg_staged staged[WG_STAGED_MAX]; /* a ring: staged_head is the oldest */
+  int staged_head, staged_count;
 };
 
 /* What the data path tells TypeScript, through the emitter addon.c installs. */
@@ -123,7 +133,9 @@ void wg_peer_stats(struct wg_table *t, uint32_t id, struct wg_peer_stats *out);
 enum wg_result {
   WG_OK = 0,
   WG_KEEPALIVE,        /* opened, no payload */
-  WG_NO_SESSION,       /* seal: no usable session (a handshake is requested) */
+  WG_NO_SESSION,       /* seal: no usable session (a handshake is requested), and nothing staged */
+  WG_STAGED,           /* seal: no usable session yet; the packet waits for the handshake */
+  WG_STAGED_OVERFLOW,  /* seal: staged, but the oldest staged packet was dropped for it */
   WG_UNKNOWN_PEER,     /* seal: no such peer */
   WG_CRYPTO_ERROR,     /* OpenSSL refused (never on valid input) */
   WG_TRUNCATED,
@@ -140,11 +152,17 @@ enum wg_result {
 enum wg_result wg_seal(struct wg_table *t, struct wg_crypto *c, uint32_t id, uint8_t *plain, size_t len,
                        unsigned mtu, size_t *out_len, struct sockaddr_in *dst);
 
+/* Sends one sealed message (the caller's socket). */
+typedef void (*wg_send_fn)(void *ctx, const uint8_t *msg, size_t len, const struct sockaddr_in *dst);
+/* Seals and sends what is staged for peer `id` (after a session became usable). Returns how many. */
+size_t wg_flush_staged(struct wg_table *t, struct wg_crypto *c, uint32_t id, unsigned mtu, wg_send_fn send, void *ctx);
+
 /* Opens a type-4 message of `len` bytes at `msg` received from `from`, in place. On WG_OK the
  * plaintext (padding included) is at msg + WG_HEADER_LEN, *plain_len bytes, and *peer_id is its
- * peer; the endpoint, timestamps and replay window are updated only then. */
+ * peer; the endpoint, timestamps and replay window are updated only then. *confirmed is set
+ * when this message confirmed a responder's session (staged packets may go now). */
 enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, size_t len,
-                       const struct sockaddr_in *from, uint32_t *peer_id, size_t *plain_len);
+                       const struct sockaddr_in *from, uint32_t *peer_id, size_t *plain_len, int *confirmed);
 
 /* A handshake message (types 1-3) for TypeScript; checks only type and size.
  * Returns 0 queued, WG_TRUNCATED for a wrong size, -1 dropped (queue full). */
