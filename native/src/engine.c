@@ -172,9 +172,6 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
   routes_init(&e->routes);
   wg_init(&e->wg);
   if (e->opt.mode == WEFT_MODE_WIREGUARD) {
-    /* Sealing needs room behind each packet for padding and the tag, and the transport
-     * path handles no super-packets yet: one packet per read and write. */
-    e->opt.offloads = 0;
     e->wg.timers = e->opt.wg_timers;
     e->wg.emit = e->opt.wg_emit;
     e->wg.emit_ctx = e->opt.wg_emit_ctx;

@@ -16,7 +16,8 @@
  *     with UDP_SEGMENT when it holds more than one datagram.
  *  wireguard mode replaces 3-4: the packet is sealed in place into a type-4 message for the
  *     route's peer (wireguard.c: header in the headroom, padding and tag behind it) and sent to
- *     that peer's current endpoint. No super-packets: the TUN is opened without offloads.
+ *     that peer's current endpoint; a super-packet's segments are each sealed where split()
+ *     writes them (equal padded sizes, so one UDP GSO message still carries them).
  *
  * Buffers: slot buffers belong to this queue's inside state and are reused after every
  * sendmmsg(). */
@@ -69,7 +70,8 @@ struct inside {
 };
 
 static void write_encap(const struct inside *in, const struct next_hop *hop, uint8_t *at) {
-  if (in->encap_len == 0) return;
+  /* wireguard mode: the header room is wg_seal's to fill. */
+  if (in->encap_len == 0 || in->e->opt.mode == WEFT_MODE_WIREGUARD) return;
   const struct engine *e = in->e;
   /* RFC 7348: flags (I bit), 24 reserved bits, 24-bit VNI, 8 reserved bits. */
   memset(at, 0, VXLAN_HDR_LEN);
@@ -195,6 +197,10 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
   if (hl + (mss < payload ? mss : payload) > MAX_IP_PACKET) return -1;
   unsigned nseg = (payload + mss - 1) / mss;
   uint16_t seg_size = (uint16_t)(in->encap_len + hl + mss);
+  int wg = in->e->opt.mode == WEFT_MODE_WIREGUARD;
+  unsigned mtu = in->e->opt.mtu > 0 ? (unsigned)in->e->opt.mtu : 0;
+  /* Sealed, every full segment grows by the same padding and tag: UDP GSO still sees equal sizes. */
+  if (wg) seg_size = (uint16_t)(WG_HEADER_LEN + wg_padded_len(hl + mss, mtu) + WG_TAG_LEN);
   uint16_t id0 = rd16(ip + 4);
   uint32_t seq0 = proto == IPPROTO_TCP_ ? rd32(ip + ihl + 4) : 0;
   uint8_t flags = proto == IPPROTO_TCP_ ? ip[ihl + 13] : 0;
@@ -203,6 +209,7 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
   for (unsigned i = 0; i < nseg; i++) {
     unsigned chunk = payload - i * mss < mss ? payload - i * mss : mss;
     unsigned out_len = (unsigned)in->encap_len + hl + chunk;
+    if (wg) out_len = WG_HEADER_LEN + wg_padded_len(hl + chunk, mtu) + WG_TAG_LEN;
     if (!sl || sl->len + out_len > GSO_MAX_PAYLOAD || sl->segs >= GSO_MAX_SEGMENTS) {
       if (in->used >= SLOTS) return -1;
       sl = open_slot(in, hop, seg_size);
@@ -233,9 +240,20 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
       if (c == 0) c = 0xffff; /* 0 means "no checksum" in UDP */
       memcpy(l4 + 6, &c, 2);
     }
+    if (wg) {
+      size_t sealed = 0;
+      enum wg_result r = wg_seal(&in->e->wg, in->wg, hop->wg_peer, oip, hl + chunk, mtu, &sealed, &sl->dst);
+      if (r == WG_STAGED || r == WG_STAGED_OVERFLOW) count(in->q, C_INSIDE_STAGED, 1);
+      if (r != WG_OK) {
+        if (r != WG_STAGED) count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
+        continue; /* not in the message: the next segment goes where this one was */
+      }
+    }
     sl->len += out_len;
     sl->segs++;
   }
+  /* Only the last slot can be empty (its segments were all staged): give it back. */
+  if (sl && sl->segs == 0) in->used--;
   count(in->q, C_INSIDE_PACKETS, nseg);
   return 0;
 }
@@ -318,10 +336,9 @@ static void handle(struct inside *in, unsigned n) {
     return;
   }
 
-  if (e->opt.mode == WEFT_MODE_WIREGUARD) {
-    /* engine.c opens the TUN without offloads in this mode; a virtio header is not expected. */
-    if (super || ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, &vh) < 0)) {
-      count(in->q, super ? C_INSIDE_DROP_UNSUPPORTED_OFFLOAD : C_INSIDE_DROP_MALFORMED, 1);
+  if (e->opt.mode == WEFT_MODE_WIREGUARD && !super) {
+    if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, &vh) < 0) {
+      count(in->q, C_INSIDE_DROP_MALFORMED, 1);
       return;
     }
     seal(in, sl, ip, len, &hop);
@@ -374,7 +391,7 @@ struct inside *inside_new(struct queue *q) {
   if (!in) return NULL;
   in->e = q->e;
   in->q = q;
-  in->encap_len = q->e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
+  in->encap_len = q->e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : q->e->opt.mode == WEFT_MODE_WIREGUARD ? WG_HEADER_LEN : 0;
   int ok = (in->spare = malloc(BUF_SIZE)) != NULL;
   if (ok && q->e->opt.mode == WEFT_MODE_WIREGUARD) ok = (in->wg = wg_crypto_new()) != NULL;
   for (int i = 0; i < SLOTS && ok; i++) ok = (in->slots[i].buf = malloc(BUF_SIZE)) != NULL;

@@ -73,7 +73,9 @@ static int aead_seal(struct wg_crypto *c, const uint8_t key[32], uint64_t counte
   if (EVP_EncryptInit_ex(c->seal, NULL, NULL, key, nonce) != 1) return -1;
   if (len > 0 && EVP_EncryptUpdate(c->seal, data, &outl, data, (int)len) != 1) return -1;
   if (EVP_EncryptFinal_ex(c->seal, data + outl, &fl) != 1) return -1;
-  return EVP_CIPHER_CTX_ctrl(c->seal, EVP_CTRL_AEAD_GET_TAG, WG_TAG_LEN, tag) == 1 ? 0 : -1;
+  /* The tag through a parameter array rather than EVP_CIPHER_CTX_ctrl(), which builds one per call. */
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, WG_TAG_LEN), OSSL_PARAM_construct_end()};
+  return EVP_CIPHER_CTX_get_params(c->seal, params) == 1 ? 0 : -1;
 }
 
 static int aead_open(struct wg_crypto *c, const uint8_t key[32], uint64_t counter, uint8_t *data, size_t len,
@@ -82,7 +84,8 @@ static int aead_open(struct wg_crypto *c, const uint8_t key[32], uint64_t counte
   make_nonce(nonce, counter);
   int outl = 0, fl = 0;
   if (EVP_DecryptInit_ex(c->open, NULL, NULL, key, nonce) != 1) return -1;
-  if (EVP_CIPHER_CTX_ctrl(c->open, EVP_CTRL_AEAD_SET_TAG, WG_TAG_LEN, tag) != 1) return -1;
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, WG_TAG_LEN), OSSL_PARAM_construct_end()};
+  if (EVP_CIPHER_CTX_set_params(c->open, params) != 1) return -1;
   if (len > 0 && EVP_DecryptUpdate(c->open, data, &outl, data, (int)len) != 1) return -1;
   return EVP_DecryptFinal_ex(c->open, data + outl, &fl) == 1 ? 0 : -1;
 }
@@ -340,10 +343,7 @@ enum wg_result wg_seal(struct wg_table *t, struct wg_crypto *c, uint32_t id, uin
   if (want) emit_want(t, id);
   if (result != WG_OK) return result;
 
-  /* Pad to a multiple of 16, but never past the MTU (whitepaper 5.4.6). */
-  size_t padded = (len + 15) & ~(size_t)15;
-  if (mtu > 0 && len <= mtu && padded > mtu) padded = mtu;
-  if (padded < len) padded = len;
+  size_t padded = wg_padded_len(len, mtu);
   memset(plain + len, 0, padded - len);
   uint8_t *hdr = plain - WG_HEADER_LEN;
   hdr[0] = WG_MSG_TRANSPORT;

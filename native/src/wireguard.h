@@ -145,6 +145,13 @@ enum wg_result {
   WG_REPLAY,           /* open: counter seen already or older than the window */
 };
 
+/* The plaintext length after padding: a multiple of 16, but never past the MTU (whitepaper 5.4.6). */
+static inline size_t wg_padded_len(size_t len, unsigned mtu) {
+  size_t padded = (len + 15) & ~(size_t)15;
+  if (mtu > 0 && len <= mtu && padded > mtu) padded = mtu;
+  return padded < len ? len : padded;
+}
+
 /* Seals `len` plaintext bytes at `plain` for peer `id`, in place: the 16-byte header goes in the
  * WG_HEADER_LEN bytes before `plain`, zero padding to a multiple of 16 (not past `mtu`) and the
  * tag after, so `plain` needs len + 15 + WG_TAG_LEN bytes of room. On WG_OK *out_len is the
