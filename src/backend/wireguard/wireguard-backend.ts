@@ -7,6 +7,7 @@ import { errorMessage } from "../../errors/error-message.js";
 import { formatWireguardBackendData, parseWireguardBackendData } from "./backend-data.js";
 import { keyFilePath, loadOrCreateKey } from "./key-file.js";
 import { WIREGUARD_OVERHEAD, parseWireguardOptions, type WireguardOptions } from "./options.js";
+import { exportWireguardStatus } from "./wireguard-metrics.js";
 
 /**
  * flannel's wireguard backend on weft's own userspace WireGuard (the native engine in
@@ -49,7 +50,7 @@ export function createWireguardBackend(context: BackendContext, hooks: Wireguard
   const options = parseWireguardOptions(context.options);
   const implementation = resolveImplementation(options);
   const mtu = (options.mtu ?? context.external.mtu) - WIREGUARD_OVERHEAD;
-  return new EngineBackend(
+  const backend: EngineBackend = new EngineBackend(
     "wireguard",
     context,
     async () => {
@@ -76,6 +77,11 @@ export function createWireguardBackend(context: BackendContext, hooks: Wireguard
     },
     hooks,
   );
+  exportWireguardStatus(context.metrics, implementation, () => {
+    const engine = backend.runningEngine;
+    return engine && !engine.closed ? engine.wireguardStatus() : undefined;
+  });
+  return backend;
 }
 
 export const wireguardBackend: BackendFactory = {

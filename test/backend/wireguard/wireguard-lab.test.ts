@@ -60,6 +60,16 @@ describe("wireguard backend in a 3-host weft lab", () => {
     expect(ok).toBe(true);
   });
 
+  it("exports which data path runs and its handshakes on /metrics", async () => {
+    const metrics = (await lab.host("h1").exec(process.execPath, ["-e",
+      `fetch("http://127.0.0.1:${lab.host("h1").state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
+    expect(metrics).toMatch(/^weft_wireguard_implementation\{implementation="userspace"\} 1$/m);
+    expect(Number(/^weft_wireguard_handshakes_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(metrics).toMatch(/^weft_wireguard_peers\{state="handshaken"\} 2$/m);
+    const key = (await readFile(keyFile("h1"), "utf8")).trim();
+    expect(metrics).not.toContain(key);
+  });
+
   it("never writes a private key into a log", async () => {
     for (const host of ["h1", "h2", "h3"]) {
       const key = (await readFile(keyFile(host), "utf8")).trim();
