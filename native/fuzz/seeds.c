@@ -235,7 +235,8 @@ static void partial(uint8_t *ip, size_t len, unsigned offset, struct virtio_net_
 
 static void inside_seeds(const char *dir) {
   const uint32_t us = IP(10, 244, 0, 7), a1 = IP(10, 244, 1, 5), b = IP(10, 244, 2, 5);
-  for (int vx = 0; vx <= 1; vx++) {
+  /* vx: 0 udp, 1 vxlan, 8 wireguard (fuzz_inside's config bits). */
+  for (int vx = 0; vx <= 8; vx = vx == 0 ? 1 : 8) {
     char name[64];
     size_t n;
     struct virtio_net_hdr h;
@@ -250,7 +251,7 @@ static void inside_seeds(const char *dir) {
     memset(&h, 0, sizeof h);
     n = udp(pkt, us, a1, 100);
     tun_read(1, 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-plain", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-plain", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* TSO: 20000 bytes at MSS 1448; then a 64 KB one that needs two GSO messages. */
@@ -266,7 +267,7 @@ static void inside_seeds(const char *dir) {
     partial(pkt, n, 16, &h);
     h.gso_size = 1398 - 12;
     tun_read(1, 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-tso", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-tso", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* USO: 10000 bytes at 1400. */
@@ -278,7 +279,7 @@ static void inside_seeds(const char *dir) {
     h.gso_size = 1400;
     h.hdr_len = 28;
     tun_read(1, 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-uso", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-uso", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* ICMP errors: no route, TTL 1. */
@@ -290,7 +291,7 @@ static void inside_seeds(const char *dir) {
     tun_read(0, 1, &h, pkt, n);
     n = icmp_echo(pkt, us, a1, 1, 16);
     tun_read(1, 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-icmp-errors", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-icmp-errors", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* sendmmsg() answering EIO (GSO off for good), then half, then EMSGSIZE. */
@@ -308,7 +309,7 @@ static void inside_seeds(const char *dir) {
     tun_read(1 | (4 << 1), 1, &h, pkt, n);
     tun_read(0, 1, &h, pkt, n);
     tun_read(1 | (6 << 1), 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-send-errors", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-send-errors", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* Offloads off: no virtio header. */
@@ -317,7 +318,7 @@ static void inside_seeds(const char *dir) {
     tun_read(0, 0, NULL, pkt, n);
     n = icmp_echo(pkt, us, IP(10, 99, 0, 1), 64, 8);
     tun_read(1, 0, NULL, pkt, n);
-    snprintf(name, sizeof name, "%s-no-vnet", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-no-vnet", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
   }
 }

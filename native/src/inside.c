@@ -206,6 +206,7 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
   uint8_t flags = proto == IPPROTO_TCP_ ? ip[ihl + 13] : 0;
 
   struct slot *sl = NULL;
+  unsigned queued = 0; /* wireguard mode: segments staged for a handshake are not queued */
   for (unsigned i = 0; i < nseg; i++) {
     unsigned chunk = payload - i * mss < mss ? payload - i * mss : mss;
     unsigned out_len = (unsigned)in->encap_len + hl + chunk;
@@ -251,10 +252,11 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
     }
     sl->len += out_len;
     sl->segs++;
+    queued++;
   }
   /* Only the last slot can be empty (its segments were all staged): give it back. */
   if (sl && sl->segs == 0) in->used--;
-  count(in->q, C_INSIDE_PACKETS, nseg);
+  count(in->q, C_INSIDE_PACKETS, queued);
   return 0;
 }
 

@@ -275,7 +275,14 @@ export function openEngine(options: EngineOptions): Engine {
     sharedThread: options.sharedThread ?? queues > 1,
     ...(wg
       ? {
-          onEvent: (event) => sessions?.handle(event),
+          // Runs as a threadsafe-function callback: an exception here would end the process.
+          onEvent: (event) => {
+            try {
+              sessions?.handle(event);
+            } catch (error) {
+              wg.logger?.warn({ error: String(error) }, "wireguard: a handshake message could not be handled");
+            }
+          },
           rekeyAfterMs: timers.rekeyAfterMs,
           rejectAfterMs: timers.rejectAfterMs,
           keepaliveMs: timers.keepaliveMs,
