@@ -32,8 +32,11 @@
 #include "fake_engine.h"
 #include "fuzz_input.h"
 
-/* wireguard mode: the sessions of peers A (id 2) and B (id 3); D (id 4) has none. */
-static uint64_t next_counter[8];
+/* wireguard mode: the sessions of peers A (id 2) and B (id 3); D (id 4) has none.
+ * next_counter: after every datagram the fake kernel accepted; pending: within the messages of
+ * the sendmmsg() being checked (a retried message is offered again with the same counters). */
+static uint64_t next_counter[8], pending[8];
+static struct { uint32_t id; uint64_t next; } offered[1 << 16];
 
 static void wg_key(uint32_t id, uint8_t key[32]) {
   for (int i = 0; i < 32; i++) key[i] = (uint8_t)(id * 31 + i);
@@ -61,7 +64,7 @@ static void wg_setup(struct engine *e) {
     a.sin_port = htons(FZ_PORT);
     wg_remove_peer(&e->wg, id);
     wg_set_peer(&e->wg, id, &a);
-    next_counter[id] = 0;
+    next_counter[id] = pending[id] = 0;
     if (ips[i] == FZ_SENDER_D) continue;
     struct wg_keypair kp;
     memset(&kp, 0, sizeof kp);
@@ -84,8 +87,8 @@ static size_t wg_decrypt(const uint8_t *d, size_t len, uint32_t peer_ip, uint8_t
   if (index != 0x200 + id) fz_fail("transport message with another peer's receiver index");
   uint64_t counter = 0;
   for (int i = 7; i >= 0; i--) counter = (counter << 8) | d[8 + i];
-  if (counter < next_counter[id]) fz_fail("a counter was used twice or went backwards");
-  next_counter[id] = counter + 1;
+  if (counter < pending[id]) fz_fail("a counter was used twice or went backwards");
+  pending[id] = counter + 1;
   uint8_t key[32], nonce[12] = {0};
   wg_key(id, key);
   memcpy(nonce + 4, d + 8, 8);
@@ -136,8 +139,12 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
   memcpy(buf, data, n);
   /* Bytes past what was read are poisoned until the next read: the 64 KB buffer would
    * otherwise hide a read beyond the packet. */
-  poisoned_at = (uint8_t *)buf + n;
-  poisoned_len = len - n;
+  /* wireguard mode seals in place: up to 15 bytes of padding and the 16-byte tag are written
+   * (never read before being written) right behind the packet, so that room stays open. */
+  size_t tail = fz_engine.opt.mode == WEFT_MODE_WIREGUARD ? 15 + WG_TAG_LEN : 0;
+  if (tail > len - n) tail = len - n;
+  poisoned_at = (uint8_t *)buf + n + tail;
+  poisoned_len = len - n - tail;
   ASAN_POISON_MEMORY_REGION(poisoned_at, poisoned_len);
   drained = flags & 1;
   send_answer = (flags >> 1) & 7;
@@ -186,6 +193,7 @@ static void check_datagram(const uint8_t *d, size_t len, const struct sockaddr_i
 int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
   (void)q;
   if (n == 0) fz_fail("sendmmsg of nothing");
+  memcpy(pending, next_counter, sizeof pending);
   for (unsigned i = 0; i < n; i++) {
     const struct msghdr *h = &msgs[i].msg_hdr;
     const struct sockaddr_in *to = h->msg_name;
@@ -206,6 +214,11 @@ int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
     for (size_t off = 0; off < len; off += seg)
       check_datagram(d + off, len - off < seg ? len - off : seg, to, h->msg_controllen != 0);
     if (len == 0) fz_fail("empty datagram");
+    uint32_t id = ntohl(to->sin_addr.s_addr) & 0xff;
+    if (i < sizeof offered / sizeof offered[0]) {
+      offered[i].id = id;
+      offered[i].next = pending[id & 7];
+    }
   }
   int answer = send_answer;
   send_answer = 0;
@@ -219,6 +232,8 @@ int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
   }
   for (int i = 0; i < r; i++) {
     const struct msghdr *h = &msgs[i].msg_hdr;
+    if (fz_engine.opt.mode == WEFT_MODE_WIREGUARD && (size_t)i < sizeof offered / sizeof offered[0])
+      next_counter[offered[i].id & 7] = offered[i].next;
     size_t len = h->msg_iov[0].iov_len, seg = len;
     if (h->msg_controllen) {
       uint16_t size;

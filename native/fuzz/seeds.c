@@ -236,7 +236,7 @@ static void partial(uint8_t *ip, size_t len, unsigned offset, struct virtio_net_
 static void inside_seeds(const char *dir) {
   const uint32_t us = IP(10, 244, 0, 7), a1 = IP(10, 244, 1, 5), b = IP(10, 244, 2, 5);
   /* vx: 0 udp, 1 vxlan, 8 wireguard (fuzz_inside's config bits). */
-  for (int vx = 0; vx <= 8; vx = vx == 0 ? 1 : 8) {
+  for (int vx = 0; vx <= 8; vx = vx == 0 ? 1 : vx + 7) {
     char name[64];
     size_t n;
     struct virtio_net_hdr h;
