@@ -12,7 +12,8 @@
         "src/outside.c",
         "src/icmp.c",
         "src/io.c",
-        "src/notify.c"
+        "src/notify.c",
+        "src/wireguard.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],

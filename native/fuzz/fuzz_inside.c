@@ -6,7 +6,8 @@
  *
  * Input: one config byte, then TUN reads until the input ends:
  *   config  bit 0: vxlan (else udp); bit 1: no virtio header (offloads off);
- *           bit 2: UDP GSO off; bits 4-5: drain budget 0 / 1 / 4 / 16
+ *           bit 2: UDP GSO off; bit 3: wireguard (overrides bit 0; peers A and B have a
+ *           session, D has none, so its packets are staged); bits 4-5: drain budget 0 / 1 / 4 / 16
  *   read    flags byte: bit 0 the TUN is drained after this read (EAGAIN);
  *           bits 1-3 how the next sendmmsg() answers: 0-3 all sent, 4 half, 5 EIO,
  *           6 EMSGSIZE, 7 EINTR; bit 4 adds 65536 to the length (a read longer than any
@@ -16,15 +17,95 @@
  * Besides ASan/UBSan, the oracles: every datagram sent is a consistent packet behind a
  * correct encapsulation header, sent to the peer its destination routes to; split segments
  * carry valid IPv4 and TCP/UDP checksums; GSO messages respect the segment limits; ICMP
- * errors are valid; and the counters add up with what the fake kernel accepted. */
+ * errors are valid; and the counters add up with what the fake kernel accepted. In wireguard
+ * mode every datagram is first decrypted with the peer's session key (OpenSSL, independently
+ * of wireguard.c): header, receiver index, strictly increasing counters, zero padding to 16
+ * (not past the MTU), then the same checks on the inner packet. */
 #include <errno.h>
 #include <linux/virtio_net.h>
 #include <netinet/udp.h>
 #include <sanitizer/asan_interface.h>
 
+#include <openssl/evp.h>
+
 #include "../src/inside.h"
 #include "fake_engine.h"
 #include "fuzz_input.h"
+
+/* wireguard mode: the sessions of peers A (id 2) and B (id 3); D (id 4) has none.
+ * next_counter: after every datagram the fake kernel accepted; pending: within the messages of
+ * the sendmmsg() being checked (a retried message is offered again with the same counters). */
+static uint64_t next_counter[8], pending[8];
+static struct { uint32_t id; uint64_t next; } offered[1 << 16];
+
+static void wg_key(uint32_t id, uint8_t key[32]) {
+  for (int i = 0; i < 32; i++) key[i] = (uint8_t)(id * 31 + i);
+}
+
+static void wg_setup(struct engine *e) {
+  static int ready;
+  if (!ready) {
+    wg_init(&e->wg);
+    /* The same table, every entry now naming its wireguard peer (ignored by udp and vxlan). */
+    for (size_t i = 0; i < e->routes.count; i++) {
+      struct peer p = e->routes.peers[i];
+      p.wg_peer = p.public_ip & 0xff;
+      if (routes_set(&e->routes, &p) < 0) fz_fail("routes_set");
+    }
+    ready = 1;
+  }
+  const uint32_t ips[3] = {FZ_SENDER_A, FZ_SENDER_B, FZ_SENDER_D};
+  for (int i = 0; i < 3; i++) {
+    uint32_t id = ips[i] & 0xff;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(ips[i]);
+    a.sin_port = htons(FZ_PORT);
+    wg_remove_peer(&e->wg, id);
+    wg_set_peer(&e->wg, id, &a);
+    next_counter[id] = pending[id] = 0;
+    if (ips[i] == FZ_SENDER_D) continue;
+    struct wg_keypair kp;
+    memset(&kp, 0, sizeof kp);
+    kp.initiator = 1;
+    kp.local_index = 0x100 + id;
+    kp.remote_index = 0x200 + id;
+    wg_key(id, kp.send_key);
+    wg_set_keypair(&e->wg, id, &kp);
+  }
+}
+
+/* Decrypts a wireguard datagram into `out`; returns the inner packet's length (its IPv4 total
+ * length, the padding checked and dropped). */
+static size_t wg_decrypt(const uint8_t *d, size_t len, uint32_t peer_ip, uint8_t *out) {
+  static EVP_CIPHER_CTX *ctx;
+  if (!ctx) ctx = EVP_CIPHER_CTX_new();
+  uint32_t id = peer_ip & 0xff;
+  if (len < 32 || d[0] != 4 || d[1] || d[2] || d[3]) fz_fail("wireguard datagram without a transport header");
+  uint32_t index = (uint32_t)d[4] | ((uint32_t)d[5] << 8) | ((uint32_t)d[6] << 16) | ((uint32_t)d[7] << 24);
+  if (index != 0x200 + id) fz_fail("transport message with another peer's receiver index");
+  uint64_t counter = 0;
+  for (int i = 7; i >= 0; i--) counter = (counter << 8) | d[8 + i];
+  if (counter < pending[id]) fz_fail("a counter was used twice or went backwards");
+  pending[id] = counter + 1;
+  uint8_t key[32], nonce[12] = {0};
+  wg_key(id, key);
+  memcpy(nonce + 4, d + 8, 8);
+  size_t clen = len - 32;
+  int outl = 0, fl = 0;
+  if (EVP_DecryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, key, nonce) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, (void *)(d + len - 16)) != 1 ||
+      EVP_DecryptUpdate(ctx, out, &outl, d + 16, (int)clen) != 1 || EVP_DecryptFinal_ex(ctx, out + outl, &fl) != 1)
+    fz_fail("a sent transport message does not authenticate");
+  if (clen < 20) fz_fail("sealed packet shorter than an IPv4 header");
+  size_t total = rd16(out + 2);
+  if (total > clen) fz_fail("IPv4 total length beyond the sealed plaintext");
+  if (clen != wg_padded_len(total, 1500)) fz_fail("padding is not to 16 bytes (capped at the MTU)");
+  for (size_t i = total; i < clen; i++)
+    if (out[i]) fz_fail("non-zero padding");
+  return total;
+}
 
 #ifndef SOL_UDP
 #define SOL_UDP 17
@@ -58,8 +139,12 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
   memcpy(buf, data, n);
   /* Bytes past what was read are poisoned until the next read: the 64 KB buffer would
    * otherwise hide a read beyond the packet. */
-  poisoned_at = (uint8_t *)buf + n;
-  poisoned_len = len - n;
+  /* wireguard mode seals in place: up to 15 bytes of padding and the 16-byte tag are written
+   * (never read before being written) right behind the packet, so that room stays open. */
+  size_t tail = fz_engine.opt.mode == WEFT_MODE_WIREGUARD ? 15 + WG_TAG_LEN : 0;
+  if (tail > len - n) tail = len - n;
+  poisoned_at = (uint8_t *)buf + n + tail;
+  poisoned_len = len - n - tail;
   ASAN_POISON_MEMORY_REGION(poisoned_at, poisoned_len);
   drained = flags & 1;
   send_answer = (flags >> 1) & 7;
@@ -70,6 +155,12 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
  * the engine wrote every checksum itself. */
 static void check_datagram(const uint8_t *d, size_t len, const struct sockaddr_in *to, int split) {
   const struct engine *e = &fz_engine;
+  static uint8_t plain[70000];
+  if (e->opt.mode == WEFT_MODE_WIREGUARD) {
+    if (ntohl(to->sin_addr.s_addr) == FZ_SENDER_D) fz_fail("sent to a peer without a session");
+    len = wg_decrypt(d, len, ntohl(to->sin_addr.s_addr), plain);
+    d = plain;
+  }
   size_t encap = e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
   if (len < encap + 20) fz_fail("datagram shorter than encapsulation + IPv4 header");
   uint32_t peer_ip = ntohl(to->sin_addr.s_addr);
@@ -102,6 +193,7 @@ static void check_datagram(const uint8_t *d, size_t len, const struct sockaddr_i
 int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
   (void)q;
   if (n == 0) fz_fail("sendmmsg of nothing");
+  memcpy(pending, next_counter, sizeof pending);
   for (unsigned i = 0; i < n; i++) {
     const struct msghdr *h = &msgs[i].msg_hdr;
     const struct sockaddr_in *to = h->msg_name;
@@ -122,6 +214,11 @@ int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
     for (size_t off = 0; off < len; off += seg)
       check_datagram(d + off, len - off < seg ? len - off : seg, to, h->msg_controllen != 0);
     if (len == 0) fz_fail("empty datagram");
+    uint32_t id = ntohl(to->sin_addr.s_addr) & 0xff;
+    if (i < sizeof offered / sizeof offered[0]) {
+      offered[i].id = id;
+      offered[i].next = pending[id & 7];
+    }
   }
   int answer = send_answer;
   send_answer = 0;
@@ -135,6 +232,8 @@ int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
   }
   for (int i = 0; i < r; i++) {
     const struct msghdr *h = &msgs[i].msg_hdr;
+    if (fz_engine.opt.mode == WEFT_MODE_WIREGUARD && (size_t)i < sizeof offered / sizeof offered[0])
+      next_counter[offered[i].id & 7] = offered[i].next;
     size_t len = h->msg_iov[0].iov_len, seg = len;
     if (h->msg_controllen) {
       uint16_t size;
@@ -178,7 +277,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   send_answer = 0;
   sent_datagrams = icmp_frames = 0;
   uint8_t config = fz_u8(&cursor);
-  struct queue *q = fz_engine_reset(config & 1 ? WEFT_MODE_VXLAN : WEFT_MODE_UDP, !(config & 2), 1500, !(config & 4));
+  enum weft_mode mode = config & 8 ? WEFT_MODE_WIREGUARD : config & 1 ? WEFT_MODE_VXLAN : WEFT_MODE_UDP;
+  struct queue *q = fz_engine_reset(mode, !(config & 2), 1500, !(config & 4));
+  if (mode == WEFT_MODE_WIREGUARD) wg_setup(q->e);
   struct inside *in = inside_new(q);
   if (!in) fz_fail("inside_new out of memory");
   int budget = budgets[(config >> 4) & 3];
@@ -193,5 +294,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (c[C_INSIDE_PACKETS] != c[C_INSIDE_DATAGRAMS] + c[C_INSIDE_DROP_SEND_ERROR])
     fz_fail("inside.packets != inside.datagrams + inside.drop.send_error");
   if (c[C_INSIDE_ICMP_SENT] != icmp_frames) fz_fail("inside.icmp_sent != ICMP errors written");
+  if (mode == WEFT_MODE_WIREGUARD && c[C_INSIDE_DROP_ENCRYPT_ERROR]) fz_fail("OpenSSL refused to seal");
   return 0;
 }

@@ -3,13 +3,14 @@
 # runs each for N seconds (default 60; 0 only replays the seeds and the regression corpus).
 # Not part of `npm test` or CI. See ../README.md, "Fuzzing".
 #
-#   native/fuzz/run.sh [seconds]             fuzz_outside, then fuzz_inside
+#   native/fuzz/run.sh [seconds]             fuzz_outside, fuzz_inside, then fuzz_wireguard
 #   COVERAGE=1 native/fuzz/run.sh [seconds]  then a line-coverage report of ../src over
 #                                            everything the corpora hold
 #
 # Outputs go to native/fuzz/build/: the growing corpora (corpus-*), crash inputs
 # (crashes-*), logs (fuzz_*.log). Needs clang with its runtime libraries
-# (Debian: apt-get install clang libclang-rt-14-dev).
+# (Debian: apt-get install clang libclang-rt-14-dev) and libcrypto (libssl-dev: the engine's
+# wireguard code is built against Node's OpenSSL headers and linked with Debian's libcrypto here).
 set -eu
 seconds=${1:-60}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,20 +22,20 @@ if ! command -v "$cc" >/dev/null 2>&1; then
   exit 2
 fi
 mkdir -p "$out"
-cflags="-g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror"
-engine="$src/inside.c $src/outside.c $src/icmp.c $src/routes.c"
-harnesses="outside inside"
+cflags="-g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -I${NODE_INCLUDE:-/usr/include/node}"
+engine="$src/inside.c $src/outside.c $src/icmp.c $src/routes.c $src/wireguard.c"
+harnesses="outside inside wireguard"
 
 for h in $harnesses; do
   # shellcheck disable=SC2086 # word splitting of the flag and file lists is wanted
   $cc $cflags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -o "$out/fuzz_$h" "$here/fuzz_$h.c" $engine
+    -o "$out/fuzz_$h" "$here/fuzz_$h.c" $engine -lcrypto
 done
 # shellcheck disable=SC2086
 $cc $cflags -o "$out/seeds" "$here/seeds.c"
-rm -rf "$out/seeds-outside" "$out/seeds-inside"
-mkdir -p "$out/seeds-outside" "$out/seeds-inside"
-"$out/seeds" "$out/seeds-outside" "$out/seeds-inside"
+rm -rf "$out/seeds-outside" "$out/seeds-inside" "$out/seeds-wireguard"
+mkdir -p "$out/seeds-outside" "$out/seeds-inside" "$out/seeds-wireguard"
+"$out/seeds" "$out/seeds-outside" "$out/seeds-inside" "$out/seeds-wireguard"
 
 if [ "$seconds" -eq 0 ]; then limit="-runs=0"; else limit="-max_total_time=$seconds"; fi
 failed=""

@@ -1,7 +1,7 @@
-/* Writes the seed corpora for fuzz_outside and fuzz_inside in their input formats (see the
+/* Writes the seed corpora for fuzz_outside, fuzz_inside and fuzz_wireguard in their input formats (see the
  * comment at the top of each harness): valid flannel udp datagrams and vxlan frames, TCP
  * flows to coalesce, GRO super-datagrams, TSO/USO super-packets, and the usual drop cases.
- * Usage: seeds <outside-dir> <inside-dir> */
+ * Usage: seeds <outside-dir> <inside-dir> <wireguard-dir> */
 #include <linux/virtio_net.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,7 +235,8 @@ static void partial(uint8_t *ip, size_t len, unsigned offset, struct virtio_net_
 
 static void inside_seeds(const char *dir) {
   const uint32_t us = IP(10, 244, 0, 7), a1 = IP(10, 244, 1, 5), b = IP(10, 244, 2, 5);
-  for (int vx = 0; vx <= 1; vx++) {
+  /* vx: 0 udp, 1 vxlan, 8 wireguard (fuzz_inside's config bits). */
+  for (int vx = 0; vx <= 8; vx = vx == 0 ? 1 : vx + 7) {
     char name[64];
     size_t n;
     struct virtio_net_hdr h;
@@ -250,7 +251,7 @@ static void inside_seeds(const char *dir) {
     memset(&h, 0, sizeof h);
     n = udp(pkt, us, a1, 100);
     tun_read(1, 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-plain", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-plain", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* TSO: 20000 bytes at MSS 1448; then a 64 KB one that needs two GSO messages. */
@@ -266,7 +267,7 @@ static void inside_seeds(const char *dir) {
     partial(pkt, n, 16, &h);
     h.gso_size = 1398 - 12;
     tun_read(1, 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-tso", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-tso", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* USO: 10000 bytes at 1400. */
@@ -278,7 +279,7 @@ static void inside_seeds(const char *dir) {
     h.gso_size = 1400;
     h.hdr_len = 28;
     tun_read(1, 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-uso", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-uso", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* ICMP errors: no route, TTL 1. */
@@ -290,7 +291,7 @@ static void inside_seeds(const char *dir) {
     tun_read(0, 1, &h, pkt, n);
     n = icmp_echo(pkt, us, a1, 1, 16);
     tun_read(1, 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-icmp-errors", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-icmp-errors", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* sendmmsg() answering EIO (GSO off for good), then half, then EMSGSIZE. */
@@ -308,7 +309,7 @@ static void inside_seeds(const char *dir) {
     tun_read(1 | (4 << 1), 1, &h, pkt, n);
     tun_read(0, 1, &h, pkt, n);
     tun_read(1 | (6 << 1), 1, &h, pkt, n);
-    snprintf(name, sizeof name, "%s-send-errors", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-send-errors", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
 
     /* Offloads off: no virtio header. */
@@ -317,17 +318,78 @@ static void inside_seeds(const char *dir) {
     tun_read(0, 0, NULL, pkt, n);
     n = icmp_echo(pkt, us, IP(10, 99, 0, 1), 64, 8);
     tun_read(1, 0, NULL, pkt, n);
-    snprintf(name, sizeof name, "%s-no-vnet", vx ? "vxlan" : "udp");
+    snprintf(name, sizeof name, "%s-no-vnet", vx == 8 ? "wireguard" : vx ? "vxlan" : "udp");
     save(dir, name);
   }
 }
 
+/* fuzz_wireguard: a message sealed by the harness for session `session` (1-3) with `counter`. */
+static void wg_sealed(uint8_t flags, uint16_t counter, const uint8_t *plain, size_t len) {
+  put8(flags);
+  put16(counter);
+  put16((uint16_t)len);
+  put(plain, len);
+}
+
+static void wg_raw(uint8_t flags, const uint8_t *d, size_t len) {
+  put8(flags & (uint8_t)~3);
+  put16((uint16_t)len);
+  put(d, len);
+}
+
+static void wireguard_seeds(const char *dir) {
+  uint32_t us = IP(10, 244, 0, 1), a1 = IP(10, 244, 1, 5), a5 = IP(10, 244, 5, 9), b = IP(10, 244, 2, 7);
+  size_t n;
+  /* Pings from both peers, a TCP run, a keepalive, through the next session too. */
+  n = icmp_echo(pkt, a1, us, 64, 56);
+  wg_sealed(1, 0, pkt, n);
+  n = tcp(pkt, a5, us, 1000, 80, 1, 0x10, 1000, 3);
+  wg_sealed(1, 1, pkt, n);
+  wg_sealed(1, 2, pkt, n);
+  n = udp(pkt, b, us, 30);
+  wg_sealed(3, 0, pkt, n);
+  wg_sealed(3 | F_LAST, 1, pkt, 0); /* keepalive */
+  n = icmp_echo(pkt, a1, us, 64, 8);
+  wg_sealed(2 | 0x40, 5, pkt, n); /* the responder session, from a new port */
+  wg_sealed(1, 0, pkt, n);         /* current is now the next one: counter 0 is fresh there */
+  save(dir, "wireguard-traffic");
+
+  /* Replays, stale counters, forgeries, wrong peers' sources. */
+  n = icmp_echo(pkt, a1, us, 64, 16);
+  wg_sealed(1, 3000, pkt, n);
+  wg_sealed(1, 3000, pkt, n);
+  wg_sealed(1, 100, pkt, n);   /* older than the window */
+  wg_sealed(1, 2999, pkt, n);
+  wg_sealed(1 | 0x04, 3001, pkt, n);
+  wg_sealed(1 | 0x08, 1, pkt, n); put8(2); /* counter jumps by 2^17 */
+  n = icmp_echo(pkt, b, us, 64, 16);
+  wg_sealed(1 | F_LAST, 3002, pkt, n); /* peer 2's source through peer 1's session */
+  save(dir, "wireguard-drops");
+
+  /* Handshake messages of every type at and off their sizes, unknown types, truncations. */
+  static const size_t sizes[] = {148, 92, 64, 147, 93, 0, 3, 31};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    memset(frame, 0, sizes[i] + 4);
+    frame[0] = (uint8_t)(1 + i % 3);
+    wg_raw(0, frame, sizes[i]);
+  }
+  memset(frame, 0, 64);
+  frame[0] = 4, frame[4] = 0x11;
+  wg_raw(0, frame, 32);
+  frame[0] = 5;
+  wg_raw(0, frame, 40);
+  frame[0] = 4, frame[1] = 1;
+  wg_raw(F_LAST, frame, 40);
+  save(dir, "wireguard-handshake-and-junk");
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s <outside-dir> <inside-dir>\n", argv[0]);
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s <outside-dir> <inside-dir> <wireguard-dir>\n", argv[0]);
     return 2;
   }
   outside_seeds(argv[1]);
   inside_seeds(argv[2]);
+  wireguard_seeds(argv[3]);
   return 0;
 }

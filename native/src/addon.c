@@ -6,9 +6,20 @@
  *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow }
  *   close(handle)
  *   notify(socketPath, state)   sd_notify: one datagram to $NOTIFY_SOCKET (notify.c); throws on failure
+ * wireguard mode (open({mode: "wireguard", onEvent, ...})): setPeer's 6th argument is the peer id
+ * its subnet routes to, and
+ *   wgSetPeer(handle, id, endpointIp, port)      wgRemovePeer(handle, id) -> boolean
+ *   wgSetKeypair(handle, id, localIndex, remoteIndex, sendKey, recvKey, initiator)
+ *   wgClearKeypairs(handle, id)                  wgPeerStats(handle, id) -> object | null
+ *   wgSend(handle, ip, port, buffer)             (a handshake message, from the engine's socket)
+ *   wgSendKeepalive(handle, id) -> boolean
+ *   onEvent({kind: "message", address, port, data}) / onEvent({kind: "want", peer}) on the JS thread
+ *   blake2sMac(key, data, outLen) -> Buffer     keyed BLAKE2s (OpenSSL BLAKE2SMAC), no handle
  * Addresses cross as host-order uint32 numbers. No packet ever crosses this boundary. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <node_api.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +29,13 @@
 
 struct handle {
   struct engine *e; /* NULL once closed */
+  napi_threadsafe_function events; /* wireguard mode: to onEvent; NULL otherwise */
 };
+
+static void OPENSSL_cleanse_keypair(struct wg_keypair *kp) { OPENSSL_cleanse(kp, sizeof *kp); }
+
+/* Handshake messages and notices waiting for the JS thread; more are dropped and counted. */
+#define WG_EVENT_QUEUE 256
 
 #define CALL(env, expr)                                            \
   do {                                                             \
@@ -30,13 +47,63 @@ struct handle {
     }                                                              \
   } while (0)
 
+static void release_events(struct handle *h) {
+  if (h->events) napi_release_threadsafe_function(h->events, napi_tsfn_abort);
+  h->events = NULL;
+}
+
 static void finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   struct handle *h = data;
   /* An engine dropped without close(): stop its threads rather than leak them. */
   if (h->e) engine_close(h->e);
+  release_events(h);
   free(h);
+}
+
+/* The data path's emitter (wireguard.h), on a forwarding thread: never blocks. */
+static int emit_event(void *ctx, const struct wg_event *event) {
+  struct handle *h = ctx;
+  struct wg_event *copy = malloc(sizeof *copy);
+  if (!copy) return -1;
+  memcpy(copy, event, sizeof *copy);
+  if (!h->events || napi_call_threadsafe_function(h->events, copy, napi_tsfn_nonblocking) != napi_ok) {
+    free(copy);
+    return -1;
+  }
+  return 0;
+}
+
+/* On the JS thread: one event to onEvent. env NULL: the engine is closing, just free it. */
+static void deliver_event(napi_env env, napi_value callback, void *context, void *data) {
+  (void)context;
+  struct wg_event *ev = data;
+  if (env && callback) {
+    napi_value obj, v, argv[1];
+    if (napi_create_object(env, &obj) == napi_ok) {
+      if (ev->kind == WG_EVENT_HANDSHAKE_MESSAGE) {
+        void *bytes;
+        napi_create_string_utf8(env, "message", NAPI_AUTO_LENGTH, &v);
+        napi_set_named_property(env, obj, "kind", v);
+        napi_create_uint32(env, ntohl(ev->from.sin_addr.s_addr), &v);
+        napi_set_named_property(env, obj, "address", v);
+        napi_create_uint32(env, ntohs(ev->from.sin_port), &v);
+        napi_set_named_property(env, obj, "port", v);
+        if (napi_create_buffer_copy(env, ev->len, ev->data, &bytes, &v) == napi_ok) napi_set_named_property(env, obj, "data", v);
+      } else {
+        napi_create_string_utf8(env, "want", NAPI_AUTO_LENGTH, &v);
+        napi_set_named_property(env, obj, "kind", v);
+        napi_create_uint32(env, ev->peer_id, &v);
+        napi_set_named_property(env, obj, "peer", v);
+      }
+      argv[0] = obj;
+      napi_value undefined;
+      napi_get_undefined(env, &undefined);
+      napi_call_function(env, undefined, callback, 1, argv, NULL);
+    }
+  }
+  free(ev);
 }
 
 static struct handle *get_handle(napi_env env, napi_value value) {
@@ -136,6 +203,39 @@ static int get_mac(napi_env env, napi_value v, uint8_t mac[6]) {
   return 1;
 }
 
+/* A non-negative integer option as uint64 (doubles: exact up to 2^53; larger values round,
+ * which only the 2^60-message defaults need, and those are not passed in). */
+static int get_u64(napi_env env, napi_value obj, const char *name, uint64_t scale, uint64_t *out) {
+  napi_value v;
+  int rc = get_prop(env, obj, name, napi_number, &v);
+  if (rc <= 0) return rc;
+  double d;
+  napi_get_value_double(env, v, &d);
+  if (!(d >= 1) || d > 1.8e19 / (double)scale || d != (double)(uint64_t)d) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "engine option %s must be a positive integer", name);
+    napi_throw_range_error(env, NULL, msg);
+    return -1;
+  }
+  *out = (uint64_t)d * scale;
+  return 1;
+}
+
+/* wireguard mode's timers, in milliseconds (for tests that must rekey in seconds). */
+static int get_timers(napi_env env, napi_value o, struct wg_timers *t) {
+  if (get_u64(env, o, "rekeyAfterMs", 1000000, &t->rekey_after_ns) < 0) return -1;
+  if (get_u64(env, o, "rejectAfterMs", 1000000, &t->reject_after_ns) < 0) return -1;
+  if (get_u64(env, o, "keepaliveMs", 1000000, &t->keepalive_ns) < 0) return -1;
+  if (get_u64(env, o, "rekeyTimeoutMs", 1000000, &t->rekey_timeout_ns) < 0) return -1;
+  if (get_u64(env, o, "rekeyAfterMessages", 1, &t->rekey_after_messages) < 0) return -1;
+  if (get_u64(env, o, "rejectAfterMessages", 1, &t->reject_after_messages) < 0) return -1;
+  if (t->reject_after_ns <= t->keepalive_ns + t->rekey_timeout_ns) {
+    napi_throw_range_error(env, NULL, "engine option rejectAfterMs must exceed keepaliveMs + rekeyTimeoutMs");
+    return -1;
+  }
+  return 0;
+}
+
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -155,11 +255,22 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (get_string(env, o, "mode", mode, sizeof mode) < 0) return NULL;
   if (strcmp(mode, "udp") == 0) opt.mode = WEFT_MODE_UDP;
   else if (strcmp(mode, "vxlan") == 0) opt.mode = WEFT_MODE_VXLAN;
+  else if (strcmp(mode, "wireguard") == 0) opt.mode = WEFT_MODE_WIREGUARD;
   else {
-    napi_throw_range_error(env, NULL, "engine option mode must be \"udp\" or \"vxlan\"");
+    napi_throw_range_error(env, NULL, "engine option mode must be \"udp\", \"vxlan\" or \"wireguard\"");
     return NULL;
   }
   if (opt.mode == WEFT_MODE_VXLAN) port = 8472;
+  if (opt.mode == WEFT_MODE_WIREGUARD) port = 51820;
+  wg_timers_default(&opt.wg_timers);
+  if (get_timers(env, o, &opt.wg_timers) < 0) return NULL;
+  napi_value on_event = NULL;
+  if (opt.mode == WEFT_MODE_WIREGUARD) {
+    if (get_prop(env, o, "onEvent", napi_function, &on_event) <= 0) {
+      if (!on_event) napi_throw_type_error(env, NULL, "engine option onEvent (a function) is required in wireguard mode");
+      return NULL;
+    }
+  }
   snprintf(opt.tun_name, sizeof opt.tun_name, "%s", "flannel%d");
   if (get_string(env, o, "tunName", opt.tun_name, sizeof opt.tun_name) < 0) return NULL;
   if (get_string(env, o, "netnsPath", opt.netns_path, sizeof opt.netns_path) < 0) return NULL;
@@ -190,22 +301,38 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   opt.socket_buffer = (int)buffer;
   opt.queues = (int)queues;
 
+  struct handle *h = calloc(1, sizeof *h);
+  if (!h) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  if (on_event) {
+    napi_value name;
+    napi_create_string_utf8(env, "weft wireguard events", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_threadsafe_function(env, on_event, NULL, name, WG_EVENT_QUEUE, 1, NULL, NULL, NULL, deliver_event,
+                                        &h->events) != napi_ok) {
+      free(h);
+      napi_throw_error(env, NULL, "cannot create the wireguard event queue");
+      return NULL;
+    }
+    /* The engine's events must not keep the process alive on their own. */
+    napi_unref_threadsafe_function(env, h->events);
+    opt.wg_emit = emit_event;
+    opt.wg_emit_ctx = h;
+  }
   char err[512] = "";
   struct engine *e = engine_open(&opt, err, sizeof err);
   if (!e) {
+    release_events(h);
+    free(h);
     napi_throw_error(env, NULL, err);
-    return NULL;
-  }
-  struct handle *h = calloc(1, sizeof *h);
-  if (!h) {
-    engine_close(e);
-    napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
   h->e = e;
   napi_value result;
   if (napi_create_external(env, h, finalize, NULL, &result) != napi_ok) {
     engine_close(e);
+    release_events(h);
     free(h);
     napi_throw_error(env, NULL, "cannot create the engine handle");
     return NULL;
@@ -248,11 +375,11 @@ static struct handle *get_peer_args(napi_env env, size_t argc, napi_value *argv,
 }
 
 static napi_value js_set_peer(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint32_t v[3];
-  struct handle *h = get_peer_args(env, argc, argv, 4, "setPeer(handle, network, prefix, publicIp, mac?)", v);
+  struct handle *h = get_peer_args(env, argc, argv, 4, "setPeer(handle, network, prefix, publicIp, mac?, wgPeer?)", v);
   if (!h) return NULL;
   struct peer p;
   memset(&p, 0, sizeof p);
@@ -269,6 +396,15 @@ static napi_value js_set_peer(napi_env env, napi_callback_info info) {
       if (get_mac(env, argv[4], p.mac) < 0) return NULL;
       p.has_mac = 1;
     }
+  }
+  if (argc >= 6) {
+    napi_valuetype type;
+    napi_typeof(env, argv[5], &type);
+    if (type != napi_undefined && type != napi_null && get_u32_arg(env, argv[5], "wgPeer", &p.wg_peer) < 0) return NULL;
+  }
+  if (h->e->opt.mode == WEFT_MODE_WIREGUARD && p.wg_peer == 0) {
+    napi_throw_type_error(env, NULL, "setPeer: a wireguard peer id is required in wireguard mode");
+    return NULL;
   }
   if (h->e->opt.mode == WEFT_MODE_VXLAN && !p.has_mac) {
     napi_throw_type_error(env, NULL, "setPeer: a VtepMAC is required in vxlan mode");
@@ -362,6 +498,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (!h) return NULL;
   engine_close(h->e);
   h->e = NULL;
+  release_events(h);
   return NULL;
 }
 
@@ -398,6 +535,235 @@ static napi_value js_notify(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* A live wireguard-mode handle and `want` uint32 arguments after it; NULL after throwing. */
+static struct handle *get_wg_args(napi_env env, napi_callback_info info, size_t want, const char *usage,
+                                  napi_value *argv, uint32_t *values, size_t numbers) {
+  size_t argc = 8;
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  struct handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  if (h->e->opt.mode != WEFT_MODE_WIREGUARD) {
+    napi_throw_error(env, NULL, "this engine is not in wireguard mode");
+    return NULL;
+  }
+  static const char *const names[] = {"argument 2", "argument 3", "argument 4", "argument 5"};
+  for (size_t i = 0; i < numbers; i++)
+    if (get_u32_arg(env, argv[i + 1], names[i], &values[i]) < 0) return NULL;
+  return h;
+}
+
+static int get_key(napi_env env, napi_value v, const char *what, uint8_t key[WG_KEY_LEN]) {
+  bool is_buffer = false;
+  void *data;
+  size_t len = 0;
+  napi_is_buffer(env, v, &is_buffer);
+  if (!is_buffer || napi_get_buffer_info(env, v, &data, &len) != napi_ok || len != WG_KEY_LEN) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be a 32-byte Buffer", what);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  memcpy(key, data, WG_KEY_LEN);
+  return 0;
+}
+
+static struct sockaddr_in endpoint_of(uint32_t ip, uint32_t port) {
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(ip);
+  a.sin_port = htons((uint16_t)port);
+  return a;
+}
+
+static napi_value js_wg_set_peer(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  uint32_t v[3];
+  struct handle *h = get_wg_args(env, info, 4, "wgSetPeer(handle, id, endpointIp, port)", argv, v, 3);
+  if (!h) return NULL;
+  if (v[0] == 0 || v[2] == 0 || v[2] > 65535) {
+    napi_throw_range_error(env, NULL, "wgSetPeer: id must be non-zero and port 1..65535");
+    return NULL;
+  }
+  struct sockaddr_in a = endpoint_of(v[1], v[2]);
+  if (wg_set_peer(&h->e->wg, v[0], &a) < 0) {
+    napi_throw_error(env, NULL, "wgSetPeer: out of memory");
+    return NULL;
+  }
+  return NULL;
+}
+
+static napi_value js_wg_remove_peer(napi_env env, napi_callback_info info) {
+  napi_value argv[8], result;
+  uint32_t v[1];
+  struct handle *h = get_wg_args(env, info, 2, "wgRemovePeer(handle, id)", argv, v, 1);
+  if (!h) return NULL;
+  CALL(env, napi_get_boolean(env, wg_remove_peer(&h->e->wg, v[0]), &result));
+  return result;
+}
+
+static void send_from_queue0(void *ctx, const uint8_t *msg, size_t len, const struct sockaddr_in *dst) {
+  struct engine *e = ctx;
+  if (sendto(e->queues[0].udp_fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)dst, sizeof *dst) < 0) return;
+}
+
+static napi_value js_wg_set_keypair(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  uint32_t v[3];
+  struct handle *h = get_wg_args(env, info, 7, "wgSetKeypair(handle, id, localIndex, remoteIndex, sendKey, recvKey, initiator)",
+                                 argv, v, 3);
+  if (!h) return NULL;
+  struct wg_keypair kp;
+  memset(&kp, 0, sizeof kp);
+  kp.local_index = v[1];
+  kp.remote_index = v[2];
+  bool initiator = false;
+  if (get_key(env, argv[4], "sendKey", kp.send_key) < 0 || get_key(env, argv[5], "recvKey", kp.recv_key) < 0 ||
+      napi_get_value_bool(env, argv[6], &initiator) != napi_ok) {
+    OPENSSL_cleanse_keypair(&kp);
+    if (!initiator) napi_throw_type_error(env, NULL, "wgSetKeypair: initiator must be a boolean");
+    return NULL;
+  }
+  kp.initiator = initiator;
+  int rc = wg_set_keypair(&h->e->wg, v[0], &kp);
+  OPENSSL_cleanse_keypair(&kp);
+  if (rc < 0) {
+    napi_throw_error(env, NULL, "wgSetKeypair: no such peer (wgSetPeer first)");
+    return NULL;
+  }
+  /* An initiator's session is usable at once: what waited for it goes now. (A responder's
+   * waits for the initiator's first message; the outside thread flushes then.) */
+  if (initiator) {
+    struct wg_crypto *c = wg_crypto_new();
+    unsigned mtu = h->e->opt.mtu > 0 ? (unsigned)h->e->opt.mtu : 0;
+    if (c) wg_flush_staged(&h->e->wg, c, v[0], mtu, send_from_queue0, h->e);
+    wg_crypto_free(c);
+  }
+  return NULL;
+}
+
+static napi_value js_wg_clear_keypairs(napi_env env, napi_callback_info info) {
+  napi_value argv[8], result;
+  uint32_t v[1];
+  struct handle *h = get_wg_args(env, info, 2, "wgClearKeypairs(handle, id)", argv, v, 1);
+  if (!h) return NULL;
+  CALL(env, napi_get_boolean(env, wg_clear_keypairs(&h->e->wg, v[0]), &result));
+  return result;
+}
+
+static napi_value ms_or_null(napi_env env, uint64_t ns) {
+  napi_value v;
+  if (ns == UINT64_MAX) napi_get_null(env, &v);
+  else napi_create_double(env, (double)ns / 1e6, &v);
+  return v;
+}
+
+static napi_value js_wg_peer_stats(napi_env env, napi_callback_info info) {
+  napi_value argv[8], obj, v;
+  uint32_t id[1];
+  struct handle *h = get_wg_args(env, info, 2, "wgPeerStats(handle, id)", argv, id, 1);
+  if (!h) return NULL;
+  struct wg_peer_stats st;
+  wg_peer_stats(&h->e->wg, id[0], &st);
+  if (!st.found) {
+    CALL(env, napi_get_null(env, &v));
+    return v;
+  }
+  CALL(env, napi_create_object(env, &obj));
+  napi_get_boolean(env, st.has_current, &v);
+  napi_set_named_property(env, obj, "hasCurrent", v);
+  napi_get_boolean(env, st.has_next, &v);
+  napi_set_named_property(env, obj, "hasNext", v);
+  napi_get_boolean(env, st.current_initiator, &v);
+  napi_set_named_property(env, obj, "currentInitiator", v);
+  napi_set_named_property(env, obj, "currentAgeMs", ms_or_null(env, st.has_current ? st.current_age_ns : UINT64_MAX));
+  napi_create_double(env, (double)st.current_send_counter, &v);
+  napi_set_named_property(env, obj, "currentSendCounter", v);
+  napi_set_named_property(env, obj, "sinceTxMs", ms_or_null(env, st.since_tx_ns));
+  napi_set_named_property(env, obj, "sinceRxMs", ms_or_null(env, st.since_rx_ns));
+  napi_set_named_property(env, obj, "sinceDataTxMs", ms_or_null(env, st.since_data_tx_ns));
+  napi_set_named_property(env, obj, "sinceDataRxMs", ms_or_null(env, st.since_data_rx_ns));
+  napi_create_double(env, (double)st.tx_bytes, &v);
+  napi_set_named_property(env, obj, "txBytes", v);
+  napi_create_double(env, (double)st.rx_bytes, &v);
+  napi_set_named_property(env, obj, "rxBytes", v);
+  napi_create_uint32(env, ntohl(st.endpoint.sin_addr.s_addr), &v);
+  napi_set_named_property(env, obj, "endpointIp", v);
+  napi_create_uint32(env, ntohs(st.endpoint.sin_port), &v);
+  napi_set_named_property(env, obj, "endpointPort", v);
+  return obj;
+}
+
+static napi_value js_wg_send(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  uint32_t v[2];
+  struct handle *h = get_wg_args(env, info, 4, "wgSend(handle, ip, port, buffer)", argv, v, 2);
+  if (!h) return NULL;
+  bool is_buffer = false;
+  void *data;
+  size_t len = 0;
+  napi_is_buffer(env, argv[3], &is_buffer);
+  if (!is_buffer || napi_get_buffer_info(env, argv[3], &data, &len) != napi_ok || len == 0 || len > 1500) {
+    napi_throw_type_error(env, NULL, "wgSend: a message of 1..1500 bytes in a Buffer expected");
+    return NULL;
+  }
+  struct sockaddr_in a = endpoint_of(v[0], v[1]);
+  if (sendto(h->e->queues[0].udp_fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&a, sizeof a) < 0) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "wgSend to %s:%u: %s", inet_ntoa(a.sin_addr), v[1], strerror(errno));
+    napi_throw_error(env, NULL, msg);
+    return NULL;
+  }
+  return NULL;
+}
+
+static napi_value js_wg_send_keepalive(napi_env env, napi_callback_info info) {
+  napi_value argv[8], result;
+  uint32_t v[1];
+  struct handle *h = get_wg_args(env, info, 2, "wgSendKeepalive(handle, id)", argv, v, 1);
+  if (!h) return NULL;
+  uint8_t msg[WG_HEADER_LEN + WG_TAG_LEN];
+  size_t len = 0;
+  struct sockaddr_in dst;
+  struct wg_crypto *c = wg_crypto_new();
+  int sent = 0;
+  if (c && wg_seal(&h->e->wg, c, v[0], msg + WG_HEADER_LEN, 0, 0, &len, &dst) == WG_OK)
+    sent = sendto(h->e->queues[0].udp_fd, msg, len, MSG_DONTWAIT, (struct sockaddr *)&dst, sizeof dst) >= 0;
+  wg_crypto_free(c);
+  CALL(env, napi_get_boolean(env, sent, &result));
+  return result;
+}
+
+static napi_value js_blake2s_mac(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *key = NULL, *data = NULL, *out = NULL;
+  size_t key_len = 0, len = 0;
+  uint32_t out_len = 0;
+  bool kb = false, db = false;
+  if (argc >= 3) {
+    napi_is_buffer(env, argv[0], &kb);
+    napi_is_buffer(env, argv[1], &db);
+  }
+  if (!kb || !db || napi_get_buffer_info(env, argv[0], &key, &key_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok || napi_get_value_uint32(env, argv[2], &out_len) != napi_ok ||
+      key_len < 1 || key_len > 32 || out_len < 1 || out_len > 32) {
+    napi_throw_type_error(env, NULL, "blake2sMac(key: Buffer of 1..32 bytes, data: Buffer, outLen: 1..32)");
+    return NULL;
+  }
+  CALL(env, napi_create_buffer(env, out_len, &out, &result));
+  if (wg_blake2s_mac(key, key_len, data, len, out, out_len) < 0) {
+    napi_throw_error(env, NULL, "blake2sMac: OpenSSL has no BLAKE2SMAC");
+    return NULL;
+  }
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
@@ -409,6 +775,14 @@ static napi_value init(napi_env env, napi_value exports) {
       {"info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"notify", NULL, js_notify, NULL, NULL, NULL, napi_default, NULL},
+      {"wgSetPeer", NULL, js_wg_set_peer, NULL, NULL, NULL, napi_default, NULL},
+      {"wgRemovePeer", NULL, js_wg_remove_peer, NULL, NULL, NULL, napi_default, NULL},
+      {"wgSetKeypair", NULL, js_wg_set_keypair, NULL, NULL, NULL, napi_default, NULL},
+      {"wgClearKeypairs", NULL, js_wg_clear_keypairs, NULL, NULL, NULL, napi_default, NULL},
+      {"wgPeerStats", NULL, js_wg_peer_stats, NULL, NULL, NULL, napi_default, NULL},
+      {"wgSend", NULL, js_wg_send, NULL, NULL, NULL, napi_default, NULL},
+      {"wgSendKeepalive", NULL, js_wg_send_keepalive, NULL, NULL, NULL, napi_default, NULL},
+      {"blake2sMac", NULL, js_blake2s_mac, NULL, NULL, NULL, napi_default, NULL},
   };
   CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

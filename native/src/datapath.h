@@ -1,7 +1,7 @@
 /* The data path's shared header: buffer geometry, counters, the engine state the packet code
  * and the devices read (struct engine, struct queue), the packet syscalls (io_*) and count().
  * Included by every file below engine.c (inside.c, outside.c, icmp.c, io.c, tun.c, underlay.c)
- * and by the lifecycle header engine.h; it includes only routes.h, never a header above it.
+ * and by the lifecycle header engine.h; it includes only routes.h and wireguard.h, never a header above it.
  * See ../README.md for the threads, buffers and flow. */
 #ifndef WEFT_DATAPATH_H
 #define WEFT_DATAPATH_H
@@ -12,8 +12,9 @@
 #include <sys/types.h>
 
 #include "routes.h"
+#include "wireguard.h"
 
-enum weft_mode { WEFT_MODE_UDP = 0, WEFT_MODE_VXLAN = 1 };
+enum weft_mode { WEFT_MODE_UDP = 0, WEFT_MODE_VXLAN = 1, WEFT_MODE_WIREGUARD = 2 };
 
 /* Bytes of the virtio_net_hdr that precedes every packet on a IFF_VNET_HDR TUN. */
 #define VNET_HDR_LEN 10
@@ -68,7 +69,19 @@ enum weft_mode { WEFT_MODE_UDP = 0, WEFT_MODE_VXLAN = 1 };
   X(OUTSIDE_DROP_NOT_IPV4, "outside.drop.not_ipv4")                        \
   X(OUTSIDE_DROP_MALFORMED, "outside.drop.malformed")                      \
   X(OUTSIDE_DROP_TTL_EXCEEDED, "outside.drop.ttl_exceeded")                \
-  X(OUTSIDE_DROP_TUN_WRITE_ERROR, "outside.drop.tun_write_error")
+  X(OUTSIDE_DROP_TUN_WRITE_ERROR, "outside.drop.tun_write_error")           \
+  X(INSIDE_DROP_NO_SESSION, "inside.drop.no_session")                      \
+  X(INSIDE_STAGED, "inside.staged")                                        \
+  X(OUTSIDE_STAGED_SENT, "outside.staged_sent")                            \
+  X(INSIDE_DROP_ENCRYPT_ERROR, "inside.drop.encrypt_error")                \
+  X(OUTSIDE_HANDSHAKE_MESSAGES, "outside.handshake_messages")              \
+  X(OUTSIDE_KEEPALIVES, "outside.keepalives")                              \
+  X(OUTSIDE_DROP_UNKNOWN_TYPE, "outside.drop.unknown_type")                \
+  X(OUTSIDE_DROP_UNKNOWN_SESSION, "outside.drop.unknown_session")          \
+  X(OUTSIDE_DROP_EXPIRED_SESSION, "outside.drop.expired_session")          \
+  X(OUTSIDE_DROP_BAD_MAC, "outside.drop.bad_mac")                          \
+  X(OUTSIDE_DROP_REPLAY, "outside.drop.replay")                            \
+  X(OUTSIDE_DROP_HANDSHAKE_QUEUE_FULL, "outside.drop.handshake_queue_full")
 
 #define WEFT_COUNTER_ENUM(id, name) C_##id,
 enum weft_counter { WEFT_COUNTERS(WEFT_COUNTER_ENUM) C_COUNT };
@@ -90,6 +103,9 @@ struct engine_options {
   int socket_buffer;       /* SO_RCVBUF/SO_SNDBUF bytes; 0: kernel default */
   int queues;              /* 1..WEFT_MAX_QUEUES; >1: IFF_MULTI_QUEUE TUN + SO_REUSEPORT sockets */
   int shared_thread;       /* 1: one thread per queue serves both directions; 0: one per direction */
+  struct wg_timers wg_timers; /* wireguard mode: the protocol's timers */
+  wg_emit_fn wg_emit;      /* wireguard mode: where handshake messages and notices go (addon.c) */
+  void *wg_emit_ctx;
 };
 
 struct engine;
@@ -118,6 +134,7 @@ struct engine {
   int reuseport_flow;      /* queues > 1: datagrams go to the socket of their inner flow (CBPF) */
 
   struct route_table routes; /* owns its lock: use only its operations (routes.h) */
+  struct wg_table wg;        /* wireguard mode: sessions; owns its lock (wireguard.h) */
 
   int stopping;            /* set (atomically) before wake_fd is written; busy loops check it */
 

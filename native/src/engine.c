@@ -170,6 +170,12 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
     e->queues[i].tun_fd = e->queues[i].udp_fd = -1;
   }
   routes_init(&e->routes);
+  wg_init(&e->wg);
+  if (e->opt.mode == WEFT_MODE_WIREGUARD) {
+    e->wg.timers = e->opt.wg_timers;
+    e->wg.emit = e->opt.wg_emit;
+    e->wg.emit_ctx = e->opt.wg_emit_ctx;
+  }
 
   e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (e->wake_fd < 0) {
@@ -199,6 +205,7 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
 fail:
   close_fds(e);
   routes_free(&e->routes);
+  wg_free(&e->wg);
   free(r);
   return NULL;
 }
@@ -208,6 +215,7 @@ void engine_close(struct engine *e) {
   stop_threads(r);
   close_fds(e);
   routes_free(&e->routes);
+  wg_free(&e->wg);
   free(r);
 }
 

@@ -14,6 +14,10 @@
  *     encapsulation header into message buffers, one UDP GSO message per <= 64 segments.
  *  5. When the TUN is drained or the slots run low: one sendmmsg() for all messages, each
  *     with UDP_SEGMENT when it holds more than one datagram.
+ *  wireguard mode replaces 3-4: the packet is sealed in place into a type-4 message for the
+ *     route's peer (wireguard.c: header in the headroom, padding and tag behind it) and sent to
+ *     that peer's current endpoint; a super-packet's segments are each sealed where split()
+ *     writes them (equal padded sizes, so one UDP GSO message still carries them).
  *
  * Buffers: slot buffers belong to this queue's inside state and are reused after every
  * sendmmsg(). */
@@ -59,13 +63,15 @@ struct inside {
   struct slot slots[SLOTS];
   int used;
   uint8_t *spare; /* receives a super-packet while its segments go into the slots */
+  struct wg_crypto *wg; /* wireguard mode: this thread's cipher context */
   struct mmsghdr msgs[MAX_MSGS];
   struct iovec iov[MAX_MSGS];
   char ctl[SLOTS][CMSG_SPACE(sizeof(uint16_t))];
 };
 
 static void write_encap(const struct inside *in, const struct next_hop *hop, uint8_t *at) {
-  if (in->encap_len == 0) return;
+  /* wireguard mode: the header room is wg_seal's to fill. */
+  if (in->encap_len == 0 || in->e->opt.mode == WEFT_MODE_WIREGUARD) return;
   const struct engine *e = in->e;
   /* RFC 7348: flags (I bit), 24 reserved bits, 24-bit VNI, 8 reserved bits. */
   memset(at, 0, VXLAN_HDR_LEN);
@@ -191,14 +197,20 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
   if (hl + (mss < payload ? mss : payload) > MAX_IP_PACKET) return -1;
   unsigned nseg = (payload + mss - 1) / mss;
   uint16_t seg_size = (uint16_t)(in->encap_len + hl + mss);
+  int wg = in->e->opt.mode == WEFT_MODE_WIREGUARD;
+  unsigned mtu = in->e->opt.mtu > 0 ? (unsigned)in->e->opt.mtu : 0;
+  /* Sealed, every full segment grows by the same padding and tag: UDP GSO still sees equal sizes. */
+  if (wg) seg_size = (uint16_t)(WG_HEADER_LEN + wg_padded_len(hl + mss, mtu) + WG_TAG_LEN);
   uint16_t id0 = rd16(ip + 4);
   uint32_t seq0 = proto == IPPROTO_TCP_ ? rd32(ip + ihl + 4) : 0;
   uint8_t flags = proto == IPPROTO_TCP_ ? ip[ihl + 13] : 0;
 
   struct slot *sl = NULL;
+  unsigned queued = 0; /* wireguard mode: segments staged for a handshake are not queued */
   for (unsigned i = 0; i < nseg; i++) {
     unsigned chunk = payload - i * mss < mss ? payload - i * mss : mss;
     unsigned out_len = (unsigned)in->encap_len + hl + chunk;
+    if (wg) out_len = WG_HEADER_LEN + wg_padded_len(hl + chunk, mtu) + WG_TAG_LEN;
     if (!sl || sl->len + out_len > GSO_MAX_PAYLOAD || sl->segs >= GSO_MAX_SEGMENTS) {
       if (in->used >= SLOTS) return -1;
       sl = open_slot(in, hop, seg_size);
@@ -229,10 +241,22 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
       if (c == 0) c = 0xffff; /* 0 means "no checksum" in UDP */
       memcpy(l4 + 6, &c, 2);
     }
+    if (wg) {
+      size_t sealed = 0;
+      enum wg_result r = wg_seal(&in->e->wg, in->wg, hop->wg_peer, oip, hl + chunk, mtu, &sealed, &sl->dst);
+      if (r == WG_STAGED || r == WG_STAGED_OVERFLOW) count(in->q, C_INSIDE_STAGED, 1);
+      if (r != WG_OK) {
+        if (r != WG_STAGED) count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
+        continue; /* not in the message: the next segment goes where this one was */
+      }
+    }
     sl->len += out_len;
     sl->segs++;
+    queued++;
   }
-  count(in->q, C_INSIDE_PACKETS, nseg);
+  /* Only the last slot can be empty (its segments were all staged): give it back. */
+  if (sl && sl->segs == 0) in->used--;
+  count(in->q, C_INSIDE_PACKETS, queued);
   return 0;
 }
 
@@ -258,6 +282,25 @@ static int may_send_icmp_about(const uint8_t *ip, unsigned len) {
   if (len <= ihl) return 0;
   uint8_t type = ip[ihl];
   return type == 0 || type == 8 || type == 13 || type == 14;
+}
+
+/* wireguard mode: seals the packet in place for the route's peer and queues it in its slot. */
+static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, const struct next_hop *hop) {
+  size_t out_len = 0;
+  unsigned mtu = in->e->opt.mtu > 0 ? (unsigned)in->e->opt.mtu : 0;
+  enum wg_result r = wg_seal(&in->e->wg, in->wg, hop->wg_peer, ip, len, mtu, &out_len, &sl->dst);
+  if (r == WG_STAGED || r == WG_STAGED_OVERFLOW) count(in->q, C_INSIDE_STAGED, 1);
+  if (r == WG_STAGED) return;
+  if (r != WG_OK) {
+    count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
+    return;
+  }
+  sl->data = ip - WG_HEADER_LEN;
+  sl->len = out_len;
+  sl->segs = 1;
+  sl->seg_size = (uint16_t)out_len;
+  in->used++;
+  count(in->q, C_INSIDE_PACKETS, 1);
 }
 
 /* Handles the packet just read into slot `in->used` (not yet counted as used). */
@@ -292,6 +335,15 @@ static void handle(struct inside *in, unsigned n) {
   if (!routes_next_hop(&e->routes, ip4_dst(ip), &hop)) {
     count(in->q, C_INSIDE_DROP_NO_ROUTE, 1);
     if (may_send_icmp_about(ip, len) && icmp_send_error(in->q, ip, len, 3, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
+    return;
+  }
+
+  if (e->opt.mode == WEFT_MODE_WIREGUARD && !super) {
+    if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, &vh) < 0) {
+      count(in->q, C_INSIDE_DROP_MALFORMED, 1);
+      return;
+    }
+    seal(in, sl, ip, len, &hop);
     return;
   }
 
@@ -341,8 +393,9 @@ struct inside *inside_new(struct queue *q) {
   if (!in) return NULL;
   in->e = q->e;
   in->q = q;
-  in->encap_len = q->e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
+  in->encap_len = q->e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : q->e->opt.mode == WEFT_MODE_WIREGUARD ? WG_HEADER_LEN : 0;
   int ok = (in->spare = malloc(BUF_SIZE)) != NULL;
+  if (ok && q->e->opt.mode == WEFT_MODE_WIREGUARD) ok = (in->wg = wg_crypto_new()) != NULL;
   for (int i = 0; i < SLOTS && ok; i++) ok = (in->slots[i].buf = malloc(BUF_SIZE)) != NULL;
   if (!ok) {
     inside_free(in);
@@ -355,6 +408,7 @@ void inside_free(struct inside *in) {
   if (!in) return;
   for (int i = 0; i < SLOTS; i++) free(in->slots[i].buf);
   free(in->spare);
+  wg_crypto_free(in->wg);
   free(in);
 }
 

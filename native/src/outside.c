@@ -15,6 +15,13 @@
  *     packets are written one by one, their virtio header placed in the bytes just before
  *     the packet (headroom, stripped encapsulation or the previous, consumed datagram).
  *
+ * wireguard mode replaces step 2 (the sender's address proves nothing: peers roam): every
+ * datagram is a WireGuard message. Handshake messages (types 1-3, exact sizes) are handed to
+ * TypeScript; a type-4 message is opened in place without any lock held but the session
+ * table's short ones (wireguard.c: session by receiver index, decrypt, replay window, roaming);
+ * then, in one routes_read(), the inner source must lie in a subnet routed to that same peer
+ * (WireGuard's cryptokey routing: AllowedIPs). Keepalives (empty payloads) are counted.
+ *
  * Buffers: receive buffers and flow buffers belong to this queue's outside state; a flow buffer holds a
  * copy, so receive buffers are free again once step 3 is done. */
 #include <errno.h>
@@ -50,6 +57,12 @@ struct flow {
   uint32_t next_seq;
 };
 
+struct opened {
+  uint8_t *ip;
+  uint16_t len;
+  uint32_t peer;
+};
+
 struct outside {
   struct engine *e;
   struct queue *q;
@@ -62,7 +75,25 @@ struct outside {
   int acc_count;
   struct flow flows[FLOWS];
   int next_evict;
+  struct wg_crypto *wg;           /* wireguard mode: this thread's cipher context */
+  struct opened opened[MAX_ACCEPTED];
+  int opened_count;
+  uint32_t confirmed[RX_MSGS * GSO_MAX_SEGMENTS]; /* peers whose staged packets may go now */
+  int confirmed_count;
 };
+
+/* wg_flush_staged's sender: one datagram from this queue's socket. */
+static void send_staged(void *ctx, const uint8_t *msg, size_t len, const struct sockaddr_in *dst) {
+  struct outside *out = ctx;
+  struct iovec iov = {(void *)msg, len};
+  struct mmsghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_hdr.msg_iov = &iov;
+  m.msg_hdr.msg_iovlen = 1;
+  m.msg_hdr.msg_name = (void *)dst;
+  m.msg_hdr.msg_namelen = sizeof *dst;
+  if (io_send(out->q, &m, 1) == 1) count(out->q, C_OUTSIDE_STAGED_SENT, 1);
+}
 
 static void tun_write(struct outside *out, uint8_t *frame, size_t len) {
   for (;;) {
@@ -353,7 +384,108 @@ static void check_batch(const struct route_table *routes, void *arg) {
   }
 }
 
+/* wireguard mode, one datagram (one GRO segment): hand a handshake message to TypeScript, or open
+ * a transport message and list its inner packet for the AllowedIPs check. */
+static void wg_receive(struct outside *out, uint8_t *msg, unsigned len, const struct sockaddr_in *from) {
+  struct queue *q = out->q;
+  if (len < 4) {
+    count(q, C_OUTSIDE_DROP_TRUNCATED, 1);
+    return;
+  }
+  /* The type is a little-endian 32-bit word: the three reserved bytes must be zero. */
+  if (msg[1] || msg[2] || msg[3] || msg[0] < WG_MSG_INITIATION || msg[0] > WG_MSG_TRANSPORT) {
+    count(q, C_OUTSIDE_DROP_UNKNOWN_TYPE, 1);
+    return;
+  }
+  if (msg[0] != WG_MSG_TRANSPORT) {
+    int r = wg_handshake_message(&out->e->wg, msg, len, from);
+    count(q, r == 0 ? C_OUTSIDE_HANDSHAKE_MESSAGES : r == WG_TRUNCATED ? C_OUTSIDE_DROP_TRUNCATED
+                                                                       : C_OUTSIDE_DROP_HANDSHAKE_QUEUE_FULL, 1);
+    return;
+  }
+  uint32_t peer = 0;
+  size_t plain = 0;
+  int confirmed = 0;
+  enum wg_result r = wg_open(&out->e->wg, out->wg, msg, len, from, &peer, &plain, &confirmed);
+  if (confirmed && out->confirmed_count < RX_MSGS * GSO_MAX_SEGMENTS) out->confirmed[out->confirmed_count++] = peer;
+  switch (r) {
+  case WG_OK: break;
+  case WG_KEEPALIVE: count(q, C_OUTSIDE_KEEPALIVES, 1); return;
+  case WG_TRUNCATED: count(q, C_OUTSIDE_DROP_TRUNCATED, 1); return;
+  case WG_UNKNOWN_INDEX: count(q, C_OUTSIDE_DROP_UNKNOWN_SESSION, 1); return;
+  case WG_EXPIRED: count(q, C_OUTSIDE_DROP_EXPIRED_SESSION, 1); return;
+  case WG_REPLAY: count(q, C_OUTSIDE_DROP_REPLAY, 1); return;
+  default: count(q, C_OUTSIDE_DROP_BAD_MAC, 1); return;
+  }
+  uint8_t *ip = msg + WG_HEADER_LEN;
+  if (plain < 20) {
+    count(q, C_OUTSIDE_DROP_TRUNCATED, 1);
+    return;
+  }
+  if ((ip[0] >> 4) != 4) {
+    count(q, C_OUTSIDE_DROP_NOT_IPV4, 1);
+    return;
+  }
+  /* The IPv4 total length drops the padding. */
+  unsigned ipl = ip4_valid_len(ip, (unsigned)plain, 0);
+  if (ipl == 0) {
+    count(q, C_OUTSIDE_DROP_MALFORMED, 1);
+    return;
+  }
+  if (out->opened_count < MAX_ACCEPTED) out->opened[out->opened_count++] = (struct opened){ip, (uint16_t)ipl, peer};
+}
+
+/* wireguard mode, within routes_read(): the inner source must be routed to the peer whose
+ * session opened the packet. */
+static void wg_check_sources(const struct route_table *routes, void *arg) {
+  struct outside *out = arg;
+  for (int i = 0; i < out->opened_count; i++) {
+    const struct opened *o = &out->opened[i];
+    const struct peer *p = routes_lookup(routes, ip4_src(o->ip));
+    if (!p || p->wg_peer != o->peer) {
+      count(out->q, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
+      continue;
+    }
+    if (out->acc_count < MAX_ACCEPTED) out->acc[out->acc_count++] = (struct accepted){o->ip, o->len};
+  }
+}
+
+static void wg_receive_batch(struct outside *out, int n) {
+  out->acc_count = 0;
+  out->opened_count = 0;
+  out->confirmed_count = 0;
+  for (int i = 0; i < n; i++) {
+    struct msghdr *h = &out->msgs[i].msg_hdr;
+    unsigned len = out->msgs[i].msg_len;
+    unsigned gso = len;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+        int size;
+        memcpy(&size, CMSG_DATA(c), sizeof size);
+        if (size > 0) gso = (unsigned)size;
+      }
+    unsigned segs = len == 0 ? 1 : (len + gso - 1) / gso;
+    count(out->q, C_OUTSIDE_DATAGRAMS, segs);
+    if (h->msg_flags & MSG_TRUNC) {
+      count(out->q, C_OUTSIDE_DROP_OVERSIZED, segs);
+      continue;
+    }
+    if (len == 0) count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
+    uint8_t *base = out->bufs[i] + HEADROOM;
+    for (unsigned off = 0; off < len; off += gso) wg_receive(out, base + off, len - off < gso ? len - off : gso, &out->from[i]);
+  }
+  if (out->opened_count > 0) routes_read(&out->e->routes, wg_check_sources, out);
+  for (int i = 0; i < out->acc_count; i++) deliver(out, out->acc[i].ip, out->acc[i].len);
+  flows_flush(out);
+  unsigned mtu = out->e->opt.mtu > 0 ? (unsigned)out->e->opt.mtu : 0;
+  for (int i = 0; i < out->confirmed_count; i++) wg_flush_staged(&out->e->wg, out->wg, out->confirmed[i], mtu, send_staged, out);
+}
+
 static void receive_batch(struct outside *out, int n) {
+  if (out->e->opt.mode == WEFT_MODE_WIREGUARD) {
+    wg_receive_batch(out, n);
+    return;
+  }
   out->acc_count = 0;
   struct batch b = {out, n};
   routes_read(&out->e->routes, check_batch, &b);
@@ -385,6 +517,7 @@ struct outside *outside_new(struct queue *q) {
   int ok = 1;
   for (int i = 0; i < RX_MSGS && ok; i++) ok = (out->bufs[i] = malloc(BUF_SIZE)) != NULL;
   for (int i = 0; i < FLOWS && ok; i++) ok = (out->flows[i].buf = malloc(BUF_SIZE)) != NULL;
+  if (ok && q->e->opt.mode == WEFT_MODE_WIREGUARD) ok = (out->wg = wg_crypto_new()) != NULL;
   if (!ok) {
     outside_free(out);
     return NULL;
@@ -396,6 +529,7 @@ void outside_free(struct outside *out) {
   if (!out) return;
   for (int i = 0; i < RX_MSGS; i++) free(out->bufs[i]);
   for (int i = 0; i < FLOWS; i++) free(out->flows[i].buf);
+  wg_crypto_free(out->wg);
   free(out);
 }
 

@@ -153,6 +153,7 @@ int routes_next_hop(struct route_table *t, uint32_t address, struct next_hop *ho
   if (p) {
     hop->addr = p->addr;
     memcpy(hop->mac, p->mac, 6);
+    hop->wg_peer = p->wg_peer;
   }
   pthread_mutex_unlock(&t->lock);
   return p != NULL;

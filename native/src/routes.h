@@ -22,12 +22,14 @@ struct peer {
   uint8_t mac[6];     /* the peer's VtepMAC (vxlan mode) */
   uint32_t public_ip; /* host byte order */
   struct sockaddr_in addr; /* public_ip:port, ready for sendmmsg */
+  uint32_t wg_peer;   /* wireguard mode: the session table's peer (AllowedIPs -> peer); 0: none */
 };
 
 /* What a packet needs from its peer, copied out so the lock is not held across I/O. */
 struct next_hop {
   struct sockaddr_in addr;
   uint8_t mac[6];
+  uint32_t wg_peer;
 };
 
 struct prefix_group {

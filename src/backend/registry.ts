@@ -3,6 +3,7 @@ import { allocBackend } from "./alloc.js";
 import { vxlanBackend } from "./vxlan/vxlan-backend.js";
 import { hostGwBackend } from "./host-gw/host-gw-backend.js";
 import { udpBackend } from "./udp/udp-backend.js";
+import { wireguardBackend } from "./wireguard/wireguard-backend.js";
 
 /** Backends by their config `Type` name (lower case). Add a backend here, one line each. */
 const factories: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFactory>([
@@ -10,6 +11,7 @@ const factories: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFa
   [vxlanBackend.type, vxlanBackend],
   [hostGwBackend.type, hostGwBackend],
   [udpBackend.type, udpBackend],
+  [wireguardBackend.type, wireguardBackend],
 ]);
 
 export function backendTypes(): string[] {

@@ -2,15 +2,41 @@ import { formatIpv4, parseIpv4, type Ipv4Subnet } from "../net/ipv4.js";
 import { normalizeMac } from "../net/mac.js";
 import { shapeCounters, type EngineCounters } from "./counters.js";
 import { loadNativeAddon, type NativeAddon, type NativeFeatures, type NativeHandle } from "./native-addon.js";
+import {
+  DEFAULT_WIREGUARD_TIMERS,
+  WireguardSessions,
+  type PeerSessionStatus,
+  type SessionLogger,
+  type WireguardTimers,
+} from "./wireguard/sessions.js";
+import { publicKeyOf } from "./wireguard/noise.js";
 
 /**
  * The userspace data path: a TUN device (inside) and a UDP socket (outside) joined by native
  * threads (two per queue, see `queues`). TypeScript only opens it, tells it where each peer subnet lives and reads
  * its counters; no packet ever reaches JavaScript.
  */
+export type EngineMode = "udp" | "vxlan" | "wireguard";
+
+/** wireguard mode: the static key, PSK and timers; the handshake runs in this process (sessions.ts). */
+export interface WireguardEngineOptions {
+  /** Our Curve25519 private key (32 bytes). */
+  privateKey: Buffer;
+  presharedKey?: Buffer;
+  /** The protocol's timers, shortened by tests; defaults DEFAULT_WIREGUARD_TIMERS. */
+  timers?: Partial<WireguardTimers>;
+  /** For tests: REKEY_AFTER_MESSAGES / REJECT_AFTER_MESSAGES (defaults 2^60, 2^64 - 2^13 - 1). */
+  rekeyAfterMessages?: number;
+  rejectAfterMessages?: number;
+  /** PersistentKeepaliveInterval in seconds; 0 (default) off. */
+  persistentKeepaliveSeconds?: number;
+  logger?: SessionLogger;
+}
+
 export interface EngineOptions {
-  /** "udp": flannel's udp wire format (raw IPv4 in UDP); "vxlan": RFC 7348 with inner Ethernet. */
-  mode: "udp" | "vxlan";
+  /** "udp": flannel's udp wire format (raw IPv4 in UDP); "vxlan": RFC 7348 with inner Ethernet;
+   * "wireguard": WireGuard transport messages (the handshake in TypeScript, per packet in C). */
+  mode: EngineMode;
   /** Device name, or a kernel template such as "flannel%d". */
   tunName: string;
   mtu: number;
@@ -41,6 +67,8 @@ export interface EngineOptions {
    * with more than one queue, false with one (what measured best on 2 cores).
    */
   sharedThread?: boolean;
+  /** wireguard mode, required. */
+  wireguard?: WireguardEngineOptions;
 }
 
 /**
@@ -68,10 +96,13 @@ export interface PeerRoute {
   publicIP: string;
   /** Required in vxlan mode. */
   vtepMac?: string;
+  /** Required in wireguard mode: the peer's static public key (base64) and its listen port. */
+  publicKey?: string;
+  port?: number;
 }
 
 export interface Engine {
-  readonly mode: "udp" | "vxlan";
+  readonly mode: EngineMode;
   readonly tunName: string;
   readonly features: Readonly<NativeFeatures>;
   /** Adds or replaces the route for `subnet`; takes effect for the next batch of packets. */
@@ -82,6 +113,15 @@ export interface Engine {
   /** Stops the threads, closes the socket and removes the TUN device. Idempotent. */
   close(): void;
   readonly closed: boolean;
+  /** wireguard mode: our public key (base64) and each peer's handshake state; undefined otherwise. */
+  wireguardStatus(): WireguardStatus | undefined;
+}
+
+export interface WireguardStatus {
+  publicKey: string;
+  handshakesCompleted: number;
+  handshakeDrops: Record<string, number>;
+  peers: PeerSessionStatus[];
 }
 
 const DEFAULT_SOCKET_BUFFER = 4 << 20;
@@ -101,9 +141,15 @@ class NativeEngine implements Engine {
   private handle: NativeHandle | undefined;
   private readonly names: string[];
 
+  /** wireguard mode: the handshake side, its timer and which peer key each subnet routes to. */
+  private sessions: WireguardSessions | undefined;
+  private publicKey = "";
+  private ticker: NodeJS.Timeout | undefined;
+  private readonly subnetKeys = new Map<string, string>();
+
   constructor(
     private readonly addon: NativeAddon,
-    readonly mode: "udp" | "vxlan",
+    readonly mode: EngineMode,
     handle: NativeHandle,
   ) {
     this.handle = handle;
@@ -121,8 +167,28 @@ class NativeEngine implements Engine {
     return this.handle;
   }
 
+  /** Called once by openEngine in wireguard mode. */
+  attachSessions(sessions: WireguardSessions, publicKey: string, tickMs: number): void {
+    this.sessions = sessions;
+    this.publicKey = publicKey;
+    this.ticker = setInterval(() => {
+      if (this.handle) sessions.tick();
+    }, tickMs);
+    this.ticker.unref();
+  }
+
+  wireguardStatus(): WireguardStatus | undefined {
+    const sessions = this.sessions;
+    if (!sessions) return undefined;
+    return { publicKey: this.publicKey, handshakesCompleted: sessions.handshakesCompleted, handshakeDrops: { ...sessions.drops }, peers: sessions.status() };
+  }
+
   setPeer(route: PeerRoute): void {
     const publicIp = parseIpv4(route.publicIP, `PublicIP of peer ${route.subnet}`);
+    if (this.sessions) {
+      this.setWireguardPeer(route, publicIp, this.sessions);
+      return;
+    }
     if (this.mode === "vxlan" && route.vtepMac === undefined) {
       throw new Error(`peer ${route.subnet}: a VtepMAC is required by the userspace vxlan engine`);
     }
@@ -131,7 +197,32 @@ class NativeEngine implements Engine {
   }
 
   removePeer(subnet: Ipv4Subnet): boolean {
-    return this.addon.removePeer(this.live(), subnet.network, subnet.prefixLength);
+    const removed = this.addon.removePeer(this.live(), subnet.network, subnet.prefixLength);
+    const key = this.subnetKeys.get(subnet.toString());
+    this.subnetKeys.delete(subnet.toString());
+    if (key !== undefined) this.dropUnroutedKey(key);
+    return removed;
+  }
+
+  /** The peer (by key) gets or keeps its session state; the subnet routes to it (its AllowedIPs). */
+  private setWireguardPeer(route: PeerRoute, publicIp: number, sessions: WireguardSessions): void {
+    if (route.publicKey === undefined || route.port === undefined) {
+      throw new Error(`peer ${route.subnet}: a PublicKey and a port are required by the wireguard engine`);
+    }
+    const key = Buffer.from(route.publicKey, "base64");
+    if (key.length !== 32) throw new Error(`peer ${route.subnet}: PublicKey "${route.publicKey}" is not a base64 Curve25519 key`);
+    const id = sessions.upsertPeer(key, { ip: publicIp, port: route.port });
+    this.addon.setPeer(this.live(), route.subnet.network, route.subnet.prefixLength, publicIp, undefined, id);
+    const subnet = route.subnet.toString();
+    const previous = this.subnetKeys.get(subnet);
+    this.subnetKeys.set(subnet, route.publicKey);
+    // A lease whose key changed (rotation): the old key's sessions go once nothing routes to it.
+    if (previous !== undefined && previous !== route.publicKey) this.dropUnroutedKey(previous);
+  }
+
+  private dropUnroutedKey(key: string): void {
+    if (!this.sessions || [...this.subnetKeys.values()].includes(key)) return;
+    this.sessions.removePeer(Buffer.from(key, "base64"));
   }
 
   counters(): EngineCounters {
@@ -141,6 +232,8 @@ class NativeEngine implements Engine {
   close(): void {
     if (!this.handle) return;
     const handle = this.handle;
+    if (this.ticker) clearInterval(this.ticker);
+    this.sessions?.close();
     this.handle = undefined;
     this.addon.close(handle);
   }
@@ -152,6 +245,12 @@ export function openEngine(options: EngineOptions): Engine {
   if (options.mode === "vxlan" && options.vtepMac === undefined) {
     throw new Error("openEngine: vtepMac is required in vxlan mode (the MAC published in the lease's BackendData)");
   }
+  const wg = options.mode === "wireguard" ? options.wireguard : undefined;
+  if (options.mode === "wireguard" && (!wg || wg.privateKey.length !== 32)) {
+    throw new Error("openEngine: wireguard.privateKey (32 bytes) is required in wireguard mode");
+  }
+  const timers: WireguardTimers = { ...DEFAULT_WIREGUARD_TIMERS, ...wg?.timers };
+  let sessions: WireguardSessions | undefined;
   // Validate here so the error names the option rather than coming back from inet_pton.
   formatIpv4(parseIpv4(options.bindAddress, "engine bindAddress"));
   if (options.icmpSource !== undefined) parseIpv4(options.icmpSource, "engine icmpSource");
@@ -165,7 +264,7 @@ export function openEngine(options: EngineOptions): Engine {
     tunName: options.tunName,
     netnsPath: netnsPath(options.netns),
     bindAddress: options.bindAddress,
-    port: options.port ?? (options.mode === "vxlan" ? 8472 : 8285),
+    port: options.port ?? (options.mode === "vxlan" ? 8472 : options.mode === "wireguard" ? 51820 : 8285),
     vni: options.vni ?? 1,
     vtepMac: options.vtepMac === undefined ? undefined : macBuffer(options.vtepMac, "engine vtepMac"),
     mtu: options.mtu,
@@ -174,6 +273,49 @@ export function openEngine(options: EngineOptions): Engine {
     socketBuffer: options.socketBuffer ?? DEFAULT_SOCKET_BUFFER,
     queues,
     sharedThread: options.sharedThread ?? queues > 1,
+    ...(wg
+      ? {
+          // Runs as a threadsafe-function callback: an exception here would end the process.
+          onEvent: (event) => {
+            try {
+              sessions?.handle(event);
+            } catch (error) {
+              wg.logger?.warn({ error: String(error) }, "wireguard: a handshake message could not be handled");
+            }
+          },
+          rekeyAfterMs: timers.rekeyAfterMs,
+          rejectAfterMs: timers.rejectAfterMs,
+          keepaliveMs: timers.keepaliveMs,
+          rekeyTimeoutMs: timers.rekeyTimeoutMs,
+          rekeyAfterMessages: wg.rekeyAfterMessages,
+          rejectAfterMessages: wg.rejectAfterMessages,
+        }
+      : {}),
   });
-  return new NativeEngine(addon, options.mode, handle);
+  const engine = new NativeEngine(addon, options.mode, handle);
+  if (wg) {
+    const local = { privateKey: Buffer.from(wg.privateKey), publicKey: publicKeyOf(wg.privateKey) };
+    sessions = new WireguardSessions(
+      {
+        setPeer: (id, ip, port) => addon.wgSetPeer(handle, id, ip, port),
+        removePeer: (id) => addon.wgRemovePeer(handle, id),
+        setKeypair: (id, li, ri, send, recv, initiator) => addon.wgSetKeypair(handle, id, li, ri, send, recv, initiator),
+        clearKeypairs: (id) => addon.wgClearKeypairs(handle, id),
+        stats: (id) => addon.wgPeerStats(handle, id),
+        send: (ip, port, message) => addon.wgSend(handle, ip, port, message),
+        sendKeepalive: (id) => addon.wgSendKeepalive(handle, id),
+        mac: (key, data, outLen) => addon.blake2sMac(key, data, outLen),
+      },
+      {
+        local,
+        presharedKey: wg.presharedKey,
+        timers,
+        persistentKeepaliveMs: (wg.persistentKeepaliveSeconds ?? 0) * 1000,
+        logger: wg.logger,
+      },
+    );
+    // The timers need a resolution well below the shortest of them (REKEY_TIMEOUT, 5 s).
+    engine.attachSessions(sessions, local.publicKey.toString("base64"), Math.max(50, Math.min(500, timers.rekeyTimeoutMs / 10)));
+  }
+  return engine;
 }

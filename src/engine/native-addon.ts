@@ -7,7 +7,7 @@ import { errorMessage } from "../errors/error-message.js";
  * exports. Only src/engine/ talks to it; addresses cross as host-order uint32 numbers.
  */
 export interface NativeEngineOptions {
-  mode: "udp" | "vxlan";
+  mode: "udp" | "vxlan" | "wireguard";
   tunName: string;
   netnsPath?: string;
   bindAddress: string;
@@ -22,6 +22,36 @@ export interface NativeEngineOptions {
   queues?: number;
   /** One thread per queue for both directions instead of one per direction. */
   sharedThread?: boolean;
+  /** wireguard mode, required: handshake messages and "handshake wanted" notices, on the JS thread. */
+  onEvent?: (event: NativeWireguardEvent) => void;
+  /** wireguard mode: the protocol's timers (defaults 120 s, 180 s, 10 s, 5 s, 2^60, 2^64 - 2^13 - 1). */
+  rekeyAfterMs?: number;
+  rejectAfterMs?: number;
+  keepaliveMs?: number;
+  rekeyTimeoutMs?: number;
+  rekeyAfterMessages?: number;
+  rejectAfterMessages?: number;
+}
+
+export type NativeWireguardEvent =
+  | { kind: "message"; address: number; port: number; data: Buffer }
+  | { kind: "want"; peer: number };
+
+/** wgPeerStats(): times in ms since the event (null: never). */
+export interface NativeWireguardPeerStats {
+  hasCurrent: boolean;
+  hasNext: boolean;
+  currentInitiator: boolean;
+  currentAgeMs: number | null;
+  currentSendCounter: number;
+  sinceTxMs: number | null;
+  sinceRxMs: number | null;
+  sinceDataTxMs: number | null;
+  sinceDataRxMs: number | null;
+  txBytes: number;
+  rxBytes: number;
+  endpointIp: number;
+  endpointPort: number;
 }
 
 declare const handleBrand: unique symbol;
@@ -45,7 +75,7 @@ export interface NativeFeatures {
 
 export interface NativeAddon {
   open(options: NativeEngineOptions): NativeHandle;
-  setPeer(handle: NativeHandle, network: number, prefix: number, publicIp: number, mac?: Buffer): void;
+  setPeer(handle: NativeHandle, network: number, prefix: number, publicIp: number, mac?: Buffer, wgPeer?: number): void;
   removePeer(handle: NativeHandle, network: number, prefix: number): boolean;
   counters(handle: NativeHandle): Float64Array;
   counterNames(): string[];
@@ -55,6 +85,17 @@ export interface NativeAddon {
   close(handle: NativeHandle): void;
   /** sd_notify: sends `state` ("READY=1\nSTATUS=…") to $NOTIFY_SOCKET's path or @abstract name; throws naming the socket. */
   notify(socketPath: string, state: string): void;
+  wgSetPeer(handle: NativeHandle, id: number, endpointIp: number, port: number): void;
+  wgRemovePeer(handle: NativeHandle, id: number): boolean;
+  wgSetKeypair(handle: NativeHandle, id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): void;
+  wgClearKeypairs(handle: NativeHandle, id: number): boolean;
+  wgPeerStats(handle: NativeHandle, id: number): NativeWireguardPeerStats | null;
+  /** A handshake message from the engine's socket (queue 0). Throws with errno text. */
+  wgSend(handle: NativeHandle, ip: number, port: number, message: Buffer): void;
+  /** Seals an empty transport message on the current session; false without one. */
+  wgSendKeepalive(handle: NativeHandle, id: number): boolean;
+  /** Keyed BLAKE2s (OpenSSL BLAKE2SMAC), WireGuard's MAC. */
+  blake2sMac(key: Buffer, data: Buffer, outLen: number): Buffer;
 }
 
 /** native/build/Release/weft_engine.node, relative to the package root (this file is two levels down in src/ and dist/). */

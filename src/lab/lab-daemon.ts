@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { mkdir, open, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readSubnetEnv, type SubnetEnv } from "../host/subnet-env.js";
 import { formatIpv4 } from "../net/ipv4.js";
@@ -49,7 +50,9 @@ export async function startDaemon(state: LabState, host: LabHostState, extraArgs
   }
   await mkdir(host.stateDir, { recursive: true });
   host.daemonLogOffset = await fileSize(host.logFile);
-  const pid = spawnDetachedInNamespace(host.namespace, process.execPath, [cli, ...daemonArgs(state, host, extraArgs)], host.logFile);
+  // Every lab host is a separate machine: its own WireGuard key, not the shared /run/flannel/wgkey.
+  const env = { ...process.env, WIREGUARD_KEY_FILE: join(host.stateDir, "wgkey") };
+  const pid = spawnDetachedInNamespace(host.namespace, process.execPath, [cli, ...daemonArgs(state, host, extraArgs)], host.logFile, env);
   host.daemonPid = pid;
   return pid;
 }

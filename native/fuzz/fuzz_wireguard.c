@@ -1,0 +1,242 @@
+/* libFuzzer harness for the wireguard outside path (UDP -> TUN): outside_drain() of
+ * ../src/outside.c in wireguard mode, with the session table of ../src/wireguard.c, fed by a fake
+ * recvmmsg() and writing into a fake TUN. Covers the message type/size dispatch, handshake
+ * hand-off, transport header parsing, session lookup, decryption (OpenSSL), the replay window,
+ * roaming, the inner IPv4 checks and the AllowedIPs check.
+ *
+ * To get past authentication the harness can seal a message itself with a session's key (a
+ * second session table holding the mirror keys), so the fuzzer controls the plaintext and the
+ * counter of authentic messages too.
+ *
+ * Input: messages until the input ends:
+ *   flags    bits 0-1: 0 raw datagram, 1-3 sealed for session 1-3 (1: peer 1 current,
+ *            2: peer 1 next, 3: peer 2 current); bit 2: then flip one ciphertext byte;
+ *            bit 3: counter += 2^16 * next byte; bit 5: last message of its batch;
+ *            bit 6: from another source port (roaming)
+ *   [counter-high 1 byte if bit 3]
+ *   counter  2 bytes (sealed only)
+ *   length   2 bytes (big-endian, cut to what is left)
+ *   bytes    the datagram (raw) or the plaintext (sealed)
+ * Oracles besides ASan/UBSan: every TUN frame is a sane IPv4 packet from a subnet routed to the
+ * peer; no more packets reach the TUN than authentic messages the reference replay model
+ * (a plain set of seen counters and the window bound) calls fresh; every replay and forgery is
+ * counted as such; the counters add up. */
+#include <errno.h>
+#include <openssl/evp.h>
+
+#include "../src/outside.h"
+#include "../src/wireguard.h"
+#include "fake_engine.h"
+#include "fuzz_input.h"
+
+#define SESSIONS 3
+static const uint32_t session_index[SESSIONS] = {0x11, 0x12, 0x21};
+static const uint32_t session_peer[SESSIONS] = {1, 1, 2};
+static struct fz_input cursor;
+static struct wg_table mirror; /* sends with the receiver's keys: what the real peers would hold */
+static struct wg_crypto *sealer;
+static uint64_t frames, authentic, handshakes;
+/* Reference replay model per session: the highest counter + 1 and a plain set of seen ones in
+ * the window, kept as a sorted small array (inputs are short). */
+#define SEEN_MAX 4096
+static uint64_t seen[SESSIONS][SEEN_MAX];
+static int seen_count[SESSIONS];
+static uint64_t top[SESSIONS];
+static uint64_t min_replays, min_bad_macs;
+
+static int emit(void *ctx, const struct wg_event *ev) {
+  (void)ctx;
+  if (ev->kind == WG_EVENT_HANDSHAKE_MESSAGE) {
+    size_t want = ev->data[0] == 1 ? WG_INITIATION_LEN : ev->data[0] == 2 ? WG_RESPONSE_LEN : WG_COOKIE_REPLY_LEN;
+    if (ev->len != want) fz_fail("handshake message of the wrong size handed up");
+    handshakes++;
+  }
+  return 0;
+}
+
+/* The reference model: would the window accept `counter` (and, with `record`, note it)? */
+static int reference_accepts(int s, uint64_t counter, int record) {
+  uint64_t theirs = counter + 1;
+  if (theirs <= top[s] && top[s] - theirs >= WG_REPLAY_BITS - 64) return 0;
+  for (int i = 0; i < seen_count[s]; i++)
+    if (seen[s][i] == counter) return 0;
+  if (!record) return 1;
+  if (seen_count[s] < SEEN_MAX) seen[s][seen_count[s]++] = counter;
+  else fz_fail("input too long for the reference model");
+  if (theirs > top[s]) top[s] = theirs;
+  return 1;
+}
+
+static void key_for(int s, int dir, uint8_t key[32]) {
+  for (int i = 0; i < 32; i++) key[i] = (uint8_t)(s * 64 + dir * 32 + i);
+}
+
+static void setup_sessions(struct engine *e) {
+  static int ready;
+  if (!ready) {
+    wg_init(&e->wg);
+    wg_init(&mirror);
+    e->wg.emit = emit;
+    struct peer p;
+    memset(&p, 0, sizeof p);
+    p.network = 0x0af40100u; /* 10.244.1.0/24 and 10.244.5.0/24 -> peer 1, 10.244.2.0/24 -> peer 2 */
+    p.prefix = 24;
+    p.wg_peer = 1;
+    if (routes_set(&e->routes, &p) < 0) fz_fail("routes_set");
+    p.network = 0x0af40500u;
+    if (routes_set(&e->routes, &p) < 0) fz_fail("routes_set");
+    p.network = 0x0af40200u;
+    p.wg_peer = 2;
+    if (routes_set(&e->routes, &p) < 0) fz_fail("routes_set");
+    sealer = wg_crypto_new();
+    if (!sealer) fz_fail("wg_crypto_new");
+    ready = 1;
+  }
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons(51820);
+  for (uint32_t id = 1; id <= 2; id++) {
+    a.sin_addr.s_addr = htonl(FZ_SENDER_A + id);
+    wg_remove_peer(&e->wg, id);
+    wg_remove_peer(&mirror, id);
+    wg_set_peer(&e->wg, id, &a);
+    wg_set_peer(&mirror, id + 10, &a);
+  }
+  for (int s = 0; s < SESSIONS; s++) {
+    struct wg_keypair kp;
+    memset(&kp, 0, sizeof kp);
+    kp.local_index = session_index[s];
+    kp.remote_index = 0x99;
+    key_for(s, 0, kp.recv_key);
+    key_for(s, 1, kp.send_key);
+    /* Session 2 (index 0x12) is a responder's, waiting in next until used; 1 and 3 are current. */
+    kp.initiator = s != 1;
+    wg_set_keypair(&e->wg, session_peer[s], &kp);
+    seen_count[s] = 0;
+    top[s] = 0;
+  }
+}
+
+/* Seals `plain` as the real peer of session s would, counter chosen by the input. */
+static size_t seal_for(int s, uint64_t counter, uint8_t *buf, const uint8_t *plain, size_t len) {
+  struct wg_keypair m;
+  memset(&m, 0, sizeof m);
+  m.initiator = 1;
+  m.remote_index = session_index[s];
+  key_for(s, 0, m.send_key);
+  uint32_t id = (uint32_t)s + 100;
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  wg_set_peer(&mirror, id, &a);
+  wg_set_keypair(&mirror, id, &m);
+  mirror.peers[mirror.count - 1].current.send_counter = counter; /* the harness owns this table */
+  memcpy(buf + WG_HEADER_LEN, plain, len);
+  size_t out = 0;
+  struct sockaddr_in dst;
+  if (wg_seal(&mirror, sealer, id, buf + WG_HEADER_LEN, len, 0, &out, &dst) != WG_OK) fz_fail("mirror seal failed");
+  wg_remove_peer(&mirror, id);
+  return out;
+}
+
+int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
+  (void)q;
+  if (!cursor.left) {
+    errno = EAGAIN;
+    return -1;
+  }
+  unsigned got = 0;
+  while (got < n && cursor.left) {
+    struct msghdr *h = &msgs[got].msg_hdr;
+    uint8_t flags = fz_u8(&cursor);
+    int s = (flags & 3) - 1;
+    uint64_t counter = 0;
+    if (s >= 0) {
+      counter = fz_u16(&cursor);
+      if (flags & 0x08) counter += (uint64_t)fz_u8(&cursor) << 16;
+    }
+    size_t want = fz_u16(&cursor);
+    const uint8_t *data;
+    size_t len = fz_bytes(&cursor, want, &data);
+    uint8_t *buf = h->msg_iov[0].iov_base;
+    size_t cap = h->msg_iov[0].iov_len;
+    if (s >= 0) {
+      if (len > 1500) len = 1500;
+      len = seal_for(s, counter, buf, data, len);
+      if (flags & 0x04) {
+        /* Forged: a replayed counter is refused before decryption, anything else fails it. */
+        buf[WG_HEADER_LEN + (len - WG_HEADER_LEN) / 2] ^= 0x01;
+        if (reference_accepts(s, counter, 0)) min_bad_macs++;
+        else min_replays++;
+      } else if (reference_accepts(s, counter, 1)) {
+        authentic++;
+      } else {
+        min_replays++;
+      }
+    } else {
+      if (len > cap) len = cap;
+      memcpy(buf, data, len);
+    }
+    msgs[got].msg_len = (unsigned)len;
+    struct sockaddr_in *from = h->msg_name;
+    memset(from, 0, sizeof *from);
+    from->sin_family = AF_INET;
+    from->sin_addr.s_addr = htonl(FZ_SENDER_A);
+    from->sin_port = htons(flags & 0x40 ? 40000 : 51820);
+    h->msg_namelen = sizeof *from;
+    h->msg_flags = 0;
+    h->msg_controllen = 0;
+    got++;
+    if (flags & 0x20) break;
+  }
+  return (int)got;
+}
+
+ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) {
+  (void)q;
+  const uint8_t *ip = frame;
+  if (len < 20 || (ip[0] >> 4) != 4 || ip4_header_len(ip) < 20 || ip4_header_len(ip) > len) fz_fail("TUN frame is no sane IPv4 packet");
+  if (rd16(ip + 2) != len) fz_fail("IPv4 total length differs from the frame length");
+  uint32_t src = ip4_src(ip);
+  uint32_t peer = (src & 0xffffff00u) == 0x0af40200u ? 2 : ((src & 0xffffff00u) == 0x0af40100u || (src & 0xffffff00u) == 0x0af40500u) ? 1 : 0;
+  if (peer == 0) fz_fail("a packet from outside every AllowedIPs reached the TUN");
+  frames++;
+  return (ssize_t)len;
+}
+
+/* Not on this path. */
+ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
+  (void)q, (void)buf, (void)len;
+  errno = EAGAIN;
+  return -1;
+}
+int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
+  (void)q, (void)msgs;
+  return (int)n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  struct queue *q = fz_engine_reset(WEFT_MODE_WIREGUARD, 0, 1500, 0);
+  setup_sessions(q->e);
+  frames = authentic = handshakes = min_replays = min_bad_macs = 0;
+  cursor = (struct fz_input){data, size};
+  struct outside *out = outside_new(q);
+  if (!out) fz_fail("outside_new");
+  outside_drain(out, 0);
+  outside_free(out);
+  /* Every frame came from an authentic fresh message; a fresh one is lost only to the inner checks. */
+  if (frames > authentic) fz_fail("more packets reached the TUN than authentic fresh messages were sent");
+  uint64_t *c = q->counters;
+  uint64_t dropped = c[C_OUTSIDE_DROP_TRUNCATED] + c[C_OUTSIDE_DROP_UNKNOWN_TYPE] + c[C_OUTSIDE_DROP_UNKNOWN_SESSION] +
+                     c[C_OUTSIDE_DROP_EXPIRED_SESSION] + c[C_OUTSIDE_DROP_BAD_MAC] + c[C_OUTSIDE_DROP_REPLAY] +
+                     c[C_OUTSIDE_DROP_NOT_IPV4] + c[C_OUTSIDE_DROP_MALFORMED] + c[C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET] +
+                     c[C_OUTSIDE_DROP_HANDSHAKE_QUEUE_FULL];
+  uint64_t handled = dropped + c[C_OUTSIDE_KEEPALIVES] + c[C_OUTSIDE_HANDSHAKE_MESSAGES] + c[C_OUTSIDE_PACKETS];
+  if (handled != c[C_OUTSIDE_DATAGRAMS]) fz_fail("datagrams != drops + keepalives + handshake messages + packets");
+  /* Raw datagrams may add replays and bad MACs (a guessed index and a seen counter), never hide them. */
+  if (c[C_OUTSIDE_DROP_REPLAY] < min_replays) fz_fail("a replayed message was not counted as a replay");
+  if (c[C_OUTSIDE_DROP_BAD_MAC] < min_bad_macs) fz_fail("a forged message was not counted as a bad MAC");
+  if (c[C_OUTSIDE_HANDSHAKE_MESSAGES] != handshakes) fz_fail("handshake counter differs from messages handed up");
+  return 0;
+}

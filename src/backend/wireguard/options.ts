@@ -1,0 +1,75 @@
+import { readField, readInteger, readString, type JsonObject } from "../../codec/json-fields.js";
+import { assertDeviceName } from "../../kernel/objects.js";
+import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options.js";
+
+/**
+ * flannel's wireguard Backend options (pkg/backend/wireguard): `ListenPort` (51820),
+ * `ListenPortV6` (51821), `MTU` (the external interface's; the device gets MTU - 80), `PSK`
+ * (base64, as `wg genpsk` prints it), `Mode` ("separate", "auto", "ipv4", "ipv6") and
+ * `PersistentKeepaliveInterval` (seconds; 0 off). weft adds `TunName` (default "flannel-wg",
+ * flanneld's device name), `Implementation` ("auto", "userspace" or "kernel") and the engine's
+ * `Queues`/`QueueThreads`.
+ */
+export type WireguardMode = "separate" | "auto" | "ipv4" | "ipv6";
+export type WireguardImplementation = "auto" | "userspace" | "kernel";
+
+export interface WireguardOptions extends QueueOptions {
+  listenPort: number;
+  listenPortV6: number;
+  /** undefined: the external interface's MTU. */
+  mtu: number | undefined;
+  presharedKey: Buffer | undefined;
+  mode: WireguardMode;
+  persistentKeepaliveSeconds: number;
+  tunName: string;
+  implementation: WireguardImplementation;
+}
+
+export const DEFAULT_LISTEN_PORT = 51820;
+export const DEFAULT_LISTEN_PORT_V6 = 51821;
+export const DEFAULT_WIREGUARD_DEVICE = "flannel-wg";
+/**
+ * flanneld's `overhead`: outer IPv4/IPv6 header (it reserves 40 for both), UDP 8, WireGuard's
+ * type/index/counter 16 and tag 16. The device MTU and FLANNEL_MTU are MTU - 80.
+ */
+export const WIREGUARD_OVERHEAD = 80;
+
+const MODES: readonly WireguardMode[] = ["separate", "auto", "ipv4", "ipv6"];
+const IMPLEMENTATIONS: readonly WireguardImplementation[] = ["auto", "userspace", "kernel"];
+
+/** A WireGuard key in its base64 text form (44 characters, 32 bytes). The error never shows the value. */
+export function parseWireguardKey(text: string, what: string): Buffer {
+  const trimmed = text.trim();
+  const key = Buffer.from(trimmed, "base64");
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(trimmed) || key.length !== 32) {
+    throw new Error(`${what}: not a WireGuard key (44 characters of base64 encoding 32 bytes, as \`wg genkey\`/\`wg genpsk\` print)`);
+  }
+  return key;
+}
+
+export function parseWireguardOptions(options: JsonObject): WireguardOptions {
+  const listenPort = readInteger(options, "ListenPort", "Backend.ListenPort", { min: 1, max: 65_535 }) ?? DEFAULT_LISTEN_PORT;
+  const listenPortV6 = readInteger(options, "ListenPortV6", "Backend.ListenPortV6", { min: 1, max: 65_535 }) ?? DEFAULT_LISTEN_PORT_V6;
+  const mtu = readInteger(options, "MTU", "Backend.MTU", { min: 576 + WIREGUARD_OVERHEAD, max: 65_535 });
+  const psk = readField(options, "PSK");
+  if (psk !== undefined && psk !== null && typeof psk !== "string") throw new Error("Backend.PSK: must be a string (base64, as `wg genpsk` prints)");
+  const presharedKey = typeof psk === "string" && psk !== "" ? parseWireguardKey(psk, "Backend.PSK") : undefined;
+  const modeText = (readString(options, "Mode", "Backend.Mode") ?? "separate").toLowerCase();
+  if (!MODES.includes(modeText as WireguardMode)) {
+    throw new Error(`Backend.Mode: "${modeText}" is not one of ${MODES.join(", ")}`);
+  }
+  const mode = modeText as WireguardMode;
+  if (mode === "ipv6") throw new Error('Backend.Mode: "ipv6" is not supported: weft carries IPv4 container networks only; use "separate" or "ipv4"');
+  const persistentKeepaliveSeconds =
+    readInteger(options, "PersistentKeepaliveInterval", "Backend.PersistentKeepaliveInterval", { min: 0, max: 65_535 }) ?? 0;
+  const tunName = readString(options, "TunName", "Backend.TunName") ?? DEFAULT_WIREGUARD_DEVICE;
+  assertDeviceName(tunName.replace("%d", "0"), "Backend.TunName");
+  const implementationText = (readString(options, "Implementation", "Backend.Implementation") ?? "auto").toLowerCase();
+  if (!IMPLEMENTATIONS.includes(implementationText as WireguardImplementation)) {
+    throw new Error(`Backend.Implementation: "${implementationText}" is not one of ${IMPLEMENTATIONS.join(", ")}`);
+  }
+  return {
+    listenPort, listenPortV6, mtu, presharedKey, mode, persistentKeepaliveSeconds, tunName,
+    implementation: implementationText as WireguardImplementation, ...parseQueueOptions(options),
+  };
+}

@@ -1,0 +1,121 @@
+/*
+ * A mixed wireguard cluster: h1 and h2 run weft (`"Backend": {"Type": "wireguard"}`), h3 is a
+ * flanneld-style host done by hand with Debian's wireguard-go and wg(8): its lease written to
+ * etcd as flanneld writes it (BackendType "wireguard", BackendData {"PublicKey","Port"}), its
+ * device configured as flanneld's wireguard backend configures flannel-wg (subnet address /32,
+ * the Network routed into it, MTU 1500 - 80, one peer per lease: PublicKey, endpoint
+ * PublicIP:Port, AllowedIPs the lease's subnet), docker0 from a subnet.env like flanneld's.
+ * The device name is unique per run: wg's control sockets in /var/run/wireguard are shared
+ * by every namespace on the machine.
+ *
+ *                      <p>-ul  bridge ul0, 192.168.77.0/24
+ *        +---------------+-----------------+-----------------+
+ *   <p>-etcd .2     <p>-h1 .11        <p>-h2 .12        <p>-h3 .13
+ *   real etcd       weft run          weft run          wireguard-go + wg (by hand),
+ *                   flannel-wg (TUN)  flannel-wg (TUN)  lease written with etcdctl
+ *                   docker0 .1        docker0 .1        docker0 .1
+ *                      |                 |                 |
+ *                   <p>-h1c1          <p>-h2c1          <p>-h3c1
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeSubnetEnv } from "../../../src/host/subnet-env.js";
+import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
+import { ipBatch, uniquePrefix } from "../../../src/lab/netns.js";
+import { waitUntil } from "../../../src/lab/readiness.js";
+import { Ipv4Subnet, parseIpv4 } from "../../../src/net/ipv4.js";
+import { spawnDetachedInNamespace } from "../../../src/process/detached.js";
+import { terminatePids } from "../../../src/process/pids.js";
+
+const NETWORK = "10.66.0.0/16";
+const MTU = 1500 - 80;
+
+interface LeaseValue {
+  PublicIP: string;
+  BackendType: string;
+  BackendData: { PublicKey: string; Port: number };
+}
+
+describe("mixed wireguard cluster: weft hosts and a flanneld-style wireguard-go host", () => {
+  const name = uniquePrefix("wgx").slice(0, -1);
+  const labDir = join(tmpdir(), `weft-wg-mixed-${name}`);
+  const device = `${name}wg`;
+  let lab: Lab;
+  let dir: string;
+  let wgPid: number | undefined;
+  let subnet: Ipv4Subnet;
+
+  const leases = async (): Promise<Map<string, LeaseValue>> => {
+    const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
+    const result = new Map<string, LeaseValue>();
+    for (let i = 0; i + 1 < listed.length; i += 2) result.set(listed[i]!.split("/").pop()!.replace("-", "/"), JSON.parse(listed[i + 1]!));
+    return result;
+  };
+  const weftPeers = async (host: string): Promise<number> => {
+    const metrics = await lab.host(host).exec(process.execPath, ["-e",
+      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+    const counts = [...metrics.stdout.matchAll(/^weft_peers(?:\{[^}]*\})? (\d+)$/gm)].map((match) => Number(match[1]));
+    return counts.length === 0 ? 0 : Math.min(...counts);
+  };
+  const h3 = (command: string, args: string[], input?: string) => lab.host("h3").exec(command, args, { input });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "weft-wg-mixed-"));
+    lab = await buildLab({ name, labDir, hosts: 3, containersPerHost: 1, backend: "wireguard", deferredHosts: ["h3"] });
+
+    // h3's key and lease, as flanneld would write them.
+    const privateKey = (await h3("wg", ["genkey"])).stdout.trim();
+    await writeFile(join(dir, "wgkey"), privateKey, { mode: 0o400 });
+    const publicKey = (await h3("wg", ["pubkey"], `${privateKey}\n`)).stdout.trim();
+    const taken = await leases();
+    let third = 200;
+    while (taken.has(`10.66.${third}.0/24`)) third++;
+    subnet = Ipv4Subnet.parse(`10.66.${third}.0/24`);
+    const value = { PublicIP: lab.host("h3").underlayAddress, PublicIPv6: null, BackendType: "wireguard", BackendData: { PublicKey: publicKey, Port: 51820 } };
+    const grant = (await lab.etcdctl(["lease", "grant", "86400"])).stdout;
+    const leaseId = /lease ([0-9a-f]+) granted/.exec(grant)?.[1];
+    if (!leaseId) throw new Error(`etcdctl lease grant said: ${grant}`);
+    await lab.etcdctl(["put", `--lease=${leaseId}`, `/coreos.com/network/subnets/10.66.${third}.0-24`, JSON.stringify(value)]);
+
+    // h3's device, as flanneld's wireguard backend configures flannel-wg.
+    wgPid = spawnDetachedInNamespace(lab.host("h3").namespace, "wireguard-go", ["-f", device], join(dir, "wireguard-go.log"), { ...process.env, LOG_LEVEL: "error" });
+    await waitUntil(`wireguard-go creating ${device}`, async () => (await h3("ip", ["link", "show", device]).then(() => true, () => false)), { timeoutMs: 10_000, intervalMs: 100 });
+    const peerArgs: string[] = [];
+    for (const [leaseSubnet, lease] of await leases()) {
+      if (lease.PublicIP === lab.host("h3").underlayAddress) continue;
+      peerArgs.push("peer", lease.BackendData.PublicKey, "endpoint", `${lease.PublicIP}:${lease.BackendData.Port}`, "allowed-ips", leaseSubnet);
+    }
+    await h3("wg", ["set", device, "private-key", join(dir, "wgkey"), "listen-port", "51820", ...peerArgs]);
+    await ipBatch(lab.host("h3").namespace, [
+      `address add ${subnet.toString().replace("/24", "")}/32 dev ${device}`,
+      `link set ${device} mtu ${MTU} up`,
+      `route add ${NETWORK} dev ${device} scope link`,
+    ]);
+    await writeSubnetEnv(lab.host("h3").state.subnetFile, {
+      network: Ipv4Subnet.parse(NETWORK), subnetAddress: { address: parseIpv4(`10.66.${third}.1`), prefixLength: 24 }, mtu: MTU, ipMasq: false,
+    });
+    await lab.refreshContainers("h3");
+  }, 120_000);
+
+  afterAll(async () => {
+    if (wgPid !== undefined) await terminatePids([wgPid], 2000);
+    await teardownLab({ name, labDir });
+    await rm(labDir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("the weft hosts program the flanneld-style lease as a peer", async () => {
+    for (const host of ["h1", "h2"]) await waitUntil(`${host} programming h3 as a peer`, async () => (await weftPeers(host)) >= 2, { timeoutMs: 20_000, intervalMs: 200 });
+  });
+
+  it("passes the full ping matrix both ways and max-size don't-fragment pings", async () => {
+    const { ok, table } = await lab.checkTable();
+    console.log(`mixed wireguard lab\n${table}`);
+    expect(ok, table).toBe(true);
+    const handshakes = (await h3("wg", ["show", device, "latest-handshakes"])).stdout.trim().split("\n");
+    expect(handshakes).toHaveLength(2);
+    for (const line of handshakes) expect(Number(line.split(/\s+/)[1]), line).toBeGreaterThan(0);
+  });
+});
