@@ -19,6 +19,7 @@ import { PeerWatcher } from "./lease/watch.js";
 import type { Ipv4Subnet } from "./net/ipv4.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
+import { startPeerProbing, type PeerProbing } from "./probe/peer-prober.js";
 import { EtcdStore } from "./store/etcd-store.js";
 import { errorMessage } from "./errors/error-message.js";
 import { NO_SERVICE_NOTIFIER, type ServiceNotifier } from "./host/systemd/service-notifier.js";
@@ -56,6 +57,7 @@ interface Wiring {
 export class Daemon {
   private readonly metrics: WeftMetrics = createMetrics();
   private http: RunningHttpServer | undefined;
+  private probing: PeerProbing | undefined;
   /** What start-up has built so far: the whole Wiring once it got that far; stop() takes down what is there. */
   private built: Partial<Wiring> = {};
   private ownLease: Lease | undefined;
@@ -119,6 +121,7 @@ export class Daemon {
     await this.startup.catch(() => undefined);
     await this.reacquiring;
     const { keeper, watcher, backend, store } = this.built;
+    await this.probing?.stop();
     keeper?.stop();
     await watcher?.stop().catch(() => undefined);
     await backend?.stop().catch((error: Error) => this.logger.warn({ err: error }, "stopping the backend failed"));
@@ -207,6 +210,16 @@ export class Daemon {
     this.checkpoint();
     await this.reconcileNow(wiring.backend);
     this.startPeriodicWork(wiring);
+    if (options.peerProbeIntervalMs !== undefined) {
+      this.probing = startPeerProbing({
+        intervalMs: options.peerProbeIntervalMs,
+        backend: config.backend,
+        overlayMtu: network.mtu,
+        peers: () => wiring.watcher.current(),
+        logger: logger.child({ component: "probe" }),
+        registry: this.metrics.registry,
+      });
+    }
     logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
     this.notifier.ready(this.readyStatus(lease, factory.type));
   }

@@ -12,7 +12,7 @@ import { formatProbeTable, probeResultJson } from "../probe/probe-report.js";
 import { encapsulationOf, probeTargets } from "../probe/probe-targets.js";
 import { openIcmpSocket } from "../probe/raw-icmp-socket.js";
 import type { EtcdStore } from "../store/etcd-store.js";
-import { findOwnLease } from "./doctor.js";
+import { findOwnLease } from "./own-lease.js";
 import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs } from "./interface-flags.js";
 import { defineStoreOptions, lastNumber, lastString, withStore, type StoreArgs } from "./store-flags.js";
 

@@ -67,7 +67,7 @@ function formatOverlay(result: PeerProbeResult): string {
     case "ok":
       return `${overlay.bytes} B in ${formatMicros(overlay.rttMicros)}`;
     case "blocked":
-      return `no answer (${overlay.why})`;
+      return overlay.why === "no answer" ? "no answer" : `no answer (${overlay.why})`;
     case "too-big":
       return `small ok, ${overlay.bytes} B: ${overlay.why}`;
   }
