@@ -18,7 +18,8 @@ import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
 import type { Ipv4Subnet } from "./net/ipv4.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
-import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
+import { createMetrics, type BuildEngine, type WeftMetrics } from "./observe/metrics.js";
+import { timeAsyncCalls } from "./observe/call-timing.js";
 import { startPeerProbing, type PeerProbing } from "./probe/peer-prober.js";
 import { EtcdStore } from "./store/etcd-store.js";
 import { errorMessage } from "./errors/error-message.js";
@@ -52,6 +53,14 @@ interface Wiring {
   rules: TrafficRules;
   keeper: LeaseKeeper;
   watcher: PeerWatcher;
+}
+
+/** Where the data path of `config` runs, for weft_build_info. */
+function engineOf(config: NetworkConfig): BuildEngine {
+  const type = config.backend.type;
+  if (type === "alloc") return "none";
+  if (type === "udp" || type === "vxlan-userspace" || (type === "vxlan" && config.backend.options.Userspace === true)) return "userspace";
+  return "kernel";
 }
 
 export class Daemon {
@@ -140,8 +149,10 @@ export class Daemon {
     }
     if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
     // First, so an unreadable --etcd-*file is reported (a ConfigurationError) before anything else happens.
-    const store = new EtcdStore(options.store);
+    // `call` is EtcdStore's own wrapper around each request: the public methods are what is timed.
+    const store = timeAsyncCalls(new EtcdStore(options.store), this.metrics.etcdRequestSeconds, ["call"]);
     this.built.store = store;
+    this.metrics.trackReadiness(() => this.readiness().checks);
     const external = await selectExternalInterface(options.interfaceSelection);
     logger.info(
       { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
@@ -152,6 +163,7 @@ export class Daemon {
     this.notifier.status(`reading the network config at ${store.configKey}`);
     const { config, factory } = await this.readNetworkConfig(store);
     if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
+    this.metrics.setBuildInfo({ backend: factory.type, engine: engineOf(config) });
     const backend = factory.create({
       network: config,
       options: config.backend.options,
