@@ -41,5 +41,8 @@ export function programmingMetrics(registry: Registry): ProgrammingMetrics {
 /** The peer gauges from a backend's PeerTable (after every change to it). */
 export function recordPeerCounts(metrics: ProgrammingMetrics, backend: string, peers: { acceptedCount: number; refusedCount: number }): void {
   metrics.peers.set({ backend }, peers.acceptedCount);
+  // The counters exist at 0 from the first change on: increase() in an alert misses a series' first value.
+  metrics.failures.inc({ backend }, 0);
+  metrics.repairs.inc({ backend }, 0);
   metrics.refusedPeers.set({ backend }, peers.refusedCount);
 }

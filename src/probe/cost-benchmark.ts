@@ -3,8 +3,8 @@
  * (default 100 peers, 10 s, 60 s). Prints the CPU time the prober used as a share of one core.
  *
  *   <p>-a  prober (this script, re-run inside)  veth 10.199.0.1/30 ─── 10.199.0.2/30 veth  <p>-b
- *                                                                     peers' "PublicIPs" 10.201.0.N/32 and
- *                                                                     "overlay addresses" 10.200.N.0/32
+ *                                                                     peers' "PublicIPs" 10.240.x.y/32 and
+ *                                                                     "overlay addresses" 10.200-203.x.0/32
  *
  * Every peer answers all four echoes of a round (underlay, path MTU at 1500, small and FLANNEL_MTU
  * overlay echoes); the answers come from namespace b without encapsulation, so the number is the
@@ -26,11 +26,16 @@ const peers = Number(peersArg ?? 100);
 const intervalS = Number(intervalArg ?? 10);
 const seconds = Number(secondsArg ?? 60);
 
+/** Peer i's subnet network address (its overlay address): 10.200.0.0, 10.200.1.0, … 10.203.231.0 for 1000 peers. */
+function overlayAddress(i: number): string {
+  return `10.${200 + (i >> 8)}.${i & 255}.0`;
+}
+
 function fakeLeases(count: number): Lease[] {
   return Array.from({ length: count }, (_, i) => ({
-    subnet: Ipv4Subnet.parse(`10.200.${i}.0/24`),
-    attrs: { publicIP: `10.201.${Math.floor(i / 250)}.${(i % 250) + 1}`, publicIPv6: null, backendType: "vxlan" },
-    key: `/coreos.com/network/subnets/10.200.${i}.0-24`,
+    subnet: Ipv4Subnet.parse(overlayAddress(i) + "/24"),
+    attrs: { publicIP: `10.240.${Math.floor(i / 250)}.${(i % 250) + 1}`, publicIPv6: null, backendType: "vxlan" },
+    key: `/coreos.com/network/subnets/${overlayAddress(i)}-24`,
     reservation: false,
   }));
 }
@@ -74,9 +79,9 @@ async function main(): Promise<void> {
       ["-n", ns, "link", "set", "lo", "up"],
     ];
     for (const args of [...lines(a, "10.199.0.1/30"), ...lines(b, "10.199.0.2/30")]) await runCommand("ip", args);
-    await runCommand("ip", ["-n", a, "route", "add", "10.200.0.0/16", "via", "10.199.0.2"]);
-    await runCommand("ip", ["-n", a, "route", "add", "10.201.0.0/16", "via", "10.199.0.2"]);
-    const addresses = fakeLeases(peers).flatMap((lease) => [`addr add ${lease.attrs.publicIP}/32 dev eth0`, `addr add 10.200.${lease.key.split("10.200.")[1]?.split(".")[0]}.0/32 dev eth0`]);
+    await runCommand("ip", ["-n", a, "route", "add", "10.200.0.0/14", "via", "10.199.0.2"]);
+    await runCommand("ip", ["-n", a, "route", "add", "10.240.0.0/16", "via", "10.199.0.2"]);
+    const addresses = fakeLeases(peers).flatMap((lease, i) => [`addr add ${lease.attrs.publicIP}/32 dev eth0`, `addr add ${overlayAddress(i)}/32 dev eth0`]);
     await runCommand("ip", ["-n", b, "-batch", "-"], { input: `${addresses.join("\n")}\n` });
     const child = await runCommand(process.execPath, [fileURLToPath(import.meta.url), String(peers), String(intervalS), String(seconds)], {
       netns: a,

@@ -151,6 +151,25 @@ describe("peer probing in a 6-host vxlan lab", () => {
     expect(log).toContain(`peer ${subnet("h6")} (192.168.77.16): MTU black hole: lower Backend.MTU to ${HOP_MTU}`);
   });
 
+  it("a live /metrics passes promtool check metrics, and every weft_ series in it is in docs/metrics.md", async () => {
+    const text = await metrics("h1");
+    const lint = await runCommand("promtool", ["check", "metrics"], { input: text, allowFailure: true, purpose: "linting /metrics (apt-get install prometheus)" });
+    // prom-client's standard gauges nodejs_active_{handles,requests,resources}_total are named so
+    // upstream (generic Node.js dashboards use these names): the one lint accepted, nothing of weft's.
+    const findings = `${lint.stdout}${lint.stderr}`.split("\n").filter((line) => line.trim() !== "");
+    const upstream = /^nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/;
+    expect(findings.filter((line) => !upstream.test(line))).toEqual([]);
+    expect(text).toMatch(/^weft_build_info\{version="[^"]+",backend="vxlan",engine="kernel"\} 1$/m);
+    expect(text).toMatch(/^weft_ready\{check="backend"\} 1$/m);
+    expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
+    expect(sample(text, "weft_lease_expiry_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000);
+    expect(sample(text, 'weft_etcd_request_duration_seconds_count{call="list"}')).toBeGreaterThan(0);
+    expect(sample(text, 'weft_backend_kernel_programming_duration_seconds_count{backend="vxlan"}')).toBeGreaterThan(0);
+    const documented = await readFile(join(import.meta.dirname, "../../docs/metrics.md"), "utf8");
+    const families = new Set([...text.matchAll(/^# TYPE (weft_\w+) /gm)].map((match) => match[1] as string));
+    expect([...families].filter((family) => !documented.includes(`\`${family}\``))).toEqual([]);
+  });
+
   it("weft probe prints the verdict of each case", async () => {
     const result = await probeCli("h1");
     console.log(`weft probe on h1:\n${result.stdout}${result.stderr}`);
