@@ -14,7 +14,8 @@ import { icmpFilterMask } from "./icmp-packet.js";
  *     receive: it is borrowed for the duration of the call only (copy what must be kept);
  *   - send() resolves once the kernel took the datagram, rejects with the errno text
  *     ("Message too long" when the local route's MTU is smaller than the packet);
- *   - after a socket error the socket is closed and the next send() opens a new one.
+ *   - the socket is opened at once (ProbeUnavailableError without CAP_NET_RAW); after a socket
+ *     error it is closed and the next send() opens a new one.
  */
 export interface IcmpSocket {
   send(packet: Buffer, destination: string): Promise<void>;
@@ -94,6 +95,8 @@ export function openIcmpSocket(onPacket: (packet: Buffer) => void): IcmpSocket {
     return created;
   };
 
+  // Opened now, so a missing CAP_NET_RAW shows at once and replies are received before the first send.
+  socket = open();
   return {
     send(packet, destination) {
       if (closed) return Promise.reject(new Error("the ICMP socket is closed"));
