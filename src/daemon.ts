@@ -21,6 +21,7 @@ import { startHttpServer, type Readiness, type RunningHttpServer } from "./obser
 import { createMetrics, type BuildEngine, type WeftMetrics } from "./observe/metrics.js";
 import { timeAsyncCalls } from "./observe/call-timing.js";
 import { startPeerProbing, type PeerProbing } from "./probe/peer-prober.js";
+import { buildStatusModel } from "./probe/status-model.js";
 import { EtcdStore } from "./store/etcd-store.js";
 import { errorMessage } from "./errors/error-message.js";
 import { NO_SERVICE_NOTIFIER, type ServiceNotifier } from "./host/systemd/service-notifier.js";
@@ -145,7 +146,21 @@ export class Daemon {
   private async start(): Promise<void> {
     const { options, logger } = this;
     if (options.healthz) {
-      this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
+      const status = () =>
+        buildStatusModel({
+          backend: this.built.network?.config.backend.type,
+          ownLease: this.ownLease,
+          peers: this.built.watcher?.current() ?? [],
+          probing: this.probing,
+          readiness: this.readiness(),
+          registry: this.metrics.registry,
+          etcdEndpoints: options.store.endpoints,
+          etcdCheck: () => {
+            const store = this.built.store;
+            return store ? store.get(store.configKey) : Promise.reject(new Error("no etcd client yet"));
+          },
+        });
+      this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), status, logger });
     }
     if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
     // First, so an unreadable --etcd-*file is reported (a ConfigurationError) before anything else happens.

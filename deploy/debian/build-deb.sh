@@ -84,10 +84,11 @@ if [ -d "$lib/node_modules/raw-socket" ]; then
   headers="$(mktemp -d "${TMPDIR:-/tmp}/weft-node-headers.XXXXXX")"
   tar -xzf "$tarball" -C "$headers" --strip-components=1 package/include
   say "raw-socket for node $NODE_VERSION"
-  # npm's own node-gyp, run by the bundled node so it builds for that ABI.
+  # npm's own node-gyp, run by the bundled node so it builds for that ABI; without the npm_config_*
+  # of `npm run` (a nodedir=/usr there would win and build for the system's Node).
   gyp="$(npm prefix -g)/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js"
-  if [ -f "$gyp" ] && (cd "$lib/node_modules/raw-socket" && PATH="$lib/node/bin:$PATH" \
-        "$lib/node/bin/node" "$gyp" rebuild --nodedir="$headers" >"$headers/build.log" 2>&1); then
+  if [ -f "$gyp" ] && (cd "$lib/node_modules/raw-socket" && for v in $(env | sed -n 's/^\(npm_config_[A-Za-z_]*\)=.*/\1/p'); do unset "$v"; done \
+        && PATH="$lib/node/bin:$PATH" "$lib/node/bin/node" "$gyp" rebuild --nodedir="$headers" >"$headers/build.log" 2>&1); then
     # Keep the addon, drop the build tree.
     (cd "$lib/node_modules/raw-socket/build" && find . -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} + && find Release -mindepth 1 ! -name raw.node -exec rm -rf {} +)
     "$lib/node/bin/node" -e 'require(process.argv[1])' "$lib/node_modules/raw-socket" || die "raw-socket built but does not load in node $NODE_VERSION"

@@ -195,6 +195,27 @@ describe("peer probing in a 6-host vxlan lab", () => {
     expect(peer("h6")).toMatchObject({ verdict: "mtu-black-hole", lowerMtuTo: HOP_MTU });
   });
 
+  it("/status renders in headless Chromium from h1: lease, peers with verdicts and RTTs, etcd reachable", async () => {
+    const profile = join(labDir, "chromium-profile");
+    const screenshot = join(labDir, "status.png");
+    const url = `http://127.0.0.1:${lab.host("h1").state.healthzPort}/status`;
+    const chromium = (extra: string[]) =>
+      lab.host("h1").exec("chromium", ["--headless", "--no-sandbox", "--disable-gpu", `--user-data-dir=${profile}`, "--window-size=1100,1000", ...extra, url], { timeoutMs: 60_000 });
+    // --dump-dom prints the DOM after Chromium has parsed and laid out the page: the rendered text.
+    const dom = (await chromium(["--dump-dom"])).stdout;
+    await chromium([`--screenshot=${screenshot}`]);
+    const png = await readFile(screenshot);
+    console.log(`/status screenshot: ${screenshot} (${png.length} bytes)`);
+    expect(png.subarray(1, 4).toString()).toBe("PNG");
+    expect(png.length).toBeGreaterThan(10_000);
+    expect(dom).toContain(`<td>${subnet("h1")}</td>`);
+    expect(dom).toMatch(/<span class="ok">reachable<\/span>/);
+    expect(dom).toContain("Peers (5, 3 with a problem)");
+    expect(dom).toMatch(new RegExp(`<td>${subnet("h3").replace(/\./g, "\\.")}</td><td>192\\.168\\.77\\.13</td><td><span class="bad">encapsulation blocked`));
+    expect(dom).toMatch(/<td>\d+(\.\d{3} ms| µs)<\/td>/);
+    expect(dom).not.toMatch(/<script/);
+  });
+
   it("weft doctor includes the probe verdicts", async () => {
     const state = lab.host("h1").state;
     const result = await lab.host("h1").exec(
