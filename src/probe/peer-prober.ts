@@ -61,13 +61,27 @@ export function startPeerProbing(options: PeerProbingOptions): PeerProbing {
   }
   const results = new Map<string, PeerProbeResult>();
   const stopping = new AbortController();
+  /**
+   * A verdict that differs from the peer's last one is probed once more at once, and the second
+   * answer is taken: one lost echo on a busy host must not log "peer down" and back (the change
+   * is still seen within the round that found it).
+   */
+  const confirmChanges = async (round: PeerProbeResult[]): Promise<PeerProbeResult[]> => {
+    const changed = round.filter((result) => {
+      const before = results.get(peerKey(result.target));
+      return before !== undefined && before.verdict.kind !== result.verdict.kind;
+    });
+    if (changed.length === 0) return round;
+    const again = new Map((await probeAll(pinger, changed.map((result) => result.target), settings, options.concurrency ?? 8)).map((result) => [peerKey(result.target), result]));
+    return round.map((result) => again.get(peerKey(result.target)) ?? result);
+  };
   const loop = (async () => {
     while (!stopping.signal.aborted) {
       const started = Date.now();
       try {
         const round = await probeAll(pinger, probeTargets(options.peers(), encapsulation), settings, options.concurrency ?? 8);
         if (stopping.signal.aborted) break;
-        record(round, results, metrics, logger);
+        record(await confirmChanges(round), results, metrics, logger);
       } catch (error) {
         logger.error({ err: error }, "a round of peer probing failed");
       }

@@ -13,10 +13,10 @@ import type { IcmpSocket } from "../../src/probe/raw-icmp-socket.js";
  * (the real socket is tested in pinger.test.ts and the lab test): one log line per verdict
  * change naming the peer, none for a peer first seen ok, metrics without per-peer labels.
  */
-function answeringSocket(up: Set<string>) {
+function answeringSocket(up: Set<string>, dropOnce: Set<string>) {
   return (onPacket: (packet: Buffer) => void): IcmpSocket => ({
     async send(packet, destination) {
-      if (!up.has(destination)) return;
+      if (dropOnce.delete(destination) || !up.has(destination)) return;
       const header = Buffer.alloc(20);
       header[0] = 0x45;
       header[9] = 1;
@@ -54,8 +54,9 @@ async function sample(registry: Registry, series: string): Promise<number | unde
 }
 
 describe("startPeerProbing", () => {
-  it("logs each verdict change once, naming the peer, and keeps per-verdict gauges", async () => {
+  it("logs each verdict change once, naming the peer, ignores a single lost echo, and keeps per-verdict gauges", async () => {
     const up = new Set(["192.168.77.12", "10.66.2.0", "192.168.77.13", "10.66.3.0"]);
+    const dropOnce = new Set<string>();
     const { logger, lines } = capturedLogger();
     const registry = new Registry();
     const peers = [lease(2, "192.168.77.12"), lease(3, "192.168.77.13")];
@@ -66,7 +67,7 @@ describe("startPeerProbing", () => {
       peers: () => peers,
       logger,
       registry,
-      openSocket: answeringSocket(up),
+      openSocket: answeringSocket(up, dropOnce),
     });
     const waitRounds = async (rounds: number) => {
       const target = ((await sample(registry, "weft_probe_rounds_total")) ?? 0) + rounds;
@@ -74,6 +75,10 @@ describe("startPeerProbing", () => {
     };
     await waitRounds(2);
     expect(await sample(registry, 'weft_probe_peers{verdict="ok"}')).toBe(2);
+    // One lost echo (a busy host) is probed again at once and is no change: no "peer down" and back.
+    dropOnce.add("192.168.77.12");
+    await waitRounds(2);
+    expect(dropOnce.size).toBe(0);
     up.delete("10.66.3.0"); // h3's encapsulation is blocked
     await waitRounds(3);
     up.add("10.66.3.0");
