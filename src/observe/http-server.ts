@@ -105,7 +105,7 @@ async function handle(options: HttpServerOptions, request: IncomingMessage, resp
   const url = new URL(request.url ?? "/", "http://weft.invalid");
   const route = ROUTES[url.pathname];
   if (!route || (url.pathname === "/status" && !options.status)) {
-    reply(response, 404, `404 page not found: ${url.pathname} (weft serves /healthz, /readyz, /metrics)\n`);
+    reply(response, 404, `404 page not found: ${url.pathname} (weft serves /healthz, /readyz, /metrics, /status)\n`);
     return;
   }
   if (request.method !== "GET" && request.method !== "HEAD") {
