@@ -7,6 +7,7 @@ import { runCommand } from "./run.js";
 import { labCommand } from "./lab.js";
 import { doctorCommand } from "./doctor.js";
 import { cleanupCommand } from "./cleanup.js";
+import { benchCommand } from "./bench.js";
 import { probeCommand } from "./probe.js";
 
 /** Adds one subcommand to the CLI; each module keeps its own argv type. */
@@ -27,5 +28,6 @@ export const commands: readonly CommandRegistration[] = [
   command(dockerOptsCommand),
   command(doctorCommand),
   command(cleanupCommand),
+  command(benchCommand),
   command(probeCommand),
 ];

@@ -2,6 +2,7 @@ import type { Argv } from "yargs";
 import type { InterfaceSelectionOptions } from "../config/interface-selection.js";
 import { ConfigurationError } from "../errors/configuration-error.js";
 import { tryParseIpv4 } from "../net/ipv4.js";
+import { defaultFromEnvironment, type Environment } from "./flag-environment.js";
 import { lastString } from "./store-flags.js";
 
 /**
@@ -16,12 +17,13 @@ export interface InterfaceArgs {
   "public-ip"?: string;
 }
 
-export function defineInterfaceOptions<T>(yargs: Argv<T>): Argv<T & InterfaceArgs> {
+export function defineInterfaceOptions<T>(yargs: Argv<T>, environment: Environment = process.env): Argv<T & InterfaceArgs> {
+  const fromEnv = (flag: string) => defaultFromEnvironment(flag, undefined, environment);
   return yargs
-    .option("iface", { type: "string", describe: "interface name or IPv4 to use for the underlay; repeatable, first match wins" })
-    .option("iface-regex", { type: "string", describe: "regex on interface IPv4 addresses, then names; repeatable" })
-    .option("iface-can-reach", { coerce: lastString, type: "string", describe: "use the interface the kernel would use to reach this IPv4" })
-    .option("public-ip", { coerce: lastString, type: "string", describe: "IPv4 advertised to peers (default: the interface address)" });
+    .option("iface", { type: "string", ...fromEnv("iface"), describe: "interface name or IPv4 to use for the underlay; repeatable, first match wins" })
+    .option("iface-regex", { type: "string", ...fromEnv("iface-regex"), describe: "regex on interface IPv4 addresses, then names; repeatable" })
+    .option("iface-can-reach", { coerce: lastString, type: "string", ...fromEnv("iface-can-reach"), describe: "use the interface the kernel would use to reach this IPv4" })
+    .option("public-ip", { coerce: lastString, type: "string", ...fromEnv("public-ip"), describe: "IPv4 advertised to peers (default: the interface address)" });
 }
 
 /**

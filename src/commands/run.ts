@@ -30,7 +30,8 @@ export interface RunArgs extends StoreArgs, InterfaceArgs {
 }
 
 export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
-  return defineInterfaceOptions(defineStoreOptions(yargs))
+  // Every flag from its FLANNELD_* variable too, as flanneld (a flanneld unit's environment works).
+  return defineInterfaceOptions(defineStoreOptions(yargs.env("FLANNELD")))
     .option("public-ipv6", { coerce: lastString, type: "string", describe: "IPv6 advertised to peers (accepted for flanneld units; weft routes IPv4 only)" })
     .option("subnet-file", { coerce: lastString, type: "string", default: "/run/flannel/subnet.env", describe: "where to write subnet.env" })
     .option("subnet-lease-renew-margin", { coerce: lastNumber, type: "number", default: 60, describe: `minutes before expiry to renew the lease (1..${MAX_RENEW_MARGIN_MINUTES})` })

@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { ConfigurationError } from "../errors/configuration-error.js";
+import { defaultFromEnvironment, type Environment } from "./flag-environment.js";
 import { EtcdStore } from "../store/etcd-store.js";
 import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX, type StoreOptions } from "../store/store-options.js";
 
@@ -25,16 +26,18 @@ export const lastString = (value: string | string[]): string => last(value);
 export const lastNumber = (value: number | number[]): number => last(value);
 export const lastBoolean = (value: boolean | boolean[]): boolean => last(value);
 
-export function defineStoreOptions<T>(yargs: Argv<T>): Argv<T & StoreArgs> {
+/** The --etcd-* flags, each also read from its FLANNELD_ETCD_* variable (flag-environment.ts). */
+export function defineStoreOptions<T>(yargs: Argv<T>, environment: Environment = process.env): Argv<T & StoreArgs> {
+  const withDefault = (flag: string, builtIn: string) => defaultFromEnvironment(flag, builtIn, environment);
+  const fromEnv = (flag: string) => defaultFromEnvironment(flag, undefined, environment);
   return yargs
-    .env("FLANNELD")
-    .option("etcd-endpoints", { type: "string", coerce: lastString, default: DEFAULT_ETCD_ENDPOINTS.join(","), describe: "comma-separated etcd client URLs" })
-    .option("etcd-prefix", { type: "string", coerce: lastString, default: DEFAULT_ETCD_PREFIX, describe: "etcd key prefix of the network" })
-    .option("etcd-keyfile", { type: "string", coerce: lastString, describe: "TLS client key (with --etcd-certfile)" })
-    .option("etcd-certfile", { type: "string", coerce: lastString, describe: "TLS client certificate (with --etcd-keyfile)" })
-    .option("etcd-cafile", { type: "string", coerce: lastString, describe: "CA certificate that signed etcd's server certificate" })
-    .option("etcd-username", { type: "string", coerce: lastString, describe: "etcd user (with --etcd-password)" })
-    .option("etcd-password", { type: "string", coerce: lastString, describe: "etcd password" });
+    .option("etcd-endpoints", { type: "string", coerce: lastString, ...withDefault("etcd-endpoints", DEFAULT_ETCD_ENDPOINTS.join(",")), describe: "comma-separated etcd client URLs" })
+    .option("etcd-prefix", { type: "string", coerce: lastString, ...withDefault("etcd-prefix", DEFAULT_ETCD_PREFIX), describe: "etcd key prefix of the network" })
+    .option("etcd-keyfile", { type: "string", coerce: lastString, ...fromEnv("etcd-keyfile"), describe: "TLS client key (with --etcd-certfile)" })
+    .option("etcd-certfile", { type: "string", coerce: lastString, ...fromEnv("etcd-certfile"), describe: "TLS client certificate (with --etcd-keyfile)" })
+    .option("etcd-cafile", { type: "string", coerce: lastString, ...fromEnv("etcd-cafile"), describe: "CA certificate that signed etcd's server certificate" })
+    .option("etcd-username", { type: "string", coerce: lastString, ...fromEnv("etcd-username"), describe: "etcd user (with --etcd-password)" })
+    .option("etcd-password", { type: "string", coerce: lastString, ...fromEnv("etcd-password"), describe: "etcd password" });
 }
 
 export function storeOptionsFromArgs(args: StoreArgs): StoreOptions {

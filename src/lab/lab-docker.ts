@@ -87,8 +87,19 @@ export async function findStaticBusybox(): Promise<string> {
   );
 }
 
+/** Builds in progress, by tar path: hosts starting their dockerd at once share one build. */
+const imageBuilds = new Map<string, Promise<void>>();
+
 /** Builds the image's tar once per lab: /bin/busybox and its applets as symlinks. No registry. */
-export async function buildImageTar(docker: LabDockerState): Promise<void> {
+export function buildImageTar(docker: LabDockerState): Promise<void> {
+  const running = imageBuilds.get(docker.imageTar);
+  if (running) return running;
+  const build = buildImageTarOnce(docker).finally(() => imageBuilds.delete(docker.imageTar));
+  imageBuilds.set(docker.imageTar, build);
+  return build;
+}
+
+async function buildImageTarOnce(docker: LabDockerState): Promise<void> {
   if (existsSync(docker.imageTar)) return;
   const busybox = await findStaticBusybox();
   const rootfs = join(dirname(docker.imageTar), "rootfs");

@@ -18,7 +18,9 @@ const LAYERS: readonly (readonly string[])[] = [
   // Peer probing: uses leases and backend options, used by the daemon and commands.
   ["probe"],
   ["daemon.ts", "lab"],
-  ["bench", "commands"],
+  // bench is a program over the lab; `weft bench` (commands/bench.ts) is its CLI front.
+  ["bench"],
+  ["commands"],
   ["cli.ts"],
 ];
 

