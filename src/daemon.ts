@@ -18,7 +18,10 @@ import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
 import type { Ipv4Subnet } from "./net/ipv4.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
-import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
+import { createMetrics, type BuildEngine, type WeftMetrics } from "./observe/metrics.js";
+import { timeAsyncCalls } from "./observe/call-timing.js";
+import { startPeerProbing, type PeerProbing } from "./probe/peer-prober.js";
+import { buildStatusModel } from "./probe/status-model.js";
 import { EtcdStore } from "./store/etcd-store.js";
 import { errorMessage } from "./errors/error-message.js";
 import { NO_SERVICE_NOTIFIER, type ServiceNotifier } from "./host/systemd/service-notifier.js";
@@ -53,9 +56,18 @@ interface Wiring {
   watcher: PeerWatcher;
 }
 
+/** Where the data path of `config` runs, for weft_build_info. */
+function engineOf(config: NetworkConfig): BuildEngine {
+  const type = config.backend.type;
+  if (type === "alloc") return "none";
+  if (type === "udp" || type === "vxlan-userspace" || (type === "vxlan" && config.backend.options.Userspace === true)) return "userspace";
+  return "kernel";
+}
+
 export class Daemon {
   private readonly metrics: WeftMetrics = createMetrics();
   private http: RunningHttpServer | undefined;
+  private probing: PeerProbing | undefined;
   /** What start-up has built so far: the whole Wiring once it got that far; stop() takes down what is there. */
   private built: Partial<Wiring> = {};
   private ownLease: Lease | undefined;
@@ -119,6 +131,7 @@ export class Daemon {
     await this.startup.catch(() => undefined);
     await this.reacquiring;
     const { keeper, watcher, backend, store } = this.built;
+    await this.probing?.stop();
     keeper?.stop();
     await watcher?.stop().catch(() => undefined);
     await backend?.stop().catch((error: Error) => this.logger.warn({ err: error }, "stopping the backend failed"));
@@ -133,12 +146,28 @@ export class Daemon {
   private async start(): Promise<void> {
     const { options, logger } = this;
     if (options.healthz) {
-      this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), logger });
+      const status = () =>
+        buildStatusModel({
+          backend: this.built.network?.config.backend.type,
+          ownLease: this.ownLease,
+          peers: this.built.watcher?.current() ?? [],
+          probing: this.probing,
+          readiness: this.readiness(),
+          registry: this.metrics.registry,
+          etcdEndpoints: options.store.endpoints,
+          etcdCheck: () => {
+            const store = this.built.store;
+            return store ? store.get(store.configKey) : Promise.reject(new Error("no etcd client yet"));
+          },
+        });
+      this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), status, logger });
     }
     if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
     // First, so an unreadable --etcd-*file is reported (a ConfigurationError) before anything else happens.
-    const store = new EtcdStore(options.store);
+    // `call` is EtcdStore's own wrapper around each request: the public methods are what is timed.
+    const store = timeAsyncCalls(new EtcdStore(options.store), this.metrics.etcdRequestSeconds, ["call"]);
     this.built.store = store;
+    this.metrics.trackReadiness(() => this.readiness().checks);
     const external = await selectExternalInterface(options.interfaceSelection);
     logger.info(
       { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
@@ -149,6 +178,7 @@ export class Daemon {
     this.notifier.status(`reading the network config at ${store.configKey}`);
     const { config, factory } = await this.readNetworkConfig(store);
     if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
+    this.metrics.setBuildInfo({ backend: factory.type, engine: engineOf(config) });
     const backend = factory.create({
       network: config,
       options: config.backend.options,
@@ -207,6 +237,16 @@ export class Daemon {
     this.checkpoint();
     await this.reconcileNow(wiring.backend);
     this.startPeriodicWork(wiring);
+    if (options.peerProbeIntervalMs !== undefined) {
+      this.probing = startPeerProbing({
+        intervalMs: options.peerProbeIntervalMs,
+        backend: config.backend,
+        overlayMtu: network.mtu,
+        peers: () => wiring.watcher.current(),
+        logger: logger.child({ component: "probe" }),
+        registry: this.metrics.registry,
+      });
+    }
     logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
     this.notifier.ready(this.readyStatus(lease, factory.type));
   }

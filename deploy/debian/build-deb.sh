@@ -76,6 +76,30 @@ tar -xzf "$tarball" -C "$lib/node" --strip-components=1 package/bin/node package
 chmod 0755 "$lib/node/bin/node"
 [ "$("$lib/node/bin/node" -v)" = "v$NODE_VERSION" ] || die "the bundled node does not run here"
 
+# 4b. raw-socket (weft probe, --peer-probe-interval) is a NAN addon: unlike weft's N-API engine it
+# is built for one Node ABI, so it is built here for the bundled Node, against the headers of the
+# same tarball (no download). package.json's overrides pin nan >= 2.30 (Node 24 needs it). It is
+# an optional dependency: if it does not build, the package ships without it and only probing is off.
+if [ -d "$lib/node_modules/raw-socket" ]; then
+  headers="$(mktemp -d "${TMPDIR:-/tmp}/weft-node-headers.XXXXXX")"
+  tar -xzf "$tarball" -C "$headers" --strip-components=1 package/include
+  say "raw-socket for node $NODE_VERSION"
+  # npm's own node-gyp, run by the bundled node so it builds for that ABI; without the npm_config_*
+  # of `npm run` (a nodedir=/usr there would win and build for the system's Node).
+  gyp="$(npm prefix -g)/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js"
+  if [ -f "$gyp" ] && (cd "$lib/node_modules/raw-socket" && for v in $(env | sed -n 's/^\(npm_config_[A-Za-z_]*\)=.*/\1/p'); do unset "$v"; done \
+        && PATH="$lib/node/bin:$PATH" "$lib/node/bin/node" "$gyp" rebuild --nodedir="$headers" >"$headers/build.log" 2>&1); then
+    # Keep the addon, drop the build tree.
+    (cd "$lib/node_modules/raw-socket/build" && find . -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} + && find Release -mindepth 1 ! -name raw.node -exec rm -rf {} +)
+    "$lib/node/bin/node" -e 'require(process.argv[1])' "$lib/node_modules/raw-socket" || die "raw-socket built but does not load in node $NODE_VERSION"
+  else
+    say "raw-socket did not build for node $NODE_VERSION (see below): the package ships without it; weft probe reports it unavailable"
+    tail -20 "$headers/build.log" >&2 2>/dev/null || say "no node-gyp at $gyp"
+    rm -rf "$lib/node_modules/raw-socket"
+  fi
+  rm -rf "$headers"
+fi
+
 # 5. The launcher: always the bundled node, whatever node (if any) is on the PATH.
 cat >"$stage/usr/bin/weft" <<'LAUNCHER'
 #!/bin/sh
@@ -138,7 +162,7 @@ COPYRIGHT
 # 10. Maintainer scripts and control.
 install -m 0755 "$here/postinst" "$here/prerm" "$here/postrm" "$stage/DEBIAN/"
 shlibs="$(cd "$stage" && mkdir debian && printf 'Source: weft\n\nPackage: weft\nArchitecture: amd64\n' >debian/control \
-  && dpkg-shlibdeps -O --warnings=0 "usr/lib/weft/node/bin/node" "usr/lib/weft/$addon" 2>debian/errors \
+  && dpkg-shlibdeps -O --warnings=0 "usr/lib/weft/node/bin/node" "usr/lib/weft/$addon" $(find usr/lib/weft/node_modules -name '*.node' -printf '%p ') 2>debian/errors \
   || { cat debian/errors >&2; exit 1; }; rm -r debian)" || die "dpkg-shlibdeps failed"
 shlibs="${shlibs#shlibs:Depends=}"
 installed_size="$(du -sk --exclude=DEBIAN "$stage" | cut -f1)"

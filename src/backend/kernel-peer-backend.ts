@@ -181,6 +181,7 @@ export abstract class KernelPeerBackend<P> implements Backend, LeaseSetLoader {
     const started = performance.now();
     const failures = await this.kernel.apply(changes);
     const ms = Math.round(performance.now() - started);
+    this.metrics.programmingSeconds.observe({ backend: this.type }, (performance.now() - started) / 1000);
     if (failures.length > 0) {
       this.metrics.failures.inc({ backend: this.type }, failures.length);
       // Reconcile retries them; each failure names the object and the kernel's answer.

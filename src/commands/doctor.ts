@@ -7,10 +7,13 @@ import { parseNetworkConfig } from "../config/network-config.js";
 import { selectExternalInterface } from "../config/interface-selection.js";
 import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
 import { decodeLeases } from "../lease/stored-lease.js";
-import type { Lease } from "../lease/types.js";
-import type { Ipv4Subnet } from "../net/ipv4.js";
 import { createLogger } from "../observe/logger.js";
 import type { EtcdStore } from "../store/etcd-store.js";
+import { findOwnLease } from "./own-lease.js";
+import { errorMessage } from "../errors/error-message.js";
+import type { PeerProbeResult } from "../probe/peer-probe.js";
+import { formatProbeTable, probeResultJson, type PeerProbeJson } from "../probe/probe-report.js";
+import { probePeersOfThisHost } from "./probe.js";
 import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs } from "./interface-flags.js";
 import { defineStoreOptions, lastString, withStore, type StoreArgs } from "./store-flags.js";
 
@@ -34,7 +37,10 @@ export interface DoctorArgs extends StoreArgs, InterfaceArgs {
   repair: boolean;
   force: boolean;
   json: boolean;
+  probe: boolean;
 }
+
+export { findOwnLease };
 
 export interface DoctorResult {
   backend: string;
@@ -49,33 +55,6 @@ export interface DoctorResult {
 /** `weft doctor --json`: the result with the report as lines, as the text output shows them. */
 export interface DoctorResultJson extends Omit<DoctorResult, "report"> {
   report: ReconcileReportText;
-}
-
-/**
- * This host's lease: the subnet file's subnet, if that lease advertises our PublicIP (a subnet
- * file copied from another host, or a lease since taken over, must not be mistaken for ours);
- * else the only lease advertising our PublicIP. Throws saying what was found.
- */
-export function findOwnLease(leases: readonly Lease[], fromFile: Ipv4Subnet | undefined, publicIP: string, subnetFile: string): Lease {
-  const fileLease = fromFile && leases.find((lease) => lease.subnet.equals(fromFile));
-  if (fileLease && fileLease.attrs.publicIP === publicIP) return fileLease;
-  const byPublicIP = leases.filter((lease) => lease.attrs.publicIP === publicIP);
-  if (byPublicIP.length === 1) return byPublicIP[0] as Lease;
-  const fileNote = !fromFile
-    ? `the subnet file ${subnetFile} names no subnet`
-    : fileLease
-      ? `the subnet file ${subnetFile} names ${fromFile}, whose lease advertises PublicIP ${fileLease.attrs.publicIP}, not ${publicIP}`
-      : `the subnet file ${subnetFile} names ${fromFile}, which has no lease`;
-  if (byPublicIP.length > 1) {
-    throw new Error(
-      `cannot tell this host's lease: ${fileNote}, and ${byPublicIP.length} leases advertise PublicIP ${publicIP} ` +
-        `(${byPublicIP.map((lease) => lease.subnet.toString()).join(", ")}); pass the daemon's --subnet-file`,
-    );
-  }
-  throw new Error(
-    `no lease in etcd belongs to this host: ${fileNote}, and no lease advertises PublicIP ${publicIP}; ` +
-      "start `weft run` first, or pass the daemon's --subnet-file / --iface / --public-ip",
-  );
 }
 
 export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<DoctorResult | string> {
@@ -131,6 +110,27 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
   }
 }
 
+/** The probe part of doctor: the verdict per peer, or why probing could not run (no raw-socket, no CAP_NET_RAW). */
+export type DoctorProbes = { peers: PeerProbeResult[] } | { unavailable: string };
+
+export async function probeForDoctor(store: EtcdStore, args: DoctorArgs): Promise<DoctorProbes> {
+  try {
+    return { peers: (await probePeersOfThisHost(store, { ...args, count: 2 })).results };
+  } catch (error) {
+    return { unavailable: errorMessage(error) };
+  }
+}
+
+export function formatDoctorProbes(probes: DoctorProbes): string {
+  if ("unavailable" in probes) return `peer probes: not run: ${probes.unavailable}\n`;
+  const problems = probes.peers.filter((result) => result.verdict.kind !== "ok").length;
+  return `peer probes (${probes.peers.length} peer(s), ${problems} with a problem):\n${formatProbeTable(probes.peers)}`;
+}
+
+export function doctorProbesJson(probes: DoctorProbes): { peers: PeerProbeJson[] } | { unavailable: string } {
+  return "unavailable" in probes ? probes : { peers: probes.peers.map(probeResultJson) };
+}
+
 export function doctorResultJson(result: DoctorResult): DoctorResultJson {
   return { ...result, report: formatReconcileReport(result.report) };
 }
@@ -165,15 +165,22 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
       .option("state-dir", { coerce: lastString, type: "string", default: "/var/lib/weft", describe: "the daemon's state dir (the saved VTEP MAC)" })
       .option("repair", { type: "boolean", default: false, describe: "apply the changes" })
       .option("force", { type: "boolean", default: false, describe: "with --repair: also create, recreate or re-address the device" })
-      .option("json", { type: "boolean", default: false, describe: "print JSON" }),
+      .option("json", { type: "boolean", default: false, describe: "print JSON" })
+      .option("probe", { type: "boolean", default: true, describe: "also probe every peer as `weft probe` does (--no-probe skips it)" }),
   handler: async (args) => {
-    const result = await withStore(args, (store) => diagnose(store, args));
-    if (typeof result === "string") {
-      process.stdout.write(`${result}\n`);
-      return;
+    const [result, probes] = await withStore(args, async (store) => {
+      const diagnosed = await diagnose(store, args);
+      return [diagnosed, args.probe ? await probeForDoctor(store, args) : undefined] as const;
+    });
+    if (args.json) {
+      const kernel = typeof result === "string" ? { note: result } : doctorResultJson(result);
+      process.stdout.write(`${JSON.stringify({ ...kernel, ...(probes ? { probes: doctorProbesJson(probes) } : {}) }, null, 2)}\n`);
+    } else {
+      process.stdout.write(typeof result === "string" ? `${result}\n` : formatDoctorResult(result));
+      if (probes) process.stdout.write(formatDoctorProbes(probes));
     }
-    process.stdout.write(args.json ? `${JSON.stringify(doctorResultJson(result), null, 2)}\n` : formatDoctorResult(result));
-    // Scripts can tell "found drift and did not fix it" from "in sync" or "repaired".
-    if (result.report.changes.length > 0 && !result.repaired) process.exitCode = 3;
+    // Scripts can tell "found drift and did not fix it" from "in sync" or "repaired"; and a peer in trouble.
+    if (typeof result !== "string" && result.report.changes.length > 0 && !result.repaired) process.exitCode = 3;
+    if (probes && "peers" in probes && probes.peers.some((peer) => peer.verdict.kind !== "ok")) process.exitCode = 3;
   },
 };

@@ -8,6 +8,7 @@ import { labCommand } from "./lab.js";
 import { doctorCommand } from "./doctor.js";
 import { cleanupCommand } from "./cleanup.js";
 import { benchCommand } from "./bench.js";
+import { probeCommand } from "./probe.js";
 
 /** Adds one subcommand to the CLI; each module keeps its own argv type. */
 export type CommandRegistration = (cli: Argv) => Argv;
@@ -28,4 +29,5 @@ export const commands: readonly CommandRegistration[] = [
   command(doctorCommand),
   command(cleanupCommand),
   command(benchCommand),
+  command(probeCommand),
 ];

@@ -26,6 +26,7 @@ export interface RunArgs extends StoreArgs, InterfaceArgs {
   "reconcile-interval": number;
   "kube-subnet-mgr": boolean;
   "log-level": string;
+  "peer-probe-interval": number;
 }
 
 export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
@@ -44,6 +45,7 @@ export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
     .option("state-dir", { coerce: lastString, type: "string", default: "/var/lib/weft", describe: "[weft] state kept across restarts" })
     .option("reconcile-interval", { coerce: lastNumber, type: "number", default: 10, describe: "[weft] seconds between repairs of kernel state" })
     .option("kube-subnet-mgr", { coerce: lastBoolean, type: "boolean", default: false, hidden: true })
+    .option("peer-probe-interval", { coerce: lastNumber, type: "number", default: 0, describe: "[weft] seconds between probes of every peer (underlay echo, path MTU, overlay echo; 0 = off; needs CAP_NET_RAW)" })
     .option("log-level", { coerce: lastString, type: "string", default: "info", choices: ["trace", "debug", "info", "warn", "error", "fatal"], describe: "[weft] lowest level logged" });
 }
 
@@ -63,6 +65,8 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
   if (!Number.isInteger(healthzPort) || healthzPort < 0 || healthzPort > 65535) {
     throw new ConfigurationError(`--healthz-port: ${healthzPort} is not a port number (0 disables the server)`);
   }
+  const probeInterval = args["peer-probe-interval"];
+  if (!(probeInterval === 0 || probeInterval >= 1)) throw new ConfigurationError(`--peer-probe-interval: ${probeInterval} must be 0 (off) or at least 1 second`);
   for (const flag of ["iptables-resync", "reconcile-interval"] as const) {
     if (!(args[flag] > 0)) throw new ConfigurationError(`--${flag}: ${args[flag]} must be a positive number of seconds`);
   }
@@ -80,6 +84,7 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
     rulesResyncMs: args["iptables-resync"] * 1000,
     reconcileIntervalMs: args["reconcile-interval"] * 1000,
     healthz: healthzPort > 0 ? { host: args["healthz-ip"], port: healthzPort } : undefined,
+    peerProbeIntervalMs: probeInterval > 0 ? probeInterval * 1000 : undefined,
   };
 }
 
@@ -90,7 +95,7 @@ const HELP_GROUPS: ReadonlyArray<readonly [string, readonly (keyof RunArgs)[]]> 
   ["Lease:", ["subnet-file", "subnet-lease-renew-margin", "subnet-lease-ttl"]],
   ["Traffic rules:", ["ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync"]],
   ["Health:", ["healthz-ip", "healthz-port"]],
-  ["weft's own:", ["state-dir", "reconcile-interval", "log-level"]],
+  ["weft's own:", ["state-dir", "reconcile-interval", "peer-probe-interval", "log-level"]],
 ];
 
 const HELP_EPILOG = [

@@ -23,6 +23,8 @@ export interface DaemonOptions {
   reconcileIntervalMs: number;
   /** Health server; undefined when --healthz-port is 0 (flanneld's default: off). */
   healthz?: { host: string; port: number };
+  /** --peer-probe-interval: probe every peer this often; undefined = off (the default). */
+  peerProbeIntervalMs?: number;
 }
 
 export const MAX_RENEW_MARGIN_MINUTES = 1439;

@@ -4,7 +4,8 @@ import type { EngineCounters } from "./counters.js";
 /**
  * weft_dataplane_* on the daemon's registry, read from the engine at every scrape (the engine
  * counts in its own threads; nothing is pushed). Labels: direction = inside (TUN to underlay)
- * or outside (underlay to TUN); reason = why a packet was dropped; event = other counters.
+ * or outside (underlay to TUN); reason = why a packet was dropped; the other engine counters
+ * are one counter each (weft_dataplane_tun_reads_total, ...).
  */
 export type CounterSource = () => EngineCounters | undefined;
 
@@ -63,15 +64,21 @@ function register(registry: Registry): EngineMetrics {
       }
     }
   });
-  define("weft_dataplane_events_total", "Other engine counters (tun_reads, super_packets, icmp_sent, coalesced_packets, ...)", ["direction", "event"], (counter, all) => {
-    for (const counters of all) {
-      for (const direction of directions) {
-        for (const [event, value] of Object.entries(counters[direction].detail)) counter.inc({ direction, event }, value);
-      }
-    }
-  });
+  // One counter per quantity (each was an `event` label of one mixed counter, summing to nothing).
+  for (const [event, direction, help] of ENGINE_EVENT_COUNTERS) {
+    define(`weft_dataplane_${event}_total`, help, [], (counter, all) => counter.inc(all.reduce((n, c) => n + (c[direction].detail[event] ?? 0), 0)));
+  }
   return metrics;
 }
+
+/** The engine's other counters, each in the one direction that has it (native/src: inside.c, outside.c). */
+const ENGINE_EVENT_COUNTERS: ReadonlyArray<readonly [string, "inside" | "outside", string]> = [
+  ["tun_reads", "inside", "read() calls on the TUN device (each may return a super-packet)"],
+  ["super_packets", "inside", "TSO/GSO super-packets read from the TUN and split into segments"],
+  ["icmp_sent", "inside", "ICMP errors the engine sent back into the TUN (frag-needed, TTL exceeded)"],
+  ["tun_writes", "outside", "write() calls on the TUN device"],
+  ["coalesced_packets", "outside", "Received packets coalesced (GRO) into a bigger write to the TUN"],
+];
 
 /** Exports `source`'s counters on `registry` until the returned function is called. */
 export function exportEngineCounters(registry: Registry, source: CounterSource): () => void {

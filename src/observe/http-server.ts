@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import type { Logger } from "./logger.js";
 import { errorMessage } from "../errors/error-message.js";
+import { renderStatusPage, type StatusModel } from "./status-page.js";
 
 /**
  * The daemon's one HTTP server (flanneld's --healthz-ip/--healthz-port, flannel-compat §9):
@@ -10,6 +11,7 @@ import { errorMessage } from "../errors/error-message.js";
  *   GET /readyz   200 "weft is ready", or 503 naming the checks that are not ready
  *                 (`?verbose` lists every check, `?format=json` answers JSON);
  *   GET /metrics  Prometheus text from `registry`;
+ *   GET /status   a read-only HTML page for people (status-page.ts), when `status` is given;
  *   anything else 404.
  */
 export interface Readiness {
@@ -24,6 +26,8 @@ export interface HttpServerOptions {
   port: number;
   registry: Registry;
   readiness: () => Readiness;
+  /** What /status shows; without it /status is 404. */
+  status?: () => Promise<StatusModel>;
   logger: Logger;
   /** How long close() lets requests in flight finish; default 3 s as flanneld. */
   closeGraceMs?: number;
@@ -100,8 +104,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
 async function handle(options: HttpServerOptions, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const url = new URL(request.url ?? "/", "http://weft.invalid");
   const route = ROUTES[url.pathname];
-  if (!route) {
-    reply(response, 404, `404 page not found: ${url.pathname} (weft serves /healthz, /readyz, /metrics)\n`);
+  if (!route || (url.pathname === "/status" && !options.status)) {
+    reply(response, 404, `404 page not found: ${url.pathname} (weft serves /healthz, /readyz, /metrics, /status)\n`);
     return;
   }
   if (request.method !== "GET" && request.method !== "HEAD") {
@@ -133,6 +137,13 @@ const ROUTES: Readonly<Record<string, Route>> = {
       .map(([name, value]) => (value === true ? `[+] ${name} ok` : `[-] ${name} ${value === false ? "not ready" : value}`));
     const verdict = readiness.ready ? "weft is ready" : "weft is not ready yet";
     reply(response, status, lines.length > 0 ? `${verdict}\n${lines.join("\n")}\n` : verdict);
+  },
+  "/status": async (options, _url, response) => {
+    const model = await (options.status as () => Promise<StatusModel>)();
+    response.setHeader("Cache-Control", "no-store");
+    // No script, no external asset: nothing for the page to load or run.
+    response.setHeader("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+    reply(response, 200, renderStatusPage(model), "text/html; charset=utf-8");
   },
   "/metrics": async (options, _url, response) => {
     const text = await options.registry.metrics();

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { VERSION } from "../version.js";
 
 /**
  * weft's control-plane metrics on a registry of its own (never prom-client's global one, so
@@ -6,8 +7,10 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
  */
 export interface WeftMetrics {
   registry: Registry;
-  /** weft_lease_expiry_seconds: seconds until the own lease expires; -1 for a reservation. */
-  leaseExpirySeconds: Gauge;
+  /** weft_lease_expiry_timestamp_seconds: Unix time the own lease expires; 0 while there is none that expires. */
+  leaseExpiryTimestamp: Gauge;
+  /** weft_lease_reservation: 1 when the own lease is a reservation (never expires), else 0. */
+  leaseReservation: Gauge;
   /** weft_lease_renewals_total. */
   renewals: Counter;
   /** weft_lease_renewal_failures_total. */
@@ -22,12 +25,21 @@ export interface WeftMetrics {
   leaseAcquisitions: Counter<"result">;
   /** weft_etcd_errors_total: failed etcd calls of any kind. */
   etcdErrors: Counter;
+  /** weft_etcd_request_duration_seconds{call}: every etcd call, failed ones included. */
+  etcdRequestSeconds: Histogram<"call">;
   /**
-   * Makes weft_lease_expiry_seconds count down by itself: computed at every scrape from this
-   * time ("reservation" → -1, undefined → stop tracking and keep the last set value).
+   * The own lease's expiry: a time (the timestamp gauge), "reservation" (reservation gauge 1,
+   * timestamp 0), or undefined (keep what was set).
    */
   trackLeaseExpiry(expiresAt: Date | "reservation" | undefined): void;
+  /** weft_build_info{version,backend,engine} 1, once the backend is known (backend "" and engine "" before). */
+  setBuildInfo(info: { backend: string; engine: BuildEngine }): void;
+  /** weft_ready{check}: 1/0 per /readyz check, read from `checks` at every scrape. */
+  trackReadiness(checks: () => Readonly<Record<string, boolean | string>>): void;
 }
+
+/** Where the data path runs: the kernel (vxlan, host-gw), weft's userspace engine (udp, vxlan-userspace), or nowhere (alloc). */
+export type BuildEngine = "kernel" | "userspace" | "none" | "";
 
 export const METRICS_PREFIX = "weft_";
 
@@ -46,17 +58,36 @@ export const LEASE_ACQUISITION_RESULTS = [
 
 export function createMetrics(options: { collectDefault?: boolean } = {}): WeftMetrics {
   const registry = new Registry();
-  if (options.collectDefault ?? true) collectDefaultMetrics({ register: registry, prefix: METRICS_PREFIX });
+  // Unprefixed process_* and nodejs_*: the names generic Node.js dashboards and alerts look for.
+  if (options.collectDefault ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
-  let trackedExpiry: Date | "reservation" | undefined;
-  const leaseExpirySeconds = new Gauge({
-    name: `${METRICS_PREFIX}lease_expiry_seconds`,
-    help: "Seconds until this host's subnet lease expires in etcd; -1 for a reservation (never expires)",
+  const leaseExpiryTimestamp = new Gauge({
+    name: `${METRICS_PREFIX}lease_expiry_timestamp_seconds`,
+    help: "Unix time at which this host's subnet lease expires in etcd; 0 while it has none that expires (a reservation, or not leased yet)",
+    registers,
+  });
+  const leaseReservation = new Gauge({
+    name: `${METRICS_PREFIX}lease_reservation`,
+    help: "1 when this host's subnet lease is a reservation (never expires), else 0",
+    registers,
+  });
+  const buildInfo = new Gauge({
+    name: `${METRICS_PREFIX}build_info`,
+    help: "Always 1: weft's version, the network's backend and where its data path runs (kernel, userspace, none)",
+    labelNames: ["version", "backend", "engine"] as const,
+    registers,
+  });
+  buildInfo.set({ version: VERSION, backend: "", engine: "" }, 1);
+  let readinessChecks: (() => Readonly<Record<string, boolean | string>>) | undefined;
+  new Gauge({
+    name: `${METRICS_PREFIX}ready`,
+    help: "1 when the /readyz check passes, 0 when it does not (yet)",
+    labelNames: ["check"] as const,
     registers,
     collect() {
-      if (trackedExpiry === "reservation") this.set(-1);
-      else if (trackedExpiry) this.set(Math.max(0, Math.round((trackedExpiry.getTime() - Date.now()) / 1000)));
+      if (!readinessChecks) return;
+      for (const [check, value] of Object.entries(readinessChecks())) this.set({ check }, value === true ? 1 : 0);
     },
   });
   const watchResyncs = new Counter({
@@ -76,7 +107,8 @@ export function createMetrics(options: { collectDefault?: boolean } = {}): WeftM
 
   return {
     registry,
-    leaseExpirySeconds,
+    leaseExpiryTimestamp,
+    leaseReservation,
     renewals: new Counter({
       name: `${METRICS_PREFIX}lease_renewals_total`,
       help: "Successful renewals of this host's subnet lease",
@@ -104,8 +136,24 @@ export function createMetrics(options: { collectDefault?: boolean } = {}): WeftM
       help: "Failed etcd calls (timeouts, unavailable endpoints, rejected requests)",
       registers,
     }),
+    etcdRequestSeconds: new Histogram({
+      name: `${METRICS_PREFIX}etcd_request_duration_seconds`,
+      help: "Duration of etcd calls by call (get, list, put, createIfAbsent, keepAliveOnce, ...), failed ones included",
+      labelNames: ["call"] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
     trackLeaseExpiry(expiresAt) {
-      trackedExpiry = expiresAt;
+      if (expiresAt === undefined) return;
+      leaseReservation.set(expiresAt === "reservation" ? 1 : 0);
+      leaseExpiryTimestamp.set(expiresAt === "reservation" ? 0 : Math.round(expiresAt.getTime() / 1000));
+    },
+    setBuildInfo({ backend, engine }) {
+      buildInfo.reset();
+      buildInfo.set({ version: VERSION, backend, engine }, 1);
+    },
+    trackReadiness(checks) {
+      readinessChecks = checks;
     },
   };
 }

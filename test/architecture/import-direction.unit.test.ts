@@ -15,6 +15,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ["config", "engine"],
   ["kernel", "host", "lease"],
   ["backend"],
+  // Peer probing: uses leases and backend options, used by the daemon and commands.
+  ["probe"],
   ["daemon.ts", "lab"],
   // bench is a program over the lab; `weft bench` (commands/bench.ts) is its CLI front.
   ["bench"],

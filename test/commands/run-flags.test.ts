@@ -65,6 +65,12 @@ describe("weft run flags", () => {
     expect(options.interfaceSelection.ifaceRegexes).toEqual(["^10\\.", "^eth"]);
   });
 
+  it("probes peers only when --peer-probe-interval asks (off by default)", () => {
+    expect(parse([]).peerProbeIntervalMs).toBeUndefined();
+    expect(parse(["--peer-probe-interval=0"]).peerProbeIntervalMs).toBeUndefined();
+    expect(parse(["--peer-probe-interval=30"]).peerProbeIntervalMs).toBe(30_000);
+  });
+
   it("renews at half the TTL when the margin is longer than the TTL", () => {
     expect(parse(["--subnet-lease-ttl=600", "--subnet-lease-renew-margin=60"]).renewMarginMs).toBe(300_000);
   });
@@ -77,6 +83,8 @@ describe("weft run flags", () => {
     [["--iface-can-reach=example"], /--iface-can-reach: "example" is not an IPv4 address/],
     [["--healthz-port=70000"], /--healthz-port: 70000 is not a port number/],
     [["--kube-subnet-mgr"], /--kube-subnet-mgr: weft uses etcd only/],
+    [["--peer-probe-interval=0.5"], /--peer-probe-interval: 0\.5 must be 0 \(off\) or at least 1 second/],
+    [["--peer-probe-interval=-3"], /--peer-probe-interval: -3 must be 0/],
   ])("rejects %s naming the flag", (argv, message) => {
     expect(() => parse(argv)).toThrow(message);
   });

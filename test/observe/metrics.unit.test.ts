@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { timeAsyncCalls } from "../../src/observe/call-timing.js";
 import { LEASE_ACQUISITION_RESULTS, createMetrics } from "../../src/observe/metrics.js";
+import { VERSION } from "../../src/version.js";
 
 /** The value of one sample line in Prometheus text, e.g. `weft_peers 3`. */
 function sample(text: string, series: string): number | undefined {
@@ -10,7 +12,7 @@ function sample(text: string, series: string): number | undefined {
 describe("createMetrics", () => {
   it("exposes every control-plane metric with weft_ names and the values set", async () => {
     const metrics = createMetrics();
-    metrics.leaseExpirySeconds.set(86_000);
+    metrics.trackLeaseExpiry(new Date(1_800_000_000_000));
     metrics.renewals.inc();
     metrics.renewals.inc();
     metrics.renewalFailures.inc();
@@ -21,7 +23,8 @@ describe("createMetrics", () => {
     metrics.etcdErrors.inc(3);
     const text = await metrics.registry.metrics();
     const expected: [string, number][] = [
-      ["weft_lease_expiry_seconds", 86_000],
+      ["weft_lease_expiry_timestamp_seconds", 1_800_000_000],
+      ["weft_lease_reservation", 0],
       ["weft_lease_renewals_total", 2],
       ["weft_lease_renewal_failures_total", 1],
       ["weft_peers", 19],
@@ -34,15 +37,35 @@ describe("createMetrics", () => {
     ];
     for (const [series, value] of expected) expect(sample(text, series), series).toBe(value);
     for (const result of LEASE_ACQUISITION_RESULTS) expect(text).toContain(`weft_lease_acquisitions_total{result="${result}"}`);
-    expect(text).toContain("# TYPE weft_lease_expiry_seconds gauge");
+    expect(text).toContain("# TYPE weft_lease_expiry_timestamp_seconds gauge");
     expect(text).toContain("# TYPE weft_lease_renewals_total counter");
   });
 
-  it("includes default process metrics, prefixed weft_", async () => {
+  it("includes the standard process_* and nodejs_* metrics unprefixed", async () => {
     const text = await createMetrics().registry.metrics();
-    expect(sample(text, "weft_process_resident_memory_bytes")).toBeGreaterThan(1_000_000);
-    expect(text).toMatch(/^weft_nodejs_eventloop_lag_seconds /m);
-    expect(text).not.toMatch(/^process_/m);
+    expect(sample(text, "process_resident_memory_bytes")).toBeGreaterThan(1_000_000);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
+    expect(text).not.toMatch(/^weft_process_/m);
+  });
+
+  it("exports weft_build_info with the version, then the backend and engine once known", async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    expect(sample(await metrics.registry.metrics(), `weft_build_info{version="${VERSION}",backend="",engine=""}`)).toBe(1);
+    metrics.setBuildInfo({ backend: "vxlan", engine: "kernel" });
+    const text = await metrics.registry.metrics();
+    expect(sample(text, `weft_build_info{version="${VERSION}",backend="vxlan",engine="kernel"}`)).toBe(1);
+    expect(text.match(/^weft_build_info\{/gm)).toHaveLength(1);
+  });
+
+  it("exports weft_ready{check} from the readiness checks at every scrape", async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    const checks: Record<string, boolean | string> = { lease: true, backend: false, etcd: "etcd unreachable" };
+    metrics.trackReadiness(() => checks);
+    let text = await metrics.registry.metrics();
+    expect([sample(text, 'weft_ready{check="lease"}'), sample(text, 'weft_ready{check="backend"}'), sample(text, 'weft_ready{check="etcd"}')]).toEqual([1, 0, 0]);
+    checks.backend = true;
+    text = await metrics.registry.metrics();
+    expect(sample(text, 'weft_ready{check="backend"}')).toBe(1);
   });
 
   it("gives every instance its own registry (two daemons in one process)", async () => {
@@ -54,23 +77,42 @@ describe("createMetrics", () => {
     expect(sample(await b.registry.metrics(), "weft_peers")).toBe(7);
   });
 
-  it("counts the tracked lease expiry down at scrape time; a reservation is -1", async () => {
+  it("exports the lease expiry as a timestamp, and a reservation as its own gauge (no sentinel)", async () => {
     const metrics = createMetrics({ collectDefault: false });
-    metrics.trackLeaseExpiry(new Date(Date.now() + 90_000));
-    const first = sample(await metrics.registry.metrics(), "weft_lease_expiry_seconds");
-    expect(first).toBeGreaterThanOrEqual(89);
-    expect(first).toBeLessThanOrEqual(90);
-    metrics.trackLeaseExpiry(new Date(Date.now() + 1_500));
-    // Kept on purpose: what is under test is the clock itself (1.1 s must pass for the countdown).
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
-    expect(sample(await metrics.registry.metrics(), "weft_lease_expiry_seconds")).toBeLessThanOrEqual(1);
-    metrics.trackLeaseExpiry(new Date(Date.now() - 5_000));
-    expect(sample(await metrics.registry.metrics(), "weft_lease_expiry_seconds")).toBe(0);
-    metrics.trackLeaseExpiry("reservation");
-    expect(sample(await metrics.registry.metrics(), "weft_lease_expiry_seconds")).toBe(-1);
+    const at = (text: string) => [sample(text, "weft_lease_expiry_timestamp_seconds"), sample(text, "weft_lease_reservation")];
+    expect(at(await metrics.registry.metrics())).toEqual([0, 0]);
+    metrics.trackLeaseExpiry(new Date(1_700_000_090_400));
+    expect(at(await metrics.registry.metrics())).toEqual([1_700_000_090, 0]);
     metrics.trackLeaseExpiry(undefined);
-    metrics.leaseExpirySeconds.set(42);
-    expect(sample(await metrics.registry.metrics(), "weft_lease_expiry_seconds")).toBe(42);
+    expect(at(await metrics.registry.metrics())).toEqual([1_700_000_090, 0]);
+    metrics.trackLeaseExpiry("reservation");
+    expect(at(await metrics.registry.metrics())).toEqual([0, 1]);
+  });
+
+  it("times async calls of an object into the etcd histogram, failures included, by method name", async () => {
+    const metrics = createMetrics({ collectDefault: false });
+    class Client {
+      async get(): Promise<string> {
+        return "value";
+      }
+      async fail(): Promise<void> {
+        throw new Error("etcd unreachable");
+      }
+      async call(): Promise<void> {}
+      sync(): number {
+        return 1;
+      }
+    }
+    const client = timeAsyncCalls(new Client(), metrics.etcdRequestSeconds, ["call"]);
+    expect(await client.get()).toBe("value");
+    await expect(client.fail()).rejects.toThrow("etcd unreachable");
+    await client.call();
+    expect(client.sync()).toBe(1);
+    const text = await metrics.registry.metrics();
+    expect(sample(text, 'weft_etcd_request_duration_seconds_count{call="get"}')).toBe(1);
+    expect(sample(text, 'weft_etcd_request_duration_seconds_count{call="fail"}')).toBe(1);
+    expect(text).not.toContain('call="call"');
+    expect(text).not.toContain('call="sync"');
   });
 
   it("lets a backend register its own metric on the registry", async () => {
