@@ -11,8 +11,11 @@ import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousSubnet, writeSubnetEnv } from "./host/subnet-env.js";
+import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
 import { acquireLease } from "./lease/acquire.js";
 import { OutOfSubnetsError } from "./lease/errors.js";
+import { formatLeaseValue } from "./lease/lease-value.js";
+import type { OwnLeaseAltered } from "./lease/peer-leases.js";
 import { LeaseKeeper } from "./lease/renew.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
@@ -20,6 +23,8 @@ import type { Ipv4Subnet } from "./net/ipv4.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
 import { EtcdStore } from "./store/etcd-store.js";
+import { routeGrpcLogs } from "./store/grpc-logs.js";
+import { formatDuration } from "./observe/format-duration.js";
 import { errorMessage } from "./errors/error-message.js";
 import { NO_SERVICE_NOTIFIER, type ServiceNotifier } from "./host/systemd/service-notifier.js";
 
@@ -53,6 +58,19 @@ interface Wiring {
   watcher: PeerWatcher;
 }
 
+/** Why `next` cannot replace `running` in a live daemon (the fields leases and routes depend on); undefined when it can. */
+function incompatibility(running: NetworkConfig, next: NetworkConfig): string | undefined {
+  const fields: [string, string, string][] = [
+    ["Network", running.network.toString(), next.network.toString()],
+    ["SubnetLen", String(running.subnetLen), String(next.subnetLen)],
+    ["SubnetMin", String(running.subnetMin), String(next.subnetMin)],
+    ["SubnetMax", String(running.subnetMax), String(next.subnetMax)],
+    ["Backend.Type", running.backend.type, next.backend.type],
+  ];
+  const changed = fields.filter(([, a, b]) => a !== b).map(([name, a, b]) => `${name} ${a} → ${b}`);
+  return changed.length > 0 ? changed.join(", ") : undefined;
+}
+
 export class Daemon {
   private readonly metrics: WeftMetrics = createMetrics();
   private http: RunningHttpServer | undefined;
@@ -65,6 +83,10 @@ export class Daemon {
   private startup: Promise<void> = Promise.resolve();
   private reacquiring: Promise<void> | undefined;
   private readonly ready = { lease: false, rules: false, subnetFile: false, backend: false };
+  /** Since when the network config key is missing or unusable (etcd lost its data, deleted, replaced); undefined while it is fine. */
+  private configProblem: { since: Date; what: string } | undefined;
+  /** Resolved when the config is usable again; re-acquiring waits for it. */
+  private configBack: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
 
@@ -137,8 +159,10 @@ export class Daemon {
     }
     if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
     // First, so an unreadable --etcd-*file is reported (a ConfigurationError) before anything else happens.
+    routeGrpcLogs(logger);
     const store = new EtcdStore(options.store);
     this.built.store = store;
+    this.watchReachability(store);
     const external = await selectExternalInterface(options.interfaceSelection);
     logger.info(
       { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
@@ -178,17 +202,18 @@ export class Daemon {
         },
         onRenewFailed: () => {
           this.metrics.renewalFailures.inc();
-          this.metrics.etcdErrors.inc();
         },
         onExpired: () => this.reacquire(wiring, "the lease expired"),
       }),
       watcher: new PeerWatcher({
         store,
         logger,
-        ownKey: () => this.ownLease?.key,
+        ownLease: () => this.ownLease,
         ownPublicIP: external.publicIP,
         onPeers: (events) => this.applyPeers(wiring, events),
         onOwnLeaseLost: (why) => this.reacquire(wiring, why),
+        onOwnLeaseAltered: (altered) => void this.repairOwnLease(wiring, altered),
+        onConfig: (value) => this.noteConfig(wiring, value),
         onResync: (reason) => {
           if (reason !== "periodic") this.metrics.watchResyncs.inc({ reason });
         },
@@ -196,7 +221,7 @@ export class Daemon {
     };
     this.built = wiring;
 
-    const lease = await this.acquireUntilDone(wiring, await this.readPreviousSubnet());
+    const lease = await this.acquireUntilDone(wiring, await this.readPreviousSubnet(), await this.readPreviousEtcdLease());
     wiring.keeper.track(lease);
     await this.takeLease(wiring, lease);
 
@@ -224,9 +249,115 @@ export class Daemon {
     return `ready: subnet ${lease.subnet}, backend ${backend}, ${this.built.watcher?.current().length ?? 0} peer(s)`;
   }
 
+  /** Ready means "this host forwards"; etcd and config trouble do not stop that, so they are notes. */
   private readiness(): Readiness {
     const checks = { ...this.ready };
-    return { ready: Object.values(checks).every(Boolean), checks };
+    const notes: Record<string, string> = {};
+    const down = this.built.store?.reachability.current();
+    if (down) notes.etcd = `unreachable since ${down.since.toISOString()} (${down.what}: ${down.lastError})`;
+    if (this.configProblem) notes.networkConfig = `${this.configProblem.what} since ${this.configProblem.since.toISOString()}`;
+    return { ready: Object.values(checks).every(Boolean), checks, ...(Object.keys(notes).length > 0 ? { notes } : {}) };
+  }
+
+  /** One line when etcd stops answering and one when it is back; every failure counts in weft_etcd_errors_total. */
+  private watchReachability(store: EtcdStore): void {
+    store.reachability.observe({
+      onFailure: () => this.metrics.etcdErrors.inc(),
+      onUnreachable: (down) =>
+        this.logger.error(
+          { endpoints: this.options.store.endpoints.join(","), what: down.what, since: down.since.toISOString() },
+          `etcd unreachable (${down.lastError}); forwarding continues with the known peers, the lease is kept and renewed once etcd answers`,
+        ),
+      onReachable: (downMs) => this.logger.info({ downMs }, `etcd reachable again after ${formatDuration(downMs)}`),
+    });
+  }
+
+  /**
+   * The config key as the peer watch sees it. Missing (etcd lost its data, or deleted) or
+   * replaced by one that is not this network: said loudly, nothing torn down, leases are not
+   * re-created under it. Back and compatible: re-acquiring (if waiting) goes on at once.
+   */
+  private noteConfig(wiring: Wiring, value: string | undefined): void {
+    const { store } = wiring;
+    const running = wiring.network.config;
+    let problem: string | undefined;
+    if (value === undefined) {
+      problem = `missing at ${store.configKey}`;
+    } else {
+      try {
+        const config = parseNetworkConfig(value);
+        const difference = incompatibility(running, config);
+        if (difference) problem = `at ${store.configKey} is for another network (${difference})`;
+      } catch (error) {
+        problem = `at ${store.configKey} is invalid (${errorMessage(error)})`;
+      }
+    }
+    if (problem === undefined) {
+      if (this.configProblem) {
+        this.logger.info({ key: store.configKey }, `the network config at ${store.configKey} is back; re-creating the lease if it is gone`);
+        this.configProblem = undefined;
+        this.configBack?.resolve();
+        this.configBack = undefined;
+      }
+      return;
+    }
+    const what = `the network config ${problem}`;
+    if (this.configProblem?.what === what) return;
+    this.configProblem = { since: this.configProblem?.since ?? new Date(), what };
+    if (!this.configBack) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => (resolve = done));
+      this.configBack = { promise, resolve };
+    }
+    this.logger.error(
+      { key: store.configKey, network: running.network.toString(), backend: running.backend.type },
+      value === undefined
+        ? `${what} (etcd lost its data, or it was deleted): forwarding continues with the known peers and the running config; ` +
+            `this host re-creates its lease as soon as it is back ("weft config set")`
+        : `${what}: refused, weft keeps running ${running.network} with ${running.backend.type}; nothing is torn down. ` +
+            "Restore the config; changing the Network needs every host stopped and every lease of the old one gone",
+    );
+  }
+
+  /** Waits (abortably) until the network config is usable, saying so once. */
+  private async waitForConfig(subnet: Ipv4Subnet | undefined): Promise<void> {
+    const waiting = this.configBack;
+    if (!waiting) return;
+    this.logger.warn({ subnet: subnet?.toString() }, `waiting for the network config before re-creating the lease (${this.configProblem?.what ?? "?"})`);
+    this.notifier.status(`waiting for the network config: ${this.configProblem?.what ?? "?"}`);
+    await new Promise<void>((resolve, reject) => {
+      const signal = this.stopping.signal;
+      const onAbort = () => reject(signal.reason as Error);
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      void waiting.promise.then(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Our key holds what we did not write. Garbage or other attrs (a wrong VtepMAC cuts the host off):
+   * rewritten at once with our value on our etcd lease. Re-put on another etcd lease with our
+   * PublicIP: another host shares our --public-ip; said loudly, not fought over (no ping-pong).
+   */
+  private async repairOwnLease(wiring: Wiring, altered: OwnLeaseAltered): Promise<void> {
+    const own = this.ownLease;
+    if (this.stopRequested || this.reacquiring || !own || own.key !== altered.stored.key) return;
+    const { key } = altered.stored;
+    if (altered.kind === "foreign-etcd-lease") {
+      this.logger.error({ key, etcdLease: altered.stored.leaseId, ownEtcdLease: own.etcdLeaseId, publicIP: own.attrs.publicIP }, `our lease ${key}: ${altered.problem} Give every host its own --public-ip`);
+      return;
+    }
+    this.logger.warn({ key, kind: altered.kind }, `our lease ${key} was overwritten (${altered.problem}); rewriting it with our value`);
+    try {
+      const rewritten = await wiring.store.replaceIfUnchanged(key, formatLeaseValue(own.attrs), own.reservation ? undefined : own.etcdLeaseId, altered.stored.modRevision);
+      if (rewritten) this.logger.info({ key }, `rewrote our lease ${key}`);
+    } catch (error) {
+      // The next listing (reconnect, periodic) finds it again and retries.
+      this.logger.error({ err: error, key }, `rewriting our lease ${key} failed; retrying at the next listing`);
+    }
   }
 
   /**
@@ -269,6 +400,15 @@ export class Daemon {
     }
   }
 
+  private async readPreviousEtcdLease(): Promise<string | undefined> {
+    try {
+      return (await readLeaseRecord(this.options.stateDir))?.etcdLeaseId;
+    } catch (error) {
+      this.logger.warn({ err: error, stateDir: this.options.stateDir }, "ignoring the lease record in the state dir");
+      return undefined;
+    }
+  }
+
   private async readPreviousSubnet(): Promise<Ipv4Subnet | undefined> {
     try {
       const env = await readSubnetEnv(this.options.subnetFile);
@@ -280,7 +420,7 @@ export class Daemon {
   }
 
   /** Acquires, retrying with back-off: etcd outages and a full network are waited out, not fatal. */
-  private async acquireUntilDone(wiring: Wiring, previous: Ipv4Subnet | undefined): Promise<Lease> {
+  private async acquireUntilDone(wiring: Wiring, previous: Ipv4Subnet | undefined, previousEtcdLeaseId?: string): Promise<Lease> {
     const { network } = wiring;
     return retryWithBackoff(
       async () => {
@@ -289,6 +429,7 @@ export class Daemon {
           config: network.config,
           attrs: network.attrs,
           previousSubnet: previous,
+          previousEtcdLeaseId,
           ttlSeconds: this.options.leaseTtlSeconds,
           logger: this.logger,
           signal: this.stopping.signal,
@@ -302,6 +443,11 @@ export class Daemon {
         this.ownLease = result.lease;
         this.ready.lease = true;
         this.metrics.trackLeaseExpiry(result.lease.reservation ? "reservation" : result.lease.expiresAt);
+        if (result.lease.etcdLeaseId) {
+          await writeLeaseRecord(this.options.stateDir, { key: result.lease.key, etcdLeaseId: result.lease.etcdLeaseId }).catch((error: Error) =>
+            this.logger.warn({ err: error }, "cannot record the lease in the state dir; a restart after a reboot may not recognise it"),
+          );
+        }
         return result.lease;
       },
       {
@@ -312,7 +458,6 @@ export class Daemon {
           const full = error instanceof OutOfSubnetsError;
           this.metrics.leaseAcquisitions.inc({ result: full ? "out-of-subnets" : "error" });
           if (full) this.metrics.freeSubnets.set(0);
-          else this.metrics.etcdErrors.inc();
           this.logger.error({ err: error, retryInMs }, "cannot lease a subnet; retrying");
           this.notifier.status(`cannot lease a subnet, retrying: ${errorMessage(error)}`);
         },
@@ -354,12 +499,17 @@ export class Daemon {
     this.notifier.status(`${why}; acquiring a lease again, the data path keeps running`);
     this.ready.lease = false;
     this.reacquiring = (async () => {
+      await this.waitForConfig(lost?.subnet);
       if (lost?.etcdLeaseId) await wiring.store.revokeLease(lost.etcdLeaseId).catch(() => undefined);
-      const lease = await this.acquireUntilDone(wiring, lost?.subnet);
+      const lease = await this.acquireUntilDone(wiring, lost?.subnet, lost?.etcdLeaseId);
       // Renewal first: whatever happens next, the new lease must not lapse.
       wiring.keeper.track(lease);
       if (lost && !lease.subnet.equals(lost.subnet)) {
-        this.logger.warn({ from: lost.subnet.toString(), to: lease.subnet.toString() }, "the subnet changed: docker0 must be reconfigured from the subnet file");
+        // Deliberate: the old subnet is someone else's now; sharing it would leave one of us unreachable for good.
+        this.logger.error(
+          { from: lost.subnet.toString(), to: lease.subnet.toString() },
+          `the subnet changed (${why}): moved from ${lost.subnet} to ${lease.subnet}; docker0 must be reconfigured from the subnet file (restart docker), containers on the old subnet are cut off until then`,
+        );
         await this.takeLease(wiring, lease);
       }
       this.notifier.status(this.readyStatus(lease, wiring.network.config.backend.type));
