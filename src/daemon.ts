@@ -85,6 +85,8 @@ export class Daemon {
   private readonly ready = { lease: false, rules: false, subnetFile: false, backend: false };
   /** Since when the network config key is missing or unusable (etcd lost its data, deleted, replaced); undefined while it is fine. */
   private configProblem: { since: Date; what: string } | undefined;
+  /** Since when the own lease is being re-acquired (deleted, expired, taken over); undefined while held. */
+  private leaseProblem: { since: Date; what: string } | undefined;
   /** Resolved when the config is usable again; re-acquiring waits for it. */
   private configBack: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly stopped: Promise<void>;
@@ -256,6 +258,7 @@ export class Daemon {
     const down = this.built.store?.reachability.current();
     if (down) notes.etcd = `unreachable since ${down.since.toISOString()} (${down.what}: ${down.lastError})`;
     if (this.configProblem) notes.networkConfig = `${this.configProblem.what} since ${this.configProblem.since.toISOString()}`;
+    if (this.leaseProblem) notes.lease = `${this.leaseProblem.what} since ${this.leaseProblem.since.toISOString()}`;
     return { ready: Object.values(checks).every(Boolean), checks, ...(Object.keys(notes).length > 0 ? { notes } : {}) };
   }
 
@@ -497,7 +500,8 @@ export class Daemon {
     const lost = this.ownLease;
     this.logger.warn({ subnet: lost?.subnet.toString() }, `${why}; acquiring a lease again (same subnet preferred), the data path keeps running`);
     this.notifier.status(`${why}; acquiring a lease again, the data path keeps running`);
-    this.ready.lease = false;
+    // Readiness stays: the host still forwards with its subnet while the key is re-created; a note says why.
+    this.leaseProblem = { since: new Date(), what: `being re-acquired (${why})` };
     this.reacquiring = (async () => {
       await this.waitForConfig(lost?.subnet);
       if (lost?.etcdLeaseId) await wiring.store.revokeLease(lost.etcdLeaseId).catch(() => undefined);
@@ -512,6 +516,7 @@ export class Daemon {
         );
         await this.takeLease(wiring, lease);
       }
+      this.leaseProblem = undefined;
       this.notifier.status(this.readyStatus(lease, wiring.network.config.backend.type));
     })()
       .catch((error: Error) => {
