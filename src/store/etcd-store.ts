@@ -50,7 +50,9 @@ export class EtcdStore {
   readonly prefix: string;
   private readonly endpointsText: string;
   private readonly callTimeoutMs: number;
-  private readonly endpointCount: number;
+  /** With several endpoints: one client per endpoint for renewals (see keepAliveOnce); connected on first use. */
+  private readonly renewalClients: Etcd3[];
+  private renewalIndex = 0;
   /** Whether etcd answers, from every call and watch stream; the daemon logs, counts and reports it. */
   readonly reachability = new StoreReachability();
 
@@ -60,8 +62,9 @@ export class EtcdStore {
     if (!this.prefix.startsWith("/")) throw new ConfigurationError(`--etcd-prefix: "${options.prefix}" must start with "/"`);
     this.endpointsText = options.endpoints.join(",");
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
-    this.endpointCount = options.endpoints.length;
     this.client = new Etcd3(clientOptions(options, this.callTimeoutMs));
+    this.renewalClients =
+      options.endpoints.length > 1 ? options.endpoints.map((endpoint) => new Etcd3(clientOptions({ ...options, endpoints: [endpoint] }, this.callTimeoutMs))) : [];
   }
 
   get configKey(): string {
@@ -154,33 +157,23 @@ export class EtcdStore {
    * leaving an orphaned etcd lease behind each time, as flanneld does.
    */
   async keepAliveOnce(leaseId: string): Promise<number | undefined> {
-    // A KeepAlive stream is opened on one endpoint with no retry of its own (unary calls fail
-    // over inside the client): try the others at once, so a dead member costs one round trip.
-    const attempts = Math.max(2, this.endpointCount + 1);
-    for (let attempt = 1; ; attempt++) {
+    if (this.renewalClients.length === 0) return this.call("renew lease", leaseId, () => keepAliveOnceWith(this.client, leaseId, this.callTimeoutMs));
+    // A KeepAlive stream is opened on a random endpoint with no retry (unary calls fail over
+    // inside the client): with several endpoints, one client each, the last good one first and
+    // then the others in order, so a dead member costs one failed round trip, never a renewal.
+    let lastError: unknown;
+    for (let offset = 0; offset < this.renewalClients.length; offset++) {
+      const index = (this.renewalIndex + offset) % this.renewalClients.length;
       try {
-        return await this.call("renew lease", leaseId, () => this.keepAliveOnceOnSomeEndpoint(leaseId));
+        const ttl = await this.call("renew lease", leaseId, () => keepAliveOnceWith(this.renewalClients[index] as Etcd3, leaseId, this.callTimeoutMs));
+        this.renewalIndex = index;
+        return ttl;
       } catch (error) {
-        if (attempt >= attempts || this.endpointCount < 2 || !isUnreachable((error as EtcdCallError).cause)) throw error;
+        lastError = error;
+        if (!isUnreachable((error as EtcdCallError).cause)) throw error;
       }
     }
-  }
-
-  private async keepAliveOnceOnSomeEndpoint(leaseId: string): Promise<number | undefined> {
-    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + this.callTimeoutMs });
-    try {
-      const reply = new Promise<number>((resolve, reject) => {
-        stream.on("data", (response: { TTL: string | number }) => resolve(Number(response.TTL)));
-        stream.on("error", reject);
-        stream.on("end", () => reject(new Error("keepalive stream ended without a reply")));
-      });
-      stream.write({ ID: leaseId });
-      const ttl = await reply;
-      return ttl > 0 ? ttl : undefined;
-    } finally {
-      stream.end();
-      stream.cancel();
-    }
+    throw lastError;
   }
 
   /** Watches every key under `prefix` from `fromRevision`; call the returned function to stop. */
@@ -245,6 +238,7 @@ export class EtcdStore {
 
   close(): void {
     this.client.close();
+    for (const client of this.renewalClients) client.close();
   }
 
   private async call<T>(operation: string, subject: string, run: () => Promise<T>): Promise<T> {
@@ -259,6 +253,24 @@ export class EtcdStore {
     }
     this.reachability.answered();
     return result;
+  }
+}
+
+/** One KeepAlive round trip on `client`: the new TTL, or undefined when the lease has expired. */
+async function keepAliveOnceWith(client: Etcd3, leaseId: string, timeoutMs: number): Promise<number | undefined> {
+  const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + timeoutMs });
+  try {
+    const reply = new Promise<number>((resolve, reject) => {
+      stream.on("data", (response: { TTL: string | number }) => resolve(Number(response.TTL)));
+      stream.on("error", reject);
+      stream.on("end", () => reject(new Error("keepalive stream ended without a reply")));
+    });
+    stream.write({ ID: leaseId });
+    const ttl = await reply;
+    return ttl > 0 ? ttl : undefined;
+  } finally {
+    stream.end();
+    stream.cancel();
   }
 }
 
