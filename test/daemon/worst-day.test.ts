@@ -52,6 +52,18 @@ const keyOf = async (host: string) => `${PREFIX}/subnets/${await subnetOf(host)}
 const valueOf = (host: string) => `{"PublicIP":"${lab.host(host).underlayAddress}","PublicIPv6":null,"BackendType":"alloc"}`;
 const log = (host: string) => readFile(lab.host(host).state.logFile, "utf8");
 
+async function httpGet(host: string, path: string): Promise<string> {
+  const url = `http://127.0.0.1:${lab.host(host).state.healthzPort}${path}`;
+  const result = await lab.host(host).exec(process.execPath, ["-e", `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+  return result.stdout;
+}
+
+async function etcdErrors(host: string): Promise<number> {
+  const match = /^weft_etcd_errors_total (\d+)/m.exec(await httpGet(host, "/metrics"));
+  if (!match) throw new Error("no weft_etcd_errors_total in /metrics");
+  return Number(match[1]);
+}
+
 async function readyz(host: string): Promise<{ ready: boolean; notes?: Record<string, string> }> {
   const url = `http://127.0.0.1:${lab.host(host).state.healthzPort}/readyz?format=json`;
   const result = await lab.host(host).exec(process.execPath, ["-e", `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`]);
@@ -169,5 +181,28 @@ describe("worst days, alloc daemons in the lab", () => {
     expect(isAlive(h1Pid)).toBe(true);
     expect(isAlive(host.daemonPid!)).toBe(true); // refused, still retrying: not exited
     await lab.stopDaemon("h3");
+  });
+
+  it("an etcd outage: /readyz stays ready with an 'etcd unreachable since' note, one error line, weft_etcd_errors_total counts", async () => {
+    const errorsBefore = await etcdErrors("h1");
+    const linesBefore = (await log("h1")).split("\n").length;
+    await lab.stopEtcd();
+    await expect.poll(async () => (await readyz("h1")).notes?.etcd ?? "", { timeout: 30_000 }).toMatch(/^unreachable since \d{4}-\d\d-\d\dT/);
+    expect((await readyz("h1")).ready).toBe(true);
+    expect(await etcdErrors("h1")).toBeGreaterThan(errorsBefore);
+    await new Promise((resolve) => setTimeout(resolve, 3000)); // the watch keeps retrying meanwhile
+    await lab.startEtcd();
+    await expect.poll(async () => (await readyz("h1")).notes?.etcd, { timeout: 30_000 }).toBeUndefined();
+    const during = (await log("h1")).split("\n").slice(linesBefore - 1).join("\n");
+    expect(during.match(/"msg":"etcd unreachable/g)).toHaveLength(1);
+    expect(during).toMatch(/"msg":"etcd reachable again after /);
+  });
+
+  it("every line the daemons wrote is JSON (gRPC's own messages included)", async () => {
+    for (const host of ["h1", "h2", "h3"]) {
+      for (const line of (await log(host)).split("\n").filter(Boolean)) {
+        expect(() => JSON.parse(line), `${host}: ${line}`).not.toThrow();
+      }
+    }
   });
 });
