@@ -3,6 +3,7 @@ import { Backoff } from "../async/backoff.js";
 import { sleep } from "../async/sleep.js";
 import type { WatchEvent } from "../store/records.js";
 import type { LeaseStore } from "./lease-store.js";
+import { PeerSettling } from "./peer-settling.js";
 import { PeerLeases, type OwnLeaseAltered, type OwnLeaseRef, type PeerLeasesUpdate } from "./peer-leases.js";
 import { warnMalformed } from "./stored-lease.js";
 import type { Lease, PeerEvent } from "./types.js";
@@ -35,7 +36,14 @@ export interface PeerWatcherOptions {
   onResync?: (reason: "compacted" | "error" | "periodic" | "reconnected") => void;
   /** Full list-and-diff at this interval as a safety net (default 5 min). */
   resyncIntervalMs?: number;
+  /**
+   * A peer's change or removal reaches onPeers only after holding this long, and not at all
+   * when undone meanwhile (see PeerSettling); new peers at once. Default 500 ms; 0: at once.
+   */
+  settleMs?: number;
 }
+
+const DEFAULT_SETTLE_MS = 500;
 
 const BACKOFF_START_MS = 100;
 const BACKOFF_MAX_MS = 5000;
@@ -67,6 +75,8 @@ export class PeerWatcher {
   private config: { value: string | undefined } | undefined;
   private configSeen = false;
   private readonly networkPrefix: string;
+  private readonly settling = new PeerSettling();
+  private settleTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: PeerWatcherOptions) {
     this.table = new PeerLeases(options.ownPublicIP);
@@ -96,6 +106,7 @@ export class PeerWatcher {
   async stop(): Promise<void> {
     this.stopping.abort();
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    if (this.settleTimer) clearTimeout(this.settleTimer);
     await this.cancelWatch?.();
     this.cancelWatch = undefined;
     await this.delivery;
@@ -230,7 +241,21 @@ export class PeerWatcher {
     });
   }
 
-  private deliver(events: PeerEvent[]): void {
+  private deliver(changes: PeerEvent[]): void {
+    const settleMs = this.options.settleMs ?? DEFAULT_SETTLE_MS;
+    if (settleMs === 0) return this.handOver(changes);
+    const { now, waiting } = this.settling.offer(changes);
+    this.handOver(now);
+    if (waiting && !this.settleTimer && !this.stopped) {
+      this.settleTimer = setTimeout(() => {
+        this.settleTimer = undefined;
+        if (!this.stopped) this.handOver(this.settling.flush());
+      }, settleMs);
+      this.settleTimer.unref();
+    }
+  }
+
+  private handOver(events: PeerEvent[]): void {
     if (events.length === 0) return;
     this.delivery = this.delivery.then(() =>
       this.options.onPeers(events).catch((error: Error) => {
