@@ -9,6 +9,7 @@ import type { DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
+import { LinkEvents } from "./kernel/link-events.js";
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousSubnet, writeSubnetEnv } from "./host/subnet-env.js";
 import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
@@ -78,6 +79,9 @@ export class Daemon {
   private built: Partial<Wiring> = {};
   private ownLease: Lease | undefined;
   private timers: NodeJS.Timeout[] = [];
+  private linkEvents: LinkEvents | undefined;
+  /** Reconciles asked for while one runs: one more pass follows, never two at once. */
+  private reconcile: { running: boolean; again: boolean } = { running: false, again: false };
   /** Aborted (with StopRequested) by stop(): every retry and back-off of start-up and re-acquire ends at once. */
   private readonly stopping = new AbortController();
   private startup: Promise<void> = Promise.resolve();
@@ -139,6 +143,7 @@ export class Daemon {
     this.notifier.stopping("stopping; the lease and kernel state are kept for the next start");
     this.stopping.abort(new StopRequested());
     for (const timer of this.timers) clearInterval(timer);
+    this.linkEvents?.stop();
     // Let the step in flight finish (a back-off ends at once; each step checks the signal when it returns), then take down.
     await this.startup.catch(() => undefined);
     await this.reacquiring;
@@ -548,6 +553,14 @@ export class Daemon {
       this.timers.push(timer);
     };
     every(this.options.reconcileIntervalMs, "reconciling kernel state", () => this.reconcileNow(wiring.backend));
+    // A device deleted from under us (flannel.N, the TUN) triggers a pass at once; the timer above is the backstop.
+    if (wiring.network.config.backend.type !== "alloc") {
+      this.linkEvents = new LinkEvents((device) => {
+        this.logger.warn({ device }, `link ${device} was deleted; reconciling now`);
+        void this.reconcileNow(wiring.backend);
+      }, this.logger);
+      this.linkEvents.start();
+    }
     every(this.options.rulesResyncMs, "checking traffic rules", async () => {
       const { repaired } = await wiring.rules.verify();
       if (repaired) this.logger.warn("traffic rules were missing or changed; re-installed them");
@@ -555,11 +568,23 @@ export class Daemon {
   }
 
   private async reconcileNow(backend: Backend): Promise<void> {
+    if (this.reconcile.running) {
+      this.reconcile.again = true;
+      return;
+    }
+    this.reconcile.running = true;
     try {
-      const report = await backend.reconcile({ dryRun: false });
-      if (report.changes.length > 0) this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
-    } catch (error) {
-      this.logger.error({ err: error }, "reconciling kernel state failed");
+      do {
+        this.reconcile.again = false;
+        try {
+          const report = await backend.reconcile({ dryRun: false });
+          if (report.changes.length > 0) this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
+        } catch (error) {
+          this.logger.error({ err: error }, "reconciling kernel state failed");
+        }
+      } while (this.reconcile.again && !this.stopRequested);
+    } finally {
+      this.reconcile.running = false;
     }
   }
 

@@ -29,7 +29,7 @@ const server = net.createServer((socket) => {
   socket.on("data", (chunk) => {
     const now = Date.now();
     if (last && now - last > stall) stall = now - last;
-    last = now;
+    if (last || received === 0) last = now;
     for (let i = 0; i < chunk.length; i++) if (chunk[i] !== (received + i) % 251) corrupt++;
     received += chunk.length;
     if (received === chunk.length) process.stdout.write("flowing\\n");
@@ -37,6 +37,11 @@ const server = net.createServer((socket) => {
   socket.on("error", (e) => (error = e.message));
 });
 server.listen(Number(process.argv[1]), "0.0.0.0", () => process.stdout.write("listening\\n"));
+// SIGUSR2 when the probe ends: a stall still going on (nothing arrived since) counts too.
+process.on("SIGUSR2", () => {
+  if (last && Date.now() - last > stall) stall = Date.now() - last;
+  last = 0;
+});
 process.on("SIGTERM", () => {
   process.stdout.write(JSON.stringify({ receivedBytes: received, corruptBytes: corrupt, longestStallMs: stall, error }) + "\\n");
   process.exit(0);
@@ -101,6 +106,7 @@ export async function startTcpStream(from: string, to: string, toAddress: string
   return {
     flowing: () => receiver.waitFor("flowing", 10_000),
     async stop() {
+      receiver.child.kill("SIGUSR2");
       const sent = await stopAndRead(sender);
       // Let what is in flight arrive before the receiver reports.
       await new Promise((resolve) => setTimeout(resolve, 300));
