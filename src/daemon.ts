@@ -20,7 +20,7 @@ import type { OwnLeaseAltered } from "./lease/peer-leases.js";
 import { LeaseKeeper } from "./lease/renew.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
-import type { Ipv4Subnet } from "./net/ipv4.js";
+import { formatIpv4, type Ipv4Subnet } from "./net/ipv4.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
 import { EtcdStore } from "./store/etcd-store.js";
@@ -64,8 +64,8 @@ function incompatibility(running: NetworkConfig, next: NetworkConfig): string | 
   const fields: [string, string, string][] = [
     ["Network", running.network.toString(), next.network.toString()],
     ["SubnetLen", String(running.subnetLen), String(next.subnetLen)],
-    ["SubnetMin", String(running.subnetMin), String(next.subnetMin)],
-    ["SubnetMax", String(running.subnetMax), String(next.subnetMax)],
+    ["SubnetMin", formatIpv4(running.subnetMin), formatIpv4(next.subnetMin)],
+    ["SubnetMax", formatIpv4(running.subnetMax), formatIpv4(next.subnetMax)],
     ["Backend.Type", running.backend.type, next.backend.type],
   ];
   const changed = fields.filter(([, a, b]) => a !== b).map(([name, a, b]) => `${name} ${a} → ${b}`);

@@ -198,6 +198,21 @@ describe("worst days, alloc daemons in the lab", () => {
     expect(during).toMatch(/"msg":"etcd reachable again after /);
   });
 
+  it("the network config replaced at runtime by another Network, then by garbage: refused loudly, nothing torn down", async () => {
+    const keys = { h1: await keyOf("h1"), h2: await keyOf("h2") };
+    const before = { h1: await etcdGet(keys.h1), h2: await etcdGet(keys.h2) };
+    await lab.etcdctl(["put", `${PREFIX}/config`, '{"Network":"10.77.0.0/16","Backend":{"Type":"alloc"}}']);
+    await expect.poll(() => log("h1"), { timeout: 10_000 }).toMatch(/the network config at \/coreos\.com\/network\/config is for another network \(Network 10\.66\.0\.0\/16 → 10\.77\.0\.0\/16, SubnetMin 10\.66\.1\.0 → 10\.77\.1\.0, SubnetMax 10\.66\.255\.0 → 10\.77\.255\.0\): refused/);
+    expect((await readyz("h1")).notes?.networkConfig).toMatch(/is for another network/);
+    await lab.etcdctl(["put", `${PREFIX}/config`, "{garbage"]);
+    await expect.poll(() => log("h2"), { timeout: 10_000 }).toMatch(/the network config at \/coreos\.com\/network\/config is invalid \(/);
+    await lab.restoreNetworkConfig();
+    await expect.poll(async () => (await readyz("h1")).notes?.networkConfig, { timeout: 10_000 }).toBeUndefined();
+    expect(await keyOf("h1")).toBe(keys.h1);
+    expect(await etcdGet(keys.h1)).toEqual(before.h1);
+    expect(await etcdGet(keys.h2)).toEqual(before.h2);
+  });
+
   it("every line the daemons wrote is JSON (gRPC's own messages included)", async () => {
     for (const host of ["h1", "h2", "h3"]) {
       for (const line of (await log(host)).split("\n").filter(Boolean)) {

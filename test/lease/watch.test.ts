@@ -204,6 +204,33 @@ describe("PeerWatcher against a real etcd", () => {
   });
 });
 
+describe("PeerWatcher and a cloned state dir", () => {
+  it("logs an error naming both hosts when a peer advertises our VtepMAC", async () => {
+    const store = fixture().newStore();
+    const own = `${store.subnetsPrefix}10.66.1.0-24`;
+    await store.put(own, value("192.168.77.1", "aa:bb:cc:dd:ee:01"));
+    const lines: string[] = [];
+    const { pino } = await import("pino");
+    const { Writable } = await import("node:stream");
+    const logger = pino(new Writable({ write: (chunk: Buffer, _encoding, done) => (lines.push(chunk.toString()), done()) }));
+    const watcher = new PeerWatcher({
+      store,
+      logger,
+      ownLease: () => ({ key: own, attrs: { publicIP: "192.168.77.1", publicIPv6: null, backendType: "vxlan", backendData: { VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:01" } } }),
+      ownPublicIP: "192.168.77.1",
+      onPeers: async () => undefined,
+      onOwnLeaseLost: () => undefined,
+    });
+    await watcher.start();
+    await store.put(`${store.subnetsPrefix}10.66.2.0-24`, value("192.168.77.2", "AA:BB:CC:DD:EE:01"));
+    await expect.poll(() => lines.join(""), { timeout: 5000 }).toContain("peer 192.168.77.2 (");
+    const line = JSON.parse(lines.find((text) => text.includes("advertises our VtepMAC"))!) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: 50, peerPublicIP: "192.168.77.2", ownPublicIP: "192.168.77.1", vtepMAC: "aa:bb:cc:dd:ee:01", ownKey: own });
+    expect(line.msg).toMatch(/advertises our VtepMAC aa:bb:cc:dd:ee:01 \(we are 192\.168\.77\.1, .*10\.66\.1\.0-24\): two hosts share one weft state dir/);
+    await watcher.stop();
+  });
+});
+
 describe("PeerWatcher when etcd comes back empty (its data dir lost)", () => {
   it("re-lists on reconnect: reports the config gone and the own key lost, keeps the peers, and sees the config back", async () => {
     /*

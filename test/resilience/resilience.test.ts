@@ -254,6 +254,18 @@ describe.each(selected)("resilience with %s", (backendName) => {
     expectClean(row);
   });
 
+  it("the network config replaced by another Network, then by garbage, then restored", async () => {
+    const row = await scenario("config: other Network, garbage, restored", async () => {
+      await lab.etcdctl(["put", `${PREFIX}/config`, `{"Network":"10.77.0.0/16","Backend":{"Type":"${backend}"}}`]);
+      await sleep(1000);
+      await lab.etcdctl(["put", `${PREFIX}/config`, "{garbage"]);
+      await sleep(1000);
+      await lab.restoreNetworkConfig();
+    });
+    expectClean(row);
+    expect(await readFile(lab.host("h1").state.logFile, "utf8")).toMatch(/is for another network \(Network 10\.66\.0\.0\/16 → 10\.77\.0\.0\/16, SubnetMin 10\.66\.1\.0 → 10\.77\.1\.0, SubnetMax 10\.66\.255\.0 → 10\.77\.255\.0\): refused/);
+  });
+
   it("the backend's device deleted from under the daemon (h2)", async () => {
     const links = (await lab.host("h2").exec("ip", ["-o", "link", "show"])).stdout;
     const device = /^\d+: (flannel[^:@\s]*)/m.exec(links)?.[1];
