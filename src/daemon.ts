@@ -8,6 +8,7 @@ import { describeReconcileChange } from "./backend/reconcile-report.js";
 import type { DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
+import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { LinkEvents } from "./kernel/link-events.js";
 import { assertNetAdmin } from "./host/privileges.js";
@@ -20,7 +21,7 @@ import type { OwnLeaseAltered } from "./lease/peer-leases.js";
 import { LeaseKeeper } from "./lease/renew.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
-import { formatIpv4, type Ipv4Subnet } from "./net/ipv4.js";
+import type { Ipv4Subnet } from "./net/ipv4.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
 import { EtcdStore } from "./store/etcd-store.js";
@@ -57,19 +58,6 @@ interface Wiring {
   rules: TrafficRules;
   keeper: LeaseKeeper;
   watcher: PeerWatcher;
-}
-
-/** Why `next` cannot replace `running` in a live daemon (the fields leases and routes depend on); undefined when it can. */
-function incompatibility(running: NetworkConfig, next: NetworkConfig): string | undefined {
-  const fields: [string, string, string][] = [
-    ["Network", running.network.toString(), next.network.toString()],
-    ["SubnetLen", String(running.subnetLen), String(next.subnetLen)],
-    ["SubnetMin", formatIpv4(running.subnetMin), formatIpv4(next.subnetMin)],
-    ["SubnetMax", formatIpv4(running.subnetMax), formatIpv4(next.subnetMax)],
-    ["Backend.Type", running.backend.type, next.backend.type],
-  ];
-  const changed = fields.filter(([, a, b]) => a !== b).map(([name, a, b]) => `${name} ${a} → ${b}`);
-  return changed.length > 0 ? changed.join(", ") : undefined;
 }
 
 export class Daemon {
