@@ -268,7 +268,8 @@ describe.each(selected)("resilience with %s", (backendName) => {
 
   it("the backend's device deleted from under the daemon (h2)", async () => {
     const links = (await lab.host("h2").exec("ip", ["-o", "link", "show"])).stdout;
-    const device = /^\d+: (flannel[^:@\s]*)/m.exec(links)?.[1];
+    // kernel vxlan flannel.1, udp's TUN flannel0, userspace vxlan's TUN weft.1
+    const device = /^\d+: ((?:flannel|weft\.)[^:@\s]*)/m.exec(links)?.[1];
     expect(device, links).toBeDefined();
     const exists = async () => (await lab.host("h2").exec("ip", ["link", "show", "dev", device!], { allowFailure: true })).exitCode === 0;
     const row = await scenario(`device ${device} deleted`, () => lab.host("h2").exec("ip", ["link", "del", device!]).then(() => undefined), {
