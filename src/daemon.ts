@@ -450,6 +450,8 @@ export class Daemon {
         initialMs: ACQUIRE_RETRY_FIRST_MS,
         maxMs: RETRY_MAX_MS,
         signal: this.stopping.signal,
+        // A full network: retry as soon as a lease is deleted, not at the end of a back-off of up to 30 s.
+        wakeEarly: (error, signal) => (error instanceof OutOfSubnetsError ? this.subnetFreed(wiring.store, signal) : undefined),
         onFailure: (error, retryInMs) => {
           const full = error instanceof OutOfSubnetsError;
           this.metrics.leaseAcquisitions.inc({ result: full ? "out-of-subnets" : "error" });
@@ -459,6 +461,28 @@ export class Daemon {
         },
       },
     );
+  }
+
+  /** Resolves at the first deletion under the subnets prefix (a lease freed or expired); never when `signal` ends first. */
+  private async subnetFreed(store: EtcdStore, signal: AbortSignal): Promise<void> {
+    const listing = await store.list(store.subnetsPrefix);
+    if (signal.aborted) return new Promise<never>(() => undefined);
+    let freed!: () => void;
+    const deleted = new Promise<void>((resolve) => (freed = resolve));
+    const cancel = await store.watchPrefix(store.subnetsPrefix, (BigInt(listing.revision) + 1n).toString(), {
+      onEvents: (events) => {
+        if (events.some((event) => event.type === "delete")) freed();
+      },
+      onError: () => undefined, // the back-off's own wait still ends the wait
+    });
+    const ended = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    if (signal.aborted) await cancel();
+    else {
+      await Promise.race([deleted, ended]);
+      await cancel();
+    }
+    if (signal.aborted) return new Promise<never>(() => undefined);
+    this.logger.info("a lease was freed; trying again now");
   }
 
   /**

@@ -213,6 +213,25 @@ describe("worst days, alloc daemons in the lab", () => {
     expect(await etcdGet(keys.h2)).toEqual(before.h2);
   });
 
+  it("a host waiting on a full network takes a freed subnet at once, not at the end of its back-off", async () => {
+    const prefix = "/weft-test-full/network";
+    await lab.etcdctl(["put", `${prefix}/config`, '{"Network":"10.88.0.0/16","SubnetMin":"10.88.1.0","SubnetMax":"10.88.1.0","Backend":{"Type":"alloc"}}']);
+    await lab.etcdctl(["put", `${prefix}/subnets/10.88.1.0-24`, '{"PublicIP":"192.168.77.96","PublicIPv6":null,"BackendType":"alloc"}']);
+    const host = lab.host("h3").state;
+    await lab.stopDaemon("h3");
+    const subnetFile = `${host.dir}/full-subnet.env`;
+    await spawnDaemon(lab.state, host, [`--etcd-prefix=${prefix}`, `--subnet-file=${subnetFile}`, `--state-dir=${host.dir}/full-state`]);
+    await lab.save();
+    // Four failures in: the next wait is 8 s.
+    await expect.poll(async () => (await log("h3")).split("out of subnets").length - 1, { timeout: 30_000, interval: 200 }).toBeGreaterThanOrEqual(4);
+    await lab.etcdctl(["del", `${prefix}/subnets/10.88.1.0-24`]);
+    const leasedMs = await timeUntil(async () => /FLANNEL_SUBNET=10\.88\.1\.1\/24/.test(await readFile(subnetFile, "utf8")), 15_000, "freed subnet leased");
+    console.log(`full network: the freed subnet was leased ${leasedMs} ms after its key was deleted (the back-off had 8 s to go)`);
+    expect(leasedMs).toBeLessThan(4000);
+    expect(await log("h3")).toContain("a lease was freed; trying again now");
+    await lab.stopDaemon("h3");
+  });
+
   it("every line the daemons wrote is JSON (gRPC's own messages included)", async () => {
     for (const host of ["h1", "h2", "h3"]) {
       for (const line of (await log(host)).split("\n").filter(Boolean)) {
