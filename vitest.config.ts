@@ -5,6 +5,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // The fault-injection suite has its own run (npm run test:resilience, vitest.resilience.config.ts).
+    exclude: ["test/resilience/**", "**/node_modules/**"],
     pool: "forks",
     maxWorkers: 2,
     testTimeout: 60_000,

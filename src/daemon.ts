@@ -8,11 +8,16 @@ import { describeReconcileChange } from "./backend/reconcile-report.js";
 import type { DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
+import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
+import { LinkEvents } from "./kernel/link-events.js";
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousSubnet, writeSubnetEnv } from "./host/subnet-env.js";
+import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
 import { acquireLease } from "./lease/acquire.js";
 import { OutOfSubnetsError } from "./lease/errors.js";
+import { formatLeaseValue } from "./lease/lease-value.js";
+import type { OwnLeaseAltered } from "./lease/peer-leases.js";
 import { LeaseKeeper } from "./lease/renew.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
@@ -23,6 +28,8 @@ import { timeAsyncCalls } from "./observe/call-timing.js";
 import { startPeerProbing, type PeerProbing } from "./probe/peer-prober.js";
 import { buildStatusModel } from "./probe/status-model.js";
 import { EtcdStore } from "./store/etcd-store.js";
+import { routeGrpcLogs } from "./store/grpc-logs.js";
+import { formatDuration } from "./observe/format-duration.js";
 import { errorMessage } from "./errors/error-message.js";
 import { NO_SERVICE_NOTIFIER, type ServiceNotifier } from "./host/systemd/service-notifier.js";
 
@@ -72,11 +79,20 @@ export class Daemon {
   private built: Partial<Wiring> = {};
   private ownLease: Lease | undefined;
   private timers: NodeJS.Timeout[] = [];
+  private linkEvents: LinkEvents | undefined;
+  /** Reconciles asked for while one runs: one more pass follows, never two at once. */
+  private reconcile: { running: boolean; again: boolean } = { running: false, again: false };
   /** Aborted (with StopRequested) by stop(): every retry and back-off of start-up and re-acquire ends at once. */
   private readonly stopping = new AbortController();
   private startup: Promise<void> = Promise.resolve();
   private reacquiring: Promise<void> | undefined;
   private readonly ready = { lease: false, rules: false, subnetFile: false, backend: false };
+  /** Since when the network config key is missing or unusable (etcd lost its data, deleted, replaced); undefined while it is fine. */
+  private configProblem: { since: Date; what: string } | undefined;
+  /** Since when the own lease is being re-acquired (deleted, expired, taken over); undefined while held. */
+  private leaseProblem: { since: Date; what: string } | undefined;
+  /** Resolved when the config is usable again; re-acquiring waits for it. */
+  private configBack: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
 
@@ -127,6 +143,7 @@ export class Daemon {
     this.notifier.stopping("stopping; the lease and kernel state are kept for the next start");
     this.stopping.abort(new StopRequested());
     for (const timer of this.timers) clearInterval(timer);
+    this.linkEvents?.stop();
     // Let the step in flight finish (a back-off ends at once; each step checks the signal when it returns), then take down.
     await this.startup.catch(() => undefined);
     await this.reacquiring;
@@ -164,10 +181,12 @@ export class Daemon {
     }
     if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
     // First, so an unreadable --etcd-*file is reported (a ConfigurationError) before anything else happens.
+    routeGrpcLogs(logger);
     // `call` is EtcdStore's own wrapper around each request: the public methods are what is timed.
     const store = timeAsyncCalls(new EtcdStore(options.store), this.metrics.etcdRequestSeconds, ["call"]);
     this.built.store = store;
     this.metrics.trackReadiness(() => this.readiness().checks);
+    this.watchReachability(store);
     const external = await selectExternalInterface(options.interfaceSelection);
     logger.info(
       { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
@@ -208,17 +227,18 @@ export class Daemon {
         },
         onRenewFailed: () => {
           this.metrics.renewalFailures.inc();
-          this.metrics.etcdErrors.inc();
         },
         onExpired: () => this.reacquire(wiring, "the lease expired"),
       }),
       watcher: new PeerWatcher({
         store,
         logger,
-        ownKey: () => this.ownLease?.key,
+        ownLease: () => this.ownLease,
         ownPublicIP: external.publicIP,
         onPeers: (events) => this.applyPeers(wiring, events),
         onOwnLeaseLost: (why) => this.reacquire(wiring, why),
+        onOwnLeaseAltered: (altered) => void this.repairOwnLease(wiring, altered),
+        onConfig: (value) => this.noteConfig(wiring, value),
         onResync: (reason) => {
           if (reason !== "periodic") this.metrics.watchResyncs.inc({ reason });
         },
@@ -226,7 +246,7 @@ export class Daemon {
     };
     this.built = wiring;
 
-    const lease = await this.acquireUntilDone(wiring, await this.readPreviousSubnet());
+    const lease = await this.acquireUntilDone(wiring, await this.readPreviousSubnet(), await this.readPreviousEtcdLease());
     wiring.keeper.track(lease);
     await this.takeLease(wiring, lease);
 
@@ -264,9 +284,116 @@ export class Daemon {
     return `ready: subnet ${lease.subnet}, backend ${backend}, ${this.built.watcher?.current().length ?? 0} peer(s)`;
   }
 
+  /** Ready means "this host forwards"; etcd and config trouble do not stop that, so they are notes. */
   private readiness(): Readiness {
     const checks = { ...this.ready };
-    return { ready: Object.values(checks).every(Boolean), checks };
+    const notes: Record<string, string> = {};
+    const down = this.built.store?.reachability.current();
+    if (down) notes.etcd = `unreachable since ${down.since.toISOString()} (${down.what}: ${down.lastError})`;
+    if (this.configProblem) notes.networkConfig = `${this.configProblem.what} since ${this.configProblem.since.toISOString()}`;
+    if (this.leaseProblem) notes.lease = `${this.leaseProblem.what} since ${this.leaseProblem.since.toISOString()}`;
+    return { ready: Object.values(checks).every(Boolean), checks, ...(Object.keys(notes).length > 0 ? { notes } : {}) };
+  }
+
+  /** One line when etcd stops answering and one when it is back; every failure counts in weft_etcd_errors_total. */
+  private watchReachability(store: EtcdStore): void {
+    store.reachability.observe({
+      onFailure: () => this.metrics.etcdErrors.inc(),
+      onUnreachable: (down) =>
+        this.logger.error(
+          { endpoints: this.options.store.endpoints.join(","), what: down.what, since: down.since.toISOString() },
+          `etcd unreachable (${down.lastError}); forwarding continues with the known peers, the lease is kept and renewed once etcd answers`,
+        ),
+      onReachable: (downMs) => this.logger.info({ downMs }, `etcd reachable again after ${formatDuration(downMs)}`),
+    });
+  }
+
+  /**
+   * The config key as the peer watch sees it. Missing (etcd lost its data, or deleted) or
+   * replaced by one that is not this network: said loudly, nothing torn down, leases are not
+   * re-created under it. Back and compatible: re-acquiring (if waiting) goes on at once.
+   */
+  private noteConfig(wiring: Wiring, value: string | undefined): void {
+    const { store } = wiring;
+    const running = wiring.network.config;
+    let problem: string | undefined;
+    if (value === undefined) {
+      problem = `missing at ${store.configKey}`;
+    } else {
+      try {
+        const config = parseNetworkConfig(value);
+        const difference = incompatibility(running, config);
+        if (difference) problem = `at ${store.configKey} is for another network (${difference})`;
+      } catch (error) {
+        problem = `at ${store.configKey} is invalid (${errorMessage(error)})`;
+      }
+    }
+    if (problem === undefined) {
+      if (this.configProblem) {
+        this.logger.info({ key: store.configKey }, `the network config at ${store.configKey} is back; re-creating the lease if it is gone`);
+        this.configProblem = undefined;
+        this.configBack?.resolve();
+        this.configBack = undefined;
+      }
+      return;
+    }
+    const what = `the network config ${problem}`;
+    if (this.configProblem?.what === what) return;
+    this.configProblem = { since: this.configProblem?.since ?? new Date(), what };
+    if (!this.configBack) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => (resolve = done));
+      this.configBack = { promise, resolve };
+    }
+    this.logger.error(
+      { key: store.configKey, network: running.network.toString(), backend: running.backend.type },
+      value === undefined
+        ? `${what} (etcd lost its data, or it was deleted): forwarding continues with the known peers and the running config; ` +
+            `this host re-creates its lease as soon as it is back ("weft config set")`
+        : `${what}: refused, weft keeps running ${running.network} with ${running.backend.type}; nothing is torn down. ` +
+            "Restore the config; changing the Network needs every host stopped and every lease of the old one gone",
+    );
+  }
+
+  /** Waits (abortably) until the network config is usable, saying so once. */
+  private async waitForConfig(subnet: Ipv4Subnet | undefined): Promise<void> {
+    const waiting = this.configBack;
+    if (!waiting) return;
+    this.logger.warn({ subnet: subnet?.toString() }, `waiting for the network config before re-creating the lease (${this.configProblem?.what ?? "?"})`);
+    this.notifier.status(`waiting for the network config: ${this.configProblem?.what ?? "?"}`);
+    await new Promise<void>((resolve, reject) => {
+      const signal = this.stopping.signal;
+      const onAbort = () => reject(signal.reason as Error);
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      void waiting.promise.then(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Our key holds what we did not write. Garbage or other attrs (a wrong VtepMAC cuts the host off):
+   * rewritten at once with our value on our etcd lease. Re-put on another etcd lease with our
+   * PublicIP: another host shares our --public-ip; said loudly, not fought over (no ping-pong).
+   */
+  private async repairOwnLease(wiring: Wiring, altered: OwnLeaseAltered): Promise<void> {
+    const own = this.ownLease;
+    if (this.stopRequested || this.reacquiring || !own || own.key !== altered.stored.key) return;
+    const { key } = altered.stored;
+    if (altered.kind === "foreign-etcd-lease") {
+      this.logger.error({ key, etcdLease: altered.stored.leaseId, ownEtcdLease: own.etcdLeaseId, publicIP: own.attrs.publicIP }, `our lease ${key}: ${altered.problem} Give every host its own --public-ip`);
+      return;
+    }
+    this.logger.warn({ key, kind: altered.kind }, `our lease ${key} was overwritten (${altered.problem}); rewriting it with our value`);
+    try {
+      const rewritten = await wiring.store.replaceIfUnchanged(key, formatLeaseValue(own.attrs), own.reservation ? undefined : own.etcdLeaseId, altered.stored.modRevision);
+      if (rewritten) this.logger.info({ key }, `rewrote our lease ${key}`);
+    } catch (error) {
+      // The next listing (reconnect, periodic) finds it again and retries.
+      this.logger.error({ err: error, key }, `rewriting our lease ${key} failed; retrying at the next listing`);
+    }
   }
 
   /**
@@ -309,6 +436,15 @@ export class Daemon {
     }
   }
 
+  private async readPreviousEtcdLease(): Promise<string | undefined> {
+    try {
+      return (await readLeaseRecord(this.options.stateDir))?.etcdLeaseId;
+    } catch (error) {
+      this.logger.warn({ err: error, stateDir: this.options.stateDir }, "ignoring the lease record in the state dir");
+      return undefined;
+    }
+  }
+
   private async readPreviousSubnet(): Promise<Ipv4Subnet | undefined> {
     try {
       const env = await readSubnetEnv(this.options.subnetFile);
@@ -320,7 +456,7 @@ export class Daemon {
   }
 
   /** Acquires, retrying with back-off: etcd outages and a full network are waited out, not fatal. */
-  private async acquireUntilDone(wiring: Wiring, previous: Ipv4Subnet | undefined): Promise<Lease> {
+  private async acquireUntilDone(wiring: Wiring, previous: Ipv4Subnet | undefined, previousEtcdLeaseId?: string): Promise<Lease> {
     const { network } = wiring;
     return retryWithBackoff(
       async () => {
@@ -329,6 +465,7 @@ export class Daemon {
           config: network.config,
           attrs: network.attrs,
           previousSubnet: previous,
+          previousEtcdLeaseId,
           ttlSeconds: this.options.leaseTtlSeconds,
           logger: this.logger,
           signal: this.stopping.signal,
@@ -342,22 +479,50 @@ export class Daemon {
         this.ownLease = result.lease;
         this.ready.lease = true;
         this.metrics.trackLeaseExpiry(result.lease.reservation ? "reservation" : result.lease.expiresAt);
+        if (result.lease.etcdLeaseId) {
+          await writeLeaseRecord(this.options.stateDir, { key: result.lease.key, etcdLeaseId: result.lease.etcdLeaseId }).catch((error: Error) =>
+            this.logger.warn({ err: error }, "cannot record the lease in the state dir; a restart after a reboot may not recognise it"),
+          );
+        }
         return result.lease;
       },
       {
         initialMs: ACQUIRE_RETRY_FIRST_MS,
         maxMs: RETRY_MAX_MS,
         signal: this.stopping.signal,
+        // A full network: retry as soon as a lease is deleted, not at the end of a back-off of up to 30 s.
+        wakeEarly: (error, signal) => (error instanceof OutOfSubnetsError ? this.subnetFreed(wiring.store, signal) : undefined),
         onFailure: (error, retryInMs) => {
           const full = error instanceof OutOfSubnetsError;
           this.metrics.leaseAcquisitions.inc({ result: full ? "out-of-subnets" : "error" });
           if (full) this.metrics.freeSubnets.set(0);
-          else this.metrics.etcdErrors.inc();
           this.logger.error({ err: error, retryInMs }, "cannot lease a subnet; retrying");
           this.notifier.status(`cannot lease a subnet, retrying: ${errorMessage(error)}`);
         },
       },
     );
+  }
+
+  /** Resolves at the first deletion under the subnets prefix (a lease freed or expired); never when `signal` ends first. */
+  private async subnetFreed(store: EtcdStore, signal: AbortSignal): Promise<void> {
+    const listing = await store.list(store.subnetsPrefix);
+    if (signal.aborted) return new Promise<never>(() => undefined);
+    let freed!: () => void;
+    const deleted = new Promise<void>((resolve) => (freed = resolve));
+    const cancel = await store.watchPrefix(store.subnetsPrefix, (BigInt(listing.revision) + 1n).toString(), {
+      onEvents: (events) => {
+        if (events.some((event) => event.type === "delete")) freed();
+      },
+      onError: () => undefined, // the back-off's own wait still ends the wait
+    });
+    const ended = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    if (signal.aborted) await cancel();
+    else {
+      await Promise.race([deleted, ended]);
+      await cancel();
+    }
+    if (signal.aborted) return new Promise<never>(() => undefined);
+    this.logger.info("a lease was freed; trying again now");
   }
 
   /**
@@ -392,16 +557,23 @@ export class Daemon {
     const lost = this.ownLease;
     this.logger.warn({ subnet: lost?.subnet.toString() }, `${why}; acquiring a lease again (same subnet preferred), the data path keeps running`);
     this.notifier.status(`${why}; acquiring a lease again, the data path keeps running`);
-    this.ready.lease = false;
+    // Readiness stays: the host still forwards with its subnet while the key is re-created; a note says why.
+    this.leaseProblem = { since: new Date(), what: `being re-acquired (${why})` };
     this.reacquiring = (async () => {
+      await this.waitForConfig(lost?.subnet);
       if (lost?.etcdLeaseId) await wiring.store.revokeLease(lost.etcdLeaseId).catch(() => undefined);
-      const lease = await this.acquireUntilDone(wiring, lost?.subnet);
+      const lease = await this.acquireUntilDone(wiring, lost?.subnet, lost?.etcdLeaseId);
       // Renewal first: whatever happens next, the new lease must not lapse.
       wiring.keeper.track(lease);
       if (lost && !lease.subnet.equals(lost.subnet)) {
-        this.logger.warn({ from: lost.subnet.toString(), to: lease.subnet.toString() }, "the subnet changed: docker0 must be reconfigured from the subnet file");
+        // Deliberate: the old subnet is someone else's now; sharing it would leave one of us unreachable for good.
+        this.logger.error(
+          { from: lost.subnet.toString(), to: lease.subnet.toString() },
+          `the subnet changed (${why}): moved from ${lost.subnet} to ${lease.subnet}; docker0 must be reconfigured from the subnet file (restart docker), containers on the old subnet are cut off until then`,
+        );
         await this.takeLease(wiring, lease);
       }
+      this.leaseProblem = undefined;
       this.notifier.status(this.readyStatus(lease, wiring.network.config.backend.type));
     })()
       .catch((error: Error) => {
@@ -433,6 +605,14 @@ export class Daemon {
       this.timers.push(timer);
     };
     every(this.options.reconcileIntervalMs, "reconciling kernel state", () => this.reconcileNow(wiring.backend));
+    // A device deleted from under us (flannel.N, the TUN) triggers a pass at once; the timer above is the backstop.
+    if (wiring.network.config.backend.type !== "alloc") {
+      this.linkEvents = new LinkEvents((device) => {
+        this.logger.warn({ device }, `link ${device} was deleted; reconciling now`);
+        void this.reconcileNow(wiring.backend);
+      }, this.logger);
+      this.linkEvents.start();
+    }
     every(this.options.rulesResyncMs, "checking traffic rules", async () => {
       const { repaired } = await wiring.rules.verify();
       if (repaired) this.logger.warn("traffic rules were missing or changed; re-installed them");
@@ -440,11 +620,23 @@ export class Daemon {
   }
 
   private async reconcileNow(backend: Backend): Promise<void> {
+    if (this.reconcile.running) {
+      this.reconcile.again = true;
+      return;
+    }
+    this.reconcile.running = true;
     try {
-      const report = await backend.reconcile({ dryRun: false });
-      if (report.changes.length > 0) this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
-    } catch (error) {
-      this.logger.error({ err: error }, "reconciling kernel state failed");
+      do {
+        this.reconcile.again = false;
+        try {
+          const report = await backend.reconcile({ dryRun: false });
+          if (report.changes.length > 0) this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
+        } catch (error) {
+          this.logger.error({ err: error }, "reconciling kernel state failed");
+        }
+      } while (this.reconcile.again && !this.stopRequested);
+    } finally {
+      this.reconcile.running = false;
     }
   }
 

@@ -36,6 +36,11 @@ export interface RetryOptions {
   signal: AbortSignal;
   /** Each failure, with the wait before the next attempt (for the log and the metrics). */
   onFailure: (error: unknown, retryInMs: number) => void;
+  /**
+   * Ends a wait early: called with each failure, its promise resolving retries at once (e.g. a
+   * freed subnet seen on a watch). Undefined (or a promise that never resolves): the full wait.
+   */
+  wakeEarly?: (error: unknown, signal: AbortSignal) => Promise<void> | undefined;
 }
 
 /** Runs `work` until it succeeds, backing off between failures; throws `signal.reason` once aborted. */
@@ -49,7 +54,13 @@ export async function retryWithBackoff<T>(work: () => Promise<T>, options: Retry
     } catch (error) {
       const delayMs = backoff.next();
       options.onFailure(error, delayMs);
-      await sleep(delayMs, signal);
+      const waitEnded = new AbortController();
+      const woken = options.wakeEarly?.(error, AbortSignal.any([signal, waitEnded.signal]));
+      try {
+        await Promise.race([sleep(delayMs, signal), ...(woken ? [woken.catch(() => new Promise<never>(() => undefined))] : [])]);
+      } finally {
+        waitEnded.abort();
+      }
     }
   }
 }

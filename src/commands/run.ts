@@ -90,7 +90,7 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
 
 /** `weft run --help` in flanneld's terms: the flags by concern, and how FLANNELD_* maps to them. */
 const HELP_GROUPS: ReadonlyArray<readonly [string, readonly (keyof RunArgs)[]]> = [
-  ["etcd:", ["etcd-endpoints", "etcd-prefix", "etcd-keyfile", "etcd-certfile", "etcd-cafile", "etcd-username", "etcd-password"]],
+  ["etcd:", ["etcd-endpoints", "etcd-prefix", "etcd-keyfile", "etcd-certfile", "etcd-cafile", "etcd-username", "etcd-password", "etcd-call-timeout"]],
   ["Interface:", ["iface", "iface-regex", "iface-can-reach", "public-ip", "public-ipv6"]],
   ["Lease:", ["subnet-file", "subnet-lease-renew-margin", "subnet-lease-ttl"]],
   ["Traffic rules:", ["ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync"]],

@@ -2,7 +2,7 @@ import type { Argv } from "yargs";
 import { ConfigurationError } from "../errors/configuration-error.js";
 import { defaultFromEnvironment, type Environment } from "./flag-environment.js";
 import { EtcdStore } from "../store/etcd-store.js";
-import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX, type StoreOptions } from "../store/store-options.js";
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX, type StoreOptions } from "../store/store-options.js";
 
 /** The --etcd-* flags every command that talks to etcd takes (FLANNELD_ETCD_* work too). */
 export interface StoreArgs {
@@ -13,6 +13,7 @@ export interface StoreArgs {
   "etcd-cafile"?: string;
   "etcd-username"?: string;
   "etcd-password"?: string;
+  "etcd-call-timeout"?: number;
 }
 
 /**
@@ -37,7 +38,13 @@ export function defineStoreOptions<T>(yargs: Argv<T>, environment: Environment =
     .option("etcd-certfile", { type: "string", coerce: lastString, ...fromEnv("etcd-certfile"), describe: "TLS client certificate (with --etcd-keyfile)" })
     .option("etcd-cafile", { type: "string", coerce: lastString, ...fromEnv("etcd-cafile"), describe: "CA certificate that signed etcd's server certificate" })
     .option("etcd-username", { type: "string", coerce: lastString, ...fromEnv("etcd-username"), describe: "etcd user (with --etcd-password)" })
-    .option("etcd-password", { type: "string", coerce: lastString, ...fromEnv("etcd-password"), describe: "etcd password" });
+    .option("etcd-password", { type: "string", coerce: lastString, ...fromEnv("etcd-password"), describe: "etcd password" })
+    .option("etcd-call-timeout", {
+      type: "number",
+      coerce: lastNumber,
+      default: DEFAULT_CALL_TIMEOUT_MS / 1000,
+      describe: "seconds an etcd call may take before it counts as failed (weft's own; raise it for an etcd with multi-second round trips)",
+    });
 }
 
 export function storeOptionsFromArgs(args: StoreArgs): StoreOptions {
@@ -55,7 +62,16 @@ export function storeOptionsFromArgs(args: StoreArgs): StoreOptions {
     caFile: args["etcd-cafile"] || undefined,
     username: args["etcd-username"] || undefined,
     password: args["etcd-password"] || undefined,
+    callTimeoutMs: callTimeoutMs(args["etcd-call-timeout"]),
   };
+}
+
+function callTimeoutMs(seconds: number | undefined): number {
+  if (seconds === undefined) return DEFAULT_CALL_TIMEOUT_MS;
+  if (!Number.isFinite(seconds) || seconds < 0.5 || seconds > 300) {
+    throw new ConfigurationError(`--etcd-call-timeout: ${seconds} is not a number of seconds between 0.5 and 300`);
+  }
+  return Math.round(seconds * 1000);
 }
 
 /** Runs `work` with a store built from the flags, and always closes it. */

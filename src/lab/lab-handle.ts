@@ -1,3 +1,4 @@
+import { mkdir, rm } from "node:fs/promises";
 import { readSubnetEnv } from "../host/subnet-env.js";
 import { SerialQueue } from "../async/serial-queue.js";
 import { formatCheckTable, runChecks, type CheckResult } from "./check.js";
@@ -9,6 +10,7 @@ import type { CommandOptions, CommandResult } from "../process/run-command.js";
 import { attachContainers } from "./topology-build.js";
 import { ETCD_CLIENT_PORT, findMember, hostOf } from "./topology-plan.js";
 import { EtcdServer } from "./etcd-server.js";
+import { DEFAULT_ETCD_PREFIX } from "../store/store-options.js";
 import { isAlive, terminatePids } from "../process/pids.js";
 import type { SubnetEnv } from "../host/subnet-env.js";
 import { buildImageTar, dockerCli, startDockerContainers, startDockerd, stopDockerd, waitForwardRulesHooked } from "./lab-docker.js";
@@ -201,6 +203,32 @@ export class Lab {
   async stopEtcd(): Promise<void> {
     const pid = this.state.etcd.pid;
     if (pid !== undefined) await terminatePids([pid], 10_000);
+  }
+
+  /** Fault: etcd loses its data. Stops it, empties its data dir, starts it again (no config, no leases). */
+  async restartEtcdEmpty(): Promise<void> {
+    await this.stopEtcd();
+    await rm(this.state.etcd.dataDir, { recursive: true, force: true });
+    await mkdir(this.state.etcd.dataDir, { recursive: true, mode: 0o700 });
+    await this.startEtcd();
+  }
+
+  /** Fault: etcd frozen (SIGSTOP): connections stay open, nothing answers. thawEtcd() resumes it. */
+  freezeEtcd(): void {
+    const pid = this.state.etcd.pid;
+    if (pid === undefined || !isAlive(pid)) throw new Error(`lab ${this.name}: etcd is not running, nothing to freeze`);
+    process.kill(pid, "SIGSTOP");
+  }
+
+  thawEtcd(): void {
+    const pid = this.state.etcd.pid;
+    if (pid !== undefined && isAlive(pid)) process.kill(pid, "SIGCONT");
+  }
+
+  /** Writes the lab's network config again (after restartEtcdEmpty, as an operator restoring it would). */
+  async restoreNetworkConfig(prefix = DEFAULT_ETCD_PREFIX): Promise<void> {
+    if (!this.state.networkConfig) throw new Error(`lab ${this.name} has no network config (no weft daemons)`);
+    await this.etcdctl(["put", `${prefix}/config`, JSON.stringify(this.state.networkConfig)]);
   }
 
   /** Stops the host's daemon by PID (SIGTERM); kernel state it leaves behind stays, as on a real host. */

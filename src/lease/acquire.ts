@@ -3,7 +3,7 @@ import { sleep } from "../async/sleep.js";
 import type { NetworkConfig } from "../config/network-config.js";
 import type { Ipv4Subnet } from "../net/ipv4.js";
 import type { LeaseStore } from "./lease-store.js";
-import { OutOfSubnetsError } from "./errors.js";
+import { OutOfSubnetsError, PublicIPInUseError } from "./errors.js";
 import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLeases } from "./stored-lease.js";
 import { fitsConfig, freeSubnets } from "./subnet-space.js";
@@ -16,6 +16,11 @@ export interface AcquireRequest {
   attrs: LeaseAttrs;
   /** The subnet this host had before (subnet.env, or the lease just lost); preferred when free. */
   previousSubnet?: Ipv4Subnet;
+  /**
+   * The etcd lease this host last held (weft's state dir, which outlives a reboot): a lease with
+   * our PublicIP on it is ours to reuse. See `isOurs` for the other proofs.
+   */
+  previousEtcdLeaseId?: string;
   ttlSeconds: number;
   logger: Logger;
   /** Lost races before giving up; each lost race re-lists and re-picks. */
@@ -30,7 +35,7 @@ export interface AcquireResult {
   /** Free subnets left in the range after this acquisition (for the metrics). */
   freeSubnets: number;
   /** How the subnet was chosen, for the log. */
-  how: "reused-by-public-ip" | "reservation" | "previous-subnet" | "allocated";
+  how: "reused-by-public-ip" | "reservation" | "previous-subnet" | "reclaimed-malformed" | "allocated";
 }
 
 const CANDIDATES_TO_PICK_FROM = 100;
@@ -69,6 +74,7 @@ async function tryAcquire(request: AcquireRequest): Promise<AcquireResult | unde
   const ours = leases.filter((lease) => lease.attrs.publicIP === attrs.publicIP);
   for (const lease of ours) {
     if (fitsConfig(lease.subnet, config)) {
+      if (!isOurs(request, lease)) throw new PublicIPInUseError(lease.key, attrs.publicIP, lease.etcdLeaseId);
       const renewed = await retakeOwnLease(request, lease);
       if (!renewed) return undefined;
       return { lease: renewed, freeSubnets: freeCount(), how: lease.reservation ? "reservation" : "reused-by-public-ip" };
@@ -84,6 +90,15 @@ async function tryAcquire(request: AcquireRequest): Promise<AcquireResult | unde
   }
 
   const previous = request.previousSubnet;
+  const previousKey = previous ? listing.keys.find((stored) => stored.key === subnetKey(store.subnetsPrefix, previous)) : undefined;
+  if (previous && previousKey && fitsConfig(previous, config) && !leases.some((lease) => lease.key === previousKey.key)) {
+    // Our subnet's key holds garbage: no host can be using it through that value, and docker0
+    // still has the subnet. Take it back rather than move to a new one.
+    const reclaimed = await reclaimMalformed(request, previous, previousKey.modRevision);
+    if (!reclaimed) return undefined;
+    logger.warn({ key: previousKey.key, subnet: previous.toString() }, `the key of our previous subnet ${previousKey.key} held a malformed value; rewrote it with ours`);
+    return { lease: reclaimed, freeSubnets: freeCount(), how: "reclaimed-malformed" };
+  }
   if (previous && fitsConfig(previous, config) && !occupied.some((subnet) => subnet.overlaps(previous))) {
     const created = await createLease(request, previous);
     if (!created) return undefined;
@@ -100,6 +115,32 @@ async function tryAcquire(request: AcquireRequest): Promise<AcquireResult | unde
   const created = await createLease(request, choice);
   if (!created) return undefined;
   return { lease: created, freeSubnets: freeCount() - 1, how: "allocated" };
+}
+
+/**
+ * A lease carrying our PublicIP is ours to reuse only with a proof that this host held it: a
+ * reservation (the operator's), our previous subnet (subnet.env, or the lease just lost), the
+ * etcd lease our state dir recorded, or the same non-empty backend data (a VtepMAC kept in the
+ * state dir). Without one it may belong to another live host started with the same
+ * --public-ip: taking it over would revoke that host's etcd lease and share its subnet.
+ */
+function isOurs(request: AcquireRequest, lease: Lease): boolean {
+  if (lease.reservation) return true;
+  if (request.previousSubnet?.equals(lease.subnet)) return true;
+  if (request.previousEtcdLeaseId !== undefined && request.previousEtcdLeaseId === lease.etcdLeaseId) return true;
+  return request.attrs.backendData !== undefined && sameAttrs(request.attrs, lease.attrs);
+}
+
+/** Replaces a malformed value in our previous subnet's key with ours, on a fresh etcd lease. */
+async function reclaimMalformed(request: AcquireRequest, subnet: Ipv4Subnet, modRevision: string): Promise<Lease | undefined> {
+  const { store, attrs, ttlSeconds } = request;
+  const key = subnetKey(store.subnetsPrefix, subnet);
+  const leaseId = await store.grantLease(ttlSeconds);
+  if (!(await store.replaceIfUnchanged(key, formatLeaseValue(attrs), leaseId, modRevision))) {
+    await revokeQuietly(store, leaseId);
+    return undefined;
+  }
+  return { subnet, attrs, key, etcdLeaseId: leaseId, reservation: false, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
 }
 
 /** Re-puts our existing lease with our current attrs; a reservation stays without TTL. */

@@ -12,3 +12,23 @@ export class OutOfSubnetsError extends Error {
     this.name = "OutOfSubnetsError";
   }
 }
+
+/**
+ * A live lease carries our PublicIP and nothing proves it is ours (see acquire's isOurs): most
+ * likely two hosts were started with the same --public-ip. Refused rather than shared; retried.
+ */
+export class PublicIPInUseError extends Error {
+  constructor(
+    readonly key: string,
+    readonly publicIP: string,
+    readonly etcdLeaseId: string | undefined,
+  ) {
+    super(
+      `PublicIP ${publicIP} is already leased by ${key} (etcd lease ${etcdLeaseId ?? "none"}), and nothing shows it is this host's ` +
+        `(not the subnet in the subnet file, not the etcd lease in --state-dir, not our VtepMAC): another host runs with ` +
+        `--public-ip ${publicIP}? Give each host its own --public-ip; if ${key} really is this host's from before its state was lost, ` +
+        `delete it ("etcdctl del ${key}") and weft takes a lease on its next try`,
+    );
+    this.name = "PublicIPInUseError";
+  }
+}

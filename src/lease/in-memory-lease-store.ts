@@ -29,6 +29,10 @@ export class InMemoryLeaseStore implements LeaseStore {
     this.subnetsPrefix = `${prefix}/subnets/`;
   }
 
+  get configKey(): string {
+    return `${this.prefix}/config`;
+  }
+
   // ---- LeaseStore ----
 
   async list(prefix: string): Promise<Listing> {

@@ -10,6 +10,8 @@ import type { Listing, WatchHandlers } from "../store/records.js";
 export interface LeaseStore {
   /** Where subnet leases live, with the trailing slash, e.g. /coreos.com/network/subnets/. */
   readonly subnetsPrefix: string;
+  /** The network config key, e.g. /coreos.com/network/config (its parent holds subnetsPrefix). */
+  readonly configKey: string;
   /** Every key under `prefix`, read at one revision (the listing's). */
   list(prefix: string): Promise<Listing>;
   /** Creates `key` only if it does not exist; attached to `leaseId` unless it is undefined. */

@@ -18,6 +18,8 @@ export interface Readiness {
   ready: boolean;
   /** true = ok; false = not yet; a string = not ok, with the reason (e.g. "etcd unreachable"). */
   checks: Record<string, boolean | string>;
+  /** Conditions that do not stop forwarding but an operator should see (e.g. "etcd unreachable since …"); shown always. */
+  notes?: Record<string, string>;
 }
 
 export interface HttpServerOptions {
@@ -135,6 +137,7 @@ const ROUTES: Readonly<Record<string, Route>> = {
     const lines = Object.entries(readiness.checks)
       .filter(([, value]) => url.searchParams.has("verbose") || value !== true)
       .map(([name, value]) => (value === true ? `[+] ${name} ok` : `[-] ${name} ${value === false ? "not ready" : value}`));
+    for (const [name, note] of Object.entries(readiness.notes ?? {})) lines.push(`[!] ${name} ${note}`);
     const verdict = readiness.ready ? "weft is ready" : "weft is not ready yet";
     reply(response, status, lines.length > 0 ? `${verdict}\n${lines.join("\n")}\n` : verdict);
   },

@@ -1,13 +1,44 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
-import { Etcd3, GRPCOutOfRangeError, type IOptions, type IKeyValue, type Watcher } from "etcd3";
+import {
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdError,
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  GRPCAlreadyExistsError,
+  GRPCFailedPreconditionError,
+  GRPCInvalidArgumentError,
+  GRPCNotFoundError,
+  GRPCOutOfRangeError,
+  GRPCUnauthenticatedError,
+  type IOptions,
+  type IKeyValue,
+  type Watcher,
+} from "etcd3";
 import { ConfigurationError } from "../errors/configuration-error.js";
 import { errorMessage } from "../errors/error-message.js";
 import { EtcdCallError, WatchInterruptedError } from "./errors.js";
 import type { Listing, StoredKey, WatchHandlers } from "./records.js";
-import type { StoreOptions } from "./store-options.js";
+import { DEFAULT_CALL_TIMEOUT_MS, type StoreOptions } from "./store-options.js";
+import { StoreReachability } from "./reachability.js";
 
-const DEFAULT_CALL_TIMEOUT_MS = 5000;
+const KEEPALIVE_TIME_MS = 15_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
+const WATCH_BACKOFF_FIRST_MS = 200;
+const WATCH_BACKOFF_MAX_MS = 2000;
+
+/** cockatiel's IBackoff shape (what etcd3 takes): doubling from `duration` up to `maxMs`. */
+class CappedBackoff {
+  constructor(
+    readonly duration: number,
+    private readonly maxMs: number,
+  ) {}
+
+  next(): CappedBackoff {
+    return new CappedBackoff(Math.min(this.duration * 2, this.maxMs), this.maxMs);
+  }
+}
 
 /**
  * The etcd v3 client weft uses: flannel's key layout under a prefix, deadlines on every call
@@ -19,6 +50,11 @@ export class EtcdStore {
   readonly prefix: string;
   private readonly endpointsText: string;
   private readonly callTimeoutMs: number;
+  /** With several endpoints: one client per endpoint for renewals (see keepAliveOnce); connected on first use. */
+  private readonly renewalClients: Etcd3[];
+  private renewalIndex = 0;
+  /** Whether etcd answers, from every call and watch stream; the daemon logs, counts and reports it. */
+  readonly reachability = new StoreReachability();
 
   constructor(options: StoreOptions) {
     if (options.endpoints.length === 0) throw new ConfigurationError("--etcd-endpoints: no endpoint given");
@@ -27,6 +63,8 @@ export class EtcdStore {
     this.endpointsText = options.endpoints.join(",");
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.client = new Etcd3(clientOptions(options, this.callTimeoutMs));
+    this.renewalClients =
+      options.endpoints.length > 1 ? options.endpoints.map((endpoint) => new Etcd3(clientOptions({ ...options, endpoints: [endpoint] }, this.callTimeoutMs))) : [];
   }
 
   get configKey(): string {
@@ -119,22 +157,23 @@ export class EtcdStore {
    * leaving an orphaned etcd lease behind each time, as flanneld does.
    */
   async keepAliveOnce(leaseId: string): Promise<number | undefined> {
-    return this.call("renew lease", leaseId, async () => {
-      const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + this.callTimeoutMs });
+    if (this.renewalClients.length === 0) return this.call("renew lease", leaseId, () => keepAliveOnceWith(this.client, leaseId, this.callTimeoutMs));
+    // A KeepAlive stream is opened on a random endpoint with no retry (unary calls fail over
+    // inside the client): with several endpoints, one client each, the last good one first and
+    // then the others in order, so a dead member costs one failed round trip, never a renewal.
+    let lastError: unknown;
+    for (let offset = 0; offset < this.renewalClients.length; offset++) {
+      const index = (this.renewalIndex + offset) % this.renewalClients.length;
       try {
-        const reply = new Promise<number>((resolve, reject) => {
-          stream.on("data", (response: { TTL: string | number }) => resolve(Number(response.TTL)));
-          stream.on("error", reject);
-          stream.on("end", () => reject(new Error("keepalive stream ended without a reply")));
-        });
-        stream.write({ ID: leaseId });
-        const ttl = await reply;
-        return ttl > 0 ? ttl : undefined;
-      } finally {
-        stream.end();
-        stream.cancel();
+        const ttl = await this.call("renew lease", leaseId, () => keepAliveOnceWith(this.renewalClients[index] as Etcd3, leaseId, this.callTimeoutMs));
+        this.renewalIndex = index;
+        return ttl;
+      } catch (error) {
+        lastError = error;
+        if (!isUnreachable((error as EtcdCallError).cause)) throw error;
       }
-    });
+    }
+    throw lastError;
   }
 
   /** Watches every key under `prefix` from `fromRevision`; call the returned function to stop. */
@@ -147,6 +186,21 @@ export class EtcdStore {
     );
     // The revision the watch must resume from; etcd3's own bookkeeping moves past it on reconnects.
     let resumeRevision = BigInt(fromRevision);
+    // etcd3 re-creates the watch by itself after a broken stream; the caller hears of both ends
+    // (a restarted etcd may have lost its data, which a resumed watch would never show).
+    let disconnected = false;
+    watcher.on("disconnected", (error: Error) => {
+      this.reachability.failed(error, "watch stream");
+      if (disconnected) return;
+      disconnected = true;
+      handlers.onDisconnected?.(error);
+    });
+    watcher.on("connected", () => {
+      if (!disconnected) return;
+      disconnected = false;
+      this.reachability.answered();
+      handlers.onReconnected?.();
+    });
     watcher.on("data", (response) => {
       resumeRevision = BigInt(response.header.revision) + 1n;
       const events = response.events.map((event) => ({
@@ -184,15 +238,60 @@ export class EtcdStore {
 
   close(): void {
     this.client.close();
+    for (const client of this.renewalClients) client.close();
   }
 
   private async call<T>(operation: string, subject: string, run: () => Promise<T>): Promise<T> {
+    let result: T;
     try {
-      return await run();
+      result = await run();
     } catch (error) {
-      throw new EtcdCallError(this.endpointsText, operation, subject, error);
+      const failure = new EtcdCallError(this.endpointsText, operation, subject, error);
+      if (isUnreachable(error)) this.reachability.failed(failure, operation);
+      else this.reachability.answered();
+      throw failure;
     }
+    this.reachability.answered();
+    return result;
   }
+}
+
+/** One KeepAlive round trip on `client`: the new TTL, or undefined when the lease has expired. */
+async function keepAliveOnceWith(client: Etcd3, leaseId: string, timeoutMs: number): Promise<number | undefined> {
+  const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + timeoutMs });
+  try {
+    const reply = new Promise<number>((resolve, reject) => {
+      stream.on("data", (response: { TTL: string | number }) => resolve(Number(response.TTL)));
+      stream.on("error", reject);
+      stream.on("end", () => reject(new Error("keepalive stream ended without a reply")));
+    });
+    stream.write({ ID: leaseId });
+    const ttl = await reply;
+    return ttl > 0 ? ttl : undefined;
+  } finally {
+    stream.end();
+    stream.cancel();
+  }
+}
+
+/**
+ * True when the error says etcd did not answer (unavailable, deadline, broken stream, open
+ * circuit); false for an answer that refused the request (a bad lease, no permission).
+ */
+function isUnreachable(error: unknown): boolean {
+  const answered = [
+    EtcdError,
+    EtcdLeaseInvalidError,
+    EtcdAuthenticationFailedError,
+    EtcdPermissionDeniedError,
+    GRPCInvalidArgumentError,
+    GRPCNotFoundError,
+    GRPCOutOfRangeError,
+    GRPCFailedPreconditionError,
+    GRPCUnauthenticatedError,
+    GRPCAlreadyExistsError,
+  ];
+  return !answered.some((errorClass) => error instanceof errorClass);
 }
 
 function clientOptions(options: StoreOptions, callTimeoutMs: number): IOptions {
@@ -202,12 +301,19 @@ function clientOptions(options: StoreOptions, callTimeoutMs: number): IOptions {
     // Unary calls get a deadline; streams (watch, keepalive) are watched by gRPC keepalive pings.
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     grpcOptions: {
-      "grpc.keepalive_time_ms": 5000,
-      "grpc.keepalive_timeout_ms": 3000,
-      "grpc.keepalive_permit_without_calls": 1,
+      // etcd refuses pings more often than every 5 s, and any ping with no stream open
+      // (--grpc-keepalive-min-time, PermitWithoutStream=false): at exactly 5 s, timer jitter
+      // made etcd answer "excess pings" and close the connection. 15 s + a 10 s timeout still
+      // notices a dead etcd within 25 s, and a slow one (4 s round trips) stays connected.
+      "grpc.keepalive_time_ms": KEEPALIVE_TIME_MS,
+      "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+      "grpc.keepalive_permit_without_calls": 0,
       "grpc.initial_reconnect_backoff_ms": 200,
       "grpc.max_reconnect_backoff_ms": 5000,
     },
+    // etcd3's own watch re-creation backs off to 30 s: after an etcd restart the watch (and with
+    // it the re-listing that finds a lost lease or config) came back up to 30 s late.
+    faultHandling: { watchBackoff: new CappedBackoff(WATCH_BACKOFF_FIRST_MS, WATCH_BACKOFF_MAX_MS) },
   };
   if (options.keyFile && options.certFile) {
     result.credentials = {

@@ -23,6 +23,13 @@ export interface WatchHandlers {
   onEvents(events: WatchEvent[], revision: string): void;
   /** The watch was cancelled by etcd (e.g. compaction) or the stream failed for good. */
   onError(error: Error, compacted: boolean): void;
+  /** The stream broke; the store re-creates the watch by itself (from where it was). */
+  onDisconnected?(error: Error): void;
+  /**
+   * The watch is back after onDisconnected. What happened meanwhile may not all arrive as
+   * events (an etcd restarted from an empty data dir resets its revisions): list again.
+   */
+  onReconnected?(): void;
 }
 
 export interface WatchEvent extends StoredKey {

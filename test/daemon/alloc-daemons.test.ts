@@ -195,7 +195,7 @@ describe("alloc daemons in the lab", () => {
     expect(isAlive(pid)).toBe(true);
     const text = await log("h1");
     expect(text).toMatch(/the lease key was taken over by 192\.168\.77\.97; acquiring a lease again/);
-    expect(text).toMatch(/the subnet changed: docker0 must be reconfigured/);
+    expect(text).toMatch(/the subnet changed \(the lease key was taken over by 192\.168\.77\.97\): moved from .*; docker0 must be reconfigured/);
     expect(text).not.toContain(`"subnet":"${moved}/24","publicIP":"${lab.host("h1").underlayAddress}"`);
     await lab.etcdctl(["del", key]);
   });

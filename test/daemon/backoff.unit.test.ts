@@ -29,6 +29,43 @@ describe("retryWithBackoff", () => {
     expect(failures).toEqual([1, 2]);
   });
 
+  it("wakeEarly ends a 30 s wait when its promise resolves, and its signal ends with the wait", async () => {
+    let attempts = 0;
+    const wakeSignals: AbortSignal[] = [];
+    const started = Date.now();
+    const result = await retryWithBackoff(
+      async () => {
+        if (++attempts < 2) throw new Error("full");
+        return "leased";
+      },
+      {
+        initialMs: 30_000,
+        maxMs: 30_000,
+        signal: new AbortController().signal,
+        onFailure: () => undefined,
+        wakeEarly: (_error, signal) => {
+          wakeSignals.push(signal);
+          return new Promise((resolve) => setTimeout(resolve, 20));
+        },
+      },
+    );
+    expect(result).toBe("leased");
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(wakeSignals.map((signal) => signal.aborted)).toEqual([true]);
+  });
+
+  it("a wakeEarly that fails leaves the back-off's own wait in charge", async () => {
+    let attempts = 0;
+    const started = Date.now();
+    await retryWithBackoff(
+      async () => {
+        if (++attempts < 2) throw new Error("full");
+      },
+      { initialMs: 50, maxMs: 50, signal: new AbortController().signal, onFailure: () => undefined, wakeEarly: () => Promise.reject(new Error("etcd down")) },
+    );
+    expect(Date.now() - started).toBeGreaterThanOrEqual(45);
+  });
+
   it("an abort during a 30 s back-off ends it at once with the signal's reason", async () => {
     const stop = new AbortController();
     const reason = new Error("stop requested");

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { parseNetworkConfig } from "../../src/config/network-config.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 import { acquireLease } from "../../src/lease/acquire.js";
-import { OutOfSubnetsError } from "../../src/lease/errors.js";
+import { OutOfSubnetsError, PublicIPInUseError } from "../../src/lease/errors.js";
 import { silentLogger } from "../../src/observe/logger.js";
 import { useEtcd } from "../support/etcd.js";
 import type { EtcdStore } from "../../src/store/etcd-store.js";
@@ -32,14 +32,41 @@ describe("acquireLease against a real etcd", () => {
     expect(ttl).toBeGreaterThan(590);
   });
 
-  it("reuses the lease that holds our PublicIP and revokes the old etcd lease", async () => {
+  it("reuses the lease that holds our PublicIP when the state dir recorded its etcd lease, and revokes the old etcd lease", async () => {
     const store = fixture().newStore();
     const first = await acquire(store, "192.168.77.2");
-    const second = await acquire(store, "192.168.77.2");
+    const second = await acquire(store, "192.168.77.2", { previousEtcdLeaseId: first.lease.etcdLeaseId });
     expect(second.how).toBe("reused-by-public-ip");
     expect(second.lease.subnet.equals(first.lease.subnet)).toBe(true);
     expect(second.lease.etcdLeaseId).not.toBe(first.lease.etcdLeaseId);
     expect(await store.timeToLive(first.lease.etcdLeaseId!)).toBeUndefined();
+  });
+
+  it("refuses a live lease with our PublicIP that nothing proves ours (a second host with the same --public-ip), touching nothing", async () => {
+    const store = fixture().newStore();
+    const first = await acquire(store, "192.168.77.12");
+    const before = await store.list(store.subnetsPrefix);
+    const refused = await acquire(store, "192.168.77.12").catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(PublicIPInUseError);
+    expect((refused as Error).message).toMatch(/PublicIP 192\.168\.77\.12 is already leased by .*10\.66\.\d+\.0-24.*another host runs with --public-ip 192\.168\.77\.12/);
+    // The first host's key and etcd lease are untouched: no revoke, no re-put.
+    expect(await store.list(store.subnetsPrefix)).toEqual(before);
+    expect(await store.timeToLive(first.lease.etcdLeaseId!)).toBeGreaterThan(590);
+    // Our subnet file naming it is proof enough (a restart after the state dir was lost).
+    const restarted = await acquire(store, "192.168.77.12", { previousSubnet: first.lease.subnet });
+    expect(restarted.how).toBe("reused-by-public-ip");
+  });
+
+  it("takes back its previous subnet when the key holds garbage (restart after the value was overwritten)", async () => {
+    const store = fixture().newStore();
+    const first = await acquire(store, "192.168.77.13");
+    await store.put(first.lease.key, "garbage");
+    const restarted = await acquire(store, "192.168.77.13", { previousSubnet: first.lease.subnet });
+    expect(restarted.how).toBe("reclaimed-malformed");
+    expect(restarted.lease.subnet.equals(first.lease.subnet)).toBe(true);
+    const stored = await store.get(first.lease.key);
+    expect(stored?.value).toBe('{"PublicIP":"192.168.77.13","PublicIPv6":null,"BackendType":"alloc"}');
+    expect(stored?.leaseId).toBe(restarted.lease.etcdLeaseId);
   });
 
   it("prefers the previous subnet from the subnet file when it is free", async () => {

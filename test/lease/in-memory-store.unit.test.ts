@@ -70,7 +70,8 @@ describe("InMemoryLeaseStore keeps etcd's semantics", () => {
 describe("acquireLease on the in-memory store", () => {
   it.each<[string, (store: InMemoryLeaseStore) => Promise<void>, Partial<AcquireRequest>, string, string | RegExp]>([
     ["nothing there: a random free subnet", async () => undefined, {}, "allocated", /^10\.66\.\d+\.0\/24$/],
-    ["our PublicIP already holds one: reused", async (s) => s.put(`${s.subnetsPrefix}10.66.40.0-24`, value("192.168.77.1"), await s.grantLease(600)), {}, "reused-by-public-ip", "10.66.40.0/24"],
+    ["our PublicIP already holds our previous subnet: reused", async (s) => s.put(`${s.subnetsPrefix}10.66.40.0-24`, value("192.168.77.1"), await s.grantLease(600)), { previousSubnet: Ipv4Subnet.parse("10.66.40.0/24") }, "reused-by-public-ip", "10.66.40.0/24"],
+    ["our PublicIP on the etcd lease our state dir recorded: reused", async (s) => s.put(`${s.subnetsPrefix}10.66.42.0-24`, value("192.168.77.1"), await s.grantLease(600)), { previousEtcdLeaseId: "7587880000000000001" /* the fresh store's first grant */ }, "reused-by-public-ip", "10.66.42.0/24"],
     ["a reservation for our PublicIP: kept", async (s) => s.put(`${s.subnetsPrefix}10.66.41.0-24`, value("192.168.77.1")), {}, "reservation", "10.66.41.0/24"],
     ["the previous subnet is free: taken", async () => undefined, { previousSubnet: Ipv4Subnet.parse("10.66.200.0/24") }, "previous-subnet", "10.66.200.0/24"],
     ["the previous subnet is taken: another one", async (s) => s.put(`${s.subnetsPrefix}10.66.200.0-24`, value("192.168.77.9")), { previousSubnet: Ipv4Subnet.parse("10.66.200.0/24") }, "allocated", /^10\.66\.(?!200\.)\d+\.0\/24$/],
@@ -91,7 +92,7 @@ describe("acquireLease on the in-memory store", () => {
   it("reusing revokes the old store lease", async () => {
     const store = new InMemoryLeaseStore();
     const first = await acquire(store, "192.168.77.2");
-    const second = await acquire(store, "192.168.77.2");
+    const second = await acquire(store, "192.168.77.2", { previousSubnet: first.lease.subnet });
     expect(second.lease.etcdLeaseId).not.toBe(first.lease.etcdLeaseId);
     expect(await store.timeToLive(first.lease.etcdLeaseId!)).toBeUndefined();
   });
@@ -204,7 +205,7 @@ describe("PeerWatcher on the in-memory store", () => {
     const watcher = new PeerWatcher({
       store,
       logger,
-      ownKey: () => ownKey,
+      ownLease: () => (ownKey ? { key: ownKey } : undefined),
       ownPublicIP: "192.168.77.1",
       onPeers: async (events) => void seen.push(...events),
       onOwnLeaseLost: (why) => lost.push(why),

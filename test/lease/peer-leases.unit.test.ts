@@ -1,9 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { PeerLeases, type PeerLeasesUpdate } from "../../src/lease/peer-leases.js";
+import { PeerLeases, type OwnLeaseRef, type PeerLeasesUpdate } from "../../src/lease/peer-leases.js";
+import { parseLeaseValue } from "../../src/lease/lease-value.js";
 import type { StoredKey, WatchEvent } from "../../src/store/records.js";
 
 const P = "/coreos.com/network/subnets/";
-const OWN = `${P}10.66.1.0-24`;
+const OWN_KEY = `${P}10.66.1.0-24`;
+/** The own lease known by its key only (no value check). */
+const OWN: OwnLeaseRef = { key: OWN_KEY };
 const OUR_IP = "192.168.77.1";
 
 const value = (ip: string, mac = "aa:bb:cc:dd:ee:01") =>
@@ -18,6 +21,8 @@ function summary(update: PeerLeasesUpdate): string[] {
   return [
     ...update.changes.map((change) => `${change.kind} ${change.lease.subnet} ${change.lease.attrs.publicIP}${change.previous ? ` (was ${change.previous.attrs.publicIP})` : ""}`),
     ...update.ownLeaseLost.map((why) => `lost: ${why}`),
+    ...update.ownLeaseAltered.map((altered) => `altered ${altered.kind} ${altered.stored.key.slice(P.length)}`),
+    ...update.sharedVtepMac.map((shared) => `shared-mac ${shared.mac} ${shared.peer.key.slice(P.length)}`),
     ...update.malformed.map((skipped) => `malformed ${skipped.key.slice(P.length)}`),
     ...update.carryingOurIP.map((ours) => `ours ${ours.slice(P.length)}`),
   ];
@@ -32,13 +37,14 @@ describe("PeerLeases.reset (a full listing)", () => {
     ["a reservation of ours in another range is never a peer", [], [key(1, OUR_IP), key(99, OUR_IP)], ["ours 10.66.99.0-24"]],
     ["malformed keys and values are skipped and reported", [], [key(1, OUR_IP), raw("garbage", value("192.168.77.5")), raw("10.66.5.0-24", "{not json"), key(7, "192.168.77.7")], ["added 10.66.7.0/24 192.168.77.7", "malformed garbage", "malformed 10.66.5.0-24"]],
     ["the own key missing from the listing: the own lease is lost", [], [key(2, "192.168.77.2")], ["added 10.66.2.0/24 192.168.77.2", "lost: the lease key was deleted"]],
-    ["a malformed own key is still the own key: present, and never a peer", [], [raw("10.66.1.0-24", "{not json")], ["malformed 10.66.1.0-24"]],
+    ["a malformed own key is still the own key: present, never a peer, reported as altered (not as a peer to skip)", [], [raw("10.66.1.0-24", "{not json")], ["altered malformed 10.66.1.0-24"]],
+    ["the own key held by another PublicIP in a listing: taken over (a displaced host notices at resync)", [], [key(1, "192.168.77.50"), key(2, "192.168.77.2")], ["added 10.66.2.0/24 192.168.77.2", "lost: the lease key was taken over by 192.168.77.50"]],
   ])("%s", (_name, before, listing, expected) => {
     const table = new PeerLeases(OUR_IP);
     table.reset([key(1, OUR_IP), ...before], OWN);
     expect(summary(table.reset(listing, OWN))).toEqual(expected);
     const peers = table.current().map((lease) => lease.key);
-    expect(peers).not.toContain(OWN);
+    expect(peers).not.toContain(OWN_KEY);
   });
 
   it("without an own key nothing is reported lost; without our PublicIP only the own key is excluded", () => {
@@ -66,7 +72,7 @@ describe("PeerLeases.apply (watch events)", () => {
     ["our own renewal or backend change is never a peer event", [put(1, OUR_IP, "aa:bb:cc:dd:ee:02")], [], ["10.66.2.0/24"]],
     ["another PublicIP in the own key: taken over", [put(1, "192.168.77.50")], ["lost: the lease key was taken over by 192.168.77.50"], ["10.66.2.0/24"]],
     ["the own key deleted: lost", [del(1)], ["lost: the lease key was deleted"], ["10.66.2.0/24"]],
-    ["a malformed value in the own key is not a takeover", [{ type: "put", ...raw("10.66.1.0-24", "{not json") }], [], ["10.66.2.0/24"]],
+    ["a malformed value in the own key is not a takeover but an alteration", [{ type: "put", ...raw("10.66.1.0-24", "{not json") }], ["altered malformed 10.66.1.0-24"], ["10.66.2.0/24"]],
     ["each own-key event reports on its own, in order", [put(1, "192.168.77.50"), del(1)], ["lost: the lease key was taken over by 192.168.77.50", "lost: the lease key was deleted"], ["10.66.2.0/24"]],
   ])("%s", (_name, events, expected, peersAfter) => {
     const table = start();
@@ -84,5 +90,40 @@ describe("PeerLeases.apply (watch events)", () => {
     const table = start();
     table.apply([put(3, "192.168.77.3")], OWN);
     expect(summary(table.reset([key(1, OUR_IP), key(2, "192.168.77.2"), key(3, "192.168.77.3")], OWN))).toEqual([]);
+  });
+});
+
+describe("PeerLeases: what is in our own key, and peers sharing our VtepMAC", () => {
+  const ourValue = key(1, OUR_IP, "aa:bb:cc:dd:ee:01");
+  const FULL: OwnLeaseRef = { key: OWN_KEY, attrs: parseLeaseValue(ourValue.value), etcdLeaseId: "7" };
+  const start = () => {
+    const table = new PeerLeases(OUR_IP);
+    table.reset([ourValue, key(2, "192.168.77.2", "aa:bb:cc:dd:ee:02")], FULL);
+    return table;
+  };
+
+  it.each<[string, WatchEvent[], string[]]>([
+    ["our value re-put on our etcd lease (a renewal or our own rewrite): nothing", [put(1, OUR_IP, "aa:bb:cc:dd:ee:01")], []],
+    ["a wrong VtepMAC in our key: altered", [put(1, OUR_IP, "aa:bb:cc:dd:ee:66")], ["altered value-differs 10.66.1.0-24"]],
+    ["garbage in our key: altered", [{ type: "put", ...raw("10.66.1.0-24", "garbage") }], ["altered malformed 10.66.1.0-24"]],
+    ["our value on another etcd lease: another host with our PublicIP", [{ ...put(1, OUR_IP, "aa:bb:cc:dd:ee:01"), leaseId: "8" }], ["altered foreign-etcd-lease 10.66.1.0-24"]],
+    ["our value with no etcd lease (weft reserve kept it): the operator's reservation, nothing", [{ ...put(1, OUR_IP, "aa:bb:cc:dd:ee:01"), leaseId: "0" }], []],
+    ["a new peer with our VtepMAC: reported", [put(3, "192.168.77.3", "AA:BB:CC:DD:EE:01")], ["added 10.66.3.0/24 192.168.77.3", "shared-mac aa:bb:cc:dd:ee:01 10.66.3.0-24"]],
+    ["a peer changing to our VtepMAC: reported", [put(2, "192.168.77.2", "aa:bb:cc:dd:ee:01")], ["changed 10.66.2.0/24 192.168.77.2 (was 192.168.77.2)", "shared-mac aa:bb:cc:dd:ee:01 10.66.2.0-24"]],
+  ])("%s", (_name, events, expected) => {
+    expect(summary(start().apply(events, FULL))).toEqual(expected);
+  });
+
+  it("a listing checks the value of our key too", () => {
+    const table = start();
+    expect(summary(table.reset([key(1, OUR_IP, "aa:bb:cc:dd:ee:66"), key(2, "192.168.77.2", "aa:bb:cc:dd:ee:02")], FULL))).toEqual(["altered value-differs 10.66.1.0-24"]);
+  });
+
+  it("holdRemovals keeps peers a listing lacks or an event deletes, and still reports the own key lost", () => {
+    const table = start();
+    expect(summary(table.reset([], FULL, { holdRemovals: true }))).toEqual(["lost: the lease key was deleted"]);
+    expect(summary(table.apply([del(2)], FULL, { holdRemovals: true }))).toEqual([]);
+    expect(table.current().map((lease) => lease.subnet.toString())).toEqual(["10.66.2.0/24"]);
+    expect(summary(table.reset([ourValue], FULL))).toEqual(["removed 10.66.2.0/24 192.168.77.2"]);
   });
 });

@@ -5,6 +5,10 @@ import { silentLogger } from "../../src/observe/logger.js";
 import { EtcdStore } from "../../src/store/etcd-store.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { useEtcd } from "../support/etcd.js";
+import { EtcdServer, freeLoopbackPort } from "../../src/lab/etcd-server.js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const fixture = useEtcd();
 
@@ -17,7 +21,7 @@ function recordingWatcher(store: EtcdStore, ownKey?: string, extra: { resyncs?: 
   const watcher = new PeerWatcher({
     store,
     logger: silentLogger(),
-    ownKey: () => ownKey,
+    ownLease: () => (ownKey ? { key: ownKey } : undefined),
     ownPublicIP: extra.ownPublicIP,
     onPeers: async (events) => {
       seen.push(...events);
@@ -160,11 +164,118 @@ describe("PeerWatcher against a real etcd", () => {
       const kinds = seen.slice(2).map((event) => `${event.kind} ${event.lease.subnet}`).sort();
       expect(kinds).toEqual(["added 10.66.22.0/24", "changed 10.66.21.0/24", "removed 10.66.20.0/24"]);
       expect(watcher.current().map((lease) => lease.subnet.toString()).sort()).toEqual(["10.66.21.0/24", "10.66.22.0/24"]);
-      expect(resyncs).toContain("compacted");
+      // The watch coming back re-lists at once ("reconnected"); if etcd3's own re-created watch
+      // reports the compaction first, that re-lists too. Either way one listing repairs it all.
+      expect(resyncs.some((reason) => reason === "compacted" || reason === "reconnected")).toBe(true);
       await watcher.stop();
     } finally {
       store.close();
       await proxy.close();
+    }
+  });
+
+  it("after a partition, the re-listing checks who holds the own key: a takeover meanwhile is reported", async () => {
+    const proxy = await TcpProxy.start(fixture().server.options.clientPort);
+    const prefix = `/weft-test-takeover/network`;
+    const writer = fixture().newStore(prefix);
+    const store = new EtcdStore({ endpoints: [proxy.endpoint], prefix, callTimeoutMs: 2000 });
+    try {
+      const own = `${writer.subnetsPrefix}10.66.1.0-24`;
+      await writer.put(own, value("192.168.77.1"));
+      const lost: string[] = [];
+      const resyncs: string[] = [];
+      const { watcher } = recordingWatcher(store, own, { ownLost: (why) => lost.push(why), ownPublicIP: "192.168.77.1", resyncs });
+      await watcher.start();
+      proxy.cut();
+      // Taken over and compacted away while we could not see it: only a listing can tell.
+      await writer.put(own, value("192.168.77.50"));
+      const { Etcd3 } = await import("etcd3");
+      const client = new Etcd3({ hosts: fixture().server.endpoint });
+      const head = await client.get("x").exec();
+      await client.kv.compact({ revision: head.header.revision, physical: true });
+      client.close();
+      proxy.restore();
+      await expect.poll(() => lost, { timeout: 20_000 }).toEqual(["the lease key was taken over by 192.168.77.50"]);
+      await watcher.stop();
+    } finally {
+      store.close();
+      await proxy.close();
+    }
+  });
+});
+
+describe("PeerWatcher and a cloned state dir", () => {
+  it("logs an error naming both hosts when a peer advertises our VtepMAC", async () => {
+    const store = fixture().newStore();
+    const own = `${store.subnetsPrefix}10.66.1.0-24`;
+    await store.put(own, value("192.168.77.1", "aa:bb:cc:dd:ee:01"));
+    const lines: string[] = [];
+    const { pino } = await import("pino");
+    const { Writable } = await import("node:stream");
+    const logger = pino(new Writable({ write: (chunk: Buffer, _encoding, done) => (lines.push(chunk.toString()), done()) }));
+    const watcher = new PeerWatcher({
+      store,
+      logger,
+      ownLease: () => ({ key: own, attrs: { publicIP: "192.168.77.1", publicIPv6: null, backendType: "vxlan", backendData: { VNI: 1, VtepMAC: "aa:bb:cc:dd:ee:01" } } }),
+      ownPublicIP: "192.168.77.1",
+      onPeers: async () => undefined,
+      onOwnLeaseLost: () => undefined,
+    });
+    await watcher.start();
+    await store.put(`${store.subnetsPrefix}10.66.2.0-24`, value("192.168.77.2", "AA:BB:CC:DD:EE:01"));
+    await expect.poll(() => lines.join(""), { timeout: 5000 }).toContain("peer 192.168.77.2 (");
+    const line = JSON.parse(lines.find((text) => text.includes("advertises our VtepMAC"))!) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: 50, peerPublicIP: "192.168.77.2", ownPublicIP: "192.168.77.1", vtepMAC: "aa:bb:cc:dd:ee:01", ownKey: own });
+    expect(line.msg).toMatch(/advertises our VtepMAC aa:bb:cc:dd:ee:01 \(we are 192\.168\.77\.1, .*10\.66\.1\.0-24\): two hosts share one weft state dir/);
+    await watcher.stop();
+  });
+});
+
+describe("PeerWatcher when etcd comes back empty (its data dir lost)", () => {
+  it("re-lists on reconnect: reports the config gone and the own key lost, keeps the peers, and sees the config back", async () => {
+    /*
+     *   watcher --(loopback)--> etcd :P   (stopped, data dir emptied, started again on :P)
+     */
+    const dataDir = await mkdtemp(join(tmpdir(), "weft-etcd-empty-"));
+    const server = await EtcdServer.start({ dataDir, clientPort: await freeLoopbackPort(), peerPort: await freeLoopbackPort() });
+    const prefix = "/weft-test-empty/network";
+    const store = new EtcdStore({ endpoints: [server.endpoint], prefix, callTimeoutMs: 2000 });
+    try {
+      const own = `${store.subnetsPrefix}10.66.1.0-24`;
+      await store.put(store.configKey, '{"Network":"10.66.0.0/16"}');
+      await store.put(own, value("192.168.77.1"));
+      await store.put(`${store.subnetsPrefix}10.66.2.0-24`, value("192.168.77.2"));
+      const lost: string[] = [];
+      const configs: (string | undefined)[] = [];
+      const peers: PeerEvent[] = [];
+      const watcher = new PeerWatcher({
+        store,
+        logger: silentLogger(),
+        ownLease: () => ({ key: own }),
+        ownPublicIP: "192.168.77.1",
+        onPeers: async (events) => void peers.push(...events),
+        onOwnLeaseLost: (why) => lost.push(why),
+        onConfig: (config) => configs.push(config),
+      });
+      await watcher.start();
+      await server.stopProcess();
+      await rm(dataDir, { recursive: true, force: true });
+      await server.launch();
+      const restartedAt = Date.now();
+      await expect.poll(() => lost, { timeout: 15_000 }).toEqual(["the lease key was deleted"]);
+      const noticedMs = Date.now() - restartedAt;
+      expect(noticedMs).toBeLessThan(10_000);
+      expect(configs).toEqual(['{"Network":"10.66.0.0/16"}', undefined]);
+      // The peer is held while the config is gone (no route torn down because etcd forgot).
+      expect(peers.map((event) => event.kind)).toEqual(["added"]);
+      expect(watcher.current().map((lease) => lease.subnet.toString())).toEqual(["10.66.2.0/24"]);
+      await store.put(store.configKey, '{"Network":"10.66.0.0/16"}');
+      await expect.poll(() => configs.length, { timeout: 5000 }).toBe(3);
+      await watcher.stop();
+    } finally {
+      store.close();
+      await server.stop();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });

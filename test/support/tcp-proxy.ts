@@ -2,11 +2,13 @@ import { createServer, connect, type Server, type Socket } from "node:net";
 
 /**
  * A loopback TCP proxy a test can cut and restore, to partition a client from etcd while the
- * test keeps writing to etcd directly.
+ * test keeps writing to etcd directly; `delayMs` makes it a slow link (each way, order kept).
  */
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private open = true;
+  /** Added to every chunk in each direction (a slow etcd); changeable while connections are open. */
+  delayMs = 0;
 
   private constructor(
     private readonly server: Server,
@@ -26,7 +28,14 @@ export class TcpProxy {
         socket.on("close", () => proxy?.sockets.delete(socket));
         socket.on("error", () => socket.destroy());
       }
-      client.pipe(upstream).pipe(client);
+      const forward = (from: Socket, to: Socket) =>
+        from.on("data", (chunk: Buffer) => {
+          const delay = proxy?.delayMs ?? 0;
+          if (delay === 0) to.write(chunk);
+          else setTimeout(() => to.writable && to.write(chunk), delay);
+        });
+      forward(client, upstream);
+      forward(upstream, client);
       client.on("close", () => upstream.destroy());
       upstream.on("close", () => client.destroy());
     });

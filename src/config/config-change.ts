@@ -1,0 +1,20 @@
+import { formatIpv4 } from "../net/ipv4.js";
+import type { NetworkConfig } from "./network-config.js";
+
+/**
+ * Why `next` cannot replace `running` in a live daemon: the fields leases and routes depend on
+ * (Network, SubnetLen, SubnetMin, SubnetMax, Backend.Type), as "Network 10.66.0.0/16 → 10.77.0.0/16, …";
+ * undefined when it can (backend options and the rest are not checked here).
+ */
+export function incompatibility(running: NetworkConfig, next: NetworkConfig): string | undefined {
+  const fields: [string, string, string][] = [
+    ["Network", running.network.toString(), next.network.toString()],
+    ["SubnetLen", String(running.subnetLen), String(next.subnetLen)],
+    ["SubnetMin", formatIpv4(running.subnetMin), formatIpv4(next.subnetMin)],
+    ["SubnetMax", formatIpv4(running.subnetMax), formatIpv4(next.subnetMax)],
+    ["Backend.Type", running.backend.type, next.backend.type],
+  ];
+  const changed = fields.filter(([, a, b]) => a !== b).map(([name, a, b]) => `${name} ${a} → ${b}`);
+  return changed.length > 0 ? changed.join(", ") : undefined;
+}
+

@@ -1,0 +1,353 @@
+/*
+ * The fault-injection suite (`npm run test:resilience`): per backend, a lab with a continuous
+ * probe between containers on different hosts while faults are injected, one table at the end.
+ *
+ *                       <lab>-ul  bridge ul0, 192.168.77.0/24
+ *        +---------------+---------------+---------------+
+ *   <lab>-etcd .2    <lab>-h1 .11    <lab>-h2 .12    <lab>-h3 .13 (joins after the etcd outage)
+ *   etcd :2379       weft run        weft run        weft run
+ *   (killed, frozen,  docker0         docker0         docker0
+ *    emptied)          |               |               |
+ *                    h1c1 ==========> h2c1            h3c1
+ *                     ping every 10 ms (lost/sent, longest gap)
+ *                     TCP 1 MB/s, every byte checked (stall, corrupt bytes)
+ *
+ * Then 30 alloc daemons racing for 24 subnets, all sent SIGTERM at once: how fast they exit.
+ * Rows: scenario | backend | lost/sent | longest gap | tcp | daemons alive | recovery | etcd state.
+ * "etcd state correct": one lease per live host, holding its subnet (its subnet.env) and its
+ * PublicIP, and no other key under subnets/. Recovery: from the end of the fault to that state.
+ * Knobs: RESILIENCE_BACKENDS=udp,vxlan-userspace,vxlan  RESILIENCE_ETCD_DOWN_S=20  RESILIENCE_ETCD_FROZEN_S=10
+ */
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { afterAll, describe, expect, it } from "vitest";
+import { buildLab, type Lab } from "../../src/lab/lab.js";
+import { startDaemon } from "../../src/lab/lab-daemon.js";
+import { uniquePrefix } from "../../src/lab/netns.js";
+import { startPingStream, type PingStreamResult } from "../../src/lab/ping-stream.js";
+import { startTcpStream, type TcpStreamResult } from "../../src/lab/tcp-stream.js";
+import { formatTable } from "../../src/observe/text-table.js";
+import { isAlive } from "../../src/process/pids.js";
+
+const PREFIX = "/coreos.com/network";
+const ETCD_DOWN_S = Number(process.env.RESILIENCE_ETCD_DOWN_S ?? 20);
+const ETCD_FROZEN_S = Number(process.env.RESILIENCE_ETCD_FROZEN_S ?? 10);
+
+const BACKENDS: Record<string, { backend: string; backendOptions?: Record<string, unknown>; userspace: boolean }> = {
+  udp: { backend: "udp", userspace: true },
+  "vxlan-userspace": { backend: "vxlan", backendOptions: { Userspace: true }, userspace: true },
+  vxlan: { backend: "vxlan", userspace: false },
+};
+const selected = (process.env.RESILIENCE_BACKENDS ?? "udp,vxlan-userspace,vxlan").split(",").filter((name) => name in BACKENDS);
+
+interface Row {
+  scenario: string;
+  backend: string;
+  ping?: PingStreamResult;
+  tcp?: TcpStreamResult;
+  alive: string;
+  recoveryMs?: number;
+  etcdState: string;
+  note?: string;
+}
+const rows: Row[] = [];
+
+const kib = (bytes: number) => Math.round(bytes / 1024);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function formatRows(): string {
+  const header = ["scenario", "backend", "lost/sent", "longest gap", "tcp: stall, received/sent, corrupt", "daemons alive", "recovery", "etcd state correct"];
+  const body = rows.map((row) => [
+    row.scenario,
+    row.backend,
+    row.ping ? `${row.ping.lost}/${row.ping.sent}` : "-",
+    row.ping ? `${row.ping.longestGapMs} ms` : "-",
+    row.tcp ? (row.tcp.error ? `BROKEN ${row.tcp.error}` : `${row.tcp.longestStallMs} ms, ${kib(row.tcp.receivedBytes)}/${kib(row.tcp.sentBytes)} KiB, ${row.tcp.corruptBytes} B`) : "-",
+    row.alive,
+    row.recoveryMs === undefined ? "-" : `${(row.recoveryMs / 1000).toFixed(2)} s`,
+    row.etcdState + (row.note ? ` (${row.note})` : ""),
+  ]);
+  return formatTable([header, ...body]);
+}
+
+afterAll(async () => {
+  if (rows.length === 0) return;
+  const table = formatRows();
+  console.log(`\n${table}\n`);
+  await mkdir("test-results", { recursive: true });
+  await writeFile("test-results/resilience-table.txt", `${table}\n`);
+});
+
+/** etcd as it should be for `live` hosts: undefined when right, else what is wrong. */
+async function etcdStateProblem(lab: Lab, live: readonly string[]): Promise<string | undefined> {
+  const listing = await lab.etcdctl(["get", "--prefix", `${PREFIX}/subnets/`]);
+  const lines = listing.stdout.split("\n").filter(Boolean);
+  const stored = new Map<string, string>();
+  for (let i = 0; i + 1 < lines.length; i += 2) stored.set(lines[i] as string, lines[i + 1] as string);
+  const expected = new Set<string>();
+  for (const name of live) {
+    const host = lab.host(name);
+    const env = await readFile(host.state.subnetFile, "utf8").catch(() => "");
+    const third = /FLANNEL_SUBNET=10\.66\.(\d+)\.1\/24/.exec(env)?.[1];
+    if (!third) return `${name}: no subnet in its subnet file`;
+    const key = `${PREFIX}/subnets/10.66.${third}.0-24`;
+    expected.add(key);
+    const value = stored.get(key);
+    if (!value) return `${name}: no lease ${key}`;
+    if (!value.includes(`"PublicIP":"${host.underlayAddress}"`)) return `${name}: ${key} holds ${value}`;
+  }
+  const orphans = [...stored.keys()].filter((key) => !expected.has(key));
+  if (orphans.length > 0) return `orphans: ${orphans.join(", ")}`;
+  return undefined;
+}
+
+async function timeUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<number | undefined> {
+  const started = Date.now();
+  while (!(await check().catch(() => false))) {
+    if (Date.now() - started > timeoutMs) return undefined;
+    await sleep(100);
+  }
+  return Date.now() - started;
+}
+
+describe.each(selected)("resilience with %s", (backendName) => {
+  const { backend, backendOptions, userspace } = BACKENDS[backendName]!;
+  let lab: Lab;
+  const live = ["h1", "h2"];
+
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  /**
+   * Runs one scenario with both probes h1c1 → h2c1 flowing: `inject` does the fault and
+   * returns when it is over (the moment recovery is measured from).
+   */
+  async function scenario(name: string, inject: () => Promise<void>, options: { lossAllowed?: string; recovered?: () => Promise<boolean> } = {}): Promise<Row> {
+    const from = lab.containers.find((container) => container.host === "h1")!;
+    const to = lab.containers.find((container) => container.host === "h2")!;
+    const ping = startPingStream(from.namespace, to.address!);
+    const tcp = await startTcpStream(from.namespace, to.namespace, to.address!, 7000 + rows.length);
+    let pingResult: PingStreamResult | undefined;
+    let tcpResult: TcpStreamResult | undefined;
+    let recoveryMs: number | undefined;
+    let problem: string | undefined;
+    try {
+      await tcp.flowing();
+      if ((await timeUntil(async () => ping.received() >= 20, 10_000)) === undefined) throw new Error("the ping stream does not flow before the fault");
+      await inject();
+      recoveryMs = await timeUntil(async () => (await etcdStateProblem(lab, live)) === undefined && (await (options.recovered?.() ?? true)), 60_000);
+      await sleep(1000); // the stream keeps running a while after recovery
+    } finally {
+      pingResult = await ping.stop().catch(() => undefined);
+      tcpResult = await tcp.stop().catch(() => undefined);
+      problem = await etcdStateProblem(lab, live).catch((error: Error) => error.message);
+    }
+    const alive = live.filter((host) => isAlive(lab.host(host).state.daemonPid ?? -1));
+    const row: Row = {
+      scenario: name,
+      backend: backendName,
+      ping: pingResult,
+      tcp: tcpResult,
+      alive: `${alive.length}/${live.length}`,
+      recoveryMs,
+      etcdState: problem === undefined ? "yes" : `NO: ${problem}`,
+      ...(options.lossAllowed && (pingResult?.lost ?? 0) > 0 ? { note: options.lossAllowed } : {}),
+    };
+    rows.push(row);
+    return row;
+  }
+
+  function expectClean(row: Row, options: { lossAllowed?: boolean } = {}): void {
+    expect(row.etcdState).toBe("yes");
+    expect(row.alive).toBe(`${live.length}/${live.length}`);
+    expect(row.tcp?.error).toBeUndefined();
+    expect(row.tcp?.corruptBytes).toBe(0);
+    if (!options.lossAllowed) {
+      expect(row.ping?.lost).toBe(0);
+      // Everything sent arrived by the end (the stream did not silently stop).
+      expect(row.tcp!.receivedBytes).toBeGreaterThanOrEqual(row.tcp!.sentBytes);
+    }
+  }
+
+  it("builds the lab", async () => {
+    lab = await buildLab({
+      name: uniquePrefix("wrs").replace(/-$/, ""),
+      hosts: 3,
+      containersPerHost: 1,
+      backend,
+      backendOptions,
+      labDir: undefined,
+      deferredHosts: ["h3"],
+    });
+    expect(await etcdStateProblem(lab, live)).toBeUndefined();
+  });
+
+  it(`etcd killed ${ETCD_DOWN_S} s, restarted on its data`, async () => {
+    const row = await scenario(`etcd killed ${ETCD_DOWN_S} s`, async () => {
+      await lab.stopEtcd();
+      await sleep(ETCD_DOWN_S * 1000);
+      await lab.startEtcd();
+    });
+    expectClean(row);
+  });
+
+  it("a new host joins after the outage", async () => {
+    const started = Date.now();
+    await lab.startDaemon("h3");
+    live.push("h3");
+    const h3 = lab.containers.find((container) => container.host === "h3")!;
+    const from = lab.containers.find((container) => container.host === "h1")!;
+    // Reachable from h1's container: h1 learned h3's lease from its watch.
+    const reachableMs = await timeUntil(async () => (await from.exec("ping", ["-n", "-c", "1", "-W", "1", h3.address!], { allowFailure: true })).exitCode === 0, 30_000);
+    const problem = await etcdStateProblem(lab, live);
+    rows.push({
+      scenario: "new host joins after the outage",
+      backend: backendName,
+      alive: `${live.filter((host) => isAlive(lab.host(host).state.daemonPid ?? -1)).length}/${live.length}`,
+      recoveryMs: reachableMs === undefined ? undefined : Date.now() - started,
+      etcdState: problem === undefined ? "yes" : `NO: ${problem}`,
+      note: "recovery = start to first ping h1c1 → h3c1",
+    });
+    expect(reachableMs).toBeDefined();
+    expect(problem).toBeUndefined();
+  });
+
+  it(`etcd frozen ${ETCD_FROZEN_S} s (SIGSTOP)`, async () => {
+    const row = await scenario(`etcd frozen ${ETCD_FROZEN_S} s`, async () => {
+      lab.freezeEtcd();
+      try {
+        await sleep(ETCD_FROZEN_S * 1000);
+      } finally {
+        lab.thawEtcd();
+      }
+    });
+    expectClean(row);
+  });
+
+  it("etcd restarted from an empty data dir, config restored 2 s later", async () => {
+    const row = await scenario("etcd data lost, config restored", async () => {
+      await lab.restartEtcdEmpty();
+      await sleep(2000);
+      await lab.restoreNetworkConfig();
+    });
+    expectClean(row);
+    expect(row.recoveryMs).toBeLessThan(10_000);
+  });
+
+  it("own lease overwritten with garbage (h2)", async () => {
+    const key = await ownKey(lab, "h2");
+    const row = await scenario("own lease value garbage", () => lab.etcdctl(["put", key, "{garbage"]).then(() => undefined));
+    expectClean(row);
+  });
+
+  it("own lease overwritten with another PublicIP's attrs kept but a wrong VtepMAC / backend (h2)", async () => {
+    const key = await ownKey(lab, "h2");
+    const current = (await lab.etcdctl(["get", key, "--print-value-only"])).stdout.trim();
+    const wrong = current.includes("VtepMAC") ? current.replace(/"VtepMAC":"[^"]+"/, '"VtepMAC":"02:00:00:00:00:01"') : current.replace(/"BackendType":"[^"]+"/, '"BackendType":"host-gw"');
+    const row = await scenario("own lease wrong VtepMAC/backend", () => lab.etcdctl(["put", key, wrong]).then(() => undefined));
+    expectClean(row);
+  });
+
+  it("own lease key deleted by hand (h2)", async () => {
+    const key = await ownKey(lab, "h2");
+    const row = await scenario("own lease key deleted", () => lab.etcdctl(["del", key]).then(() => undefined));
+    expectClean(row);
+  });
+
+  it("the network config replaced by another Network, then by garbage, then restored", async () => {
+    const row = await scenario("config: other Network, garbage, restored", async () => {
+      await lab.etcdctl(["put", `${PREFIX}/config`, `{"Network":"10.77.0.0/16","Backend":{"Type":"${backend}"}}`]);
+      await sleep(1000);
+      await lab.etcdctl(["put", `${PREFIX}/config`, "{garbage"]);
+      await sleep(1000);
+      await lab.restoreNetworkConfig();
+    });
+    expectClean(row);
+    expect(await readFile(lab.host("h1").state.logFile, "utf8")).toMatch(/is for another network \(Network 10\.66\.0\.0\/16 → 10\.77\.0\.0\/16, SubnetMin 10\.66\.1\.0 → 10\.77\.1\.0, SubnetMax 10\.66\.255\.0 → 10\.77\.255\.0\): refused/);
+  });
+
+  it("the backend's device deleted from under the daemon (h2)", async () => {
+    const links = (await lab.host("h2").exec("ip", ["-o", "link", "show"])).stdout;
+    // kernel vxlan flannel.1, udp's TUN flannel0, userspace vxlan's TUN weft.1
+    const device = /^\d+: ((?:flannel|weft\.)[^:@\s]*)/m.exec(links)?.[1];
+    expect(device, links).toBeDefined();
+    const exists = async () => (await lab.host("h2").exec("ip", ["link", "show", "dev", device!], { allowFailure: true })).exitCode === 0;
+    const row = await scenario(`device ${device} deleted`, () => lab.host("h2").exec("ip", ["link", "del", device!]).then(() => undefined), {
+      lossAllowed: "packets in flight while the device is gone",
+      recovered: async () => (await exists()) && (await lab.containers.find((c) => c.host === "h1")!.exec("ping", ["-n", "-c", "1", "-W", "1", lab.containers.find((c) => c.host === "h2")!.address!], { allowFailure: true })).exitCode === 0,
+    });
+    row.note = `${row.note ? `${row.note}; ` : ""}recovery = device back and a ping through it`;
+    expectClean(row, { lossAllowed: true });
+    expect(row.recoveryMs).toBeLessThan(3000);
+  });
+
+  it("daemon SIGTERM + restart (h2)", async () => {
+    const limit = "userspace engine stops with its daemon";
+    const row = await scenario(
+      "daemon SIGTERM + restart",
+      async () => {
+        await lab.stopDaemon("h2");
+        await lab.startDaemon("h2");
+      },
+      { lossAllowed: userspace ? limit : undefined },
+    );
+    expectClean(row, { lossAllowed: userspace });
+  });
+
+  it("daemon SIGKILL + restart (h2)", async () => {
+    const limit = "userspace engine dies with its daemon";
+    const row = await scenario(
+      "daemon SIGKILL + restart",
+      async () => {
+        const pid = lab.host("h2").state.daemonPid!;
+        process.kill(pid, "SIGKILL");
+        await timeUntil(async () => !isAlive(pid), 10_000);
+        await lab.startDaemon("h2");
+      },
+      { lossAllowed: userspace ? limit : undefined },
+    );
+    expectClean(row, { lossAllowed: userspace });
+  });
+});
+
+async function ownKey(lab: Lab, host: string): Promise<string> {
+  const env = await readFile(lab.host(host).state.subnetFile, "utf8");
+  const third = /FLANNEL_SUBNET=10\.66\.(\d+)\.1\/24/.exec(env)?.[1];
+  if (!third) throw new Error(`${host}: no subnet in ${env}`);
+  return `${PREFIX}/subnets/10.66.${third}.0-24`;
+}
+
+describe("a full network stopped at once", () => {
+  let lab: Lab;
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it("30 alloc daemons racing for 24 subnets all exit within a few seconds of SIGTERM", async () => {
+    lab = await buildLab({ name: uniquePrefix("wrf").replace(/-$/, ""), hosts: 30, containersPerHost: 0, daemons: "none" });
+    await lab.etcdctl(["put", `${PREFIX}/config`, '{"Network":"10.66.0.0/16","SubnetMin":"10.66.100.0","SubnetMax":"10.66.123.0","Backend":{"Type":"alloc"}}']);
+    await Promise.all(lab.hosts.map((host) => startDaemon(lab.state, host.state)));
+    await lab.save();
+    const keys = async () => (await lab.etcdctl(["get", "--prefix", "--keys-only", `${PREFIX}/subnets/`])).stdout.split("\n").filter(Boolean);
+    const leasedMs = await timeUntil(async () => (await keys()).length === 24, 90_000);
+    const logs = () => Promise.all(lab.hosts.map((host) => readFile(host.state.logFile, "utf8").catch(() => "")));
+    // The six without a subnet are waiting in their back-off when the signal comes.
+    await timeUntil(async () => (await logs()).filter((text) => text.includes("out of subnets")).length === 6, 60_000);
+    const pids = lab.hosts.map((host) => host.state.daemonPid!);
+    const signalled = Date.now();
+    for (const pid of pids) process.kill(pid, "SIGTERM");
+    const exitedMs = await timeUntil(async () => pids.every((pid) => !isAlive(pid)), 30_000);
+    const distinct = new Set(await keys()).size;
+    rows.push({
+      scenario: "30 daemons / 24 subnets, SIGTERM all",
+      backend: "alloc",
+      alive: `${pids.filter((pid) => isAlive(pid)).length}/30 after ${exitedMs === undefined ? ">30 s" : `${((Date.now() - signalled) / 1000).toFixed(2)} s`}`,
+      recoveryMs: leasedMs,
+      etcdState: distinct === 24 ? "yes" : `NO: ${distinct} distinct leases`,
+      note: "recovery = start to 24 leases; leases kept for the restart",
+    });
+    expect(exitedMs).toBeDefined();
+    expect(exitedMs!).toBeLessThan(5000);
+    expect(distinct).toBe(24);
+  }, 240_000);
+});
