@@ -213,7 +213,12 @@ check "libvirtd in namespace $name (driver $driver)" echo "pid $libvirtd_pid, so
 
 # --- Up ------------------------------------------------------------------------------------------
 say "vagrant up etcd weft1 weft2 (driver $driver; with software emulation this takes minutes)"
-up() { in_ns vagrant up --no-tty etcd weft1 weft2 > "$work/vagrant-up.log" 2>&1 || { tail -n 40 "$work/vagrant-up.log"; return 1; }; grep -E "weft[12]: weft[12]: FLANNEL_SUBNET" "$work/vagrant-up.log" | sed 's/.*: weft/weft/' | tr '\n' ' '; }
+up() {
+  in_ns vagrant up --no-tty etcd weft1 weft2 > "$work/vagrant-up.log" 2>&1 || { tail -n 40 "$work/vagrant-up.log"; return 1; }
+  # The provisioning's last line per host: "weftN: FLANNEL_NETWORK=… FLANNEL_SUBNET=… …".
+  grep -oE "weft[12]: FLANNEL_.*FLANNEL_SUBNET=[0-9./]+" "$work/vagrant-up.log" | sed 's/FLANNEL_NETWORK=[^ ]* //' | tr '\n' ' '
+  echo
+}
 check "vagrant up etcd + 2 hosts, provisioned from the .deb" up
 [ $failures -eq 0 ] || { print_table; exit 1; }
 in_ns vagrant ssh-config etcd weft1 weft2 > "$work/ssh_config" 2>/dev/null
