@@ -12,7 +12,8 @@
 #   systemd, udev, dbus, openssh-server, sudo, ifupdown + isc-dhcp-client   what Vagrant needs to
 #       log in as `vagrant` (Vagrant's published insecure key; `vagrant up` replaces it with a new
 #       key per VM) and to configure the private network (Debian guests: ifupdown);
-#   docker.io, etcd-server, etcd-client, busybox-static   the lab's roles: Docker on weft hosts
+#   docker.io, apparmor, etcd-server, etcd-client, busybox-static   the lab's roles: Docker on weft hosts
+#       (Debian's kernel enables AppArmor, and dockerd then needs apparmor_parser for its profile)
 #       (busybox-static becomes a local image with `docker import`: no registry is reachable),
 #       etcd on the etcd VM;
 #   iproute2, nftables, iptables, iputils-ping, procps, libstdc++6   weft's runtime prerequisites
@@ -94,7 +95,7 @@ trap cleanup EXIT
 #    can hold the disk). The disk is found by its label: the same tarball fits every disk.
 packages=(systemd systemd-sysv udev dbus kmod linux-image-amd64 openssh-server sudo ifupdown
   isc-dhcp-client netbase iproute2 nftables iptables iputils-ping procps less ca-certificates
-  libstdc++6 docker.io etcd-server etcd-client busybox-static)
+  libstdc++6 docker.io apparmor etcd-server etcd-client busybox-static)
 say "mmdebstrap bookworm from $mirror (a few minutes)"
 mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
   --customize-hook='echo "LABEL=weft-root / ext4 errors=remount-ro 0 1" > "$1/etc/fstab"' \
@@ -107,7 +108,7 @@ mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${packages[*]}")"
   --customize-hook='printf "HostKey /etc/ssh/ssh_host_ed25519_key\n" > "$1/etc/ssh/sshd_config.d/host-key.conf"' \
   --customize-hook='mkdir -p "$1/etc/systemd/system/ssh.service.d" && printf "[Service]\nExecStartPre=\nExecStartPre=/bin/sh -c \"test -f /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N \047\047 -f /etc/ssh/ssh_host_ed25519_key\"\nExecStartPre=/usr/sbin/sshd -t\n" > "$1/etc/systemd/system/ssh.service.d/host-keys.conf"' \
   --customize-hook='chroot "$1" systemctl disable etcd.service docker.service docker.socket containerd.service' \
-  --customize-hook='chroot "$1" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true' \
+  --customize-hook='chroot "$1" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer 2>/dev/null || true' \
   --customize-hook='echo weft-box > "$1/etc/hostname"' \
   --customize-hook=': > "$1/etc/machine-id"; rm -f "$1/var/lib/dbus/machine-id"' \
   bookworm "$work/rootfs.tar" "$mirror"

@@ -230,8 +230,11 @@ notify_ready() {
   on "$1" '
     eval "$(systemctl show weft -p Type -p ActiveState -p SubState -p NotifyAccess -p MainPID -p StatusText | sed "s/=\(.*\)/=\"\1\"/")"
     [ "$Type" = notify ] && [ "$ActiveState" = active ] && [ "$SubState" = running ] || { echo "Type=$Type $ActiveState/$SubState"; exit 1; }
-    comm="$(cat /proc/$MainPID/comm)"
-    [ "$comm" = node ] || { echo "MainPID $MainPID is $comm, not node: READY=1 from node would be refused (NotifyAccess=$NotifyAccess)"; exit 1; }
+    # The unit'"'"'s main process must be node itself (the launcher execs it): with NotifyAccess=main,
+    # systemd takes READY=1 only from that PID. (Node 24 names its main thread "MainThread".)
+    exe="$(readlink /proc/$MainPID/exe)"
+    case "$exe" in */node) ;; *) echo "MainPID $MainPID is $exe, not node: READY=1 from node would be refused (NotifyAccess=$NotifyAccess)"; exit 1;; esac
+    comm="$exe"
     curl_ready="$(exec 3<>/dev/tcp/127.0.0.1/9471 && printf "GET /readyz HTTP/1.0\r\n\r\n" >&3 && head -n1 <&3)"
     echo "Type=$Type $ActiveState/$SubState NotifyAccess=$NotifyAccess MainPID=$MainPID ($comm) readyz: ${curl_ready%$'"'"'\r'"'"'} status: $StatusText"'
 }
