@@ -3,6 +3,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { commands } from "./commands/index.js";
 import { ConfigurationError, EXIT_CONFIGURATION } from "./errors/configuration-error.js";
+import { isJournalStream, journalPriorityPrefix } from "./observe/logger.js";
 import { VERSION } from "./version.js";
 
 /** weft's command line: one module per subcommand under src/commands/. */
@@ -43,7 +44,12 @@ function exitCodeFor(error: unknown): number {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`weft: ${error instanceof Error ? error.message : String(error)}\n`);
+  // Under systemd this last line is why the unit failed: give it the journal's err priority (each
+  // line: journald reads the prefix per line), or `journalctl -p err` would not show it (seen in
+  // the Vagrant lab: a broken /etc/default/weft exited 78 with nothing at priority err).
+  const prefix = isJournalStream(2, process.env.JOURNAL_STREAM) ? journalPriorityPrefix(50) : "";
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`${message.split("\n").map((line, index) => `${prefix}${index === 0 ? "weft: " : ""}${line}`).join("\n")}\n`);
   // Exit now: a failed daemon may still hold sockets and timers that would keep the process alive.
   process.exit(exitCodeFor(error));
 });
