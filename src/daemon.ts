@@ -608,6 +608,10 @@ export class Daemon {
     // A device deleted from under us (flannel.N, the TUN) triggers a pass at once; the timer above is the backstop.
     if (wiring.network.config.backend.type !== "alloc") {
       this.linkEvents = new LinkEvents((device) => {
+        // Only weft's own devices (flannel.N, flannel0, flannel-wg, flannel-v6.N, weft.N): on a
+        // Docker host every stopped container deletes a veth, which is no news (seen as a warning
+        // per container in the Vagrant lab's journal).
+        if (!isWeftDevice(device)) return;
         this.logger.warn({ device }, `link ${device} was deleted; reconciling now`);
         void this.reconcileNow(wiring.backend);
       }, this.logger);
@@ -652,4 +656,9 @@ export class Daemon {
       },
     });
   }
+}
+
+/** The names of the devices weft's backends create (flanneld's names, and weft.N of userspace vxlan). */
+export function isWeftDevice(name: string): boolean {
+  return /^(flannel|weft)([.0-9]|-wg|-v6)/.test(name);
 }
