@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { randomInt } from "node:crypto";
+import type { NativeWireguardPeerStats } from "../native-addon.js";
 import {
   COOKIE_REPLY_LEN,
   INITIATION_LEN,
@@ -55,21 +56,8 @@ const MIN_INITIATION_INTERVAL_MS = 20;
 /** COOKIE_REFRESH_TIME: a cookie is good for mac2 this long. */
 const COOKIE_LIFETIME_MS = 120_000;
 
-export interface PeerStats {
-  hasCurrent: boolean;
-  hasNext: boolean;
-  currentInitiator: boolean;
-  currentAgeMs: number | null;
-  currentSendCounter: number;
-  sinceTxMs: number | null;
-  sinceRxMs: number | null;
-  sinceDataTxMs: number | null;
-  sinceDataRxMs: number | null;
-  txBytes: number;
-  rxBytes: number;
-  endpointIp: number;
-  endpointPort: number;
-}
+/** What the C loop knows of a peer's sessions (the addon's wgPeerStats()). */
+export type PeerStats = NativeWireguardPeerStats;
 
 /** The engine's session table, as the addon offers it for one open engine. */
 export interface SessionDataPath {
