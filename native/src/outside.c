@@ -350,19 +350,26 @@ struct batch {
 };
 
 /* Step 2 for the whole batch, run by routes_read() with the table held still. */
+/* The size of the datagrams the kernel coalesced into this one (UDP_GRO's segment size; a
+ * datagram without that control message is one segment of its own length). */
+static unsigned gro_segment_size(struct msghdr *h, unsigned len) {
+  unsigned gso = len;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+      int size;
+      memcpy(&size, CMSG_DATA(c), sizeof size);
+      if (size > 0) gso = (unsigned)size;
+    }
+  return gso;
+}
+
 static void check_batch(const struct route_table *routes, void *arg) {
   const struct batch *b = arg;
   struct outside *out = b->out;
   for (int i = 0; i < b->n; i++) {
     struct msghdr *h = &out->msgs[i].msg_hdr;
     unsigned len = out->msgs[i].msg_len;
-    unsigned gso = len;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
-      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-        int size;
-        memcpy(&size, CMSG_DATA(c), sizeof size);
-        if (size > 0) gso = (unsigned)size;
-      }
+    unsigned gso = gro_segment_size(h, len);
     unsigned segs = len == 0 ? 1 : (len + gso - 1) / gso;
     count(out->q, C_OUTSIDE_DATAGRAMS, segs);
     if (h->msg_flags & MSG_TRUNC) {
@@ -457,13 +464,7 @@ static void wg_receive_batch(struct outside *out, int n) {
   for (int i = 0; i < n; i++) {
     struct msghdr *h = &out->msgs[i].msg_hdr;
     unsigned len = out->msgs[i].msg_len;
-    unsigned gso = len;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
-      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-        int size;
-        memcpy(&size, CMSG_DATA(c), sizeof size);
-        if (size > 0) gso = (unsigned)size;
-      }
+    unsigned gso = gro_segment_size(h, len);
     unsigned segs = len == 0 ? 1 : (len + gso - 1) / gso;
     count(out->q, C_OUTSIDE_DATAGRAMS, segs);
     if (h->msg_flags & MSG_TRUNC) {
