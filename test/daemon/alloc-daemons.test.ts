@@ -16,6 +16,7 @@ import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { startDaemon as spawnDaemon, weftCliPath } from "../../src/lab/lab-daemon.js";
 import { execInNamespace, uniquePrefix } from "../../src/lab/netns.js";
 import { isAlive } from "../../src/process/pids.js";
+import { etcdGet as etcdGetIn, subnetOf as subnetOfIn } from "../support/lab-etcd.js";
 
 const PREFIX = "/coreos.com/network";
 let lab: Lab;
@@ -27,21 +28,8 @@ afterAll(async () => {
   await lab?.destroy();
 });
 
-async function etcdGet(key: string): Promise<{ value: string; lease: string } | undefined> {
-  const result = await lab.etcdctl(["get", key, "-w", "json"]);
-  const kvs = (JSON.parse(result.stdout) as { kvs?: { value: string }[] }).kvs;
-  if (!kvs?.[0]) return undefined;
-  // Lease ids exceed 2^53: read the digits from the text, not through JSON numbers.
-  const lease = /"lease":(\d+)/.exec(result.stdout)?.[1] ?? "0";
-  return { value: Buffer.from(kvs[0].value, "base64").toString(), lease };
-}
-
-async function subnetOf(host: string): Promise<string> {
-  const text = await readFile(lab.host(host).state.subnetFile, "utf8");
-  const match = /FLANNEL_SUBNET=(\d+\.\d+\.\d+)\.1\/24/.exec(text);
-  if (!match) throw new Error(`no FLANNEL_SUBNET in ${text}`);
-  return `${match[1]}.0`;
-}
+const etcdGet = (key: string) => etcdGetIn(lab, key);
+const subnetOf = (host: string) => subnetOfIn(lab, host);
 
 /** Runs the weft CLI inside the etcd namespace, where the lab's etcd is reachable. */
 function weft(args: string[], allowFailure = false) {
