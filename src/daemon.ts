@@ -10,7 +10,7 @@ import { selectExternalInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
 import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
-import { LinkEvents } from "./kernel/link-events.js";
+import { isWeftDevice, LinkEvents } from "./kernel/link-events.js";
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousSubnet, writeSubnetEnv } from "./host/subnet-env.js";
 import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
@@ -656,9 +656,4 @@ export class Daemon {
       },
     });
   }
-}
-
-/** The names of the devices weft's backends create (flanneld's names, and weft.N of userspace vxlan). */
-export function isWeftDevice(name: string): boolean {
-  return /^(flannel|weft)([.0-9]|-wg|-v6)/.test(name);
 }

@@ -54,3 +54,8 @@ export function deletedDevice(line: string): string | undefined {
   const match = /^Deleted (?:link )?\d+: ([^:@\s]+)(?:@[^:\s]+)?:/.exec(line.trim());
   return match?.[1];
 }
+
+/** The names of the devices weft's backends create (flanneld's names, and weft.N of userspace vxlan). */
+export function isWeftDevice(name: string): boolean {
+  return /^(flannel|weft)([.0-9]|-wg|-v6)/.test(name);
+}
