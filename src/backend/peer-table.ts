@@ -64,8 +64,7 @@ export function peerKey(lease: Lease): string {
 
 /** How a peer is named to people: "10.66.5.0/24", dual-stack "10.66.5.0/24,fd66:0:0:6::/64". */
 function peerLabel(lease: Lease): string {
-  const v6 = lease.ipv6Subnet;
-  return v6 ? `${lease.subnet},${v6.address}/${v6.prefixLength}` : lease.subnet.toString();
+  return lease.ipv6Subnet ? `${lease.subnet},${lease.ipv6Subnet}` : lease.subnet.toString();
 }
 
 export class PeerTable<P, S = void> {

@@ -9,4 +9,11 @@ export interface ExternalInterface {
   /** What the lease advertises and peers send to: --public-ip, or `address`. */
   publicIP: string;
   mtu: number;
+  /**
+   * The interface's own IPv6 address (dual-stack networks): the v6 vxlan device's local, the
+   * source of IPv6 underlay sockets. Undefined when the network is IPv4-only.
+   */
+  addressV6?: string;
+  /** What the lease advertises as PublicIPv6: --public-ipv6, or `addressV6`. */
+  publicIPv6?: string;
 }

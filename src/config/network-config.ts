@@ -1,5 +1,5 @@
-import { IPv6CidrRange, Validator } from "ip-num";
 import { Ipv4Subnet, formatIpv4, parseIpv4, type Ipv4Number } from "../net/ipv4.js";
+import { Ipv6Subnet, formatIpv6, parseIpv6, type Ipv6Number } from "../net/ipv6.js";
 import { isJsonObject, readBoolean, readField, readInteger, readString, type JsonObject } from "../codec/json-fields.js";
 import { errorMessage } from "../errors/error-message.js";
 
@@ -18,11 +18,14 @@ export interface NetworkConfig {
   backend: BackendConfig;
 }
 
+/** The IPv6 half of a dual-stack network (EnableIPv6), with flannel's defaults applied. */
 export interface Ipv6NetworkConfig {
-  network: string;
+  network: Ipv6Subnet;
   subnetLen: number;
-  subnetMin?: string;
-  subnetMax?: string;
+  /** Start address of the first IPv6 subnet that may be leased (default: the second one). */
+  subnetMin: Ipv6Number;
+  /** Start address of the last IPv6 subnet that may be leased (default: the last one). */
+  subnetMax: Ipv6Number;
 }
 
 export interface BackendConfig {
@@ -69,7 +72,7 @@ export function networkConfigFromJson(raw: JsonObject): NetworkConfig {
     throw new Error(`SubnetMin: ${formatIpv4(subnetMin)} is above SubnetMax ${formatIpv4(subnetMax)}`);
   }
 
-  const ipv6 = enableIPv6 ? parseIpv6(raw) : undefined;
+  const ipv6 = enableIPv6 ? parseIpv6Network(raw) : undefined;
   const enableNFTables = readBoolean(raw, "EnableNFTables", "EnableNFTables") ?? false;
 
   return { enableIPv4, enableIPv6, network, subnetLen, subnetMin, subnetMax, ipv6, enableNFTables, backend: parseBackend(raw) };
@@ -98,27 +101,35 @@ function parseSubnetBound(raw: JsonObject, field: string, network: Ipv4Subnet, s
   return address;
 }
 
-function parseIpv6(raw: JsonObject): Ipv6NetworkConfig {
-  const network = readString(raw, "IPv6Network", "IPv6Network");
-  if (network === undefined) throw new Error("IPv6Network: missing, but EnableIPv6 is true");
-  let prefix: number;
-  try {
-    prefix = Number(IPv6CidrRange.fromCidr(network).cidrPrefix.getValue());
-  } catch {
-    throw new Error(`IPv6Network: "${network}" is not an IPv6 CIDR (expected e.g. fc00::/48)`);
-  }
+function parseIpv6Network(raw: JsonObject): Ipv6NetworkConfig {
+  const networkText = readString(raw, "IPv6Network", "IPv6Network");
+  if (networkText === undefined) throw new Error('IPv6Network: missing, but EnableIPv6 is true; set it to an IPv6 CIDR such as "fd66::/48"');
+  const network = Ipv6Subnet.parse(networkText, "IPv6Network");
+  const prefix = network.prefixLength;
   if (prefix > 124) throw new Error(`IPv6Network: ${network} is too small (prefix longer than /124)`);
   const givenLen = readInteger(raw, "IPv6SubnetLen", "IPv6SubnetLen");
   const subnetLen = givenLen ?? (prefix <= 62 ? 64 : prefix + 2);
   if (subnetLen > 126 || subnetLen < prefix + 2) {
     throw new Error(`IPv6SubnetLen: ${subnetLen} must be between /${prefix + 2} and /126 for ${network}`);
   }
-  const bound = (field: string) => {
-    const text = readString(raw, field, field);
-    if (text !== undefined && !Validator.isValidIPv6String(text)[0]) throw new Error(`${field}: "${text}" is not an IPv6 address`);
-    return text;
-  };
-  return { network, subnetLen, subnetMin: bound("IPv6SubnetMin"), subnetMax: bound("IPv6SubnetMax") };
+  const subnetSize = 1n << BigInt(128 - subnetLen);
+  const subnetMin = parseIpv6SubnetBound(raw, "IPv6SubnetMin", network, subnetLen) ?? network.network + subnetSize;
+  const subnetMax = parseIpv6SubnetBound(raw, "IPv6SubnetMax", network, subnetLen) ?? network.last - subnetSize + 1n;
+  if (subnetMin > subnetMax) {
+    throw new Error(`IPv6SubnetMin: ${formatIpv6(subnetMin)} is above IPv6SubnetMax ${formatIpv6(subnetMax)}`);
+  }
+  return { network, subnetLen, subnetMin, subnetMax };
+}
+
+function parseIpv6SubnetBound(raw: JsonObject, field: string, network: Ipv6Subnet, subnetLen: number): Ipv6Number | undefined {
+  const text = readString(raw, field, field);
+  if (text === undefined) return undefined;
+  const address = parseIpv6(text, field);
+  if (!network.containsAddress(address)) throw new Error(`${field}: ${text} is outside IPv6Network ${network}`);
+  if (new Ipv6Subnet(address, subnetLen).network !== address) {
+    throw new Error(`${field}: ${text} is not on a /${subnetLen} boundary (IPv6SubnetLen)`);
+  }
+  return address;
 }
 
 function parseBackend(raw: JsonObject): BackendConfig {

@@ -1,6 +1,5 @@
-import { Validator } from "ip-num";
 import { Ipv4Subnet, formatIpv4 } from "../net/ipv4.js";
-import type { Ipv6SubnetText } from "./types.js";
+import { Ipv6Subnet, formatIpv6, tryParseIpv6 } from "../net/ipv6.js";
 
 /**
  * Subnet lease keys (flannel-compat §1.1): `<prefix>/subnets/10.66.36.0-24`, or the dual-stack form
@@ -8,7 +7,7 @@ import type { Ipv6SubnetText } from "./types.js";
  */
 export interface SubnetKeyParts {
   subnet: Ipv4Subnet;
-  ipv6Subnet?: Ipv6SubnetText;
+  ipv6Subnet?: Ipv6Subnet;
 }
 
 // Parsed from the end of the key, as flanneld does, so any prefix works.
@@ -22,16 +21,20 @@ export function parseSubnetKey(key: string): SubnetKeyParts | undefined {
   if (!subnet || formatIpv4(subnet.network) !== match[1]) return undefined;
   if (match[3] === undefined) return { subnet };
   const prefixLength = Number(match[4]);
-  if (prefixLength > 128 || !Validator.isValidIPv6String(match[3])[0]) return undefined;
-  return { subnet, ipv6Subnet: { address: match[3], prefixLength } };
+  const address = tryParseIpv6(match[3]);
+  if (prefixLength > 128 || address === undefined) return undefined;
+  const ipv6Subnet = new Ipv6Subnet(address, prefixLength);
+  // Host bits set: not a key flannel would write (as for IPv4).
+  if (ipv6Subnet.network !== address) return undefined;
+  return { subnet, ipv6Subnet };
 }
 
 /** The key name for a subnet, without the prefix: `10.66.36.0-24`. */
-export function subnetKeyName(subnet: Ipv4Subnet, ipv6Subnet?: Ipv6SubnetText): string {
+export function subnetKeyName(subnet: Ipv4Subnet, ipv6Subnet?: Ipv6Subnet): string {
   const v4 = `${formatIpv4(subnet.network)}-${subnet.prefixLength}`;
-  return ipv6Subnet ? `${v4}&${ipv6Subnet.address}-${ipv6Subnet.prefixLength}` : v4;
+  return ipv6Subnet ? `${v4}&${formatIpv6(ipv6Subnet.network)}-${ipv6Subnet.prefixLength}` : v4;
 }
 
-export function subnetKey(subnetsPrefix: string, subnet: Ipv4Subnet, ipv6Subnet?: Ipv6SubnetText): string {
+export function subnetKey(subnetsPrefix: string, subnet: Ipv4Subnet, ipv6Subnet?: Ipv6Subnet): string {
   return `${subnetsPrefix}${subnetKeyName(subnet, ipv6Subnet)}`;
 }

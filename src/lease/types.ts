@@ -1,4 +1,5 @@
 import type { Ipv4Subnet } from "../net/ipv4.js";
+import type { Ipv6Subnet } from "../net/ipv6.js";
 
 /**
  * What a host advertises in its lease value (flannel-compat §1.4). Field names follow the JSON
@@ -13,15 +14,10 @@ export interface LeaseAttrs {
   backendV6Data?: unknown;
 }
 
-/** An IPv6 subnet kept as text: weft routes IPv4 only, but dual-stack keys must round-trip. */
-export interface Ipv6SubnetText {
-  address: string;
-  prefixLength: number;
-}
-
 export interface Lease {
   subnet: Ipv4Subnet;
-  ipv6Subnet?: Ipv6SubnetText;
+  /** The IPv6 subnet of a dual-stack lease (the key's `&fd66:0:0:6::-64` part). */
+  ipv6Subnet?: Ipv6Subnet;
   attrs: LeaseAttrs;
   /** The full etcd key, e.g. /coreos.com/network/subnets/10.66.36.0-24. */
   key: string;

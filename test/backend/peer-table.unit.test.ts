@@ -1,3 +1,4 @@
+import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { describe, expect, it } from "vitest";
 import type { RouteState } from "../../src/kernel/kernel.js";
 import { PeerTable, type Refusal } from "../../src/backend/peer-table.js";
@@ -106,7 +107,7 @@ function keyedTable(backendType: string) {
 function dualStack(subnet: string, v6: string, attrs: Parameters<typeof lease>[1]): Lease {
   const [address, length] = v6.split("/") as [string, string];
   const base = lease(subnet, attrs);
-  return { ...base, ipv6Subnet: { address, prefixLength: Number(length) }, key: `${base.key}&${address}-${length}` };
+  return { ...base, ipv6Subnet: Ipv6Subnet.parse(v6), key: `${base.key}&${address}-${length}` };
 }
 
 const wg = (subnet: string, publicIP: string, publicKey?: string) =>

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseNetworkConfig } from "../../src/config/network-config.js";
 import { formatIpv4 } from "../../src/net/ipv4.js";
+import { formatIpv6 } from "../../src/net/ipv6.js";
 
 describe("parseNetworkConfig (flannel-compat §1.2)", () => {
   it.each([
@@ -41,12 +42,21 @@ describe("parseNetworkConfig (flannel-compat §1.2)", () => {
     ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/125"}', /^IPv6Network: fc00::\/125 is too small/],
     ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetLen":127}', /^IPv6SubnetLen: 127 must be between \/50 and \/126/],
     ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetMin":"fc00:::1"}', /^IPv6SubnetMin: "fc00:::1" is not an IPv6 address/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetMin":"fd00::"}', /^IPv6SubnetMin: fd00:: is outside IPv6Network fc00::\/48/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetMax":"fc00:0:0:1::1"}', /^IPv6SubnetMax: fc00:0:0:1::1 is not on a \/64 boundary/],
+    ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetMin":"fc00:0:0:9::","IPv6SubnetMax":"fc00:0:0:8::"}', /^IPv6SubnetMin: fc00:0:0:9:: is above IPv6SubnetMax fc00:0:0:8::/],
   ])("rejects %s naming the field", (text, message) => {
     expect(() => parseNetworkConfig(text)).toThrow(message);
   });
 
   it("parses dual-stack settings", () => {
     const config = parseNetworkConfig('{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48"}');
-    expect(config.ipv6).toEqual({ network: "fc00::/48", subnetLen: 64, subnetMin: undefined, subnetMax: undefined });
+    expect(config.ipv6?.network.toString()).toBe("fc00::/48");
+    expect(config.ipv6?.subnetLen).toBe(64);
+    // flannel's defaults: the second subnet up to the last one.
+    expect(formatIpv6(config.ipv6!.subnetMin)).toBe("fc00:0:0:1::");
+    expect(formatIpv6(config.ipv6!.subnetMax)).toBe("fc00:0:0:ffff::");
+    const small = parseNetworkConfig('{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/120"}');
+    expect(small.ipv6?.subnetLen).toBe(122);
   });
 });
