@@ -30,12 +30,12 @@ export class ProbeUnavailableError extends Error {
 }
 
 /** The part of raw-socket's API used here (it ships no types). */
-interface RawSocketModule {
+export interface RawSocketModule {
   createSocket(options: { protocol: number; bufferSize?: number }): RawSocket;
   Protocol: { ICMP: number };
   SocketLevel: { IPPROTO_IP: number };
 }
-interface RawSocket {
+export interface RawSocket {
   on(event: "message", listener: (buffer: Buffer, source: string) => void): void;
   on(event: "error", listener: (error: Error) => void): void;
   on(event: "close", listener: () => void): void;
@@ -69,8 +69,8 @@ export function loadRawSocket(): RawSocketModule | ProbeUnavailableError {
   return loaded;
 }
 
-export function openIcmpSocket(onPacket: (packet: Buffer) => void): IcmpSocket {
-  const raw = loadRawSocket();
+/** `raw` is raw-socket itself; tests pass a stand-in to provoke socket errors the kernel will not. */
+export function openIcmpSocket(onPacket: (packet: Buffer) => void, raw: RawSocketModule | ProbeUnavailableError = loadRawSocket()): IcmpSocket {
   if (raw instanceof ProbeUnavailableError) throw raw;
   let socket: RawSocket | undefined;
   let closed = false;
@@ -88,9 +88,16 @@ export function openIcmpSocket(onPacket: (packet: Buffer) => void): IcmpSocket {
     created.setOption(SOL_RAW, ICMP_FILTER, filter, filter.length);
     created.setOption(raw.SocketLevel.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE);
     created.on("message", (buffer) => onPacket(buffer));
-    // raw-socket closes the socket after emitting an error; forget it so the next send reopens.
+    // Forget a failed socket so the next send opens a new one. raw-socket closes it itself only
+    // for errors of its poller, not for a failed recv(): close it here, or the old socket would
+    // keep its descriptor and deliver every reply twice.
     created.on("error", () => {
       if (socket === created) socket = undefined;
+      try {
+        created.close();
+      } catch {
+        // Already closed by raw-socket.
+      }
     });
     return created;
   };
