@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { formatCheckMatrix, formatCheckTable } from "../lab/check.js";
-import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab } from "../lab/lab.js";
+import { DEFAULT_IPV6_NETWORK, DEFAULT_LAB_NAME, DEFAULT_NETWORK, buildLab, openLab, teardownLab } from "../lab/lab.js";
 import { defaultLabDir } from "../lab/lab-state.js";
 import { describeLab } from "../lab/lab-status.js";
 import { lastBoolean, lastNumber, lastString } from "./store-flags.js";
@@ -23,6 +23,8 @@ interface UpArgs extends LabArgs {
   containers: number;
   backend: string;
   network: string;
+  ipv6: boolean;
+  "ipv6-network"?: string;
   "backend-option"?: string[];
   internet: boolean;
   "ip-masq": boolean;
@@ -106,6 +108,8 @@ const upCommand: CommandModule<object, UpArgs> = {
       .option("containers", { type: "number", coerce: lastNumber, default: 2, describe: "containers per host" })
       .option("backend", { type: "string", coerce: lastString, default: "vxlan", describe: "Backend.Type of the network config (udp, vxlan, host-gw, alloc, …)" })
       .option("network", { type: "string", coerce: lastString, default: DEFAULT_NETWORK, describe: "Network of the config" })
+      .option("ipv6", { type: "boolean", coerce: lastBoolean, default: false, describe: `dual-stack: an IPv6 underlay (fd77::/64) and EnableIPv6 with IPv6Network (default ${DEFAULT_IPV6_NETWORK})` })
+      .option("ipv6-network", { type: "string", coerce: lastString, describe: "IPv6Network of the config (implies --ipv6)" })
       .option("backend-option", { type: "string", array: true, describe: "extra Backend field, Key=value (repeatable), e.g. VNI=4" })
       .option("internet", { type: "boolean", coerce: lastBoolean, default: true, describe: "add the <name>-inet namespace standing in for the outside world" })
       .option("ip-masq", { type: "boolean", coerce: lastBoolean, default: false, describe: "run the daemons with --ip-masq" })
@@ -135,6 +139,8 @@ const upCommand: CommandModule<object, UpArgs> = {
       backend: args.backend,
       backendOptions,
       network: args.network,
+      ipv6: args.ipv6 || args["ipv6-network"] !== undefined,
+      ...(args["ipv6-network"] !== undefined ? { ipv6Network: args["ipv6-network"] } : {}),
       internet: args.internet,
       ipMasq: args["ip-masq"],
       daemons: args.daemons === "none" ? "none" : "weft",

@@ -12,6 +12,7 @@ import { hostOf } from "./topology-plan.js";
  * with Docker, every container also fetches every other one's whoami page with
  * `docker exec <from> wget` (TCP through Docker's bridge and iptables chains), which answers
  * with the server's name and the source address it saw (so NAT on the way shows).
+ * In a dual-stack lab, pings and don't-fragment pings run for each family (IPv6: MTU − 40 − 8).
  */
 export interface CheckResult {
   from: string;
@@ -20,6 +21,8 @@ export interface CheckResult {
   toAddress: string;
   /** "ping", "df" for the don't-fragment max-size ping, "http" for a fetch between Docker containers. */
   kind: "ping" | "df" | "http";
+  /** IP version of the probe: the container addresses it ran between. */
+  family: 4 | 6;
   /** ICMP payload bytes (0 for "http"). */
   payload: number;
   ok: boolean;
@@ -30,7 +33,8 @@ export interface CheckResult {
   seenAs?: string;
 }
 
-const IP_AND_ICMP_HEADERS = 28;
+/** IP header + ICMP(v6) echo header: what a don't-fragment echo adds to its payload. */
+const ECHO_OVERHEAD = { 4: 20 + 8, 6: 40 + 8 } as const;
 const DEFAULT_PAYLOAD = 56;
 const CONCURRENCY = 8;
 
@@ -38,32 +42,40 @@ interface Probe {
   from: LabContainerState;
   to: LabContainerState;
   kind: CheckResult["kind"];
+  family: 4 | 6;
   payload: number;
+}
+
+/** A container's address of one family (undefined when it has none). */
+function addressOf(container: LabContainerState, family: 4 | 6): string | undefined {
+  return family === 4 ? container.address : container.addressV6;
 }
 
 export function planChecks(state: LabState): Probe[] {
   const probes: Probe[] = [];
-  const addressed = state.containers.filter((container) => container.address !== undefined);
-  for (const from of addressed) {
-    for (const to of addressed) {
-      if (from !== to) probes.push({ from, to, kind: "ping", payload: DEFAULT_PAYLOAD });
+  for (const family of [4, 6] as const) {
+    const addressed = state.containers.filter((container) => addressOf(container, family) !== undefined);
+    for (const from of addressed) {
+      for (const to of addressed) {
+        if (from !== to) probes.push({ from, to, kind: "ping", family, payload: DEFAULT_PAYLOAD });
+      }
     }
+    const hostsWithContainers = state.hosts.filter((host) => addressed.some((container) => container.host === host.name));
+    hostsWithContainers.forEach((host, index) => {
+      const next = hostsWithContainers[(index + 1) % hostsWithContainers.length];
+      const from = addressed.find((container) => container.host === host.name);
+      const to = next === host
+        ? addressed.find((container) => container.host === host.name && container !== from)
+        : addressed.find((container) => container.host === next?.name);
+      if (from && to && from.mtu !== undefined) {
+        probes.push({ from, to, kind: "df", family, payload: from.mtu - ECHO_OVERHEAD[family] });
+      }
+    });
   }
-  const hostsWithContainers = state.hosts.filter((host) => addressed.some((container) => container.host === host.name));
-  hostsWithContainers.forEach((host, index) => {
-    const next = hostsWithContainers[(index + 1) % hostsWithContainers.length];
-    const from = addressed.find((container) => container.host === host.name);
-    const to = next === host
-      ? addressed.find((container) => container.host === host.name && container !== from)
-      : addressed.find((container) => container.host === next?.name);
-    if (from && to && from.mtu !== undefined) {
-      probes.push({ from, to, kind: "df", payload: from.mtu - IP_AND_ICMP_HEADERS });
-    }
-  });
-  const docker = addressed.filter((container) => container.docker !== undefined);
+  const docker = state.containers.filter((container) => container.address !== undefined && container.docker !== undefined);
   for (const from of docker) {
     for (const to of docker) {
-      if (from !== to) probes.push({ from, to, kind: "http", payload: 0 });
+      if (from !== to) probes.push({ from, to, kind: "http", family: 4, payload: 0 });
     }
   }
   return probes;
@@ -85,7 +97,7 @@ export async function runChecks(state: LabState): Promise<CheckResult[]> {
 }
 
 async function runProbe(probe: Probe): Promise<CheckResult> {
-  const target = probe.to.address as string;
+  const target = addressOf(probe.to, probe.family) as string;
   const options = { count: 1, waitSeconds: 1, payload: probe.payload, dontFragment: probe.kind === "df", timeoutMs: 5000 };
   let outcome = await pingFrom(probe.from.namespace, target, options);
   // One retry: the very first packet to a peer may race neighbour/ARP resolution.
@@ -96,10 +108,11 @@ async function runProbe(probe: Probe): Promise<CheckResult> {
     : (outcome.stderr.trim().split("\n")[0] || outcome.stdout.split("\n").find((line) => /loss|errors|unreachable/i.test(line))?.trim() || `exit code ${outcome.exitCode}`);
   return {
     from: probe.from.name,
-    fromAddress: probe.from.address as string,
+    fromAddress: addressOf(probe.from, probe.family) as string,
     to: probe.to.name,
     toAddress: target,
     kind: probe.kind,
+    family: probe.family,
     payload: probe.payload,
     ok,
     rttMs: outcome.rttMs,
@@ -130,6 +143,7 @@ async function runFetch(state: LabState, probe: Probe): Promise<CheckResult> {
     to: probe.to.name,
     toAddress: target,
     kind: "http",
+    family: 4,
     payload: 0,
     ok,
     detail,
@@ -162,14 +176,21 @@ function masqueraded(result: CheckResult): boolean {
  * the reason of every failure, and the summary line.
  */
 export function formatCheckMatrix(results: readonly CheckResult[]): string {
-  const pings = results.filter((result) => result.kind === "ping");
-  const lines = [`ping matrix (${DEFAULT_PAYLOAD} B payload)`, formatGrid(pings, (result) => (result.ok ? "ok" : "FAIL"))];
-  const df = results.filter((result) => result.kind === "df");
-  if (df.length > 0) {
-    lines.push("", "don't-fragment pings, largest payload the MTU allows (MTU - 28)");
-    for (const result of df) {
-      const rtt = result.rttMs === undefined ? "" : `  ${result.rttMs.toFixed(3)} ms`;
-      lines.push(`${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}  ${result.payload} B  ${result.ok ? "ok" : "FAIL"}${rtt}`);
+  const lines: string[] = [];
+  const dualStack = results.some((result) => result.family === 6);
+  for (const family of [4, 6] as const) {
+    const pings = results.filter((result) => result.kind === "ping" && result.family === family);
+    const df = results.filter((result) => result.kind === "df" && result.family === family);
+    if (pings.length === 0 && df.length === 0 && (family === 6 || dualStack)) continue;
+    const label = dualStack ? `IPv${family} ` : "";
+    if (lines.length > 0) lines.push("");
+    lines.push(`${label}ping matrix (${DEFAULT_PAYLOAD} B payload)`, formatGrid(pings, (result) => (result.ok ? "ok" : "FAIL")));
+    if (df.length > 0) {
+      lines.push("", `${label}don't-fragment pings, largest payload the MTU allows (MTU - ${ECHO_OVERHEAD[family]})`);
+      for (const result of df) {
+        const rtt = result.rttMs === undefined ? "" : `  ${result.rttMs.toFixed(3)} ms`;
+        lines.push(`${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}  ${result.payload} B  ${result.ok ? "ok" : "FAIL"}${rtt}`);
+      }
     }
   }
   const fetches = results.filter((result) => result.kind === "http");

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { readSubnetEnv, type SubnetEnv } from "../host/subnet-env.js";
 import { formatIpv4 } from "../net/ipv4.js";
 import type { LabHostState, LabState } from "./lab-state.js";
+import type { DockerBridgeConfig } from "./topology-build.js";
 import { execInNamespace } from "./netns.js";
 import { sleep } from "../async/sleep.js";
 import { runCommand } from "../process/run-command.js";
@@ -144,8 +145,12 @@ export async function logTail(path: string, offset = 0, lines = 15): Promise<str
 }
 
 /** subnet.env reduced to what docker0 needs; errors name the file and the missing key. */
-export function dockerBridgeFromEnv(host: LabHostState, env: SubnetEnv): { bridgeAddress: string; mtu: number } {
+export function dockerBridgeFromEnv(host: LabHostState, env: SubnetEnv): DockerBridgeConfig {
   if (!env.subnetAddress) throw new Error(`${host.subnetFile}: FLANNEL_SUBNET is missing; the daemon has not written a lease yet`);
   if (env.mtu === undefined) throw new Error(`${host.subnetFile}: FLANNEL_MTU is missing`);
-  return { bridgeAddress: `${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`, mtu: env.mtu };
+  return {
+    bridgeAddress: `${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`,
+    ...(env.ipv6Subnet !== undefined ? { bridgeAddressV6: env.ipv6Subnet } : {}),
+    mtu: env.mtu,
+  };
 }

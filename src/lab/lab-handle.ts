@@ -141,7 +141,7 @@ export class Lab {
   private async applySubnetEnv(hostName: string, env: SubnetEnv): Promise<void> {
     const host = hostOf(this.state, hostName);
     const config = dockerBridgeFromEnv(host, env);
-    const unchanged = config.bridgeAddress === host.bridgeAddress && config.mtu === host.mtu;
+    const unchanged = config.bridgeAddress === host.bridgeAddress && config.bridgeAddressV6 === host.bridgeAddressV6 && config.mtu === host.mtu;
     if (!this.state.docker) {
       if (!unchanged) await attachContainers(this.state, hostName, config);
     } else if (!unchanged || host.dockerd?.pid === undefined || !isAlive(host.dockerd.pid)) {

@@ -18,7 +18,8 @@ export interface LabState {
   networkConfig?: Record<string, unknown>;
   daemons: "weft" | "none";
   ipMasq: boolean;
-  underlay: { namespace: string; bridge: string; cidr: string; mtu: number };
+  /** `cidrV6`: the IPv6 underlay of a dual-stack lab (`lab up --ipv6`), beside the IPv4 one. */
+  underlay: { namespace: string; bridge: string; cidr: string; cidrV6?: string; mtu: number };
   etcd: { namespace: string; address: string; endpoint: string; pid?: number; dataDir: string; logFile: string };
   internet?: { namespace: string; address: string };
   /** Set when the lab runs a real dockerd per host (`lab up --docker`); see docker-plan.ts. */
@@ -34,6 +35,8 @@ export interface LabHostState {
   /** The host's underlay interface (inside its namespace) and address. */
   underlayDevice: string;
   underlayAddress: string;
+  /** Dual-stack labs: the underlay interface's IPv6 address (no prefix). */
+  underlayAddressV6?: string;
   dir: string;
   subnetFile: string;
   stateDir: string;
@@ -44,6 +47,8 @@ export interface LabHostState {
   daemonLogOffset?: number;
   /** From subnet.env once known: FLANNEL_SUBNET (the docker0 address with prefix) and FLANNEL_MTU. */
   bridgeAddress?: string;
+  /** From subnet.env: FLANNEL_IPV6_SUBNET (docker0's IPv6 address with prefix), dual-stack labs only. */
+  bridgeAddressV6?: string;
   subnet?: string;
   mtu?: number;
   /** This host's dockerd (only in a lab with `docker`). */
@@ -99,6 +104,9 @@ export interface LabContainerState {
   docker?: { id: string; pid: number };
   address?: string;
   prefixLength?: number;
+  /** Dual-stack labs: the container's IPv6 address in the host's IPv6 subnet, and its prefix. */
+  addressV6?: string;
+  prefixLengthV6?: number;
   mtu?: number;
 }
 

@@ -29,7 +29,9 @@ export async function describeLab(lab: Lab, live: boolean): Promise<string> {
       if (live && host.daemonPid !== undefined) {
         daemon += !isAlive(host.daemonPid) ? " dead" : (await probeReadyz(host)) ? " ready" : " not ready";
       }
-      const row = [host.name, host.namespace + presence(host.namespace), `${host.underlayAddress} ${host.underlayDevice}`, host.subnet ?? "-", host.bridgeAddress ?? "-", String(host.mtu ?? "-"), daemon];
+      const underlay = `${host.underlayAddress}${host.underlayAddressV6 ? ` ${host.underlayAddressV6}` : ""} ${host.underlayDevice}`;
+      const bridge = `${host.bridgeAddress ?? "-"}${host.bridgeAddressV6 ? ` ${host.bridgeAddressV6}` : ""}`;
+      const row = [host.name, host.namespace + presence(host.namespace), underlay, host.subnet ?? "-", bridge, String(host.mtu ?? "-"), daemon];
       if (state.docker) {
         const pid = host.dockerd?.pid;
         let dockerd = pid === undefined ? "-" : String(pid);
@@ -45,7 +47,7 @@ export async function describeLab(lab: Lab, live: boolean): Promise<string> {
     const row = [
       container.name,
       container.namespace + presence(container.namespace),
-      container.address ? `${container.address}/${container.prefixLength}` : "-",
+      (container.address ? `${container.address}/${container.prefixLength}` : "-") + (container.addressV6 ? ` ${container.addressV6}/${container.prefixLengthV6}` : ""),
       String(container.mtu ?? "-"),
     ];
     if (state.docker) {
@@ -69,7 +71,7 @@ export async function describeLab(lab: Lab, live: boolean): Promise<string> {
   const etcdLive = live && state.etcd.pid !== undefined ? (isAlive(state.etcd.pid) ? " running" : " DEAD") : "";
   const lines = [
     `lab "${state.name}"  backend ${state.backend}  daemons ${state.daemons}${state.ipMasq ? "  ip-masq" : ""}  dir ${state.labDir}`,
-    `underlay ${state.underlay.cidr} on bridge ${state.underlay.bridge} in ${state.underlay.namespace}${presence(state.underlay.namespace)}, MTU ${state.underlay.mtu}`,
+    `underlay ${state.underlay.cidr}${state.underlay.cidrV6 ? ` and ${state.underlay.cidrV6}` : ""} on bridge ${state.underlay.bridge} in ${state.underlay.namespace}${presence(state.underlay.namespace)}, MTU ${state.underlay.mtu}`,
     `etcd     ${state.etcd.endpoint} in ${state.etcd.namespace}${presence(state.etcd.namespace)} (PID ${state.etcd.pid ?? "-"}${etcdLive}), log ${state.etcd.logFile}`,
     ...(state.internet ? [`internet ${state.internet.address} in ${state.internet.namespace}${presence(state.internet.namespace)} (outside the Network)`] : []),
     ...(state.networkConfig ? [`config   ${JSON.stringify(state.networkConfig)}`] : []),

@@ -35,6 +35,12 @@ export interface LabOptions extends LabHandleOptions {
   /** More fields of the Backend object, e.g. {VNI: 1, Port: 8472}. */
   backendOptions?: Record<string, unknown>;
   network?: string;
+  /**
+   * Dual-stack: an IPv6 underlay beside the IPv4 one, and (unless networkConfig is given)
+   * EnableIPv6 with IPv6Network `ipv6Network` (DEFAULT_IPV6_NETWORK) in the network config.
+   */
+  ipv6?: boolean;
+  ipv6Network?: string;
   /** Whole network config, overriding network/backend/backendOptions. */
   networkConfig?: Record<string, unknown>;
   etcdPrefix?: string;
@@ -43,7 +49,7 @@ export interface LabOptions extends LabHandleOptions {
   ipMasq?: boolean;
   /**
    * "weft" starts a daemon per host and builds docker0 from its subnet.env. "none" starts no
-   * daemon and writes a static subnet.env per host (10.66.<i>.0/24, MTU = underlay MTU) so the
+   * daemon and writes a static subnet.env per host (10.66.<i>.0/24, with ipv6 also fd66:0:0:<i>::/64; MTU = underlay MTU) so the
    * caller can drive the data path itself (e.g. engine tests).
    */
   daemons?: "weft" | "none";
@@ -64,6 +70,8 @@ export interface LabOptions extends LabHandleOptions {
 }
 
 export const DEFAULT_NETWORK = "10.66.0.0/16";
+/** /64 subnets of a /48, as the dual-stack key in flannel's docs (10.66.52.0-24&fd66:0:0:6::-64). */
+export const DEFAULT_IPV6_NETWORK = "fd66::/48";
 
 /** Builds a whole lab; on failure everything built so far is removed before the error is thrown. */
 export async function buildLab(options: LabOptions = {}): Promise<Lab> {
@@ -75,7 +83,8 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
   const backend = options.backend ?? "vxlan";
   const networkText = options.network ?? DEFAULT_NETWORK;
   const network = Ipv4Subnet.parse(networkText, "--network");
-  const networkConfig = options.networkConfig ?? { Network: networkText, Backend: { Type: backend, ...options.backendOptions } };
+  const dualStack = options.ipv6 ? { EnableIPv6: true, IPv6Network: options.ipv6Network ?? DEFAULT_IPV6_NETWORK } : {};
+  const networkConfig = options.networkConfig ?? { Network: networkText, ...dualStack, Backend: { Type: backend, ...options.backendOptions } };
   const state = planTopology({
     name,
     labDir,
@@ -88,6 +97,7 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
     underlayMtu: options.underlayMtu ?? 1500,
     networkConfig: daemons === "weft" ? networkConfig : undefined,
     docker: options.docker,
+    ipv6: options.ipv6 ?? false,
   });
   const existingState = await readLabState(labDir).catch(() => undefined);
   if (existingState) {
@@ -131,9 +141,12 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
         state.hosts.map(async (host, index) => {
           const subnet = new Ipv4Subnet(network.network + (index + 1) * 256, 24);
           if (!network.contains(subnet)) throw new Error(`--network ${network}: too small for ${state.hosts.length} /24 host subnets`);
+          // Dual-stack: fd66:0:0:<i>::/64 beside 10.66.<i>.0/24, as a dual-stack lease would pair them.
+          const v6 = state.underlay.cidrV6 ? { ipv6Network: DEFAULT_IPV6_NETWORK, ipv6Subnet: `fd66:0:0:${(index + 1).toString(16)}::1/64` } : {};
           await writeSubnetEnv(host.subnetFile, {
             network,
             subnetAddress: { address: subnet.addressAt(1), prefixLength: 24 },
+            ...v6,
             mtu,
             ipMasq: state.ipMasq,
           });

@@ -5,6 +5,7 @@
  * lab comes up in about a second plus daemon start.
  */
 import { Ipv4Subnet, formatIpv4, parseIpv4 } from "../net/ipv4.js";
+import { Ipv6Subnet, formatIpv6, parseIpv6 } from "../net/ipv6.js";
 import type { LabState } from "./lab-state.js";
 import { configureLinkLines, createBridgeLines, ipBatch, listNamespaces, setSysctls } from "./netns.js";
 import { runCommand } from "../process/run-command.js";
@@ -45,12 +46,20 @@ export async function buildUnderlay(state: LabState): Promise<void> {
     "net.ipv4.conf.default.rp_filter": "0",
   };
   await Promise.all(state.hosts.map((host) => setSysctls(host.namespace, forwarding)));
+  if (state.underlay.cidrV6) {
+    // No duplicate address detection: the lab's addresses are unique by construction, and DAD
+    // would leave each new address "tentative" (unusable) for a second or more.
+    const noDad = { "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0" };
+    await Promise.all(namespaces.map((namespace) => setSysctls(namespace, noDad)));
+    await Promise.all(state.hosts.map((host) => setSysctls(host.namespace, { "net.ipv6.conf.all.forwarding": "1" })));
+  }
 
   const ul = state.underlay;
   const prefixLength = Ipv4Subnet.parse(ul.cidr).prefixLength;
-  const underlayMembers: { peer: string; namespace: string; address: string }[] = [
+  const prefixLengthV6 = ul.cidrV6 ? Ipv6Subnet.parse(ul.cidrV6).prefixLength : undefined;
+  const underlayMembers: { peer: string; namespace: string; address: string; addressV6?: string }[] = [
     { peer: "etcd", namespace: state.etcd.namespace, address: state.etcd.address },
-    ...state.hosts.map((host) => ({ peer: host.name, namespace: host.namespace, address: host.underlayAddress })),
+    ...state.hosts.map((host) => ({ peer: host.name, namespace: host.namespace, address: host.underlayAddress, addressV6: host.underlayAddressV6 })),
     ...(state.internet ? [{ peer: "inet", namespace: state.internet.namespace, address: state.internet.address }] : []),
   ];
   const vethLines = [
@@ -76,7 +85,11 @@ export async function buildUnderlay(state: LabState): Promise<void> {
     batches.push(
       ipBatch(member.namespace, [
         "link set lo up",
-        ...configureLinkLines({ name: "eth0", mtu: ul.mtu, addresses: [`${member.address}/${prefixLength}`] }),
+        ...configureLinkLines({
+          name: "eth0",
+          mtu: ul.mtu,
+          addresses: [`${member.address}/${prefixLength}`, ...(member.addressV6 ? [`${member.addressV6}/${prefixLengthV6}`] : [])],
+        }),
       ]),
     );
   }
@@ -88,6 +101,8 @@ export async function buildUnderlay(state: LabState): Promise<void> {
 export interface DockerBridgeConfig {
   /** FLANNEL_SUBNET: bridge address with the subnet's prefix length, e.g. 10.66.36.1/24. */
   bridgeAddress: string;
+  /** FLANNEL_IPV6_SUBNET of a dual-stack lease: docker0's IPv6 address with prefix, e.g. fd66:0:0:6::1/64. */
+  bridgeAddressV6?: string;
   mtu: number;
 }
 
@@ -108,9 +123,11 @@ export async function attachContainers(state: LabState, hostName: string, config
     throw new Error(`${host.subnetFile}: subnet ${subnet} is too small for docker0 and ${containers.length} containers`);
   }
 
+  const v6 = config.bridgeAddressV6 ? bridgeV6(config.bridgeAddressV6, host.subnetFile) : undefined;
+
   await runCommand("ip", ["-n", host.namespace, "link", "del", DOCKER_BRIDGE], { allowFailure: true });
   await ipBatch(host.namespace, [
-    ...createBridgeLines(DOCKER_BRIDGE, { mtu: config.mtu, addresses: [config.bridgeAddress] }),
+    ...createBridgeLines(DOCKER_BRIDGE, { mtu: config.mtu, addresses: [config.bridgeAddress, ...(config.bridgeAddressV6 ? [config.bridgeAddressV6] : [])] }),
     ...containers.flatMap((container) => configureLinkLines({ name: container.hostVeth, mtu: config.mtu, master: DOCKER_BRIDGE })),
   ]);
   await Promise.all(
@@ -119,14 +136,31 @@ export async function attachContainers(state: LabState, hostName: string, config
       container.address = address;
       container.prefixLength = prefixLength;
       container.mtu = config.mtu;
+      // As dockerd --fixed-cidr-v6 does: the bridge at ::1, containers from ::2 on.
+      const addressV6 = v6 ? formatIpv6(v6.subnet.addressAt(index + 2)) : undefined;
+      container.addressV6 = addressV6;
+      container.prefixLengthV6 = v6?.subnet.prefixLength;
       return ipBatch(container.namespace, [
         "address flush dev eth0",
-        ...configureLinkLines({ name: "eth0", mtu: config.mtu, addresses: [`${address}/${prefixLength}`] }),
+        ...configureLinkLines({
+          name: "eth0",
+          mtu: config.mtu,
+          addresses: [`${address}/${prefixLength}`, ...(v6 && addressV6 ? [`${addressV6}/${v6.subnet.prefixLength}`] : [])],
+        }),
         `route replace default via ${formatIpv4(bridgeIp)} dev eth0`,
+        ...(v6 ? [`route replace ::/0 via ${v6.gateway} dev eth0`] : []),
       ]);
     }),
   );
   host.bridgeAddress = config.bridgeAddress;
+  host.bridgeAddressV6 = config.bridgeAddressV6;
   host.subnet = subnet.toString();
   host.mtu = config.mtu;
+}
+
+/** docker0's IPv6 address (the gateway) and its subnet, from FLANNEL_IPV6_SUBNET. */
+function bridgeV6(bridgeAddressV6: string, subnetFile: string): { gateway: string; subnet: Ipv6Subnet } {
+  const [addressText, prefixText] = bridgeAddressV6.split("/");
+  const gateway = parseIpv6(addressText ?? "", `${subnetFile} FLANNEL_IPV6_SUBNET`);
+  return { gateway: formatIpv6(gateway), subnet: new Ipv6Subnet(gateway, Number(prefixText)) };
 }

@@ -22,11 +22,14 @@
  */
 import { join } from "node:path";
 import { Ipv4Subnet, formatIpv4 } from "../net/ipv4.js";
+import { Ipv6Subnet, formatIpv6, parseIpv6 } from "../net/ipv6.js";
 import { planDockerState, planDockerd } from "./docker-plan.js";
 import type { LabContainerState, LabDockerMode, LabHostState, LabState } from "./lab-state.js";
 import { assertNamespaceName } from "./netns.js";
 
 export const UNDERLAY_CIDR = "192.168.77.0/24";
+/** The IPv6 underlay of a dual-stack lab (ULA: nothing outside the lab routes it). */
+export const UNDERLAY_CIDR_V6 = "fd77::/64";
 export const UNDERLAY_BRIDGE = "ul0";
 export const HOST_UNDERLAY_DEVICE = "eth0";
 export const DOCKER_BRIDGE = "docker0";
@@ -53,6 +56,8 @@ export interface TopologyPlanOptions {
   networkConfig?: Record<string, unknown>;
   /** A real dockerd per host and Docker containers (see docker-plan.ts); undefined: plain namespaces. */
   docker?: LabDockerMode;
+  /** Dual-stack underlay: every underlay member also gets an address of UNDERLAY_CIDR_V6. */
+  ipv6?: boolean;
 }
 
 /** Names of this lab's namespaces look like `<name>-ul`, `<name>-h3`, `<name>-h3c2`. */
@@ -76,6 +81,9 @@ export function planTopology(options: TopologyPlanOptions): LabState {
   const underlay = Ipv4Subnet.parse(UNDERLAY_CIDR, "underlay");
   const underlayAddress = (offset: number): string => formatIpv4(underlay.addressAt(offset));
   const etcdAddress = underlayAddress(ETCD_HOST_OFFSET);
+  // fd77::11 for 192.168.77.11: the same digits, read as hex, so the two addresses of a host look alike.
+  const underlayV6 = Ipv6Subnet.parse(UNDERLAY_CIDR_V6, "IPv6 underlay");
+  const underlayAddressV6 = (offset: number): string => formatIpv6(underlayV6.network | parseIpv6(`::${offset}`));
 
   const hosts: LabHostState[] = [];
   const containers: LabContainerState[] = [];
@@ -87,6 +95,7 @@ export function planTopology(options: TopologyPlanOptions): LabState {
       namespace: `${name}-${hostName}`,
       underlayDevice: HOST_UNDERLAY_DEVICE,
       underlayAddress: underlayAddress(FIRST_HOST_OFFSET + h - 1),
+      ...(options.ipv6 ? { underlayAddressV6: underlayAddressV6(FIRST_HOST_OFFSET + h - 1) } : {}),
       dir,
       subnetFile: join(dir, "subnet.env"),
       stateDir: join(dir, "state"),
@@ -108,7 +117,7 @@ export function planTopology(options: TopologyPlanOptions): LabState {
     networkConfig: options.networkConfig,
     daemons: options.daemons,
     ipMasq: options.ipMasq,
-    underlay: { namespace: `${name}-ul`, bridge: UNDERLAY_BRIDGE, cidr: UNDERLAY_CIDR, mtu: options.underlayMtu },
+    underlay: { namespace: `${name}-ul`, bridge: UNDERLAY_BRIDGE, cidr: UNDERLAY_CIDR, ...(options.ipv6 ? { cidrV6: UNDERLAY_CIDR_V6 } : {}), mtu: options.underlayMtu },
     etcd: {
       namespace: `${name}-etcd`,
       address: etcdAddress,

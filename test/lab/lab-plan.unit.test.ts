@@ -29,6 +29,15 @@ describe("planTopology", () => {
     expect(state.containers[3]).toMatchObject({ name: "h2c2", host: "h2", hostVeth: "vc2" });
   });
 
+  it("plans a dual-stack underlay with --ipv6 (fd77::11 beside .11) and none without", () => {
+    const dual = planTopology({ ...base, name: "demo", hosts: 3, containersPerHost: 0, ipv6: true });
+    expect(dual.underlay.cidrV6).toBe("fd77::/64");
+    expect(dual.hosts.map((host) => host.underlayAddressV6)).toEqual(["fd77::11", "fd77::12", "fd77::13"]);
+    const single = planTopology({ ...base, name: "demo", hosts: 1, containersPerHost: 0 });
+    expect(single.underlay.cidrV6).toBeUndefined();
+    expect(single.hosts[0]?.underlayAddressV6).toBeUndefined();
+  });
+
   it.each([
     [{ hosts: 0, containersPerHost: 1 }, /--hosts 0/],
     [{ hosts: 201, containersPerHost: 1 }, /--hosts 201/],
