@@ -65,6 +65,8 @@ describe("weft run under a systemd notify socket", () => {
     await expect.poll(() => receiver.with("STATUS").map((m) => m.fields.STATUS).join("\n"), { timeout: 20_000 }).toMatch(/cannot use the network config at \/coreos\.com\/network\/config, retrying: etcd/);
     await expect.poll(() => receiver.with("WATCHDOG").length, { timeout: 5000 }).toBeGreaterThanOrEqual(3);
     expect(receiver.messages.every((message) => message.pid === pid)).toBe(true);
+    // The first message is a watchdog ping: systemd's watchdog runs from the process's start.
+    expect(receiver.messages[0]?.fields).toEqual({ WATCHDOG: "1" });
     expect(receiver.with("READY")).toEqual([]);
     expect(await probeReadyz(host())).toBe(false);
     expect(isAlive(pid)).toBe(true);

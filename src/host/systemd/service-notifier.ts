@@ -64,6 +64,9 @@ class SocketNotifier implements ServiceNotifier {
       // does not keep a stopping process up.
       this.watchdog = setInterval(() => this.send({ WATCHDOG: "1" }), every);
       this.watchdog.unref();
+      // systemd arms the watchdog when it starts the process, not at READY=1: the first ping goes
+      // now, so loading the program (seconds on a slow or emulated machine) is all it must cover.
+      this.send({ WATCHDOG: "1" });
       logger.info({ notifySocket: settings.socket, intervalMs: every }, "systemd watchdog on");
     }
   }
