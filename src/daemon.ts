@@ -12,7 +12,7 @@ import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { isWeftDevice, LinkEvents } from "./kernel/link-events.js";
 import { assertNetAdmin } from "./host/privileges.js";
-import { readSubnetEnv, previousSubnet, writeSubnetEnv } from "./host/subnet-env.js";
+import { readSubnetEnv, previousIpv6Subnet, previousSubnet, subnetEnvFor, writeSubnetEnv } from "./host/subnet-env.js";
 import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
 import { acquireLease } from "./lease/acquire.js";
 import { OutOfSubnetsError } from "./lease/errors.js";
@@ -22,6 +22,7 @@ import { LeaseKeeper } from "./lease/renew.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
 import type { Ipv4Subnet } from "./net/ipv4.js";
+import { describeSubnets, type SubnetKeyParts } from "./lease/subnet-key.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type BuildEngine, type WeftMetrics } from "./observe/metrics.js";
 import { timeAsyncCalls } from "./observe/call-timing.js";
@@ -187,15 +188,27 @@ export class Daemon {
     this.built.store = store;
     this.metrics.trackReadiness(() => this.readiness().checks);
     this.watchReachability(store);
-    const external = await selectExternalInterface(options.interfaceSelection);
-    logger.info(
-      { iface: external.name, address: external.address, publicIP: external.publicIP, mtu: external.mtu, selectedBy: external.selectedBy },
-      `using interface ${external.name} (${external.address}), public IP ${external.publicIP}`,
-    );
-    if (options.publicIPv6) logger.warn({ publicIPv6: options.publicIPv6 }, "--public-ipv6 is ignored: weft leases and routes IPv4 only");
     await mkdir(options.stateDir, { recursive: true });
     this.notifier.status(`reading the network config at ${store.configKey}`);
     const { config, factory } = await this.readNetworkConfig(store);
+    // After the config, as flanneld: a dual-stack network needs the interface's IPv6 address too.
+    const external = await selectExternalInterface(options.interfaceSelection, { ipv6: config.enableIPv6 });
+    const v6 = external.addressV6 !== undefined ? `, IPv6 ${external.addressV6}, public IPv6 ${external.publicIPv6 ?? external.addressV6}` : "";
+    logger.info(
+      {
+        iface: external.name,
+        address: external.address,
+        publicIP: external.publicIP,
+        addressV6: external.addressV6,
+        publicIPv6: external.publicIPv6,
+        mtu: external.mtu,
+        selectedBy: external.selectedBy,
+      },
+      `using interface ${external.name} (${external.address}), public IP ${external.publicIP}${v6}`,
+    );
+    if (!config.enableIPv6 && options.interfaceSelection.publicIPv6) {
+      logger.warn({ publicIPv6: options.interfaceSelection.publicIPv6 }, "--public-ipv6 is unused: the network config does not enable IPv6 (EnableIPv6)");
+    }
     if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
     this.metrics.setBuildInfo({ backend: factory.type, engine: engineOf(config) });
     const backend = factory.create({
@@ -209,7 +222,11 @@ export class Daemon {
     this.built.backend = backend;
     const registration = await backend.register();
     this.checkpoint();
-    const network: Network = { config, mtu: registration.mtu, attrs: { publicIP: external.publicIP, publicIPv6: null, ...registration.attrs } };
+    const network: Network = {
+      config,
+      mtu: registration.mtu,
+      attrs: { publicIP: external.publicIP, publicIPv6: config.enableIPv6 ? (external.publicIPv6 ?? null) : null, ...registration.attrs },
+    };
 
     const wiring: Wiring = {
       store,
@@ -246,7 +263,7 @@ export class Daemon {
     };
     this.built = wiring;
 
-    const lease = await this.acquireUntilDone(wiring, await this.readPreviousSubnet(), await this.readPreviousEtcdLease());
+    const lease = await this.acquireUntilDone(wiring, await this.readPreviousSubnets(), await this.readPreviousEtcdLease());
     wiring.keeper.track(lease);
     await this.takeLease(wiring, lease);
 
@@ -267,7 +284,7 @@ export class Daemon {
         registry: this.metrics.registry,
       });
     }
-    logger.info({ subnet: lease.subnet.toString(), backend: factory.type }, "weft is ready");
+    logger.info({ subnet: lease.subnet.toString(), ipv6Subnet: lease.ipv6Subnet?.toString(), backend: factory.type }, "weft is ready");
     this.notifier.ready(this.readyStatus(lease, factory.type));
   }
 
@@ -281,7 +298,7 @@ export class Daemon {
   }
 
   private readyStatus(lease: Lease, backend: string): string {
-    return `ready: subnet ${lease.subnet}, backend ${backend}, ${this.built.watcher?.current().length ?? 0} peer(s)`;
+    return `ready: subnet ${describeSubnets(lease)}, backend ${backend}, ${this.built.watcher?.current().length ?? 0} peer(s)`;
   }
 
   /** Ready means "this host forwards"; etcd and config trouble do not stop that, so they are notes. */
@@ -410,7 +427,6 @@ export class Daemon {
           const config = parseNetworkConfig(stored.value);
           const factory = findBackend(config.backend.type);
           factory.validateOptions(config.backend.options);
-          if (config.enableIPv6) this.logger.warn("EnableIPv6 is ignored: weft routes IPv4 container networks only");
           return { config, factory };
         }
         const waiting = `waiting for the network config at ${store.configKey} ("weft config set")`;
@@ -445,10 +461,14 @@ export class Daemon {
     }
   }
 
-  private async readPreviousSubnet(): Promise<Ipv4Subnet | undefined> {
+  /** FLANNEL_SUBNET and FLANNEL_IPV6_SUBNET of the subnet file left by the last run (flanneld reads both). */
+  private async readPreviousSubnets(): Promise<SubnetKeyParts | undefined> {
     try {
       const env = await readSubnetEnv(this.options.subnetFile);
-      return env ? previousSubnet(env) : undefined;
+      const subnet = env ? previousSubnet(env) : undefined;
+      if (!env || !subnet) return undefined;
+      const ipv6Subnet = previousIpv6Subnet(env);
+      return ipv6Subnet ? { subnet, ipv6Subnet } : { subnet };
     } catch (error) {
       this.logger.warn({ err: error, path: this.options.subnetFile }, "ignoring the previous subnet file");
       return undefined;
@@ -456,7 +476,7 @@ export class Daemon {
   }
 
   /** Acquires, retrying with back-off: etcd outages and a full network are waited out, not fatal. */
-  private async acquireUntilDone(wiring: Wiring, previous: Ipv4Subnet | undefined, previousEtcdLeaseId?: string): Promise<Lease> {
+  private async acquireUntilDone(wiring: Wiring, previous: SubnetKeyParts | undefined, previousEtcdLeaseId?: string): Promise<Lease> {
     const { network } = wiring;
     return retryWithBackoff(
       async () => {
@@ -464,7 +484,8 @@ export class Daemon {
           store: wiring.store,
           config: network.config,
           attrs: network.attrs,
-          previousSubnet: previous,
+          previousSubnet: previous?.subnet,
+          previousIpv6Subnet: previous?.ipv6Subnet,
           previousEtcdLeaseId,
           ttlSeconds: this.options.leaseTtlSeconds,
           logger: this.logger,
@@ -472,9 +493,16 @@ export class Daemon {
         });
         this.metrics.leaseAcquisitions.inc({ result: result.how });
         this.metrics.freeSubnets.set(result.freeSubnets);
+        const { lease } = result;
         this.logger.info(
-          { subnet: result.lease.subnet.toString(), key: result.lease.key, how: result.how, expiresAt: result.lease.expiresAt?.toISOString() ?? "never (reservation)" },
-          `leased ${result.lease.subnet}`,
+          {
+            subnet: lease.subnet.toString(),
+            ipv6Subnet: lease.ipv6Subnet?.toString(),
+            key: lease.key,
+            how: result.how,
+            expiresAt: lease.expiresAt?.toISOString() ?? "never (reservation)",
+          },
+          `leased ${describeSubnets(lease)}`,
         );
         this.ownLease = result.lease;
         this.ready.lease = true;
@@ -539,12 +567,7 @@ export class Daemon {
     );
     this.ready.rules = true;
     await this.retryUntilStopped("write the subnet file", () =>
-      writeSubnetEnv(options.subnetFile, {
-        network: network.config.network,
-        subnetAddress: { address: lease.subnet.addressAt(1), prefixLength: lease.subnet.prefixLength },
-        mtu: network.mtu,
-        ipMasq: options.ipMasq,
-      }),
+      writeSubnetEnv(options.subnetFile, subnetEnvFor(network.config, lease, { mtu: network.mtu, ipMasq: options.ipMasq })),
     );
     this.ready.subnetFile = true;
     this.logger.info({ path: options.subnetFile, mtu: network.mtu }, "wrote the subnet file");
@@ -562,14 +585,16 @@ export class Daemon {
     this.reacquiring = (async () => {
       await this.waitForConfig(lost?.subnet);
       if (lost?.etcdLeaseId) await wiring.store.revokeLease(lost.etcdLeaseId).catch(() => undefined);
-      const lease = await this.acquireUntilDone(wiring, lost?.subnet, lost?.etcdLeaseId);
+      const lease = await this.acquireUntilDone(wiring, lost, lost?.etcdLeaseId);
       // Renewal first: whatever happens next, the new lease must not lapse.
       wiring.keeper.track(lease);
-      if (lost && !lease.subnet.equals(lost.subnet)) {
+      if (lost && lost.key !== lease.key) {
         // Deliberate: the old subnet is someone else's now; sharing it would leave one of us unreachable for good.
+        const from = describeSubnets(lost);
+        const to = describeSubnets(lease);
         this.logger.error(
-          { from: lost.subnet.toString(), to: lease.subnet.toString() },
-          `the subnet changed (${why}): moved from ${lost.subnet} to ${lease.subnet}; docker0 must be reconfigured from the subnet file (restart docker), containers on the old subnet are cut off until then`,
+          { from, to },
+          `the subnet changed (${why}): moved from ${from} to ${to}; docker0 must be reconfigured from the subnet file (restart docker), containers on the old subnet are cut off until then`,
         );
         await this.takeLease(wiring, lease);
       }

@@ -12,7 +12,6 @@ import { serviceNotifierFromEnv } from "../host/systemd/service-notifier.js";
  * flanneld unit works with weft swapped in; weft's own additions are marked as such.
  */
 export interface RunArgs extends StoreArgs, InterfaceArgs {
-  "public-ipv6"?: string;
   "subnet-file": string;
   "subnet-lease-renew-margin": number;
   "subnet-lease-ttl": number;
@@ -32,7 +31,6 @@ export interface RunArgs extends StoreArgs, InterfaceArgs {
 export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
   // Every flag from its FLANNELD_* variable too, as flanneld (a flanneld unit's environment works).
   return defineInterfaceOptions(defineStoreOptions(yargs.env("FLANNELD")))
-    .option("public-ipv6", { coerce: lastString, type: "string", describe: "IPv6 advertised to peers (accepted for flanneld units; weft routes IPv4 only)" })
     .option("subnet-file", { coerce: lastString, type: "string", default: "/run/flannel/subnet.env", describe: "where to write subnet.env" })
     .option("subnet-lease-renew-margin", { coerce: lastNumber, type: "number", default: 60, describe: `minutes before expiry to renew the lease (1..${MAX_RENEW_MARGIN_MINUTES})` })
     .option("subnet-lease-ttl", { coerce: lastNumber, type: "number", default: 86_400, describe: "[weft] TTL in seconds of newly granted leases" })
@@ -73,7 +71,6 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
   return {
     store: storeOptionsFromArgs(args),
     interfaceSelection,
-    publicIPv6: args["public-ipv6"] || undefined,
     subnetFile: args["subnet-file"],
     stateDir: args["state-dir"],
     renewMarginMs,

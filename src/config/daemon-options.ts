@@ -5,8 +5,6 @@ import type { InterfaceSelectionOptions } from "./interface-selection.js";
 export interface DaemonOptions {
   store: StoreOptions;
   interfaceSelection: InterfaceSelectionOptions;
-  /** --public-ipv6: accepted so flanneld units work, but weft leases and routes IPv4 only. */
-  publicIPv6?: string;
   subnetFile: string;
   /** Directory for state kept across restarts (e.g. VtepMACs of userspace devices). */
   stateDir: string;

@@ -1,6 +1,6 @@
 import { formatIpv4 } from "../net/ipv4.js";
 import { writeFileAtomic } from "./atomic-file.js";
-import { parseSubnetEnv, previousSubnet, readSubnetEnv, type SubnetEnv } from "./subnet-env.js";
+import { parseSubnetEnv, previousIpv6Subnet, previousSubnet, readSubnetEnv, type SubnetEnv } from "./subnet-env.js";
 import { CommandFailedError, commandFailureText } from "../process/command-errors.js";
 import { runCommand } from "../process/run-command.js";
 
@@ -9,6 +9,8 @@ import { runCommand } from "../process/run-command.js";
  * as ExecStartPre can run `weft docker-opts` instead:
  *   1. read FLANNEL_* from the environment, then from the subnet file (the file wins, as `. file`);
  *   2. DOCKER_OPT_BIP=--bip=$FLANNEL_SUBNET, DOCKER_OPT_IPMASQ=--ip-masq=<inverted>, DOCKER_OPT_MTU=--mtu=$FLANNEL_MTU,
+ *      (weft's addition, for a dual-stack subnet file) DOCKER_OPT_IPV6=--ipv6 and
+ *      DOCKER_OPT_FIXED_CIDR_V6=--fixed-cidr-v6=<own IPv6 subnet>,
  *      plus any DOCKER_OPT_* already in the environment, in name order (the script's `set | grep`);
  *   3. write NAME="value" lines (-i) and KEY="$KEY <opt> <opt>..." (-c), both when neither is given;
  *   4. refuse (exit 1, after writing) when the main routing table routes the own subnet `via` a gateway.
@@ -49,6 +51,12 @@ export function dockerOptions(env: SubnetEnv, omitIpMasq: boolean): Map<string, 
     options.set("DOCKER_OPT_BIP", `--bip=${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`);
   }
   if (env.mtu !== undefined) options.set("DOCKER_OPT_MTU", `--mtu=${env.mtu}`);
+  // weft's addition (mk-docker-opts.sh knows no IPv6): docker0 gets the own IPv6 subnet, as --bip the IPv4 one.
+  const ipv6Subnet = previousIpv6Subnet(env);
+  if (ipv6Subnet) {
+    options.set("DOCKER_OPT_IPV6", "--ipv6");
+    options.set("DOCKER_OPT_FIXED_CIDR_V6", `--fixed-cidr-v6=${ipv6Subnet.toString()}`);
+  }
   if (env.ipMasq !== undefined && !omitIpMasq) options.set("DOCKER_OPT_IPMASQ", `--ip-masq=${env.ipMasq ? "false" : "true"}`);
   return options;
 }

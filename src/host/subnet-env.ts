@@ -1,5 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Ipv4Subnet, formatIpv4, tryParseIpv4, type Ipv4Number } from "../net/ipv4.js";
+import { Ipv6Subnet, formatIpv6, tryParseIpv6, type Ipv6Number } from "../net/ipv6.js";
+import type { NetworkConfig } from "../config/network-config.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { errorMessage } from "../errors/error-message.js";
 
@@ -13,10 +15,10 @@ export interface SubnetEnv {
   network?: Ipv4Subnet;
   /** FLANNEL_SUBNET: the bridge address inside the own subnet, e.g. 10.66.36.1/24. */
   subnetAddress?: { address: Ipv4Number; prefixLength: number };
-  /** FLANNEL_IPV6_NETWORK, kept as written. */
-  ipv6Network?: string;
-  /** FLANNEL_IPV6_SUBNET, kept as written. */
-  ipv6Subnet?: string;
+  /** FLANNEL_IPV6_NETWORK: the cluster IPv6Network (dual stack only). */
+  ipv6Network?: Ipv6Subnet;
+  /** FLANNEL_IPV6_SUBNET: docker0's IPv6 address inside the own IPv6 subnet, e.g. fd66:0:0:6::1/64. */
+  ipv6SubnetAddress?: { address: Ipv6Number; prefixLength: number };
   /** FLANNEL_MTU. */
   mtu?: number;
   /** FLANNEL_IPMASQ. */
@@ -30,8 +32,11 @@ export function formatSubnetEnv(env: SubnetEnv): string {
   if (env.subnetAddress) {
     lines.push(`FLANNEL_SUBNET=${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`);
   }
-  if (env.ipv6Network !== undefined) lines.push(`FLANNEL_IPV6_NETWORK=${env.ipv6Network}`);
-  if (env.ipv6Subnet !== undefined) lines.push(`FLANNEL_IPV6_SUBNET=${env.ipv6Subnet}`);
+  // flanneld writes the two IPv6 lines together, after the IPv4 ones, whenever EnableIPv6 is on.
+  if (env.ipv6Network) lines.push(`FLANNEL_IPV6_NETWORK=${env.ipv6Network.toString()}`);
+  if (env.ipv6SubnetAddress) {
+    lines.push(`FLANNEL_IPV6_SUBNET=${formatIpv6(env.ipv6SubnetAddress.address)}/${env.ipv6SubnetAddress.prefixLength}`);
+  }
   if (env.mtu !== undefined) lines.push(`FLANNEL_MTU=${env.mtu}`);
   if (env.ipMasq !== undefined) lines.push(`FLANNEL_IPMASQ=${env.ipMasq ? "true" : "false"}`);
   return lines.map((line) => `${line}\n`).join("");
@@ -65,12 +70,18 @@ export function parseSubnetEnv(text: string, path: string): SubnetEnv {
         env.subnetAddress = subnetAddress;
         break;
       }
-      case "FLANNEL_IPV6_NETWORK":
-        env.ipv6Network = value;
+      case "FLANNEL_IPV6_NETWORK": {
+        const network = Ipv6Subnet.tryParse(value);
+        if (!network) throw bad("an IPv6 CIDR (e.g. fd66::/48)");
+        env.ipv6Network = network;
         break;
-      case "FLANNEL_IPV6_SUBNET":
-        env.ipv6Subnet = value;
+      }
+      case "FLANNEL_IPV6_SUBNET": {
+        const subnetAddress = parseIpv6AddressWithPrefix(value);
+        if (!subnetAddress) throw bad("an IPv6 address with prefix length (e.g. fd66:0:0:6::1/64)");
+        env.ipv6SubnetAddress = subnetAddress;
         break;
+      }
       case "FLANNEL_MTU": {
         const mtu = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
         if (!(mtu >= 68 && mtu <= 65535)) throw bad("an MTU between 68 and 65535");
@@ -121,10 +132,45 @@ function parseAddressWithPrefix(text: string): { address: Ipv4Number; prefixLeng
   return { address, prefixLength };
 }
 
+function parseIpv6AddressWithPrefix(text: string): { address: Ipv6Number; prefixLength: number } | undefined {
+  const match = /^([0-9a-fA-F:.]+)\/(\d{1,3})$/.exec(text);
+  if (!match) return undefined;
+  const address = tryParseIpv6(match[1] as string);
+  const prefixLength = Number(match[2]);
+  if (address === undefined || prefixLength > 128) return undefined;
+  return { address, prefixLength };
+}
+
+/** The subnet FLANNEL_IPV6_SUBNET lies in (host bits masked, as flanneld's net.ParseCIDR): the previous IPv6 subnet. */
+export function previousIpv6Subnet(env: SubnetEnv): Ipv6Subnet | undefined {
+  if (!env.ipv6SubnetAddress) return undefined;
+  return new Ipv6Subnet(env.ipv6SubnetAddress.address, env.ipv6SubnetAddress.prefixLength);
+}
+
 /** The subnet FLANNEL_SUBNET lies in (host bits masked): the "previous subnet" of flannel-compat §1.7. */
 export function previousSubnet(env: SubnetEnv): Ipv4Subnet | undefined {
   if (!env.subnetAddress) return undefined;
   return new Ipv4Subnet(env.subnetAddress.address, env.subnetAddress.prefixLength);
+}
+
+/**
+ * What flanneld writes for its lease (WriteSubnetFile): the first address of each subnet (docker0's)
+ * with the subnet's prefix, and the IPv6 pair whenever the network is dual-stack.
+ */
+export function subnetEnvFor(
+  config: NetworkConfig,
+  subnets: { subnet: Ipv4Subnet; ipv6Subnet?: Ipv6Subnet },
+  settings: { mtu: number; ipMasq: boolean },
+): SubnetEnv {
+  const env: SubnetEnv = {
+    network: config.network,
+    subnetAddress: { address: subnets.subnet.addressAt(1), prefixLength: subnets.subnet.prefixLength },
+  };
+  if (config.ipv6 && subnets.ipv6Subnet) {
+    env.ipv6Network = config.ipv6.network;
+    env.ipv6SubnetAddress = { address: subnets.ipv6Subnet.addressAt(1), prefixLength: subnets.ipv6Subnet.prefixLength };
+  }
+  return { ...env, mtu: settings.mtu, ipMasq: settings.ipMasq };
 }
 
 /** Writes the file atomically (flannel-compat §3.1: parent dir 0755, file 0644, never seen half-written). */

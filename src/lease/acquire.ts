@@ -2,12 +2,13 @@ import type { Logger } from "pino";
 import { sleep } from "../async/sleep.js";
 import type { NetworkConfig } from "../config/network-config.js";
 import type { Ipv4Subnet } from "../net/ipv4.js";
+import type { Ipv6Subnet } from "../net/ipv6.js";
 import type { LeaseStore } from "./lease-store.js";
 import { OutOfSubnetsError, PublicIPInUseError } from "./errors.js";
 import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLeases } from "./stored-lease.js";
-import { fitsConfig, freeSubnets } from "./subnet-space.js";
-import { parseSubnetKey, subnetKey } from "./subnet-key.js";
+import { fitsConfig, fitsIpv6Config, freeIpv6Subnets, freeSubnetCount, freeSubnets, leaseFitsConfig } from "./subnet-space.js";
+import { subnetKey, subnetsClaimedByKey, type SubnetKeyParts } from "./subnet-key.js";
 import type { Lease, LeaseAttrs } from "./types.js";
 
 export interface AcquireRequest {
@@ -16,6 +17,8 @@ export interface AcquireRequest {
   attrs: LeaseAttrs;
   /** The subnet this host had before (subnet.env, or the lease just lost); preferred when free. */
   previousSubnet?: Ipv4Subnet;
+  /** The IPv6 subnet it had before (FLANNEL_IPV6_SUBNET, or the lease just lost); preferred when free in a dual-stack network. */
+  previousIpv6Subnet?: Ipv6Subnet;
   /**
    * The etcd lease this host last held (weft's state dir, which outlives a reboot): a lease with
    * our PublicIP on it is ours to reuse. See `isOurs` for the other proofs.
@@ -44,13 +47,15 @@ const DEFAULT_MAX_ATTEMPTS = 50;
 /**
  * Leases a subnet as flanneld does (flannel-compat §1.7): reuse the lease holding our PublicIP, else the
  * previous subnet if free, else a random free one; created with a create-if-absent transaction.
+ * With EnableIPv6 both families are leased together in one dual-stack key (10.66.52.0-24&fd66:0:0:6::-64).
  * Unlike flanneld, a lost race re-lists and retries, and a reservation keeps having no TTL.
  */
 export async function acquireLease(request: AcquireRequest): Promise<AcquireResult> {
   const maxAttempts = request.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  const preferred: Preferred = { subnet: request.previousSubnet, ipv6Subnet: request.previousIpv6Subnet };
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     request.signal?.throwIfAborted();
-    const result = await tryAcquire(request);
+    const result = await tryAcquire(request, preferred);
     if (result) return result;
     request.logger.info({ attempt }, "another host took the subnet first; listing again");
     // A little jitter so hosts that collided do not collide again in lockstep.
@@ -62,64 +67,101 @@ export async function acquireLease(request: AcquireRequest): Promise<AcquireResu
   );
 }
 
+/** The subnets to prefer, per family; a round may add the IPv4 subnet of our own lease it had to delete. */
+interface Preferred {
+  subnet?: Ipv4Subnet;
+  ipv6Subnet?: Ipv6Subnet;
+}
+
 /** One round: undefined when we lost a race and must list again. */
-async function tryAcquire(request: AcquireRequest): Promise<AcquireResult | undefined> {
+async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promise<AcquireResult | undefined> {
   const { store, config, attrs, logger } = request;
   const listing = await store.list(store.subnetsPrefix);
   const leases = decodeLeases(listing.keys, logger);
-  // Every parseable key occupies its subnet, even when its value is malformed.
-  const occupied = listing.keys.flatMap((stored) => parseSubnetKey(stored.key)?.subnet ?? []);
-  const freeCount = () => freeSubnets(config, occupied).length;
+  // Every key occupies the subnets it names, even when its value or its other family's part is malformed.
+  const claimed = listing.keys.map((stored) => subnetsClaimedByKey(stored.key));
+  const occupied = claimed.flatMap((subnets) => subnets.subnet ?? []);
+  const occupiedV6 = claimed.flatMap((subnets) => subnets.ipv6Subnet ?? []);
+  const freeCount = () => freeSubnetCount(config, occupied, occupiedV6);
 
   const ours = leases.filter((lease) => lease.attrs.publicIP === attrs.publicIP);
   for (const lease of ours) {
-    if (fitsConfig(lease.subnet, config)) {
+    if (leaseFitsConfig(lease, config)) {
       if (!isOurs(request, lease)) throw new PublicIPInUseError(lease.key, attrs.publicIP, lease.etcdLeaseId);
       const renewed = await retakeOwnLease(request, lease);
       if (!renewed) return undefined;
       return { lease: renewed, freeSubnets: freeCount(), how: lease.reservation ? "reservation" : "reused-by-public-ip" };
     }
+    const misfit = describeMisfit(lease, config);
     if (lease.reservation) {
-      logger.warn({ key: lease.key }, `reservation for our PublicIP ${attrs.publicIP} does not fit the network config; leaving it alone`);
+      logger.warn({ key: lease.key }, `reservation for our PublicIP ${attrs.publicIP} does not fit the network config (${misfit}); leaving it alone`);
       continue;
     }
-    logger.warn({ key: lease.key }, "lease for our PublicIP is not compatible with the current network config; deleting it");
+    // As flanneld (isSubnetConfigCompat && isIPv6SubnetConfigCompat): a lease of our PublicIP that
+    // does not fit is deleted, so with EnableIPv6 turned on a host's IPv4-only lease is replaced by a
+    // dual-stack one (and an IPv4-only network replaces a dual-stack lease by an IPv4-only one).
+    // Unlike flanneld, which then also moves the host to a random IPv4 subnet (its previous-subnet
+    // check wants both families), the deleted lease's IPv4 subnet stays preferred when it is
+    // provably ours: docker0 and the containers keep their IPv4 addresses.
+    logger.warn({ key: lease.key }, `lease for our PublicIP is not compatible with the current network config (${misfit}); deleting it`);
+    if (!preferred.subnet && fitsConfig(lease.subnet, config) && isOurs(request, lease)) preferred.subnet = lease.subnet;
     await store.deleteIfUnchanged(lease.key, lease.modRevision ?? "0");
     await revokeQuietly(store, lease.etcdLeaseId);
     return undefined;
   }
 
-  const previous = request.previousSubnet;
-  const previousKey = previous ? listing.keys.find((stored) => stored.key === subnetKey(store.subnetsPrefix, previous)) : undefined;
-  if (previous && previousKey && fitsConfig(previous, config) && !leases.some((lease) => lease.key === previousKey.key)) {
-    // Our subnet's key holds garbage: no host can be using it through that value, and docker0
-    // still has the subnet. Take it back rather than move to a new one.
-    const reclaimed = await reclaimMalformed(request, previous, previousKey.modRevision);
-    if (!reclaimed) return undefined;
-    logger.warn({ key: previousKey.key, subnet: previous.toString() }, `the key of our previous subnet ${previousKey.key} held a malformed value; rewrote it with ours`);
-    return { lease: reclaimed, freeSubnets: freeCount(), how: "reclaimed-malformed" };
+  const previous = preferred.subnet;
+  const previousV6 = config.ipv6 ? preferred.ipv6Subnet : undefined;
+  const previousFits = previous !== undefined && fitsConfig(previous, config);
+  const previousV6Fits = previousV6 !== undefined && fitsIpv6Config(previousV6, config);
+  if (previousFits && (!config.ipv6 || previousV6Fits)) {
+    const previousKey = listing.keys.find((stored) => stored.key === subnetKey(store.subnetsPrefix, previous, previousV6));
+    if (previousKey && !leases.some((lease) => lease.key === previousKey.key)) {
+      // Our subnet's key holds garbage: no host can be using it through that value, and docker0
+      // still has the subnet. Take it back rather than move to a new one.
+      const reclaimed = await reclaimMalformed(request, { subnet: previous, ipv6Subnet: previousV6 }, previousKey.modRevision);
+      if (!reclaimed) return undefined;
+      logger.warn({ key: previousKey.key, subnet: previous.toString() }, `the key of our previous subnet ${previousKey.key} held a malformed value; rewrote it with ours`);
+      return { lease: reclaimed, freeSubnets: freeCount(), how: "reclaimed-malformed" };
+    }
   }
-  if (previous && fitsConfig(previous, config) && !occupied.some((subnet) => subnet.overlaps(previous))) {
-    const created = await createLease(request, previous);
-    if (!created) return undefined;
-    logger.info({ subnet: previous.toString() }, "reusing the previously leased subnet");
-    return { lease: created, freeSubnets: freeCount() - 1, how: "previous-subnet" };
-  } else if (previous && !fitsConfig(previous, config)) {
-    logger.warn({ subnet: previous.toString() }, "the previous subnet does not fit the network config; ignoring it");
-  }
+  if (previous && !previousFits) logger.warn({ subnet: previous.toString() }, "the previous subnet does not fit the network config; ignoring it");
+  if (previousV6 && !previousV6Fits) logger.warn({ ipv6Subnet: previousV6.toString() }, "the previous IPv6 subnet does not fit the network config; ignoring it");
 
-  const candidates = freeSubnets(config, occupied, CANDIDATES_TO_PICK_FROM);
-  if (candidates.length === 0) throw new OutOfSubnetsError(config, occupied.length);
+  // Each family's previous subnet is taken when it is free, the other one picked at random.
   const random = request.random ?? Math.random;
-  const choice = candidates[Math.floor(random() * candidates.length)] as Ipv4Subnet;
-  const created = await createLease(request, choice);
+  const reuse = previousFits && !occupied.some((subnet) => subnet.overlaps(previous)) ? previous : undefined;
+  const reuseV6 = previousV6Fits && !occupiedV6.some((subnet) => subnet.overlaps(previousV6)) ? previousV6 : undefined;
+  const subnet = reuse ?? pick(freeSubnets(config, occupied, CANDIDATES_TO_PICK_FROM), random) ?? throwOutOfSubnets(config, occupied.length, "ipv4");
+  const ipv6Subnet = config.ipv6
+    ? (reuseV6 ?? pick(freeIpv6Subnets(config.ipv6, occupiedV6, CANDIDATES_TO_PICK_FROM), random) ?? throwOutOfSubnets(config, occupiedV6.length, "ipv6"))
+    : undefined;
+  const created = await createLease(request, { subnet, ipv6Subnet });
   if (!created) return undefined;
-  return { lease: created, freeSubnets: freeCount() - 1, how: "allocated" };
+  if (reuse) logger.info({ subnet: reuse.toString() }, "reusing the previously leased subnet");
+  if (reuseV6) logger.info({ ipv6Subnet: reuseV6.toString() }, "reusing the previously leased IPv6 subnet");
+  return { lease: created, freeSubnets: freeCount() - 1, how: reuse ? "previous-subnet" : "allocated" };
+}
+
+function pick<T>(candidates: readonly T[], random: () => number): T | undefined {
+  return candidates[Math.floor(random() * candidates.length)];
+}
+
+function throwOutOfSubnets(config: NetworkConfig, leased: number, family: "ipv4" | "ipv6"): never {
+  throw new OutOfSubnetsError(config, leased, family);
+}
+
+/** Which family of a lease does not fit, for the log. */
+function describeMisfit(lease: Lease, config: NetworkConfig): string {
+  if (!fitsConfig(lease.subnet, config)) return `${lease.subnet} is not a /${config.subnetLen} of Network ${config.network} in SubnetMin..SubnetMax`;
+  if (!config.ipv6) return "it has an IPv6 subnet, and the network is IPv4-only";
+  if (!lease.ipv6Subnet) return "it has no IPv6 subnet, and the network is dual-stack (EnableIPv6)";
+  return `${lease.ipv6Subnet} is not a /${config.ipv6.subnetLen} of IPv6Network ${config.ipv6.network} in IPv6SubnetMin..IPv6SubnetMax`;
 }
 
 /**
  * A lease carrying our PublicIP is ours to reuse only with a proof that this host held it: a
- * reservation (the operator's), our previous subnet (subnet.env, or the lease just lost), the
+ * reservation (the operator's), our previous subnet of either family (subnet.env, or the lease just lost), the
  * etcd lease our state dir recorded, or the same non-empty backend data (a VtepMAC kept in the
  * state dir). Without one it may belong to another live host started with the same
  * --public-ip: taking it over would revoke that host's etcd lease and share its subnet.
@@ -127,20 +169,21 @@ async function tryAcquire(request: AcquireRequest): Promise<AcquireResult | unde
 function isOurs(request: AcquireRequest, lease: Lease): boolean {
   if (lease.reservation) return true;
   if (request.previousSubnet?.equals(lease.subnet)) return true;
+  if (lease.ipv6Subnet && request.previousIpv6Subnet?.equals(lease.ipv6Subnet)) return true;
   if (request.previousEtcdLeaseId !== undefined && request.previousEtcdLeaseId === lease.etcdLeaseId) return true;
   return request.attrs.backendData !== undefined && sameAttrs(request.attrs, lease.attrs);
 }
 
 /** Replaces a malformed value in our previous subnet's key with ours, on a fresh etcd lease. */
-async function reclaimMalformed(request: AcquireRequest, subnet: Ipv4Subnet, modRevision: string): Promise<Lease | undefined> {
+async function reclaimMalformed(request: AcquireRequest, parts: SubnetKeyParts, modRevision: string): Promise<Lease | undefined> {
   const { store, attrs, ttlSeconds } = request;
-  const key = subnetKey(store.subnetsPrefix, subnet);
+  const key = subnetKey(store.subnetsPrefix, parts.subnet, parts.ipv6Subnet);
   const leaseId = await store.grantLease(ttlSeconds);
   if (!(await store.replaceIfUnchanged(key, formatLeaseValue(attrs), leaseId, modRevision))) {
     await revokeQuietly(store, leaseId);
     return undefined;
   }
-  return { subnet, attrs, key, etcdLeaseId: leaseId, reservation: false, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
+  return newLease(parts, attrs, key, leaseId, ttlSeconds);
 }
 
 /** Re-puts our existing lease with our current attrs; a reservation stays without TTL. */
@@ -163,15 +206,21 @@ async function retakeOwnLease(request: AcquireRequest, lease: Lease): Promise<Le
   return { ...lease, attrs, etcdLeaseId: leaseId, reservation: false, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
 }
 
-async function createLease(request: AcquireRequest, subnet: Ipv4Subnet): Promise<Lease | undefined> {
+async function createLease(request: AcquireRequest, parts: SubnetKeyParts): Promise<Lease | undefined> {
   const { store, attrs, ttlSeconds } = request;
-  const key = subnetKey(store.subnetsPrefix, subnet);
+  const key = subnetKey(store.subnetsPrefix, parts.subnet, parts.ipv6Subnet);
   const leaseId = await store.grantLease(ttlSeconds);
   if (!(await store.createIfAbsent(key, formatLeaseValue(attrs), leaseId))) {
     await revokeQuietly(store, leaseId);
     return undefined;
   }
-  return { subnet, attrs, key, etcdLeaseId: leaseId, reservation: false, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
+  return newLease(parts, attrs, key, leaseId, ttlSeconds);
+}
+
+function newLease(parts: SubnetKeyParts, attrs: LeaseAttrs, key: string, etcdLeaseId: string, ttlSeconds: number): Lease {
+  const lease: Lease = { subnet: parts.subnet, attrs, key, etcdLeaseId, reservation: false, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
+  if (parts.ipv6Subnet) lease.ipv6Subnet = parts.ipv6Subnet;
+  return lease;
 }
 
 async function revokeQuietly(store: LeaseStore, leaseId: string | undefined): Promise<void> {

@@ -1,5 +1,6 @@
 import { isJsonObject, readField } from "../codec/json-fields.js";
 import { tryParseIpv4 } from "../net/ipv4.js";
+import { tryParseIpv6 } from "../net/ipv6.js";
 import type { LeaseAttrs } from "./types.js";
 
 /**
@@ -31,6 +32,11 @@ export function parseLeaseValue(text: string): LeaseAttrs {
   const publicIPv6 = readField(raw, "PublicIPv6");
   if (publicIPv6 !== undefined && publicIPv6 !== null && typeof publicIPv6 !== "string") {
     throw new Error(`PublicIPv6 ${JSON.stringify(publicIPv6)} is not a string or null`);
+  }
+  // flanneld's IP6 unmarshaller refuses what net.ParseIP refuses; weft also refuses an IPv4 text there,
+  // which no flanneld writes and no IPv6 underlay could send to.
+  if (typeof publicIPv6 === "string" && publicIPv6 !== "" && tryParseIpv6(publicIPv6) === undefined) {
+    throw new Error(`PublicIPv6 ${JSON.stringify(publicIPv6)} is not an IPv6 address`);
   }
   const backendType = readField(raw, "BackendType");
   if (backendType !== undefined && backendType !== null && typeof backendType !== "string") {

@@ -1,14 +1,14 @@
 import type { Logger } from "pino";
 import type { StoredKey } from "../store/records.js";
 import { parseLeaseValue } from "./lease-value.js";
-import { parseSubnetKey } from "./subnet-key.js";
+import { parseSubnetKey, subnetKeyProblem } from "./subnet-key.js";
 import type { Lease } from "./types.js";
 import { errorMessage } from "../errors/error-message.js";
 
 /** A stored subnet key as a Lease; throws naming the key when the key or value is malformed. */
 export function decodeLease(stored: StoredKey): Lease {
   const parts = parseSubnetKey(stored.key);
-  if (!parts) throw new Error(`${stored.key}: not a subnet key (expected <prefix>/subnets/a.b.c.d-len)`);
+  if (!parts) throw new Error(`${stored.key}: ${subnetKeyProblem(stored.key)}`);
   let attrs;
   try {
     attrs = parseLeaseValue(stored.value);

@@ -1,5 +1,7 @@
-import type { NetworkConfig } from "../config/network-config.js";
+import type { Ipv6NetworkConfig, NetworkConfig } from "../config/network-config.js";
 import { Ipv4Subnet } from "../net/ipv4.js";
+import { Ipv6Subnet } from "../net/ipv6.js";
+import type { SubnetKeyParts } from "./subnet-key.js";
 
 /** True when a lease's subnet is one this config could have handed out. */
 export function fitsConfig(subnet: Ipv4Subnet, config: NetworkConfig): boolean {
@@ -33,4 +35,80 @@ export function freeSubnets(config: NetworkConfig, occupied: readonly Ipv4Subnet
     free.push(candidate);
   }
   return free;
+}
+
+/**
+ * The IPv6 half of flanneld's compatibility check (isIPv6SubnetConfigCompat): in a dual-stack
+ * network a lease must carry an IPv6 subnet of the configured length inside
+ * [IPv6SubnetMin, IPv6SubnetMax]; in an IPv4-only network it must carry none.
+ */
+export function fitsIpv6Config(ipv6Subnet: Ipv6Subnet | undefined, config: NetworkConfig): boolean {
+  const ipv6 = config.ipv6;
+  if (!ipv6) return ipv6Subnet === undefined;
+  return (
+    ipv6Subnet !== undefined &&
+    ipv6Subnet.prefixLength === ipv6.subnetLen &&
+    ipv6Subnet.network >= ipv6.subnetMin &&
+    ipv6Subnet.network <= ipv6.subnetMax &&
+    ipv6.network.contains(ipv6Subnet)
+  );
+}
+
+/** Both families fit: a lease flanneld would keep under this config rather than delete. */
+export function leaseFitsConfig(parts: SubnetKeyParts, config: NetworkConfig): boolean {
+  return fitsConfig(parts.subnet, config) && fitsIpv6Config(parts.ipv6Subnet, config);
+}
+
+/**
+ * Free IPv6 subnets from IPv6SubnetMin upward, at most `limit` (flanneld's 100 as for IPv4):
+ * an IPv6 range of /64s in a /48 holds 65 535 of them, so it is never walked to the end.
+ */
+export function freeIpv6Subnets(ipv6: Ipv6NetworkConfig, occupied: readonly Ipv6Subnet[], limit: number): Ipv6Subnet[] {
+  const step = 1n << BigInt(128 - ipv6.subnetLen);
+  const taken = new Set<bigint>();
+  const odd: Ipv6Subnet[] = [];
+  for (const subnet of occupied) {
+    if (subnet.prefixLength === ipv6.subnetLen) taken.add(subnet.network);
+    else odd.push(subnet);
+  }
+  const free: Ipv6Subnet[] = [];
+  for (let start = ipv6.subnetMin; start <= ipv6.subnetMax && free.length < limit; start += step) {
+    if (taken.has(start)) continue;
+    const candidate = new Ipv6Subnet(start, ipv6.subnetLen);
+    if (odd.some((subnet) => subnet.overlaps(candidate))) continue;
+    free.push(candidate);
+  }
+  return free;
+}
+
+/**
+ * How many IPv6 subnets are left, counted rather than walked (the range may hold 2^32 and more):
+ * the candidates in range minus those a key covers. Two overlapping odd-sized keys are counted
+ * twice, so this can be low by their overlap, never high.
+ */
+export function countFreeIpv6Subnets(ipv6: Ipv6NetworkConfig, occupied: readonly Ipv6Subnet[]): bigint {
+  const shift = BigInt(128 - ipv6.subnetLen);
+  const total = ((ipv6.subnetMax - ipv6.subnetMin) >> shift) + 1n;
+  const counted = new Set<bigint>();
+  let covered = 0n;
+  for (const subnet of occupied) {
+    // The candidates the key overlaps: the range of /subnetLen starts from its first to its last address.
+    const first = subnet.network < ipv6.subnetMin ? ipv6.subnetMin : (subnet.network >> shift) << shift;
+    const last = subnet.last > ipv6.subnetMax + (1n << shift) - 1n ? ipv6.subnetMax : (subnet.last >> shift) << shift;
+    if (first > last) continue;
+    if (first === last) {
+      if (counted.has(first)) continue;
+      counted.add(first);
+    }
+    covered += ((last - first) >> shift) + 1n;
+  }
+  return total > covered ? total - covered : 0n;
+}
+
+/** Subnets left for the metrics: in a dual-stack network the scarcer family decides. */
+export function freeSubnetCount(config: NetworkConfig, occupied: readonly Ipv4Subnet[], occupiedV6: readonly Ipv6Subnet[]): number {
+  const ipv4 = freeSubnets(config, occupied).length;
+  if (!config.ipv6) return ipv4;
+  const ipv6 = countFreeIpv6Subnets(config.ipv6, occupiedV6);
+  return ipv6 < BigInt(ipv4) ? Number(ipv6) : ipv4;
 }

@@ -51,12 +51,14 @@ describe("weft run flags", () => {
       FLANNELD_IFACE: "eth1,10.0.0.5",
       FLANNELD_IP_MASQ: "true",
       FLANNELD_HEALTHZ_PORT: "9471",
+      FLANNELD_PUBLIC_IPV6: "fd00:77::2",
     });
     expect(options.store.endpoints).toEqual(["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
     expect(options.store.prefix).toBe("/cli");
     expect(options.interfaceSelection.ifaces).toEqual(["eth1", "10.0.0.5"]);
     expect(options.ipMasq).toBe(true);
     expect(options.healthz).toEqual({ host: "0.0.0.0", port: 9471 });
+    expect(options.interfaceSelection.publicIPv6).toBe("fd00:77::2");
   });
 
   it("takes --iface and --iface-regex repeatedly, in order", () => {
@@ -80,7 +82,9 @@ describe("weft run flags", () => {
     [["--subnet-lease-renew-margin=1440"], /--subnet-lease-renew-margin: 1440 is outside/],
     [["--etcd-endpoints=localhost:2379"], /--etcd-endpoints: "localhost:2379" is not an http\(s\):\/\/host:port URL/],
     [["--public-ip=10.0.0.256"], /--public-ip: "10\.0\.0\.256" is not an IPv4 address/],
-    [["--iface-can-reach=example"], /--iface-can-reach: "example" is not an IPv4 address/],
+    [["--iface-can-reach=example"], /--iface-can-reach: "example" is not an IPv4 or IPv6 address/],
+    [["--public-ipv6=10.0.0.1"], /--public-ipv6: "10\.0\.0\.1" is not an IPv6 address/],
+    [["--public-ipv6=fd00::zz"], /--public-ipv6: "fd00::zz" is not an IPv6 address/],
     [["--healthz-port=70000"], /--healthz-port: 70000 is not a port number/],
     [["--kube-subnet-mgr"], /--kube-subnet-mgr: weft uses etcd only/],
     [["--peer-probe-interval=0.5"], /--peer-probe-interval: 0\.5 must be 0 \(off\) or at least 1 second/],

@@ -60,6 +60,26 @@ describe("formatDockerOpts", () => {
   }
 });
 
+describe("dual-stack subnet file (weft's addition: mk-docker-opts.sh knows no IPv6)", () => {
+  const DUAL =
+    "FLANNEL_NETWORK=10.66.0.0/16\nFLANNEL_SUBNET=10.66.52.1/24\nFLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:6::1/64\n" +
+    "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
+  it("adds --ipv6 and --fixed-cidr-v6=<own IPv6 subnet>, in the script's name order", () => {
+    expect(formatDockerOpts(dockerOptions(parseSubnetEnv(DUAL, "t"), false), both)).toBe(
+      'DOCKER_OPT_BIP="--bip=10.66.52.1/24"\n' +
+        'DOCKER_OPT_FIXED_CIDR_V6="--fixed-cidr-v6=fd66:0:0:6::/64"\n' +
+        'DOCKER_OPT_IPMASQ="--ip-masq=false"\n' +
+        'DOCKER_OPT_IPV6="--ipv6"\n' +
+        'DOCKER_OPT_MTU="--mtu=1450"\n' +
+        'DOCKER_OPTS=" --bip=10.66.52.1/24 --fixed-cidr-v6=fd66:0:0:6::/64 --ip-masq=false --ipv6 --mtu=1450"\n',
+    );
+  });
+  it("an IPv4-only file gets no IPv6 option", () => {
+    const options = dockerOptions(parseSubnetEnv(LAB_SUBNET_ENV, "t"), false);
+    expect([...options.keys()].filter((name) => name.includes("V6"))).toEqual([]);
+  });
+});
+
 describe("parseDockerOptsFlags (getopts f:d:icmk:)", () => {
   const defaults = DOCKER_OPTS_DEFAULTS;
   const cases: { argv: string[]; expected: Partial<typeof defaults>; operands?: string[] }[] = [

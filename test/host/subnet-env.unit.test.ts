@@ -5,12 +5,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   formatSubnetEnv,
   parseSubnetEnv,
+  previousIpv6Subnet,
   previousSubnet,
   readSubnetEnv,
+  subnetEnvFor,
   writeSubnetEnv,
   type SubnetEnv,
 } from "../../src/host/subnet-env.js";
 import { Ipv4Subnet, parseIpv4 } from "../../src/net/ipv4.js";
+import { Ipv6Subnet, parseIpv6 } from "../../src/net/ipv6.js";
+import { parseNetworkConfig } from "../../src/config/network-config.js";
 
 const subnetAddress = (text: string): { address: number; prefixLength: number } => {
   const [address, length] = text.split("/") as [string, string];
@@ -34,8 +38,8 @@ describe("formatSubnetEnv", () => {
       env: {
         ipMasq: true,
         mtu: 1450,
-        ipv6Subnet: "fd00:66:0:5::1/64",
-        ipv6Network: "fd00:66::/56",
+        ipv6SubnetAddress: { address: parseIpv6("fd00:66:0:5::1"), prefixLength: 64 },
+        ipv6Network: Ipv6Subnet.parse("fd00:66::/56"),
         subnetAddress: subnetAddress("10.66.5.1/24"),
         network: Ipv4Subnet.parse("10.66.0.0/16"),
       },
@@ -90,6 +94,10 @@ describe("parseSubnetEnv", () => {
     { text: "FLANNEL_IPMASQ=yes\n", error: /:1: FLANNEL_IPMASQ="yes" is not true or false/ },
     { text: "FLANNEL_MTU=1472\njunk\n", error: /:2: "junk" is not a KEY=value line/ },
     { text: 'FLANNEL_SUBNET="10.66.3.1/24\n', error: /:1: FLANNEL_SUBNET has an unterminated " quote/ },
+    { text: "FLANNEL_IPV6_NETWORK=fd66::\n", error: /^\/x\/subnet\.env:1: FLANNEL_IPV6_NETWORK="fd66::" is not an IPv6 CIDR/ },
+    { text: "FLANNEL_IPV6_NETWORK=10.66.0.0/16\n", error: /:1: FLANNEL_IPV6_NETWORK="10\.66\.0\.0\/16" is not an IPv6 CIDR/ },
+    { text: "FLANNEL_IPV6_SUBNET=fd66:0:0:6::zz/64\n", error: /:1: FLANNEL_IPV6_SUBNET="fd66:0:0:6::zz\/64" is not an IPv6 address with prefix length/ },
+    { text: "FLANNEL_IPV6_SUBNET=fd66:0:0:6::1/129\n", error: /:1: FLANNEL_IPV6_SUBNET=.*prefix length/ },
   ];
   for (const { text, error } of bad) {
     it(`rejects ${JSON.stringify(text)}`, () => expect(() => parseSubnetEnv(text, "/x/subnet.env")).toThrow(error));
@@ -105,6 +113,30 @@ describe("previousSubnet", () => {
   for (const { env, expected } of cases) {
     it(`${JSON.stringify(env.subnetAddress)} → ${expected}`, () => expect(previousSubnet(env)?.toString()).toBe(expected));
   }
+});
+
+describe("previousIpv6Subnet", () => {
+  it("masks FLANNEL_IPV6_SUBNET to its subnet, as flanneld's net.ParseCIDR", () => {
+    const env = parseSubnetEnv("FLANNEL_IPV6_SUBNET=FD66:0:0:6::1/64\n", "f");
+    expect(previousIpv6Subnet(env)?.toString()).toBe("fd66:0:0:6::/64");
+    expect(previousIpv6Subnet(parseSubnetEnv("FLANNEL_SUBNET=10.66.36.1/24\n", "f"))).toBeUndefined();
+  });
+});
+
+describe("subnetEnvFor (what flanneld's WriteSubnetFile writes)", () => {
+  const lease = { subnet: Ipv4Subnet.parse("10.66.52.0/24"), ipv6Subnet: Ipv6Subnet.parse("fd66:0:0:6::/64") };
+  it("dual stack: the IPv6 pair after the IPv4 one, each subnet's first address", () => {
+    const config = parseNetworkConfig('{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fd66::/48","Backend":{"Type":"alloc"}}');
+    expect(formatSubnetEnv(subnetEnvFor(config, lease, { mtu: 1450, ipMasq: true }))).toBe(
+      "FLANNEL_NETWORK=10.66.0.0/16\nFLANNEL_SUBNET=10.66.52.1/24\nFLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:6::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+    );
+  });
+  it("IPv4 only: no IPv6 lines, whatever the lease says", () => {
+    const config = parseNetworkConfig('{"Network":"10.66.0.0/16","Backend":{"Type":"alloc"}}');
+    expect(formatSubnetEnv(subnetEnvFor(config, lease, { mtu: 1500, ipMasq: false }))).toBe(
+      "FLANNEL_NETWORK=10.66.0.0/16\nFLANNEL_SUBNET=10.66.52.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n",
+    );
+  });
 });
 
 describe("writeSubnetEnv / readSubnetEnv", () => {
