@@ -15,7 +15,10 @@ interface LeasesArgs extends StoreArgs {
 
 export interface LeaseRow {
   subnet: string;
+  /** The IPv6 subnet of a dual-stack lease; null for an IPv4-only one. */
+  ipv6Subnet: string | null;
   publicIP: string;
+  publicIPv6: string | null;
   backendType: string;
   vtepMAC: string | null;
   /** Seconds until the key expires; null for a reservation. */
@@ -34,14 +37,27 @@ export async function readLeaseRows(store: EtcdStore): Promise<LeaseRow[]> {
       try {
         lease = decodeLease(stored);
       } catch (error) {
-        return { subnet: "?", publicIP: "?", backendType: "?", vtepMAC: null, expiresInSeconds: null, reservation: false, key: stored.key, error: errorMessage(error) };
+        return {
+          subnet: "?",
+          ipv6Subnet: null,
+          publicIP: "?",
+          publicIPv6: null,
+          backendType: "?",
+          vtepMAC: null,
+          expiresInSeconds: null,
+          reservation: false,
+          key: stored.key,
+          error: errorMessage(error),
+        };
       }
       const ttl = lease.etcdLeaseId ? await store.timeToLive(lease.etcdLeaseId) : undefined;
       const data = lease.attrs.backendData;
       const mac = isJsonObject(data) ? readField(data, "VtepMAC") : undefined;
       return {
         subnet: lease.subnet.toString(),
+        ipv6Subnet: lease.ipv6Subnet?.toString() ?? null,
         publicIP: lease.attrs.publicIP,
+        publicIPv6: lease.attrs.publicIPv6,
         backendType: lease.attrs.backendType ?? "udp",
         vtepMAC: typeof mac === "string" ? mac : null,
         expiresInSeconds: lease.reservation ? null : (ttl ?? 0),
@@ -53,14 +69,18 @@ export async function readLeaseRows(store: EtcdStore): Promise<LeaseRow[]> {
   return rows.sort((a, b) => a.key.localeCompare(b.key, "en", { numeric: true }));
 }
 
+/** The IPv6 columns appear when any lease is dual-stack (or advertises an IPv6 address), so IPv4 clusters read as before. */
 export function formatLeaseTable(rows: readonly LeaseRow[]): string {
-  const header = ["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN", "RESERVATION"];
+  const ipv6 = rows.some((row) => row.ipv6Subnet !== null || row.publicIPv6 !== null);
+  const header = ["SUBNET", ...(ipv6 ? ["IPV6 SUBNET"] : []), "PUBLIC IP", ...(ipv6 ? ["PUBLIC IPV6"] : []), "BACKEND", "VTEP MAC", "EXPIRES IN", "RESERVATION"];
   const lines = rows.map((row) =>
     row.error
-      ? [row.key, "malformed", row.error, "", "", ""]
+      ? [row.key, "malformed", row.error, ...header.slice(3).map(() => "")]
       : [
           row.subnet,
+          ...(ipv6 ? [row.ipv6Subnet ?? "-"] : []),
           row.publicIP,
+          ...(ipv6 ? [row.publicIPv6 ?? "-"] : []),
           row.backendType,
           row.vtepMAC ?? "-",
           row.expiresInSeconds === null ? "never" : formatDuration(row.expiresInSeconds * 1000),

@@ -138,9 +138,34 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
     : undefined;
   const created = await createLease(request, { subnet, ipv6Subnet });
   if (!created) return undefined;
+  if (config.ipv6 && (await lostToClash(request, created))) return undefined;
   if (reuse) logger.info({ subnet: reuse.toString() }, "reusing the previously leased subnet");
   if (reuseV6) logger.info({ ipv6Subnet: reuseV6.toString() }, "reusing the previously leased IPv6 subnet");
   return { lease: created, freeSubnets: freeCount() - 1, how: reuse ? "previous-subnet" : "allocated" };
+}
+
+/**
+ * Create-if-absent guards one key, but two dual-stack hosts that picked one IPv6 subnet with
+ * different IPv4 subnets (or the reverse) write two different keys, and both transactions
+ * succeed (flanneld has this gap). So a dual-stack create is checked against a fresh listing:
+ * the key written first (lower revision) keeps the subnet, the later one is deleted and its
+ * writer picks again. Both writers compare the same two revisions, so exactly one retreats.
+ */
+async function lostToClash(request: AcquireRequest, created: Lease): Promise<boolean> {
+  const { store, logger } = request;
+  const listing = await store.list(store.subnetsPrefix);
+  const ours = listing.keys.find((stored) => stored.key === created.key);
+  if (!ours) return true;
+  const clash = listing.keys.find((stored) => {
+    if (stored.key === created.key || BigInt(stored.modRevision) >= BigInt(ours.modRevision)) return false;
+    const claimed = subnetsClaimedByKey(stored.key);
+    return (claimed.subnet?.overlaps(created.subnet) ?? false) || (created.ipv6Subnet !== undefined && (claimed.ipv6Subnet?.overlaps(created.ipv6Subnet) ?? false));
+  });
+  if (!clash) return false;
+  logger.info({ key: created.key, clash: clash.key }, `${clash.key} was written just before our ${created.key} and names one of its subnets; picking again`);
+  await store.deleteIfUnchanged(created.key, ours.modRevision);
+  await revokeQuietly(store, created.etcdLeaseId);
+  return true;
 }
 
 function pick<T>(candidates: readonly T[], random: () => number): T | undefined {
