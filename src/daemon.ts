@@ -611,7 +611,11 @@ export class Daemon {
     if (this.stopRequested) return;
     this.metrics.peers.set(wiring.watcher.current().length);
     for (const event of events) {
-      this.logger.info({ subnet: event.lease.subnet.toString(), publicIP: event.lease.attrs.publicIP, backendType: event.lease.attrs.backendType }, `peer ${event.kind}`);
+      const { lease } = event;
+      this.logger.info(
+        { subnet: lease.subnet.toString(), ipv6Subnet: lease.ipv6Subnet?.toString(), publicIP: lease.attrs.publicIP, publicIPv6: lease.attrs.publicIPv6 ?? undefined, backendType: lease.attrs.backendType },
+        `peer ${event.kind}`,
+      );
     }
     await wiring.backend.applyPeers(events);
   }

@@ -46,6 +46,8 @@ export interface DoctorResult {
   backend: string;
   device: string;
   ownSubnet: string;
+  /** The own lease's IPv6 subnet (dual stack); null for an IPv4-only lease. */
+  ownIpv6Subnet: string | null;
   peers: number;
   report: ReconcileReport;
   refused: string[];
@@ -62,7 +64,8 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
   if (!configKey) throw new Error(`no network config at ${store.configKey}; write one with \`weft config set\``);
   const config = parseNetworkConfig(configKey.value);
   const factory = findBackend(config.backend.type);
-  const external = await selectExternalInterface(interfaceSelectionFromArgs(args));
+  // As the daemon: a dual-stack network's backend needs the interface's IPv6 address for its v6 objects.
+  const external = await selectExternalInterface(interfaceSelectionFromArgs(args), { ipv6: config.enableIPv6 });
   const logger = createLogger({ name: "weft-doctor", level: "warn" });
   const backend = factory.create({
     network: config,
@@ -100,6 +103,7 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
       backend: config.backend.type,
       device: external.name,
       ownSubnet: own.subnet.toString(),
+      ownIpv6Subnet: own.ipv6Subnet?.toString() ?? null,
       peers: peers.length,
       report,
       refused: backend.refusedPeers(),
@@ -146,7 +150,7 @@ export function formatDoctorResult(result: DoctorResult): string {
         ? `repaired: made ${report.changes.length} change(s)`
         : `out of sync: ${report.changes.length} change(s) needed; run \`weft doctor --repair\` (the daemon also repairs on its next reconcile)`;
   return [
-    `backend ${result.backend}, underlay ${result.device}, own subnet ${result.ownSubnet}, ${result.peers} peer lease(s)`,
+    `backend ${result.backend}, underlay ${result.device}, own subnet ${result.ownSubnet}${result.ownIpv6Subnet ? ` and ${result.ownIpv6Subnet}` : ""}, ${result.peers} peer lease(s)`,
     section("desired", report.desired),
     section("actual", report.actual),
     section(result.repaired ? "changes made" : "changes needed", report.changes),

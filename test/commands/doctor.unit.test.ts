@@ -68,6 +68,11 @@ describe("doctor and run read the interface flags alike", () => {
   it("rejects a bad --public-ip naming the flag", () => {
     expect(() => interfaceSelectionFromArgs(parseDoctor(["--public-ip=10.0.0.256"]))).toThrow(/--public-ip: "10\.0\.0\.256" is not an IPv4 address/);
   });
+
+  it("takes --public-ipv6 as the daemon does, and rejects a bad one naming the flag", () => {
+    expect(interfaceSelectionFromArgs(parseDoctor(["--public-ipv6=fd00:77::2"])).publicIPv6).toBe("fd00:77::2");
+    expect(() => interfaceSelectionFromArgs(parseDoctor(["--public-ipv6=fd00::g"]))).toThrow(/--public-ipv6: "fd00::g" is not an IPv6 address/);
+  });
 });
 
 describe("doctor output", () => {
@@ -75,6 +80,7 @@ describe("doctor output", () => {
     backend: "vxlan",
     device: "eth0",
     ownSubnet: "10.66.1.0/24",
+    ownIpv6Subnet: null,
     peers: 2,
     report: {
       desired: [
@@ -122,6 +128,10 @@ describe("doctor output", () => {
         "",
       ].join("\n"),
     );
+    // A dual-stack host names both of its subnets.
+    expect(formatDoctorResult({ ...drift, ownIpv6Subnet: "fd66:0:0:1::/64" }).split("\n")[0]).toBe(
+      "backend vxlan, underlay eth0, own subnet 10.66.1.0/24 and fd66:0:0:1::/64, 2 peer lease(s)",
+    );
   });
 
   it("--json keeps the report as the same lines, in the reconcile's order", () => {
@@ -129,6 +139,7 @@ describe("doctor output", () => {
       backend: "vxlan",
       device: "eth0",
       ownSubnet: "10.66.1.0/24",
+      ownIpv6Subnet: null,
       peers: 2,
       report: {
         desired: ["route 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink", "neigh 10.66.2.0 lladdr 02:22:22:22:22:22 dev flannel.1 permanent"],
@@ -138,6 +149,6 @@ describe("doctor output", () => {
       refused: drift.refused,
       repaired: false,
     });
-    expect(Object.keys(doctorResultJson(drift))).toEqual(["backend", "device", "ownSubnet", "peers", "report", "refused", "repaired"]);
+    expect(Object.keys(doctorResultJson(drift))).toEqual(["backend", "device", "ownSubnet", "ownIpv6Subnet", "peers", "report", "refused", "repaired"]);
   });
 });

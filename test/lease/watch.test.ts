@@ -135,14 +135,24 @@ describe("PeerWatcher against a real etcd", () => {
     await watcher.stop();
   });
 
-  it("re-lists after compaction and reports attrs that changed meanwhile", async () => {
+  // The same story with IPv4-only keys and with dual-stack ones (10.66.20.0-24&fd66:0:0:14::-64, PublicIPv6 set).
+  const compactionCases = [
+    { family: "IPv4", name: (third: number) => `10.66.${third}.0-24`, leaseValue: value, ipv6: (_third: number): string | undefined => undefined },
+    {
+      family: "dual-stack",
+      name: (third: number) => `10.66.${third}.0-24&fd66:0:0:${third.toString(16)}::-64`,
+      leaseValue: (ip: string, mac?: string) => value(ip, mac).replace('"PublicIPv6":null', `"PublicIPv6":"fd00:77::${ip.split(".")[3]}"`),
+      ipv6: (third: number): string | undefined => `fd66:0:0:${third.toString(16)}::/64`,
+    },
+  ];
+  it.each(compactionCases)("re-lists after compaction and reports attrs that changed meanwhile ($family keys)", async ({ family, name, leaseValue, ipv6 }) => {
     const proxy = await TcpProxy.start(fixture().server.options.clientPort);
-    const prefix = `/weft-test-compact/network`;
+    const prefix = `/weft-test-compact-${family}/network`;
     const writer = fixture().newStore(prefix);
     const store = new EtcdStore({ endpoints: [proxy.endpoint], prefix, callTimeoutMs: 2000 });
     try {
-      await writer.put(`${writer.subnetsPrefix}10.66.20.0-24`, value("192.168.77.20"));
-      await writer.put(`${writer.subnetsPrefix}10.66.21.0-24`, value("192.168.77.21"));
+      await writer.put(`${writer.subnetsPrefix}${name(20)}`, leaseValue("192.168.77.20"));
+      await writer.put(`${writer.subnetsPrefix}${name(21)}`, leaseValue("192.168.77.21"));
       const resyncs: string[] = [];
       const { watcher, seen, until } = recordingWatcher(store, undefined, { resyncs });
       await watcher.start();
@@ -150,9 +160,9 @@ describe("PeerWatcher against a real etcd", () => {
 
       // Partition the watcher from etcd, change things, and compact past the changes.
       proxy.cut();
-      await writer.put(`${writer.subnetsPrefix}10.66.21.0-24`, value("192.168.77.21", "aa:bb:cc:dd:ee:21"));
-      await writer.delete(`${writer.subnetsPrefix}10.66.20.0-24`);
-      await writer.put(`${writer.subnetsPrefix}10.66.22.0-24`, value("192.168.77.22"));
+      await writer.put(`${writer.subnetsPrefix}${name(21)}`, leaseValue("192.168.77.21", "aa:bb:cc:dd:ee:21"));
+      await writer.delete(`${writer.subnetsPrefix}${name(20)}`);
+      await writer.put(`${writer.subnetsPrefix}${name(22)}`, leaseValue("192.168.77.22"));
       const { Etcd3 } = await import("etcd3");
       const client = new Etcd3({ hosts: fixture().server.endpoint });
       const head = await client.get("x").exec();
@@ -164,6 +174,12 @@ describe("PeerWatcher against a real etcd", () => {
       const kinds = seen.slice(2).map((event) => `${event.kind} ${event.lease.subnet}`).sort();
       expect(kinds).toEqual(["added 10.66.22.0/24", "changed 10.66.21.0/24", "removed 10.66.20.0/24"]);
       expect(watcher.current().map((lease) => lease.subnet.toString()).sort()).toEqual(["10.66.21.0/24", "10.66.22.0/24"]);
+      // Each peer keeps its IPv6 subnet and PublicIPv6 through the re-listing.
+      for (const event of seen.slice(2)) {
+        const third = Number(event.lease.subnet.toString().split(".")[2]);
+        expect(event.lease.ipv6Subnet?.toString()).toBe(ipv6(third));
+        expect(event.lease.attrs.publicIPv6).toBe(ipv6(third) === undefined ? null : `fd00:77::${third}`);
+      }
       // The watch coming back re-lists at once ("reconnected"); if etcd3's own re-created watch
       // reports the compaction first, that re-lists too. Either way one listing repairs it all.
       expect(resyncs.some((reason) => reason === "compacted" || reason === "reconnected")).toBe(true);
