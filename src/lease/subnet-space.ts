@@ -20,17 +20,38 @@ export function fitsConfig(subnet: Ipv4Subnet, config: NetworkConfig): boolean {
  */
 export function freeSubnets(config: NetworkConfig, occupied: readonly Ipv4Subnet[], limit = Infinity): Ipv4Subnet[] {
   const step = 2 ** (32 - config.subnetLen);
-  // Same-length leases are looked up in a set; odd-sized keys (another config's leftovers) by overlap.
-  const taken = new Set<number>();
-  const odd: Ipv4Subnet[] = [];
+  const range = { first: config.subnetMin, last: config.subnetMax, prefixLength: config.subnetLen };
+  return walkFree(range, (start) => start + step, (start) => new Ipv4Subnet(start, config.subnetLen), occupied, limit);
+}
+
+/** A subnet of either family, as the walk needs it. */
+interface WalkedSubnet<N> {
+  readonly network: N;
+  readonly prefixLength: number;
+  overlaps(other: this): boolean;
+}
+
+/**
+ * Free candidates of `range` (start addresses first..last, every `next`), skipping occupied ones:
+ * same-length leases are looked up in a set, odd-sized keys (another config's leftovers) by overlap.
+ */
+function walkFree<N extends number | bigint, S extends WalkedSubnet<N>>(
+  range: { first: N; last: N; prefixLength: number },
+  next: (start: N) => N,
+  subnetAt: (start: N) => S,
+  occupied: readonly S[],
+  limit: number,
+): S[] {
+  const taken = new Set<N>();
+  const odd: S[] = [];
   for (const subnet of occupied) {
-    if (subnet.prefixLength === config.subnetLen) taken.add(subnet.network);
+    if (subnet.prefixLength === range.prefixLength) taken.add(subnet.network);
     else odd.push(subnet);
   }
-  const free: Ipv4Subnet[] = [];
-  for (let start = config.subnetMin; start <= config.subnetMax && free.length < limit; start += step) {
+  const free: S[] = [];
+  for (let start = range.first; start <= range.last && free.length < limit; start = next(start)) {
     if (taken.has(start)) continue;
-    const candidate = new Ipv4Subnet(start, config.subnetLen);
+    const candidate = subnetAt(start);
     if (odd.some((subnet) => subnet.overlaps(candidate))) continue;
     free.push(candidate);
   }
@@ -65,20 +86,8 @@ export function leaseFitsConfig(parts: SubnetKeyParts, config: NetworkConfig): b
  */
 export function freeIpv6Subnets(ipv6: Ipv6NetworkConfig, occupied: readonly Ipv6Subnet[], limit: number): Ipv6Subnet[] {
   const step = 1n << BigInt(128 - ipv6.subnetLen);
-  const taken = new Set<bigint>();
-  const odd: Ipv6Subnet[] = [];
-  for (const subnet of occupied) {
-    if (subnet.prefixLength === ipv6.subnetLen) taken.add(subnet.network);
-    else odd.push(subnet);
-  }
-  const free: Ipv6Subnet[] = [];
-  for (let start = ipv6.subnetMin; start <= ipv6.subnetMax && free.length < limit; start += step) {
-    if (taken.has(start)) continue;
-    const candidate = new Ipv6Subnet(start, ipv6.subnetLen);
-    if (odd.some((subnet) => subnet.overlaps(candidate))) continue;
-    free.push(candidate);
-  }
-  return free;
+  const range = { first: ipv6.subnetMin, last: ipv6.subnetMax, prefixLength: ipv6.subnetLen };
+  return walkFree(range, (start) => start + step, (start) => new Ipv6Subnet(start, ipv6.subnetLen), occupied, limit);
 }
 
 /**
