@@ -22,17 +22,19 @@ OPTIONS:
 \t-k\tSet the combined options key to this value (default DOCKER_OPTS=)
 \t-m\tDo not output --ip-masq (useful for older Docker version)
 Long forms: --flannel-env, --docker-env, --individual, --combined, --key, --omit-ip-masq.
+weft's own: --daemon-json writes the settings as dockerd's daemon.json (bip, fixed-cidr-v6, ip-masq, ipv6, mtu).
+A dual-stack subnet file (FLANNEL_IPV6_SUBNET) adds --ipv6 and --fixed-cidr-v6=<own IPv6 subnet>.
 `;
 
 export class DockerOptsUsageError extends Error {}
 
 // Maps, not object literals: "--constructor" must not find Object.prototype.constructor.
 type ValueField = "flannelEnvFile" | "dockerEnvFile" | "combinedKey";
-type SwitchField = "individual" | "combined" | "omitIpMasq";
+type SwitchField = "individual" | "combined" | "omitIpMasq" | "daemonJson";
 const SHORT_WITH_VALUE = new Map<string, ValueField>([["f", "flannelEnvFile"], ["d", "dockerEnvFile"], ["k", "combinedKey"]]);
 const SHORT_SWITCHES = new Map<string, SwitchField>([["i", "individual"], ["c", "combined"], ["m", "omitIpMasq"]]);
 const LONG_WITH_VALUE = new Map<string, ValueField>([["flannel-env", "flannelEnvFile"], ["docker-env", "dockerEnvFile"], ["key", "combinedKey"]]);
-const LONG_SWITCHES = new Map<string, SwitchField>([["individual", "individual"], ["combined", "combined"], ["omit-ip-masq", "omitIpMasq"]]);
+const LONG_SWITCHES = new Map<string, SwitchField>([["individual", "individual"], ["combined", "combined"], ["omit-ip-masq", "omitIpMasq"], ["daemon-json", "daemonJson"]]);
 
 /** getopts("f:d:icmk:") plus long forms; stops at "--" or the first operand, which it returns. */
 export function parseDockerOptsFlags(tokens: readonly string[]): { options: DockerOptsOptions; operands: string[] } {

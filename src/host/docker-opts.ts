@@ -28,6 +28,8 @@ export interface DockerOptsOptions {
   combinedKey: string;
   /** -m: leave out --ip-masq (Docker versions without the flag). */
   omitIpMasq: boolean;
+  /** --daemon-json (weft's): write the same settings as a dockerd daemon.json instead of shell variables. */
+  daemonJson: boolean;
 }
 
 export const DOCKER_OPTS_DEFAULTS: DockerOptsOptions = {
@@ -37,6 +39,7 @@ export const DOCKER_OPTS_DEFAULTS: DockerOptsOptions = {
   combined: false,
   combinedKey: "DOCKER_OPTS",
   omitIpMasq: false,
+  daemonJson: false,
 };
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -59,6 +62,21 @@ export function dockerOptions(env: SubnetEnv, omitIpMasq: boolean): Map<string, 
   }
   if (env.ipMasq !== undefined && !omitIpMasq) options.set("DOCKER_OPT_IPMASQ", `--ip-masq=${env.ipMasq ? "false" : "true"}`);
   return options;
+}
+
+/**
+ * The same settings as dockerd's daemon.json keys (bip, fixed-cidr-v6, ip-masq, ipv6, mtu), for a
+ * unit that writes /etc/docker/daemon.json (or passes --config-file) rather than DOCKER_OPTS.
+ */
+export function dockerDaemonJson(env: SubnetEnv, omitIpMasq: boolean): Record<string, string | number | boolean> {
+  const settings: Record<string, string | number | boolean> = {};
+  if (env.subnetAddress) settings.bip = `${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`;
+  const ipv6Subnet = previousIpv6Subnet(env);
+  if (ipv6Subnet) settings["fixed-cidr-v6"] = ipv6Subnet.toString();
+  if (env.ipMasq !== undefined && !omitIpMasq) settings["ip-masq"] = !env.ipMasq;
+  if (ipv6Subnet) settings.ipv6 = true;
+  if (env.mtu !== undefined) settings.mtu = env.mtu;
+  return settings;
 }
 
 /**
@@ -139,7 +157,9 @@ export async function writeDockerOpts(options: DockerOptsOptions, environment: E
     if (name.startsWith(OPTION_PREFIX) && SHELL_NAME.test(name) && value !== undefined) all.set(name, value);
   }
   for (const [name, value] of dockerOptions(env, options.omitIpMasq)) all.set(name, value);
-  const text = formatDockerOpts(all, options, environment[options.combinedKey] ?? "");
+  const text = options.daemonJson
+    ? `${JSON.stringify(dockerDaemonJson(env, options.omitIpMasq), null, 2)}\n`
+    : formatDockerOpts(all, options, environment[options.combinedKey] ?? "");
   await writeFileAtomic(options.dockerEnvFile, text, "docker options file");
   return { text, conflicts: await conflictingRoutes(env, netns), missingSubnet: !env.subnetAddress, fileFound };
 }

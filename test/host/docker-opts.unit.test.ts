@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDockerOptsFlags } from "../../src/commands/docker-opts.js";
-import { DOCKER_OPTS_DEFAULTS, dockerOptions, formatDockerOpts, readFlannelValues, writeDockerOpts } from "../../src/host/docker-opts.js";
+import { DOCKER_OPTS_DEFAULTS, dockerDaemonJson, dockerOptions, formatDockerOpts, readFlannelValues, writeDockerOpts } from "../../src/host/docker-opts.js";
 import { parseSubnetEnv } from "../../src/host/subnet-env.js";
 
 /** A udp lab host's subnet.env (--ip-masq off) and what mk-docker-opts.sh prints for it (flannel-compat §3.2). */
@@ -74,6 +74,10 @@ describe("dual-stack subnet file (weft's addition: mk-docker-opts.sh knows no IP
         'DOCKER_OPTS=" --bip=10.66.52.1/24 --fixed-cidr-v6=fd66:0:0:6::/64 --ip-masq=false --ipv6 --mtu=1450"\n',
     );
   });
+  it("--daemon-json gives dockerd's daemon.json keys for the same settings", () => {
+    expect(dockerDaemonJson(parseSubnetEnv(DUAL, "t"), false)).toEqual({ bip: "10.66.52.1/24", "fixed-cidr-v6": "fd66:0:0:6::/64", "ip-masq": false, ipv6: true, mtu: 1450 });
+    expect(dockerDaemonJson(parseSubnetEnv(LAB_SUBNET_ENV, "t"), true)).toEqual({ bip: "10.66.36.1/24", mtu: 1472 });
+  });
   it("an IPv4-only file gets no IPv6 option", () => {
     const options = dockerOptions(parseSubnetEnv(LAB_SUBNET_ENV, "t"), false);
     expect([...options.keys()].filter((name) => name.includes("V6"))).toEqual([]);
@@ -94,6 +98,7 @@ describe("parseDockerOptsFlags (getopts f:d:icmk:)", () => {
     { argv: ["-i", "--", "-c"], expected: { individual: true }, operands: ["-c"] },
     { argv: ["-i", "extra", "-c"], expected: { individual: true }, operands: ["extra", "-c"] },
     { argv: ["--flannel-env=/a", "--docker-env", "/b", "--key", "K", "--individual", "--combined", "--omit-ip-masq"], expected: { flannelEnvFile: "/a", dockerEnvFile: "/b", combinedKey: "K", individual: true, combined: true, omitIpMasq: true } },
+    { argv: ["--daemon-json", "-d", "/etc/docker/daemon.json"], expected: { daemonJson: true, dockerEnvFile: "/etc/docker/daemon.json" } },
   ];
   for (const { argv, expected, operands } of cases) {
     it(JSON.stringify(argv), () => {
@@ -144,6 +149,16 @@ describe("writeDockerOpts", () => {
     expect(await readFile(dockerEnvFile, "utf8")).toBe(
       'DOCKER_OPT_BIP="--bip=10.66.36.1/24"\nDOCKER_OPT_DNS="--dns=10.0.0.2"\nDOCKER_OPT_MTU="--mtu=1450"\n' +
         'DOCKER_OPTS="-D  --bip=10.66.36.1/24 --dns=10.0.0.2 --mtu=1450"\n',
+    );
+  });
+
+  it("--daemon-json writes a daemon.json from a dual-stack subnet file", async () => {
+    const flannelEnvFile = join(dir, "dual.env");
+    const dockerEnvFile = join(dir, "daemon.json");
+    await writeFile(flannelEnvFile, "FLANNEL_SUBNET=10.66.52.1/24\nFLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:6::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
+    await writeDockerOpts({ ...DOCKER_OPTS_DEFAULTS, flannelEnvFile, dockerEnvFile, daemonJson: true }, {});
+    expect(await readFile(dockerEnvFile, "utf8")).toBe(
+      '{\n  "bip": "10.66.52.1/24",\n  "fixed-cidr-v6": "fd66:0:0:6::/64",\n  "ip-masq": true,\n  "ipv6": true,\n  "mtu": 1450\n}\n',
     );
   });
 
