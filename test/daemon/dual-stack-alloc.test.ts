@@ -120,6 +120,26 @@ describe("dual-stack alloc daemons", () => {
     expect((await etcdGet(key))?.value).toBe(`{"PublicIP":"${lab.host("h1").underlayAddress}","PublicIPv6":"fd00:77::11","BackendType":"alloc"}`);
   });
 
+  it("keep a dual-stack reservation (weft reserve --ipv6-subnet) without a TTL across a restart", async () => {
+    const { key } = await keyOf("h2");
+    const [v4, v6] = /subnets\/(.+)-24&(.+)-64$/.exec(key)!.slice(1) as [string, string];
+    const address = lab.host("h2").underlayAddress;
+    const missing = await execInNamespace(lab.namespaceOf("etcd"), process.execPath, [weftCliPath(), "reserve", `${v4}/24`, address, `--etcd-endpoints=${lab.etcdEndpoint}`], { allowFailure: true });
+    expect(missing.exitCode).not.toBe(0);
+    expect(missing.stderr).toMatch(/--ipv6-subnet: missing; the network is dual-stack \(EnableIPv6\), so a reservation needs a \/64 of IPv6Network fd66::\/48 too/);
+    const reserved = await weft(["reserve", `${v4}/24`, address, `--ipv6-subnet=${v6}/64`]);
+    expect(reserved.stdout).toContain(`reserved ${key} for ${address} (no TTL)`);
+    expect((await etcdGet(key))!.lease).toBe("0");
+    await lab.stopDaemon("h2");
+    await lab.startDaemon("h2");
+    expect((await keyOf("h2")).key).toBe(key);
+    expect((await etcdGet(key))!.lease).toBe("0");
+    expect(await log("h2")).toContain('"how":"reservation"');
+    // Found by its IPv4 subnet alone; the running owner leases it again with a TTL.
+    expect((await weft(["unreserve", `${v4}/24`])).stdout).toContain(`removed the reservation ${key}`);
+    await expect.poll(async () => (await etcdGet(key))?.lease ?? "missing", { timeout: 10_000 }).not.toMatch(/^(0|missing)$/);
+  });
+
   it("refuse to start on a host whose interface has no usable IPv6 address, naming the interface", async () => {
     const host = lab.host("h3").state;
     const pid = await spawnDaemon(lab.state, host);
