@@ -15,10 +15,13 @@ export interface SubnetEnv {
   network?: Ipv4Subnet;
   /** FLANNEL_SUBNET: the bridge address inside the own subnet, e.g. 10.66.36.1/24. */
   subnetAddress?: { address: Ipv4Number; prefixLength: number };
-  /** FLANNEL_IPV6_NETWORK: the cluster IPv6Network (dual stack only). */
-  ipv6Network?: Ipv6Subnet;
-  /** FLANNEL_IPV6_SUBNET: docker0's IPv6 address inside the own IPv6 subnet, e.g. fd66:0:0:6::1/64. */
-  ipv6SubnetAddress?: { address: Ipv6Number; prefixLength: number };
+  /** FLANNEL_IPV6_NETWORK: the cluster IPv6Network (dual stack only), e.g. fd66::/48; checked on parse, kept as written. */
+  ipv6Network?: string;
+  /**
+   * FLANNEL_IPV6_SUBNET: docker0's IPv6 address inside the own IPv6 subnet with its prefix, e.g.
+   * fd66:0:0:6::1/64; checked on parse, kept as written (the lab hands it to `ip addr` as is).
+   */
+  ipv6Subnet?: string;
   /** FLANNEL_MTU. */
   mtu?: number;
   /** FLANNEL_IPMASQ. */
@@ -33,10 +36,8 @@ export function formatSubnetEnv(env: SubnetEnv): string {
     lines.push(`FLANNEL_SUBNET=${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`);
   }
   // flanneld writes the two IPv6 lines together, after the IPv4 ones, whenever EnableIPv6 is on.
-  if (env.ipv6Network) lines.push(`FLANNEL_IPV6_NETWORK=${env.ipv6Network.toString()}`);
-  if (env.ipv6SubnetAddress) {
-    lines.push(`FLANNEL_IPV6_SUBNET=${formatIpv6(env.ipv6SubnetAddress.address)}/${env.ipv6SubnetAddress.prefixLength}`);
-  }
+  if (env.ipv6Network !== undefined) lines.push(`FLANNEL_IPV6_NETWORK=${env.ipv6Network}`);
+  if (env.ipv6Subnet !== undefined) lines.push(`FLANNEL_IPV6_SUBNET=${env.ipv6Subnet}`);
   if (env.mtu !== undefined) lines.push(`FLANNEL_MTU=${env.mtu}`);
   if (env.ipMasq !== undefined) lines.push(`FLANNEL_IPMASQ=${env.ipMasq ? "true" : "false"}`);
   return lines.map((line) => `${line}\n`).join("");
@@ -70,18 +71,14 @@ export function parseSubnetEnv(text: string, path: string): SubnetEnv {
         env.subnetAddress = subnetAddress;
         break;
       }
-      case "FLANNEL_IPV6_NETWORK": {
-        const network = Ipv6Subnet.tryParse(value);
-        if (!network) throw bad("an IPv6 CIDR (e.g. fd66::/48)");
-        env.ipv6Network = network;
+      case "FLANNEL_IPV6_NETWORK":
+        if (!Ipv6Subnet.tryParse(value)) throw bad("an IPv6 CIDR (e.g. fd66::/48)");
+        env.ipv6Network = value;
         break;
-      }
-      case "FLANNEL_IPV6_SUBNET": {
-        const subnetAddress = parseIpv6AddressWithPrefix(value);
-        if (!subnetAddress) throw bad("an IPv6 address with prefix length (e.g. fd66:0:0:6::1/64)");
-        env.ipv6SubnetAddress = subnetAddress;
+      case "FLANNEL_IPV6_SUBNET":
+        if (!parseIpv6AddressWithPrefix(value)) throw bad("an IPv6 address with prefix length (e.g. fd66:0:0:6::1/64)");
+        env.ipv6Subnet = value;
         break;
-      }
       case "FLANNEL_MTU": {
         const mtu = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
         if (!(mtu >= 68 && mtu <= 65535)) throw bad("an MTU between 68 and 65535");
@@ -143,8 +140,8 @@ function parseIpv6AddressWithPrefix(text: string): { address: Ipv6Number; prefix
 
 /** The subnet FLANNEL_IPV6_SUBNET lies in (host bits masked, as flanneld's net.ParseCIDR): the previous IPv6 subnet. */
 export function previousIpv6Subnet(env: SubnetEnv): Ipv6Subnet | undefined {
-  if (!env.ipv6SubnetAddress) return undefined;
-  return new Ipv6Subnet(env.ipv6SubnetAddress.address, env.ipv6SubnetAddress.prefixLength);
+  const subnetAddress = env.ipv6Subnet === undefined ? undefined : parseIpv6AddressWithPrefix(env.ipv6Subnet);
+  return subnetAddress && new Ipv6Subnet(subnetAddress.address, subnetAddress.prefixLength);
 }
 
 /** The subnet FLANNEL_SUBNET lies in (host bits masked): the "previous subnet" of flannel-compat §1.7. */
@@ -167,8 +164,8 @@ export function subnetEnvFor(
     subnetAddress: { address: subnets.subnet.addressAt(1), prefixLength: subnets.subnet.prefixLength },
   };
   if (config.ipv6 && subnets.ipv6Subnet) {
-    env.ipv6Network = config.ipv6.network;
-    env.ipv6SubnetAddress = { address: subnets.ipv6Subnet.addressAt(1), prefixLength: subnets.ipv6Subnet.prefixLength };
+    env.ipv6Network = config.ipv6.network.toString();
+    env.ipv6Subnet = `${formatIpv6(subnets.ipv6Subnet.addressAt(1))}/${subnets.ipv6Subnet.prefixLength}`;
   }
   return { ...env, mtu: settings.mtu, ipMasq: settings.ipMasq };
 }

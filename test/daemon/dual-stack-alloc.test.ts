@@ -1,11 +1,11 @@
 /*
  * Real `weft run` daemons (alloc backend: leases, no packets) in a dual-stack network config:
  *
- *            <lab>-ul  bridge ul0, 192.168.77.0/24 (IPv4), ULA fd00:77::/64 added by this test
+ *            <lab>-ul  bridge ul0, 192.168.77.0/24 and fd77::/64 (lab up --ipv6)
  *      +-----------+---------------+---------------+
  *   <lab>-etcd  <lab>-h1          <lab>-h2          <lab>-h3
  *   etcd        weft run          weft run          weft run
- *               fd00:77::11/64    fd00:77::12/64    no IPv6 address (link-local only)
+ *               fd77::11/64       fd77::12/64       fd77::13 removed by this test (link-local only)
  *
  * Config {"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fd66::/48","Backend":{"Type":"alloc"}}.
  * Checks the etcd keys and values and the subnet.env byte for byte against flanneld's format,
@@ -22,8 +22,7 @@ import { isAlive } from "../../src/process/pids.js";
 import { etcdGet as etcdGetIn } from "../support/lab-etcd.js";
 
 const PREFIX = "/coreos.com/network";
-const CONFIG = { Network: "10.66.0.0/16", EnableIPv6: true, IPv6Network: "fd66::/48", Backend: { Type: "alloc" } };
-const IPV6 = { h1: "fd00:77::11", h2: "fd00:77::12" } as const;
+const IPV6 = { h1: "fd77::11", h2: "fd77::12" } as const;
 
 let lab: Lab;
 beforeAll(async () => {
@@ -31,12 +30,13 @@ beforeAll(async () => {
     name: uniquePrefix("wt6").replace(/-$/, ""),
     hosts: 3,
     containersPerHost: 0,
-    networkConfig: CONFIG,
+    backend: "alloc",
+    ipv6: true,
     deferredHosts: ["h1", "h2", "h3"],
   });
-  for (const [host, address] of Object.entries(IPV6)) {
-    await lab.exec(host, "ip", ["addr", "add", `${address}/64`, "dev", lab.host(host).state.underlayDevice, "nodad"]);
-  }
+  for (const [host, address] of Object.entries(IPV6)) expect(lab.host(host).state.underlayAddressV6).toBe(address);
+  const h3 = lab.host("h3").state;
+  await lab.exec("h3", "ip", ["addr", "del", `${h3.underlayAddressV6}/64`, "dev", h3.underlayDevice]);
   await Promise.all(["h1", "h2"].map((host) => lab.startDaemon(host)));
 }, 120_000);
 afterAll(async () => {
@@ -78,14 +78,14 @@ describe("dual-stack alloc daemons", () => {
       expect(ttl.stdout).toMatch(/granted with TTL\(86400s\)/);
     }
     expect((await keyOf("h1")).key).not.toBe((await keyOf("h2")).key);
-    expect(await log("h1")).toMatch(/"msg":"using interface \S+ \(192\.168\.77\.\d+\), public IP 192\.168\.77\.\d+, IPv6 fd00:77::11, public IPv6 fd00:77::11"/);
+    expect(await log("h1")).toMatch(/"msg":"using interface \S+ \(192\.168\.77\.\d+\), public IP 192\.168\.77\.\d+, IPv6 fd77::11, public IPv6 fd77::11"/);
     expect(await log("h1")).not.toMatch(/public-ipv6 is ignored|EnableIPv6 is ignored/);
   });
 
   it("learn each other's IPv6 subnet and PublicIPv6 as peers", async () => {
     const h2 = (await keyOf("h2")).key;
     const ipv6Subnet = /&(.+)-64$/.exec(h2)![1];
-    await expect.poll(() => log("h1"), { timeout: 10_000 }).toMatch(new RegExp(`"ipv6Subnet":"${ipv6Subnet}/64","publicIP":"${lab.host("h2").underlayAddress.replace(/\./g, "\\.")}","publicIPv6":"fd00:77::12".*"msg":"peer added"`));
+    await expect.poll(() => log("h1"), { timeout: 10_000 }).toMatch(new RegExp(`"ipv6Subnet":"${ipv6Subnet}/64","publicIP":"${lab.host("h2").underlayAddress.replace(/\./g, "\\.")}","publicIPv6":"fd77::12".*"msg":"peer added"`));
   });
 
   it("show both families in weft leases and docker-opts", async () => {
@@ -95,9 +95,9 @@ describe("dual-stack alloc daemons", () => {
     const bip = v4.replace(/\.0$/, ".1");
     const table = (await weft(["leases"])).stdout;
     expect(table).toMatch(/^SUBNET\s+IPV6 SUBNET\s+PUBLIC IP\s+PUBLIC IPV6\s+BACKEND/);
-    expect(table).toMatch(new RegExp(`${v4.replace(/\./g, "\\.")}/24\\s+${v6}/64\\s+192\\.168\\.77\\.\\d+\\s+fd00:77::11\\s+alloc`));
+    expect(table).toMatch(new RegExp(`${v4.replace(/\./g, "\\.")}/24\\s+${v6}/64\\s+192\\.168\\.77\\.\\d+\\s+fd77::11\\s+alloc`));
     const json = JSON.parse((await weft(["leases", "--json"])).stdout) as { key: string; ipv6Subnet: string | null; publicIPv6: string | null }[];
-    expect(json.find((row) => row.key === key)).toMatchObject({ ipv6Subnet: `${v6}/64`, publicIPv6: "fd00:77::11" });
+    expect(json.find((row) => row.key === key)).toMatchObject({ ipv6Subnet: `${v6}/64`, publicIPv6: "fd77::11" });
 
     const out = `${lab.host("h1").state.stateDir}/docker_opts.env`;
     const result = spawnSync(process.execPath, [weftCliPath(), "docker-opts", "-f", lab.host("h1").state.subnetFile, "-d", out, "-c"], { encoding: "utf8" });
@@ -117,7 +117,7 @@ describe("dual-stack alloc daemons", () => {
     await lab.startDaemon("h1");
     expect((await keyOf("h1")).key).toBe(key);
     expect(await log("h1")).toContain('"how":"previous-subnet"');
-    expect((await etcdGet(key))?.value).toBe(`{"PublicIP":"${lab.host("h1").underlayAddress}","PublicIPv6":"fd00:77::11","BackendType":"alloc"}`);
+    expect((await etcdGet(key))?.value).toBe(`{"PublicIP":"${lab.host("h1").underlayAddress}","PublicIPv6":"fd77::11","BackendType":"alloc"}`);
   });
 
   it("keep a dual-stack reservation (weft reserve --ipv6-subnet) without a TTL across a restart", async () => {

@@ -13,7 +13,7 @@ import {
   type SubnetEnv,
 } from "../../src/host/subnet-env.js";
 import { Ipv4Subnet, parseIpv4 } from "../../src/net/ipv4.js";
-import { Ipv6Subnet, parseIpv6 } from "../../src/net/ipv6.js";
+import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { parseNetworkConfig } from "../../src/config/network-config.js";
 
 const subnetAddress = (text: string): { address: number; prefixLength: number } => {
@@ -38,8 +38,8 @@ describe("formatSubnetEnv", () => {
       env: {
         ipMasq: true,
         mtu: 1450,
-        ipv6SubnetAddress: { address: parseIpv6("fd00:66:0:5::1"), prefixLength: 64 },
-        ipv6Network: Ipv6Subnet.parse("fd00:66::/56"),
+        ipv6Subnet: "fd00:66:0:5::1/64",
+        ipv6Network: "fd00:66::/56",
         subnetAddress: subnetAddress("10.66.5.1/24"),
         network: Ipv4Subnet.parse("10.66.0.0/16"),
       },
