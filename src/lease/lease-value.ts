@@ -7,6 +7,8 @@ import type { LeaseAttrs } from "./types.js";
  * The lease value JSON, byte-compatible with flanneld (flannel-compat §1.4): PublicIP always,
  * PublicIPv6 as null when unset, then BackendType/BackendData/BackendV6Data only when present.
  *   {"PublicIP":"192.168.77.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"6a:96:90:47:79:a6"}}
+ * A dual-stack host's (its subnets are in the key, 10.66.52.0-24&fd66:0:0:6::-64):
+ *   {"PublicIP":"192.168.77.1","PublicIPv6":"fd77::11","BackendType":"vxlan","BackendData":{…},"BackendV6Data":{"VNI":1,"VtepMAC":"…"}}
  */
 export function formatLeaseValue(attrs: LeaseAttrs): string {
   const value: Record<string, unknown> = { PublicIP: attrs.publicIP, PublicIPv6: attrs.publicIPv6 };

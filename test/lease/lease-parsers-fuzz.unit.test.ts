@@ -1,0 +1,90 @@
+import { describe, expect, it } from "vitest";
+import { formatLeaseValue, parseLeaseValue } from "../../src/lease/lease-value.js";
+import { parseSubnetKey, subnetKeyName, subnetKeyProblem, subnetsClaimedByKey } from "../../src/lease/subnet-key.js";
+
+/**
+ * Keys and values come from etcd, i.e. from any host (or hand) that can write there. A seeded
+ * random walk over inputs near the dual-stack forms: no parser may throw anything but an Error
+ * with a message, and whatever parses must survive a format/parse round trip.
+ */
+function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+const SEEDS = ["10.66.52.0-24&fd66:0:0:6::-64", "10.66.36.0-24", "10.42.0.0-24&fc00::-64", "10.66.5.0-24&::ffff:1.2.3.4-128"];
+const KEY_ALPHABET = "0123456789abcdefABCDEF:.-&/%zg ";
+
+function mutate(text: string, random: () => number): string {
+  const chars = [...text];
+  const edits = 1 + Math.floor(random() * 4);
+  for (let i = 0; i < edits; i++) {
+    const at = Math.floor(random() * (chars.length + 1));
+    const char = KEY_ALPHABET[Math.floor(random() * KEY_ALPHABET.length)] as string;
+    const op = random();
+    if (op < 0.4) chars.splice(at, 1, char);
+    else if (op < 0.7) chars.splice(at, 0, char);
+    else chars.splice(at, 1);
+  }
+  return chars.join("");
+}
+
+/** The value `parse` returns, or undefined when it threw an Error with a message (anything else fails the test). */
+function parsedOrRefused<T>(parse: () => T): T | undefined {
+  try {
+    return parse();
+  } catch (error) {
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message.length).toBeGreaterThan(0);
+    return undefined;
+  }
+}
+
+describe("lease parsers under random input", () => {
+  it("subnet keys: parse, claims and problems never throw; what parses has one canonical name", () => {
+    const random = prng(11);
+    let parsed = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const key = `/coreos.com/network/subnets/${mutate(SEEDS[i % SEEDS.length] as string, random)}`;
+      const parts = parseSubnetKey(key);
+      const claimed = subnetsClaimedByKey(key);
+      const problem = subnetKeyProblem(key);
+      expect(typeof problem).toBe("string");
+      if (!parts) continue;
+      parsed++;
+      // A parseable key claims exactly its subnets, and its canonical name parses to the same.
+      expect(claimed.subnet?.equals(parts.subnet)).toBe(true);
+      if (parts.ipv6Subnet) expect(claimed.ipv6Subnet?.equals(parts.ipv6Subnet)).toBe(true);
+      const again = parseSubnetKey(`/p/subnets/${subnetKeyName(parts.subnet, parts.ipv6Subnet)}`);
+      expect(again?.subnet.equals(parts.subnet)).toBe(true);
+      expect(again?.ipv6Subnet?.toString()).toBe(parts.ipv6Subnet?.toString());
+    }
+    // The walk stays near the real forms: a fair share of its keys still parse.
+    expect(parsed).toBeGreaterThan(500);
+  });
+
+  it("lease values: only Errors, and a parsed value round-trips through flanneld's format", () => {
+    const random = prng(23);
+    const base = '{"PublicIP":"192.168.77.1","PublicIPv6":"fd77::11","BackendType":"vxlan","BackendData":{"VNI":1},"BackendV6Data":{"VNI":1}}';
+    const alphabet = '{}[]":,0123456789abcdef.PublicIPv6 nul';
+    let parsed = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const chars = [...base];
+      for (let edit = 0; edit < 1 + Math.floor(random() * 3); edit++) {
+        chars.splice(Math.floor(random() * chars.length), 1, alphabet[Math.floor(random() * alphabet.length)] as string);
+      }
+      const text = chars.join("");
+      const attrs = parsedOrRefused(() => parseLeaseValue(text));
+      if (!attrs) continue;
+      parsed++;
+      expect(parseLeaseValue(formatLeaseValue(attrs))).toEqual(attrs);
+    }
+    expect(parsed).toBeGreaterThan(500);
+  });
+});
