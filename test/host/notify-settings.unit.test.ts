@@ -50,7 +50,7 @@ describe("serviceNotifierFromEnv", () => {
     expect(sent).toEqual([]);
   });
 
-  it("sends READY=1, STATUS= and STOPPING=1, and WATCHDOG=1 every WATCHDOG_USEC/2 (here 1 s) until closed", () => {
+  it("sends READY=1, STATUS= and STOPPING=1, and WATCHDOG=1 at once and every WATCHDOG_USEC/2 (here 1 s) until closed", () => {
     vi.useFakeTimers();
     const sent: Array<[string, string]> = [];
     const env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: "@weft-test", WATCHDOG_USEC: "2000000" };
@@ -63,6 +63,8 @@ describe("serviceNotifierFromEnv", () => {
     notifier.close();
     vi.advanceTimersByTime(5000);
     expect(sent).toEqual([
+      // The first ping at once: systemd's watchdog runs from the exec, not from READY=1.
+      ["@weft-test", "WATCHDOG=1"],
       ["@weft-test", "STATUS=waiting for the network config"],
       ["@weft-test", "READY=1\nSTATUS=ready: subnet 10.66.1.0/24, backend alloc, 0 peer(s)"],
       ["@weft-test", "WATCHDOG=1"],
