@@ -117,7 +117,10 @@ export function parseSockperfRate(output: string): number | undefined {
 /** sockperf ping-pong over TCP, 64-byte messages, one in flight: round trips per second. */
 export async function sockperfPingPong(place: ToolPlace, server: string, seconds: number): Promise<number> {
   const result = await runTool(place, "sockperf", ["ping-pong", "--tcp", "-i", server, "-p", String(SOCKPERF_PORT), "-m", "64", "-t", String(seconds)], (seconds + 20) * 1000);
-  const rate = parseSockperfRate(`${result.stdout}\n${result.stderr}`);
+  const output = `${result.stdout}\n${result.stderr}`;
+  // Debian 12's sockperf is 3.7, which takes IPv4 addresses only (IPv6 came with 3.8).
+  if (server.includes(":") && /Invalid address/.test(output)) throw new Error(`sockperf cannot use the IPv6 address ${server} (IPv6 needs sockperf 3.8 or later; Debian 12 has 3.7)`);
+  const rate = parseSockperfRate(output);
   if (rate === undefined) throw new Error(`sockperf ping-pong to ${server}: no RunTime/ReceivedMessages line (${(result.stderr || result.stdout).trim().split("\n").at(-1) ?? ""})`);
   return rate;
 }

@@ -6,6 +6,8 @@
  *   host            <lab>-h1 ──────── underlay ──────── <lab>-h2                 (no containers)
  *   bridge          <lab>-h1c1 ── docker0 (a real dockerd) ── <lab>-h1c2         (one host)
  *   host-gw … udp   <lab>-h1c1 ─ docker0 ─ h1 ═ overlay/routes ═ h2 ─ docker0 ─ <lab>-h2c1
+ *   …-v6            the same in a dual-stack lab (`lab up --ipv6`), measured between the
+ *                   containers' IPv6 addresses over the IPv6 underlay
  *   docker-overlay  <lab>-h1c9 ─ swarm overlay (dockerd's own vxlan) ─ <lab>-h2c9
  *   flanneld-…, extras: as the weft rows, with another daemon per host writing subnet.env
  */
@@ -21,6 +23,7 @@ import { isAlive, terminatePids } from "../process/pids.js";
 import { DEFAULT_ETCD_PREFIX } from "../store/store-options.js";
 
 export const BENCH_NETWORK = "10.66.0.0/16";
+export const BENCH_IPV6_NETWORK = "fd66::/48";
 
 /** One end of a measured path. */
 export interface PathEnd {
@@ -50,10 +53,11 @@ export interface BenchPath {
   prepare: (lab: Lab) => Promise<PreparedPath>;
 }
 
-function containerEnd(lab: Lab, name: string): PathEnd & { address: string } {
-  const container = lab.container(name);
-  if (!container.address) throw new Error(`lab container ${name} has no address`);
-  return { host: container.host, namespace: container.namespace, address: container.address };
+function containerEnd(lab: Lab, name: string, family: 4 | 6 = 4): PathEnd & { address: string } {
+  const container = lab.container(name).state;
+  const address = family === 4 ? container.address : container.addressV6;
+  if (!address) throw new Error(`lab container ${name} has no IPv${family} address`);
+  return { host: container.host, namespace: container.namespace, address };
 }
 
 function weftDaemons(lab: Lab): { host: string; pid: number }[] {
@@ -64,16 +68,20 @@ function dockerdDaemons(lab: Lab): { host: string; pid: number }[] {
   return lab.hosts.flatMap((host) => (host.state.dockerd?.pid === undefined ? [] : [{ host: host.name, pid: host.state.dockerd.pid }]));
 }
 
-/** Container to container across two hosts, the overlay made by the lab's weft daemons. */
-export function weftPath(id: string, label: string, backend: Record<string, unknown>): BenchPath {
+/**
+ * Container to container across two hosts, the overlay made by the lab's weft daemons; with
+ * `family` 6 in a dual-stack lab, between the containers' IPv6 addresses.
+ */
+export function weftPath(id: string, label: string, backend: Record<string, unknown>, family: 4 | 6 = 4): BenchPath {
+  const dualStack = family === 6 ? { EnableIPv6: true, IPv6Network: BENCH_IPV6_NETWORK } : {};
   return {
     id,
     label,
     daemons: "weft",
-    lab: { hosts: 2, containersPerHost: 1, networkConfig: { Network: BENCH_NETWORK, Backend: backend } },
+    lab: { hosts: 2, containersPerHost: 1, ipv6: family === 6, networkConfig: { Network: BENCH_NETWORK, ...dualStack, Backend: backend } },
     prepare: async (lab) => ({
-      client: containerEnd(lab, "h1c1"),
-      server: containerEnd(lab, "h2c1"),
+      client: containerEnd(lab, "h1c1", family),
+      server: containerEnd(lab, "h2c1", family),
       mtu: lab.container("h1c1").state.mtu,
       daemons: weftDaemons(lab),
     }),
@@ -145,6 +153,9 @@ export const BUILTIN_PATHS: readonly BenchPath[] = [
   dockerOverlayPath,
   weftPath("udp", "weft udp", { Type: "udp" }),
   weftPath("userspace-vxlan", "weft userspace vxlan", { Type: "vxlan", Userspace: true }),
+  weftPath("host-gw-v6", "weft host-gw, IPv6", { Type: "host-gw" }, 6),
+  weftPath("vxlan-v6", "weft vxlan (kernel), IPv6", { Type: "vxlan" }, 6),
+  weftPath("userspace-vxlan-v6", "weft userspace vxlan, IPv6", { Type: "vxlan", Userspace: true }, 6),
 ];
 
 // ---- other daemons: --flanneld PATH and --extra NAME=CMD -------------------------------------

@@ -5,7 +5,7 @@ import { parseBenchSettings, parseExtra } from "../../src/bench/settings.js";
 describe("weft bench options", () => {
   it("defaults to every built-in path, 3 reps of 5 s, shared CPUs, no shaping", () => {
     const settings = parseBenchSettings({});
-    expect(settings.paths.map((path) => path.id)).toEqual(["host", "bridge", "host-gw", "vxlan", "docker-overlay", "udp", "userspace-vxlan"]);
+    expect(settings.paths.map((path) => path.id)).toEqual(["host", "bridge", "host-gw", "vxlan", "docker-overlay", "udp", "userspace-vxlan", "host-gw-v6", "vxlan-v6", "userspace-vxlan-v6"]);
     expect(settings).toMatchObject({ reps: 3, duration: 5, cpu: "shared" });
     expect(settings.link).toBeUndefined();
   });
