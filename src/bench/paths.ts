@@ -153,6 +153,8 @@ export const BUILTIN_PATHS: readonly BenchPath[] = [
   dockerOverlayPath,
   weftPath("udp", "weft udp", { Type: "udp" }),
   weftPath("userspace-vxlan", "weft userspace vxlan", { Type: "vxlan", Userspace: true }),
+  // This kernel has no WireGuard: the row is weft's own userspace WireGuard (docs/wireguard.md).
+  weftPath("wireguard", "weft wireguard (userspace)", { Type: "wireguard" }),
   weftPath("host-gw-v6", "weft host-gw, IPv6", { Type: "host-gw" }, 6),
   weftPath("vxlan-v6", "weft vxlan (kernel), IPv6", { Type: "vxlan" }, 6),
   weftPath("userspace-vxlan-v6", "weft userspace vxlan, IPv6", { Type: "vxlan", Userspace: true }, 6),
