@@ -1,9 +1,12 @@
 /* N-API surface of the engine, called only from src/engine/ (TypeScript):
  *   open(options) -> handle         setPeer(handle, network, prefix, publicIp, mac?)
  *   removePeer(handle, network, prefix) -> boolean
+ *   setPeer6(handle, network, prefix, publicIp6, mac)   removePeer6(handle, network, prefix) -> boolean
+ *                                   (vxlan mode with bindAddressV6; IPv6 addresses as 16-byte Buffers)
  *   counters(handle) -> Float64Array (order: counterNames())       counterNames() -> string[]
  *   maxQueues() -> WEFT_MAX_QUEUES
- *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow }
+ *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow,
+ *                     ipv6Underlay, udpGsoV6 }
  *   close(handle)
  *   notify(socketPath, state)   sd_notify: one datagram to $NOTIFY_SOCKET (notify.c); throws on failure
  * wireguard mode (open({mode: "wireguard", onEvent, ...})): setPeer's 6th argument is the peer id
@@ -15,7 +18,8 @@
  *   wgSendKeepalive(handle, id) -> boolean
  *   onEvent({kind: "message", address, port, data}) / onEvent({kind: "want", peer}) on the JS thread
  *   blake2sMac(key, data, outLen) -> Buffer     keyed BLAKE2s (OpenSSL BLAKE2SMAC), no handle
- * Addresses cross as host-order uint32 numbers. No packet ever crosses this boundary. */
+ * IPv4 addresses cross as host-order uint32 numbers, IPv6 ones as 16-byte Buffers in network
+ * order (open's options take text). No packet ever crosses this boundary. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <node_api.h>
@@ -190,6 +194,19 @@ static int get_address(napi_env env, napi_value obj, const char *name, struct in
   return 1;
 }
 
+static int get_address6(napi_env env, napi_value obj, const char *name, struct in6_addr *out) {
+  char text[64];
+  int rc = get_string(env, obj, name, text, sizeof text);
+  if (rc <= 0) return rc;
+  if (inet_pton(AF_INET6, text, out) != 1) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "engine option %s: \"%s\" is not an IPv6 address", name, text);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  return 1;
+}
+
 static int get_mac(napi_env env, napi_value v, uint8_t mac[6]) {
   bool is_buffer = false;
   napi_is_buffer(env, v, &is_buffer);
@@ -276,6 +293,19 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (get_string(env, o, "netnsPath", opt.netns_path, sizeof opt.netns_path) < 0) return NULL;
   if (get_address(env, o, "bindAddress", &opt.bind_address) < 0) return NULL;
   if (get_address(env, o, "icmpSource", &opt.icmp_source) < 0) return NULL;
+  int rc6 = get_address6(env, o, "bindAddressV6", &opt.bind_address6);
+  if (rc6 < 0) return NULL;
+  opt.has_v6 = rc6 > 0;
+  rc6 = get_address6(env, o, "icmpSourceV6", &opt.icmp6_source);
+  if (rc6 < 0) return NULL;
+  opt.has_icmp6_source = rc6 > 0;
+  uint32_t mtu6 = 0;
+  if (get_uint(env, o, "mtuV6", 65535, &mtu6) < 0) return NULL;
+  opt.mtu6 = (int)mtu6;
+  if (opt.has_v6 && opt.mode != WEFT_MODE_VXLAN) {
+    napi_throw_range_error(env, NULL, "engine option bindAddressV6: IPv6 is forwarded in vxlan mode only");
+    return NULL;
+  }
   if (get_uint(env, o, "port", 65535, &port) < 0) return NULL;
   if (get_uint(env, o, "vni", 0xffffff, &vni) < 0) return NULL;
   if (get_uint(env, o, "mtu", 65535, &mtu) < 0) return NULL;
@@ -430,6 +460,78 @@ static napi_value js_remove_peer(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* A `len`-byte Buffer argument; -1 after throwing a TypeError naming `what`. */
+static int get_bytes_arg(napi_env env, napi_value v, const char *what, size_t len, uint8_t *out) {
+  bool is_buffer = false;
+  void *data;
+  size_t got = 0;
+  napi_is_buffer(env, v, &is_buffer);
+  if (!is_buffer || napi_get_buffer_info(env, v, &data, &got) != napi_ok || got != len) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be a %zu-byte Buffer", what, len);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  memcpy(out, data, len);
+  return 0;
+}
+
+/* setPeer6/removePeer6(handle, network, prefix, ...): a live vxlan handle with IPv6, the network
+ * (16 bytes) and a prefix of 0..128. NULL after throwing. */
+static struct handle *get_peer6_args(napi_env env, size_t argc, napi_value *argv, size_t want, const char *usage,
+                                     uint8_t network[16], uint32_t *prefix) {
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  struct handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  if (!h->e->opt.has_v6) {
+    napi_throw_error(env, NULL, "IPv6 peers need an engine opened in vxlan mode with bindAddressV6");
+    return NULL;
+  }
+  if (get_bytes_arg(env, argv[1], "network", 16, network) < 0 || get_u32_arg(env, argv[2], "prefix", prefix) < 0) return NULL;
+  if (*prefix > 128) {
+    napi_throw_range_error(env, NULL, "prefix must be 0..128");
+    return NULL;
+  }
+  return h;
+}
+
+static napi_value js_set_peer6(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct peer6 p;
+  memset(&p, 0, sizeof p);
+  uint32_t prefix = 0;
+  struct handle *h = get_peer6_args(env, argc, argv, 5, "setPeer6(handle, network, prefix, publicIp6, mac)", p.network, &prefix);
+  if (!h) return NULL;
+  if (get_bytes_arg(env, argv[3], "publicIp6", 16, p.public_ip) < 0 || get_mac(env, argv[4], p.mac) < 0) return NULL;
+  p.prefix = (uint8_t)prefix;
+  p.addr.sin6_family = AF_INET6;
+  p.addr.sin6_port = htons(h->e->opt.port);
+  memcpy(p.addr.sin6_addr.s6_addr, p.public_ip, 16);
+  if (routes_set6(&h->e->routes, &p) < 0) {
+    napi_throw_error(env, NULL, "setPeer6: out of memory");
+    return NULL;
+  }
+  return NULL;
+}
+
+static napi_value js_remove_peer6(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t network[16];
+  uint32_t prefix = 0;
+  struct handle *h = get_peer6_args(env, argc, argv, 3, "removePeer6(handle, network, prefix)", network, &prefix);
+  if (!h) return NULL;
+  napi_value result;
+  CALL(env, napi_get_boolean(env, routes_remove6(&h->e->routes, network, (uint8_t)prefix), &result));
+  return result;
+}
+
 static napi_value js_counters(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -477,12 +579,16 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   CALL(env, napi_create_uint32(env, (uint32_t)h->e->queue_count, &v));
   CALL(env, napi_set_named_property(env, obj, "queues", v));
   /* udpGso: still on for every socket (a kernel EIO switches one off for good). */
-  int gso = 1;
-  for (int i = 0; i < h->e->queue_count; i++) gso &= __atomic_load_n(&h->e->queues[i].udp_gso, __ATOMIC_RELAXED);
+  int gso = 1, gso6 = h->e->opt.has_v6;
+  for (int i = 0; i < h->e->queue_count; i++) {
+    gso &= __atomic_load_n(&h->e->queues[i].udp_gso, __ATOMIC_RELAXED);
+    gso6 &= __atomic_load_n(&h->e->queues[i].udp6_gso, __ATOMIC_RELAXED);
+  }
   const struct { const char *name; int value; } flags[] = {
       {"sharedThread", h->e->opt.shared_thread}, {"vnetHeader", h->e->vnet_hdr},
       {"tunUdpOffload", h->e->tun_uso},          {"udpGso", h->e->udp_gso && gso},
-      {"udpGro", h->e->udp_gro},                 {"reuseportFlow", h->e->reuseport_flow}};
+      {"udpGro", h->e->udp_gro},                 {"reuseportFlow", h->e->reuseport_flow},
+      {"ipv6Underlay", h->e->opt.has_v6},        {"udpGsoV6", gso6}};
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
     CALL(env, napi_get_boolean(env, flags[i].value, &v));
     CALL(env, napi_set_named_property(env, obj, flags[i].name, v));
@@ -769,6 +875,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
       {"setPeer", NULL, js_set_peer, NULL, NULL, NULL, napi_default, NULL},
       {"removePeer", NULL, js_remove_peer, NULL, NULL, NULL, napi_default, NULL},
+      {"setPeer6", NULL, js_set_peer6, NULL, NULL, NULL, napi_default, NULL},
+      {"removePeer6", NULL, js_remove_peer6, NULL, NULL, NULL, napi_default, NULL},
       {"counters", NULL, js_counters, NULL, NULL, NULL, napi_default, NULL},
       {"counterNames", NULL, js_counter_names, NULL, NULL, NULL, napi_default, NULL},
       {"maxQueues", NULL, js_max_queues, NULL, NULL, NULL, napi_default, NULL},

@@ -49,6 +49,14 @@ static inline uint64_t csum_pseudo4(const uint8_t *ip, uint8_t proto, uint16_t l
   return csum_add(csum_add(0, ip + 12, 8), rest, 4);
 }
 
+/* Pseudo-header sum for TCP/UDP/ICMPv6 over IPv6 (RFC 8200 8.1): both addresses, the
+ * upper-layer length as 32 bits, three zero bytes and the next header. */
+static inline uint64_t csum_pseudo6(const uint8_t *ip, uint8_t proto, uint32_t l4_len) {
+  const uint8_t rest[8] = {(uint8_t)(l4_len >> 24), (uint8_t)(l4_len >> 16), (uint8_t)(l4_len >> 8), (uint8_t)l4_len,
+                           0, 0, 0, proto};
+  return csum_add(csum_add(0, ip + 8, 32), rest, 8);
+}
+
 static inline void ip4_set_checksum(uint8_t *ip, unsigned ihl) {
   ip[10] = ip[11] = 0;
   uint16_t c = (uint16_t)~csum_fold(csum_add(0, ip, ihl));

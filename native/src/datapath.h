@@ -28,6 +28,9 @@ enum weft_mode { WEFT_MODE_UDP = 0, WEFT_MODE_VXLAN = 1, WEFT_MODE_WIREGUARD = 2
 #define HEADROOM 32
 /* Largest IPv4 packet, largest UDP datagram we may receive (GRO super-datagrams included). */
 #define MAX_IP_PACKET 65535
+#define IP6_HDR_LEN 40
+/* The largest ICMPv6 error: it must fit the IPv6 minimum MTU (RFC 4443 2.4(c)). */
+#define IP6_MIN_MTU 1280
 #define BUF_SIZE (HEADROOM + 65536 + 64)
 /* Keep each UDP GSO message under the 65507-byte UDP payload limit and the kernel's
  * UDP_MAX_SEGMENTS (64 on older kernels). */
@@ -81,7 +84,10 @@ enum weft_mode { WEFT_MODE_UDP = 0, WEFT_MODE_VXLAN = 1, WEFT_MODE_WIREGUARD = 2
   X(OUTSIDE_DROP_EXPIRED_SESSION, "outside.drop.expired_session")          \
   X(OUTSIDE_DROP_BAD_MAC, "outside.drop.bad_mac")                          \
   X(OUTSIDE_DROP_REPLAY, "outside.drop.replay")                            \
-  X(OUTSIDE_DROP_HANDSHAKE_QUEUE_FULL, "outside.drop.handshake_queue_full")
+  X(OUTSIDE_DROP_HANDSHAKE_QUEUE_FULL, "outside.drop.handshake_queue_full") \
+  X(INSIDE_IPV6_PACKETS, "inside.ipv6_packets")                            \
+  X(INSIDE_DROP_TOO_BIG, "inside.drop.too_big")                            \
+  X(OUTSIDE_IPV6_PACKETS, "outside.ipv6_packets")
 
 #define WEFT_COUNTER_ENUM(id, name) C_##id,
 enum weft_counter { WEFT_COUNTERS(WEFT_COUNTER_ENUM) C_COUNT };
@@ -99,6 +105,15 @@ struct engine_options {
   uint8_t vtep_mac[6];
   int mtu;                 /* 0: leave the kernel default */
   struct in_addr icmp_source; /* source of ICMP errors written into the TUN; 0: don't send */
+  /* IPv6 (vxlan mode only): the underlay address the IPv6 socket binds to (has_v6: one is open
+   * per queue and IPv6 peers may be set), the source of ICMPv6 errors written into the TUN (the
+   * TUN's own IPv6 address; has_icmp6_source 0: none), and the largest inner IPv6 packet the
+   * IPv6 underlay carries unfragmented (bigger ones get ICMPv6 packet-too-big; 0: mtu). */
+  int has_v6;
+  struct in6_addr bind_address6;
+  int has_icmp6_source;
+  struct in6_addr icmp6_source;
+  int mtu6;
   int offloads;            /* 1: IFF_VNET_HDR + TSO/USO + UDP GSO/GRO (default); 0: one packet per syscall */
   int socket_buffer;       /* SO_RCVBUF/SO_SNDBUF bytes; 0: kernel default */
   int queues;              /* 1..WEFT_MAX_QUEUES; >1: IFF_MULTI_QUEUE TUN + SO_REUSEPORT sockets */
@@ -118,6 +133,8 @@ struct queue {
   int tun_fd;
   int udp_fd;
   int udp_gso;             /* UDP_SEGMENT usable on this socket; cleared if the kernel rejects it */
+  int udp6_fd;             /* the IPv6 underlay socket (opt.has_v6), else -1 */
+  int udp6_gso;            /* as udp_gso, for udp6_fd */
   uint64_t counters[C_COUNT];
 } __attribute__((aligned(64)));
 
@@ -147,8 +164,9 @@ struct engine {
  * or a socket. Each returns what its syscall returns, errno set. */
 ssize_t io_tun_read(struct queue *q, void *buf, size_t len);
 ssize_t io_tun_write(struct queue *q, const void *frame, size_t len);
-int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n);
-int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n);
+/* v6: the queue's IPv6 socket (udp6_fd) instead of its IPv4 one. */
+int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n);
+int io_send(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n);
 
 static inline int engine_stopping(struct engine *e) { return __atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE); }
 

@@ -77,7 +77,8 @@ static void close_fds(struct engine *e) {
     struct queue *q = &e->queues[i];
     if (q->tun_fd >= 0) close(q->tun_fd);
     if (q->udp_fd >= 0) close(q->udp_fd);
-    q->tun_fd = q->udp_fd = -1;
+    if (q->udp6_fd >= 0) close(q->udp6_fd);
+    q->tun_fd = q->udp_fd = q->udp6_fd = -1;
   }
   if (e->wake_fd >= 0) close(e->wake_fd);
   e->wake_fd = -1;
@@ -98,11 +99,14 @@ static void *forward(void *arg) {
   struct inside *in = w->inside ? inside_new(q) : NULL;
   struct outside *out = w->outside ? outside_new(q) : NULL;
   int budget = w->inside && w->outside ? SHARED_BUDGET : 0;
-  struct pollfd fds[3];
+  struct pollfd fds[4];
   nfds_t nfds = 0;
-  nfds_t tun = nfds, udp = nfds;
+  nfds_t tun = nfds, udp = nfds, udp6 = nfds;
   if (w->inside) fds[tun = nfds++] = (struct pollfd){.fd = q->tun_fd, .events = POLLIN};
   if (w->outside) fds[udp = nfds++] = (struct pollfd){.fd = q->udp_fd, .events = POLLIN};
+  /* The IPv6 socket is drained with the IPv4 one (outside_drain serves both). */
+  int v6 = w->outside && q->udp6_fd >= 0;
+  if (v6) fds[udp6 = nfds++] = (struct pollfd){.fd = q->udp6_fd, .events = POLLIN};
   nfds_t wake = nfds++;
   fds[wake] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
   int ready = (in || !w->inside) && (out || !w->outside); /* else out of memory: give up */
@@ -111,7 +115,7 @@ static void *forward(void *arg) {
     if (poll(fds, nfds, more_in || more_out ? 0 : -1) < 0 && errno != EINTR) break;
     if (fds[wake].revents) break;
     if (in) more_in = (fds[tun].revents || more_in) ? inside_drain(in, budget) : 0;
-    if (out) more_out = (fds[udp].revents || more_out) ? outside_drain(out, budget) : 0;
+    if (out) more_out = (fds[udp].revents || (v6 && fds[udp6].revents) || more_out) ? outside_drain(out, budget) : 0;
   }
   inside_free(in);
   outside_free(out);
@@ -167,7 +171,7 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
   for (int i = 0; i < WEFT_MAX_QUEUES; i++) {
     e->queues[i].e = e;
     e->queues[i].index = i;
-    e->queues[i].tun_fd = e->queues[i].udp_fd = -1;
+    e->queues[i].tun_fd = e->queues[i].udp_fd = e->queues[i].udp6_fd = -1;
   }
   routes_init(&e->routes);
   wg_init(&e->wg);

@@ -5,7 +5,10 @@
  *     starts HEADROOM bytes in; with offloads the virtio_net_hdr sits just before it.
  *  2. Check the IPv4 header; look up the destination (longest prefix) and copy the next hop
  *     out (routes_next_hop: one lock per read). No route: ICMP net-unreachable back into the
- *     TUN, drop.
+ *     TUN, drop. vxlan mode also forwards IPv6 (handle6): the IPv6 peer table gives the peer's
+ *     PublicIPv6 and v6 VtepMAC; no route: ICMPv6 destination unreachable; hop limit - 1 (1:
+ *     ICMPv6 time exceeded); a packet (or a super-packet's segment) longer than the IPv6 path
+ *     MTU (opt.mtu6): ICMPv6 packet too big; sent on the queue's IPv6 socket.
  *  3. udp mode: TTL - 1 with an incremental checksum patch, as flannel does; a TTL that
  *     would reach 0 is dropped (ICMP time-exceeded back into the TUN).
  *  4. A plain packet: complete a partial checksum if the kernel left one, then write the
@@ -53,7 +56,17 @@ struct slot {
   size_t len;       /* all datagrams, back to back */
   uint16_t seg_size;/* every datagram but the last has this size */
   uint16_t segs;
-  struct sockaddr_in dst;
+  uint8_t v6;       /* goes out on the IPv6 socket, to dst.v6 */
+  union underlay_addr dst;
+};
+
+/* Where a packet goes, from either family's peer table: the underlay address, the socket
+ * family, the inner destination MAC (vxlan) and the wireguard peer. */
+struct egress {
+  union underlay_addr dst;
+  uint8_t v6;
+  uint8_t mac[6];
+  uint32_t wg_peer;
 };
 
 struct inside {
@@ -69,7 +82,7 @@ struct inside {
   char ctl[SLOTS][CMSG_SPACE(sizeof(uint16_t))];
 };
 
-static void write_encap(const struct inside *in, const struct next_hop *hop, uint8_t *at) {
+static void write_encap(const struct inside *in, const struct egress *eg, uint8_t *at) {
   /* wireguard mode: the header room is wg_seal's to fill. */
   if (in->encap_len == 0 || in->e->opt.mode == WEFT_MODE_WIREGUARD) return;
   const struct engine *e = in->e;
@@ -80,23 +93,24 @@ static void write_encap(const struct inside *in, const struct next_hop *hop, uin
   at[5] = (uint8_t)(e->opt.vni >> 8);
   at[6] = (uint8_t)e->opt.vni;
   uint8_t *eth = at + VXLAN_HDR_LEN;
-  memcpy(eth, hop->mac, 6);
+  memcpy(eth, eg->mac, 6);
   memcpy(eth + 6, e->opt.vtep_mac, 6);
-  eth[12] = 0x08;
-  eth[13] = 0x00;
+  wr16(eth + 12, eg->v6 ? ETHERTYPE_IPV6_ : ETHERTYPE_IPV4_);
 }
 
-/* Sends every queued message: one sendmmsg() per up to 1024 messages. Without UDP GSO,
- * each datagram of a slot becomes its own message (same buffer, no copy). */
-static void flush(struct inside *in) {
-  if (in->used == 0) return;
+/* Sends the queued messages of one socket family: one sendmmsg() per up to 1024 messages.
+ * Without UDP GSO, each datagram of a slot becomes its own message (same buffer, no copy). */
+static void flush_family(struct inside *in, int v6) {
+  int *gso_flag = v6 ? &in->q->udp6_gso : &in->q->udp_gso;
 retry:;
-  int gso = in->q->udp_gso;
+  int gso = *gso_flag;
   int n = 0;
   uint64_t datagrams = 0;
   for (int s = 0; s < in->used; s++) {
     struct slot *sl = &in->slots[s];
+    if (sl->v6 != v6) continue;
     datagrams += sl->segs;
+    socklen_t namelen = v6 ? sizeof sl->dst.v6 : sizeof sl->dst.v4;
     if (sl->segs <= 1 || gso) {
       struct msghdr *h = &in->msgs[n].msg_hdr;
       memset(h, 0, sizeof *h);
@@ -105,7 +119,7 @@ retry:;
       h->msg_iov = &in->iov[n];
       h->msg_iovlen = 1;
       h->msg_name = &sl->dst;
-      h->msg_namelen = sizeof sl->dst;
+      h->msg_namelen = namelen;
       if (sl->segs > 1) {
         h->msg_control = in->ctl[s];
         h->msg_controllen = sizeof in->ctl[s];
@@ -126,13 +140,13 @@ retry:;
       h->msg_iov = &in->iov[n];
       h->msg_iovlen = 1;
       h->msg_name = &sl->dst;
-      h->msg_namelen = sizeof sl->dst;
+      h->msg_namelen = namelen;
       n++;
     }
   }
   int sent = 0;
   while (sent < n) {
-    int r = io_send(in->q, in->msgs + sent, (unsigned)(n - sent));
+    int r = io_send(in->q, v6, in->msgs + sent, (unsigned)(n - sent));
     if (r > 0) {
       count(in->q, C_INSIDE_SEND_CALLS, 1);
       sent += r;
@@ -142,7 +156,7 @@ retry:;
     /* EIO: the egress device cannot checksum GSO datagrams. Fall back to one datagram per
      * message for good (wireguard-go does the same), and resend what is left. */
     if (r < 0 && errno == EIO && gso && sent == 0) {
-      __atomic_store_n(&in->q->udp_gso, 0, __ATOMIC_RELAXED); /* info() reads it */
+      __atomic_store_n(gso_flag, 0, __ATOMIC_RELAXED); /* info() reads it */
       goto retry;
     }
     /* Skip the message that failed (unreachable, EMSGSIZE, ...) and carry on. */
@@ -158,43 +172,52 @@ retry:;
     sent++;
   }
   count(in->q, C_INSIDE_DATAGRAMS, datagrams);
+}
+
+/* Sends every queued message: the IPv4 socket's, then the IPv6 socket's. */
+static void flush(struct inside *in) {
+  if (in->used == 0) return;
+  flush_family(in, 0);
+  if (in->e->opt.has_v6) flush_family(in, 1);
   in->used = 0;
 }
 
 /* Starts a new output slot for a split super-packet. */
-static struct slot *open_slot(struct inside *in, const struct next_hop *hop, uint16_t seg_size) {
+static struct slot *open_slot(struct inside *in, const struct egress *eg, uint16_t seg_size) {
   struct slot *sl = &in->slots[in->used++];
   sl->data = sl->buf;
   sl->len = 0;
   sl->segs = 0;
   sl->seg_size = seg_size;
-  sl->dst = hop->addr;
+  sl->dst = eg->dst;
+  sl->v6 = eg->v6;
   return sl;
 }
 
-/* Splits a TCPv4 (proto 6) or UDPv4 (proto 17) super-packet into packets of at most
- * `mss` payload bytes behind their encapsulation headers. IP id, length and checksum are
- * rewritten per packet; TCP sequence numbers and flags (CWR first only, FIN/PSH last only)
- * or UDP lengths; the L4 checksum is computed in full. Returns 0, or -1 if it cannot be. */
-static int split(struct inside *in, const struct next_hop *hop, const uint8_t *ip, unsigned len, unsigned mss) {
-  unsigned ihl = ip4_header_len(ip);
-  uint8_t proto = ip[9];
-  unsigned l4h;
-  if (proto == IPPROTO_TCP_) {
-    if (len < ihl + 20) return -1;
-    l4h = (ip[ihl + 12] >> 4) * 4u;
-    if (l4h < 20) return -1;
-  } else if (proto == IPPROTO_UDP_) {
-    l4h = 8;
-  } else {
-    return -1;
-  }
+/* The transport header length of a TCP (proto 6) or UDP (17) packet whose IP header is `l3`
+ * bytes long; 0 if it has none weft can split or checksum. */
+static unsigned l4_header_len(const uint8_t *ip, unsigned len, unsigned l3, uint8_t proto) {
+  if (proto == IPPROTO_TCP_) return len >= l3 + 20 ? tcp_header_len(ip + l3) : 0;
+  return proto == IPPROTO_UDP_ ? 8 : 0;
+}
+
+/* Splits a TCP (proto 6) or UDP (proto 17) super-packet, over IPv4 or IPv6, into packets of
+ * at most `mss` payload bytes behind their encapsulation headers. IPv4: id, length and header
+ * checksum are rewritten per packet; IPv6: the payload length; TCP sequence numbers and flags
+ * (CWR first only, FIN/PSH last only) or UDP lengths; the L4 checksum is computed in full
+ * (with the pseudo-header of the packet's family). Returns 0, or -1 if it cannot be. */
+static int split(struct inside *in, const struct egress *eg, const uint8_t *ip, unsigned len, unsigned mss) {
+  int v6 = (ip[0] >> 4) == 6;
+  unsigned ihl = v6 ? IP6_HDR_LEN : ip4_header_len(ip);
+  uint8_t proto = v6 ? ip6_next_header(ip) : ip[9];
+  unsigned l4h = l4_header_len(ip, len, ihl, proto);
+  if (l4h == 0) return -1;
   unsigned hl = ihl + l4h;
-  if (len <= hl || mss == 0 || ip4_later_fragment(ip)) return -1;
+  if (len <= hl || mss == 0 || (!v6 && ip4_later_fragment(ip))) return -1;
   unsigned payload = len - hl;
-  /* Every segment is an IPv4 packet, whose total length has 16 bits: a read longer than 64 KB
-   * (BIG TCP on the TUN) split into segments that big would carry a wrapped length. */
-  if (hl + (mss < payload ? mss : payload) > MAX_IP_PACKET) return -1;
+  /* Every segment's IPv4 total length (IPv6: payload length) has 16 bits: a read longer than
+   * 64 KB (BIG TCP on the TUN) split into segments that big would carry a wrapped length. */
+  if ((v6 ? l4h : hl) + (mss < payload ? mss : payload) > MAX_IP_PACKET) return -1;
   unsigned nseg = (payload + mss - 1) / mss;
   uint16_t seg_size = (uint16_t)(in->encap_len + hl + mss);
   int wg = in->e->opt.mode == WEFT_MODE_WIREGUARD;
@@ -213,18 +236,23 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
     if (wg) out_len = WG_HEADER_LEN + wg_padded_len(hl + chunk, mtu) + WG_TAG_LEN;
     if (!sl || sl->len + out_len > GSO_MAX_PAYLOAD || sl->segs >= GSO_MAX_SEGMENTS) {
       if (in->used >= SLOTS) return -1;
-      sl = open_slot(in, hop, seg_size);
+      sl = open_slot(in, eg, seg_size);
     }
     uint8_t *o = sl->data + sl->len;
-    write_encap(in, hop, o);
+    write_encap(in, eg, o);
     uint8_t *oip = o + in->encap_len;
     memcpy(oip, ip, hl);
     memcpy(oip + hl, ip + hl + i * mss, chunk);
-    wr16(oip + 2, (uint16_t)(hl + chunk));
-    wr16(oip + 4, (uint16_t)(id0 + i));
-    ip4_set_checksum(oip, ihl);
     uint8_t *l4 = oip + ihl;
     uint16_t l4_len = (uint16_t)(l4h + chunk);
+    if (v6) {
+      wr16(oip + 4, l4_len);
+    } else {
+      wr16(oip + 2, (uint16_t)(hl + chunk));
+      wr16(oip + 4, (uint16_t)(id0 + i));
+      ip4_set_checksum(oip, ihl);
+    }
+    uint64_t pseudo = v6 ? csum_pseudo6(oip, proto, l4_len) : csum_pseudo4(oip, proto, l4_len);
     if (proto == IPPROTO_TCP_) {
       wr32(l4 + 4, seq0 + i * mss);
       uint8_t f = flags;
@@ -232,18 +260,18 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
       if (i != 0) f &= (uint8_t)~0x80;        /* CWR */
       l4[13] = f;
       l4[16] = l4[17] = 0;
-      uint16_t c = (uint16_t)~csum_fold(csum_add(csum_pseudo4(oip, proto, l4_len), l4, l4_len));
+      uint16_t c = (uint16_t)~csum_fold(csum_add(pseudo, l4, l4_len));
       memcpy(l4 + 16, &c, 2);
     } else {
       wr16(l4 + 4, l4_len);
       l4[6] = l4[7] = 0;
-      uint16_t c = (uint16_t)~csum_fold(csum_add(csum_pseudo4(oip, proto, l4_len), l4, l4_len));
+      uint16_t c = (uint16_t)~csum_fold(csum_add(pseudo, l4, l4_len));
       if (c == 0) c = 0xffff; /* 0 means "no checksum" in UDP */
       memcpy(l4 + 6, &c, 2);
     }
     if (wg) {
       size_t sealed = 0;
-      enum wg_result r = wg_seal(&in->e->wg, in->wg, hop->wg_peer, oip, hl + chunk, mtu, &sealed, &sl->dst);
+      enum wg_result r = wg_seal(&in->e->wg, in->wg, eg->wg_peer, oip, hl + chunk, mtu, &sealed, &sl->dst.v4);
       if (r == WG_STAGED || r == WG_STAGED_OVERFLOW) count(in->q, C_INSIDE_STAGED, 1);
       if (r != WG_OK) {
         if (r != WG_STAGED) count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
@@ -257,18 +285,20 @@ static int split(struct inside *in, const struct next_hop *hop, const uint8_t *i
   /* Only the last slot can be empty (its segments were all staged): give it back. */
   if (sl && sl->segs == 0) in->used--;
   count(in->q, C_INSIDE_PACKETS, queued);
+  if (v6) count(in->q, C_INSIDE_IPV6_PACKETS, queued);
   return 0;
 }
 
 /* Completes a checksum the kernel left partial (CHECKSUM_PARTIAL: the field holds the
  * pseudo-header sum). Returns -1 if the offsets point outside the packet's transport part
- * (a start inside the IPv4 header would overwrite it, and the peer would get no IPv4). */
+ * (a start inside the IP header would overwrite it, and the peer would get no IP packet). */
 static int finish_checksum(uint8_t *ip, unsigned len, const struct virtio_net_hdr *h) {
+  int v6 = (ip[0] >> 4) == 6;
   unsigned start = h->csum_start, off = h->csum_offset;
-  if (start < ip4_header_len(ip) || start + off + 2 > len) return -1;
+  if (start < (v6 ? IP6_HDR_LEN : ip4_header_len(ip)) || start + off + 2 > len) return -1;
   uint16_t c = (uint16_t)~csum_fold(csum_add(0, ip + start, len - start));
   /* A UDP checksum of 0 must go out as 0xffff; TCP has no such rule but 0xffff is equal. */
-  if (c == 0 && ip[9] == IPPROTO_UDP_) c = 0xffff;
+  if (c == 0 && (v6 ? ip6_next_header(ip) : ip[9]) == IPPROTO_UDP_) c = 0xffff;
   memcpy(ip + start + off, &c, 2);
   return 0;
 }
@@ -285,10 +315,11 @@ static int may_send_icmp_about(const uint8_t *ip, unsigned len) {
 }
 
 /* wireguard mode: seals the packet in place for the route's peer and queues it in its slot. */
-static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, const struct next_hop *hop) {
+static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, const struct egress *eg) {
   size_t out_len = 0;
   unsigned mtu = in->e->opt.mtu > 0 ? (unsigned)in->e->opt.mtu : 0;
-  enum wg_result r = wg_seal(&in->e->wg, in->wg, hop->wg_peer, ip, len, mtu, &out_len, &sl->dst);
+  sl->v6 = 0;
+  enum wg_result r = wg_seal(&in->e->wg, in->wg, eg->wg_peer, ip, len, mtu, &out_len, &sl->dst.v4);
   if (r == WG_STAGED || r == WG_STAGED_OVERFLOW) count(in->q, C_INSIDE_STAGED, 1);
   if (r == WG_STAGED) return;
   if (r != WG_OK) {
@@ -301,6 +332,98 @@ static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, 
   sl->seg_size = (uint16_t)out_len;
   in->used++;
   count(in->q, C_INSIDE_PACKETS, 1);
+}
+
+/* Step 4 for a packet of either family that passed its checks: a super-packet is split into
+ * this and the next slot(s), a plain one gets its partial checksum completed and its encap
+ * header written in place. `gso_ok`: the super-packet's GSO type matches its protocol. */
+static void queue_packet(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, const struct virtio_net_hdr *vh,
+                         int super, int gso_ok, const struct egress *eg) {
+  if (super) {
+    if (!gso_ok || vh->gso_size == 0) {
+      count(in->q, C_INSIDE_DROP_UNSUPPORTED_OFFLOAD, 1);
+      return;
+    }
+    count(in->q, C_INSIDE_SUPER_PACKETS, 1);
+    /* The segments go into this and the next slot(s): read them from the spare buffer. */
+    uint8_t *source = sl->buf;
+    sl->buf = in->spare;
+    in->spare = source;
+    int before = in->used;
+    if (split(in, eg, source + HEADROOM, len, vh->gso_size) < 0) {
+      in->used = before;
+      count(in->q, C_INSIDE_DROP_MALFORMED, 1);
+    }
+    return;
+  }
+  if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, vh) < 0) {
+    count(in->q, C_INSIDE_DROP_MALFORMED, 1);
+    return;
+  }
+  write_encap(in, eg, ip - in->encap_len);
+  sl->data = ip - in->encap_len;
+  sl->len = in->encap_len + len;
+  sl->segs = 1;
+  sl->seg_size = (uint16_t)sl->len;
+  sl->dst = eg->dst;
+  sl->v6 = eg->v6;
+  in->used++;
+  count(in->q, C_INSIDE_PACKETS, 1);
+  if (eg->v6) count(in->q, C_INSIDE_IPV6_PACKETS, 1);
+}
+
+/* The IPv6 path MTU: the largest inner IPv6 packet the IPv6 underlay carries whole; 0: none. */
+static unsigned path_mtu6(const struct engine *e) {
+  return e->opt.mtu6 > 0 ? (unsigned)e->opt.mtu6 : e->opt.mtu > 0 ? (unsigned)e->opt.mtu : 0;
+}
+
+/* vxlan mode, an IPv6 packet (step 2-4): route, hop limit, path MTU, then queue_packet. */
+static void handle6(struct inside *in, struct slot *sl, uint8_t *ip, unsigned n, const struct virtio_net_hdr *vh, uint8_t gso_type) {
+  struct engine *e = in->e;
+  int super = gso_type != VIRTIO_NET_HDR_GSO_NONE;
+  unsigned len = ip6_valid_len(ip, n, super);
+  if (len == 0) {
+    count(in->q, C_INSIDE_DROP_MALFORMED, 1);
+    return;
+  }
+  struct next_hop6 hop;
+  if (!e->opt.has_v6 || !routes_next_hop6(&e->routes, ip6_dst(ip), &hop)) {
+    count(in->q, C_INSIDE_DROP_NO_ROUTE, 1);
+    /* Code 0: no route to destination. */
+    if (icmp6_may_answer(ip, len) && icmp6_send_error(in->q, ip, len, ICMP6_DEST_UNREACHABLE, 0, 0))
+      count(in->q, C_INSIDE_ICMP_SENT, 1);
+    return;
+  }
+  /* The engine is a router hop between the TUN and the peer: hop limit - 1 (RFC 8200 3). */
+  if (ip[7] <= 1) {
+    count(in->q, C_INSIDE_DROP_TTL_EXCEEDED, 1);
+    if (icmp6_may_answer(ip, len) && icmp6_send_error(in->q, ip, len, ICMP6_TIME_EXCEEDED, 0, 0))
+      count(in->q, C_INSIDE_ICMP_SENT, 1);
+    return;
+  }
+  uint8_t proto = ip6_next_header(ip);
+  unsigned l4h = super ? l4_header_len(ip, len, IP6_HDR_LEN, proto) : 0;
+  if (super && l4h == 0) {
+    count(in->q, C_INSIDE_DROP_MALFORMED, 1);
+    return;
+  }
+  /* IPv6 routers never fragment (RFC 8200 5): what the underlay cannot carry whole is answered
+   * with packet too big, so the sender's PMTU (and its TCP MSS) shrinks to what fits. */
+  unsigned mtu = path_mtu6(e);
+  unsigned wire = super ? IP6_HDR_LEN + l4h + vh->gso_size : len;
+  if (mtu && wire > mtu) {
+    count(in->q, C_INSIDE_DROP_TOO_BIG, 1);
+    if (icmp6_may_answer(ip, len) && icmp6_send_error(in->q, ip, len, ICMP6_PACKET_TOO_BIG, 0, mtu))
+      count(in->q, C_INSIDE_ICMP_SENT, 1);
+    return;
+  }
+  ip[7]--;
+  struct egress eg = {.v6 = 1};
+  eg.dst.v6 = hop.addr;
+  memcpy(eg.mac, hop.mac, 6);
+  int gso_ok = (gso_type == VIRTIO_NET_HDR_GSO_TCPV6 && proto == IPPROTO_TCP_) ||
+               (gso_type == VIRTIO_NET_HDR_GSO_UDP_L4 && proto == IPPROTO_UDP_);
+  queue_packet(in, sl, ip, len, vh, super, gso_ok, &eg);
 }
 
 /* Handles the packet just read into slot `in->used` (not yet counted as used). */
@@ -321,6 +444,10 @@ static void handle(struct inside *in, unsigned n) {
   uint8_t gso_type = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
   int super = gso_type != VIRTIO_NET_HDR_GSO_NONE;
   count(in->q, C_INSIDE_BYTES, n);
+  if (n >= 1 && (ip[0] >> 4) == 6 && e->opt.mode == WEFT_MODE_VXLAN) {
+    handle6(in, sl, ip, n, &vh, gso_type);
+    return;
+  }
   if (n < 1 || (ip[0] >> 4) != 4) {
     count(in->q, C_INSIDE_DROP_NOT_IPV4, 1);
     return;
@@ -337,13 +464,16 @@ static void handle(struct inside *in, unsigned n) {
     if (may_send_icmp_about(ip, len) && icmp_send_error(in->q, ip, len, 3, 0)) count(in->q, C_INSIDE_ICMP_SENT, 1);
     return;
   }
+  struct egress eg = {.v6 = 0, .wg_peer = hop.wg_peer};
+  eg.dst.v4 = hop.addr;
+  memcpy(eg.mac, hop.mac, 6);
 
   if (e->opt.mode == WEFT_MODE_WIREGUARD && !super) {
     if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, &vh) < 0) {
       count(in->q, C_INSIDE_DROP_MALFORMED, 1);
       return;
     }
-    seal(in, sl, ip, len, &hop);
+    seal(in, sl, ip, len, &eg);
     return;
   }
 
@@ -355,37 +485,8 @@ static void handle(struct inside *in, unsigned n) {
     }
     ip4_decrement_ttl(ip);
   }
-
-  if (super) {
-    if ((gso_type != VIRTIO_NET_HDR_GSO_TCPV4 && gso_type != VIRTIO_NET_HDR_GSO_UDP_L4) || vh.gso_size == 0) {
-      count(in->q, C_INSIDE_DROP_UNSUPPORTED_OFFLOAD, 1);
-      return;
-    }
-    count(in->q, C_INSIDE_SUPER_PACKETS, 1);
-    /* The segments go into this and the next slot(s): read them from the spare buffer. */
-    uint8_t *source = sl->buf;
-    sl->buf = in->spare;
-    in->spare = source;
-    int before = in->used;
-    if (split(in, &hop, source + HEADROOM, len, vh.gso_size) < 0) {
-      in->used = before;
-      count(in->q, C_INSIDE_DROP_MALFORMED, 1);
-    }
-    return;
-  }
-
-  if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, &vh) < 0) {
-    count(in->q, C_INSIDE_DROP_MALFORMED, 1);
-    return;
-  }
-  write_encap(in, &hop, ip - in->encap_len);
-  sl->data = ip - in->encap_len;
-  sl->len = in->encap_len + len;
-  sl->segs = 1;
-  sl->seg_size = (uint16_t)sl->len;
-  sl->dst = hop.addr;
-  in->used++;
-  count(in->q, C_INSIDE_PACKETS, 1);
+  int gso_ok = gso_type == VIRTIO_NET_HDR_GSO_TCPV4 || gso_type == VIRTIO_NET_HDR_GSO_UDP_L4;
+  queue_packet(in, sl, ip, len, &vh, super, gso_ok, &eg);
 }
 
 struct inside *inside_new(struct queue *q) {

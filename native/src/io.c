@@ -10,8 +10,10 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) { return read(q->tun
 
 ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) { return write(q->tun_fd, frame, len); }
 
-int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
-  return recvmmsg(q->udp_fd, msgs, n, MSG_DONTWAIT, NULL);
+int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
+  return recvmmsg(v6 ? q->udp6_fd : q->udp_fd, msgs, n, MSG_DONTWAIT, NULL);
 }
 
-int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) { return sendmmsg(q->udp_fd, msgs, n, 0); }
+int io_send(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
+  return sendmmsg(v6 ? q->udp6_fd : q->udp_fd, msgs, n, 0);
+}

@@ -1,17 +1,20 @@
 /* outside: datagrams from the underlay in to the TUN device (the containers' side).
  *
- *  1. Once the forwarding loop (engine.c) sees the socket readable: recvmmsg() until EAGAIN
- *     (or the budget). With UDP_GRO one message is a super-datagram of equal-sized datagrams
+ *  1. Once the forwarding loop (engine.c) sees a socket readable: recvmmsg() until EAGAIN
+ *     (or the budget), the IPv4 socket's then (vxlan with IPv6 peers) the IPv6 socket's. With UDP_GRO one message is a super-datagram of equal-sized datagrams
  *     (size in a cmsg). Each lands HEADROOM bytes into its buffer, leaving room for the
  *     virtio_net_hdr.
  *  2. In one routes_read() (the route table held still: one lock per batch), for every
  *     datagram: the sender must be the PublicIP of a current peer; vxlan mode checks flags,
  *     VNI, inner destination MAC and ethertype and strips the 22 header bytes; the inner
  *     IPv4 header must be sane and its source must lie in that peer's subnet; udp mode
- *     decrements TTL. Anything else is dropped and counted by reason. Accepted packets are
+ *     decrements TTL. vxlan over the IPv6 socket: the sender must be a peer's PublicIPv6, the
+ *     inner frame IPv6 (ethertype 0x86dd) and its source in that peer's IPv6 subnet; an inner
+ *     family that does not match the socket's is no peer's (flannel-v6.<VNI> carries IPv6 only,
+ *     flannel.<VNI> IPv4 only). Anything else is dropped and counted by reason. Accepted packets are
  *     listed, not moved.
  *  3. Without the lock: consecutive TCP segments of one flow are merged (GRO) into one
- *     super-packet written with a GSO_TCPV4 virtio_net_hdr and a partial checksum; other
+ *     super-packet written with a GSO_TCPV4 (GSO_TCPV6) virtio_net_hdr and a partial checksum; other
  *     packets are written one by one, their virtio header placed in the bytes just before
  *     the packet (headroom, stripped encapsulation or the previous, consumed datagram).
  *
@@ -51,7 +54,7 @@ struct accepted {
 };
 
 struct flow {
-  int active, closed;
+  int active, closed, v6;
   uint8_t *buf; /* virtio header, then the merged packet */
   unsigned len, ihl, thl, mss, segs;
   uint32_t next_seq;
@@ -69,7 +72,7 @@ struct outside {
   uint8_t *bufs[RX_MSGS];
   struct mmsghdr msgs[RX_MSGS];
   struct iovec iov[RX_MSGS];
-  struct sockaddr_in from[RX_MSGS];
+  union underlay_addr from[RX_MSGS];
   char ctl[RX_MSGS][64];
   struct accepted acc[MAX_ACCEPTED];
   int acc_count;
@@ -92,7 +95,7 @@ static void send_staged(void *ctx, const uint8_t *msg, size_t len, const struct 
   m.msg_hdr.msg_iovlen = 1;
   m.msg_hdr.msg_name = (void *)dst;
   m.msg_hdr.msg_namelen = sizeof *dst;
-  if (io_send(out->q, &m, 1) == 1) count(out->q, C_OUTSIDE_STAGED_SENT, 1);
+  if (io_send(out->q, 0, &m, 1) == 1) count(out->q, C_OUTSIDE_STAGED_SENT, 1);
 }
 
 static void tun_write(struct outside *out, uint8_t *frame, size_t len) {
@@ -115,13 +118,15 @@ static void tun_write(struct outside *out, uint8_t *frame, size_t len) {
  * too (pseudo-header sum + NEEDS_CSUM), as the kernel's own vxlan receive path does.
  * Fragments keep their checksum untouched (it covers the reassembled datagram). */
 static void mark_partial(uint8_t *ip, unsigned len, struct virtio_net_hdr *h) {
-  unsigned ihl = ip4_header_len(ip);
-  if ((rd16(ip + 6) & 0x3fff) != 0) return;
+  int v6 = (ip[0] >> 4) == 6;
+  unsigned ihl = v6 ? IP6_HDR_LEN : ip4_header_len(ip);
+  uint8_t proto = v6 ? ip6_next_header(ip) : ip[9];
+  if (!v6 && (rd16(ip + 6) & 0x3fff) != 0) return;
   unsigned offset;
-  if (ip[9] == IPPROTO_TCP_ && len >= ihl + 20) offset = 16;
-  else if (ip[9] == IPPROTO_UDP_ && len >= ihl + 8 && rd16(ip + ihl + 6) != 0) offset = 6;
+  if (proto == IPPROTO_TCP_ && len >= ihl + 20) offset = 16;
+  else if (proto == IPPROTO_UDP_ && len >= ihl + 8 && rd16(ip + ihl + 6) != 0) offset = 6;
   else return;
-  uint16_t c = csum_fold(csum_pseudo4(ip, ip[9], (uint16_t)(len - ihl)));
+  uint16_t c = csum_fold(v6 ? csum_pseudo6(ip, proto, len - ihl) : csum_pseudo4(ip, proto, (uint16_t)(len - ihl)));
   memcpy(ip + ihl + offset, &c, 2);
   h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
   h->csum_start = (uint16_t)ihl;
@@ -135,10 +140,11 @@ static void mark_partial(uint8_t *ip, unsigned len, struct virtio_net_hdr *h) {
  * where it has to. */
 static void mark_oversized(const struct engine *e, const uint8_t *ip, unsigned len, struct virtio_net_hdr *h) {
   unsigned mtu = e->opt.mtu > 0 ? (unsigned)e->opt.mtu : 1500;
-  if (len <= mtu || h->csum_offset != 16 || ip[9] != IPPROTO_TCP_) return;
-  unsigned ihl = ip4_header_len(ip), thl = (ip[ihl + 12] >> 4) * 4u;
+  int v6 = (ip[0] >> 4) == 6;
+  if (len <= mtu || h->csum_offset != 16 || (v6 ? ip6_next_header(ip) : ip[9]) != IPPROTO_TCP_) return;
+  unsigned ihl = v6 ? IP6_HDR_LEN : ip4_header_len(ip), thl = (ip[ihl + 12] >> 4) * 4u;
   if (thl < 20 || ihl + thl >= len || ihl + thl + 8 > mtu) return;
-  h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  h->gso_type = v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
   h->gso_size = (uint16_t)(mtu - ihl - thl);
   h->hdr_len = (uint16_t)(ihl + thl);
 }
@@ -165,13 +171,18 @@ static void flow_flush(struct outside *out, struct flow *f) {
   memset(&h, 0, sizeof h);
   uint8_t *ip = f->buf + VNET_HDR_LEN;
   if (f->segs > 1) {
-    wr16(ip + 2, (uint16_t)f->len);
-    ip4_set_checksum(ip, f->ihl);
+    uint16_t l4_len = (uint16_t)(f->len - f->ihl);
+    if (f->v6) {
+      wr16(ip + 4, l4_len);
+    } else {
+      wr16(ip + 2, (uint16_t)f->len);
+      ip4_set_checksum(ip, f->ihl);
+    }
     /* CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the kernel finishes it. */
-    uint16_t c = csum_fold(csum_pseudo4(ip, IPPROTO_TCP_, (uint16_t)(f->len - f->ihl)));
+    uint16_t c = csum_fold(f->v6 ? csum_pseudo6(ip, IPPROTO_TCP_, l4_len) : csum_pseudo4(ip, IPPROTO_TCP_, l4_len));
     memcpy(ip + f->ihl + 16, &c, 2);
     h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.gso_type = f->v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
     h.gso_size = (uint16_t)f->mss;
     h.hdr_len = (uint16_t)(f->ihl + f->thl);
     h.csum_start = (uint16_t)f->ihl;
@@ -193,19 +204,37 @@ static void flows_flush(struct outside *out) {
 }
 
 /* Same addresses and ports (the 4-tuple), whatever else differs. `flow_ip` has no IP options
- * (mergeable() admits none); `ip` may have some, and must hold its ports. */
-static int same_connection(const uint8_t *flow_ip, const uint8_t *ip) {
+ * (mergeable() admits none); `ip` may have some, and must hold its ports. Both are of the
+ * family `v6` says. */
+static int same_connection(const uint8_t *flow_ip, const uint8_t *ip, int v6) {
+  if (v6) return memcmp(flow_ip + 8, ip + 8, 32) == 0 && memcmp(flow_ip + IP6_HDR_LEN, ip + IP6_HDR_LEN, 4) == 0;
   return memcmp(flow_ip + 12, ip + 12, 8) == 0 && memcmp(flow_ip + 20, ip + ip4_header_len(ip), 4) == 0;
 }
 
-/* A TCP data segment that may be merged: no IP options, not a fragment, ACK or ACK+PSH
- * only (SYN/FIN/RST/URG/ECE/CWR segments go through as they are), some payload. */
-static int mergeable(const uint8_t *ip, unsigned len, unsigned max_len, unsigned *thl) {
-  if (len > max_len || ip[9] != IPPROTO_TCP_ || ip4_header_len(ip) != 20 || (rd16(ip + 6) & 0x3fff) != 0) return 0;
-  if (len < 40) return 0;
-  *thl = (ip[32] >> 4) * 4u;
-  if (*thl < 20 || len <= 20 + *thl) return 0;
-  return (ip[33] & (uint8_t)~0x08) == 0x10;
+/* A TCP data segment that may be merged: IPv4 without options and not a fragment, or IPv6
+ * with TCP as its next header (no extension headers); ACK or ACK+PSH only (SYN/FIN/RST/URG/
+ * ECE/CWR segments go through as they are), some payload. `l3` is then its IP header length. */
+static int mergeable(const uint8_t *ip, unsigned len, unsigned max_len, unsigned *l3, unsigned *thl) {
+  if (len > max_len) return 0;
+  if ((ip[0] >> 4) == 6) {
+    if (ip6_next_header(ip) != IPPROTO_TCP_) return 0;
+    *l3 = IP6_HDR_LEN;
+  } else {
+    if (ip[9] != IPPROTO_TCP_ || ip4_header_len(ip) != 20 || (rd16(ip + 6) & 0x3fff) != 0) return 0;
+    *l3 = 20;
+  }
+  if (len < *l3 + 20) return 0;
+  const uint8_t *tcp = ip + *l3;
+  *thl = (tcp[12] >> 4) * 4u;
+  if (*thl < 20 || len <= *l3 + *thl) return 0;
+  return (tcp[13] & (uint8_t)~0x08) == 0x10;
+}
+
+/* The IP fields a merged segment must share with its flow's first: IPv4 TOS, TTL and DF;
+ * IPv6 the first word (traffic class and flow label) and the hop limit. */
+static int same_ip_fields(const uint8_t *ip, const uint8_t *q, int v6) {
+  if (v6) return memcmp(ip, q, 4) == 0 && ip[7] == q[7];
+  return ip[1] == q[1] && ip[8] == q[8] && (ip[6] & 0x40) == (q[6] & 0x40);
 }
 
 static void deliver(struct outside *out, uint8_t *ip, unsigned len) {
@@ -213,37 +242,42 @@ static void deliver(struct outside *out, uint8_t *ip, unsigned len) {
     write_single(out, ip, len);
     return;
   }
-  unsigned thl = 0;
-  int tcp = ip[9] == IPPROTO_TCP_ && !ip4_later_fragment(ip) && len >= ip4_header_len(ip) + 4;
+  int v6 = (ip[0] >> 4) == 6;
+  unsigned l3 = 0, thl = 0;
+  int tcp = v6 ? ip6_next_header(ip) == IPPROTO_TCP_ && len >= IP6_HDR_LEN + 4
+               : ip[9] == IPPROTO_TCP_ && !ip4_later_fragment(ip) && len >= ip4_header_len(ip) + 4;
   struct flow *match = NULL;
   /* Also for a segment with IP options: it is never merged, but what its connection has
    * buffered must go out before it. */
   if (tcp) {
     for (int i = 0; i < FLOWS; i++)
-      if (out->flows[i].active && same_connection(out->flows[i].buf + VNET_HDR_LEN, ip)) match = &out->flows[i];
+      if (out->flows[i].active && out->flows[i].v6 == v6 && same_connection(out->flows[i].buf + VNET_HDR_LEN, ip, v6))
+        match = &out->flows[i];
   }
   unsigned max_len = out->e->opt.mtu > 0 ? (unsigned)out->e->opt.mtu : 1500;
-  if (!mergeable(ip, len, max_len, &thl)) {
+  if (!mergeable(ip, len, max_len, &l3, &thl)) {
     /* Keep per-connection order: what was merged so far goes first. */
     if (match) flow_flush(out, match);
     write_single(out, ip, len);
     return;
   }
-  unsigned payload = len - 20 - thl;
-  uint32_t seq = rd32(ip + 24);
+  const uint8_t *tcph = ip + l3;
+  unsigned payload = len - l3 - thl;
+  uint32_t seq = rd32(tcph + 4);
   if (match && !match->closed) {
     const uint8_t *q = match->buf + VNET_HDR_LEN;
+    const uint8_t *qt = q + l3;
     if (thl == match->thl && payload <= match->mss && match->len + payload <= MAX_IP_PACKET &&
-        seq == match->next_seq && ip[1] == q[1] && ip[8] == q[8] && (ip[6] & 0x40) == (q[6] & 0x40) &&
-        memcmp(ip + 28, q + 28, 4) == 0 &&          /* ack */
-        memcmp(ip + 34, q + 34, 2) == 0 &&          /* window */
-        memcmp(ip + 40, q + 40, thl - 20) == 0) {   /* options */
-      memcpy(match->buf + VNET_HDR_LEN + match->len, ip + 20 + thl, payload);
+        seq == match->next_seq && same_ip_fields(ip, q, v6) &&
+        memcmp(tcph + 8, qt + 8, 4) == 0 &&          /* ack */
+        memcmp(tcph + 14, qt + 14, 2) == 0 &&        /* window */
+        memcmp(tcph + 20, qt + 20, thl - 20) == 0) { /* options */
+      memcpy(match->buf + VNET_HDR_LEN + match->len, tcph + thl, payload);
       match->len += payload;
       match->segs++;
       match->next_seq += payload;
-      if (ip[33] & 0x08) {
-        match->buf[VNET_HDR_LEN + 33] |= 0x08;
+      if (tcph[13] & 0x08) {
+        match->buf[VNET_HDR_LEN + l3 + 13] |= 0x08;
         match->closed = 1;
       }
       if (payload < match->mss) match->closed = 1;
@@ -264,18 +298,79 @@ static void deliver(struct outside *out, uint8_t *ip, unsigned len) {
   }
   memcpy(f->buf + VNET_HDR_LEN, ip, len);
   f->active = 1;
+  f->v6 = v6;
   f->len = len;
-  f->ihl = 20;
+  f->ihl = l3;
   f->thl = thl;
   f->mss = payload;
   f->segs = 1;
   f->next_seq = seq + payload;
-  f->closed = (ip[33] & 0x08) != 0;
+  f->closed = (tcph[13] & 0x08) != 0;
+}
+
+/* Who sent a received message: its address (of the socket's family) and the first peer entry
+ * of that address, looked up once per message. */
+struct origin {
+  int v6;
+  uint32_t ip;             /* IPv4, host order */
+  const uint8_t *ip6;      /* IPv6 */
+  const struct peer *known;
+  const struct peer6 *known6;
+};
+
+/* An inner IPv4 packet's source must lie in a subnet of the sending peer. */
+static int ipv4_source_ok(const struct route_table *routes, const uint8_t *ip, const struct origin *s) {
+  if (s->v6) return 0;
+  const struct peer *p = s->known;
+  uint32_t src = ip4_src(ip);
+  if (p && (src & (p->prefix ? 0xffffffffu << (32 - p->prefix) : 0)) == p->network) return 1;
+  /* The sender may own several subnets (one peer entry each): look the source up. */
+  p = routes_lookup(routes, src);
+  return p && p->public_ip == s->ip;
+}
+
+/* An inner IPv6 packet's source must lie in an IPv6 subnet of the sending peer (PublicIPv6). */
+static int ipv6_source_ok(const struct route_table *routes, const uint8_t *ip, const struct origin *s) {
+  if (!s->v6) return 0;
+  const struct peer6 *p = s->known6;
+  if (p && ip6_in_subnet(ip6_src(ip), p->network, p->prefix)) return 1;
+  p = routes_lookup6(routes, ip6_src(ip));
+  return p && memcmp(p->public_ip, s->ip6, 16) == 0;
+}
+
+static void accept_packet(struct outside *out, uint8_t *ip, unsigned len) {
+  if (out->acc_count < MAX_ACCEPTED) {
+    out->acc[out->acc_count].ip = ip;
+    out->acc[out->acc_count].len = (uint16_t)len;
+    out->acc_count++;
+  }
+}
+
+/* The inner IPv6 packet of a vxlan frame (step 2). */
+static void check6(struct outside *out, const struct route_table *routes, uint8_t *ip, unsigned ipl, const struct origin *s) {
+  if (ipl < IP6_HDR_LEN) {
+    count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
+    return;
+  }
+  if ((ip[0] >> 4) != 6) {
+    count(out->q, C_OUTSIDE_DROP_MALFORMED, 1);
+    return;
+  }
+  unsigned len = ip6_valid_len(ip, ipl, 0);
+  if (len == 0) {
+    count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
+    return;
+  }
+  if (!ipv6_source_ok(routes, ip, s)) {
+    count(out->q, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
+    return;
+  }
+  count(out->q, C_OUTSIDE_IPV6_PACKETS, 1);
+  accept_packet(out, ip, len);
 }
 
 /* Step 2 for one datagram (one GRO segment), within routes_read(). */
-static void check(struct outside *out, const struct route_table *routes, uint8_t *seg, unsigned l, uint32_t sender,
-                  const struct peer *known) {
+static void check(struct outside *out, const struct route_table *routes, uint8_t *seg, unsigned l, const struct origin *s) {
   struct engine *e = out->e;
   uint8_t *ip = seg;
   unsigned ipl = l;
@@ -299,7 +394,12 @@ static void check(struct outside *out, const struct route_table *routes, uint8_t
       count(out->q, C_OUTSIDE_DROP_WRONG_DST_MAC, 1);
       return;
     }
-    if (eth[12] != 0x08 || eth[13] != 0x00) {
+    uint16_t ethertype = rd16(eth + 12);
+    if (ethertype == ETHERTYPE_IPV6_) {
+      check6(out, routes, seg + ENCAP_MAX, l - ENCAP_MAX, s);
+      return;
+    }
+    if (ethertype != ETHERTYPE_IPV4_) {
       count(out->q, C_OUTSIDE_DROP_NOT_IPV4, 1);
       return;
     }
@@ -320,15 +420,9 @@ static void check(struct outside *out, const struct route_table *routes, uint8_t
     count(out->q, ihl >= 20 && rd16(ip + 2) > ipl ? C_OUTSIDE_DROP_TRUNCATED : C_OUTSIDE_DROP_MALFORMED, 1);
     return;
   }
-  const struct peer *p = known;
-  uint32_t src = ip4_src(ip);
-  if (!p || (src & (p->prefix ? 0xffffffffu << (32 - p->prefix) : 0)) != p->network) {
-    /* The sender may own several subnets (one peer entry each): look the source up. */
-    p = routes_lookup(routes, src);
-    if (!p || p->public_ip != sender) {
-      count(out->q, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
-      return;
-    }
+  if (!ipv4_source_ok(routes, ip, s)) {
+    count(out->q, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
+    return;
   }
   if (e->opt.mode == WEFT_MODE_UDP) {
     if (ip[8] <= 1) {
@@ -337,11 +431,7 @@ static void check(struct outside *out, const struct route_table *routes, uint8_t
     }
     ip4_decrement_ttl(ip);
   }
-  if (out->acc_count < MAX_ACCEPTED) {
-    out->acc[out->acc_count].ip = ip;
-    out->acc[out->acc_count].len = (uint16_t)len;
-    out->acc_count++;
-  }
+  accept_packet(out, ip, len);
 }
 
 struct batch {
@@ -349,7 +439,6 @@ struct batch {
   int n;
 };
 
-/* Step 2 for the whole batch, run by routes_read() with the table held still. */
 /* The size of the datagrams the kernel coalesced into this one (UDP_GRO's segment size; a
  * datagram without that control message is one segment of its own length). */
 static unsigned gro_segment_size(struct msghdr *h, unsigned len) {
@@ -363,6 +452,7 @@ static unsigned gro_segment_size(struct msghdr *h, unsigned len) {
   return gso;
 }
 
+/* Step 2 for the whole batch, run by routes_read() with the table held still. */
 static void check_batch(const struct route_table *routes, void *arg) {
   const struct batch *b = arg;
   struct outside *out = b->out;
@@ -376,16 +466,22 @@ static void check_batch(const struct route_table *routes, void *arg) {
       count(out->q, C_OUTSIDE_DROP_OVERSIZED, segs);
       continue;
     }
-    uint32_t sender = ntohl(out->from[i].sin_addr.s_addr);
-    const struct peer *known = routes_sender_peer(routes, sender);
-    if (!known) {
+    struct origin s = {.v6 = out->from[i].sa.sa_family == AF_INET6};
+    if (s.v6) {
+      s.ip6 = out->from[i].v6.sin6_addr.s6_addr;
+      s.known6 = routes_sender_peer6(routes, s.ip6);
+    } else {
+      s.ip = ntohl(out->from[i].v4.sin_addr.s_addr);
+      s.known = routes_sender_peer(routes, s.ip);
+    }
+    if (!s.known && !s.known6) {
       count(out->q, C_OUTSIDE_DROP_UNKNOWN_SENDER, segs);
       continue;
     }
     uint8_t *base = out->bufs[i] + HEADROOM;
     for (unsigned off = 0; off < len; off += gso) {
       unsigned l = len - off < gso ? len - off : gso;
-      check(out, routes, base + off, l, sender, known);
+      check(out, routes, base + off, l, &s);
     }
     if (len == 0) count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
   }
@@ -473,7 +569,7 @@ static void wg_receive_batch(struct outside *out, int n) {
     }
     if (len == 0) count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
     uint8_t *base = out->bufs[i] + HEADROOM;
-    for (unsigned off = 0; off < len; off += gso) wg_receive(out, base + off, len - off < gso ? len - off : gso, &out->from[i]);
+    for (unsigned off = 0; off < len; off += gso) wg_receive(out, base + off, len - off < gso ? len - off : gso, &out->from[i].v4);
   }
   if (out->opened_count > 0) routes_read(&out->e->routes, wg_check_sources, out);
   for (int i = 0; i < out->acc_count; i++) deliver(out, out->acc[i].ip, out->acc[i].len);
@@ -534,12 +630,13 @@ void outside_free(struct outside *out) {
   free(out);
 }
 
-int outside_drain(struct outside *out, int budget) {
+/* One socket (v6: the IPv6 one) until EAGAIN or `budget` batches; 1 if the budget ended it. */
+static int drain_socket(struct outside *out, int v6, int budget) {
   int batches = 0;
   while (!engine_stopping(out->e)) {
     if (budget > 0 && batches >= budget) return 1;
     rearm(out);
-    int n = io_recv(out->q, out->msgs, RX_MSGS);
+    int n = io_recv(out->q, v6, out->msgs, RX_MSGS);
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
       break; /* EAGAIN: drained */
@@ -549,4 +646,10 @@ int outside_drain(struct outside *out, int budget) {
     receive_batch(out, n);
   }
   return 0;
+}
+
+int outside_drain(struct outside *out, int budget) {
+  int more = drain_socket(out, 0, budget);
+  if (out->e->opt.has_v6) more |= drain_socket(out, 1, budget);
+  return more;
 }

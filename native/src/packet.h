@@ -8,6 +8,9 @@
 #define IPPROTO_ICMP_ 1
 #define IPPROTO_TCP_ 6
 #define IPPROTO_UDP_ 17
+#define IPPROTO_ICMPV6_ 58
+#define ETHERTYPE_IPV4_ 0x0800
+#define ETHERTYPE_IPV6_ 0x86dd
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 static inline uint32_t rd32(const uint8_t *p) {
@@ -42,6 +45,29 @@ static inline unsigned ip4_valid_len(const uint8_t *ip, unsigned len, int super)
   unsigned total = rd16(ip + 2);
   if (total < ihl || total > len) return 0;
   return total;
+}
+
+/* IPv6 (RFC 8200): a fixed 40-byte header; weft reads no extension headers (a packet whose next
+ * header is not TCP/UDP is forwarded as it is, never split, merged or checksummed). */
+static inline const uint8_t *ip6_src(const uint8_t *ip) { return ip + 8; }
+static inline const uint8_t *ip6_dst(const uint8_t *ip) { return ip + 24; }
+static inline uint8_t ip6_next_header(const uint8_t *ip) { return ip[6]; }
+
+/* A sane IPv6 header for a buffer of `len` bytes: version 6, the payload length within the
+ * buffer. Returns the packet length to use (40 + payload length; trailing padding is ignored),
+ * or 0. `super` accepts any payload length (TSO super-packets may carry that of one segment
+ * or 0). */
+static inline unsigned ip6_valid_len(const uint8_t *ip, unsigned len, int super) {
+  if (len < 40 || (ip[0] >> 4) != 6) return 0;
+  if (super) return len;
+  unsigned total = 40u + rd16(ip + 4);
+  return total <= len ? total : 0;
+}
+
+/* The transport header length of a TCP segment at `l4` (its data offset); 0 if below 20. */
+static inline unsigned tcp_header_len(const uint8_t *l4) {
+  unsigned thl = (l4[12] >> 4) * 4u;
+  return thl < 20 ? 0 : thl;
 }
 
 #endif

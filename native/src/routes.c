@@ -15,6 +15,7 @@ void routes_free(struct route_table *t) {
   pthread_mutex_destroy(&t->lock);
   free(t->peers);
   free(t->senders);
+  free(t->peers6);
   memset(t, 0, sizeof *t);
 }
 
@@ -163,4 +164,108 @@ void routes_read(struct route_table *t, void (*fn)(const struct route_table *t, 
   pthread_mutex_lock(&t->lock);
   fn(t, ctx);
   pthread_mutex_unlock(&t->lock);
+}
+
+/* IPv6 ------------------------------------------------------------------------------------- */
+
+static void mask6(uint8_t out[16], const uint8_t in[16], uint8_t prefix) {
+  for (unsigned i = 0; i < 16; i++) {
+    unsigned bits = prefix >= (i + 1) * 8 ? 8 : prefix > i * 8 ? prefix - i * 8 : 0;
+    out[i] = (uint8_t)(in[i] & (uint8_t)(0xff00u >> bits));
+  }
+}
+
+int ip6_in_subnet(const uint8_t address[16], const uint8_t network[16], uint8_t prefix) {
+  unsigned whole = prefix / 8u, rest = prefix % 8u;
+  if (memcmp(address, network, whole) != 0) return 0;
+  if (rest == 0) return 1;
+  uint8_t m = (uint8_t)(0xff00u >> rest);
+  return (address[whole] & m) == network[whole];
+}
+
+/* Sort order: longer prefixes first (so the first match of a scan is the longest), then network. */
+static int before6(const struct peer6 *a, uint8_t prefix, const uint8_t network[16]) {
+  if (a->prefix != prefix) return a->prefix > prefix;
+  return memcmp(a->network, network, 16) < 0;
+}
+
+static size_t position6(const struct route_table *t, uint8_t prefix, const uint8_t network[16]) {
+  size_t lo = 0, hi = t->count6;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (before6(&t->peers6[mid], prefix, network)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+static int same6(const struct peer6 *p, uint8_t prefix, const uint8_t network[16]) {
+  return p->prefix == prefix && memcmp(p->network, network, 16) == 0;
+}
+
+static int set6_locked(struct route_table *t, const struct peer6 *p) {
+  struct peer6 entry = *p;
+  mask6(entry.network, p->network, entry.prefix);
+  size_t i = position6(t, entry.prefix, entry.network);
+  if (i < t->count6 && same6(&t->peers6[i], entry.prefix, entry.network)) {
+    t->peers6[i] = entry;
+    return 0;
+  }
+  if (t->count6 == t->capacity6) {
+    size_t capacity = t->capacity6 ? t->capacity6 * 2 : 16;
+    struct peer6 *peers = realloc(t->peers6, capacity * sizeof *peers);
+    if (!peers) return -1;
+    t->peers6 = peers;
+    t->capacity6 = capacity;
+  }
+  memmove(&t->peers6[i + 1], &t->peers6[i], (t->count6 - i) * sizeof *t->peers6);
+  t->peers6[i] = entry;
+  t->count6++;
+  return 0;
+}
+
+int routes_set6(struct route_table *t, const struct peer6 *p) {
+  if (p->prefix > 128) return -1;
+  pthread_mutex_lock(&t->lock);
+  int rc = set6_locked(t, p);
+  pthread_mutex_unlock(&t->lock);
+  return rc;
+}
+
+int routes_remove6(struct route_table *t, const uint8_t network[16], uint8_t prefix) {
+  if (prefix > 128) return 0;
+  uint8_t key[16];
+  mask6(key, network, prefix);
+  pthread_mutex_lock(&t->lock);
+  size_t i = position6(t, prefix, key);
+  int found = i < t->count6 && same6(&t->peers6[i], prefix, key);
+  if (found) {
+    memmove(&t->peers6[i], &t->peers6[i + 1], (t->count6 - i - 1) * sizeof *t->peers6);
+    t->count6--;
+  }
+  pthread_mutex_unlock(&t->lock);
+  return found;
+}
+
+const struct peer6 *routes_lookup6(const struct route_table *t, const uint8_t address[16]) {
+  for (size_t i = 0; i < t->count6; i++)
+    if (ip6_in_subnet(address, t->peers6[i].network, t->peers6[i].prefix)) return &t->peers6[i];
+  return NULL;
+}
+
+const struct peer6 *routes_sender_peer6(const struct route_table *t, const uint8_t public_ip[16]) {
+  for (size_t i = 0; i < t->count6; i++)
+    if (memcmp(t->peers6[i].public_ip, public_ip, 16) == 0) return &t->peers6[i];
+  return NULL;
+}
+
+int routes_next_hop6(struct route_table *t, const uint8_t address[16], struct next_hop6 *hop) {
+  pthread_mutex_lock(&t->lock);
+  const struct peer6 *p = routes_lookup6(t, address);
+  if (p) {
+    hop->addr = p->addr;
+    memcpy(hop->mac, p->mac, 6);
+  }
+  pthread_mutex_unlock(&t->lock);
+  return p != NULL;
 }

@@ -15,6 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* An underlay address of either family, ready for sendmmsg. */
+union underlay_addr {
+  struct sockaddr sa;
+  struct sockaddr_in v4;
+  struct sockaddr_in6 v6;
+};
+
 struct peer {
   uint32_t network;   /* host byte order, host bits zero */
   uint8_t prefix;
@@ -25,11 +32,26 @@ struct peer {
   uint32_t wg_peer;   /* wireguard mode: the session table's peer (AllowedIPs -> peer); 0: none */
 };
 
+/* An IPv6 subnet of a peer (userspace vxlan over an IPv6 underlay, as flannel-v6.<VNI>): its
+ * PublicIPv6 and the VtepMAC of its BackendV6Data. */
+struct peer6 {
+  uint8_t network[16]; /* network byte order, host bits zero */
+  uint8_t prefix;      /* 0..128 */
+  uint8_t mac[6];
+  uint8_t public_ip[16];
+  struct sockaddr_in6 addr; /* public_ip:port */
+};
+
 /* What a packet needs from its peer, copied out so the lock is not held across I/O. */
 struct next_hop {
   struct sockaddr_in addr;
   uint8_t mac[6];
   uint32_t wg_peer;
+};
+
+struct next_hop6 {
+  struct sockaddr_in6 addr;
+  uint8_t mac[6];
 };
 
 struct prefix_group {
@@ -51,6 +73,12 @@ struct route_table {
   size_t count, capacity, sender_count;
   struct prefix_group groups[33];
   size_t group_count;
+  /* IPv6 peers, longest prefix first, then network: a lookup is a scan to the first entry that
+   * covers the address. Clusters have tens to hundreds of leases, and a scan of a few hundred
+   * 16-byte compares per TUN read (a whole super-packet) or per received message is cheap next
+   * to the syscalls; the IPv4 side's per-prefix binary search can be added if that changes. */
+  struct peer6 *peers6;
+  size_t count6, capacity6;
 };
 
 void routes_init(struct route_table *t);
@@ -63,12 +91,24 @@ int routes_remove(struct route_table *t, uint32_t network, uint8_t prefix);
  * covers it. */
 int routes_next_hop(struct route_table *t, uint32_t address, struct next_hop *hop);
 
+/* IPv6: the same operations. routes_set6 returns 0, or -1 when out of memory. */
+int routes_set6(struct route_table *t, const struct peer6 *p);
+int routes_remove6(struct route_table *t, const uint8_t network[16], uint8_t prefix);
+int routes_next_hop6(struct route_table *t, const uint8_t address[16], struct next_hop6 *hop);
+
 /* Runs fn(t, ctx) with the table held still (under its lock), so a whole batch of checks costs
  * one lock. fn may call only the two lookups below, must not block, and must not keep the
  * pointers they return after it returns. */
 void routes_read(struct route_table *t, void (*fn)(const struct route_table *t, void *ctx), void *ctx);
 /* Longest-prefix match of a host-order address; NULL if no entry covers it. Only within routes_read. */
 const struct peer *routes_lookup(const struct route_table *t, uint32_t address);
+/* Longest-prefix match of an IPv6 address; NULL if no entry covers it. Only within routes_read. */
+const struct peer6 *routes_lookup6(const struct route_table *t, const uint8_t address[16]);
+/* The first entry whose PublicIPv6 is `public_ip`; NULL: not a peer. Only within routes_read. */
+const struct peer6 *routes_sender_peer6(const struct route_table *t, const uint8_t public_ip[16]);
+/* Whether `address` lies in the IPv6 subnet network/prefix. */
+int ip6_in_subnet(const uint8_t address[16], const uint8_t network[16], uint8_t prefix);
+
 /* Binary search of the PublicIP index; use routes_sender_peer. */
 const struct peer *routes_sender_search(const struct route_table *t, uint32_t public_ip);
 /* Up to this many entries a scan of peers[] beats the index (measured; it is inlined). */

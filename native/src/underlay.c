@@ -1,6 +1,12 @@
 /* The outside sockets: UDP bound to the underlay interface address and the configured port,
  * with UDP_GRO (receive super-datagrams) and UDP_SEGMENT (send super-datagrams) when the
- * kernel has them. One socket per queue: with several they form one SO_REUSEPORT group. */
+ * kernel has them. One socket per queue: with several they form one SO_REUSEPORT group.
+ * With an IPv6 underlay address (vxlan mode, opt.has_v6) every queue has a second socket,
+ * IPv6-only, bound to that address and the same port: the IPv4 socket stays exactly as it was
+ * (bound to the interface's IPv4 address as flanneld binds, plain sockaddr_in everywhere), and
+ * a kernel flannel-v6.<VNI> peer's datagrams come from and go to its PublicIPv6. A single
+ * dual-stack socket would have to bind the wildcard [::] to receive both families, taking the
+ * port on every address of the namespace. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/filter.h>
@@ -17,21 +23,35 @@
 #define SOL_UDP 17
 #endif
 
-static void bind_error(const struct sockaddr_in *a, int saved, char *err, size_t err_len) {
-  char address[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &a->sin_addr, address, sizeof address);
-  snprintf(err, err_len, "cannot bind UDP %s:%u: %s%s", address, ntohs(a->sin_port), strerror(saved),
+static void bind_error(const union underlay_addr *a, int saved, char *err, size_t err_len) {
+  char address[INET6_ADDRSTRLEN];
+  int v6 = a->sa.sa_family == AF_INET6;
+  if (v6) inet_ntop(AF_INET6, &a->v6.sin6_addr, address, sizeof address);
+  else inet_ntop(AF_INET, &a->v4.sin_addr, address, sizeof address);
+  snprintf(err, err_len, "cannot bind UDP %s%s%s:%u: %s%s", v6 ? "[" : "", address, v6 ? "]" : "",
+           ntohs(v6 ? a->v6.sin6_port : a->v4.sin_port), strerror(saved),
            saved == EADDRINUSE     ? " (another weft/flanneld or a kernel vxlan device uses this port?)"
            : saved == EADDRNOTAVAIL ? " (the address is not on any interface of this namespace)"
                                    : "");
 }
 
-static int socket_open(struct engine *e, const struct sockaddr_in *a, char *err, size_t err_len) {
+static socklen_t addr_len(const union underlay_addr *a) {
+  return a->sa.sa_family == AF_INET6 ? sizeof a->v6 : sizeof a->v4;
+}
+
+/* *gso: UDP_SEGMENT accepted (probed per socket family). */
+static int socket_open(struct engine *e, const union underlay_addr *a, int *gso, char *err, size_t err_len) {
   /* Blocking for sends (natural back-pressure when the socket buffer is full);
    * receives use MSG_DONTWAIT after poll(). */
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int s = socket(a->sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) {
-    snprintf(err, err_len, "cannot create a UDP socket: %s", strerror(errno));
+    snprintf(err, err_len, "cannot create a UDP%s socket: %s", a->sa.sa_family == AF_INET6 ? "/IPv6" : "", strerror(errno));
+    return -1;
+  }
+  int yes = 1;
+  if (a->sa.sa_family == AF_INET6 && setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &yes, sizeof yes) < 0) {
+    snprintf(err, err_len, "cannot make the UDP/IPv6 socket IPv6-only: %s", strerror(errno));
+    close(s);
     return -1;
   }
   if (e->opt.socket_buffer > 0) {
@@ -44,10 +64,11 @@ static int socket_open(struct engine *e, const struct sockaddr_in *a, char *err,
   }
   if (e->opt.offloads) {
     int one = 1;
-    e->udp_gro = setsockopt(s, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+    int gro = setsockopt(s, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+    if (a->sa.sa_family == AF_INET) e->udp_gro = gro;
     int zero = 0;
     /* Probing with size 0 leaves per-message segmentation to the cmsg. */
-    e->udp_gso = setsockopt(s, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+    *gso = setsockopt(s, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
   }
   int one = 1;
   if (e->opt.queues > 1 && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
@@ -55,7 +76,7 @@ static int socket_open(struct engine *e, const struct sockaddr_in *a, char *err,
     close(s);
     return -1;
   }
-  if (bind(s, (const struct sockaddr *)a, sizeof *a) < 0) {
+  if (bind(s, &a->sa, addr_len(a)) < 0) {
     bind_error(a, errno, err, err_len);
     close(s);
     return -1;
@@ -67,13 +88,15 @@ static int socket_open(struct engine *e, const struct sockaddr_in *a, char *err,
  * (a second weft on the same port would silently take a share of our datagrams). Binding once
  * without it first fails exactly as a single-queue engine would when the port is taken; every
  * weft engine does this, so none can join another's group. */
-static int port_free(const struct sockaddr_in *a, char *err, size_t err_len) {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+static int port_free(const union underlay_addr *a, char *err, size_t err_len) {
+  int s = socket(a->sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) {
     snprintf(err, err_len, "cannot create a UDP socket: %s", strerror(errno));
     return -1;
   }
-  int rc = bind(s, (const struct sockaddr *)a, sizeof *a);
+  int yes = 1;
+  if (a->sa.sa_family == AF_INET6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &yes, sizeof yes);
+  int rc = bind(s, &a->sa, addr_len(a));
   if (rc < 0) bind_error(a, errno, err, err_len);
   close(s);
   return rc;
@@ -91,9 +114,44 @@ static int port_free(const struct sockaddr_in *a, char *err, size_t err_len) {
  * migrates). Sockets join the group in bind order, so index i is queue i. A load past the end
  * of a short datagram ends the program with 0 (socket 0); without the filter the kernel hash
  * is the fallback. For a UDP_GRO super-datagram the lookup runs once, on its first segment. */
+#define STEER_MAX 64
+
+/* The end every steering program shares: A holds v; A = (((v ^ v >> 16) & 0xffff) *
+ * 0x9e3779b1 >> 16) % queues, returned. */
+static unsigned steer_tail(struct sock_filter *code, unsigned n, uint32_t queues) {
+  const struct sock_filter tail[] = {
+      {BPF_ST, 0, 0, 0},                                  /* A ^= A >> 16: the low half is now */
+      {BPF_ALU | BPF_RSH | BPF_K, 0, 0, 16},             /* the same for both directions */
+      {BPF_LDX | BPF_W | BPF_MEM, 0, 0, 0},
+      {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},
+      {BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xffff},
+      {BPF_ALU | BPF_MUL | BPF_K, 0, 0, 0x9e3779b1u},    /* multiplicative hash: the top bits */
+      {BPF_ALU | BPF_RSH | BPF_K, 0, 0, 16},             /* depend on every input bit */
+      {BPF_ALU | BPF_MOD | BPF_K, 0, 0, queues},
+      {BPF_RET | BPF_A, 0, 0, 0},
+  };
+  memcpy(code + n, tail, sizeof tail);
+  return n + (unsigned)(sizeof tail / sizeof tail[0]);
+}
+
+/* A ^= the word at absolute offset `at` (M[0] is scratch). */
+static unsigned steer_xor_word(struct sock_filter *code, unsigned n, uint32_t at) {
+  code[n++] = (struct sock_filter){BPF_ST, 0, 0, 0};
+  code[n++] = (struct sock_filter){BPF_LD | BPF_W | BPF_ABS, 0, 0, at};
+  code[n++] = (struct sock_filter){BPF_LDX | BPF_W | BPF_MEM, 0, 0, 0};
+  code[n++] = (struct sock_filter){BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0};
+  return n;
+}
+
+/* 1 if the group now steers by the program. */
+static int steer_attach(int fd, struct sock_filter *code, unsigned n) {
+  struct sock_fprog prog = {.len = (unsigned short)n, .filter = code};
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) == 0;
+}
+
 static void steer_by_flow(struct engine *e, int fd) {
   uint32_t base = e->opt.mode == WEFT_MODE_VXLAN ? ENCAP_MAX : 0;
-  struct sock_filter code[] = {
+  struct sock_filter code[STEER_MAX] = {
       {BPF_LD | BPF_W | BPF_ABS, 0, 0, base + 12},       /* A = inner source address */
       {BPF_ST, 0, 0, 0},                                  /* M[0] = A */
       {BPF_LD | BPF_W | BPF_ABS, 0, 0, base + 16},       /* A = inner destination address */
@@ -104,34 +162,59 @@ static void steer_by_flow(struct engine *e, int fd) {
       {BPF_LD | BPF_W | BPF_IND, 0, 0, base},            /* A = both ports (first L4 word) */
       {BPF_LDX | BPF_W | BPF_MEM, 0, 0, 0},              /* X = M[0] */
       {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},              /* A ^= X */
-      {BPF_ST, 0, 0, 0},                                  /* A ^= A >> 16: the low half is now */
-      {BPF_ALU | BPF_RSH | BPF_K, 0, 0, 16},             /* the same for both directions */
-      {BPF_LDX | BPF_W | BPF_MEM, 0, 0, 0},
-      {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},
-      {BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xffff},
-      {BPF_ALU | BPF_MUL | BPF_K, 0, 0, 0x9e3779b1u},    /* multiplicative hash: the top bits */
-      {BPF_ALU | BPF_RSH | BPF_K, 0, 0, 16},             /* depend on every input bit */
-      {BPF_ALU | BPF_MOD | BPF_K, 0, 0, (uint32_t)e->opt.queues},
-      {BPF_RET | BPF_A, 0, 0, 0},
   };
-  struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
-  e->reuseport_flow = setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) == 0;
+  e->reuseport_flow = steer_attach(fd, code, steer_tail(code, 10, (uint32_t)e->opt.queues));
+}
+
+/* The IPv6 socket's group: the same hash over the inner IPv6 flow, v = the XOR of the eight
+ * address words (source and destination, so symmetric) and the ports word right after the
+ * fixed header (extension headers are not walked: such packets still hash the same way every
+ * time, so they stay in order). */
+static void steer_by_flow6(struct engine *e, int fd) {
+  uint32_t base = ENCAP_MAX;
+  struct sock_filter code[STEER_MAX];
+  unsigned n = 0;
+  code[n++] = (struct sock_filter){BPF_LD | BPF_W | BPF_ABS, 0, 0, base + 8};
+  for (uint32_t at = base + 12; at <= base + IP6_HDR_LEN; at += 4) n = steer_xor_word(code, n, at);
+  e->reuseport_flow &= steer_attach(fd, code, steer_tail(code, n, (uint32_t)e->opt.queues));
+}
+
+/* Opens one socket of `a`'s family per queue (a SO_REUSEPORT group with several). */
+static int open_group(struct engine *e, const union underlay_addr *a, char *err, size_t err_len) {
+  int v6 = a->sa.sa_family == AF_INET6;
+  if (e->opt.queues > 1 && port_free(a, err, err_len) < 0) return -1;
+  int gso = 0;
+  for (int i = 0; i < e->opt.queues; i++) {
+    int s = socket_open(e, a, &gso, err, err_len);
+    if (s < 0) return -1;
+    if (v6) {
+      e->queues[i].udp6_fd = s;
+      e->queues[i].udp6_gso = gso;
+    } else {
+      e->queues[i].udp_fd = s;
+      e->queues[i].udp_gso = gso;
+      e->udp_gso = gso;
+    }
+  }
+  if (e->opt.queues > 1) {
+    if (v6) steer_by_flow6(e, e->queues[0].udp6_fd);
+    else steer_by_flow(e, e->queues[0].udp_fd);
+  }
+  return 0;
 }
 
 /* On failure the sockets opened so far stay in e->queues[] for engine.c to close. */
 int underlay_open(struct engine *e, char *err, size_t err_len) {
-  struct sockaddr_in a;
+  union underlay_addr a;
   memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons(e->opt.port);
-  a.sin_addr = e->opt.bind_address;
-  if (e->opt.queues > 1 && port_free(&a, err, err_len) < 0) return -1;
-  for (int i = 0; i < e->opt.queues; i++) {
-    int s = socket_open(e, &a, err, err_len);
-    if (s < 0) return -1;
-    e->queues[i].udp_fd = s;
-    e->queues[i].udp_gso = e->udp_gso;
-  }
-  if (e->opt.queues > 1) steer_by_flow(e, e->queues[0].udp_fd);
-  return 0;
+  a.v4.sin_family = AF_INET;
+  a.v4.sin_port = htons(e->opt.port);
+  a.v4.sin_addr = e->opt.bind_address;
+  if (open_group(e, &a, err, err_len) < 0) return -1;
+  if (!e->opt.has_v6) return 0;
+  memset(&a, 0, sizeof a);
+  a.v6.sin6_family = AF_INET6;
+  a.v6.sin6_port = htons(e->opt.port);
+  a.v6.sin6_addr = e->opt.bind_address6;
+  return open_group(e, &a, err, err_len);
 }
