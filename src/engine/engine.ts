@@ -1,4 +1,5 @@
 import { formatIpv4, parseIpv4, type Ipv4Subnet } from "../net/ipv4.js";
+import { parseIpv6, type Ipv6Number, type Ipv6Subnet } from "../net/ipv6.js";
 import { normalizeMac } from "../net/mac.js";
 import { shapeCounters, type EngineCounters } from "./counters.js";
 import { loadNativeAddon, type NativeAddon, type NativeFeatures, type NativeHandle } from "./native-addon.js";
@@ -50,6 +51,19 @@ export interface EngineOptions {
   vtepMac?: string;
   /** Source of ICMP errors written back into the TUN (the TUN's own address); none if absent. */
   icmpSource?: string;
+  /**
+   * vxlan only: the underlay interface's IPv6 address. An IPv6-only socket per queue binds to it
+   * (same port) and IPv6 peers (PeerRoute.ipv6) are reached over it, as flannel-v6.<VNI> does.
+   */
+  bindAddressV6?: string;
+  /** Source of ICMPv6 errors written back into the TUN (the TUN's own IPv6 address); none if absent. */
+  icmpSourceV6?: string;
+  /**
+   * The largest inner IPv6 packet the IPv6 underlay carries unfragmented (its MTU − 70: outer
+   * IPv6 40 + UDP 8 + VXLAN 8 + Ethernet 14); bigger ones are answered with ICMPv6 packet too
+   * big. Default `mtu`.
+   */
+  mtuV6?: number;
   /** Open the devices in this network namespace (a name under /run/netns or an absolute path). */
   netns?: string;
   /** TUN TSO/USO + UDP GSO/GRO; default true. false: one packet per syscall (for comparison). */
@@ -91,11 +105,20 @@ export function defaultEngineQueues(): number {
   return 1;
 }
 
+/** A peer's IPv6 half (vxlan mode, dual-stack lease): its IPv6 subnet, PublicIPv6 and the VtepMAC of its BackendV6Data. */
+export interface PeerRouteV6 {
+  subnet: Ipv6Subnet;
+  publicIPv6: string;
+  vtepMac: string;
+}
+
 export interface PeerRoute {
   subnet: Ipv4Subnet;
   publicIP: string;
   /** Required in vxlan mode. */
   vtepMac?: string;
+  /** vxlan mode on an engine with bindAddressV6: the peer's IPv6 subnet, routed over the IPv6 underlay. */
+  ipv6?: PeerRouteV6;
   /** Required in wireguard mode: the peer's static public key (base64) and its listen port. */
   publicKey?: string;
   port?: number;
@@ -105,10 +128,12 @@ export interface Engine {
   readonly mode: EngineMode;
   readonly tunName: string;
   readonly features: Readonly<NativeFeatures>;
-  /** Adds or replaces the route for `subnet`; takes effect for the next batch of packets. */
+  /** Adds or replaces the route for `subnet` (and for `ipv6.subnet`); takes effect for the next batch of packets. */
   setPeer(route: PeerRoute): void;
   /** Returns false if there was no route for `subnet`. */
   removePeer(subnet: Ipv4Subnet): boolean;
+  /** Removes an IPv6 route set through PeerRoute.ipv6; false if there was none. */
+  removePeerV6(subnet: Ipv6Subnet): boolean;
   counters(): EngineCounters;
   /** Stops the threads, closes the socket and removes the TUN device. Idempotent. */
   close(): void;
@@ -133,6 +158,13 @@ function netnsPath(netns: string | undefined): string | undefined {
 
 function macBuffer(text: string, what: string): Buffer {
   return Buffer.from(normalizeMac(text, what).split(":").map((part) => parseInt(part, 16)));
+}
+
+/** An IPv6 address as the addon takes it: 16 bytes, network order. */
+function ipv6Buffer(value: Ipv6Number): Buffer {
+  const bytes = Buffer.alloc(16);
+  for (let i = 0; i < 16; i++) bytes[i] = Number((value >> BigInt(8 * (15 - i))) & 0xffn);
+  return bytes;
 }
 
 class NativeEngine implements Engine {
@@ -193,7 +225,27 @@ class NativeEngine implements Engine {
       throw new Error(`peer ${route.subnet}: a VtepMAC is required by the userspace vxlan engine`);
     }
     const mac = route.vtepMac === undefined ? undefined : macBuffer(route.vtepMac, `VtepMAC of peer ${route.subnet}`);
+    // Everything is checked before either family is programmed: a bad IPv6 half changes nothing.
+    const v6 = route.ipv6 && this.nativeRouteV6(route.subnet, route.ipv6);
     this.addon.setPeer(this.live(), route.subnet.network, route.subnet.prefixLength, publicIp, mac);
+    if (v6) this.addon.setPeer6(this.live(), v6.network, v6.prefix, v6.publicIp, v6.mac);
+  }
+
+  private nativeRouteV6(peer: Ipv4Subnet, route: PeerRouteV6): { network: Buffer; prefix: number; publicIp: Buffer; mac: Buffer } {
+    if (!this.features.ipv6Underlay) {
+      throw new Error(`peer ${peer}: IPv6 subnet ${route.subnet} needs an engine opened with bindAddressV6 (an IPv6 underlay address)`);
+    }
+    return {
+      network: ipv6Buffer(route.subnet.network),
+      prefix: route.subnet.prefixLength,
+      publicIp: ipv6Buffer(parseIpv6(route.publicIPv6, `PublicIPv6 of peer ${route.subnet}`)),
+      mac: macBuffer(route.vtepMac, `VtepMAC (BackendV6Data) of peer ${route.subnet}`),
+    };
+  }
+
+  removePeerV6(subnet: Ipv6Subnet): boolean {
+    if (!this.features.ipv6Underlay) return false;
+    return this.addon.removePeer6(this.live(), ipv6Buffer(subnet.network), subnet.prefixLength);
   }
 
   removePeer(subnet: Ipv4Subnet): boolean {
@@ -254,6 +306,11 @@ export function openEngine(options: EngineOptions): Engine {
   // Validate here so the error names the option rather than coming back from inet_pton.
   formatIpv4(parseIpv4(options.bindAddress, "engine bindAddress"));
   if (options.icmpSource !== undefined) parseIpv4(options.icmpSource, "engine icmpSource");
+  if (options.bindAddressV6 !== undefined) {
+    if (options.mode !== "vxlan") throw new Error(`openEngine: bindAddressV6 ${options.bindAddressV6}: IPv6 is forwarded in vxlan mode only`);
+    parseIpv6(options.bindAddressV6, "engine bindAddressV6");
+  }
+  if (options.icmpSourceV6 !== undefined) parseIpv6(options.icmpSourceV6, "engine icmpSourceV6");
   const queues = options.queues ?? defaultEngineQueues();
   const maxQueues = addon.maxQueues();
   if (!Number.isInteger(queues) || queues < 1 || queues > maxQueues) {
@@ -269,6 +326,9 @@ export function openEngine(options: EngineOptions): Engine {
     vtepMac: options.vtepMac === undefined ? undefined : macBuffer(options.vtepMac, "engine vtepMac"),
     mtu: options.mtu,
     icmpSource: options.icmpSource,
+    bindAddressV6: options.bindAddressV6,
+    icmpSourceV6: options.icmpSourceV6,
+    mtuV6: options.mtuV6,
     offloads: options.offloads ?? true,
     socketBuffer: options.socketBuffer ?? DEFAULT_SOCKET_BUFFER,
     queues,

@@ -4,7 +4,8 @@ import { errorMessage } from "../errors/error-message.js";
 
 /**
  * The compiled addon (native/, built by `npm run build:native`) and the exact shape of what it
- * exports. Only src/engine/ talks to it; addresses cross as host-order uint32 numbers.
+ * exports. Only src/engine/ talks to it; IPv4 addresses cross as host-order uint32 numbers,
+ * IPv6 addresses as 16-byte Buffers (network order).
  */
 export interface NativeEngineOptions {
   mode: "udp" | "vxlan" | "wireguard";
@@ -16,6 +17,12 @@ export interface NativeEngineOptions {
   vtepMac?: Buffer;
   mtu: number;
   icmpSource?: string;
+  /** vxlan mode: open an IPv6-only socket per queue bound to this address (same port); IPv6 peers need it. */
+  bindAddressV6?: string;
+  /** Source of ICMPv6 errors written into the TUN (the TUN's own IPv6 address); none if absent. */
+  icmpSourceV6?: string;
+  /** Largest inner IPv6 packet the IPv6 underlay carries whole (bigger: ICMPv6 packet too big); 0: mtu. */
+  mtuV6?: number;
   offloads?: boolean;
   socketBuffer?: number;
   /** 1..8: TUN queues (IFF_MULTI_QUEUE) and SO_REUSEPORT sockets, each with its own thread(s). */
@@ -71,12 +78,19 @@ export interface NativeFeatures {
   udpGro: boolean;
   /** queues > 1: datagrams go to the socket of their inner flow (reuseport CBPF), so a flow stays in order. */
   reuseportFlow: boolean;
+  /** An IPv6 underlay socket per queue is open (bindAddressV6). */
+  ipv6Underlay: boolean;
+  /** UDP_SEGMENT on the IPv6 sockets (false without them). */
+  udpGsoV6: boolean;
 }
 
 export interface NativeAddon {
   open(options: NativeEngineOptions): NativeHandle;
   setPeer(handle: NativeHandle, network: number, prefix: number, publicIp: number, mac?: Buffer, wgPeer?: number): void;
   removePeer(handle: NativeHandle, network: number, prefix: number): boolean;
+  /** vxlan mode with bindAddressV6: IPv6 subnet (16-byte network, 0..128) → PublicIPv6 (16 bytes) and v6 VtepMAC. */
+  setPeer6(handle: NativeHandle, network: Buffer, prefix: number, publicIp6: Buffer, mac: Buffer): void;
+  removePeer6(handle: NativeHandle, network: Buffer, prefix: number): boolean;
   counters(handle: NativeHandle): Float64Array;
   counterNames(): string[];
   /** WEFT_MAX_QUEUES: the most queues open() accepts. */

@@ -1,4 +1,5 @@
 import type { Ipv4Subnet } from "../net/ipv4.js";
+import { formatIpv6, type Ipv6Subnet } from "../net/ipv6.js";
 import { CommandFailedError, commandFailureText } from "../process/command-errors.js";
 import { runCommand } from "../process/run-command.js";
 
@@ -8,19 +9,31 @@ const IP_TIMEOUT_MS = 10_000;
  * Addresses a weft TUN device as flannel addresses flannel0 (flannel-compat §5): the lease's network
  * address as a /32 (no broadcast routes), and one route for the whole flannel Network through
  * the device; the local subnet on docker0 is more specific and wins. Runs `ip` (not on the hot
- * path); `netns` runs it in that namespace (`ip -n`).
+ * path); `netns` runs it in that namespace (`ip -n`). `ipv6` (dual-stack userspace vxlan) does
+ * the same for IPv6: the own IPv6 subnet's network address as a /128 and the IPv6 Network
+ * through the device, as flanneld addresses flannel-v6.<VNI>.
  */
+export interface TunIpv6Routing {
+  ownSubnet: Ipv6Subnet;
+  network: Ipv6Subnet;
+}
+
 export async function addressTun(
   device: string,
   ownSubnet: Ipv4Subnet,
   network: Ipv4Subnet,
   netns?: string,
+  ipv6?: TunIpv6Routing,
 ): Promise<void> {
   const address = `${ownSubnet.toString().split("/")[0]}/32`;
   // replace: idempotent across re-activation with the same lease; a different old /32 is flushed first.
   await ip(netns, ["addr", "flush", "dev", device], device);
   await ip(netns, ["addr", "replace", address, "dev", device], device);
   await ip(netns, ["route", "replace", network.toString(), "dev", device], device);
+  if (!ipv6) return;
+  // nodad: the address is ours alone (a TUN has no neighbours), usable at once.
+  await ip(netns, ["-6", "addr", "replace", `${formatIpv6(ipv6.ownSubnet.network)}/128`, "dev", device, "nodad"], device);
+  await ip(netns, ["-6", "route", "replace", ipv6.network.toString(), "dev", device], device);
 }
 
 async function ip(netns: string | undefined, args: string[], device: string): Promise<void> {
@@ -35,9 +48,9 @@ async function ip(netns: string | undefined, args: string[], device: string): Pr
 
 export interface TunRoutingState {
   exists: boolean;
-  /** "a.b.c.d/len" on the device. */
+  /** "a.b.c.d/len" on the device, then its global IPv6 ones ("fd66::/128"; link-local left out). */
   addresses: string[];
-  /** Destinations ("a.b.c.d/len") of the main-table routes through the device. */
+  /** Destinations ("a.b.c.d/len", then IPv6 ones but fe80::/64) of the main-table routes through the device. */
   routes: string[];
 }
 
@@ -54,10 +67,18 @@ export async function readTunRouting(device: string, netns?: string): Promise<Tu
   }
   const links = JSON.parse(addressJson || "[]") as { addr_info?: { local?: string; prefixlen?: number }[] }[];
   const addresses = (links[0]?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`);
-  const routeJson = (await runCommand("ip", [...prefix, "-j", "-4", "route", "show", "dev", device], { timeoutMs: IP_TIMEOUT_MS })).stdout;
-  const routes = (JSON.parse(routeJson || "[]") as { dst?: string }[])
+  const routes = await routeDestinations(prefix, "-4", device);
+  const v6Json = (await runCommand("ip", [...prefix, "-j", "-6", "addr", "show", "dev", device, "scope", "global"], { timeoutMs: IP_TIMEOUT_MS })).stdout;
+  const v6Links = JSON.parse(v6Json || "[]") as { addr_info?: { local?: string; prefixlen?: number }[] }[];
+  addresses.push(...(v6Links[0]?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`));
+  routes.push(...(await routeDestinations(prefix, "-6", device)).filter((dst) => !dst.startsWith("fe80:")));
+  return { exists: true, addresses, routes };
+}
+
+async function routeDestinations(prefix: readonly string[], family: "-4" | "-6", device: string): Promise<string[]> {
+  const json = (await runCommand("ip", [...prefix, "-j", family, "route", "show", "dev", device], { timeoutMs: IP_TIMEOUT_MS })).stdout;
+  return (JSON.parse(json || "[]") as { dst?: string }[])
     .map((route) => route.dst ?? "")
     .filter((dst) => dst !== "")
-    .map((dst) => (dst.includes("/") ? dst : `${dst}/32`));
-  return { exists: true, addresses, routes };
+    .map((dst) => (dst.includes("/") ? dst : `${dst}/${family === "-4" ? 32 : 128}`));
 }

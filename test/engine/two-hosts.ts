@@ -90,14 +90,15 @@ export interface IperfReport {
 }
 
 /**
- * One 2 s iperf3 TCP test from host a to b's TUN address (`clientArgs` adds e.g. --bidir): the
- * server is started, waited for until it listens, and stopped again, also on failure.
+ * One 2 s iperf3 TCP test from host a to b's TUN address (`clientArgs` adds e.g. --bidir; `target`
+ * another address of b, e.g. its IPv6 one): the server is started, waited for until it listens,
+ * and stopped again, also on failure.
  */
-export async function iperfAToB(hosts: TwoHosts, clientArgs: readonly string[] = []): Promise<IperfReport> {
-  const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
+export async function iperfAToB(hosts: TwoHosts, clientArgs: readonly string[] = [], target = TUN_B): Promise<IperfReport> {
+  const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", target], "/dev/null");
   try {
     await waitForListener(hosts.b, "tcp", IPERF3_PORT);
-    const run = await execInNamespace(hosts.a, "iperf3", ["-c", TUN_B, "-t", "2", "-J", ...clientArgs], { timeoutMs: 20_000 });
+    const run = await execInNamespace(hosts.a, "iperf3", ["-c", target, "-t", "2", "-J", ...clientArgs], { timeoutMs: 20_000 });
     return JSON.parse(run.stdout) as IperfReport;
   } finally {
     await terminatePids([server], 1000);

@@ -18,8 +18,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
-import { waitForListener, waitUntil } from "../../src/lab/readiness.js";
-import { runCommand as run } from "../../src/process/run-command.js";
+import { waitUntil } from "../../src/lab/readiness.js";
+import { verifiedTransfer } from "../support/tcp-transfer.js";
 
 describe("userspace vxlan in a mixed 3-host lab", () => {
   const name = uniquePrefix("wlx").slice(0, -1);
@@ -66,23 +66,7 @@ describe("userspace vxlan in a mixed 3-host lab", () => {
   });
 
   it.each([["h1", "h3"], ["h3", "h2"], ["h1", "h2"]])("moves 16 MB intact from %sc1 to %sc1", async (from, to) => {
-    const target = container(to).address as string;
-    const receiver = run("ip", ["netns", "exec", container(to).namespace, process.execPath, "-e", `
-      const hash = require("node:crypto").createHash("sha256");
-      let bytes = 0;
-      const server = require("node:net").createServer((socket) => {
-        socket.on("data", (chunk) => { hash.update(chunk); bytes += chunk.length; });
-        socket.on("end", () => { console.log(bytes + " " + hash.digest("hex")); process.exit(0); });
-      });
-      server.listen(5202, ${JSON.stringify(target)});
-      setTimeout(() => process.exit(3), 20000);`], { allowFailure: true, timeoutMs: 25_000 });
-    await waitForListener(container(to).namespace, "tcp", 5202);
-    const sender = await run("ip", ["netns", "exec", container(from).namespace, process.execPath, "-e", `
-      const data = require("node:crypto").randomBytes(16 * 1024 * 1024);
-      const digest = require("node:crypto").createHash("sha256").update(data).digest("hex");
-      const socket = require("node:net").connect(5202, ${JSON.stringify(target)}, () => socket.end(data));
-      socket.on("close", () => { console.log(data.length + " " + digest); process.exit(0); });`], { timeoutMs: 25_000 });
-    const result = await receiver;
-    expect(result.stdout.trim()).toBe(sender.stdout.trim());
+    const { sent, received } = await verifiedTransfer(container(from).namespace, container(to).namespace, container(to).address as string);
+    expect(received).toBe(sent);
   });
 });

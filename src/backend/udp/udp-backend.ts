@@ -13,6 +13,9 @@ import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
  * only to udp leases (no BackendType, or "udp"): a host running another backend does not
  * listen on the udp port, so sending there only blackholes traffic. The PeerTable refuses such
  * leases (logged once, counted in weft_backend_refused_peers); every other lease is served.
+ *
+ * IPv4 only, as flannel's udp backend: with EnableIPv6 it warns at start and forwards no IPv6
+ * (the engine's udp mode drops inner IPv6 as `inside.drop.not_ipv4`).
  */
 export function udpPeerRoute(lease: Lease): PeerRoute {
   return { subnet: lease.subnet, publicIP: lease.attrs.publicIP };
@@ -20,6 +23,14 @@ export function udpPeerRoute(lease: Lease): PeerRoute {
 
 export function createUdpBackend(context: BackendContext, placement?: EnginePlacement): Backend {
   const options = parseUdpOptions(context.options);
+  if (context.network.enableIPv6) {
+    // flanneld's udp backend is IPv4-only too; say so where an operator looks, once, at start.
+    context.logger.warn(
+      { backend: "udp" },
+      "udp backend: IPv4 only, as flannel's: EnableIPv6 is ignored, no IPv6 is forwarded; " +
+        'use "Backend": {"Type": "vxlan"} (kernel or "Userspace": true) for IPv6',
+    );
+  }
   const mtu = context.external.mtu - UDP_OVERHEAD;
   return new EngineBackend(
     "udp",

@@ -5,10 +5,11 @@ import { programmingMetrics, recordPeerCounts, type ProgrammingMetrics } from ".
 import { describeReconcileChange, describeOwnedObject, type ReconcileReport, type TunChange, type TunObject } from "../reconcile-report.js";
 import { SerialQueue } from "../../async/serial-queue.js";
 import { formatIpv4 } from "../../net/ipv4.js";
+import { formatIpv6, type Ipv6Subnet } from "../../net/ipv6.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
 import { exportEngineCounters } from "../../engine/engine-metrics.js";
 import { openEngine, type Engine, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
-import { addressTun, readTunRouting } from "../../kernel/tun-routing.js";
+import { addressTun, readTunRouting, type TunIpv6Routing } from "../../kernel/tun-routing.js";
 
 /**
  * A backend whose data path is the userspace engine (udp, userspace vxlan). The TUN device
@@ -21,7 +22,13 @@ export interface EngineBackendSpec {
   /** What register() reports. */
   registration: BackendRegistration;
   /** Everything the engine needs except what comes from the lease, the external interface and the namespace. */
-  engine: Omit<EngineOptions, "bindAddress" | "icmpSource" | "netns">;
+  engine: Omit<EngineOptions, "bindAddress" | "icmpSource" | "netns" | "bindAddressV6" | "icmpSourceV6">;
+  /**
+   * The data path carries IPv6 too (dual-stack userspace vxlan): the engine opens an IPv6 socket
+   * on the external interface's IPv6 address, the TUN gets the own IPv6 subnet address and the
+   * IPv6 Network route, and peer routes may carry an IPv6 half.
+   */
+  forwardsIpv6?: boolean;
   /**
    * The engine route for a peer lease that passed the PeerTable's checks (already of this
    * backend's type, not ours), or why the lease cannot be served.
@@ -43,6 +50,8 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   private readonly queue = new SerialQueue();
   private readonly metrics: ProgrammingMetrics;
   private unexport: (() => void) | undefined;
+  /** Peer key → the IPv6 subnet programmed for it: a re-accepted peer may have lost or changed its IPv6 half. */
+  private readonly programmedV6 = new Map<string, Ipv6Subnet>();
 
   constructor(
     readonly type: string,
@@ -81,8 +90,8 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       const spec = this.requireSpec();
       const previous = this.ownLease;
       this.ownLease = ownLease;
-      // The ICMP source is the own subnet address, fixed when the engine opens.
-      if (this.engine && previous && !previous.subnet.equals(ownLease.subnet)) this.closeEngine();
+      // The ICMP sources are the own subnet addresses, fixed when the engine opens.
+      if (this.engine && previous && !sameOwnSubnets(previous, ownLease)) this.closeEngine();
       const changes = this.peers.setOwnLease(ownLease);
       this.updateMetrics();
       if (!this.engine) this.openEngine(spec, ownLease);
@@ -157,19 +166,42 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   }
 
   private desiredObjects(device: string, own: Lease): TunObject[] {
+    const v6 = this.tunIpv6(own);
     return [
       { kind: "tun-device", device },
       { kind: "tun-address", address: `${formatIpv4(own.subnet.network)}/32`, device },
       { kind: "tun-route", destination: this.context.network.network.toString(), device },
+      ...(v6
+        ? [
+            { kind: "tun-address", address: `${formatIpv6(v6.ownSubnet.network)}/128`, device } as const,
+            { kind: "tun-route", destination: v6.network.toString(), device } as const,
+          ]
+        : []),
       ...[...this.peers.peers()].map((peer): TunObject => ({ kind: "engine-peer", peer })),
     ];
+  }
+
+  /** The TUN's IPv6 address and route, when this data path carries IPv6 and the own lease has an IPv6 subnet. */
+  private tunIpv6(own: Lease): TunIpv6Routing | undefined {
+    const network = this.context.network.ipv6?.network;
+    if (!this.spec?.forwardsIpv6 || !network || !own.ipv6Subnet) return undefined;
+    return { ownSubnet: own.ipv6Subnet, network };
   }
 
   /** Makes the engine follow the table; without an engine (before activate, doctor) nothing to do. */
   private program(changes: readonly PeerChange<PeerRoute>[]): void {
     for (const change of changes) {
-      if (change.kind === "accepted") this.engine?.setPeer(change.peer);
-      else this.engine?.removePeer(change.peer.subnet);
+      const previousV6 = this.programmedV6.get(change.key);
+      if (change.kind === "accepted") {
+        if (previousV6 && !(change.peer.ipv6 && previousV6.equals(change.peer.ipv6.subnet))) this.engine?.removePeerV6(previousV6);
+        this.engine?.setPeer(change.peer);
+        if (change.peer.ipv6) this.programmedV6.set(change.key, change.peer.ipv6.subnet);
+        else this.programmedV6.delete(change.key);
+      } else {
+        this.engine?.removePeer(change.peer.subnet);
+        if (previousV6) this.engine?.removePeerV6(previousV6);
+        this.programmedV6.delete(change.key);
+      }
     }
   }
 
@@ -178,11 +210,14 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   }
 
   private openEngine(spec: EngineBackendSpec, own: Lease): void {
+    const v6 = spec.forwardsIpv6 === true;
     this.engine = openEngine({
       ...spec.engine,
       netns: this.placement.netns,
       bindAddress: this.context.external.address,
       icmpSource: formatIpv4(own.subnet.network),
+      ...(v6 ? { bindAddressV6: this.context.external.addressV6 } : {}),
+      ...(v6 && own.ipv6Subnet ? { icmpSourceV6: formatIpv6(own.ipv6Subnet.network) } : {}),
     });
     const engine = this.engine;
     this.unexport = exportEngineCounters(this.context.metrics, () => (engine.closed ? undefined : engine.counters()));
@@ -198,13 +233,20 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   private async addressDevice(own: Lease): Promise<void> {
     const engine = this.engine;
     if (!engine) return;
-    await addressTun(engine.tunName, own.subnet, this.context.network.network, this.placement.netns);
+    await addressTun(engine.tunName, own.subnet, this.context.network.network, this.placement.netns, this.tunIpv6(own));
   }
 
   private requireSpec(): EngineBackendSpec {
     if (!this.spec) throw new Error(`${this.type} backend: register() must run before activate/applyPeers/reconcile`);
     return this.spec;
   }
+}
+
+/** Both families' own subnets are the same (an absent IPv6 subnet equals only an absent one). */
+function sameOwnSubnets(a: Lease, b: Lease): boolean {
+  if (!a.subnet.equals(b.subnet)) return false;
+  if (!a.ipv6Subnet || !b.ipv6Subnet) return a.ipv6Subnet === b.ipv6Subnet;
+  return a.ipv6Subnet.equals(b.ipv6Subnet);
 }
 
 /**

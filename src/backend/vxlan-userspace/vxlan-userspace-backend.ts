@@ -10,6 +10,7 @@ import { formatVxlanBackendData, parseVxlanBackendData } from "../vxlan/backend-
 import { VXLAN_OVERHEAD, parseVxlanOptions, type VxlanOptions } from "../vxlan/options.js";
 import { persistMac, randomVtepMac, readPersistedMac } from "../vxlan/vtep-mac.js";
 import { errorMessage } from "../../errors/error-message.js";
+import { parseIpv6 } from "../../net/ipv6.js";
 
 /**
  * vxlan in userspace: `"Backend": {"Type": "vxlan", "Userspace": true}`. Same wire format and
@@ -19,6 +20,12 @@ import { errorMessage } from "../../errors/error-message.js";
  *
  * The VtepMAC is kept in `<stateDir>/<TunName>.vtep-mac`, so peers keep reaching us after a
  * restart without re-reading our lease.
+ *
+ * Dual-stack (EnableIPv6, and the external interface has an IPv6 address): the same TUN and
+ * engine also carry IPv6, over an IPv6 underlay socket to each peer's PublicIPv6, exactly what a
+ * kernel flannel-v6.<VNI> device sends and expects. The lease advertises BackendV6Data
+ * {"VNI","VtepMAC"} with the same VtepMAC (flanneld's two devices have two MACs, but a peer keeps
+ * them in two separate neighbour/FDB tables, so one MAC serves both here).
  */
 export interface UserspaceVxlanOptions extends VxlanOptions, QueueOptions {
   /** The TUN device; default "weft.<VNI>" (not flannel.<VNI>: a kernel device of that name may persist). */
@@ -42,13 +49,30 @@ export function validateUserspaceVxlanOptions(options: JsonObject): void {
   parseUserspaceVxlanOptions(options);
 }
 
-/** The engine route for a vxlan lease (the PeerTable has checked its type): its BackendData, our VNI. */
-export function vxlanPeerRoute(vni: number) {
+/** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14: what an IPv6 underlay costs per packet. */
+export const VXLAN_V6_UNDERLAY_OVERHEAD = 70;
+
+/**
+ * The engine route for a vxlan lease (the PeerTable has checked its type): its BackendData, our
+ * VNI. With `ipv6` (we forward IPv6) a dual-stack lease's IPv6 subnet is routed to its
+ * PublicIPv6 and BackendV6Data's VtepMAC; a lease without them is served over IPv4 only (a
+ * single-stack peer). A dual-stack lease whose IPv6 half is unusable is refused as a whole, as
+ * flanneld skips a lease whose BackendV6Data it cannot decode.
+ */
+export function vxlanPeerRoute(vni: number, ipv6 = false) {
   return (lease: Lease): PeerRoute | Refusal => {
     try {
       const data = parseVxlanBackendData(lease.attrs.backendData, lease.key);
       if (data.vni !== vni) return { refused: `VNI ${data.vni} differs from ours (${vni})`, level: "warn" };
-      return { subnet: lease.subnet, publicIP: lease.attrs.publicIP, vtepMac: data.vtepMAC };
+      const route: PeerRoute = { subnet: lease.subnet, publicIP: lease.attrs.publicIP, vtepMac: data.vtepMAC };
+      if (!ipv6 || !lease.ipv6Subnet) return route;
+      if (!lease.attrs.publicIPv6) {
+        return { refused: `lease ${lease.key} has IPv6 subnet ${lease.ipv6Subnet} but no PublicIPv6`, level: "warn" };
+      }
+      const v6 = parseVxlanBackendData(lease.attrs.backendV6Data, `${lease.key} BackendV6Data`);
+      if (v6.vni !== vni) return { refused: `BackendV6Data VNI ${v6.vni} differs from ours (${vni})`, level: "warn" };
+      parseIpv6(lease.attrs.publicIPv6, `${lease.key} PublicIPv6`);
+      return { ...route, ipv6: { subnet: lease.ipv6Subnet, publicIPv6: lease.attrs.publicIPv6, vtepMac: v6.vtepMAC } };
     } catch (error) {
       return { refused: errorMessage(error), level: "warn" };
     }
@@ -65,7 +89,15 @@ async function stableVtepMac(stateDir: string, tunName: string): Promise<string>
 
 export function createUserspaceVxlanBackend(context: BackendContext, placement?: EnginePlacement): Backend {
   const options = parseUserspaceVxlanOptions(context.options);
-  const mtu = (options.mtu ?? context.external.mtu) - VXLAN_OVERHEAD;
+  const underlayMtu = options.mtu ?? context.external.mtu;
+  const mtu = underlayMtu - VXLAN_OVERHEAD;
+  const ipv6 = context.network.ipv6 !== undefined && context.external.addressV6 !== undefined;
+  if (context.network.ipv6 && !ipv6) {
+    context.logger.warn(
+      { interface: context.external.name },
+      "userspace vxlan: EnableIPv6 is set but the external interface has no IPv6 address; IPv6 is not forwarded (give it one, or set --public-ipv6 and --iface)",
+    );
+  }
   return new EngineBackend(
     "vxlan",
     context,
@@ -74,14 +106,22 @@ export function createUserspaceVxlanBackend(context: BackendContext, placement?:
       context.logger.info({ device: options.tunName, vtepMAC: mac, vni: options.vni }, "userspace vxlan: VTEP ready");
       return {
         registration: {
-          attrs: { backendType: "vxlan", backendData: formatVxlanBackendData({ vni: options.vni, vtepMAC: mac }) },
+          attrs: {
+            backendType: "vxlan",
+            backendData: formatVxlanBackendData({ vni: options.vni, vtepMAC: mac }),
+            ...(ipv6 ? { backendV6Data: formatVxlanBackendData({ vni: options.vni, vtepMAC: mac }) } : {}),
+          },
           mtu,
         },
         engine: {
           mode: "vxlan", tunName: options.tunName, mtu, port: options.port, vni: options.vni, vtepMac: mac,
           queues: options.queues, sharedThread: options.sharedThread,
+          // FLANNEL_MTU stays E - 50 for both families (flannel's constant); IPv6 packets that
+          // would not fit the IPv6 underlay whole get ICMPv6 packet too big from the engine.
+          ...(ipv6 ? { mtuV6: underlayMtu - VXLAN_V6_UNDERLAY_OVERHEAD } : {}),
         },
-        peerRoute: vxlanPeerRoute(options.vni),
+        forwardsIpv6: ipv6,
+        peerRoute: vxlanPeerRoute(options.vni, ipv6),
       };
     },
     placement,
