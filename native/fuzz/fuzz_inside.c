@@ -2,7 +2,9 @@
  * fed by a fake TUN read() and sending through a fake sendmmsg() (the io_* functions of
  * datapath.h). Covers the virtio_net_hdr, the IPv4 checks, route lookup, ICMP errors
  * (../src/icmp.c), TTL, partial checksums, TSO/USO splitting, vxlan encapsulation, slot and
- * GSO message building and the sendmmsg() error paths (EIO fallback, partial sends, errors).
+ * GSO message building and the sendmmsg() error paths (EIO fallback, partial sends, errors);
+ * in vxlan mode also IPv6: the IPv6 peer table, hop limit, packet too big at the IPv6 path
+ * MTU, ICMPv6 errors, TCPv6/UDPv6 splitting and the IPv6 socket's messages.
  *
  * Input: one config byte, then TUN reads until the input ends:
  *   config  bit 0: vxlan (else udp); bit 1: no virtio header (offloads off);
@@ -17,7 +19,11 @@
  * Besides ASan/UBSan, the oracles: every datagram sent is a consistent packet behind a
  * correct encapsulation header, sent to the peer its destination routes to; split segments
  * carry valid IPv4 and TCP/UDP checksums; GSO messages respect the segment limits; ICMP
- * errors are valid; and the counters add up with what the fake kernel accepted. In wireguard
+ * errors are valid; and the counters add up with what the fake kernel accepted. IPv6: every
+ * datagram goes out on the IPv6 socket to the PublicIPv6 its destination routes to, with
+ * ethertype 0x86dd, a payload length that matches, a non-zero hop limit and at most the path
+ * MTU; ICMPv6 errors carry a valid checksum (pseudo-header), fit 1280 bytes and go back to the
+ * quoted packet's source; packet too big names the path MTU. In wireguard
  * mode every datagram is first decrypted with the peer's session key (OpenSSL, independently
  * of wireguard.c): header, receiver index, strictly increasing counters, zero padding to 16
  * (not past the MTU), then the same checks on the inner packet. */
@@ -153,9 +159,42 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
 
 /* One UDP datagram as the kernel would send it. `split` = it came out of a super-packet, so
  * the engine wrote every checksum itself. */
-static void check_datagram(const uint8_t *d, size_t len, const struct sockaddr_in *to, int split) {
+/* An IPv6 datagram (vxlan mode, to->v6). */
+static void check_datagram6(const uint8_t *d, size_t len, const struct sockaddr_in6 *to, int split) {
+  if (fz_engine.opt.mode != WEFT_MODE_VXLAN) fz_fail("IPv6 datagram outside vxlan mode");
+  if (len < ENCAP_MAX + IP6_HDR_LEN) fz_fail("datagram shorter than encapsulation + IPv6 header");
+  uint8_t id = to->sin6_addr.s6_addr[15];
+  static const uint8_t vx[4] = {0x08, 0, 0, 0};
+  if (memcmp(d, vx, 4) != 0 || d[7] != 0 || (((uint32_t)d[4] << 16) | ((uint32_t)d[5] << 8) | d[6]) != FZ_VNI)
+    fz_fail("VXLAN header wrong (IPv6)");
+  const uint8_t peer_mac[6] = {0x02, 0, 0, 0, 0, id};
+  if (memcmp(d + 8, peer_mac, 6) != 0 || memcmp(d + 14, fz_our_mac, 6) != 0) fz_fail("inner MACs wrong (IPv6)");
+  if (rd16(d + 20) != ETHERTYPE_IPV6_) fz_fail("inner ethertype of an IPv6 datagram is not IPv6");
+  const uint8_t *ip = d + ENCAP_MAX;
+  size_t plen = len - ENCAP_MAX;
+  if ((ip[0] >> 4) != 6 || IP6_HDR_LEN + rd16(ip + 4) != plen) fz_fail("IPv6 payload length differs from the datagram");
+  if (ip[7] == 0) fz_fail("hop limit 0 sent");
+  if (plen > FZ_MTU6) fz_fail("IPv6 packet bigger than the IPv6 path MTU sent");
+  struct next_hop6 hop;
+  if (!routes_next_hop6(&fz_engine.routes, ip6_dst(ip), &hop) || memcmp(&hop.addr.sin6_addr, &to->sin6_addr, 16) != 0)
+    fz_fail("IPv6 datagram sent to a peer its destination does not route to");
+  if (!split) return;
+  uint8_t proto = ip6_next_header(ip);
+  uint32_t l4_len = (uint32_t)(plen - IP6_HDR_LEN);
+  if (proto != IPPROTO_TCP_ && proto != IPPROTO_UDP_) fz_fail("split IPv6 segment is neither TCP nor UDP");
+  if (csum_fold(csum_add(csum_pseudo6(ip, proto, l4_len), ip + IP6_HDR_LEN, l4_len)) != 0xffff)
+    fz_fail("split IPv6 segment with a bad TCP/UDP checksum");
+  if (proto == IPPROTO_UDP_ && rd16(ip + IP6_HDR_LEN + 4) != l4_len) fz_fail("split UDPv6 segment with a wrong UDP length");
+}
+
+static void check_datagram(const uint8_t *d, size_t len, const union underlay_addr *dst, int split) {
   const struct engine *e = &fz_engine;
   static uint8_t plain[70000];
+  if (dst->sa.sa_family == AF_INET6) {
+    check_datagram6(d, len, &dst->v6, split);
+    return;
+  }
+  const struct sockaddr_in *to = &dst->v4;
   if (e->opt.mode == WEFT_MODE_WIREGUARD) {
     if (ntohl(to->sin_addr.s_addr) == FZ_SENDER_D) fz_fail("sent to a peer without a session");
     len = wg_decrypt(d, len, ntohl(to->sin_addr.s_addr), plain);
@@ -190,14 +229,18 @@ static void check_datagram(const uint8_t *d, size_t len, const struct sockaddr_i
   if (ip[9] == IPPROTO_UDP_ && rd16(ip + ihl + 4) != l4_len) fz_fail("split UDP segment with a wrong UDP length");
 }
 
-int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
+int io_send(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
   (void)q;
   if (n == 0) fz_fail("sendmmsg of nothing");
   memcpy(pending, next_counter, sizeof pending);
   for (unsigned i = 0; i < n; i++) {
     const struct msghdr *h = &msgs[i].msg_hdr;
-    const struct sockaddr_in *to = h->msg_name;
-    if (h->msg_iovlen != 1 || h->msg_namelen != sizeof *to || to->sin_family != AF_INET || ntohs(to->sin_port) != FZ_PORT)
+    const union underlay_addr *to = h->msg_name;
+    if (v6 && (h->msg_iovlen != 1 || h->msg_namelen != sizeof to->v6 || to->v6.sin6_family != AF_INET6 ||
+               ntohs(to->v6.sin6_port) != FZ_PORT))
+      fz_fail("message on the IPv6 socket without one iovec and an IPv6 peer address");
+    if (!v6 && (h->msg_iovlen != 1 || h->msg_namelen != sizeof to->v4 || to->v4.sin_family != AF_INET ||
+                ntohs(to->v4.sin_port) != FZ_PORT))
       fz_fail("message without one iovec and an IPv4 peer address");
     const uint8_t *d = h->msg_iov[0].iov_base;
     size_t len = h->msg_iov[0].iov_len, seg = len;
@@ -209,12 +252,12 @@ int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
       seg = size;
       if (seg == 0 || (len + seg - 1) / seg > GSO_MAX_SEGMENTS || len > GSO_MAX_PAYLOAD)
         fz_fail("GSO message breaks the segment size/count/payload limits");
-      if (!fz_engine.queues[0].udp_gso) fz_fail("UDP_SEGMENT used after GSO was switched off");
+      if (!(v6 ? fz_engine.queues[0].udp6_gso : fz_engine.queues[0].udp_gso)) fz_fail("UDP_SEGMENT used after GSO was switched off");
     }
     for (size_t off = 0; off < len; off += seg)
       check_datagram(d + off, len - off < seg ? len - off : seg, to, h->msg_controllen != 0);
     if (len == 0) fz_fail("empty datagram");
-    uint32_t id = ntohl(to->sin_addr.s_addr) & 0xff;
+    uint32_t id = v6 ? to->v6.sin6_addr.s6_addr[15] : ntohl(to->v4.sin_addr.s_addr) & 0xff;
     if (i < sizeof offered / sizeof offered[0]) {
       offered[i].id = id;
       offered[i].next = pending[id & 7];
@@ -245,12 +288,36 @@ int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
   return r;
 }
 
+/* An ICMPv6 error written back into the TUN. */
+static void check_icmp6(const uint8_t *ip, size_t plen) {
+  if (plen < IP6_HDR_LEN + 8 + IP6_HDR_LEN) fz_fail("ICMPv6 error too short to quote an IPv6 header");
+  if (plen > IP6_MIN_MTU) fz_fail("ICMPv6 error longer than 1280 bytes");
+  if (ip[0] != 0x60 || IP6_HDR_LEN + rd16(ip + 4) != plen || ip[6] != IPPROTO_ICMPV6_ || ip[7] == 0)
+    fz_fail("ICMPv6 error with a bad IPv6 header");
+  uint32_t l4_len = (uint32_t)(plen - IP6_HDR_LEN);
+  if (csum_fold(csum_add(csum_pseudo6(ip, IPPROTO_ICMPV6_, l4_len), ip + IP6_HDR_LEN, l4_len)) != 0xffff)
+    fz_fail("ICMPv6 error with a bad checksum");
+  const uint8_t *icmp = ip + IP6_HDR_LEN, *quoted = icmp + 8;
+  if (icmp[0] < 1 || icmp[0] > 3) fz_fail("ICMPv6 error of an unexpected type");
+  if (icmp[0] == 2 && rd32(icmp + 4) != FZ_MTU6) fz_fail("packet too big without the IPv6 path MTU");
+  if (memcmp(ip + 24, quoted + 8, 16) != 0) fz_fail("ICMPv6 error not addressed to the quoted sender");
+  if ((quoted[0] >> 4) != 6) fz_fail("ICMPv6 error quoting no IPv6 packet");
+  if (quoted[6] == IPPROTO_ICMPV6_ && (plen <= 2 * IP6_HDR_LEN + 8 || quoted[IP6_HDR_LEN] < 128))
+    fz_fail("ICMPv6 error about an ICMPv6 error (or one without its type)");
+  if (quoted[8 + 0] == 0xff || quoted[24] == 0xff) fz_fail("ICMPv6 error about a multicast packet");
+}
+
 /* ICMP errors written back into the TUN (icmp.c). */
 ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) {
   size_t hdr = q->e->vnet_hdr ? VNET_HDR_LEN : 0;
   const uint8_t *f = frame;
   for (size_t i = 0; i < hdr; i++)
     if (f[i]) fz_fail("ICMP error with a non-zero virtio header");
+  if (len > hdr && (f[hdr] >> 4) == 6) {
+    check_icmp6(f + hdr, len - hdr);
+    icmp_frames++;
+    return (ssize_t)len;
+  }
   if (len < hdr + 28) fz_fail("ICMP error too short");
   const uint8_t *ip = f + hdr;
   size_t plen = len - hdr;
@@ -263,8 +330,8 @@ ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) {
   return (ssize_t)len;
 }
 
-int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
-  (void)q, (void)msgs, (void)n;
+int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
+  (void)q, (void)v6, (void)msgs, (void)n;
   fz_fail("inside path received from the socket");
   return -1;
 }

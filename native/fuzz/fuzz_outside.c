@@ -1,18 +1,22 @@
 /* libFuzzer harness for the outside path (UDP -> TUN): outside_drain() of ../src/outside.c,
  * fed by a fake recvmmsg() and writing into a fake TUN (the io_* functions of datapath.h).
  * Covers the per-message cmsg (UDP_GRO) parsing, sender and peer checks, vxlan checks and
- * decapsulation, the inner IPv4 checks, TTL, and GRO coalescing with its virtio headers.
+ * decapsulation, the inner IPv4 checks, TTL, and GRO coalescing with its virtio headers; in
+ * vxlan mode also the IPv6 socket: IPv6 senders, inner IPv6 checks, the source against the
+ * sender's IPv6 subnets, and TCPv6 coalescing (GSO_TCPV6).
  *
  * Input: one config byte, then messages until the input ends:
  *   config   bit 0: vxlan (else udp); bit 1: every 3rd TUN write fails (EINTR, then EIO);
  *            bits 2-3: MTU 0 (1500) / 1450 / 9000 / 65535
  *   message  flags byte: bits 0-2 sender (A, B, D, A, stranger, ...), bit 3 UDP_GRO cmsg,
  *            bit 4 MSG_TRUNC, bit 5 last message of its recvmmsg() batch, bit 6 adds
- *            65536 to the length; 2 bytes length (big-endian, cut to what is left and to
+ *            65536 to the length, bit 7 (vxlan mode) it arrives on the IPv6 socket, from the
+ *            sender's PublicIPv6 (a batch holds one socket's messages: the other socket's next
+ *            message ends it); 2 bytes length (big-endian, cut to what is left and to
  *            the buffer); [2 bytes GRO size if bit 3];
  *            the datagram (UDP payload).
  * Each input runs twice, with virtio headers (GRO) and without; besides ASan/UBSan, the
- * oracles are: every TUN frame is a consistent IPv4 packet with a virtio header the kernel
+ * oracles are: every TUN frame is a consistent IPv4 or IPv6 packet with a virtio header the kernel
  * accepts, the counters add up, and both runs deliver the same bytes per TCP connection
  * and the same other packets in the same order (stream_digest.h). */
 #include <errno.h>
@@ -50,15 +54,19 @@ static void unpoison_all(void) {
 static const uint32_t senders[8] = {FZ_SENDER_A, FZ_SENDER_B, FZ_SENDER_D, FZ_SENDER_A,
                                     FZ_STRANGER, FZ_SENDER_B, FZ_SENDER_A, FZ_SENDER_D};
 
-int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
-  (void)q;
+/* Whether the next message arrives on the IPv6 socket (flags bit 7; vxlan mode only). */
+static int next_is_v6(const struct queue *q) {
+  return q->e->opt.has_v6 && cursor.left && (cursor.p[0] & 0x80);
+}
+
+int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
   unpoison_all();
-  if (!cursor.left) {
+  if (!cursor.left || next_is_v6(q) != v6) {
     errno = EAGAIN;
     return -1;
   }
   unsigned got = 0;
-  while (got < n && cursor.left) {
+  while (got < n && cursor.left && next_is_v6(q) == v6) {
     struct msghdr *h = &msgs[got].msg_hdr;
     uint8_t flags = fz_u8(&cursor);
     size_t want = fz_u16(&cursor) + (flags & 0x40 ? 65536u : 0);
@@ -73,12 +81,19 @@ int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
     ASAN_POISON_MEMORY_REGION(buf + len, h->msg_iov[0].iov_len - len);
     poisoned_count++;
     msgs[got].msg_len = (unsigned)len;
-    struct sockaddr_in *from = h->msg_name;
+    union underlay_addr *from = h->msg_name;
     memset(from, 0, sizeof *from);
-    from->sin_family = AF_INET;
-    from->sin_addr.s_addr = htonl(senders[flags & 7]);
-    from->sin_port = htons(FZ_PORT);
-    h->msg_namelen = sizeof *from;
+    if (v6) {
+      from->v6.sin6_family = AF_INET6;
+      fz_public6(from->v6.sin6_addr.s6_addr, (uint8_t)senders[flags & 7]);
+      from->v6.sin6_port = htons(FZ_PORT);
+      h->msg_namelen = sizeof from->v6;
+    } else {
+      from->v4.sin_family = AF_INET;
+      from->v4.sin_addr.s_addr = htonl(senders[flags & 7]);
+      from->v4.sin_port = htons(FZ_PORT);
+      h->msg_namelen = sizeof from->v4;
+    }
     h->msg_flags = flags & 0x10 ? MSG_TRUNC : 0;
     if (flags & 0x08) {
       struct cmsghdr *c = CMSG_FIRSTHDR(h);
@@ -111,10 +126,17 @@ ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) {
   if (len < hdr + 20) fz_fail("TUN frame shorter than an IPv4 header");
   const uint8_t *ip = f + hdr;
   size_t plen = len - hdr;
-  unsigned ihl = ip4_header_len(ip);
-  if ((ip[0] >> 4) != 4 || ihl < 20 || ihl > plen) fz_fail("TUN frame is no sane IPv4 packet");
-  if (rd16(ip + 2) != plen) fz_fail("IPv4 total length differs from the frame length");
-  if (q->e->opt.mode == WEFT_MODE_UDP && ip[8] == 0) fz_fail("TTL 0 forwarded");
+  int v6 = (ip[0] >> 4) == 6;
+  unsigned ihl = v6 ? IP6_HDR_LEN : ip4_header_len(ip);
+  uint8_t proto = v6 ? ip6_next_header(ip) : ip[9];
+  if (v6) {
+    if (q->e->opt.mode != WEFT_MODE_VXLAN) fz_fail("IPv6 written outside vxlan mode");
+    if (plen < IP6_HDR_LEN || IP6_HDR_LEN + rd16(ip + 4) != plen) fz_fail("IPv6 payload length differs from the frame length");
+  } else {
+    if ((ip[0] >> 4) != 4 || ihl < 20 || ihl > plen) fz_fail("TUN frame is no sane IPv4 packet");
+    if (rd16(ip + 2) != plen) fz_fail("IPv4 total length differs from the frame length");
+    if (q->e->opt.mode == WEFT_MODE_UDP && ip[8] == 0) fz_fail("TTL 0 forwarded");
+  }
   if (hdr) {
     struct virtio_net_hdr h;
     memcpy(&h, f, sizeof h < VNET_HDR_LEN ? sizeof h : VNET_HDR_LEN);
@@ -123,11 +145,12 @@ ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) {
         (h.csum_start < ihl || (size_t)h.csum_start + h.csum_offset + 2 > plen))
       fz_fail("partial checksum offsets outside the packet");
     if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
-      if (h.gso_type != VIRTIO_NET_HDR_GSO_TCPV4 || ip[9] != IPPROTO_TCP_) fz_fail("GSO type is not TCPV4 of a TCP packet");
+      if (h.gso_type != (v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4) || proto != IPPROTO_TCP_)
+        fz_fail("GSO type is not TCPV4/TCPV6 of a TCP packet of that family");
       if (!(h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || h.csum_offset != 16) fz_fail("GSO frame without partial TCP checksum");
       unsigned thl = (ip[ihl + 12] >> 4) * 4u;
       if (h.hdr_len != ihl + thl || h.hdr_len >= plen || h.gso_size == 0) fz_fail("GSO header length or size wrong");
-      if ((ip[6] & 0x20) || (rd16(ip + 6) & 0x1fff)) fz_fail("GSO frame is a fragment");
+      if (!v6 && ((ip[6] & 0x20) || (rd16(ip + 6) & 0x1fff))) fz_fail("GSO frame is a fragment");
     } else if (h.gso_size || h.hdr_len) {
       fz_fail("GSO fields set without a GSO type");
     }
@@ -143,8 +166,8 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
   fz_fail("outside path read the TUN");
   return -1;
 }
-int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
-  (void)q, (void)msgs, (void)n;
+int io_send(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
+  (void)q, (void)v6, (void)msgs, (void)n;
   fz_fail("outside path sent a datagram");
   return -1;
 }
@@ -166,7 +189,9 @@ static void run(const uint8_t *data, size_t size, int vnet_hdr, struct digest *d
   written = d;
   frames = attempts = 0;
   failing_writes = (config >> 1) & 1;
-  outside_drain(out, 0);
+  /* Each call drains the IPv4 socket, then the IPv6 one, until the next message is the other's. */
+  do outside_drain(out, 0);
+  while (cursor.left);
   unpoison_all();
   outside_free(out);
 

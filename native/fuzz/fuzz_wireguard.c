@@ -140,7 +140,8 @@ static size_t seal_for(int s, uint64_t counter, uint8_t *buf, const uint8_t *pla
   return out;
 }
 
-int io_recv(struct queue *q, struct mmsghdr *msgs, unsigned n) {
+int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
+  if (v6) fz_fail("wireguard mode received from an IPv6 socket");
   (void)q;
   if (!cursor.left) {
     errno = EAGAIN;
@@ -211,7 +212,8 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
   errno = EAGAIN;
   return -1;
 }
-int io_send(struct queue *q, struct mmsghdr *msgs, unsigned n) {
+int io_send(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
+  if (v6) fz_fail("wireguard mode sent on an IPv6 socket");
   (void)q, (void)msgs;
   return (int)n;
 }

@@ -1,6 +1,7 @@
 /* Writes the seed corpora for fuzz_outside, fuzz_inside and fuzz_wireguard in their input formats (see the
  * comment at the top of each harness): valid flannel udp datagrams and vxlan frames, TCP
- * flows to coalesce, GRO super-datagrams, TSO/USO super-packets, and the usual drop cases.
+ * flows to coalesce, GRO super-datagrams, TSO/USO super-packets, and the usual drop cases;
+ * for vxlan the same over IPv6 (inner IPv6, the IPv6 socket, ICMPv6 errors, packet too big).
  * Usage: seeds <outside-dir> <inside-dir> <wireguard-dir> */
 #include <linux/virtio_net.h>
 #include <stdio.h>
@@ -56,31 +57,65 @@ static size_t ipv4(uint8_t *ip, uint32_t src, uint32_t dst, uint8_t proto, uint8
   return 20 + l4_len;
 }
 
+/* An IPv6 packet (no extension headers) with `l4_len` bytes after the header; returns its length. */
+static size_t ipv6(uint8_t *ip, const uint8_t src[16], const uint8_t dst[16], uint8_t next, uint8_t hop_limit, size_t l4_len) {
+  memset(ip, 0, 40);
+  ip[0] = 0x60;
+  ip[2] = 0x12, ip[3] = 0x34; /* a flow label */
+  wr16(ip + 4, (uint16_t)l4_len);
+  ip[6] = next;
+  ip[7] = hop_limit;
+  memcpy(ip + 8, src, 16);
+  memcpy(ip + 24, dst, 16);
+  return 40 + l4_len;
+}
+
+static unsigned l3_len(const uint8_t *ip) { return (ip[0] >> 4) == 6 ? 40 : 20; }
+
+/* The pseudo-header sum of the packet's family. */
+static uint64_t pseudo(const uint8_t *ip, size_t len) {
+  unsigned hl = l3_len(ip);
+  return hl == 40 ? csum_pseudo6(ip, ip[6], (uint32_t)(len - hl)) : csum_pseudo4(ip, ip[9], (uint16_t)(len - hl));
+}
+
 static void l4_checksum(uint8_t *ip, size_t len, unsigned offset) {
-  uint8_t *l4 = ip + 20;
-  uint16_t l4_len = (uint16_t)(len - 20);
+  unsigned hl = l3_len(ip);
+  uint8_t *l4 = ip + hl;
+  size_t l4_len = len - hl;
   l4[offset] = l4[offset + 1] = 0;
-  uint16_t c = (uint16_t)~csum_fold(csum_add(csum_pseudo4(ip, ip[9], l4_len), l4, l4_len));
+  uint16_t c = (uint16_t)~csum_fold(csum_add(pseudo(ip, len), l4, l4_len));
   memcpy(l4 + offset, &c, 2);
 }
 
-static size_t icmp_echo(uint8_t *ip, uint32_t src, uint32_t dst, uint8_t ttl, size_t payload) {
-  size_t len = ipv4(ip, src, dst, IPPROTO_ICMP_, ttl, 8 + payload, 7);
-  uint8_t *icmp = ip + 20;
+/* An echo request (ICMP type 8, ICMPv6 type 128) after the IP header already written. */
+static size_t echo_fill(uint8_t *ip, size_t len, size_t payload) {
+  int v6 = l3_len(ip) == 40;
+  uint8_t *icmp = ip + l3_len(ip);
   memset(icmp, 0, 8);
-  icmp[0] = 8;
+  icmp[0] = v6 ? 128 : 8;
   wr16(icmp + 4, 0x1234);
   for (size_t i = 0; i < payload; i++) icmp[8 + i] = (uint8_t)i;
-  uint16_t c = (uint16_t)~csum_fold(csum_add(0, icmp, 8 + payload));
-  memcpy(icmp + 2, &c, 2);
+  if (v6) l4_checksum(ip, len, 2);
+  else {
+    uint16_t c = (uint16_t)~csum_fold(csum_add(0, icmp, 8 + payload));
+    memcpy(icmp + 2, &c, 2);
+  }
   return len;
 }
 
-/* A TCP segment (20-byte header + 12 bytes of timestamp option) with `payload` bytes. */
-static size_t tcp(uint8_t *ip, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq, uint8_t flags,
-                  size_t payload, uint16_t id) {
-  size_t len = ipv4(ip, src, dst, IPPROTO_TCP_, 64, 32 + payload, id);
-  uint8_t *t = ip + 20;
+static size_t icmp_echo(uint8_t *ip, uint32_t src, uint32_t dst, uint8_t ttl, size_t payload) {
+  return echo_fill(ip, ipv4(ip, src, dst, IPPROTO_ICMP_, ttl, 8 + payload, 7), payload);
+}
+
+static size_t icmp6_echo(uint8_t *ip, const uint8_t *src, const uint8_t *dst, uint8_t hop_limit, size_t payload) {
+  return echo_fill(ip, ipv6(ip, src, dst, IPPROTO_ICMPV6_, hop_limit, 8 + payload), payload);
+}
+
+/* The TCP segment after the IP header already written: 20-byte header + 12 bytes of
+ * timestamp option, `len - header - 32` bytes of payload. */
+static size_t tcp_fill(uint8_t *ip, size_t len, uint16_t sport, uint16_t dport, uint32_t seq, uint8_t flags) {
+  uint8_t *t = ip + l3_len(ip);
+  size_t payload = len - l3_len(ip) - 32;
   memset(t, 0, 32);
   wr16(t, sport);
   wr16(t + 2, dport);
@@ -96,13 +131,41 @@ static size_t tcp(uint8_t *ip, uint32_t src, uint32_t dst, uint16_t sport, uint1
   return len;
 }
 
-static size_t udp(uint8_t *ip, uint32_t src, uint32_t dst, size_t payload) {
-  size_t len = ipv4(ip, src, dst, IPPROTO_UDP_, 64, 8 + payload, 9);
-  uint8_t *u = ip + 20;
+/* A TCP segment (20-byte header + 12 bytes of timestamp option) with `payload` bytes. */
+static size_t tcp(uint8_t *ip, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq, uint8_t flags,
+                  size_t payload, uint16_t id) {
+  return tcp_fill(ip, ipv4(ip, src, dst, IPPROTO_TCP_, 64, 32 + payload, id), sport, dport, seq, flags);
+}
+
+static size_t tcp6(uint8_t *ip, const uint8_t *src, const uint8_t *dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                   uint8_t flags, size_t payload) {
+  return tcp_fill(ip, ipv6(ip, src, dst, IPPROTO_TCP_, 64, 32 + payload), sport, dport, seq, flags);
+}
+
+static size_t udp_fill(uint8_t *ip, size_t len) {
+  uint8_t *u = ip + l3_len(ip);
+  size_t payload = len - l3_len(ip) - 8;
   wr16(u, 5000), wr16(u + 2, 53), wr16(u + 4, (uint16_t)(8 + payload)), wr16(u + 6, 0);
   for (size_t i = 0; i < payload; i++) u[8 + i] = (uint8_t)(i * 7);
   l4_checksum(ip, len, 6);
   return len;
+}
+
+static size_t udp(uint8_t *ip, uint32_t src, uint32_t dst, size_t payload) {
+  return udp_fill(ip, ipv4(ip, src, dst, IPPROTO_UDP_, 64, 8 + payload, 9));
+}
+
+static size_t udp6(uint8_t *ip, const uint8_t *src, const uint8_t *dst, size_t payload) {
+  return udp_fill(ip, ipv6(ip, src, dst, IPPROTO_UDP_, 64, 8 + payload));
+}
+
+/* fd00:244:<net>::<host>, the fuzz harnesses' IPv6 overlay (fake_engine.h). */
+static const uint8_t *overlay6(uint8_t out[16], uint16_t net, uint16_t host) {
+  memset(out, 0, 16);
+  out[0] = 0xfd, out[2] = 0x02, out[3] = 0x44;
+  wr16(out + 4, net);
+  wr16(out + 14, host);
+  return out;
 }
 
 /* vxlan: the 22 bytes weft puts in front, to us (VNI 1, our VtepMAC) from `from_last` */
@@ -110,12 +173,15 @@ static size_t vxlan_wrap(uint8_t *frame, const uint8_t *ip, size_t len) {
   static const uint8_t head[22] = {0x08, 0, 0, 0, 0, 0, 1, 0, 0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00};
   memcpy(frame, head, 22);
   memmove(frame + 22, ip, len);
+  /* The ethertype follows the packet's family (an IPv6 packet in an IPv4 frame is a seed of its own). */
+  if (len && (ip[0] >> 4) == 6) wr16(frame + 20, 0x86dd);
   return 22 + len;
 }
 
 enum { SENDER_A = 0, SENDER_B = 1, SENDER_D = 2, STRANGER = 4 };
 #define F_GRO 0x08
 #define F_LAST 0x20
+#define F_V6 0x80
 
 static void message(uint8_t flags, const uint8_t *d, size_t len, uint16_t gro) {
   put8(flags);
@@ -216,6 +282,74 @@ static void outside_seeds(const char *dir) {
   }
 }
 
+/* vxlan over the IPv6 socket (fuzz_outside flags bit 7). */
+static void outside_seeds6(const char *dir) {
+  uint8_t a1[16], a5[16], b[16], us[16], d9[16];
+  overlay6(a1, 1, 5), overlay6(a5, 5, 9), overlay6(b, 2, 5), overlay6(us, 0, 7), overlay6(d9, 9, 9);
+  size_t n;
+  put8(1);
+  n = icmp6_echo(pkt, a1, us, 64, 56);
+  message(SENDER_A | F_V6 | F_LAST, frame, vxlan_wrap(frame, pkt, n), 0);
+  save(dir, "vxlan6-icmp");
+
+  /* A TCPv6 flow in four segments, another flow in between, a UDPv6 packet, an IPv4 packet on the
+   * IPv4 socket between them. */
+  put8(1);
+  for (int i = 0; i < 4; i++) {
+    n = tcp6(pkt, a1, us, 40000, 5201, 1000 + (uint32_t)i * 1000, i == 3 ? 0x18 : 0x10, 1000);
+    message(SENDER_A | F_V6, frame, vxlan_wrap(frame, pkt, n), 0);
+    if (i == 1) {
+      n = tcp6(pkt, b, us, 40001, 5201, 77, 0x10, 500);
+      message(SENDER_B | F_V6, frame, vxlan_wrap(frame, pkt, n), 0);
+    }
+    if (i == 2) {
+      n = icmp_echo(pkt, IP(10, 244, 1, 5), IP(10, 244, 0, 7), 64, 8);
+      message(SENDER_A | F_LAST, frame, vxlan_wrap(frame, pkt, n), 0);
+    }
+  }
+  n = udp6(pkt, a5, us, 300);
+  message(SENDER_A | F_V6 | F_LAST, frame, vxlan_wrap(frame, pkt, n), 0);
+  save(dir, "vxlan6-tcp-flows");
+
+  /* A GRO super-datagram of four TCPv6 segments. */
+  put8(1);
+  size_t at = 0, seg = 0;
+  static uint8_t gro[70000];
+  for (int i = 0; i < 4; i++) {
+    n = tcp6(pkt, a1, us, 40000, 5201, 5000 + (uint32_t)i * 1000, 0x10, i == 3 ? 400 : 1000);
+    size_t l = vxlan_wrap(frame, pkt, n);
+    if (i == 0) seg = l;
+    memcpy(gro + at, frame, l);
+    at += l;
+  }
+  message(SENDER_A | F_V6 | F_GRO | F_LAST, gro, at, (uint16_t)seg);
+  save(dir, "vxlan6-gro");
+
+  /* Drops: a stranger, a source in another peer's subnet, an IPv4 frame on the IPv6 socket, an
+   * IPv6 frame on the IPv4 socket, a truncated payload length. */
+  put8(1);
+  n = icmp6_echo(pkt, a1, us, 64, 8);
+  message(STRANGER | F_V6, frame, vxlan_wrap(frame, pkt, n), 0);
+  n = icmp6_echo(pkt, b, us, 64, 8);
+  message(SENDER_A | F_V6, frame, vxlan_wrap(frame, pkt, n), 0);
+  n = icmp6_echo(pkt, d9, us, 64, 8);
+  message(SENDER_B | F_V6, frame, vxlan_wrap(frame, pkt, n), 0);
+  n = icmp_echo(pkt, IP(10, 244, 1, 5), IP(10, 244, 0, 7), 64, 8);
+  message(SENDER_A | F_V6, frame, vxlan_wrap(frame, pkt, n), 0);
+  n = icmp6_echo(pkt, a1, us, 64, 8);
+  wr16(pkt + 4, 200);
+  message(SENDER_A | F_V6 | F_LAST, frame, vxlan_wrap(frame, pkt, n), 0);
+  n = icmp6_echo(pkt, a1, us, 64, 8);
+  message(SENDER_A | F_LAST, frame, vxlan_wrap(frame, pkt, n), 0);
+  save(dir, "vxlan6-drops");
+
+  /* A whole TCPv6 super-packet in one datagram, MTU 1450: written as GSO_TCPV6. */
+  put8((uint8_t)(1 | (1 << 2)));
+  n = tcp6(pkt, a1, us, 40000, 5201, 9, 0x10, 30000);
+  message(SENDER_A | F_V6 | F_LAST, frame, vxlan_wrap(frame, pkt, n), 0);
+  save(dir, "vxlan6-oversized");
+}
+
 /* A TUN read: virtio header (if `vnet`) and packet. */
 static void tun_read(uint8_t flags, int vnet, const struct virtio_net_hdr *h, const uint8_t *ip, size_t len) {
   put8(flags);
@@ -226,11 +360,106 @@ static void tun_read(uint8_t flags, int vnet, const struct virtio_net_hdr *h, co
 
 /* The kernel's TSO/partial-checksum form: the L4 checksum field holds the pseudo-header sum. */
 static void partial(uint8_t *ip, size_t len, unsigned offset, struct virtio_net_hdr *h) {
-  uint16_t c = csum_fold(csum_pseudo4(ip, ip[9], (uint16_t)(len - 20)));
-  memcpy(ip + 20 + offset, &c, 2);
+  unsigned hl = l3_len(ip);
+  uint16_t c = csum_fold(pseudo(ip, len));
+  memcpy(ip + hl + offset, &c, 2);
   h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  h->csum_start = 20;
+  h->csum_start = (uint16_t)hl;
   h->csum_offset = (uint16_t)offset;
+}
+
+/* vxlan mode, IPv6 from the TUN. */
+static void inside_seeds6(const char *dir) {
+  uint8_t us[16], a1[16], b[16], nowhere[16], multicast[16];
+  overlay6(us, 0, 7), overlay6(a1, 1, 5), overlay6(b, 2, 5);
+  memset(nowhere, 0, 16), nowhere[0] = 0xfd, nowhere[1] = 0x99, nowhere[15] = 1;
+  memset(multicast, 0, 16), multicast[0] = 0xff, multicast[1] = 0x02, multicast[15] = 1;
+  struct virtio_net_hdr h;
+  size_t n;
+  /* Plain: an echo, TCPv6 with a partial checksum, UDPv6; an IPv4 packet between them. */
+  put8(1);
+  memset(&h, 0, sizeof h);
+  n = icmp6_echo(pkt, us, a1, 64, 56);
+  tun_read(0, 1, &h, pkt, n);
+  n = tcp6(pkt, us, b, 5201, 40000, 1, 0x18, 200);
+  partial(pkt, n, 16, &h);
+  tun_read(0, 1, &h, pkt, n);
+  memset(&h, 0, sizeof h);
+  n = icmp_echo(pkt, IP(10, 244, 0, 7), IP(10, 244, 1, 5), 64, 8);
+  tun_read(0, 1, &h, pkt, n);
+  n = udp6(pkt, us, a1, 100);
+  tun_read(1, 1, &h, pkt, n);
+  save(dir, "vxlan6-plain");
+
+  /* TSO over IPv6: 20000 bytes in segments that fit the path MTU (1430 - 40 - 32); then one
+   * whose segments would not (packet too big); then 64 KB in two GSO messages. */
+  put8(1);
+  memset(&h, 0, sizeof h);
+  n = tcp6(pkt, us, a1, 5201, 40000, 100, 0x18, 20000);
+  partial(pkt, n, 16, &h);
+  h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+  h.gso_size = 1430 - 72;
+  h.hdr_len = 72;
+  tun_read(0, 1, &h, pkt, n);
+  h.gso_size = 1450 - 72;
+  tun_read(0, 1, &h, pkt, n);
+  n = tcp6(pkt, us, b, 5201, 40001, 7, 0x10, 65000);
+  partial(pkt, n, 16, &h);
+  h.gso_size = 1000;
+  tun_read(1, 1, &h, pkt, n);
+  save(dir, "vxlan6-tso");
+
+  /* USO over IPv6, and a TCPv6 super-packet announced as TCPV4 (unsupported). */
+  put8(1);
+  memset(&h, 0, sizeof h);
+  n = udp6(pkt, us, a1, 10000);
+  partial(pkt, n, 6, &h);
+  h.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
+  h.gso_size = 1380;
+  h.hdr_len = 48;
+  tun_read(0, 1, &h, pkt, n);
+  n = tcp6(pkt, us, a1, 5201, 40000, 100, 0x10, 5000);
+  partial(pkt, n, 16, &h);
+  h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  h.gso_size = 1000;
+  tun_read(1, 1, &h, pkt, n);
+  save(dir, "vxlan6-uso");
+
+  /* ICMPv6 errors: no route, hop limit 1, too big; none about an error or a multicast packet. */
+  put8(1);
+  memset(&h, 0, sizeof h);
+  n = icmp6_echo(pkt, us, nowhere, 64, 16);
+  tun_read(0, 1, &h, pkt, n);
+  n = udp6(pkt, us, nowhere, 16);
+  tun_read(0, 1, &h, pkt, n);
+  n = icmp6_echo(pkt, us, a1, 1, 16);
+  tun_read(0, 1, &h, pkt, n);
+  n = icmp6_echo(pkt, us, a1, 64, 1431 - 48);
+  tun_read(0, 1, &h, pkt, n);
+  n = icmp6_echo(pkt, us, nowhere, 64, 16);
+  pkt[40] = 1; /* destination unreachable itself */
+  tun_read(0, 1, &h, pkt, n);
+  n = udp6(pkt, us, multicast, 16);
+  tun_read(1, 1, &h, pkt, n);
+  save(dir, "vxlan6-icmp-errors");
+
+  /* sendmmsg() on the IPv6 socket answering EIO, then EMSGSIZE; offloads off. */
+  put8(1);
+  memset(&h, 0, sizeof h);
+  n = tcp6(pkt, us, a1, 5201, 40000, 100, 0x10, 8000);
+  partial(pkt, n, 16, &h);
+  h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+  h.gso_size = 1000;
+  h.hdr_len = 72;
+  tun_read(1 | (5 << 1), 1, &h, pkt, n);
+  tun_read(1 | (6 << 1), 1, &h, pkt, n);
+  save(dir, "vxlan6-send-errors");
+  put8(1 | 2);
+  n = icmp6_echo(pkt, us, a1, 64, 56);
+  tun_read(0, 0, NULL, pkt, n);
+  n = icmp6_echo(pkt, us, nowhere, 64, 8);
+  tun_read(1, 0, NULL, pkt, n);
+  save(dir, "vxlan6-no-vnet");
 }
 
 static void inside_seeds(const char *dir) {
@@ -389,7 +618,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   outside_seeds(argv[1]);
+  outside_seeds6(argv[1]);
   inside_seeds(argv[2]);
+  inside_seeds6(argv[2]);
   wireguard_seeds(argv[3]);
   return 0;
 }

@@ -14,7 +14,7 @@
 
 struct stream {
   int used;
-  uint8_t key[13]; /* TCP: addresses, ports, 1; all zero: every other packet */
+  uint8_t key[37]; /* TCP: addresses, ports, then 4 (IPv4) or 6 (IPv6); all zero: every other packet */
   uint64_t hash;   /* FNV-1a over the bytes, in order */
   uint64_t bytes;
 };
@@ -34,35 +34,40 @@ static void digest_add(struct stream *st, const uint8_t *p, size_t n, size_t ski
   st->bytes += n;
 }
 
-static struct stream *digest_stream(struct digest *d, const uint8_t key[13]) {
+static struct stream *digest_stream(struct digest *d, const uint8_t key[37]) {
   for (int i = 0; i < DIGEST_STREAMS; i++) {
     struct stream *st = &d->s[i];
     if (!st->used) {
-      memcpy(st->key, key, 13);
+      memcpy(st->key, key, 37);
       return st;
     }
-    if (memcmp(st->key, key, 13) == 0) return st;
+    if (memcmp(st->key, key, 37) == 0) return st;
   }
   d->overflow = 1;
   return &d->s[DIGEST_STREAMS - 1];
 }
 
-/* One IPv4 packet as written to the TUN (`len` = its total length). */
+/* One IPv4 or IPv6 packet as written to the TUN (`len` = its total length). The IPv6 payload
+ * length of a coalesced packet differs from its segments': IPv6 packets other than TCP are
+ * digested whole, TCP ones by payload like IPv4. */
 static void digest_packet(struct digest *d, const uint8_t *ip, size_t len) {
-  unsigned ihl = ip4_header_len(ip);
-  uint8_t key[13] = {0};
-  if (ip[9] == IPPROTO_TCP_ && !ip4_later_fragment(ip) && len >= ihl + 20) {
-    memcpy(key, ip + 12, 8);
-    memcpy(key + 8, ip + ihl, 4);
+  int v6 = (ip[0] >> 4) == 6;
+  unsigned ihl = v6 ? IP6_HDR_LEN : ip4_header_len(ip);
+  uint8_t proto = v6 ? ip6_next_header(ip) : ip[9];
+  uint8_t key[37] = {0};
+  if (proto == IPPROTO_TCP_ && (v6 || !ip4_later_fragment(ip)) && len >= ihl + 20) {
+    size_t addresses = v6 ? 32 : 8;
+    memcpy(key, ip + (v6 ? 8 : 12), addresses);
+    memcpy(key + addresses, ip + ihl, 4);
     unsigned thl = (ip[ihl + 12] >> 4) * 4u;
     size_t start = ihl + thl <= len && thl >= 20 ? ihl + thl : len;
-    key[12] = 1;
+    key[36] = v6 ? 6 : 4;
     digest_add(digest_stream(d, key), ip + start, len - start, 0, 0);
     return;
   }
   size_t from = 0, to = 0;
-  if (ip[9] == IPPROTO_UDP_ && len >= ihl + 8) from = ihl + 6, to = ihl + 8;
-  if (ip[9] == IPPROTO_TCP_ && len >= ihl + 18) from = ihl + 16, to = ihl + 18;
+  if (proto == IPPROTO_UDP_ && len >= ihl + 8) from = ihl + 6, to = ihl + 8;
+  if (proto == IPPROTO_TCP_ && len >= ihl + 18) from = ihl + 16, to = ihl + 18;
   digest_add(digest_stream(d, key), ip, len, from, to);
 }
 
@@ -74,7 +79,7 @@ static int digest_covers(const struct digest *a, const struct digest *b) {
     int found = 0;
     for (int j = 0; j < DIGEST_STREAMS && !found; j++) {
       const struct stream *y = &b->s[j];
-      if (y->used && memcmp(x->key, y->key, 13) == 0) {
+      if (y->used && memcmp(x->key, y->key, 37) == 0) {
         if (x->hash != y->hash || x->bytes != y->bytes) return 0;
         found = 1;
       }
