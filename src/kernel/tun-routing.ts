@@ -50,7 +50,10 @@ export interface TunRoutingState {
   exists: boolean;
   /** "a.b.c.d/len" on the device, then its global IPv6 ones ("fd66::/128"; link-local left out). */
   addresses: string[];
-  /** Destinations ("a.b.c.d/len", then IPv6 ones but fe80::/64) of the main-table routes through the device. */
+  /**
+   * Destinations ("a.b.c.d/len", then IPv6 ones) of the main-table routes through the device; IPv6
+   * routes the kernel adds by itself (fe80::/64, the /128 of an address) are left out.
+   */
   routes: string[];
 }
 
@@ -71,13 +74,14 @@ export async function readTunRouting(device: string, netns?: string): Promise<Tu
   const v6Json = (await runCommand("ip", [...prefix, "-j", "-6", "addr", "show", "dev", device, "scope", "global"], { timeoutMs: IP_TIMEOUT_MS })).stdout;
   const v6Links = JSON.parse(v6Json || "[]") as { addr_info?: { local?: string; prefixlen?: number }[] }[];
   addresses.push(...(v6Links[0]?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`));
-  routes.push(...(await routeDestinations(prefix, "-6", device)).filter((dst) => !dst.startsWith("fe80:")));
+  routes.push(...(await routeDestinations(prefix, "-6", device)));
   return { exists: true, addresses, routes };
 }
 
 async function routeDestinations(prefix: readonly string[], family: "-4" | "-6", device: string): Promise<string[]> {
   const json = (await runCommand("ip", [...prefix, "-j", family, "route", "show", "dev", device], { timeoutMs: IP_TIMEOUT_MS })).stdout;
-  return (JSON.parse(json || "[]") as { dst?: string }[])
+  return (JSON.parse(json || "[]") as { dst?: string; protocol?: string }[])
+    .filter((route) => family === "-4" || route.protocol !== "kernel")
     .map((route) => route.dst ?? "")
     .filter((dst) => dst !== "")
     .map((dst) => (dst.includes("/") ? dst : `${dst}/${family === "-4" ? 32 : 128}`));
