@@ -15,6 +15,7 @@
  * TUN MTU 1450 (1500 - 50, both families, as FLANNEL_MTU); IPv6 path MTU 1430 (1500 - 70:
  * the outer IPv6 header is 20 bytes longer), enforced by the engine with packet too big.
  */
+import { readdirSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineCounters } from "../../src/engine/counters.js";
 import { openEngine, type Engine } from "../../src/engine/engine.js";
@@ -205,7 +206,8 @@ describe("userspace vxlan over IPv6 between two engines", () => {
     pair = await createTwoHosts();
     await ipBatch(pair.a, [`addr add ${UNDERLAY6_A}/64 dev ul0 nodad`]);
     await ipBatch(pair.b, [`addr add ${UNDERLAY6_B}/64 dev ul0 nodad`]);
-    const common = { mode: "vxlan", tunName: "wt0", mtu: MTU, mtuV6: MTU6, vni: VNI } as const;
+    // Two queues each: IPv6 datagrams are steered to a queue by their inner flow (steer_by_flow6).
+    const common = { mode: "vxlan", tunName: "wt0", mtu: MTU, mtuV6: MTU6, vni: VNI, queues: 2 } as const;
     engineA = openEngine({ ...common, bindAddress: UNDERLAY_A, bindAddressV6: UNDERLAY6_A, netns: pair.a, icmpSource: TUN_A, icmpSourceV6: TUN6_A, vtepMac: MAC_A });
     engineB = openEngine({ ...common, bindAddress: UNDERLAY_B, bindAddressV6: UNDERLAY6_B, netns: pair.b, icmpSource: TUN_B, icmpSourceV6: TUN6_B, vtepMac: MAC_B });
     await addressTun("wt0", SUBNET_A, NETWORK, pair.a, { ownSubnet: SUBNET6_A, network: NETWORK6 });
@@ -220,7 +222,8 @@ describe("userspace vxlan over IPv6 between two engines", () => {
     await pair?.destroy();
   });
 
-  it("moves 16 MB over TCPv6 intact; the receiver coalesces the segments (GRO, GSO_TCPV6 into its TUN)", async () => {
+  it("moves 16 MB over TCPv6 intact over 2 queues; the receiver coalesces the segments (GRO, GSO_TCPV6 into its TUN)", async () => {
+    expect(engineB.features.reuseportFlow).toBe(true);
     expect((await ping(pair.a, TUN6_B)).received).toBe(3);
     const before = engineB.counters();
     const out = await verifiedTransfer(pair.a, pair.b, TUN6_B, { port: 5208 });
@@ -229,5 +232,50 @@ describe("userspace vxlan over IPv6 between two engines", () => {
     expect(d.outside("coalesced_packets")).toBeGreaterThan(0);
     expect(d.outside("ipv6_packets")).toBeGreaterThan(1000);
     expect(engineA.counters().inside.detail.super_packets).toBeGreaterThan(0);
+  });
+});
+
+describe("engine with an IPv6 underlay: lifecycle and errors", () => {
+  const fdCount = () => readdirSync("/proc/self/fd").length;
+  const options = {
+    mode: "vxlan", tunName: "wt9", mtu: MTU, mtuV6: MTU6, port: 8479, vni: VNI, vtepMac: MAC_A,
+    bindAddress: UNDERLAY_A, bindAddressV6: UNDERLAY6_A,
+  } as const;
+
+  it("opens and closes 20 times with 2 queues (an IPv6 SO_REUSEPORT group steered by inner flow) without leaking fds", () => {
+    openEngine({ ...options, netns: hosts.a, queues: 2 }).close();
+    const fds = fdCount();
+    for (let i = 0; i < 20; i++) {
+      const e = openEngine({ ...options, netns: hosts.a, queues: 2 });
+      expect(e.features.ipv6Underlay).toBe(true);
+      expect(e.features.reuseportFlow).toBe(true);
+      e.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: MAC_B, ipv6: { subnet: SUBNET6_B, publicIPv6: UNDERLAY6_B, vtepMac: MAC_B6 } });
+      e.close();
+    }
+    expect(fdCount()).toBe(fds);
+  });
+
+  it("names the address, option or peer when IPv6 cannot be set up", () => {
+    expect(() => openEngine({ ...options, netns: hosts.a, bindAddressV6: "fd70:90::99" }))
+      .toThrow(/cannot bind UDP \[fd70:90::99\]:8479: Cannot assign requested address/);
+    expect(() => openEngine({ ...options, netns: hosts.a, bindAddressV6: "10.1.1.1" })).toThrow(/engine bindAddressV6: "10.1.1.1" is not an IPv6 address/);
+    expect(() => openEngine({ mode: "udp", tunName: "wt9", mtu: 1472, bindAddress: UNDERLAY_A, bindAddressV6: UNDERLAY6_A, netns: hosts.a }))
+      .toThrow(/bindAddressV6 fd70:90::1: IPv6 is forwarded in vxlan mode only/);
+    const v4only = openEngine({ ...options, bindAddressV6: undefined, netns: hosts.a });
+    try {
+      expect(v4only.features.ipv6Underlay).toBe(false);
+      expect(() => v4only.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: MAC_B, ipv6: { subnet: SUBNET6_B, publicIPv6: UNDERLAY6_B, vtepMac: MAC_B6 } }))
+        .toThrow(/peer 10.70.2.0\/24: IPv6 subnet fd70:0:0:2::\/64 needs an engine opened with bindAddressV6/);
+      expect(v4only.removePeerV6(SUBNET6_B)).toBe(false);
+    } finally {
+      v4only.close();
+    }
+    const dual = openEngine({ ...options, netns: hosts.a });
+    try {
+      expect(() => dual.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: MAC_B, ipv6: { subnet: SUBNET6_B, publicIPv6: "fd70::zz", vtepMac: MAC_B6 } }))
+        .toThrow(/PublicIPv6 of peer fd70:0:0:2::\/64: "fd70::zz" is not an IPv6 address/);
+    } finally {
+      dual.close();
+    }
   });
 });
