@@ -57,6 +57,12 @@ function register(registry: Registry): EngineMetrics {
     ["direction"],
     perDirection((c, d) => c[d].batchDatagrams),
   );
+  define(
+    "weft_dataplane_ipv6_packets_total",
+    "Inner IPv6 packets forwarded by the userspace engine (a part of weft_dataplane_packets_total)",
+    ["direction"],
+    perDirection((c, d) => c[d].detail.ipv6_packets ?? 0),
+  );
   define("weft_dataplane_drops_total", "Packets the engine dropped, by reason", ["direction", "reason"], (counter, all) => {
     for (const counters of all) {
       for (const direction of directions) {
@@ -75,7 +81,7 @@ function register(registry: Registry): EngineMetrics {
 const ENGINE_EVENT_COUNTERS: ReadonlyArray<readonly [string, "inside" | "outside", string]> = [
   ["tun_reads", "inside", "read() calls on the TUN device (each may return a super-packet)"],
   ["super_packets", "inside", "TSO/GSO super-packets read from the TUN and split into segments"],
-  ["icmp_sent", "inside", "ICMP errors the engine sent back into the TUN (frag-needed, TTL exceeded)"],
+  ["icmp_sent", "inside", "ICMP and ICMPv6 errors the engine sent back into the TUN (unreachable, TTL/hop limit exceeded, packet too big)"],
   ["tun_writes", "outside", "write() calls on the TUN device"],
   ["coalesced_packets", "outside", "Received packets coalesced (GRO) into a bigger write to the TUN"],
 ];
