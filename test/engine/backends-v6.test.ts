@@ -22,21 +22,17 @@ import { createUdpBackend } from "../../src/backend/udp/udp-backend.js";
 import { EngineBackend } from "../../src/backend/userspace/engine-backend.js";
 import { createUserspaceVxlanBackend } from "../../src/backend/vxlan-userspace/vxlan-userspace-backend.js";
 import { networkConfigFromJson } from "../../src/config/network-config.js";
-import { ipBatch } from "../../src/lab/netns.js";
 import { subnetKey } from "../../src/lease/subnet-key.js";
 import type { Lease, LeaseAttrs } from "../../src/lease/types.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
 import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { silentLogger } from "../../src/observe/logger.js";
 import { runCommand as run } from "../../src/process/run-command.js";
-import { SUBNET_A, SUBNET_B, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, ping, type TwoHosts } from "./two-hosts.js";
+import {
+  SUBNET6_A, SUBNET6_B, SUBNET_A, SUBNET_B, TUN6_A, TUN6_B, TUN_B, UNDERLAY6_A, UNDERLAY6_B, UNDERLAY_A, UNDERLAY_B,
+  addIpv6Underlay, createTwoHosts, ping, type TwoHosts,
+} from "./two-hosts.js";
 
-const SUBNET6_A = Ipv6Subnet.parse("fd70:0:0:1::/64");
-const SUBNET6_B = Ipv6Subnet.parse("fd70:0:0:2::/64");
-const UNDERLAY6_A = "fd70:90::1";
-const UNDERLAY6_B = "fd70:90::2";
-const TUN6_A = "fd70:0:0:1::";
-const TUN6_B = "fd70:0:0:2::";
 const DUAL_STACK = { Network: "10.70.0.0/16", EnableIPv6: true, IPv6Network: "fd70::/48" };
 
 let hosts: TwoHosts;
@@ -44,8 +40,7 @@ let stateDir: string;
 
 beforeAll(async () => {
   hosts = await createTwoHosts();
-  await ipBatch(hosts.a, [`addr add ${UNDERLAY6_A}/64 dev ul0 nodad`]);
-  await ipBatch(hosts.b, [`addr add ${UNDERLAY6_B}/64 dev ul0 nodad`]);
+  await addIpv6Underlay(hosts);
   stateDir = mkdtempSync(join(tmpdir(), "weft-engine-backends-v6-"));
 });
 afterAll(async () => {

@@ -19,6 +19,8 @@ import { spawnDetachedInNamespace } from "../../src/process/detached.js";
 import { terminatePids } from "../../src/process/pids.js";
 import { pingFrom } from "../../src/lab/ping.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
+import { Ipv6Subnet } from "../../src/net/ipv6.js";
+import { ipBatch } from "../../src/lab/netns.js";
 
 export const NETWORK = Ipv4Subnet.parse("10.70.0.0/16");
 export const SUBNET_A = Ipv4Subnet.parse("10.70.1.0/24");
@@ -29,6 +31,24 @@ export const UNDERLAY_B = "192.168.90.2";
 export const STRANGER = "192.168.90.3";
 export const TUN_A = "10.70.1.0";
 export const TUN_B = "10.70.2.0";
+/**
+ * The IPv6 half, for dual-stack tests: underlay fd70:90::1 (a) / ::2 (b), IPv6Network fd70::/48,
+ * a's subnet fd70:0:0:1::/64 (TUN address fd70:0:0:1::), b's fd70:0:0:2::/64.
+ */
+export const NETWORK6 = Ipv6Subnet.parse("fd70::/48");
+export const SUBNET6_A = Ipv6Subnet.parse("fd70:0:0:1::/64");
+export const SUBNET6_B = Ipv6Subnet.parse("fd70:0:0:2::/64");
+export const TUN6_A = "fd70:0:0:1::";
+export const TUN6_B = "fd70:0:0:2::";
+export const UNDERLAY6_A = "fd70:90::1";
+export const UNDERLAY6_B = "fd70:90::2";
+
+/** Gives both ul0 their IPv6 underlay address (nodad: usable at once). */
+export async function addIpv6Underlay(hosts: TwoHosts): Promise<void> {
+  await ipBatch(hosts.a, [`addr add ${UNDERLAY6_A}/64 dev ul0 nodad`]);
+  await ipBatch(hosts.b, [`addr add ${UNDERLAY6_B}/64 dev ul0 nodad`]);
+}
+
 /** Where `iperf3 -s` listens: tests wait for it (waitForListener) before starting the client. */
 export const IPERF3_PORT = 5201;
 

@@ -9,7 +9,7 @@
  *   |          fd70:0:0:1::/128      |            | flannel-v6.1  fd70:0:0:2::/128    |
  *   |  routes 10.70.0.0/16, fd70::/48|            |  routes to a's subnets, onlink    |
  *   | ul0 192.168.90.1/24            |            | ul0 192.168.90.2/24               |
- *   |     fd70:90::1/64 -------------+-- veth ----+---- fd70:90::2/64 (+ ::3 stranger) |
+ *   |     fd70:90::1/64 -------------+-- veth ----+---- fd70:90::2/64                   |
  *   +--------------------------------+            +-----------------------------------+
  *
  * TUN MTU 1450 (1500 - 50, both families, as FLANNEL_MTU); IPv6 path MTU 1430 (1500 - 70:
@@ -24,17 +24,10 @@ import { execInNamespace, ipBatch } from "../../src/lab/netns.js";
 import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { verifiedTransfer } from "../support/tcp-transfer.js";
 import {
-  NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
-  createTwoHosts, iperfAToB, ping, type TwoHosts,
+  NETWORK, NETWORK6, SUBNET6_A, SUBNET6_B, SUBNET_A, SUBNET_B, TUN6_A, TUN6_B, TUN_A, TUN_B, UNDERLAY6_A, UNDERLAY6_B,
+  UNDERLAY_A, UNDERLAY_B, addIpv6Underlay, createTwoHosts, iperfAToB, ping, type TwoHosts,
 } from "./two-hosts.js";
 
-const NETWORK6 = Ipv6Subnet.parse("fd70::/48");
-const SUBNET6_A = Ipv6Subnet.parse("fd70:0:0:1::/64");
-const SUBNET6_B = Ipv6Subnet.parse("fd70:0:0:2::/64");
-const TUN6_A = "fd70:0:0:1::";
-const TUN6_B = "fd70:0:0:2::";
-const UNDERLAY6_A = "fd70:90::1";
-const UNDERLAY6_B = "fd70:90::2";
 /** An address on b outside b's IPv6 subnet: packets from it are spoofed as far as a is concerned. */
 const SPOOFED6 = "fd70:0:0:9::1";
 const MAC_A = "0a:11:22:33:66:01";
@@ -57,8 +50,7 @@ const delta = (after: EngineCounters, before: EngineCounters) => ({
 
 beforeAll(async () => {
   hosts = await createTwoHosts();
-  await ipBatch(hosts.a, [`addr add ${UNDERLAY6_A}/64 dev ul0 nodad`]);
-  await ipBatch(hosts.b, [`addr add ${UNDERLAY6_B}/64 dev ul0 nodad`, "addr add fd70:90::3/64 dev ul0 nodad"]);
+  await addIpv6Underlay(hosts);
   engine = openEngine({
     mode: "vxlan", tunName: "wt0", mtu: MTU, mtuV6: MTU6, bindAddress: UNDERLAY_A, bindAddressV6: UNDERLAY6_A,
     netns: hosts.a, icmpSource: TUN_A, icmpSourceV6: TUN6_A, vni: VNI, vtepMac: MAC_A,
@@ -204,8 +196,7 @@ describe("userspace vxlan over IPv6 between two engines", () => {
 
   beforeAll(async () => {
     pair = await createTwoHosts();
-    await ipBatch(pair.a, [`addr add ${UNDERLAY6_A}/64 dev ul0 nodad`]);
-    await ipBatch(pair.b, [`addr add ${UNDERLAY6_B}/64 dev ul0 nodad`]);
+    await addIpv6Underlay(pair);
     // Two queues each: IPv6 datagrams are steered to a queue by their inner flow (steer_by_flow6).
     const common = { mode: "vxlan", tunName: "wt0", mtu: MTU, mtuV6: MTU6, vni: VNI, queues: 2 } as const;
     engineA = openEngine({ ...common, bindAddress: UNDERLAY_A, bindAddressV6: UNDERLAY6_A, netns: pair.a, icmpSource: TUN_A, icmpSourceV6: TUN6_A, vtepMac: MAC_A });
