@@ -4,6 +4,9 @@
  * B's udp engine) and userspace vxlan on wt1 (port 8472, fed only by this test). B's ul0 also
  * holds 192.168.90.3, a sender that is no peer.
  *
+ * The vxlan engine also has an IPv6 underlay socket (fd70:90::1, peer B at fd70:90::2, its IPv6
+ * subnet fd70:0:0:2::/64; fd70:90::3 on B is no peer).
+ *
  * Every case must be dropped and counted under its reason, and the engines must still forward.
  */
 import { randomBytes } from "node:crypto";
@@ -13,10 +16,14 @@ import { addressTun } from "../../src/kernel/tun-routing.js";
 import { execInNamespace } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
+import { parseIpv6 } from "../../src/net/ipv6.js";
+import { ipBatch } from "../../src/lab/netns.js";
 import {
-  NETWORK, STRANGER, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
-  createTwoHosts, ping, type TwoHosts,
+  NETWORK, STRANGER, SUBNET6_B, SUBNET_A, SUBNET_B, TUN6_A, TUN_A, TUN_B, UNDERLAY6_A, UNDERLAY6_B, UNDERLAY_A, UNDERLAY_B,
+  addIpv6Underlay, createTwoHosts, ping, type TwoHosts,
 } from "./two-hosts.js";
+
+const STRANGER6 = "fd70:90::3";
 
 const MAC_A = "0a:11:22:33:44:01";
 const MAC_B = "0a:11:22:33:44:02";
@@ -27,7 +34,10 @@ interface Datagram {
   hex: string;
 }
 
-/** Sends datagrams from namespace B, each from its own source address, to A's underlay address. */
+/**
+ * Sends datagrams from namespace B, each from its own source address, to A's underlay address
+ * of that family (IPv6 sources go to A's IPv6 one).
+ */
 async function sendFromB(hosts: TwoHosts, datagrams: readonly Datagram[]): Promise<void> {
   const script = `
     const dgram = require("node:dgram");
@@ -35,13 +45,15 @@ async function sendFromB(hosts: TwoHosts, datagrams: readonly Datagram[]): Promi
     const sockets = new Map();
     (async () => {
       for (const item of items) {
+        const v6 = item.from.includes(":");
         let socket = sockets.get(item.from);
         if (!socket) {
-          socket = dgram.createSocket("udp4");
+          socket = dgram.createSocket(v6 ? "udp6" : "udp4");
           await new Promise((resolve) => socket.bind({ address: item.from }, resolve));
           sockets.set(item.from, socket);
         }
-        await new Promise((resolve, reject) => socket.send(Buffer.from(item.hex, "hex"), item.port, "${UNDERLAY_A}", (e) => e ? reject(e) : resolve()));
+        const to = v6 ? "${UNDERLAY6_A}" : "${UNDERLAY_A}";
+        await new Promise((resolve, reject) => socket.send(Buffer.from(item.hex, "hex"), item.port, to, (e) => e ? reject(e) : resolve()));
       }
       for (const socket of sockets.values()) socket.close();
     })().catch((e) => { console.error(e); process.exit(1); });`;
@@ -69,6 +81,23 @@ function icmpEcho(src: string, dst: string, payloadLength = 32): Buffer {
   packet[20] = 8;
   packet.writeUInt16BE(0x1234, 24);
   packet.writeUInt16BE(checksum(packet.subarray(20)), 22);
+  return packet;
+}
+
+/** A well-formed ICMPv6 echo request, its checksum over the IPv6 pseudo-header. */
+function icmp6Echo(src: string, dst: string, payloadLength = 32): Buffer {
+  const packet = Buffer.alloc(48 + payloadLength);
+  packet[0] = 0x60;
+  packet.writeUInt16BE(8 + payloadLength, 4);
+  packet[6] = 58;
+  packet[7] = 64;
+  const address = (text: string) => Buffer.from(parseIpv6(text).toString(16).padStart(32, "0"), "hex");
+  address(src).copy(packet, 8);
+  address(dst).copy(packet, 24);
+  packet[40] = 128;
+  packet.writeUInt16BE(0x1234, 44);
+  const pseudo = Buffer.concat([packet.subarray(8, 40), Buffer.from([0, 0, 0, 8 + payloadLength, 0, 0, 0, 58])]);
+  packet.writeUInt16BE(checksum(Buffer.concat([pseudo, packet.subarray(40)])), 42);
   return packet;
 }
 
@@ -115,12 +144,16 @@ let udpB: Engine;
 beforeAll(async () => {
   hosts = await createTwoHosts();
   udpA = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a });
-  vxlanA = openEngine({ mode: "vxlan", tunName: "wt1", mtu: 1450, bindAddress: UNDERLAY_A, netns: hosts.a, vtepMac: MAC_A });
+  await addIpv6Underlay(hosts);
+  await ipBatch(hosts.b, [`addr add ${STRANGER6}/64 dev ul0 nodad`]);
+  vxlanA = openEngine({
+    mode: "vxlan", tunName: "wt1", mtu: 1450, bindAddress: UNDERLAY_A, bindAddressV6: UNDERLAY6_A, netns: hosts.a, vtepMac: MAC_A,
+  });
   udpB = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_B, netns: hosts.b });
   await addressTun("wt0", SUBNET_A, NETWORK, hosts.a);
   await addressTun("wt0", SUBNET_B, NETWORK, hosts.b);
   udpA.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B });
-  vxlanA.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: MAC_B });
+  vxlanA.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: MAC_B, ipv6: { subnet: SUBNET6_B, publicIPv6: UNDERLAY6_B, vtepMac: MAC_B } });
   udpB.setPeer({ subnet: SUBNET_A, publicIP: UNDERLAY_A });
 });
 
@@ -191,6 +224,59 @@ describe("engine under hostile input", () => {
     expect(delta("truncated")).toBe(1);
     expect(delta("source_not_in_subnet")).toBe(1);
     expect(delta("unknown_sender")).toBe(1);
+  });
+
+  it("vxlan over IPv6: checks the sender's PublicIPv6, the inner IPv6 header and source, and the family", async () => {
+    const inner = icmp6Echo("fd70:0:0:2::5", TUN6_A);
+    const v6 = { etherType: 0x86dd };
+    const longer = Buffer.from(inner);
+    longer.writeUInt16BE(1000, 4);
+    const notSix = Buffer.from(inner);
+    notSix[0] = 0x45;
+    const before = vxlanA.counters().outside;
+    const sent = [
+      { from: UNDERLAY6_B, port: 8472, hex: hex(vxlanFrame(inner, v6)) },
+      { from: STRANGER6, port: 8472, hex: hex(vxlanFrame(inner, v6)) },
+      { from: UNDERLAY6_B, port: 8472, hex: hex(vxlanFrame(icmp6Echo("fd70:0:0:9::9", TUN6_A), v6)) },
+      // An IPv4 frame on the IPv6 socket, an IPv6 frame on the IPv4 socket: no peer sends those.
+      { from: UNDERLAY6_B, port: 8472, hex: hex(vxlanFrame(icmpEcho("10.70.2.5", TUN_A))) },
+      { from: UNDERLAY_B, port: 8472, hex: hex(vxlanFrame(inner, v6)) },
+      { from: UNDERLAY6_B, port: 8472, hex: hex(vxlanFrame(longer, v6)) },
+      { from: UNDERLAY6_B, port: 8472, hex: hex(vxlanFrame(inner, v6).subarray(0, 22 + 30)) },
+      { from: UNDERLAY6_B, port: 8472, hex: hex(vxlanFrame(notSix, v6)) },
+      { from: UNDERLAY6_B, port: 8472, hex: hex(vxlanFrame(inner, { ...v6, vni: 9 })) },
+    ];
+    await sendFromB(hosts, sent);
+    await settle([vxlanA], before.batchDatagrams, sent.length);
+    const after = vxlanA.counters().outside;
+    const delta = (reason: string) => (after.drops[reason] ?? 0) - (before.drops[reason] ?? 0);
+    expect(after.packets - before.packets).toBe(1);
+    expect((after.detail.ipv6_packets ?? 0) - (before.detail.ipv6_packets ?? 0)).toBe(1);
+    expect(delta("unknown_sender")).toBe(1);
+    expect(delta("source_not_in_subnet")).toBe(3);
+    expect(delta("truncated")).toBe(2);
+    expect(delta("malformed")).toBe(1);
+    expect(delta("wrong_vni")).toBe(1);
+  });
+
+  it("vxlan over IPv6: survives random and mutated IPv6 frames, then still accepts a good one", async () => {
+    const seed = vxlanFrame(icmp6Echo("fd70:0:0:2::5", TUN6_A, 1000), { etherType: 0x86dd });
+    const datagrams: Datagram[] = [];
+    for (let i = 0; i < 300; i++) {
+      let bytes = i % 3 === 0 ? randomBytes(Math.floor(Math.random() * 1600)) : Buffer.from(seed);
+      if (i % 3 !== 0) {
+        for (let flips = 0; flips < 1 + (i % 6); flips++) bytes[22 + Math.floor(Math.random() * 60)] = Math.floor(Math.random() * 256);
+        if (i % 5 === 0) bytes = bytes.subarray(0, Math.floor(Math.random() * bytes.length));
+      }
+      datagrams.push({ from: UNDERLAY6_B, port: 8472, hex: hex(bytes) });
+    }
+    datagrams.push({ from: UNDERLAY6_B, port: 8472, hex: hex(seed) });
+    const before = vxlanA.counters().outside;
+    await sendFromB(hosts, datagrams);
+    await settle([vxlanA], before.batchDatagrams, datagrams.length);
+    const after = vxlanA.counters().outside;
+    expect(after.batchDatagrams - before.batchDatagrams).toBe(datagrams.length);
+    expect((after.detail.ipv6_packets ?? 0) - (before.detail.ipv6_packets ?? 0)).toBeGreaterThanOrEqual(1);
   });
 
   it("survives random and mutated datagrams of every size, then still forwards", async () => {
