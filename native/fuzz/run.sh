@@ -63,7 +63,7 @@ if [ "${COVERAGE:-0}" = 1 ]; then
   for h in $harnesses; do
     # shellcheck disable=SC2086
     $cc $cflags -fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping \
-      -o "$out/cover_$h" "$here/fuzz_$h.c" $engine
+      -o "$out/cover_$h" "$here/fuzz_$h.c" $engine -lcrypto
     LLVM_PROFILE_FILE="$out/cover_$h.profraw" "$out/cover_$h" -runs=0 -max_len=140000 \
       "$out/corpus-$h" "$out/seeds-$h" "$here/corpus/$h" >/dev/null 2>&1
     "$profdata" merge -o "$out/cover_$h.profdata" "$out/cover_$h.profraw"
