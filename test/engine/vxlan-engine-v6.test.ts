@@ -173,16 +173,17 @@ describe("userspace vxlan over IPv6 against a kernel flannel-v6.1 peer", () => {
     expect((await ping(hosts.a, TUN6_B, { count: 1 })).received).toBe(1);
   });
 
-  it("reports TCPv6 and TCPv4 iperf3 throughput over the same path (numbers only)", async () => {
-    const v6 = await iperfAToB(hosts, [], TUN6_B);
-    const v4 = await iperfAToB(hosts, [], TUN_B);
-    expect(v6.end.sum_received.bytes).toBeGreaterThan(1_000_000);
-    expect(v4.end.sum_received.bytes).toBeGreaterThan(1_000_000);
-    console.log(
-      `userspace vxlan engine -> kernel flannel peer, iperf3 1 stream 2 s: ` +
-        `TCPv6 ${(v6.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gb/s, ` +
-        `TCPv4 ${(v4.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gb/s`,
-    );
+  it("reports TCPv6 and TCPv4 iperf3 throughput over the same path, both directions (numbers only)", async () => {
+    const gbps = (report: { end: { sum_received: { bits_per_second: number } } }) => (report.end.sum_received.bits_per_second / 1e9).toFixed(2);
+    const lines: string[] = [];
+    for (const [label, args] of [["engine -> kernel", []], ["kernel -> engine", ["-R"]]] as const) {
+      const v6 = await iperfAToB(hosts, args, TUN6_B);
+      const v4 = await iperfAToB(hosts, args, TUN_B);
+      expect(v6.end.sum_received.bytes).toBeGreaterThan(1_000_000);
+      expect(v4.end.sum_received.bytes).toBeGreaterThan(1_000_000);
+      lines.push(`${label}: TCPv6 ${gbps(v6)} Gb/s, TCPv4 ${gbps(v4)} Gb/s`);
+    }
+    console.log(`userspace vxlan engine <-> kernel flannel peer, iperf3 1 stream 2 s: ${lines.join("; ")}`);
   });
 });
 
