@@ -70,7 +70,7 @@ export function vxlanPeerRoute(vni: number, ipv6 = false) {
         return { refused: `lease ${lease.key} has IPv6 subnet ${lease.ipv6Subnet} but no PublicIPv6`, level: "warn" };
       }
       const v6 = parseVxlanBackendData(lease.attrs.backendV6Data, `${lease.key} BackendV6Data`);
-      if (v6.vni !== vni) return { refused: `BackendV6Data VNI ${v6.vni} differs from ours (${vni})`, level: "warn" };
+      if (v6.vni !== vni) return { refused: `lease ${lease.key}: BackendV6Data VNI ${v6.vni} differs from ours (${vni})`, level: "warn" };
       parseIpv6(lease.attrs.publicIPv6, `${lease.key} PublicIPv6`);
       return { ...route, ipv6: { subnet: lease.ipv6Subnet, publicIPv6: lease.attrs.publicIPv6, vtepMac: v6.vtepMAC } };
     } catch (error) {
