@@ -31,6 +31,13 @@ export interface CheckResult {
   detail: string;
   /** "http": the source address the server saw (the client's own address unless something masqueraded it). */
   seenAs?: string;
+  /**
+   * "df": the path MTU the sender was told (ICMP frag-needed / ICMPv6 packet too big) when it is
+   * below the container's MTU; the ping then passed at that size. IPv6 over an IPv6 underlay
+   * costs 70 bytes of vxlan, not flannel's 50, so FLANNEL_MTU is 20 too big for IPv6 (as with
+   * flanneld): path MTU discovery is what makes it work, and this says it does.
+   */
+  pathMtu?: number;
 }
 
 /** IP header + ICMP(v6) echo header: what a don't-fragment echo adds to its payload. */
@@ -102,6 +109,14 @@ async function runProbe(probe: Probe): Promise<CheckResult> {
   let outcome = await pingFrom(probe.from.namespace, target, options);
   // One retry: the very first packet to a peer may race neighbour/ARP resolution.
   if (outcome.exitCode !== 0) outcome = await pingFrom(probe.from.namespace, target, options);
+  // A don't-fragment ping told a smaller path MTU (ping: "message too long, mtu: 1430"): path MTU
+  // discovery works; the largest packet must then pass at that size (a black hole would not).
+  const toldMtu = probe.kind === "df" && outcome.exitCode !== 0 ? Number(/message too long, mtu[:=] ?(\d+)/.exec(outcome.stdout + outcome.stderr)?.[1] ?? NaN) : NaN;
+  let pathMtu: number | undefined;
+  if (Number.isInteger(toldMtu) && toldMtu > ECHO_OVERHEAD[probe.family] && toldMtu < (probe.from.mtu ?? Infinity)) {
+    pathMtu = toldMtu;
+    outcome = await pingFrom(probe.from.namespace, target, { ...options, payload: toldMtu - ECHO_OVERHEAD[probe.family] });
+  }
   const ok = outcome.exitCode === 0;
   const detail = ok
     ? ""
@@ -113,10 +128,11 @@ async function runProbe(probe: Probe): Promise<CheckResult> {
     toAddress: target,
     kind: probe.kind,
     family: probe.family,
-    payload: probe.payload,
+    payload: pathMtu === undefined ? probe.payload : pathMtu - ECHO_OVERHEAD[probe.family],
     ok,
     rttMs: outcome.rttMs,
     detail,
+    ...(pathMtu !== undefined ? { pathMtu } : {}),
   };
 }
 
@@ -189,7 +205,8 @@ export function formatCheckMatrix(results: readonly CheckResult[]): string {
       lines.push("", `${label}don't-fragment pings, largest payload the MTU allows (MTU - ${ECHO_OVERHEAD[family]})`);
       for (const result of df) {
         const rtt = result.rttMs === undefined ? "" : `  ${result.rttMs.toFixed(3)} ms`;
-        lines.push(`${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}  ${result.payload} B  ${result.ok ? "ok" : "FAIL"}${rtt}`);
+        const told = result.pathMtu === undefined ? "" : `  (${pathMtuNote(result)})`;
+        lines.push(`${result.from} ${result.fromAddress} -> ${result.to} ${result.toAddress}  ${result.payload} B  ${result.ok ? "ok" : "FAIL"}${rtt}${told}`);
       }
     }
   }
@@ -229,8 +246,13 @@ export function formatCheckTable(results: readonly CheckResult[]): string {
     `${result.from} ${result.fromAddress}`,
     `${result.to} ${result.toAddress}`,
     result.kind === "df" ? `df ping ${result.payload} B` : result.kind === "http" ? `http GET ${WHOAMI_PATH}` : `ping ${result.payload} B`,
-    result.ok ? (result.seenAs !== undefined ? `ok, seen as ${result.seenAs}` : "ok") : `FAIL ${result.detail}`,
+    (result.ok ? (result.seenAs !== undefined ? `ok, seen as ${result.seenAs}` : "ok") : `FAIL ${result.detail}`) + (result.pathMtu !== undefined ? ` (${pathMtuNote(result)})` : ""),
     result.rttMs === undefined ? "-" : `${result.rttMs.toFixed(3)} ms`,
   ]);
   return [formatTable([header, ...rows]), checkSummary(results)].join("\n");
+}
+
+/** "path MTU 1430, told by ICMPv6 packet too big": why a don't-fragment ping ran below the container MTU. */
+function pathMtuNote(result: CheckResult): string {
+  return `path MTU ${result.pathMtu}, told by ${result.family === 6 ? "ICMPv6 packet too big" : "ICMP frag-needed"}`;
 }
