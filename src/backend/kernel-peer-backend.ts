@@ -1,7 +1,7 @@
 import type { Backend, BackendContext, BackendRegistration } from "./backend.js";
 import type { LeaseSetLoader } from "./lease-set-loader.js";
 import type { Lease, PeerEvent } from "../lease/types.js";
-import type { Kernel, RouteState } from "../kernel/kernel.js";
+import { NO_ROUTES, type Kernel, type RouteSnapshot } from "../kernel/kernel.js";
 import type { KernelObject } from "../kernel/objects.js";
 import { describeChange, planChanges, type KernelChange } from "../kernel/plan.js";
 import { PeerTable, type Refusal } from "./peer-table.js";
@@ -31,7 +31,7 @@ const NO_DEVICE_CHANGES: DeviceCheck = Object.freeze({ changes: [], deviceAbsent
 export abstract class KernelPeerBackend<P> implements Backend, LeaseSetLoader {
   private readonly queue = new SerialQueue();
   private readonly metrics: ProgrammingMetrics;
-  private readonly peers: PeerTable<P, readonly RouteState[]>;
+  private readonly peers: PeerTable<P, RouteSnapshot>;
   private ownLease: Lease | undefined;
   /** The first peer batch is the full snapshot: after it, reconcile removes what no lease backs. */
   private snapshotApplied = false;
@@ -43,7 +43,7 @@ export abstract class KernelPeerBackend<P> implements Backend, LeaseSetLoader {
     protected readonly kernel: Kernel,
   ) {
     this.metrics = programmingMetrics(context.metrics);
-    this.peers = new PeerTable<P, readonly RouteState[]>({
+    this.peers = new PeerTable<P, RouteSnapshot>({
       backendType: type,
       ownPublicIP: context.external.publicIP,
       logger: context.logger,
@@ -54,13 +54,18 @@ export abstract class KernelPeerBackend<P> implements Backend, LeaseSetLoader {
   abstract register(): Promise<BackendRegistration>;
 
   /** The backend's decision for one peer lease of its type, given a route snapshot (empty unless needsRoutes()). */
-  protected abstract classify(lease: Lease, routes: readonly RouteState[]): P | Refusal;
+  protected abstract classify(lease: Lease, routes: RouteSnapshot): P | Refusal;
   /** The kernel objects one accepted peer needs. */
   protected abstract peerObjects(peer: P): KernelObject[];
-  /** The objects the kernel holds that the backend owns; `routes` is a fresh snapshot. */
-  protected abstract actualObjects(own: Lease, routes: readonly RouteState[]): Promise<KernelObject[]>;
+  /** The objects the kernel holds that the backend owns; `routes` is a fresh snapshot (IPv6 too when dual-stack). */
+  protected abstract actualObjects(own: Lease, routes: RouteSnapshot): Promise<KernelObject[]>;
   /** Whether classify() looks at routes (host-gw, DirectRouting); they are then read once per batch. */
   protected abstract needsRoutes(): boolean;
+
+  /** The network has an IPv6 half (EnableIPv6): peers get IPv6 objects, snapshots hold IPv6 routes. */
+  protected get dualStack(): boolean {
+    return this.context.network.ipv6 !== undefined;
+  }
 
   /** Device-level checks before the peer objects (vxlan: flannel.N and its address). */
   protected async checkDevice(_own: Lease | undefined, _dryRun: boolean): Promise<DeviceCheck> {
@@ -149,7 +154,7 @@ export abstract class KernelPeerBackend<P> implements Backend, LeaseSetLoader {
     const device = await this.checkDevice(own, dryRun);
     const changes: ReconcileChange[] = [...device.changes];
     if (!own) return { desired: this.desiredObjects(), actual: [], changes };
-    const routes = await this.kernel.readRoutes();
+    const routes = await this.kernel.readRouteSnapshot(this.dualStack);
     this.peers.reclassify(routes); // links come and go: a refused peer may be on-link now, or no longer
     this.updateMetrics();
     const desired = this.desiredObjects();
@@ -168,8 +173,8 @@ export abstract class KernelPeerBackend<P> implements Backend, LeaseSetLoader {
     return { desired, actual, changes };
   }
 
-  private async routesIf(needed: boolean): Promise<RouteState[]> {
-    return needed && this.needsRoutes() ? this.kernel.readRoutes() : [];
+  private async routesIf(needed: boolean): Promise<RouteSnapshot> {
+    return needed && this.needsRoutes() ? this.kernel.readRouteSnapshot(this.dualStack) : NO_ROUTES;
   }
 
   private updateMetrics(): void {

@@ -28,7 +28,9 @@ export type DeviceChange =
   | { action: "set-mtu"; device: string; mtu: number; was: number }
   | { action: "set-up"; device: string }
   | { action: "disable-tx-checksum"; device: string }
-  /** `address` as "a.b.c.d/len". */
+  /** IPv6 router advertisements off on a vxlan device, as flannel sets it. */
+  | { action: "disable-accept-ra"; device: string; was: number }
+  /** `address` as "a.b.c.d/len" or "fd66:0:0:6::/128". */
   | { action: "add-address"; device: string; address: string }
   | { action: "remove-address"; device: string; address: string };
 
@@ -85,6 +87,8 @@ function describeDeviceChange(change: DeviceChange): string {
       return `set ${change.device} up`;
     case "disable-tx-checksum":
       return `turn tx checksum offload off on ${change.device} (Backend.TxChecksumOffload=false)`;
+    case "disable-accept-ra":
+      return `set net.ipv6.conf.${change.device}.accept_ra 0 (was ${change.was})`;
     case "add-address":
       return `add address ${change.address} to ${change.device}`;
     case "remove-address":

@@ -4,6 +4,7 @@ import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
 import { Kernel, type LinkState } from "../kernel/kernel.js";
 import { describeObject, type KernelObject } from "../kernel/objects.js";
 import { Ipv4Subnet } from "../net/ipv4.js";
+import { sameSubnet, subnetContains } from "../net/ip-subnet.js";
 import { createLogger } from "../observe/logger.js";
 
 /**
@@ -21,7 +22,7 @@ interface CleanupArgs {
   "dry-run": boolean;
 }
 
-const VXLAN_NAME = /^flannel\.(\d+)$/;
+const VXLAN_NAME = /^flannel(?:-v6)?\.(\d+)$/;
 
 export async function cleanupHost(
   options: { network?: Ipv4Subnet; ownSubnet?: Ipv4Subnet; vnis?: readonly number[]; dryRun: boolean; netns?: string },
@@ -50,8 +51,8 @@ export async function cleanupHost(
           route.type === "unicast" &&
           route.protocol !== "kernel" &&
           route.gateway !== undefined &&
-          network.contains(route.destination) &&
-          !(options.ownSubnet && route.destination.equals(options.ownSubnet)),
+          subnetContains(network, route.destination) &&
+          !(options.ownSubnet && sameSubnet(route.destination, options.ownSubnet)),
       );
       const objects: KernelObject[] = routes.map(({ destination, gateway, device, onlink }) => ({ kind: "route", destination, gateway, device, onlink }));
       for (const object of objects) done.push(`remove ${describeObject(object)}`);

@@ -1,4 +1,6 @@
 import { Ipv4Subnet } from "../net/ipv4.js";
+import { Ipv6Subnet } from "../net/ipv6.js";
+import { tryCanonicalIp, tryParseIpSubnet, type IpFamily } from "../net/ip-subnet.js";
 import { BatchProcess, BatchProcessStoppedError, type BatchTool } from "./batch-process.js";
 import { addLine, isAlreadyGone, removeLine, type FdbObject, type NeighbourObject, type RouteObject, type BatchLine } from "./objects.js";
 import { describeChange, type KernelChange } from "./plan.js";
@@ -42,12 +44,16 @@ export interface LinkState {
     info_data?: {
       id?: number;
       local?: string;
+      /** An IPv6 underlay's local address (flannel-v6.N). */
+      local6?: string;
       link?: string;
       port?: number;
       learning?: boolean;
       gbp?: boolean;
       group?: string;
+      group6?: string;
       remote?: string;
+      remote6?: string;
       l2miss?: boolean;
       l3miss?: boolean;
     };
@@ -75,6 +81,23 @@ export interface RouteState extends RouteObject {
   type: string;
   scope: string;
 }
+
+/**
+ * An address as weft writes it (RFC 5952 for IPv6), so objects read back compare equal to the
+ * desired ones; iproute2 already prints that form, this only guards against a differing printer.
+ */
+function canonical(address: string): string {
+  if (!address.includes(":")) return address; // IPv4: iproute2's dotted quad is already canonical
+  return tryCanonicalIp(address)?.text ?? address;
+}
+
+/** Main-table routes of both families at one moment; `v6` is empty when IPv6 was not read. */
+export interface RouteSnapshot {
+  v4: readonly RouteState[];
+  v6: readonly RouteState[];
+}
+
+export const NO_ROUTES: RouteSnapshot = Object.freeze({ v4: Object.freeze([]), v6: Object.freeze([]) });
 
 export class Kernel {
   private readonly batches: Record<BatchTool, BatchProcess>;
@@ -183,25 +206,28 @@ export class Kernel {
     return (JSON.parse(stdout) as { ifname: string }[]).map((link) => link.ifname);
   }
 
-  async readAddresses(device: string): Promise<AddressState[]> {
-    const stdout = await this.read(`read addresses of ${device}`, "ip", ["-j", "-4", "addr", "show", "dev", device]);
+  /** The device's addresses of one family (IPv6: link-local ones included), as the kernel prints them. */
+  async readAddresses(device: string, family: IpFamily = 4): Promise<AddressState[]> {
+    const stdout = await this.read(`read IPv${family} addresses of ${device}`, "ip", ["-j", `-${family}`, "addr", "show", "dev", device]);
     const links = JSON.parse(stdout) as { addr_info?: { family: string; local: string; prefixlen: number }[] }[];
+    const wanted = family === 4 ? "inet" : "inet6";
     return (links[0]?.addr_info ?? [])
-      .filter((info) => info.family === "inet")
-      .map((info) => ({ address: info.local, prefixLength: info.prefixlen }));
+      .filter((info) => info.family === wanted)
+      .map((info) => ({ address: canonical(info.local), prefixLength: info.prefixlen }));
   }
 
-  /** IPv4 unicast/other routes of the main table (not local/broadcast table entries). */
-  async readRoutes(): Promise<RouteState[]> {
-    const stdout = await this.read("read routes", "ip", ["-j", "-4", "route", "show", "table", "main"]);
+  /** Unicast/other routes of one family in the main table (not local/broadcast table entries). */
+  async readRoutes(family: IpFamily = 4): Promise<RouteState[]> {
+    const stdout = await this.read(`read IPv${family} routes`, "ip", ["-j", `-${family}`, "route", "show", "table", "main"]);
     const routes: RouteState[] = [];
+    const anywhere = family === 4 ? new Ipv4Subnet(0, 0) : new Ipv6Subnet(0n, 0);
     for (const raw of JSON.parse(stdout) as RawRoute[]) {
-      const destination = raw.dst === "default" ? new Ipv4Subnet(0, 0) : Ipv4Subnet.tryParse(raw.dst.includes("/") ? raw.dst : `${raw.dst}/32`);
+      const destination = raw.dst === "default" ? anywhere : tryParseIpSubnet(raw.dst, family);
       if (!destination || raw.dev === undefined) continue;
       routes.push({
         kind: "route",
         destination,
-        gateway: raw.gateway,
+        gateway: raw.gateway === undefined ? undefined : canonical(raw.gateway),
         device: raw.dev,
         onlink: (raw.flags ?? []).includes("onlink"),
         protocol: raw.protocol ?? "boot",
@@ -212,12 +238,18 @@ export class Kernel {
     return routes;
   }
 
-  /** PERMANENT IPv4 neighbour entries on `device` (the only kind weft writes). */
-  async readPermanentNeighbours(device: string): Promise<NeighbourObject[]> {
-    const stdout = await this.read(`read neighbours of ${device}`, "ip", ["-j", "-4", "neigh", "show", "dev", device, "nud", "permanent"]);
+  /** IPv4 routes, and IPv6 ones too for a dual-stack network (read in parallel). */
+  async readRouteSnapshot(ipv6: boolean): Promise<RouteSnapshot> {
+    const [v4, v6] = await Promise.all([this.readRoutes(4), ipv6 ? this.readRoutes(6) : []]);
+    return { v4, v6 };
+  }
+
+  /** PERMANENT neighbour entries of one family on `device` (the only kind weft writes). */
+  async readPermanentNeighbours(device: string, family: IpFamily = 4): Promise<NeighbourObject[]> {
+    const stdout = await this.read(`read IPv${family} neighbours of ${device}`, "ip", ["-j", `-${family}`, "neigh", "show", "dev", device, "nud", "permanent"]);
     return (JSON.parse(stdout) as { dst: string; lladdr?: string }[])
       .filter((entry) => entry.lladdr !== undefined)
-      .map((entry) => ({ kind: "neigh", address: entry.dst, mac: (entry.lladdr as string).toLowerCase(), device }));
+      .map((entry) => ({ kind: "neigh", address: canonical(entry.dst), mac: (entry.lladdr as string).toLowerCase(), device }));
   }
 
   /** FDB entries on `device` that send to a unicast destination (vxlan remotes). */
@@ -225,7 +257,7 @@ export class Kernel {
     const stdout = await this.read(`read FDB of ${device}`, "bridge", ["-j", "fdb", "show", "dev", device]);
     return (JSON.parse(stdout) as { mac: string; dst?: string; state?: string }[])
       .filter((entry) => entry.dst !== undefined && entry.mac !== "00:00:00:00:00:00")
-      .map((entry) => ({ kind: "fdb", mac: entry.mac.toLowerCase(), device, destination: entry.dst as string }));
+      .map((entry) => ({ kind: "fdb", mac: entry.mac.toLowerCase(), device, destination: canonical(entry.dst as string) }));
   }
 
   /** Ends the batch processes; kernel state stays as programmed. */

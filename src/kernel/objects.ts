@@ -1,4 +1,4 @@
-import { Ipv4Subnet, formatIpv4, tryParseIpv4 } from "../net/ipv4.js";
+import { subnetFamily, tryCanonicalIp, type IpFamily, type IpSubnet } from "../net/ip-subnet.js";
 import { normalizeMac } from "../net/mac.js";
 import type { BatchTool } from "./batch-process.js";
 
@@ -6,11 +6,14 @@ import type { BatchTool } from "./batch-process.js";
  * The kernel objects weft programs for its peers, as plain values, and the iproute2 lines that
  * add or remove them. Every value is validated before it becomes a line: an `ip -batch` process
  * exits on a line it cannot parse, so a bad value must fail here, naming the value.
+ * Addresses are text in canonical form (dotted quad, RFC 5952), of either family: iproute2
+ * takes the family from the address, so one line format serves `flannel.N` and `flannel-v6.N`.
  */
 
 export interface RouteObject {
   kind: "route";
-  destination: Ipv4Subnet;
+  destination: IpSubnet;
+  /** Same family as the destination. */
   gateway?: string;
   device: string;
   /** The gateway is not on a connected network (vxlan: the peer's flannel.N address). */
@@ -47,11 +50,25 @@ export function assertDeviceName(name: string, what = "interface"): void {
   }
 }
 
-/** Canonical dotted quad; throws naming `what` otherwise. */
-export function canonicalIpv4(text: string, what: string): string {
-  const value = tryParseIpv4(text);
-  if (value === undefined) throw new Error(`${what}: "${text}" is not an IPv4 address`);
-  return formatIpv4(value);
+/** A canonical address of either family; throws naming `what` otherwise. */
+export function canonicalIp(text: string, what: string, family?: IpFamily): string {
+  const parsed = tryCanonicalIp(text);
+  if (parsed === undefined || (family !== undefined && parsed.family !== family)) {
+    throw new Error(`${what}: "${text}" is not an ${family === 6 ? "IPv6" : family === 4 ? "IPv4" : "IP"} address`);
+  }
+  return parsed.text;
+}
+
+/** The address family an object belongs to (a route's destination, a neighbour's address, an FDB entry's underlay). */
+export function objectFamily(object: KernelObject): IpFamily {
+  switch (object.kind) {
+    case "route":
+      return subnetFamily(object.destination);
+    case "neigh":
+      return object.address.includes(":") ? 6 : 4;
+    case "fdb":
+      return object.destination.includes(":") ? 6 : 4;
+  }
 }
 
 /** What identifies an object in the kernel: two objects with one key cannot coexist. */
@@ -86,15 +103,15 @@ function validate(object: KernelObject): void {
   assertDeviceName(object.device, `${object.kind} device`);
   switch (object.kind) {
     case "route":
-      if (object.gateway !== undefined) canonicalIpv4(object.gateway, `route ${object.destination} gateway`);
+      if (object.gateway !== undefined) canonicalIp(object.gateway, `route ${object.destination} gateway`, subnetFamily(object.destination));
       return;
     case "neigh":
-      canonicalIpv4(object.address, "neighbour address");
+      canonicalIp(object.address, "neighbour address");
       normalizeMac(object.mac, `neighbour ${object.address} MAC`);
       return;
     case "fdb":
       normalizeMac(object.mac, "FDB MAC");
-      canonicalIpv4(object.destination, `FDB ${object.mac} destination`);
+      canonicalIp(object.destination, `FDB ${object.mac} destination`);
       return;
   }
 }

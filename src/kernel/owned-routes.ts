@@ -1,12 +1,12 @@
-import type { Ipv4Subnet } from "../net/ipv4.js";
+import { sameSubnet, subnetContains, type IpSubnet } from "../net/ip-subnet.js";
 import type { RouteObject } from "./objects.js";
 import type { RouteState } from "./kernel.js";
 
-/** Where a backend's routes live. */
+/** Where a backend's routes of one family live (IPv6: the IPv6Network and the own IPv6 subnet). */
 export interface RouteScope {
   /** The flannel Network: nothing outside it is ever weft's. */
-  network: Ipv4Subnet;
-  ownSubnet: Ipv4Subnet;
+  network: IpSubnet;
+  ownSubnet: IpSubnet;
   /** Devices of the overlay itself (flannel.N). */
   overlayDevices: readonly string[];
   /** The external interface, where host-gw and DirectRouting put routes via a peer's PublicIP. */
@@ -31,8 +31,8 @@ export function ownedRoutes(routes: readonly RouteState[], scope: RouteScope): R
         route.type === "unicast" &&
         route.protocol !== "kernel" &&
         devices.includes(route.device) &&
-        scope.network.contains(route.destination) &&
-        (!route.destination.equals(scope.ownSubnet) || route.gateway !== undefined || scope.overlayDevices.includes(route.device)),
+        subnetContains(scope.network, route.destination) &&
+        (!sameSubnet(route.destination, scope.ownSubnet) || route.gateway !== undefined || scope.overlayDevices.includes(route.device)),
     )
     .map(({ destination, gateway, device, onlink }) => ({ kind: "route", destination, gateway, device, onlink }));
 }

@@ -1,19 +1,29 @@
 import type { BackendContext, BackendFactory, BackendRegistration } from "../backend.js";
 import { KernelPeerBackend } from "../kernel-peer-backend.js";
 import type { Refusal } from "../peer-table.js";
-import { Kernel, type RouteState } from "../../kernel/kernel.js";
-import type { KernelObject } from "../../kernel/objects.js";
+import { Kernel, type RouteSnapshot, type RouteState } from "../../kernel/kernel.js";
+import { canonicalIp, type KernelObject } from "../../kernel/objects.js";
 import { onLinkDevice } from "../../kernel/on-link.js";
 import { ownedRoutes } from "../../kernel/owned-routes.js";
+import type { IpSubnet } from "../../net/ip-subnet.js";
 import type { Lease } from "../../lease/types.js";
+import { ownIpv6Subnet, peerIpv6, type PeerIpv6 } from "../dual-stack.js";
 
 /**
  * host-gw (flannel-compat §7): no device, no encapsulation; each peer's subnet is routed via the peer's
- * PublicIP on the external interface. That only works when every host shares one L2 segment,
- * so a peer whose PublicIP is not on-link is refused (logged once, counted, listed by doctor)
- * instead of leaving the kernel to reject the route with "Nexthop has invalid gateway".
+ * PublicIP on the external interface, and on a dual-stack network its IPv6 subnet via its
+ * PublicIPv6 (a single-stack peer gets the IPv4 route only, as flanneld). That only works when
+ * every host shares one L2 segment, so a peer whose PublicIP (or PublicIPv6) is not on-link is
+ * refused (logged once, counted, listed by doctor) instead of leaving the kernel to reject the
+ * route with "Nexthop has invalid gateway".
  */
-export class HostGwBackend extends KernelPeerBackend<Lease> {
+
+interface Peer {
+  lease: Lease;
+  v6?: PeerIpv6;
+}
+
+export class HostGwBackend extends KernelPeerBackend<Peer> {
   constructor(context: BackendContext, kernel: Kernel = new Kernel()) {
     super("host-gw", context, kernel);
   }
@@ -26,6 +36,21 @@ export class HostGwBackend extends KernelPeerBackend<Lease> {
           "host-gw routes peers straight to that address, so NAT is not supported: drop --public-ip or use the vxlan backend",
       );
     }
+    if (this.dualStack) {
+      if (external.addressV6 === undefined) {
+        throw new Error(
+          `host-gw: the network is dual-stack (EnableIPv6) but ${external.name} has no IPv6 address; peers route the IPv6 subnet to it: add one or pick another --iface`,
+        );
+      }
+      const address = canonicalIp(external.addressV6, `${external.name} IPv6 address`, 6);
+      const advertised = canonicalIp(external.publicIPv6 ?? external.addressV6, "--public-ipv6", 6);
+      if (advertised !== address) {
+        throw new Error(
+          `host-gw: the public IPv6 ${advertised} differs from ${external.name}'s address ${address}; ` +
+            "host-gw routes peers straight to that address, so NAT is not supported: drop --public-ipv6 or use the vxlan backend",
+        );
+      }
+    }
     return { attrs: { backendType: "host-gw" }, mtu: external.mtu };
   }
 
@@ -33,22 +58,45 @@ export class HostGwBackend extends KernelPeerBackend<Lease> {
     return true;
   }
 
-  protected peerObjects(lease: Lease): KernelObject[] {
-    return [{ kind: "route", destination: lease.subnet, gateway: lease.attrs.publicIP, device: this.context.external.name, onlink: false }];
+  protected override async prepareOwnLease(own: Lease): Promise<void> {
+    if (this.dualStack) ownIpv6Subnet(own); // fails before any peer is programmed against an own lease without IPv6
   }
 
-  protected async actualObjects(own: Lease, routes: readonly RouteState[]): Promise<KernelObject[]> {
+  protected peerObjects(peer: Peer): KernelObject[] {
     const device = this.context.external.name;
-    return ownedRoutes(routes, { network: this.context.network.network, ownSubnet: own.subnet, overlayDevices: [], underlayDevices: [device] });
+    const route: KernelObject = { kind: "route", destination: peer.lease.subnet, gateway: peer.lease.attrs.publicIP, device, onlink: false };
+    if (!peer.v6) return [route];
+    return [route, { kind: "route", destination: peer.v6.subnet, gateway: peer.v6.publicIPv6, device, onlink: false }];
   }
 
-  protected classify(lease: Lease, routes: readonly RouteState[]): Lease | Refusal {
+  protected async actualObjects(own: Lease, routes: RouteSnapshot): Promise<KernelObject[]> {
     const device = this.context.external.name;
-    const onLink = onLinkDevice(lease.attrs.publicIP, routes, this.context.network.network);
-    if (onLink === device) return lease;
+    const scope = { overlayDevices: [], underlayDevices: [device] };
+    const owned = ownedRoutes(routes.v4, { ...scope, network: this.context.network.network, ownSubnet: own.subnet });
+    const network6 = this.context.network.ipv6;
+    if (!network6) return owned;
+    return [...owned, ...ownedRoutes(routes.v6, { ...scope, network: network6.network, ownSubnet: ownIpv6Subnet(own) })];
+  }
+
+  protected classify(lease: Lease, routes: RouteSnapshot): Peer | Refusal {
+    const v4 = this.onLinkRefusal(lease.attrs.publicIP, routes.v4, this.context.network.network);
+    if (v4) return v4;
+    const network6 = this.context.network.ipv6;
+    if (!network6) return { lease };
+    const v6 = peerIpv6(lease);
+    if (v6 === undefined) return { lease }; // a single-stack host: IPv4 only
+    if ("refused" in v6) return v6;
+    return this.onLinkRefusal(v6.publicIPv6, routes.v6, network6.network) ?? { lease, v6 };
+  }
+
+  /** Why a peer at `address` cannot be routed directly, or undefined when it can. */
+  private onLinkRefusal(address: string, routes: readonly RouteState[], network: IpSubnet): Refusal | undefined {
+    const device = this.context.external.name;
+    const onLink = onLinkDevice(address, routes, network);
+    if (onLink === device) return undefined;
     return {
       refused:
-        `host-gw cannot route it: its host ${lease.attrs.publicIP} is not on-link from ${device}` +
+        `host-gw cannot route it: its host ${address} is not on-link from ${device}` +
         (onLink ? ` (it is on ${onLink})` : " (reached through a gateway)") +
         "; host-gw needs every host on one L2 segment: use the vxlan backend (DirectRouting keeps direct routes where possible)",
       level: "error",

@@ -1,17 +1,17 @@
 import type { Logger } from "pino";
 import type { Kernel, LinkState } from "../../kernel/kernel.js";
-import type { Ipv4Subnet } from "../../net/ipv4.js";
-import { formatIpv4, parseIpv4 } from "../../net/ipv4.js";
+import { networkAddressText, subnetContains, subnetFamily, tryCanonicalIp, tryParseIpSubnet, type IpSubnet } from "../../net/ip-subnet.js";
 import { persistMac, randomVtepMac, readPersistedMac } from "./vtep-mac.js";
 import { setTxChecksumOffload, txChecksumOffloadOn } from "../../kernel/tx-checksum.js";
+import { acceptRa, disableAcceptRa } from "../../kernel/accept-ra.js";
 import type { DeviceChange } from "../reconcile-report.js";
 
-/** What flannel.<VNI> must look like (flannel-compat §6). */
+/** What flannel.<VNI> (IPv4 underlay) or flannel-v6.<VNI> (IPv6 underlay) must look like (flannel-compat §6). */
 export interface VxlanDeviceSpec {
   name: string;
   vni: number;
   port: number;
-  /** Underlay source address (`local`). */
+  /** Underlay source address (`local`), canonical; its family is the underlay's. */
   local: string;
   /** Underlay interface (`dev`). */
   underlay: string;
@@ -28,12 +28,15 @@ export function incompatibility(link: LinkState, spec: VxlanDeviceSpec): string 
   if (info?.info_kind !== "vxlan") return `it is a ${info?.info_kind ?? "non-vxlan"} device, not vxlan`;
   const data = info.info_data ?? {};
   if (data.id !== spec.vni) return `its VNI is ${data.id}, not ${spec.vni}`;
-  if (data.local !== spec.local) return `its local address is ${data.local ?? "unset"}, not ${spec.local}`;
+  const local = data.local ?? data.local6;
+  if ((local === undefined ? undefined : tryCanonicalIp(local)?.text) !== spec.local) return `its local address is ${local ?? "unset"}, not ${spec.local}`;
   if (data.link !== spec.underlay) return `its underlay device is ${data.link ?? "unset"}, not ${spec.underlay}`;
   if (data.port !== spec.port) return `its port is ${data.port}, not ${spec.port}`;
   if ((data.learning ?? false) !== spec.learning) return `learning is ${data.learning ? "on" : "off"}, config says ${spec.learning ? "on" : "off"}`;
   if ((data.gbp ?? false) !== spec.gbp) return `GBP is ${data.gbp ? "on" : "off"}, config says ${spec.gbp ? "on" : "off"}`;
-  if (data.group !== undefined || data.remote !== undefined) return "it has a multicast group or fixed remote";
+  if (data.group !== undefined || data.remote !== undefined || data.group6 !== undefined || data.remote6 !== undefined) {
+    return "it has a multicast group or fixed remote";
+  }
   if (data.l2miss || data.l3miss) return "it has l2miss/l3miss set";
   return undefined;
 }
@@ -106,6 +109,12 @@ export async function ensureVxlanDevice(
     if (link) changes.push({ action: "set-up", device: spec.name });
   }
   if (!dryRun && lines.length > 0) await kernel.ip(lines);
+  // flannel sets accept_ra 0 on both devices; undefined: the kernel runs without IPv6.
+  const ra = await acceptRa(spec.name, kernel.netns);
+  if (ra !== undefined && ra !== 0) {
+    if (link) changes.push({ action: "disable-accept-ra", device: spec.name, was: ra });
+    if (!dryRun) await disableAcceptRa(spec.name, kernel.netns);
+  }
   // Only the "off" request is enforced: with the default, whatever the host set is left alone.
   if (!spec.txChecksumOffload && (await txChecksumOffloadOn(spec.name, kernel.netns))) {
     changes.push({ action: "disable-tx-checksum", device: spec.name });
@@ -115,28 +124,31 @@ export async function ensureVxlanDevice(
 }
 
 /**
- * Makes the own lease's network address (/32) the device's only address inside the Network,
- * as flannel does; addresses outside the Network are left alone.
+ * Makes the own lease's network address (/32, IPv6 /128) the device's only address of its family
+ * inside the Network, as flannel does (flannel.N: the IPv4 lease subnet; flannel-v6.N: the IPv6
+ * one); addresses outside the Network (link-local ones, say) are left alone.
  */
 export async function ensureVxlanAddress(
   kernel: Kernel,
   device: string,
-  ownSubnet: Ipv4Subnet,
-  network: Ipv4Subnet,
+  ownSubnet: IpSubnet,
+  network: IpSubnet,
   dryRun = false,
 ): Promise<DeviceChange[]> {
-  const wanted = `${formatIpv4(ownSubnet.network)}/32`;
-  const addresses = await kernel.readAddresses(device);
+  const family = subnetFamily(ownSubnet);
+  const wanted = `${networkAddressText(ownSubnet)}/${family === 4 ? 32 : 128}`;
+  const addresses = await kernel.readAddresses(device, family);
   const changes: DeviceChange[] = [];
   const lines: string[] = [];
   if (!addresses.some(({ address, prefixLength }) => `${address}/${prefixLength}` === wanted)) {
-    // Add before removing: a device left without IPv4 address loses every route through it.
+    // Add before removing: a device left without an address of the family loses every route through it.
     changes.push({ action: "add-address", device, address: wanted });
     lines.push(`addr replace ${wanted} dev ${device}`);
   }
   for (const { address, prefixLength } of addresses) {
     const text = `${address}/${prefixLength}`;
-    if (text !== wanted && network.containsAddress(parseIpv4(address))) {
+    const host = tryParseIpSubnet(address, family);
+    if (text !== wanted && host !== undefined && subnetContains(network, host)) {
       changes.push({ action: "remove-address", device, address: text });
       lines.push(`addr del ${text} dev ${device}`);
     }

@@ -41,3 +41,8 @@ export function parseVxlanOptions(options: JsonObject): VxlanOptions {
 export function vxlanDeviceName(vni: number): string {
   return `flannel.${vni}`;
 }
+
+/** flannel's device over the IPv6 underlay of a dual-stack network: flannel-v6.<VNI>. */
+export function vxlanV6DeviceName(vni: number): string {
+  return `flannel-v6.${vni}`;
+}

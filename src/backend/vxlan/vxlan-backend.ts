@@ -1,15 +1,17 @@
 import type { BackendContext, BackendFactory, BackendRegistration } from "../backend.js";
 import { KernelPeerBackend, type DeviceCheck } from "../kernel-peer-backend.js";
 import type { Refusal } from "../peer-table.js";
-import { Kernel, type RouteState } from "../../kernel/kernel.js";
-import type { KernelObject } from "../../kernel/objects.js";
+import { Kernel, type RouteSnapshot } from "../../kernel/kernel.js";
+import { canonicalIp, type KernelObject } from "../../kernel/objects.js";
 import { onLinkDevice } from "../../kernel/on-link.js";
 import { ownedRoutes } from "../../kernel/owned-routes.js";
-import { formatIpv4 } from "../../net/ipv4.js";
+import { networkAddressText, type IpSubnet } from "../../net/ip-subnet.js";
+import type { Ipv6Subnet } from "../../net/ipv6.js";
 import type { Lease } from "../../lease/types.js";
 import { formatVxlanBackendData, parseVxlanBackendData, type VxlanBackendData } from "./backend-data.js";
 import { ensureVxlanAddress, ensureVxlanDevice, type VxlanDeviceSpec } from "./device.js";
-import { VXLAN_OVERHEAD, parseVxlanOptions, vxlanDeviceName, type VxlanOptions } from "./options.js";
+import { VXLAN_OVERHEAD, parseVxlanOptions, vxlanDeviceName, vxlanV6DeviceName, type VxlanOptions } from "./options.js";
+import { ownIpv6Subnet, peerIpv6 } from "../dual-stack.js";
 import { createUserspaceVxlanBackend, validateUserspaceVxlanOptions } from "../vxlan-userspace/vxlan-userspace-backend.js";
 import { errorMessage } from "../../errors/error-message.js";
 
@@ -22,47 +24,75 @@ import { errorMessage } from "../../errors/error-message.js";
  *     peer, `subnet via PublicIP` on the underlay instead;
  *   - reconcile(): device, address and every peer object re-checked against the lease set;
  *   - stop(): leaves everything in place, so a restart does not interrupt traffic.
+ * A dual-stack network (EnableIPv6) adds flannel-v6.<VNI> over the IPv6 underlay, side by side
+ * and programmed the same way from the IPv6 half of each lease: its own persisted MAC in
+ * BackendV6Data, the own IPv6 subnet's network address /128 on it, and per dual-stack peer the
+ * neighbour, FDB entry (to PublicIPv6) and onlink route of its IPv6 subnet. A peer whose lease
+ * has no IPv6 subnet (a single-stack host) gets IPv4 only, as flanneld does.
  */
 
-interface Peer {
-  lease: Lease;
+/** One family's half of a peer: the subnet, where its VTEP is and how it is reached. */
+interface PeerFamily {
+  subnet: IpSubnet;
+  publicIP: string;
   data: VxlanBackendData;
-  /** DirectRouting decided this peer is on-link: plain route via its PublicIP. */
+  /** DirectRouting decided this peer is on-link: plain route via its public address. */
   direct: boolean;
+}
+
+interface Peer {
+  v4: PeerFamily;
+  /** Only when both this network and the peer's lease are dual-stack. */
+  v6?: PeerFamily;
 }
 
 export class VxlanBackend extends KernelPeerBackend<Peer> {
   private readonly options: VxlanOptions;
   private readonly spec: VxlanDeviceSpec;
+  /** flannel-v6.<VNI>, when the network is dual-stack. */
+  private readonly specV6: VxlanDeviceSpec | undefined;
 
   constructor(context: BackendContext, kernel: Kernel = new Kernel()) {
     super("vxlan", context, kernel);
     this.options = parseVxlanOptions(context.options);
+    // flannel subtracts the same 50 bytes for both devices (flannel-compat §3.3).
     const underlayMtu = this.options.mtu ?? context.external.mtu;
-    this.spec = {
-      name: vxlanDeviceName(this.options.vni),
+    const device = (name: string, local: string): VxlanDeviceSpec => ({
+      name,
       vni: this.options.vni,
       port: this.options.port,
-      local: context.external.address,
+      local,
       underlay: context.external.name,
       learning: this.options.learning,
       gbp: this.options.gbp,
       mtu: underlayMtu - VXLAN_OVERHEAD,
       txChecksumOffload: this.options.txChecksumOffload,
-    };
+    });
+    this.spec = device(vxlanDeviceName(this.options.vni), context.external.address);
+    this.specV6 = this.dualStack ? device(vxlanV6DeviceName(this.options.vni), this.localV6()) : undefined;
   }
 
   get deviceName(): string {
     return this.spec.name;
   }
 
+  /** flannel-v6.<VNI> on a dual-stack network. */
+  get v6DeviceName(): string | undefined {
+    return this.specV6?.name;
+  }
+
   async register(): Promise<BackendRegistration> {
     return this.run(async () => {
       const { mac } = await ensureVxlanDevice(this.kernel, this.spec, this.context.stateDir, this.context.logger);
-      return {
-        attrs: { backendType: "vxlan", backendData: formatVxlanBackendData({ vni: this.options.vni, vtepMAC: mac }) },
-        mtu: this.spec.mtu,
+      const attrs: BackendRegistration["attrs"] = {
+        backendType: "vxlan",
+        backendData: formatVxlanBackendData({ vni: this.options.vni, vtepMAC: mac }),
       };
+      if (this.specV6) {
+        const v6 = await ensureVxlanDevice(this.kernel, this.specV6, this.context.stateDir, this.context.logger);
+        attrs.backendV6Data = formatVxlanBackendData({ vni: this.options.vni, vtepMAC: v6.mac });
+      }
+      return { attrs, mtu: this.spec.mtu };
     });
   }
 
@@ -72,54 +102,105 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
 
   protected override async prepareOwnLease(own: Lease): Promise<void> {
     await ensureVxlanAddress(this.kernel, this.spec.name, own.subnet, this.context.network.network);
-    this.context.logger.info({ device: this.spec.name, subnet: own.subnet.toString() }, "vxlan device addressed");
+    const v6 = this.ownV6(own);
+    if (v6) await ensureVxlanAddress(this.kernel, v6.spec.name, v6.subnet, v6.network);
+    this.context.logger.info({ device: this.spec.name, subnet: own.subnet.toString(), ipv6Subnet: own.ipv6Subnet?.toString() }, "vxlan device addressed");
   }
 
   protected peerObjects(peer: Peer): KernelObject[] {
-    const device = this.spec.name;
-    const subnet = peer.lease.subnet;
-    const publicIP = peer.lease.attrs.publicIP;
-    if (peer.direct) return [{ kind: "route", destination: subnet, gateway: publicIP, device: this.context.external.name, onlink: false }];
-    const address = formatIpv4(subnet.network);
+    const objects = this.familyObjects(peer.v4, this.spec.name);
+    if (peer.v6 && this.specV6) objects.push(...this.familyObjects(peer.v6, this.specV6.name));
+    return objects;
+  }
+
+  /** The neighbour, FDB entry and onlink route of one family's half (or its direct route). */
+  private familyObjects(peer: PeerFamily, device: string): KernelObject[] {
+    if (peer.direct) return [{ kind: "route", destination: peer.subnet, gateway: peer.publicIP, device: this.context.external.name, onlink: false }];
+    const address = networkAddressText(peer.subnet);
     return [
       { kind: "neigh", address, mac: peer.data.vtepMAC, device },
-      { kind: "fdb", mac: peer.data.vtepMAC, device, destination: publicIP },
-      { kind: "route", destination: subnet, gateway: address, device, onlink: true },
+      { kind: "fdb", mac: peer.data.vtepMAC, device, destination: peer.publicIP },
+      { kind: "route", destination: peer.subnet, gateway: address, device, onlink: true },
     ];
   }
 
-  /** flannel.N as configured, then (unless it is missing in a dry run) the own subnet address on it. */
+  /** Both devices as configured, then (unless missing in a dry run) the own subnet addresses on them. */
   protected override async checkDevice(own: Lease | undefined, dryRun: boolean): Promise<DeviceCheck> {
     const device = await ensureVxlanDevice(this.kernel, this.spec, this.context.stateDir, this.context.logger, dryRun);
-    const deviceAbsent = device.absent;
     const changes = [...device.changes];
-    if (own && !deviceAbsent) {
+    if (own && !device.absent) {
       changes.push(...(await ensureVxlanAddress(this.kernel, this.spec.name, own.subnet, this.context.network.network, dryRun)));
+    }
+    let deviceAbsent = device.absent;
+    if (this.specV6) {
+      const deviceV6 = await ensureVxlanDevice(this.kernel, this.specV6, this.context.stateDir, this.context.logger, dryRun);
+      changes.push(...deviceV6.changes);
+      const v6 = own && this.ownV6(own);
+      if (v6 && !deviceV6.absent) changes.push(...(await ensureVxlanAddress(this.kernel, v6.spec.name, v6.subnet, v6.network, dryRun)));
+      deviceAbsent ||= deviceV6.absent;
     }
     return { changes, deviceAbsent };
   }
 
-  protected async actualObjects(own: Lease, routes: readonly RouteState[]): Promise<KernelObject[]> {
+  protected async actualObjects(own: Lease, routes: RouteSnapshot): Promise<KernelObject[]> {
     const device = this.spec.name;
-    const [neighbours, fdb] = await Promise.all([this.kernel.readPermanentNeighbours(device), this.kernel.readRemoteFdb(device)]);
-    const owned = ownedRoutes(routes, {
-      network: this.context.network.network,
-      ownSubnet: own.subnet,
-      overlayDevices: [device],
-      underlayDevices: this.options.directRouting ? [this.context.external.name] : [],
-    });
-    return [...owned, ...neighbours, ...fdb];
+    const underlay = this.options.directRouting ? [this.context.external.name] : [];
+    const v6 = this.ownV6(own);
+    const [neighbours, fdb, neighboursV6, fdbV6] = await Promise.all([
+      this.kernel.readPermanentNeighbours(device),
+      this.kernel.readRemoteFdb(device),
+      v6 ? this.kernel.readPermanentNeighbours(v6.spec.name, 6) : [],
+      v6 ? this.kernel.readRemoteFdb(v6.spec.name) : [],
+    ]);
+    const owned = ownedRoutes(routes.v4, { network: this.context.network.network, ownSubnet: own.subnet, overlayDevices: [device], underlayDevices: underlay });
+    const ownedV6 = v6 ? ownedRoutes(routes.v6, { network: v6.network, ownSubnet: v6.subnet, overlayDevices: [v6.spec.name], underlayDevices: underlay }) : [];
+    return [...owned, ...neighbours, ...fdb, ...ownedV6, ...neighboursV6, ...fdbV6];
   }
 
-  protected classify(lease: Lease, routes: readonly RouteState[]): Peer | Refusal {
+  protected classify(lease: Lease, routes: RouteSnapshot): Peer | Refusal {
     let data: VxlanBackendData;
     try {
       data = parseVxlanBackendData(lease.attrs.backendData, lease.key);
     } catch (error) {
       return { refused: `unusable vxlan BackendData: ${errorMessage(error)}`, level: "warn" };
     }
-    const direct = this.options.directRouting && onLinkDevice(lease.attrs.publicIP, routes, this.context.network.network) !== undefined;
-    return { lease, data, direct };
+    const network = this.context.network;
+    const direct = (address: string, snapshot: RouteSnapshot["v4"], exclude: IpSubnet) =>
+      this.options.directRouting && onLinkDevice(address, snapshot, exclude) !== undefined;
+    const publicIP = lease.attrs.publicIP;
+    const peer: Peer = { v4: { subnet: lease.subnet, publicIP, data, direct: direct(publicIP, routes.v4, network.network) } };
+    if (!network.ipv6) return peer;
+    const v6 = peerIpv6(lease);
+    if (v6 === undefined) return peer; // a single-stack host: IPv4 only, as flanneld
+    if ("refused" in v6) return v6;
+    let dataV6: VxlanBackendData;
+    try {
+      dataV6 = parseVxlanBackendData(lease.attrs.backendV6Data, lease.key, "BackendV6Data");
+    } catch (error) {
+      // flanneld skips the whole lease when its BackendV6Data does not decode.
+      return { refused: `unusable vxlan BackendV6Data: ${errorMessage(error)}`, level: "warn" };
+    }
+    peer.v6 = { subnet: v6.subnet, publicIP: v6.publicIPv6, data: dataV6, direct: direct(v6.publicIPv6, routes.v6, network.ipv6.network) };
+    return peer;
+  }
+
+  /** flannel-v6.N's local address: the external interface's IPv6 address, which a dual-stack host must have. */
+  private localV6(): string {
+    const { addressV6, name } = this.context.external;
+    if (addressV6 === undefined) {
+      throw new Error(
+        `vxlan: the network is dual-stack (EnableIPv6) but the external interface ${name} has no IPv6 address for flannel-v6.${this.options.vni}; ` +
+          "add a global IPv6 address to it or pick another interface with --iface",
+      );
+    }
+    return canonicalIp(addressV6, `external interface ${name} IPv6 address`, 6);
+  }
+
+  /** The own lease's IPv6 half with the device it goes on; undefined on a single-stack network. */
+  private ownV6(own: Lease): { spec: VxlanDeviceSpec; subnet: Ipv6Subnet; network: Ipv6Subnet } | undefined {
+    const network = this.context.network.ipv6;
+    if (!network || !this.specV6) return undefined;
+    return { spec: this.specV6, subnet: ownIpv6Subnet(own), network: network.network };
   }
 }
 

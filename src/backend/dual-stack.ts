@@ -1,0 +1,39 @@
+import type { Refusal } from "./peer-table.js";
+import type { Lease } from "../lease/types.js";
+import type { Ipv6Subnet } from "../net/ipv6.js";
+import { formatIpv6, tryParseIpv6 } from "../net/ipv6.js";
+
+/**
+ * The IPv6 half of leases, as the kernel backends of a dual-stack network read it. A lease
+ * without an IPv6 subnet is a single-stack host's, served over IPv4 only (as flanneld does);
+ * one with an IPv6 subnet but no usable PublicIPv6 is refused as a whole, since the IPv6
+ * state it asks for cannot be built.
+ */
+
+export interface PeerIpv6 {
+  subnet: Ipv6Subnet;
+  /** Canonical (RFC 5952), so it compares equal to what the kernel reports. */
+  publicIPv6: string;
+}
+
+export function peerIpv6(lease: Lease): PeerIpv6 | Refusal | undefined {
+  const subnet = lease.ipv6Subnet;
+  if (subnet === undefined) return undefined;
+  const text = lease.attrs.publicIPv6;
+  const address = text === null ? undefined : tryParseIpv6(text);
+  if (address === undefined) {
+    return {
+      refused: `lease ${lease.key} has the IPv6 subnet ${subnet} but ${text === null ? "no PublicIPv6" : `PublicIPv6 ${JSON.stringify(text)}, not an IPv6 address`}`,
+      level: "warn",
+    };
+  }
+  return { subnet, publicIPv6: formatIpv6(address) };
+}
+
+/** The own lease's IPv6 subnet on a dual-stack network; a lease without one is the control plane's bug. */
+export function ownIpv6Subnet(own: Lease): Ipv6Subnet {
+  if (own.ipv6Subnet === undefined) {
+    throw new Error(`the network is dual-stack (EnableIPv6) but the own lease ${own.key} has no IPv6 subnet; it must be re-acquired with both families`);
+  }
+  return own.ipv6Subnet;
+}
