@@ -19,6 +19,12 @@ export interface VxlanOptions {
 export const DEFAULT_VXLAN_PORT = 8472;
 /** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (flannel-compat §3.3); flannel uses 50 for IPv6 too. */
 export const VXLAN_OVERHEAD = 50;
+/**
+ * Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14. flanneld asks for an MTU of E − 50 on
+ * flannel-v6.<VNI> as well, but the kernel clamps a vxlan device over an IPv6 underlay to
+ * E − 70, so that is the MTU flanneld's device has and the one weft sets (and keeps).
+ */
+export const VXLAN_V6_OVERHEAD = 70;
 
 export function parseVxlanOptions(options: JsonObject): VxlanOptions {
   const vni = readInteger(options, "VNI", "Backend.VNI", { min: 0, max: 16_777_215 }) ?? 1;

@@ -10,7 +10,7 @@ import type { Ipv6Subnet } from "../../net/ipv6.js";
 import type { Lease } from "../../lease/types.js";
 import { formatVxlanBackendData, parseVxlanBackendData, type VxlanBackendData } from "./backend-data.js";
 import { ensureVxlanAddress, ensureVxlanDevice, type VxlanDeviceSpec } from "./device.js";
-import { VXLAN_OVERHEAD, parseVxlanOptions, vxlanDeviceName, vxlanV6DeviceName, type VxlanOptions } from "./options.js";
+import { VXLAN_OVERHEAD, VXLAN_V6_OVERHEAD, parseVxlanOptions, vxlanDeviceName, vxlanV6DeviceName, type VxlanOptions } from "./options.js";
 import { ownIpv6Subnet, peerIpv6 } from "../dual-stack.js";
 import { createUserspaceVxlanBackend, validateUserspaceVxlanOptions } from "../vxlan-userspace/vxlan-userspace-backend.js";
 import { errorMessage } from "../../errors/error-message.js";
@@ -55,9 +55,8 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
   constructor(context: BackendContext, kernel: Kernel = new Kernel()) {
     super("vxlan", context, kernel);
     this.options = parseVxlanOptions(context.options);
-    // flannel subtracts the same 50 bytes for both devices (flannel-compat §3.3).
     const underlayMtu = this.options.mtu ?? context.external.mtu;
-    const device = (name: string, local: string): VxlanDeviceSpec => ({
+    const device = (name: string, local: string, overhead: number): VxlanDeviceSpec => ({
       name,
       vni: this.options.vni,
       port: this.options.port,
@@ -65,11 +64,12 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
       underlay: context.external.name,
       learning: this.options.learning,
       gbp: this.options.gbp,
-      mtu: underlayMtu - VXLAN_OVERHEAD,
+      mtu: underlayMtu - overhead,
       txChecksumOffload: this.options.txChecksumOffload,
     });
-    this.spec = device(vxlanDeviceName(this.options.vni), context.external.address);
-    this.specV6 = this.dualStack ? device(vxlanV6DeviceName(this.options.vni), this.localV6()) : undefined;
+    this.spec = device(vxlanDeviceName(this.options.vni), context.external.address, VXLAN_OVERHEAD);
+    // The lease's MTU (FLANNEL_MTU) stays flannel's E − 50; flannel-v6.N gets what the kernel allows.
+    this.specV6 = this.dualStack ? device(vxlanV6DeviceName(this.options.vni), this.localV6(), VXLAN_V6_OVERHEAD) : undefined;
   }
 
   get deviceName(): string {
