@@ -563,7 +563,13 @@ export class Daemon {
     const { network, rules, backend } = wiring;
     this.ready.rules = this.ready.subnetFile = this.ready.backend = false;
     await this.retryUntilStopped("install traffic rules", () =>
-      rules.apply({ network: network.config.network, ownSubnet: lease.subnet, ipMasq: options.ipMasq, forwardRules: options.forwardRules }),
+      rules.apply({
+        network: network.config.network,
+        ownSubnet: lease.subnet,
+        ipMasq: options.ipMasq,
+        forwardRules: options.forwardRules,
+        ipv6: network.config.ipv6 && lease.ipv6Subnet && { network: network.config.ipv6.network, ownSubnet: lease.ipv6Subnet },
+      }),
     );
     this.ready.rules = true;
     await this.retryUntilStopped("write the subnet file", () =>

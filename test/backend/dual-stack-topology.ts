@@ -15,7 +15,7 @@
  * this process (a Kernel pointed at the host's namespace) and hands it the leases.
  */
 import { createBridge, createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBatch, setSysctls } from "../../src/lab/netns.js";
-import { sleep } from "../../src/async/sleep.js";
+import { ipv6AddressesSettled } from "../support/ipv6-settled.js";
 
 export interface DualStackHost {
   index: number;
@@ -77,20 +77,6 @@ export async function buildDualStackTopology(prefix: string, count: number, unde
     throw error;
   }
   return { hosts, teardown };
-}
-
-/**
- * Waits until no IPv6 address in the namespace is tentative (duplicate address detection done):
- * a tentative address is neither a ping source nor a destination.
- */
-export async function ipv6AddressesSettled(namespace: string, timeoutMs = 5000): Promise<void> {
-  const started = performance.now();
-  for (;;) {
-    const { stdout } = await execInNamespace(namespace, "ip", ["-6", "addr", "show", "tentative"]);
-    if (stdout.trim() === "") return;
-    if (performance.now() - started > timeoutMs) throw new Error(`IPv6 addresses in ${namespace} still tentative after ${timeoutMs} ms:\n${stdout}`);
-    await sleep(50);
-  }
 }
 
 /** One echo request answered, from the namespace to `to` (either family); `size` sets a don't-fragment payload. */

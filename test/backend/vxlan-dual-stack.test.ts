@@ -19,7 +19,8 @@ import type { BackendContext } from "../../src/backend/backend.js";
 import { formatReconcileReport } from "../../src/backend/reconcile-report.js";
 import type { Lease } from "../../src/lease/types.js";
 import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
-import { buildDualStackTopology, ipv6AddressesSettled, pings, show, type DualStackHost, type DualStackTopology } from "./dual-stack-topology.js";
+import { buildDualStackTopology, pings, show, type DualStackHost, type DualStackTopology } from "./dual-stack-topology.js";
+import { ipv6AddressesSettled } from "../support/ipv6-settled.js";
 
 const p = uniquePrefix("wv6");
 const UNDERLAY = 97;

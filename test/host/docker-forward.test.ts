@@ -12,7 +12,9 @@
  *   │ eth0 172.31.9.2  ├────┼───────────────────────┘   │   Network 10.66.0.0/16
  *   └──────────────────┘    └───────────────────────────┘
  * a ↔ 10.66.2.2 is Network traffic that the router must forward (a container on another host);
- * o ↔ 172.31.10.2 is not, and must stay dropped.
+ * o ↔ 172.31.10.2 is not, and must stay dropped. The IPv6 variant adds, per link, the same
+ * roles in IPv6: a fd66:0:0:1::2, b fd66:0:0:2::2 and fd00:10::2, o fd00:9::2 (IPv6Network
+ * fd66::/48), with Docker's ip6tables rules instead of its iptables ones.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBatch, setSysctls, uniquePrefix } from "../../src/lab/netns.js";
@@ -21,10 +23,13 @@ import { FilterForward } from "../../src/host/firewall/filter-forward.js";
 import { NftFilterTable } from "../../src/host/firewall/nft-filter-table.js";
 import { IptablesFilterTable, parseIptablesListing } from "../../src/host/firewall/iptables-filter-table.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
+import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { silentLogger } from "../../src/observe/logger.js";
+import { ipv6AddressesSettled } from "../support/ipv6-settled.js";
 
 const network = Ipv4Subnet.parse("10.66.0.0/16");
 const ownSubnet = Ipv4Subnet.parse("10.66.1.0/24");
+const ipv6 = { network: Ipv6Subnet.parse("fd66::/48"), ownSubnet: Ipv6Subnet.parse("fd66:0:0:1::/64") };
 const WEFT_JUMP = '-m comment --comment "weft forward" -j WEFT-FWD';
 
 async function reaches(from: string, address: string): Promise<boolean> {
@@ -32,16 +37,21 @@ async function reaches(from: string, address: string): Promise<boolean> {
   return result.exitCode === 0;
 }
 
-async function buildTopology(p: string): Promise<{ a: string; r: string; b: string; o: string }> {
+async function buildTopology(p: string, withIpv6 = false): Promise<{ a: string; r: string; b: string; o: string }> {
   const [a, r, b, o] = [`${p}a`, `${p}r`, `${p}b`, `${p}o`];
+  const v6 = (...addresses: string[]) => (withIpv6 ? addresses : []);
   await Promise.all([a, r, b, o].map((name) => createNamespace(name)));
-  await createVethPair({ name: "eth0", namespace: a, addresses: ["10.66.1.2/24"] }, { name: "a0", namespace: r, addresses: ["10.66.1.1/24"] });
-  await createVethPair({ name: "eth0", namespace: b, addresses: ["10.66.2.2/24", "172.31.10.2/24"] }, { name: "b0", namespace: r, addresses: ["10.66.2.1/24", "172.31.10.1/24"] });
-  await createVethPair({ name: "eth0", namespace: o, addresses: ["172.31.9.2/24"] }, { name: "o0", namespace: r, addresses: ["172.31.9.1/24"] });
-  await ipBatch(a, ["route add default via 10.66.1.1"]);
-  await ipBatch(b, ["route add default via 10.66.2.1"]);
-  await ipBatch(o, ["route add default via 172.31.9.1"]);
-  await setSysctls(r, { "net.ipv4.ip_forward": "1" });
+  await createVethPair({ name: "eth0", namespace: a, addresses: ["10.66.1.2/24", ...v6("fd66:0:0:1::2/64")] }, { name: "a0", namespace: r, addresses: ["10.66.1.1/24", ...v6("fd66:0:0:1::1/64")] });
+  await createVethPair(
+    { name: "eth0", namespace: b, addresses: ["10.66.2.2/24", "172.31.10.2/24", ...v6("fd66:0:0:2::2/64", "fd00:10::2/64")] },
+    { name: "b0", namespace: r, addresses: ["10.66.2.1/24", "172.31.10.1/24", ...v6("fd66:0:0:2::1/64", "fd00:10::1/64")] },
+  );
+  await createVethPair({ name: "eth0", namespace: o, addresses: ["172.31.9.2/24", ...v6("fd00:9::2/64")] }, { name: "o0", namespace: r, addresses: ["172.31.9.1/24", ...v6("fd00:9::1/64")] });
+  await ipBatch(a, ["route add default via 10.66.1.1", ...v6("route add ::/0 via fd66:0:0:1::1")]);
+  await ipBatch(b, ["route add default via 10.66.2.1", ...v6("route add ::/0 via fd66:0:0:2::1")]);
+  await ipBatch(o, ["route add default via 172.31.9.1", ...v6("route add ::/0 via fd00:9::1")]);
+  await setSysctls(r, { "net.ipv4.ip_forward": "1", ...(withIpv6 ? { "net.ipv6.conf.all.forwarding": "1" } : {}) });
+  if (withIpv6) await Promise.all([a, r, b, o].map((name) => ipv6AddressesSettled(name)));
   return { a, r, b, o };
 }
 
@@ -220,5 +230,79 @@ describe("WEFT-FWD through nft when no iptables command is installed", () => {
   it("a tool that cannot be run is reported with the table it was meant for", async () => {
     const broken = new FilterForward(names.r, [new IptablesFilterTable("iptables-weft-missing", names.r, false)]);
     await expect(broken.sync(network)).rejects.toThrow(/WEFT-FWD accept rules.*iptables-weft-missing filter table: "iptables-weft-missing" is not installed/);
+  });
+});
+
+describe.each(["nft", "legacy"] as const)("WEFT-FWD for IPv6 on a Docker host (ip6tables-%s)", (world) => {
+  const p = uniquePrefix(world === "nft" ? "w6n" : "w6l");
+  const names = { a: `${p}a`, r: `${p}r`, b: `${p}b`, o: `${p}o` };
+  const rules = new TrafficRules(silentLogger(), { netns: names.r });
+  const ip6tables = (...args: string[]) => execInNamespace(names.r, `ip6tables-${world}`, ["-w", "5", ...args]);
+  const listing = async (chain?: string) => (await ip6tables("-S", ...(chain ? [chain] : []))).stdout;
+  const desired = { network, ownSubnet, ipMasq: false, forwardRules: true, ipv6 };
+
+  beforeAll(async () => {
+    await buildTopology(p, true);
+    await ip6tables("-P", "FORWARD", "DROP");
+    await ip6tables("-N", "DOCKER-USER");
+    await ip6tables("-A", "DOCKER-USER", "-j", "RETURN");
+    await ip6tables("-A", "FORWARD", "-j", "DOCKER-USER");
+  });
+  afterAll(async () => {
+    await Promise.all(Object.values(names).map((name) => deleteNamespace(name)));
+  });
+
+  it("IPv6Network traffic is dropped under ip6tables FORWARD DROP and forwarded after apply(); other IPv6 traffic stays dropped", async () => {
+    const dockerOnly = await listing();
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(false);
+    await rules.apply({ ...desired, ipv6: undefined });
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(false); // a single-stack config leaves ip6tables alone
+    expect(await listing()).toBe(dockerOnly);
+    await rules.apply(desired);
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(true);
+    expect(await reaches(names.o, "fd66:0:0:2::2")).toBe(true); // from outside into the IPv6Network (-d rule)
+    expect(await reaches(names.o, "fd00:10::2")).toBe(false); // neither end in the IPv6Network
+    expect(await reaches(names.a, "10.66.2.2")).toBe(true); // IPv4 forwarding was never dropped here
+    expect((await listing("DOCKER-USER")).trim().split("\n")).toEqual(["-N DOCKER-USER", `-A DOCKER-USER ${WEFT_JUMP}`, "-A DOCKER-USER -j RETURN"]);
+    expect((await listing("WEFT-FWD")).trim().split("\n")).toEqual([
+      "-N WEFT-FWD",
+      '-A WEFT-FWD -s fd66::/48 -m comment --comment "weft forward" -j ACCEPT',
+      '-A WEFT-FWD -d fd66::/48 -m comment --comment "weft forward" -j ACCEPT',
+    ]);
+    // The IPv4 filter table had nothing dropping, so weft did not touch it.
+    expect((await execInNamespace(names.r, `iptables-${world}`, ["-w", "5", "-S"])).stdout).not.toContain("WEFT-FWD");
+  });
+
+  it("verify() repairs a flushed IPv6 DOCKER-USER and a flushed WEFT-FWD, and is quiet when intact", async () => {
+    expect(await rules.verify()).toEqual({ repaired: false });
+    await ip6tables("-F", "DOCKER-USER");
+    await ip6tables("-A", "DOCKER-USER", "-j", "RETURN");
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(false);
+    expect(await rules.verify()).toEqual({ repaired: true });
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(true);
+    await ip6tables("-F", "WEFT-FWD");
+    expect(await rules.verify()).toEqual({ repaired: true });
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(true);
+    expect(await rules.verify()).toEqual({ repaired: false });
+  });
+
+  it("remove() (weft cleanup) takes out exactly weft's IPv6 jump and chain", async () => {
+    await rules.remove();
+    expect(await listing()).toBe(["-P INPUT ACCEPT", "-P FORWARD DROP", "-P OUTPUT ACCEPT", "-N DOCKER-USER", "-A FORWARD -j DOCKER-USER", "-A DOCKER-USER -j RETURN", ""].join("\n"));
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(false);
+  });
+
+  it.runIf(world === "nft")("through nft alone (no ip6tables installed) the rules land in table ip6 filter, as ip6tables-nft would write them", async () => {
+    const viaNft = new FilterForward(names.r, [new NftFilterTable(names.r, 6)], 6);
+    expect(await viaNft.sync(ipv6.network)).toEqual([{ table: "nft table ip6 filter", action: "installed", hook: "DOCKER-USER" }]);
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(true);
+    expect(await viaNft.sync(ipv6.network)).toEqual([]);
+    const listed = await ip6tables("-S");
+    expect(listed.stderr).not.toMatch(/incompatible/);
+    expect(listed.stdout).toContain('-A WEFT-FWD -s fd66::/48 -m comment --comment "weft forward" -j ACCEPT');
+    const viaIp6tables = new FilterForward(names.r, [new IptablesFilterTable("ip6tables-nft", names.r, false, 6)], 6);
+    expect(await viaIp6tables.sync(ipv6.network)).toEqual([]);
+    expect(await viaNft.remove()).toEqual([{ table: "nft table ip6 filter", action: "removed" }]);
+    expect(await reaches(names.a, "fd66:0:0:2::2")).toBe(false);
   });
 });

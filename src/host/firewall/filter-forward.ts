@@ -1,4 +1,4 @@
-import type { Ipv4Subnet } from "../../net/ipv4.js";
+import type { IpFamily, IpSubnet } from "../../net/ip-subnet.js";
 import { DOCKER_USER_CHAIN, FORWARD_CHAIN, WEFT_CHAIN, type FilterForwardState, type FilterTable, type HookChain } from "./filter-table.js";
 import { IptablesFilterTable, legacyFilterTableExists } from "./iptables-filter-table.js";
 import { CommandMissingError } from "../../process/command-errors.js";
@@ -17,6 +17,8 @@ import { NftFilterTable } from "./nft-filter-table.js";
  *
  * Only tables that need it are touched: FORWARD policy DROP, or a DOCKER-USER chain. Both
  * iptables worlds are checked, since rules in both the legacy and the nft table apply to a packet.
+ * One FilterForward serves one address family: IPv4 through iptables, the IPv6Network of a
+ * dual-stack network through ip6tables (Docker with ip6tables enabled drops there as well).
  */
 
 export type FilterForwardChange = { table: string; action: "installed"; hook: HookChain } | { table: string; action: "removed" };
@@ -28,10 +30,16 @@ export class FilterForward {
   constructor(
     private readonly netns?: string,
     private readonly tables?: FilterTable[],
+    private readonly family: IpFamily = 4,
   ) {}
 
-  /** Makes every filter table that would drop the Network's forwarded traffic accept it. */
-  async sync(network: Ipv4Subnet): Promise<FilterForwardChange[]> {
+  /** `iptables` or `ip6tables`: the command family of this address family. */
+  private get tool(): string {
+    return this.family === 4 ? "iptables" : "ip6tables";
+  }
+
+  /** Makes every filter table that would drop the Network's (of this family) forwarded traffic accept it. */
+  async sync(network: IpSubnet): Promise<FilterForwardChange[]> {
     return this.eachTable(async (table, state) => {
       const wanted = wantedHook(state);
       if (wanted === undefined) {
@@ -74,7 +82,7 @@ export class FilterForward {
     }
     if (failures.length > 0) {
       throw new Error(
-        `could not manage weft's ${WEFT_CHAIN} accept rules, so forwarded Network traffic may be dropped by the iptables FORWARD chain: ${failures.join("; ")}`,
+        `could not manage weft's ${WEFT_CHAIN} accept rules, so forwarded Network traffic may be dropped by the ${this.tool} FORWARD chain: ${failures.join("; ")}`,
       );
     }
     return changes;
@@ -88,23 +96,24 @@ export class FilterForward {
   private async findTables(): Promise<{ tables: FilterTable[]; problems: string[] }> {
     if (this.tables) return { tables: this.tables, problems: [] };
     if (this.resolved) return { tables: this.resolved, problems: [] };
+    const tool = this.tool;
     const [nftVariant, legacyVariant, plain] = await Promise.all([
-      iptablesVariant(this.netns, "iptables-nft"),
-      iptablesVariant(this.netns, "iptables-legacy"),
-      iptablesVariant(this.netns, "iptables"),
+      iptablesVariant(this.netns, `${tool}-nft`),
+      iptablesVariant(this.netns, `${tool}-legacy`),
+      iptablesVariant(this.netns, tool),
     ]);
     const tables: FilterTable[] = [];
-    if (nftVariant === "nf_tables") tables.push(new IptablesFilterTable("iptables-nft", this.netns, false));
-    else if (plain === "nf_tables") tables.push(new IptablesFilterTable("iptables", this.netns, false));
-    else tables.push(new NftFilterTable(this.netns));
+    if (nftVariant === "nf_tables") tables.push(new IptablesFilterTable(`${tool}-nft`, this.netns, false, this.family));
+    else if (plain === "nf_tables") tables.push(new IptablesFilterTable(tool, this.netns, false, this.family));
+    else tables.push(new NftFilterTable(this.netns, this.family));
     let complete = nftVariant !== undefined || plain === "nf_tables";
     const problems: string[] = [];
-    if (legacyVariant === "legacy") tables.push(new IptablesFilterTable("iptables-legacy", this.netns, true));
-    else if (plain === "legacy") tables.push(new IptablesFilterTable("iptables", this.netns, true));
+    if (legacyVariant === "legacy") tables.push(new IptablesFilterTable(`${tool}-legacy`, this.netns, true, this.family));
+    else if (plain === "legacy") tables.push(new IptablesFilterTable(tool, this.netns, true, this.family));
     else {
       complete = false;
-      if (await legacyFilterTableExists(this.netns)) {
-        problems.push("a legacy iptables filter table exists but neither iptables-legacy nor a legacy iptables is installed (apt-get install iptables)");
+      if (await legacyFilterTableExists(this.netns, this.family)) {
+        problems.push(`a legacy ${tool} filter table exists but neither ${tool}-legacy nor a legacy ${tool} is installed (apt-get install iptables)`);
       }
     }
     if (complete) this.resolved = tables;

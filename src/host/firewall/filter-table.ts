@@ -1,9 +1,11 @@
-import type { Ipv4Subnet } from "../../net/ipv4.js";
+import type { IpSubnet } from "../../net/ip-subnet.js";
 
 /**
  * One iptables `filter` table as weft sees it: the legacy x_tables one, or iptables-nft's
  * nftables `table ip filter`. Both can exist at once and a forwarded packet passes both, so weft
  * treats them as separate tables. Drivers: iptables-filter-table.ts, nft-filter-table.ts.
+ * IPv6 has its own filter tables (ip6tables, nft `table ip6 filter`), driven the same way for
+ * a dual-stack network's IPv6Network.
  */
 
 /** weft's chain, the counterpart of flannel's FLANNEL-FWD (flannel-compat §8.1). */
@@ -34,13 +36,13 @@ export interface FilterTable {
   readonly label: string;
   /** The table's state, or undefined when this table does not exist in the namespace. */
   read(): Promise<FilterForwardState | undefined>;
-  /** WEFT-FWD's rules for `network`, in read()'s normalized form. */
-  expectedRules(network: Ipv4Subnet): string[];
+  /** WEFT-FWD's rules for `network` (of the table's family), in read()'s normalized form. */
+  expectedRules(network: IpSubnet): string[];
   /**
    * One atomic change: (re)creates WEFT-FWD with the accept rules, deletes `staleJumps` and
    * inserts one jump at the top of `hook` (a jump at the end would sit behind Docker's RETURN).
    */
-  install(network: Ipv4Subnet, hook: HookChain, staleJumps: FilterForwardState["jumps"]): Promise<void>;
+  install(network: IpSubnet, hook: HookChain, staleJumps: FilterForwardState["jumps"]): Promise<void>;
   /** One atomic change: deletes weft's jumps and WEFT-FWD itself, nothing else. */
   uninstall(state: FilterForwardState): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import type { Ipv4Subnet } from "../../net/ipv4.js";
+import type { IpFamily, IpSubnet } from "../../net/ip-subnet.js";
 import {
   DOCKER_USER_CHAIN,
   FORWARD_CHAIN,
@@ -15,7 +15,8 @@ import { runInNamespace } from "./namespace-command.js";
  * The filter table through an iptables command (`iptables-nft`, `iptables-legacy` or plain
  * `iptables`): the same tool family Docker uses, so its `iptables -S` shows weft's rules and
  * weft's rules never make the table "incompatible" for it. Changes go through
- * `iptables-restore --noflush`: one commit, so WEFT-FWD is never seen half-filled.
+ * `iptables-restore --noflush`: one commit, so WEFT-FWD is never seen half-filled. The IPv6
+ * filter table is the same through `ip6tables-nft`, `ip6tables-legacy` or `ip6tables`.
  */
 export class IptablesFilterTable implements FilterTable {
   readonly label: string;
@@ -25,21 +26,23 @@ export class IptablesFilterTable implements FilterTable {
     private readonly netns: string | undefined,
     /** Legacy only: read() first checks that the table exists, since listing it would create it. */
     private readonly legacy: boolean,
+    /** 6 for an ip6tables command. */
+    private readonly family: IpFamily = 4,
   ) {
     this.label = `${command} filter table`;
   }
 
   async read(): Promise<FilterForwardState | undefined> {
-    if (this.legacy && !(await legacyFilterTableExists(this.netns))) return undefined;
+    if (this.legacy && !(await legacyFilterTableExists(this.netns, this.family))) return undefined;
     const listing = await runInNamespace(this.netns, this.command, ["-w", "5", "-t", "filter", "-S"]);
     return parseIptablesListing(listing);
   }
 
-  expectedRules(network: Ipv4Subnet): string[] {
+  expectedRules(network: IpSubnet): string[] {
     return [`-s ${network.toString()} -j ACCEPT`, `-d ${network.toString()} -j ACCEPT`];
   }
 
-  async install(network: Ipv4Subnet, hook: HookChain, staleJumps: FilterForwardState["jumps"]): Promise<void> {
+  async install(network: IpSubnet, hook: HookChain, staleJumps: FilterForwardState["jumps"]): Promise<void> {
     const comment = `-m comment --comment "${WEFT_COMMENT}"`;
     await this.restore([
       // With --noflush, declaring a user chain creates it, or flushes it when it exists.
@@ -63,20 +66,22 @@ export class IptablesFilterTable implements FilterTable {
   }
 }
 
-/** `iptables-nft` → `iptables-nft-restore`, `iptables` → `iptables-restore`. */
+/** `iptables-nft` → `iptables-nft-restore`, `iptables` → `iptables-restore` (ip6tables alike). */
 function restoreCommandFor(command: string): string {
-  return command === "iptables" ? "iptables-restore" : `${command}-restore`;
+  return `${command}-restore`;
 }
 
 /**
- * The legacy filter table exists in a namespace when /proc/net/ip_tables_names lists it (the
- * file is per namespace). Checking there keeps weft from creating the table by listing it.
+ * The legacy filter table exists in a namespace when /proc/net/ip_tables_names (IPv6:
+ * ip6_tables_names) lists it (the file is per namespace). Checking there keeps weft from
+ * creating the table by listing it.
  */
-export async function legacyFilterTableExists(netns: string | undefined): Promise<boolean> {
+export async function legacyFilterTableExists(netns: string | undefined, family: IpFamily = 4): Promise<boolean> {
+  const file = family === 4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names";
   const names =
     netns === undefined
-      ? await readFile("/proc/net/ip_tables_names", "utf8").catch(() => "")
-      : await runInNamespace(netns, "cat", ["/proc/net/ip_tables_names"]).catch(() => "");
+      ? await readFile(file, "utf8").catch(() => "")
+      : await runInNamespace(netns, "cat", [file]).catch(() => "");
   return names.split("\n").includes("filter");
 }
 

@@ -1,4 +1,4 @@
-import type { Ipv4Subnet } from "../../net/ipv4.js";
+import type { IpFamily, IpSubnet } from "../../net/ip-subnet.js";
 import {
   DOCKER_USER_CHAIN,
   FORWARD_CHAIN,
@@ -11,45 +11,54 @@ import {
 import { CommandFailedError } from "../../process/command-errors.js";
 import { runInNamespace } from "./namespace-command.js";
 
-const TABLE = "ip filter";
-
 /**
- * iptables-nft's `table ip filter` through `nft`, for hosts whose Docker brought its own
- * iptables (snap, k3s) and the host has none. Only expressions iptables-nft can translate back
- * are used (address prefix, accept, jump, rule comment), so `iptables -S` still lists the table.
+ * iptables-nft's `table ip filter` (ip6tables-nft's `table ip6 filter`) through `nft`, for hosts
+ * whose Docker brought its own iptables (snap, k3s) and the host has none. Only expressions
+ * iptables-nft can translate back are used (address prefix, accept, jump, rule comment), so
+ * `iptables -S` still lists the table.
  */
 export class NftFilterTable implements FilterTable {
-  readonly label = "nft table ip filter";
+  readonly label: string;
+  /** `ip` or `ip6`: the table family and the address match keyword. */
+  private readonly ip: "ip" | "ip6";
+  private readonly table: string;
 
-  constructor(private readonly netns: string | undefined) {}
+  constructor(
+    private readonly netns: string | undefined,
+    family: IpFamily = 4,
+  ) {
+    this.ip = family === 4 ? "ip" : "ip6";
+    this.table = `${this.ip} filter`;
+    this.label = `nft table ${this.table}`;
+  }
 
   async read(): Promise<FilterForwardState | undefined> {
-    const listing = await runInNamespace(this.netns, "nft", ["-a", "list", "table", "ip", "filter"]).catch((error: unknown) => {
+    const listing = await runInNamespace(this.netns, "nft", ["-a", "list", "table", this.ip, "filter"]).catch((error: unknown) => {
       if (error instanceof CommandFailedError && /No such file or directory/.test(error.stderr)) return undefined;
       throw error;
     });
     return listing === undefined ? undefined : parseNftListing(listing);
   }
 
-  expectedRules(network: Ipv4Subnet): string[] {
-    return [`ip saddr ${network.toString()} accept`, `ip daddr ${network.toString()} accept`];
+  expectedRules(network: IpSubnet): string[] {
+    return [`${this.ip} saddr ${network.toString()} accept`, `${this.ip} daddr ${network.toString()} accept`];
   }
 
-  async install(network: Ipv4Subnet, hook: HookChain, staleJumps: FilterForwardState["jumps"]): Promise<void> {
+  async install(network: IpSubnet, hook: HookChain, staleJumps: FilterForwardState["jumps"]): Promise<void> {
     const comment = `comment "${WEFT_COMMENT}"`;
     await this.apply([
-      `add chain ${TABLE} ${WEFT_CHAIN}`,
-      `flush chain ${TABLE} ${WEFT_CHAIN}`,
-      ...this.expectedRules(network).map((rule) => `add rule ${TABLE} ${WEFT_CHAIN} ${rule} ${comment}`),
-      ...staleJumps.map((jump) => `delete rule ${TABLE} ${jump.chain} handle ${jump.ref}`),
+      `add chain ${this.table} ${WEFT_CHAIN}`,
+      `flush chain ${this.table} ${WEFT_CHAIN}`,
+      ...this.expectedRules(network).map((rule) => `add rule ${this.table} ${WEFT_CHAIN} ${rule} ${comment}`),
+      ...staleJumps.map((jump) => `delete rule ${this.table} ${jump.chain} handle ${jump.ref}`),
       // `insert` without a position puts the rule first in the chain.
-      `insert rule ${TABLE} ${hook} jump ${WEFT_CHAIN} ${comment}`,
+      `insert rule ${this.table} ${hook} jump ${WEFT_CHAIN} ${comment}`,
     ]);
   }
 
   async uninstall(state: FilterForwardState): Promise<void> {
-    const lines = state.jumps.map((jump) => `delete rule ${TABLE} ${jump.chain} handle ${jump.ref}`);
-    if (state.weftRules !== undefined) lines.push(`flush chain ${TABLE} ${WEFT_CHAIN}`, `delete chain ${TABLE} ${WEFT_CHAIN}`);
+    const lines = state.jumps.map((jump) => `delete rule ${this.table} ${jump.chain} handle ${jump.ref}`);
+    if (state.weftRules !== undefined) lines.push(`flush chain ${this.table} ${WEFT_CHAIN}`, `delete chain ${this.table} ${WEFT_CHAIN}`);
     if (lines.length > 0) await this.apply(lines);
   }
 
