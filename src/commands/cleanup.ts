@@ -31,7 +31,7 @@ export async function cleanupHost(
   const done: string[] = [];
   try {
     const rules = new TrafficRules(createLogger({ name: "weft-cleanup", level: "warn" }), { netns: options.netns });
-    done.push("remove nftables table ip weft and the iptables WEFT-FWD chain with its jumps (if present)");
+    done.push("remove nftables tables ip weft and ip6 weft and the iptables and ip6tables WEFT-FWD chains with their jumps (if present)");
     if (!options.dryRun) await rules.remove();
 
     const links = await listVxlanLinks(kernel);

@@ -3,8 +3,10 @@
  *
  *   ┌─ <p>h ───────────────────────────────────────────────────────────┐
  *   │ ul0 192.168.95.1/24        ct0 10.66.1.1/24 (docker0's subnet)    │
+ *   │     fd00:95::1/64                                                 │
  *   │ flannel.1, flannel.7 (vxlan) with neigh/fdb/onlink routes         │
- *   │ 10.66.4.0/24 via 192.168.95.4 (host-gw)   table ip weft (nft)     │
+ *   │ flannel-v6.1 (vxlan over IPv6) with an IPv6 neigh/onlink route    │
+ *   │ 10.66.4.0/24 via 192.168.95.4 (host-gw)   tables ip/ip6 weft (nft)│
  *   │ 172.16.0.0/16 via 192.168.95.254 (not weft's: must stay)          │
  *   └───────────────────────────────────────────────────────────────────┘
  */
@@ -13,6 +15,7 @@ import { createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBa
 import { cleanupHost } from "../../src/commands/cleanup.js";
 import { TrafficRules } from "../../src/host/firewall/traffic-rules.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
+import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { silentLogger } from "../../src/observe/logger.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 
@@ -29,23 +32,29 @@ async function leave(): Promise<void> {
     "neigh replace 10.66.2.0 lladdr 02:00:00:00:00:02 dev flannel.1 nud permanent",
     "route replace 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink",
     "route replace 10.66.4.0/24 via 192.168.95.4 dev ul0",
+    "link add flannel-v6.1 type vxlan id 1 local fd00:95::1 dev ul0 dstport 8472 nolearning",
+    "link set flannel-v6.1 up",
+    "neigh replace fd66:0:0:2:: lladdr 02:00:00:00:06:02 dev flannel-v6.1 nud permanent",
+    "route replace fd66:0:0:2::/64 via fd66:0:0:2:: dev flannel-v6.1 onlink",
   ]);
-  await new TrafficRules(silentLogger(), { netns: ns }).apply({ network, ownSubnet, ipMasq: true, forwardRules: true });
+  const ipv6 = { network: Ipv6Subnet.parse("fd66::/48"), ownSubnet: Ipv6Subnet.parse("fd66:0:0:1::/64") };
+  await new TrafficRules(silentLogger(), { netns: ns }).apply({ network, ownSubnet, ipMasq: true, forwardRules: true, ipv6 });
 }
 
 async function state(): Promise<string> {
-  const [links, routes, tables] = await Promise.all([
+  const [links, routes, routesV6, tables] = await Promise.all([
     execInNamespace(ns, "ip", ["-o", "link", "show"]),
     execInNamespace(ns, "ip", ["route", "show"]),
+    execInNamespace(ns, "ip", ["-6", "route", "show"]),
     execInNamespace(ns, "nft", ["list", "tables"]),
   ]);
-  return `${links.stdout}\n${routes.stdout}\n${tables.stdout}`;
+  return `${links.stdout}\n${routes.stdout}\n${routesV6.stdout}\n${tables.stdout}`;
 }
 
 describe("weft cleanup", () => {
   beforeAll(async () => {
     await createNamespace(ns);
-    await createVethPair({ name: "ul0", namespace: ns, addresses: ["192.168.95.1/24"] }, { name: "ul1", namespace: ns });
+    await createVethPair({ name: "ul0", namespace: ns, addresses: ["192.168.95.1/24", "fd00:95::1/64"] }, { name: "ul1", namespace: ns });
     await createVethPair({ name: "ct0", namespace: ns, addresses: ["10.66.1.1/24"] }, { name: "ct1", namespace: ns });
     await ipBatch(ns, ["route add 172.16.0.0/16 via 192.168.95.254"]);
   });
@@ -57,18 +66,20 @@ describe("weft cleanup", () => {
     await leave();
     const lines = await cleanupHost({ network, ownSubnet, dryRun: true, netns: ns });
     expect(lines).toEqual(expect.arrayContaining([
-      "remove nftables table ip weft and the iptables WEFT-FWD chain with its jumps (if present)",
+      "remove nftables tables ip weft and ip6 weft and the iptables and ip6tables WEFT-FWD chains with their jumps (if present)",
       expect.stringMatching(/^remove device flannel\.1 /),
+      expect.stringMatching(/^remove device flannel-v6\.1 /),
       expect.stringMatching(/^remove device flannel\.7 /),
       "remove route 10.66.4.0/24 via 192.168.95.4 dev ul0",
     ]));
     expect(await state()).toContain("flannel.7");
+    expect(await state()).toContain("table ip6 weft");
   });
 
   it("removes devices (with their entries), gateway routes in the Network and the nft table; keeps the rest", async () => {
     await cleanupHost({ network, ownSubnet, dryRun: false, netns: ns });
     const after = await state();
-    expect(after).not.toMatch(/flannel\.|10\.66\.2\.0|10\.66\.4\.0|table ip weft/);
+    expect(after).not.toMatch(/flannel\.|flannel-v6|10\.66\.2\.0|10\.66\.4\.0|fd66:0:0:2::|table ip weft|table ip6 weft/);
     expect(after).toContain("10.66.1.0/24 dev ct0");
     expect(after).toContain("172.16.0.0/16 via 192.168.95.254");
   });
