@@ -1,5 +1,6 @@
 import type { PeerRoute } from "../engine/engine.js";
-import { describeObject, type KernelObject } from "../kernel/objects.js";
+import { describeObject, objectFamily, type KernelObject } from "../kernel/objects.js";
+import type { IpFamily } from "../net/ip-subnet.js";
 import { describeChange, type KernelChange } from "../kernel/plan.js";
 
 /**
@@ -136,4 +137,47 @@ export function formatReconcileReport(report: ReconcileReport): ReconcileReportT
     actual: report.actual.map(describeOwnedObject),
     changes: report.changes.map(describeReconcileChange),
   };
+}
+
+/** The address family an owned object serves: a kernel object's own, a TUN object's address (engine peers: IPv4). */
+export function ownedObjectFamily(object: OwnedObject): IpFamily {
+  if (!isTunObject(object)) return objectFamily(object);
+  switch (object.kind) {
+    case "tun-address":
+      return object.address.includes(":") ? 6 : 4;
+    case "tun-route":
+      return object.destination.includes(":") ? 6 : 4;
+    default:
+      return 4;
+  }
+}
+
+/** The family a change is for; undefined for a change to a device as a whole (create, MTU, up, offload). */
+export function reconcileChangeFamily(change: ReconcileChange): IpFamily | undefined {
+  if (isObjectChange(change)) return ownedObjectFamily(change.object);
+  if (change.action === "add-address" || change.action === "remove-address") return change.address.includes(":") ? 6 : 4;
+  return undefined;
+}
+
+export interface FamilyCounts {
+  desired: number;
+  actual: number;
+  changes: number;
+}
+
+/**
+ * How many objects and changes of the report are IPv4 and IPv6: what `weft doctor` shows per
+ * family on a dual-stack network ("IPv6: 6 desired, 6 present, in sync"). Device-level changes
+ * count in neither.
+ */
+export function countByFamily(report: ReconcileReport): Record<"ipv4" | "ipv6", FamilyCounts> {
+  const counts = { ipv4: { desired: 0, actual: 0, changes: 0 }, ipv6: { desired: 0, actual: 0, changes: 0 } };
+  const slot = (family: IpFamily) => (family === 4 ? counts.ipv4 : counts.ipv6);
+  for (const object of report.desired) slot(ownedObjectFamily(object)).desired++;
+  for (const object of report.actual) slot(ownedObjectFamily(object)).actual++;
+  for (const change of report.changes) {
+    const family = reconcileChangeFamily(change);
+    if (family !== undefined) slot(family).changes++;
+  }
+  return counts;
 }

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
-  describeOwnedObject, describeReconcileChange, formatReconcileReport, isDeviceChange,
+  countByFamily, describeOwnedObject, describeReconcileChange, formatReconcileReport, isDeviceChange, reconcileChangeFamily,
   type OwnedObject, type ReconcileChange,
 } from "../../src/backend/reconcile-report.js";
 import type { FdbObject, NeighbourObject, RouteObject } from "../../src/kernel/objects.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
+import { Ipv6Subnet } from "../../src/net/ipv6.js";
 
 const route: RouteObject = { kind: "route", destination: Ipv4Subnet.parse("10.66.5.0/24"), gateway: "10.66.5.0", device: "flannel.1", onlink: true };
 const neigh: NeighbourObject = { kind: "neigh", address: "10.66.5.0", mac: "02:55:55:55:55:55", device: "flannel.1" };
@@ -58,5 +59,41 @@ describe("reconcile report lines", () => {
       actual: ["neigh 10.66.5.0 lladdr 02:55:55:55:55:55 dev flannel.1 permanent"],
       changes: ["set flannel.1 up"],
     });
+  });
+});
+
+const route6: RouteObject = { kind: "route", destination: Ipv6Subnet.parse("fd66:0:0:5::/64"), gateway: "fd66:0:0:5::", device: "flannel-v6.1", onlink: true };
+const neigh6: NeighbourObject = { kind: "neigh", address: "fd66:0:0:5::", mac: "02:55:55:55:56:55", device: "flannel-v6.1" };
+const fdb6: FdbObject = { kind: "fdb", mac: "02:55:55:55:56:55", device: "flannel-v6.1", destination: "fd00:92::2" };
+
+describe("IPv6 objects in reconcile reports (flannel-v6.<VNI>, host-gw IPv6 routes)", () => {
+  it.each<[string, OwnedObject, string]>([
+    ["IPv6 route", route6, "route fd66:0:0:5::/64 via fd66:0:0:5:: dev flannel-v6.1 onlink"],
+    ["IPv6 neighbour", neigh6, "neigh fd66:0:0:5:: lladdr 02:55:55:55:56:55 dev flannel-v6.1 permanent"],
+    ["FDB entry to an IPv6 underlay", fdb6, "fdb 02:55:55:55:56:55 dev flannel-v6.1 dst fd00:92::2 self permanent"],
+  ])("%s", (_what, object, line) => {
+    expect(describeOwnedObject(object)).toBe(line);
+  });
+
+  it("device-level lines for flannel-v6 (address /128, accept_ra)", () => {
+    expect(describeReconcileChange({ action: "add-address", device: "flannel-v6.1", address: "fd66:0:0:5::/128" })).toBe("add address fd66:0:0:5::/128 to flannel-v6.1");
+    expect(describeReconcileChange({ action: "disable-accept-ra", device: "flannel-v6.1", was: 1 })).toBe("set net.ipv6.conf.flannel-v6.1.accept_ra 0 (was 1)");
+    expect(isDeviceChange({ action: "disable-accept-ra", device: "flannel-v6.1", was: 1 })).toBe(false);
+  });
+
+  it("counts objects and changes per family; device-wide changes count in neither", () => {
+    const report = {
+      desired: [route, neigh, fdb, route6, neigh6, fdb6],
+      actual: [route, neigh, fdb, route6],
+      changes: [
+        { action: "add", object: neigh6 },
+        { action: "add", object: fdb6 },
+        { action: "add-address", device: "flannel-v6.1", address: "fd66:0:0:5::/128" },
+        { action: "set-up", device: "flannel-v6.1" },
+        { action: "remove", object: { kind: "tun-route", destination: "10.70.0.0/16", device: "wt0" } },
+      ] satisfies ReconcileChange[],
+    };
+    expect(countByFamily(report)).toEqual({ ipv4: { desired: 3, actual: 3, changes: 1 }, ipv6: { desired: 3, actual: 1, changes: 3 } });
+    expect(reconcileChangeFamily({ action: "set-mtu", device: "flannel-v6.1", mtu: 1430, was: 1450 })).toBeUndefined();
   });
 });
