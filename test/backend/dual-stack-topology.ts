@@ -15,7 +15,11 @@
  * this process (a Kernel pointed at the host's namespace) and hands it the leases.
  */
 import { createBridge, createNamespace, createVethPair, deleteNamespace, execInNamespace, ipBatch, setSysctls } from "../../src/lab/netns.js";
+import { Kernel } from "../../src/kernel/kernel.js";
+import type { Backend, BackendContext } from "../../src/backend/backend.js";
+import type { Lease, PeerEvent } from "../../src/lease/types.js";
 import { ipv6AddressesSettled } from "../support/ipv6-settled.js";
+import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
 
 export interface DualStackHost {
   index: number;
@@ -90,4 +94,41 @@ export async function pings(from: string, to: string, options: { size?: number; 
 /** stdout of a command in a namespace. */
 export async function show(namespace: string, command: string, ...args: string[]): Promise<string> {
   return (await execInNamespace(namespace, command, args)).stdout;
+}
+
+/** A host's backend running in this process, with the lease it advertises. */
+export interface RunningHost<B extends Backend> {
+  host: DualStackHost;
+  context: BackendContext;
+  backend: B;
+  lease: Lease;
+  /** The MTU register() reported (FLANNEL_MTU). */
+  mtu: number;
+}
+
+/**
+ * Starts `host`'s backend as the daemon would: a dual-stack (or, `dualStack` false, IPv4-only)
+ * context, register(), the own lease from the registration, activate(). `context` reuses a
+ * previous run's (a restart: same state dir).
+ */
+export async function startBackend<B extends Backend>(
+  host: DualStackHost,
+  backendOptions: Record<string, unknown>,
+  dualStack: boolean,
+  create: (context: BackendContext, kernel: Kernel) => B,
+  context?: BackendContext,
+): Promise<RunningHost<B>> {
+  const external = { name: "ul0", address: host.address, ...(dualStack ? { addressV6: host.addressV6 } : {}) };
+  const ctx = context ?? (await backendContext(backendOptions, external, undefined, dualStack ? DUAL_STACK : {}));
+  const backend = create(ctx, new Kernel(host.namespace));
+  const registration = await backend.register();
+  const attrs = { publicIP: host.address, ...(dualStack ? { publicIPv6: host.addressV6 } : {}), ...registration.attrs };
+  const own = lease(host.subnet, attrs, dualStack ? host.subnetV6 : undefined);
+  await backend.activate(own);
+  return { host, context: ctx, backend, lease: own, mtu: registration.mtu };
+}
+
+/** Every other host's lease as an "added" event: the snapshot the watcher gives `self`. */
+export function peerEventsFor<B extends Backend>(self: RunningHost<B>, running: readonly RunningHost<B>[]): PeerEvent[] {
+  return running.filter((other) => other !== self).map((other) => ({ kind: "added", lease: other.lease }));
 }

@@ -12,18 +12,13 @@ import { ipBatch, uniquePrefix } from "../../src/lab/netns.js";
 import { Kernel } from "../../src/kernel/kernel.js";
 import { HostGwBackend } from "../../src/backend/host-gw/host-gw-backend.js";
 import { formatReconcileReport } from "../../src/backend/reconcile-report.js";
-import type { Lease } from "../../src/lease/types.js";
 import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
-import { buildDualStackTopology, pings, show, type DualStackHost, type DualStackTopology } from "./dual-stack-topology.js";
+import { buildDualStackTopology, peerEventsFor, pings, show, startBackend, type DualStackTopology, type RunningHost as Running } from "./dual-stack-topology.js";
 
 const p = uniquePrefix("wh6");
 const UNDERLAY = 99;
 
-interface RunningHost {
-  host: DualStackHost;
-  backend: HostGwBackend;
-  lease: Lease;
-}
+type RunningHost = Running<HostGwBackend>;
 
 describe("host-gw backend, dual-stack", () => {
   let topology: DualStackTopology;
@@ -33,23 +28,10 @@ describe("host-gw backend, dual-stack", () => {
   beforeAll(async () => {
     topology = await buildDualStackTopology(p, 4, UNDERLAY);
     for (const host of topology.hosts) {
-      const dualStack = host.index !== 4;
-      const context = await backendContext(
-        { Type: "host-gw" },
-        { name: "ul0", address: host.address, ...(dualStack ? { addressV6: host.addressV6 } : {}) },
-        undefined,
-        dualStack ? DUAL_STACK : {},
-      );
-      const backend = new HostGwBackend(context, new Kernel(host.namespace));
-      const registration = await backend.register();
-      const own = lease(host.subnet, { publicIP: host.address, ...(dualStack ? { publicIPv6: host.addressV6 } : {}), ...registration.attrs }, dualStack ? host.subnetV6 : undefined);
-      await backend.activate(own);
-      running.push({ host, backend, lease: own });
+      running.push(await startBackend(host, { Type: "host-gw" }, host.index !== 4, (context, kernel) => new HostGwBackend(context, kernel)));
     }
     await ipBatch(h(1).host.namespace, [`route add fd00:4000::/32 via fd00:${UNDERLAY}::fe`]);
-    for (const self of running) {
-      await self.backend.applyPeers(running.filter((other) => other !== self).map((other) => ({ kind: "added" as const, lease: other.lease })));
-    }
+    for (const self of running) await self.backend.applyPeers(peerEventsFor(self, running));
   });
   afterAll(async () => {
     await Promise.all(running.map((self) => self.backend.stop()));

@@ -17,22 +17,17 @@ import { Kernel } from "../../src/kernel/kernel.js";
 import { VxlanBackend } from "../../src/backend/vxlan/vxlan-backend.js";
 import type { BackendContext } from "../../src/backend/backend.js";
 import { formatReconcileReport } from "../../src/backend/reconcile-report.js";
-import type { Lease } from "../../src/lease/types.js";
 import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
-import { buildDualStackTopology, pings, show, type DualStackHost, type DualStackTopology } from "./dual-stack-topology.js";
+import {
+  buildDualStackTopology, peerEventsFor, pings, show, startBackend,
+  type DualStackHost, type DualStackTopology, type RunningHost as Running,
+} from "./dual-stack-topology.js";
 import { ipv6AddressesSettled } from "../support/ipv6-settled.js";
 
 const p = uniquePrefix("wv6");
 const UNDERLAY = 97;
 
-interface RunningHost {
-  host: DualStackHost;
-  context: BackendContext;
-  backend: VxlanBackend;
-  lease: Lease;
-  /** The MTU register() reported (FLANNEL_MTU). */
-  mtu: number;
-}
+type RunningHost = Running<VxlanBackend>;
 
 function vtepMac(data: unknown): string {
   return (data as { VtepMAC: string }).VtepMAC;
@@ -43,25 +38,9 @@ describe("kernel vxlan backend, dual-stack (flannel-v6.<VNI>)", () => {
   const running: RunningHost[] = [];
   const h = (index: number) => running[index - 1] as RunningHost;
 
-  async function start(host: DualStackHost, dualStack: boolean, context?: BackendContext): Promise<RunningHost> {
-    const ctx =
-      context ??
-      (await backendContext(
-        { Type: "vxlan" },
-        { name: "ul0", address: host.address, ...(dualStack ? { addressV6: host.addressV6 } : {}) },
-        undefined,
-        dualStack ? DUAL_STACK : {},
-      ));
-    const backend = new VxlanBackend(ctx, new Kernel(host.namespace));
-    const registration = await backend.register();
-    const attrs = { publicIP: host.address, ...(dualStack ? { publicIPv6: host.addressV6 } : {}), ...registration.attrs };
-    const own = lease(host.subnet, attrs, dualStack ? host.subnetV6 : undefined);
-    await backend.activate(own);
-    return { host, context: ctx, backend, lease: own, mtu: registration.mtu };
-  }
-
-  const others = (self: RunningHost) => running.filter((other) => other !== self);
-  const peerEvents = (self: RunningHost) => others(self).map((other) => ({ kind: "added" as const, lease: other.lease }));
+  const start = (host: DualStackHost, dualStack: boolean, context?: BackendContext) =>
+    startBackend(host, { Type: "vxlan" }, dualStack, (ctx, kernel) => new VxlanBackend(ctx, kernel), context);
+  const peerEvents = (self: RunningHost) => peerEventsFor(self, running);
 
   beforeAll(async () => {
     topology = await buildDualStackTopology(p, 4, UNDERLAY);
