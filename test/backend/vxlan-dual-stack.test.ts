@@ -219,6 +219,41 @@ describe("kernel vxlan backend, dual-stack (flannel-v6.<VNI>)", () => {
     expect(await pings(self.host.container, h(3).host.containerAddressV6)).toBe(true);
   });
 
+  it("programs 1000 dual-stack peer leases (6000 kernel objects) through the batch processes and removes them again", async () => {
+    const self = h(1);
+    const ns = self.host.namespace;
+    const hex = (n: number) => n.toString(16).padStart(2, "0");
+    const peers = Array.from({ length: 1000 }, (_, i) =>
+      lease(
+        `10.66.${Math.floor(i / 4) + 5}.${(i % 4) * 64}/26`,
+        {
+          publicIP: `192.168.${UNDERLAY}.${30 + (i % 200)}`,
+          publicIPv6: `fd00:${UNDERLAY}::${(0x1000 + i).toString(16)}`,
+          backendType: "vxlan",
+          backendData: { VNI: 1, VtepMAC: `02:aa:00:00:${hex(i >> 8)}:${hex(i & 255)}` },
+          backendV6Data: { VNI: 1, VtepMAC: `02:bb:00:00:${hex(i >> 8)}:${hex(i & 255)}` },
+        },
+        `fd66:0:0:${(0x100 + i).toString(16)}::/64`,
+      ),
+    );
+    const v6Routes = async () => (await show(ns, "ip", "-6", "route", "show", "dev", "flannel-v6.1")).split("\n").filter((line) => /^fd66:0:0:[1-4][0-9a-f]{2}::\/64 /.test(line)).length;
+    const started = performance.now();
+    await self.backend.applyPeers(peers.map((peer) => ({ kind: "added" as const, lease: peer })));
+    const ms = performance.now() - started;
+    console.log(`vxlan dual-stack: 1000 dual-stack peer leases (3000 IPv4 + 3000 IPv6 objects) programmed in ${ms.toFixed(0)} ms`);
+    expect(ms).toBeLessThan(10_000); // a bound only per-object processes exceed, as in vxlan.test.ts
+    expect(await v6Routes()).toBe(1000);
+    expect((await show(ns, "bridge", "fdb", "show", "dev", "flannel-v6.1")).split("\n").filter((line) => line.startsWith("02:bb:")).length).toBe(1000);
+    const reconcileStarted = performance.now();
+    expect((await self.backend.reconcile({ dryRun: true })).changes).toEqual([]);
+    console.log(`vxlan dual-stack: reconcile (dry run) over 6000+ objects in ${(performance.now() - reconcileStarted).toFixed(0)} ms`);
+    const removeStarted = performance.now();
+    await self.backend.applyPeers(peers.map((peer) => ({ kind: "removed" as const, lease: peer })));
+    console.log(`vxlan dual-stack: 1000 dual-stack peer leases removed in ${(performance.now() - removeStarted).toFixed(0)} ms`);
+    expect(await v6Routes()).toBe(0);
+    expect(await pings(self.host.container, h(2).host.containerAddressV6)).toBe(true);
+  });
+
   it("a lease with an IPv6 subnet but unusable BackendV6Data or PublicIPv6 is refused, naming the field", async () => {
     const self = h(1);
     const attrs = { publicIP: `192.168.${UNDERLAY}.20`, backendType: "vxlan", backendData: { VNI: 1, VtepMAC: "02:20:20:20:20:20" } };
