@@ -4,6 +4,7 @@ import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
 import { Kernel, type LinkState } from "../kernel/kernel.js";
 import { describeObject, type KernelObject } from "../kernel/objects.js";
 import { Ipv4Subnet } from "../net/ipv4.js";
+import { Ipv6Subnet } from "../net/ipv6.js";
 import { sameSubnet, subnetContains } from "../net/ip-subnet.js";
 import { createLogger } from "../observe/logger.js";
 
@@ -25,7 +26,16 @@ interface CleanupArgs {
 const VXLAN_NAME = /^flannel(?:-v6)?\.(\d+)$/;
 
 export async function cleanupHost(
-  options: { network?: Ipv4Subnet; ownSubnet?: Ipv4Subnet; vnis?: readonly number[]; dryRun: boolean; netns?: string },
+  options: {
+    network?: Ipv4Subnet;
+    ownSubnet?: Ipv4Subnet;
+    /** A dual-stack network's IPv6Network and own IPv6 subnet: host-gw / DirectRouting IPv6 routes go too. */
+    ipv6Network?: Ipv6Subnet;
+    ownIpv6Subnet?: Ipv6Subnet;
+    vnis?: readonly number[];
+    dryRun: boolean;
+    netns?: string;
+  },
 ): Promise<string[]> {
   const kernel = new Kernel(options.netns);
   const done: string[] = [];
@@ -42,17 +52,21 @@ export async function cleanupHost(
       if (!options.dryRun) await kernel.ip([`link del dev ${link.ifname}`]);
     }
 
-    if (options.network) {
-      const network = options.network;
+    const families = [
+      { family: 4 as const, network: options.network, own: options.ownSubnet },
+      { family: 6 as const, network: options.ipv6Network, own: options.ownIpv6Subnet },
+    ];
+    for (const { family, network, own } of families) {
+      if (!network) continue;
       // Routes via a gateway inside the Network are host-gw's or DirectRouting's; docker0's own
       // subnet route (no gateway, proto kernel) is never matched.
-      const routes = (await kernel.readRoutes()).filter(
+      const routes = (await kernel.readRoutes(family)).filter(
         (route) =>
           route.type === "unicast" &&
           route.protocol !== "kernel" &&
           route.gateway !== undefined &&
           subnetContains(network, route.destination) &&
-          !(options.ownSubnet && sameSubnet(route.destination, options.ownSubnet)),
+          !(own && sameSubnet(route.destination, own)),
       );
       const objects: KernelObject[] = routes.map(({ destination, gateway, device, onlink }) => ({ kind: "route", destination, gateway, device, onlink }));
       for (const object of objects) done.push(`remove ${describeObject(object)}`);
@@ -90,7 +104,10 @@ export const cleanupCommand: CommandModule<object, CleanupArgs> = {
     const env = await readSubnetEnv(args["subnet-file"]).catch(() => undefined);
     const network = args.network !== undefined ? Ipv4Subnet.parse(args.network, "--network") : env?.network;
     const ownSubnet = env ? previousSubnet(env) : undefined;
-    const done = await cleanupHost({ network, ownSubnet, vnis: args.vni === undefined ? [] : [args.vni].flat(), dryRun: args["dry-run"] });
+    const ipv6Network = env?.ipv6Network === undefined ? undefined : Ipv6Subnet.tryParse(env.ipv6Network);
+    const ownIpv6Subnet = env?.ipv6Subnet === undefined ? undefined : Ipv6Subnet.tryParse(env.ipv6Subnet);
+    const vnis = args.vni === undefined ? [] : [args.vni].flat();
+    const done = await cleanupHost({ network, ownSubnet, ipv6Network, ownIpv6Subnet, vnis, dryRun: args["dry-run"] });
     const lines = done.map((line) => `${args["dry-run"] ? "would " : ""}${line}`);
     if (!network) lines.push(`routes left alone: no --network given and no FLANNEL_NETWORK in ${args["subnet-file"]}`);
     process.stdout.write(`${lines.join("\n")}\n`);

@@ -7,6 +7,7 @@
  *   │ flannel.1, flannel.7 (vxlan) with neigh/fdb/onlink routes         │
  *   │ flannel-v6.1 (vxlan over IPv6) with an IPv6 neigh/onlink route    │
  *   │ 10.66.4.0/24 via 192.168.95.4 (host-gw)   tables ip/ip6 weft (nft)│
+ *   │ fd66:0:0:4::/64 via fd00:95::4 (host-gw, IPv6)                    │
  *   │ 172.16.0.0/16 via 192.168.95.254 (not weft's: must stay)          │
  *   └───────────────────────────────────────────────────────────────────┘
  */
@@ -22,6 +23,7 @@ import { weftCliPath } from "../../src/lab/lab-daemon.js";
 const ns = `${uniquePrefix("wc")}h`;
 const network = Ipv4Subnet.parse("10.66.0.0/16");
 const ownSubnet = Ipv4Subnet.parse("10.66.1.0/24");
+const ipv6 = { network: Ipv6Subnet.parse("fd66::/48"), ownSubnet: Ipv6Subnet.parse("fd66:0:0:1::/64") };
 
 async function leave(): Promise<void> {
   await ipBatch(ns, [
@@ -32,12 +34,12 @@ async function leave(): Promise<void> {
     "neigh replace 10.66.2.0 lladdr 02:00:00:00:00:02 dev flannel.1 nud permanent",
     "route replace 10.66.2.0/24 via 10.66.2.0 dev flannel.1 onlink",
     "route replace 10.66.4.0/24 via 192.168.95.4 dev ul0",
+    "route replace fd66:0:0:4::/64 via fd00:95::4 dev ul0",
     "link add flannel-v6.1 type vxlan id 1 local fd00:95::1 dev ul0 dstport 8472 nolearning",
     "link set flannel-v6.1 up",
     "neigh replace fd66:0:0:2:: lladdr 02:00:00:00:06:02 dev flannel-v6.1 nud permanent",
     "route replace fd66:0:0:2::/64 via fd66:0:0:2:: dev flannel-v6.1 onlink",
   ]);
-  const ipv6 = { network: Ipv6Subnet.parse("fd66::/48"), ownSubnet: Ipv6Subnet.parse("fd66:0:0:1::/64") };
   await new TrafficRules(silentLogger(), { netns: ns }).apply({ network, ownSubnet, ipMasq: true, forwardRules: true, ipv6 });
 }
 
@@ -64,22 +66,23 @@ describe("weft cleanup", () => {
 
   it("dry run lists everything and removes nothing", async () => {
     await leave();
-    const lines = await cleanupHost({ network, ownSubnet, dryRun: true, netns: ns });
+    const lines = await cleanupHost({ network, ownSubnet, ipv6Network: ipv6.network, ownIpv6Subnet: ipv6.ownSubnet, dryRun: true, netns: ns });
     expect(lines).toEqual(expect.arrayContaining([
       "remove nftables tables ip weft and ip6 weft and the iptables and ip6tables WEFT-FWD chains with their jumps (if present)",
       expect.stringMatching(/^remove device flannel\.1 /),
       expect.stringMatching(/^remove device flannel-v6\.1 /),
       expect.stringMatching(/^remove device flannel\.7 /),
       "remove route 10.66.4.0/24 via 192.168.95.4 dev ul0",
+      "remove route fd66:0:0:4::/64 via fd00:95::4 dev ul0",
     ]));
     expect(await state()).toContain("flannel.7");
     expect(await state()).toContain("table ip6 weft");
   });
 
   it("removes devices (with their entries), gateway routes in the Network and the nft table; keeps the rest", async () => {
-    await cleanupHost({ network, ownSubnet, dryRun: false, netns: ns });
+    await cleanupHost({ network, ownSubnet, ipv6Network: ipv6.network, ownIpv6Subnet: ipv6.ownSubnet, dryRun: false, netns: ns });
     const after = await state();
-    expect(after).not.toMatch(/flannel\.|flannel-v6|10\.66\.2\.0|10\.66\.4\.0|fd66:0:0:2::|table ip weft|table ip6 weft/);
+    expect(after).not.toMatch(/flannel\.|flannel-v6|10\.66\.2\.0|10\.66\.4\.0|fd66:0:0:[24]::|table ip weft|table ip6 weft/);
     expect(after).toContain("10.66.1.0/24 dev ct0");
     expect(after).toContain("172.16.0.0/16 via 192.168.95.254");
   });
