@@ -176,6 +176,29 @@ describe("kernel vxlan backend, dual-stack (flannel-v6.<VNI>)", () => {
     expect(report.actual).toContain("route fd66:0:0:3::/64 via fd66:0:0:3:: dev flannel-v6.1 onlink");
   });
 
+  it("reconcile puts back flannel-v6.1's /128, MTU and accept_ra 0, and drops a stray address inside IPv6Network", async () => {
+    const self = h(1);
+    const ns = self.host.namespace;
+    await ipBatch(ns, ["addr del fd66:0:0:1::/128 dev flannel-v6.1", "addr add fd66:0:0:99::5/128 dev flannel-v6.1 nodad", "link set dev flannel-v6.1 mtu 1300"]);
+    await show(ns, "sysctl", "-q", "-w", "net/ipv6/conf/flannel-v6.1/accept_ra=1");
+    const dry = formatReconcileReport(await self.backend.reconcile({ dryRun: true }));
+    expect(dry.changes.sort()).toEqual([
+      "add address fd66:0:0:1::/128 to flannel-v6.1",
+      "remove address fd66:0:0:99::5/128 from flannel-v6.1",
+      "set flannel-v6.1 mtu 1430 (was 1300)",
+      "set net.ipv6.conf.flannel-v6.1.accept_ra 0 (was 1)",
+    ]);
+    await self.backend.reconcile({ dryRun: false });
+    const addresses = await show(ns, "ip", "-6", "addr", "show", "dev", "flannel-v6.1", "scope", "global");
+    expect(addresses).toContain("fd66:0:0:1::/128");
+    expect(addresses).not.toContain("fd66:0:0:99::5");
+    expect(await show(ns, "ip", "link", "show", "flannel-v6.1")).toContain("mtu 1430");
+    expect((await show(ns, "sysctl", "-n", "net/ipv6/conf/flannel-v6.1/accept_ra")).trim()).toBe("0");
+    await ipv6AddressesSettled(ns);
+    expect((await self.backend.reconcile({ dryRun: false })).changes).toEqual([]);
+    expect(await pings(self.host.container, h(2).host.containerAddressV6)).toBe(true);
+  });
+
   it("a deleted flannel-v6.1 is recreated by reconcile with the same MAC, address and peer entries", async () => {
     const self = h(1);
     const ns = self.host.namespace;
