@@ -6,8 +6,9 @@ import { formatIpv6, tryParseIpv6 } from "../net/ipv6.js";
 /**
  * The IPv6 half of leases, as the kernel backends of a dual-stack network read it. A lease
  * without an IPv6 subnet is a single-stack host's, served over IPv4 only (as flanneld does);
- * one with an IPv6 subnet but no usable PublicIPv6 is refused as a whole, since the IPv6
- * state it asks for cannot be built.
+ * one with an IPv6 subnet but no usable PublicIPv6 (missing, not an address, or one no host
+ * can be reached at: ::, ::1, multicast, link-local, IPv4-mapped) is refused as a whole, since
+ * the IPv6 state it asks for cannot be built.
  */
 
 export interface PeerIpv6 {
@@ -27,7 +28,19 @@ export function peerIpv6(lease: Lease): PeerIpv6 | Refusal | undefined {
       level: "warn",
     };
   }
+  const unusable = unreachableKind(address);
+  if (unusable) return { refused: `lease ${lease.key} advertises PublicIPv6 ${text}, ${unusable}, which no peer can send to`, level: "warn" };
   return { subnet, publicIPv6: formatIpv6(address) };
+}
+
+/** Why an IPv6 address cannot be a host's underlay address, or undefined when it can. */
+function unreachableKind(address: bigint): string | undefined {
+  if (address === 0n) return "the unspecified address";
+  if (address === 1n) return "the loopback address";
+  if (address >> 120n === 0xffn) return "a multicast address";
+  if (address >> 118n === 0x3fan) return "a link-local address (it needs an interface zone)";
+  if (address >> 32n === 0xffffn) return "an IPv4-mapped address";
+  return undefined;
 }
 
 /** The own lease's IPv6 subnet on a dual-stack network; a lease without one is the control plane's bug. */
