@@ -68,7 +68,7 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
       txChecksumOffload: this.options.txChecksumOffload,
     });
     this.spec = device(vxlanDeviceName(this.options.vni), context.external.address, VXLAN_OVERHEAD);
-    // The lease's MTU (FLANNEL_MTU) stays flannel's E − 50; flannel-v6.N gets what the kernel allows.
+    // flannel-v6.N gets what the kernel allows over an IPv6 underlay (options.ts).
     this.specV6 = this.dualStack ? device(vxlanV6DeviceName(this.options.vni), this.localV6(), VXLAN_V6_OVERHEAD) : undefined;
   }
 
@@ -92,7 +92,9 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
         const v6 = await ensureVxlanDevice(this.kernel, this.specV6, this.context.stateDir, this.context.logger);
         attrs.backendV6Data = formatVxlanBackendData({ vni: this.options.vni, vtepMAC: v6.mac });
       }
-      return { attrs, mtu: this.spec.mtu };
+      // One container MTU (FLANNEL_MTU) serves both families, so it is the smaller device's. flanneld
+      // keeps E − 50 here, and its containers' IPv6 packets over E − 70 get Packet Too Big.
+      return { attrs, mtu: this.specV6 ? Math.min(this.spec.mtu, this.specV6.mtu) : this.spec.mtu };
     });
   }
 
