@@ -1,0 +1,84 @@
+/*
+ * The kernel backends in `weft lab up --ipv6`'s topology, judged by the lab's own `check`
+ * (ping matrix and largest don't-fragment ping, per family), once per backend:
+ *
+ *                     <p>-ul  bridge ul0, 192.168.77.0/24 and fd77::/64
+ *        +-----------------------+-----------------------+-----------------------+
+ *   <p>-etcd .2            <p>-h1 .11 fd77::11       <p>-h2 .12 fd77::12       <p>-h3 .13 fd77::13
+ *                          docker0 10.66.1.1/24      docker0 10.66.2.1/24      docker0 10.66.3.1/24
+ *                                  fd66:0:0:1::1/64          fd66:0:0:2::1/64          fd66:0:0:3::1/64
+ *                               |                         |                         |
+ *                           <p>-h1c1                  <p>-h2c1                  <p>-h3c1
+ *
+ * The lab runs no daemons ("none": a static dual-stack subnet.env per host); the test runs each
+ * host's backend in this process against the host's namespace, hands it the dual-stack leases
+ * the control plane would acquire (10.66.<i>.0/24 & fd66:0:0:<i>::/64), writes the backend's MTU
+ * into subnet.env and lets the lab re-attach the containers with it, as docker would.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
+import { formatCheckMatrix } from "../../src/lab/check.js";
+import { uniquePrefix } from "../../src/lab/netns.js";
+import { Kernel } from "../../src/kernel/kernel.js";
+import { VxlanBackend } from "../../src/backend/vxlan/vxlan-backend.js";
+import { HostGwBackend } from "../../src/backend/host-gw/host-gw-backend.js";
+import type { Backend } from "../../src/backend/backend.js";
+import type { Lease } from "../../src/lease/types.js";
+import { previousSubnet, readSubnetEnv, writeSubnetEnv } from "../../src/host/subnet-env.js";
+import { Ipv6Subnet } from "../../src/net/ipv6.js";
+import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
+
+const HOSTS = ["h1", "h2", "h3"];
+
+describe.each(["vxlan", "host-gw"])("kernel backend %s in a dual-stack 3-host lab (lab check, both families)", (type) => {
+  const name = uniquePrefix(type === "vxlan" ? "wl6v" : "wl6h").slice(0, -1);
+  const labDir = join(tmpdir(), `weft-dual-stack-lab-${name}`);
+  let lab: Lab;
+  const backends: Backend[] = [];
+  const leases: Lease[] = [];
+  let mtu = 0;
+
+  beforeAll(async () => {
+    lab = await buildLab({ name, labDir, hosts: HOSTS.length, containersPerHost: 1, daemons: "none", ipv6: true });
+    for (const host of HOSTS) {
+      const state = lab.host(host).state;
+      const env = await readSubnetEnv(state.subnetFile);
+      const subnet = env && previousSubnet(env);
+      if (!env || !subnet || env.ipv6Subnet === undefined) throw new Error(`${host}: the lab's static subnet.env is not dual-stack`);
+      const external = { name: state.underlayDevice, address: lab.host(host).underlayAddress, addressV6: state.underlayAddressV6 as string };
+      const context = await backendContext({ Type: type }, external, state.stateDir, DUAL_STACK);
+      const kernel = new Kernel(lab.namespaceOf(host));
+      const backend = type === "vxlan" ? new VxlanBackend(context, kernel) : new HostGwBackend(context, kernel);
+      const registration = await backend.register();
+      const own = lease(subnet.toString(), { publicIP: external.address, publicIPv6: external.addressV6, ...registration.attrs }, Ipv6Subnet.parse(env.ipv6Subnet).toString());
+      await backend.activate(own);
+      backends.push(backend);
+      leases.push(own);
+      mtu = registration.mtu;
+      await writeSubnetEnv(state.subnetFile, { ...env, mtu: registration.mtu });
+      await lab.refreshContainers(host);
+    }
+    await Promise.all(backends.map((backend, i) => backend.applyPeers(leases.filter((_, j) => j !== i).map((peer) => ({ kind: "added", lease: peer })))));
+  });
+  afterAll(async () => {
+    await Promise.all(backends.map((backend) => backend.stop()));
+    await teardownLab({ name, labDir });
+    await rm(labDir, { recursive: true, force: true });
+  });
+
+  it("lab check passes the IPv4 and the IPv6 ping matrix and the largest don't-fragment ping of each family", async () => {
+    const results = await lab.check();
+    const matrix = formatCheckMatrix(results);
+    console.log(`${type} dual-stack lab (FLANNEL_MTU ${mtu}):\n${matrix}`);
+    expect(results.filter((result) => !result.ok), matrix).toEqual([]);
+    for (const family of [4, 6] as const) {
+      expect(results.filter((result) => result.family === family && result.kind === "ping")).toHaveLength(6);
+      const df = results.filter((result) => result.family === family && result.kind === "df");
+      expect(df.map((result) => result.payload)).toEqual(Array(3).fill(mtu - (family === 4 ? 28 : 48)));
+    }
+    expect(mtu).toBe(type === "vxlan" ? 1430 : 1500);
+  });
+});
