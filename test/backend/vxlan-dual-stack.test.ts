@@ -208,8 +208,16 @@ describe("kernel vxlan backend, dual-stack (flannel-v6.<VNI>)", () => {
     const mac = vtepMac(self.lease.attrs.backendV6Data);
     await ipBatch(ns, ["link del flannel-v6.1"]);
     const dry = formatReconcileReport(await self.backend.reconcile({ dryRun: true }));
-    expect(dry.changes).toContain(`create device flannel-v6.1 (vxlan id 1, MAC ${mac})`);
-    expect(dry.changes).toContain("add route fd66:0:0:2::/64 via fd66:0:0:2:: dev flannel-v6.1 onlink");
+    // Only flannel-v6.1 and its objects would be made: flannel.1's are in place.
+    expect(dry.changes.sort()).toEqual([
+      `add fdb ${vtepMac(h(2).lease.attrs.backendV6Data)} dev flannel-v6.1 dst fd00:${UNDERLAY}::12 self permanent`,
+      `add fdb ${vtepMac(h(3).lease.attrs.backendV6Data)} dev flannel-v6.1 dst fd00:${UNDERLAY}::13 self permanent`,
+      `add neigh fd66:0:0:2:: lladdr ${vtepMac(h(2).lease.attrs.backendV6Data)} dev flannel-v6.1 permanent`,
+      `add neigh fd66:0:0:3:: lladdr ${vtepMac(h(3).lease.attrs.backendV6Data)} dev flannel-v6.1 permanent`,
+      "add route fd66:0:0:2::/64 via fd66:0:0:2:: dev flannel-v6.1 onlink",
+      "add route fd66:0:0:3::/64 via fd66:0:0:3:: dev flannel-v6.1 onlink",
+      `create device flannel-v6.1 (vxlan id 1, MAC ${mac})`,
+    ].sort());
     await self.backend.reconcile({ dryRun: false });
     expect(await show(ns, "ip", "link", "show", "flannel-v6.1")).toContain(mac);
     expect(await show(ns, "ip", "-6", "addr", "show", "dev", "flannel-v6.1")).toContain("fd66:0:0:1::/128");

@@ -51,6 +51,8 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
   private readonly spec: VxlanDeviceSpec;
   /** flannel-v6.<VNI>, when the network is dual-stack. */
   private readonly specV6: VxlanDeviceSpec | undefined;
+  /** Set by checkDevice() for the reconcile pass it starts: a dry run found flannel-v6.N missing. */
+  private v6DeviceAbsent = false;
 
   constructor(context: BackendContext, kernel: Kernel = new Kernel()) {
     super("vxlan", context, kernel);
@@ -133,21 +135,22 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
     if (own && !device.absent) {
       changes.push(...(await ensureVxlanAddress(this.kernel, this.spec.name, own.subnet, this.context.network.network, dryRun)));
     }
-    let deviceAbsent = device.absent;
+    this.v6DeviceAbsent = false;
     if (this.specV6) {
       const deviceV6 = await ensureVxlanDevice(this.kernel, this.specV6, this.context.stateDir, this.context.logger, dryRun);
       changes.push(...deviceV6.changes);
       const v6 = own && this.ownV6(own);
       if (v6 && !deviceV6.absent) changes.push(...(await ensureVxlanAddress(this.kernel, v6.spec.name, v6.subnet, v6.network, dryRun)));
-      deviceAbsent ||= deviceV6.absent;
+      this.v6DeviceAbsent = deviceV6.absent;
     }
-    return { changes, deviceAbsent };
+    return { changes, deviceAbsent: device.absent };
   }
 
   protected async actualObjects(own: Lease, routes: RouteSnapshot): Promise<KernelObject[]> {
     const device = this.spec.name;
     const underlay = this.options.directRouting ? [this.context.external.name] : [];
-    const v6 = this.ownV6(own);
+    // A dry run with flannel-v6.N missing: nothing on it to read, so all its objects show as adds.
+    const v6 = this.v6DeviceAbsent ? undefined : this.ownV6(own);
     const [neighbours, fdb, neighboursV6, fdbV6] = await Promise.all([
       this.kernel.readPermanentNeighbours(device),
       this.kernel.readRemoteFdb(device),
