@@ -29,6 +29,7 @@ import type { Backend } from "../../src/backend/backend.js";
 import type { Lease } from "../../src/lease/types.js";
 import { previousSubnet, readSubnetEnv, writeSubnetEnv } from "../../src/host/subnet-env.js";
 import { Ipv6Subnet } from "../../src/net/ipv6.js";
+import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
 
 const HOSTS = ["h1", "h2", "h3"];
@@ -80,5 +81,57 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a dual-stack 3-host la
       expect(df.map((result) => result.payload)).toEqual(Array(3).fill(mtu - (family === 4 ? 28 : 48)));
     }
     expect(mtu).toBe(type === "vxlan" ? 1430 : 1500);
+  });
+});
+
+/*
+ * The same lab with real daemons (dist/cli.js `weft run`, build first) and real etcd: the
+ * control plane acquires the dual-stack leases, the kernel backends program both families.
+ */
+describe.each(["vxlan", "host-gw"])("weft run with kernel backend %s in lab up --ipv6 (real daemons)", (type) => {
+  const name = uniquePrefix(type === "vxlan" ? "wr6v" : "wr6h").slice(0, -1);
+  const labDir = join(tmpdir(), `weft-dual-stack-daemons-${name}`);
+  let lab: Lab;
+  const doctor = (host: string, extra: string[] = []) =>
+    lab.host(host).exec(process.execPath, [
+      weftCliPath(), "doctor", `--etcd-endpoints=${lab.etcdEndpoint}`, `--iface=${lab.host(host).state.underlayDevice}`,
+      `--subnet-file=${lab.host(host).state.subnetFile}`, `--state-dir=${lab.host(host).state.stateDir}`, ...extra,
+    ], { allowFailure: true });
+
+  beforeAll(async () => {
+    lab = await buildLab({ name, labDir, hosts: 3, containersPerHost: 1, backend: type, ipv6: true, daemonArgs: ["--reconcile-interval=30"] });
+  });
+  afterAll(async () => {
+    await teardownLab({ name, labDir });
+    await rm(labDir, { recursive: true, force: true });
+  });
+
+  it("lab check passes both families; etcd holds flanneld's dual-stack keys and values", async () => {
+    const { ok, table } = await lab.checkTable();
+    const listing = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout;
+    console.log(`${type}: weft lab up --ipv6\n${table}\netcdctl get --prefix /coreos.com/network/subnets/:\n${listing}`);
+    expect(ok, table).toBe(true);
+    expect(listing).toMatch(/^\/coreos\.com\/network\/subnets\/10\.66\.\d+\.0-24&fd66:0:0:[0-9a-f]+::-64$/m);
+    if (type === "vxlan") {
+      expect(listing).toMatch(/"PublicIPv6":"fd77::1\d","BackendType":"vxlan","BackendData":\{"VNI":1,"VtepMAC":"[0-9a-f:]{17}"\},"BackendV6Data":\{"VNI":1,"VtepMAC":"[0-9a-f:]{17}"\}/);
+    } else {
+      expect(listing).toMatch(/"PublicIPv6":"fd77::1\d","BackendType":"host-gw"/);
+    }
+  });
+
+  it("doctor lists the IPv6 objects, finds a deleted IPv6 route and --repair puts it back", async () => {
+    const env = await readSubnetEnv(lab.host("h2").state.subnetFile);
+    const subnetV6 = env?.ipv6Subnet === undefined ? undefined : Ipv6Subnet.parse(env.ipv6Subnet).toString();
+    expect(subnetV6).toMatch(/^fd66:0:0:[0-9a-f]+::\/64$/);
+    const clean = await doctor("h1");
+    expect(clean.stdout).toContain(`route ${subnetV6} via`);
+    expect(clean.stdout).toContain("in sync");
+    await lab.host("h1").exec("ip", ["-6", "route", "del", subnetV6 as string]);
+    const found = await doctor("h1");
+    expect(found.exitCode, found.stderr).toBe(3);
+    expect(found.stdout).toContain(`add route ${subnetV6} via`);
+    const repaired = await doctor("h1", ["--repair"]);
+    expect(repaired.exitCode, repaired.stderr).toBe(0);
+    expect((await lab.checkTable()).ok).toBe(true);
   });
 });
