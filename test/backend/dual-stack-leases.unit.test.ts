@@ -11,18 +11,7 @@ import { addLine, removeLine } from "../../src/kernel/objects.js";
 import { peerIpv6 } from "../../src/backend/dual-stack.js";
 import type { Lease } from "../../src/lease/types.js";
 import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
-
-/** mulberry32: a small seeded generator, so a failing case can be replayed from its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../support/seeded-random.js";
 
 const ADDRESSES = [
   "fd00:97::12", "FD00:97:0:0:0:0:0:12", "fd00:97::12%ul0", "::", "::1", "fd00::97::1", "192.168.97.12", "::ffff:192.168.97.12",
@@ -35,7 +24,7 @@ describe("hostile IPv6 halves of peer leases (randomised, seeded)", () => {
   it("are refused or become objects that validate; nothing throws", async () => {
     const context = await backendContext({ Type: "vxlan" }, { name: "ul0", address: "192.168.97.11", addressV6: "fd00:97::11" }, undefined, DUAL_STACK);
     const own = lease("10.66.1.0/24", { publicIP: "192.168.97.11", publicIPv6: "fd00:97::11", backendType: "vxlan", backendData: { VNI: 1, VtepMAC: "02:00:00:00:00:01" } }, "fd66:0:0:1::/64");
-    const next = random(0x5eed6);
+    const next = seededRandom(0x5eed6);
     const pick = <T>(values: readonly T[]): T => values[Math.floor(next() * values.length)] as T;
     let served = 0;
     let refused = 0;

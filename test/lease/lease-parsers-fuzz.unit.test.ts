@@ -1,22 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { formatLeaseValue, parseLeaseValue } from "../../src/lease/lease-value.js";
 import { parseSubnetKey, subnetKeyName, subnetKeyProblem, subnetsClaimedByKey } from "../../src/lease/subnet-key.js";
+import { seededRandom } from "../support/seeded-random.js";
 
 /**
  * Keys and values come from etcd, i.e. from any host (or hand) that can write there. A seeded
  * random walk over inputs near the dual-stack forms: no parser may throw anything but an Error
  * with a message, and whatever parses must survive a format/parse round trip.
  */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const SEEDS = ["10.66.52.0-24&fd66:0:0:6::-64", "10.66.36.0-24", "10.42.0.0-24&fc00::-64", "10.66.5.0-24&::ffff:1.2.3.4-128"];
 const KEY_ALPHABET = "0123456789abcdefABCDEF:.-&/%zg ";
@@ -48,7 +39,7 @@ function parsedOrRefused<T>(parse: () => T): T | undefined {
 
 describe("lease parsers under random input", () => {
   it("subnet keys: parse, claims and problems never throw; what parses has one canonical name", () => {
-    const random = prng(11);
+    const random = seededRandom(11);
     let parsed = 0;
     for (let i = 0; i < 20_000; i++) {
       const key = `/coreos.com/network/subnets/${mutate(SEEDS[i % SEEDS.length] as string, random)}`;
@@ -70,7 +61,7 @@ describe("lease parsers under random input", () => {
   });
 
   it("lease values: only Errors, and a parsed value round-trips through flanneld's format", () => {
-    const random = prng(23);
+    const random = seededRandom(23);
     const base = '{"PublicIP":"192.168.77.1","PublicIPv6":"fd77::11","BackendType":"vxlan","BackendData":{"VNI":1},"BackendV6Data":{"VNI":1}}';
     const alphabet = '{}[]":,0123456789abcdef.PublicIPv6 nul';
     let parsed = 0;
