@@ -297,7 +297,7 @@ describe("kernel vxlan backend, dual-stack (flannel-v6.<VNI>)", () => {
     await self.backend.applyPeers([noData, badMac, noPublic].map((peer) => ({ kind: "added" as const, lease: peer })));
     const refused = self.backend.refusedPeers().sort();
     expect(refused).toEqual([
-      expect.stringMatching(/^10\.66\.20\.0\/24,fd66:0:0:20::\/64: unusable vxlan BackendV6Data: .*BackendV6Data \(missing\) is not an object/),
+      expect.stringMatching(/^10\.66\.20\.0\/24,fd66:0:0:20::\/64: unusable vxlan BackendV6Data: .*BackendV6Data undefined is not an object/),
       expect.stringMatching(/^10\.66\.21\.0\/24,fd66:0:0:21::\/64: unusable vxlan BackendV6Data: .*BackendV6Data\.VtepMAC/),
       expect.stringMatching(/^10\.66\.22\.0\/24,fd66:0:0:22::\/64: .*has the IPv6 subnet fd66:0:0:22::\/64 but no PublicIPv6/),
     ]);

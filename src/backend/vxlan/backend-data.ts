@@ -16,7 +16,7 @@ export function formatVxlanBackendData(data: VxlanBackendData): { VNI: number; V
  * `where` names the lease key in errors.
  */
 export function parseVxlanBackendData(value: unknown, where: string, field: "BackendData" | "BackendV6Data" = "BackendData"): VxlanBackendData {
-  if (!isJsonObject(value)) throw new Error(`${where}: ${field} ${JSON.stringify(value) ?? "(missing)"} is not an object with VNI and VtepMAC`);
+  if (!isJsonObject(value)) throw new Error(`${where}: ${field} ${JSON.stringify(value)} is not an object with VNI and VtepMAC`);
   const vni = readField(value, "VNI");
   const mac = readField(value, "VtepMAC");
   if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 0) {
