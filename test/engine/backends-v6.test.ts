@@ -100,9 +100,9 @@ describe("dual-stack userspace vxlan backend", () => {
     await b?.stop();
   });
 
-  it("advertises BackendV6Data like flanneld's ({VNI, VtepMAC}) next to BackendData, MTU 1450", async () => {
+  it("advertises BackendV6Data like flanneld's ({VNI, VtepMAC}) next to BackendData, MTU 1430 (the IPv6 underlay's E − 70, as the kernel backend)", async () => {
     const registration = await createUserspaceVxlanBackend(context(options, UNDERLAY_A, UNDERLAY6_A, "a"), { netns: hosts.a }).register();
-    expect(registration.mtu).toBe(1450);
+    expect(registration.mtu).toBe(1430);
     const data = registration.attrs.backendData as { VNI: number; VtepMAC: string };
     expect(Object.keys(registration.attrs.backendV6Data as object)).toEqual(["VNI", "VtepMAC"]);
     expect(registration.attrs.backendV6Data).toEqual({ VNI: 1, VtepMAC: data.VtepMAC });

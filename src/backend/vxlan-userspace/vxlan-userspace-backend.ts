@@ -7,7 +7,7 @@ import type { Lease } from "../../lease/types.js";
 import type { PeerRoute } from "../../engine/engine.js";
 import type { Refusal } from "../peer-table.js";
 import { formatVxlanBackendData, parseVxlanBackendData } from "../vxlan/backend-data.js";
-import { VXLAN_OVERHEAD, parseVxlanOptions, type VxlanOptions } from "../vxlan/options.js";
+import { VXLAN_OVERHEAD, VXLAN_V6_OVERHEAD, parseVxlanOptions, type VxlanOptions } from "../vxlan/options.js";
 import { persistMac, randomVtepMac, readPersistedMac } from "../vxlan/vtep-mac.js";
 import { errorMessage } from "../../errors/error-message.js";
 import { parseIpv6 } from "../../net/ipv6.js";
@@ -49,9 +49,6 @@ export function validateUserspaceVxlanOptions(options: JsonObject): void {
   parseUserspaceVxlanOptions(options);
 }
 
-/** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14: what an IPv6 underlay costs per packet. */
-export const VXLAN_V6_UNDERLAY_OVERHEAD = 70;
-
 /**
  * The engine route for a vxlan lease (the PeerTable has checked its type): its BackendData, our
  * VNI. With `ipv6` (we forward IPv6) a dual-stack lease's IPv6 subnet is routed to its
@@ -90,8 +87,10 @@ async function stableVtepMac(stateDir: string, tunName: string): Promise<string>
 export function createUserspaceVxlanBackend(context: BackendContext, placement?: EnginePlacement): Backend {
   const options = parseUserspaceVxlanOptions(context.options);
   const underlayMtu = options.mtu ?? context.external.mtu;
-  const mtu = underlayMtu - VXLAN_OVERHEAD;
   const ipv6 = context.network.ipv6 !== undefined && context.external.addressV6 !== undefined;
+  // As the kernel vxlan backend: one container MTU serves both families, so a dual-stack host
+  // gives the smaller one (the IPv6 underlay's E − 70), and no container packet needs a Packet Too Big.
+  const mtu = underlayMtu - (ipv6 ? VXLAN_V6_OVERHEAD : VXLAN_OVERHEAD);
   if (context.network.ipv6 && !ipv6) {
     context.logger.warn(
       { interface: context.external.name },
@@ -116,9 +115,9 @@ export function createUserspaceVxlanBackend(context: BackendContext, placement?:
         engine: {
           mode: "vxlan", tunName: options.tunName, mtu, port: options.port, vni: options.vni, vtepMac: mac,
           queues: options.queues, sharedThread: options.sharedThread,
-          // FLANNEL_MTU stays E - 50 for both families (flannel's constant); IPv6 packets that
-          // would not fit the IPv6 underlay whole get ICMPv6 packet too big from the engine.
-          ...(ipv6 ? { mtuV6: underlayMtu - VXLAN_V6_UNDERLAY_OVERHEAD } : {}),
+          // The IPv6 path MTU; a packet over it (a peer's larger MTU, a hand-set route) gets an
+          // ICMPv6 packet too big from the engine.
+          ...(ipv6 ? { mtuV6: underlayMtu - VXLAN_V6_OVERHEAD } : {}),
         },
         forwardsIpv6: ipv6,
         peerRoute: vxlanPeerRoute(options.vni, ipv6),
