@@ -5,6 +5,7 @@
 #   sudo BACKEND=host-gw HOSTS=4 ./deploy/lab-demo.sh
 #   sudo DOCKER=1 ./deploy/lab-demo.sh         # a real dockerd per host, Docker containers
 #   sudo DOCKER=network ./deploy/lab-demo.sh   # the same with flannel's `docker network create` recipe
+#   sudo IPV6=1 ./deploy/lab-demo.sh           # dual-stack: IPv4 and IPv6 underlay and overlay
 #
 # Installs what is missing on first use (Debian/Ubuntu: etcd-server, etcd-client, iproute2,
 # iputils-ping, nftables, iperf3, curl; node_modules via npm ci), builds weft, brings the lab up,
@@ -19,12 +20,13 @@ HOSTS="${HOSTS:-3}"
 BACKEND="${BACKEND:-vxlan}"
 CONTAINERS="${CONTAINERS:-2}"
 DOCKER="${DOCKER:-}"
+IPV6="${IPV6:-}"
 
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "lab-demo: network namespaces need root; re-running with sudo" >&2
-  exec sudo -E NAME="$NAME" HOSTS="$HOSTS" BACKEND="$BACKEND" CONTAINERS="$CONTAINERS" DOCKER="$DOCKER" "$0" "$@"
+  exec sudo -E NAME="$NAME" HOSTS="$HOSTS" BACKEND="$BACKEND" CONTAINERS="$CONTAINERS" DOCKER="$DOCKER" IPV6="$IPV6" "$0" "$@"
 fi
 
 # 1. System packages (only the missing ones; apt-get update only when something is missing).
@@ -99,7 +101,9 @@ case "$DOCKER" in
   network) docker_flags="--docker-network --ip-masq" ;;
   *) docker_flags="--docker --ip-masq" ;;
 esac
-weft lab up --name "$NAME" --hosts "$HOSTS" --backend "$BACKEND" --containers "$CONTAINERS" $docker_flags
+ipv6_flags=""
+[ -n "$IPV6" ] && ipv6_flags="--ipv6"
+weft lab up --name "$NAME" --hosts "$HOSTS" --backend "$BACKEND" --containers "$CONTAINERS" $docker_flags $ipv6_flags
 echo
 status=0
 weft lab check --name "$NAME" || status=$?
