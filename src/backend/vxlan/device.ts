@@ -3,8 +3,10 @@ import type { Kernel, LinkState } from "../../kernel/kernel.js";
 import { networkAddressText, subnetContains, subnetFamily, tryCanonicalIp, tryParseIpSubnet, type IpSubnet } from "../../net/ip-subnet.js";
 import { persistMac, randomVtepMac, readPersistedMac } from "./vtep-mac.js";
 import { setTxChecksumOffload, txChecksumOffloadOn } from "../../kernel/tx-checksum.js";
-import { acceptRa, disableAcceptRa } from "../../kernel/accept-ra.js";
+import { AcceptRaReadOnlyError, acceptRa, disableAcceptRa } from "../../kernel/accept-ra.js";
 import type { DeviceChange } from "../reconcile-report.js";
+/** Devices whose accept_ra cannot be written here (read-only /proc/sys): warned about once, not retried. */
+const readOnlyAcceptRa = new Set<string>();
 
 /** What flannel.<VNI> (IPv4 underlay) or flannel-v6.<VNI> (IPv6 underlay) must look like (flannel-compat §6). */
 export interface VxlanDeviceSpec {
@@ -111,9 +113,21 @@ export async function ensureVxlanDevice(
   if (!dryRun && lines.length > 0) await kernel.ip(lines);
   // flannel sets accept_ra 0 on both devices; undefined: the kernel runs without IPv6.
   const ra = await acceptRa(spec.name, kernel.netns);
-  if (ra !== undefined && ra !== 0) {
+  if (ra !== undefined && ra !== 0 && !readOnlyAcceptRa.has(spec.name)) {
     if (link) changes.push({ action: "disable-accept-ra", device: spec.name, was: ra });
-    if (!dryRun) await disableAcceptRa(spec.name, kernel.netns);
+    if (!dryRun) {
+      try {
+        await disableAcceptRa(spec.name, kernel.netns);
+      } catch (error) {
+        if (!(error instanceof AcceptRaReadOnlyError)) throw error;
+        // Defence in depth only (forwarding does not depend on it): say so once, and go on.
+        readOnlyAcceptRa.add(spec.name);
+        logger.warn(
+          { device: spec.name, err: error },
+          `${error.message}; router advertisements stay as the host has them on ${spec.name} (under systemd, ProtectKernelTunables= makes /proc/sys read-only: set net.ipv6.conf.default.accept_ra=0 before weft starts, or allow ReadWritePaths=/proc/sys/net/ipv6/conf)`,
+        );
+      }
+    }
   }
   // Only the "off" request is enforced: with the default, whatever the host set is left alone.
   if (!spec.txChecksumOffload && (await txChecksumOffloadOn(spec.name, kernel.netns))) {
