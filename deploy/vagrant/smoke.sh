@@ -351,7 +351,11 @@ reboot_order() {
   on weft1 "
     . /run/flannel/subnet.env
     [ \"\$FLANNEL_SUBNET\" = '$subnet_before' ] || { echo \"subnet changed across the reboot: $subnet_before → \$FLANNEL_SUBNET\"; exit 1; }
-    [ \"\$(systemctl is-active weft docker | sort -u)\" = active ] || { systemctl is-active weft docker; exit 1; }
+    [ \"\$(systemctl is-active weft docker | sort -u)\" = active ] || {
+      systemctl is-active weft docker | paste -sd' '
+      SYSTEMD_COLORS=0 systemctl status docker --no-pager --lines=0 | cut -c1-160
+      journalctl -b -u docker -u containerd -p warning --no-pager -o cat | tail -n 8 | cut -c1-300
+      echo 'weft or docker not active after the reboot (above: docker status and its warnings)'; exit 1; }
     weft_ready=\$(systemctl show weft -p ActiveEnterTimestampMonotonic --value)
     docker_start=\$(systemctl show docker -p ExecMainStartTimestampMonotonic --value)
     [ \"\$docker_start\" -gt \"\$weft_ready\" ] || { echo 'after the reboot dockerd started before weft was ready'; exit 1; }
@@ -368,7 +372,7 @@ check "weft1: reboot: weft then Docker, same subnet, traffic back" reboot_order
   on weft1 'SYSTEMD_COLORS=0 systemctl status weft --no-pager --lines=8 | cut -c1-160' || true
   echo
   echo "=== weft1: journalctl -p warning -u weft"
-  on weft1 'journalctl -p warning -u weft --no-pager -o short-monotonic | cut -c1-200 | tail -n 12' || true
+  on weft1 'journalctl -p warning -u weft --no-pager -o short-monotonic | cut -c1-420 | tail -n 12' || true
   echo
   echo "=== weft1: systemd-analyze security weft (exposure)"
   on weft1 'systemd-analyze security weft --no-pager 2>/dev/null | tail -n 1' || true
