@@ -106,6 +106,9 @@ export async function pingRtt(place: ToolPlace, target: string, count: number, i
 
 export const SOCKPERF_PORT = 11111;
 
+/** A measure the installed tool cannot take at all (not a failure of the path under test). */
+export class ToolLimitationError extends Error {}
+
 /** Pure: transactions per second from sockperf ping-pong's "[Valid Duration] RunTime=…; ReceivedMessages=…" line. */
 export function parseSockperfRate(output: string): number | undefined {
   const match = /\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=\d+; ReceivedMessages=(\d+)/.exec(output);
@@ -119,7 +122,7 @@ export async function sockperfPingPong(place: ToolPlace, server: string, seconds
   const result = await runTool(place, "sockperf", ["ping-pong", "--tcp", "-i", server, "-p", String(SOCKPERF_PORT), "-m", "64", "-t", String(seconds)], (seconds + 20) * 1000);
   const output = `${result.stdout}\n${result.stderr}`;
   // Debian 12's sockperf is 3.7, which takes IPv4 addresses only (IPv6 came with 3.8).
-  if (server.includes(":") && /Invalid address/.test(output)) throw new Error(`sockperf cannot use the IPv6 address ${server} (IPv6 needs sockperf 3.8 or later; Debian 12 has 3.7)`);
+  if (server.includes(":") && /Invalid address/.test(output)) throw new ToolLimitationError(`sockperf cannot use the IPv6 address ${server} (IPv6 needs sockperf 3.8 or later; Debian 12 has 3.7)`);
   const rate = parseSockperfRate(output);
   if (rate === undefined) throw new Error(`sockperf ping-pong to ${server}: no RunTime/ReceivedMessages line (${(result.stderr || result.stdout).trim().split("\n").at(-1) ?? ""})`);
   return rate;

@@ -38,6 +38,8 @@ export interface BenchRep {
   /** Largest resident set of the path's daemons after the rep, MiB. */
   daemonRssMiB?: number;
   errors: string[];
+  /** Measures this machine's tools cannot take for this path (e.g. sockperf 3.7 and IPv6): absent, but not failures. */
+  notMeasured?: string[];
 }
 
 export interface PathResult {

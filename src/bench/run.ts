@@ -31,6 +31,7 @@ import {
   rssMiB,
   sockperfPingPong,
   SOCKPERF_PORT,
+  ToolLimitationError,
   toolCommandLine,
   type ToolPlace,
 } from "./measure.js";
@@ -130,7 +131,9 @@ async function attempt<T>(rep: BenchRep, what: string, measure: () => Promise<T>
   try {
     return await measure();
   } catch (error) {
-    rep.errors.push(`${what}: ${errorMessage(error).split("\n")[0]}`);
+    const line = `${what}: ${errorMessage(error).split("\n")[0]}`;
+    if (error instanceof ToolLimitationError) (rep.notMeasured ??= []).push(line);
+    else rep.errors.push(line);
     return undefined;
   }
 }

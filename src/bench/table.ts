@@ -48,6 +48,7 @@ export function formatTableFooter(report: BenchReport): string {
   const failures = report.results.flatMap((result) =>
     result.reps.flatMap((rep, index) => rep.errors.map((error) => `${result.label} rep ${index + 1}: ${error}`)),
   );
+  const notMeasured = [...new Set(report.results.flatMap((result) => result.reps.flatMap((rep) => (rep.notMeasured ?? []).map((line) => `${result.label}: ${line}`))))];
   const hasReference = report.results.some((result) => result.id === REFERENCE_PATH && result.error === undefined);
   return [
     `median [min–max] of ${reps} rep${reps === 1 ? "" : "s"}, ${duration} s per measure, container to container ` +
@@ -58,5 +59,6 @@ export function formatTableFooter(report: BenchReport): string {
       "UDP: iperf3 64-byte datagrams at the highest rate the sender reaches, received packets/s and loss. " +
       "CPU s/GB: busy CPU seconds (softirq included) per GB received over both TCP runs, of the machine and of the path's daemons.",
     ...(failures.length > 0 ? ["", "measures that failed:", ...failures.map((failure) => `- ${failure}`)] : []),
+    ...(notMeasured.length > 0 ? ["", "not measured here (the tool cannot; not a failure):", ...notMeasured.map((line) => `- ${line}`)] : []),
   ].join("\n");
 }

@@ -41,4 +41,11 @@ describe("bench markdown table", () => {
     expect(footer).toContain("--cpu pinned, --link 10gbit");
     expect(footer).toContain("- weft udp rep 1: TCP RR: sockperf missing");
   });
+
+  it("lists what the tools cannot measure apart from failures, once per path", () => {
+    const limited = { errors: [], notMeasured: ["TCP RR: sockperf cannot use the IPv6 address fd66::2"] };
+    const footer = formatTableFooter(report([pathResult("vxlan-v6", "weft vxlan, IPv6", [rep(1, 2, 3, limited), rep(1, 2, 3, limited)])], { reps: 2 }));
+    expect(footer).not.toContain("measures that failed");
+    expect(footer.match(/- weft vxlan, IPv6: TCP RR: sockperf cannot use the IPv6 address fd66::2/g)).toHaveLength(1);
+  });
 });
