@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { writeSubnetEnv } from "../host/subnet-env.js";
 import { Ipv4Subnet } from "../net/ipv4.js";
+import { Ipv6Subnet, formatIpv6 } from "../net/ipv6.js";
 import { DEFAULT_ETCD_PREFIX } from "../store/store-options.js";
 import { errorMessage } from "../errors/error-message.js";
 import { Lab, type LabHandleOptions, type LabTimings } from "./lab-handle.js";
@@ -83,7 +84,8 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
   const backend = options.backend ?? "vxlan";
   const networkText = options.network ?? DEFAULT_NETWORK;
   const network = Ipv4Subnet.parse(networkText, "--network");
-  const dualStack = options.ipv6 ? { EnableIPv6: true, IPv6Network: options.ipv6Network ?? DEFAULT_IPV6_NETWORK } : {};
+  const ipv6Network = options.ipv6 ? Ipv6Subnet.parse(options.ipv6Network ?? DEFAULT_IPV6_NETWORK, "--ipv6-network") : undefined;
+  const dualStack = ipv6Network ? { EnableIPv6: true, IPv6Network: ipv6Network.toString() } : {};
   const networkConfig = options.networkConfig ?? { Network: networkText, ...dualStack, Backend: { Type: backend, ...options.backendOptions } };
   const state = planTopology({
     name,
@@ -141,8 +143,10 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
         state.hosts.map(async (host, index) => {
           const subnet = new Ipv4Subnet(network.network + (index + 1) * 256, 24);
           if (!network.contains(subnet)) throw new Error(`--network ${network}: too small for ${state.hosts.length} /24 host subnets`);
-          // Dual-stack: fd66:0:0:<i>::/64 beside 10.66.<i>.0/24, as a dual-stack lease would pair them.
-          const v6 = state.underlay.cidrV6 ? { ipv6Network: DEFAULT_IPV6_NETWORK, ipv6Subnet: `fd66:0:0:${(index + 1).toString(16)}::1/64` } : {};
+          // Dual-stack: the <i>th /64 of the IPv6 network (fd66:0:0:<i>::/64) beside 10.66.<i>.0/24.
+          const subnetV6 = ipv6Network ? new Ipv6Subnet(ipv6Network.network + (BigInt(index + 1) << 64n), 64) : undefined;
+          if (ipv6Network && subnetV6 && !ipv6Network.contains(subnetV6)) throw new Error(`--ipv6-network ${ipv6Network}: too small for ${state.hosts.length} /64 host subnets`);
+          const v6 = ipv6Network && subnetV6 ? { ipv6Network: ipv6Network.toString(), ipv6Subnet: `${formatIpv6(subnetV6.addressAt(1))}/64` } : {};
           await writeSubnetEnv(host.subnetFile, {
             network,
             subnetAddress: { address: subnet.addressAt(1), prefixLength: 24 },
