@@ -13,6 +13,8 @@
         "src/icmp.c",
         "src/io.c",
         "src/notify.c",
+        "src/fdpass.c",
+        "src/addon_fdpass.c",
         "src/wireguard.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],

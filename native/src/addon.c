@@ -8,7 +8,12 @@
  *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow,
  *                     ipv6Underlay, udpGsoV6 }
  *   close(handle)
- *   notify(socketPath, state)   sd_notify: one datagram to $NOTIFY_SOCKET (notify.c); throws on failure
+ *   detach(handle) -> {tun, udp, udp6}   stops the threads, keeps the fds open for the next engine
+ *                                   (open's options adopt: {tun, udp, udp6}, persist and paused: boolean)
+ *   start(handle)                   starts the threads of an engine opened paused
+ *   notify(socketPath, state, fds?)  sd_notify: one datagram to $NOTIFY_SOCKET (notify.c), fds as
+ *                                   SCM_RIGHTS (FDSTORE=1); throws on failure
+ *   fdListen, fdServe, fdReceive, closeFd   the hand-over between processes (addon_fdpass.c)
  * wireguard mode (open({mode: "wireguard", onEvent, ...})): setPeer's 6th argument is the peer id
  * its subnet routes to, and
  *   wgSetPeer(handle, id, endpointIp, port)      wgRemovePeer(handle, id) -> boolean
@@ -28,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addon_fdpass.h"
 #include "engine.h"
 #include "notify.h"
 
@@ -253,6 +259,32 @@ static int get_timers(napi_env env, napi_value o, struct wg_timers *t) {
   return 0;
 }
 
+/* options.adopt = {tun: fds, udp: fds, udp6?: fds}, one per queue (engine_detach's output): 0 if
+ * absent, 1 if read into opt, -1 after throwing. The counts must match `queues`: a hand-over
+ * from an engine with other queues is the caller's to refuse, not something to guess at. */
+static int get_adopted(napi_env env, napi_value o, int queues, struct engine_options *opt) {
+  napi_value adopt, v;
+  int rc = get_prop(env, o, "adopt", napi_object, &adopt);
+  if (rc <= 0) return rc;
+  for (int i = 0; i < WEFT_MAX_QUEUES; i++) opt->adopt_tun[i] = opt->adopt_udp[i] = opt->adopt_udp6[i] = -1;
+  static const char *const names[] = {"adopt.tun", "adopt.udp", "adopt.udp6"};
+  int *const arrays[] = {opt->adopt_tun, opt->adopt_udp, opt->adopt_udp6};
+  for (int k = 0; k < 3; k++) {
+    rc = get_prop(env, adopt, names[k] + 6, napi_object, &v);
+    if (rc < 0) return -1;
+    int n = rc == 0 ? 0 : addon_get_fd_array(env, v, names[k], arrays[k], WEFT_MAX_QUEUES);
+    if (n < 0) return -1;
+    if ((k < 2 || n > 0) && n != queues) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "engine option %s has %d fds for %d queues", names[k], n, queues);
+      napi_throw_range_error(env, NULL, msg);
+      return -1;
+    }
+  }
+  opt->adopt = 1;
+  return 1;
+}
+
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -325,6 +357,9 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "engine option vtepMac is required in vxlan mode");
     return NULL;
   }
+  if (get_bool(env, o, "persist", &opt.persist) < 0) return NULL;
+  if (get_bool(env, o, "paused", &opt.paused) < 0) return NULL;
+  if (get_adopted(env, o, (int)queues, &opt) < 0) return NULL;
   opt.port = (uint16_t)port;
   opt.vni = vni;
   opt.mtu = (int)mtu;
@@ -608,9 +643,43 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Starts the threads of an engine opened with paused: true. */
+static napi_value js_start(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct handle *h = argc ? get_handle(env, argv[0]) : NULL;
+  if (!h) return NULL;
+  char err[256] = "";
+  if (engine_start(h->e, err, sizeof err) < 0) {
+    napi_throw_error(env, NULL, err);
+    return NULL;
+  }
+  return NULL;
+}
+
+/* Stops the engine and returns {tun, udp, udp6} fds (engine_detach); the handle is closed after. */
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct handle *h = argc ? get_handle(env, argv[0]) : NULL;
+  if (!h) return NULL;
+  struct engine_fds fds;
+  engine_detach(h->e, &fds);
+  h->e = NULL;
+  release_events(h);
+  int v6 = fds.udp6[0] >= 0 ? fds.queues : 0;
+  CALL(env, napi_create_object(env, &result));
+  CALL(env, napi_set_named_property(env, result, "tun", addon_fd_array(env, fds.tun, fds.queues)));
+  CALL(env, napi_set_named_property(env, result, "udp", addon_fd_array(env, fds.udp, fds.queues)));
+  CALL(env, napi_set_named_property(env, result, "udp6", addon_fd_array(env, fds.udp6, v6)));
+  return result;
+}
+
 static napi_value js_notify(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   napi_valuetype types[2] = {napi_undefined, napi_undefined};
   for (size_t i = 0; i < argc && i < 2; i++) napi_typeof(env, argv[i], &types[i]);
@@ -633,8 +702,11 @@ static napi_value js_notify(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "notify: the state is longer than 4094 bytes");
     return NULL;
   }
+  int fds[32];
+  int fd_count = 0;
+  if (argc >= 3 && (fd_count = addon_get_fd_array(env, argv[2], "notify: fds", fds, 32)) < 0) return NULL;
   char err[256] = "";
-  if (notify_send(path, state, state_len, err, sizeof err) < 0) {
+  if (notify_send_fds(path, state, state_len, fds, fd_count, err, sizeof err) < 0) {
     napi_throw_error(env, NULL, err);
     return NULL;
   }
@@ -882,6 +954,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"maxQueues", NULL, js_max_queues, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"detach", NULL, js_detach, NULL, NULL, NULL, napi_default, NULL},
+      {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
       {"notify", NULL, js_notify, NULL, NULL, NULL, napi_default, NULL},
       {"wgSetPeer", NULL, js_wg_set_peer, NULL, NULL, NULL, napi_default, NULL},
       {"wgRemovePeer", NULL, js_wg_remove_peer, NULL, NULL, NULL, napi_default, NULL},
@@ -893,6 +967,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"blake2sMac", NULL, js_blake2s_mac, NULL, NULL, NULL, napi_default, NULL},
   };
   CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  CALL(env, addon_fdpass_register(env, exports));
   return exports;
 }
 

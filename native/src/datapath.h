@@ -118,6 +118,17 @@ struct engine_options {
   int socket_buffer;       /* SO_RCVBUF/SO_SNDBUF bytes; 0: kernel default */
   int queues;              /* 1..WEFT_MAX_QUEUES; >1: IFF_MULTI_QUEUE TUN + SO_REUSEPORT sockets */
   int shared_thread;       /* 1: one thread per queue serves both directions; 0: one per direction */
+  /* Restarts that drop nothing (docs/dataplane.md "Restarts"): persist sets TUNSETPERSIST, so
+   * the device, its addresses and routes outlive this process (a killed daemon's successor
+   * re-attaches by name); adopt takes the fds a previous engine detached (engine_detach) instead
+   * of opening new ones: the packets queued on them meanwhile are forwarded, not lost, once
+   * paused (set with adopt) lets the caller set the peers before the first of them is read. */
+  int persist;
+  int paused;              /* 1: no thread starts until engine_start (routes can be set first) */
+  int adopt;
+  int adopt_tun[WEFT_MAX_QUEUES];
+  int adopt_udp[WEFT_MAX_QUEUES];
+  int adopt_udp6[WEFT_MAX_QUEUES]; /* -1 without an IPv6 underlay */
   struct wg_timers wg_timers; /* wireguard mode: the protocol's timers */
   wg_emit_fn wg_emit;      /* wireguard mode: where handshake messages and notices go (addon.c) */
   void *wg_emit_ctx;

@@ -173,6 +173,16 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
     e->queues[i].index = i;
     e->queues[i].tun_fd = e->queues[i].udp_fd = e->queues[i].udp6_fd = -1;
   }
+  if (e->opt.adopt) {
+    /* Owned from here on, whatever happens: a failed open closes them with the rest. An IPv6
+     * socket this engine does not use (the IPv6 underlay went away) is closed now. */
+    for (int i = 0; i < e->opt.queues; i++) {
+      e->queues[i].tun_fd = e->opt.adopt_tun[i];
+      e->queues[i].udp_fd = e->opt.adopt_udp[i];
+      if (e->opt.has_v6) e->queues[i].udp6_fd = e->opt.adopt_udp6[i];
+      else if (e->opt.adopt_udp6[i] >= 0) close(e->opt.adopt_udp6[i]);
+    }
+  }
   routes_init(&e->routes);
   wg_init(&e->wg);
   if (e->opt.mode == WEFT_MODE_WIREGUARD) {
@@ -198,12 +208,7 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
   if (s.result < 0) goto fail;
 
   e->queue_count = e->opt.queues;
-  for (int i = 0; i < e->queue_count; i++) {
-    if (start_queue(r, &e->queues[i], err, err_len) < 0) {
-      stop_threads(r);
-      goto fail;
-    }
-  }
+  if (!e->opt.paused && engine_start(e, err, err_len) < 0) goto fail;
   return e;
 
 fail:
@@ -212,6 +217,35 @@ fail:
   wg_free(&e->wg);
   free(r);
   return NULL;
+}
+
+int engine_start(struct engine *e, char *err, size_t err_len) {
+  struct running_engine *r = (struct running_engine *)e;
+  if (r->worker_count > 0) return 0;
+  for (int i = 0; i < e->queue_count; i++) {
+    if (start_queue(r, &e->queues[i], err, err_len) < 0) {
+      stop_threads(r); /* the engine is stopping for good: close it */
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void engine_detach(struct engine *e, struct engine_fds *out) {
+  struct running_engine *r = (struct running_engine *)e;
+  stop_threads(r);
+  out->queues = e->queue_count;
+  for (int i = 0; i < WEFT_MAX_QUEUES; i++) {
+    struct queue *q = &e->queues[i];
+    out->tun[i] = q->tun_fd;
+    out->udp[i] = q->udp_fd;
+    out->udp6[i] = q->udp6_fd;
+    q->tun_fd = q->udp_fd = q->udp6_fd = -1;
+  }
+  close_fds(e);
+  routes_free(&e->routes);
+  wg_free(&e->wg);
+  free(r);
 }
 
 void engine_close(struct engine *e) {

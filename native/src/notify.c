@@ -3,6 +3,8 @@
  * with the main PID, so this must run in the daemon's own process, which it does). */
 #include "notify.h"
 
+#define NOTIFY_MAX_FDS 32
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -12,6 +14,15 @@
 #include <unistd.h>
 
 int notify_send(const char *socket_path, const char *state, size_t state_len, char *err, size_t err_len) {
+  return notify_send_fds(socket_path, state, state_len, NULL, 0, err, err_len);
+}
+
+int notify_send_fds(const char *socket_path, const char *state, size_t state_len, const int *fds, int fd_count,
+                    char *err, size_t err_len) {
+  if (fd_count < 0 || fd_count > NOTIFY_MAX_FDS) {
+    snprintf(err, err_len, "can pass 0..%d fds to NOTIFY_SOCKET, not %d", NOTIFY_MAX_FDS, fd_count);
+    return -1;
+  }
   struct sockaddr_un addr;
   memset(&addr, 0, sizeof addr);
   addr.sun_family = AF_UNIX;
@@ -33,8 +44,24 @@ int notify_send(const char *socket_path, const char *state, size_t state_len, ch
     snprintf(err, err_len, "socket(AF_UNIX, SOCK_DGRAM) for NOTIFY_SOCKET %s: %s", socket_path, strerror(errno));
     return -1;
   }
+  struct iovec iov = {.iov_base = (void *)state, .iov_len = state_len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * NOTIFY_MAX_FDS)];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg = {.msg_name = &addr, .msg_namelen = addr_len, .msg_iov = &iov, .msg_iovlen = 1};
+  if (fd_count > 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)fd_count);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)fd_count);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)fd_count);
+  }
   ssize_t sent;
-  do sent = sendto(fd, state, state_len, MSG_NOSIGNAL, (struct sockaddr *)&addr, addr_len);
+  do sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
   while (sent < 0 && errno == EINTR);
   int saved = errno;
   close(fd);

@@ -9,6 +9,7 @@
  * port on every address of the namespace. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <netinet/udp.h>
 #include <stdio.h>
@@ -39,7 +40,28 @@ static socklen_t addr_len(const union underlay_addr *a) {
   return a->sa.sa_family == AF_INET6 ? sizeof a->v6 : sizeof a->v4;
 }
 
-/* *gso: UDP_SEGMENT accepted (probed per socket family). */
+/* Buffers, GRO and the GSO probe: for a new socket before bind, and again for an adopted one
+ * (setting them on a bound socket is just as valid). *gso: UDP_SEGMENT accepted (probed per
+ * socket family). */
+static void socket_configure(struct engine *e, int s, int family, int *gso) {
+  if (e->opt.socket_buffer > 0) {
+    int size = e->opt.socket_buffer;
+    /* FORCE needs CAP_NET_ADMIN, which we have; fall back to the capped variant otherwise. */
+    if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+      setsockopt(s, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
+      setsockopt(s, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  }
+  if (e->opt.offloads) {
+    int one = 1;
+    int gro = setsockopt(s, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+    if (family == AF_INET) e->udp_gro = gro;
+    int zero = 0;
+    /* Probing with size 0 leaves per-message segmentation to the cmsg. */
+    *gso = setsockopt(s, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+  }
+}
+
 static int socket_open(struct engine *e, const union underlay_addr *a, int *gso, char *err, size_t err_len) {
   /* Blocking for sends (natural back-pressure when the socket buffer is full);
    * receives use MSG_DONTWAIT after poll(). */
@@ -54,22 +76,7 @@ static int socket_open(struct engine *e, const union underlay_addr *a, int *gso,
     close(s);
     return -1;
   }
-  if (e->opt.socket_buffer > 0) {
-    int size = e->opt.socket_buffer;
-    /* FORCE needs CAP_NET_ADMIN, which we have; fall back to the capped variant otherwise. */
-    if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
-      setsockopt(s, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
-      setsockopt(s, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  }
-  if (e->opt.offloads) {
-    int one = 1;
-    int gro = setsockopt(s, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
-    if (a->sa.sa_family == AF_INET) e->udp_gro = gro;
-    int zero = 0;
-    /* Probing with size 0 leaves per-message segmentation to the cmsg. */
-    *gso = setsockopt(s, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
-  }
+  socket_configure(e, s, a->sa.sa_family, gso);
   int one = 1;
   if (e->opt.queues > 1 && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
     snprintf(err, err_len, "cannot set SO_REUSEPORT for %d queues: %s (use 1 queue)", e->opt.queues, strerror(errno));
@@ -82,6 +89,41 @@ static int socket_open(struct engine *e, const union underlay_addr *a, int *gso,
     return -1;
   }
   return s;
+}
+
+/* A handed-over socket must be a UDP socket bound to exactly the address and port this engine
+ * would bind (the external interface or the port may have changed since). */
+static int socket_adopt(struct engine *e, int s, const union underlay_addr *a, int *gso, char *err, size_t err_len) {
+  union underlay_addr bound;
+  socklen_t len = sizeof bound;
+  int type = 0;
+  socklen_t type_len = sizeof type;
+  memset(&bound, 0, sizeof bound);
+  if (getsockname(s, &bound.sa, &len) < 0 || getsockopt(s, SOL_SOCKET, SO_TYPE, &type, &type_len) < 0 ||
+      type != SOCK_DGRAM) {
+    snprintf(err, err_len, "handed-over fd %d is not a UDP socket", s);
+    return -1;
+  }
+  int v6 = a->sa.sa_family == AF_INET6;
+  int same = bound.sa.sa_family == a->sa.sa_family &&
+             (v6 ? bound.v6.sin6_port == a->v6.sin6_port && memcmp(&bound.v6.sin6_addr, &a->v6.sin6_addr, 16) == 0
+                 : bound.v4.sin_port == a->v4.sin_port && bound.v4.sin_addr.s_addr == a->v4.sin_addr.s_addr);
+  if (!same) {
+    char want[INET6_ADDRSTRLEN] = "", got[INET6_ADDRSTRLEN] = "";
+    inet_ntop(a->sa.sa_family, v6 ? (const void *)&a->v6.sin6_addr : (const void *)&a->v4.sin_addr, want, sizeof want);
+    if (bound.sa.sa_family == AF_INET6) inet_ntop(AF_INET6, &bound.v6.sin6_addr, got, sizeof got);
+    else if (bound.sa.sa_family == AF_INET) inet_ntop(AF_INET, &bound.v4.sin_addr, got, sizeof got);
+    snprintf(err, err_len, "handed-over socket is bound to %s:%u, this engine binds %s:%u", got,
+             ntohs(bound.sa.sa_family == AF_INET6 ? bound.v6.sin6_port : bound.v4.sin_port), want,
+             ntohs(v6 ? a->v6.sin6_port : a->v4.sin_port));
+    return -1;
+  }
+  if (fcntl(s, F_SETFD, FD_CLOEXEC) < 0) {
+    snprintf(err, err_len, "cannot set FD_CLOEXEC on the handed-over socket: %s", strerror(errno));
+    return -1;
+  }
+  socket_configure(e, s, a->sa.sa_family, gso);
+  return 0;
 }
 
 /* A SO_REUSEPORT group admits any later socket of the same user that also sets SO_REUSEPORT
@@ -179,14 +221,24 @@ static void steer_by_flow6(struct engine *e, int fd) {
   e->reuseport_flow &= steer_attach(fd, code, steer_tail(code, n, (uint32_t)e->opt.queues));
 }
 
-/* Opens one socket of `a`'s family per queue (a SO_REUSEPORT group with several). */
+/* Opens (or, with opt.adopt, takes over) one socket of `a`'s family per queue (a SO_REUSEPORT
+ * group with several). */
 static int open_group(struct engine *e, const union underlay_addr *a, char *err, size_t err_len) {
   int v6 = a->sa.sa_family == AF_INET6;
-  if (e->opt.queues > 1 && port_free(a, err, err_len) < 0) return -1;
+  if (!e->opt.adopt && e->opt.queues > 1 && port_free(a, err, err_len) < 0) return -1;
   int gso = 0;
   for (int i = 0; i < e->opt.queues; i++) {
-    int s = socket_open(e, a, &gso, err, err_len);
-    if (s < 0) return -1;
+    int s;
+    if (e->opt.adopt) {
+      s = v6 ? e->queues[i].udp6_fd : e->queues[i].udp_fd;
+      if (s < 0) {
+        snprintf(err, err_len, "no handed-over %s socket for queue %d", v6 ? "IPv6" : "IPv4", i + 1);
+        return -1;
+      }
+      if (socket_adopt(e, s, a, &gso, err, err_len) < 0) return -1;
+    } else if ((s = socket_open(e, a, &gso, err, err_len)) < 0) {
+      return -1;
+    }
     if (v6) {
       e->queues[i].udp6_fd = s;
       e->queues[i].udp6_gso = gso;
