@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-import yargs from "yargs";
-import { hideBin } from "yargs/helpers";
-import { commands } from "./commands/index.js";
 import { ConfigurationError, EXIT_CONFIGURATION } from "./errors/configuration-error.js";
-import { isJournalStream, journalPriorityPrefix } from "./observe/logger.js";
 import { VERSION } from "./version.js";
 
 /** weft's command line: one module per subcommand under src/commands/. */
 async function main(): Promise<void> {
-  let cli = yargs(goStyleFlags(hideBin(process.argv)))
+  const argv = goStyleFlags(process.argv.slice(2));
+  // A restarted userspace daemon forwards again before the rest of weft is even loaded (yargs and
+  // etcd3's gRPC alone take 0.4–1 s here): everything else is imported after this.
+  const { resumeDataPathEarly } = await import("./backend/userspace/early-resume.js");
+  await resumeDataPathEarly(argv, process.env);
+  const [{ default: yargs }, { commands }] = await Promise.all([import("yargs"), import("./commands/index.js")]);
+  let cli = yargs(argv)
     .scriptName("weft")
     .strict()
     .demandCommand(1, "name a command; see weft --help")
@@ -43,7 +45,8 @@ function exitCodeFor(error: unknown): number {
   return typeof process.exitCode === "number" && process.exitCode !== 0 ? process.exitCode : 1;
 }
 
-main().catch((error: unknown) => {
+main().catch(async (error: unknown) => {
+  const { isJournalStream, journalPriorityPrefix } = await import("./observe/logger.js");
   // Under systemd this last line is why the unit failed: give it the journal's err priority (each
   // line: journald reads the prefix per line), or `journalctl -p err` would not show it (seen in
   // the Vagrant lab: a broken /etc/default/weft exited 78 with nothing at priority err).

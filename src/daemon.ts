@@ -11,6 +11,8 @@ import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.
 import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { isWeftDevice, LinkEvents } from "./kernel/link-events.js";
+import { deleteTun } from "./kernel/tun-routing.js";
+import { discardResumedDataPath, earlyResumeReport } from "./backend/userspace/early-resume.js";
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousIpv6Subnet, previousSubnet, subnetEnvFor, writeSubnetEnv } from "./host/subnet-env.js";
 import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
@@ -163,6 +165,7 @@ export class Daemon {
 
   private async start(): Promise<void> {
     const { options, logger } = this;
+    this.logEarlyResume();
     if (options.healthz) {
       const status = () =>
         buildStatusModel({
@@ -218,6 +221,7 @@ export class Daemon {
       logger: logger.child({ backend: factory.type }),
       metrics: this.metrics.registry,
       stateDir: options.stateDir,
+      restarts: { holdMs: options.restartHoldMs },
     });
     this.built.backend = backend;
     const registration = await backend.register();
@@ -579,6 +583,24 @@ export class Daemon {
     this.logger.info({ path: options.subnetFile, mtu: network.mtu }, "wrote the subnet file");
     await this.retryUntilStopped("activate the backend", () => backend.activate(lease));
     this.ready.backend = true;
+    await this.discardUnusedResume();
+  }
+
+  /** A data path resumed at start that the backend did not take (it runs another backend now): closed, its device deleted. */
+  private async discardUnusedResume(): Promise<void> {
+    const discarded = discardResumedDataPath();
+    if (!discarded) return;
+    this.logger.info({ device: discarded.engine.tunName, backend: discarded.snapshot.backend }, "the data path resumed at start belongs to another backend: removed its device");
+    await deleteTun(discarded.engine.tunName, discarded.snapshot.engine.netns);
+  }
+
+  /** Says what the start-up resume (cli.ts, before anything else) did. */
+  private logEarlyResume(): void {
+    const report = earlyResumeReport();
+    if (report.resumed) {
+      this.logger.info(report.resumed, `data path ${report.resumed.how} ${report.resumed.readyAfterMs} ms after the process started, before etcd: forwarding with ${report.resumed.peers} saved peer(s)`);
+    }
+    for (const problem of report.problems) this.logger.warn({ problem }, `data path not resumed at start: ${problem}`);
   }
 
   private reacquire(wiring: Wiring, why: string): void {

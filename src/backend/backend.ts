@@ -44,6 +44,12 @@ export interface BackendContext {
   metrics: Registry;
   /** A directory the backend may keep state in across restarts (e.g. a userspace VtepMAC). */
   stateDir: string;
+  /**
+   * Set by the daemon: a userspace data path survives restarts (persistent TUN, snapshot in
+   * stateDir, fds parked at stop for holdMs; 0 = not parked). Absent (a backend used on its
+   * own, as tests do): the data path lives and dies with the backend object.
+   */
+  restarts?: { holdMs: number };
 }
 
 export interface BackendFactory {

@@ -26,6 +26,7 @@ export interface RunArgs extends StoreArgs, InterfaceArgs {
   "kube-subnet-mgr": boolean;
   "log-level": string;
   "peer-probe-interval": number;
+  "restart-hold": number;
 }
 
 export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
@@ -44,6 +45,7 @@ export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
     .option("reconcile-interval", { coerce: lastNumber, type: "number", default: 10, describe: "[weft] seconds between repairs of kernel state" })
     .option("kube-subnet-mgr", { coerce: lastBoolean, type: "boolean", default: false, hidden: true })
     .option("peer-probe-interval", { coerce: lastNumber, type: "number", default: 0, describe: "[weft] seconds between probes of every peer (underlay echo, path MTU, overlay echo; 0 = off; needs CAP_NET_RAW)" })
+    .option("restart-hold", { coerce: lastNumber, type: "number", default: 30, describe: "[weft] seconds a stopped udp/userspace-vxlan daemon keeps its TUN and sockets open for the next start, so a restart drops nothing (0 = off)" })
     .option("log-level", { coerce: lastString, type: "string", default: "info", choices: ["trace", "debug", "info", "warn", "error", "fatal"], describe: "[weft] lowest level logged" });
 }
 
@@ -65,6 +67,8 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
   }
   const probeInterval = args["peer-probe-interval"];
   if (!(probeInterval === 0 || probeInterval >= 1)) throw new ConfigurationError(`--peer-probe-interval: ${probeInterval} must be 0 (off) or at least 1 second`);
+  const restartHold = args["restart-hold"];
+  if (!(restartHold >= 0 && restartHold <= 3600)) throw new ConfigurationError(`--restart-hold: ${restartHold} must be 0 (off) to 3600 seconds`);
   for (const flag of ["iptables-resync", "reconcile-interval"] as const) {
     if (!(args[flag] > 0)) throw new ConfigurationError(`--${flag}: ${args[flag]} must be a positive number of seconds`);
   }
@@ -80,6 +84,7 @@ export function daemonOptionsFromArgs(args: RunArgs): DaemonOptions {
     forwardRules: args["iptables-forward-rules"],
     rulesResyncMs: args["iptables-resync"] * 1000,
     reconcileIntervalMs: args["reconcile-interval"] * 1000,
+    restartHoldMs: restartHold * 1000,
     healthz: healthzPort > 0 ? { host: args["healthz-ip"], port: healthzPort } : undefined,
     peerProbeIntervalMs: probeInterval > 0 ? probeInterval * 1000 : undefined,
   };
@@ -92,7 +97,7 @@ const HELP_GROUPS: ReadonlyArray<readonly [string, readonly (keyof RunArgs)[]]> 
   ["Lease:", ["subnet-file", "subnet-lease-renew-margin", "subnet-lease-ttl"]],
   ["Traffic rules:", ["ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync"]],
   ["Health:", ["healthz-ip", "healthz-port"]],
-  ["weft's own:", ["state-dir", "reconcile-interval", "peer-probe-interval", "log-level"]],
+  ["weft's own:", ["state-dir", "reconcile-interval", "peer-probe-interval", "restart-hold", "log-level"]],
 ];
 
 const HELP_EPILOG = [

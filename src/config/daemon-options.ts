@@ -23,6 +23,12 @@ export interface DaemonOptions {
   healthz?: { host: string; port: number };
   /** --peer-probe-interval: probe every peer this often; undefined = off (the default). */
   peerProbeIntervalMs?: number;
+  /**
+   * --restart-hold: how long a stopped userspace daemon's holder keeps its TUN and socket fds
+   * for the next start (docs/dataplane.md "Restarts"); 0 = no holder (systemd's fd store still
+   * keeps them under a unit).
+   */
+  restartHoldMs: number;
 }
 
 export const MAX_RENEW_MARGIN_MINUTES = 1439;

@@ -2,7 +2,7 @@ import { formatIpv4, parseIpv4, type Ipv4Subnet } from "../net/ipv4.js";
 import { parseIpv6, type Ipv6Number, type Ipv6Subnet } from "../net/ipv6.js";
 import { normalizeMac } from "../net/mac.js";
 import { shapeCounters, type EngineCounters } from "./counters.js";
-import { loadNativeAddon, type NativeAddon, type NativeFeatures, type NativeHandle } from "./native-addon.js";
+import { loadNativeAddon, type NativeAddon, type NativeEngineFds, type NativeFeatures, type NativeHandle } from "./native-addon.js";
 import {
   DEFAULT_WIREGUARD_TIMERS,
   WireguardSessions,
@@ -83,6 +83,26 @@ export interface EngineOptions {
   sharedThread?: boolean;
   /** wireguard mode, required. */
   wireguard?: WireguardEngineOptions;
+  /**
+   * TUNSETPERSIST: the device, its addresses and routes outlive the process, so a daemon that
+   * is killed leaves a device its successor attaches to by name (docs/dataplane.md "Restarts").
+   */
+  persist?: boolean;
+  /** The fds of a detached engine (Engine.detach) to forward on instead of opening new ones. */
+  adopt?: EngineFds;
+  /**
+   * No packet is read until start(): with adopt, what queued on the fds must meet the peer
+   * routes, or it is dropped as from an unknown sender.
+   */
+  paused?: boolean;
+}
+
+/** The TUN queue and socket fds of a detached engine, one per queue (udp6 empty without an IPv6 underlay). */
+export type EngineFds = NativeEngineFds;
+
+/** Every fd of a detached engine, in the order a hand-over carries them: TUN queues, IPv4 sockets, IPv6 sockets. */
+export function engineFdList(fds: EngineFds): number[] {
+  return [...fds.tun, ...fds.udp, ...fds.udp6];
 }
 
 /**
@@ -135,8 +155,16 @@ export interface Engine {
   /** Removes an IPv6 route set through PeerRoute.ipv6; false if there was none. */
   removePeerV6(subnet: Ipv6Subnet): boolean;
   counters(): EngineCounters;
-  /** Stops the threads, closes the socket and removes the TUN device. Idempotent. */
+  /** Stops the threads and closes the TUN fds (the device goes, unless it persists) and the sockets. Idempotent. */
   close(): void;
+  /**
+   * Stops the threads (each finishes the batch in hand) and returns the TUN and socket fds still
+   * open, for the next engine to adopt; this engine is closed after. Not in wireguard mode:
+   * its sessions live in this process.
+   */
+  detach(): EngineFds;
+  /** Starts forwarding on an engine opened paused; a no-op otherwise. */
+  start(): void;
   readonly closed: boolean;
   /** wireguard mode: our public key (base64) and each peer's handshake state; undefined otherwise. */
   wireguardStatus(): WireguardStatus | undefined;
@@ -281,6 +309,17 @@ class NativeEngine implements Engine {
     return shapeCounters(this.names, this.addon.counters(this.live()));
   }
 
+  start(): void {
+    this.addon.start(this.live());
+  }
+
+  detach(): EngineFds {
+    if (this.sessions) throw new Error(`engine on ${this.tunName}: a wireguard engine cannot be handed over (its sessions live in this process)`);
+    const handle = this.live();
+    this.handle = undefined;
+    return this.addon.detach(handle);
+  }
+
   close(): void {
     if (!this.handle) return;
     const handle = this.handle;
@@ -333,6 +372,9 @@ export function openEngine(options: EngineOptions): Engine {
     socketBuffer: options.socketBuffer ?? DEFAULT_SOCKET_BUFFER,
     queues,
     sharedThread: options.sharedThread ?? queues > 1,
+    persist: options.persist ?? false,
+    paused: options.paused ?? false,
+    ...(options.adopt ? { adopt: options.adopt } : {}),
     ...(wg
       ? {
           // Runs as a threadsafe-function callback: an exception here would end the process.

@@ -25,6 +25,12 @@ export interface NativeEngineOptions {
   mtuV6?: number;
   offloads?: boolean;
   socketBuffer?: number;
+  /** TUNSETPERSIST: the device outlives the process. */
+  persist?: boolean;
+  /** No thread runs until start(handle): routes can be set before the first packet is read. */
+  paused?: boolean;
+  /** Take these fds (a detached engine's, one per queue) instead of opening the TUN and sockets. */
+  adopt?: NativeEngineFds;
   /** 1..8: TUN queues (IFF_MULTI_QUEUE) and SO_REUSEPORT sockets, each with its own thread(s). */
   queues?: number;
   /** One thread per queue for both directions instead of one per direction. */
@@ -43,6 +49,13 @@ export interface NativeEngineOptions {
 export type NativeWireguardEvent =
   | { kind: "message"; address: number; port: number; data: Buffer }
   | { kind: "want"; peer: number };
+
+/** A detached engine's fds, per queue: TUN queues, IPv4 sockets, IPv6 sockets (empty without an IPv6 underlay). */
+export interface NativeEngineFds {
+  tun: number[];
+  udp: number[];
+  udp6: number[];
+}
 
 /** wgPeerStats(): times in ms since the event (null: never). */
 export interface NativeWireguardPeerStats {
@@ -97,8 +110,19 @@ export interface NativeAddon {
   maxQueues(): number;
   info(handle: NativeHandle): NativeFeatures;
   close(handle: NativeHandle): void;
+  /** Starts the threads of an engine opened paused. */
+  start(handle: NativeHandle): void;
+  /** Stops the threads and returns the TUN queue and socket fds, still open (the handle is closed). */
+  detach(handle: NativeHandle): NativeEngineFds;
+  /** The holder's listening AF_UNIX socket at `path` (0600; a stale one is replaced). */
+  fdListen(path: string): number;
+  /** Blocks until a process of our user connected and got `fds` (true) or `timeoutMs` passed (false). */
+  fdServe(listenFd: number, fds: readonly number[], timeoutMs: number): boolean;
+  /** The fds a holder at `path` hands over (FD_CLOEXEC); [] when nobody listens there. Throws on a broken hand-over. */
+  fdReceive(path: string, timeoutMs: number): number[];
+  closeFd(fd: number): void;
   /** sd_notify: sends `state` ("READY=1\nSTATUS=…") to $NOTIFY_SOCKET's path or @abstract name; throws naming the socket. */
-  notify(socketPath: string, state: string): void;
+  notify(socketPath: string, state: string, fds?: readonly number[]): void;
   wgSetPeer(handle: NativeHandle, id: number, endpointIp: number, port: number): void;
   wgRemovePeer(handle: NativeHandle, id: number): boolean;
   wgSetKeypair(handle: NativeHandle, id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): void;

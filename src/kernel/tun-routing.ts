@@ -26,14 +26,33 @@ export async function addressTun(
   ipv6?: TunIpv6Routing,
 ): Promise<void> {
   const address = `${ownSubnet.toString().split("/")[0]}/32`;
-  // replace: idempotent across re-activation with the same lease; a different old /32 is flushed first.
-  await ip(netns, ["addr", "flush", "dev", device], device);
+  // The new address first, then any other (an old lease's /32): removing a device's last IPv4
+  // address flushes every route through it, which on a device resumed after a restart
+  // (docs/dataplane.md "Restarts") would cut the traffic that is still flowing.
   await ip(netns, ["addr", "replace", address, "dev", device], device);
+  for (const other of (await readTunRouting(device, netns)).addresses) {
+    if (other !== address && !other.includes(":")) await ip(netns, ["addr", "del", other, "dev", device], device);
+  }
   await ip(netns, ["route", "replace", network.toString(), "dev", device], device);
   if (!ipv6) return;
   // nodad: the address is ours alone (a TUN has no neighbours), usable at once.
   await ip(netns, ["-6", "addr", "replace", `${formatIpv6(ipv6.ownSubnet.network)}/128`, "dev", device, "nodad"], device);
   await ip(netns, ["-6", "route", "replace", ipv6.network.toString(), "dev", device], device);
+}
+
+/**
+ * "a.b.c.d/len" of each address `ip -j addr show` listed. With a scope filter iproute2 still
+ * prints an entry (lifetimes only, no "local") for each filtered-out address, e.g. the
+ * link-local one a device keeps now that its addresses are no longer flushed: skipped.
+ */
+function addressesOf(links: readonly { addr_info?: { local?: string; prefixlen?: number }[] }[]): string[] {
+  return (links[0]?.addr_info ?? []).filter((info) => info.local !== undefined).map((info) => `${info.local}/${info.prefixlen}`);
+}
+
+/** Deletes a (persistent) TUN device; one that is already gone is fine. */
+export async function deleteTun(device: string, netns?: string): Promise<void> {
+  const full = netns === undefined ? ["link", "del", "dev", device] : ["-n", netns, "link", "del", "dev", device];
+  await runCommand("ip", full, { timeoutMs: IP_TIMEOUT_MS, allowFailure: true });
 }
 
 async function ip(netns: string | undefined, args: string[], device: string): Promise<void> {
@@ -69,11 +88,11 @@ export async function readTunRouting(device: string, netns?: string): Promise<Tu
     throw error;
   }
   const links = JSON.parse(addressJson || "[]") as { addr_info?: { local?: string; prefixlen?: number }[] }[];
-  const addresses = (links[0]?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`);
+  const addresses = addressesOf(links);
   const routes = await routeDestinations(prefix, "-4", device);
   const v6Json = (await runCommand("ip", [...prefix, "-j", "-6", "addr", "show", "dev", device, "scope", "global"], { timeoutMs: IP_TIMEOUT_MS })).stdout;
   const v6Links = JSON.parse(v6Json || "[]") as { addr_info?: { local?: string; prefixlen?: number }[] }[];
-  addresses.push(...(v6Links[0]?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`));
+  addresses.push(...addressesOf(v6Links));
   routes.push(...(await routeDestinations(prefix, "-6", device)));
   return { exists: true, addresses, routes };
 }

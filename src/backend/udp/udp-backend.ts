@@ -40,6 +40,7 @@ export function createUdpBackend(context: BackendContext, placement?: EnginePlac
       registration: { attrs: {}, mtu },
       engine: { mode: "udp", tunName: options.tunName, mtu, port: options.port, queues: options.queues, sharedThread: options.sharedThread },
       peerRoute: udpPeerRoute,
+      handover: true,
     }),
     placement,
   );

@@ -8,16 +8,26 @@ import { formatIpv4 } from "../../net/ipv4.js";
 import { formatIpv6, type Ipv6Subnet } from "../../net/ipv6.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
 import { exportEngineCounters } from "../../engine/engine-metrics.js";
-import { openEngine, type Engine, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
-import { addressTun, readTunRouting, type TunIpv6Routing } from "../../kernel/tun-routing.js";
+import { engineFdList, openEngine, type Engine, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
+import { closeFds, parkFds } from "../../engine/handover/fd-handover.js";
+import { errorMessage } from "../../errors/error-message.js";
+import { addressTun, deleteTun, readTunRouting, type TunIpv6Routing } from "../../kernel/tun-routing.js";
+import { writeSnapshot, type SnapshotEngineOptions } from "./datapath-snapshot.js";
+import { claimResumedDataPath, discardResumedDataPath } from "./early-resume.js";
 
 /**
  * A backend whose data path is the userspace engine (udp, userspace vxlan). The TUN device
  * is addressed like flannel0 (own subnet address /32, the whole Network routed into it) and
- * every usable peer lease becomes an engine route. Unlike the kernel backends, stop() takes
- * the data path down: the TUN exists only while the daemon runs (as flanneld's udp backend).
- * Peer bookkeeping (own subnet, own PublicIP, backend type, refusals) is the PeerTable's.
+ * every usable peer lease becomes an engine route. Peer bookkeeping (own subnet, own PublicIP,
+ * backend type, refusals) is the PeerTable's.
+ *
+ * Restarts (spec.handover, under a daemon: context.restarts; docs/dataplane.md "Restarts"): the TUN persists, so like a kernel
+ * backend's device it outlives the daemon (`weft cleanup` removes it); the engine's options and
+ * peers are saved in the state directory; stop() parks the TUN and socket fds in a holder
+ * process for the next daemon, which resumes forwarding on them before it talks to etcd
+ * (early-resume.ts) and hands the engine to this class, which keeps it if nothing changed.
  */
+
 export interface EngineBackendSpec {
   /** What register() reports. */
   registration: BackendRegistration;
@@ -34,6 +44,11 @@ export interface EngineBackendSpec {
    * backend's type, not ours), or why the lease cannot be served.
    */
   peerRoute(lease: Lease): PeerRoute | Refusal;
+  /**
+   * Restarts drop nothing: persistent TUN, saved data path, fds parked at stop. Not for
+   * wireguard (its sessions live in the process).
+   */
+  handover?: boolean;
 }
 
 /** Where the data path lives: the daemon's own namespace unless a test or the lab says otherwise. */
@@ -52,6 +67,16 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   private unexport: (() => void) | undefined;
   /** Peer key → the IPv6 subnet programmed for it: a re-accepted peer may have lost or changed its IPv6 half. */
   private readonly programmedV6 = new Map<string, Ipv6Subnet>();
+  /** The options the engine was opened with (what the snapshot records). */
+  private engineOptions: SnapshotEngineOptions | undefined;
+  /**
+   * Routes a resumed engine brought from the snapshot that no lease has confirmed yet; the
+   * first reconcile after the lease set is in removes what is still here.
+   */
+  private readonly unconfirmedPeers = new Map<string, PeerRoute>();
+  /** Snapshot writes, one at a time, the newest state last. */
+  private readonly snapshotWrites = new SerialQueue();
+  private snapshotProblem = false;
 
   constructor(
     readonly type: string,
@@ -94,9 +119,10 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       if (this.engine && previous && !sameOwnSubnets(previous, ownLease)) this.closeEngine();
       const changes = this.peers.setOwnLease(ownLease);
       this.updateMetrics();
-      if (!this.engine) this.openEngine(spec, ownLease);
+      if (!this.engine) await this.openEngine(spec, ownLease);
       await this.addressDevice(ownLease);
       this.program(changes); // every served peer is in it: a re-decided peer counts as accepted
+      this.saveSnapshot();
       this.context.logger.info(
         { device: this.engine?.tunName, subnet: ownLease.subnet.toString(), features: this.engine?.features },
         "userspace data path up",
@@ -109,6 +135,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       this.requireSpec();
       this.program(this.peers.apply(events));
       this.updateMetrics();
+      this.saveSnapshot();
     });
   }
 
@@ -141,8 +168,10 @@ export class EngineBackend implements Backend, LeaseSetLoader {
             ...state.routes.map((destination): TunObject => ({ kind: "tun-route", destination, device })),
           ]
         : [];
-      // Peers live in the engine, which this process owns: they cannot drift from the lease set.
+      // Peers live in the engine, which this process owns: they cannot drift from the lease set,
+      // except for routes a resumed engine brought from the snapshot that no lease confirmed.
       if (this.engine) actual.push(...desired.filter((object) => object.kind === "engine-peer"));
+      if (this.engine) actual.push(...[...this.unconfirmedPeers.values()].map((peer): TunObject => ({ kind: "engine-peer", peer })));
       const changes = tunChanges(desired, actual);
       if (!options.dryRun && changes.length > 0 && this.engine) {
         this.metrics.repairs.inc({ backend: this.type }, changes.length);
@@ -150,18 +179,46 @@ export class EngineBackend implements Backend, LeaseSetLoader {
         if (!state.exists) {
           // Someone deleted the device under us: a TUN cannot come back on the same fd.
           this.closeEngine();
-          this.openEngine(spec, own);
+          await this.openEngine(spec, own);
           for (const route of this.peers.peers()) this.engine?.setPeer(route);
         }
+        this.dropUnconfirmedPeers();
         await this.addressDevice(own);
       }
       return { desired, actual, changes };
     });
   }
 
+  /**
+   * With handover: saves the data path, parks the fds in a holder for the next daemon and
+   * leaves the persistent device; otherwise (or if parking fails) closes the engine.
+   */
   async stop(): Promise<void> {
     await this.queue.run(async () => {
-      this.closeEngine();
+      const engine = this.engine;
+      const options = this.engineOptions;
+      const holdMs = this.context.restarts?.holdMs ?? 0;
+      if (!engine || !options?.persist || holdMs <= 0) {
+        this.closeEngine();
+        return;
+      }
+      this.saveSnapshot();
+      await this.snapshotWrites.run(async () => undefined);
+      this.unexport?.();
+      this.unexport = undefined;
+      this.engine = undefined;
+      const fds = engineFdList(engine.detach());
+      try {
+        const parked = await parkFds(this.context.stateDir, fds, holdMs);
+        this.context.logger.info(
+          { device: engine.tunName, holderPid: parked.pid, socket: parked.socketPath, holdMs },
+          "data path parked for the next start: the TUN and sockets stay open, arriving packets wait in their queues",
+        );
+      } catch (error) {
+        this.context.logger.warn({ err: error, device: engine.tunName }, "cannot park the data path; the TUN stays, packets are dropped until the next start");
+      } finally {
+        closeFds(fds);
+      }
     });
   }
 
@@ -192,6 +249,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   private program(changes: readonly PeerChange<PeerRoute>[]): void {
     for (const change of changes) {
       const previousV6 = this.programmedV6.get(change.key);
+      this.unconfirmedPeers.delete(change.peer.subnet.toString());
       if (change.kind === "accepted") {
         if (previousV6 && !(change.peer.ipv6 && previousV6.equals(change.peer.ipv6.subnet))) this.engine?.removePeerV6(previousV6);
         this.engine?.setPeer(change.peer);
@@ -209,18 +267,77 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     recordPeerCounts(this.metrics, this.type, this.peers);
   }
 
-  private openEngine(spec: EngineBackendSpec, own: Lease): void {
+  private async openEngine(spec: EngineBackendSpec, own: Lease): Promise<void> {
     const v6 = spec.forwardsIpv6 === true;
-    this.engine = openEngine({
+    const handover = spec.handover === true && this.context.restarts !== undefined;
+    const options: SnapshotEngineOptions = {
       ...spec.engine,
       netns: this.placement.netns,
       bindAddress: this.context.external.address,
       icmpSource: formatIpv4(own.subnet.network),
       ...(v6 ? { bindAddressV6: this.context.external.addressV6 } : {}),
       ...(v6 && own.ipv6Subnet ? { icmpSourceV6: formatIpv6(own.ipv6Subnet.network) } : {}),
-    });
+      ...(handover ? { persist: true } : {}),
+    };
+    const resumed = handover ? claimResumedDataPath(this.type, options) : undefined;
+    if (resumed) {
+      this.engine = resumed.engine;
+      for (const peer of resumed.snapshot.peers) this.unconfirmedPeers.set(peer.subnet.toString(), peer);
+      this.context.logger.info(
+        { device: resumed.engine.tunName, how: resumed.how, peers: resumed.snapshot.peers.length },
+        "kept the data path resumed at start (same options); its saved peers are checked against etcd's leases",
+      );
+    } else {
+      await this.discardResumed();
+      this.engine = await this.openFresh(options);
+    }
+    this.engineOptions = options;
     const engine = this.engine;
     this.unexport = exportEngineCounters(this.context.metrics, () => (engine.closed ? undefined : engine.counters()));
+  }
+
+  /** A resumed engine this backend cannot use (options changed): closed, its persistent device deleted. */
+  private async discardResumed(): Promise<void> {
+    const discarded = discardResumedDataPath();
+    if (!discarded) return;
+    this.context.logger.info({ device: discarded.engine.tunName }, "the data path resumed at start does not match the config and interface now: rebuilt");
+    await deleteTun(discarded.engine.tunName, discarded.snapshot.engine.netns);
+  }
+
+  /** A persistent device left with other queues or offloads cannot be attached to: deleted, then created again. */
+  private async openFresh(options: SnapshotEngineOptions): Promise<Engine> {
+    try {
+      return openEngine(options);
+    } catch (error) {
+      if (!options.persist || !/exists with other queues/.test(errorMessage(error))) throw error;
+      this.context.logger.warn({ device: options.tunName }, `${errorMessage(error)}: deleting the device left by an earlier start`);
+      await deleteTun(options.tunName, options.netns);
+      return openEngine(options);
+    }
+  }
+
+  /** Routes from the snapshot that the lease set did not confirm: removed from the engine. */
+  private dropUnconfirmedPeers(): void {
+    for (const peer of this.unconfirmedPeers.values()) {
+      this.engine?.removePeer(peer.subnet);
+      if (peer.ipv6) this.engine?.removePeerV6(peer.ipv6.subnet);
+    }
+    this.unconfirmedPeers.clear();
+  }
+
+  /** Records the options and peers for the next start (queued; a failure is said once, forwarding goes on). */
+  private saveSnapshot(): void {
+    const options = this.engineOptions;
+    if (!options?.persist || !this.engine) return;
+    const snapshot = { backend: this.type, engine: options, device: this.engine.tunName, peers: [...this.peers.peers()] };
+    void this.snapshotWrites
+      .run(() => writeSnapshot(this.context.stateDir, snapshot))
+      .then(() => (this.snapshotProblem = false))
+      .catch((error: Error) => {
+        if (this.snapshotProblem) return;
+        this.snapshotProblem = true;
+        this.context.logger.warn({ err: error }, "cannot save the data path for the next start; a restart will wait for etcd");
+      });
   }
 
   private closeEngine(): void {

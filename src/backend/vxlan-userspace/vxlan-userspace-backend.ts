@@ -121,6 +121,7 @@ export function createUserspaceVxlanBackend(context: BackendContext, placement?:
         },
         forwardsIpv6: ipv6,
         peerRoute: vxlanPeerRoute(options.vni, ipv6),
+        handover: true,
       };
     },
     placement,
