@@ -1,4 +1,8 @@
+import { readFile, rm, stat } from "node:fs/promises";
 import type { Argv, CommandModule } from "yargs";
+import { readSnapshot, snapshotPath } from "../backend/userspace/datapath-snapshot.js";
+import { handoverSocketPath, holderPidPath, readHolderPid } from "../engine/handover/fd-handover.js";
+import { isWeftDevice } from "../kernel/link-events.js";
 import { TrafficRules } from "../host/firewall/traffic-rules.js";
 import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
 import { Kernel, type LinkState } from "../kernel/kernel.js";
@@ -12,7 +16,8 @@ import { createLogger } from "../observe/logger.js";
  * `weft cleanup`: removes what weft's kernel backends and traffic rules leave on a host after
  * the daemon stops (they stay on purpose, so restarts are hitless): the nftables table
  * `ip weft`, vxlan devices named flannel.<VNI> (their neighbours, FDB entries and routes go
- * with them), and host-gw / DirectRouting routes inside the Network. The lease in etcd and the
+ * with them), the userspace backends' persistent TUN (flannel0, weft.<VNI>) with the fd holder
+ * and data path snapshot of --state-dir, and host-gw / DirectRouting routes inside the Network. The lease in etcd and the
  * subnet file are left alone: the lease expires by itself, or can be reused by a restart.
  */
 interface CleanupArgs {
@@ -21,6 +26,7 @@ interface CleanupArgs {
   /** yargs gives one value or a list, depending on how often the flag is repeated. */
   vni?: number | number[];
   "dry-run": boolean;
+  "state-dir": string;
 }
 
 const VXLAN_NAME = /^flannel(?:-v6)?\.(\d+)$/;
@@ -35,6 +41,8 @@ export async function cleanupHost(
     vnis?: readonly number[];
     dryRun: boolean;
     netns?: string;
+    /** The daemon's --state-dir: its fd holder is stopped, its data path snapshot and the TUN it names removed. */
+    stateDir?: string;
   },
 ): Promise<string[]> {
   const kernel = new Kernel(options.netns);
@@ -49,6 +57,14 @@ export async function cleanupHost(
       const vni = Number(VXLAN_NAME.exec(link.ifname)?.[1]);
       if (options.vnis && options.vnis.length > 0 && !options.vnis.includes(vni)) continue;
       done.push(`remove device ${link.ifname} (vxlan id ${link.linkinfo?.info_data?.id ?? "?"}) with its neighbours, FDB entries and routes`);
+      if (!options.dryRun) await kernel.ip([`link del dev ${link.ifname}`]);
+    }
+
+    // The snapshot names the device (a TunName of any name): read before it is removed.
+    const snapshotDevice = options.stateDir === undefined ? undefined : await readSnapshot(options.stateDir).then((snapshot) => snapshot?.device).catch(() => undefined);
+    if (options.stateDir !== undefined) done.push(...(await removeParkedDataPath(options.stateDir, options.dryRun)));
+    for (const link of await listPersistentTuns(kernel, snapshotDevice)) {
+      done.push(`remove persistent TUN device ${link.ifname} (a userspace backend's) with its addresses and routes`);
       if (!options.dryRun) await kernel.ip([`link del dev ${link.ifname}`]);
     }
 
@@ -81,6 +97,38 @@ export async function cleanupHost(
   }
 }
 
+/** Persistent TUN devices by weft's names (flannel0, weft.1, …) or the one the snapshot names. */
+async function listPersistentTuns(kernel: Kernel, snapshotDevice: string | undefined): Promise<LinkState[]> {
+  const links: LinkState[] = [];
+  for (const name of await kernel.listLinkNames()) {
+    if (!isWeftDevice(name) && name !== snapshotDevice) continue;
+    const link = await kernel.readLink(name);
+    if (link?.linkinfo?.info_kind === "tun" && link.linkinfo.info_data?.persist === true) links.push(link);
+  }
+  return links;
+}
+
+/**
+ * A stopped userspace daemon's fd holder (stopped by the pid it recorded, after checking that pid
+ * is a holder), its socket and the data path snapshot.
+ */
+async function removeParkedDataPath(stateDir: string, dryRun: boolean): Promise<string[]> {
+  const done: string[] = [];
+  const pid = readHolderPid(stateDir);
+  const command = pid === undefined ? "" : await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  if (pid !== undefined && command.includes("handover/holder.js")) {
+    done.push(`stop the fd holder (pid ${pid}) keeping a stopped daemon's TUN and sockets open`);
+    if (!dryRun) process.kill(pid, "SIGTERM");
+  }
+  for (const path of [snapshotPath(stateDir), handoverSocketPath(stateDir), holderPidPath(stateDir)]) {
+    const exists = await stat(path).then(() => true, () => false);
+    if (!exists) continue;
+    done.push(`remove ${path}`);
+    if (!dryRun) await rm(path, { force: true });
+  }
+  return done;
+}
+
 async function listVxlanLinks(kernel: Kernel): Promise<LinkState[]> {
   const names = await kernel.listLinkNames();
   const links: LinkState[] = [];
@@ -93,12 +141,13 @@ async function listVxlanLinks(kernel: Kernel): Promise<LinkState[]> {
 
 export const cleanupCommand: CommandModule<object, CleanupArgs> = {
   command: "cleanup",
-  describe: "remove weft's kernel state from this host: nftables table, flannel.<VNI> devices, host-gw routes",
+  describe: "remove weft's kernel state from this host: nftables table, flannel.<VNI> devices, persistent TUNs, host-gw routes",
   builder: (yargs: Argv) =>
     yargs
       .option("network", { type: "string", describe: "the flannel Network (default: FLANNEL_NETWORK from --subnet-file); its gateway routes are removed" })
       .option("subnet-file", { type: "string", default: "/run/flannel/subnet.env", describe: "the daemon's subnet file" })
       .option("vni", { type: "number", array: true, describe: "only remove flannel.<VNI> for these VNIs (default: every flannel.N vxlan device)" })
+      .option("state-dir", { type: "string", default: "/var/lib/weft", describe: "the daemon's --state-dir (a userspace backend's fd holder and data path snapshot)" })
       .option("dry-run", { type: "boolean", default: false, describe: "print what would be removed" }),
   handler: async (args) => {
     const env = await readSubnetEnv(args["subnet-file"]).catch(() => undefined);
@@ -107,7 +156,7 @@ export const cleanupCommand: CommandModule<object, CleanupArgs> = {
     const ipv6Network = env?.ipv6Network === undefined ? undefined : Ipv6Subnet.tryParse(env.ipv6Network);
     const ownIpv6Subnet = env?.ipv6Subnet === undefined ? undefined : Ipv6Subnet.tryParse(env.ipv6Subnet);
     const vnis = args.vni === undefined ? [] : [args.vni].flat();
-    const done = await cleanupHost({ network, ownSubnet, ipv6Network, ownIpv6Subnet, vnis, dryRun: args["dry-run"] });
+    const done = await cleanupHost({ network, ownSubnet, ipv6Network, ownIpv6Subnet, vnis, dryRun: args["dry-run"], stateDir: args["state-dir"] });
     const lines = done.map((line) => `${args["dry-run"] ? "would " : ""}${line}`);
     if (!network) lines.push(`routes left alone: no --network given and no FLANNEL_NETWORK in ${args["subnet-file"]}`);
     process.stdout.write(`${lines.join("\n")}\n`);

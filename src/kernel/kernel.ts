@@ -46,6 +46,8 @@ export interface LinkState {
       local?: string;
       /** An IPv6 underlay's local address (flannel-v6.N). */
       local6?: string;
+      /** A TUN device (info_kind "tun") that outlives its fds (TUNSETPERSIST). */
+      persist?: boolean;
       link?: string;
       port?: number;
       learning?: boolean;

@@ -19,6 +19,14 @@ import { Ipv4Subnet } from "../../src/net/ipv4.js";
 import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { silentLogger } from "../../src/observe/logger.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { openSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parkFds } from "../../src/engine/handover/fd-handover.js";
+import { writeSnapshot } from "../../src/backend/userspace/datapath-snapshot.js";
+import { closeFds } from "../../src/engine/handover/fd-handover.js";
+import { isAlive } from "../../src/process/pids.js";
 
 const ns = `${uniquePrefix("wc")}h`;
 const network = Ipv4Subnet.parse("10.66.0.0/16");
@@ -95,5 +103,38 @@ describe("weft cleanup", () => {
     expect(after).toContain("flannel.1");
     expect(after).not.toContain("flannel.7");
     expect(after).not.toContain("table ip weft");
+  });
+
+  it("removes a userspace backend's persistent TUN, stops its fd holder and removes the data path snapshot", async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), "weft-cleanup-"));
+    try {
+      // flannel0 by weft's name, wtun9 by the snapshot's; "other0" is someone else's and stays.
+      await ipBatch(ns, ["tuntap add dev flannel0 mode tun", "tuntap add dev wtun9 mode tun", "tuntap add dev other0 mode tun", "link set wtun9 up"]);
+      await ipBatch(ns, ["route replace 10.66.0.0/16 dev wtun9"]);
+      await writeSnapshot(stateDir, { backend: "udp", device: "wtun9", engine: { mode: "udp", tunName: "wtun9", mtu: 1472, bindAddress: "192.168.95.1" }, peers: [] });
+      const fd = openSync("/dev/null", "r");
+      const holder = await parkFds(stateDir, [fd], 60_000);
+      closeFds([fd]);
+      expect(isAlive(holder.pid)).toBe(true);
+      const dry = await cleanupHost({ dryRun: true, netns: ns, stateDir });
+      expect(dry).toEqual(expect.arrayContaining([
+        `stop the fd holder (pid ${holder.pid}) keeping a stopped daemon's TUN and sockets open`,
+        expect.stringMatching(/^remove persistent TUN device flannel0 /),
+        expect.stringMatching(/^remove persistent TUN device wtun9 /),
+        `remove ${join(stateDir, "datapath.json")}`,
+      ]));
+      expect(dry.join("\n")).not.toContain("other0");
+      expect(isAlive(holder.pid)).toBe(true);
+      await cleanupHost({ dryRun: false, netns: ns, stateDir });
+      const started = Date.now();
+      while (isAlive(holder.pid) && Date.now() - started < 5000) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(isAlive(holder.pid)).toBe(false);
+      const after = await state();
+      expect(after, after).not.toMatch(/flannel0|wtun9/);
+      expect(after).toContain("other0");
+      expect(await readdir(stateDir)).toEqual([]);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
   });
 });
