@@ -12,7 +12,7 @@ import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { isWeftDevice, LinkEvents } from "./kernel/link-events.js";
 import { deleteTun } from "./kernel/tun-routing.js";
-import { discardResumedDataPath, earlyResumeReport } from "./backend/userspace/early-resume.js";
+import { allStoredFdNames, discardResumedDataPath, earlyResumeReport } from "./backend/userspace/early-resume.js";
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousIpv6Subnet, previousSubnet, subnetEnvFor, writeSubnetEnv } from "./host/subnet-env.js";
 import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
@@ -221,7 +221,7 @@ export class Daemon {
       logger: logger.child({ backend: factory.type }),
       metrics: this.metrics.registry,
       stateDir: options.stateDir,
-      restarts: { holdMs: options.restartHoldMs },
+      restarts: { holdMs: options.restartHoldMs, ...(this.notifier.fdStore ? { fdStore: this.notifier.fdStore } : {}) },
     });
     this.built.backend = backend;
     const registration = await backend.register();
@@ -590,6 +590,7 @@ export class Daemon {
   private async discardUnusedResume(): Promise<void> {
     const discarded = discardResumedDataPath();
     if (!discarded) return;
+    this.notifier.fdStore?.remove(allStoredFdNames());
     this.logger.info({ device: discarded.engine.tunName, backend: discarded.snapshot.backend }, "the data path resumed at start belongs to another backend: removed its device");
     await deleteTun(discarded.engine.tunName, discarded.snapshot.engine.netns);
   }

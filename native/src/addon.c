@@ -11,6 +11,7 @@
  *   detach(handle) -> {tun, udp, udp6}   stops the threads, keeps the fds open for the next engine
  *                                   (open's options adopt: {tun, udp, udp6}, persist and paused: boolean)
  *   start(handle)                   starts the threads of an engine opened paused
+ *   fds(handle) -> {tun, udp, udp6}  the running engine's fds (it keeps them)
  *   notify(socketPath, state, fds?)  sd_notify: one datagram to $NOTIFY_SOCKET (notify.c), fds as
  *                                   SCM_RIGHTS (FDSTORE=1); throws on failure
  *   fdListen, fdServe, fdReceive, closeFd   the hand-over between processes (addon_fdpass.c)
@@ -643,6 +644,27 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* {tun, udp, udp6}: the running engine's fds, still its own (for systemd's fd store, which keeps copies). */
+static napi_value js_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct handle *h = argc ? get_handle(env, argv[0]) : NULL;
+  if (!h) return NULL;
+  int tun[WEFT_MAX_QUEUES], udp[WEFT_MAX_QUEUES], udp6[WEFT_MAX_QUEUES];
+  int n = h->e->queue_count;
+  for (int i = 0; i < n; i++) {
+    tun[i] = h->e->queues[i].tun_fd;
+    udp[i] = h->e->queues[i].udp_fd;
+    udp6[i] = h->e->queues[i].udp6_fd;
+  }
+  CALL(env, napi_create_object(env, &result));
+  CALL(env, napi_set_named_property(env, result, "tun", addon_fd_array(env, tun, n)));
+  CALL(env, napi_set_named_property(env, result, "udp", addon_fd_array(env, udp, n)));
+  CALL(env, napi_set_named_property(env, result, "udp6", addon_fd_array(env, udp6, n > 0 && udp6[0] >= 0 ? n : 0)));
+  return result;
+}
+
 /* Starts the threads of an engine opened with paused: true. */
 static napi_value js_start(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -704,7 +726,9 @@ static napi_value js_notify(napi_env env, napi_callback_info info) {
   }
   int fds[32];
   int fd_count = 0;
-  if (argc >= 3 && (fd_count = addon_get_fd_array(env, argv[2], "notify: fds", fds, 32)) < 0) return NULL;
+  napi_valuetype fds_type = napi_undefined;
+  if (argc >= 3) napi_typeof(env, argv[2], &fds_type);
+  if (fds_type != napi_undefined && (fd_count = addon_get_fd_array(env, argv[2], "notify: fds", fds, 32)) < 0) return NULL;
   char err[256] = "";
   if (notify_send_fds(path, state, state_len, fds, fd_count, err, sizeof err) < 0) {
     napi_throw_error(env, NULL, err);
@@ -956,6 +980,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_default, NULL},
       {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
+      {"fds", NULL, js_fds, NULL, NULL, NULL, napi_default, NULL},
       {"notify", NULL, js_notify, NULL, NULL, NULL, napi_default, NULL},
       {"wgSetPeer", NULL, js_wg_set_peer, NULL, NULL, NULL, napi_default, NULL},
       {"wgRemovePeer", NULL, js_wg_remove_peer, NULL, NULL, NULL, napi_default, NULL},

@@ -1,3 +1,4 @@
+import type { FdStore } from "../host/systemd/fd-store.js";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { NetworkConfig } from "../config/network-config.js";
@@ -49,7 +50,11 @@ export interface BackendContext {
    * stateDir, fds parked at stop for holdMs; 0 = not parked). Absent (a backend used on its
    * own, as tests do): the data path lives and dies with the backend object.
    */
-  restarts?: { holdMs: number };
+  restarts?: {
+    holdMs: number;
+    /** Under systemd: the unit's fd store, which keeps the fds instead of a holder (it would die with the unit's cgroup). */
+    fdStore?: FdStore;
+  };
 }
 
 export interface BackendFactory {

@@ -165,6 +165,8 @@ export interface Engine {
   detach(): EngineFds;
   /** Starts forwarding on an engine opened paused; a no-op otherwise. */
   start(): void;
+  /** The TUN queue and socket fds it forwards on (still its own: for a store that keeps copies). */
+  fds(): EngineFds;
   readonly closed: boolean;
   /** wireguard mode: our public key (base64) and each peer's handshake state; undefined otherwise. */
   wireguardStatus(): WireguardStatus | undefined;
@@ -311,6 +313,10 @@ class NativeEngine implements Engine {
 
   start(): void {
     this.addon.start(this.live());
+  }
+
+  fds(): EngineFds {
+    return this.addon.fds(this.live());
   }
 
   detach(): EngineFds {

@@ -110,6 +110,8 @@ export interface NativeAddon {
   maxQueues(): number;
   info(handle: NativeHandle): NativeFeatures;
   close(handle: NativeHandle): void;
+  /** The running engine's fds (it keeps owning them). */
+  fds(handle: NativeHandle): NativeEngineFds;
   /** Starts the threads of an engine opened paused. */
   start(handle: NativeHandle): void;
   /** Stops the threads and returns the TUN queue and socket fds, still open (the handle is closed). */

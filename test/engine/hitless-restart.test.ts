@@ -6,7 +6,16 @@
  *   before it loads anything else and forwards what queued meanwhile: 0 pings lost, TCP intact.
  *   SIGKILL + start: the persistent TUN keeps its addresses and routes; the next daemon
  *   re-attaches it and binds a new socket from the saved snapshot: the gap is ≤ 1 s.
+ *   Under a service manager with an fd store (test/support/fake-systemd.py stands in for
+ *   systemd, which cannot run here): the daemon stores its fds, and even SIGKILL + a restart
+ *   2 s later (RestartSec=2) loses nothing, the store handing them to the next process.
  */
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
@@ -77,6 +86,33 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
     expect(tcp.receivedBytes).toBeGreaterThanOrEqual(tcp.sentBytes);
   });
 
+  it("under a service manager's fd store, SIGKILL + restart 2 s later loses no packet", async () => {
+    const host = lab!.host("h2");
+    const command = (await readFile(`/proc/${host.state.daemonPid}/cmdline`, "utf8")).split("\0").filter(Boolean);
+    await lab!.stopDaemon("h2");
+    const manager = new FakeServiceManager(host.state.namespace, join(host.state.stateDir, "notify.sock"), command, host.state.logFile);
+    try {
+      await manager.startAndWaitReady();
+      expect((await manager.ask("status")).stored).toEqual(expect.arrayContaining(["weft-tun-0", "weft-udp-0"]));
+      const { ping, tcp } = await during(async () => {
+        await manager.ask("kill");
+        await sleep(2000);
+        await manager.startAndWaitReady();
+      });
+      console.log(`${name} fd store, SIGKILL + start 2 s later: ${ping.lost}/${ping.sent} lost, longest gap ${ping.longestGapMs} ms; tcp ${tcp.receivedBytes}/${tcp.sentBytes} B`);
+      expect(ping.sent).toBeGreaterThan(200);
+      expect(ping.longestGapMs).toBeGreaterThanOrEqual(1500); // nothing forwarded while it was down…
+      expect(ping.lost).toBe(0); // …and nothing lost
+      expect(tcp.error).toBeUndefined();
+      expect(tcp.corruptBytes).toBe(0);
+      expect(await readFile(host.state.logFile, "utf8")).toMatch(/"how":"handed over".*\n(.*\n)*.*"how":"handed over"/);
+    } finally {
+      await manager.close();
+    }
+    // Back to the lab's own daemon for the next case.
+    await lab!.startDaemon("h2");
+  });
+
   it("SIGKILL + start: forwarding is back within 1 s", async () => {
     const host = lab!.host("h2");
     const { ping, tcp } = await during(async () => {
@@ -92,3 +128,46 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
     expect(tcp.corruptBytes).toBe(0);
   });
 });
+
+/** Drives test/support/fake-systemd.py inside a lab host's namespace: one JSON answer per command. */
+class FakeServiceManager {
+  private readonly child: ChildProcess;
+  private readonly answers: string[] = [];
+  private waiting: ((line: string) => void) | undefined;
+
+  constructor(namespace: string, socketPath: string, command: readonly string[], logFile: string) {
+    const script = fileURLToPath(new URL("../support/fake-systemd.py", import.meta.url));
+    // The service's output (its JSON log) goes to the host's log file, as the lab's daemons' does.
+    const log = openSync(logFile, "a");
+    this.child = spawn("ip", ["netns", "exec", namespace, "python3", script, socketPath, "--", ...command], { stdio: ["pipe", "pipe", log] });
+    closeSync(log);
+    createInterface({ input: this.child.stdout! }).on("line", (line) => {
+      if (this.waiting) {
+        const waiting = this.waiting;
+        this.waiting = undefined;
+        waiting(line);
+      } else this.answers.push(line);
+    });
+  }
+
+  async ask(command: string): Promise<Record<string, unknown>> {
+    this.child.stdin!.write(`${command}\n`);
+    const line = this.answers.shift() ?? (await new Promise<string>((resolve) => (this.waiting = resolve)));
+    return JSON.parse(line) as Record<string, unknown>;
+  }
+
+  async startAndWaitReady(): Promise<void> {
+    await this.ask("start");
+    const started = Date.now();
+    while (!(await this.ask("status")).ready) {
+      if (Date.now() - started > 30_000) throw new Error("the daemon under the fake service manager did not send READY=1 in 30 s");
+      await sleep(100);
+    }
+  }
+
+  async close(): Promise<void> {
+    if ((await this.ask("status")).pid !== null) await this.ask("term");
+    this.child.stdin!.end();
+    await new Promise((resolve) => this.child.once("close", resolve));
+  }
+}

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { openEngine, type Engine, type EngineFds } from "../../engine/engine.js";
 import { closeFds, takeParkedFds } from "../../engine/handover/fd-handover.js";
+import { takeListenFds } from "../../host/systemd/fd-store.js";
 import { errorMessage } from "../../errors/error-message.js";
 import { readSnapshot, type DataPathSnapshot, type SnapshotEngineOptions } from "./datapath-snapshot.js";
 
@@ -40,9 +41,10 @@ export async function resumeDataPathEarly(argv: readonly string[], environment: 
   } catch (error) {
     state.problems.push(errorMessage(error));
   }
-  let parked: number[] = [];
+  // Under systemd the unit's fd store hands them back; otherwise a holder may have them.
+  let parked = fdsFromStore(takeListenFds(environment, process.pid));
   try {
-    parked = takeParkedFds(stateDir);
+    if (parked.length === 0) parked = takeParkedFds(stateDir);
   } catch (error) {
     state.problems.push(`fd hand-over: ${errorMessage(error)}`);
   }
@@ -142,6 +144,26 @@ export function stateDirOfRun(argv: readonly string[], environment: NodeJS.Proce
     if (value !== undefined && value !== "") stateDir = value;
   }
   return stateDir;
+}
+
+/** The FDNAME each of a data path's fds is stored under in systemd's fd store: weft-tun-0, weft-udp-0, weft-udp6-0, … */
+export function storedFdEntries(fds: EngineFds): { name: string; fd: number }[] {
+  const kinds = [["tun", fds.tun], ["udp", fds.udp], ["udp6", fds.udp6]] as const;
+  return kinds.flatMap(([kind, list]) => list.map((fd, queue) => ({ name: `weft-${kind}-${queue}`, fd })));
+}
+
+/** Every name storedFdEntries can give (the engine's most queues), to clear the store of a data path that is gone. */
+export function allStoredFdNames(maxQueues = 8): string[] {
+  return ["tun", "udp", "udp6"].flatMap((kind) => Array.from({ length: maxQueues }, (_, queue) => `weft-${kind}-${queue}`));
+}
+
+/** systemd's LISTEN_FDS of a data path, in hand-over order (TUN queues, IPv4 sockets, IPv6 sockets). */
+function fdsFromStore(passed: ReadonlyMap<string, number>): number[] {
+  const ordered: number[] = [];
+  for (const kind of ["tun", "udp", "udp6"]) {
+    for (let queue = 0; passed.has(`weft-${kind}-${queue}`); queue++) ordered.push(passed.get(`weft-${kind}-${queue}`) as number);
+  }
+  return ordered;
 }
 
 /** Parked fds in their order (TUN queues, IPv4 sockets, IPv6 sockets) for the snapshot's queues; undefined if they do not fit. */

@@ -13,7 +13,7 @@ import { closeFds, parkFds } from "../../engine/handover/fd-handover.js";
 import { errorMessage } from "../../errors/error-message.js";
 import { addressTun, deleteTun, readTunRouting, type TunIpv6Routing } from "../../kernel/tun-routing.js";
 import { writeSnapshot, type SnapshotEngineOptions } from "./datapath-snapshot.js";
-import { claimResumedDataPath, discardResumedDataPath } from "./early-resume.js";
+import { claimResumedDataPath, discardResumedDataPath, storedFdEntries } from "./early-resume.js";
 
 /**
  * A backend whose data path is the userspace engine (udp, userspace vxlan). The TUN device
@@ -77,6 +77,8 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   /** Snapshot writes, one at a time, the newest state last. */
   private readonly snapshotWrites = new SerialQueue();
   private snapshotProblem = false;
+  /** FDNAMEs of the fds this engine keeps in systemd's fd store (empty: not stored). */
+  private storedFdNames: string[] = [];
 
   constructor(
     readonly type: string,
@@ -198,6 +200,13 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       const engine = this.engine;
       const options = this.engineOptions;
       const holdMs = this.context.restarts?.holdMs ?? 0;
+      if (engine && options?.persist && this.storedFdNames.length > 0) {
+        this.saveSnapshot();
+        await this.snapshotWrites.run(async () => undefined);
+        this.closeEngine();
+        this.context.logger.info({ device: engine.tunName }, "data path kept in systemd's fd store for the next start: arriving packets wait in their queues");
+        return;
+      }
       if (!engine || !options?.persist || holdMs <= 0) {
         this.closeEngine();
         return;
@@ -292,6 +301,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       this.engine = await this.openFresh(options);
     }
     this.engineOptions = options;
+    if (handover) this.storeFds(this.engine);
     const engine = this.engine;
     this.unexport = exportEngineCounters(this.context.metrics, () => (engine.closed ? undefined : engine.counters()));
   }
@@ -313,6 +323,25 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       this.context.logger.warn({ device: options.tunName }, `${errorMessage(error)}: deleting the device left by an earlier start`);
       await deleteTun(options.tunName, options.netns);
       return openEngine(options);
+    }
+  }
+
+  /**
+   * Under systemd: the engine's fds go into the unit's fd store (replacing those of an earlier
+   * engine), where they outlive this process, a crash included. Failing to store them costs only
+   * the hitless restart: said once, forwarding goes on.
+   */
+  private storeFds(engine: Engine): void {
+    const fdStore = this.context.restarts?.fdStore;
+    if (!fdStore) return;
+    try {
+      fdStore.remove(this.storedFdNames);
+      const entries = storedFdEntries(engine.fds());
+      fdStore.store(entries);
+      this.storedFdNames = entries.map((entry) => entry.name);
+    } catch (error) {
+      this.storedFdNames = [];
+      this.context.logger.warn({ err: error }, "cannot keep the data path in systemd's fd store (FileDescriptorStoreMax= in the unit?): a restart will drop packets");
     }
   }
 

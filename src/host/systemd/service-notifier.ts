@@ -3,6 +3,7 @@ import { ConfigurationError } from "../../errors/configuration-error.js";
 import { errorMessage } from "../../errors/error-message.js";
 import type { Logger } from "../../observe/logger.js";
 import { formatNotifyMessage, takeNotifySettings, type NotifySettings } from "./notify-settings.js";
+import { socketFdStore, type FdStore } from "./fd-store.js";
 
 /**
  * What the daemon tells its service manager (systemd Type=notify). Every call is a no-op without
@@ -17,11 +18,13 @@ export interface ServiceNotifier {
   stopping(status: string): void;
   /** Stops the watchdog timer. */
   close(): void;
+  /** The unit's fd store (FDSTORE=1); undefined without $NOTIFY_SOCKET. */
+  readonly fdStore?: FdStore;
 }
 
 export const NO_SERVICE_NOTIFIER: ServiceNotifier = { ready() {}, status() {}, stopping() {}, close() {} };
 
-type Send = (socket: string, message: string) => void;
+type Send = (socket: string, message: string, fds?: readonly number[]) => void;
 
 /**
  * The notifier systemd's environment asks for: reads and removes NOTIFY_SOCKET, WATCHDOG_USEC and
@@ -39,7 +42,7 @@ export function serviceNotifierFromEnv(env: NodeJS.ProcessEnv, logger: Logger, s
 function nativeSend(): Send {
   try {
     const addon = loadNativeAddon();
-    return (socket, message) => addon.notify(socket, message);
+    return (socket, message, fds) => addon.notify(socket, message, fds);
   } catch (error) {
     throw new ConfigurationError(
       `NOTIFY_SOCKET is set (systemd Type=notify), but sd_notify needs weft's native addon: ${errorMessage(error)}; ` +
@@ -51,6 +54,7 @@ function nativeSend(): Send {
 
 class SocketNotifier implements ServiceNotifier {
   private readonly watchdog: NodeJS.Timeout | undefined;
+  readonly fdStore: FdStore;
   private lastFailure = "";
 
   constructor(
@@ -58,6 +62,7 @@ class SocketNotifier implements ServiceNotifier {
     private readonly logger: Logger,
     private readonly sendTo: Send,
   ) {
+    this.fdStore = socketFdStore(settings.socket, sendTo);
     const every = settings.watchdogIntervalMs;
     if (every !== undefined) {
       // The event loop running this timer is what the watchdog proves alive; unref: it alone
