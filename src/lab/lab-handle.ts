@@ -311,22 +311,6 @@ export class Lab {
     this.etcdMembers = [];
   }
 
-  /**
-   * Fault: a slow etcd. Every packet between etcd's address and the underlay waits `delayMs` in
-   * each direction (tc netem on both ends of the etcd namespace's veth), so a call's round trip
-   * grows by 2 × delayMs; host-to-host traffic does not pass that veth. 0 removes the delay.
-   */
-  async delayEtcd(delayMs: number): Promise<void> {
-    const ends = [
-      { namespace: this.state.etcd.namespace, device: "eth0" },
-      { namespace: this.state.underlay.namespace, device: "etcd" },
-    ];
-    for (const end of ends) {
-      const args = delayMs > 0 ? ["qdisc", "replace", "dev", end.device, "root", "netem", "delay", `${delayMs}ms`, "limit", "100000"] : ["qdisc", "del", "dev", end.device, "root"];
-      await execInNamespace(end.namespace, "tc", args, { allowFailure: delayMs === 0, hint: `delaying etcd's traffic on ${end.device} in ${end.namespace} (tc netem)` });
-    }
-  }
-
   /** Writes the lab's network config again (after restartEtcdEmpty, as an operator restoring it would). */
   async restoreNetworkConfig(prefix = DEFAULT_ETCD_PREFIX): Promise<void> {
     if (!this.state.networkConfig) throw new Error(`lab ${this.name} has no network config (no weft daemons)`);
