@@ -12,11 +12,22 @@
  *                     ping every 10 ms (lost/sent, longest gap)
  *                     TCP 1 MB/s, every byte checked (stall, corrupt bytes)
  *
+ * Per backend also: 2 × RESILIENCE_GARBAGE_COUNT hostile datagrams at h2's data port (from h3, a
+ * peer, and from etcd's address, no peer's) while the probes flow; h2's underlay link down and up.
+ *
+ * Then a host-gw lab (h1, h2): h2's underlay link down and up (its route to h1 must come back).
+ * Then a kernel vxlan lab on a 3-member etcd cluster in <lab>-etcd (m1 :2379, m2 :12379, m3
+ * :22379; every daemon lists all three, lease TTL 20 s so renewals run every 10 s): m1 killed, the
+ * leader killed, quorum lost; etcd slowed by a delaying proxy while h3 joins; h2 cut from etcd
+ * while 100 fake leases come and go and etcd is compacted and defragmented.
  * Then 30 alloc daemons racing for 24 subnets, all sent SIGTERM at once: how fast they exit.
  * Rows: scenario | backend | lost/sent | longest gap | tcp | daemons alive | recovery | etcd state.
  * "etcd state correct": one lease per live host, holding its subnet (its subnet.env) and its
  * PublicIP, and no other key under subnets/. Recovery: from the end of the fault to that state.
  * Knobs: RESILIENCE_BACKENDS=udp,vxlan-userspace,vxlan  RESILIENCE_ETCD_DOWN_S=20  RESILIENCE_ETCD_FROZEN_S=10
+ *   RESILIENCE_GARBAGE_COUNT=3000 RESILIENCE_GARBAGE_RATE=2000 (per sender, datagrams/s)  RESILIENCE_LINK_DOWN_S=5
+ *   RESILIENCE_HOST_GW_RESTORE_MS=13000  RESILIENCE_ETCD_MEMBER_DOWN_S=15  RESILIENCE_ETCD_QUORUM_LOST_S=10
+ *   RESILIENCE_ETCD_DELAY_MS=2000 (each way)  RESILIENCE_ETCD_SLOW_S=25  RESILIENCE_CHURN=100
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { afterAll, describe, expect, it } from "vitest";
@@ -98,10 +109,7 @@ afterAll(async () => {
 
 /** etcd as it should be for `live` hosts: undefined when right, else what is wrong. */
 async function etcdStateProblem(lab: Lab, live: readonly string[]): Promise<string | undefined> {
-  const listing = await lab.etcdctl(["get", "--prefix", `${PREFIX}/subnets/`]);
-  const lines = listing.stdout.split("\n").filter(Boolean);
-  const stored = new Map<string, string>();
-  for (let i = 0; i + 1 < lines.length; i += 2) stored.set(lines[i] as string, lines[i + 1] as string);
+  const stored = await leaseValues(lab);
   const expected = new Set<string>();
   for (const name of live) {
     const host = lab.host(name);
