@@ -27,6 +27,12 @@ export interface EtcdServerOptions {
   detached?: boolean;
   /** Serve clients over TLS and require client certificates signed by `caFile`. */
   tls?: EtcdTlsFiles;
+  /**
+   * Every member of a new cluster, `name=peerURL,…` as etcd's --initial-cluster (this member's
+   * own entry included); default a cluster of this member alone. Members of a new cluster must be
+   * started together: none answers before a quorum of them runs.
+   */
+  initialCluster?: string;
 }
 
 export interface EtcdTlsFiles {
@@ -40,8 +46,8 @@ export class EtcdServer {
   private exited: Promise<void> = Promise.resolve();
 
   private constructor(
-    readonly options: Required<Omit<EtcdServerOptions, "netns" | "logFile" | "detached" | "tls">> &
-      Pick<EtcdServerOptions, "netns" | "logFile" | "detached" | "tls">,
+    readonly options: Required<Omit<EtcdServerOptions, "netns" | "logFile" | "detached" | "tls" | "initialCluster">> &
+      Pick<EtcdServerOptions, "netns" | "logFile" | "detached" | "tls" | "initialCluster">,
     private readonly ownsDataDir: boolean,
   ) {}
 
@@ -61,7 +67,7 @@ export class EtcdServer {
     const clientPort = options.clientPort ?? (options.netns ? 2379 : await freeLoopbackPort());
     const peerPort = options.peerPort ?? (options.netns ? 2380 : await freeLoopbackPort());
     const server = new EtcdServer(
-      { host, clientPort, peerPort, dataDir, name: options.name ?? "weft", netns: options.netns, logFile: options.logFile, detached: options.detached, tls: options.tls },
+      { host, clientPort, peerPort, dataDir, name: options.name ?? "weft", netns: options.netns, logFile: options.logFile, detached: options.detached, tls: options.tls, initialCluster: options.initialCluster },
       ownsDataDir,
     );
     try {
@@ -76,7 +82,7 @@ export class EtcdServer {
 
   /** (Re)starts the etcd process on the same data dir and ports. */
   async launch(): Promise<void> {
-    const { host, peerPort, dataDir, name, netns, logFile, detached, tls } = this.options;
+    const { host, peerPort, dataDir, name, netns, logFile, detached, tls, initialCluster } = this.options;
     const client = this.endpoint;
     const peer = `http://${host}:${peerPort}`;
     const args = [
@@ -86,7 +92,7 @@ export class EtcdServer {
       "--advertise-client-urls", client,
       "--listen-peer-urls", peer,
       "--initial-advertise-peer-urls", peer,
-      "--initial-cluster", `${name}=${peer}`,
+      "--initial-cluster", initialCluster ?? `${name}=${peer}`,
       "--initial-cluster-state", "new",
       "--log-level", "warn",
       "--logger", "zap",
@@ -155,11 +161,14 @@ export class EtcdServer {
     }
   }
 
-  /** Stops the process (SIGTERM, then SIGKILL after 5 s); keeps the data dir for launch(). */
-  async stopProcess(): Promise<void> {
+  /**
+   * Stops the process (SIGTERM, then SIGKILL after 5 s; SIGKILL at once to play a crash); keeps
+   * the data dir for launch().
+   */
+  async stopProcess(signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
     const child = this.process;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGTERM");
+    child.kill(signal);
     const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
     await this.exited;
     clearTimeout(killer);

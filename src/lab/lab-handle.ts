@@ -1,4 +1,5 @@
 import { mkdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { readSubnetEnv } from "../host/subnet-env.js";
 import { SerialQueue } from "../async/serial-queue.js";
 import { formatCheckTable, runChecks, type CheckResult } from "./check.js";
@@ -80,6 +81,12 @@ export class Lab {
   timings?: LabTimings;
   /** State-file writes, in call order, so the newest state always lands last. */
   private readonly writes = new SerialQueue();
+  /**
+   * The members of the etcd cluster startEtcdCluster() made, m1 first; empty while the lab runs
+   * its single etcd. Held by this handle only (not in the state file): teardown still ends them,
+   * with every other process in the lab's namespaces.
+   */
+  private etcdMembers: EtcdServer[] = [];
 
   constructor(readonly state: LabState, private readonly options: LabHandleOptions = {}) {
     this.containers = state.containers.map((container) => new LabContainer(container));
@@ -120,9 +127,14 @@ export class Lab {
     return execInNamespace(this.namespaceOf(target), command, args, options);
   }
 
-  /** etcdctl inside the etcd namespace, against the lab's etcd. */
+  /** Client URLs of every etcd member (the lab's one etcd, or the cluster's members, m1 first). */
+  get etcdEndpoints(): string[] {
+    return this.etcdMembers.length > 0 ? this.etcdMembers.map((member) => member.endpoint) : [this.etcdEndpoint];
+  }
+
+  /** etcdctl inside the etcd namespace, against the lab's etcd (every member of a cluster: it fails over). */
   etcdctl(args: readonly string[], options?: CommandOptions): Promise<CommandResult> {
-    return execInNamespace(this.state.etcd.namespace, "etcdctl", [`--endpoints=${this.etcdEndpoint}`, ...args], options);
+    return execInNamespace(this.state.etcd.namespace, "etcdctl", [`--endpoints=${this.etcdEndpoints.join(",")}`, ...args], options);
   }
 
   /**
@@ -223,6 +235,80 @@ export class Lab {
   thawEtcd(): void {
     const pid = this.state.etcd.pid;
     if (pid !== undefined && isAlive(pid)) process.kill(pid, "SIGCONT");
+  }
+
+  /**
+   * Replaces the lab's etcd by a new cluster of `size` members in the etcd namespace, all on the
+   * etcd address: m1 on the lab's ports and data dir (so etcdEndpoint stays m1's), m<i> on client
+   * port 2379 + 10000·(i−1), peer port one above. The old etcd's data is discarded: call it before
+   * any daemon starts (buildLab with every host in deferredHosts), then restoreNetworkConfig().
+   */
+  async startEtcdCluster(size = 3): Promise<void> {
+    if (size < 1 || !Number.isInteger(size)) throw new Error(`lab ${this.name}: an etcd cluster of ${size} members makes no sense`);
+    await this.stopEtcdMembers();
+    await this.stopEtcd();
+    const etcd = this.state.etcd;
+    const members = Array.from({ length: size }, (_, index) => {
+      const clientPort = ETCD_CLIENT_PORT + 10_000 * index;
+      const base = index === 0 ? { dataDir: etcd.dataDir, logFile: etcd.logFile } : { dataDir: join(dirname(etcd.dataDir), `m${index + 1}`), logFile: join(dirname(etcd.logFile), `etcd-m${index + 1}.log`) };
+      return { name: `m${index + 1}`, clientPort, peerPort: clientPort + 1, ...base };
+    });
+    const initialCluster = members.map((member) => `${member.name}=http://${etcd.address}:${member.peerPort}`).join(",");
+    for (const member of members) {
+      await rm(member.dataDir, { recursive: true, force: true });
+      await mkdir(member.dataDir, { recursive: true, mode: 0o700 });
+    }
+    // Started together: no member is healthy before a quorum runs.
+    this.etcdMembers = await Promise.all(
+      members.map((member) =>
+        EtcdServer.start({ ...member, host: etcd.address, netns: etcd.namespace, initialCluster, detached: true }),
+      ),
+    );
+    etcd.pid = this.etcdMembers[0]?.pid;
+    await this.save();
+  }
+
+  /** A member of the cluster startEtcdCluster() made, by name (m1, m2, …). */
+  etcdMember(name: string): EtcdServer {
+    const member = this.etcdMembers.find((candidate) => candidate.options.name === name);
+    if (!member) throw new Error(`lab ${this.name} has no etcd member "${name}" (members: ${this.etcdMembers.map((m) => m.options.name).join(", ") || "none: call startEtcdCluster() first"})`);
+    return member;
+  }
+
+  /** Fault: a cluster member crashes (SIGKILL); its data dir stays for startEtcdMember(). */
+  async killEtcdMember(name: string): Promise<void> {
+    await this.etcdMember(name).stopProcess("SIGKILL");
+  }
+
+  /** Starts a stopped cluster member again on its data dir; waits until it is healthy (needs a quorum). */
+  async startEtcdMember(name: string): Promise<void> {
+    const member = this.etcdMember(name);
+    await member.launch();
+    if (member === this.etcdMembers[0]) {
+      this.state.etcd.pid = member.pid;
+      await this.save();
+    }
+  }
+
+  /** The name of the cluster's current leader, asked of every member that answers; undefined when none knows one. */
+  async etcdLeader(): Promise<string | undefined> {
+    const result = await this.etcdctl(["endpoint", "status", "-w", "json"], { allowFailure: true, timeoutMs: 10_000 });
+    // member_id and leader exceed 2^53: read as the digits etcdctl printed, not as JSON numbers.
+    let statuses: { Endpoint: string; Status: { header: { member_id: string }; leader: string } }[];
+    try {
+      statuses = JSON.parse(result.stdout.replace(/:(\d{16,})/g, ':"$1"'));
+    } catch {
+      return undefined; // No member answered (etcdctl printed nothing to parse).
+    }
+    for (const { Endpoint, Status } of statuses) {
+      if (Status.header.member_id === Status.leader) return this.etcdMembers.find((member) => member.endpoint === Endpoint)?.options.name;
+    }
+    return undefined;
+  }
+
+  private async stopEtcdMembers(): Promise<void> {
+    await Promise.all(this.etcdMembers.map((member) => member.stopProcess()));
+    this.etcdMembers = [];
   }
 
   /** Writes the lab's network config again (after restartEtcdEmpty, as an operator restoring it would). */
