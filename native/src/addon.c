@@ -644,25 +644,31 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* {tun, udp, udp6}: the running engine's fds, still its own (for systemd's fd store, which keeps copies). */
+/* {tun, udp, udp6} as JS arrays (udp6 empty without an IPv6 underlay). */
+static napi_value fds_object(napi_env env, const struct engine_fds *fds) {
+  napi_value result;
+  int v6 = fds->queues > 0 && fds->udp6[0] >= 0 ? fds->queues : 0;
+  CALL(env, napi_create_object(env, &result));
+  CALL(env, napi_set_named_property(env, result, "tun", addon_fd_array(env, fds->tun, fds->queues)));
+  CALL(env, napi_set_named_property(env, result, "udp", addon_fd_array(env, fds->udp, fds->queues)));
+  CALL(env, napi_set_named_property(env, result, "udp6", addon_fd_array(env, fds->udp6, v6)));
+  return result;
+}
+
+/* The running engine's fds, still its own (for systemd's fd store, which keeps copies). */
 static napi_value js_fds(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], result;
+  napi_value argv[1];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct handle *h = argc ? get_handle(env, argv[0]) : NULL;
   if (!h) return NULL;
-  int tun[WEFT_MAX_QUEUES], udp[WEFT_MAX_QUEUES], udp6[WEFT_MAX_QUEUES];
-  int n = h->e->queue_count;
-  for (int i = 0; i < n; i++) {
-    tun[i] = h->e->queues[i].tun_fd;
-    udp[i] = h->e->queues[i].udp_fd;
-    udp6[i] = h->e->queues[i].udp6_fd;
+  struct engine_fds fds = {.queues = h->e->queue_count};
+  for (int i = 0; i < fds.queues; i++) {
+    fds.tun[i] = h->e->queues[i].tun_fd;
+    fds.udp[i] = h->e->queues[i].udp_fd;
+    fds.udp6[i] = h->e->queues[i].udp6_fd;
   }
-  CALL(env, napi_create_object(env, &result));
-  CALL(env, napi_set_named_property(env, result, "tun", addon_fd_array(env, tun, n)));
-  CALL(env, napi_set_named_property(env, result, "udp", addon_fd_array(env, udp, n)));
-  CALL(env, napi_set_named_property(env, result, "udp6", addon_fd_array(env, udp6, n > 0 && udp6[0] >= 0 ? n : 0)));
-  return result;
+  return fds_object(env, &fds);
 }
 
 /* Starts the threads of an engine opened with paused: true. */
@@ -683,7 +689,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
 /* Stops the engine and returns {tun, udp, udp6} fds (engine_detach); the handle is closed after. */
 static napi_value js_detach(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], result;
+  napi_value argv[1];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct handle *h = argc ? get_handle(env, argv[0]) : NULL;
   if (!h) return NULL;
@@ -691,12 +697,7 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
   engine_detach(h->e, &fds);
   h->e = NULL;
   release_events(h);
-  int v6 = fds.udp6[0] >= 0 ? fds.queues : 0;
-  CALL(env, napi_create_object(env, &result));
-  CALL(env, napi_set_named_property(env, result, "tun", addon_fd_array(env, fds.tun, fds.queues)));
-  CALL(env, napi_set_named_property(env, result, "udp", addon_fd_array(env, fds.udp, fds.queues)));
-  CALL(env, napi_set_named_property(env, result, "udp6", addon_fd_array(env, fds.udp6, v6)));
-  return result;
+  return fds_object(env, &fds);
 }
 
 static napi_value js_notify(napi_env env, napi_callback_info info) {
