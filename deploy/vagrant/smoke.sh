@@ -294,10 +294,16 @@ restart_hitless() {
     [ \"\$(systemctl show docker -p MainPID --value)\" = \"\$docker_pid_before\" ] || { echo 'dockerd was restarted with weft'; exit 1; }
     case \"\$summary\" in
       *'1500 packets received'*) ;;
-      # udp: the userspace engine's TUN goes with the process today (issue 10); report, don't fail.
-      *) [ $backend = udp ] || { echo \"lost packets: \$summary; unanswered seq \$missing\"; exit 1; } ;;
+      *) echo \"lost packets: \$summary; unanswered seq \$missing\"; exit 1 ;;
     esac
-    echo \"dockerd untouched (pid \$docker_pid_before); \$summary\""
+    # udp: the new process must have forwarded on the fds systemd kept in the unit's fd store.
+    handed=''
+    if [ $backend = udp ]; then
+      handed=\"\$(journalctl -u weft _PID=\$(systemctl show weft -p MainPID --value) -o cat | grep -o 'data path handed over [0-9]* ms' | head -n1)\"
+      [ -n \"\$handed\" ] || { echo 'the new weft did not take the data path from the fd store'; journalctl -u weft -n 20 -o cat | cut -c1-300; exit 1; }
+      handed=\"; \$handed after its start (fd store)\"
+    fi
+    echo \"dockerd untouched (pid \$docker_pid_before); \$summary\$handed\""
 }
 check "weft1: systemctl restart weft: Docker not restarted, 0 pings lost ($backend)" restart_hitless
 
