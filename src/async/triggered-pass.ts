@@ -1,9 +1,16 @@
 import type { Logger } from "pino";
 import { Backoff } from "./backoff.js";
 
-/** Repairs in this window, at least this many, mean something keeps undoing them. */
-const REPAIR_WINDOW_MS = 60_000;
-const REPAIR_BURST = 5;
+/**
+ * At least `burst` repairs within `windowMs` mean something keeps undoing them (a person or a
+ * script deleting things one by one is slower); `calmMs` without a repair ends it.
+ */
+export interface FightDetection {
+  burst: number;
+  windowMs: number;
+  calmMs: number;
+}
+const FIGHT: FightDetection = { burst: 10, windowMs: 10_000, calmMs: 60_000 };
 const THROTTLED_FIRST_MS = 1000;
 
 export interface TriggeredPassOptions {
@@ -18,6 +25,8 @@ export interface TriggeredPassOptions {
   /** The periodic pass while they are not (the monitor is down, or part of the state is invisible to it). */
   pollMs: number;
   logger: Logger;
+  /** Tests only: other thresholds than FIGHT's. */
+  fight?: FightDetection;
 }
 
 /**
@@ -27,9 +36,9 @@ export interface TriggeredPassOptions {
  *     nothing and ends the chain: a pass that changes nothing causes no events);
  *   - the periodic pass runs `backstopMs` after the last pass while setWatched(true), `pollMs`
  *     otherwise;
- *   - when passes keep repairing (REPAIR_BURST in REPAIR_WINDOW_MS: another agent undoing weft's
- *     state, which would otherwise be fought at event speed), event passes wait 1 s, doubling up
- *     to `pollMs`, until the repairs stop. Said once each way.
+ *   - when passes keep repairing (FIGHT: another agent undoing weft's state, which would
+ *     otherwise be fought at event speed), event passes wait 1 s, doubling up to `pollMs`, until
+ *     the repairs have stopped for a while. Said once each way.
  */
 export class TriggeredPass {
   private readonly options: TriggeredPassOptions;
@@ -41,12 +50,15 @@ export class TriggeredPass {
   private eventTimer: NodeJS.Timeout | undefined;
   private periodicTimer: NodeJS.Timeout | undefined;
   private periodicDueAt = 0;
+  private readonly fight: FightDetection;
+  /** When the recent repairs happened (performance.now()), the last `fight.burst` at most. */
   private readonly repairs: number[] = [];
   private readonly throttle: Backoff;
   private throttled = false;
 
   constructor(options: TriggeredPassOptions) {
     this.options = options;
+    this.fight = options.fight ?? FIGHT;
     this.throttle = new Backoff(Math.min(THROTTLED_FIRST_MS, options.pollMs), options.pollMs);
   }
 
@@ -71,6 +83,7 @@ export class TriggeredPass {
       return;
     }
     if (this.eventTimer) return;
+    this.noteCalm();
     const delay = this.throttled ? this.throttle.next() : this.options.debounceMs;
     this.eventTimer = setTimeout(() => {
       this.eventTimer = undefined;
@@ -129,18 +142,29 @@ export class TriggeredPass {
 
   private noteOutcome(repaired: boolean): void {
     const now = performance.now();
-    if (repaired) this.repairs.push(now);
-    while (this.repairs.length > 0 && (this.repairs[0] as number) < now - REPAIR_WINDOW_MS) this.repairs.shift();
-    const fighting = this.repairs.length >= REPAIR_BURST;
-    if (fighting && !this.throttled) {
-      this.options.logger.warn(
-        { repairs: this.repairs.length, windowSeconds: REPAIR_WINDOW_MS / 1000 },
-        `${this.options.what}: ${this.repairs.length} repairs within ${REPAIR_WINDOW_MS / 1000} s, something keeps changing it back; event passes now wait from 1 s, doubling up to ${this.options.pollMs / 1000} s, until it stops`,
-      );
-    } else if (!fighting && this.throttled) {
-      this.options.logger.info(`${this.options.what}: repairs have stopped; repairing on events at once again`);
-      this.throttle.reset();
+    if (repaired) {
+      this.repairs.push(now);
+      if (this.repairs.length > this.fight.burst) this.repairs.shift();
     }
-    this.throttled = fighting;
+    const oldest = this.repairs[0];
+    if (!this.throttled && this.repairs.length >= this.fight.burst && oldest !== undefined && now - oldest <= this.fight.windowMs) {
+      this.throttled = true;
+      this.options.logger.warn(
+        { repairs: this.repairs.length, windowMs: Math.round(now - oldest) },
+        `${this.options.what}: ${this.repairs.length} repairs within ${((now - oldest) / 1000).toFixed(1)} s, something keeps changing it back; ` +
+          `event passes now wait from ${this.throttle.peek() / 1000} s, doubling up to ${this.options.pollMs / 1000} s, until it stops`,
+      );
+    }
+    this.noteCalm();
+  }
+
+  /** Throttled, and nothing repaired for `fight.calmMs`: back to passes at once. */
+  private noteCalm(): void {
+    const last = this.repairs[this.repairs.length - 1];
+    if (!this.throttled || (last !== undefined && performance.now() - last < this.fight.calmMs)) return;
+    this.throttled = false;
+    this.repairs.length = 0;
+    this.throttle.reset();
+    this.options.logger.info(`${this.options.what}: no repairs for ${this.fight.calmMs / 1000} s; event passes run at once again`);
   }
 }
