@@ -654,6 +654,8 @@ export class Daemon {
    * iptables-legacy where nft sees no changes, the passes poll at the intervals from before events.
    */
   private startPeriodicWork(wiring: Wiring, underlay: string): void {
+    // stop() came during the last start-up step: its abort is over, so nothing here would be stopped.
+    if (this.stopRequested) return;
     const { options, logger } = this;
     const config = wiring.network.config;
     // Events this close together make one pass: a peer's neighbour, FDB entry and route; a whole nft transaction.

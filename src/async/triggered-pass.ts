@@ -35,7 +35,8 @@ export interface TriggeredPassOptions {
  *     make one more pass after it (which also sees the echo of the pass's own repairs, finds
  *     nothing and ends the chain: a pass that changes nothing causes no events);
  *   - the periodic pass runs `backstopMs` after the last pass while setWatched(true), `pollMs`
- *     otherwise;
+ *     otherwise, and `pollMs` after a pass that repaired something (a repair that failed in the
+ *     kernel causes no event, so this is its retry);
  *   - when passes keep repairing (FIGHT: another agent undoing weft's state, which would
  *     otherwise be fought at event speed), event passes wait 1 s, doubling up to `pollMs`, until
  *     the repairs have stopped for a while. Said once each way.
@@ -104,15 +105,16 @@ export class TriggeredPass {
   }
 
   /** The periodic pass `intervalMs` from now; an earlier one already due is kept unless a pass just ran. */
-  private armPeriodic(afterPass = false): void {
-    const dueAt = performance.now() + this.intervalMs;
+  private armPeriodic(afterPass = false, repaired = false): void {
+    const inMs = repaired ? this.options.pollMs : this.intervalMs;
+    const dueAt = performance.now() + inMs;
     if (this.periodicTimer && !afterPass && this.periodicDueAt <= dueAt) return;
     clearTimeout(this.periodicTimer);
     this.periodicDueAt = dueAt;
     this.periodicTimer = setTimeout(() => {
       this.periodicTimer = undefined;
       void this.runPass();
-    }, this.intervalMs);
+    }, inMs);
     this.periodicTimer.unref();
   }
 
@@ -136,7 +138,7 @@ export class TriggeredPass {
     }
     if (this.stopped) return;
     this.noteOutcome(repaired);
-    this.armPeriodic(true);
+    this.armPeriodic(true, repaired);
     if (this.again) this.trigger();
   }
 

@@ -68,6 +68,16 @@ describe("a pass triggered by events", () => {
     expect(watched.runs.length).toBeGreaterThanOrEqual(1);
   });
 
+  it("retries at pollMs after a repair (a repair the kernel refused causes no event), then falls back to the backstop", async () => {
+    const { pass, runs } = countedPass({ backstopMs: 5000, pollMs: 60, repair: (run) => run === 1 });
+    pass.setWatched(true);
+    pass.start();
+    pass.trigger();
+    await sleep(300);
+    expect(runs.length).toBe(2);
+    expect((runs[1] as number) - (runs[0] as number)).toBeGreaterThanOrEqual(55);
+  });
+
   it("backs off when every pass repairs what something else keeps undoing, and says so once", async () => {
     // Each repair is undone at once (an event): unthrottled, that is a pass every debounce.
     const { pass, runs, messages } = countedPass({
