@@ -5,12 +5,14 @@ import { sleep } from "./async/sleep.js";
 import type { Backend, BackendFactory } from "./backend/backend.js";
 import { findBackend } from "./backend/registry.js";
 import { describeReconcileChange } from "./backend/reconcile-report.js";
-import type { DaemonOptions } from "./config/daemon-options.js";
+import { POLL_RECONCILE_MS, POLL_RULES_RESYNC_MS, type DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface } from "./config/interface-selection.js";
 import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
 import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
-import { isWeftDevice, LinkEvents } from "./kernel/link-events.js";
+import { isWeftDevice, kernelEventMonitor } from "./kernel/kernel-events.js";
+import { rulesetEventMonitor } from "./host/firewall/ruleset-events.js";
+import { TriggeredPass } from "./async/triggered-pass.js";
 import { deleteTun } from "./kernel/tun-routing.js";
 import { allStoredFdNames, discardResumedDataPath, earlyResumeReport } from "./backend/userspace/early-resume.js";
 import { assertNetAdmin } from "./host/privileges.js";
@@ -81,8 +83,6 @@ export class Daemon {
   /** What start-up has built so far: the whole Wiring once it got that far; stop() takes down what is there. */
   private built: Partial<Wiring> = {};
   private ownLease: Lease | undefined;
-  private timers: NodeJS.Timeout[] = [];
-  private linkEvents: LinkEvents | undefined;
   /** Reconciles asked for while one runs: one more pass follows, never two at once. */
   private reconcile: { running: boolean; again: boolean } = { running: false, again: false };
   /** Aborted (with StopRequested) by stop(): every retry and back-off of start-up and re-acquire ends at once. */
@@ -145,8 +145,6 @@ export class Daemon {
     if (this.stopRequested) return this.stopped;
     this.notifier.stopping("stopping; the lease and kernel state are kept for the next start");
     this.stopping.abort(new StopRequested());
-    for (const timer of this.timers) clearInterval(timer);
-    this.linkEvents?.stop();
     // Let the step in flight finish (a back-off ends at once; each step checks the signal when it returns), then take down.
     await this.startup.catch(() => undefined);
     await this.reacquiring;
@@ -277,7 +275,7 @@ export class Daemon {
     await wiring.watcher.settled();
     this.checkpoint();
     await this.reconcileNow(wiring.backend);
-    this.startPeriodicWork(wiring);
+    this.startPeriodicWork(wiring, external.name);
     if (options.peerProbeIntervalMs !== undefined) {
       this.probing = startPeerProbing({
         intervalMs: options.peerProbeIntervalMs,
@@ -649,50 +647,89 @@ export class Daemon {
     await wiring.backend.applyPeers(events);
   }
 
-  private startPeriodicWork(wiring: Wiring): void {
-    const every = (ms: number, what: string, work: () => Promise<unknown>) => {
-      let running = false;
-      const timer = setInterval(() => {
-        if (running || this.stopRequested) return;
-        running = true;
-        work()
-          .catch((error: Error) => this.logger.error({ err: error }, `${what} failed`))
-          .finally(() => (running = false));
-      }, ms);
-      timer.unref();
-      this.timers.push(timer);
+  /**
+   * Repairs run on events, each periodic pass is the backstop for a missed one (issue 10: an idle
+   * host runs no commands). Kernel events (kernel-events.ts) trigger a reconcile, nftables events
+   * (ruleset-events.ts) a traffic-rules check; while a monitor is down, or the rules are partly in
+   * iptables-legacy where nft sees no changes, the passes poll at the intervals from before events.
+   */
+  private startPeriodicWork(wiring: Wiring, underlay: string): void {
+    // stop() came during the last start-up step: its abort is over, so nothing here would be stopped.
+    if (this.stopRequested) return;
+    const { options, logger } = this;
+    const config = wiring.network.config;
+    // Events this close together make one pass: a peer's neighbour, FDB entry and route; a whole nft transaction.
+    const debounceMs = 150;
+    const reconciling = new TriggeredPass({
+      what: "reconciling kernel state",
+      run: () => this.reconcileNow(wiring.backend),
+      debounceMs,
+      backstopMs: options.reconcileIntervalMs,
+      pollMs: Math.min(options.reconcileIntervalMs, POLL_RECONCILE_MS),
+      logger,
+    });
+    const checkingRules = new TriggeredPass({
+      what: "checking traffic rules",
+      run: async () => {
+        const { repaired } = await wiring.rules.verify();
+        if (repaired) logger.warn("traffic rules were missing or changed; re-installed them");
+        checkingRules.setWatched(rulesMonitor.running && !(await wiring.rules.partlyOutsideNftables()));
+        return repaired;
+      },
+      debounceMs,
+      backstopMs: options.rulesResyncMs,
+      pollMs: Math.min(options.rulesResyncMs, POLL_RULES_RESYNC_MS),
+      logger,
+    });
+    // Running again after a gap: a pass catches up with whatever changed unseen meanwhile.
+    const watchedWhileRunning = (pass: TriggeredPass) => (running: boolean) => {
+      pass.setWatched(running);
+      if (running) pass.trigger();
     };
-    every(this.options.reconcileIntervalMs, "reconciling kernel state", () => this.reconcileNow(wiring.backend));
-    // A device deleted from under us (flannel.N, the TUN) triggers a pass at once; the timer above is the backstop.
-    if (wiring.network.config.backend.type !== "alloc") {
-      this.linkEvents = new LinkEvents((device) => {
-        // Only weft's own devices (flannel.N, flannel0, flannel-wg, flannel-v6.N, weft.N): on a
-        // Docker host every stopped container deletes a veth, which is no news (seen as a warning
-        // per container in the Vagrant lab's journal).
-        if (!isWeftDevice(device)) return;
-        this.logger.warn({ device }, `link ${device} was deleted; reconciling now`);
-        void this.reconcileNow(wiring.backend);
-      }, this.logger);
-      this.linkEvents.start();
+    const rulesMonitor = rulesetEventMonitor({ onChange: () => checkingRules.trigger(), onRunning: watchedWhileRunning(checkingRules), logger });
+    const monitors = [rulesMonitor];
+    if (config.backend.type === "alloc") reconciling.setWatched(true); // no kernel state: the backstop pass only
+    else {
+      const scope = { underlay, networks: config.ipv6 ? [config.network, config.ipv6.network] : [config.network] };
+      monitors.push(
+        kernelEventMonitor({
+          scope,
+          onEvent: (event, line) => {
+            // A device of weft's deleted is worth a line; the rest is routine (and the pass logs any repair).
+            if (event.object === "link" && event.deleted && event.device !== undefined && isWeftDevice(event.device)) {
+              logger.warn({ device: event.device }, `link ${event.device} was deleted; reconciling now`);
+            } else logger.debug({ event: line }, "kernel event; reconciling");
+            reconciling.trigger();
+          },
+          onRunning: watchedWhileRunning(reconciling),
+          logger,
+        }),
+      );
     }
-    every(this.options.rulesResyncMs, "checking traffic rules", async () => {
-      const { repaired } = await wiring.rules.verify();
-      if (repaired) this.logger.warn("traffic rules were missing or changed; re-installed them");
+    const passes = [reconciling, checkingRules];
+    for (const work of [...passes, ...monitors]) work.start();
+    this.stopping.signal.addEventListener("abort", () => {
+      for (const work of [...passes, ...monitors]) work.stop();
     });
   }
 
-  private async reconcileNow(backend: Backend): Promise<void> {
+  /** One reconcile (more while asked again meanwhile); true when it changed kernel state. */
+  private async reconcileNow(backend: Backend): Promise<boolean> {
     if (this.reconcile.running) {
       this.reconcile.again = true;
-      return;
+      return false;
     }
     this.reconcile.running = true;
+    let changed = false;
     try {
       do {
         this.reconcile.again = false;
         try {
           const report = await backend.reconcile({ dryRun: false });
-          if (report.changes.length > 0) this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
+          if (report.changes.length > 0) {
+            changed = true;
+            this.logger.warn({ changes: report.changes.map(describeReconcileChange) }, "repaired kernel state");
+          }
         } catch (error) {
           this.logger.error({ err: error }, "reconciling kernel state failed");
         }
@@ -700,6 +737,7 @@ export class Daemon {
     } finally {
       this.reconcile.running = false;
     }
+    return changed;
   }
 
   /** Retries `work` with back-off until it succeeds; StopRequested once stop() was called. */

@@ -2,7 +2,7 @@ import { readFile, rm, stat } from "node:fs/promises";
 import type { Argv, CommandModule } from "yargs";
 import { readSnapshot, snapshotPath } from "../backend/userspace/datapath-snapshot.js";
 import { handoverSocketPath, holderPidPath, readHolderPid } from "../engine/handover/fd-handover.js";
-import { isWeftDevice } from "../kernel/link-events.js";
+import { isWeftDevice } from "../kernel/kernel-events.js";
 import { TrafficRules } from "../host/firewall/traffic-rules.js";
 import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
 import { Kernel, type LinkState } from "../kernel/kernel.js";

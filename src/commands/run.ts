@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from "yargs";
 import { Daemon } from "../daemon.js";
-import { MAX_RENEW_MARGIN_MINUTES, type DaemonOptions } from "../config/daemon-options.js";
+import { DEFAULT_RECONCILE_INTERVAL_SECONDS, DEFAULT_RULES_RESYNC_SECONDS, MAX_RENEW_MARGIN_MINUTES, type DaemonOptions } from "../config/daemon-options.js";
 import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs } from "./interface-flags.js";
 import { defineStoreOptions, lastBoolean, lastNumber, lastString, storeOptionsFromArgs, type StoreArgs } from "./store-flags.js";
 import { createLogger } from "../observe/logger.js";
@@ -38,11 +38,11 @@ export function defineRunOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
     .option("ip-masq", { coerce: lastBoolean, type: "boolean", default: false, describe: "masquerade traffic leaving the overlay" })
     .option("ip-masq-fully-random-disable", { coerce: lastBoolean, type: "boolean", default: false, describe: "do not use fully-random port mapping" })
     .option("iptables-forward-rules", { coerce: lastBoolean, type: "boolean", default: true, describe: "accept forwarded traffic of the Network (Docker sets FORWARD to DROP)" })
-    .option("iptables-resync", { coerce: lastNumber, type: "number", default: 5, describe: "seconds between checks of the traffic rules" })
+    .option("iptables-resync", { coerce: lastNumber, type: "number", default: DEFAULT_RULES_RESYNC_SECONDS, describe: "seconds between periodic checks of the traffic rules (they are also checked on every nftables change; flanneld's default: 5)" })
     .option("healthz-ip", { coerce: lastString, type: "string", default: "0.0.0.0", describe: "listen address of /healthz, /readyz and /metrics" })
     .option("healthz-port", { coerce: lastNumber, type: "number", default: 0, describe: "listen port of /healthz, /readyz and /metrics (0 = off)" })
     .option("state-dir", { coerce: lastString, type: "string", default: "/var/lib/weft", describe: "[weft] state kept across restarts" })
-    .option("reconcile-interval", { coerce: lastNumber, type: "number", default: 10, describe: "[weft] seconds between repairs of kernel state" })
+    .option("reconcile-interval", { coerce: lastNumber, type: "number", default: DEFAULT_RECONCILE_INTERVAL_SECONDS, describe: "[weft] seconds between periodic repairs of kernel state (kernel events trigger one at once)" })
     .option("kube-subnet-mgr", { coerce: lastBoolean, type: "boolean", default: false, hidden: true })
     .option("peer-probe-interval", { coerce: lastNumber, type: "number", default: 0, describe: "[weft] seconds between probes of every peer (underlay echo, path MTU, overlay echo; 0 = off; needs CAP_NET_RAW)" })
     .option("restart-hold", { coerce: lastNumber, type: "number", default: 30, describe: "[weft] seconds a stopped udp/userspace-vxlan daemon keeps its TUN and sockets open for the next start, so a restart drops nothing (0 = off)" })

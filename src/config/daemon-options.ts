@@ -32,3 +32,14 @@ export interface DaemonOptions {
 }
 
 export const MAX_RENEW_MARGIN_MINUTES = 1439;
+
+/**
+ * The periodic passes are backstops: kernel and nftables events trigger the repairs (daemon.ts
+ * startPeriodicWork), so an idle host runs no commands between them. flanneld's --iptables-resync
+ * default is 5 s; weft's is longer because it checks on every change as well.
+ */
+export const DEFAULT_RECONCILE_INTERVAL_SECONDS = 60;
+export const DEFAULT_RULES_RESYNC_SECONDS = 60;
+/** While events are not seen (a monitor down, an iptables-legacy table), passes run at least this often, as before there were events. */
+export const POLL_RECONCILE_MS = 10_000;
+export const POLL_RULES_RESYNC_MS = 5000;

@@ -31,6 +31,7 @@ import { previousSubnet, readSubnetEnv, writeSubnetEnv } from "../../src/host/su
 import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
+import { withDaemonPaused } from "../support/paused-daemon.js";
 
 const HOSTS = ["h1", "h2", "h3"];
 
@@ -126,12 +127,15 @@ describe.each(["vxlan", "host-gw"])("weft run with kernel backend %s in lab up -
     const clean = await doctor("h1");
     expect(clean.stdout).toContain(`route ${subnetV6} via`);
     expect(clean.stdout).toContain("in sync");
-    await lab.host("h1").exec("ip", ["-6", "route", "del", subnetV6 as string]);
-    const found = await doctor("h1");
-    expect(found.exitCode, found.stderr).toBe(3);
-    expect(found.stdout).toContain(`add route ${subnetV6} via`);
-    const repaired = await doctor("h1", ["--repair"]);
-    expect(repaired.exitCode, repaired.stderr).toBe(0);
+    // Paused: the daemon would put the route back on its kernel event before doctor looks.
+    await withDaemonPaused(lab.host("h1").state.daemonPid, async () => {
+      await lab.host("h1").exec("ip", ["-6", "route", "del", subnetV6 as string]);
+      const found = await doctor("h1");
+      expect(found.exitCode, found.stderr).toBe(3);
+      expect(found.stdout).toContain(`add route ${subnetV6} via`);
+      const repaired = await doctor("h1", ["--repair"]);
+      expect(repaired.exitCode, repaired.stderr).toBe(0);
+    });
     expect((await lab.checkTable()).ok).toBe(true);
   });
 });

@@ -10,8 +10,8 @@
  *                      |                 |                 |
  *                   <p>-h1c1          <p>-h2c1          <p>-h3c1
  *
- * Real daemons (dist/cli.js, build first), real etcd, real kernel devices; the daemons
- * reconcile every 30 s so the doctor test sees drift before the daemon repairs it.
+ * Real daemons (dist/cli.js, build first), real etcd, real kernel devices; the doctor tests
+ * pause h1's daemon (SIGSTOP), which would repair the drift at once on its kernel event.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rm } from "node:fs/promises";
@@ -22,6 +22,7 @@ import { uniquePrefix } from "../../src/lab/netns.js";
 import { sleep } from "../../src/async/sleep.js";
 import { runCommand as run } from "../../src/process/run-command.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
+import { withDaemonPaused } from "../support/paused-daemon.js";
 
 async function until(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<number> {
   const started = performance.now();
@@ -96,17 +97,19 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a 3-host lab", (backen
   });
 
   it("doctor finds a deleted route and --repair puts it back", async () => {
-    await lab.host("h1").exec("ip", ["route", "del", subnet("h2")]);
-    expect(await ping("h1", "h2")).toBe(false);
-    const found = await doctor("h1");
-    expect(found.exitCode, found.stderr).toBe(3);
-    expect(found.stdout).toContain(`add route ${subnet("h2")} via`);
-    const repaired = await doctor("h1", ["--repair"]);
-    expect(repaired.exitCode, repaired.stderr).toBe(0);
-    expect(repaired.stdout).toContain("repaired");
-    expect(await ping("h1", "h2")).toBe(true);
-    const clean = await doctor("h1");
-    expect(clean.stdout).toContain("in sync");
+    await withDaemonPaused(lab.host("h1").state.daemonPid, async () => {
+      await lab.host("h1").exec("ip", ["route", "del", subnet("h2")]);
+      expect(await ping("h1", "h2")).toBe(false);
+      const found = await doctor("h1");
+      expect(found.exitCode, found.stderr).toBe(3);
+      expect(found.stdout).toContain(`add route ${subnet("h2")} via`);
+      const repaired = await doctor("h1", ["--repair"]);
+      expect(repaired.exitCode, repaired.stderr).toBe(0);
+      expect(repaired.stdout).toContain("repaired");
+      expect(await ping("h1", "h2")).toBe(true);
+      const clean = await doctor("h1");
+      expect(clean.stdout).toContain("in sync");
+    });
   });
 
   it("doctor finds this host's lease by PublicIP when the subnet file names another host's", async () => {

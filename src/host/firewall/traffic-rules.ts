@@ -3,6 +3,7 @@ import type { Ipv4Subnet } from "../../net/ipv4.js";
 import type { Ipv6Subnet } from "../../net/ipv6.js";
 import type { IpFamily, IpSubnet } from "../../net/ip-subnet.js";
 import { FilterForward, type FilterForwardChange } from "./filter-forward.js";
+import { legacyFilterTableExists } from "./iptables-filter-table.js";
 import { nftRunner, type NftRunner } from "./nft.js";
 import { TABLE_NAME, renderRemoval, renderRuleset, tableFamily } from "./nft-ruleset.js";
 
@@ -30,7 +31,8 @@ interface FamilyRules {
 /**
  * weft's masquerade and forward-accept rules (flannel-compat §8) in its own nftables tables
  * (`ip weft`, and `ip6 weft` on a dual-stack network), replaced atomically by apply(),
- * re-checked by verify() (the daemon calls it every --iptables-resync seconds) and removed by
+ * re-checked by verify() (the daemon calls it on nftables events, ruleset-events.ts, and every
+ * --iptables-resync seconds as the backstop) and removed by
  * remove() (`weft cleanup`). Daemon shutdown leaves them, as flannel.
  * With forwardRules, also the WEFT-FWD chain in the iptables (ip6tables) filter table where
  * that table drops forwarded traffic (Docker hosts; see filter-forward.ts).
@@ -40,11 +42,13 @@ export class TrafficRules {
   private readonly fullyRandom: boolean;
   private readonly families: Record<IpFamily, FamilyRules>;
   private desired: TrafficRulesDesired | undefined;
+  private readonly netns: string | undefined;
 
   constructor(
     private readonly logger: Logger,
     options: { netns?: string; fullyRandom?: boolean } = {},
   ) {
+    this.netns = options.netns;
     this.nft = nftRunner(options.netns);
     const family = (f: IpFamily): FamilyRules => ({ family: f, filterForward: new FilterForward(options.netns, undefined, f), installed: undefined });
     this.families = { 4: family(4), 6: family(6) };
@@ -64,6 +68,19 @@ export class TrafficRules {
     const v4 = await this.verifyFamily(this.families[4], desired, desired);
     const v6 = desired.ipv6 ? await this.verifyFamily(this.families[6], desired, desired.ipv6) : false;
     return { repaired: v4 || v6 };
+  }
+
+  /**
+   * Whether changes to the installed rules could go unseen by `nft monitor`: WEFT-FWD is also
+   * kept in an iptables-legacy filter table (a Docker on iptables-legacy), whose changes are
+   * not nf_tables events. Then only the periodic verify() finds them.
+   */
+  async partlyOutsideNftables(): Promise<boolean> {
+    const desired = this.desired;
+    if (!desired?.forwardRules) return false;
+    const families: IpFamily[] = desired.ipv6 ? [4, 6] : [4];
+    for (const family of families) if (await legacyFilterTableExists(this.netns, family)) return true;
+    return false;
   }
 
   /** Deletes weft's tables and weft's WEFT-FWD rules of both families (and nothing else); fine when they do not exist. */
