@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { openEngine, type Engine, type EngineFds } from "../../engine/engine.js";
-import { closeFds, takeParkedFds } from "../../engine/handover/fd-handover.js";
+import { closeFds, handoverSocketPath, takeParkedFds } from "../../engine/handover/fd-handover.js";
 import { takeListenFds } from "../../host/systemd/fd-store.js";
 import { errorMessage } from "../../errors/error-message.js";
 import { readSnapshot, type DataPathSnapshot, type SnapshotEngineOptions } from "./datapath-snapshot.js";
@@ -41,19 +41,23 @@ export async function resumeDataPathEarly(argv: readonly string[], environment: 
   } catch (error) {
     state.problems.push(errorMessage(error));
   }
-  // Under systemd the unit's fd store hands them back; otherwise a holder may have them.
+  // Under systemd the unit's fd store hands them back; otherwise a holder may have them. With
+  // neither, nor a snapshot (kernel backends, alloc), nothing here loads the native addon.
   let parked = fdsFromStore(takeListenFds(environment, process.pid));
-  try {
-    if (parked.length === 0) parked = takeParkedFds(stateDir);
-  } catch (error) {
-    state.problems.push(`fd hand-over: ${errorMessage(error)}`);
+  if (parked.length === 0 && existsSync(handoverSocketPath(stateDir))) {
+    try {
+      parked = takeParkedFds(stateDir);
+    } catch (error) {
+      state.problems.push(`fd hand-over: ${errorMessage(error)}`);
+    }
   }
   if (!snapshot) {
-    if (parked.length > 0) state.problems.push(`fd hand-over: ${parked.length} fds but no data path snapshot to use them with; closed`);
-    closeFds(parked);
+    if (parked.length > 0) {
+      state.problems.push(`fd hand-over: ${parked.length} fds but no data path snapshot to use them with; closed`);
+      closeFds(parked);
+    }
     return;
   }
-  // The device by the name the kernel gave it (a "flannel%d" template would make a new one).
   const options = { ...snapshot.engine, tunName: snapshot.device };
   const adopt = parked.length > 0 ? fdsForQueues(parked, options) : undefined;
   if (parked.length > 0 && !adopt) {
