@@ -7,7 +7,7 @@ import { findBackend } from "./backend/registry.js";
 import { describeReconcileChange } from "./backend/reconcile-report.js";
 import { POLL_RECONCILE_MS, POLL_RULES_RESYNC_MS, type DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface } from "./config/interface-selection.js";
-import { parseNetworkConfig, type NetworkConfig } from "./config/network-config.js";
+import { parseNetworkConfig, primaryNetwork, type NetworkConfig } from "./config/network-config.js";
 import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { isWeftDevice, kernelEventMonitor } from "./kernel/kernel-events.js";
@@ -26,7 +26,9 @@ import { LeaseKeeper } from "./lease/renew.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
 import type { Ipv4Subnet } from "./net/ipv4.js";
-import { describeSubnets, type SubnetKeyParts } from "./lease/subnet-key.js";
+import type { Ipv6Subnet } from "./net/ipv6.js";
+import { describeSubnets, leaseSubnets, primarySubnet, type SubnetKeyParts } from "./lease/subnet-key.js";
+import { NO_PUBLIC_IP, hostAddress } from "./lease/host-address.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type BuildEngine, type WeftMetrics } from "./observe/metrics.js";
 import { timeAsyncCalls } from "./observe/call-timing.js";
@@ -227,7 +229,7 @@ export class Daemon {
     const network: Network = {
       config,
       mtu: registration.mtu,
-      attrs: { publicIP: external.publicIP, publicIPv6: config.enableIPv6 ? (external.publicIPv6 ?? null) : null, ...registration.attrs },
+      attrs: { publicIP: config.ipv4 ? external.publicIP : NO_PUBLIC_IP, publicIPv6: config.enableIPv6 ? (external.publicIPv6 ?? null) : null, ...registration.attrs },
     };
 
     const wiring: Wiring = {
@@ -253,7 +255,7 @@ export class Daemon {
         store,
         logger,
         ownLease: () => this.ownLease,
-        ownPublicIP: external.publicIP,
+        ownPublicIP: hostAddress(network.attrs),
         onPeers: (events) => this.applyPeers(wiring, events),
         onOwnLeaseLost: (why) => this.reacquire(wiring, why),
         onOwnLeaseAltered: (altered) => void this.repairOwnLease(wiring, altered),
@@ -286,7 +288,7 @@ export class Daemon {
         registry: this.metrics.registry,
       });
     }
-    logger.info({ subnet: lease.subnet.toString(), ipv6Subnet: lease.ipv6Subnet?.toString(), backend: factory.type }, "weft is ready");
+    logger.info({ subnet: lease.subnet?.toString(), ipv6Subnet: lease.ipv6Subnet?.toString(), backend: factory.type }, "weft is ready");
     this.notifier.ready(this.readyStatus(lease, factory.type));
   }
 
@@ -365,17 +367,17 @@ export class Daemon {
       this.configBack = { promise, resolve };
     }
     this.logger.error(
-      { key: store.configKey, network: running.network.toString(), backend: running.backend.type },
+      { key: store.configKey, network: primaryNetwork(running).toString(), backend: running.backend.type },
       value === undefined
         ? `${what} (etcd lost its data, or it was deleted): forwarding continues with the known peers and the running config; ` +
             `this host re-creates its lease as soon as it is back ("weft config set")`
-        : `${what}: refused, weft keeps running ${running.network} with ${running.backend.type}; nothing is torn down. ` +
+        : `${what}: refused, weft keeps running ${primaryNetwork(running)} with ${running.backend.type}; nothing is torn down. ` +
             "Restore the config; changing the Network needs every host stopped and every lease of the old one gone",
     );
   }
 
   /** Waits (abortably) until the network config is usable, saying so once. */
-  private async waitForConfig(subnet: Ipv4Subnet | undefined): Promise<void> {
+  private async waitForConfig(subnet: Ipv4Subnet | Ipv6Subnet | undefined): Promise<void> {
     const waiting = this.configBack;
     if (!waiting) return;
     this.logger.warn({ subnet: subnet?.toString() }, `waiting for the network config before re-creating the lease (${this.configProblem?.what ?? "?"})`);
@@ -467,10 +469,8 @@ export class Daemon {
   private async readPreviousSubnets(): Promise<SubnetKeyParts | undefined> {
     try {
       const env = await readSubnetEnv(this.options.subnetFile);
-      const subnet = env ? previousSubnet(env) : undefined;
-      if (!env || !subnet) return undefined;
-      const ipv6Subnet = previousIpv6Subnet(env);
-      return ipv6Subnet ? { subnet, ipv6Subnet } : { subnet };
+      // An IPv6-only network's file has FLANNEL_IPV6_SUBNET alone.
+      return env && leaseSubnets(previousSubnet(env), previousIpv6Subnet(env));
     } catch (error) {
       this.logger.warn({ err: error, path: this.options.subnetFile }, "ignoring the previous subnet file");
       return undefined;
@@ -498,7 +498,7 @@ export class Daemon {
         const { lease } = result;
         this.logger.info(
           {
-            subnet: lease.subnet.toString(),
+            subnet: lease.subnet?.toString(),
             ipv6Subnet: lease.ipv6Subnet?.toString(),
             key: lease.key,
             how: result.how,
@@ -566,7 +566,7 @@ export class Daemon {
     this.ready.rules = this.ready.subnetFile = this.ready.backend = false;
     await this.retryUntilStopped("install traffic rules", () =>
       rules.apply({
-        network: network.config.network,
+        network: network.config.ipv4?.network,
         ownSubnet: lease.subnet,
         ipMasq: options.ipMasq,
         forwardRules: options.forwardRules,
@@ -605,12 +605,12 @@ export class Daemon {
   private reacquire(wiring: Wiring, why: string): void {
     if (this.stopRequested || this.reacquiring) return;
     const lost = this.ownLease;
-    this.logger.warn({ subnet: lost?.subnet.toString() }, `${why}; acquiring a lease again (same subnet preferred), the data path keeps running`);
+    this.logger.warn({ subnet: lost && primarySubnet(lost).toString() }, `${why}; acquiring a lease again (same subnet preferred), the data path keeps running`);
     this.notifier.status(`${why}; acquiring a lease again, the data path keeps running`);
     // Readiness stays: the host still forwards with its subnet while the key is re-created; a note says why.
     this.leaseProblem = { since: new Date(), what: `being re-acquired (${why})` };
     this.reacquiring = (async () => {
-      await this.waitForConfig(lost?.subnet);
+      await this.waitForConfig(lost && primarySubnet(lost));
       if (lost?.etcdLeaseId) await wiring.store.revokeLease(lost.etcdLeaseId).catch(() => undefined);
       const lease = await this.acquireUntilDone(wiring, lost, lost?.etcdLeaseId);
       // Renewal first: whatever happens next, the new lease must not lapse.
@@ -640,7 +640,7 @@ export class Daemon {
     for (const event of events) {
       const { lease } = event;
       this.logger.info(
-        { subnet: lease.subnet.toString(), ipv6Subnet: lease.ipv6Subnet?.toString(), publicIP: lease.attrs.publicIP, publicIPv6: lease.attrs.publicIPv6 ?? undefined, backendType: lease.attrs.backendType },
+        { subnet: lease.subnet?.toString(), ipv6Subnet: lease.ipv6Subnet?.toString(), publicIP: lease.attrs.publicIP, publicIPv6: lease.attrs.publicIPv6 ?? undefined, backendType: lease.attrs.backendType },
         `peer ${event.kind}`,
       );
     }
@@ -690,7 +690,7 @@ export class Daemon {
     const monitors = [rulesMonitor];
     if (config.backend.type === "alloc") reconciling.setWatched(true); // no kernel state: the backstop pass only
     else {
-      const scope = { underlay, networks: config.ipv6 ? [config.network, config.ipv6.network] : [config.network] };
+      const scope = { underlay, networks: [config.ipv4?.network, config.ipv6?.network].flatMap((network) => (network ? [network] : [])) };
       monitors.push(
         kernelEventMonitor({
           scope,

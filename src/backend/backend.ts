@@ -64,5 +64,7 @@ export interface BackendFactory {
    * the field (e.g. `Backend.VNI: "x" is not an integer`). Called by `weft config set` too.
    */
   validateOptions(options: Readonly<Record<string, unknown>>): void;
+  /** Refuses a network the backend cannot carry (the userspace ones: an IPv6-only network); `weft config set` and create() call it. */
+  validateNetwork?(network: NetworkConfig): void;
   create(context: BackendContext): Backend;
 }

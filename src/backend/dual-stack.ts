@@ -1,5 +1,6 @@
 import type { Refusal } from "./peer-table.js";
 import type { Lease } from "../lease/types.js";
+import type { NetworkConfig } from "../config/network-config.js";
 import type { Ipv6Subnet } from "../net/ipv6.js";
 import { formatIpv6, tryParseIpv6 } from "../net/ipv6.js";
 
@@ -49,4 +50,15 @@ export function ownIpv6Subnet(own: Lease): Ipv6Subnet {
     throw new Error(`the network is dual-stack (EnableIPv6) but the own lease ${own.key} has no IPv6 subnet; it must be re-acquired with both families`);
   }
   return own.ipv6Subnet;
+}
+
+/**
+ * A lease with no family this network routes: an IPv6-only host's in an IPv4-only network, or
+ * an IPv4-only host's in an IPv6-only one (leftovers of a config change; never in a dual-stack network).
+ */
+export function noCommonFamily(lease: Lease, network: NetworkConfig): Refusal {
+  const refused = network.ipv4
+    ? `lease ${lease.key} is IPv6-only (no IPv4 subnet), and the network is IPv4-only (EnableIPv6 is off)`
+    : `lease ${lease.key} has no IPv6 subnet, and the network is IPv6-only (EnableIPv4: false)`;
+  return { refused, level: "warn" };
 }

@@ -8,6 +8,7 @@ import { PeerTable, type Refusal } from "./peer-table.js";
 import { programmingMetrics, recordPeerCounts, type ProgrammingMetrics } from "./programming-metrics.js";
 import type { DeviceChange, ReconcileChange, ReconcileReport } from "./reconcile-report.js";
 import { SerialQueue } from "../async/serial-queue.js";
+import { ownHostAddress } from "../lease/host-address.js";
 
 /**
  * What the kernel backends (vxlan, host-gw) share: peer leases in, kernel objects out.
@@ -45,7 +46,7 @@ export abstract class KernelPeerBackend<P> implements Backend, LeaseSetLoader {
     this.metrics = programmingMetrics(context.metrics);
     this.peers = new PeerTable<P, RouteSnapshot>({
       backendType: type,
-      ownPublicIP: context.external.publicIP,
+      ownPublicIP: ownHostAddress(context.network.ipv4 !== undefined, context.external),
       logger: context.logger,
       classify: (lease, routes) => this.classify(lease, routes),
     });

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { subnetKeyName } from "../lease/subnet-key.js";
+import { hostAddress } from "../lease/host-address.js";
 import type { Lease, PeerEvent } from "../lease/types.js";
 
 /**
@@ -41,8 +42,8 @@ export type PeerChange<P> =
 export interface PeerTableOptions<P, S> {
   /** The Backend.Type every peer must advertise; a lease without one is "udp", as flannel writes it. */
   backendType: string;
-  /** The PublicIP this host advertises. */
-  ownPublicIP: string;
+  /** The PublicIP this host advertises; in an IPv6-only network its PublicIPv6 (lease/host-address.ts). */
+  ownPublicIP: string | undefined;
   logger: Logger;
   /** The backend's own checks for a lease that passed the shared ones: the peer to serve, or why not. */
   classify(lease: Lease, snapshot: S): P | Refusal;
@@ -59,12 +60,19 @@ export function advertisedBackendType(lease: Lease): string {
 
 /** The table key of a lease: its subnet key name, IPv6 part included. */
 export function peerKey(lease: Lease): string {
-  return subnetKeyName(lease.subnet, lease.ipv6Subnet);
+  return subnetKeyName(lease);
 }
 
-/** How a peer is named to people: "10.66.5.0/24", dual-stack "10.66.5.0/24,fd66:0:0:6::/64". */
+/** How a peer is named to people: "10.66.5.0/24", dual-stack "10.66.5.0/24,fd66:0:0:6::/64", IPv6-only "fd66:0:0:6::/64". */
 function peerLabel(lease: Lease): string {
+  if (!lease.subnet) return lease.ipv6Subnet.toString();
   return lease.ipv6Subnet ? `${lease.subnet},${lease.ipv6Subnet}` : lease.subnet.toString();
+}
+
+/** Whether a lease names the subnet a host is known by (its IPv4 one; the IPv6 one when IPv6-only). */
+function sharesPrimarySubnet(a: Lease, b: Lease): boolean {
+  if (a.subnet && b.subnet) return a.subnet.equals(b.subnet);
+  return !a.subnet && !b.subnet && a.ipv6Subnet.equals(b.ipv6Subnet);
 }
 
 export class PeerTable<P, S = void> {
@@ -145,7 +153,7 @@ export class PeerTable<P, S = void> {
   }
 
   private consider(key: string, lease: Lease, snapshot: S, changes: PeerChange<P>[]): void {
-    if (this.ownLease && lease.subnet.equals(this.ownLease.subnet)) {
+    if (this.ownLease && sharesPrimarySubnet(lease, this.ownLease)) {
       this.drop(key, changes);
       this.refusals.delete(key);
       return;
@@ -165,7 +173,7 @@ export class PeerTable<P, S = void> {
 
   private verdict(lease: Lease, snapshot: S): P | Refusal {
     const { backendType, ownPublicIP } = this.options;
-    if (lease.attrs.publicIP === ownPublicIP) {
+    if (ownPublicIP !== undefined && hostAddress(lease.attrs) === ownPublicIP) {
       return {
         refused:
           `lease ${lease.key} advertises this host's own PublicIP ${ownPublicIP}, so its routes would point back here; ` +

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { Argv, CommandModule } from "yargs";
 import { findBackend } from "../backend/registry.js";
-import { parseNetworkConfig, type NetworkConfig } from "../config/network-config.js";
+import { describeNetworkConfig, parseNetworkConfig, type NetworkConfig } from "../config/network-config.js";
 import { defineStoreOptions, withStore, type StoreArgs } from "./store-flags.js";
 import { errorMessage } from "../errors/error-message.js";
 
@@ -13,7 +13,9 @@ interface ConfigSetArgs extends StoreArgs {
 /** Parses and checks a config the way the daemon will; throws naming the field. */
 export function validateNetworkConfigText(text: string): NetworkConfig {
   const config = parseNetworkConfig(text);
-  findBackend(config.backend.type).validateOptions(config.backend.options);
+  const factory = findBackend(config.backend.type);
+  factory.validateOptions(config.backend.options);
+  factory.validateNetwork?.(config);
   return config;
 }
 
@@ -70,9 +72,10 @@ const setCommand: CommandModule<object, ConfigSetArgs> = {
     const config = validateNetworkConfigText(text);
     await withStore(args, async (store) => {
       await store.put(store.configKey, text.trim());
-      process.stdout.write(
-        `wrote ${store.configKey}: Network ${config.network}, /${config.subnetLen} subnets, backend ${config.backend.type}\n`,
-      );
+      process.stdout.write(`wrote ${store.configKey}: ${describeNetworkConfig(config)}, backend ${config.backend.type}\n`);
+      if (config.ignoredFields.length > 0) {
+        process.stdout.write(`note: ${config.ignoredFields.join(", ")} given but unused: the network is IPv6-only (EnableIPv4: false)\n`);
+      }
     });
   },
 };

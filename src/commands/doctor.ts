@@ -5,17 +5,19 @@ import { findBackend } from "../backend/registry.js";
 import { describeReconcileChange, formatReconcileReport, isDeviceChange, type ReconcileReport, type ReconcileReportText } from "../backend/reconcile-report.js";
 import { parseNetworkConfig } from "../config/network-config.js";
 import { selectExternalInterface } from "../config/interface-selection.js";
-import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
+import { readSubnetEnv } from "../host/subnet-env.js";
 import { decodeLeases } from "../lease/stored-lease.js";
 import { createLogger } from "../observe/logger.js";
 import type { EtcdStore } from "../store/etcd-store.js";
-import { findOwnLease } from "./own-lease.js";
+import { findOwnLease, ownLeaseClues } from "./own-lease.js";
 import { errorMessage } from "../errors/error-message.js";
 import type { PeerProbeResult } from "../probe/peer-probe.js";
 import { formatProbeTable, probeResultJson, type PeerProbeJson } from "../probe/probe-report.js";
 import { probePeersOfThisHost } from "./probe.js";
 import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs } from "./interface-flags.js";
 import { defineStoreOptions, lastString, withStore, type StoreArgs } from "./store-flags.js";
+import { sameSubnet } from "../net/ip-subnet.js";
+import { primarySubnet } from "../lease/subnet-key.js";
 
 /**
  * `weft doctor`: compares this host's kernel state with what the leases in etcd say it should
@@ -45,7 +47,8 @@ export { findOwnLease };
 export interface DoctorResult {
   backend: string;
   device: string;
-  ownSubnet: string;
+  /** The own IPv4 subnet; null in an IPv6-only network. */
+  ownSubnet: string | null;
   /** The own lease's IPv6 subnet (dual stack); null for an IPv4-only lease. */
   ownIpv6Subnet: string | null;
   peers: number;
@@ -83,8 +86,9 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
     const leases = decodeLeases(listing.keys, logger);
     const subnetFile = args["subnet-file"];
     const env = await readSubnetEnv(subnetFile).catch(() => undefined);
-    const own = findOwnLease(leases, env ? previousSubnet(env) : undefined, external.publicIP, subnetFile);
-    const peers = leases.filter((lease) => !lease.subnet.equals(own.subnet));
+    const clues = ownLeaseClues(config, env, external);
+    const own = findOwnLease(leases, clues.fromFile, clues.address, subnetFile);
+    const peers = leases.filter((lease) => !sameSubnet(primarySubnet(lease), primarySubnet(own)));
     await backend.loadLeaseSet(own, peers);
     let report = await backend.reconcile({ dryRun: true });
     if (args.repair && report.changes.length > 0) {
@@ -102,7 +106,7 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
     return {
       backend: config.backend.type,
       device: external.name,
-      ownSubnet: own.subnet.toString(),
+      ownSubnet: own.subnet?.toString() ?? null,
       ownIpv6Subnet: own.ipv6Subnet?.toString() ?? null,
       peers: peers.length,
       report,
@@ -150,7 +154,7 @@ export function formatDoctorResult(result: DoctorResult): string {
         ? `repaired: made ${report.changes.length} change(s)`
         : `out of sync: ${report.changes.length} change(s) needed; run \`weft doctor --repair\` (the daemon also repairs on its next reconcile)`;
   return [
-    `backend ${result.backend}, underlay ${result.device}, own subnet ${result.ownSubnet}${result.ownIpv6Subnet ? ` and ${result.ownIpv6Subnet}` : ""}, ${result.peers} peer lease(s)`,
+    `backend ${result.backend}, underlay ${result.device}, own subnet ${[result.ownSubnet, result.ownIpv6Subnet].filter((subnet) => subnet !== null).join(" and ")}, ${result.peers} peer lease(s)`,
     section("desired", report.desired),
     section("actual", report.actual),
     section(result.repaired ? "changes made" : "changes needed", report.changes),

@@ -7,6 +7,7 @@ import type { Lease } from "../lease/types.js";
 import type { EtcdStore } from "../store/etcd-store.js";
 import { defineStoreOptions, withStore, type StoreArgs } from "./store-flags.js";
 import { errorMessage } from "../errors/error-message.js";
+import { NO_PUBLIC_IP } from "../lease/host-address.js";
 
 /** `weft leases`: the cluster's subnet leases as a table, or --json. */
 interface LeasesArgs extends StoreArgs {
@@ -14,8 +15,9 @@ interface LeasesArgs extends StoreArgs {
 }
 
 export interface LeaseRow {
+  /** The IPv4 subnet; "-" for an IPv6-only lease (its key says 0.0.0.0-0). */
   subnet: string;
-  /** The IPv6 subnet of a dual-stack lease; null for an IPv4-only one. */
+  /** The IPv6 subnet of a dual-stack or IPv6-only lease; null for an IPv4-only one. */
   ipv6Subnet: string | null;
   publicIP: string;
   publicIPv6: string | null;
@@ -51,10 +53,11 @@ export async function readLeaseRows(store: EtcdStore): Promise<LeaseRow[]> {
         };
       }
       const ttl = lease.etcdLeaseId ? await store.timeToLive(lease.etcdLeaseId) : undefined;
-      const data = lease.attrs.backendData;
+      // An IPv6-only vxlan lease has BackendV6Data alone.
+      const data = lease.attrs.backendData ?? lease.attrs.backendV6Data;
       const mac = isJsonObject(data) ? readField(data, "VtepMAC") : undefined;
       return {
-        subnet: lease.subnet.toString(),
+        subnet: lease.subnet?.toString() ?? "-",
         ipv6Subnet: lease.ipv6Subnet?.toString() ?? null,
         publicIP: lease.attrs.publicIP,
         publicIPv6: lease.attrs.publicIPv6,
@@ -79,7 +82,8 @@ export function formatLeaseTable(rows: readonly LeaseRow[]): string {
       : [
           row.subnet,
           ...(ipv6 ? [row.ipv6Subnet ?? "-"] : []),
-          row.publicIP,
+          // flanneld's zero PublicIP of an IPv6-only lease says nothing to a reader.
+          row.subnet === "-" && row.publicIP === NO_PUBLIC_IP ? "-" : row.publicIP,
           ...(ipv6 ? [row.publicIPv6 ?? "-"] : []),
           row.backendType,
           row.vtepMAC ?? "-",

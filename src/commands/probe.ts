@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from "yargs";
 import { parseVxlanOptions } from "../backend/vxlan/options.js";
 import { selectExternalInterface } from "../config/interface-selection.js";
 import { parseNetworkConfig } from "../config/network-config.js";
-import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
+import { readSubnetEnv } from "../host/subnet-env.js";
 import { decodeLeases } from "../lease/stored-lease.js";
 import { createLogger } from "../observe/logger.js";
 import type { PeerProbeResult, ProbeSettings } from "../probe/peer-probe.js";
@@ -12,9 +12,11 @@ import { formatProbeTable, probeResultJson } from "../probe/probe-report.js";
 import { encapsulationOf, probeTargets } from "../probe/probe-targets.js";
 import { openIcmpSocket } from "../probe/raw-icmp-socket.js";
 import type { EtcdStore } from "../store/etcd-store.js";
-import { findOwnLease } from "./own-lease.js";
+import { findOwnLease, ownLeaseClues } from "./own-lease.js";
+import { primarySubnet } from "../lease/subnet-key.js";
 import { defineInterfaceOptions, interfaceSelectionFromArgs, type InterfaceArgs } from "./interface-flags.js";
 import { defineStoreOptions, lastNumber, lastString, withStore, type StoreArgs } from "./store-flags.js";
+import { sameSubnet } from "../net/ip-subnet.js";
 
 /**
  * `weft probe`: for every peer lease, an underlay echo (RTT, loss), a DF echo at the underlay
@@ -51,7 +53,8 @@ export async function probePeersOfThisHost(
   const leases = decodeLeases((await store.list(store.subnetsPrefix)).keys, logger);
   const subnetFile = args["subnet-file"];
   const env = await readSubnetEnv(subnetFile).catch(() => undefined);
-  const own = findOwnLease(leases, env ? previousSubnet(env) : undefined, external.publicIP, subnetFile);
+  const clues = ownLeaseClues(config, env, external);
+  const own = findOwnLease(leases, clues.fromFile, clues.address, subnetFile);
   const encapsulation = encapsulationOf(config.backend);
   const isVxlan = config.backend.type === "vxlan" || config.backend.type === "vxlan-userspace";
   // Backend.MTU replaces the interface's MTU as the underlay MTU (vxlan), as the daemon does.
@@ -63,10 +66,10 @@ export async function probePeersOfThisHost(
     echoIntervalMs: 100,
     timeoutMs: (args.timeout ?? DEFAULT_PROBE_TIMEOUT_S) * 1000,
   };
-  const peers = leases.filter((lease) => !lease.subnet.equals(own.subnet));
+  const peers = leases.filter((lease) => !sameSubnet(primarySubnet(lease), primarySubnet(own)));
   const pinger = new Pinger(openIcmpSocket);
   try {
-    return { ownSubnet: own.subnet.toString(), settings, results: await probeAll(pinger, probeTargets(peers, encapsulation), settings) };
+    return { ownSubnet: primarySubnet(own).toString(), settings, results: await probeAll(pinger, probeTargets(peers, encapsulation), settings) };
   } finally {
     pinger.close();
   }

@@ -4,16 +4,17 @@ import type { NetworkConfig } from "./network-config.js";
 
 /**
  * Why `next` cannot replace `running` in a live daemon: the fields leases and routes depend on
- * (Network, SubnetLen, SubnetMin, SubnetMax, EnableIPv6 and the IPv6 ones, Backend.Type), as
+ * (EnableIPv4, Network, SubnetLen, SubnetMin, SubnetMax, EnableIPv6 and the IPv6 ones, Backend.Type), as
  * "Network 10.66.0.0/16 → 10.77.0.0/16, …";
  * undefined when it can (backend options and the rest are not checked here).
  */
 export function incompatibility(running: NetworkConfig, next: NetworkConfig): string | undefined {
   const fields: [string, string, string][] = [
-    ["Network", running.network.toString(), next.network.toString()],
-    ["SubnetLen", String(running.subnetLen), String(next.subnetLen)],
-    ["SubnetMin", formatIpv4(running.subnetMin), formatIpv4(next.subnetMin)],
-    ["SubnetMax", formatIpv4(running.subnetMax), formatIpv4(next.subnetMax)],
+    ["EnableIPv4", String(running.enableIPv4), String(next.enableIPv4)],
+    ["Network", running.ipv4?.network.toString() ?? "-", next.ipv4?.network.toString() ?? "-"],
+    ["SubnetLen", String(running.ipv4?.subnetLen ?? "-"), String(next.ipv4?.subnetLen ?? "-")],
+    ["SubnetMin", ipv4Text(running.ipv4?.subnetMin), ipv4Text(next.ipv4?.subnetMin)],
+    ["SubnetMax", ipv4Text(running.ipv4?.subnetMax), ipv4Text(next.ipv4?.subnetMax)],
     ["EnableIPv6", String(running.enableIPv6), String(next.enableIPv6)],
     ["IPv6Network", running.ipv6?.network.toString() ?? "-", next.ipv6?.network.toString() ?? "-"],
     ["IPv6SubnetLen", String(running.ipv6?.subnetLen ?? "-"), String(next.ipv6?.subnetLen ?? "-")],
@@ -25,6 +26,9 @@ export function incompatibility(running: NetworkConfig, next: NetworkConfig): st
   return changed.length > 0 ? changed.join(", ") : undefined;
 }
 
+function ipv4Text(address: number | undefined): string {
+  return address === undefined ? "-" : formatIpv4(address);
+}
 
 function ipv6Text(address: bigint | undefined): string {
   return address === undefined ? "-" : formatIpv6(address);

@@ -152,17 +152,15 @@ export function previousSubnet(env: SubnetEnv): Ipv4Subnet | undefined {
 
 /**
  * What flanneld writes for its lease (WriteSubnetFile): the first address of each subnet (docker0's)
- * with the subnet's prefix, and the IPv6 pair whenever the network is dual-stack.
+ * with the subnet's prefix; the IPv4 pair whenever EnableIPv4 is on (not in an IPv6-only network),
+ * the IPv6 pair whenever EnableIPv6 is.
  */
-export function subnetEnvFor(
-  config: NetworkConfig,
-  subnets: { subnet: Ipv4Subnet; ipv6Subnet?: Ipv6Subnet },
-  settings: { mtu: number; ipMasq: boolean },
-): SubnetEnv {
-  const env: SubnetEnv = {
-    network: config.network,
-    subnetAddress: { address: subnets.subnet.addressAt(1), prefixLength: subnets.subnet.prefixLength },
-  };
+export function subnetEnvFor(config: NetworkConfig, subnets: { subnet?: Ipv4Subnet; ipv6Subnet?: Ipv6Subnet }, settings: { mtu: number; ipMasq: boolean }): SubnetEnv {
+  const env: SubnetEnv = {};
+  if (config.ipv4 && subnets.subnet) {
+    env.network = config.ipv4.network;
+    env.subnetAddress = { address: subnets.subnet.addressAt(1), prefixLength: subnets.subnet.prefixLength };
+  }
   if (config.ipv6 && subnets.ipv6Subnet) {
     env.ipv6Network = config.ipv6.network.toString();
     env.ipv6Subnet = `${formatIpv6(subnets.ipv6Subnet.addressAt(1))}/${subnets.ipv6Subnet.prefixLength}`;

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { sleep } from "../async/sleep.js";
-import type { NetworkConfig } from "../config/network-config.js";
+import { primaryNetwork, type NetworkConfig } from "../config/network-config.js";
 import type { Ipv4Subnet } from "../net/ipv4.js";
 import type { Ipv6Subnet } from "../net/ipv6.js";
 import type { LeaseStore } from "./lease-store.js";
@@ -8,7 +8,8 @@ import { OutOfSubnetsError, PublicIPInUseError } from "./errors.js";
 import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLeases } from "./stored-lease.js";
 import { fitsConfig, fitsIpv6Config, freeIpv6Subnets, freeSubnetCount, freeSubnets, leaseFitsConfig } from "./subnet-space.js";
-import { subnetKey, subnetsClaimedByKey, type SubnetKeyParts } from "./subnet-key.js";
+import { leaseSubnets, subnetKey, subnetsClaimedByKey, type SubnetKeyParts } from "./subnet-key.js";
+import { hostAddress, hostAddressFlag } from "./host-address.js";
 import type { Lease, LeaseAttrs } from "./types.js";
 
 export interface AcquireRequest {
@@ -47,7 +48,9 @@ const DEFAULT_MAX_ATTEMPTS = 50;
 /**
  * Leases a subnet as flanneld does (flannel-compat §1.7): reuse the lease holding our PublicIP, else the
  * previous subnet if free, else a random free one; created with a create-if-absent transaction.
- * With EnableIPv6 both families are leased together in one dual-stack key (10.66.52.0-24&fd66:0:0:6::-64).
+ * With EnableIPv6 both families are leased together in one dual-stack key (10.66.52.0-24&fd66:0:0:6::-64);
+ * an IPv6-only network (EnableIPv4: false) leases `0.0.0.0-0&fd66:0:0:6::-64` and knows its own
+ * lease by PublicIPv6, since every IPv6-only lease says PublicIP 0.0.0.0 (host-address.ts).
  * Unlike flanneld, a lost race re-lists and retries, and a reservation keeps having no TTL.
  */
 export async function acquireLease(request: AcquireRequest): Promise<AcquireResult> {
@@ -61,8 +64,9 @@ export async function acquireLease(request: AcquireRequest): Promise<AcquireResu
     // A little jitter so hosts that collided do not collide again in lockstep.
     await sleep(5 + Math.floor((request.random ?? Math.random)() * 50), request.signal);
   }
+  const network = `${request.config.ipv4 ? "Network" : "IPv6Network"} ${primaryNetwork(request.config)}`;
   throw new Error(
-    `could not lease a subnet of Network ${request.config.network} after ${maxAttempts} lost races; ` +
+    `could not lease a subnet of ${network} after ${maxAttempts} lost races; ` +
       "too many hosts are starting at once — weft will try again",
   );
 }
@@ -84,17 +88,18 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
   const occupiedV6 = claimed.flatMap((subnets) => subnets.ipv6Subnet ?? []);
   const freeCount = () => freeSubnetCount(config, occupied, occupiedV6);
 
-  const ours = leases.filter((lease) => lease.attrs.publicIP === attrs.publicIP);
+  const ourAddress = hostAddress(attrs);
+  const ours = ourAddress === undefined ? [] : leases.filter((lease) => hostAddress(lease.attrs) === ourAddress);
   for (const lease of ours) {
     if (leaseFitsConfig(lease, config)) {
-      if (!isOurs(request, lease)) throw new PublicIPInUseError(lease.key, attrs.publicIP, lease.etcdLeaseId);
+      if (!isOurs(request, lease)) throw new PublicIPInUseError(lease.key, ourAddress ?? attrs.publicIP, lease.etcdLeaseId, hostAddressFlag(attrs));
       const renewed = await retakeOwnLease(request, lease);
       if (!renewed) return undefined;
       return { lease: renewed, freeSubnets: freeCount(), how: lease.reservation ? "reservation" : "reused-by-public-ip" };
     }
     const misfit = describeMisfit(lease, config);
     if (lease.reservation) {
-      logger.warn({ key: lease.key }, `reservation for our PublicIP ${attrs.publicIP} does not fit the network config (${misfit}); leaving it alone`);
+      logger.warn({ key: lease.key }, `reservation for our address ${ourAddress ?? attrs.publicIP} does not fit the network config (${misfit}); leaving it alone`);
       continue;
     }
     // As flanneld (isSubnetConfigCompat && isIPv6SubnetConfigCompat): a lease of our PublicIP that
@@ -104,24 +109,33 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
     // check wants both families), the deleted lease's IPv4 subnet stays preferred when it is
     // provably ours: docker0 and the containers keep their IPv4 addresses.
     logger.warn({ key: lease.key }, `lease for our PublicIP is not compatible with the current network config (${misfit}); deleting it`);
-    if (!preferred.subnet && fitsConfig(lease.subnet, config) && isOurs(request, lease)) preferred.subnet = lease.subnet;
+    if (!preferred.subnet && lease.subnet && fitsConfig(lease.subnet, config) && isOurs(request, lease)) preferred.subnet = lease.subnet;
+    // Likewise its IPv6 subnet when the network became IPv6-only.
+    if (!config.ipv4 && !preferred.ipv6Subnet && lease.ipv6Subnet && fitsIpv6Config(lease.ipv6Subnet, config) && isOurs(request, lease)) {
+      preferred.ipv6Subnet = lease.ipv6Subnet;
+    }
     await store.deleteIfUnchanged(lease.key, lease.modRevision ?? "0");
     await revokeQuietly(store, lease.etcdLeaseId);
     return undefined;
   }
 
-  const previous = preferred.subnet;
+  const previous = config.ipv4 ? preferred.subnet : undefined;
   const previousV6 = config.ipv6 ? preferred.ipv6Subnet : undefined;
   const previousFits = previous !== undefined && fitsConfig(previous, config);
   const previousV6Fits = previousV6 !== undefined && fitsIpv6Config(previousV6, config);
-  if (previousFits && (!config.ipv6 || previousV6Fits)) {
-    const previousKey = listing.keys.find((stored) => stored.key === subnetKey(store.subnetsPrefix, previous, previousV6));
+  // Both of the network's families known from before: the key our previous lease had.
+  const previousParts = (!config.ipv4 || previousFits) && (!config.ipv6 || previousV6Fits) ? leaseSubnets(previous, previousV6) : undefined;
+  if (previousParts) {
+    const previousKey = listing.keys.find((stored) => stored.key === subnetKey(store.subnetsPrefix, previousParts));
     if (previousKey && !leases.some((lease) => lease.key === previousKey.key)) {
       // Our subnet's key holds garbage: no host can be using it through that value, and docker0
       // still has the subnet. Take it back rather than move to a new one.
-      const reclaimed = await reclaimMalformed(request, { subnet: previous, ipv6Subnet: previousV6 }, previousKey.modRevision);
+      const reclaimed = await reclaimMalformed(request, previousParts, previousKey.modRevision);
       if (!reclaimed) return undefined;
-      logger.warn({ key: previousKey.key, subnet: previous.toString() }, `the key of our previous subnet ${previousKey.key} held a malformed value; rewrote it with ours`);
+      logger.warn(
+        { key: previousKey.key, subnet: previous?.toString(), ipv6Subnet: previous ? undefined : previousV6?.toString() },
+        `the key of our previous subnet ${previousKey.key} held a malformed value; rewrote it with ours`,
+      );
       return { lease: reclaimed, freeSubnets: freeCount(), how: "reclaimed-malformed" };
     }
   }
@@ -132,16 +146,22 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
   const random = request.random ?? Math.random;
   const reuse = previousFits && !occupied.some((subnet) => subnet.overlaps(previous)) ? previous : undefined;
   const reuseV6 = previousV6Fits && !occupiedV6.some((subnet) => subnet.overlaps(previousV6)) ? previousV6 : undefined;
-  const subnet = reuse ?? pick(freeSubnets(config, occupied, CANDIDATES_TO_PICK_FROM), random) ?? throwOutOfSubnets(config, occupied.length, "ipv4");
+  const subnet = config.ipv4
+    ? (reuse ?? pick(freeSubnets(config.ipv4, occupied, CANDIDATES_TO_PICK_FROM), random) ?? throwOutOfSubnets(config, occupied.length, "ipv4"))
+    : undefined;
   const ipv6Subnet = config.ipv6
     ? (reuseV6 ?? pick(freeIpv6Subnets(config.ipv6, occupiedV6, CANDIDATES_TO_PICK_FROM), random) ?? throwOutOfSubnets(config, occupiedV6.length, "ipv6"))
     : undefined;
-  const created = await createLease(request, { subnet, ipv6Subnet });
+  // The config parser guarantees one family at least.
+  const parts = leaseSubnets(subnet, ipv6Subnet) ?? throwOutOfSubnets(config, 0, "ipv4");
+  const created = await createLease(request, parts);
   if (!created) return undefined;
   if (config.ipv6 && (await lostToClash(request, created))) return undefined;
   if (reuse) logger.info({ subnet: reuse.toString() }, "reusing the previously leased subnet");
   if (reuseV6) logger.info({ ipv6Subnet: reuseV6.toString() }, "reusing the previously leased IPv6 subnet");
-  return { lease: created, freeSubnets: freeCount() - 1, how: reuse ? "previous-subnet" : "allocated" };
+  // In an IPv6-only network the IPv6 subnet is the one a host moves with.
+  const reused = config.ipv4 ? reuse : reuseV6;
+  return { lease: created, freeSubnets: freeCount() - 1, how: reused ? "previous-subnet" : "allocated" };
 }
 
 /**
@@ -159,7 +179,8 @@ async function lostToClash(request: AcquireRequest, created: Lease): Promise<boo
   const clash = listing.keys.find((stored) => {
     if (stored.key === created.key || BigInt(stored.modRevision) >= BigInt(ours.modRevision)) return false;
     const claimed = subnetsClaimedByKey(stored.key);
-    return (claimed.subnet?.overlaps(created.subnet) ?? false) || (created.ipv6Subnet !== undefined && (claimed.ipv6Subnet?.overlaps(created.ipv6Subnet) ?? false));
+    const v4 = created.subnet !== undefined && (claimed.subnet?.overlaps(created.subnet) ?? false);
+    return v4 || (created.ipv6Subnet !== undefined && (claimed.ipv6Subnet?.overlaps(created.ipv6Subnet) ?? false));
   });
   if (!clash) return false;
   logger.info({ key: created.key, clash: clash.key }, `${clash.key} was written just before our ${created.key} and names one of its subnets; picking again`);
@@ -178,7 +199,11 @@ function throwOutOfSubnets(config: NetworkConfig, leased: number, family: "ipv4"
 
 /** Which family of a lease does not fit, for the log. */
 function describeMisfit(lease: Lease, config: NetworkConfig): string {
-  if (!fitsConfig(lease.subnet, config)) return `${lease.subnet} is not a /${config.subnetLen} of Network ${config.network} in SubnetMin..SubnetMax`;
+  if (!fitsConfig(lease.subnet, config)) {
+    if (!config.ipv4) return `it has the IPv4 subnet ${lease.subnet?.toString() ?? "-"}, and the network is IPv6-only (EnableIPv4: false)`;
+    if (!lease.subnet) return "it has no IPv4 subnet (an IPv6-only lease), and the network leases IPv4 (EnableIPv4)";
+    return `${lease.subnet} is not a /${config.ipv4.subnetLen} of Network ${config.ipv4.network} in SubnetMin..SubnetMax`;
+  }
   if (!config.ipv6) return "it has an IPv6 subnet, and the network is IPv4-only";
   if (!lease.ipv6Subnet) return "it has no IPv6 subnet, and the network is dual-stack (EnableIPv6)";
   return `${lease.ipv6Subnet} is not a /${config.ipv6.subnetLen} of IPv6Network ${config.ipv6.network} in IPv6SubnetMin..IPv6SubnetMax`;
@@ -193,7 +218,7 @@ function describeMisfit(lease: Lease, config: NetworkConfig): string {
  */
 function isOurs(request: AcquireRequest, lease: Lease): boolean {
   if (lease.reservation) return true;
-  if (request.previousSubnet?.equals(lease.subnet)) return true;
+  if (lease.subnet && request.previousSubnet?.equals(lease.subnet)) return true;
   if (lease.ipv6Subnet && request.previousIpv6Subnet?.equals(lease.ipv6Subnet)) return true;
   if (request.previousEtcdLeaseId !== undefined && request.previousEtcdLeaseId === lease.etcdLeaseId) return true;
   return request.attrs.backendData !== undefined && sameAttrs(request.attrs, lease.attrs);
@@ -202,7 +227,7 @@ function isOurs(request: AcquireRequest, lease: Lease): boolean {
 /** Replaces a malformed value in our previous subnet's key with ours, on a fresh etcd lease. */
 async function reclaimMalformed(request: AcquireRequest, parts: SubnetKeyParts, modRevision: string): Promise<Lease | undefined> {
   const { store, attrs, ttlSeconds } = request;
-  const key = subnetKey(store.subnetsPrefix, parts.subnet, parts.ipv6Subnet);
+  const key = subnetKey(store.subnetsPrefix, parts);
   const leaseId = await store.grantLease(ttlSeconds);
   if (!(await store.replaceIfUnchanged(key, formatLeaseValue(attrs), leaseId, modRevision))) {
     await revokeQuietly(store, leaseId);
@@ -233,7 +258,7 @@ async function retakeOwnLease(request: AcquireRequest, lease: Lease): Promise<Le
 
 async function createLease(request: AcquireRequest, parts: SubnetKeyParts): Promise<Lease | undefined> {
   const { store, attrs, ttlSeconds } = request;
-  const key = subnetKey(store.subnetsPrefix, parts.subnet, parts.ipv6Subnet);
+  const key = subnetKey(store.subnetsPrefix, parts);
   const leaseId = await store.grantLease(ttlSeconds);
   if (!(await store.createIfAbsent(key, formatLeaseValue(attrs), leaseId))) {
     await revokeQuietly(store, leaseId);
@@ -243,9 +268,7 @@ async function createLease(request: AcquireRequest, parts: SubnetKeyParts): Prom
 }
 
 function newLease(parts: SubnetKeyParts, attrs: LeaseAttrs, key: string, etcdLeaseId: string, ttlSeconds: number): Lease {
-  const lease: Lease = { subnet: parts.subnet, attrs, key, etcdLeaseId, reservation: false, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
-  if (parts.ipv6Subnet) lease.ipv6Subnet = parts.ipv6Subnet;
-  return lease;
+  return { ...parts, attrs, key, etcdLeaseId, reservation: false, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
 }
 
 async function revokeQuietly(store: LeaseStore, leaseId: string | undefined): Promise<void> {

@@ -12,18 +12,28 @@ export class OutOfSubnetsError extends Error {
     leased: number,
     readonly family: "ipv4" | "ipv6" = "ipv4",
   ) {
-    const ipv6 = config.ipv6;
-    super(
-      family === "ipv6" && ipv6
-        ? `out of IPv6 subnets: all /${ipv6.subnetLen} subnets of IPv6Network ${ipv6.network} between ` +
-            `IPv6SubnetMin ${formatIpv6(ipv6.subnetMin)} and IPv6SubnetMax ${formatIpv6(ipv6.subnetMax)} are leased ` +
-            `(${leased} leases with an IPv6 subnet); free one with "weft leases" + etcdctl, or widen the range`
-        : `out of subnets: all /${config.subnetLen} subnets of Network ${config.network} between ` +
-            `SubnetMin ${formatIpv4(config.subnetMin)} and SubnetMax ${formatIpv4(config.subnetMax)} are leased ` +
-            `(${leased} leases); free one with "weft leases" + etcdctl, or widen the range`,
-    );
+    super(outOfSubnetsMessage(config, leased, family));
     this.name = "OutOfSubnetsError";
   }
+}
+
+function outOfSubnetsMessage(config: NetworkConfig, leased: number, family: "ipv4" | "ipv6"): string {
+  const { ipv4, ipv6 } = config;
+  const advice = 'free one with "weft leases" + etcdctl, or widen the range';
+  if (family === "ipv4" && ipv4) {
+    return (
+      `out of subnets: all /${ipv4.subnetLen} subnets of Network ${ipv4.network} between ` +
+      `SubnetMin ${formatIpv4(ipv4.subnetMin)} and SubnetMax ${formatIpv4(ipv4.subnetMax)} are leased (${leased} leases); ${advice}`
+    );
+  }
+  if (ipv6) {
+    return (
+      `out of IPv6 subnets: all /${ipv6.subnetLen} subnets of IPv6Network ${ipv6.network} between ` +
+      `IPv6SubnetMin ${formatIpv6(ipv6.subnetMin)} and IPv6SubnetMax ${formatIpv6(ipv6.subnetMax)} are leased ` +
+      `(${leased} leases with an IPv6 subnet); ${advice}`
+    );
+  }
+  return `out of ${family === "ipv4" ? "IPv4" : "IPv6"} subnets: the network config has no ${family === "ipv4" ? "Network" : "IPv6Network"} to lease from`;
 }
 
 /**
@@ -35,11 +45,14 @@ export class PublicIPInUseError extends Error {
     readonly key: string,
     readonly publicIP: string,
     readonly etcdLeaseId: string | undefined,
+    /** --public-ipv6 when the host is known by its PublicIPv6 (an IPv6-only network). */
+    flag: "--public-ip" | "--public-ipv6" = "--public-ip",
   ) {
+    const field = flag === "--public-ip" ? "PublicIP" : "PublicIPv6";
     super(
-      `PublicIP ${publicIP} is already leased by ${key} (etcd lease ${etcdLeaseId ?? "none"}), and nothing shows it is this host's ` +
+      `${field} ${publicIP} is already leased by ${key} (etcd lease ${etcdLeaseId ?? "none"}), and nothing shows it is this host's ` +
         `(not the subnet in the subnet file, not the etcd lease in --state-dir, not our VtepMAC): another host runs with ` +
-        `--public-ip ${publicIP}? Give each host its own --public-ip; if ${key} really is this host's from before its state was lost, ` +
+        `${flag} ${publicIP}? Give each host its own ${flag}; if ${key} really is this host's from before its state was lost, ` +
         `delete it ("etcdctl del ${key}") and weft takes a lease on its next try`,
     );
     this.name = "PublicIPInUseError";

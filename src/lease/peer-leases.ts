@@ -4,6 +4,7 @@ import { isJsonObject, readField } from "../codec/json-fields.js";
 import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLease, readLeases, type MalformedLease } from "./stored-lease.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./types.js";
+import { hostAddress } from "./host-address.js";
 
 /** The own lease as the table needs it: the key, and (when known) what we wrote into it. */
 export interface OwnLeaseRef {
@@ -62,7 +63,10 @@ export interface PeerLeasesPolicy {
 export class PeerLeases {
   private readonly peers = new Map<string, Lease>();
 
-  /** `ownPublicIP` undefined: only the own key is excluded, and a takeover of it is not noticed. */
+  /**
+   * `ownPublicIP`: our PublicIP, or in an IPv6-only network our PublicIPv6 (host-address.ts);
+   * undefined: only the own key is excluded, and a takeover of it is not noticed.
+   */
   constructor(private readonly ownPublicIP?: string) {}
 
   /** The peers known right now. */
@@ -145,8 +149,8 @@ export class PeerLeases {
       update.ownLeaseAltered.push({ kind: "malformed", stored, problem: errorMessage(error) });
       return;
     }
-    if (this.ownPublicIP !== undefined && lease.attrs.publicIP !== this.ownPublicIP) {
-      update.ownLeaseLost.push(`the lease key was taken over by ${lease.attrs.publicIP}`);
+    if (this.ownPublicIP !== undefined && hostAddress(lease.attrs) !== this.ownPublicIP) {
+      update.ownLeaseLost.push(`the lease key was taken over by ${hostAddress(lease.attrs) ?? lease.attrs.publicIP}`);
       return;
     }
     if (own.attrs && !sameAttrs(own.attrs, lease.attrs)) {
@@ -158,7 +162,7 @@ export class PeerLeases {
       update.ownLeaseAltered.push({
         kind: "foreign-etcd-lease",
         stored,
-        problem: `it was re-put on etcd lease ${stored.leaseId}, ours is ${own.etcdLeaseId}: another host with PublicIP ${lease.attrs.publicIP}?`,
+        problem: `it was re-put on etcd lease ${stored.leaseId}, ours is ${own.etcdLeaseId}: another host with PublicIP ${hostAddress(lease.attrs) ?? lease.attrs.publicIP}?`,
       });
     }
   }
@@ -173,7 +177,7 @@ export class PeerLeases {
   }
 
   private carriesOurIP(lease: Lease): boolean {
-    return this.ownPublicIP !== undefined && lease.attrs.publicIP === this.ownPublicIP;
+    return this.ownPublicIP !== undefined && hostAddress(lease.attrs) === this.ownPublicIP;
   }
 
   private remove(update: PeerLeasesUpdate, previous: Lease): void {
@@ -182,9 +186,9 @@ export class PeerLeases {
   }
 }
 
-/** The VtepMAC a vxlan lease advertises (BackendData.VtepMAC), lower-cased; undefined for other backends. */
+/** The VtepMAC a vxlan lease advertises (BackendData.VtepMAC, or BackendV6Data's when IPv6-only), lower-cased; undefined for other backends. */
 function vtepMacOf(attrs: LeaseAttrs | undefined): string | undefined {
-  const data = attrs?.backendData;
+  const data = attrs?.backendData ?? attrs?.backendV6Data;
   if (!isJsonObject(data)) return undefined;
   const mac = readField(data, "VtepMAC");
   return typeof mac === "string" && mac !== "" ? mac.toLowerCase() : undefined;

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { formatDuration } from "../observe/format-duration.js";
 import type { LeaseStore } from "./lease-store.js";
 import type { Lease } from "./types.js";
+import { primarySubnet } from "./subnet-key.js";
 import { Backoff } from "../async/backoff.js";
 import { sleep } from "../async/sleep.js";
 
@@ -67,7 +68,7 @@ export class LeaseKeeper {
     const lease = this.lease;
     if (lease?.expiresAt) {
       this.options.logger.info(
-        { subnet: lease.subnet.toString(), renewAt: new Date(Date.now() + delayMs).toISOString(), expiresAt: lease.expiresAt.toISOString() },
+        { subnet: primarySubnet(lease).toString(), renewAt: new Date(Date.now() + delayMs).toISOString(), expiresAt: lease.expiresAt.toISOString() },
         `renewing the lease in ${formatDuration(delayMs)}`,
       );
     }
@@ -87,7 +88,7 @@ export class LeaseKeeper {
       const ttl = await store.keepAliveOnce(lease.etcdLeaseId);
       if (this.stopped || this.lease !== lease) return;
       if (ttl === undefined) {
-        logger.warn({ subnet: lease.subnet.toString(), etcdLease: lease.etcdLeaseId }, "the lease has expired in etcd; acquiring again");
+        logger.warn({ subnet: primarySubnet(lease).toString(), etcdLease: lease.etcdLeaseId }, "the lease has expired in etcd; acquiring again");
         this.lease = undefined;
         this.options.onExpired(lease);
         return;
@@ -104,7 +105,7 @@ export class LeaseKeeper {
       const backoff = this.retries.next();
       const left = lease.expiresAt ? lease.expiresAt.getTime() - Date.now() : Infinity;
       const retryMs = left > 2000 ? Math.max(1000, Math.min(backoff, left / 2)) : backoff;
-      logger.error({ err: error, subnet: lease.subnet.toString(), retryInMs: Math.round(retryMs) }, "renewing the lease failed; retrying");
+      logger.error({ err: error, subnet: primarySubnet(lease).toString(), retryInMs: Math.round(retryMs) }, "renewing the lease failed; retrying");
       this.schedule(retryMs);
     }
   }

@@ -2,7 +2,8 @@ import type { Logger } from "pino";
 import type { StoredKey } from "../store/records.js";
 import { parseLeaseValue } from "./lease-value.js";
 import { parseSubnetKey, subnetKeyProblem } from "./subnet-key.js";
-import type { Lease } from "./types.js";
+import type { Lease, LeaseAttrs } from "./types.js";
+import { NO_PUBLIC_IP } from "./host-address.js";
 import { errorMessage } from "../errors/error-message.js";
 
 /** A stored subnet key as a Lease; throws naming the key when the key or value is malformed. */
@@ -15,6 +16,7 @@ export function decodeLease(stored: StoredKey): Lease {
   } catch (error) {
     throw new Error(`${stored.key}: ${errorMessage(error)}`, { cause: error });
   }
+  if (!parts.subnet) checkIpv6OnlyAttrs(stored.key, attrs);
   const reservation = stored.leaseId === "0";
   return {
     ...parts,
@@ -24,6 +26,19 @@ export function decodeLease(stored: StoredKey): Lease {
     ...(reservation ? {} : { etcdLeaseId: stored.leaseId }),
     modRevision: stored.modRevision,
   };
+}
+
+/**
+ * An IPv6-only lease (key 0.0.0.0-0&…) is reached at its PublicIPv6 alone, and flanneld writes its
+ * PublicIP as 0.0.0.0: without a PublicIPv6, or with a real PublicIP, no host can tell whose it is.
+ */
+function checkIpv6OnlyAttrs(key: string, attrs: LeaseAttrs): void {
+  if (attrs.publicIPv6 === null) {
+    throw new Error(`${key}: an IPv6-only lease (no IPv4 subnet in its key) must advertise a PublicIPv6, and its value has none`);
+  }
+  if (attrs.publicIP !== NO_PUBLIC_IP) {
+    throw new Error(`${key}: an IPv6-only lease says PublicIP ${NO_PUBLIC_IP} (flanneld's zero address), not ${attrs.publicIP}`);
+  }
 }
 
 /** A key that is not a lease weft can read, and what is wrong with it. */

@@ -1,14 +1,17 @@
 import { Ipv4Subnet, formatIpv4 } from "../net/ipv4.js";
 import { Ipv6Subnet, formatIpv6, tryParseIpv6 } from "../net/ipv6.js";
+import type { LeaseSubnets } from "./types.js";
 
 /**
- * Subnet lease keys (flannel-compat §1.1): `<prefix>/subnets/10.66.36.0-24`, or the dual-stack form
- * `<prefix>/subnets/10.42.0.0-24&fc00::-64`. The subnet lives only in the key.
+ * Subnet lease keys (flannel-compat §1.1): `<prefix>/subnets/10.66.36.0-24`, the dual-stack form
+ * `<prefix>/subnets/10.42.0.0-24&fc00::-64`, or an IPv6-only lease's `0.0.0.0-0&fc00::-64`:
+ * flanneld's MakeSubnetKey always writes an IPv4 part, and in an IPv6-only network that is its
+ * zero IP4Net. The subnet lives only in the key.
  */
-export interface SubnetKeyParts {
-  subnet: Ipv4Subnet;
-  ipv6Subnet?: Ipv6Subnet;
-}
+export type SubnetKeyParts = LeaseSubnets;
+
+/** The IPv4 part of an IPv6-only lease's key: flanneld's empty IP4Net, which names no subnet. */
+export const NO_IPV4_KEY_PART = "0.0.0.0-0";
 
 // Parsed from the end of the key, as flanneld does, so any prefix works.
 const KEY_PATTERN = /(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})(?:&([0-9a-fA-F:.]+)-(\d{1,3}))?$/;
@@ -16,27 +19,28 @@ const KEY_PATTERN = /(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})(?:&([0-9a-fA
 export function parseSubnetKey(key: string): SubnetKeyParts | undefined {
   const match = KEY_PATTERN.exec(key);
   if (!match) return undefined;
-  const subnet = Ipv4Subnet.tryParse(`${match[1]}/${match[2]}`);
+  const noIpv4 = `${match[1]}-${match[2]}` === NO_IPV4_KEY_PART;
+  const subnet = noIpv4 ? undefined : Ipv4Subnet.tryParse(`${match[1]}/${match[2]}`);
   // A key whose address has host bits set is not one flannel would write: treat it as malformed.
-  if (!subnet || formatIpv4(subnet.network) !== match[1]) return undefined;
-  if (match[3] === undefined) return { subnet };
+  if (!noIpv4 && (!subnet || formatIpv4(subnet.network) !== match[1])) return undefined;
+  if (match[3] === undefined) return subnet && { subnet };
   const prefixLength = Number(match[4]);
   const address = tryParseIpv6(match[3]);
   if (prefixLength > 128 || address === undefined) return undefined;
   const ipv6Subnet = new Ipv6Subnet(address, prefixLength);
   // Host bits set: not a key flannel would write (as for IPv4).
   if (ipv6Subnet.network !== address) return undefined;
-  return { subnet, ipv6Subnet };
+  return subnet ? { subnet, ipv6Subnet } : { ipv6Subnet };
 }
 
-/** The key name for a subnet, without the prefix: `10.66.36.0-24`. */
-export function subnetKeyName(subnet: Ipv4Subnet, ipv6Subnet?: Ipv6Subnet): string {
-  const v4 = `${formatIpv4(subnet.network)}-${subnet.prefixLength}`;
-  return ipv6Subnet ? `${v4}&${formatIpv6(ipv6Subnet.network)}-${ipv6Subnet.prefixLength}` : v4;
+/** The key name for a lease's subnets, without the prefix: `10.66.36.0-24`, `0.0.0.0-0&fd66:0:0:6::-64`. */
+export function subnetKeyName(parts: LeaseSubnets): string {
+  const v4 = parts.subnet ? `${formatIpv4(parts.subnet.network)}-${parts.subnet.prefixLength}` : NO_IPV4_KEY_PART;
+  return parts.ipv6Subnet ? `${v4}&${formatIpv6(parts.ipv6Subnet.network)}-${parts.ipv6Subnet.prefixLength}` : v4;
 }
 
-export function subnetKey(subnetsPrefix: string, subnet: Ipv4Subnet, ipv6Subnet?: Ipv6Subnet): string {
-  return `${subnetsPrefix}${subnetKeyName(subnet, ipv6Subnet)}`;
+export function subnetKey(subnetsPrefix: string, parts: LeaseSubnets): string {
+  return `${subnetsPrefix}${subnetKeyName(parts)}`;
 }
 
 /** The subnets a key name claims, each family read on its own (host bits masked); for occupancy only. */
@@ -57,7 +61,8 @@ export function subnetsClaimedByKey(key: string): ClaimedSubnets {
   const name = key.slice(key.lastIndexOf("/") + 1);
   const claimed: ClaimedSubnets = {};
   const v4 = LOOSE_V4.exec(name);
-  if (v4) claimed.subnet = Ipv4Subnet.tryParse(`${v4[1]}/${v4[2]}`);
+  // 0.0.0.0-0 is an IPv6-only lease's "no IPv4": it claims nothing (as a /0 it would overlap everything).
+  if (v4 && `${v4[1]}-${v4[2]}` !== NO_IPV4_KEY_PART) claimed.subnet = Ipv4Subnet.tryParse(`${v4[1]}/${v4[2]}`);
   const v6 = LOOSE_V6.exec(name);
   if (v6) claimed.ipv6Subnet = Ipv6Subnet.tryParse(`${v6[1]}/${v6[2]}`);
   return claimed;
@@ -68,11 +73,13 @@ export function subnetKeyProblem(key: string): string {
   const name = key.slice(key.lastIndexOf("/") + 1);
   const amp = name.indexOf("&");
   const v4Text = amp < 0 ? name : name.slice(0, amp);
-  const example = "a.b.c.d-len, or a.b.c.d-len&ipv6-len for dual stack, e.g. 10.66.52.0-24&fd66:0:0:6::-64";
+  const example =
+    "a.b.c.d-len, a.b.c.d-len&ipv6-len for dual stack or 0.0.0.0-0&ipv6-len for IPv6 only, e.g. 10.66.52.0-24&fd66:0:0:6::-64";
   const v4 = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})$/.exec(v4Text);
   const subnet = v4 ? Ipv4Subnet.tryParse(`${v4[1]}/${v4[2]}`) : undefined;
   if (!v4 || !subnet) return `not a subnet key: its IPv4 part "${v4Text}" is not a.b.c.d-len (expected ${example})`;
-  if (formatIpv4(subnet.network) !== v4[1]) return `not a subnet key: its IPv4 part "${v4Text}" has host bits set (${subnet} would be ${subnetKeyName(subnet)})`;
+  if (v4Text === NO_IPV4_KEY_PART && amp < 0) return `not a subnet key: ${NO_IPV4_KEY_PART} names no IPv4 subnet and the key has no IPv6 part (expected ${example})`;
+  if (formatIpv4(subnet.network) !== v4[1]) return `not a subnet key: its IPv4 part "${v4Text}" has host bits set (${subnet} would be ${subnetKeyName({ subnet })})`;
   if (amp < 0) return `not a subnet key (expected ${example})`;
   const v6Text = name.slice(amp + 1);
   const v6 = /^([0-9a-fA-F:.]+)-(\d{1,3})$/.exec(v6Text);
@@ -84,7 +91,26 @@ export function subnetKeyProblem(key: string): string {
   return `not a subnet key (expected ${example})`;
 }
 
-/** "10.66.52.0/24", or "10.66.52.0/24 and fd66:0:0:6::/64" for a dual-stack lease: for logs and CLI output. */
+/** "10.66.52.0/24", "10.66.52.0/24 and fd66:0:0:6::/64" (dual stack) or "fd66:0:0:6::/64" (IPv6 only): for logs and CLI output. */
 export function describeSubnets(parts: SubnetKeyParts): string {
+  if (!parts.subnet) return parts.ipv6Subnet.toString();
   return parts.ipv6Subnet ? `${parts.subnet} and ${parts.ipv6Subnet}` : parts.subnet.toString();
+}
+
+/** The subnets as a lease holds them, or undefined when neither family is given. */
+export function leaseSubnets(subnet: Ipv4Subnet | undefined, ipv6Subnet: Ipv6Subnet | undefined): LeaseSubnets | undefined {
+  if (subnet) return ipv6Subnet ? { subnet, ipv6Subnet } : { subnet };
+  return ipv6Subnet && { ipv6Subnet };
+}
+
+/** The one subnet a lease is known by in tables and logs: its IPv4 subnet, or its IPv6 subnet when IPv6-only. */
+export function primarySubnet(parts: SubnetKeyParts): Ipv4Subnet | Ipv6Subnet {
+  return parts.subnet ?? parts.ipv6Subnet;
+}
+
+/** Whether two leases hold the same subnets, both families compared. */
+export function sameSubnets(a: SubnetKeyParts, b: SubnetKeyParts): boolean {
+  const v4 = a.subnet && b.subnet ? a.subnet.equals(b.subnet) : a.subnet === b.subnet;
+  const v6 = a.ipv6Subnet && b.ipv6Subnet ? a.ipv6Subnet.equals(b.ipv6Subnet) : a.ipv6Subnet === b.ipv6Subnet;
+  return v4 && v6;
 }

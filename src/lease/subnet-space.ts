@@ -1,15 +1,21 @@
-import type { Ipv6NetworkConfig, NetworkConfig } from "../config/network-config.js";
+import type { Ipv4NetworkConfig, Ipv6NetworkConfig, NetworkConfig } from "../config/network-config.js";
 import { Ipv4Subnet } from "../net/ipv4.js";
 import { Ipv6Subnet } from "../net/ipv6.js";
 import type { SubnetKeyParts } from "./subnet-key.js";
 
-/** True when a lease's subnet is one this config could have handed out. */
-export function fitsConfig(subnet: Ipv4Subnet, config: NetworkConfig): boolean {
+/**
+ * True when a lease's IPv4 subnet is one this config could have handed out; in an IPv6-only
+ * network a lease must carry none (flanneld's isSubnetConfigCompat: only its empty 0.0.0.0/0 fits).
+ */
+export function fitsConfig(subnet: Ipv4Subnet | undefined, config: NetworkConfig): boolean {
+  const ipv4 = config.ipv4;
+  if (!ipv4) return subnet === undefined;
   return (
-    subnet.prefixLength === config.subnetLen &&
-    subnet.network >= config.subnetMin &&
-    subnet.network <= config.subnetMax &&
-    config.network.contains(subnet)
+    subnet !== undefined &&
+    subnet.prefixLength === ipv4.subnetLen &&
+    subnet.network >= ipv4.subnetMin &&
+    subnet.network <= ipv4.subnetMax &&
+    ipv4.network.contains(subnet)
   );
 }
 
@@ -18,10 +24,10 @@ export function fitsConfig(subnet: Ipv4Subnet, config: NetworkConfig): boolean {
  * from SubnetMin upward, at most `limit` of them (flanneld stops at 100 and
  * picks one at random, which spreads concurrent starters without scanning huge networks).
  */
-export function freeSubnets(config: NetworkConfig, occupied: readonly Ipv4Subnet[], limit = Infinity): Ipv4Subnet[] {
-  const step = 2 ** (32 - config.subnetLen);
-  const range = { first: config.subnetMin, last: config.subnetMax, prefixLength: config.subnetLen };
-  return walkFree(range, (start) => start + step, (start) => new Ipv4Subnet(start, config.subnetLen), occupied, limit);
+export function freeSubnets(ipv4: Ipv4NetworkConfig, occupied: readonly Ipv4Subnet[], limit = Infinity): Ipv4Subnet[] {
+  const step = 2 ** (32 - ipv4.subnetLen);
+  const range = { first: ipv4.subnetMin, last: ipv4.subnetMax, prefixLength: ipv4.subnetLen };
+  return walkFree(range, (start) => start + step, (start) => new Ipv4Subnet(start, ipv4.subnetLen), occupied, limit);
 }
 
 /** A subnet of either family, as the walk needs it. */
@@ -61,7 +67,7 @@ function walkFree<N extends number | bigint, S extends WalkedSubnet<N>>(
 /**
  * The IPv6 half of flanneld's compatibility check (isIPv6SubnetConfigCompat): in a dual-stack
  * network a lease must carry an IPv6 subnet of the configured length inside
- * [IPv6SubnetMin, IPv6SubnetMax]; in an IPv4-only network it must carry none.
+ * [IPv6SubnetMin, IPv6SubnetMax] (so must an IPv6-only one's); in an IPv4-only network it must carry none.
  */
 export function fitsIpv6Config(ipv6Subnet: Ipv6Subnet | undefined, config: NetworkConfig): boolean {
   const ipv6 = config.ipv6;
@@ -116,8 +122,10 @@ export function countFreeIpv6Subnets(ipv6: Ipv6NetworkConfig, occupied: readonly
 
 /** Subnets left for the metrics: in a dual-stack network the scarcer family decides. */
 export function freeSubnetCount(config: NetworkConfig, occupied: readonly Ipv4Subnet[], occupiedV6: readonly Ipv6Subnet[]): number {
-  const ipv4 = freeSubnets(config, occupied).length;
-  if (!config.ipv6) return ipv4;
-  const ipv6 = countFreeIpv6Subnets(config.ipv6, occupiedV6);
-  return ipv6 < BigInt(ipv4) ? Number(ipv6) : ipv4;
+  const ipv4 = config.ipv4 && freeSubnets(config.ipv4, occupied).length;
+  const ipv6 = config.ipv6 && countFreeIpv6Subnets(config.ipv6, occupiedV6);
+  if (ipv6 === undefined) return ipv4 ?? 0;
+  // An IPv6-only /48 of /64s counts 65 535; a wider range is capped where a number stays exact.
+  const ipv6Count = ipv6 > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(ipv6);
+  return ipv4 === undefined ? ipv6Count : Math.min(ipv4, ipv6Count);
 }

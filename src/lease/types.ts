@@ -6,6 +6,7 @@ import type { Ipv6Subnet } from "../net/ipv6.js";
  * flanneld writes so the codec is a straight mapping.
  */
 export interface LeaseAttrs {
+  /** "0.0.0.0" in an IPv6-only lease, as flanneld writes its zero IPv4 (NO_PUBLIC_IP). */
   publicIP: string;
   publicIPv6: string | null;
   /** Absent for the udp backend: flanneld leaves BackendType out of the JSON. */
@@ -14,10 +15,23 @@ export interface LeaseAttrs {
   backendV6Data?: unknown;
 }
 
-export interface Lease {
-  subnet: Ipv4Subnet;
-  /** The IPv6 subnet of a dual-stack lease (the key's `&fd66:0:0:6::-64` part). */
-  ipv6Subnet?: Ipv6Subnet;
+/**
+ * The subnets a lease holds: IPv4 (`10.66.36.0-24`), both (`10.66.52.0-24&fd66:0:0:6::-64`), or
+ * IPv6 only (EnableIPv4: false; flanneld names it `0.0.0.0-0&fd66:0:0:6::-64`). A union, so every
+ * reader of `subnet` handles the IPv6-only case and no lease holds neither family.
+ */
+export type LeaseSubnets =
+  | {
+      subnet: Ipv4Subnet;
+      /** The IPv6 subnet of a dual-stack lease (the key's `&fd66:0:0:6::-64` part). */
+      ipv6Subnet?: Ipv6Subnet;
+    }
+  | { subnet?: undefined; ipv6Subnet: Ipv6Subnet };
+
+export type Lease = LeaseSubnets & LeaseRecord;
+
+/** What a lease is besides its subnets. */
+export interface LeaseRecord {
   attrs: LeaseAttrs;
   /** The full etcd key, e.g. /coreos.com/network/subnets/10.66.36.0-24. */
   key: string;

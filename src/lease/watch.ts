@@ -7,6 +7,7 @@ import { PeerSettling } from "./peer-settling.js";
 import { PeerLeases, type OwnLeaseAltered, type OwnLeaseRef, type PeerLeasesUpdate } from "./peer-leases.js";
 import { warnMalformed } from "./stored-lease.js";
 import type { Lease, PeerEvent } from "./types.js";
+import { hostAddress } from "./host-address.js";
 
 export interface PeerWatcherOptions {
   store: LeaseStore;
@@ -14,7 +15,7 @@ export interface PeerWatcherOptions {
   /** The own lease (key, and what we wrote); its events are never peers. */
   ownLease: () => OwnLeaseRef | undefined;
   /**
-   * Our PublicIP: a lease carrying it is ours (a reservation in another range, or the key a
+   * Our PublicIP (in an IPv6-only network our PublicIPv6, see host-address.ts): a lease carrying it is ours (a reservation in another range, or the key a
    * re-acquire is just creating) and is never a peer, so no route to our own subnet appears.
    */
   ownPublicIP?: string;
@@ -200,8 +201,8 @@ export class PeerWatcher {
       if (this.reportedSharedMac.has(`${peer.key} ${mac}`)) continue;
       this.reportedSharedMac.add(`${peer.key} ${mac}`);
       this.options.logger.error(
-        { key: peer.key, peerPublicIP: peer.attrs.publicIP, ownKey: own?.key, ownPublicIP: this.options.ownPublicIP, vtepMAC: mac },
-        `peer ${peer.attrs.publicIP} (${peer.key}) advertises our VtepMAC ${mac} (we are ${this.options.ownPublicIP ?? "?"}, ${own?.key ?? "?"}): ` +
+        { key: peer.key, peerPublicIP: hostAddress(peer.attrs) ?? peer.attrs.publicIP, ownKey: own?.key, ownPublicIP: this.options.ownPublicIP, vtepMAC: mac },
+        `peer ${hostAddress(peer.attrs) ?? peer.attrs.publicIP} (${peer.key}) advertises our VtepMAC ${mac} (we are ${this.options.ownPublicIP ?? "?"}, ${own?.key ?? "?"}): ` +
           "two hosts share one weft state dir (a cloned VM image?); vxlan between them cannot work. " +
           "On one of them stop weft, delete the *.vtep-mac file in its --state-dir and start it again for a new MAC",
       );

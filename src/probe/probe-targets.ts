@@ -30,12 +30,19 @@ export function encapsulationOf(backend: BackendConfig): Encapsulation {
  * One target per peer lease. The overlay address is the subnet's network address: the /32 on the
  * peer's flannel.N (vxlan) or its TUN's address (udp, vxlan-userspace), so an echo to it crosses
  * the encapsulation and the port and is answered by the peer host itself.
+ * IPv4 only: an IPv6-only peer (no IPv4 subnet) is not probed.
  */
 export function probeTargets(peers: readonly Lease[], encapsulation: Encapsulation): ProbeTarget[] {
-  return peers.map((lease) => ({
-    subnet: lease.subnet.toString(),
-    publicIP: lease.attrs.publicIP,
-    overlayAddress: encapsulation.label === undefined ? undefined : formatIpv4(lease.subnet.network),
-    encapsulation: encapsulation.label ?? "none",
-  }));
+  return peers.flatMap(({ subnet, attrs }) =>
+    subnet
+      ? [
+          {
+            subnet: subnet.toString(),
+            publicIP: attrs.publicIP,
+            overlayAddress: encapsulation.label === undefined ? undefined : formatIpv4(subnet.network),
+            encapsulation: encapsulation.label ?? "none",
+          },
+        ]
+      : [],
+  );
 }

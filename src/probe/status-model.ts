@@ -8,6 +8,8 @@ import { VERSION } from "../version.js";
 import type { PeerProbing } from "./peer-prober.js";
 import { rttSummary } from "./probe-report.js";
 import { formatVerdict } from "./verdict.js";
+import { primarySubnet } from "../lease/subnet-key.js";
+import { hostAddress } from "../lease/host-address.js";
 
 /** What the daemon hands over for /status; the page's etcd line comes from a live call made for it. */
 export interface StatusSources {
@@ -33,14 +35,14 @@ export async function buildStatusModel(sources: StatusSources): Promise<StatusMo
     version: VERSION,
     backend: sources.backend ?? "-",
     hostname: hostname(),
-    lease: ownLease && { subnet: ownLease.subnet.toString(), publicIP: ownLease.attrs.publicIP, expiresAt: ownLease.expiresAt, reservation: ownLease.reservation },
+    lease: ownLease && { subnet: primarySubnet(ownLease).toString(), publicIP: hostAddress(ownLease.attrs) ?? ownLease.attrs.publicIP, expiresAt: ownLease.expiresAt, reservation: ownLease.reservation },
     etcd: { endpoints: sources.etcdEndpoints.join(", "), reachable },
     ready: sources.readiness,
     peers: sources.peers.map((lease) => {
-      const result = probed?.get(lease.subnet.toString());
+      const result = probed?.get(primarySubnet(lease).toString());
       return {
-        subnet: lease.subnet.toString(),
-        publicIP: lease.attrs.publicIP,
+        subnet: primarySubnet(lease).toString(),
+        publicIP: hostAddress(lease.attrs) ?? lease.attrs.publicIP,
         ...(result ? { verdict: result.verdict.kind, advice: formatVerdict(result.verdict), rttMicros: rttSummary(result.underlay.rttMicros)?.avg } : {}),
       };
     }),

@@ -51,7 +51,7 @@ export function lease(subnet: string, attrs: Omit<LeaseAttrs, "publicIPv6"> & { 
     subnet: parsed,
     ...(parsedV6 ? { ipv6Subnet: parsedV6 } : {}),
     attrs: { publicIPv6: null, ...attrs },
-    key: subnetKey("/coreos.com/network/subnets/", parsed, parsedV6),
+    key: subnetKey("/coreos.com/network/subnets/", parsedV6 ? { subnet: parsed, ipv6Subnet: parsedV6 } : { subnet: parsed }),
     reservation: false,
   };
 }

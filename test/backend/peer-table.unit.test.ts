@@ -17,7 +17,7 @@ function peerSet(unreachable: Map<string, string>) {
       return why === undefined ? peer : { refused: why, level: "error" };
     },
   });
-  const subnets = () => [...set.peers()].map((peer) => peer.subnet.toString()).sort();
+  const subnets = () => [...set.peers()].map((peer) => peer.subnet!.toString()).sort();
   return { set, lines, subnets };
 }
 
@@ -98,7 +98,7 @@ function keyedTable(backendType: string) {
     logger,
     classify: (candidate) => {
       const publicKey = (candidate.attrs.backendData as { PublicKey?: string } | undefined)?.PublicKey;
-      return publicKey ? { subnet: candidate.subnet.toString(), publicKey } : { refused: "no PublicKey in BackendData", level: "warn" };
+      return publicKey ? { subnet: candidate.subnet!.toString(), publicKey } : { refused: "no PublicKey in BackendData", level: "warn" };
     },
   });
   return { table, lines };

@@ -20,7 +20,7 @@ function lease(ipv6Subnet: Ipv6Subnet | undefined, attrs: Partial<LeaseAttrs>): 
     subnet: SUBNET,
     ipv6Subnet,
     attrs: { publicIP: "192.168.77.5", publicIPv6: null, backendType: "vxlan", backendData: { VNI: 1, VtepMAC: MAC }, ...attrs },
-    key: subnetKey("/coreos.com/network/subnets", SUBNET, ipv6Subnet),
+    key: subnetKey("/coreos.com/network/subnets", { subnet: SUBNET, ipv6Subnet }),
     reservation: false,
   };
 }

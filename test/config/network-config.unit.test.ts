@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseNetworkConfig } from "../../src/config/network-config.js";
+import { describeNetworkConfig, parseNetworkConfig, primaryNetwork } from "../../src/config/network-config.js";
 import { formatIpv4 } from "../../src/net/ipv4.js";
 import { formatIpv6 } from "../../src/net/ipv6.js";
 
@@ -13,10 +13,10 @@ describe("parseNetworkConfig (flannel-compat §1.2)", () => {
     ['{"Network":"10.66.0.0/16","SubnetMin":"10.66.96.0","SubnetMax":"10.66.96.0","Backend":{"Type":"host-gw"}}', "10.66.0.0/16", 24, "10.66.96.0", "10.66.96.0", "host-gw"],
   ])("%s", (text, network, subnetLen, min, max, backend) => {
     const config = parseNetworkConfig(text);
-    expect(config.network.toString()).toBe(network);
-    expect(config.subnetLen).toBe(subnetLen);
-    expect(formatIpv4(config.subnetMin)).toBe(min);
-    expect(formatIpv4(config.subnetMax)).toBe(max);
+    expect(config.ipv4!.network.toString()).toBe(network);
+    expect(config.ipv4!.subnetLen).toBe(subnetLen);
+    expect(formatIpv4(config.ipv4!.subnetMin)).toBe(min);
+    expect(formatIpv4(config.ipv4!.subnetMax)).toBe(max);
     expect(config.backend.type).toBe(backend);
   });
 
@@ -35,7 +35,17 @@ describe("parseNetworkConfig (flannel-compat §1.2)", () => {
     ['{"Network":"10.66.0.0/16","SubnetMin":"10.66.9.0","SubnetMax":"10.66.3.0"}', /^SubnetMin: 10\.66\.9\.0 is above SubnetMax/],
     ['{"Network":"10.66.0.0/16","Backend":"vxlan"}', /^Backend: "vxlan" is not an object/],
     ['{"Network":"10.66.0.0/16","Backend":{"Type":7}}', /^Backend\.Type: 7 is not a string/],
-    ['{"Network":"10.66.0.0/16","EnableIPv4":false}', /^EnableIPv4: false is not supported/],
+    // flanneld: "none defined stack" when neither family is on.
+    ['{"Network":"10.66.0.0/16","EnableIPv4":false}', /^EnableIPv4: false, and EnableIPv6 is not true: the network would lease no subnets/],
+    ['{"EnableIPv4":false,"EnableIPv6":false,"IPv6Network":"fd66::/48"}', /^EnableIPv4: false, and EnableIPv6 is not true/],
+    ['{"EnableIPv4":false,"EnableIPv6":true}', /^IPv6Network: missing, but EnableIPv6 is true/],
+    ['{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"10.66.0.0/16"}', /^IPv6Network: "10\.66\.0\.0\/16" is not an IPv6 CIDR/],
+    ['{"EnableIPv4":"no","EnableIPv6":true,"IPv6Network":"fd66::/48"}', /^EnableIPv4: "no" is not true or false/],
+    // flanneld decodes Network (an IP4Net) even when IPv4 is off, so a non-IPv4 one fails there too.
+    ['{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd66::/48","Network":"fd00::/8"}', /^Network \(unused: EnableIPv4 is false\): "fd00::\/8" is not an IPv4 CIDR/],
+    ['{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd66::/48","SubnetMin":"x"}', /^SubnetMin \(unused: EnableIPv4 is false\): "x" is not an IPv4 address/],
+    ['{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd66::/48","SubnetLen":"24"}', /^SubnetLen: "24" is not an integer/],
+    ['{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd66::/48","IPv6SubnetLen":40}', /^IPv6SubnetLen: 40 must be between \/50 and \/126/],
     ['{"Network":"10.66.0.0/16","EnableIPv6":true}', /^IPv6Network: missing/],
     ['{"Network":"10.66.0.0/16","EnableIPv6":"yes"}', /^EnableIPv6: "yes" is not true or false/],
     ['{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"zz::/48"}', /^IPv6Network: "zz::\/48" is not an IPv6 CIDR/],
@@ -58,5 +68,30 @@ describe("parseNetworkConfig (flannel-compat §1.2)", () => {
     expect(formatIpv6(config.ipv6!.subnetMax)).toBe("fc00:0:0:ffff::");
     const small = parseNetworkConfig('{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/120"}');
     expect(small.ipv6?.subnetLen).toBe(122);
+  });
+
+  it("parses an IPv6-only network (EnableIPv4: false) with no IPv4 half", () => {
+    const config = parseNetworkConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd66::/48","Backend":{"Type":"vxlan"}}');
+    expect(config.enableIPv4).toBe(false);
+    expect(config.ipv4).toBeUndefined();
+    expect(config.enableIPv6).toBe(true);
+    expect(config.ipv6?.network.toString()).toBe("fd66::/48");
+    expect(config.ipv6?.subnetLen).toBe(64);
+    expect(formatIpv6(config.ipv6!.subnetMin)).toBe("fd66:0:0:1::");
+    expect(formatIpv6(config.ipv6!.subnetMax)).toBe("fd66:0:0:ffff::");
+    expect(config.ignoredFields).toEqual([]);
+    expect(primaryNetwork(config).toString()).toBe("fd66::/48");
+    expect(describeNetworkConfig(config)).toBe("IPv6Network fd66::/48, /64 subnets (IPv6 only)");
+  });
+
+  it("an IPv6-only network ignores a valid Network and the other IPv4 fields, as flanneld, and names them", () => {
+    const config = parseNetworkConfig(
+      '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd66::/48","network":"10.66.0.0/16","SubnetLen":26,"SubnetMax":"10.66.9.0"}',
+    );
+    expect(config.ipv4).toBeUndefined();
+    expect(config.ignoredFields).toEqual(["Network", "SubnetLen", "SubnetMax"]);
+    // An IPv4 network reads as before.
+    expect(parseNetworkConfig('{"Network":"10.66.0.0/16"}').ignoredFields).toEqual([]);
+    expect(describeNetworkConfig(parseNetworkConfig('{"Network":"10.66.0.0/16"}'))).toBe("Network 10.66.0.0/16, /24 subnets");
   });
 });

@@ -64,7 +64,7 @@ function lease(subnet: Ipv4Subnet, ipv6Subnet: Ipv6Subnet | undefined, attrs: Pa
     subnet,
     ipv6Subnet,
     attrs: { publicIPv6: null, ...attrs },
-    key: subnetKey("/coreos.com/network/subnets", subnet, ipv6Subnet),
+    key: subnetKey("/coreos.com/network/subnets", { subnet, ipv6Subnet }),
     reservation: false,
   };
 }

@@ -46,7 +46,7 @@ describe("dual-stack acquireLease against a real etcd", () => {
     expect(v6.prefixLength).toBe(64);
     expect(dual.ipv6!.network.contains(v6)).toBe(true);
     expect(v6.network).toBeGreaterThanOrEqual(dual.ipv6!.subnetMin);
-    expect(lease.key).toBe(`${store.subnetsPrefix}${formatIpv4Key(lease.subnet)}&${formatIpv6(v6.network)}-64`);
+    expect(lease.key).toBe(`${store.subnetsPrefix}${formatIpv4Key(lease.subnet!)}&${formatIpv6(v6.network)}-64`);
     expect(lease.key).toMatch(/\/subnets\/10\.66\.\d+\.0-24&fd66:0:0:[0-9a-f]+::-64$/);
     const stored = await store.get(lease.key);
     expect(stored?.value).toBe(flannelValue(1));
@@ -78,13 +78,13 @@ describe("dual-stack acquireLease against a real etcd", () => {
     // Another host had the same subnet file (both previous subnets are taken): random ones.
     const other = await acquire(store, 4, { previousSubnet, previousIpv6Subnet });
     expect(other.how).toBe("allocated");
-    expect(other.lease.subnet.equals(previousSubnet)).toBe(false);
+    expect(other.lease.subnet!.equals(previousSubnet)).toBe(false);
     expect(other.lease.ipv6Subnet?.equals(previousIpv6Subnet)).toBe(false);
 
     // Only the IPv6 one taken: the IPv4 subnet is kept, the IPv6 one picked anew.
     const third = await acquire(store, 5, { previousSubnet: Ipv4Subnet.parse("10.66.201.0/24"), previousIpv6Subnet });
     expect(third.how).toBe("previous-subnet");
-    expect(third.lease.subnet.toString()).toBe("10.66.201.0/24");
+    expect(third.lease.subnet!.toString()).toBe("10.66.201.0/24");
     expect(third.lease.ipv6Subnet?.equals(previousIpv6Subnet)).toBe(false);
     const v6s = [first, other, third].map((result) => result.lease.ipv6Subnet!.toString());
     expect(new Set(v6s).size).toBe(3);
@@ -108,7 +108,7 @@ describe("dual-stack acquireLease against a real etcd", () => {
     const before = await acquireLease({ store, config: ipv4Only, attrs: { ...attrs(7), publicIPv6: null, backendV6Data: undefined }, ttlSeconds: 600, logger });
     expect(before.lease.ipv6Subnet).toBeUndefined();
     const after = await acquire(store, 7, { previousEtcdLeaseId: before.lease.etcdLeaseId });
-    expect(after.lease.subnet.equals(before.lease.subnet)).toBe(true);
+    expect(after.lease.subnet!.equals(before.lease.subnet!)).toBe(true);
     expect(after.lease.ipv6Subnet).toBeDefined();
     const keys = (await store.list(store.subnetsPrefix)).keys.map((stored) => stored.key);
     expect(keys).toEqual([after.lease.key]);
@@ -117,7 +117,7 @@ describe("dual-stack acquireLease against a real etcd", () => {
     // And back: an IPv4-only network replaces the dual-stack lease by an IPv4-only one.
     const back = await acquireLease({ store, config: ipv4Only, attrs: { ...attrs(7), publicIPv6: null }, ttlSeconds: 600, logger, previousEtcdLeaseId: after.lease.etcdLeaseId });
     expect(back.lease.ipv6Subnet).toBeUndefined();
-    expect(back.lease.subnet.equals(before.lease.subnet)).toBe(true);
+    expect(back.lease.subnet!.equals(before.lease.subnet!)).toBe(true);
     expect((await store.list(store.subnetsPrefix)).keys.map((stored) => stored.key)).toEqual([before.lease.key]);
   });
 
@@ -127,7 +127,7 @@ describe("dual-stack acquireLease against a real etcd", () => {
     await store.put(reserved, '{"PublicIP":"192.168.77.8","PublicIPv6":null}');
     const { lease } = await acquire(store, 8);
     expect(lease.key).not.toBe(reserved);
-    expect(lease.subnet.toString()).not.toBe("10.66.240.0/24");
+    expect(lease.subnet!.toString()).not.toBe("10.66.240.0/24");
     expect((await store.get(reserved))?.value).toBe('{"PublicIP":"192.168.77.8","PublicIPv6":null}');
   });
 
@@ -153,7 +153,7 @@ describe("dual-stack acquireLease against a real etcd", () => {
     const before = await store.list(store.subnetsPrefix);
     const { lease } = await acquireLease({ store, config: tiny, attrs: attrs(10), ttlSeconds: 60, logger });
     expect(lease.ipv6Subnet?.toString()).toBe("fd70:0:0:3::/64");
-    expect(lease.subnet.toString()).not.toMatch(/^10\.70\.[12]\.0/);
+    expect(lease.subnet!.toString()).not.toMatch(/^10\.70\.[12]\.0/);
     const refused = await acquireLease({ store, config: tiny, attrs: attrs(11), ttlSeconds: 60, logger }).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(OutOfSubnetsError);
     expect((refused as OutOfSubnetsError).family).toBe("ipv6");
@@ -189,7 +189,7 @@ describe("dual-stack acquireLease against a real etcd", () => {
     const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value.lease] : []));
     const lost = results.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
     expect(new Set(won.map((lease) => lease.ipv6Subnet!.toString())).size).toBe(16);
-    expect(new Set(won.map((lease) => lease.subnet.toString())).size).toBe(16);
+    expect(new Set(won.map((lease) => lease.subnet!.toString())).size).toBe(16);
     expect(lost).toHaveLength(4);
     for (const error of lost) expect(error).toMatchObject({ name: "OutOfSubnetsError", family: "ipv6" });
     expect((await store.list(store.subnetsPrefix)).keys).toHaveLength(16);

@@ -22,9 +22,9 @@ describe("acquireLease against a real etcd", () => {
     const store = fixture().newStore();
     const { lease, how } = await acquire(store, "192.168.77.1");
     expect(how).toBe("allocated");
-    expect(lease.subnet.prefixLength).toBe(24);
-    expect(config.network.contains(lease.subnet)).toBe(true);
-    expect(lease.subnet.network).toBeGreaterThanOrEqual(config.subnetMin);
+    expect(lease.subnet!.prefixLength).toBe(24);
+    expect(config.ipv4!.network.contains(lease.subnet!)).toBe(true);
+    expect(lease.subnet!.network).toBeGreaterThanOrEqual(config.ipv4!.subnetMin);
     const stored = await store.get(lease.key);
     expect(stored?.value).toBe('{"PublicIP":"192.168.77.1","PublicIPv6":null,"BackendType":"alloc"}');
     expect(stored?.leaseId).not.toBe("0");
@@ -37,7 +37,7 @@ describe("acquireLease against a real etcd", () => {
     const first = await acquire(store, "192.168.77.2");
     const second = await acquire(store, "192.168.77.2", { previousEtcdLeaseId: first.lease.etcdLeaseId });
     expect(second.how).toBe("reused-by-public-ip");
-    expect(second.lease.subnet.equals(first.lease.subnet)).toBe(true);
+    expect(second.lease.subnet!.equals(first.lease.subnet!)).toBe(true);
     expect(second.lease.etcdLeaseId).not.toBe(first.lease.etcdLeaseId);
     expect(await store.timeToLive(first.lease.etcdLeaseId!)).toBeUndefined();
   });
@@ -63,7 +63,7 @@ describe("acquireLease against a real etcd", () => {
     await store.put(first.lease.key, "garbage");
     const restarted = await acquire(store, "192.168.77.13", { previousSubnet: first.lease.subnet });
     expect(restarted.how).toBe("reclaimed-malformed");
-    expect(restarted.lease.subnet.equals(first.lease.subnet)).toBe(true);
+    expect(restarted.lease.subnet!.equals(first.lease.subnet!)).toBe(true);
     const stored = await store.get(first.lease.key);
     expect(stored?.value).toBe('{"PublicIP":"192.168.77.13","PublicIPv6":null,"BackendType":"alloc"}');
     expect(stored?.leaseId).toBe(restarted.lease.etcdLeaseId);
@@ -74,10 +74,10 @@ describe("acquireLease against a real etcd", () => {
     const previousSubnet = Ipv4Subnet.parse("10.66.200.0/24");
     const { lease, how } = await acquire(store, "192.168.77.3", { previousSubnet });
     expect(how).toBe("previous-subnet");
-    expect(lease.subnet.toString()).toBe("10.66.200.0/24");
+    expect(lease.subnet!.toString()).toBe("10.66.200.0/24");
     // Taken by someone else: a random one instead.
     const other = await acquire(store, "192.168.77.4", { previousSubnet });
-    expect(other.lease.subnet.toString()).not.toBe("10.66.200.0/24");
+    expect(other.lease.subnet!.toString()).not.toBe("10.66.200.0/24");
   });
 
   it("honours a reservation and never gives it a TTL", async () => {
@@ -87,7 +87,7 @@ describe("acquireLease against a real etcd", () => {
     const { lease, how } = await acquire(store, "192.168.77.5");
     expect(how).toBe("reservation");
     expect(lease.reservation).toBe(true);
-    expect(lease.subnet.toString()).toBe("10.66.250.0/24");
+    expect(lease.subnet!.toString()).toBe("10.66.250.0/24");
     const stored = await store.get(key);
     expect(stored?.leaseId).toBe("0");
     // Our attrs were written into it, still without a lease.
@@ -101,7 +101,7 @@ describe("acquireLease against a real etcd", () => {
     await store.put(`${store.subnetsPrefix}10.67.0.4-30`, "not json");
     await store.put(`${store.subnetsPrefix}10.67.0.8-30`, '{"PublicIP":42}');
     const { lease } = await acquireLease({ store, config: small, attrs: attrs("192.168.77.6"), ttlSeconds: 60, logger });
-    expect(lease.subnet.toString()).toBe("10.67.0.12/30");
+    expect(lease.subnet!.toString()).toBe("10.67.0.12/30");
     await expect(
       acquireLease({ store, config: small, attrs: attrs("192.168.77.7"), ttlSeconds: 60, logger }),
     ).rejects.toThrow(/out of subnets: .*Network 10\.67\.0\.0\/28 .*SubnetMin 10\.67\.0\.4 and SubnetMax 10\.67\.0\.12/);
@@ -117,7 +117,7 @@ describe("acquireLease against a real etcd", () => {
     const results = await Promise.allSettled(
       stores.map((s, i) => acquireLease({ store: s, config: racing, attrs: attrs(`192.168.78.${i + 1}`), ttlSeconds: 60, logger })),
     );
-    const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value.lease.subnet.toString()] : []));
+    const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value.lease.subnet!.toString()] : []));
     const lost = results.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
     expect(new Set(won).size).toBe(16);
     expect(won).toHaveLength(16);

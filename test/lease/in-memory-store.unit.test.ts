@@ -81,7 +81,7 @@ describe("acquireLease on the in-memory store", () => {
     await prepare(store);
     const result = await acquire(store, "192.168.77.1", extra);
     expect(result.how).toBe(how);
-    expect(result.lease.subnet.toString()).toMatch(subnet);
+    expect(result.lease.subnet!.toString()).toMatch(subnet);
     const stored = (await store.get(result.lease.key))!;
     expect(stored.value).toBe(value("192.168.77.1"));
     expect(stored.leaseId).toBe(how === "reservation" ? "0" : result.lease.etcdLeaseId);
@@ -240,7 +240,7 @@ describe("PeerWatcher on the in-memory store", () => {
     store.resumeWatches();
     await expect.poll(() => kinds().slice(2).sort()).toEqual(["added 10.66.22.0/24", "changed 10.66.21.0/24", "removed 10.66.20.0/24"]);
     expect(resyncs).toEqual(["compacted"]);
-    expect(watcher.current().map((lease) => lease.subnet.toString()).sort()).toEqual(["10.66.21.0/24", "10.66.22.0/24"]);
+    expect(watcher.current().map((lease) => lease.subnet!.toString()).sort()).toEqual(["10.66.21.0/24", "10.66.22.0/24"]);
     await watcher.stop();
     expect(store.openWatches()).toBe(0);
   });

@@ -77,7 +77,7 @@ describe("PeerLeases.apply (watch events)", () => {
   ])("%s", (_name, events, expected, peersAfter) => {
     const table = start();
     expect(summary(table.apply(events, OWN))).toEqual(expected);
-    expect(table.current().map((lease) => lease.subnet.toString())).toEqual(peersAfter);
+    expect(table.current().map((lease) => lease.subnet!.toString())).toEqual(peersAfter);
   });
 
   it("without our PublicIP a takeover of the own key is not noticed (only deletion is)", () => {
@@ -123,7 +123,7 @@ describe("PeerLeases: what is in our own key, and peers sharing our VtepMAC", ()
     const table = start();
     expect(summary(table.reset([], FULL, { holdRemovals: true }))).toEqual(["lost: the lease key was deleted"]);
     expect(summary(table.apply([del(2)], FULL, { holdRemovals: true }))).toEqual([]);
-    expect(table.current().map((lease) => lease.subnet.toString())).toEqual(["10.66.2.0/24"]);
+    expect(table.current().map((lease) => lease.subnet!.toString())).toEqual(["10.66.2.0/24"]);
     expect(summary(table.reset([ourValue], FULL))).toEqual(["removed 10.66.2.0/24 192.168.77.2"]);
   });
 });

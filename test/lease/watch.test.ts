@@ -53,7 +53,7 @@ describe("PeerWatcher against a real etcd", () => {
     await store.put(`${store.subnetsPrefix}10.66.3.0-24`, value("192.168.77.3"));
     await until((events) => events.length === 2);
     expect(seen[1]).toMatchObject({ kind: "added" });
-    expect(seen[1]!.lease.subnet.toString()).toBe("10.66.3.0/24");
+    expect(seen[1]!.lease.subnet!.toString()).toBe("10.66.3.0/24");
 
     // A re-put with the same value (a renewal) is not a change; a new VtepMAC is.
     await store.put(`${store.subnetsPrefix}10.66.3.0-24`, value("192.168.77.3"));
@@ -72,8 +72,8 @@ describe("PeerWatcher against a real etcd", () => {
     await store.put(own, value("192.168.77.1", "aa:bb:cc:dd:ee:09"));
     await store.put(`${store.subnetsPrefix}10.66.4.0-24`, value("192.168.77.4"));
     await until((events) => events.length === 5);
-    expect(seen[4]!.lease.subnet.toString()).toBe("10.66.4.0/24");
-    expect(watcher.current().map((lease) => lease.subnet.toString()).sort()).toEqual(["10.66.3.0/24", "10.66.4.0/24"]);
+    expect(seen[4]!.lease.subnet!.toString()).toBe("10.66.4.0/24");
+    expect(watcher.current().map((lease) => lease.subnet!.toString()).sort()).toEqual(["10.66.3.0/24", "10.66.4.0/24"]);
     await watcher.stop();
   });
 
@@ -94,7 +94,7 @@ describe("PeerWatcher against a real etcd", () => {
       .commit();
     client.close();
     await until((events) => events.length === 3);
-    expect(new Set(seen.map((event) => event.lease.subnet.toString()))).toEqual(new Set(["10.66.9.0/24", "10.66.10.0/24", "10.66.11.0/24"]));
+    expect(new Set(seen.map((event) => event.lease.subnet!.toString()))).toEqual(new Set(["10.66.9.0/24", "10.66.10.0/24", "10.66.11.0/24"]));
     await watcher.stop();
   });
 
@@ -107,7 +107,7 @@ describe("PeerWatcher against a real etcd", () => {
     await store.put(`${store.subnetsPrefix}10.66.6.0-24`, '{"PublicIP":"300.1.1.1"}');
     await store.put(`${store.subnetsPrefix}10.66.7.0-24`, value("192.168.77.7"));
     await until((events) => events.length === 1);
-    expect(seen[0]!.lease.subnet.toString()).toBe("10.66.7.0/24");
+    expect(seen[0]!.lease.subnet!.toString()).toBe("10.66.7.0/24");
     await watcher.stop();
   });
 
@@ -173,10 +173,10 @@ describe("PeerWatcher against a real etcd", () => {
       await until((events) => events.length >= 5, 20_000);
       const kinds = seen.slice(2).map((event) => `${event.kind} ${event.lease.subnet}`).sort();
       expect(kinds).toEqual(["added 10.66.22.0/24", "changed 10.66.21.0/24", "removed 10.66.20.0/24"]);
-      expect(watcher.current().map((lease) => lease.subnet.toString()).sort()).toEqual(["10.66.21.0/24", "10.66.22.0/24"]);
+      expect(watcher.current().map((lease) => lease.subnet!.toString()).sort()).toEqual(["10.66.21.0/24", "10.66.22.0/24"]);
       // Each peer keeps its IPv6 subnet and PublicIPv6 through the re-listing.
       for (const event of seen.slice(2)) {
-        const third = Number(event.lease.subnet.toString().split(".")[2]);
+        const third = Number(event.lease.subnet!.toString().split(".")[2]);
         expect(event.lease.ipv6Subnet?.toString()).toBe(ipv6(third));
         expect(event.lease.attrs.publicIPv6).toBe(ipv6(third) === undefined ? null : `fd00:77::${third}`);
       }
@@ -284,7 +284,7 @@ describe("PeerWatcher when etcd comes back empty (its data dir lost)", () => {
       expect(configs).toEqual(['{"Network":"10.66.0.0/16"}', undefined]);
       // The peer is held while the config is gone (no route torn down because etcd forgot).
       expect(peers.map((event) => event.kind)).toEqual(["added"]);
-      expect(watcher.current().map((lease) => lease.subnet.toString())).toEqual(["10.66.2.0/24"]);
+      expect(watcher.current().map((lease) => lease.subnet!.toString())).toEqual(["10.66.2.0/24"]);
       await store.put(store.configKey, '{"Network":"10.66.0.0/16"}');
       await expect.poll(() => configs.length, { timeout: 5000 }).toBe(3);
       await watcher.stop();

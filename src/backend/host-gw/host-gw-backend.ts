@@ -7,7 +7,9 @@ import { onLinkDevice } from "../../kernel/on-link.js";
 import { ownedRoutes } from "../../kernel/owned-routes.js";
 import type { IpSubnet } from "../../net/ip-subnet.js";
 import type { Lease } from "../../lease/types.js";
-import { ownIpv6Subnet, peerIpv6, type PeerIpv6 } from "../dual-stack.js";
+import { noCommonFamily, ownIpv6Subnet, peerIpv6, type PeerIpv6 } from "../dual-stack.js";
+import { ownIpv4Subnet } from "../ipv4-half.js";
+import type { Ipv4Subnet } from "../../net/ipv4.js";
 
 /**
  * host-gw (flannel-compat §7): no device, no encapsulation; each peer's subnet is routed via the peer's
@@ -16,10 +18,13 @@ import { ownIpv6Subnet, peerIpv6, type PeerIpv6 } from "../dual-stack.js";
  * every host shares one L2 segment, so a peer whose PublicIP (or PublicIPv6) is not on-link is
  * refused (logged once, counted, listed by doctor) instead of leaving the kernel to reject the
  * route with "Nexthop has invalid gateway".
+ * An IPv6-only network (EnableIPv4: false) routes only the IPv6 subnets, as flanneld.
  */
 
 interface Peer {
   lease: Lease;
+  /** The IPv4 subnet, routed via PublicIP; absent in an IPv6-only network or for an IPv6-only peer. */
+  v4?: Ipv4Subnet;
   v6?: PeerIpv6;
 }
 
@@ -30,7 +35,7 @@ export class HostGwBackend extends KernelPeerBackend<Peer> {
 
   async register(): Promise<BackendRegistration> {
     const { external } = this.context;
-    if (external.publicIP !== external.address) {
+    if (this.context.network.ipv4 && external.publicIP !== external.address) {
       throw new Error(
         `host-gw: the public IP ${external.publicIP} differs from ${external.name}'s address ${external.address}; ` +
           "host-gw routes peers straight to that address, so NAT is not supported: drop --public-ip or use the vxlan backend",
@@ -64,29 +69,37 @@ export class HostGwBackend extends KernelPeerBackend<Peer> {
 
   protected peerObjects(peer: Peer): KernelObject[] {
     const device = this.context.external.name;
-    const route: KernelObject = { kind: "route", destination: peer.lease.subnet, gateway: peer.lease.attrs.publicIP, device, onlink: false };
-    if (!peer.v6) return [route];
-    return [route, { kind: "route", destination: peer.v6.subnet, gateway: peer.v6.publicIPv6, device, onlink: false }];
+    const routes: KernelObject[] = [];
+    if (peer.v4) routes.push({ kind: "route", destination: peer.v4, gateway: peer.lease.attrs.publicIP, device, onlink: false });
+    if (peer.v6) routes.push({ kind: "route", destination: peer.v6.subnet, gateway: peer.v6.publicIPv6, device, onlink: false });
+    return routes;
   }
 
   protected async actualObjects(own: Lease, routes: RouteSnapshot): Promise<KernelObject[]> {
     const device = this.context.external.name;
     const scope = { overlayDevices: [], underlayDevices: [device] };
-    const owned = ownedRoutes(routes.v4, { ...scope, network: this.context.network.network, ownSubnet: own.subnet });
+    const network4 = this.context.network.ipv4;
+    const owned = network4 ? ownedRoutes(routes.v4, { ...scope, network: network4.network, ownSubnet: ownIpv4Subnet(own) }) : [];
     const network6 = this.context.network.ipv6;
     if (!network6) return owned;
     return [...owned, ...ownedRoutes(routes.v6, { ...scope, network: network6.network, ownSubnet: ownIpv6Subnet(own) })];
   }
 
   protected classify(lease: Lease, routes: RouteSnapshot): Peer | Refusal {
-    const v4 = this.onLinkRefusal(lease.attrs.publicIP, routes.v4, this.context.network.network);
-    if (v4) return v4;
+    const network4 = this.context.network.ipv4;
+    const v4 = network4 && lease.subnet;
+    if (network4 && v4) {
+      const refusal = this.onLinkRefusal(lease.attrs.publicIP, routes.v4, network4.network);
+      if (refusal) return refusal;
+    }
     const network6 = this.context.network.ipv6;
-    if (!network6) return { lease };
+    const peer: Peer = v4 ? { lease, v4 } : { lease };
+    if (!network6) return v4 ? peer : noCommonFamily(lease, this.context.network);
     const v6 = peerIpv6(lease);
-    if (v6 === undefined) return { lease }; // a single-stack host: IPv4 only
+    // A single-stack IPv4 host: IPv4 only (in an IPv6-only network, nothing to route).
+    if (v6 === undefined) return v4 ? peer : noCommonFamily(lease, this.context.network);
     if ("refused" in v6) return v6;
-    return this.onLinkRefusal(v6.publicIPv6, routes.v6, network6.network) ?? { lease, v6 };
+    return this.onLinkRefusal(v6.publicIPv6, routes.v6, network6.network) ?? { ...peer, v6 };
   }
 
   /** Why a peer at `address` cannot be routed directly, or undefined when it can. */

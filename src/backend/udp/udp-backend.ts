@@ -2,6 +2,8 @@ import type { Backend, BackendContext, BackendFactory } from "../backend.js";
 import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
 import type { Lease } from "../../lease/types.js";
 import type { PeerRoute } from "../../engine/engine.js";
+import type { Refusal } from "../peer-table.js";
+import { peerIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
 import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
 
 /**
@@ -17,11 +19,13 @@ import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
  * IPv4 only, as flannel's udp backend: with EnableIPv6 it warns at start and forwards no IPv6
  * (the engine's udp mode drops inner IPv6 as `inside.drop.not_ipv4`).
  */
-export function udpPeerRoute(lease: Lease): PeerRoute {
-  return { subnet: lease.subnet, publicIP: lease.attrs.publicIP };
+export function udpPeerRoute(lease: Lease): PeerRoute | Refusal {
+  const subnet = peerIpv4Subnet(lease, "udp");
+  return "refused" in subnet ? subnet : { subnet, publicIP: lease.attrs.publicIP };
 }
 
 export function createUdpBackend(context: BackendContext, placement?: EnginePlacement): Backend {
+  refuseIpv6OnlyNetwork(context.network, "udp");
   const options = parseUdpOptions(context.options);
   if (context.network.enableIPv6) {
     // flanneld's udp backend is IPv4-only too; say so where an operator looks, once, at start.
@@ -51,5 +55,6 @@ export const udpBackend: BackendFactory = {
   validateOptions(options) {
     parseUdpOptions(options);
   },
+  validateNetwork: (network) => refuseIpv6OnlyNetwork(network, "udp"),
   create: (context) => createUdpBackend(context),
 };

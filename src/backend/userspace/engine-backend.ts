@@ -7,6 +7,8 @@ import { SerialQueue } from "../../async/serial-queue.js";
 import { formatIpv4 } from "../../net/ipv4.js";
 import { formatIpv6, type Ipv6Subnet } from "../../net/ipv6.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
+import { sameSubnets } from "../../lease/subnet-key.js";
+import { ipv4NetworkOf, ownIpv4Subnet } from "../ipv4-half.js";
 import { exportEngineCounters } from "../../engine/engine-metrics.js";
 import { engineFdList, openEngine, type Engine, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
 import { closeFds, parkFds } from "../../engine/handover/fd-handover.js";
@@ -118,7 +120,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       const previous = this.ownLease;
       this.ownLease = ownLease;
       // The ICMP sources are the own subnet addresses, fixed when the engine opens.
-      if (this.engine && previous && !sameOwnSubnets(previous, ownLease)) this.closeEngine();
+      if (this.engine && previous && !sameSubnets(previous, ownLease)) this.closeEngine();
       const changes = this.peers.setOwnLease(ownLease);
       this.updateMetrics();
       if (!this.engine) await this.openEngine(spec, ownLease);
@@ -126,7 +128,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       this.program(changes); // every served peer is in it: a re-decided peer counts as accepted
       this.saveSnapshot();
       this.context.logger.info(
-        { device: this.engine?.tunName, subnet: ownLease.subnet.toString(), features: this.engine?.features },
+        { device: this.engine?.tunName, subnet: ownLease.subnet?.toString(), features: this.engine?.features },
         "userspace data path up",
       );
     });
@@ -235,8 +237,8 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     const v6 = this.tunIpv6(own);
     return [
       { kind: "tun-device", device },
-      { kind: "tun-address", address: `${formatIpv4(own.subnet.network)}/32`, device },
-      { kind: "tun-route", destination: this.context.network.network.toString(), device },
+      { kind: "tun-address", address: `${formatIpv4(ownIpv4Subnet(own).network)}/32`, device },
+      { kind: "tun-route", destination: ipv4NetworkOf(this.context.network, this.type).toString(), device },
       ...(v6
         ? [
             { kind: "tun-address", address: `${formatIpv6(v6.ownSubnet.network)}/128`, device } as const,
@@ -283,7 +285,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       ...spec.engine,
       netns: this.placement.netns,
       bindAddress: this.context.external.address,
-      icmpSource: formatIpv4(own.subnet.network),
+      icmpSource: formatIpv4(ownIpv4Subnet(own).network),
       ...(v6 ? { bindAddressV6: this.context.external.addressV6 } : {}),
       ...(v6 && own.ipv6Subnet ? { icmpSourceV6: formatIpv6(own.ipv6Subnet.network) } : {}),
       ...(handover ? { persist: true } : {}),
@@ -379,20 +381,13 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   private async addressDevice(own: Lease): Promise<void> {
     const engine = this.engine;
     if (!engine) return;
-    await addressTun(engine.tunName, own.subnet, this.context.network.network, this.placement.netns, this.tunIpv6(own));
+    await addressTun(engine.tunName, ownIpv4Subnet(own), ipv4NetworkOf(this.context.network, this.type), this.placement.netns, this.tunIpv6(own));
   }
 
   private requireSpec(): EngineBackendSpec {
     if (!this.spec) throw new Error(`${this.type} backend: register() must run before activate/applyPeers/reconcile`);
     return this.spec;
   }
-}
-
-/** Both families' own subnets are the same (an absent IPv6 subnet equals only an absent one). */
-function sameOwnSubnets(a: Lease, b: Lease): boolean {
-  if (!a.subnet.equals(b.subnet)) return false;
-  if (!a.ipv6Subnet || !b.ipv6Subnet) return a.ipv6Subnet === b.ipv6Subnet;
-  return a.ipv6Subnet.equals(b.ipv6Subnet);
 }
 
 /**

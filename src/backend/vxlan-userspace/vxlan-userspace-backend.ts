@@ -11,6 +11,7 @@ import { VXLAN_OVERHEAD, VXLAN_V6_OVERHEAD, parseVxlanOptions, type VxlanOptions
 import { persistMac, randomVtepMac, readPersistedMac } from "../vxlan/vtep-mac.js";
 import { errorMessage } from "../../errors/error-message.js";
 import { parseIpv6 } from "../../net/ipv6.js";
+import { peerIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
 
 /**
  * vxlan in userspace: `"Backend": {"Type": "vxlan", "Userspace": true}`. Same wire format and
@@ -59,9 +60,11 @@ export function validateUserspaceVxlanOptions(options: JsonObject): void {
 export function vxlanPeerRoute(vni: number, ipv6 = false) {
   return (lease: Lease): PeerRoute | Refusal => {
     try {
+      const subnet = peerIpv4Subnet(lease, "userspace vxlan");
+      if ("refused" in subnet) return subnet;
       const data = parseVxlanBackendData(lease.attrs.backendData, lease.key);
       if (data.vni !== vni) return { refused: `VNI ${data.vni} differs from ours (${vni})`, level: "warn" };
-      const route: PeerRoute = { subnet: lease.subnet, publicIP: lease.attrs.publicIP, vtepMac: data.vtepMAC };
+      const route: PeerRoute = { subnet, publicIP: lease.attrs.publicIP, vtepMac: data.vtepMAC };
       if (!ipv6 || !lease.ipv6Subnet) return route;
       if (!lease.attrs.publicIPv6) {
         return { refused: `lease ${lease.key} has IPv6 subnet ${lease.ipv6Subnet} but no PublicIPv6`, level: "warn" };
@@ -85,6 +88,7 @@ async function stableVtepMac(stateDir: string, tunName: string): Promise<string>
 }
 
 export function createUserspaceVxlanBackend(context: BackendContext, placement?: EnginePlacement): Backend {
+  refuseIpv6OnlyNetwork(context.network, "userspace vxlan");
   const options = parseUserspaceVxlanOptions(context.options);
   const underlayMtu = options.mtu ?? context.external.mtu;
   const ipv6 = context.network.ipv6 !== undefined && context.external.addressV6 !== undefined;

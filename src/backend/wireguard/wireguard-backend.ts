@@ -8,6 +8,7 @@ import { formatWireguardBackendData, parseWireguardBackendData } from "./backend
 import { keyFilePath, loadOrCreateKey } from "./key-file.js";
 import { WIREGUARD_OVERHEAD, parseWireguardOptions, type WireguardOptions } from "./options.js";
 import { exportWireguardStatus } from "./wireguard-metrics.js";
+import { peerIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
 
 /**
  * flannel's wireguard backend on weft's own userspace WireGuard (the native engine in
@@ -31,8 +32,10 @@ export interface WireguardBackendHooks extends EnginePlacement {
 export function wireguardPeerRoute(ourPort: number) {
   return (lease: Lease): PeerRoute | Refusal => {
     try {
+      const subnet = peerIpv4Subnet(lease, "wireguard");
+      if ("refused" in subnet) return subnet;
       const data = parseWireguardBackendData(lease.attrs.backendData, lease.key);
-      return { subnet: lease.subnet, publicIP: lease.attrs.publicIP, publicKey: data.publicKey, port: data.port ?? ourPort };
+      return { subnet, publicIP: lease.attrs.publicIP, publicKey: data.publicKey, port: data.port ?? ourPort };
     } catch (error) {
       return { refused: errorMessage(error), level: "warn" };
     }
@@ -47,6 +50,7 @@ function resolveImplementation(options: WireguardOptions): "userspace" {
 }
 
 export function createWireguardBackend(context: BackendContext, hooks: WireguardBackendHooks = {}): Backend {
+  refuseIpv6OnlyNetwork(context.network, "wireguard");
   const options = parseWireguardOptions(context.options);
   const implementation = resolveImplementation(options);
   const mtu = (options.mtu ?? context.external.mtu) - WIREGUARD_OVERHEAD;
@@ -89,5 +93,6 @@ export const wireguardBackend: BackendFactory = {
   validateOptions(options) {
     resolveImplementation(parseWireguardOptions(options));
   },
+  validateNetwork: (network) => refuseIpv6OnlyNetwork(network, "wireguard"),
   create: (context) => createWireguardBackend(context),
 };

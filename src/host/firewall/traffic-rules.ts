@@ -8,8 +8,9 @@ import { nftRunner, type NftRunner } from "./nft.js";
 import { TABLE_NAME, renderRemoval, renderRuleset, tableFamily } from "./nft-ruleset.js";
 
 export interface TrafficRulesDesired {
-  network: Ipv4Subnet;
-  ownSubnet: Ipv4Subnet;
+  /** The Network and the own IPv4 subnet; both absent in an IPv6-only network, whose IPv4 rules (any left) are removed. */
+  network?: Ipv4Subnet;
+  ownSubnet?: Ipv4Subnet;
   ipMasq: boolean;
   forwardRules: boolean;
   /**
@@ -57,7 +58,7 @@ export class TrafficRules {
 
   async apply(desired: TrafficRulesDesired): Promise<void> {
     this.desired = desired;
-    await this.applyFamily(this.families[4], desired, desired);
+    await this.applyFamily(this.families[4], desired, ipv4Subnets(desired));
     await this.applyFamily(this.families[6], desired, desired.ipv6);
   }
 
@@ -65,7 +66,8 @@ export class TrafficRules {
   async verify(): Promise<{ repaired: boolean }> {
     const desired = this.desired;
     if (!desired) return { repaired: false };
-    const v4 = await this.verifyFamily(this.families[4], desired, desired);
+    const ipv4 = ipv4Subnets(desired);
+    const v4 = ipv4 ? await this.verifyFamily(this.families[4], desired, ipv4) : false;
     const v6 = desired.ipv6 ? await this.verifyFamily(this.families[6], desired, desired.ipv6) : false;
     return { repaired: v4 || v6 };
   }
@@ -145,4 +147,8 @@ export class TrafficRules {
       else this.logger.info({ ...change }, message);
     }
   }
+}
+
+function ipv4Subnets({ network, ownSubnet }: TrafficRulesDesired): { network: Ipv4Subnet; ownSubnet: Ipv4Subnet } | undefined {
+  return network && ownSubnet ? { network, ownSubnet } : undefined;
 }
