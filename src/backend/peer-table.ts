@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { subnetKeyName } from "../lease/subnet-key.js";
-import { hostAddress } from "../lease/host-address.js";
+import { carriesAddress } from "../lease/host-address.js";
 import type { Lease, PeerEvent } from "../lease/types.js";
 
 /**
@@ -173,7 +173,7 @@ export class PeerTable<P, S = void> {
 
   private verdict(lease: Lease, snapshot: S): P | Refusal {
     const { backendType, ownPublicIP } = this.options;
-    if (ownPublicIP !== undefined && hostAddress(lease.attrs) === ownPublicIP) {
+    if (ownPublicIP !== undefined && carriesAddress(lease.attrs, ownPublicIP)) {
       return {
         refused:
           `lease ${lease.key} advertises this host's own PublicIP ${ownPublicIP}, so its routes would point back here; ` +

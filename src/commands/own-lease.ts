@@ -1,5 +1,5 @@
 import type { NetworkConfig } from "../config/network-config.js";
-import { hostAddress, ownHostAddress } from "../lease/host-address.js";
+import { carriesAddress, hostAddress, ownHostAddress } from "../lease/host-address.js";
 import { primarySubnet } from "../lease/subnet-key.js";
 import type { Lease } from "../lease/types.js";
 import { previousIpv6Subnet, previousSubnet, type SubnetEnv } from "../host/subnet-env.js";
@@ -15,8 +15,8 @@ import { sameSubnet, type IpSubnet } from "../net/ip-subnet.js";
 export function findOwnLease(leases: readonly Lease[], fromFile: IpSubnet | undefined, publicIP: string, subnetFile: string): Lease {
   const field = publicIP.includes(":") ? "PublicIPv6" : "PublicIP";
   const fileLease = fromFile && leases.find((lease) => sameSubnet(primarySubnet(lease), fromFile));
-  if (fileLease && hostAddress(fileLease.attrs) === publicIP) return fileLease;
-  const byPublicIP = leases.filter((lease) => hostAddress(lease.attrs) === publicIP);
+  if (fileLease && carriesAddress(fileLease.attrs, publicIP)) return fileLease;
+  const byPublicIP = leases.filter((lease) => carriesAddress(lease.attrs, publicIP));
   if (byPublicIP.length === 1) return byPublicIP[0] as Lease;
   const fileNote = !fromFile
     ? `the subnet file ${subnetFile} names no subnet`

@@ -1,4 +1,5 @@
 import { formatIpv4 } from "../net/ipv4.js";
+import { Ipv6Subnet } from "../net/ipv6.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { parseSubnetEnv, previousIpv6Subnet, previousSubnet, readSubnetEnv, type SubnetEnv } from "./subnet-env.js";
 import { CommandFailedError, commandFailureText } from "../process/command-errors.js";
@@ -14,6 +15,11 @@ import { runCommand } from "../process/run-command.js";
  *      plus any DOCKER_OPT_* already in the environment, in name order (the script's `set | grep`);
  *   3. write NAME="value" lines (-i) and KEY="$KEY <opt> <opt>..." (-c), both when neither is given;
  *   4. refuse (exit 1, after writing) when the main routing table routes the own subnet `via` a gateway.
+ * An IPv6-only subnet file (no FLANNEL_SUBNET) gives no --bip, as the script: Docker keeps its own
+ * default IPv4 bridge (172.17.0.1/16, host-local), containers get their overlay address from
+ * --fixed-cidr-v6. --ip-masq is still inverted from FLANNEL_IPMASQ, so with FLANNEL_IPMASQ=true Docker
+ * does not masquerade (neither its IPv6 containers' traffic into the overlay, which weft's ip6 rules
+ * handle, nor its local IPv4 bridge's): give -m, or set ip-masq yourself, if containers need IPv4 NAT.
  */
 export interface DockerOptsOptions {
   /** -f: the subnet file to read. */
@@ -117,23 +123,34 @@ export async function readFlannelValues(path: string, environment: Environment):
   return { env, fileFound: fromFile !== undefined };
 }
 
-/** Main-table routes that send the own subnet via a gateway: docker0 could not own it then. */
+/**
+ * Main-table routes that send the own subnet via a gateway: docker0 could not own it then. The
+ * script checks FLANNEL_SUBNET; weft also checks FLANNEL_IPV6_SUBNET (`ip -6 route`), the only
+ * subnet of an IPv6-only network.
+ */
 export async function conflictingRoutes(env: SubnetEnv, netns?: string): Promise<string[]> {
-  const subnet = previousSubnet(env);
-  if (!subnet) return [];
-  const args = [...(netns ? ["-n", netns] : []), "route", "show"];
-  let stdout: string;
-  try {
-    ({ stdout } = await runCommand("ip", args, { timeoutMs: 10_000 }));
-  } catch (error) {
-    if (!(error instanceof CommandFailedError)) throw error;
-    throw new Error(`docker-opts: \`ip ${args.join(" ")}\` failed: ${commandFailureText(error)}`, { cause: error });
+  const subnets = [previousSubnet(env), previousIpv6Subnet(env)];
+  const conflicts: string[] = [];
+  for (const subnet of subnets) {
+    if (!subnet) continue;
+    const family = subnet instanceof Ipv6Subnet ? ["-6"] : [];
+    const args = [...(netns ? ["-n", netns] : []), ...family, "route", "show"];
+    let stdout: string;
+    try {
+      ({ stdout } = await runCommand("ip", args, { timeoutMs: 10_000 }));
+    } catch (error) {
+      if (!(error instanceof CommandFailedError)) throw error;
+      throw new Error(`docker-opts: \`ip ${args.join(" ")}\` failed: ${commandFailureText(error)}`, { cause: error });
+    }
+    const destination = subnet.toString();
+    conflicts.push(
+      ...stdout
+        .split("\n")
+        .filter((line) => line.split(" ")[0] === destination && / via /.test(line))
+        .map((line) => line.trimEnd()),
+    );
   }
-  const destination = subnet.toString();
-  return stdout
-    .split("\n")
-    .filter((line) => line.split(" ")[0] === destination && / via /.test(line))
-    .map((line) => line.trimEnd());
+  return conflicts;
 }
 
 export interface DockerOptsResult {
@@ -141,7 +158,7 @@ export interface DockerOptsResult {
   text: string;
   /** Routes that make the result unusable; non-empty means exit 1. */
   conflicts: string[];
-  /** Neither the subnet file nor the environment had FLANNEL_SUBNET: docker gets no --bip. */
+  /** Neither the subnet file nor the environment had FLANNEL_SUBNET (nor, IPv6-only, FLANNEL_IPV6_SUBNET): docker gets no subnet. */
   missingSubnet: boolean;
   fileFound: boolean;
 }
@@ -161,5 +178,5 @@ export async function writeDockerOpts(options: DockerOptsOptions, environment: E
     ? `${JSON.stringify(dockerDaemonJson(env, options.omitIpMasq), null, 2)}\n`
     : formatDockerOpts(all, options, environment[options.combinedKey] ?? "");
   await writeFileAtomic(options.dockerEnvFile, text, "docker options file");
-  return { text, conflicts: await conflictingRoutes(env, netns), missingSubnet: !env.subnetAddress, fileFound };
+  return { text, conflicts: await conflictingRoutes(env, netns), missingSubnet: !env.subnetAddress && env.ipv6Subnet === undefined, fileFound };
 }

@@ -9,7 +9,7 @@ import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLeases } from "./stored-lease.js";
 import { fitsConfig, fitsIpv6Config, freeIpv6Subnets, freeSubnetCount, freeSubnets, leaseFitsConfig } from "./subnet-space.js";
 import { leaseSubnets, subnetKey, subnetsClaimedByKey, type SubnetKeyParts } from "./subnet-key.js";
-import { hostAddress, hostAddressFlag } from "./host-address.js";
+import { carriesAddress, hostAddress, hostAddressFlag } from "./host-address.js";
 import type { Lease, LeaseAttrs } from "./types.js";
 
 export interface AcquireRequest {
@@ -89,7 +89,7 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
   const freeCount = () => freeSubnetCount(config, occupied, occupiedV6);
 
   const ourAddress = hostAddress(attrs);
-  const ours = ourAddress === undefined ? [] : leases.filter((lease) => hostAddress(lease.attrs) === ourAddress);
+  const ours = ourAddress === undefined ? [] : leases.filter((lease) => carriesAddress(lease.attrs, ourAddress));
   for (const lease of ours) {
     if (leaseFitsConfig(lease, config)) {
       if (!isOurs(request, lease)) throw new PublicIPInUseError(lease.key, ourAddress ?? attrs.publicIP, lease.etcdLeaseId, hostAddressFlag(attrs));

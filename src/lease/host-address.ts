@@ -32,3 +32,14 @@ export function hostAddressFlag(attrs: Pick<LeaseAttrs, "publicIP">): "--public-
 export function ownHostAddress(leasesIpv4: boolean, external: { publicIP: string; publicIPv6?: string }): string | undefined {
   return hostAddress({ publicIP: leasesIpv4 ? external.publicIP : NO_PUBLIC_IP, publicIPv6: external.publicIPv6 ?? null });
 }
+
+/**
+ * Whether a lease carries a host's address (as hostAddress gives it): an IPv6 address is
+ * compared with the lease's PublicIPv6 whatever its PublicIP, so in an IPv6-only network a host
+ * also recognises its dual-stack lease from before EnableIPv4 was turned off.
+ */
+export function carriesAddress(attrs: Pick<LeaseAttrs, "publicIP" | "publicIPv6">, address: string): boolean {
+  if (!address.includes(":")) return attrs.publicIP === address;
+  const own = attrs.publicIPv6 === null ? undefined : tryParseIpv6(attrs.publicIPv6);
+  return own !== undefined && formatIpv6(own) === address;
+}

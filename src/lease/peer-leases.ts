@@ -4,7 +4,7 @@ import { isJsonObject, readField } from "../codec/json-fields.js";
 import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLease, readLeases, type MalformedLease } from "./stored-lease.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./types.js";
-import { hostAddress } from "./host-address.js";
+import { carriesAddress, hostAddress } from "./host-address.js";
 
 /** The own lease as the table needs it: the key, and (when known) what we wrote into it. */
 export interface OwnLeaseRef {
@@ -149,7 +149,7 @@ export class PeerLeases {
       update.ownLeaseAltered.push({ kind: "malformed", stored, problem: errorMessage(error) });
       return;
     }
-    if (this.ownPublicIP !== undefined && hostAddress(lease.attrs) !== this.ownPublicIP) {
+    if (this.ownPublicIP !== undefined && !carriesAddress(lease.attrs, this.ownPublicIP)) {
       update.ownLeaseLost.push(`the lease key was taken over by ${hostAddress(lease.attrs) ?? lease.attrs.publicIP}`);
       return;
     }
@@ -177,7 +177,7 @@ export class PeerLeases {
   }
 
   private carriesOurIP(lease: Lease): boolean {
-    return this.ownPublicIP !== undefined && hostAddress(lease.attrs) === this.ownPublicIP;
+    return this.ownPublicIP !== undefined && carriesAddress(lease.attrs, this.ownPublicIP);
   }
 
   private remove(update: PeerLeasesUpdate, previous: Lease): void {

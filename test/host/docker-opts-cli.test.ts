@@ -7,6 +7,7 @@
  *   │ up0 192.168.50.2/24 (veth, peer up0p)                        │
  *   │ routes: 10.66.36.0/24 via 192.168.50.1   (conflict)           │
  *   │         10.66.37.0/24 dev up0            (no via: no conflict)│
+ *   │ up0 fd50::2/64; fd66:0:0:6::/64 via fd50::1   (IPv6 conflict)  │
  *   └──────────────────────────────────────────────────────────────┘
  */
 import { execFileSync, spawnSync } from "node:child_process";
@@ -39,6 +40,8 @@ beforeAll(async () => {
   ip("link", "set", "up0", "up");
   ip("route", "add", "10.66.36.0/24", "via", "192.168.50.1");
   ip("route", "add", "10.66.37.0/24", "dev", "up0");
+  ip("addr", "add", "fd50::2/64", "dev", "up0", "nodad");
+  ip("-6", "route", "add", "fd66:0:0:6::/64", "via", "fd50::1");
 });
 
 afterAll(async () => {
@@ -106,5 +109,20 @@ describe("weft docker-opts", () => {
     expect(run.status).toBe(0);
     expect(run.stderr).toMatch(/warning: no FLANNEL_SUBNET in absent\.env \(file not found\)/);
     expect(await readFile(join(dir, "empty.env"), "utf8")).toBe('DOCKER_OPTS=""\n');
+  });
+
+  it("an IPv6-only subnet file: no --bip (as the script), --ipv6 --fixed-cidr-v6, no missing-subnet warning; its route conflict is found with ip -6", async () => {
+    const v6only = "FLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:7::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n";
+    await writeFile(join(dir, "v6only.env"), v6only);
+    const run = weft(["docker-opts", "-f", "v6only.env", "-d", "v6only.out"], { netns: ns });
+    expect(run).toEqual({ status: 0, stdout: "", stderr: "" });
+    expect(await readFile(join(dir, "v6only.out"), "utf8")).toBe(
+      'DOCKER_OPT_FIXED_CIDR_V6="--fixed-cidr-v6=fd66:0:0:7::/64"\nDOCKER_OPT_IPMASQ="--ip-masq=false"\nDOCKER_OPT_IPV6="--ipv6"\nDOCKER_OPT_MTU="--mtu=1430"\n' +
+        'DOCKER_OPTS=" --fixed-cidr-v6=fd66:0:0:7::/64 --ip-masq=false --ipv6 --mtu=1430"\n',
+    );
+    await writeFile(join(dir, "v6routed.env"), v6only.replace("fd66:0:0:7::1/64", "fd66:0:0:6::1/64"));
+    const routed = weft(["docker-opts", "-f", "v6routed.env", "-d", "v6routed.out"], { netns: ns });
+    expect(routed.status).toBe(1);
+    expect(routed.stderr).toMatch(/^Your routing table already contains the subnet: fd66:0:0:6::\/64 via fd50::1 dev up0/);
   });
 });

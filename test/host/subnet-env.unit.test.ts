@@ -131,6 +131,15 @@ describe("subnetEnvFor (what flanneld's WriteSubnetFile writes)", () => {
       "FLANNEL_NETWORK=10.66.0.0/16\nFLANNEL_SUBNET=10.66.52.1/24\nFLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:6::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
     );
   });
+  it("IPv6 only (EnableIPv4: false): no FLANNEL_NETWORK/FLANNEL_SUBNET, as flanneld's WriteSubnetFile", () => {
+    const config = parseNetworkConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd66::/48","Backend":{"Type":"vxlan"}}');
+    const text = formatSubnetEnv(subnetEnvFor(config, { ipv6Subnet: Ipv6Subnet.parse("fd66:0:0:6::/64") }, { mtu: 1430, ipMasq: true }));
+    expect(text).toBe("FLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:6::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n");
+    // Read back: the previous IPv6 subnet, and no IPv4 one.
+    const env = parseSubnetEnv(text, "f");
+    expect(previousIpv6Subnet(env)?.toString()).toBe("fd66:0:0:6::/64");
+    expect(previousSubnet(env)).toBeUndefined();
+  });
   it("IPv4 only: no IPv6 lines, whatever the lease says", () => {
     const config = parseNetworkConfig('{"Network":"10.66.0.0/16","Backend":{"Type":"alloc"}}');
     expect(formatSubnetEnv(subnetEnvFor(config, lease, { mtu: 1500, ipMasq: false }))).toBe(
