@@ -25,6 +25,7 @@ interface UpArgs extends LabArgs {
   network: string;
   ipv6: boolean;
   "ipv6-network"?: string;
+  "ipv6-only": boolean;
   "backend-option"?: string[];
   internet: boolean;
   "ip-masq": boolean;
@@ -110,6 +111,12 @@ const upCommand: CommandModule<object, UpArgs> = {
       .option("network", { type: "string", coerce: lastString, default: DEFAULT_NETWORK, describe: "Network of the config" })
       .option("ipv6", { type: "boolean", coerce: lastBoolean, default: false, describe: `dual-stack: an IPv6 underlay (fd77::/64) and EnableIPv6 with IPv6Network (default ${DEFAULT_IPV6_NETWORK})` })
       .option("ipv6-network", { type: "string", coerce: lastString, describe: "IPv6Network of the config (implies --ipv6)" })
+      .option("ipv6-only", {
+        type: "boolean",
+        coerce: lastBoolean,
+        default: false,
+        describe: "an IPv6-only overlay: EnableIPv4 false, docker0 and containers IPv6 only, every tunnel over the IPv6 underlay (the underlay keeps its IPv4 for etcd; implies --ipv6)",
+      })
       .option("backend-option", { type: "string", array: true, describe: "extra Backend field, Key=value (repeatable), e.g. VNI=4" })
       .option("internet", { type: "boolean", coerce: lastBoolean, default: true, describe: "add the <name>-inet namespace standing in for the outside world" })
       .option("ip-masq", { type: "boolean", coerce: lastBoolean, default: false, describe: "run the daemons with --ip-masq" })
@@ -140,6 +147,7 @@ const upCommand: CommandModule<object, UpArgs> = {
       backendOptions,
       network: args.network,
       ipv6: args.ipv6 || args["ipv6-network"] !== undefined,
+      ipv6Only: args["ipv6-only"],
       ...(args["ipv6-network"] !== undefined ? { ipv6Network: args["ipv6-network"] } : {}),
       internet: args.internet,
       ipMasq: args["ip-masq"],

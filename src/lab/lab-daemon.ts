@@ -97,14 +97,14 @@ export async function waitDaemonReady(host: LabHostState, timeoutMs = 30_000): P
       throw new Error(`host ${host.name}: weft daemon (PID ${host.daemonPid}) failed; last log lines from ${host.logFile}:\n${await logTail(host.logFile, host.daemonLogOffset)}`);
     }
     try {
-      env = env?.subnetAddress && env.mtu !== undefined ? env : await readSubnetEnv(host.subnetFile);
+      env = env && hasLease(env) ? env : await readSubnetEnv(host.subnetFile);
     } catch (error) {
       lastError = errorMessage(error); // A half-read file during the daemon's write; try again.
     }
-    if (env?.subnetAddress && env.mtu !== undefined && (await probeReadyz(host))) return env;
+    if (env && hasLease(env) && (await probeReadyz(host))) return env;
     await sleep(50);
   }
-  const waitingFor = env?.subnetAddress ? `/readyz on 127.0.0.1:${host.healthzPort} in ${host.namespace}` : `${host.subnetFile}`;
+  const waitingFor = env && hasLease(env) ? `/readyz on 127.0.0.1:${host.healthzPort} in ${host.namespace}` : `${host.subnetFile}`;
   throw new Error(
     `host ${host.name}: weft daemon not ready after ${timeoutMs / 1000} s (waiting for ${waitingFor})${lastError ? `; ${lastError}` : ""}; ` +
       `last log lines from ${host.logFile}:\n${await logTail(host.logFile, host.daemonLogOffset)}`,
@@ -144,12 +144,19 @@ export async function logTail(path: string, offset = 0, lines = 15): Promise<str
   return text.trim() === "" ? "(nothing logged)" : text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
+/** The daemon wrote its lease: a subnet (FLANNEL_SUBNET, or FLANNEL_IPV6_SUBNET alone in an IPv6-only network) and FLANNEL_MTU. */
+function hasLease(env: SubnetEnv): boolean {
+  return (env.subnetAddress !== undefined || env.ipv6Subnet !== undefined) && env.mtu !== undefined;
+}
+
 /** subnet.env reduced to what docker0 needs; errors name the file and the missing key. */
 export function dockerBridgeFromEnv(host: LabHostState, env: SubnetEnv): DockerBridgeConfig {
-  if (!env.subnetAddress) throw new Error(`${host.subnetFile}: FLANNEL_SUBNET is missing; the daemon has not written a lease yet`);
+  if (!env.subnetAddress && env.ipv6Subnet === undefined) {
+    throw new Error(`${host.subnetFile}: FLANNEL_SUBNET (or, IPv6-only, FLANNEL_IPV6_SUBNET) is missing; the daemon has not written a lease yet`);
+  }
   if (env.mtu === undefined) throw new Error(`${host.subnetFile}: FLANNEL_MTU is missing`);
   return {
-    bridgeAddress: `${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}`,
+    ...(env.subnetAddress ? { bridgeAddress: `${formatIpv4(env.subnetAddress.address)}/${env.subnetAddress.prefixLength}` } : {}),
     ...(env.ipv6Subnet !== undefined ? { bridgeAddressV6: env.ipv6Subnet } : {}),
     mtu: env.mtu,
   };

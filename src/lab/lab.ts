@@ -42,6 +42,12 @@ export interface LabOptions extends LabHandleOptions {
    */
   ipv6?: boolean;
   ipv6Network?: string;
+  /**
+   * An IPv6-only overlay (implies ipv6): EnableIPv4 false in the network config, docker0 and the
+   * containers IPv6 only. The underlay stays dual-stack: etcd is reached over IPv4, and the
+   * weft hosts still pick their interface by its IPv4 address; every tunnel runs over IPv6.
+   */
+  ipv6Only?: boolean;
   /** Whole network config, overriding network/backend/backendOptions. */
   networkConfig?: Record<string, unknown>;
   etcdPrefix?: string;
@@ -84,9 +90,13 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
   const backend = options.backend ?? "vxlan";
   const networkText = options.network ?? DEFAULT_NETWORK;
   const network = Ipv4Subnet.parse(networkText, "--network");
-  const ipv6Network = options.ipv6 ? Ipv6Subnet.parse(options.ipv6Network ?? DEFAULT_IPV6_NETWORK, "--ipv6-network") : undefined;
+  const ipv6Only = options.ipv6Only ?? false;
+  const ipv6 = (options.ipv6 ?? false) || ipv6Only;
+  if (ipv6Only && options.docker) throw new Error("--ipv6-only with --docker is not supported: the lab reads no IPv6 addresses from Docker containers");
+  const ipv6Network = ipv6 ? Ipv6Subnet.parse(options.ipv6Network ?? DEFAULT_IPV6_NETWORK, "--ipv6-network") : undefined;
   const dualStack = ipv6Network ? { EnableIPv6: true, IPv6Network: ipv6Network.toString() } : {};
-  const networkConfig = options.networkConfig ?? { Network: networkText, ...dualStack, Backend: { Type: backend, ...options.backendOptions } };
+  const ipv4 = ipv6Only ? { EnableIPv4: false } : { Network: networkText };
+  const networkConfig = options.networkConfig ?? { ...ipv4, ...dualStack, Backend: { Type: backend, ...options.backendOptions } };
   const state = planTopology({
     name,
     labDir,
@@ -99,7 +109,7 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
     underlayMtu: options.underlayMtu ?? 1500,
     networkConfig: daemons === "weft" ? networkConfig : undefined,
     docker: options.docker,
-    ipv6: options.ipv6 ?? false,
+    ipv6,
   });
   const existingState = await readLabState(labDir).catch(() => undefined);
   if (existingState) {
@@ -147,9 +157,9 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
           const subnetV6 = ipv6Network ? new Ipv6Subnet(ipv6Network.network + (BigInt(index + 1) << 64n), 64) : undefined;
           if (ipv6Network && subnetV6 && !ipv6Network.contains(subnetV6)) throw new Error(`--ipv6-network ${ipv6Network}: too small for ${state.hosts.length} /64 host subnets`);
           const v6 = ipv6Network && subnetV6 ? { ipv6Network: ipv6Network.toString(), ipv6Subnet: `${formatIpv6(subnetV6.addressAt(1))}/64` } : {};
+          const v4 = ipv6Only ? {} : { network, subnetAddress: { address: subnet.addressAt(1), prefixLength: 24 } };
           await writeSubnetEnv(host.subnetFile, {
-            network,
-            subnetAddress: { address: subnet.addressAt(1), prefixLength: 24 },
+            ...v4,
             ...v6,
             mtu,
             ipMasq: state.ipMasq,

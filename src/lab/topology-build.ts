@@ -99,8 +99,8 @@ export async function buildUnderlay(state: LabState): Promise<void> {
 
 /** What a host's subnet.env says, reduced to what docker0 needs. */
 export interface DockerBridgeConfig {
-  /** FLANNEL_SUBNET: bridge address with the subnet's prefix length, e.g. 10.66.36.1/24. */
-  bridgeAddress: string;
+  /** FLANNEL_SUBNET: bridge address with the subnet's prefix length, e.g. 10.66.36.1/24; absent in an IPv6-only network. */
+  bridgeAddress?: string;
   /** FLANNEL_IPV6_SUBNET of a dual-stack lease: docker0's IPv6 address with prefix, e.g. fd66:0:0:6::1/64. */
   bridgeAddressV6?: string;
   mtu: number;
@@ -111,30 +111,31 @@ export interface DockerBridgeConfig {
  * --mtu=$FLANNEL_MTU` would: bridge address and MTU from the file, containers at .2, .3 …
  * with the same prefix, MTU on both veth ends, default route via the bridge address.
  * Idempotent: a previous docker0 and container addresses are replaced (the subnet may change).
+ * IPv6-only (no FLANNEL_SUBNET): docker0 and the containers get IPv6 only. Docker itself would
+ * add its default host-local IPv4 bridge there; the lab leaves it out, since every host's would
+ * be the same 172.17.0.0/16 and no IPv4 crosses the overlay.
  */
 export async function attachContainers(state: LabState, hostName: string, config: DockerBridgeConfig): Promise<void> {
   const host = hostOf(state, hostName);
-  const [addressText, prefixText] = config.bridgeAddress.split("/");
-  const bridgeIp = parseIpv4(addressText ?? "", `${host.subnetFile} FLANNEL_SUBNET`);
-  const prefixLength = Number(prefixText);
-  const subnet = new Ipv4Subnet(bridgeIp, prefixLength);
+  const v4 = config.bridgeAddress ? bridgeV4(config.bridgeAddress, host.subnetFile) : undefined;
   const containers = plainContainers(state).filter((container) => container.host === hostName);
-  if (containers.length + 2 > subnet.size - 1) {
-    throw new Error(`${host.subnetFile}: subnet ${subnet} is too small for docker0 and ${containers.length} containers`);
+  if (v4 && containers.length + 2 > v4.subnet.size - 1) {
+    throw new Error(`${host.subnetFile}: subnet ${v4.subnet} is too small for docker0 and ${containers.length} containers`);
   }
 
   const v6 = config.bridgeAddressV6 ? bridgeV6(config.bridgeAddressV6, host.subnetFile) : undefined;
+  if (!v4 && !v6) throw new Error(`${host.subnetFile}: neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET: nothing to give docker0`);
 
   await runCommand("ip", ["-n", host.namespace, "link", "del", DOCKER_BRIDGE], { allowFailure: true });
   await ipBatch(host.namespace, [
-    ...createBridgeLines(DOCKER_BRIDGE, { mtu: config.mtu, addresses: [config.bridgeAddress, ...(config.bridgeAddressV6 ? [config.bridgeAddressV6] : [])] }),
+    ...createBridgeLines(DOCKER_BRIDGE, { mtu: config.mtu, addresses: [config.bridgeAddress, config.bridgeAddressV6].flatMap((address) => (address ? [address] : [])) }),
     ...containers.flatMap((container) => configureLinkLines({ name: container.hostVeth, mtu: config.mtu, master: DOCKER_BRIDGE })),
   ]);
   await Promise.all(
     containers.map((container, index) => {
-      const address = formatIpv4(subnet.addressAt(index + 2));
+      const address = v4 ? formatIpv4(v4.subnet.addressAt(index + 2)) : undefined;
       container.address = address;
-      container.prefixLength = prefixLength;
+      container.prefixLength = v4?.subnet.prefixLength;
       container.mtu = config.mtu;
       // As dockerd --fixed-cidr-v6 does: the bridge at ::1, containers from ::2 on.
       const addressV6 = v6 ? formatIpv6(v6.subnet.addressAt(index + 2)) : undefined;
@@ -145,17 +146,24 @@ export async function attachContainers(state: LabState, hostName: string, config
         ...configureLinkLines({
           name: "eth0",
           mtu: config.mtu,
-          addresses: [`${address}/${prefixLength}`, ...(v6 && addressV6 ? [`${addressV6}/${v6.subnet.prefixLength}`] : [])],
+          addresses: [...(v4 && address ? [`${address}/${v4.subnet.prefixLength}`] : []), ...(v6 && addressV6 ? [`${addressV6}/${v6.subnet.prefixLength}`] : [])],
         }),
-        `route replace default via ${formatIpv4(bridgeIp)} dev eth0`,
+        ...(v4 ? [`route replace default via ${v4.gateway} dev eth0`] : []),
         ...(v6 ? [`route replace ::/0 via ${v6.gateway} dev eth0`] : []),
       ]);
     }),
   );
   host.bridgeAddress = config.bridgeAddress;
   host.bridgeAddressV6 = config.bridgeAddressV6;
-  host.subnet = subnet.toString();
+  host.subnet = (v4 ?? v6)?.subnet.toString();
   host.mtu = config.mtu;
+}
+
+/** docker0's IPv4 address (the gateway) and its subnet, from FLANNEL_SUBNET. */
+function bridgeV4(bridgeAddress: string, subnetFile: string): { gateway: string; subnet: Ipv4Subnet } {
+  const [addressText, prefixText] = bridgeAddress.split("/");
+  const gateway = parseIpv4(addressText ?? "", `${subnetFile} FLANNEL_SUBNET`);
+  return { gateway: formatIpv4(gateway), subnet: new Ipv4Subnet(gateway, Number(prefixText)) };
 }
 
 /** docker0's IPv6 address (the gateway) and its subnet, from FLANNEL_IPV6_SUBNET. */
