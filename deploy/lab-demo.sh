@@ -6,6 +6,7 @@
 #   sudo DOCKER=1 ./deploy/lab-demo.sh         # a real dockerd per host, Docker containers
 #   sudo DOCKER=network ./deploy/lab-demo.sh   # the same with flannel's `docker network create` recipe
 #   sudo IPV6=1 ./deploy/lab-demo.sh           # dual-stack: IPv4 and IPv6 underlay and overlay
+#   sudo IPV6_ONLY=1 ./deploy/lab-demo.sh      # IPv6-only overlay (EnableIPv4 false) over the dual-stack underlay
 #
 # Installs what is missing on first use (Debian/Ubuntu: etcd-server, etcd-client, iproute2,
 # iputils-ping, nftables, iperf3, curl; node_modules via npm ci), builds weft, brings the lab up,
@@ -21,12 +22,13 @@ BACKEND="${BACKEND:-vxlan}"
 CONTAINERS="${CONTAINERS:-2}"
 DOCKER="${DOCKER:-}"
 IPV6="${IPV6:-}"
+IPV6_ONLY="${IPV6_ONLY:-}"
 
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "lab-demo: network namespaces need root; re-running with sudo" >&2
-  exec sudo -E NAME="$NAME" HOSTS="$HOSTS" BACKEND="$BACKEND" CONTAINERS="$CONTAINERS" DOCKER="$DOCKER" IPV6="$IPV6" "$0" "$@"
+  exec sudo -E NAME="$NAME" HOSTS="$HOSTS" BACKEND="$BACKEND" CONTAINERS="$CONTAINERS" DOCKER="$DOCKER" IPV6="$IPV6" IPV6_ONLY="$IPV6_ONLY" "$0" "$@"
 fi
 
 # 1. System packages (only the missing ones; apt-get update only when something is missing).
@@ -103,6 +105,12 @@ case "$DOCKER" in
 esac
 ipv6_flags=""
 [ -n "$IPV6" ] && ipv6_flags="--ipv6"
+# The lab's IPv6-only overlay needs plain containers (it reads no IPv6 address from Docker's).
+[ -n "$IPV6_ONLY" ] && ipv6_flags="--ipv6-only"
+if [ -n "$IPV6_ONLY" ] && [ -n "$DOCKER" ]; then
+  echo "lab-demo: IPV6_ONLY=1 does not combine with DOCKER" >&2
+  exit 2
+fi
 weft lab up --name "$NAME" --hosts "$HOSTS" --backend "$BACKEND" --containers "$CONTAINERS" $docker_flags $ipv6_flags
 echo
 status=0
@@ -114,7 +122,13 @@ if [ -n "$DOCKER" ]; then
   echo "           docker --host=unix:///run/weft-lab/$NAME/h1/docker/docker.sock ps"
 fi
 case "$BACKEND" in
-  vxlan) echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel.1" ;;
+  vxlan)
+    if [ -n "$IPV6_ONLY" ]; then
+      echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel-v6.1"
+    else
+      echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel.1"
+    fi
+    ;;
   udp) echo "           node dist/cli.js lab exec --name $NAME h1 -- ip -d link show flannel0" ;;
   *) echo "           node dist/cli.js lab exec --name $NAME h1 -- ip route" ;;
 esac
