@@ -127,3 +127,30 @@ describe("PeerLeases: what is in our own key, and peers sharing our VtepMAC", ()
     expect(summary(table.reset([ourValue], FULL))).toEqual(["removed 10.66.2.0/24 192.168.77.2"]);
   });
 });
+
+describe("PeerLeases in an IPv6-only network (keys 0.0.0.0-0&…, every PublicIP 0.0.0.0; hosts known by PublicIPv6)", () => {
+  const v6Key = (n: number, ipv6: string): StoredKey => ({
+    key: `${P}0.0.0.0-0&fd66:0:0:${n}::-64`,
+    value: JSON.stringify({ PublicIP: "0.0.0.0", PublicIPv6: ipv6, BackendType: "vxlan", BackendV6Data: { VNI: 1, VtepMAC: `aa:bb:cc:dd:06:0${n}` } }),
+    leaseId: "7",
+    modRevision: "1",
+  });
+  const own: OwnLeaseRef = { key: `${P}0.0.0.0-0&fd66:0:0:1::-64` };
+  const v6Summary = (update: PeerLeasesUpdate) => [
+    ...update.changes.map((change) => `${change.kind} ${change.lease.ipv6Subnet} ${change.lease.attrs.publicIPv6}`),
+    ...update.ownLeaseLost.map((why) => `lost: ${why}`),
+    ...update.carryingOurIP.map((ours) => `ours ${ours.slice(P.length)}`),
+  ];
+
+  it("other hosts are peers though they share PublicIP 0.0.0.0; one with our PublicIPv6 is ours; our key taken by another PublicIPv6 is lost", () => {
+    const table = new PeerLeases("fd77::11");
+    expect(v6Summary(table.reset([v6Key(1, "fd77::11"), v6Key(2, "fd77::12"), v6Key(3, "fd77::13"), v6Key(9, "fd77::11")], own))).toEqual([
+      "added fd66:0:0:2::/64 fd77::12",
+      "added fd66:0:0:3::/64 fd77::13",
+      "ours 0.0.0.0-0&fd66:0:0:9::-64",
+    ]);
+    expect(v6Summary(table.reset([v6Key(1, "fd77::50"), v6Key(2, "fd77::12"), v6Key(3, "fd77::13")], own))).toEqual([
+      "lost: the lease key was taken over by fd77::50",
+    ]);
+  });
+});
