@@ -19,10 +19,10 @@ const KEY_PATTERN = /(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})(?:&([0-9a-fA
 export function parseSubnetKey(key: string): SubnetKeyParts | undefined {
   const match = KEY_PATTERN.exec(key);
   if (!match) return undefined;
-  const noIpv4 = `${match[1]}-${match[2]}` === NO_IPV4_KEY_PART;
-  const subnet = noIpv4 ? undefined : Ipv4Subnet.tryParse(`${match[1]}/${match[2]}`);
+  const parsed = Ipv4Subnet.tryParse(`${match[1]}/${match[2]}`);
   // A key whose address has host bits set is not one flannel would write: treat it as malformed.
-  if (!noIpv4 && (!subnet || formatIpv4(subnet.network) !== match[1])) return undefined;
+  if (!parsed || formatIpv4(parsed.network) !== match[1]) return undefined;
+  const subnet = namesNoIpv4(parsed) ? undefined : parsed;
   if (match[3] === undefined) return subnet && { subnet };
   const prefixLength = Number(match[4]);
   const address = tryParseIpv6(match[3]);
@@ -61,8 +61,9 @@ export function subnetsClaimedByKey(key: string): ClaimedSubnets {
   const name = key.slice(key.lastIndexOf("/") + 1);
   const claimed: ClaimedSubnets = {};
   const v4 = LOOSE_V4.exec(name);
+  const subnet = v4 ? Ipv4Subnet.tryParse(`${v4[1]}/${v4[2]}`) : undefined;
   // 0.0.0.0-0 is an IPv6-only lease's "no IPv4": it claims nothing (as a /0 it would overlap everything).
-  if (v4 && `${v4[1]}-${v4[2]}` !== NO_IPV4_KEY_PART) claimed.subnet = Ipv4Subnet.tryParse(`${v4[1]}/${v4[2]}`);
+  if (subnet && !(namesNoIpv4(subnet) && formatIpv4(subnet.network) === v4?.[1])) claimed.subnet = subnet;
   const v6 = LOOSE_V6.exec(name);
   if (v6) claimed.ipv6Subnet = Ipv6Subnet.tryParse(`${v6[1]}/${v6[2]}`);
   return claimed;
@@ -78,7 +79,7 @@ export function subnetKeyProblem(key: string): string {
   const v4 = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})$/.exec(v4Text);
   const subnet = v4 ? Ipv4Subnet.tryParse(`${v4[1]}/${v4[2]}`) : undefined;
   if (!v4 || !subnet) return `not a subnet key: its IPv4 part "${v4Text}" is not a.b.c.d-len (expected ${example})`;
-  if (v4Text === NO_IPV4_KEY_PART && amp < 0) return `not a subnet key: ${NO_IPV4_KEY_PART} names no IPv4 subnet and the key has no IPv6 part (expected ${example})`;
+  if (namesNoIpv4(subnet) && formatIpv4(subnet.network) === v4[1] && amp < 0) return `not a subnet key: ${NO_IPV4_KEY_PART} names no IPv4 subnet and the key has no IPv6 part (expected ${example})`;
   if (formatIpv4(subnet.network) !== v4[1]) return `not a subnet key: its IPv4 part "${v4Text}" has host bits set (${subnet} would be ${subnetKeyName({ subnet })})`;
   if (amp < 0) return `not a subnet key (expected ${example})`;
   const v6Text = name.slice(amp + 1);
@@ -95,6 +96,14 @@ export function subnetKeyProblem(key: string): string {
 export function describeSubnets(parts: SubnetKeyParts): string {
   if (!parts.subnet) return parts.ipv6Subnet.toString();
   return parts.ipv6Subnet ? `${parts.subnet} and ${parts.ipv6Subnet}` : parts.subnet.toString();
+}
+
+/**
+ * 0.0.0.0/0, flanneld's empty IP4Net: an IPv6-only key's IPv4 part (written 0.0.0.0-0; flanneld
+ * reads 0.0.0.0-00 the same), which names no subnet.
+ */
+function namesNoIpv4(subnet: Ipv4Subnet): boolean {
+  return subnet.network === 0 && subnet.prefixLength === 0;
 }
 
 /** The subnets as a lease holds them, or undefined when neither family is given. */

@@ -77,6 +77,13 @@ describe("subnet keys (flannel-compat §1.1)", () => {
     expect(key.endsWith(subnetKeyName(parts!))).toBe(true);
   });
 
+  it("reads 0.0.0.0-00 as flanneld does (its empty IP4Net, so IPv6-only; found by the fuzz walk), and names it 0.0.0.0-0", () => {
+    const parts = parseSubnetKey("/x/subnets/0.0.0.0-00&fd66:0:0:6::-64");
+    expect(parts?.subnet).toBeUndefined();
+    expect(subnetKeyName(parts!)).toBe("0.0.0.0-0&fd66:0:0:6::-64");
+    expect(subnetsClaimedByKey("/x/subnets/0.0.0.0-00&fd66:0:0:6::-64").subnet).toBeUndefined();
+  });
+
   it.each(["/p/subnets/10.66.36.0", "/p/subnets/10.66.36.1-24", "/p/subnets/10.66.36.0-33", "/p/subnets/999.1.1.0-24", "/p/subnets/garbage", "/p/subnets/10.42.0.0-24&fc00:::1-64", "/p/subnets/10.42.0.0-24&fc00::-129", "/p/subnets/10.42.0.0-24&fc00::1-64", "/p/subnets/0.0.0.0-0", "/p/subnets/0.0.0.0-0&fc00::1-64", "/p/subnets/0.0.0.0-0&zz-64"])(
     "rejects %s",
     (key) => {

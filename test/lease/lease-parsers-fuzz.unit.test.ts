@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { formatLeaseValue, parseLeaseValue } from "../../src/lease/lease-value.js";
 import { parseSubnetKey, sameSubnets, subnetKeyName, subnetKeyProblem, subnetsClaimedByKey } from "../../src/lease/subnet-key.js";
+import { decodeLease } from "../../src/lease/stored-lease.js";
 import { seededRandom } from "../support/seeded-random.js";
 
 /**
@@ -9,7 +10,7 @@ import { seededRandom } from "../support/seeded-random.js";
  * with a message, and whatever parses must survive a format/parse round trip.
  */
 
-const SEEDS = ["10.66.52.0-24&fd66:0:0:6::-64", "10.66.36.0-24", "10.42.0.0-24&fc00::-64", "10.66.5.0-24&::ffff:1.2.3.4-128"];
+const SEEDS = ["10.66.52.0-24&fd66:0:0:6::-64", "10.66.36.0-24", "10.42.0.0-24&fc00::-64", "10.66.5.0-24&::ffff:1.2.3.4-128", "0.0.0.0-0&fd66:0:0:6::-64"];
 const KEY_ALPHABET = "0123456789abcdefABCDEF:.-&/%zg ";
 
 function mutate(text: string, random: () => number): string {
@@ -78,5 +79,30 @@ describe("lease parsers under random input", () => {
       expect(parseLeaseValue(formatLeaseValue(attrs))).toEqual(attrs);
     }
     expect(parsed).toBeGreaterThan(500);
+  });
+
+  it("IPv6-only leases (0.0.0.0-0&…): decodeLease throws only Errors that name the key, and what decodes has a PublicIPv6", () => {
+    const random = seededRandom(37);
+    const key = "/coreos.com/network/subnets/0.0.0.0-0&fd66:0:0:6::-64";
+    const base = '{"PublicIP":"0.0.0.0","PublicIPv6":"fd77::11","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"5a:fb:51:d3:e0:c0"}}';
+    const alphabet = '{}[]":,0123456789abcdef.PublicIPv6 nul';
+    let decoded = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const chars = [...base];
+      for (let edit = 0; edit < 1 + Math.floor(random() * 3); edit++) {
+        chars.splice(Math.floor(random() * chars.length), 1, alphabet[Math.floor(random() * alphabet.length)] as string);
+      }
+      try {
+        const lease = decodeLease({ key, value: chars.join(""), leaseId: "5", modRevision: "1" });
+        decoded++;
+        expect(lease.subnet).toBeUndefined();
+        expect(lease.attrs.publicIP).toBe("0.0.0.0");
+        expect(lease.attrs.publicIPv6).not.toBeNull();
+      } catch (error) {
+        expect(error).toBeInstanceOf(Error);
+        expect((error as Error).message.startsWith(`${key}: `)).toBe(true);
+      }
+    }
+    expect(decoded).toBeGreaterThan(500);
   });
 });
