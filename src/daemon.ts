@@ -195,7 +195,7 @@ export class Daemon {
     this.notifier.status(`reading the network config at ${store.configKey}`);
     const { config, factory } = await this.readNetworkConfig(store);
     // After the config, as flanneld: a dual-stack network needs the interface's IPv6 address too.
-    const external = await selectExternalInterface(options.interfaceSelection, { ipv6: config.enableIPv6 });
+    const external = await selectExternalInterface(options.interfaceSelection, { ipv6: config.enableIPv6, ipv4: config.enableIPv4 });
     const v6 = external.addressV6 !== undefined ? `, IPv6 ${external.addressV6}, public IPv6 ${external.publicIPv6 ?? external.addressV6}` : "";
     logger.info(
       {
@@ -207,7 +207,7 @@ export class Daemon {
         mtu: external.mtu,
         selectedBy: external.selectedBy,
       },
-      `using interface ${external.name} (${external.address}), public IP ${external.publicIP}${v6}`,
+      `using interface ${external.name} (${external.address ?? "no IPv4"}), public IP ${external.publicIP ?? "none"}${v6}`,
     );
     if (!config.enableIPv6 && options.interfaceSelection.publicIPv6) {
       logger.warn({ publicIPv6: options.interfaceSelection.publicIPv6 }, "--public-ipv6 is unused: the network config does not enable IPv6 (EnableIPv6)");
@@ -229,7 +229,7 @@ export class Daemon {
     const network: Network = {
       config,
       mtu: registration.mtu,
-      attrs: { publicIP: config.ipv4 ? external.publicIP : NO_PUBLIC_IP, publicIPv6: config.enableIPv6 ? (external.publicIPv6 ?? null) : null, ...registration.attrs },
+      attrs: { publicIP: (config.ipv4 && external.publicIP) || NO_PUBLIC_IP, publicIPv6: config.enableIPv6 ? (external.publicIPv6 ?? null) : null, ...registration.attrs },
     };
 
     const wiring: Wiring = {

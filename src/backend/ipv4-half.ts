@@ -1,4 +1,5 @@
 import type { NetworkConfig } from "../config/network-config.js";
+import type { ExternalInterface } from "../config/external-interface.js";
 import type { Lease } from "../lease/types.js";
 import type { Ipv4Subnet } from "../net/ipv4.js";
 import type { Refusal } from "./peer-table.js";
@@ -22,6 +23,18 @@ export function refuseIpv6OnlyNetwork(network: NetworkConfig, backend: string): 
 export function ipv4NetworkOf(network: NetworkConfig, backend: string): Ipv4Subnet {
   if (!network.ipv4) refuseIpv6OnlyNetwork(network, backend);
   return (network.ipv4 as NonNullable<NetworkConfig["ipv4"]>).network;
+}
+
+/**
+ * The external interface's IPv4 address and PublicIP on a network with IPv4: interface selection
+ * requires one there, so a missing one is a bug in the caller.
+ */
+export function externalIpv4(external: ExternalInterface, backend: string): { address: string; publicIP: string } {
+  const { address, publicIP } = external;
+  if (address === undefined || publicIP === undefined) {
+    throw new Error(`${backend}: the network leases IPv4 but the external interface ${external.name} has no IPv4 address; give it one or pick another with --iface`);
+  }
+  return { address, publicIP };
 }
 
 /** The own lease's IPv4 subnet on a network with IPv4; a lease without one is the control plane's bug. */

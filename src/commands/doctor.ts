@@ -68,7 +68,7 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
   const config = parseNetworkConfig(configKey.value);
   const factory = findBackend(config.backend.type);
   // As the daemon: a dual-stack network's backend needs the interface's IPv6 address for its v6 objects.
-  const external = await selectExternalInterface(interfaceSelectionFromArgs(args), { ipv6: config.enableIPv6 });
+  const external = await selectExternalInterface(interfaceSelectionFromArgs(args), { ipv6: config.enableIPv6, ipv4: config.enableIPv4 });
   const logger = createLogger({ name: "weft-doctor", level: "warn" });
   const backend = factory.create({
     network: config,
@@ -97,7 +97,7 @@ export async function diagnose(store: EtcdStore, args: DoctorArgs): Promise<Doct
       if (risky.length > 0 && !args.force) {
         throw new Error(
           `--repair would change the device itself: ${risky.map(describeReconcileChange).join("; ")}. If this doctor's --iface/--public-ip/--state-dir ` +
-            `(${external.name}, ${external.publicIP}, ${args["state-dir"]}) differ from the daemon's, that moves the device to the wrong ` +
+            `(${external.name}, ${external.publicIP ?? external.publicIPv6 ?? "-"}, ${args["state-dir"]}) differ from the daemon's, that moves the device to the wrong ` +
             "interface or gives it a new MAC and cuts this host off its peers: pass the daemon's flags, or add --force to make these changes",
         );
       }

@@ -39,8 +39,10 @@ export function findOwnLease(leases: readonly Lease[], fromFile: IpSubnet | unde
 export function ownLeaseClues(
   config: NetworkConfig,
   env: SubnetEnv | undefined,
-  external: { publicIP: string; publicIPv6?: string },
+  external: { name: string; publicIP?: string; publicIPv6?: string },
 ): { fromFile: IpSubnet | undefined; address: string } {
   const fromFile = env && (config.ipv4 ? previousSubnet(env) : previousIpv6Subnet(env));
-  return { fromFile, address: ownHostAddress(config.ipv4 !== undefined, external) ?? external.publicIP };
+  const address = ownHostAddress(config.ipv4 !== undefined, external);
+  if (address === undefined) throw new Error(`interface ${external.name} gives this host no address its leases carry (no ${config.ipv4 ? "IPv4" : "IPv6"} address)`);
+  return { fromFile, address };
 }

@@ -4,10 +4,13 @@ export interface ExternalInterface {
   name: string;
   /** Kernel interface index. */
   index: number;
-  /** The interface's own IPv4 address: sockets bind to it, vxlan uses it as local. */
-  address: string;
-  /** What the lease advertises and peers send to: --public-ip, or `address`. */
-  publicIP: string;
+  /**
+   * The interface's own IPv4 address: sockets bind to it, vxlan uses it as local. Absent only in
+   * an IPv6-only network (EnableIPv4: false) on an interface without IPv4.
+   */
+  address?: string;
+  /** What the lease advertises and peers send to: --public-ip, or `address` (absent with it). */
+  publicIP?: string;
   mtu: number;
   /**
    * The interface's own IPv6 address (dual-stack networks): the v6 vxlan device's local, the

@@ -34,9 +34,14 @@ export interface InterfaceSelectionOptions {
   netns?: string;
 }
 
-/** Which families the network leases: `ipv6` is the network config's EnableIPv6. */
+/** Which families the network leases: `ipv6` is the network config's EnableIPv6, `ipv4` its EnableIPv4 (default true). */
 export interface AddressFamilies {
   ipv6: boolean;
+  /**
+   * false (an IPv6-only network): the interface is chosen by its IPv6 address, as flanneld's
+   * ipv6Stack (the IPv6 default route, IPv6 addresses for --iface-regex), and needs no IPv4.
+   */
+  ipv4?: boolean;
 }
 
 /** The choice plus how it was made, so the daemon's start-up log says why. */
@@ -53,17 +58,14 @@ export async function selectExternalInterface(options: InterfaceSelectionOptions
   // Written as Go prints it, as flanneld's lease would carry it (FD00:0::1 → fd00::1).
   const publicIPv6 = options.publicIPv6?.trim() ? canonicalIpv6(options.publicIPv6.trim(), "--public-ipv6") : undefined;
   const dualStack = families.ipv6;
+  const ipv6Only = families.ipv6 && families.ipv4 === false;
   const regexes = options.ifaceRegexes.map((pattern) => compileRegex(pattern));
   const interfaces = await listInterfaces(options.netns);
   const found = (choice: Choice): SelectedInterface => {
-    const selected: SelectedInterface = {
-      name: choice.iface.name,
-      index: choice.iface.index,
-      address: choice.address,
-      publicIP: publicIP ?? choice.address,
-      mtu: choice.iface.mtu,
-      selectedBy: choice.selectedBy,
-    };
+    const selected: SelectedInterface = { name: choice.iface.name, index: choice.iface.index, mtu: choice.iface.mtu, selectedBy: choice.selectedBy };
+    if (choice.address !== undefined) selected.address = choice.address;
+    const advertised = publicIP ?? choice.address;
+    if (advertised !== undefined) selected.publicIP = advertised;
     if (!dualStack) return selected;
     const addressV6 = ipv6AddressOf(choice, publicIPv6, interfaces);
     return { ...selected, addressV6, publicIPv6: publicIPv6 ?? addressV6 };
@@ -72,12 +74,12 @@ export async function selectExternalInterface(options: InterfaceSelectionOptions
   if (options.ifaces.length > 0 || regexes.length > 0) {
     const tried: string[] = [];
     for (const given of options.ifaces) {
-      const result = byIfaceOption(interfaces, given.trim());
+      const result = byIfaceOption(interfaces, given.trim(), ipv6Only);
       if ("iface" in result) return found(result);
       tried.push(`--iface=${given}: ${result.failure}`);
     }
     for (const { pattern, regex } of regexes) {
-      const result = byRegex(interfaces, pattern, regex, dualStack);
+      const result = ipv6Only ? byIpv6Regex(interfaces, pattern, regex) : byRegex(interfaces, pattern, regex, dualStack);
       if ("iface" in result) return found(result);
       tried.push(`--iface-regex=${pattern}: ${result.failure}`);
     }
@@ -92,10 +94,10 @@ export async function selectExternalInterface(options: InterfaceSelectionOptions
     if (tryParseIpv4(canReach) === undefined && tryParseIpv6(canReach) === undefined) {
       throw new Error(`--iface-can-reach: "${canReach}" is not an IPv4 or IPv6 address`);
     }
-    return found(await byRoute(interfaces, canReach, options.netns));
+    return found(await byRoute(interfaces, canReach, options.netns, ipv6Only));
   }
 
-  if (publicIP !== undefined) {
+  if (publicIP !== undefined && !ipv6Only) {
     const owner = interfaces.find((iface) => iface.addresses.includes(publicIP));
     if (!owner) {
       throw new Error(
@@ -113,11 +115,12 @@ export async function selectExternalInterface(options: InterfaceSelectionOptions
           `if it is a NAT address, also give --iface=<name> or --iface-can-reach=<peer address>`,
       );
     }
-    const choice = withIpv4(owner, `--public-ipv6=${publicIPv6} (owned by ${owner.name})`);
+    const choice = withIpv4(owner, `--public-ipv6=${publicIPv6} (owned by ${owner.name})`, ipv6Only);
     if (!("iface" in choice)) throw new Error(`--public-ipv6=${publicIPv6}: ${choice.failure}; a dual-stack host needs both families on one interface`);
     return found({ ...choice, addressV6: publicIPv6 });
   }
 
+  if (ipv6Only) return found((await byIpv6DefaultRoute(interfaces, options.netns)) ?? (await byDefaultRoute(interfaces, options.netns)));
   const byDefault = await byDefaultRoute(interfaces, options.netns);
   if (dualStack) await checkIpv6DefaultRoute(byDefault.iface, interfaces, options.netns);
   return found(byDefault);
@@ -125,7 +128,8 @@ export async function selectExternalInterface(options: InterfaceSelectionOptions
 
 interface Choice {
   iface: InterfaceInfo;
-  address: string;
+  /** Its IPv4 address; absent only in an IPv6-only network. */
+  address?: string;
   /** The IPv6 address the option itself named (an IPv6 --iface, a regex match, a route's source). */
   addressV6?: string;
   selectedBy: string;
@@ -157,13 +161,20 @@ function ipv6AddressOf(choice: Choice, publicIPv6: string | undefined, interface
   );
 }
 
-function withIpv4(iface: InterfaceInfo, selectedBy: string): Choice | { failure: string } {
+/** The interface with its first IPv4 address; without one a failure, unless the network is IPv6-only. */
+function withIpv4(iface: InterfaceInfo, selectedBy: string, ipv6Only = false): Choice | { failure: string } {
+  if (ipv6Only) return withAnyIpv4(iface, selectedBy);
   const address = iface.addresses[0];
-  if (address === undefined) return { failure: `${iface.name} has no usable IPv4 address` };
-  return { iface, address, selectedBy };
+  return address === undefined ? { failure: `${iface.name} has no usable IPv4 address` } : { iface, address, selectedBy };
 }
 
-function byIfaceOption(interfaces: InterfaceInfo[], given: string): Attempt {
+/** An IPv6-only network's choice: the interface's IPv4 address when it has one (its leases never use it), else none. */
+function withAnyIpv4(iface: InterfaceInfo, selectedBy: string): Choice {
+  const address = iface.addresses[0];
+  return address === undefined ? { iface, selectedBy } : { iface, address, selectedBy };
+}
+
+function byIfaceOption(interfaces: InterfaceInfo[], given: string, ipv6Only: boolean): Attempt {
   if (tryParseIpv4(given) !== undefined) {
     const owner = interfaces.find((iface) => iface.addresses.includes(given));
     if (!owner) return { failure: "no interface has this address" };
@@ -174,14 +185,25 @@ function byIfaceOption(interfaces: InterfaceInfo[], given: string): Attempt {
     const address = formatIpv6(v6);
     const owner = interfaces.find((iface) => iface.ipv6Addresses.includes(address));
     if (!owner) return { failure: "no interface has this IPv6 address (global or ULA)" };
-    const choice = withIpv4(owner, `--iface=${given} (IPv6 address of ${owner.name})`);
+    const choice = withIpv4(owner, `--iface=${given} (IPv6 address of ${owner.name})`, ipv6Only);
     return "iface" in choice ? { ...choice, addressV6: address } : choice;
   }
   const iface = interfaces.find((candidate) => candidate.name === given);
   if (!iface) return { failure: "no such interface" };
   const address = iface.addresses[0];
-  if (address === undefined) return { failure: "it has no usable IPv4 address" };
+  if (address === undefined) return ipv6Only ? withAnyIpv4(iface, `--iface=${given}`) : { failure: "it has no usable IPv4 address" };
   return { iface, address, selectedBy: `--iface=${given}` };
+}
+
+/** An IPv6-only network's --iface-regex: IPv6 addresses first across all interfaces, then names (flanneld's ipv6Stack). */
+function byIpv6Regex(interfaces: InterfaceInfo[], pattern: string, regex: RegExp): Attempt {
+  for (const iface of interfaces) {
+    const addressV6 = iface.ipv6Addresses.find((candidate) => regex.test(candidate));
+    if (addressV6 !== undefined) return { ...withAnyIpv4(iface, `--iface-regex=${pattern} (IPv6 address ${addressV6})`), addressV6 };
+  }
+  const named = interfaces.find((iface) => regex.test(iface.name) && iface.ipv6Addresses.length > 0);
+  if (named) return withAnyIpv4(named, `--iface-regex=${pattern} (name ${named.name})`);
+  return { failure: "matches no interface name (with a usable IPv6 address) or IPv6 address" };
 }
 
 function byRegex(interfaces: InterfaceInfo[], pattern: string, regex: RegExp, dualStack: boolean): Attempt {
@@ -209,7 +231,7 @@ function byRegex(interfaces: InterfaceInfo[], pattern: string, regex: RegExp, du
   };
 }
 
-async function byRoute(interfaces: InterfaceInfo[], target: string, netns: string | undefined): Promise<Choice> {
+async function byRoute(interfaces: InterfaceInfo[], target: string, netns: string | undefined, ipv6Only: boolean): Promise<Choice> {
   let output: unknown;
   try {
     output = await ipJson(["route", "get", target], netns);
@@ -230,7 +252,7 @@ async function byRoute(interfaces: InterfaceInfo[], target: string, netns: strin
   // The kernel's preferred source is exactly the address peers would see from us, in the target's family.
   const prefsrc = typeof route.prefsrc === "string" ? route.prefsrc : undefined;
   if (tryParseIpv4(target) === undefined) {
-    const choice = withIpv4(iface, selectedBy);
+    const choice = withIpv4(iface, selectedBy, ipv6Only);
     if (!("iface" in choice)) throw new Error(`--iface-can-reach=${target}: route uses ${iface.name}, which has no usable IPv4 address`);
     const source = prefsrc !== undefined ? tryParseIpv6(prefsrc) : undefined;
     return source !== undefined && iface.ipv6Addresses.includes(formatIpv6(source)) ? { ...choice, addressV6: formatIpv6(source) } : choice;
@@ -261,6 +283,18 @@ async function byDefaultRoute(interfaces: InterfaceInfo[], netns: string | undef
       : `the IPv4 default route uses an interface without a usable IPv4 address (${JSON.stringify(routes)}); ` +
           `give --iface=<name or address> (interfaces here: ${describeInterfaces(interfaces)})`,
   );
+}
+
+/** An IPv6-only network's default: the IPv6 default route's interface; undefined without one (then the IPv4 default route's). */
+async function byIpv6DefaultRoute(interfaces: InterfaceInfo[], netns: string | undefined): Promise<Choice | undefined> {
+  const routes = asArray(await ipJson(["-6", "route", "show", "default"], netns), "ip -6 route show default");
+  for (const route of routes) {
+    const iface = interfaces.find((candidate) => candidate.name === routeDev(route));
+    if (!iface || iface.ipv6Addresses.length === 0) continue;
+    const via = typeof route.gateway === "string" ? ` via ${route.gateway}` : "";
+    return withAnyIpv4(iface, `IPv6 default route${via} dev ${iface.name}`);
+  }
+  return undefined;
 }
 
 /**

@@ -29,8 +29,9 @@ export function hostAddressFlag(attrs: Pick<LeaseAttrs, "publicIP">): "--public-
  * The address this host's own leases carry: its PublicIP (--public-ip), or in a network without
  * IPv4 its PublicIPv6 (--public-ipv6, else the interface's IPv6 address).
  */
-export function ownHostAddress(leasesIpv4: boolean, external: { publicIP: string; publicIPv6?: string }): string | undefined {
-  return hostAddress({ publicIP: leasesIpv4 ? external.publicIP : NO_PUBLIC_IP, publicIPv6: external.publicIPv6 ?? null });
+export function ownHostAddress(leasesIpv4: boolean, external: { publicIP?: string; publicIPv6?: string }): string | undefined {
+  if (leasesIpv4) return external.publicIP;
+  return hostAddress({ publicIP: NO_PUBLIC_IP, publicIPv6: external.publicIPv6 ?? null });
 }
 
 /**

@@ -302,3 +302,33 @@ describe("selectExternalInterface for a dual-stack network (EnableIPv6)", () => 
     });
   }
 });
+
+describe("selectExternalInterface in an IPv6-only network (EnableIPv4: false): by IPv6, no IPv4 needed", () => {
+  const v6only = { ipv6: true, ipv4: false };
+  const cases: { name: string; options: Partial<Parameters<typeof selectExternalInterface>[0]>; expected: Record<string, unknown> }[] = [
+    { name: "nothing given: the IPv6 default route's interface, which has no IPv4", options: {}, expected: { name: "c1", addressV6: "fd00:31::1", publicIPv6: "fd00:31::1", selectedBy: "IPv6 default route via fd00:31::254 dev c1" } },
+    { name: "--iface by name of an IPv6-only interface", options: { ifaces: ["c1"] }, expected: { name: "c1", addressV6: "fd00:31::1", selectedBy: "--iface=c1" } },
+    { name: "--iface by its IPv6 address", options: { ifaces: ["fd00:31::1"] }, expected: { name: "c1", addressV6: "fd00:31::1", selectedBy: "--iface=fd00:31::1 (IPv6 address of c1)" } },
+    { name: "--iface-regex over IPv6 addresses alone (flanneld's ipv6Stack)", options: { ifaceRegexes: ["^fd00:31:"] }, expected: { name: "c1", addressV6: "fd00:31::1", selectedBy: "--iface-regex=^fd00:31: (IPv6 address fd00:31::1)" } },
+    { name: "only --public-ipv6 → its owner", options: { publicIPv6: "fd00:31::1" }, expected: { name: "c1", addressV6: "fd00:31::1", publicIPv6: "fd00:31::1" } },
+  ];
+  for (const { name, options, expected } of cases) {
+    it(name, async () => {
+      const selected = await selectExternalInterface({ ...none, ...options, netns: nsC }, v6only);
+      expect(selected).toMatchObject(expected);
+      expect(selected.address).toBeUndefined();
+      expect(selected.publicIP).toBeUndefined();
+    });
+  }
+
+  it("an interface that also has IPv4 keeps it (unused by IPv6-only leases); one without a usable IPv6 address is refused", async () => {
+    const both = await selectExternalInterface({ ...none, ifaces: ["c0"], netns: nsC }, v6only);
+    expect(both).toMatchObject({ name: "c0", address: "10.3.0.1", addressV6: "fd00:3::1" });
+    await expect(selectExternalInterface({ ...none, ifaces: ["c2"], netns: nsC }, v6only)).rejects.toThrow(/interface c2 \(--iface=c2\) has no usable IPv6 address/);
+    await expect(selectExternalInterface({ ...none, ifaceRegexes: ["^10\\."], netns: nsC }, v6only)).rejects.toThrow(/matches no interface name \(with a usable IPv6 address\) or IPv6 address/);
+  });
+
+  it("the same interface without IPv4 is refused when the network leases IPv4", async () => {
+    await expect(selectExternalInterface({ ...none, ifaces: ["c1"], netns: nsC }, { ipv6: true })).rejects.toThrow(/--iface=c1: it has no usable IPv4 address/);
+  });
+});

@@ -8,7 +8,7 @@ import { formatIpv4 } from "../../net/ipv4.js";
 import { formatIpv6, type Ipv6Subnet } from "../../net/ipv6.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
 import { sameSubnets } from "../../lease/subnet-key.js";
-import { ipv4NetworkOf, ownIpv4Subnet } from "../ipv4-half.js";
+import { externalIpv4, ipv4NetworkOf, ownIpv4Subnet } from "../ipv4-half.js";
 import { exportEngineCounters } from "../../engine/engine-metrics.js";
 import { engineFdList, openEngine, type Engine, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
 import { closeFds, parkFds } from "../../engine/handover/fd-handover.js";
@@ -284,7 +284,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     const options: SnapshotEngineOptions = {
       ...spec.engine,
       netns: this.placement.netns,
-      bindAddress: this.context.external.address,
+      bindAddress: externalIpv4(this.context.external, this.type).address,
       icmpSource: formatIpv4(ownIpv4Subnet(own).network),
       ...(v6 ? { bindAddressV6: this.context.external.addressV6 } : {}),
       ...(v6 && own.ipv6Subnet ? { icmpSourceV6: formatIpv6(own.ipv6Subnet.network) } : {}),

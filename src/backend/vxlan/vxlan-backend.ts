@@ -8,7 +8,7 @@ import { ownedRoutes } from "../../kernel/owned-routes.js";
 import { networkAddressText, type IpSubnet } from "../../net/ip-subnet.js";
 import type { Ipv6Subnet } from "../../net/ipv6.js";
 import type { Ipv4Subnet } from "../../net/ipv4.js";
-import { ownIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
+import { externalIpv4, ownIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
 import type { Lease } from "../../lease/types.js";
 import { formatVxlanBackendData, parseVxlanBackendData, type VxlanBackendData } from "./backend-data.js";
 import { ensureVxlanAddress, ensureVxlanDevice, type VxlanDeviceSpec } from "./device.js";
@@ -75,7 +75,7 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
       mtu: underlayMtu - overhead,
       txChecksumOffload: this.options.txChecksumOffload,
     });
-    this.spec = context.network.ipv4 ? device(vxlanDeviceName(this.options.vni), context.external.address, VXLAN_OVERHEAD) : undefined;
+    this.spec = context.network.ipv4 ? device(vxlanDeviceName(this.options.vni), externalIpv4(context.external, "vxlan").address, VXLAN_OVERHEAD) : undefined;
     // flannel-v6.N gets what the kernel allows over an IPv6 underlay (options.ts).
     this.specV6 = this.dualStack ? device(vxlanV6DeviceName(this.options.vni), this.localV6(), VXLAN_V6_OVERHEAD) : undefined;
   }
