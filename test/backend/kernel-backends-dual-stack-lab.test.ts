@@ -29,9 +29,8 @@ import type { Backend } from "../../src/backend/backend.js";
 import type { Lease } from "../../src/lease/types.js";
 import { previousSubnet, readSubnetEnv, writeSubnetEnv } from "../../src/host/subnet-env.js";
 import { Ipv6Subnet } from "../../src/net/ipv6.js";
-import { weftCliPath } from "../../src/lab/lab-daemon.js";
+import { expectDoctorRepairsIpv6Route, useDaemonLab } from "./daemon-lab.js";
 import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
-import { withDaemonPaused } from "../support/paused-daemon.js";
 
 const HOSTS = ["h1", "h2", "h3"];
 
@@ -90,24 +89,10 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a dual-stack 3-host la
  * control plane acquires the dual-stack leases, the kernel backends program both families.
  */
 describe.each(["vxlan", "host-gw"])("weft run with kernel backend %s in lab up --ipv6 (real daemons)", (type) => {
-  const name = uniquePrefix(type === "vxlan" ? "wr6v" : "wr6h").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-dual-stack-daemons-${name}`);
-  let lab: Lab;
-  const doctor = (host: string, extra: string[] = []) =>
-    lab.host(host).exec(process.execPath, [
-      weftCliPath(), "doctor", `--etcd-endpoints=${lab.etcdEndpoint}`, `--iface=${lab.host(host).state.underlayDevice}`,
-      `--subnet-file=${lab.host(host).state.subnetFile}`, `--state-dir=${lab.host(host).state.stateDir}`, ...extra,
-    ], { allowFailure: true });
-
-  beforeAll(async () => {
-    lab = await buildLab({ name, labDir, hosts: 3, containersPerHost: 1, backend: type, ipv6: true, daemonArgs: ["--reconcile-interval=30"] });
-  });
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
+  const daemons = useDaemonLab(type === "vxlan" ? "wr6v" : "wr6h", { hosts: 3, containersPerHost: 1, backend: type, ipv6: true, daemonArgs: ["--reconcile-interval=30"] });
 
   it("lab check passes both families; etcd holds flanneld's dual-stack keys and values", async () => {
+    const lab = daemons.lab();
     const { ok, table } = await lab.checkTable();
     const listing = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout;
     console.log(`${type}: weft lab up --ipv6\n${table}\netcdctl get --prefix /coreos.com/network/subnets/:\n${listing}`);
@@ -121,21 +106,9 @@ describe.each(["vxlan", "host-gw"])("weft run with kernel backend %s in lab up -
   });
 
   it("doctor lists the IPv6 objects, finds a deleted IPv6 route and --repair puts it back", async () => {
-    const env = await readSubnetEnv(lab.host("h2").state.subnetFile);
+    const env = await readSubnetEnv(daemons.lab().host("h2").state.subnetFile);
     const subnetV6 = env?.ipv6Subnet === undefined ? undefined : Ipv6Subnet.parse(env.ipv6Subnet).toString();
     expect(subnetV6).toMatch(/^fd66:0:0:[0-9a-f]+::\/64$/);
-    const clean = await doctor("h1");
-    expect(clean.stdout).toContain(`route ${subnetV6} via`);
-    expect(clean.stdout).toContain("in sync");
-    // Paused: the daemon would put the route back on its kernel event before doctor looks.
-    await withDaemonPaused(lab.host("h1").state.daemonPid, async () => {
-      await lab.host("h1").exec("ip", ["-6", "route", "del", subnetV6 as string]);
-      const found = await doctor("h1");
-      expect(found.exitCode, found.stderr).toBe(3);
-      expect(found.stdout).toContain(`add route ${subnetV6} via`);
-      const repaired = await doctor("h1", ["--repair"]);
-      expect(repaired.exitCode, repaired.stderr).toBe(0);
-    });
-    expect((await lab.checkTable()).ok).toBe(true);
+    await expectDoctorRepairsIpv6Route(daemons, "h1", subnetV6 as string);
   });
 });

@@ -13,35 +13,17 @@
  * 0.0.0.0-0&fd66:0:0:<x>::-64 with PublicIP 0.0.0.0, no flannel.1 (vxlan: flannel-v6.1 alone),
  * no IPv4 route to a peer, no `ip weft` table, and `lab check` runs the IPv6 matrix only.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
-import { tmpdir } from "node:os";
-import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
+import { describe, expect, it } from "vitest";
 import { readSubnetEnv } from "../../src/host/subnet-env.js";
 import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
+import { expectDoctorRepairsIpv6Route, useDaemonLab } from "./daemon-lab.js";
 
 describe.each(["vxlan", "host-gw"])("weft run with kernel backend %s in lab up --ipv6-only (real daemons)", (type) => {
-  const name = uniquePrefix(type === "vxlan" ? "wo6v" : "wo6h").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-ipv6-only-daemons-${name}`);
-  let lab: Lab;
-  const doctor = (host: string, extra: string[] = []) =>
-    lab.host(host).exec(process.execPath, [
-      weftCliPath(), "doctor", `--etcd-endpoints=${lab.etcdEndpoint}`, `--iface=${lab.host(host).state.underlayDevice}`,
-      `--subnet-file=${lab.host(host).state.subnetFile}`, `--state-dir=${lab.host(host).state.stateDir}`, ...extra,
-    ], { allowFailure: true });
-
-  beforeAll(async () => {
-    lab = await buildLab({ name, labDir, hosts: 3, containersPerHost: 1, backend: type, ipv6Only: true, daemonArgs: ["--reconcile-interval=30"] });
-  });
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
+  const daemons = useDaemonLab(type === "vxlan" ? "wo6v" : "wo6h", { hosts: 3, containersPerHost: 1, backend: type, ipv6Only: true, daemonArgs: ["--reconcile-interval=30"] });
 
   it("lab check passes the IPv6 matrix (and runs no IPv4 probe); etcd holds flanneld's IPv6-only keys and values", async () => {
+    const lab = daemons.lab();
     const { ok, table, results } = await lab.checkTable();
     const listing = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/"])).stdout;
     console.log(`${type}: weft lab up --ipv6-only\n${table}\netcdctl get --prefix /coreos.com/network/:\n${listing}`);
@@ -62,6 +44,7 @@ describe.each(["vxlan", "host-gw"])("weft run with kernel backend %s in lab up -
   });
 
   it("subnet.env has the IPv6 pair alone; the host has no IPv4 overlay state (no flannel.1, no route into 10.66/16, no ip weft table)", async () => {
+    const lab = daemons.lab();
     const env = await readSubnetEnv(lab.host("h1").state.subnetFile);
     expect(env?.network).toBeUndefined();
     expect(env?.subnetAddress).toBeUndefined();
@@ -81,21 +64,15 @@ describe.each(["vxlan", "host-gw"])("weft run with kernel backend %s in lab up -
   });
 
   it("weft leases shows the IPv6-only leases; doctor finds a deleted IPv6 route and --repair puts it back", async () => {
+    const lab = daemons.lab();
     const leases = await lab.host("h1").exec(process.execPath, [weftCliPath(), "leases", `--etcd-endpoints=${lab.etcdEndpoint}`]);
     expect(leases.stdout).toMatch(/^SUBNET\s+IPV6 SUBNET\s+PUBLIC IP\s+PUBLIC IPV6/);
     expect(leases.stdout).toMatch(/^-\s+fd66:0:0:[0-9a-f]+::\/64\s+-\s+fd77::11\s/m);
     const env = await readSubnetEnv(lab.host("h2").state.subnetFile);
     const subnetV6 = Ipv6Subnet.parse(env?.ipv6Subnet ?? "", "h2 FLANNEL_IPV6_SUBNET").toString();
-    const clean = await doctor("h1");
+    const clean = await daemons.doctor("h1");
     expect(clean.exitCode, clean.stderr).toBe(0);
     expect(clean.stdout).toMatch(/own subnet fd66:0:0:[0-9a-f]+::\/64, 2 peer lease\(s\)/);
-    expect(clean.stdout).toContain(`route ${subnetV6} via`);
-    await lab.host("h1").exec("ip", ["-6", "route", "del", subnetV6]);
-    const found = await doctor("h1");
-    expect(found.exitCode, found.stderr).toBe(3);
-    expect(found.stdout).toContain(`add route ${subnetV6} via`);
-    const repaired = await doctor("h1", ["--repair"]);
-    expect(repaired.exitCode, repaired.stderr).toBe(0);
-    expect((await lab.checkTable()).ok).toBe(true);
+    await expectDoctorRepairsIpv6Route(daemons, "h1", subnetV6);
   });
 });

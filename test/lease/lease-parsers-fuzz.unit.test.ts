@@ -27,6 +27,17 @@ function mutate(text: string, random: () => number): string {
   return chars.join("");
 }
 
+const VALUE_ALPHABET = '{}[]":,0123456789abcdef.PublicIPv6 nul';
+
+/** A lease value with one to three characters replaced from the JSON-ish alphabet. */
+function mutateValue(base: string, random: () => number): string {
+  const chars = [...base];
+  for (let edit = 0; edit < 1 + Math.floor(random() * 3); edit++) {
+    chars.splice(Math.floor(random() * chars.length), 1, VALUE_ALPHABET[Math.floor(random() * VALUE_ALPHABET.length)] as string);
+  }
+  return chars.join("");
+}
+
 /** The value `parse` returns, or undefined when it threw an Error with a message (anything else fails the test). */
 function parsedOrRefused<T>(parse: () => T): T | undefined {
   try {
@@ -65,14 +76,9 @@ describe("lease parsers under random input", () => {
   it("lease values: only Errors, and a parsed value round-trips through flanneld's format", () => {
     const random = seededRandom(23);
     const base = '{"PublicIP":"192.168.77.1","PublicIPv6":"fd77::11","BackendType":"vxlan","BackendData":{"VNI":1},"BackendV6Data":{"VNI":1}}';
-    const alphabet = '{}[]":,0123456789abcdef.PublicIPv6 nul';
     let parsed = 0;
     for (let i = 0; i < 20_000; i++) {
-      const chars = [...base];
-      for (let edit = 0; edit < 1 + Math.floor(random() * 3); edit++) {
-        chars.splice(Math.floor(random() * chars.length), 1, alphabet[Math.floor(random() * alphabet.length)] as string);
-      }
-      const text = chars.join("");
+      const text = mutateValue(base, random);
       const attrs = parsedOrRefused(() => parseLeaseValue(text));
       if (!attrs) continue;
       parsed++;
@@ -85,15 +91,10 @@ describe("lease parsers under random input", () => {
     const random = seededRandom(37);
     const key = "/coreos.com/network/subnets/0.0.0.0-0&fd66:0:0:6::-64";
     const base = '{"PublicIP":"0.0.0.0","PublicIPv6":"fd77::11","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"5a:fb:51:d3:e0:c0"}}';
-    const alphabet = '{}[]":,0123456789abcdef.PublicIPv6 nul';
     let decoded = 0;
     for (let i = 0; i < 10_000; i++) {
-      const chars = [...base];
-      for (let edit = 0; edit < 1 + Math.floor(random() * 3); edit++) {
-        chars.splice(Math.floor(random() * chars.length), 1, alphabet[Math.floor(random() * alphabet.length)] as string);
-      }
       try {
-        const lease = decodeLease({ key, value: chars.join(""), leaseId: "5", modRevision: "1" });
+        const lease = decodeLease({ key, value: mutateValue(base, random), leaseId: "5", modRevision: "1" });
         decoded++;
         expect(lease.subnet).toBeUndefined();
         expect(lease.attrs.publicIP).toBe("0.0.0.0");

@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, expect } from "vitest";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { buildLab, teardownLab, type Lab, type LabOptions } from "../../src/lab/lab.js";
+import { uniquePrefix } from "../../src/lab/netns.js";
+import { weftCliPath } from "../../src/lab/lab-daemon.js";
+import type { CommandResult } from "../../src/process/run-command.js";
+import { withDaemonPaused } from "../support/paused-daemon.js";
+
+/**
+ * A lab with real daemons (dist/cli.js `weft run`) for one describe block: built before its tests,
+ * removed after them, with `weft doctor` run on a host with that host's own flags.
+ */
+export interface DaemonLab {
+  lab(): Lab;
+  doctor(host: string, extra?: string[]): Promise<CommandResult>;
+}
+
+export function useDaemonLab(namePrefix: string, options: Omit<LabOptions, "name" | "labDir">): DaemonLab {
+  const name = uniquePrefix(namePrefix).slice(0, -1);
+  const labDir = join(tmpdir(), `weft-daemon-lab-${name}`);
+  let built: Lab | undefined;
+  const lab = (): Lab => {
+    if (!built) throw new Error(`lab ${name} is not built (use it inside tests)`);
+    return built;
+  };
+  beforeAll(async () => {
+    built = await buildLab({ name, labDir, ...options });
+  });
+  afterAll(async () => {
+    await teardownLab({ name, labDir });
+    await rm(labDir, { recursive: true, force: true });
+  });
+  const doctor = (host: string, extra: string[] = []) => {
+    const state = lab().host(host).state;
+    return lab()
+      .host(host)
+      .exec(process.execPath, [
+        weftCliPath(), "doctor", `--etcd-endpoints=${lab().etcdEndpoint}`, `--iface=${state.underlayDevice}`,
+        `--subnet-file=${state.subnetFile}`, `--state-dir=${state.stateDir}`, ...extra,
+      ], { allowFailure: true });
+  };
+  return { lab, doctor };
+}
+
+/** Deletes `host`'s IPv6 route to `subnetV6`; doctor must list it first, find it missing (exit 3), and --repair must put it back. */
+export async function expectDoctorRepairsIpv6Route(daemons: DaemonLab, host: string, subnetV6: string): Promise<void> {
+  const clean = await daemons.doctor(host);
+  expect(clean.stdout).toContain(`route ${subnetV6} via`);
+  expect(clean.stdout).toContain("in sync");
+  // Paused: the daemon would put the route back on its kernel event before doctor looks.
+  await withDaemonPaused(daemons.lab().host(host).state.daemonPid, async () => {
+    await daemons.lab().host(host).exec("ip", ["-6", "route", "del", subnetV6]);
+    const found = await daemons.doctor(host);
+    expect(found.exitCode, found.stderr).toBe(3);
+    expect(found.stdout).toContain(`add route ${subnetV6} via`);
+    const repaired = await daemons.doctor(host, ["--repair"]);
+    expect(repaired.exitCode, repaired.stderr).toBe(0);
+  });
+  expect((await daemons.lab().checkTable()).ok).toBe(true);
+}
