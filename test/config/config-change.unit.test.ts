@@ -16,6 +16,12 @@ describe("incompatibility (a config replaced under a running daemon)", () => {
       '{"Network":"10.66.0.0/16","EnableIPv6":true,"IPv6Network":"fd66::/48","Backend":{"Type":"vxlan"}}',
       "EnableIPv6 false → true, IPv6Network - → fd66::/48, IPv6SubnetLen - → 64, IPv6SubnetMin - → fd66:0:0:1::, IPv6SubnetMax - → fd66:0:0:ffff::",
     ],
+    [
+      "IPv4 turned off (an IPv6-only network: every lease must change its key)",
+      '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd66::/48","Backend":{"Type":"vxlan"}}',
+      "EnableIPv4 true → false, Network 10.66.0.0/16 → -, SubnetLen 24 → -, SubnetMin 10.66.1.0 → -, SubnetMax 10.66.255.0 → -, " +
+        "EnableIPv6 false → true, IPv6Network - → fd66::/48, IPv6SubnetLen - → 64, IPv6SubnetMin - → fd66:0:0:1::, IPv6SubnetMax - → fd66:0:0:ffff::",
+    ],
   ])("%s", (_name, text, expected) => {
     expect(incompatibility(running, parseNetworkConfig(text))).toBe(expected);
   });

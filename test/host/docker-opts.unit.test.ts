@@ -78,6 +78,11 @@ describe("dual-stack subnet file (weft's addition: mk-docker-opts.sh knows no IP
     expect(dockerDaemonJson(parseSubnetEnv(DUAL, "t"), false)).toEqual({ bip: "10.66.52.1/24", "fixed-cidr-v6": "fd66:0:0:6::/64", "ip-masq": false, ipv6: true, mtu: 1450 });
     expect(dockerDaemonJson(parseSubnetEnv(LAB_SUBNET_ENV, "t"), true)).toEqual({ bip: "10.66.36.1/24", mtu: 1472 });
   });
+  it("an IPv6-only file (no FLANNEL_SUBNET): no bip, as mk-docker-opts.sh; ipv6 and fixed-cidr-v6", () => {
+    const v6only = parseSubnetEnv("FLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:6::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n", "t");
+    expect(dockerDaemonJson(v6only, false)).toEqual({ "fixed-cidr-v6": "fd66:0:0:6::/64", "ip-masq": false, ipv6: true, mtu: 1430 });
+    expect([...dockerOptions(v6only, false).keys()]).toEqual(["DOCKER_OPT_MTU", "DOCKER_OPT_IPV6", "DOCKER_OPT_FIXED_CIDR_V6", "DOCKER_OPT_IPMASQ"]);
+  });
   it("an IPv4-only file gets no IPv6 option", () => {
     const options = dockerOptions(parseSubnetEnv(LAB_SUBNET_ENV, "t"), false);
     expect([...options.keys()].filter((name) => name.includes("V6"))).toEqual([]);
