@@ -284,6 +284,7 @@ restart_hitless() {
     # software-emulated VM once \"lost\" the tail of the stream (15 of 1500) with nothing dropped.
     docker run -d --name pinger weft/busybox ping -i 0.01 -c 1500 -W 5 $server_ip >/dev/null
     sleep 4
+    restarted_at=\$(date +%T.%N | cut -c1-12)
     systemctl restart weft
     docker wait pinger >/dev/null
     summary=\"\$(docker logs pinger | grep 'packets transmitted')\"
@@ -292,9 +293,11 @@ restart_hitless() {
     docker rm pinger >/dev/null
     [ \"\$(systemctl show weft -p MainPID --value)\" != \"\$weft_pid_before\" ] || { echo 'weft was not restarted'; exit 1; }
     [ \"\$(systemctl show docker -p MainPID --value)\" = \"\$docker_pid_before\" ] || { echo 'dockerd was restarted with weft'; exit 1; }
+    # What the new process did with the data path (udp: taken from the fd store or not), for a failure too.
+    path_lines=\"\$(journalctl -u weft _PID=\$(systemctl show weft -p MainPID --value) -o short-precise | grep -E 'data path|weft is ready' | cut -c1-260)\"
     case \"\$summary\" in
       *'1500 packets received'*) ;;
-      *) echo \"lost packets: \$summary; unanswered seq \$missing\"; exit 1 ;;
+      *) echo \"lost packets: \$summary; unanswered seq \$missing; restarted at \$restarted_at\"; echo \"\$path_lines\"; exit 1 ;;
     esac
     # udp: the new process must have forwarded on the fds systemd kept in the unit's fd store.
     handed=''
