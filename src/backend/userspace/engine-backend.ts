@@ -23,11 +23,12 @@ import { claimResumedDataPath, discardResumedDataPath, storedFdEntries } from ".
  * every usable peer lease becomes an engine route. Peer bookkeeping (own subnet, own PublicIP,
  * backend type, refusals) is the PeerTable's.
  *
- * Restarts (spec.handover, under a daemon: context.restarts; docs/dataplane.md "Restarts"): the TUN persists, so like a kernel
- * backend's device it outlives the daemon (`weft cleanup` removes it); the engine's options and
- * peers are saved in the state directory; stop() parks the TUN and socket fds in a holder
- * process for the next daemon, which resumes forwarding on them before it talks to etcd
- * (early-resume.ts) and hands the engine to this class, which keeps it if nothing changed.
+ * Restarts (spec.handover, under a daemon: context.restarts; docs/dataplane.md "Restarts"): the
+ * TUN persists, so like a kernel backend's device it outlives the daemon (`weft cleanup` removes
+ * it); the engine's options and peers are saved in the state directory; its fds are kept in
+ * systemd's fd store, or parked by stop() in a holder process, for the next daemon, which resumes
+ * forwarding on them before it talks to etcd (early-resume.ts) and hands the engine to this
+ * class, which keeps it if nothing changed.
  */
 
 export interface EngineBackendSpec {
@@ -194,27 +195,27 @@ export class EngineBackend implements Backend, LeaseSetLoader {
   }
 
   /**
-   * With handover: saves the data path, parks the fds in a holder for the next daemon and
-   * leaves the persistent device; otherwise (or if parking fails) closes the engine.
+   * With handover: saves the data path for the next start and leaves the persistent device; the
+   * fds stay in systemd's fd store, or are parked in a holder for --restart-hold. Otherwise (or
+   * if parking fails) the engine is closed.
    */
   async stop(): Promise<void> {
     await this.queue.run(async () => {
       const engine = this.engine;
-      const options = this.engineOptions;
-      const holdMs = this.context.restarts?.holdMs ?? 0;
-      if (engine && options?.persist && this.storedFdNames.length > 0) {
-        this.saveSnapshot();
-        await this.snapshotWrites.run(async () => undefined);
-        this.closeEngine();
-        this.context.logger.info({ device: engine.tunName }, "data path kept in systemd's fd store for the next start: arriving packets wait in their queues");
-        return;
-      }
-      if (!engine || !options?.persist || holdMs <= 0) {
+      if (!engine || !this.engineOptions?.persist) {
         this.closeEngine();
         return;
       }
       this.saveSnapshot();
       await this.snapshotWrites.run(async () => undefined);
+      const holdMs = this.context.restarts?.holdMs ?? 0;
+      if (this.storedFdNames.length > 0 || holdMs <= 0) {
+        this.closeEngine();
+        if (this.storedFdNames.length > 0) {
+          this.context.logger.info({ device: engine.tunName }, "data path kept in systemd's fd store for the next start: arriving packets wait in their queues");
+        }
+        return;
+      }
       this.unexport?.();
       this.unexport = undefined;
       this.engine = undefined;
