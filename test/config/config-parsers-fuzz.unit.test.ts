@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { parseNetworkConfig } from "../../src/config/network-config.js";
 import { formatSubnetEnv, parseSubnetEnv } from "../../src/host/subnet-env.js";
 import { parseSnapshot } from "../../src/backend/userspace/datapath-snapshot.js";
+import { mutateText, parsedOrRefused } from "../support/fuzz-walk.js";
 import { seededRandom } from "../support/seeded-random.js";
 
 /**
@@ -27,28 +28,7 @@ const SNAPSHOT =
 const ALPHABET = '0123456789abcdef:./-"{}[],:= \nAEFLNTUVXtrue';
 
 function mutate(text: string, random: () => number): string {
-  const chars = [...text];
-  const edits = 1 + Math.floor(random() * 5);
-  for (let i = 0; i < edits; i++) {
-    const at = Math.floor(random() * (chars.length + 1));
-    const char = ALPHABET[Math.floor(random() * ALPHABET.length)] as string;
-    const op = random();
-    if (op < 0.4) chars.splice(at, 1, char);
-    else if (op < 0.7) chars.splice(at, 0, char);
-    else chars.splice(at, 1);
-  }
-  return chars.join("");
-}
-
-/** The parsed value, or undefined when `parse` threw an Error with a message (anything else fails). */
-function parsedOrRefused<T>(parse: () => T): T | undefined {
-  try {
-    return parse();
-  } catch (error) {
-    expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message.length).toBeGreaterThan(0);
-    return undefined;
-  }
+  return mutateText(text, random, ALPHABET, 5);
 }
 
 describe("config, subnet.env and snapshot parsers under random input", () => {

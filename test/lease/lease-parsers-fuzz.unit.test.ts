@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { formatLeaseValue, parseLeaseValue } from "../../src/lease/lease-value.js";
 import { parseSubnetKey, sameSubnets, subnetKeyName, subnetKeyProblem, subnetsClaimedByKey } from "../../src/lease/subnet-key.js";
 import { decodeLease } from "../../src/lease/stored-lease.js";
+import { mutateText, parsedOrRefused } from "../support/fuzz-walk.js";
 import { seededRandom } from "../support/seeded-random.js";
 
 /**
@@ -14,17 +15,7 @@ const SEEDS = ["10.66.52.0-24&fd66:0:0:6::-64", "10.66.36.0-24", "10.42.0.0-24&f
 const KEY_ALPHABET = "0123456789abcdefABCDEF:.-&/%zg ";
 
 function mutate(text: string, random: () => number): string {
-  const chars = [...text];
-  const edits = 1 + Math.floor(random() * 4);
-  for (let i = 0; i < edits; i++) {
-    const at = Math.floor(random() * (chars.length + 1));
-    const char = KEY_ALPHABET[Math.floor(random() * KEY_ALPHABET.length)] as string;
-    const op = random();
-    if (op < 0.4) chars.splice(at, 1, char);
-    else if (op < 0.7) chars.splice(at, 0, char);
-    else chars.splice(at, 1);
-  }
-  return chars.join("");
+  return mutateText(text, random, KEY_ALPHABET, 4);
 }
 
 const VALUE_ALPHABET = '{}[]":,0123456789abcdef.PublicIPv6 nul';
@@ -36,17 +27,6 @@ function mutateValue(base: string, random: () => number): string {
     chars.splice(Math.floor(random() * chars.length), 1, VALUE_ALPHABET[Math.floor(random() * VALUE_ALPHABET.length)] as string);
   }
   return chars.join("");
-}
-
-/** The value `parse` returns, or undefined when it threw an Error with a message (anything else fails the test). */
-function parsedOrRefused<T>(parse: () => T): T | undefined {
-  try {
-    return parse();
-  } catch (error) {
-    expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message.length).toBeGreaterThan(0);
-    return undefined;
-  }
 }
 
 describe("lease parsers under random input", () => {
