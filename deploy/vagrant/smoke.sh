@@ -275,7 +275,45 @@ cross_host() {
 }
 check "weft1 container → weft2 container: ping and HTTP" cross_host
 
+# Where packets could be dropped on one host: every device's drop/error counters, the kernel's
+# UDP/IP counters, and weft's own drop counters (the new process' after a restart), as "name value".
+path_counters() {
+  on "$1" '
+    for f in /sys/class/net/*/statistics/*_dropped /sys/class/net/*/statistics/*_errors /sys/class/net/*/statistics/*_fifo_errors; do
+      [ -r "$f" ] && echo "${f#/sys/class/net/} $(cat "$f")"; done
+    nstat -asz 2>/dev/null | awk "NR > 1 && /Udp|Drop|Discard|Overflow|Fail|Err/ { print \$1, \$2 }"
+    # A subshell: a failed exec redirection (weft not listening) ends the shell it runs in.
+    ( exec 3<>/dev/tcp/127.0.0.1/9471 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 &&
+      grep -E "^weft_[a-z_]*(drop|error|lost)[a-z_]*(\\{.*\\})? [1-9]" <&3 | sed "s/^/weft-now:/" ) 2>/dev/null || true'
+}
+# The counters that moved between two path_counters outputs (weft-now lines: the value at the end).
+counters_moved() {
+  awk 'NR == FNR { before[$1] = $2; next } /^weft-now:/ { print; next } ($1 in before) && $2 != before[$1] { print $1, before[$1], "->", $2 }' "$1" "$2"
+}
 restart_hitless() {
+  path_counters weft1 > "$work/counters1.before" || true
+  path_counters weft2 > "$work/counters2.before" || true
+  local status=0
+  restart_ping > "$work/restart.out" 2>&1 || status=$?
+  cat "$work/restart.out"
+  # Kept after the run ($work is removed): the diagnostics are longer than a failed check shows.
+  [ $status -eq 0 ] || restart_diagnostics | tee /var/tmp/weft-smoke-restart.diag
+  return $status
+}
+restart_diagnostics() {
+  echo "(these diagnostics are kept in /var/tmp/weft-smoke-restart.diag)"
+  path_counters weft1 > "$work/counters1.after" || true
+  path_counters weft2 > "$work/counters2.after" || true
+  echo "--- counters that moved during the check: weft1"; counters_moved "$work/counters1.before" "$work/counters1.after" | head -n 30
+  echo "--- weft2"; counters_moved "$work/counters2.before" "$work/counters2.after" | head -n 30
+  for vm in weft1 weft2; do
+    echo "--- $vm: journalctl -u weft since the restart"
+    on $vm "journalctl -u weft --since '-3min' -o short-precise --no-pager | cut -c1-240 | tail -n 25" || true
+  done
+  # check() prints the last line as the row's detail: keep the verdict last.
+  grep -E '^lost packets|^weft was not|^dockerd was|^the new weft' "$work/restart.out" | tail -n 1
+}
+restart_ping() {
   on weft1 "
     docker_pid_before=\$(systemctl show docker -p MainPID --value)
     weft_pid_before=\$(systemctl show weft -p MainPID --value)
