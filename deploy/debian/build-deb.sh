@@ -100,10 +100,11 @@ if [ -d "$lib/node_modules/raw-socket" ]; then
   rm -rf "$headers"
 fi
 
-# 5. The launcher: always the bundled node, whatever node (if any) is on the PATH.
+# 5. The launcher: always the bundled node, whatever node (if any) is on the PATH, with the
+# daemon's memory-saving V8 flags (src/process/daemon-node-flags.ts says why: 109 → 75 MiB RSS).
 cat >"$stage/usr/bin/weft" <<'LAUNCHER'
 #!/bin/sh
-exec /usr/lib/weft/node/bin/node /usr/lib/weft/dist/cli.js "$@"
+exec /usr/lib/weft/node/bin/node --max-semi-space-size=1 --lite-mode /usr/lib/weft/dist/cli.js "$@"
 LAUNCHER
 chmod 0755 "$stage/usr/bin/weft"
 

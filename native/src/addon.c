@@ -5,7 +5,7 @@
  *                                   (vxlan mode with bindAddressV6; IPv6 addresses as 16-byte Buffers)
  *   counters(handle) -> Float64Array (order: counterNames())       counterNames() -> string[]
  *   maxQueues() -> WEFT_MAX_QUEUES
- *   info(handle) -> { tunName, queues, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow,
+ *   info(handle) -> { tunName, queues, spinMicroseconds, sharedThread, vnetHeader, tunUdpOffload, udpGso, udpGro, reuseportFlow,
  *                     ipv6Underlay, udpGsoV6 }
  *   close(handle)
  *   detach(handle) -> {tun, udp, udp6}   stops the threads, keeps the fds open for the next engine
@@ -351,6 +351,9 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   napi_value v;
   if (get_bool(env, o, "offloads", &opt.offloads) < 0) return NULL;
   if (get_bool(env, o, "sharedThread", &opt.shared_thread) < 0) return NULL;
+  uint32_t spin_us = 0;
+  if (get_uint(env, o, "spinMicroseconds", 100000, &spin_us) < 0) return NULL;
+  opt.spin_us = (int)spin_us;
   int rc;
   rc = get_prop(env, o, "vtepMac", napi_object, &v);
   if (rc < 0 || (rc > 0 && get_mac(env, v, opt.vtep_mac) < 0)) return NULL;
@@ -614,6 +617,8 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   CALL(env, napi_set_named_property(env, obj, "tunName", v));
   CALL(env, napi_create_uint32(env, (uint32_t)h->e->queue_count, &v));
   CALL(env, napi_set_named_property(env, obj, "queues", v));
+  CALL(env, napi_create_uint32(env, (uint32_t)h->e->opt.spin_us, &v));
+  CALL(env, napi_set_named_property(env, obj, "spinMicroseconds", v));
   /* udpGso: still on for every socket (a kernel EIO switches one off for good). */
   int gso = 1, gso6 = h->e->opt.has_v6;
   for (int i = 0; i < h->e->queue_count; i++) {

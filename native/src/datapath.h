@@ -118,6 +118,10 @@ struct engine_options {
   int socket_buffer;       /* SO_RCVBUF/SO_SNDBUF bytes; 0: kernel default */
   int queues;              /* 1..WEFT_MAX_QUEUES; >1: IFF_MULTI_QUEUE TUN + SO_REUSEPORT sockets */
   int shared_thread;       /* 1: one thread per queue serves both directions; 0: one per direction */
+  /* After a queue moved packets, its threads poll without sleeping for this long before they
+   * block (0: block at once). An idle host's wake-ups cost tens of µs each in a VM; a reply
+   * that comes within the window is picked up without one. An idle queue never spins. */
+  int spin_us;
   /* Restarts that drop nothing (docs/dataplane.md "Restarts"): persist sets TUNSETPERSIST, so
    * the device, its addresses and routes outlive this process (a killed daemon's successor
    * re-attaches by name); adopt takes the fds a previous engine detached (engine_detach) instead
@@ -146,6 +150,7 @@ struct queue {
   int udp_gso;             /* UDP_SEGMENT usable on this socket; cleared if the kernel rejects it */
   int udp6_fd;             /* the IPv6 underlay socket (opt.has_v6), else -1 */
   int udp6_gso;            /* as udp_gso, for udp6_fd */
+  uint64_t last_active_ns; /* CLOCK_MONOTONIC when a thread of this queue last moved packets (atomic) */
   uint64_t counters[C_COUNT];
 } __attribute__((aligned(64)));
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "devices.h"
@@ -88,10 +89,30 @@ static void close_fds(struct engine *e) {
  * busy TUN must not starve the socket (a TCP stream's ACKs travel the other way). */
 #define SHARED_BUDGET 16
 
+static uint64_t monotonic_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Reads by this queue so far, in both directions: a change means packets moved. */
+static uint64_t queue_reads(const struct queue *q) {
+  return __atomic_load_n(&q->counters[C_INSIDE_TUN_READS], __ATOMIC_RELAXED) +
+         __atomic_load_n(&q->counters[C_OUTSIDE_RECV_CALLS], __ATOMIC_RELAXED);
+}
+
+/* poll()'s timeout: 0 while work is left over or while the queue moved packets less than
+ * spin_ns ago (the answer to what we just forwarded is likely on its way), else block. */
+static int poll_timeout(const struct queue *q, int more, uint64_t spin_ns) {
+  if (more) return 0;
+  if (!spin_ns) return -1;
+  return monotonic_ns() - __atomic_load_n(&q->last_active_ns, __ATOMIC_RELAXED) < spin_ns ? 0 : -1;
+}
+
 /* The forwarding loop of every thread: poll the queue's TUN fd and/or socket and the wake
  * eventfd, drain what is ready. One direction drains until EAGAIN; both directions take turns
  * of at most SHARED_BUDGET reads each, and after a turn cut short by the budget look again
- * without sleeping. */
+ * without sleeping; after moving packets, keep looking without sleeping for spin_us. */
 static void *forward(void *arg) {
   struct worker *w = arg;
   struct queue *q = w->q;
@@ -111,11 +132,21 @@ static void *forward(void *arg) {
   fds[wake] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
   int ready = (in || !w->inside) && (out || !w->outside); /* else out of memory: give up */
   int more_in = 0, more_out = 0;
+  uint64_t spin_ns = (uint64_t)e->opt.spin_us * 1000u;
   while (ready && !engine_stopping(e)) {
-    if (poll(fds, nfds, more_in || more_out ? 0 : -1) < 0 && errno != EINTR) break;
+    int n = poll(fds, nfds, poll_timeout(q, more_in || more_out, spin_ns));
+    if (n < 0 && errno != EINTR) break;
+    if (n <= 0 && !more_in && !more_out) {
+      /* Spinning and nothing yet: let whatever else is runnable on this core go first (the
+       * process we forward for, the other lab host's thread); spin on idle time only. */
+      sched_yield();
+      continue;
+    }
     if (fds[wake].revents) break;
+    uint64_t reads = spin_ns ? queue_reads(q) : 0;
     if (in) more_in = (fds[tun].revents || more_in) ? inside_drain(in, budget) : 0;
     if (out) more_out = (fds[udp].revents || (v6 && fds[udp6].revents) || more_out) ? outside_drain(out, budget) : 0;
+    if (spin_ns && queue_reads(q) != reads) __atomic_store_n(&q->last_active_ns, monotonic_ns(), __ATOMIC_RELAXED);
   }
   inside_free(in);
   outside_free(out);

@@ -81,6 +81,12 @@ export interface EngineOptions {
    * with more than one queue, false with one (what measured best on 2 cores).
    */
   sharedThread?: boolean;
+  /**
+   * After a queue moved packets, its threads keep polling without sleeping for this long before
+   * they block; a reply arriving meanwhile is forwarded without a thread wake-up (tens of µs in a
+   * VM, four per round trip). An idle queue never spins. Default DEFAULT_SPIN_MICROSECONDS.
+   */
+  spinMicroseconds?: number;
   /** wireguard mode, required. */
   wireguard?: WireguardEngineOptions;
   /**
@@ -180,6 +186,8 @@ export interface WireguardStatus {
 }
 
 const DEFAULT_SOCKET_BUFFER = 4 << 20;
+/** Measured: see docs/dataplane.md "Latency". WEFT_ENGINE_SPIN_US overrides it for experiments. */
+const DEFAULT_SPIN_MICROSECONDS = Number(process.env.WEFT_ENGINE_SPIN_US ?? 0);
 
 function netnsPath(netns: string | undefined): string | undefined {
   if (netns === undefined) return undefined;
@@ -378,6 +386,7 @@ export function openEngine(options: EngineOptions): Engine {
     socketBuffer: options.socketBuffer ?? DEFAULT_SOCKET_BUFFER,
     queues,
     sharedThread: options.sharedThread ?? queues > 1,
+    spinMicroseconds: options.spinMicroseconds ?? DEFAULT_SPIN_MICROSECONDS,
     persist: options.persist ?? false,
     paused: options.paused ?? false,
     ...(options.adopt ? { adopt: options.adopt } : {}),

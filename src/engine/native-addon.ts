@@ -35,6 +35,8 @@ export interface NativeEngineOptions {
   queues?: number;
   /** One thread per queue for both directions instead of one per direction. */
   sharedThread?: boolean;
+  /** After moving packets, poll without sleeping this long before blocking (0: block at once). */
+  spinMicroseconds?: number;
   /** wireguard mode, required: handshake messages and "handshake wanted" notices, on the JS thread. */
   onEvent?: (event: NativeWireguardEvent) => void;
   /** wireguard mode: the protocol's timers (defaults 120 s, 180 s, 10 s, 5 s, 2^60, 2^64 - 2^13 - 1). */
@@ -83,6 +85,7 @@ export interface NativeFeatures {
   /** TUN queues = sockets; each has an inside and an outside thread (or one shared thread). */
   queues: number;
   sharedThread: boolean;
+  spinMicroseconds: number;
   /** TUN opened with IFF_VNET_HDR + TSO: one read carries a TCP super-packet. */
   vnetHeader: boolean;
   /** USO4|USO6 accepted: UDP super-packets from the TUN too. */

@@ -10,6 +10,7 @@ import { execInNamespace } from "./netns.js";
 import { sleep } from "../async/sleep.js";
 import { runCommand } from "../process/run-command.js";
 import { isAlive, terminatePids } from "../process/pids.js";
+import { DAEMON_NODE_FLAGS } from "../process/daemon-node-flags.js";
 import { spawnDetachedInNamespace } from "../process/detached.js";
 import { errorMessage } from "../errors/error-message.js";
 
@@ -53,7 +54,7 @@ export async function startDaemon(state: LabState, host: LabHostState, extraArgs
   host.daemonLogOffset = await fileSize(host.logFile);
   // Every lab host is a separate machine: its own WireGuard key, not the shared /run/flannel/wgkey.
   const env = { ...process.env, WIREGUARD_KEY_FILE: join(host.stateDir, "wgkey") };
-  const pid = spawnDetachedInNamespace(host.namespace, process.execPath, [cli, ...daemonArgs(state, host, extraArgs)], host.logFile, env);
+  const pid = spawnDetachedInNamespace(host.namespace, process.execPath, [...DAEMON_NODE_FLAGS, cli, ...daemonArgs(state, host, extraArgs)], host.logFile, env);
   host.daemonPid = pid;
   return pid;
 }

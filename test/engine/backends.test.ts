@@ -164,10 +164,12 @@ describe("engine queue options", () => {
     expect(() => validateUserspaceVxlanOptions({ Type: "vxlan", Userspace: true, Queues: 9 })).toThrow(/Backend.Queues: 9 is outside 1..8/);
     expect(() => validateUserspaceVxlanOptions({ Type: "vxlan", Userspace: true, QueueThreads: 3 }))
       .toThrow(/Backend.QueueThreads: 3 is outside 1..2/);
+    expect(() => udpBackend.validateOptions({ Type: "udp", SpinMicroseconds: -1 })).toThrow(/Backend.SpinMicroseconds: -1 is outside 0..100000/);
+    expect(() => udpBackend.validateOptions({ Type: "udp", SpinMicroseconds: 200001 })).toThrow(/Backend.SpinMicroseconds: 200001 is outside 0..100000/);
   });
 
-  it("opens the engine with the configured queues and forwards over them (udp, 2 queues, one thread each)", async () => {
-    const options = { Type: "udp", TunName: "wt0", Queues: 2, QueueThreads: 1 };
+  it("opens the engine with the configured queues and forwards over them (udp, 2 queues, one thread each, spinning 50 µs)", async () => {
+    const options = { Type: "udp", TunName: "wt0", Queues: 2, QueueThreads: 1, SpinMicroseconds: 50 };
     const a = createUdpBackend(context(options, UNDERLAY_A, "a"), { netns: hosts.a });
     const b = createUdpBackend(context(options, UNDERLAY_B, "b"), { netns: hosts.b });
     try {
@@ -183,6 +185,7 @@ describe("engine queue options", () => {
       const features = (a as EngineBackend).runningEngine?.features;
       expect(features?.queues).toBe(2);
       expect(features?.sharedThread).toBe(true);
+      expect(features?.spinMicroseconds).toBe(50);
       const result = await ping(hosts.a, TUN_B, { count: 3, size: 1472 - 28, dontFragment: true });
       expect(result.received, result.output).toBe(3);
     } finally {

@@ -2,6 +2,7 @@ import type { Backend, BackendContext, BackendFactory } from "../backend.js";
 import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
 import type { Lease } from "../../lease/types.js";
 import type { PeerRoute } from "../../engine/engine.js";
+import { engineQueueOptions } from "../userspace/queue-options.js";
 import type { Refusal } from "../peer-table.js";
 import { peerIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
 import { UDP_OVERHEAD, parseUdpOptions } from "./options.js";
@@ -42,7 +43,7 @@ export function createUdpBackend(context: BackendContext, placement?: EnginePlac
     async () => ({
       // udp leases carry only PublicIP: no BackendType, no BackendData (flannel-compat §1.3).
       registration: { attrs: {}, mtu },
-      engine: { mode: "udp", tunName: options.tunName, mtu, port: options.port, queues: options.queues, sharedThread: options.sharedThread },
+      engine: { mode: "udp", tunName: options.tunName, mtu, port: options.port, ...engineQueueOptions(options) },
       peerRoute: udpPeerRoute,
       handover: true,
     }),

@@ -2,7 +2,7 @@ import type { Backend, BackendContext } from "../backend.js";
 import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
 import { readString, type JsonObject } from "../../codec/json-fields.js";
 import { assertDeviceName } from "../../kernel/objects.js";
-import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options.js";
+import { engineQueueOptions, parseQueueOptions, type QueueOptions } from "../userspace/queue-options.js";
 import type { Lease } from "../../lease/types.js";
 import type { PeerRoute } from "../../engine/engine.js";
 import type { Refusal } from "../peer-table.js";
@@ -118,7 +118,7 @@ export function createUserspaceVxlanBackend(context: BackendContext, placement?:
         },
         engine: {
           mode: "vxlan", tunName: options.tunName, mtu, port: options.port, vni: options.vni, vtepMac: mac,
-          queues: options.queues, sharedThread: options.sharedThread,
+          ...engineQueueOptions(options),
           // The IPv6 path MTU; a packet over it (a peer's larger MTU, a hand-set route) gets an
           // ICMPv6 packet too big from the engine.
           ...(ipv6 ? { mtuV6: underlayMtu - VXLAN_V6_OVERHEAD } : {}),

@@ -2,6 +2,7 @@ import type { Backend, BackendContext, BackendFactory } from "../backend.js";
 import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
 import type { Lease } from "../../lease/types.js";
 import type { PeerRoute, WireguardEngineOptions } from "../../engine/engine.js";
+import { engineQueueOptions } from "../userspace/queue-options.js";
 import type { Refusal } from "../peer-table.js";
 import { errorMessage } from "../../errors/error-message.js";
 import { formatWireguardBackendData, parseWireguardBackendData } from "./backend-data.js";
@@ -70,7 +71,7 @@ export function createWireguardBackend(context: BackendContext, hooks: Wireguard
           mtu,
         },
         engine: {
-          mode: "wireguard", tunName: options.tunName, mtu, port: options.listenPort, queues: options.queues, sharedThread: options.sharedThread,
+          mode: "wireguard", tunName: options.tunName, mtu, port: options.listenPort, ...engineQueueOptions(options),
           wireguard: {
             privateKey: key.privateKey, presharedKey: options.presharedKey, persistentKeepaliveSeconds: options.persistentKeepaliveSeconds,
             timers: hooks.timers, logger: context.logger,
