@@ -23,11 +23,17 @@
 const char *const weft_counter_names[C_COUNT] = {WEFT_COUNTERS(WEFT_COUNTER_NAME)};
 #undef WEFT_COUNTER_NAME
 
-/* A forwarding thread: one queue, one direction or both. */
+/* A forwarding thread: one queue, one direction or both. With one thread per direction and
+ * spinning on, each has a kick eventfd its partner writes when it starts moving packets while
+ * this one sleeps: woken then, it is spinning by the time the answer comes its way (the wake-up
+ * overlaps the round trip instead of following it). */
 struct worker {
   pthread_t thread;
   struct queue *q;
   int inside, outside;
+  int kick_fd;             /* -1: none (one thread per queue, or no spinning) */
+  int sleeping;            /* in a blocking poll (atomic) */
+  struct worker *partner;  /* the queue's other thread, or NULL */
 };
 
 /* What engine_open allocates: the engine (first, so engine_close finds the rest) and its
@@ -130,23 +136,40 @@ static void *forward(void *arg) {
   if (v6) fds[udp6 = nfds++] = (struct pollfd){.fd = q->udp6_fd, .events = POLLIN};
   nfds_t wake = nfds++;
   fds[wake] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
+  nfds_t kick = nfds;
+  if (w->kick_fd >= 0) fds[nfds++] = (struct pollfd){.fd = w->kick_fd, .events = POLLIN};
   int ready = (in || !w->inside) && (out || !w->outside); /* else out of memory: give up */
   int more_in = 0, more_out = 0;
   uint64_t spin_ns = (uint64_t)e->opt.spin_us * 1000u;
   while (ready && !engine_stopping(e)) {
-    int n = poll(fds, nfds, poll_timeout(q, more_in || more_out, spin_ns));
+    int timeout = poll_timeout(q, more_in || more_out, spin_ns);
+    if (timeout < 0) __atomic_store_n(&w->sleeping, 1, __ATOMIC_SEQ_CST);
+    int n = poll(fds, nfds, timeout);
+    if (timeout < 0) __atomic_store_n(&w->sleeping, 0, __ATOMIC_RELAXED);
     if (n < 0 && errno != EINTR) break;
+    if (fds[wake].revents) break;
+    if (kick < nfds && fds[kick].revents) {
+      uint64_t kicks;
+      if (read(w->kick_fd, &kicks, sizeof kicks) < 0) { /* EAGAIN: another read took it */ }
+      n--;
+    }
     if (n <= 0 && !more_in && !more_out) {
       /* Spinning and nothing yet: let whatever else is runnable on this core go first (the
        * process we forward for, the other lab host's thread); spin on idle time only. */
-      sched_yield();
+      if (timeout == 0) sched_yield();
       continue;
     }
-    if (fds[wake].revents) break;
     uint64_t reads = spin_ns ? queue_reads(q) : 0;
     if (in) more_in = (fds[tun].revents || more_in) ? inside_drain(in, budget) : 0;
     if (out) more_out = (fds[udp].revents || (v6 && fds[udp6].revents) || more_out) ? outside_drain(out, budget) : 0;
-    if (spin_ns && queue_reads(q) != reads) __atomic_store_n(&q->last_active_ns, monotonic_ns(), __ATOMIC_RELAXED);
+    if (spin_ns && queue_reads(q) != reads) {
+      __atomic_store_n(&q->last_active_ns, monotonic_ns(), __ATOMIC_SEQ_CST);
+      struct worker *p = w->partner;
+      uint64_t one = 1;
+      if (p && __atomic_load_n(&p->sleeping, __ATOMIC_SEQ_CST) && write(p->kick_fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is full of kicks already */
+      }
+    }
   }
   inside_free(in);
   outside_free(out);
@@ -162,17 +185,34 @@ static void stop_threads(struct running_engine *r) {
   if (write(e->wake_fd, &one, sizeof one) < 0) perror("weft engine: eventfd write");
   for (int i = 0; i < r->worker_count; i++) pthread_join(r->workers[i].thread, NULL);
   r->worker_count = 0;
+  /* Every slot's, also of a queue whose second thread failed to start: no thread is left to
+   * write to them. */
+  for (size_t i = 0; i < sizeof r->workers / sizeof r->workers[0]; i++) {
+    if (r->workers[i].kick_fd >= 0) close(r->workers[i].kick_fd);
+    r->workers[i].kick_fd = -1;
+  }
 }
 
 /* One thread for both directions (shared_thread), or one per direction. */
 static int start_queue(struct running_engine *r, struct queue *q, char *err, size_t err_len) {
   static const char *const what[] = {"inside", "outside"};
   int wanted = r->e.opt.shared_thread ? 1 : 2;
+  struct worker *first = &r->workers[r->worker_count];
+  /* Both threads' kick fds and partners exist before either thread runs. */
   for (int t = 0; t < wanted; t++) {
-    struct worker *w = &r->workers[r->worker_count];
-    w->q = q;
-    w->inside = wanted == 1 || t == 0;
-    w->outside = wanted == 1 || t == 1;
+    struct worker *w = first + t;
+    *w = (struct worker){.q = q, .inside = wanted == 1 || t == 0, .outside = wanted == 1 || t == 1, .kick_fd = -1};
+    if (wanted == 2 && r->e.opt.spin_us > 0) {
+      w->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (w->kick_fd < 0) {
+        snprintf(err, err_len, "cannot create an eventfd for queue %d: %s", q->index + 1, strerror(errno));
+        return -1; /* stop_threads closes the kick fds made so far */
+      }
+      w->partner = first + (1 - t);
+    }
+  }
+  for (int t = 0; t < wanted; t++) {
+    struct worker *w = first + t;
     int rc = pthread_create(&w->thread, NULL, forward, w);
     if (rc != 0) {
       snprintf(err, err_len, "cannot start the %s thread of queue %d: %s", wanted == 1 ? "forwarding" : what[t],
@@ -199,6 +239,7 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
   if (e->opt.queues < 1) e->opt.queues = 1;
   if (e->opt.queues > WEFT_MAX_QUEUES) e->opt.queues = WEFT_MAX_QUEUES;
   e->wake_fd = -1;
+  for (size_t i = 0; i < sizeof r->workers / sizeof r->workers[0]; i++) r->workers[i].kick_fd = -1;
   for (int i = 0; i < WEFT_MAX_QUEUES; i++) {
     e->queues[i].e = e;
     e->queues[i].index = i;

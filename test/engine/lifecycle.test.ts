@@ -43,7 +43,7 @@ async function linkExists(namespace: string, name: string): Promise<boolean> {
 }
 
 describe("engine lifecycle", () => {
-  it("opens and closes 50 times with 1 queue without leaking fds or threads, and removes the TUN", async () => {
+  it("opens and closes 50 times with 1 queue without leaking fds or threads (spinning or not), and removes the TUN", async () => {
     // Warm up once: the first open loads the addon (an fd for the .so) and may start libuv threads.
     openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a, queues: 1 }).close();
     const fds = fdCount();
@@ -52,6 +52,8 @@ describe("engine lifecycle", () => {
       const mode = i % 2 === 0 ? "udp" : "vxlan";
       const engine = openEngine({
         mode, tunName: "wt0", mtu: 1400, bindAddress: UNDERLAY_A, netns: hosts.a, vtepMac: "0a:00:00:00:00:01", queues: 1,
+        // Spinning gives each of the two threads a kick eventfd: those must go with the engine too.
+        spinMicroseconds: i % 4 < 2 ? 100 : 0,
       });
       engine.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, vtepMac: "0a:00:00:00:00:02" });
       expect(engine.features.sharedThread).toBe(false); // 1 queue: a thread per direction
@@ -85,9 +87,9 @@ describe("engine lifecycle", () => {
     expect(() => engine.counters()).toThrow(/engine on wt0 is closed/);
   });
 
-  it("closes promptly while a TCP stream is flowing through it", async () => {
-    const a = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a });
-    const b = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_B, netns: hosts.b });
+  it("closes promptly while a TCP stream is flowing through it (its threads spinning and kicking each other)", async () => {
+    const a = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_A, netns: hosts.a, spinMicroseconds: 200 });
+    const b = openEngine({ mode: "udp", tunName: "wt0", mtu: 1472, bindAddress: UNDERLAY_B, netns: hosts.b, spinMicroseconds: 200 });
     await addressTun("wt0", SUBNET_A, NETWORK, hosts.a);
     await addressTun("wt0", SUBNET_B, NETWORK, hosts.b);
     const server = spawnDetachedInNamespace(hosts.b, "iperf3", ["-s", "-1", "-B", TUN_B], "/dev/null");
