@@ -275,7 +275,8 @@ static int get_adopted(napi_env env, napi_value o, int queues, struct engine_opt
     if (rc < 0) return -1;
     int n = rc == 0 ? 0 : addon_get_fd_array(env, v, names[k], arrays[k], WEFT_MAX_QUEUES);
     if (n < 0) return -1;
-    if ((k < 2 || n > 0) && n != queues) {
+    /* adopt.udp is required; adopt.tun may be empty (a new TUN on the old sockets), adopt.udp6 too. */
+    if ((k == 1 || n > 0) && n != queues) {
       char msg[128];
       snprintf(msg, sizeof msg, "engine option %s has %d fds for %d queues", names[k], n, queues);
       napi_throw_range_error(env, NULL, msg);

@@ -149,9 +149,12 @@ static int tun_queue_adopt(struct engine *e, int index, char *err, size_t err_le
   return tun_queue_configure(e, index, fd, err, err_len);
 }
 
-/* On failure the fds opened (or adopted) so far stay in e->queues[] for engine.c to close. */
+/* On failure the fds opened (or adopted) so far stay in e->queues[] for engine.c to close.
+ * With opt.adopt but no TUN fds (only sockets handed over: the device was deleted under the
+ * previous engine), the TUN is opened afresh. */
 int tun_open(struct engine *e, char *err, size_t err_len) {
   for (int i = 0; i < e->opt.queues; i++)
-    if ((e->opt.adopt ? tun_queue_adopt(e, i, err, err_len) : tun_queue_open(e, i, err, err_len)) < 0) return -1;
+    if ((e->opt.adopt && e->queues[i].tun_fd >= 0 ? tun_queue_adopt(e, i, err, err_len) : tun_queue_open(e, i, err, err_len)) < 0)
+      return -1;
   return link_configure(e->tun_name, e->opt.mtu, err, err_len);
 }

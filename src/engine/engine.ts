@@ -95,7 +95,7 @@ export interface EngineOptions {
    */
   persist?: boolean;
   /** The fds of a detached engine (Engine.detach) to forward on instead of opening new ones. */
-  adopt?: EngineFds;
+  adopt?: EngineFds; // tun may be empty: a new TUN on the handed-over sockets
   /**
    * No packet is read until start(): with adopt, what queued on the fds must meet the peer
    * routes, or it is dropped as from an unknown sender.

@@ -1,6 +1,6 @@
 import type { Ipv4Subnet } from "../net/ipv4.js";
 import { formatIpv6, type Ipv6Subnet } from "../net/ipv6.js";
-import { CommandFailedError, commandFailureText } from "../process/command-errors.js";
+import { CommandFailedError, CommandTimedOutError, commandFailureText } from "../process/command-errors.js";
 import { runCommand } from "../process/run-command.js";
 
 const IP_TIMEOUT_MS = 10_000;
@@ -83,8 +83,12 @@ export async function readTunRouting(device: string, netns?: string): Promise<Tu
   try {
     addressJson = (await runCommand("ip", [...prefix, "-j", "-4", "addr", "show", "dev", device], { timeoutMs: IP_TIMEOUT_MS })).stdout;
   } catch (error) {
-    // `ip` ran and could not show the device: it is gone. A missing `ip` is not a missing device.
-    if (error instanceof CommandFailedError) return { exists: false, addresses: [], routes: [] };
+    // Gone only if `ip` says so: a missing `ip`, or one killed at its timeout on a starved host
+    // (seen in software-emulated VMs), is not a missing device — taking it for one would reopen
+    // the engine under a running data path.
+    if (error instanceof CommandFailedError && !(error instanceof CommandTimedOutError) && /does not exist|Cannot find device/.test(error.stderr)) {
+      return { exists: false, addresses: [], routes: [] };
+    }
     throw error;
   }
   const links = JSON.parse(addressJson || "[]") as { addr_info?: { local?: string; prefixlen?: number }[] }[];

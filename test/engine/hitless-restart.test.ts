@@ -106,6 +106,25 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
       expect(tcp.error).toBeUndefined();
       expect(tcp.corruptBytes).toBe(0);
       expect(await readFile(host.state.logFile, "utf8")).toMatch(/"how":"handed over".*\n(.*\n)*.*"how":"handed over"/);
+
+      // The TUN deleted under the daemon while the fd store holds a copy of its socket (the port
+      // stays taken): repaired with a new TUN on the same socket, not by binding again (which
+      // failed with EADDRINUSE and left the host without a data path — seen in the Vagrant hosts).
+      const tuns = JSON.parse((await host.exec("ip", ["-j", "link", "show", "type", "tun"])).stdout) as { ifname: string }[];
+      expect(tuns).toHaveLength(1);
+      const logBefore = (await readFile(host.state.logFile, "utf8")).length;
+      const deleted = await during(async () => {
+        await host.exec("ip", ["link", "delete", tuns[0]!.ifname]);
+      });
+      const steady = await during(async () => undefined);
+      const log = (await readFile(host.state.logFile, "utf8")).slice(logBefore);
+      console.log(`${name} fd store, TUN deleted: ${deleted.ping.lost}/${deleted.ping.sent} lost, longest gap ${deleted.ping.longestGapMs} ms; after: ${steady.ping.lost}/${steady.ping.sent}`);
+      expect(log).not.toMatch(/Address already in use/);
+      expect(log).toMatch(/repairing the TUN device/);
+      expect(deleted.ping.longestGapMs).toBeLessThan(3000);
+      expect(steady.ping.sent).toBeGreaterThan(100);
+      expect(steady.ping.lost).toBe(0);
+      expect((await manager.ask("status")).stored).toEqual(expect.arrayContaining(["weft-tun-0", "weft-udp-0"]));
     } finally {
       await manager.close();
     }

@@ -10,7 +10,7 @@ import type { Lease, PeerEvent } from "../../lease/types.js";
 import { sameSubnets } from "../../lease/subnet-key.js";
 import { externalIpv4, ipv4NetworkOf, ownIpv4Subnet } from "../ipv4-half.js";
 import { exportEngineCounters } from "../../engine/engine-metrics.js";
-import { engineFdList, openEngine, type Engine, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
+import { engineFdList, openEngine, type Engine, type EngineFds, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
 import { closeFds, parkFds } from "../../engine/handover/fd-handover.js";
 import { errorMessage } from "../../errors/error-message.js";
 import { addressTun, deleteTun, readTunRouting, type TunIpv6Routing } from "../../kernel/tun-routing.js";
@@ -121,7 +121,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       const previous = this.ownLease;
       this.ownLease = ownLease;
       // The ICMP sources are the own subnet addresses, fixed when the engine opens.
-      if (this.engine && previous && !sameSubnets(previous, ownLease)) this.closeEngine();
+      if (this.engine && previous && !sameSubnets(previous, ownLease)) await this.reopenOnSameFds(spec, ownLease, { newTun: false });
       const changes = this.peers.setOwnLease(ownLease);
       this.updateMetrics();
       if (!this.engine) await this.openEngine(spec, ownLease);
@@ -178,14 +178,20 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       if (this.engine) actual.push(...desired.filter((object) => object.kind === "engine-peer"));
       if (this.engine) actual.push(...[...this.unconfirmedPeers.values()].map((peer): TunObject => ({ kind: "engine-peer", peer })));
       const changes = tunChanges(desired, actual);
+      if (!options.dryRun && changes.length > 0 && !this.engine) {
+        // An earlier repair could not open the engine again: try once more (throws if it still cannot).
+        await this.openEngine(spec, own);
+        this.setEveryPeer();
+        await this.addressDevice(own);
+        return { desired, actual, changes };
+      }
       if (!options.dryRun && changes.length > 0 && this.engine) {
         this.metrics.repairs.inc({ backend: this.type }, changes.length);
         this.context.logger.warn({ changes: changes.map(describeReconcileChange) }, "reconcile: repairing the TUN device's address and route");
         if (!state.exists) {
           // Someone deleted the device under us: a TUN cannot come back on the same fd.
-          this.closeEngine();
-          await this.openEngine(spec, own);
-          for (const route of this.peers.peers()) this.engine?.setPeer(route);
+          await this.reopenOnSameFds(spec, own, { newTun: true });
+          this.setEveryPeer();
         }
         this.dropUnconfirmedPeers();
         await this.addressDevice(own);
@@ -279,7 +285,8 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     recordPeerCounts(this.metrics, this.type, this.peers);
   }
 
-  private async openEngine(spec: EngineBackendSpec, own: Lease): Promise<void> {
+  /** Opens the engine: the one resumed at start if it matches, on `adopt`'s fds if given, else new. */
+  private async openEngine(spec: EngineBackendSpec, own: Lease, adopt?: EngineFds): Promise<void> {
     const v6 = spec.forwardsIpv6 === true;
     const handover = spec.handover === true && this.context.restarts !== undefined;
     const options: SnapshotEngineOptions = {
@@ -291,8 +298,10 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       ...(v6 && own.ipv6Subnet ? { icmpSourceV6: formatIpv6(own.ipv6Subnet.network) } : {}),
       ...(handover ? { persist: true } : {}),
     };
-    const resumed = handover ? claimResumedDataPath(this.type, options) : undefined;
-    if (resumed) {
+    const resumed = handover && !adopt ? claimResumedDataPath(this.type, options) : undefined;
+    if (adopt) {
+      this.engine = openEngine({ ...options, adopt });
+    } else if (resumed) {
       this.engine = resumed.engine;
       for (const peer of resumed.snapshot.peers) this.unconfirmedPeers.set(peer.subnet.toString(), peer);
       this.context.logger.info(
@@ -307,6 +316,34 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     if (handover) this.storeFds(this.engine);
     const engine = this.engine;
     this.unexport = exportEngineCounters(this.context.metrics, () => (engine.closed ? undefined : engine.counters()));
+  }
+
+  /**
+   * Opens the engine again on the sockets it has — with the options of a new own subnet (the TUN
+   * kept too), or with a new TUN (the device was deleted under us) — instead of closing and
+   * binding again: under systemd the unit's fd store holds a copy of every socket, so the port
+   * stays taken and a new bind fails with EADDRINUSE (seen in the Vagrant hosts).
+   */
+  private async reopenOnSameFds(spec: EngineBackendSpec, own: Lease, how: { newTun: boolean }): Promise<void> {
+    const engine = this.engine;
+    if (!engine) return;
+    this.unexport?.();
+    this.unexport = undefined;
+    this.engine = undefined;
+    if (engine.mode === "wireguard") {
+      engine.close(); // sessions live in the process: nothing to hand over; its socket is not stored either
+      await this.openEngine(spec, own);
+      return;
+    }
+    const fds = engine.detach();
+    if (how.newTun) closeFds(fds.tun);
+    const adopt = { tun: how.newTun ? [] : fds.tun, udp: fds.udp, udp6: fds.udp6 };
+    try {
+      await this.openEngine(spec, own, adopt);
+    } catch (error) {
+      closeFds(engineFdList(adopt));
+      throw error;
+    }
   }
 
   /** A resumed engine this backend cannot use (options changed): closed, its persistent device deleted. */
@@ -346,6 +383,11 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       this.storedFdNames = [];
       this.context.logger.warn({ err: error }, "cannot keep the data path in systemd's fd store (FileDescriptorStoreMax= in the unit?): a restart will drop packets");
     }
+  }
+
+  /** A new engine learns every served peer. */
+  private setEveryPeer(): void {
+    for (const route of this.peers.peers()) this.engine?.setPeer(route);
   }
 
   /** Routes from the snapshot that the lease set did not confirm: removed from the engine. */
