@@ -49,6 +49,20 @@ function addressesOf(links: readonly { addr_info?: { local?: string; prefixlen?:
   return (links[0]?.addr_info ?? []).filter((info) => info.local !== undefined).map((info) => `${info.local}/${info.prefixlen}`);
 }
 
+/** The device's transmit queue length (`txqueuelen`: for a TUN, the packets it holds for its reader). */
+export async function readTxQueueLength(device: string, netns?: string): Promise<number> {
+  const full = netns === undefined ? ["-j", "link", "show", "dev", device] : ["-n", netns, "-j", "link", "show", "dev", device];
+  const links = JSON.parse((await runCommand("ip", full, { timeoutMs: IP_TIMEOUT_MS })).stdout || "[]") as { txqlen?: number }[];
+  const length = links[0]?.txqlen;
+  if (typeof length !== "number") throw new Error(`\`ip link show dev ${device}\` printed no txqlen`);
+  return length;
+}
+
+/** Sets the device's transmit queue length (a TUN keeps what it holds when it grows). */
+export async function setTxQueueLength(device: string, length: number, netns?: string): Promise<void> {
+  await ip(netns, ["link", "set", "dev", device, "txqueuelen", String(length)], device);
+}
+
 /** Deletes a (persistent) TUN device; one that is already gone is fine. */
 export async function deleteTun(device: string, netns?: string): Promise<void> {
   const full = netns === undefined ? ["link", "del", "dev", device] : ["-n", netns, "link", "del", "dev", device];

@@ -65,10 +65,16 @@ describe("the data path snapshot (--state-dir/datapath.json)", () => {
     const back = await readSnapshot(dir);
     expect(back?.engine).toEqual(snapshot.engine);
     expect(back?.device).toBe("weft.1");
+    expect(back?.txQueueLength).toBeUndefined();
     expect(back?.peers.map((peer) => [peer.subnet.toString(), peer.publicIP, peer.vtepMac, peer.ipv6?.subnet.toString(), peer.ipv6?.publicIPv6])).toEqual([
       ["10.66.1.0/24", "192.168.77.11", "02:00:00:00:00:02", undefined, undefined],
       ["10.66.2.0/24", "192.168.77.13", "02:00:00:00:00:03", "fd66:0:0:2::/64", "fd77::13"],
     ]);
+  });
+
+  it("carries the queue length a hand-over must put back", async () => {
+    await writeSnapshot(dir, { ...snapshot, txQueueLength: 500 });
+    expect((await readSnapshot(dir))?.txQueueLength).toBe(500);
   });
 
   it("refuses a damaged file with an error naming the file and the field", async () => {
@@ -81,6 +87,8 @@ describe("the data path snapshot (--state-dir/datapath.json)", () => {
       [{ ...valid, device: "a/b" }, /"device" is not a device name/],
       [{ ...valid, engine: { ...valid.engine, mode: "wireguard" } }, /engine\.mode "wireguard"/],
       [{ ...valid, engine: { ...valid.engine, mtu: "1472" } }, /engine\.mtu is not a number/],
+      [{ ...valid, txQueueLength: 0 }, /txQueueLength is not a positive integer/],
+      [{ ...valid, txQueueLength: "500" }, /txQueueLength is not a positive integer/],
       [{ ...valid, peers: [{ subnet: "10.66.1.0", publicIP: "10.0.0.2" }] }, /peers\[0\]\.subnet "10\.66\.1\.0" is not an IPv4 CIDR/],
       [{ ...valid, peers: [{ subnet: "10.66.1.0/24", publicIP: "10.0.0.2", ipv6: { subnet: "fd66::", publicIPv6: "fd77::2", vtepMac: "x" } }] }, /peers\[0\]\.ipv6\.subnet "fd66::" is not an IPv6 CIDR/],
     ];

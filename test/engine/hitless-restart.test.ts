@@ -72,11 +72,19 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
   it("SIGTERM + start loses no packet and the TCP stream survives", async () => {
     const host = lab!.host("h2");
     const before = host.state.daemonPid!;
+    const tun = async () => (JSON.parse((await host.exec("ip", ["-j", "link", "show", "type", "tun"])).stdout) as { ifname: string; txqlen: number }[])[0];
+    let queueWhileStopped: number | undefined;
     const { ping, tcp } = await during(async () => {
       await lab!.stopDaemon("h2");
+      queueWhileStopped = (await tun())?.txqlen;
       await lab!.startDaemon("h2");
     });
     console.log(`${name} SIGTERM + start: ${ping.lost}/${ping.sent} lost, longest gap ${ping.longestGapMs} ms; tcp ${tcp.receivedBytes}/${tcp.sentBytes} B, stall ${tcp.longestStallMs} ms`);
+    // Nobody reads the TUN between the two processes: its queue is long then, short again after.
+    expect(queueWhileStopped).toBe(10_000);
+    const started = Date.now();
+    while ((await tun())?.txqlen !== 500 && Date.now() - started < 10_000) await sleep(200);
+    expect((await tun())?.txqlen).toBe(500);
     expect(isAlive(before)).toBe(false);
     expect(host.state.daemonPid).not.toBe(before);
     expect(ping.sent).toBeGreaterThan(100);

@@ -26,6 +26,11 @@ export interface DataPathSnapshot {
   /** The device the kernel gave it (flannel0): what a restart re-attaches to. */
   device: string;
   peers: PeerRoute[];
+  /**
+   * Written by a graceful stop that lengthened the device's queue for the hand-over: the length
+   * to put back once the next engine has drained it (absent: the queue was left alone).
+   */
+  txQueueLength?: number;
 }
 
 export function snapshotPath(stateDir: string): string {
@@ -39,7 +44,14 @@ export async function writeSnapshot(stateDir: string, snapshot: DataPathSnapshot
     ...(peer.vtepMac !== undefined ? { vtepMac: peer.vtepMac } : {}),
     ...(peer.ipv6 ? { ipv6: { subnet: peer.ipv6.subnet.toString(), publicIPv6: peer.ipv6.publicIPv6, vtepMac: peer.ipv6.vtepMac } } : {}),
   }));
-  const text = JSON.stringify({ version: SNAPSHOT_VERSION, backend: snapshot.backend, device: snapshot.device, engine: snapshot.engine, peers }, null, 1);
+  const text = JSON.stringify(
+    {
+      version: SNAPSHOT_VERSION, backend: snapshot.backend, device: snapshot.device, engine: snapshot.engine, peers,
+      ...(snapshot.txQueueLength !== undefined ? { txQueueLength: snapshot.txQueueLength } : {}),
+    },
+    null,
+    1,
+  );
   await writeFileAtomic(snapshotPath(stateDir), `${text}\n`, "data path snapshot (--state-dir)");
 }
 
@@ -100,7 +112,12 @@ export function parseSnapshot(text: string, path: string): DataPathSnapshot {
     }
     return route;
   });
-  return { backend, engine: engine as unknown as SnapshotEngineOptions, device, peers };
+  const snapshot: DataPathSnapshot = { backend, engine: engine as unknown as SnapshotEngineOptions, device, peers };
+  if (root.txQueueLength !== undefined) {
+    const length = root.txQueueLength;
+    snapshot.txQueueLength = typeof length === "number" && Number.isInteger(length) && length >= 1 ? length : fail("txQueueLength is not a positive integer");
+  }
+  return snapshot;
 }
 
 function object(value: unknown): Record<string, unknown> | undefined {

@@ -13,9 +13,16 @@ import { exportEngineCounters } from "../../engine/engine-metrics.js";
 import { engineFdList, openEngine, type Engine, type EngineFds, type EngineOptions, type PeerRoute } from "../../engine/engine.js";
 import { closeFds, parkFds } from "../../engine/handover/fd-handover.js";
 import { errorMessage } from "../../errors/error-message.js";
-import { addressTun, deleteTun, readTunRouting, type TunIpv6Routing } from "../../kernel/tun-routing.js";
+import { addressTun, deleteTun, readTunRouting, readTxQueueLength, setTxQueueLength, type TunIpv6Routing } from "../../kernel/tun-routing.js";
 import { writeSnapshot, type SnapshotEngineOptions } from "./datapath-snapshot.js";
 import { claimResumedDataPath, discardResumedDataPath, storedFdEntries } from "./early-resume.js";
+
+/** The TUN's queue while no process reads it (a hand-over): 100 s of a 100 pps stream. */
+const HANDOVER_TX_QUEUE_LENGTH = 10_000;
+/** What the kernel gives a new TUN. */
+const DEFAULT_TUN_TX_QUEUE_LENGTH = 500;
+/** After a resume, when the queue is put back: the engine drains it in milliseconds. */
+const QUEUE_RESTORE_DELAY_MS = 2000;
 
 /**
  * A backend whose data path is the userspace engine (udp, userspace vxlan). The TUN device
@@ -212,7 +219,8 @@ export class EngineBackend implements Backend, LeaseSetLoader {
         this.closeEngine();
         return;
       }
-      this.saveSnapshot();
+      const normalQueue = await this.lengthenQueueForHandover(engine.tunName);
+      this.saveSnapshot(normalQueue);
       await this.snapshotWrites.run(async () => undefined);
       const holdMs = this.context.restarts?.holdMs ?? 0;
       if (this.storedFdNames.length > 0 || holdMs <= 0) {
@@ -303,6 +311,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
       this.engine = openEngine({ ...options, adopt });
     } else if (resumed) {
       this.engine = resumed.engine;
+      this.restoreQueueLength(resumed.engine, resumed.snapshot.txQueueLength);
       for (const peer of resumed.snapshot.peers) this.unconfirmedPeers.set(peer.subnet.toString(), peer);
       this.context.logger.info(
         { device: resumed.engine.tunName, how: resumed.how, peers: resumed.snapshot.peers.length },
@@ -399,11 +408,48 @@ export class EngineBackend implements Backend, LeaseSetLoader {
     this.unconfirmedPeers.clear();
   }
 
+  /**
+   * Between this process and the next nobody reads the TUN: what arrives waits in its queue,
+   * 500 packets by default — 5 s of a 100 pps stream, less than a slow start takes (seen: 28 s
+   * in a software-emulated VM; 1011 packets dropped at the TUN). Lengthened for the hand-over;
+   * the next engine puts the length back once it has drained the queue (restoreQueueLength).
+   * Returns the length to put back, undefined if it could not be changed (said once; the
+   * hand-over goes on with the short queue).
+   */
+  private async lengthenQueueForHandover(device: string): Promise<number | undefined> {
+    try {
+      const current = await readTxQueueLength(device, this.placement.netns);
+      // An earlier hand-over's length never put back (that process died early): back to the default then.
+      const normal = current === HANDOVER_TX_QUEUE_LENGTH ? DEFAULT_TUN_TX_QUEUE_LENGTH : current;
+      await setTxQueueLength(device, HANDOVER_TX_QUEUE_LENGTH, this.placement.netns);
+      return normal;
+    } catch (error) {
+      this.context.logger.warn({ err: error, device }, "cannot lengthen the TUN's queue for the hand-over: packets beyond its length are dropped until the next start");
+      return undefined;
+    }
+  }
+
+  /** A resumed engine's device gets its queue length back, once the engine has drained what waited. */
+  private restoreQueueLength(engine: Engine, length: number | undefined): void {
+    if (length === undefined) return;
+    setTimeout(() => {
+      void this.queue.run(async () => {
+        if (this.engine !== engine) return; // stopped or reopened meanwhile
+        await setTxQueueLength(engine.tunName, length, this.placement.netns).catch((error: Error) =>
+          this.context.logger.warn({ err: error, device: engine.tunName, length }, "cannot put the TUN's queue length back after the hand-over"),
+        );
+      });
+    }, QUEUE_RESTORE_DELAY_MS).unref();
+  }
+
   /** Records the options and peers for the next start (queued; a failure is said once, forwarding goes on). */
-  private saveSnapshot(): void {
+  private saveSnapshot(txQueueLength?: number): void {
     const options = this.engineOptions;
     if (!options?.persist || !this.engine) return;
-    const snapshot = { backend: this.type, engine: options, device: this.engine.tunName, peers: [...this.peers.peers()] };
+    const snapshot = {
+      backend: this.type, engine: options, device: this.engine.tunName, peers: [...this.peers.peers()],
+      ...(txQueueLength !== undefined ? { txQueueLength } : {}),
+    };
     void this.snapshotWrites
       .run(() => writeSnapshot(this.context.stateDir, snapshot))
       .then(() => (this.snapshotProblem = false))
