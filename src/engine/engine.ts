@@ -186,8 +186,8 @@ export interface WireguardStatus {
 }
 
 const DEFAULT_SOCKET_BUFFER = 4 << 20;
-/** Measured: see docs/dataplane.md "Latency". WEFT_ENGINE_SPIN_US overrides it for experiments. */
-const DEFAULT_SPIN_MICROSECONDS = Number(process.env.WEFT_ENGINE_SPIN_US ?? 0);
+/** Off: on 2 shared cores spinning cost more than the wake-ups it saved (docs/dataplane.md "Latency"). */
+const DEFAULT_SPIN_MICROSECONDS = 0;
 
 function netnsPath(netns: string | undefined): string | undefined {
   if (netns === undefined) return undefined;
