@@ -6,6 +6,7 @@ import { measurePath } from "./run.js";
 import type { BenchSettings } from "./settings.js";
 import { renderSvg } from "./svg.js";
 import { formatMarkdownTable, formatTableFooter } from "./table.js";
+import { formatTargets } from "./targets.js";
 
 /**
  * `weft bench` as a program: every path in turn (one lab at a time, so paths never compete
@@ -46,7 +47,8 @@ export async function runBench(settings: BenchSettings, options: BenchRunOptions
 
 /** The markdown block: command, table, footer. */
 export function formatReportMarkdown(report: BenchReport): string {
-  return [`\`${report.command}\` (${report.startedAt.slice(0, 10)})`, "", formatMarkdownTable(report), "", formatTableFooter(report), ""].join("\n");
+  const targets = formatTargets(report);
+  return [`\`${report.command}\` (${report.startedAt.slice(0, 10)})`, "", formatMarkdownTable(report), "", formatTableFooter(report), "", ...(targets ? [targets, ""] : [])].join("\n");
 }
 
 export async function writeReportFiles(report: BenchReport, settings: Pick<BenchSettings, "json" | "svg" | "markdown">): Promise<void> {
