@@ -21,7 +21,7 @@ import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
 import { acquireLease } from "./lease/acquire.js";
 import { OutOfSubnetsError } from "./lease/errors.js";
 import { formatLeaseValue } from "./lease/lease-value.js";
-import type { OwnLeaseAltered } from "./lease/peer-leases.js";
+import type { OwnLeaseAltered, SharedVtepMac } from "./lease/peer-leases.js";
 import { LeaseKeeper } from "./lease/renew.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
@@ -256,9 +256,11 @@ export class Daemon {
         logger,
         ownLease: () => this.ownLease,
         ownPublicIP: hostAddress(network.attrs),
+        network: config,
         onPeers: (events) => this.applyPeers(wiring, events),
         onOwnLeaseLost: (why) => this.reacquire(wiring, why),
         onOwnLeaseAltered: (altered) => void this.repairOwnLease(wiring, altered),
+        onSharedVtepMac: (shared) => void this.renewVtepMac(wiring, shared),
         onConfig: (value) => this.noteConfig(wiring, value),
         onResync: (reason) => {
           if (reason !== "periodic") this.metrics.watchResyncs.inc({ reason });
@@ -414,6 +416,36 @@ export class Daemon {
     } catch (error) {
       // The next listing (reconnect, periodic) finds it again and retries.
       this.logger.error({ err: error, key }, `rewriting our lease ${key} failed; retrying at the next listing`);
+    }
+  }
+
+  /**
+   * A peer advertises our VtepMAC and our key is the younger (a cloned state dir, and we started
+   * later): a new MAC from the backend, re-advertised in our key on our etcd lease. If the key
+   * changed meanwhile, the rewrite waits for the next look at it (repairOwnLease: it differs from ours).
+   */
+  private async renewVtepMac(wiring: Wiring, shared: SharedVtepMac): Promise<void> {
+    const own = this.ownLease;
+    if (this.stopRequested || this.reacquiring || !own || !wiring.backend.renewVtepMac) return;
+    try {
+      const attrs: LeaseAttrs = { ...wiring.network.attrs, ...(await wiring.backend.renewVtepMac()) };
+      wiring.network.attrs = attrs;
+      const lease: Lease = { ...own, attrs };
+      this.ownLease = lease;
+      wiring.keeper.track(lease);
+      const replace = (modRevision: string) => wiring.store.replaceIfUnchanged(own.key, formatLeaseValue(attrs), own.reservation ? undefined : own.etcdLeaseId, modRevision);
+      let written = await replace(shared.ownModRevision ?? "0");
+      if (!written) {
+        // Written since we looked (a renewal does not write; a repair may have): once more on what is there now.
+        const current = (await wiring.store.list(own.key)).keys.find((stored) => stored.key === own.key);
+        if (current) written = await replace(current.modRevision);
+      }
+      this.logger.warn(
+        { key: own.key, peer: shared.peer.key, value: formatLeaseValue(attrs), written },
+        `re-advertised our lease ${own.key} with a new VtepMAC (${shared.mac} is ${shared.peer.key}'s too)${written ? "" : "; the key changed meanwhile, rewritten at the next look at it"}`,
+      );
+    } catch (error) {
+      this.logger.error({ err: error, key: own.key }, `taking a new VtepMAC failed; vxlan to ${shared.peer.key} stays broken until one of the two hosts gets another MAC`);
     }
   }
 

@@ -4,11 +4,12 @@ import { primaryNetwork, type NetworkConfig } from "../config/network-config.js"
 import type { Ipv4Subnet } from "../net/ipv4.js";
 import type { Ipv6Subnet } from "../net/ipv6.js";
 import type { LeaseStore } from "./lease-store.js";
-import { OutOfSubnetsError, PublicIPInUseError } from "./errors.js";
+import { NetworkChangedError, OutOfSubnetsError, PublicIPInUseError } from "./errors.js";
 import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLeases } from "./stored-lease.js";
-import { fitsConfig, fitsIpv6Config, freeIpv6Subnets, freeSubnetCount, freeSubnets, leaseFitsConfig } from "./subnet-space.js";
-import { leaseSubnets, subnetKey, subnetsClaimedByKey, type SubnetKeyParts } from "./subnet-key.js";
+import { fitsConfig, fitsIpv6Config, freeIpv6Subnets, freeSubnetCount, freeSubnets, leaseFitsConfig, outsideNetwork } from "./subnet-space.js";
+import { leaseSubnets, subnetKey, subnetsClaimedByKey, type ClaimedSubnets, type SubnetKeyParts } from "./subnet-key.js";
+import type { StoredKey } from "../store/records.js";
 import { carriesAddress, hostAddress, hostAddressFlag } from "./host-address.js";
 import type { Lease, LeaseAttrs } from "./types.js";
 
@@ -90,6 +91,7 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
 
   const ourAddress = hostAddress(attrs);
   const ours = ourAddress === undefined ? [] : leases.filter((lease) => carriesAddress(lease.attrs, ourAddress));
+  refuseNetworkMove(request, listing.keys, ours);
   for (const lease of ours) {
     if (leaseFitsConfig(lease, config)) {
       if (!isOurs(request, lease)) throw new PublicIPInUseError(lease.key, ourAddress ?? attrs.publicIP, lease.etcdLeaseId, hostAddressFlag(attrs));
@@ -162,6 +164,35 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
   // In an IPv6-only network the IPv6 subnet is the one a host moves with.
   const reused = config.ipv4 ? reuse : reuseV6;
   return { lease: created, freeSubnets: freeCount() - 1, how: reused ? "previous-subnet" : "allocated" };
+}
+
+/**
+ * The Network changed while this host was down: our subnet (our lease's, or the subnet file's)
+ * lies outside the config's Network. Moving is right once no other host runs in the old Network
+ * (every host was stopped and the old leases went, the way flannel documents a Network change);
+ * while any other host's lease outside the new Network lives, moving would cut us off from them
+ * and leave docker0 on the old subnet: refused with NetworkChangedError (the daemon retries).
+ */
+function refuseNetworkMove(request: AcquireRequest, keys: readonly StoredKey[], ours: readonly Lease[]): void {
+  const { config, logger } = request;
+  const candidates: ClaimedSubnets[] = [...ours, { subnet: request.previousSubnet, ipv6Subnet: request.previousIpv6Subnet }];
+  let own: { subnet: string; problem: string } | undefined;
+  for (const parts of candidates) {
+    const problem = outsideNetwork(parts, config);
+    if (problem) {
+      own = { subnet: [parts.subnet, parts.ipv6Subnet].filter((subnet) => subnet !== undefined).join(" and "), problem };
+      break;
+    }
+  }
+  if (!own) return;
+  const ourKeys = new Set(ours.map((lease) => lease.key));
+  const oldLeases = keys.filter((stored) => !ourKeys.has(stored.key) && outsideNetwork(subnetsClaimedByKey(stored.key), config) !== undefined).map((stored) => stored.key);
+  if (oldLeases.length > 0) throw new NetworkChangedError(own.subnet, own.problem, oldLeases);
+  logger.error(
+    { subnet: own.subnet },
+    `the network config changed while this host was down (${own.problem}) and no other host holds a lease outside it: moving into the new Network; ` +
+      "docker0 must be reconfigured from the subnet file (restart docker), containers on the old subnet are cut off until then",
+  );
 }
 
 /**
