@@ -18,8 +18,8 @@ import { allStoredFdNames, discardResumedDataPath, earlyResumeReport } from "./b
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousIpv6Subnet, previousSubnet, subnetEnvFor, writeSubnetEnv } from "./host/subnet-env.js";
 import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
-import { acquireLease } from "./lease/acquire.js";
-import { OutOfSubnetsError } from "./lease/errors.js";
+import { acquireLease, networkMoveRefusal } from "./lease/acquire.js";
+import { NetworkChangedError, OutOfSubnetsError } from "./lease/errors.js";
 import { formatLeaseValue } from "./lease/lease-value.js";
 import type { OwnLeaseAltered, SharedVtepMac } from "./lease/peer-leases.js";
 import { LeaseKeeper } from "./lease/renew.js";
@@ -463,6 +463,8 @@ export class Daemon {
           const config = parseNetworkConfig(stored.value);
           const factory = findBackend(config.backend.type);
           factory.validateOptions(config.backend.options);
+          // Before anything is built for it: a config of another Network while hosts run in ours is waited out (re-read each second).
+          await this.refuseNetworkMove(store, config);
           return { config, factory };
         }
         const waiting = `waiting for the network config at ${store.configKey} ("weft config set")`;
@@ -486,6 +488,14 @@ export class Daemon {
       }
       await sleep(CONFIG_RETRY_MS, this.stopping.signal);
     }
+  }
+
+  /** Throws NetworkChangedError when our subnet file's subnets lie outside `config`'s Network and other hosts still lease outside it. */
+  private async refuseNetworkMove(store: EtcdStore, config: NetworkConfig): Promise<void> {
+    const previous = await this.readPreviousSubnets();
+    if (!previous) return;
+    const refusal = networkMoveRefusal(config, (await store.list(store.subnetsPrefix)).keys, [previous]);
+    if (refusal instanceof NetworkChangedError) throw refusal;
   }
 
   private async readPreviousEtcdLease(): Promise<string | undefined> {

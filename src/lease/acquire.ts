@@ -174,25 +174,42 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
  * and leave docker0 on the old subnet: refused with NetworkChangedError (the daemon retries).
  */
 function refuseNetworkMove(request: AcquireRequest, keys: readonly StoredKey[], ours: readonly Lease[]): void {
-  const { config, logger } = request;
-  const candidates: ClaimedSubnets[] = [...ours, { subnet: request.previousSubnet, ipv6Subnet: request.previousIpv6Subnet }];
-  let own: { subnet: string; problem: string } | undefined;
-  for (const parts of candidates) {
-    const problem = outsideNetwork(parts, config);
-    if (problem) {
-      own = { subnet: [parts.subnet, parts.ipv6Subnet].filter((subnet) => subnet !== undefined).join(" and "), problem };
-      break;
-    }
+  const previous = { subnet: request.previousSubnet, ipv6Subnet: request.previousIpv6Subnet };
+  const refusal = networkMoveRefusal(request.config, keys, [...ours, previous], new Set(ours.map((lease) => lease.key)));
+  if (refusal instanceof NetworkChangedError) throw refusal;
+  if (refusal) {
+    request.logger.error(
+      { subnet: refusal.ownSubnet },
+      `the network config changed while this host was down (${refusal.problem}) and no other host holds a lease outside it: moving into the new Network; ` +
+        "docker0 must be reconfigured from the subnet file (restart docker), containers on the old subnet are cut off until then",
+    );
   }
-  if (!own) return;
-  const ourKeys = new Set(ours.map((lease) => lease.key));
-  const oldLeases = keys.filter((stored) => !ourKeys.has(stored.key) && outsideNetwork(subnetsClaimedByKey(stored.key), config) !== undefined).map((stored) => stored.key);
-  if (oldLeases.length > 0) throw new NetworkChangedError(own.subnet, own.problem, oldLeases);
-  logger.error(
-    { subnet: own.subnet },
-    `the network config changed while this host was down (${own.problem}) and no other host holds a lease outside it: moving into the new Network; ` +
-      "docker0 must be reconfigured from the subnet file (restart docker), containers on the old subnet are cut off until then",
-  );
+}
+
+/**
+ * Whether a host whose subnets were `ownSubnets` (its lease, its subnet file) may lease under
+ * `config`: undefined when they lie inside its Network; a NetworkChangedError when they do not
+ * and another host's lease outside it lives (`keys`: the subnets prefix; `ownKeys` and keys naming
+ * our own subnets are not other hosts'); else what moves (no host is left in the old Network).
+ */
+export function networkMoveRefusal(
+  config: NetworkConfig,
+  keys: readonly StoredKey[],
+  ownSubnets: readonly ClaimedSubnets[],
+  ownKeys: ReadonlySet<string> = new Set(),
+): NetworkChangedError | { ownSubnet: string; problem: string } | undefined {
+  for (const parts of ownSubnets) {
+    const problem = outsideNetwork(parts, config);
+    if (!problem) continue;
+    const ownSubnet = [parts.subnet, parts.ipv6Subnet].filter((subnet) => subnet !== undefined).join(" and ");
+    const isOwn = (key: string) => {
+      const claimed = subnetsClaimedByKey(key);
+      return ownKeys.has(key) || ownSubnets.some((own) => (own.subnet !== undefined && claimed.subnet?.equals(own.subnet)) || (own.ipv6Subnet !== undefined && claimed.ipv6Subnet?.equals(own.ipv6Subnet)));
+    };
+    const oldLeases = keys.filter((stored) => !isOwn(stored.key) && outsideNetwork(subnetsClaimedByKey(stored.key), config) !== undefined).map((stored) => stored.key);
+    return oldLeases.length > 0 ? new NetworkChangedError(ownSubnet, problem, oldLeases) : { ownSubnet, problem };
+  }
+  return undefined;
 }
 
 /**

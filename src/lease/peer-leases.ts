@@ -291,7 +291,8 @@ export function overwriteProblem(previous: Lease, next: Lease, holderOf: (addres
   const before = hostAddress(previous.attrs) ?? previous.attrs.publicIP;
   const after = hostAddress(next.attrs) ?? next.attrs.publicIP;
   if (next.reservation) {
-    return `re-put with other attrs and no etcd lease (by hand: etcdctl put detaches the key from etcd lease ${previous.etcdLeaseId} of ${before}), no host writes its lease that way`;
+    const what = after === before ? "other attrs" : `host ${after}'s address`;
+    return `${what} re-put with no etcd lease (by hand: etcdctl put detaches the key from etcd lease ${previous.etcdLeaseId} of ${before}), no host writes its lease that way`;
   }
   if (after === before) return undefined;
   if (next.etcdLeaseId === previous.etcdLeaseId) return `it names host ${after} on etcd lease ${next.etcdLeaseId} of ${before}`;
