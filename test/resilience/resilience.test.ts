@@ -13,14 +13,17 @@
  *                     TCP 1 MB/s, every byte checked (stall, corrupt bytes)
  *
  * Per backend also: 2 × RESILIENCE_GARBAGE_COUNT hostile datagrams at h2's data port (from h3, a
- * peer, and from etcd's address, no peer's) while the probes flow; h2's underlay link down and up.
+ * peer, and from etcd's address, no peer's) while the probes flow; h2's underlay link down and up;
+ * h2's key overwritten (garbage, h3's value, a foreign PublicIP) while h2 is cut from etcd; h2
+ * restarted under another Network; (vxlan) h2 restarted with h1's saved VtepMAC, as a cloned image.
  *
  * Then a host-gw lab (h1, h2): h2's underlay link down and up (its route to h1 must come back).
  * Then a kernel vxlan lab on a 3-member etcd cluster in <lab>-etcd (m1 :2379, m2 :12379, m3
  * :22379; every daemon lists all three, lease TTL 20 s so renewals run every 10 s): m1 killed, the
  * leader killed, quorum lost; etcd slowed by a delaying proxy while h3 joins; h2 cut from etcd
  * while 100 fake leases come and go and etcd is compacted and defragmented.
- * Then 30 alloc daemons racing for 24 subnets, all sent SIGTERM at once: how fast they exit.
+ * Then 50 alloc daemons racing for 40 subnets (40 distinct leases, 10 retrying cleanly, checked in
+ * etcd), all sent SIGTERM at once: how fast they exit.
  * Rows: scenario | backend | lost/sent | longest gap | tcp | daemons alive | recovery | etcd state.
  * "etcd state correct": one lease per live host, holding its subnet (its subnet.env) and its
  * PublicIP, and no other key under subnets/. Recovery: from the end of the fault to that state.
