@@ -64,6 +64,7 @@ export interface PeerLeasesUpdate {
   /**
    * Known peers whose key now holds what its holder would not write (garbage, a value put by
    * hand, another host's value): skipped, the peer kept as it last was (see overwriteProblem).
+   * Each overwrite once: again only when it changes, or comes back after the key was fine.
    */
   overwritten: SkippedLease[];
   /** Leases outside the running Network (another config's): never peers, nothing is routed there. */
@@ -86,6 +87,8 @@ export class PeerLeases {
   private readonly peers = new Map<string, Lease>();
   /** Our key's mod revision as last listed or watched. */
   private ownModRevision: string | undefined;
+  /** Known peers' keys held by an overwrite now, and why: each overwrite is reported once, again when it changes or after the key was fine. */
+  private readonly overwrites = new Map<string, string>();
 
   /**
    * `ownPublicIP`: our PublicIP, or in an IPv6-only network our PublicIPv6 (host-address.ts);
@@ -112,7 +115,7 @@ export class PeerLeases {
       const previous = this.peers.get(skipped.key);
       if (!previous) update.malformed.push(skipped);
       else {
-        update.overwritten.push(skipped);
+        this.noteOverwrite(update, skipped);
         listed.set(skipped.key, previous);
       }
     }
@@ -132,6 +135,7 @@ export class PeerLeases {
     }
     this.peers.clear();
     for (const [key, lease] of listed) this.peers.set(key, lease);
+    for (const key of this.overwrites.keys()) if (!listed.has(key)) this.overwrites.delete(key);
     if (own) {
       this.ownModRevision = ownStored?.modRevision;
       if (ownStored) this.checkOwn(update, ownStored, own);
@@ -161,7 +165,9 @@ export class PeerLeases {
         lease = decodeLease(event);
       } catch (error) {
         // A known peer's key turned to garbage: its holder still runs with what it last wrote.
-        (previous ? update.overwritten : update.malformed).push({ key: event.key, problem: errorMessage(error) });
+        const skipped = { key: event.key, problem: errorMessage(error) };
+        if (previous) this.noteOverwrite(update, skipped);
+        else update.malformed.push(skipped);
         continue;
       }
       const verdict = this.judge(lease, previous, update);
@@ -187,9 +193,10 @@ export class PeerLeases {
   private judge(lease: Lease, previous: Lease | undefined, update: PeerLeasesUpdate): Lease | undefined {
     const overwrite = previous && overwriteProblem(previous, lease, (address) => this.holderOf(address, lease.key));
     if (previous && overwrite) {
-      update.overwritten.push({ key: lease.key, problem: overwrite });
+      this.noteOverwrite(update, { key: lease.key, problem: overwrite });
       return previous;
     }
+    this.overwrites.delete(lease.key);
     if (this.carriesOurIP(lease)) {
       update.carryingOurIP.push(lease.key);
       return undefined;
@@ -200,6 +207,12 @@ export class PeerLeases {
       return undefined;
     }
     return lease;
+  }
+
+  private noteOverwrite(update: PeerLeasesUpdate, skipped: SkippedLease): void {
+    if (this.overwrites.get(skipped.key) === skipped.problem) return;
+    this.overwrites.set(skipped.key, skipped.problem);
+    update.overwritten.push(skipped);
   }
 
   /** The key of a known peer (other than `exceptKey`) held by the host at `address`. */
@@ -260,6 +273,7 @@ export class PeerLeases {
 
   private remove(update: PeerLeasesUpdate, previous: Lease): void {
     this.peers.delete(previous.key);
+    this.overwrites.delete(previous.key);
     update.changes.push({ kind: "removed", lease: previous });
   }
 }

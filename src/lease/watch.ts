@@ -80,7 +80,7 @@ export class PeerWatcher {
   private generation = 0;
   private readonly reportedOurIP = new Set<string>();
   private readonly reportedSharedMac = new Set<string>();
-  /** "<key> <problem>" of overwritten and outside-the-Network keys already logged: once each, again when the problem changes. */
+  /** "<key> <problem>" of outside-the-Network keys already logged: once each, again when the problem changes. */
   private readonly reportedSkipped = new Set<string>();
   /** The config value last seen; undefined before the first listing. */
   private config: { value: string | undefined } | undefined;
@@ -207,9 +207,7 @@ export class PeerWatcher {
       this.options.logger.info({ key }, "a lease with our PublicIP is not a peer (ours, or a host sharing our address)");
     }
     for (const { key, problem } of update.overwritten) {
-      this.reportOnce(`${key} ${problem}`, () =>
-        this.options.logger.warn({ key }, `peer lease ${key} was overwritten (${problem}): skipped, the peer kept as its holder last wrote it until the holder rewrites it or the key goes`),
-      );
+      this.options.logger.warn({ key }, `peer lease ${key} was overwritten (${problem}): skipped, the peer kept as its holder last wrote it until the holder rewrites it or the key goes`);
     }
     for (const { key, problem } of update.outsideNetwork) {
       this.reportOnce(`${key} ${problem}`, () => this.options.logger.warn({ key }, `lease ${key} is not of the running network (${problem}): skipped, nothing is routed there`));

@@ -186,3 +186,16 @@ describe("PeerLeases with the running network config", () => {
     expect(table.current().map((lease) => lease.key)).toEqual([`${P}10.66.2.0-24`]);
   });
 });
+
+describe("PeerLeases reports each overwrite of a peer's key once", () => {
+  it("not again at the next listing, again after its holder rewrote the key and it was overwritten anew", () => {
+    const table = new PeerLeases(OUR_IP);
+    table.reset([key(1, OUR_IP), key(2, "192.168.77.2")], OWN);
+    const garbage: WatchEvent = { type: "put", ...raw("10.66.2.0-24", "{garbage") };
+    const count = (update: PeerLeasesUpdate) => update.overwritten.length;
+    expect(count(table.apply([garbage], OWN))).toBe(1);
+    expect(count(table.reset([key(1, OUR_IP), raw("10.66.2.0-24", "{garbage")], OWN))).toBe(0);
+    expect(count(table.apply([put(2, "192.168.77.2")], OWN))).toBe(0);
+    expect(count(table.apply([garbage], OWN))).toBe(1);
+  });
+});
