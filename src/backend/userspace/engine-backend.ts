@@ -144,17 +144,16 @@ export class EngineBackend implements Backend, LeaseSetLoader {
 
   /**
    * Prepares the spec again (something it reads changed: a new VtepMAC in the state dir) and,
-   * when running, re-opens the engine with it (its options are fixed at open; the persistent
-   * TUN, its addresses and the peers stay). Returns the new registration's attrs.
+   * when running, re-opens the engine with it on the same TUN and sockets (its options are fixed
+   * at open; the TUN's addresses and the peers stay). Returns the new registration's attrs.
    */
   protected async prepareAgain(): Promise<BackendRegistration["attrs"]> {
     return this.queue.run(async () => {
       this.spec = await this.prepare();
       const own = this.ownLease;
       if (this.engine && own) {
-        this.closeEngine();
-        await this.openEngine(this.spec, own);
-        for (const route of this.peers.peers()) this.engine?.setPeer(route);
+        await this.reopenOnSameFds(this.spec, own, { newTun: false });
+        this.setEveryPeer();
         await this.addressDevice(own);
         this.saveSnapshot();
       }
