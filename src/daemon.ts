@@ -18,10 +18,10 @@ import { allStoredFdNames, discardResumedDataPath, earlyResumeReport } from "./b
 import { assertNetAdmin } from "./host/privileges.js";
 import { readSubnetEnv, previousIpv6Subnet, previousSubnet, subnetEnvFor, writeSubnetEnv } from "./host/subnet-env.js";
 import { readLeaseRecord, writeLeaseRecord } from "./host/lease-record.js";
-import { acquireLease } from "./lease/acquire.js";
-import { OutOfSubnetsError } from "./lease/errors.js";
+import { acquireLease, networkMoveRefusal } from "./lease/acquire.js";
+import { NetworkChangedError, OutOfSubnetsError } from "./lease/errors.js";
 import { formatLeaseValue } from "./lease/lease-value.js";
-import type { OwnLeaseAltered } from "./lease/peer-leases.js";
+import type { OwnLeaseAltered, SharedVtepMac } from "./lease/peer-leases.js";
 import { LeaseKeeper } from "./lease/renew.js";
 import type { Lease, LeaseAttrs, PeerEvent } from "./lease/types.js";
 import { PeerWatcher } from "./lease/watch.js";
@@ -256,9 +256,11 @@ export class Daemon {
         logger,
         ownLease: () => this.ownLease,
         ownPublicIP: hostAddress(network.attrs),
+        network: config,
         onPeers: (events) => this.applyPeers(wiring, events),
         onOwnLeaseLost: (why) => this.reacquire(wiring, why),
         onOwnLeaseAltered: (altered) => void this.repairOwnLease(wiring, altered),
+        onSharedVtepMac: (shared) => void this.renewVtepMac(wiring, shared),
         onConfig: (value) => this.noteConfig(wiring, value),
         onResync: (reason) => {
           if (reason !== "periodic") this.metrics.watchResyncs.inc({ reason });
@@ -418,6 +420,36 @@ export class Daemon {
   }
 
   /**
+   * A peer advertises our VtepMAC and our key is the younger (a cloned state dir, and we started
+   * later): a new MAC from the backend, re-advertised in our key on our etcd lease. If the key
+   * changed meanwhile, the rewrite waits for the next look at it (repairOwnLease: it differs from ours).
+   */
+  private async renewVtepMac(wiring: Wiring, shared: SharedVtepMac): Promise<void> {
+    const own = this.ownLease;
+    if (this.stopRequested || this.reacquiring || !own || !wiring.backend.renewVtepMac) return;
+    try {
+      const attrs: LeaseAttrs = { ...wiring.network.attrs, ...(await wiring.backend.renewVtepMac()) };
+      wiring.network.attrs = attrs;
+      const lease: Lease = { ...own, attrs };
+      this.ownLease = lease;
+      wiring.keeper.track(lease);
+      const replace = (modRevision: string) => wiring.store.replaceIfUnchanged(own.key, formatLeaseValue(attrs), own.reservation ? undefined : own.etcdLeaseId, modRevision);
+      let written = await replace(shared.ownModRevision ?? "0");
+      if (!written) {
+        // Written since we looked (a renewal does not write; a repair may have): once more on what is there now.
+        const current = (await wiring.store.list(own.key)).keys.find((stored) => stored.key === own.key);
+        if (current) written = await replace(current.modRevision);
+      }
+      this.logger.warn(
+        { key: own.key, peer: shared.peer.key, value: formatLeaseValue(attrs), written },
+        `re-advertised our lease ${own.key} with a new VtepMAC (${shared.mac} is ${shared.peer.key}'s too)${written ? "" : "; the key changed meanwhile, rewritten at the next look at it"}`,
+      );
+    } catch (error) {
+      this.logger.error({ err: error, key: own.key }, `taking a new VtepMAC failed; vxlan to ${shared.peer.key} stays broken until one of the two hosts gets another MAC`);
+    }
+  }
+
+  /**
    * The config is written by an operator: until it exists and validates (backend options
    * included), say which key and field is wrong, once in a while, and keep waiting.
    */
@@ -431,6 +463,8 @@ export class Daemon {
           const config = parseNetworkConfig(stored.value);
           const factory = findBackend(config.backend.type);
           factory.validateOptions(config.backend.options);
+          // Before anything is built for it: a config of another Network while hosts run in ours is waited out (re-read each second).
+          await this.refuseNetworkMove(store, config);
           return { config, factory };
         }
         const waiting = `waiting for the network config at ${store.configKey} ("weft config set")`;
@@ -454,6 +488,14 @@ export class Daemon {
       }
       await sleep(CONFIG_RETRY_MS, this.stopping.signal);
     }
+  }
+
+  /** Throws NetworkChangedError when our subnet file's subnets lie outside `config`'s Network and other hosts still lease outside it. */
+  private async refuseNetworkMove(store: EtcdStore, config: NetworkConfig): Promise<void> {
+    const previous = await this.readPreviousSubnets();
+    if (!previous) return;
+    const refusal = networkMoveRefusal(config, (await store.list(store.subnetsPrefix)).keys, [previous]);
+    if (refusal instanceof NetworkChangedError) throw refusal;
   }
 
   private async readPreviousEtcdLease(): Promise<string | undefined> {

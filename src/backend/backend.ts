@@ -27,6 +27,11 @@ export interface Backend {
   applyPeers(events: readonly PeerEvent[]): Promise<void>;
   reconcile(options: { dryRun: boolean }): Promise<ReconcileReport>;
   stop(): Promise<void>;
+  /**
+   * vxlan backends: a peer advertises our VtepMAC (a cloned state dir) and we are the younger, so
+   * take a new random MAC (device and saved file) and return what the lease must advertise now.
+   */
+  renewVtepMac?(): Promise<BackendRegistration["attrs"]>;
 }
 
 export interface BackendRegistration {

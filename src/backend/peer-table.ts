@@ -15,7 +15,8 @@ import type { Lease, PeerEvent } from "../lease/types.js";
  *   later a WireGuard key); `S` is what the backend decides against (kernel backends: a route
  *   snapshot; nothing for the engine backends).
  * - Checks every backend shares, in this order: the own subnet is never a peer (silently: the
- *   watcher may still hold an older lease for it); a lease advertising our own PublicIP is
+ *   watcher may still hold an older lease for it); a lease claiming our IPv6 subnet with another
+ *   IPv4 subnet is refused (another host's, clashing); a lease advertising our own PublicIP is
  *   refused (its traffic would come back here); a lease of another backend type is refused
  *   (that host does not speak our data path). Then the backend's classify() decides.
  * - A refusal is logged once, at its level, and again only when its reason changes (kernel
@@ -173,6 +174,16 @@ export class PeerTable<P, S = void> {
 
   private verdict(lease: Lease, snapshot: S): P | Refusal {
     const { backendType, ownPublicIP } = this.options;
+    const own = this.ownLease;
+    // The IPv4 twin of this is the silent drop in consider(): a dual-stack key with our IPv6 subnet
+    // beside another IPv4 subnet is another host's, and routing that IPv6 subnet to it would take
+    // our own containers' addresses away from us (acquire.ts lostToClash makes the later writer move).
+    if (own?.ipv6Subnet && lease.ipv6Subnet?.equals(own.ipv6Subnet)) {
+      return {
+        refused: `lease ${lease.key} claims our IPv6 subnet ${own.ipv6Subnet} (we hold ${own.key}): two hosts on one IPv6 subnet; refused until one of them moves`,
+        level: "warn",
+      };
+    }
     if (ownPublicIP !== undefined && carriesAddress(lease.attrs, ownPublicIP)) {
       return {
         refused:

@@ -59,6 +59,9 @@ export const reserveCommand: CommandModule<object, ReserveArgs> = {
         }
         // Keeping the holder's backend data means its peers see no change; only the TTL goes.
         if (held === holder) value = existing.value;
+        // Given to another host: deleted first, so its holder and every peer see the key go and
+        // come anew (a value put over a live lease with another host's address is taken for an overwrite).
+        else await store.delete(key);
       }
       await store.put(key, value);
       const v6Note = parts.subnet && attrs.publicIPv6 ? ` (${attrs.publicIPv6})` : "";

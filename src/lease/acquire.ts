@@ -4,11 +4,12 @@ import { primaryNetwork, type NetworkConfig } from "../config/network-config.js"
 import type { Ipv4Subnet } from "../net/ipv4.js";
 import type { Ipv6Subnet } from "../net/ipv6.js";
 import type { LeaseStore } from "./lease-store.js";
-import { OutOfSubnetsError, PublicIPInUseError } from "./errors.js";
+import { NetworkChangedError, OutOfSubnetsError, PublicIPInUseError } from "./errors.js";
 import { formatLeaseValue, sameAttrs } from "./lease-value.js";
 import { decodeLeases } from "./stored-lease.js";
-import { fitsConfig, fitsIpv6Config, freeIpv6Subnets, freeSubnetCount, freeSubnets, leaseFitsConfig } from "./subnet-space.js";
-import { leaseSubnets, subnetKey, subnetsClaimedByKey, type SubnetKeyParts } from "./subnet-key.js";
+import { fitsConfig, fitsIpv6Config, freeIpv6Subnets, freeSubnetCount, freeSubnets, leaseFitsConfig, outsideNetwork } from "./subnet-space.js";
+import { leaseSubnets, subnetKey, subnetsClaimedByKey, type ClaimedSubnets, type SubnetKeyParts } from "./subnet-key.js";
+import type { StoredKey } from "../store/records.js";
 import { carriesAddress, hostAddress, hostAddressFlag } from "./host-address.js";
 import type { Lease, LeaseAttrs } from "./types.js";
 
@@ -90,6 +91,7 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
 
   const ourAddress = hostAddress(attrs);
   const ours = ourAddress === undefined ? [] : leases.filter((lease) => carriesAddress(lease.attrs, ourAddress));
+  refuseNetworkMove(request, listing.keys, ours);
   for (const lease of ours) {
     if (leaseFitsConfig(lease, config)) {
       if (!isOurs(request, lease)) throw new PublicIPInUseError(lease.key, ourAddress ?? attrs.publicIP, lease.etcdLeaseId, hostAddressFlag(attrs));
@@ -162,6 +164,52 @@ async function tryAcquire(request: AcquireRequest, preferred: Preferred): Promis
   // In an IPv6-only network the IPv6 subnet is the one a host moves with.
   const reused = config.ipv4 ? reuse : reuseV6;
   return { lease: created, freeSubnets: freeCount() - 1, how: reused ? "previous-subnet" : "allocated" };
+}
+
+/**
+ * The Network changed while this host was down: our subnet (our lease's, or the subnet file's)
+ * lies outside the config's Network. Moving is right once no other host runs in the old Network
+ * (every host was stopped and the old leases went, the way flannel documents a Network change);
+ * while any other host's lease outside the new Network lives, moving would cut us off from them
+ * and leave docker0 on the old subnet: refused with NetworkChangedError (the daemon retries).
+ */
+function refuseNetworkMove(request: AcquireRequest, keys: readonly StoredKey[], ours: readonly Lease[]): void {
+  const previous = { subnet: request.previousSubnet, ipv6Subnet: request.previousIpv6Subnet };
+  const refusal = networkMoveRefusal(request.config, keys, [...ours, previous], new Set(ours.map((lease) => lease.key)));
+  if (refusal instanceof NetworkChangedError) throw refusal;
+  if (refusal) {
+    request.logger.error(
+      { subnet: refusal.ownSubnet },
+      `the network config changed while this host was down (${refusal.problem}) and no other host holds a lease outside it: moving into the new Network; ` +
+        "docker0 must be reconfigured from the subnet file (restart docker), containers on the old subnet are cut off until then",
+    );
+  }
+}
+
+/**
+ * Whether a host whose subnets were `ownSubnets` (its lease, its subnet file) may lease under
+ * `config`: undefined when they lie inside its Network; a NetworkChangedError when they do not
+ * and another host's lease outside it lives (`keys`: the subnets prefix; `ownKeys` and keys naming
+ * our own subnets are not other hosts'); else what moves (no host is left in the old Network).
+ */
+export function networkMoveRefusal(
+  config: NetworkConfig,
+  keys: readonly StoredKey[],
+  ownSubnets: readonly ClaimedSubnets[],
+  ownKeys: ReadonlySet<string> = new Set(),
+): NetworkChangedError | { ownSubnet: string; problem: string } | undefined {
+  for (const parts of ownSubnets) {
+    const problem = outsideNetwork(parts, config);
+    if (!problem) continue;
+    const ownSubnet = [parts.subnet, parts.ipv6Subnet].filter((subnet) => subnet !== undefined).join(" and ");
+    const isOwn = (key: string) => {
+      const claimed = subnetsClaimedByKey(key);
+      return ownKeys.has(key) || ownSubnets.some((own) => (own.subnet !== undefined && claimed.subnet?.equals(own.subnet)) || (own.ipv6Subnet !== undefined && claimed.ipv6Subnet?.equals(own.ipv6Subnet)));
+    };
+    const oldLeases = keys.filter((stored) => !isOwn(stored.key) && outsideNetwork(subnetsClaimedByKey(stored.key), config) !== undefined).map((stored) => stored.key);
+    return oldLeases.length > 0 ? new NetworkChangedError(ownSubnet, problem, oldLeases) : { ownSubnet, problem };
+  }
+  return undefined;
 }
 
 /**

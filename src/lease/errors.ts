@@ -58,3 +58,25 @@ export class PublicIPInUseError extends Error {
     this.name = "PublicIPInUseError";
   }
 }
+
+/**
+ * This host's subnet (from its lease or subnet file) lies outside the configured Network, and
+ * other hosts' leases outside it still live: the Network was changed while this host was down and
+ * the others still run in the old one. Moving would cut this host off from them (and docker0 keeps
+ * the old subnet); so it is refused, and retried until the config is back or the old leases are gone.
+ */
+export class NetworkChangedError extends Error {
+  constructor(
+    readonly ownSubnet: string,
+    readonly problem: string,
+    readonly oldLeases: readonly string[],
+  ) {
+    const shown = oldLeases.slice(0, 5).join(", ") + (oldLeases.length > 5 ? ` and ${oldLeases.length - 5} more` : "");
+    super(
+      `the network config changed while this host was down: our subnet ${ownSubnet} (${problem}), and ${oldLeases.length} lease(s) of other hosts ` +
+        `outside it still live (${shown}): refusing to move into the new Network while hosts run in the old one (they could not reach us, nor we them). ` +
+        `Restore the old config, or stop every host and delete the old leases, then start them again`,
+    );
+    this.name = "NetworkChangedError";
+  }
+}

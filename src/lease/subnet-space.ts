@@ -1,7 +1,7 @@
 import type { Ipv4NetworkConfig, Ipv6NetworkConfig, NetworkConfig } from "../config/network-config.js";
 import { Ipv4Subnet } from "../net/ipv4.js";
 import { Ipv6Subnet } from "../net/ipv6.js";
-import type { SubnetKeyParts } from "./subnet-key.js";
+import type { ClaimedSubnets, SubnetKeyParts } from "./subnet-key.js";
 
 /**
  * True when a lease's IPv4 subnet is one this config could have handed out; in an IPv6-only
@@ -128,4 +128,16 @@ export function freeSubnetCount(config: NetworkConfig, occupied: readonly Ipv4Su
   // An IPv6-only /48 of /64s counts 65 535; a wider range is capped where a number stays exact.
   const ipv6Count = ipv6 > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(ipv6);
   return ipv4 === undefined ? ipv6Count : Math.min(ipv4, ipv6Count);
+}
+
+/**
+ * What of a key's subnets lies outside the config's Network (IPv6Network), for each family both
+ * have; undefined when nothing does. SubnetLen/SubnetMin/SubnetMax are not checked: flannel lets
+ * them change under running leases, the Network never (a route outside it goes somewhere else).
+ */
+export function outsideNetwork(parts: ClaimedSubnets, config: NetworkConfig): string | undefined {
+  const outside: string[] = [];
+  if (parts.subnet && config.ipv4 && !config.ipv4.network.contains(parts.subnet)) outside.push(`${parts.subnet} is outside Network ${config.ipv4.network}`);
+  if (parts.ipv6Subnet && config.ipv6 && !config.ipv6.network.contains(parts.ipv6Subnet)) outside.push(`${parts.ipv6Subnet} is outside IPv6Network ${config.ipv6.network}`);
+  return outside.length > 0 ? outside.join(", ") : undefined;
 }

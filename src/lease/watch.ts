@@ -4,7 +4,8 @@ import { sleep } from "../async/sleep.js";
 import type { WatchEvent } from "../store/records.js";
 import type { LeaseStore } from "./lease-store.js";
 import { PeerSettling } from "./peer-settling.js";
-import { PeerLeases, type OwnLeaseAltered, type OwnLeaseRef, type PeerLeasesUpdate } from "./peer-leases.js";
+import { PeerLeases, type OwnLeaseAltered, type OwnLeaseRef, type PeerLeasesUpdate, type SharedVtepMac } from "./peer-leases.js";
+import type { NetworkConfig } from "../config/network-config.js";
 import { warnMalformed } from "./stored-lease.js";
 import type { Lease, PeerEvent } from "./types.js";
 import { hostAddress } from "./host-address.js";
@@ -19,6 +20,8 @@ export interface PeerWatcherOptions {
    * re-acquire is just creating) and is never a peer, so no route to our own subnet appears.
    */
   ownPublicIP?: string;
+  /** The running network config: a lease outside its Network is never a peer (logged once per key). */
+  network?: NetworkConfig;
   /** Batches of peer changes, delivered one at a time (the next waits for the previous). */
   onPeers: (events: PeerEvent[]) => Promise<void>;
   /**
@@ -28,6 +31,11 @@ export interface PeerWatcherOptions {
   onOwnLeaseLost: (why: string) => void;
   /** The own key holds what we did not write (garbage, another VtepMAC, another etcd lease). */
   onOwnLeaseAltered?: (altered: OwnLeaseAltered) => void;
+  /**
+   * A peer advertises our VtepMAC and our key is the younger (written later): this host should
+   * take a new MAC and re-advertise. Called once per peer key and MAC; always logged.
+   */
+  onSharedVtepMac?: (shared: SharedVtepMac) => void;
   /**
    * The network config key (store.configKey) as last seen, on every change of it: its value, or
    * undefined when it is gone (deleted, or etcd lost its data). While it is gone after having
@@ -72,6 +80,8 @@ export class PeerWatcher {
   private generation = 0;
   private readonly reportedOurIP = new Set<string>();
   private readonly reportedSharedMac = new Set<string>();
+  /** "<key> <problem>" of outside-the-Network keys already logged: once each, again when the problem changes. */
+  private readonly reportedSkipped = new Set<string>();
   /** The config value last seen; undefined before the first listing. */
   private config: { value: string | undefined } | undefined;
   private configSeen = false;
@@ -80,7 +90,7 @@ export class PeerWatcher {
   private settleTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: PeerWatcherOptions) {
-    this.table = new PeerLeases(options.ownPublicIP);
+    this.table = new PeerLeases(options.ownPublicIP, options.network);
     const { configKey, subnetsPrefix } = options.store;
     this.networkPrefix = configKey.slice(0, configKey.lastIndexOf("/") + 1);
     if (!subnetsPrefix.startsWith(this.networkPrefix)) throw new Error(`${subnetsPrefix} is not under ${this.networkPrefix}, the parent of ${configKey}`);
@@ -196,17 +206,36 @@ export class PeerWatcher {
       this.reportedOurIP.add(key);
       this.options.logger.info({ key }, "a lease with our PublicIP is not a peer (ours, or a host sharing our address)");
     }
+    for (const { key, problem } of update.overwritten) {
+      this.options.logger.warn({ key }, `peer lease ${key} was overwritten (${problem}): skipped, the peer kept as its holder last wrote it until the holder rewrites it or the key goes`);
+    }
+    for (const { key, problem } of update.outsideNetwork) {
+      this.reportOnce(`${key} ${problem}`, () => this.options.logger.warn({ key }, `lease ${key} is not of the running network (${problem}): skipped, nothing is routed there`));
+    }
     const own = this.options.ownLease();
-    for (const { mac, peer } of update.sharedVtepMac) {
+    for (const shared of update.sharedVtepMac) {
+      const { mac, peer, younger } = shared;
       if (this.reportedSharedMac.has(`${peer.key} ${mac}`)) continue;
       this.reportedSharedMac.add(`${peer.key} ${mac}`);
+      const action =
+        younger === "us"
+          ? "our key is the younger (written later): taking a new MAC"
+          : younger === "peer"
+            ? "its key is the younger (written later): it takes a new MAC"
+            : "on one of them stop weft, delete the *.vtep-mac file in its --state-dir and start it again for a new MAC";
       this.options.logger.error(
-        { key: peer.key, peerPublicIP: hostAddress(peer.attrs) ?? peer.attrs.publicIP, ownKey: own?.key, ownPublicIP: this.options.ownPublicIP, vtepMAC: mac },
+        { key: peer.key, peerPublicIP: hostAddress(peer.attrs) ?? peer.attrs.publicIP, ownKey: own?.key, ownPublicIP: this.options.ownPublicIP, vtepMAC: mac, younger },
         `peer ${hostAddress(peer.attrs) ?? peer.attrs.publicIP} (${peer.key}) advertises our VtepMAC ${mac} (we are ${this.options.ownPublicIP ?? "?"}, ${own?.key ?? "?"}): ` +
-          "two hosts share one weft state dir (a cloned VM image?); vxlan between them cannot work. " +
-          "On one of them stop weft, delete the *.vtep-mac file in its --state-dir and start it again for a new MAC",
+          `two hosts share one weft state dir (a cloned VM image?); vxlan between them cannot work; ${action}`,
       );
+      if (younger === "us") this.options.onSharedVtepMac?.(shared);
     }
+  }
+
+  private reportOnce(what: string, log: () => void): void {
+    if (this.reportedSkipped.has(what)) return;
+    this.reportedSkipped.add(what);
+    log();
   }
 
   private reportOwnLease(update: PeerLeasesUpdate): void {

@@ -209,4 +209,21 @@ describe("PeerTable, table-driven", () => {
     expect(table.refusedCount).toBe(0);
     expect(lines.filter((line) => line.level >= 40)).toEqual([]);
   });
+
+  it("refuses, with one warning, a dual-stack lease claiming our IPv6 subnet beside another IPv4 subnet, as our IPv4 subnet is never a peer", () => {
+    const { table, lines } = keyedTable("wg");
+    table.setOwnLease(dualStack("10.66.1.0/24", "fd66:0:0:1::/64", { publicIP: "192.168.1.1", backendType: "wg" }));
+    const clash = dualStack("10.66.9.0/24", "fd66:0:0:1::/64", { publicIP: "192.168.1.9", backendType: "wg", backendData: { PublicKey: "k9" } });
+    const fine = dualStack("10.66.8.0/24", "fd66:0:0:8::/64", { publicIP: "192.168.1.8", backendType: "wg", backendData: { PublicKey: "k8" } });
+    const changes = table.apply([{ kind: "added", lease: clash }, { kind: "added", lease: fine }]);
+    table.reclassify();
+    expect(changes.map((change) => `${change.kind} ${change.key}`)).toEqual(["accepted 10.66.8.0-24&fd66:0:0:8::-64"]);
+    expect(table.refusedReasons()).toEqual([
+      "10.66.9.0/24,fd66:0:0:1::/64: lease /coreos.com/network/subnets/10.66.9.0-24&fd66:0:0:1::-64 claims our IPv6 subnet fd66:0:0:1::/64 (we hold /coreos.com/network/subnets/10.66.1.0-24&fd66:0:0:1::-64): two hosts on one IPv6 subnet; refused until one of them moves",
+    ]);
+    expect(lines.filter((line) => line.level === 40)).toHaveLength(1);
+    // The clash ends (one of them moved): served from then on.
+    const moved = dualStack("10.66.9.0/24", "fd66:0:0:9::/64", { publicIP: "192.168.1.9", backendType: "wg", backendData: { PublicKey: "k9" } });
+    expect(table.apply([{ kind: "changed", lease: moved, previous: clash }]).map((change) => `${change.kind} ${change.key}`)).toEqual(["accepted 10.66.9.0-24&fd66:0:0:9::-64"]);
+  });
 });

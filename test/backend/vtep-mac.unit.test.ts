@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { persistMac, randomVtepMac, readPersistedMac } from "../../src/backend/vxlan/vtep-mac.js";
+import { persistMac, randomVtepMac, readPersistedMac, renewPersistedMac } from "../../src/backend/vxlan/vtep-mac.js";
 
 describe("saved VTEP MAC", () => {
   const dirs: string[] = [];
@@ -26,6 +26,16 @@ describe("saved VTEP MAC", () => {
     }
     expect(await readPersistedMac(dir, "flannel.1")).toBe(mac);
     expect((await stat(join(dir, "flannel.1.vtep-mac"))).mode & 0o777).toBe(0o644);
+  });
+
+  it("a renewal replaces a cloned MAC by a new locally administered unicast one, saved", async () => {
+    const dir = await stateDir();
+    const cloned = randomVtepMac();
+    await persistMac(dir, "flannel.1", cloned);
+    const renewed = await renewPersistedMac(dir, "flannel.1");
+    expect(renewed).not.toBe(cloned);
+    expect(Number.parseInt(renewed.slice(0, 2), 16) & 0x03).toBe(0x02);
+    expect(await readPersistedMac(dir, "flannel.1")).toBe(renewed);
   });
 
   it("concurrent saves never fail on a shared temp file and leave no temp files behind", async () => {

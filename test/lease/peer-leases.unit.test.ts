@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { PeerLeases, type OwnLeaseRef, type PeerLeasesUpdate } from "../../src/lease/peer-leases.js";
 import { parseLeaseValue } from "../../src/lease/lease-value.js";
+import { parseNetworkConfig } from "../../src/config/network-config.js";
 import type { StoredKey, WatchEvent } from "../../src/store/records.js";
 
 const P = "/coreos.com/network/subnets/";
@@ -11,8 +12,9 @@ const OUR_IP = "192.168.77.1";
 
 const value = (ip: string, mac = "aa:bb:cc:dd:ee:01") =>
   JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: "vxlan", BackendData: { VNI: 1, VtepMAC: mac } });
-const key = (third: number, ip: string, mac?: string): StoredKey => ({ key: `${P}10.66.${third}.0-24`, value: value(ip, mac), leaseId: "7", modRevision: "1" });
-const put = (third: number, ip: string, mac?: string): WatchEvent => ({ type: "put", ...key(third, ip, mac) });
+/** Every host's key on etcd lease 7 unless said otherwise (a new holder's is another). */
+const key = (third: number, ip: string, mac?: string, leaseId = "7"): StoredKey => ({ key: `${P}10.66.${third}.0-24`, value: value(ip, mac), leaseId, modRevision: "1" });
+const put = (third: number, ip: string, mac?: string, leaseId?: string): WatchEvent => ({ type: "put", ...key(third, ip, mac, leaseId) });
 const del = (third: number): WatchEvent => ({ type: "delete", key: `${P}10.66.${third}.0-24`, value: "", leaseId: "0", modRevision: "2" });
 const raw = (keyName: string, text: string): StoredKey => ({ key: `${P}${keyName}`, value: text, leaseId: "0", modRevision: "1" });
 
@@ -22,9 +24,11 @@ function summary(update: PeerLeasesUpdate): string[] {
     ...update.changes.map((change) => `${change.kind} ${change.lease.subnet} ${change.lease.attrs.publicIP}${change.previous ? ` (was ${change.previous.attrs.publicIP})` : ""}`),
     ...update.ownLeaseLost.map((why) => `lost: ${why}`),
     ...update.ownLeaseAltered.map((altered) => `altered ${altered.kind} ${altered.stored.key.slice(P.length)}`),
-    ...update.sharedVtepMac.map((shared) => `shared-mac ${shared.mac} ${shared.peer.key.slice(P.length)}`),
+    ...update.sharedVtepMac.map((shared) => `shared-mac ${shared.mac} ${shared.peer.key.slice(P.length)} younger: ${shared.younger}`),
     ...update.malformed.map((skipped) => `malformed ${skipped.key.slice(P.length)}`),
     ...update.carryingOurIP.map((ours) => `ours ${ours.slice(P.length)}`),
+    ...update.overwritten.map((skipped) => `overwritten ${skipped.key.slice(P.length)}: ${skipped.problem}`),
+    ...update.outsideNetwork.map((skipped) => `outside ${skipped.key.slice(P.length)}: ${skipped.problem}`),
   ];
 }
 
@@ -33,7 +37,11 @@ describe("PeerLeases.reset (a full listing)", () => {
     ["first listing: every other lease is added, never the own key", [], [key(1, OUR_IP), key(2, "192.168.77.2"), key(3, "192.168.77.3")], ["added 10.66.2.0/24 192.168.77.2", "added 10.66.3.0/24 192.168.77.3"]],
     ["a lease gone since the last listing is removed", [key(2, "192.168.77.2"), key(3, "192.168.77.3")], [key(1, OUR_IP), key(3, "192.168.77.3")], ["removed 10.66.2.0/24 192.168.77.2"]],
     ["changed attrs are a change; same attrs are none", [key(2, "192.168.77.2"), key(3, "192.168.77.3")], [key(1, OUR_IP), key(2, "192.168.77.2", "aa:bb:cc:dd:ee:02"), key(3, "192.168.77.3")], ["changed 10.66.2.0/24 192.168.77.2 (was 192.168.77.2)"]],
-    ["a peer now carrying our PublicIP is removed and reported as ours", [key(2, "192.168.77.2")], [key(1, OUR_IP), key(2, OUR_IP)], ["removed 10.66.2.0/24 192.168.77.2", "ours 10.66.2.0-24"]],
+    ["a peer key now ours (on a new etcd lease: a re-acquire of ours) is removed and reported as ours", [key(2, "192.168.77.2")], [key(1, OUR_IP), key(2, OUR_IP, undefined, "8")], ["removed 10.66.2.0/24 192.168.77.2", "ours 10.66.2.0-24"]],
+    ["a known peer's key turned to garbage: kept as it was, reported", [key(2, "192.168.77.2")], [key(1, OUR_IP), raw("10.66.2.0-24", "{garbage")], ['overwritten 10.66.2.0-24: /coreos.com/network/subnets/10.66.2.0-24: value is not JSON: "{garbage"']],
+    ["a known peer's key re-put by hand (no etcd lease) with another host's value: kept as it was", [key(2, "192.168.77.2"), key(3, "192.168.77.3")], [key(1, OUR_IP), key(2, "192.168.77.3", undefined, "0"), key(3, "192.168.77.3")], ["overwritten 10.66.2.0-24: host 192.168.77.3's address re-put with no etcd lease (by hand: etcdctl put detaches the key from etcd lease 7 of 192.168.77.2), no host writes its lease that way"]],
+    ["a known peer's VtepMAC changed by hand: kept as it was", [key(2, "192.168.77.2")], [key(1, OUR_IP), key(2, "192.168.77.2", "aa:bb:cc:dd:ee:66", "0")], ["overwritten 10.66.2.0-24: other attrs re-put with no etcd lease (by hand: etcdctl put detaches the key from etcd lease 7 of 192.168.77.2), no host writes its lease that way"]],
+    ["a new holder on its own etcd lease (a takeover after a delete we missed): a change", [key(2, "192.168.77.2")], [key(1, OUR_IP), key(2, "192.168.77.9", undefined, "9")], ["changed 10.66.2.0/24 192.168.77.9 (was 192.168.77.2)"]],
     ["a reservation of ours in another range is never a peer", [], [key(1, OUR_IP), key(99, OUR_IP)], ["ours 10.66.99.0-24"]],
     ["malformed keys and values are skipped and reported", [], [key(1, OUR_IP), raw("garbage", value("192.168.77.5")), raw("10.66.5.0-24", "{not json"), key(7, "192.168.77.7")], ["added 10.66.7.0/24 192.168.77.7", "malformed garbage", "malformed 10.66.5.0-24"]],
     ["the own key missing from the listing: the own lease is lost", [], [key(2, "192.168.77.2")], ["added 10.66.2.0/24 192.168.77.2", "lost: the lease key was deleted"]],
@@ -67,8 +75,13 @@ describe("PeerLeases.apply (watch events)", () => {
     ["a deleted peer is removed", [del(2)], ["removed 10.66.2.0/24 192.168.77.2"], []],
     ["deleting a key never seen is nothing", [del(9)], [], ["10.66.2.0/24"]],
     ["every event of a multi-event response counts", [put(9, "192.168.77.9"), put(10, "192.168.77.10"), put(11, "192.168.77.11")], ["added 10.66.9.0/24 192.168.77.9", "added 10.66.10.0/24 192.168.77.10", "added 10.66.11.0/24 192.168.77.11"], ["10.66.2.0/24", "10.66.9.0/24", "10.66.10.0/24", "10.66.11.0/24"]],
-    ["a peer rewritten with our PublicIP stops being a peer", [put(2, OUR_IP)], ["removed 10.66.2.0/24 192.168.77.2", "ours 10.66.2.0-24"], []],
-    ["a malformed value is skipped; the peer stays as it was", [{ type: "put", ...raw("10.66.2.0-24", '{"PublicIP":"300.1.1.1"}') }], ["malformed 10.66.2.0-24"], ["10.66.2.0/24"]],
+    ["a peer key re-created with our PublicIP on a new etcd lease stops being a peer", [put(2, OUR_IP, undefined, "8")], ["removed 10.66.2.0/24 192.168.77.2", "ours 10.66.2.0-24"], []],
+    ["a peer key with our PublicIP on the peer's etcd lease is an overwrite: the peer stays", [put(2, OUR_IP)], ["overwritten 10.66.2.0-24: it names host 192.168.77.1 on etcd lease 7 of 192.168.77.2"], ["10.66.2.0/24"]],
+    ["a malformed value of a known peer is skipped; the peer stays as it was", [{ type: "put", ...raw("10.66.2.0-24", '{"PublicIP":"300.1.1.1"}') }], ['overwritten 10.66.2.0-24: /coreos.com/network/subnets/10.66.2.0-24: PublicIP "300.1.1.1" is not an IPv4 address'], ["10.66.2.0/24"]],
+    ["a malformed value of an unknown key is skipped", [{ type: "put", ...raw("10.66.5.0-24", "{") }], ['malformed 10.66.5.0-24'], ["10.66.2.0/24"]],
+    ["a foreign PublicIP put by hand into a peer's key: the peer stays", [put(2, "192.168.77.99", undefined, "0")], ["overwritten 10.66.2.0-24: host 192.168.77.99's address re-put with no etcd lease (by hand: etcdctl put detaches the key from etcd lease 7 of 192.168.77.2), no host writes its lease that way"], ["10.66.2.0/24"]],
+    ["a peer's key given the value of a host that holds another key (key and value disagree): the peer stays", [put(3, "192.168.77.3", undefined, "3"), put(2, "192.168.77.3", undefined, "3")], ["added 10.66.3.0/24 192.168.77.3", "overwritten 10.66.2.0-24: it names host 192.168.77.3, which holds /coreos.com/network/subnets/10.66.3.0-24 (key and value disagree)"], ["10.66.2.0/24", "10.66.3.0/24"]],
+    ["the peer rewrites its own value on its etcd lease: no change", [put(2, "192.168.77.99", undefined, "0"), put(2, "192.168.77.2")], ["overwritten 10.66.2.0-24: host 192.168.77.99's address re-put with no etcd lease (by hand: etcdctl put detaches the key from etcd lease 7 of 192.168.77.2), no host writes its lease that way"], ["10.66.2.0/24"]],
     ["our own renewal or backend change is never a peer event", [put(1, OUR_IP, "aa:bb:cc:dd:ee:02")], [], ["10.66.2.0/24"]],
     ["another PublicIP in the own key: taken over", [put(1, "192.168.77.50")], ["lost: the lease key was taken over by 192.168.77.50"], ["10.66.2.0/24"]],
     ["the own key deleted: lost", [del(1)], ["lost: the lease key was deleted"], ["10.66.2.0/24"]],
@@ -108,8 +121,12 @@ describe("PeerLeases: what is in our own key, and peers sharing our VtepMAC", ()
     ["garbage in our key: altered", [{ type: "put", ...raw("10.66.1.0-24", "garbage") }], ["altered malformed 10.66.1.0-24"]],
     ["our value on another etcd lease: another host with our PublicIP", [{ ...put(1, OUR_IP, "aa:bb:cc:dd:ee:01"), leaseId: "8" }], ["altered foreign-etcd-lease 10.66.1.0-24"]],
     ["our value with no etcd lease (weft reserve kept it): the operator's reservation, nothing", [{ ...put(1, OUR_IP, "aa:bb:cc:dd:ee:01"), leaseId: "0" }], []],
-    ["a new peer with our VtepMAC: reported", [put(3, "192.168.77.3", "AA:BB:CC:DD:EE:01")], ["added 10.66.3.0/24 192.168.77.3", "shared-mac aa:bb:cc:dd:ee:01 10.66.3.0-24"]],
-    ["a peer changing to our VtepMAC: reported", [put(2, "192.168.77.2", "aa:bb:cc:dd:ee:01")], ["changed 10.66.2.0/24 192.168.77.2 (was 192.168.77.2)", "shared-mac aa:bb:cc:dd:ee:01 10.66.2.0-24"]],
+    ["a new peer with our VtepMAC, written after our key: reported, the peer is the younger", [{ ...put(3, "192.168.77.3", "AA:BB:CC:DD:EE:01"), modRevision: "9" }], ["added 10.66.3.0/24 192.168.77.3", "shared-mac aa:bb:cc:dd:ee:01 10.66.3.0-24 younger: peer"]],
+    ["a peer changing to our VtepMAC: reported", [{ ...put(2, "192.168.77.2", "aa:bb:cc:dd:ee:01"), modRevision: "9" }], ["changed 10.66.2.0/24 192.168.77.2 (was 192.168.77.2)", "shared-mac aa:bb:cc:dd:ee:01 10.66.2.0-24 younger: peer"]],
+    ["our key rewritten after the peer's (we started later): we are the younger", [{ ...put(1, OUR_IP, "aa:bb:cc:dd:ee:01"), modRevision: "12" }, { ...put(3, "192.168.77.3", "aa:bb:cc:dd:ee:01"), modRevision: "10" }], ["added 10.66.3.0/24 192.168.77.3", "shared-mac aa:bb:cc:dd:ee:01 10.66.3.0-24 younger: us"]],
+    ["the own key given a known peer's value: not a takeover, an alteration (key and value disagree)", [put(1, "192.168.77.2", "aa:bb:cc:dd:ee:02", "8")], ["altered value-differs 10.66.1.0-24"]],
+    ["a foreign PublicIP put into our key by hand (no etcd lease): an alteration to rewrite, not a takeover", [put(1, "192.168.77.99", undefined, "0")], ["altered value-differs 10.66.1.0-24"]],
+    ["another PublicIP in our key on its own etcd lease (a host took the subnet while etcd was empty): lost", [put(1, "192.168.77.50", undefined, "50")], ["lost: the lease key was taken over by 192.168.77.50"]],
   ])("%s", (_name, events, expected) => {
     expect(summary(start().apply(events, FULL))).toEqual(expected);
   });
@@ -140,6 +157,8 @@ describe("PeerLeases in an IPv6-only network (keys 0.0.0.0-0&…, every PublicIP
     ...update.changes.map((change) => `${change.kind} ${change.lease.ipv6Subnet} ${change.lease.attrs.publicIPv6}`),
     ...update.ownLeaseLost.map((why) => `lost: ${why}`),
     ...update.carryingOurIP.map((ours) => `ours ${ours.slice(P.length)}`),
+    ...update.overwritten.map((skipped) => `overwritten ${skipped.key.slice(P.length)}: ${skipped.problem}`),
+    ...update.outsideNetwork.map((skipped) => `outside ${skipped.key.slice(P.length)}: ${skipped.problem}`),
   ];
 
   it("other hosts are peers though they share PublicIP 0.0.0.0; one with our PublicIPv6 is ours; our key taken by another PublicIPv6 is lost", () => {
@@ -152,5 +171,31 @@ describe("PeerLeases in an IPv6-only network (keys 0.0.0.0-0&…, every PublicIP
     expect(v6Summary(table.reset([v6Key(1, "fd77::50"), v6Key(2, "fd77::12"), v6Key(3, "fd77::13")], own))).toEqual([
       "lost: the lease key was taken over by fd77::50",
     ]);
+  });
+});
+
+describe("PeerLeases with the running network config", () => {
+  it("a lease outside the running Network is never a peer (another config's), whatever its value; one inside is", () => {
+    const table = new PeerLeases(OUR_IP, parseNetworkConfig('{"Network":"10.66.0.0/16","Backend":{"Type":"vxlan"}}'));
+    const foreign: StoredKey = { ...key(5, "192.168.77.5"), key: `${P}10.77.5.0-24` };
+    expect(summary(table.reset([key(1, OUR_IP), key(2, "192.168.77.2"), foreign], OWN))).toEqual([
+      "added 10.66.2.0/24 192.168.77.2",
+      "outside 10.77.5.0-24: 10.77.5.0/24 is outside Network 10.66.0.0/16",
+    ]);
+    expect(summary(table.apply([{ type: "put", ...foreign }], OWN))).toEqual(["outside 10.77.5.0-24: 10.77.5.0/24 is outside Network 10.66.0.0/16"]);
+    expect(table.current().map((lease) => lease.key)).toEqual([`${P}10.66.2.0-24`]);
+  });
+});
+
+describe("PeerLeases reports each overwrite of a peer's key once", () => {
+  it("not again at the next listing, again after its holder rewrote the key and it was overwritten anew", () => {
+    const table = new PeerLeases(OUR_IP);
+    table.reset([key(1, OUR_IP), key(2, "192.168.77.2")], OWN);
+    const garbage: WatchEvent = { type: "put", ...raw("10.66.2.0-24", "{garbage") };
+    const count = (update: PeerLeasesUpdate) => update.overwritten.length;
+    expect(count(table.apply([garbage], OWN))).toBe(1);
+    expect(count(table.reset([key(1, OUR_IP), raw("10.66.2.0-24", "{garbage")], OWN))).toBe(0);
+    expect(count(table.apply([put(2, "192.168.77.2")], OWN))).toBe(0);
+    expect(count(table.apply([garbage], OWN))).toBe(1);
   });
 });

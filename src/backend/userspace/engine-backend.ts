@@ -92,7 +92,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
 
   constructor(
     readonly type: string,
-    private readonly context: BackendContext,
+    protected readonly context: BackendContext,
     private readonly prepare: () => Promise<EngineBackendSpec>,
     private readonly placement: EnginePlacement = {},
   ) {
@@ -139,6 +139,25 @@ export class EngineBackend implements Backend, LeaseSetLoader {
         { device: this.engine?.tunName, subnet: ownLease.subnet?.toString(), features: this.engine?.features },
         "userspace data path up",
       );
+    });
+  }
+
+  /**
+   * Prepares the spec again (something it reads changed: a new VtepMAC in the state dir) and,
+   * when running, re-opens the engine with it on the same TUN and sockets (its options are fixed
+   * at open; the TUN's addresses and the peers stay). Returns the new registration's attrs.
+   */
+  protected async prepareAgain(): Promise<BackendRegistration["attrs"]> {
+    return this.queue.run(async () => {
+      this.spec = await this.prepare();
+      const own = this.ownLease;
+      if (this.engine && own) {
+        await this.reopenOnSameFds(this.spec, own, { newTun: false });
+        this.setEveryPeer();
+        await this.addressDevice(own);
+        this.saveSnapshot();
+      }
+      return this.spec.registration.attrs;
     });
   }
 

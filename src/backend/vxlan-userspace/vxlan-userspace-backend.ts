@@ -1,4 +1,4 @@
-import type { Backend, BackendContext } from "../backend.js";
+import type { Backend, BackendContext, BackendRegistration } from "../backend.js";
 import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
 import { readString, type JsonObject } from "../../codec/json-fields.js";
 import { assertDeviceName } from "../../kernel/objects.js";
@@ -8,7 +8,7 @@ import type { PeerRoute } from "../../engine/engine.js";
 import type { Refusal } from "../peer-table.js";
 import { formatVxlanBackendData, parseVxlanBackendData } from "../vxlan/backend-data.js";
 import { VXLAN_OVERHEAD, VXLAN_V6_OVERHEAD, parseVxlanOptions, type VxlanOptions } from "../vxlan/options.js";
-import { persistMac, randomVtepMac, readPersistedMac } from "../vxlan/vtep-mac.js";
+import { persistMac, randomVtepMac, readPersistedMac, renewPersistedMac } from "../vxlan/vtep-mac.js";
 import { errorMessage } from "../../errors/error-message.js";
 import { parseIpv6 } from "../../net/ipv6.js";
 import { peerIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
@@ -79,6 +79,16 @@ export function vxlanPeerRoute(vni: number, ipv6 = false) {
   };
 }
 
+/** The engine backend in vxlan mode, which can take a new VtepMAC (the engine is re-opened with it). */
+class UserspaceVxlanBackend extends EngineBackend {
+  async renewVtepMac(): Promise<BackendRegistration["attrs"]> {
+    const tunName = parseUserspaceVxlanOptions(this.context.options).tunName;
+    const mac = await renewPersistedMac(this.context.stateDir, tunName);
+    this.context.logger.warn({ device: tunName, vtepMAC: mac }, `took a new VtepMAC ${mac}; re-opening the engine with it`);
+    return this.prepareAgain();
+  }
+}
+
 async function stableVtepMac(stateDir: string, tunName: string): Promise<string> {
   const saved = await readPersistedMac(stateDir, tunName);
   if (saved) return saved;
@@ -101,7 +111,7 @@ export function createUserspaceVxlanBackend(context: BackendContext, placement?:
       "userspace vxlan: EnableIPv6 is set but the external interface has no IPv6 address; IPv6 is not forwarded (give it one, or set --public-ipv6 and --iface)",
     );
   }
-  return new EngineBackend(
+  return new UserspaceVxlanBackend(
     "vxlan",
     context,
     async () => {

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Kernel, LinkState } from "../../kernel/kernel.js";
 import { networkAddressText, subnetContains, subnetFamily, tryCanonicalIp, tryParseIpSubnet, type IpSubnet } from "../../net/ip-subnet.js";
-import { persistMac, randomVtepMac, readPersistedMac } from "./vtep-mac.js";
+import { persistMac, randomVtepMac, readPersistedMac, renewPersistedMac } from "./vtep-mac.js";
 import { setTxChecksumOffload, txChecksumOffloadOn } from "../../kernel/tx-checksum.js";
 import { AcceptRaReadOnlyError, acceptRa, disableAcceptRa } from "../../kernel/accept-ra.js";
 import type { DeviceChange } from "../reconcile-report.js";
@@ -135,6 +135,17 @@ export async function ensureVxlanDevice(
     if (!dryRun) await setTxChecksumOffload(spec.name, false, kernel.netns);
   }
   return { changes, absent: false, mac };
+}
+
+/**
+ * Gives the device a new random MAC and saves it (a peer advertised ours: a cloned state dir).
+ * vxlan devices change their address while up; the FDB and neighbours of peers follow our lease.
+ */
+export async function renewVxlanMac(kernel: Kernel, spec: VxlanDeviceSpec, stateDir: string, logger: Logger): Promise<string> {
+  const mac = await renewPersistedMac(stateDir, spec.name);
+  await kernel.ip([`link set dev ${spec.name} address ${mac}`]);
+  logger.warn({ device: spec.name, mac }, `took a new VtepMAC ${mac} for ${spec.name}`);
+  return mac;
 }
 
 /**

@@ -37,3 +37,10 @@ export async function readPersistedMac(stateDir: string, deviceName: string): Pr
 export async function persistMac(stateDir: string, deviceName: string, mac: string): Promise<void> {
   await writeFileAtomic(macFile(stateDir, deviceName), `${mac}\n`, "VTEP MAC file (--state-dir)");
 }
+
+/** A new random MAC, saved in place of the old one (a peer advertised ours: a cloned state dir). */
+export async function renewPersistedMac(stateDir: string, deviceName: string): Promise<string> {
+  const mac = randomVtepMac();
+  await persistMac(stateDir, deviceName, mac);
+  return mac;
+}

@@ -11,7 +11,7 @@ import type { Ipv4Subnet } from "../../net/ipv4.js";
 import { externalIpv4, ownIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
 import type { Lease } from "../../lease/types.js";
 import { formatVxlanBackendData, parseVxlanBackendData, type VxlanBackendData } from "./backend-data.js";
-import { ensureVxlanAddress, ensureVxlanDevice, type VxlanDeviceSpec } from "./device.js";
+import { ensureVxlanAddress, ensureVxlanDevice, renewVxlanMac, type VxlanDeviceSpec } from "./device.js";
 import { VXLAN_OVERHEAD, VXLAN_V6_OVERHEAD, parseVxlanOptions, vxlanDeviceName, vxlanV6DeviceName, type VxlanOptions } from "./options.js";
 import { noCommonFamily, ownIpv6Subnet, peerIpv6 } from "../dual-stack.js";
 import { createUserspaceVxlanBackend, validateUserspaceVxlanOptions } from "../vxlan-userspace/vxlan-userspace-backend.js";
@@ -105,6 +105,17 @@ export class VxlanBackend extends KernelPeerBackend<Peer> {
       // keeps E − 50 here, and its containers' IPv6 packets over E − 70 get Packet Too Big.
       const mtus = [this.spec, this.specV6].flatMap((spec) => (spec ? [spec.mtu] : []));
       return { attrs, mtu: Math.min(...mtus) };
+    });
+  }
+
+  /** Both devices get a new MAC (the clone's state dir gave it both); peers re-program from the re-put lease. */
+  async renewVtepMac(): Promise<BackendRegistration["attrs"]> {
+    return this.run(async () => {
+      const attrs: BackendRegistration["attrs"] = { backendType: "vxlan" };
+      const { kernel, context } = this;
+      if (this.spec) attrs.backendData = formatVxlanBackendData({ vni: this.options.vni, vtepMAC: await renewVxlanMac(kernel, this.spec, context.stateDir, context.logger) });
+      if (this.specV6) attrs.backendV6Data = formatVxlanBackendData({ vni: this.options.vni, vtepMAC: await renewVxlanMac(kernel, this.specV6, context.stateDir, context.logger) });
+      return attrs;
     });
   }
 
