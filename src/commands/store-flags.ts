@@ -2,6 +2,7 @@ import type { Argv } from "yargs";
 import { ConfigurationError } from "../errors/configuration-error.js";
 import { defaultFromEnvironment, type Environment } from "./flag-environment.js";
 import { EtcdStore } from "../store/etcd-store.js";
+import { dropIpServernameWarning } from "../store/grpc-logs.js";
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX, type StoreOptions } from "../store/store-options.js";
 
 /** The --etcd-* flags every command that talks to etcd takes (FLANNELD_ETCD_* work too). */
@@ -39,12 +40,29 @@ export function defineStoreOptions<T>(yargs: Argv<T>, environment: Environment =
     .option("etcd-cafile", { type: "string", coerce: lastString, ...fromEnv("etcd-cafile"), describe: "CA certificate that signed etcd's server certificate" })
     .option("etcd-username", { type: "string", coerce: lastString, ...fromEnv("etcd-username"), describe: "etcd user (with --etcd-password)" })
     .option("etcd-password", { type: "string", coerce: lastString, ...fromEnv("etcd-password"), describe: "etcd password" })
+    .middleware((args) => hidePasswordFromProcessTitle(args))
     .option("etcd-call-timeout", {
       type: "number",
       coerce: lastNumber,
       default: DEFAULT_CALL_TIMEOUT_MS / 1000,
       describe: "seconds an etcd call may take before it counts as failed (weft's own; raise it for an etcd with multi-second round trips)",
     });
+}
+
+/**
+ * A password given as a flag sits in /proc/<pid>/cmdline, which every user can read (ps shows
+ * it). Setting the title rewrites that memory: the command line with the password masked. The
+ * window before this runs is start-up only; FLANNELD_ETCD_PASSWORD in a root-only environment
+ * file avoids it altogether (/proc/<pid>/environ is readable by the owner alone).
+ */
+export function hidePasswordFromProcessTitle(args: { "etcd-password"?: string }, argv: readonly string[] = process.argv): void {
+  const password = args["etcd-password"];
+  if (!password || !argv.some((arg) => arg.includes(password))) return;
+  process.title = maskedCommandLine(argv, password);
+}
+
+export function maskedCommandLine(argv: readonly string[], secret: string): string {
+  return argv.map((arg) => arg.split(secret).join("***")).join(" ");
 }
 
 export function storeOptionsFromArgs(args: StoreArgs): StoreOptions {
@@ -76,6 +94,7 @@ function callTimeoutMs(seconds: number | undefined): number {
 
 /** Runs `work` with a store built from the flags, and always closes it. */
 export async function withStore<T>(args: StoreArgs, work: (store: EtcdStore) => Promise<T>): Promise<T> {
+  dropIpServernameWarning();
   const store = new EtcdStore(storeOptionsFromArgs(args));
   try {
     return await work(store);
