@@ -81,6 +81,8 @@ export class EtcdStore {
   private access: AccessContext;
   /** Set while etcd refuses our certificate or password: the error, and when to ask again. */
   private refusal: { error: EtcdAccessError; retryAt: number } | undefined;
+  /** The newest failure to reach etcd, for when etcd3's circuit breaker hides it. */
+  private lastConnectionFailure: Error | undefined;
   private readonly refusalBackoff = new Backoff(REFUSAL_BACKOFF_FIRST_MS, REFUSAL_BACKOFF_MAX_MS);
   private readonly openWatches = new Set<OpenWatch>();
   private readonly noticeListeners: ((notice: StoreNotice) => void)[] = [];
@@ -345,8 +347,10 @@ export class EtcdStore {
     } catch (error) {
       const explained = this.explain(error);
       if (explained instanceof EtcdAccessError) this.refused(explained);
+      if (isUnreachable(explained)) this.lastConnectionFailure = explained;
       throw this.failed(operation, subject, explained);
     }
+    this.lastConnectionFailure = undefined;
     this.refusal = undefined;
     this.refusalBackoff.reset();
     this.reachability.answered();
@@ -424,10 +428,10 @@ export class EtcdStore {
     if (error instanceof EtcdAccessError || error instanceof CredentialFileError) return error;
     const access = explainAccessFailure(error, this.access);
     if (access) return access;
-    // etcd3's breaker opens after 3 failed calls in a row and then says only that.
-    if (error.name === "BrokenCircuitError") {
-      if (this.refusal) return this.refusal.error;
-      return new Error("not calling for a few seconds after repeated failures", { cause: error });
+    // etcd3's breaker opens after 3 failed calls in a row and then says only that: repeat the
+    // failure that opened it, so one problem reads the same on every retry.
+    if ((error as { isBrokenCircuitError?: boolean }).isBrokenCircuitError) {
+      return this.refusal?.error ?? this.lastConnectionFailure ?? new Error("not calling for a few seconds after repeated failures", { cause: error });
     }
     const permission = explainPermissionDenied(error, this.access);
     if (permission) return Object.assign(new EtcdPermissionDeniedError(permission), { cause: error });

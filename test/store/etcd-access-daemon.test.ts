@@ -1,9 +1,11 @@
 /*
- * `weft run` (alloc backend, underlay lo: it only talks to etcd on loopback) refused by a real
- * etcd, then let in once the operator fixes the problem, without a restart:
+ * `weft run` (alloc backend) refused by a real etcd, then let in once the operator fixes the
+ * problem, without a restart. The daemon runs in its own namespace (its firewall and ports are
+ * its own); etcd's port reaches it through a Unix socket bridge:
  *
- *   weft run --(https, wrong --etcd-cafile)--> TcpProxy (counts connections) --> etcd A (TLS)
- *   weft run --(http, wrong --etcd-password)-----------------------------------> etcd B (auth)
+ *   <ns>: weft run (underlay wsd0: one end of a veth pair wsd0-wsd1 inside <ns>, 10.251.7.2/24)
+ *         --(https, wrong --etcd-cafile)--> 127.0.0.1:2379 ==bridge==> TcpProxy (counts) --> etcd A (TLS)
+ *         --(http, wrong --etcd-password)-> 127.0.0.1:2479 ==bridge==> etcd B (auth)
  *
  * While refused the daemon stays up, says why (endpoint, file or user), retries without a hot
  * loop (connections or Authenticate calls counted at the far end, CPU time from /proc), and
@@ -18,17 +20,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freeLoopbackPort } from "../../src/lab/etcd-server.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
-import { spawnDetached } from "../../src/process/detached.js";
+import { createNamespace, deleteNamespace, execInNamespace, ipBatch, uniquePrefix } from "../../src/lab/netns.js";
+import { spawnDetachedInNamespace } from "../../src/process/detached.js";
 import { terminatePids } from "../../src/process/pids.js";
 import { makeTestPki, type TestPki } from "../support/certificates.js";
 import { useEtcd, type EtcdFixture } from "../support/etcd.js";
+import { NamespacePortBridge } from "../support/namespace-port-bridge.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 
 const execFileAsync = promisify(execFile);
 const CONFIG = '{"Network":"10.199.0.0/16","Backend":{"Type":"alloc"}}';
 const WINDOW_MS = 8000;
+const NAMESPACE = `${uniquePrefix("wsd")}h`;
+const HEALTH_PORT = 9911;
 let dir: string;
 let pki: TestPki;
 
@@ -36,8 +41,11 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "weft-etcdsecd-"));
   await chmod(dir, 0o755);
   pki = await makeTestPki(join(dir, "pki"));
+  await createNamespace(NAMESPACE);
+  await ipBatch(NAMESPACE, ["link add wsd0 type veth peer name wsd1", "addr add 10.251.7.2/24 dev wsd0", "link set wsd1 up", "link set wsd0 up"]);
 });
 afterAll(async () => {
+  await deleteNamespace(NAMESPACE);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -47,14 +55,14 @@ interface RunningDaemon {
   subnetFile: string;
 }
 
-/** `weft run` in this namespace with its own state dir and subnet file, logging at debug level. */
-async function startDaemon(name: string, flags: string[]): Promise<RunningDaemon> {
+/** `weft run` in the test's namespace with its own state dir and subnet file, logging at debug level. */
+async function startDaemon(name: string, flags: string[], env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
   const home = join(dir, name);
   await mkdir(home, { recursive: true });
   const logFile = join(home, "weft.log");
   const subnetFile = join(home, "subnet.env");
-  const args = [weftCliPath(), "run", "--iface=lo", `--subnet-file=${subnetFile}`, `--state-dir=${join(home, "state")}`, "--iptables-forward-rules=false", "--log-level=debug", ...flags];
-  const pid = spawnDetached(process.execPath, args, logFile);
+  const args = [weftCliPath(), "run", "--iface=wsd0", `--subnet-file=${subnetFile}`, `--state-dir=${join(home, "state")}`, "--iptables-forward-rules=false", "--log-level=debug", ...flags];
+  const pid = spawnDetachedInNamespace(NAMESPACE, process.execPath, args, logFile, { ...process.env, ...env });
   return { pid, log: () => readFile(logFile, "utf8").catch(() => ""), subnetFile };
 }
 
@@ -65,9 +73,9 @@ async function cpuMs(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/** The TCP addresses `pid` listens on. */
+/** The TCP addresses `pid` listens on (in the test's namespace). */
 async function listeningAddresses(pid: number): Promise<string[]> {
-  const { stdout } = await execFileAsync("ss", ["-ltnpH"]);
+  const { stdout } = await execInNamespace(NAMESPACE, "ss", ["-ltnpH"]);
   return stdout
     .split("\n")
     .filter((line) => line.includes(`pid=${pid},`))
@@ -78,9 +86,10 @@ async function processTitle(pid: number): Promise<string> {
   return (await readFile(`/proc/${pid}/cmdline`, "utf8")).replace(/\0+/g, " ").trim();
 }
 
-async function get(url: string): Promise<string> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  return `${response.status} ${await response.text()}`;
+/** GET inside the test's namespace: "<status> <body>". */
+async function get(path: string): Promise<string> {
+  const script = `fetch("http://127.0.0.1:${HEALTH_PORT}${path}").then(async (r) => process.stdout.write(r.status + " " + (await r.text())))`;
+  return (await execInNamespace(NAMESPACE, process.execPath, ["-e", script])).stdout;
 }
 
 function count(text: string, pattern: RegExp): number {
@@ -93,9 +102,10 @@ describe("weft run against an etcd that refuses its TLS certificate chain", () =
   it("keeps retrying without a hot loop, says which file to check, and comes in once the CA file is fixed", async () => {
     await etcd().newStore("/daemon-tls/network").put("/daemon-tls/network/config", CONFIG);
     const proxy = await TcpProxy.start(etcd().server.options.clientPort);
+    const bridge = await NamespacePortBridge.start(NAMESPACE, proxy.port, 2379, dir);
     const ca = join(dir, "daemon-ca.pem");
     await copyFile(pki.otherCa.cert, ca);
-    const endpoint = `https://127.0.0.1:${proxy.port}`;
+    const endpoint = "https://127.0.0.1:2379";
     const daemon = await startDaemon("tls", [
       `--etcd-endpoints=${endpoint}`,
       "--etcd-prefix=/daemon-tls/network",
@@ -131,8 +141,12 @@ describe("weft run against an etcd that refuses its TLS certificate chain", () =
       expect(keyLines.length).toBeGreaterThan(0);
       for (const line of keyLines) expect(log).not.toContain(line);
       expect(log).not.toContain("PRIVATE KEY");
+    } catch (error) {
+      console.log((await daemon.log()).slice(-3000));
+      throw error;
     } finally {
       await terminatePids([daemon.pid]);
+      await bridge.close();
       await proxy.close();
     }
   }, 90_000);
@@ -152,23 +166,23 @@ describe("weft run against an etcd that refuses its password", () => {
     await etcd().etcdctl(["put", "/weft-auth/network/config", CONFIG]);
     // What the operator typed: wrong for now, and the secret every check below looks for.
     const typed = `typed-${randomBytes(8).toString("hex")}`;
-    const port = await freeLoopbackPort();
-    const health = `http://127.0.0.1:${port}`;
-    const endpoint = etcd().server.endpoint;
+    const bridge = await NamespacePortBridge.start(NAMESPACE, etcd().server.options.clientPort, 2479, dir);
+    const endpoint = "http://127.0.0.1:2479";
     const daemon = await startDaemon("auth", [
       `--etcd-endpoints=${endpoint}`,
       "--etcd-prefix=/weft-auth/network",
       "--etcd-username=weft",
       `--etcd-password=${typed}`,
       "--healthz-ip=127.0.0.1",
-      `--healthz-port=${port}`,
-    ]);
+      `--healthz-port=${HEALTH_PORT}`,
+      // gRPC's own tracing too (routed into the log at debug level): every call and connection event.
+    ], { GRPC_VERBOSITY: "DEBUG", GRPC_TRACE: "all" });
     try {
       const refused = `etcd ${endpoint}: get /weft-auth/network/config: authentication failed for user "weft": wrong --etcd-password, or no such user in etcd`;
-      await expect.poll(daemon.log, { timeout: 20_000, interval: 100 }).toContain(refused);
+      await expect.poll(daemon.log, { timeout: 20_000, interval: 100 }).toContain(JSON.stringify(refused).slice(1, -1));
       expect(await processTitle(daemon.pid)).toContain("--etcd-password=***");
       expect(await processTitle(daemon.pid)).not.toContain(typed);
-      expect(await listeningAddresses(daemon.pid)).toEqual([`127.0.0.1:${port}`]);
+      expect(await listeningAddresses(daemon.pid)).toEqual([`127.0.0.1:${HEALTH_PORT}`]);
 
       const before = await authenticateCalls(etcd());
       const cpuBefore = await cpuMs(daemon.pid);
@@ -180,7 +194,7 @@ describe("weft run against an etcd that refuses its password", () => {
       expect(attempts).toBeLessThanOrEqual(5);
       expect(cpu).toBeLessThan(800);
 
-      const refusedPages = [await get(`${health}/readyz?verbose`), await get(`${health}/readyz?format=json`), await get(`${health}/metrics`), await get(`${health}/status`)];
+      const refusedPages = [await get("/readyz?verbose"), await get("/readyz?format=json"), await get("/metrics"), await get("/status")];
       expect(refusedPages[0]).toContain(`authentication failed for user "weft"`);
       expect(refusedPages[2]).toMatch(/^200 [\s\S]*\nweft_etcd_errors_total [1-9]/);
       for (const page of refusedPages) expect(page).not.toContain(typed);
@@ -188,15 +202,20 @@ describe("weft run against an etcd that refuses its password", () => {
       // The operator sets that password in etcd: the daemon gets in at its next attempt.
       await etcd().etcdctl(["user", "passwd", "weft", "--interactive=false"], `${typed}\n`);
       await expect.poll(() => existsSync(daemon.subnetFile), { timeout: 40_000, interval: 200 }).toBe(true);
-      const pages = [await get(`${health}/readyz?verbose`), await get(`${health}/readyz?format=json`), await get(`${health}/metrics`), await get(`${health}/status`), await get(`${health}/healthz`)];
-      const leases = await execFileAsync(process.execPath, [weftCliPath(), "leases", "--json", `--etcd-endpoints=${endpoint}`, "--etcd-prefix=/weft-auth/network", "--etcd-username=weft", `--etcd-password=${typed}`]);
-      expect(JSON.parse(leases.stdout)).toEqual([expect.objectContaining({ publicIP: "127.0.0.1", backendType: "alloc" })]);
+      const pages = [await get("/readyz?verbose"), await get("/readyz?format=json"), await get("/metrics"), await get("/status"), await get("/healthz")];
+      const leases = await execFileAsync(process.execPath, [weftCliPath(), "leases", "--json", `--etcd-endpoints=${etcd().server.endpoint}`, "--etcd-prefix=/weft-auth/network", "--etcd-username=weft", `--etcd-password=${typed}`]);
+      expect(JSON.parse(leases.stdout)).toEqual([expect.objectContaining({ publicIP: "10.251.7.2", backendType: "alloc" })]);
       const log = await daemon.log();
-      expect(log).toContain('"level":20'); // debug lines were written: the check below covers them
+      // Debug lines were written, gRPC's traces among them: the check below covers them.
+      expect(log).toMatch(/"level":20,.*"component":"grpc"/);
       expect(log).toContain(`--etcd-password goes in clear text to ${endpoint}`);
       for (const text of [...pages, leases.stdout, leases.stderr, log, await processTitle(daemon.pid)]) expect(text).not.toContain(typed);
+    } catch (error) {
+      console.log((await daemon.log()).slice(-3000));
+      throw error;
     } finally {
       await terminatePids([daemon.pid]);
+      await bridge.close();
     }
   }, 110_000);
 });
