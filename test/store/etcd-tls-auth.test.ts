@@ -150,6 +150,42 @@ describe("etcd with TLS client certificates", () => {
     expect(notices).toContain(`info etcd ${etcd().server.endpoint}: TLS files changed; connecting with the new ones`);
   });
 
+  it("rotated files: a broken half-rotation keeps the working credentials; a complete one moves the open watch to a new client", async () => {
+    const cert = join(dir, "live.pem");
+    const key = join(dir, "live.key");
+    await copyFile(pki.client.cert, cert);
+    await copyFile(pki.client.key, key);
+    const store = etcd().newStore("/tls-live/network", { certFile: cert, keyFile: key });
+    const notices: string[] = [];
+    store.observeNotices((notice) => notices.push(notice.message));
+    await store.put("/tls-live/network/config", "{}");
+    const events: string[] = [];
+    const interruptions: string[] = [];
+    const cancel = await store.watchPrefix("/tls-live/network/", "1", {
+      onEvents: (batch) => events.push(...batch.map((event) => `${event.type} ${event.key}`)),
+      onError: (error) => interruptions.push(error.message),
+    });
+    try {
+      // The key written first, the certificate not yet: they do not match, the old pair stays in use.
+      await copyFile(pki.otherClient.key, key);
+      await store.put("/tls-live/network/a", "1");
+      expect(notices).toContain(`etcd ${etcd().server.endpoint}: keeping the TLS credentials in use: --etcd-keyfile ${key}: is not the key of the certificate in --etcd-certfile ${cert}`);
+      await expect.poll(() => events).toContain("put /tls-live/network/a");
+      expect(interruptions).toEqual([]);
+      // Rotation complete (a certificate of the right CA and its key): the next call reconnects, the watch ends with onError.
+      await copyFile(pki.client.key, key);
+      await store.put("/tls-live/network/b", "2");
+      expect(notices).toContain(`etcd ${etcd().server.endpoint}: TLS files changed; connecting with the new ones`);
+      expect(interruptions).toEqual([`watch of /tls-live/network/ on ${etcd().server.endpoint}: the TLS files changed; watching again with the new ones`]);
+      const again: string[] = [];
+      const cancelAgain = await store.watchPrefix("/tls-live/network/", "1", { onEvents: (batch) => again.push(...batch.map((event) => event.key)), onError: () => undefined });
+      await expect.poll(() => again).toEqual(["/tls-live/network/config", "/tls-live/network/a", "/tls-live/network/b"]);
+      await cancelAgain();
+    } finally {
+      await cancel();
+    }
+  });
+
   it("a key file the process may not read (weft leases as an unprivileged user): EACCES, naming the file", async () => {
     const key = join(dir, "root-only.key");
     await copyFile(pki.client.key, key);
