@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import type { EtcdStore } from "../../src/store/etcd-store.js";
 import { makeTestPki, type TestPki } from "../support/certificates.js";
-import { useEtcd, type EtcdFixture } from "../support/etcd.js";
+import { useEtcd } from "../support/etcd.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 
 const execFileAsync = promisify(execFile);
@@ -220,12 +220,6 @@ describe("etcd with user names and passwords", () => {
   const endpoint = () => etcd().server.endpoint;
   const asUser = (name: string, secret: string) => ({ username: name, password: secret });
 
-  /** etcd's own count of Authenticate calls it received. */
-  async function authenticateCalls(fixture: EtcdFixture): Promise<number> {
-    const text = await (await fetch(`${fixture.server.endpoint}/metrics`)).text();
-    return [...text.matchAll(/^grpc_server_started_total\{[^}]*grpc_method="Authenticate"[^}]*\} (\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
-  }
-
   it("the right password works, for the store and `weft leases --json`, which never prints it", async () => {
     const store = etcd().newStore("/weft-auth/network", asUser("weft", password));
     await store.put("/weft-auth/network/subnets/10.66.9.0-24", '{"PublicIP":"192.168.77.9","PublicIPv6":null,"BackendType":"alloc"}');
@@ -259,9 +253,9 @@ describe("etcd with user names and passwords", () => {
   it("a wrong password retried at once costs etcd a few Authenticate calls, and heals once etcd has that password", async () => {
     const wrong = `pw-set-later-${randomBytes(4).toString("hex")}`;
     const store = etcd().newStore("/weft-auth/network", asUser("weft", wrong));
-    const before = await authenticateCalls(etcd());
+    const before = await etcd().authenticateCalls();
     const calls = await hammer(store, 6000);
-    const attempts = (await authenticateCalls(etcd())) - before;
+    const attempts = (await etcd().authenticateCalls()) - before;
     console.log(`wrong password, calls back to back for 6 s: ${calls} calls, ${attempts} Authenticate calls at etcd`);
     expect(calls).toBeGreaterThan(200);
     expect(attempts).toBeGreaterThan(0);

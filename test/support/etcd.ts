@@ -29,6 +29,8 @@ export interface EtcdFixture {
   newStore(prefix?: string, overrides?: Partial<StoreOptions>): EtcdStore;
   /** The --etcd-* flags for a weft command reaching this etcd (TLS files, no user). */
   weftFlags(): string[];
+  /** How many Authenticate calls etcd received so far (its own /metrics; plain http only). */
+  authenticateCalls(): Promise<number>;
   /** etcdctl against this etcd, as root when auth is on; `input` goes to its stdin. */
   etcdctl(args: string[], input?: string): Promise<CommandResult>;
   stop(): Promise<void>;
@@ -68,6 +70,11 @@ export async function startEtcd(options: EtcdFixtureOptions = {}): Promise<EtcdF
     },
     weftFlags() {
       return [`--etcd-endpoints=${server.endpoint}`, ...(tls ? [`--etcd-cafile=${tls.ca.cert}`, `--etcd-certfile=${tls.client.cert}`, `--etcd-keyfile=${tls.client.key}`] : [])];
+    },
+    async authenticateCalls() {
+      const text = await (await fetch(`${server.endpoint}/metrics`)).text();
+      const counts = [...text.matchAll(/^grpc_server_started_total\{[^}]*grpc_method="Authenticate"[^}]*\} (\d+)/gm)];
+      return counts.reduce((sum, match) => sum + Number(match[1]), 0);
     },
     etcdctl,
     async stop() {
