@@ -68,6 +68,12 @@ export function maskedCommandLine(argv: readonly string[], secret: string): stri
 export function storeOptionsFromArgs(args: StoreArgs): StoreOptions {
   const endpoints = args["etcd-endpoints"].split(",").map((endpoint) => endpoint.trim()).filter(Boolean);
   for (const endpoint of endpoints) {
+    // Credentials in the URL would be printed wherever the endpoint is (logs, errors, /status).
+    const userinfo = /^(https?:\/\/)([^/@]*)@/.exec(endpoint);
+    if (userinfo) {
+      const user = (userinfo[2] ?? "").split(":")[0];
+      throw new ConfigurationError(`--etcd-endpoints: "${userinfo[1]}${user}:***@…" carries a user name or password: give them as --etcd-username and --etcd-password`);
+    }
     if (!/^https?:\/\/[^/]+\/?$/.test(endpoint)) {
       throw new ConfigurationError(`--etcd-endpoints: "${endpoint}" is not an http(s)://host:port URL`);
     }
