@@ -184,13 +184,13 @@ export class Daemon {
       this.http = await startHttpServer({ ...options.healthz, registry: this.metrics.registry, readiness: () => this.readiness(), status, logger });
     }
     if (options.ipMasq || options.forwardRules) assertNetAdmin("installing traffic rules (--ip-masq, --iptables-forward-rules)");
-    // First, so an unreadable --etcd-*file is reported (a ConfigurationError) before anything else happens.
     routeGrpcLogs(logger);
     // `call` is EtcdStore's own wrapper around each request: the public methods are what is timed.
     const store = timeAsyncCalls(new EtcdStore(options.store), this.metrics.etcdRequestSeconds, ["call"]);
     this.built.store = store;
     this.metrics.trackReadiness(() => this.readiness().checks);
     this.watchReachability(store);
+    store.observeNotices((notice) => logger[notice.level]({ endpoints: options.store.endpoints.join(",") }, notice.message));
     await mkdir(options.stateDir, { recursive: true });
     this.notifier.status(`reading the network config at ${store.configKey}`);
     const { config, factory } = await this.readNetworkConfig(store);

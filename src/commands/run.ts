@@ -107,9 +107,10 @@ const HELP_EPILOG = [
   "as flanneld's (-etcd-endpoints=URL); a repeated flag overrides the earlier one, except the repeatable ones.",
   "Any other FLANNELD_* variable is refused as an unknown flag. The systemd unit reads them from /etc/default/weft.",
   "Exit codes: 0 clean stop (SIGTERM/SIGINT; lease and kernel state kept), 1 unexpected failure,",
-  "78 configuration error (unknown or invalid flag or FLANNELD_* value, unreadable --etcd-*file, missing",
-  "CAP_NET_ADMIN): fix the configuration; weft.service does not restart on 78. etcd outages and a missing",
-  "network config are retried, never an exit. Signals: SIGTERM/SIGINT stop gracefully; SIGHUP is logged and ignored.",
+  "78 configuration error (unknown or invalid flag or FLANNELD_* value, missing CAP_NET_ADMIN): fix the",
+  "configuration; weft.service does not restart on 78. etcd outages, a missing network config and an",
+  "unreadable or refused --etcd-*file or password are retried (changed TLS files are read again), never an exit.",
+  "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP is logged and ignored.",
 ].join("\n");
 
 export function describeRunHelp<T>(yargs: Argv<T>): Argv<T> {

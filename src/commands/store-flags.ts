@@ -2,6 +2,7 @@ import type { Argv } from "yargs";
 import { ConfigurationError } from "../errors/configuration-error.js";
 import { defaultFromEnvironment, type Environment } from "./flag-environment.js";
 import { EtcdStore } from "../store/etcd-store.js";
+import { dropIpServernameWarning } from "../store/grpc-logs.js";
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX, type StoreOptions } from "../store/store-options.js";
 
 /** The --etcd-* flags every command that talks to etcd takes (FLANNELD_ETCD_* work too). */
@@ -39,6 +40,7 @@ export function defineStoreOptions<T>(yargs: Argv<T>, environment: Environment =
     .option("etcd-cafile", { type: "string", coerce: lastString, ...fromEnv("etcd-cafile"), describe: "CA certificate that signed etcd's server certificate" })
     .option("etcd-username", { type: "string", coerce: lastString, ...fromEnv("etcd-username"), describe: "etcd user (with --etcd-password)" })
     .option("etcd-password", { type: "string", coerce: lastString, ...fromEnv("etcd-password"), describe: "etcd password" })
+    .middleware((args) => hidePasswordFromProcessTitle(args))
     .option("etcd-call-timeout", {
       type: "number",
       coerce: lastNumber,
@@ -47,9 +49,31 @@ export function defineStoreOptions<T>(yargs: Argv<T>, environment: Environment =
     });
 }
 
+/**
+ * A password given as a flag sits in /proc/<pid>/cmdline, which every user can read (ps shows
+ * it). Setting the title rewrites that memory: the command line with the password masked. The
+ * window before this runs is start-up only; FLANNELD_ETCD_PASSWORD in a root-only environment
+ * file avoids it altogether (/proc/<pid>/environ is readable by the owner alone).
+ */
+export function hidePasswordFromProcessTitle(args: { "etcd-password"?: string }, argv: readonly string[] = process.argv): void {
+  const password = args["etcd-password"];
+  if (!password || !argv.some((arg) => arg.includes(password))) return;
+  process.title = maskedCommandLine(argv, password);
+}
+
+export function maskedCommandLine(argv: readonly string[], secret: string): string {
+  return argv.map((arg) => arg.split(secret).join("***")).join(" ");
+}
+
 export function storeOptionsFromArgs(args: StoreArgs): StoreOptions {
   const endpoints = args["etcd-endpoints"].split(",").map((endpoint) => endpoint.trim()).filter(Boolean);
   for (const endpoint of endpoints) {
+    // Credentials in the URL would be printed wherever the endpoint is (logs, errors, /status).
+    const userinfo = /^(https?:\/\/)([^/@]*)@/.exec(endpoint);
+    if (userinfo) {
+      const user = (userinfo[2] ?? "").split(":")[0];
+      throw new ConfigurationError(`--etcd-endpoints: "${userinfo[1]}${user}:***@…" carries a user name or password: give them as --etcd-username and --etcd-password`);
+    }
     if (!/^https?:\/\/[^/]+\/?$/.test(endpoint)) {
       throw new ConfigurationError(`--etcd-endpoints: "${endpoint}" is not an http(s)://host:port URL`);
     }
@@ -76,6 +100,7 @@ function callTimeoutMs(seconds: number | undefined): number {
 
 /** Runs `work` with a store built from the flags, and always closes it. */
 export async function withStore<T>(args: StoreArgs, work: (store: EtcdStore) => Promise<T>): Promise<T> {
+  dropIpServernameWarning();
   const store = new EtcdStore(storeOptionsFromArgs(args));
   try {
     return await work(store);

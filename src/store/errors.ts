@@ -26,3 +26,37 @@ export class WatchInterruptedError extends Error {
     this.name = "WatchInterruptedError";
   }
 }
+
+/**
+ * A TLS credential file (--etcd-cafile, --etcd-certfile, --etcd-keyfile) that cannot be used:
+ * unreadable, not PEM, or a key that does not belong to the certificate. Not a
+ * ConfigurationError: the file may appear or be fixed later (a certificate agent writing it
+ * after boot, a rotation), and the store reads it again when it changes.
+ */
+export class CredentialFileError extends Error {
+  constructor(
+    readonly flag: string,
+    readonly path: string,
+    problem: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${flag} ${path}: ${problem}`, options);
+    this.name = "CredentialFileError";
+  }
+}
+
+/**
+ * etcd would not let weft in: a TLS handshake that failed (either side refused the other's
+ * certificate) or a refused user name and password. `message` says which and what to check,
+ * never a secret; the client's own error is the cause.
+ */
+export class EtcdAccessError extends Error {
+  constructor(
+    readonly kind: "tls" | "auth",
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "EtcdAccessError";
+  }
+}

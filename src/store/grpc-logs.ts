@@ -10,10 +10,33 @@ import type { Logger } from "pino";
  */
 export function routeGrpcLogs(logger: Logger): void {
   const grpc = logger.child({ component: "grpc" });
+  dropIpServernameWarning((message) => grpc.debug(message));
   const text = (message: unknown, rest: unknown[]) => [message, ...rest].map(String).join(" ").trim();
   setLogger({
     error: (message?: unknown, ...rest: unknown[]) => grpc.warn(`grpc: ${text(message, rest)}`),
     info: (message?: unknown, ...rest: unknown[]) => grpc.debug(`grpc: ${text(message, rest)}`),
     debug: (message?: unknown, ...rest: unknown[]) => grpc.debug(`grpc: ${text(message, rest)}`),
   });
+}
+
+let servernameWarningDropped = false;
+
+/**
+ * gRPC gives TLS the endpoint's host as server name, also when it is an IP address (etcd
+ * endpoints usually are), and Node warns once per process (DEP0123) on stderr: a raw line in
+ * the JSON log and in every CLI error. Harmless here, as the certificate is still checked
+ * against the address (an IP SAN); only that warning is dropped (or handed to `note`).
+ */
+export function dropIpServernameWarning(note?: (message: string) => void): void {
+  if (servernameWarningDropped) return;
+  servernameWarningDropped = true;
+  const emitWarning = process.emitWarning.bind(process);
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const code = typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+    if (code === "DEP0123") {
+      note?.(`node: ${typeof warning === "string" ? warning : warning.message}`);
+      return;
+    }
+    (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
+  }) as typeof process.emitWarning;
 }

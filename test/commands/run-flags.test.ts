@@ -1,4 +1,7 @@
 import { execFile, execFileSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import yargs from "yargs";
 import { describe, expect, it } from "vitest";
@@ -108,10 +111,24 @@ describe("weft run flags", () => {
     expect(choice.stderr).toMatch(/^weft: Invalid values:\n\s+Argument: log-level, Given: "loud"/);
   });
 
-  it("exits 78 naming the flag for an unreadable --etcd-cafile, before touching the network", async () => {
-    const missing = await weftRun(["--etcd-cafile=/nonexistent/weft-ca.pem", "--iface=none-such"]);
-    expect(missing.code).toBe(78);
-    expect(missing.stderr).toMatch(/^weft: --etcd-cafile: cannot read \/nonexistent\/weft-ca\.pem: ENOENT/);
+  it("exits 78 for TLS flags that contradict; an unreadable --etcd-cafile is retried, naming the file (it may be written later)", async () => {
+    const half = await weftRun(["--etcd-keyfile=/nonexistent/weft.key", "--iface=none-such"]);
+    expect(half.code).toBe(78);
+    expect(half.stderr).toBe("weft: --etcd-keyfile and --etcd-certfile must be given together for TLS\n");
+    const stateDir = await mkdtemp(join(tmpdir(), "weft-runflags-"));
+    try {
+      // Never reaches the network: the CA file is read before any connection. Stopped by the timeout's SIGTERM.
+      const args = [weftCliPath(), "run", "--etcd-cafile=/nonexistent/weft-ca.pem", "--etcd-endpoints=https://127.0.0.1:9", `--state-dir=${stateDir}`, `--subnet-file=${join(stateDir, "subnet.env")}`, "--iptables-forward-rules=false"];
+      const started = Date.now();
+      const run = await execFileAsync(process.execPath, args, { timeout: 5000 }).catch((error: { stdout: string; stderr: string }) => error);
+      // Still running (retrying) until the timeout's SIGTERM ended it.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(4900);
+      // The JSON log (stderr): the file named on each retry's line, and no fatal "weft: …" line.
+      expect(run.stderr).toContain("cannot use the network config: etcd https://127.0.0.1:9: get /coreos.com/network/config: --etcd-cafile /nonexistent/weft-ca.pem: cannot read: ENOENT");
+      expect(run.stderr).not.toMatch(/^weft: /m);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
   });
 
   it("refuses to start without CAP_NET_ADMIN, saying what needs it (exit 78: a deployment error)", async () => {

@@ -1,14 +1,11 @@
-import { execFile } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { EtcdStore } from "../../src/store/etcd-store.js";
+import { makeTestPki } from "../support/certificates.js";
 import { useEtcd } from "../support/etcd.js";
-
-const exec = promisify(execFile);
 
 const fixture = useEtcd();
 
@@ -42,31 +39,36 @@ describe("EtcdStore", () => {
   it.each([
     [{ keyFile: "/k" }, /--etcd-keyfile and --etcd-certfile must be given together/],
     [{ username: "root" }, /--etcd-username and --etcd-password must be given together/],
-    [{ caFile: "/nonexistent/ca.pem" }, /--etcd-cafile: cannot read \/nonexistent\/ca\.pem/],
     [{ prefix: "coreos.com/network" }, /--etcd-prefix: "coreos\.com\/network" must start with "\/"/],
   ])("rejects inconsistent options %j", (options, message) => {
     expect(() => new EtcdStore({ endpoints: ["http://127.0.0.1:2379"], prefix: "/coreos.com/network", ...options })).toThrow(message);
+  });
+
+  it("reads a TLS file on first use: a missing one fails each call, naming the endpoint and the file", async () => {
+    const store = new EtcdStore({ endpoints: ["https://127.0.0.1:9"], prefix: "/x", caFile: "/nonexistent/ca.pem" });
+    await expect(store.get("/x/config")).rejects.toThrow(/^etcd https:\/\/127\.0\.0\.1:9: get \/x\/config: --etcd-cafile \/nonexistent\/ca\.pem: cannot read: ENOENT/);
+    store.close();
   });
 
   it("talks to etcd over TLS with a client certificate", async () => {
     const dir = await mkdtemp(join(tmpdir(), "weft-tls-"));
     let server: EtcdServer | undefined;
     try {
-      const files = await makeCertificates(dir);
-      server = await EtcdServer.start({ tls: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.ca } });
+      const pki = await makeTestPki(dir);
+      server = await EtcdServer.start({ tls: { certFile: pki.server.cert, keyFile: pki.server.key, caFile: pki.ca.cert } });
       expect(server.endpoint).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       const store = new EtcdStore({
         endpoints: [server.endpoint],
         prefix: "/tls/network",
-        keyFile: files.clientKey,
-        certFile: files.clientCert,
-        caFile: files.ca,
+        keyFile: pki.client.key,
+        certFile: pki.client.cert,
+        caFile: pki.ca.cert,
       });
       await store.put("/tls/network/config", '{"Network":"10.66.0.0/16"}');
       expect((await store.get("/tls/network/config"))?.value).toBe('{"Network":"10.66.0.0/16"}');
       store.close();
       // Without a client certificate the server refuses.
-      const anonymous = new EtcdStore({ endpoints: [server.endpoint], prefix: "/tls/network", caFile: files.ca, callTimeoutMs: 2000 });
+      const anonymous = new EtcdStore({ endpoints: [server.endpoint], prefix: "/tls/network", caFile: pki.ca.cert, callTimeoutMs: 2000 });
       await expect(anonymous.get("/tls/network/config")).rejects.toThrow(/etcd https:\/\/127\.0\.0\.1:\d+: get \/tls\/network\/config/);
       anonymous.close();
     } finally {
@@ -75,22 +77,3 @@ describe("EtcdStore", () => {
     }
   });
 });
-
-async function makeCertificates(dir: string) {
-  const path = (name: string) => join(dir, name);
-  const openssl = (...args: string[]) => exec("openssl", args, { cwd: dir });
-  await openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=weft-test-ca", "-keyout", path("ca.key"), "-out", path("ca.pem"));
-  await writeFile(path("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n");
-  await writeFile(path("client.ext"), "extendedKeyUsage=clientAuth\n");
-  for (const [name, ext] of [["server", "server.ext"], ["client", "client.ext"]] as const) {
-    await openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=weft-test-${name}`, "-keyout", path(`${name}.key`), "-out", path(`${name}.csr`));
-    await openssl("x509", "-req", "-in", path(`${name}.csr`), "-CA", path("ca.pem"), "-CAkey", path("ca.key"), "-CAcreateserial", "-days", "1", "-extfile", path(ext), "-out", path(`${name}.pem`));
-  }
-  return {
-    ca: path("ca.pem"),
-    serverCert: path("server.pem"),
-    serverKey: path("server.key"),
-    clientCert: path("client.pem"),
-    clientKey: path("client.key"),
-  };
-}

@@ -9,6 +9,8 @@ export class TcpProxy {
   private open = true;
   /** Added to every chunk in each direction (a slow etcd); changeable while connections are open. */
   delayMs = 0;
+  /** Connections clients opened so far (refused ones while cut included): a reconnect loop shows here. */
+  accepted = 0;
 
   private constructor(
     private readonly server: Server,
@@ -18,6 +20,7 @@ export class TcpProxy {
   static async start(targetPort: number, targetHost = "127.0.0.1"): Promise<TcpProxy> {
     let proxy: TcpProxy | undefined;
     const server = createServer((client) => {
+      if (proxy) proxy.accepted++;
       if (!proxy?.open) {
         client.destroy();
         return;
