@@ -128,7 +128,8 @@ const upCommand: CommandModule<object, UpArgs> = {
         type: "boolean",
         coerce: lastBoolean,
         default: false,
-        describe: "a real dockerd per host (--bip/--mtu from subnet.env, as flannel's Docker drop-in) running the containers (needs docker.io, busybox-static)",
+        describe:
+          "a real dockerd per host (--bip/--mtu from subnet.env, as flannel's Docker drop-in; with --ipv6 also --ipv6 --fixed-cidr-v6 and --ip6tables) running the containers (needs docker.io, busybox-static)",
       })
       .option("docker-network", {
         type: "boolean",

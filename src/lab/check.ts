@@ -12,7 +12,8 @@ import { hostOf } from "./topology-plan.js";
  * with Docker, every container also fetches every other one's whoami page with
  * `docker exec <from> wget` (TCP through Docker's bridge and iptables chains), which answers
  * with the server's name and the source address it saw (so NAT on the way shows).
- * In a dual-stack lab, pings and don't-fragment pings run for each family (IPv6: MTU − 40 − 8).
+ * In a dual-stack lab, pings, don't-fragment pings and fetches run for each family (IPv6: MTU −
+ * 40 − 8); an IPv6-only lab has only the IPv6 ones.
  */
 export interface CheckResult {
   from: string;
@@ -79,10 +80,12 @@ export function planChecks(state: LabState): Probe[] {
       }
     });
   }
-  const docker = state.containers.filter((container) => container.address !== undefined && container.docker !== undefined);
-  for (const from of docker) {
-    for (const to of docker) {
-      if (from !== to) probes.push({ from, to, kind: "http", family: 4, payload: 0 });
+  for (const family of [4, 6] as const) {
+    const docker = state.containers.filter((container) => addressOf(container, family) !== undefined && container.docker !== undefined);
+    for (const from of docker) {
+      for (const to of docker) {
+        if (from !== to) probes.push({ from, to, kind: "http", family, payload: 0 });
+      }
     }
   }
   return probes;
@@ -138,7 +141,7 @@ async function runProbe(probe: Probe): Promise<CheckResult> {
 
 /** `docker exec <from> wget http://<to>/cgi-bin/whoami` on the from-container's dockerd; one retry, as for pings. */
 async function runFetch(state: LabState, probe: Probe): Promise<CheckResult> {
-  const target = probe.to.address as string;
+  const target = addressOf(probe.to, probe.family) as string;
   const dockerd = hostOf(state, probe.from.host).dockerd;
   const fetch = async () => {
     if (!dockerd) return { exitCode: 1, stdout: "", stderr: `host ${probe.from.host} has no dockerd` };
@@ -155,11 +158,11 @@ async function runFetch(state: LabState, probe: Probe): Promise<CheckResult> {
       : outcome.stderr.trim().split("\n")[0] || `wget exit code ${outcome.exitCode}`;
   return {
     from: probe.from.name,
-    fromAddress: probe.from.address as string,
+    fromAddress: addressOf(probe.from, probe.family) as string,
     to: probe.to.name,
     toAddress: target,
     kind: "http",
-    family: 4,
+    family: probe.family,
     payload: 0,
     ok,
     detail,
@@ -210,9 +213,11 @@ export function formatCheckMatrix(results: readonly CheckResult[]): string {
       }
     }
   }
-  const fetches = results.filter((result) => result.kind === "http");
-  if (fetches.length > 0) {
-    lines.push("", `HTTP fetch matrix (docker exec FROM wget http://TO${WHOAMI_PATH}; "nat": the server saw another source address)`);
+  const fetchFamilies = [4, 6].filter((family) => results.some((result) => result.kind === "http" && result.family === family));
+  for (const family of fetchFamilies) {
+    const fetches = results.filter((result) => result.kind === "http" && result.family === family);
+    const label = fetchFamilies.length > 1 || family === 6 ? `IPv${family} ` : "";
+    lines.push("", `${label}HTTP fetch matrix (docker exec FROM wget http://TO${WHOAMI_PATH}; "nat": the server saw another source address)`);
     lines.push(formatGrid(fetches, (result) => (!result.ok ? "FAIL" : masqueraded(result) ? "nat" : "ok")));
     const natted = fetches.filter(masqueraded);
     for (const from of [...new Set(natted.map((result) => result.from))]) {

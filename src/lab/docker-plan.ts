@@ -7,15 +7,19 @@
  *   |          machine's mount namespace and under <labDir>/h1/docker/ where teardown finds them)
  *   +- dockerd --data-root --exec-root --pidfile --host=unix://… --config-file (all under h1/docker)
  *   |          "bip":     --bip=$FLANNEL_SUBNET --ip-masq=<inverse of FLANNEL_IPMASQ> --mtu=$FLANNEL_MTU
+ *   |                     (+ --ipv6 --fixed-cidr-v6=<FLANNEL_IPV6_SUBNET's network> in a dual-stack or IPv6-only lab)
  *   |          "network": docker0 left alone; docker network create --subnet --gateway -o …mtu=$FLANNEL_MTU
+ *   |                     (+ --ipv6 --subnet=<IPv6 subnet> --gateway=<its ::1>)
+ *   |          IPv6: --experimental --ip6tables too, see dockerdArgs
  *   +- containerd (dockerd's own, under the exec-root) -> shims -> containers h1c1, h1c2 …
  *        each: busybox httpd on :80 with /cgi-bin/whoami ("<name> <REMOTE_ADDR>"),
  *        its network namespace attached as <name>-h1c1 (so lab exec, ping and teardown find it)
  */
 import { join } from "node:path";
 import { dockerOptions } from "../host/docker-opts.js";
-import type { SubnetEnv } from "../host/subnet-env.js";
+import { previousIpv6Subnet, type SubnetEnv } from "../host/subnet-env.js";
 import { formatIpv4, Ipv4Subnet } from "../net/ipv4.js";
+import { formatIpv6, tryParseIpv6 } from "../net/ipv6.js";
 import type { LabDockerMode, LabDockerState, LabDockerdState } from "./lab-state.js";
 
 /** The locally built image: busybox-static's binary and its applets as symlinks, nothing else. */
@@ -70,7 +74,14 @@ export function dockerdConfigText(dockerd: LabDockerdState): string {
  * dockerd's argument list. Its own files all under the host's docker dir; iptables on (it only
  * sees the namespace's tables); no userland proxy (nothing listens for published ports); cgroupfs
  * so --cgroup-parent is a plain path. In mode "bip" the subnet.env options are exactly those of
- * flannel's Docker drop-in and mk-docker-opts.sh (`weft docker-opts`): --bip, inverted --ip-masq, --mtu.
+ * flannel's Docker drop-in and mk-docker-opts.sh (`weft docker-opts`): --bip, inverted --ip-masq, --mtu,
+ * and with FLANNEL_IPV6_SUBNET also --ipv6 --fixed-cidr-v6.
+ *
+ * With IPv6, dockerd also gets --ip6tables (and --experimental, which dockerd 20.10–25 require for
+ * it): Docker ≥ 27 has ip6tables on by default, and then, as for IPv4, it sets the ip6tables FORWARD
+ * policy to DROP and creates DOCKER-USER there, so the lab shows that weft's forward rules open
+ * the IPv6 overlay as well. (Without --ip6tables, dockerd 20.10 leaves ip6tables alone: nothing
+ * filters or masquerades its containers' IPv6.)
  */
 export function dockerdArgs(dockerd: LabDockerdState, env: SubnetEnv, mode: LabDockerMode): string[] {
   const args = [
@@ -84,8 +95,11 @@ export function dockerdArgs(dockerd: LabDockerdState, env: SubnetEnv, mode: LabD
     "--iptables=true",
     "--userland-proxy=false",
   ];
+  if (env.ipv6Subnet !== undefined) args.push("--experimental", "--ip6tables");
   if (mode === "bip") {
-    if (!env.subnetAddress) throw new Error("subnet.env has no FLANNEL_SUBNET: dockerd cannot get --bip");
+    if (!env.subnetAddress && env.ipv6Subnet === undefined) {
+      throw new Error("subnet.env has neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET: dockerd cannot get --bip or --fixed-cidr-v6");
+    }
     const options = dockerOptions(env, false);
     args.push(...[...options.keys()].sort().map((key) => options.get(key) as string));
   }
@@ -95,17 +109,24 @@ export function dockerdArgs(dockerd: LabDockerdState, env: SubnetEnv, mode: LabD
 /**
  * flannel's alternative recipe: a Docker network on the host's subnet instead of docker0.
  * Subnet in network form and the gateway given explicitly (FLANNEL_SUBNET is the gateway address
- * with the prefix, e.g. 10.66.5.1/24); masquerading inverted as for --ip-masq.
+ * with the prefix, e.g. 10.66.5.1/24); masquerading inverted as for --ip-masq. With
+ * FLANNEL_IPV6_SUBNET the network is `--ipv6` with that subnet and gateway too. IPv6-only (no
+ * FLANNEL_SUBNET): Docker 20.10 has no IPv6-only bridge network, so its IPAM picks a host-local
+ * IPv4 subnet from its default pools beside the IPv6 one (nothing of it crosses the overlay).
  */
 export function dockerNetworkCreateArgs(env: SubnetEnv, name = LAB_DOCKER_NETWORK): string[] {
-  if (!env.subnetAddress) throw new Error("subnet.env has no FLANNEL_SUBNET: cannot create the Docker network");
+  const ipv6Subnet = previousIpv6Subnet(env);
+  if (!env.subnetAddress && !ipv6Subnet) throw new Error("subnet.env has neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET: cannot create the Docker network");
   if (env.mtu === undefined) throw new Error("subnet.env has no FLANNEL_MTU: cannot create the Docker network");
-  const { address, prefixLength } = env.subnetAddress;
-  const subnet = new Ipv4Subnet(address, prefixLength);
+  const v4 = env.subnetAddress
+    ? [`--subnet=${new Ipv4Subnet(env.subnetAddress.address, env.subnetAddress.prefixLength).toString()}`, `--gateway=${formatIpv4(env.subnetAddress.address)}`]
+    : [];
+  // The gateway as FLANNEL_IPV6_SUBNET gives it (docker0's address, the subnet's ::1).
+  const v6 = ipv6Subnet ? ["--ipv6", `--subnet=${ipv6Subnet.toString()}`, `--gateway=${(env.ipv6Subnet as string).split("/")[0]}`] : [];
   return [
     "network", "create", "--driver=bridge",
-    `--subnet=${subnet.toString()}`,
-    `--gateway=${formatIpv4(address)}`,
+    ...v4,
+    ...v6,
     "-o", `com.docker.network.driver.mtu=${env.mtu}`,
     "-o", `com.docker.network.bridge.enable_ip_masquerade=${env.ipMasq ? "false" : "true"}`,
     name,
@@ -144,16 +165,24 @@ export function containerRunArgs(containerName: string, image: string, network?:
   ];
 }
 
-/** `docker exec <from> …`: one fetch of another container's whoami page. */
+/** `docker exec <from> …`: one fetch of another container's whoami page (an IPv6 address in brackets). */
 export function fetchCommand(targetAddress: string): string[] {
-  return ["timeout", String(FETCH_TIMEOUT_SECONDS), "wget", "-q", "-O-", `http://${targetAddress}:${CONTAINER_HTTP_PORT}${WHOAMI_PATH}`];
+  const host = targetAddress.includes(":") ? `[${targetAddress}]` : targetAddress;
+  return ["timeout", String(FETCH_TIMEOUT_SECONDS), "wget", "-q", "-O-", `http://${host}:${CONTAINER_HTTP_PORT}${WHOAMI_PATH}`];
 }
 
-/** "h2c1 [::ffff:10.66.81.2]" → {name: "h2c1", remoteAddress: "10.66.81.2"}; undefined for anything else. */
+/**
+ * "h2c1 [::ffff:10.66.81.2]" → {name: "h2c1", remoteAddress: "10.66.81.2"} (busybox httpd listens on
+ * IPv6 and sees an IPv4 client as a mapped address); "h2c1 [fd66:0:0:5::2]" → "fd66:0:0:5::2",
+ * in canonical form; undefined for anything else.
+ */
 export function parseWhoami(body: string): { name: string; remoteAddress: string } | undefined {
-  const match = /^(\S+) \[?(?:::ffff:)?([0-9.]+)\]?$/.exec(body.trim());
+  const match = /^(\S+) \[?([0-9A-Fa-f.:]+)\]?$/.exec(body.trim());
   if (!match) return undefined;
-  return { name: match[1] as string, remoteAddress: match[2] as string };
+  const seen = (match[2] as string).replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(seen)) return { name: match[1] as string, remoteAddress: seen };
+  const v6 = tryParseIpv6(seen);
+  return v6 === undefined ? undefined : { name: match[1] as string, remoteAddress: formatIpv6(v6) };
 }
 
 /** The docker CLI arguments that talk to one lab dockerd (never the machine's own). */

@@ -2,9 +2,10 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readFile, rm, stat, symlink, copyFile, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { delimiter, dirname, join } from "node:path";
-import type { SubnetEnv } from "../host/subnet-env.js";
+import { previousIpv6Subnet, previousSubnet, type SubnetEnv } from "../host/subnet-env.js";
 import { errorMessage } from "../errors/error-message.js";
-import { formatIpv4, Ipv4Subnet } from "../net/ipv4.js";
+import { tryParseIpv4 } from "../net/ipv4.js";
+import { formatIpv6, tryParseIpv6 } from "../net/ipv6.js";
 import { spawnDetached } from "../process/detached.js";
 import { isAlive, terminatePids } from "../process/pids.js";
 import { runCommand, type CommandOptions, type CommandResult } from "../process/run-command.js";
@@ -17,7 +18,7 @@ import {
   dockerdArgs,
   dockerdConfigText,
 } from "./docker-plan.js";
-import { logTail } from "./lab-daemon.js";
+import { dockerBridgeFromEnv, logTail } from "./lab-daemon.js";
 import type { LabContainerState, LabDockerState, LabDockerdState, LabHostState, LabState } from "./lab-state.js";
 import { unmountAllUnder } from "./mounts.js";
 import { execInNamespace, listLinks } from "./netns.js";
@@ -163,29 +164,70 @@ export async function startDockerd(state: LabState, host: LabHostState, env: Sub
 }
 
 /** Docker's own record of a container, the fields the lab needs. */
-interface InspectedContainer {
+export interface InspectedContainer {
   id: string;
   pid: number;
-  address: string;
-  prefixLength: number;
+  /** Its address on the network ("" or absent when Docker gave it none of that family). */
+  address?: string;
+  prefixLength?: number;
+  addressV6?: string;
+  prefixLengthV6?: number;
 }
 
-function inspectedContainer(json: string, networkName: string): InspectedContainer {
+/** Pure: the fields of `docker inspect <id>` the lab reads, for the container's attachment to `networkName`. */
+export function inspectedContainer(json: string, networkName: string): InspectedContainer {
   const parsed: unknown = JSON.parse(json);
   const record = (Array.isArray(parsed) ? parsed[0] : parsed) as {
     Id?: unknown;
     State?: { Pid?: unknown };
-    NetworkSettings?: { Networks?: Record<string, { IPAddress?: unknown; IPPrefixLen?: unknown }> };
+    NetworkSettings?: { Networks?: Record<string, { IPAddress?: unknown; IPPrefixLen?: unknown; GlobalIPv6Address?: unknown; GlobalIPv6PrefixLen?: unknown }> };
   };
   const network = record.NetworkSettings?.Networks?.[networkName];
   const id = record.Id;
   const pid = record.State?.Pid;
-  const address = network?.IPAddress;
-  const prefixLength = network?.IPPrefixLen;
-  if (typeof id !== "string" || typeof pid !== "number" || pid <= 0 || typeof address !== "string" || address === "" || typeof prefixLength !== "number") {
-    throw new Error(`docker inspect: no running container with an address on network "${networkName}" in ${json.slice(0, 200)}`);
+  if (typeof id !== "string" || typeof pid !== "number" || pid <= 0 || network === undefined) {
+    throw new Error(`docker inspect: no running container attached to network "${networkName}" in ${json.slice(0, 200)}`);
   }
-  return { id, pid, address, prefixLength };
+  const { IPAddress, IPPrefixLen, GlobalIPv6Address, GlobalIPv6PrefixLen } = network;
+  return {
+    id,
+    pid,
+    ...(typeof IPAddress === "string" && IPAddress !== "" && typeof IPPrefixLen === "number" ? { address: IPAddress, prefixLength: IPPrefixLen } : {}),
+    ...(typeof GlobalIPv6Address === "string" && GlobalIPv6Address !== "" && typeof GlobalIPv6PrefixLen === "number"
+      ? { addressV6: GlobalIPv6Address, prefixLengthV6: GlobalIPv6PrefixLen }
+      : {}),
+  };
+}
+
+/**
+ * The container's overlay addresses: the address of each family subnet.env names, which must lie
+ * in the host's subnet of that family (else dockerd did not take --bip/--fixed-cidr-v6 or the
+ * network's subnets, and nothing of the lab would mean anything). An IPv6-only host's container
+ * also has Docker's host-local IPv4 address (172.17.0.0/16 by default): not an overlay address,
+ * so it is not recorded.
+ */
+export function overlayAddresses(container: string, inspected: InspectedContainer, env: SubnetEnv, networkName: string): Pick<LabContainerState, "address" | "prefixLength" | "addressV6" | "prefixLengthV6"> {
+  const v4 = previousSubnet(env);
+  const v6 = previousIpv6Subnet(env);
+  const where = `Docker container ${container} on network "${networkName}"`;
+  const addresses: Pick<LabContainerState, "address" | "prefixLength" | "addressV6" | "prefixLengthV6"> = {};
+  if (v4) {
+    const address = inspected.address === undefined ? undefined : tryParseIpv4(inspected.address);
+    if (address === undefined || !v4.containsAddress(address)) {
+      throw new Error(`${where} has IPv4 address ${inspected.address ?? "none"}, not one in the host's FLANNEL_SUBNET ${v4}: dockerd did not take the subnet`);
+    }
+    Object.assign(addresses, { address: inspected.address, prefixLength: inspected.prefixLength });
+  }
+  if (v6) {
+    const address = inspected.addressV6 === undefined ? undefined : tryParseIpv6(inspected.addressV6);
+    if (address === undefined || !v6.containsAddress(address)) {
+      throw new Error(
+        `${where} has IPv6 address ${inspected.addressV6 ?? "none"}, not one in the host's FLANNEL_IPV6_SUBNET ${v6}: dockerd did not take --ipv6 --fixed-cidr-v6 (or the network's IPv6 subnet)`,
+      );
+    }
+    Object.assign(addresses, { addressV6: formatIpv6(address), prefixLengthV6: inspected.prefixLengthV6 });
+  }
+  return addresses;
 }
 
 /**
@@ -203,28 +245,27 @@ export async function startDockerContainers(state: LabState, host: LabHostState,
   }
   const networkName = docker.network ?? "bridge";
   const containers = state.containers.filter((container) => container.host === host.name);
-  await Promise.all(containers.map((container) => runContainer(dockerd, container, docker, networkName)));
-  if (env.subnetAddress) {
-    const { address, prefixLength } = env.subnetAddress;
-    host.bridgeAddress = `${formatIpv4(address)}/${prefixLength}`;
-    host.subnet = new Ipv4Subnet(address, prefixLength).toString();
-  }
+  await Promise.all(containers.map((container) => runContainer(dockerd, container, docker, networkName, env)));
+  const { bridgeAddress, bridgeAddressV6 } = dockerBridgeFromEnv(host, env);
+  host.bridgeAddress = bridgeAddress;
+  host.bridgeAddressV6 = bridgeAddressV6;
+  host.subnet = (previousSubnet(env) ?? previousIpv6Subnet(env))?.toString();
   host.mtu = env.mtu;
 }
 
-async function runContainer(dockerd: LabDockerdState, container: LabContainerState, docker: LabDockerState, networkName: string): Promise<void> {
+async function runContainer(dockerd: LabDockerdState, container: LabContainerState, docker: LabDockerState, networkName: string, env: SubnetEnv): Promise<void> {
   await dockerCli(dockerd, ["rm", "--force", container.name], { allowFailure: true });
   const run = await dockerCli(dockerd, containerRunArgs(container.name, docker.image, docker.network));
   const id = run.stdout.trim();
   const inspected = inspectedContainer((await dockerCli(dockerd, ["inspect", id])).stdout, networkName);
+  const addresses = overlayAddresses(container.name, inspected, env, networkName);
   await runCommand("ip", ["netns", "delete", container.namespace], { allowFailure: true });
   await runCommand("ip", ["netns", "attach", container.namespace, String(inspected.pid)], {
     hint: `naming the network namespace of Docker container ${container.name}`,
   });
   const eth0 = (await listLinks(container.namespace)).find((link) => link.ifname === "eth0");
   container.docker = { id: inspected.id, pid: inspected.pid };
-  container.address = inspected.address;
-  container.prefixLength = inspected.prefixLength;
+  Object.assign(container, { address: undefined, prefixLength: undefined, addressV6: undefined, prefixLengthV6: undefined }, addresses);
   container.mtu = eth0?.mtu;
   await waitForListener(container.namespace, "tcp", CONTAINER_HTTP_PORT, { timeoutMs: 10_000 });
 }
@@ -254,6 +295,7 @@ export async function stopDockerd(state: LabState, host: LabHostState, graceMs =
     await runCommand("ip", ["netns", "delete", container.namespace], { allowFailure: true });
     container.docker = undefined;
     container.address = undefined;
+    container.addressV6 = undefined;
   }
   const left = await unmountAllUnder(dockerd.dir);
   if (left.length > 0) throw new Error(`host ${host.name}: mounts left under ${dockerd.dir} after dockerd stopped: ${left.join(", ")}`);

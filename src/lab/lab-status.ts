@@ -57,14 +57,15 @@ export async function describeLab(lab: Lab, live: boolean): Promise<string> {
     return row;
   });
   const docker = state.docker;
+  const ipv6 = state.underlay.cidrV6 !== undefined;
   const bridgeHeader = docker?.mode === "network" ? `NETWORK ${docker.network ?? ""}` : "DOCKER0";
   const hostHeader = ["HOST", "NAMESPACE", "UNDERLAY", "SUBNET", bridgeHeader, "MTU", "DAEMON", ...(docker ? ["DOCKERD"] : [])];
   const containerHeader = ["CONTAINER", "NAMESPACE", "ADDRESS", "MTU", ...(docker ? ["DOCKER ID", "PID", ...(live ? ["STATUS"] : [])] : [])];
   const dockerLines = docker
     ? [
         docker.mode === "network"
-          ? `docker   a dockerd per host; containers on \`docker network create --subnet=<FLANNEL_SUBNET> -o com.docker.network.driver.mtu=<FLANNEL_MTU> ${docker.network}\` (docker0 left alone); image ${docker.image}`
-          : `docker   a dockerd per host with --bip=<FLANNEL_SUBNET> --mtu=<FLANNEL_MTU> (flannel's Docker drop-in); containers on docker0; image ${docker.image}`,
+          ? `docker   a dockerd per host; containers on \`docker network create --subnet=<FLANNEL_SUBNET>${ipv6 ? " --ipv6 --subnet=<FLANNEL_IPV6_SUBNET>" : ""} -o com.docker.network.driver.mtu=<FLANNEL_MTU> ${docker.network}\` (docker0 left alone); image ${docker.image}`
+          : `docker   a dockerd per host with --bip=<FLANNEL_SUBNET>${ipv6 ? " --ipv6 --fixed-cidr-v6=<FLANNEL_IPV6_SUBNET> --ip6tables" : ""} --mtu=<FLANNEL_MTU> (flannel's Docker drop-in); containers on docker0; image ${docker.image}`,
         `         e.g. docker --host=unix://${state.hosts[0]?.dockerd?.socket ?? "<labdir>/h1/docker/docker.sock"} ps`,
       ]
     : [];

@@ -21,6 +21,7 @@ import {
   parseWhoami,
   planDockerd,
 } from "../../src/lab/docker-plan.js";
+import { inspectedContainer, overlayAddresses } from "../../src/lab/lab-docker.js";
 import { parseMountsUnder } from "../../src/lab/mounts.js";
 import { allNamespaces, createdNamespaces, planTopology } from "../../src/lab/topology-plan.js";
 import { parseSubnetEnv } from "../../src/host/subnet-env.js";
@@ -78,6 +79,59 @@ describe("dockerd of a lab host", () => {
   });
 });
 
+describe("dockerd of a dual-stack or IPv6-only lab host", () => {
+  const dualStack = parseSubnetEnv(
+    "FLANNEL_NETWORK=10.66.0.0/16\nFLANNEL_SUBNET=10.66.5.1/24\nFLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:5::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n",
+    "subnet.env",
+  );
+  const ipv6Only = parseSubnetEnv("FLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:5::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n", "subnet.env");
+
+  it("adds --ipv6 --fixed-cidr-v6 (as weft docker-opts) and --experimental --ip6tables", () => {
+    const args = dockerdArgs(dockerd, dualStack, "bip");
+    expect(args.slice(9)).toEqual(["--experimental", "--ip6tables", "--bip=10.66.5.1/24", "--fixed-cidr-v6=fd66:0:0:5::/64", "--ip-masq=false", "--ipv6", "--mtu=1430"]);
+    expect(dockerdArgs(dockerd, env, "bip")).not.toContain("--ip6tables");
+  });
+
+  it("IPv6-only: no --bip (Docker keeps its host-local 172.17.0.1/16), IPv6 from FLANNEL_IPV6_SUBNET", () => {
+    expect(dockerdArgs(dockerd, ipv6Only, "bip").slice(9)).toEqual(["--experimental", "--ip6tables", "--fixed-cidr-v6=fd66:0:0:5::/64", "--ip-masq=false", "--ipv6", "--mtu=1430"]);
+    expect(() => dockerdArgs(dockerd, { mtu: 1450 }, "bip")).toThrow(/neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET/);
+  });
+
+  it("creates the Docker network with both subnets, or the IPv6 one alone", () => {
+    expect(dockerNetworkCreateArgs(dualStack)).toEqual([
+      "network", "create", "--driver=bridge", "--subnet=10.66.5.0/24", "--gateway=10.66.5.1",
+      "--ipv6", "--subnet=fd66:0:0:5::/64", "--gateway=fd66:0:0:5::1",
+      "-o", "com.docker.network.driver.mtu=1430",
+      "-o", "com.docker.network.bridge.enable_ip_masquerade=false",
+      "weft",
+    ]);
+    expect(dockerNetworkCreateArgs(ipv6Only).slice(3, 6)).toEqual(["--ipv6", "--subnet=fd66:0:0:5::/64", "--gateway=fd66:0:0:5::1"]);
+    expect(() => dockerNetworkCreateArgs({ mtu: 1450 })).toThrow(/neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET/);
+  });
+
+  const inspect = (network: Record<string, unknown>) =>
+    JSON.stringify([{ Id: "abc123", State: { Pid: 4242 }, NetworkSettings: { Networks: { bridge: network } } }]);
+
+  it("reads both addresses from docker inspect and keeps only the overlay ones", () => {
+    const dual = inspectedContainer(inspect({ IPAddress: "10.66.5.2", IPPrefixLen: 24, GlobalIPv6Address: "fd66:0:0:5:0:242:a42:502", GlobalIPv6PrefixLen: 64 }), "bridge");
+    expect(dual).toEqual({ id: "abc123", pid: 4242, address: "10.66.5.2", prefixLength: 24, addressV6: "fd66:0:0:5:0:242:a42:502", prefixLengthV6: 64 });
+    // In canonical form (RFC 5952: the longest zero run compressed), as `ip` and ping print it.
+    expect(overlayAddresses("h2c1", dual, dualStack, "bridge")).toEqual({ address: "10.66.5.2", prefixLength: 24, addressV6: "fd66::5:0:242:a42:502", prefixLengthV6: 64 });
+    const local = inspectedContainer(inspect({ IPAddress: "172.17.0.2", IPPrefixLen: 16, GlobalIPv6Address: "fd66:0:0:5::2", GlobalIPv6PrefixLen: 64 }), "bridge");
+    // IPv6-only: Docker's host-local IPv4 is not an overlay address.
+    expect(overlayAddresses("h2c1", local, ipv6Only, "bridge")).toEqual({ addressV6: "fd66:0:0:5::2", prefixLengthV6: 64 });
+  });
+
+  it("refuses a container whose address is missing or outside the host's subnet, naming both", () => {
+    const noV6 = inspectedContainer(inspect({ IPAddress: "10.66.5.2", IPPrefixLen: 24, GlobalIPv6Address: "", GlobalIPv6PrefixLen: 0 }), "bridge");
+    expect(noV6.addressV6).toBeUndefined();
+    expect(() => overlayAddresses("h2c1", noV6, dualStack, "bridge")).toThrow(/h2c1 .* IPv6 address none, not one in the host's FLANNEL_IPV6_SUBNET fd66:0:0:5::\/64/);
+    const wrong = inspectedContainer(inspect({ IPAddress: "172.17.0.2", IPPrefixLen: 16 }), "bridge");
+    expect(() => overlayAddresses("h2c1", wrong, env, "bridge")).toThrow(/IPv4 address 172\.17\.0\.2, not one in the host's FLANNEL_SUBNET 10\.66\.5\.0\/24/);
+    expect(() => inspectedContainer(inspect({ IPAddress: "10.66.5.2" }), "weft")).toThrow(/not attached to network "weft"|attached to network "weft"/);
+  });
+});
+
 describe("lab containers", () => {
   it("run busybox httpd with a whoami CGI, PID 1 trapping TERM", () => {
     const args = containerRunArgs("h2c1", "weft-lab-busybox:1", "weft");
@@ -96,6 +150,9 @@ describe("lab containers", () => {
     expect(parseWhoami("h2c1 [::ffff:10.66.81.2]\n")).toEqual({ name: "h2c1", remoteAddress: "10.66.81.2" });
     expect(parseWhoami("h2c1 10.66.81.2")).toEqual({ name: "h2c1", remoteAddress: "10.66.81.2" });
     expect(parseWhoami("<html>404</html>")).toBeUndefined();
+    expect(fetchCommand("fd66:0:0:5::2")).toEqual(["timeout", "3", "wget", "-q", "-O-", "http://[fd66:0:0:5::2]:80/cgi-bin/whoami"]);
+    expect(parseWhoami("h2c1 [fd66:0:0:5:0:0:0:2]\n")).toEqual({ name: "h2c1", remoteAddress: "fd66:0:0:5::2" });
+    expect(parseWhoami("h2c1 [fd66::zz]")).toBeUndefined();
   });
 
   it("get no namespace or veth from the lab: dockerd makes them, attached under the usual names", () => {
