@@ -7,7 +7,7 @@ import { findBackend } from "./backend/registry.js";
 import { describeReconcileChange } from "./backend/reconcile-report.js";
 import { POLL_RECONCILE_MS, POLL_RULES_RESYNC_MS, type DaemonOptions } from "./config/daemon-options.js";
 import { selectExternalInterface } from "./config/interface-selection.js";
-import { parseNetworkConfig, primaryNetwork, type NetworkConfig } from "./config/network-config.js";
+import { ignoredFieldsNote, parseNetworkConfig, primaryNetwork, type NetworkConfig } from "./config/network-config.js";
 import { incompatibility } from "./config/config-change.js";
 import { TrafficRules } from "./host/firewall/traffic-rules.js";
 import { isWeftDevice, kernelEventMonitor } from "./kernel/kernel-events.js";
@@ -34,6 +34,7 @@ import { createMetrics, type BuildEngine, type WeftMetrics } from "./observe/met
 import { timeAsyncCalls } from "./observe/call-timing.js";
 import { startPeerProbing, type PeerProbing } from "./probe/peer-prober.js";
 import { buildStatusModel } from "./probe/status-model.js";
+import { probeUnderlayMtu } from "./probe/probe-targets.js";
 import { EtcdStore } from "./store/etcd-store.js";
 import { routeGrpcLogs } from "./store/grpc-logs.js";
 import { formatDuration } from "./observe/format-duration.js";
@@ -194,6 +195,8 @@ export class Daemon {
     await mkdir(options.stateDir, { recursive: true });
     this.notifier.status(`reading the network config at ${store.configKey}`);
     const { config, factory } = await this.readNetworkConfig(store);
+    const ignored = ignoredFieldsNote(config);
+    if (ignored) logger.warn({ fields: config.ignoredFields }, ignored);
     // After the config, as flanneld: a dual-stack network needs the interface's IPv6 address too.
     const external = await selectExternalInterface(options.interfaceSelection, { ipv6: config.enableIPv6, ipv4: config.enableIPv4 });
     const v6 = external.addressV6 !== undefined ? `, IPv6 ${external.addressV6}, public IPv6 ${external.publicIPv6 ?? external.addressV6}` : "";
@@ -285,6 +288,7 @@ export class Daemon {
         intervalMs: options.peerProbeIntervalMs,
         backend: config.backend,
         overlayMtu: network.mtu,
+        underlayMtu: probeUnderlayMtu(config.backend, external.mtu),
         peers: () => wiring.watcher.current(),
         logger: logger.child({ component: "probe" }),
         registry: this.metrics.registry,

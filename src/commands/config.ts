@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { Argv, CommandModule } from "yargs";
 import { findBackend } from "../backend/registry.js";
-import { describeNetworkConfig, parseNetworkConfig, type NetworkConfig } from "../config/network-config.js";
+import { describeNetworkConfig, parseNetworkConfig, type NetworkConfig, ignoredFieldsNote } from "../config/network-config.js";
 import { defineStoreOptions, withStore, type StoreArgs } from "./store-flags.js";
 import { errorMessage } from "../errors/error-message.js";
 
@@ -73,9 +73,8 @@ const setCommand: CommandModule<object, ConfigSetArgs> = {
     await withStore(args, async (store) => {
       await store.put(store.configKey, text.trim());
       process.stdout.write(`wrote ${store.configKey}: ${describeNetworkConfig(config)}, backend ${config.backend.type}\n`);
-      if (config.ignoredFields.length > 0) {
-        process.stdout.write(`note: ${config.ignoredFields.join(", ")} given but unused: the network is IPv6-only (EnableIPv4: false)\n`);
-      }
+      const note = ignoredFieldsNote(config);
+      if (note) process.stdout.write(`note: ${note}\n`);
     });
   },
 };

@@ -1,15 +1,15 @@
 import type { Argv, CommandModule } from "yargs";
-import { parseVxlanOptions } from "../backend/vxlan/options.js";
 import { selectExternalInterface } from "../config/interface-selection.js";
 import { parseNetworkConfig } from "../config/network-config.js";
 import { readSubnetEnv } from "../host/subnet-env.js";
 import { decodeLeases } from "../lease/stored-lease.js";
+import type { LeaseSubnets } from "../lease/types.js";
 import { createLogger } from "../observe/logger.js";
 import type { PeerProbeResult, ProbeSettings } from "../probe/peer-probe.js";
-import { Pinger } from "../probe/pinger.js";
+import { Pingers } from "../probe/pinger.js";
 import { probeAll } from "../probe/probe-round.js";
 import { formatProbeTable, probeResultJson } from "../probe/probe-report.js";
-import { encapsulationOf, probeTargets } from "../probe/probe-targets.js";
+import { encapsulationOf, probeTargets, probeUnderlayMtu } from "../probe/probe-targets.js";
 import { openIcmpSocket } from "../probe/raw-icmp-socket.js";
 import type { EtcdStore } from "../store/etcd-store.js";
 import { findOwnLease, ownLeaseClues } from "./own-lease.js";
@@ -21,8 +21,10 @@ import { sameSubnet } from "../net/ip-subnet.js";
 /**
  * `weft probe`: for every peer lease, an underlay echo (RTT, loss), a DF echo at the underlay
  * MTU (path MTU) and, through the encapsulation, a small and a FLANNEL_MTU-sized DF echo to the
- * peer's overlay address; then a verdict a person can act on. Reads etcd and the subnet file as
- * doctor does, so it works whether or not the daemon runs. Needs CAP_NET_RAW.
+ * peer's overlay address; then a verdict a person can act on. A dual-stack peer is probed per
+ * family (its IPv4 subnet via PublicIP, its IPv6 subnet via PublicIPv6, ICMPv6), an IPv6-only
+ * peer over IPv6. Reads etcd and the subnet file as doctor does, so it works whether or not the
+ * daemon runs. Needs CAP_NET_RAW.
  */
 export interface ProbeArgs extends StoreArgs, InterfaceArgs {
   "subnet-file": string;
@@ -35,6 +37,11 @@ export interface ProbeRun {
   ownSubnet: string;
   settings: ProbeSettings;
   results: PeerProbeResult[];
+}
+
+/** "10.66.5.0/24", "10.66.5.0/24 fd66:0:0:5::/64" (dual-stack) or "fd66:0:0:5::/64" (IPv6-only). */
+function ownSubnets(own: LeaseSubnets): string {
+  return [own.subnet, own.ipv6Subnet].flatMap((subnet) => (subnet ? [subnet.toString()] : [])).join(" ");
 }
 
 export const DEFAULT_PROBE_COUNT = 3;
@@ -55,21 +62,21 @@ export async function probePeersOfThisHost(
   const env = await readSubnetEnv(subnetFile).catch(() => undefined);
   const clues = ownLeaseClues(config, env, external);
   const own = findOwnLease(leases, clues.fromFile, clues.address, subnetFile);
-  const encapsulation = encapsulationOf(config.backend);
-  const isVxlan = config.backend.type === "vxlan" || config.backend.type === "vxlan-userspace";
-  // Backend.MTU replaces the interface's MTU as the underlay MTU (vxlan), as the daemon does.
-  const underlayMtu = (isVxlan ? parseVxlanOptions(config.backend.options).mtu : undefined) ?? external.mtu;
+  const underlayMtu = probeUnderlayMtu(config.backend, external.mtu);
+  // Without a subnet file: FLANNEL_MTU as the daemon computes it, the larger overhead of the families the network has.
+  const overhead = Math.max(...(config.ipv4 ? [encapsulationOf(config.backend, 4).overheadBytes] : []), ...(config.ipv6 ? [encapsulationOf(config.backend, 6).overheadBytes] : []));
   const settings: ProbeSettings = {
     underlayMtu,
-    overlayMtu: env?.mtu ?? underlayMtu - encapsulation.overheadBytes,
+    overlayMtu: env?.mtu ?? underlayMtu - overhead,
     echoes: args.count ?? DEFAULT_PROBE_COUNT,
     echoIntervalMs: 100,
     timeoutMs: (args.timeout ?? DEFAULT_PROBE_TIMEOUT_S) * 1000,
   };
   const peers = leases.filter((lease) => !sameSubnet(primarySubnet(lease), primarySubnet(own)));
-  const pinger = new Pinger(openIcmpSocket);
+  const pinger = new Pingers(openIcmpSocket);
   try {
-    return { ownSubnet: primarySubnet(own).toString(), settings, results: await probeAll(pinger, probeTargets(peers, encapsulation), settings) };
+    pinger.open(4); // Fails at once, saying why, without CAP_NET_RAW.
+    return { ownSubnet: ownSubnets(own), settings, results: await probeAll(pinger, probeTargets(peers, config.backend), settings) };
   } finally {
     pinger.close();
   }

@@ -65,6 +65,15 @@ export function describeNetworkConfig(config: NetworkConfig): string {
   return `IPv6Network ${primaryNetwork(config)}, /${config.ipv6?.subnetLen ?? "-"} subnets (IPv6 only)`;
 }
 
+/**
+ * The note on a config's ignored IPv4 fields ("Network, SubnetLen given but unused: …"), the same
+ * for `weft config set` and the daemon's start; undefined when nothing is ignored.
+ */
+export function ignoredFieldsNote(config: Pick<NetworkConfig, "ignoredFields">): string | undefined {
+  if (config.ignoredFields.length === 0) return undefined;
+  return `${config.ignoredFields.join(", ")} given but unused: the network is IPv6-only (EnableIPv4: false)`;
+}
+
 /** flanneld's code default when Backend is absent (its docs claim vxlan; the code says udp). */
 export const DEFAULT_BACKEND_TYPE = "udp";
 

@@ -301,16 +301,29 @@ export async function stopDockerd(state: LabState, host: LabHostState, graceMs =
   if (left.length > 0) throw new Error(`host ${host.name}: mounts left under ${dockerd.dir} after dockerd stopped: ${left.join(", ")}`);
 }
 
-/** Whether weft's forward rules are hooked into Docker's DOCKER-USER chain of the host (what lets new connections reach containers under FORWARD policy DROP). */
-export async function forwardRulesHooked(host: LabHostState): Promise<boolean> {
-  const result = await execInNamespace(host.namespace, "iptables", ["-S", "DOCKER-USER"], { allowFailure: true, timeoutMs: 10_000 });
+/**
+ * Whether weft's forward rules are hooked into Docker's DOCKER-USER chain of the host, in the
+ * iptables (4) or ip6tables (6) filter table: what lets new connections reach containers under
+ * FORWARD policy DROP.
+ */
+export async function forwardRulesHooked(host: LabHostState, family: 4 | 6 = 4): Promise<boolean> {
+  const tool = family === 4 ? "iptables" : "ip6tables";
+  const result = await execInNamespace(host.namespace, tool, ["-S", "DOCKER-USER"], { allowFailure: true, timeoutMs: 10_000 });
   return result.exitCode === 0 && / -j WEFT-FWD\b/.test(result.stdout);
 }
 
-/** Waits until weft has put its WEFT-FWD jump into the DOCKER-USER chain dockerd created. */
-export function waitForwardRulesHooked(host: LabHostState, timeoutMs = 20_000): Promise<void> {
-  return waitUntil(`weft's WEFT-FWD jump in the DOCKER-USER chain of ${host.namespace} (weft run --iptables-forward-rules)`, () => forwardRulesHooked(host), {
-    timeoutMs,
-    intervalMs: 100,
-  });
+/**
+ * Waits until weft has put its WEFT-FWD jump into the DOCKER-USER chain dockerd created, for each
+ * family the host's subnet.env has (dockerd runs with --ip6tables whenever there is IPv6, so an
+ * ip6tables DOCKER-USER exists then).
+ */
+export async function waitForwardRulesHooked(host: LabHostState, env: SubnetEnv, timeoutMs = 20_000): Promise<void> {
+  const families = [...(env.subnetAddress ? [4 as const] : []), ...(env.ipv6Subnet !== undefined ? [6 as const] : [])];
+  for (const family of families) {
+    const tool = family === 4 ? "iptables" : "ip6tables";
+    await waitUntil(`weft's WEFT-FWD jump in the ${tool} DOCKER-USER chain of ${host.namespace} (weft run --iptables-forward-rules)`, () => forwardRulesHooked(host, family), {
+      timeoutMs,
+      intervalMs: 100,
+    });
+  }
 }

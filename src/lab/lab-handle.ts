@@ -176,11 +176,12 @@ export class Lab {
     await startDockerContainers(this.state, host, env);
     await this.save();
     if (this.state.daemons === "weft" && !forwardRulesDisabled(this.options.daemonArgs ?? [])) {
-      await waitForwardRulesHooked(host);
+      await waitForwardRulesHooked(host, env);
       log(`${hostName}: weft's forward rules are hooked into Docker's DOCKER-USER chain`);
     }
     const containers = this.state.containers.filter((container) => container.host === hostName);
-    log(`${hostName}: Docker containers ${containers.map((container) => `${container.name} ${container.address}`).join(", ") || "none"} (${Date.now() - started} ms)`);
+    const addresses = (container: LabContainerState) => [container.address, container.addressV6].filter((address) => address !== undefined).join(" ");
+    log(`${hostName}: Docker containers ${containers.map((container) => `${container.name} ${addresses(container)}`).join(", ") || "none"} (${Date.now() - started} ms)`);
   }
 
   /** Stops the host's dockerd (its containers first) by PID; its mounts are removed. */

@@ -1,19 +1,29 @@
 /**
  * GET /status of the health server: one read-only HTML page for a person at a browser — this
- * host's lease, the peer table with probe verdicts and RTTs, data-path counters, etcd
+ * host's lease, the peer table with probe verdicts and RTTs (a row per family: a dual-stack
+ * peer's IPv4 and IPv6 paths are probed and shown apart), data-path counters, etcd
  * reachability, the /readyz checks. Plain HTML with inline CSS, no script, no external asset (a
  * host daemon's page must render from an air-gapped browser). Pure: model in, text out.
  */
 import type { Registry } from "prom-client";
 
+/** One peer lease: one path per family it holds (a dual-stack peer has an IPv4 and an IPv6 one). */
 export interface StatusPeer {
+  paths: StatusPath[];
+}
+
+/** A peer's subnet of one family, the address it is reached at, and that path's probe verdict. */
+export interface StatusPath {
+  family: 4 | 6;
   subnet: string;
   publicIP: string;
-  /** From the last probe round; undefined when probing is off or the peer was not probed yet. */
+  /** From the last probe round; undefined when probing is off or the path was not probed (yet). */
   verdict?: string;
   /** What to do, as `weft probe` prints it. */
   advice?: string;
   rttMicros?: number;
+  /** Why the path is never probed (e.g. the backend carries no IPv6), shown instead of a verdict. */
+  notProbed?: string;
 }
 
 export interface StatusModel {
@@ -72,17 +82,22 @@ export function renderStatusPage(model: StatusModel): string {
         ["expires", escapeHtml(formatExpiry(lease, model.now))],
       ]
     : [];
+  // Peers in the order of their first subnet; a dual-stack peer's IPv6 row right below its IPv4 row.
   const peerRows = [...model.peers]
-    .sort((a, b) => a.subnet.localeCompare(b.subnet, "en", { numeric: true }))
-    .map((peer) => [
-      escapeHtml(peer.subnet),
-      escapeHtml(peer.publicIP),
-      peer.verdict === undefined ? (model.probing ? "not probed yet" : "-") : badge(peer.verdict === "ok", peer.advice ?? peer.verdict),
-      escapeHtml(formatRtt(peer.rttMicros)),
+    .sort((a, b) => (a.paths[0]?.subnet ?? "").localeCompare(b.paths[0]?.subnet ?? "", "en", { numeric: true }))
+    .flatMap((peer) => peer.paths)
+    .map((path) => [
+      escapeHtml(path.subnet),
+      `IPv${path.family}`,
+      escapeHtml(path.publicIP),
+      path.verdict !== undefined
+        ? badge(path.verdict === "ok", path.advice ?? path.verdict)
+        : escapeHtml(!model.probing ? "-" : path.notProbed !== undefined ? `not probed: ${path.notProbed}` : "not probed yet"),
+      escapeHtml(formatRtt(path.rttMicros)),
     ]);
   const checkRows = Object.entries(model.ready.checks).map(([check, value]) => [escapeHtml(check), badge(value === true, value === true ? "ok" : value === false ? "not yet" : value)]);
   const counterRows = model.counters.map(([name, labels, value]) => [escapeHtml(name), escapeHtml(labels), escapeHtml(String(value))]);
-  const problems = model.peers.filter((peer) => peer.verdict !== undefined && peer.verdict !== "ok").length;
+  const problems = model.peers.filter((peer) => peer.paths.some((path) => path.verdict !== undefined && path.verdict !== "ok")).length;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -108,7 +123,7 @@ ${table(["", ""], leaseRows, "no lease yet")}
 <h2>etcd</h2>
 <p>${escapeHtml(model.etcd.endpoints)}: ${badge(model.etcd.reachable === true, model.etcd.reachable === true ? "reachable" : `unreachable: ${model.etcd.reachable}`)}</p>
 <h2>Peers (${model.peers.length}${model.probing ? `, ${problems} with a problem` : ", probing off: weft run --peer-probe-interval"})</h2>
-${table(["subnet", "public IP", "probe verdict", "RTT"], peerRows, "no peers")}
+${table(["subnet", "family", "public IP", "probe verdict", "RTT"], peerRows, "no peers")}
 <h2>Readiness</h2>
 ${table(["check", "state"], checkRows, "no checks")}
 <h2>Data path counters</h2>

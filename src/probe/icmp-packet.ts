@@ -45,12 +45,18 @@ export function encodeEchoRequest(id: EchoId, ipBytes: number): Buffer {
   if (!Number.isInteger(ipBytes) || ipBytes < ECHO_OVERHEAD_BYTES || ipBytes > 65_535) {
     throw new RangeError(`echo size ${ipBytes}: must be a whole number of bytes between ${ECHO_OVERHEAD_BYTES} and 65535`);
   }
-  const packet = Buffer.alloc(ipBytes - IPV4_HEADER_BYTES);
-  packet[0] = ICMP_ECHO_REQUEST;
+  const packet = echoMessage(ICMP_ECHO_REQUEST, id, ipBytes - IPV4_HEADER_BYTES);
+  packet.writeUInt16BE(internetChecksum(packet), 2);
+  return packet;
+}
+
+/** An echo message of `icmpBytes` (header included) with a zero checksum: ICMP and ICMPv6 share the layout. */
+export function echoMessage(type: number, id: EchoId, icmpBytes: number): Buffer {
+  const packet = Buffer.alloc(icmpBytes);
+  packet[0] = type;
   packet.writeUInt16BE(id.identifier & 0xffff, 4);
   packet.writeUInt16BE(id.sequence & 0xffff, 6);
   for (let i = ICMP_HEADER_BYTES; i < packet.length; i++) packet[i] = i & 0xff;
-  packet.writeUInt16BE(internetChecksum(packet), 2);
   return packet;
 }
 

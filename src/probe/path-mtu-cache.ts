@@ -6,7 +6,8 @@ import { runCommand } from "../process/run-command.js";
  * undefined when there is no cached exception (the route's own MTU applies).
  */
 export async function cachedPathMtu(destination: string): Promise<number | undefined> {
-  const result = await runCommand("ip", ["-j", "-4", "route", "get", destination], { allowFailure: true, timeoutMs: 5000, purpose: "reading the path MTU cache" });
+  const family = destination.includes(":") ? "-6" : "-4";
+  const result = await runCommand("ip", ["-j", family, "route", "get", destination], { allowFailure: true, timeoutMs: 5000, purpose: "reading the path MTU cache" });
   if (result.exitCode !== 0) return undefined;
   return pathMtuFromRouteGet(result.stdout);
 }

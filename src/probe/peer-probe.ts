@@ -1,18 +1,31 @@
 import { sleep } from "../async/sleep.js";
+import type { IpFamily } from "../net/ip-subnet.js";
 import { ECHO_OVERHEAD_BYTES } from "./icmp-packet.js";
+import { ECHO_OVERHEAD_BYTES_V6 } from "./icmpv6-packet.js";
 import { cachedPathMtu } from "./path-mtu-cache.js";
-import type { EchoOutcome, Pinger } from "./pinger.js";
+import { addressFamily, type EchoOutcome, type Echoer } from "./pinger.js";
 import { judge, type Observations, type OverlayObservation, type PathMtuObservation, type UnderlayObservation, type Verdict } from "./verdict.js";
 
-/** One peer lease, as the probes see it. */
+/**
+ * One path to a peer lease, as the probes see it: its IPv4 subnet via PublicIP, or its IPv6
+ * subnet via PublicIPv6 (a dual-stack peer has both, probed apart: either family can break alone).
+ */
 export interface ProbeTarget {
-  /** The peer's subnet: names it in output and logs. */
+  /** The peer's subnet of this family: names the path in output and logs. */
   subnet: string;
+  /** PublicIP, or PublicIPv6 (canonical) for the IPv6 path: the family of the path. */
   publicIP: string;
-  /** The peer's address on its flannel.N / TUN (its subnet's network address); undefined for host-gw. */
+  /** The peer's address on its flannel.N / flannel-v6.N / TUN (the subnet's network address); undefined for host-gw. */
   overlayAddress: string | undefined;
   /** What carries the overlay ("UDP 8472"), for the verdict. */
   encapsulation: string;
+  /** Bytes the encapsulation adds over this family's underlay (vxlan: 50 over IPv4, 70 over IPv6). */
+  overheadBytes: number;
+}
+
+/** The family of a path: that of the address it is probed at. */
+export function targetFamily(target: Pick<ProbeTarget, "publicIP">): IpFamily {
+  return addressFamily(target.publicIP);
 }
 
 export interface ProbeSettings {
@@ -34,43 +47,45 @@ export interface PeerProbeResult extends Observations {
   verdict: Verdict;
 }
 
-/** The smallest echo (an IP packet of 84 bytes, as ping's default). */
-const SMALL_ECHO_BYTES = 84;
-/** IPv4's minimum MTU: the floor of the black-hole search. */
-const MIN_IPV4_MTU = 68;
+/** Per family: the smallest echo (ping's default 56-byte payload), the echo headers, the minimum MTU (floor of the black-hole search). */
+const ECHO_SIZES = {
+  4: { small: 84, overhead: ECHO_OVERHEAD_BYTES, minMtu: 68 },
+  6: { small: 104, overhead: ECHO_OVERHEAD_BYTES_V6, minMtu: 1280 },
+} as const;
 
-export async function probePeer(pinger: Pinger, target: ProbeTarget, settings: ProbeSettings): Promise<PeerProbeResult> {
-  const underlay = await probeUnderlay(pinger, target.publicIP, settings);
+export async function probePeer(pinger: Echoer, target: ProbeTarget, settings: ProbeSettings): Promise<PeerProbeResult> {
+  const sizes = ECHO_SIZES[targetFamily(target)];
+  const underlay = await probeUnderlay(pinger, target.publicIP, settings, sizes.small);
   const expected = settings.underlayMtu;
   const pathMtu: PathMtuObservation =
-    underlay.received === 0 ? { status: "unknown", expected, why: "the peer does not answer" } : await probePathMtu(pinger, target.publicIP, settings);
+    underlay.received === 0 ? { status: "unknown", expected, why: "the peer does not answer" } : await probePathMtu(pinger, target.publicIP, settings, sizes);
   const overlay =
     target.overlayAddress === undefined
       ? undefined
       : underlay.received === 0
         ? ({ status: "blocked", why: "the peer does not answer on the underlay" } as const)
-        : await probeOverlay(pinger, target.overlayAddress, settings);
+        : await probeOverlay(pinger, target.overlayAddress, settings, sizes);
   const observations: Observations = {
     underlay,
     pathMtu,
     overlay,
     encapsulation: target.encapsulation,
-    overheadBytes: settings.underlayMtu - settings.overlayMtu,
+    overheadBytes: target.overheadBytes,
   };
   return { target, ...observations, verdict: judge(observations) };
 }
 
-async function probeUnderlay(pinger: Pinger, destination: string, settings: ProbeSettings): Promise<UnderlayObservation> {
+async function probeUnderlay(pinger: Echoer, destination: string, settings: ProbeSettings, bytes: number): Promise<UnderlayObservation> {
   const outcomes: Promise<EchoOutcome>[] = [];
   for (let i = 0; i < settings.echoes; i++) {
     if (i > 0) await sleep(settings.echoIntervalMs);
-    outcomes.push(pinger.echo({ destination, bytes: SMALL_ECHO_BYTES, timeoutMs: settings.timeoutMs }));
+    outcomes.push(pinger.echo({ destination, bytes, timeoutMs: settings.timeoutMs }));
   }
   const rttMicros = (await Promise.all(outcomes)).flatMap((outcome) => (outcome.kind === "reply" ? [outcome.rttMicros] : []));
   return { sent: settings.echoes, received: rttMicros.length, rttMicros };
 }
 
-async function probePathMtu(pinger: Pinger, destination: string, settings: ProbeSettings): Promise<PathMtuObservation> {
+async function probePathMtu(pinger: Echoer, destination: string, settings: ProbeSettings, sizes: (typeof ECHO_SIZES)[IpFamily]): Promise<PathMtuObservation> {
   const expected = settings.underlayMtu;
   const outcome = await pinger.echo({ destination, bytes: expected, timeoutMs: settings.timeoutMs });
   if (outcome.kind === "reply") return { status: "fits", expected };
@@ -81,15 +96,15 @@ async function probePathMtu(pinger: Pinger, destination: string, settings: Probe
   const cached = await (settings.cachedPathMtu ?? cachedPathMtu)(destination);
   if (cached !== undefined && cached < expected) return { status: "smaller", expected, mtu: cached, source: "pmtu-cache" };
   if (outcome.kind !== "timeout" && outcome.kind !== "frag-needed") return { status: "unknown", expected, why: describeOutcome(outcome) };
-  const largest = await largestThatFits(pinger, destination, SMALL_ECHO_BYTES, expected, settings.timeoutMs);
+  const largest = await largestThatFits(pinger, destination, Math.max(sizes.small, sizes.minMtu), expected, settings.timeoutMs);
   return largest === undefined
     ? { status: "unknown", expected, why: "no DF echo got through" }
     : { status: "smaller", expected, mtu: largest, source: "search" };
 }
 
 /** Binary search (DF echoes) for the largest size in [low, high) that crosses; `low` is known to. */
-async function largestThatFits(pinger: Pinger, destination: string, low: number, high: number, timeoutMs: number): Promise<number | undefined> {
-  let fits = Math.max(low, MIN_IPV4_MTU);
+async function largestThatFits(pinger: Echoer, destination: string, low: number, high: number, timeoutMs: number): Promise<number | undefined> {
+  let fits = low;
   let failsAt = high;
   const check = await pinger.echo({ destination, bytes: fits, timeoutMs });
   if (check.kind !== "reply") return undefined;
@@ -102,10 +117,10 @@ async function largestThatFits(pinger: Pinger, destination: string, low: number,
   return fits;
 }
 
-async function probeOverlay(pinger: Pinger, destination: string, settings: ProbeSettings): Promise<OverlayObservation> {
-  const small = await pinger.echo({ destination, bytes: SMALL_ECHO_BYTES, timeoutMs: settings.timeoutMs });
+async function probeOverlay(pinger: Echoer, destination: string, settings: ProbeSettings, sizes: (typeof ECHO_SIZES)[IpFamily]): Promise<OverlayObservation> {
+  const small = await pinger.echo({ destination, bytes: sizes.small, timeoutMs: settings.timeoutMs });
   if (small.kind !== "reply") return { status: "blocked", why: describeOutcome(small) };
-  const bytes = Math.max(settings.overlayMtu, ECHO_OVERHEAD_BYTES);
+  const bytes = Math.max(settings.overlayMtu, sizes.overhead);
   const full = await pinger.echo({ destination, bytes, timeoutMs: settings.timeoutMs });
   if (full.kind === "reply") return { status: "ok", bytes, rttMicros: full.rttMicros };
   return { status: "too-big", bytes, why: describeOutcome(full), ...(full.kind === "frag-needed" && full.mtu > 0 ? { mtu: full.mtu } : {}) };
@@ -115,8 +130,11 @@ export function describeOutcome(outcome: EchoOutcome): string {
   switch (outcome.kind) {
     case "reply":
       return `reply in ${outcome.rttMicros} µs`;
-    case "frag-needed":
-      return outcome.mtu > 0 ? `frag-needed from ${outcome.from}: MTU ${outcome.mtu}` : `frag-needed from ${outcome.from}`;
+    case "frag-needed": {
+      // ICMPv6 calls it Packet Too Big.
+      const what = addressFamily(outcome.from) === 6 ? "packet too big" : "frag-needed";
+      return outcome.mtu > 0 ? `${what} from ${outcome.from}: MTU ${outcome.mtu}` : `${what} from ${outcome.from}`;
+    }
     case "unreachable":
       return `unreachable (code ${outcome.code}) from ${outcome.from}`;
     case "time-exceeded":

@@ -5,35 +5,41 @@ import { errorMessage } from "../errors/error-message.js";
 import type { Lease } from "../lease/types.js";
 import type { Logger } from "../observe/logger.js";
 import type { PeerProbeResult, ProbeSettings, ProbeTarget } from "./peer-probe.js";
-import { Pinger } from "./pinger.js";
+import { Pingers } from "./pinger.js";
 import { probeAll } from "./probe-round.js";
 import { probeMetrics, recordVerdictCounts, type ProbeMetrics } from "./probe-metrics.js";
 import { formatMicros, rttSummary } from "./probe-report.js";
 import { encapsulationOf, probeTargets } from "./probe-targets.js";
-import { openIcmpSocket, type IcmpSocket } from "./raw-icmp-socket.js";
+import { openIcmpSocket, type OpenIcmpSocket } from "./raw-icmp-socket.js";
 import { formatVerdict, type VerdictKind } from "./verdict.js";
 
 /**
  * The daemon's periodic peer probing (--peer-probe-interval): a round over every peer lease each
- * interval, one underlay echo per peer plus the path MTU and overlay echoes, a few peers at a
+ * interval (a dual-stack peer's IPv4 and IPv6 paths apart, each its own verdict and log line),
+ * one underlay echo per path plus the path MTU and overlay echoes, a few at a
  * time. A log line when a peer's verdict changes (a peer first seen "ok" is not news), metrics
  * without per-peer labels, and the last result per peer for /status.
  */
 export interface PeerProbingOptions {
   intervalMs: number;
   backend: BackendConfig;
-  /** FLANNEL_MTU; the underlay MTU is this plus the encapsulation's overhead (Backend.MTU or the interface's). */
+  /** FLANNEL_MTU. */
   overlayMtu: number;
+  /**
+   * The underlay MTU (Backend.MTU or the interface's: probeUnderlayMtu); by default FLANNEL_MTU
+   * plus the IPv4 encapsulation's overhead, which is 20 short on a dual-stack vxlan host (FLANNEL_MTU = E − 70).
+   */
+  underlayMtu?: number;
   peers: () => readonly Lease[];
   logger: Logger;
   registry: Registry;
-  openSocket?: (onPacket: (packet: Buffer) => void) => IcmpSocket;
+  openSocket?: OpenIcmpSocket;
   /** Probes in flight at once; default 8 (each waits on the network, not the CPU). */
   concurrency?: number;
 }
 
 export interface PeerProbing {
-  /** The last result per peer subnet. */
+  /** The last result per path, by the peer's subnet of that family (a dual-stack peer has two). */
   results(): ReadonlyMap<string, PeerProbeResult>;
   /** Resolves when the current round (if any) has ended. */
   stop(): Promise<void>;
@@ -44,17 +50,20 @@ const ECHO_TIMEOUT_MS = 1000;
 export function startPeerProbing(options: PeerProbingOptions): PeerProbing {
   const { logger } = options;
   const metrics = probeMetrics(options.registry);
-  const encapsulation = encapsulationOf(options.backend);
   const settings: ProbeSettings = {
-    underlayMtu: options.overlayMtu + encapsulation.overheadBytes,
+    underlayMtu: options.underlayMtu ?? options.overlayMtu + encapsulationOf(options.backend).overheadBytes,
     overlayMtu: options.overlayMtu,
     echoes: 1,
     echoIntervalMs: 0,
     timeoutMs: Math.min(ECHO_TIMEOUT_MS, options.intervalMs / 2),
   };
-  let pinger: Pinger;
+  const pinger = new Pingers(options.openSocket ?? openIcmpSocket, (family, error) => {
+    logger.warn({ err: error, family }, `IPv${family} peers cannot be probed (they read "peer down"): ${errorMessage(error)}`);
+  });
   try {
-    pinger = new Pinger(options.openSocket ?? openIcmpSocket);
+    // The IPv4 socket at once, so a missing CAP_NET_RAW turns probing off with one line; the
+    // ICMPv6 one at the first IPv6 peer (a failure there only fails the IPv6 paths, saying why).
+    pinger.open(4);
   } catch (error) {
     logger.error({ err: error }, `peer probing is off: ${errorMessage(error)}`);
     return { results: () => new Map(), stop: () => Promise.resolve() };
@@ -79,7 +88,7 @@ export function startPeerProbing(options: PeerProbingOptions): PeerProbing {
     while (!stopping.signal.aborted) {
       const started = Date.now();
       try {
-        const round = await probeAll(pinger, probeTargets(options.peers(), encapsulation), settings, options.concurrency ?? 8);
+        const round = await probeAll(pinger, probeTargets(options.peers(), options.backend), settings, options.concurrency ?? 8);
         if (stopping.signal.aborted) break;
         record(await confirmChanges(round), results, metrics, logger);
       } catch (error) {

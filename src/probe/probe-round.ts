@@ -1,8 +1,8 @@
 import { probePeer, type PeerProbeResult, type ProbeSettings, type ProbeTarget } from "./peer-probe.js";
-import type { Pinger } from "./pinger.js";
+import type { Echoer } from "./pinger.js";
 
 /** Probes every target, at most `concurrency` at a time (each probe waits on its own echoes, not the CPU); results in target order. */
-export async function probeAll(pinger: Pinger, targets: readonly ProbeTarget[], settings: ProbeSettings, concurrency = 32): Promise<PeerProbeResult[]> {
+export async function probeAll(pinger: Echoer, targets: readonly ProbeTarget[], settings: ProbeSettings, concurrency = 32): Promise<PeerProbeResult[]> {
   const results: PeerProbeResult[] = new Array(targets.length);
   let next = 0;
   const worker = async () => {

@@ -20,63 +20,18 @@
  * of docker0. Needs a build (npm run build:ts): the daemons run dist/cli.js.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { forwardRulesHooked, waitForwardRulesHooked } from "../../src/lab/lab-docker.js";
-import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
-import { mountsUnder } from "../../src/lab/mounts.js";
+import { uniquePrefix } from "../../src/lab/netns.js";
 import { pingFrom } from "../../src/lab/ping.js";
-import { isAlive } from "../../src/process/pids.js";
 import { readSubnetEnv } from "../../src/host/subnet-env.js";
 import { formatIpv4 } from "../../src/net/ipv4.js";
-
-/** PIDs of processes whose command line names `dir` (dockerd, its containerd, the shims). */
-function processesNaming(dir: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
-    } catch {
-      continue;
-    }
-    if (cmdline.includes(dir) && isAlive(Number(entry))) pids.push(Number(entry));
-  }
-  return pids;
-}
-
-function labCgroups(name: string): string[] {
-  const hierarchies = ["/sys/fs/cgroup", ...readdirSync("/sys/fs/cgroup").map((entry) => join("/sys/fs/cgroup", entry))];
-  return hierarchies.flatMap((dir) => {
-    try {
-      return readdirSync(dir).filter((entry) => entry.startsWith(`weft-lab-${name}-`)).map((entry) => join(dir, entry));
-    } catch {
-      return [];
-    }
-  });
-}
-
-/** Tears the lab down and checks that nothing of it is left. */
-async function downAndExpectNothingLeft(lab: Lab, name: string, labDir: string): Promise<void> {
-  const containerPids = lab.containers.map((container) => container.state.docker?.pid).filter((pid): pid is number => pid !== undefined);
-  const dockerdPids = lab.hosts.map((host) => host.state.dockerd?.pid).filter((pid): pid is number => pid !== undefined);
-  expect(containerPids).toHaveLength(lab.containers.length);
-  expect(processesNaming(labDir).length).toBeGreaterThanOrEqual(dockerdPids.length * 2); // dockerd + containerd per host, shims
-
-  await teardownLab({ name, labDir });
-
-  expect([...dockerdPids, ...containerPids].filter(isAlive)).toEqual([]);
-  expect(processesNaming(labDir)).toEqual([]);
-  expect((await listNamespaces()).filter((namespace) => namespace.startsWith(`${name}-`))).toEqual([]);
-  expect(await mountsUnder(labDir)).toEqual([]);
-  expect(labCgroups(name)).toEqual([]);
-  expect(existsSync(labDir)).toBe(false);
-}
+import { dockerdCmdline, downAndExpectNothingLeft } from "../support/docker-lab.js";
 
 describe("lab with a real dockerd per host (--bip/--mtu from subnet.env)", () => {
   const name = uniquePrefix("wd").slice(0, -1);
@@ -97,7 +52,7 @@ describe("lab with a real dockerd per host (--bip/--mtu from subnet.env)", () =>
     for (const host of lab.hosts) {
       const env = await readSubnetEnv(host.state.subnetFile);
       const bip = `${formatIpv4(env?.subnetAddress?.address ?? 0)}/${env?.subnetAddress?.prefixLength}`;
-      const cmdline = readFileSync(`/proc/${host.state.dockerd?.pid}/cmdline`, "utf8").split("\0");
+      const cmdline = dockerdCmdline(lab, host.name);
       expect(cmdline).toEqual(expect.arrayContaining([`--bip=${bip}`, "--mtu=1450", "--ip-masq=false", `--data-root=${labDir}/${host.name}/docker/data`]));
       const docker0 = await host.exec("ip", ["-j", "address", "show", "docker0"]);
       const [link] = JSON.parse(docker0.stdout) as { mtu: number; addr_info: { family: string; local: string; prefixlen: number }[] }[];
@@ -131,7 +86,7 @@ describe("lab with a real dockerd per host (--bip/--mtu from subnet.env)", () =>
     expect((await pingFrom(from, target, { count: 1, waitSeconds: 1 })).received).toBe(0);
 
     await lab.startDaemon("h2"); // Same lease, so dockerd keeps running; weft hooks in again.
-    await waitForwardRulesHooked(h2.state);
+    await waitForwardRulesHooked(h2.state, (await readSubnetEnv(h2.state.subnetFile)) ?? {});
     expect((await pingFrom(from, target, { count: 1, waitSeconds: 1 })).received).toBe(1);
     const fetch = await lab.host("h1").docker(["exec", "h1c1", "timeout", "3", "wget", "-q", "-O-", `http://${target}/cgi-bin/whoami`]);
     expect(fetch.stdout.trim()).toMatch(/^h2c1 /);

@@ -9,9 +9,14 @@ const model: StatusModel = {
   etcd: { endpoints: "http://192.168.77.2:2379", reachable: true },
   ready: { ready: true, checks: { lease: true, backend: true } },
   peers: [
-    { subnet: "10.66.10.0/24", publicIP: "192.168.77.13", verdict: "encapsulation-blocked", advice: "encapsulation blocked (underlay answers, overlay does not: UDP 8472 filtered?)", rttMicros: 412 },
-    { subnet: "10.66.9.0/24", publicIP: "192.168.77.12", verdict: "ok", advice: "ok", rttMicros: 1234 },
-    { subnet: "10.66.11.0/24", publicIP: "192.168.77.14" },
+    { paths: [{ family: 4, subnet: "10.66.10.0/24", publicIP: "192.168.77.13", verdict: "encapsulation-blocked", advice: "encapsulation blocked (underlay answers, overlay does not: UDP 8472 filtered?)", rttMicros: 412 }] },
+    {
+      paths: [
+        { family: 4, subnet: "10.66.9.0/24", publicIP: "192.168.77.12", verdict: "ok", advice: "ok", rttMicros: 1234 },
+        { family: 6, subnet: "fd66:0:0:9::/64", publicIP: "fd77::12", verdict: "peer-down", advice: "peer down" },
+      ],
+    },
+    { paths: [{ family: 4, subnet: "10.66.11.0/24", publicIP: "192.168.77.14" }, { family: 6, subnet: "fd66:0:0:b::/64", publicIP: "-", notProbed: "the lease has no PublicIPv6" }] },
   ],
   probing: true,
   counters: [["weft_dataplane_packets_total", "direction=inside", 42]],
@@ -29,7 +34,14 @@ describe("renderStatusPage", () => {
     expect(html).toContain("412 µs");
     expect(html).toContain("1.234 ms");
     expect(html).toContain("not probed yet");
-    expect(html).toContain("Peers (3, 1 with a problem)");
+    // A dual-stack peer: its IPv6 row right below its IPv4 row, each with its own verdict.
+    expect(html).toContain("<td>10.66.9.0/24</td><td>IPv4</td><td>192.168.77.12</td>");
+    expect(html).toContain('<td>fd66:0:0:9::/64</td><td>IPv6</td><td>fd77::12</td><td><span class="bad">peer down</span></td>');
+    expect(html.indexOf("fd66:0:0:9::/64")).toBeGreaterThan(html.indexOf("10.66.9.0/24"));
+    expect(html.indexOf("fd66:0:0:9::/64")).toBeLessThan(html.indexOf("10.66.10.0/24"));
+    expect(html).toContain("not probed: the lease has no PublicIPv6");
+    // Problems count peers, not rows: 10.66.10.0 (IPv4) and 10.66.9.0 (its IPv6 path).
+    expect(html).toContain("Peers (3, 2 with a problem)");
     expect(html).toContain("<td>weft_dataplane_packets_total</td><td>direction=inside</td><td>42</td>");
   });
 
@@ -42,7 +54,7 @@ describe("renderStatusPage", () => {
     const html = renderStatusPage({
       ...model,
       etcd: { endpoints: "http://x", reachable: "<img src=x onerror=alert(1)>" },
-      peers: [{ subnet: "10.66.1.0/24", publicIP: '"><script>alert(1)</script>' }],
+      peers: [{ paths: [{ family: 4, subnet: "10.66.1.0/24", publicIP: '"><script>alert(1)</script>' }] }],
       lease: { ...model.lease!, reservation: true },
     });
     expect(html).not.toContain("<script>alert");

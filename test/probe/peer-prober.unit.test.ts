@@ -14,7 +14,7 @@ import type { IcmpSocket } from "../../src/probe/raw-icmp-socket.js";
  * change naming the peer, none for a peer first seen ok, metrics without per-peer labels.
  */
 function answeringSocket(up: Set<string>, dropOnce: Set<string>) {
-  return (onPacket: (packet: Buffer) => void): IcmpSocket => ({
+  return (onPacket: (packet: Buffer, source: string) => void): IcmpSocket => ({
     async send(packet, destination) {
       if (dropOnce.delete(destination) || !up.has(destination)) return;
       const header = Buffer.alloc(20);
@@ -25,7 +25,7 @@ function answeringSocket(up: Set<string>, dropOnce: Set<string>) {
       reply[20] = 0;
       // The real addon lends its buffer: hand over one that is overwritten right after the call.
       setImmediate(() => {
-        onPacket(reply);
+        onPacket(reply, destination);
         reply.fill(0xff);
       });
     },
