@@ -169,7 +169,7 @@ const upCommand: CommandModule<object, UpArgs> = {
     }
     const flags = args.name === DEFAULT_LAB_NAME ? "" : ` --name ${args.name}`;
     process.stdout.write(
-      `next: weft lab check${flags}   |   weft lab exec${flags} h1c1 -- ping ${lab.containers.at(-1)?.address ?? "<address>"}   |   weft lab down${flags}\n`,
+      `next: weft lab check${flags}   |   weft lab exec${flags} h1c1 -- ping ${lab.containers.at(-1)?.address ?? lab.containers.at(-1)?.state.addressV6 ?? "<address>"}   |   weft lab down${flags}\n`,
     );
   },
 };

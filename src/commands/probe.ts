@@ -35,6 +35,8 @@ export interface ProbeArgs extends StoreArgs, InterfaceArgs {
 
 export interface ProbeRun {
   ownSubnet: string;
+  /** Peer leases; `results` has a path per family each holds (and the backend carries). */
+  peerCount: number;
   settings: ProbeSettings;
   results: PeerProbeResult[];
 }
@@ -76,7 +78,7 @@ export async function probePeersOfThisHost(
   const pinger = new Pingers(openIcmpSocket);
   try {
     pinger.open(4); // Fails at once, saying why, without CAP_NET_RAW.
-    return { ownSubnet: ownSubnets(own), settings, results: await probeAll(pinger, probeTargets(peers, config.backend), settings) };
+    return { ownSubnet: ownSubnets(own), peerCount: peers.length, settings, results: await probeAll(pinger, probeTargets(peers, config.backend), settings) };
   } finally {
     pinger.close();
   }
@@ -101,7 +103,7 @@ export const probeCommand: CommandModule<object, ProbeArgs> = {
     if (args.json) {
       process.stdout.write(`${JSON.stringify({ ownSubnet: run.ownSubnet, underlayMtu: run.settings.underlayMtu, overlayMtu: run.settings.overlayMtu, peers: run.results.map(probeResultJson) }, null, 2)}\n`);
     } else {
-      process.stdout.write(`own subnet ${run.ownSubnet}, underlay MTU ${run.settings.underlayMtu}, FLANNEL_MTU ${run.settings.overlayMtu}, ${run.results.length} peer(s)\n`);
+      process.stdout.write(`own subnet ${run.ownSubnet}, underlay MTU ${run.settings.underlayMtu}, FLANNEL_MTU ${run.settings.overlayMtu}, ${run.peerCount} peer(s), ${run.results.length} path(s)\n`);
       process.stdout.write(formatProbeTable(run.results));
     }
     // Scripts can tell "every peer ok" from "some peer needs attention".

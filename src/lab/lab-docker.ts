@@ -302,26 +302,35 @@ export async function stopDockerd(state: LabState, host: LabHostState, graceMs =
 }
 
 /**
- * Whether weft's forward rules are hooked into Docker's DOCKER-USER chain of the host, in the
- * iptables (4) or ip6tables (6) filter table: what lets new connections reach containers under
- * FORWARD policy DROP.
+ * Where weft's WEFT-FWD jump sits in the host's iptables (4) or ip6tables (6) filter table: in
+ * Docker's DOCKER-USER chain, or at the top of FORWARD when the table has no DOCKER-USER (dockerd
+ * 20.10 with --ip6tables makes none for IPv6; later versions do); undefined when it is not where
+ * it belongs. The jump is what lets new connections reach containers under FORWARD policy DROP.
  */
-export async function forwardRulesHooked(host: LabHostState, family: 4 | 6 = 4): Promise<boolean> {
+export async function forwardRulesHook(host: LabHostState, family: 4 | 6 = 4): Promise<"DOCKER-USER" | "FORWARD" | undefined> {
   const tool = family === 4 ? "iptables" : "ip6tables";
-  const result = await execInNamespace(host.namespace, tool, ["-S", "DOCKER-USER"], { allowFailure: true, timeoutMs: 10_000 });
-  return result.exitCode === 0 && / -j WEFT-FWD\b/.test(result.stdout);
+  const result = await execInNamespace(host.namespace, tool, ["-w", "5", "-S"], { allowFailure: true, timeoutMs: 10_000 });
+  if (result.exitCode !== 0) return undefined;
+  const jumpIn = (chain: string) => new RegExp(`^-A ${chain} .*-j WEFT-FWD\\b`, "m").test(result.stdout);
+  if (/^-N DOCKER-USER$/m.test(result.stdout)) return jumpIn("DOCKER-USER") ? "DOCKER-USER" : undefined;
+  return jumpIn("FORWARD") ? "FORWARD" : undefined;
+}
+
+/** Whether weft's forward rules are hooked into Docker's DOCKER-USER chain of the host (IPv4), or its ip6tables equivalent. */
+export async function forwardRulesHooked(host: LabHostState, family: 4 | 6 = 4): Promise<boolean> {
+  return (await forwardRulesHook(host, family)) !== undefined;
 }
 
 /**
  * Waits until weft has put its WEFT-FWD jump into the DOCKER-USER chain dockerd created, for each
- * family the host's subnet.env has (dockerd runs with --ip6tables whenever there is IPv6, so an
- * ip6tables DOCKER-USER exists then).
+ * family the host's subnet.env has (dockerd runs with --ip6tables whenever there is IPv6, so its
+ * ip6tables FORWARD policy is DROP then).
  */
 export async function waitForwardRulesHooked(host: LabHostState, env: SubnetEnv, timeoutMs = 20_000): Promise<void> {
   const families = [...(env.subnetAddress ? [4 as const] : []), ...(env.ipv6Subnet !== undefined ? [6 as const] : [])];
   for (const family of families) {
     const tool = family === 4 ? "iptables" : "ip6tables";
-    await waitUntil(`weft's WEFT-FWD jump in the ${tool} DOCKER-USER chain of ${host.namespace} (weft run --iptables-forward-rules)`, () => forwardRulesHooked(host, family), {
+    await waitUntil(`weft's WEFT-FWD jump in the ${tool} DOCKER-USER (or FORWARD) chain of ${host.namespace} (weft run --iptables-forward-rules)`, () => forwardRulesHooked(host, family), {
       timeoutMs,
       intervalMs: 100,
     });

@@ -1,7 +1,7 @@
 /*
  * `lab up --docker --ipv6` and `--docker --ipv6-only`: a real dockerd per host, configured from
  * its subnet.env's FLANNEL_IPV6_SUBNET as `weft docker-opts` says (--ipv6 --fixed-cidr-v6), plus
- * --ip6tables (Docker ≥ 27's default: ip6tables FORWARD DROP, a DOCKER-USER chain for IPv6).
+ * --ip6tables (Docker ≥ 27's default: ip6tables FORWARD DROP).
  *
  *                     <p>-ul  bridge ul0, 192.168.77.0/24 and fd77::/64
  *        +-----------------------+-----------------------------+
@@ -17,8 +17,9 @@
  * Per backend (kernel vxlan, host-gw with flannel's `docker network create` recipe, userspace
  * vxlan): the containers' IPv6 addresses lie in their host's IPv6 subnet, `lab check` pings,
  * DF-pings and fetches across hosts over IPv6 as over IPv4 and the server sees the client's own
- * IPv6 address; for kernel vxlan, taking weft's WEFT-FWD jump out of the ip6tables DOCKER-USER
- * chain breaks IPv6 (and only IPv6) until weft puts it back. IPv6-only: dockerd keeps its
+ * IPv6 address; for kernel vxlan, taking weft's WEFT-FWD jump out of ip6tables (DOCKER-USER, or
+ * FORWARD: dockerd 20.10 makes no DOCKER-USER for IPv6) breaks IPv6, and only IPv6, until weft
+ * puts it back. IPv6-only: dockerd keeps its
  * host-local IPv4 bridge (20.10 has no IPv6-only bridge), every check runs over IPv6.
  * `lab down` stops every dockerd by PID and leaves nothing. Needs a build (npm run build:ts).
  */
@@ -30,7 +31,7 @@ import { join } from "node:path";
 import { buildLab, teardownLab, type Lab, type LabDockerMode, type LabOptions } from "../../src/lab/lab.js";
 import { formatCheckMatrix, type CheckResult } from "../../src/lab/check.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
-import { forwardRulesHooked, waitForwardRulesHooked } from "../../src/lab/lab-docker.js";
+import { forwardRulesHook, forwardRulesHooked, waitForwardRulesHooked } from "../../src/lab/lab-docker.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { pingFrom } from "../../src/lab/ping.js";
 import { previousIpv6Subnet, readSubnetEnv, type SubnetEnv } from "../../src/host/subnet-env.js";
@@ -54,8 +55,9 @@ async function subnetEnvOf(lab: Lab, hostName: string): Promise<SubnetEnv> {
 /** Global IPv6 addresses of a device in a namespace, "address/prefix". */
 async function globalIpv6(lab: Lab, target: string, device: string): Promise<string[]> {
   const result = await lab.exec(target, "ip", ["-6", "-j", "address", "show", "dev", device, "scope", "global"]);
-  const [link] = JSON.parse(result.stdout) as { addr_info: { local: string; prefixlen: number }[] }[];
-  return (link?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`);
+  const [link] = JSON.parse(result.stdout) as { addr_info: { local?: string; prefixlen?: number }[] }[];
+  // `ip -j` leaves an empty {} in addr_info for each address the scope filter dropped.
+  return (link?.addr_info ?? []).filter((info) => info.local !== undefined).map((info) => `${info.local}/${info.prefixlen}`);
 }
 
 function dockerIpv6Lab(variant: Variant): void {
@@ -141,15 +143,18 @@ function dockerIpv6Lab(variant: Variant): void {
     });
 
     if (variant.backend === "vxlan" && !variant.backendOptions && !variant.ipv6Only) {
-      it("needs weft's jump in the ip6tables DOCKER-USER chain: Docker set IPv6 FORWARD to DROP", async () => {
+      it("needs weft's ip6tables jump: Docker set the IPv6 FORWARD policy to DROP", async () => {
         const h2 = lab.host("h2");
         expect((await h2.exec("ip6tables", ["-S", "FORWARD"])).stdout).toContain("-P FORWARD DROP");
-        expect(await forwardRulesHooked(h2.state, 6)).toBe(true);
+        // dockerd 20.10 makes no ip6tables DOCKER-USER: weft's jump is then at the top of FORWARD.
+        const hook = await forwardRulesHook(h2.state, 6);
+        expect(hook).toBeDefined();
         const from = lab.container("h1c1").namespace;
         const target = lab.container("h2c1").state;
 
         await lab.stopDaemon("h2"); // Its kernel state stays, as on a real host.
-        await h2.exec("ip6tables", ["-D", "DOCKER-USER", "-m", "comment", "--comment", "weft forward", "-j", "WEFT-FWD"]);
+        await h2.exec("ip6tables", ["-D", hook as string, "-m", "comment", "--comment", "weft forward", "-j", "WEFT-FWD"]);
+        expect(await forwardRulesHooked(h2.state, 6)).toBe(false);
         expect((await pingFrom(from, target.addressV6 as string, { count: 1, waitSeconds: 1 })).received).toBe(0);
         // IPv4 keeps its own jump: only IPv6 is cut.
         expect((await pingFrom(from, target.address as string, { count: 1, waitSeconds: 1 })).received).toBe(1);

@@ -211,7 +211,7 @@ describe("peer probing in a 6-host vxlan lab", () => {
     expect(dom).toContain(`<td>${subnet("h1")}</td>`);
     expect(dom).toMatch(/<span class="ok">reachable<\/span>/);
     expect(dom).toContain("Peers (5, 3 with a problem)");
-    expect(dom).toMatch(new RegExp(`<td>${subnet("h3").replace(/\./g, "\\.")}</td><td>192\\.168\\.77\\.13</td><td><span class="bad">encapsulation blocked`));
+    expect(dom).toMatch(new RegExp(`<td>${subnet("h3").replace(/\./g, "\\.")}</td><td>IPv4</td><td>192\\.168\\.77\\.13</td><td><span class="bad">encapsulation blocked`));
     expect(dom).toMatch(/<td>\d+(\.\d{3} ms| µs)<\/td>/);
     expect(dom).not.toMatch(/<script/);
   });
