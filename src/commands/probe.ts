@@ -57,7 +57,8 @@ export async function probePeersOfThisHost(
   const configKey = await store.get(store.configKey);
   if (!configKey) throw new Error(`no network config at ${store.configKey}; write one with \`weft config set\``);
   const config = parseNetworkConfig(configKey.value);
-  const external = await selectExternalInterface(interfaceSelectionFromArgs(args));
+  // The families the network has, as the daemon asks: an IPv6-only host's address is its IPv6 one.
+  const external = await selectExternalInterface(interfaceSelectionFromArgs(args), { ipv6: config.enableIPv6, ipv4: config.enableIPv4 });
   const logger = createLogger({ name: "weft-probe", level: "warn" });
   const leases = decodeLeases((await store.list(store.subnetsPrefix)).keys, logger);
   const subnetFile = args["subnet-file"];
