@@ -23,7 +23,10 @@ OPTIONS:
 \t-m\tDo not output --ip-masq (useful for older Docker version)
 Long forms: --flannel-env, --docker-env, --individual, --combined, --key, --omit-ip-masq.
 weft's own: --daemon-json writes the settings as dockerd's daemon.json (bip, fixed-cidr-v6, ip-masq, ipv6, mtu).
-A dual-stack subnet file (FLANNEL_IPV6_SUBNET) adds --ipv6 and --fixed-cidr-v6=<own IPv6 subnet>.
+A dual-stack subnet file (FLANNEL_IPV6_SUBNET) adds --ipv6 and --fixed-cidr-v6=<own IPv6 subnet>;
+an IPv6-only one gives no --bip (Docker keeps its host-local IPv4 bridge). ip6tables is Docker's
+choice: 20.10-26 leave it alone unless given --ip6tables --experimental; 27+ use it by default, and
+then drop forwarded IPv6 as IPv4, which weft's --iptables-forward-rules let through.
 `;
 
 export class DockerOptsUsageError extends Error {}

@@ -77,11 +77,11 @@ export function dockerdConfigText(dockerd: LabDockerdState): string {
  * flannel's Docker drop-in and mk-docker-opts.sh (`weft docker-opts`): --bip, inverted --ip-masq, --mtu,
  * and with FLANNEL_IPV6_SUBNET also --ipv6 --fixed-cidr-v6.
  *
- * With IPv6, dockerd also gets --ip6tables (and --experimental, which dockerd 20.10–25 require for
+ * With IPv6, dockerd also gets --ip6tables (and --experimental, which dockerd 20.10–26 require for
  * it): Docker ≥ 27 has ip6tables on by default, and then, as for IPv4, it sets the ip6tables FORWARD
- * policy to DROP and creates DOCKER-USER there, so the lab shows that weft's forward rules open
- * the IPv6 overlay as well. (Without --ip6tables, dockerd 20.10 leaves ip6tables alone: nothing
- * filters or masquerades its containers' IPv6.)
+ * policy to DROP, so the lab shows that weft's forward rules open the IPv6 overlay as well (20.10
+ * makes no ip6tables DOCKER-USER chain: weft's jump goes to the top of FORWARD there). Without
+ * --ip6tables, dockerd 20.10 leaves ip6tables alone: nothing filters or masquerades its IPv6.
  */
 export function dockerdArgs(dockerd: LabDockerdState, env: SubnetEnv, mode: LabDockerMode): string[] {
   const args = [

@@ -8,7 +8,7 @@ import { VERDICT_KINDS, type VerdictKind } from "./verdict.js";
 export interface ProbeMetrics {
   /** weft_probe_rtt_seconds: underlay echo round trips, every peer in one histogram. */
   rtt: Histogram;
-  /** weft_probe_peers{verdict}: peers per verdict as of the last round. */
+  /** weft_probe_peers{verdict}: peer paths (one per family of a peer) per verdict as of the last round. */
   peers: Gauge<"verdict">;
   /** weft_probe_failures_total{probe="underlay"|"path_mtu"|"overlay"}. */
   failures: Counter<"probe">;
@@ -31,7 +31,7 @@ export function probeMetrics(registry: Registry): ProbeMetrics {
     };
   }
   const registers = [registry];
-  const peers = new Gauge({ name: "weft_probe_peers", help: `Peers by the verdict of their last probe (${VERDICT_KINDS.join(", ")})`, labelNames: ["verdict"] as const, registers });
+  const peers = new Gauge({ name: "weft_probe_peers", help: `Peer paths (a dual-stack peer has one per family) by the verdict of their last probe (${VERDICT_KINDS.join(", ")})`, labelNames: ["verdict"] as const, registers });
   for (const verdict of VERDICT_KINDS) peers.set({ verdict }, 0);
   const failures = new Counter({
     name: "weft_probe_failures_total",
