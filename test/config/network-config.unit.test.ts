@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { describeNetworkConfig, parseNetworkConfig, primaryNetwork } from "../../src/config/network-config.js";
+import { describeNetworkConfig, ignoredFieldsNote, parseNetworkConfig, primaryNetwork } from "../../src/config/network-config.js";
 import { formatIpv4 } from "../../src/net/ipv4.js";
 import { formatIpv6 } from "../../src/net/ipv6.js";
 
@@ -90,8 +90,11 @@ describe("parseNetworkConfig (flannel-compat §1.2)", () => {
     );
     expect(config.ipv4).toBeUndefined();
     expect(config.ignoredFields).toEqual(["Network", "SubnetLen", "SubnetMax"]);
+    // The one sentence `weft config set` prints and the daemon warns once at start.
+    expect(ignoredFieldsNote(config)).toBe("Network, SubnetLen, SubnetMax given but unused: the network is IPv6-only (EnableIPv4: false)");
     // An IPv4 network reads as before.
     expect(parseNetworkConfig('{"Network":"10.66.0.0/16"}').ignoredFields).toEqual([]);
+    expect(ignoredFieldsNote(parseNetworkConfig('{"Network":"10.66.0.0/16"}'))).toBeUndefined();
     expect(describeNetworkConfig(parseNetworkConfig('{"Network":"10.66.0.0/16"}'))).toBe("Network 10.66.0.0/16, /24 subnets");
   });
 });

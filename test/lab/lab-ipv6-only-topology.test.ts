@@ -57,7 +57,4 @@ describe("IPv6-only lab topology", () => {
     expect(matrix).not.toMatch(/IPv4/);
   });
 
-  it("refuses --ipv6-only with --docker before building anything", async () => {
-    await expect(buildLab({ name: `${name}x`, labDir: `${labDir}x`, ipv6Only: true, docker: "bip" })).rejects.toThrow(/--ipv6-only with --docker is not supported/);
-  });
 });
