@@ -21,11 +21,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { sleep } from "../../src/async/sleep.js";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { runCommand } from "../../src/process/run-command.js";
+import { untilValue } from "../support/until-value.js";
 import type { PeerProbeJson } from "../../src/probe/probe-report.js";
 import { Ipv6Subnet, parseIpv6 } from "../../src/net/ipv6.js";
 
@@ -58,16 +58,6 @@ async function probeJson(lab: Lab, host: string): Promise<ProbeReport> {
 
 async function statusPage(lab: Lab, host: string): Promise<string> {
   return (await lab.host(host).exec("curl", ["-sf", `http://127.0.0.1:${lab.host(host).state.healthzPort}/status`])).stdout;
-}
-
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const started = performance.now();
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (performance.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(200);
-  }
 }
 
 describe("probing a dual-stack kernel vxlan lab", () => {
@@ -116,7 +106,7 @@ describe("probing a dual-stack kernel vxlan lab", () => {
   });
 
   it("the daemon logs the IPv6 path's verdict alone and /status shows both families", async () => {
-    const page = await until("h1's /status shows h3's IPv6 path blocked", 6 * INTERVAL_S * 1000, async () => {
+    const page = await untilValue("h1's /status shows h3's IPv6 path blocked", 6 * INTERVAL_S * 1000, async () => {
       const html = await statusPage(lab, "h1");
       return html.includes(`<td>${v6("h3")}</td><td>IPv6</td><td>fd77::13</td><td><span class="bad">encapsulation blocked`) ? html : undefined;
     });
@@ -160,7 +150,7 @@ describe("probing an IPv6-only host-gw lab", () => {
     expect(report.peers).toHaveLength(1);
     expect(report.peers[0]).toMatchObject({ publicIP: "fd77::12", overlayAddress: null, overlay: null, verdict: "ok", pathMtu: { status: "fits", expected: 1500 } });
     expect(report.peers[0]?.subnet).toMatch(/^fd66:[0-9a-f:]+\/64$/);
-    const page = await until("h1's /status has h2's verdict", 6 * INTERVAL_S * 1000, async () => {
+    const page = await untilValue("h1's /status has h2's verdict", 6 * INTERVAL_S * 1000, async () => {
       const html = await statusPage(lab, "h1");
       return /<td>IPv6<\/td><td>fd77::12<\/td><td><span class="ok">ok<\/span>/.test(html) ? html : undefined;
     });

@@ -21,11 +21,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { sleep } from "../../src/async/sleep.js";
 import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { runCommand } from "../../src/process/run-command.js";
+import { untilValue } from "../support/until-value.js";
 
 const name = uniquePrefix("wpr").slice(0, -1);
 const labDir = join(tmpdir(), `weft-probe-lab-${name}`);
@@ -36,16 +36,6 @@ let lab: Lab;
 
 const subnet = (host: string) => lab.host(host).state.subnet as string;
 const ns = (role: string) => `${name}-${role}`;
-
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const started = performance.now();
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (performance.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
 
 async function metrics(host: string): Promise<string> {
   const script = `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`;
@@ -119,7 +109,7 @@ afterAll(async () => {
 
 describe("peer probing in a 6-host vxlan lab", () => {
   it("the daemon's metrics count the peers per verdict, without per-peer labels", async () => {
-    const text = await until("h1 reports 1 down, 1 black hole, 3 ok", 30_000, async () => {
+    const text = await untilValue("h1 reports 1 down, 1 black hole, 3 ok", 30_000, async () => {
       const current = await metrics("h1");
       const counts = ["ok", "peer-down", "mtu-black-hole", "encapsulation-blocked"].map((verdict) => sample(current, `weft_probe_peers{verdict="${verdict}"}`));
       return counts.join(",") === "3,1,1,0" ? current : undefined;
@@ -137,7 +127,7 @@ describe("peer probing in a 6-host vxlan lab", () => {
       input: "table inet weft_probe_test {\n  chain input {\n    type filter hook input priority -10;\n    udp dport 8472 drop\n  }\n}\n",
     });
     const started = performance.now();
-    await until("h1 counts h3 as encapsulation-blocked", 4 * INTERVAL_S * 1000, async () =>
+    await untilValue("h1 counts h3 as encapsulation-blocked", 4 * INTERVAL_S * 1000, async () =>
       sample(await metrics("h1"), 'weft_probe_peers{verdict="encapsulation-blocked"}') === 1 ? true : undefined,
     );
     const elapsed = performance.now() - started;
