@@ -35,6 +35,7 @@ interface UpArgs extends LabArgs {
   "keep-on-failure": boolean;
   docker: boolean;
   "docker-network": boolean;
+  "docker-ip6tables": boolean;
 }
 
 interface ExecArgs extends LabArgs {
@@ -136,6 +137,12 @@ const upCommand: CommandModule<object, UpArgs> = {
         coerce: lastBoolean,
         default: false,
         describe: "with a dockerd per host: leave docker0 alone and attach the containers to `docker network create --subnet=$FLANNEL_SUBNET …` (implies --docker)",
+      })
+      .option("docker-ip6tables", {
+        type: "boolean",
+        coerce: lastBoolean,
+        default: true,
+        describe: "with --docker and IPv6: give dockerd --ip6tables --experimental (Docker ≥ 27's default); --no-docker-ip6tables: only what weft docker-opts writes",
       }),
   handler: async (args) => {
     const backendOptions = Object.fromEntries((args["backend-option"] ?? []).map(parseBackendOption));
@@ -157,6 +164,7 @@ const upCommand: CommandModule<object, UpArgs> = {
       readyTimeoutMs: args["ready-timeout"] * 1000,
       keepOnFailure: args["keep-on-failure"],
       docker: args["docker-network"] ? "network" : args.docker ? "bip" : undefined,
+      dockerIp6tables: args["docker-ip6tables"],
       log: (line) => process.stderr.write(`lab: ${line}\n`),
     });
     process.stdout.write(await describeLab(lab, false));

@@ -35,13 +35,19 @@ export const FETCH_TIMEOUT_SECONDS = 3;
 /** sun_path is 108 bytes including the NUL. */
 const MAX_UNIX_SOCKET_PATH = 107;
 
-export function planDockerState(labDir: string, mode: LabDockerMode): LabDockerState {
+export function planDockerState(labDir: string, mode: LabDockerMode, ip6tables = true): LabDockerState {
   return {
     mode,
     image: LAB_IMAGE,
     imageTar: join(labDir, "image", "busybox.tar"),
     ...(mode === "network" ? { network: LAB_DOCKER_NETWORK } : {}),
+    ip6tables,
   };
+}
+
+/** Whether this lab's dockerds filter IPv6 (ip6tables on): then weft's forward rules must open it. */
+export function dockerFiltersIpv6(docker: Pick<LabDockerState, "ip6tables">): boolean {
+  return docker.ip6tables !== false;
 }
 
 /** Pure: the paths of one host's dockerd, all under `<hostDir>/docker`. */
@@ -81,9 +87,10 @@ export function dockerdConfigText(dockerd: LabDockerdState): string {
  * it): Docker ≥ 27 has ip6tables on by default, and then, as for IPv4, it sets the ip6tables FORWARD
  * policy to DROP, so the lab shows that weft's forward rules open the IPv6 overlay as well (20.10
  * makes no ip6tables DOCKER-USER chain: weft's jump goes to the top of FORWARD there). Without
- * --ip6tables, dockerd 20.10 leaves ip6tables alone: nothing filters or masquerades its IPv6.
+ * --ip6tables (`ip6tables` false: exactly `weft docker-opts`' flags), dockerd 20.10 leaves
+ * ip6tables alone: nothing filters or masquerades its containers' IPv6.
  */
-export function dockerdArgs(dockerd: LabDockerdState, env: SubnetEnv, mode: LabDockerMode): string[] {
+export function dockerdArgs(dockerd: LabDockerdState, env: SubnetEnv, mode: LabDockerMode, ip6tables = true): string[] {
   const args = [
     `--config-file=${dockerd.configFile}`,
     `--data-root=${dockerd.dataRoot}`,
@@ -95,7 +102,7 @@ export function dockerdArgs(dockerd: LabDockerdState, env: SubnetEnv, mode: LabD
     "--iptables=true",
     "--userland-proxy=false",
   ];
-  if (env.ipv6Subnet !== undefined) args.push("--experimental", "--ip6tables");
+  if (env.ipv6Subnet !== undefined && ip6tables) args.push("--experimental", "--ip6tables");
   if (mode === "bip") {
     if (!env.subnetAddress && env.ipv6Subnet === undefined) {
       throw new Error("subnet.env has neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET: dockerd cannot get --bip or --fixed-cidr-v6");

@@ -15,6 +15,7 @@ import {
   containerRunArgs,
   dockerHostArgs,
   dockerNetworkCreateArgs,
+  dockerFiltersIpv6,
   dockerdArgs,
   dockerdConfigText,
 } from "./docker-plan.js";
@@ -144,7 +145,7 @@ export async function startDockerd(state: LabState, host: LabHostState, env: Sub
   }
   await mkdir(dockerd.dir, { recursive: true });
   await writeFile(dockerd.configFile, dockerdConfigText(dockerd));
-  const args = dockerdArgs(dockerd, env, docker.mode);
+  const args = dockerdArgs(dockerd, env, docker.mode, dockerFiltersIpv6(docker));
   dockerd.logOffset = await fileSize(dockerd.logFile);
   dockerd.args = args;
   dockerd.pid = spawnDetached("nsenter", [`--net=/run/netns/${host.namespace}`, "dockerd", ...args], dockerd.logFile);
@@ -323,11 +324,11 @@ export async function forwardRulesHooked(host: LabHostState, family: 4 | 6 = 4):
 
 /**
  * Waits until weft has put its WEFT-FWD jump into the DOCKER-USER chain dockerd created, for each
- * family the host's subnet.env has (dockerd runs with --ip6tables whenever there is IPv6, so its
- * ip6tables FORWARD policy is DROP then).
+ * family the host's subnet.env has and dockerd filters (IPv6 only with --ip6tables: then its
+ * ip6tables FORWARD policy is DROP).
  */
-export async function waitForwardRulesHooked(host: LabHostState, env: SubnetEnv, timeoutMs = 20_000): Promise<void> {
-  const families = [...(env.subnetAddress ? [4 as const] : []), ...(env.ipv6Subnet !== undefined ? [6 as const] : [])];
+export async function waitForwardRulesHooked(host: LabHostState, env: SubnetEnv, filtersIpv6 = true, timeoutMs = 20_000): Promise<void> {
+  const families = [...(env.subnetAddress ? [4 as const] : []), ...(env.ipv6Subnet !== undefined && filtersIpv6 ? [6 as const] : [])];
   for (const family of families) {
     const tool = family === 4 ? "iptables" : "ip6tables";
     await waitUntil(`weft's WEFT-FWD jump in the ${tool} DOCKER-USER (or FORWARD) chain of ${host.namespace} (weft run --iptables-forward-rules)`, () => forwardRulesHooked(host, family), {

@@ -9,6 +9,7 @@ import { teardownLab, type TeardownReport } from "./lab-teardown.js";
 import { execInNamespace } from "./netns.js";
 import type { CommandOptions, CommandResult } from "../process/run-command.js";
 import { attachContainers } from "./topology-build.js";
+import { dockerFiltersIpv6 } from "./docker-plan.js";
 import { ETCD_CLIENT_PORT, findMember, hostOf } from "./topology-plan.js";
 import { EtcdServer } from "./etcd-server.js";
 import { DEFAULT_ETCD_PREFIX } from "../store/store-options.js";
@@ -176,7 +177,7 @@ export class Lab {
     await startDockerContainers(this.state, host, env);
     await this.save();
     if (this.state.daemons === "weft" && !forwardRulesDisabled(this.options.daemonArgs ?? [])) {
-      await waitForwardRulesHooked(host, env);
+      await waitForwardRulesHooked(host, env, dockerFiltersIpv6(this.state.docker as NonNullable<LabState["docker"]>));
       log(`${hostName}: weft's forward rules are hooked into Docker's DOCKER-USER chain`);
     }
     const containers = this.state.containers.filter((container) => container.host === hostName);

@@ -71,6 +71,12 @@ export interface LabDockerState {
   imageTar: string;
   /** Name of the Docker network in mode "network". */
   network?: string;
+  /**
+   * Whether dockerd gets --ip6tables (with --experimental) when the host has IPv6: true unless
+   * the lab was brought up with --no-docker-ip6tables (exactly `weft docker-opts`' flags). Absent
+   * in state files written before it existed: true.
+   */
+  ip6tables?: boolean;
 }
 
 /** Everything of one dockerd lives under `dir` (`<labDir>/hN/docker`). */

@@ -4,6 +4,7 @@ import type { Lab } from "./lab-handle.js";
 import { listNamespaces } from "./netns.js";
 import { isAlive } from "../process/pids.js";
 import { dockerCli, pingDockerd } from "./lab-docker.js";
+import { dockerFiltersIpv6 } from "./docker-plan.js";
 import type { LabHostState } from "./lab-state.js";
 
 /**
@@ -58,6 +59,7 @@ export async function describeLab(lab: Lab, live: boolean): Promise<string> {
   });
   const docker = state.docker;
   const ipv6 = state.underlay.cidrV6 !== undefined;
+  const ip6tables = ipv6 && docker !== undefined && dockerFiltersIpv6(docker) ? " --ip6tables" : "";
   const bridgeHeader = docker?.mode === "network" ? `NETWORK ${docker.network ?? ""}` : "DOCKER0";
   const hostHeader = ["HOST", "NAMESPACE", "UNDERLAY", "SUBNET", bridgeHeader, "MTU", "DAEMON", ...(docker ? ["DOCKERD"] : [])];
   const containerHeader = ["CONTAINER", "NAMESPACE", "ADDRESS", "MTU", ...(docker ? ["DOCKER ID", "PID", ...(live ? ["STATUS"] : [])] : [])];
@@ -65,7 +67,7 @@ export async function describeLab(lab: Lab, live: boolean): Promise<string> {
     ? [
         docker.mode === "network"
           ? `docker   a dockerd per host; containers on \`docker network create --subnet=<FLANNEL_SUBNET>${ipv6 ? " --ipv6 --subnet=<FLANNEL_IPV6_SUBNET>" : ""} -o com.docker.network.driver.mtu=<FLANNEL_MTU> ${docker.network}\` (docker0 left alone); image ${docker.image}`
-          : `docker   a dockerd per host with --bip=<FLANNEL_SUBNET>${ipv6 ? " --ipv6 --fixed-cidr-v6=<FLANNEL_IPV6_SUBNET> --ip6tables" : ""} --mtu=<FLANNEL_MTU> (flannel's Docker drop-in); containers on docker0; image ${docker.image}`,
+          : `docker   a dockerd per host with --bip=<FLANNEL_SUBNET>${ipv6 ? ` --ipv6 --fixed-cidr-v6=<FLANNEL_IPV6_SUBNET>${ip6tables}` : ""} --mtu=<FLANNEL_MTU> (flannel's Docker drop-in); containers on docker0; image ${docker.image}`,
         `         e.g. docker --host=unix://${state.hosts[0]?.dockerd?.socket ?? "<labdir>/h1/docker/docker.sock"} ps`,
       ]
     : [];

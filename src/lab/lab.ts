@@ -75,6 +75,12 @@ export interface LabOptions extends LabHandleOptions {
    * recipe (a Docker network on FLANNEL_SUBNET, docker0 left alone).
    */
   docker?: LabDockerMode;
+  /**
+   * With docker and ipv6: give dockerd --ip6tables --experimental (default true: Docker ≥ 27's
+   * behaviour, IPv6 FORWARD DROP). false: exactly `weft docker-opts`' flags (dockerd 20.10 then
+   * leaves ip6tables alone).
+   */
+  dockerIp6tables?: boolean;
   /** Leave a half-built lab in place when building fails (to read logs); `down` removes it. */
   keepOnFailure?: boolean;
 }
@@ -111,6 +117,7 @@ export async function buildLab(options: LabOptions = {}): Promise<Lab> {
     underlayMtu: options.underlayMtu ?? 1500,
     networkConfig: daemons === "weft" ? networkConfig : undefined,
     docker: options.docker,
+    dockerIp6tables: options.dockerIp6tables,
     ipv6,
   });
   const existingState = await readLabState(labDir).catch(() => undefined);

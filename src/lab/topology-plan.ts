@@ -56,6 +56,8 @@ export interface TopologyPlanOptions {
   networkConfig?: Record<string, unknown>;
   /** A real dockerd per host and Docker containers (see docker-plan.ts); undefined: plain namespaces. */
   docker?: LabDockerMode;
+  /** With docker and IPv6: dockerd --ip6tables (default true). */
+  dockerIp6tables?: boolean;
   /** Dual-stack underlay: every underlay member also gets an address of UNDERLAY_CIDR_V6. */
   ipv6?: boolean;
 }
@@ -126,7 +128,7 @@ export function planTopology(options: TopologyPlanOptions): LabState {
       logFile: join(labDir, "etcd", "etcd.log"),
     },
     internet: options.internet ? { namespace: `${name}-inet`, address: underlayAddress(INTERNET_OFFSET) } : undefined,
-    ...(options.docker ? { docker: planDockerState(labDir, options.docker) } : {}),
+    ...(options.docker ? { docker: planDockerState(labDir, options.docker, options.dockerIp6tables ?? true) } : {}),
     hosts,
     containers,
   };

@@ -8,12 +8,10 @@ import { VERSION } from "../version.js";
 import type { PeerProbeResult } from "./peer-probe.js";
 import type { PeerProbing } from "./peer-prober.js";
 import { carriesIpv6 } from "./probe-targets.js";
-import { NO_PUBLIC_IP } from "../lease/host-address.js";
 import { formatIpv6, tryParseIpv6 } from "../net/ipv6.js";
 import { rttSummary } from "./probe-report.js";
 import { formatVerdict } from "./verdict.js";
-import { primarySubnet } from "../lease/subnet-key.js";
-import { hostAddress } from "../lease/host-address.js";
+import { NO_PUBLIC_IP } from "../lease/host-address.js";
 
 /** What the daemon hands over for /status; the page's etcd line comes from a live call made for it. */
 export interface StatusSources {
@@ -39,7 +37,7 @@ export async function buildStatusModel(sources: StatusSources): Promise<StatusMo
     version: VERSION,
     backend: sources.backend ?? "-",
     hostname: hostname(),
-    lease: ownLease && { subnet: primarySubnet(ownLease).toString(), publicIP: hostAddress(ownLease.attrs) ?? ownLease.attrs.publicIP, expiresAt: ownLease.expiresAt, reservation: ownLease.reservation },
+    lease: ownLease && { ...leaseFamilies(ownLease), expiresAt: ownLease.expiresAt, reservation: ownLease.reservation },
     etcd: { endpoints: sources.etcdEndpoints.join(", "), reachable },
     ready: sources.readiness,
     peers: sources.peers.map((lease) => ({ paths: statusPaths(lease, sources.backend, probed) })),
@@ -68,4 +66,13 @@ function statusPaths(lease: Lease, backend: string | undefined, probed: Readonly
     else paths.push(withResult(path));
   }
   return paths;
+}
+
+/** The own lease's subnets and addresses of both families, "10.66.5.0/24 fd66:0:0:5::/64" and "192.168.77.11 fd77::11". */
+function leaseFamilies(lease: Lease): { subnet: string; publicIP: string } {
+  const publicIPv6 = lease.attrs.publicIPv6 === null ? undefined : tryParseIpv6(lease.attrs.publicIPv6);
+  const subnets = [lease.subnet?.toString(), lease.ipv6Subnet?.toString()];
+  const addresses = [lease.attrs.publicIP === NO_PUBLIC_IP ? undefined : lease.attrs.publicIP, publicIPv6 === undefined ? undefined : formatIpv6(publicIPv6)];
+  const present = (values: (string | undefined)[]) => values.filter((value): value is string => value !== undefined).join(" ");
+  return { subnet: present(subnets), publicIP: present(addresses) || lease.attrs.publicIP };
 }

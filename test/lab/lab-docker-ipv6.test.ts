@@ -37,6 +37,7 @@ import { pingFrom } from "../../src/lab/ping.js";
 import { previousIpv6Subnet, readSubnetEnv, type SubnetEnv } from "../../src/host/subnet-env.js";
 import { parseIpv6 } from "../../src/net/ipv6.js";
 import { dockerdCmdline, downAndExpectNothingLeft } from "../support/docker-lab.js";
+import { dockerOptions } from "../../src/host/docker-opts.js";
 
 interface Variant {
   title: string;
@@ -44,6 +45,8 @@ interface Variant {
   backendOptions?: Record<string, unknown>;
   docker: LabDockerMode;
   ipv6Only?: boolean;
+  /** false: dockerd gets only what `weft docker-opts` writes (no --ip6tables). */
+  ip6tables?: boolean;
 }
 
 async function subnetEnvOf(lab: Lab, hostName: string): Promise<SubnetEnv> {
@@ -80,6 +83,7 @@ function dockerIpv6Lab(variant: Variant): void {
         ipv6Only: variant.ipv6Only ?? false,
         ipMasq: true,
         docker: variant.docker,
+        dockerIp6tables: variant.ip6tables ?? true,
       };
       lab = await buildLab(options);
     });
@@ -95,7 +99,14 @@ function dockerIpv6Lab(variant: Variant): void {
         const env = await subnetEnvOf(lab, host.name);
         const subnet = previousIpv6Subnet(env);
         const cmdline = dockerdCmdline(lab, host.name);
-        expect(cmdline).toEqual(expect.arrayContaining(["--experimental", "--ip6tables"]));
+        if (variant.ip6tables === false) {
+          expect(cmdline).not.toContain("--ip6tables");
+          // Nothing of Docker's in ip6tables: the IPv6 FORWARD policy stays ACCEPT.
+          expect((await host.exec("ip6tables", ["-S", "FORWARD"])).stdout).toMatch(/^-P FORWARD ACCEPT$/m);
+        } else {
+          expect(cmdline).toEqual(expect.arrayContaining(["--experimental", "--ip6tables"]));
+        }
+        if (variant.docker === "bip") expect(cmdline).toEqual(expect.arrayContaining([...dockerOptions(env, false).values()]));
         if (variant.docker === "bip") {
           expect(cmdline).toEqual(expect.arrayContaining(["--ipv6", `--fixed-cidr-v6=${subnet}`]));
           expect(await globalIpv6(lab, host.name, "docker0")).toContain(env.ipv6Subnet);
@@ -142,7 +153,7 @@ function dockerIpv6Lab(variant: Variant): void {
       expect(matrix).toMatch(/IPv6 HTTP fetch matrix/);
     });
 
-    if (variant.backend === "vxlan" && !variant.backendOptions && !variant.ipv6Only) {
+    if (variant.backend === "vxlan" && !variant.backendOptions && !variant.ipv6Only && variant.ip6tables !== false) {
       it("needs weft's ip6tables jump: Docker set the IPv6 FORWARD policy to DROP", async () => {
         const h2 = lab.host("h2");
         expect((await h2.exec("ip6tables", ["-S", "FORWARD"])).stdout).toContain("-P FORWARD DROP");
@@ -174,6 +185,7 @@ function dockerIpv6Lab(variant: Variant): void {
 }
 
 dockerIpv6Lab({ title: "dual-stack, kernel vxlan", backend: "vxlan", docker: "bip" });
+dockerIpv6Lab({ title: "dual-stack, kernel vxlan, only weft docker-opts' flags (no --ip6tables)", backend: "vxlan", docker: "bip", ip6tables: false });
 dockerIpv6Lab({ title: "dual-stack, host-gw, flannel's docker network recipe", backend: "host-gw", docker: "network" });
 dockerIpv6Lab({ title: "dual-stack, userspace vxlan", backend: "vxlan", backendOptions: { Userspace: true }, docker: "bip" });
 dockerIpv6Lab({ title: "IPv6-only, kernel vxlan", backend: "vxlan", docker: "bip", ipv6Only: true });

@@ -90,6 +90,8 @@ describe("dockerd of a dual-stack or IPv6-only lab host", () => {
     const args = dockerdArgs(dockerd, dualStack, "bip");
     expect(args.slice(9)).toEqual(["--experimental", "--ip6tables", "--bip=10.66.5.1/24", "--fixed-cidr-v6=fd66:0:0:5::/64", "--ip-masq=false", "--ipv6", "--mtu=1430"]);
     expect(dockerdArgs(dockerd, env, "bip")).not.toContain("--ip6tables");
+    // --no-docker-ip6tables: exactly what `weft docker-opts` writes.
+    expect(dockerdArgs(dockerd, dualStack, "bip", false).slice(9)).toEqual(["--bip=10.66.5.1/24", "--fixed-cidr-v6=fd66:0:0:5::/64", "--ip-masq=false", "--ipv6", "--mtu=1430"]);
   });
 
   it("IPv6-only: no --bip (Docker keeps its host-local 172.17.0.1/16), IPv6 from FLANNEL_IPV6_SUBNET", () => {
@@ -158,7 +160,8 @@ describe("lab containers", () => {
   it("get no namespace or veth from the lab: dockerd makes them, attached under the usual names", () => {
     const base = { name: "demo", labDir: "/tmp/x", backend: "vxlan", internet: false, ipMasq: true, daemons: "weft" as const, underlayMtu: 1500 };
     const state = planTopology({ ...base, hosts: 2, containersPerHost: 1, docker: "bip" });
-    expect(state.docker).toEqual({ mode: "bip", image: "weft-lab-busybox:1", imageTar: "/tmp/x/image/busybox.tar" });
+    expect(state.docker).toEqual({ mode: "bip", image: "weft-lab-busybox:1", imageTar: "/tmp/x/image/busybox.tar", ip6tables: true });
+    expect(planTopology({ ...base, hosts: 1, containersPerHost: 1, docker: "bip", dockerIp6tables: false }).docker?.ip6tables).toBe(false);
     expect(state.containers.map((container) => container.hostVeth)).toEqual([undefined, undefined]);
     expect(allNamespaces(state)).toContain("demo-h1c1");
     expect(createdNamespaces(state)).toEqual(["demo-ul", "demo-etcd", "demo-h1", "demo-h2"]);

@@ -135,6 +135,7 @@ describe("the daemon's prober with dual-stack and IPv6-only peers", () => {
       etcdCheck: () => Promise.resolve(),
     });
     await probing.stop();
+    expect(model.lease).toMatchObject({ subnet: "10.66.1.0/24 fd66:0:0:1::/64", publicIP: "192.168.77.1 fd77::1" });
     expect(model.peers.map((peer) => peer.paths.map((path) => `IPv${path.family} ${path.subnet} ${path.publicIP} ${path.verdict}`))).toEqual([
       ["IPv4 10.66.2.0/24 192.168.77.2 ok", "IPv6 fd66:0:0:2::/64 fd77::2 ok"],
       ["IPv4 10.66.3.0/24 192.168.77.3 ok", "IPv6 fd66:0:0:3::/64 fd77::3 encapsulation-blocked"],
