@@ -316,7 +316,7 @@ export class Daemon {
     const checks = { ...this.ready };
     const notes: Record<string, string> = {};
     const down = this.built.store?.reachability.current();
-    if (down) notes.etcd = `unreachable since ${down.since.toISOString()} (${down.what}: ${down.lastError})`;
+    if (down) notes.etcd = `${down.refused ? "refusing weft" : "unreachable"} since ${down.since.toISOString()} (${down.what}: ${down.lastError})`;
     if (this.configProblem) notes.networkConfig = `${this.configProblem.what} since ${this.configProblem.since.toISOString()}`;
     if (this.leaseProblem) notes.lease = `${this.leaseProblem.what} since ${this.leaseProblem.since.toISOString()}`;
     return { ready: Object.values(checks).every(Boolean), checks, ...(Object.keys(notes).length > 0 ? { notes } : {}) };
@@ -329,7 +329,7 @@ export class Daemon {
       onUnreachable: (down) =>
         this.logger.error(
           { endpoints: this.options.store.endpoints.join(","), what: down.what, since: down.since.toISOString() },
-          `etcd unreachable (${down.lastError}); forwarding continues with the known peers, the lease is kept and renewed once etcd answers`,
+          `${down.refused ? "etcd refuses weft" : "etcd unreachable"} (${down.lastError}); forwarding continues with the known peers, the lease is kept and renewed once etcd answers`,
         ),
       onReachable: (downMs) => this.logger.info({ downMs }, `etcd reachable again after ${formatDuration(downMs)}`),
     });

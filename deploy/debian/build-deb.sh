@@ -104,7 +104,7 @@ fi
 # daemon's memory-saving V8 flags (src/process/daemon-node-flags.ts says why: 109 → 75 MiB RSS).
 cat >"$stage/usr/bin/weft" <<'LAUNCHER'
 #!/bin/sh
-exec /usr/lib/weft/node/bin/node --max-semi-space-size=1 --lite-mode /usr/lib/weft/dist/cli.js "$@"
+exec /usr/lib/weft/node/bin/node --max-semi-space-size=1 --no-opt --no-sparkplug --no-maglev /usr/lib/weft/dist/cli.js "$@"
 LAUNCHER
 chmod 0755 "$stage/usr/bin/weft"
 

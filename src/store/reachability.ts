@@ -1,10 +1,16 @@
 import { errorMessage } from "../errors/error-message.js";
+import { EtcdAccessError } from "./errors.js";
 
-/** etcd did not answer since `since`; `lastError` is the newest failure, `what` the call or stream it hit. */
+/**
+ * etcd did not answer since `since`; `lastError` is the newest failure, `what` the call or
+ * stream it hit; `refused`: etcd is there but refuses weft's certificate or password (the fix is
+ * the credentials, not the network).
+ */
 export interface Unreachable {
   since: Date;
   lastError: string;
   what: string;
+  refused: boolean;
 }
 
 export interface ReachabilityObserver {
@@ -36,11 +42,12 @@ export class StoreReachability {
 
   failed(error: unknown, what: string): void {
     for (const observer of this.observers) observer.onFailure?.(error, what);
+    const refused = causedByRefusal(error);
     if (this.down) {
-      this.down = { ...this.down, lastError: errorMessage(error), what };
+      this.down = { ...this.down, lastError: errorMessage(error), what, refused };
       return;
     }
-    this.down = { since: new Date(), lastError: errorMessage(error), what };
+    this.down = { since: new Date(), lastError: errorMessage(error), what, refused };
     for (const observer of this.observers) observer.onUnreachable?.(this.down);
   }
 
@@ -50,4 +57,12 @@ export class StoreReachability {
     this.down = undefined;
     for (const observer of this.observers) observer.onReachable?.(downMs);
   }
+}
+
+/** Whether etcd refused weft's credentials somewhere in the error's cause chain (a call error wraps the refusal). */
+function causedByRefusal(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if (cause instanceof EtcdAccessError) return true;
+  }
+  return false;
 }

@@ -17,6 +17,7 @@ import { startDaemon as spawnDaemon, weftCliPath } from "../../src/lab/lab-daemo
 import { execInNamespace, uniquePrefix } from "../../src/lab/netns.js";
 import { isAlive } from "../../src/process/pids.js";
 import { etcdGet as etcdGetIn, subnetOf as subnetOfIn } from "../support/lab-etcd.js";
+import { takeOverKey } from "../support/take-over-key.js";
 
 const PREFIX = "/coreos.com/network";
 let lab: Lab;
@@ -171,7 +172,7 @@ describe("alloc daemons in the lab", () => {
     const subnet = await subnetOf("h1");
     const key = `${PREFIX}/subnets/${subnet}-24`;
     const pid = lab.host("h1").state.daemonPid!;
-    await lab.etcdctl(["put", key, '{"PublicIP":"192.168.77.97","PublicIPv6":null,"BackendType":"alloc"}']);
+    await takeOverKey(lab, key, '{"PublicIP":"192.168.77.97","PublicIPv6":null,"BackendType":"alloc"}');
     await expect.poll(() => subnetOf("h1"), { timeout: 15_000 }).not.toBe(subnet);
     const moved = await subnetOf("h1");
     const stored = await etcdGet(`${PREFIX}/subnets/${moved}-24`);

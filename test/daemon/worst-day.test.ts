@@ -17,6 +17,7 @@ import { startDaemon as spawnDaemon } from "../../src/lab/lab-daemon.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { isAlive } from "../../src/process/pids.js";
 import { etcdGet as etcdGetIn, subnetOf as subnetOfIn } from "../support/lab-etcd.js";
+import { takeOverKey } from "../support/take-over-key.js";
 
 const PREFIX = "/coreos.com/network";
 let lab: Lab;
@@ -106,7 +107,7 @@ describe("worst days, alloc daemons in the lab", () => {
     const pid = lab.host("h2").state.daemonPid!;
     await lab.restartEtcdEmpty();
     // Someone else takes h2's subnet before h2 can re-create it (the config is still missing for h2).
-    await lab.etcdctl(["put", key, '{"PublicIP":"192.168.77.97","PublicIPv6":null,"BackendType":"alloc"}']);
+    await takeOverKey(lab, key, '{"PublicIP":"192.168.77.97","PublicIPv6":null,"BackendType":"alloc"}');
     await lab.restoreNetworkConfig();
     await expect.poll(async () => (await keyOf("h2")) !== key, { timeout: 15_000 }).toBe(true);
     const moved = await keyOf("h2");

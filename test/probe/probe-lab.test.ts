@@ -135,8 +135,13 @@ describe("peer probing in a 6-host vxlan lab", () => {
     // One interval plus the round in flight (its echoes time out after 1 s); slack for a loaded machine.
     expect(elapsed).toBeLessThan((2 * INTERVAL_S + 3) * 1000);
     const log = await readFile(lab.host("h1").state.logFile, "utf8");
-    const lines = log.split("\n").filter((line) => line.includes(`peer ${subnet("h3")} (192.168.77.13): encapsulation blocked`));
-    expect(lines).toHaveLength(1);
+    // Said once, when it happens: another line only after another verdict came between (on a
+    // loaded machine a round's underlay echoes can time out too: "peer down", then blocked again).
+    const h3 = log.split("\n").filter((line) => line.includes(`peer ${subnet("h3")} (192.168.77.13): `));
+    const verdicts = h3.map((line) => /"verdict":"([^"]+)"/.exec(line)?.[1]);
+    expect(verdicts.filter((verdict) => verdict === "encapsulation-blocked").length, h3.join("\n")).toBeGreaterThanOrEqual(1);
+    expect(verdicts.at(-1), h3.join("\n")).toBe("encapsulation-blocked");
+    for (let i = 1; i < verdicts.length; i++) expect(verdicts[i], h3.join("\n")).not.toBe(verdicts[i - 1]);
     expect(log).toContain(`peer ${subnet("h5")} (192.168.77.15): peer down`);
     expect(log).toContain(`peer ${subnet("h6")} (192.168.77.16): MTU black hole: lower Backend.MTU to ${HOP_MTU}`);
   });

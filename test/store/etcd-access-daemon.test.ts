@@ -191,6 +191,9 @@ describe("weft run against an etcd that refuses its password", () => {
 
         const refusedPages = [await get("/readyz?verbose"), await get("/readyz?format=json"), await get("/metrics"), await get("/status")];
         expect(refusedPages[0]).toContain(`authentication failed for user "weft"`);
+        // Said as a refusal (the fix is the password), not as an unreachable etcd.
+        expect(refusedPages[0]).toMatch(/refusing weft since/);
+        expect(await daemon.log()).toMatch(/"msg":"etcd refuses weft \(/);
         expect(refusedPages[2]).toMatch(/^200 [\s\S]*\nweft_etcd_errors_total [1-9]/);
         for (const page of refusedPages) expect(page).not.toContain(typed);
 
