@@ -1,5 +1,5 @@
 #!/bin/bash
-# cpugb.sh BACKEND STREAMS [backend-option...]: 2-host lab, iperf3 -P STREAMS for 8 s container to container;
+# cpu-per-gb.sh BACKEND STREAMS [backend-option...]: 2-host lab, iperf3 -P STREAMS for 8 s container to container;
 # prints Gb/s, daemons' CPU (% of a core, threads included) and daemon core-seconds per GB moved.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,5 +1,5 @@
 #!/bin/bash
-# lat.sh BACKEND [backend-option...]: 2-host lab; idle ping (5 ms apart), hot ping (-i 0), sockperf
+# latency.sh BACKEND [backend-option...]: 2-host lab; idle ping (5 ms apart), hot ping (-i 0), sockperf
 # ping-pong; engine-thread wake-ups (voluntary context switches) per idle echo, and the daemons' CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
