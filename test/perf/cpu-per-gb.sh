@@ -4,14 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 b=$1; p=$2; shift 2
-opts=(); for o in "$@"; do opts+=(--backend-option "$o"); done
-name=cg$$
-weft() { node dist/cli.js "$@"; }
-trap 'weft lab down --name $name >/dev/null 2>&1 || true' EXIT
-weft lab up --name $name --hosts 2 --containers 1 --backend $b --internet=false "${opts[@]}" >/tmp/$name.up 2>&1 || { tail /tmp/$name.up; exit 1; }
-pids=$(node -e 'const s=require(process.argv[1]); console.log(s.hosts.map(h=>h.daemonPid).join(" "))' /run/weft-lab/$name/state.json)
-cpu() { local t=0; for q in $pids; do t=$((t + $(awk '{print $14+$15}' /proc/$q/stat))); done; echo $t; }
-ip2=$(ip netns exec $name-h2c1 ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+. test/perf/two-host-lab.sh
+two_host_lab cg "$b" "$@"
 ip netns exec $name-h2c1 iperf3 -s -1 -D; sleep 0.5
 c0=$(cpu); t0=$(date +%s%N)
 gbps=$(ip netns exec $name-h1c1 iperf3 -c $ip2 -t 8 -P $p -J | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log((JSON.parse(s).end.sum_received.bits_per_second/1e9).toFixed(2)))')

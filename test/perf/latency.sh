@@ -4,15 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 b=$1; shift
-opts=(); for o in "$@"; do opts+=(--backend-option "$o"); done
-name=lt$$
-weft() { node dist/cli.js "$@"; }
-trap 'weft lab down --name $name >/dev/null 2>&1 || true' EXIT
-weft lab up --name $name --hosts 2 --containers 1 --backend $b --internet=false "${opts[@]}" >/tmp/$name.up 2>&1 || { tail /tmp/$name.up; exit 1; }
-pids=$(node -e 'const s=require(process.argv[1]); console.log(s.hosts.map(h=>h.daemonPid).join(" "))' /run/weft-lab/$name/state.json)
+. test/perf/two-host-lab.sh
+two_host_lab lt "$b" "$@"
 switches() { local t=0; for p in $pids; do for d in /proc/$p/task/*; do case "$(cat $d/comm)" in weft-q*) t=$((t + $(awk '/^voluntary_ctxt_switches/{print $2}' $d/status)));; esac; done; done; echo $t; }
-cpu() { local t=0; for p in $pids; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
-ip2=$(ip netns exec $name-h2c1 ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
 weft lab exec h1c1 --name $name -- ping -c 50 -i 0.01 -q $ip2 >/dev/null
 s0=$(switches); c0=$(cpu)
 idle=$(weft lab exec h1c1 --name $name -- ping -c 400 -i 0.005 -q $ip2 | awk -F/ '/rtt/{print $5}')
