@@ -15,7 +15,8 @@
         "src/notify.c",
         "src/fdpass.c",
         "src/addon_fdpass.c",
-        "src/wireguard.c"
+        "src/wireguard.c",
+        "src/checksum.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],

@@ -23,7 +23,7 @@ if ! command -v "$cc" >/dev/null 2>&1; then
 fi
 mkdir -p "$out"
 cflags="-g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -I${NODE_INCLUDE:-/usr/include/node}"
-engine="$src/inside.c $src/outside.c $src/icmp.c $src/routes.c $src/wireguard.c"
+engine="$src/inside.c $src/outside.c $src/icmp.c $src/routes.c $src/wireguard.c $src/checksum.c"
 harnesses="outside inside wireguard"
 
 for h in $harnesses; do

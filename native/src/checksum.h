@@ -43,6 +43,13 @@ static inline uint16_t csum_fold(uint64_t sum) {
   return (uint16_t)sum;
 }
 
+/* A 64-bit partial sum folded to 33 bits: the same checksum, room to add more. */
+static inline uint64_t csum_fold64(uint64_t sum) { return (sum & 0xffffffffu) + (sum >> 32); }
+
+/* csum_add() for payloads (hundreds of bytes and more): vectorised where the CPU can
+ * (checksum.c). Same result as csum_add() after folding. */
+uint64_t csum_add_payload(uint64_t sum, const uint8_t *p, size_t len);
+
 /* Pseudo-header sum for TCP/UDP over IPv4 (addresses taken from the IP header). */
 static inline uint64_t csum_pseudo4(const uint8_t *ip, uint8_t proto, uint16_t l4_len) {
   const uint8_t rest[4] = {0, proto, (uint8_t)(l4_len >> 8), (uint8_t)l4_len};

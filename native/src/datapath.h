@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/types.h>
 
 #include "routes.h"
@@ -180,6 +181,8 @@ struct engine {
  * or a socket. Each returns what its syscall returns, errno set. */
 ssize_t io_tun_read(struct queue *q, void *buf, size_t len);
 ssize_t io_tun_write(struct queue *q, const void *frame, size_t len);
+/* One frame gathered from `n` pieces (outside.c: a virtio header and payloads left in place). */
+ssize_t io_tun_writev(struct queue *q, const struct iovec *iov, int n);
 /* v6: the queue's IPv6 socket (udp6_fd) instead of its IPv4 one. */
 int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n);
 int io_send(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n);

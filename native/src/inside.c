@@ -260,12 +260,12 @@ static int split(struct inside *in, const struct egress *eg, const uint8_t *ip, 
       if (i != 0) f &= (uint8_t)~0x80;        /* CWR */
       l4[13] = f;
       l4[16] = l4[17] = 0;
-      uint16_t c = (uint16_t)~csum_fold(csum_add(pseudo, l4, l4_len));
+      uint16_t c = (uint16_t)~csum_fold(csum_add_payload(pseudo, l4, l4_len));
       memcpy(l4 + 16, &c, 2);
     } else {
       wr16(l4 + 4, l4_len);
       l4[6] = l4[7] = 0;
-      uint16_t c = (uint16_t)~csum_fold(csum_add(pseudo, l4, l4_len));
+      uint16_t c = (uint16_t)~csum_fold(csum_add_payload(pseudo, l4, l4_len));
       if (c == 0) c = 0xffff; /* 0 means "no checksum" in UDP */
       memcpy(l4 + 6, &c, 2);
     }
@@ -296,7 +296,7 @@ static int finish_checksum(uint8_t *ip, unsigned len, const struct virtio_net_hd
   int v6 = (ip[0] >> 4) == 6;
   unsigned start = h->csum_start, off = h->csum_offset;
   if (start < (v6 ? IP6_HDR_LEN : ip4_header_len(ip)) || start + off + 2 > len) return -1;
-  uint16_t c = (uint16_t)~csum_fold(csum_add(0, ip + start, len - start));
+  uint16_t c = (uint16_t)~csum_fold(csum_add_payload(0, ip + start, len - start));
   /* A UDP checksum of 0 must go out as 0xffff; TCP has no such rule but 0xffff is equal. */
   if (c == 0 && (v6 ? ip6_next_header(ip) : ip[9]) == IPPROTO_UDP_) c = 0xffff;
   memcpy(ip + start + off, &c, 2);
