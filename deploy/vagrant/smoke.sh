@@ -323,22 +323,34 @@ restart_ping() {
     # software emulation a restart leaves the path unread for ~24 s (seen: a 9 s stop, node's first
     # line 16 s after systemd's Starting, 7 s to the hand-over). With a 15 s stream and -W 5 the
     # stream ended while its last 176 echoes still waited in the TUN's queue, nothing dropped.
-    docker run -d --name pinger weft/busybox ping -i 0.01 -c $restart_echoes -W 30 $server_ip >/dev/null
+    # The container outlives its ping so that its ICMP counters can be read afterwards (below).
+    docker run -d --name pinger weft/busybox sh -c 'ping -i 0.01 -c $restart_echoes -W 30 $server_ip; echo ping-done; sleep 900' >/dev/null
     sleep 4
     restarted_at=\$(date +%T.%N | cut -c1-12)
     systemctl restart weft
-    docker wait pinger >/dev/null
+    for _ in \$(seq 1 900); do docker logs pinger 2>&1 | grep -q ping-done && break; sleep 1; done
     summary=\"\$(docker logs pinger | grep 'packets transmitted')\"
+    # Echo replies that reached the pinger's network namespace (its ICMP layer counts each before
+    # handing it to ping's raw socket). Echoes queued during a slow restart arrive as one burst
+    # after the hand-over; seen in a software-emulated VM after an 82 s restart: 314 of 6000 lost
+    # in scattered runs, no drop counter moved on either host: ping's raw socket overflowed (busybox
+    # ping sets SO_RCVBUF to 2 x 56 + 7168 bytes, a dozen replies). The network's verdict is this count.
+    replies=\"\$(docker exec pinger cat /proc/net/snmp | awk '\$1 == \"Icmp:\" { if (!seen) { for (i = 2; i <= NF; i++) col[\$i] = i; seen = 1 } else print \$col[\"InEchoReps\"] }')\"
     # Which echoes went unanswered, as seq ranges: a gap at the restart is a real loss.
     missing=\"\$(docker logs pinger | sed -n 's/.*seq=\\([0-9]*\\) .*/\\1/p' | sort -n | awk 'BEGIN { want = 0 } { if (\$1 > want) printf \"%d-%d \", want, \$1 - 1; want = \$1 + 1 } END { if (want < $restart_echoes) printf \"%d-%d\", want, $restart_echoes - 1 }')\"
-    docker rm pinger >/dev/null
+    docker rm -f pinger >/dev/null
     [ \"\$(systemctl show weft -p MainPID --value)\" != \"\$weft_pid_before\" ] || { echo 'weft was not restarted'; exit 1; }
     [ \"\$(systemctl show docker -p MainPID --value)\" = \"\$docker_pid_before\" ] || { echo 'dockerd was restarted with weft'; exit 1; }
     # What the new process did with the data path (udp: taken from the fd store or not), for a failure too.
     path_lines=\"\$(journalctl -u weft _PID=\$(systemctl show weft -p MainPID --value) -o short-precise | grep -E 'data path|weft is ready' | cut -c1-260)\"
+    read_by_ping=''
     case \"\$summary\" in
       *\"$restart_echoes packets received\"*) ;;
-      *) echo \"lost packets: \$summary; unanswered seq \$missing; restarted at \$restarted_at\"; echo \"\$path_lines\"; exit 1 ;;
+      *) if [ \"\$replies\" = $restart_echoes ]; then
+           read_by_ping=\"; all $restart_echoes replies reached the container, ping's socket dropped some of the burst after the hand-over (unread seq \$missing)\"
+         else
+           echo \"lost packets: \$summary; \${replies:-?} replies reached the container; unanswered seq \$missing; restarted at \$restarted_at\"; echo \"\$path_lines\"; exit 1
+         fi ;;
     esac
     # udp: the new process must have forwarded on the fds systemd kept in the unit's fd store.
     handed=''
@@ -347,7 +359,7 @@ restart_ping() {
       [ -n \"\$handed\" ] || { echo 'the new weft did not take the data path from the fd store'; journalctl -u weft -n 20 -o cat | cut -c1-300; exit 1; }
       handed=\"; \$handed after its start (fd store)\"
     fi
-    echo \"dockerd untouched (pid \$docker_pid_before); \$summary\$handed\""
+    echo \"dockerd untouched (pid \$docker_pid_before); \$summary\$read_by_ping\$handed\""
 }
 check "weft1: systemctl restart weft: Docker not restarted, 0 pings lost ($backend)" restart_hitless
 
