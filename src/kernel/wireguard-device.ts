@@ -190,7 +190,7 @@ export class WireguardDevice {
   /** Adds or updates peers (allowed IPs replaced, as `wg set` does); `presharedKey` goes to each. */
   async setPeers(peers: readonly WgPeerConfig[], presharedKey?: Buffer): Promise<void> {
     if (peers.length === 0) return;
-    const dir = presharedKey ? await mkdtemp(join(tmpdir(), "weft-wg-")) : undefined;
+    const dir = presharedKey ? await mkdtemp(join(tmpdir(), "weft-wg-psk-")) : undefined;
     try {
       const pskFile = dir && join(dir, "psk");
       if (pskFile && presharedKey) await writeFile(pskFile, `${presharedKey.toString("base64")}\n`, { mode: 0o600 });

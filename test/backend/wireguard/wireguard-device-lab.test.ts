@@ -16,7 +16,7 @@
  *                      |                 |                 |
  *                   <p>-h1c1          <p>-h2c1          <p>-h3c1
  */
-import { readFile, rm } from "node:fs/promises";
+import { readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -30,6 +30,9 @@ import { verifiedTransfer } from "../../support/tcp-transfer.js";
 
 const DEVICE = "flannel-wg";
 const MTU = 1500 - 80;
+/** A throw-away PSK (`wg genpsk`), on every peer of every host. */
+const PSK = "VK5bgp9RLb5f6ZxCebG3Dxwu+PmKbW02o7MqdZ9udhc=";
+const KEEPALIVE = 25;
 
 interface LeaseValue {
   PublicIP: string;
@@ -52,7 +55,7 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
     for (const [key, value] of await leases()) if (value.PublicIP === lab.host(host).underlayAddress) return { key, value };
     throw new Error(`no lease of ${host} in etcd`);
   };
-  const dump = async (host: string): Promise<WgDump> => parseWgDump((await lab.host(host).exec("wg", ["show", DEVICE, "dump"])).stdout);
+  const dump = async (host: string): Promise<WgDump> => parseWgDump((await lab.host(host).exec("wg", ["show", DEVICE, "dump"])).stdout, PSK);
   const peerKeys = async (host: string): Promise<string[]> => (await dump(host)).peers.map((peer) => peer.publicKey).sort();
   const http = async (host: string, path: string): Promise<string> =>
     (await lab.host(host).exec(process.execPath, ["-e",
@@ -64,7 +67,7 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
   beforeAll(async () => {
     lab = await buildLab({
       name, labDir, hosts: 3, containersPerHost: 1, backend: "wireguard",
-      backendOptions: { Implementation: "wireguard-go" },
+      backendOptions: { Implementation: "wireguard-go", PSK, PersistentKeepaliveInterval: KEEPALIVE },
       daemonEnv: { h3: { WEFT_WIREGUARD_IMPLEMENTATION: "userspace" } },
       // Peers removed by hand are not a kernel event: the periodic pass finds them.
       daemonArgs: ["--reconcile-interval=2"],
@@ -88,7 +91,7 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
     expect(link).toMatch(/\btun\b/);
   });
 
-  it("configures flannel-wg as flanneld does: key, port, /32, the Network route, one peer per lease", async () => {
+  it("configures flannel-wg as flanneld does: key, port, /32, the Network route, one peer per lease (PSK, keepalive)", async () => {
     const own = await leaseOf("h1");
     const device = await dump("h1");
     expect(device.device.publicKey).toBe(own.value.BackendData.PublicKey);
@@ -98,9 +101,14 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
     for (const [key, value] of await leases()) {
       if (key === own.key) continue;
       const subnet = key.split("/").pop()!.replace("-", "/");
-      expected.push({ publicKey: value.BackendData.PublicKey, endpoint: `${value.PublicIP}:${value.BackendData.Port}`, allowedIps: [subnet] });
+      expected.push({
+        publicKey: value.BackendData.PublicKey, endpoint: `${value.PublicIP}:${value.BackendData.Port}`, allowedIps: [subnet],
+        presharedKey: "ours", persistentKeepaliveSeconds: KEEPALIVE,
+      });
     }
-    const actual = device.peers.map(({ publicKey, endpoint, allowedIps }) => ({ publicKey, endpoint, allowedIps }));
+    const actual = device.peers.map(({ publicKey, endpoint, allowedIps, presharedKey, persistentKeepaliveSeconds }) => ({
+      publicKey, endpoint, allowedIps, presharedKey, persistentKeepaliveSeconds,
+    }));
     expect(actual.sort((a, b) => a.publicKey.localeCompare(b.publicKey))).toEqual(expected.sort((a, b) => a.publicKey.localeCompare(b.publicKey)));
     const subnet = own.key.split("/").pop()!.replace("-", "/");
     const address = (await lab.host("h1").exec("ip", ["-4", "-o", "addr", "show", "dev", DEVICE])).stdout;
@@ -127,14 +135,17 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
     expect(back.received).toBe(back.sent);
   }, 60_000);
 
-  it("never writes a private key into a log or /metrics", async () => {
+  it("never writes a private key or the PSK into a log or /metrics, and leaves no PSK file behind", async () => {
     for (const host of ["h1", "h2", "h3"]) {
       const key = (await readFile(join(lab.host(host).state.stateDir, "wgkey"), "utf8")).trim();
       for (const other of ["h1", "h2", "h3"]) {
         expect(await readFile(lab.host(other).state.logFile, "utf8")).not.toContain(key);
         expect(await http(other, "/metrics")).not.toContain(key);
       }
+      expect(await readFile(lab.host(host).state.logFile, "utf8")).not.toContain(PSK);
     }
+    const left = await readdir(tmpdir()).then((names) => names.filter((entry) => entry.startsWith("weft-wg-psk-")));
+    expect(left, "PSK directories of `wg set` calls").toEqual([]);
   });
 
   it("removes a peer from wg within ~1 s of its lease being deleted, and adds it back when the host returns", async () => {
