@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sleep } from "../async/sleep.js";
 import { CommandMissingError } from "../process/command-errors.js";
@@ -19,6 +19,14 @@ const START_TIMEOUT_MS = 10_000;
 
 export function wireguardGoPidFile(stateDir: string, device: string): string {
   return join(stateDir, `wireguard-go.${device}.pid`);
+}
+
+const PID_FILE = /^wireguard-go\.(.+)\.pid$/;
+
+/** The devices of `stateDir` whose wireguard-go weft started (by their PID files; the process may be gone). */
+export async function wireguardGoDevices(stateDir: string): Promise<string[]> {
+  const names = await readdir(stateDir).catch(() => [] as string[]);
+  return names.flatMap((name) => PID_FILE.exec(name)?.[1] ?? []);
 }
 
 export function wireguardGoLogFile(stateDir: string, device: string): string {
