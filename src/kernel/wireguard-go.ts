@@ -68,7 +68,14 @@ export async function startWireguardGo(device: WireguardDevice, stateDir: string
       }
       throw new Error(`wireguard-go for ${device.where} exited at start: ${log || "(no output)"} (log ${logFile})`);
     }
-    if ((await device.readDump()) !== undefined) {
+    let answered: boolean;
+    try {
+      answered = (await device.readDump()) !== undefined;
+    } catch (error) {
+      await terminatePids([pid], 1000); // a wg that cannot run would leave the process serving nobody
+      throw error;
+    }
+    if (answered) {
       await writeFile(wireguardGoPidFile(stateDir, device.name), `${pid}\n`);
       return pid;
     }
