@@ -149,9 +149,13 @@ export class Lab {
    * Starts the host's daemon and waits until it is ready; docker0 is (re)built from its subnet.env
    * (with `docker`: the host's dockerd is (re)started with it and runs the containers).
    */
-  async startDaemon(hostName: string, extraArgs: readonly string[] = this.options.daemonArgs ?? []): Promise<void> {
+  async startDaemon(
+    hostName: string,
+    extraArgs: readonly string[] = this.options.daemonArgs ?? [],
+    extraEnv: Readonly<Record<string, string>> | undefined = this.options.daemonEnv?.[hostName],
+  ): Promise<void> {
     const host = hostOf(this.state, hostName);
-    await startDaemon(this.state, host, extraArgs, this.options.daemonEnv?.[hostName]);
+    await startDaemon(this.state, host, extraArgs, extraEnv);
     await this.save();
     const env = await waitDaemonReady(host, this.options.readyTimeoutMs);
     await this.applySubnetEnv(hostName, env);

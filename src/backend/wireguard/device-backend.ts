@@ -170,6 +170,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
       changes.push({ action: "recreate-device", device: name, reason: unusable });
       if (dryRun) return changes;
       this.context.logger.warn({ device: name, reason: unusable }, "wireguard: the device cannot be used as it is; re-creating it");
+      await stopWireguardGo(this.context.stateDir, name); // one weft started (another implementation before): its device goes with it
       await this.device.delete();
       link = undefined;
       dump = undefined;
@@ -323,6 +324,22 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
   private updateMetrics(): void {
     recordPeerCounts(this.metrics, this.type, this.peers);
   }
+}
+
+/**
+ * Before weft's userspace engine takes the device name: the device path's device, left by an
+ * earlier start on another implementation, goes (a wireguard-go weft started, by its PID file;
+ * a kernel wireguard link). A TUN cannot be opened while wireguard-go holds it. Returns what was removed.
+ */
+export async function releaseDevicePath(device: WireguardDevice, stateDir: string): Promise<string[]> {
+  const removed: string[] = [];
+  const pid = await stopWireguardGo(stateDir, device.name);
+  if (pid !== undefined) removed.push(`wireguard-go (pid ${pid})`);
+  if ((await device.readLink())?.kind === "wireguard") {
+    await device.delete();
+    removed.push(`kernel WireGuard device ${device.name}`);
+  }
+  return removed;
 }
 
 /** A peer as the device holds it, in the report's terms (one per IPv4 allowed IP, endpoint split). */

@@ -5,9 +5,9 @@ import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend
 import type { Lease, PeerEvent } from "../../lease/types.js";
 import type { WireguardEngineOptions } from "../../engine/engine.js";
 import { engineQueueOptions } from "../userspace/queue-options.js";
-import { probeKernelWireguard } from "../../kernel/wireguard-device.js";
+import { WireguardDevice, probeKernelWireguard } from "../../kernel/wireguard-device.js";
 import { formatWireguardBackendData } from "./backend-data.js";
-import { WireguardDeviceBackend } from "./device-backend.js";
+import { WireguardDeviceBackend, releaseDevicePath } from "./device-backend.js";
 import { keyFilePath, loadOrCreateKey } from "./key-file.js";
 import { IMPLEMENTATION_ENV, WIREGUARD_OVERHEAD, parseWireguardOptions, type ResolvedWireguardImplementation, type WireguardOptions } from "./options.js";
 import { wireguardPeerRoute } from "./peer-route.js";
@@ -103,7 +103,14 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
   }
 
   async register(): Promise<BackendRegistration> {
-    return (await this.choose()).register();
+    const inner = await this.choose();
+    // Only the daemon's start, never doctor's lease-set load: a doctor run without the daemon's
+    // $WEFT_WIREGUARD_IMPLEMENTATION must not take the device from a running wireguard-go.
+    if (this.choice?.implementation === "userspace") {
+      const removed = await releaseDevicePath(new WireguardDevice(this.options.tunName, this.hooks.netns), this.context.stateDir);
+      if (removed.length > 0) this.context.logger.info({ removed }, "wireguard: removed the device an earlier start on another implementation left");
+    }
+    return inner.register();
   }
 
   async activate(ownLease: Lease): Promise<void> {

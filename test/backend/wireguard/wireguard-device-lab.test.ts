@@ -214,4 +214,18 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
     const log = await readFile(lab.host("h1").state.logFile, "utf8");
     expect(log).toContain("wireguard: kept the existing device and its peers");
   }, 60_000);
+
+  it("moves h2 to weft's userspace engine and back: the other implementation's device is taken down, the mesh stays whole", async () => {
+    const pid = await wireguardGoPid("h2");
+    await lab.stopDaemon("h2");
+    await lab.startDaemon("h2", undefined, { WEFT_WIREGUARD_IMPLEMENTATION: "userspace" });
+    expect(isAlive(pid), "h2's wireguard-go stopped").toBe(false);
+    expect(await http("h2", "/readyz?verbose")).toContain("[i] wireguardImplementation userspace");
+    await waitUntil("the mesh whole with h2 on userspace", matrixOk, { timeoutMs: 20_000, intervalMs: 500 });
+    await lab.stopDaemon("h2");
+    await lab.startDaemon("h2", undefined, {});
+    expect(await http("h2", "/readyz?verbose")).toContain("[i] wireguardImplementation wireguard-go");
+    expect(isAlive(await wireguardGoPid("h2"))).toBe(true);
+    await waitUntil("the mesh whole with h2 back on wireguard-go", matrixOk, { timeoutMs: 20_000, intervalMs: 500 });
+  }, 90_000);
 });
