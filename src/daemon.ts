@@ -319,7 +319,13 @@ export class Daemon {
     if (down) notes.etcd = `${down.refused ? "refusing weft" : "unreachable"} since ${down.since.toISOString()} (${down.what}: ${down.lastError})`;
     if (this.configProblem) notes.networkConfig = `${this.configProblem.what} since ${this.configProblem.since.toISOString()}`;
     if (this.leaseProblem) notes.lease = `${this.leaseProblem.what} since ${this.leaseProblem.since.toISOString()}`;
-    return { ready: Object.values(checks).every(Boolean), checks, ...(Object.keys(notes).length > 0 ? { notes } : {}) };
+    const details = this.built.backend?.dataPathDetails?.() ?? {};
+    return {
+      ready: Object.values(checks).every(Boolean),
+      checks,
+      ...(Object.keys(notes).length > 0 ? { notes } : {}),
+      ...(Object.keys(details).length > 0 ? { details } : {}),
+    };
   }
 
   /** One line when etcd stops answering and one when it is back; every failure counts in weft_etcd_errors_total. */

@@ -32,6 +32,8 @@ export interface Backend {
    * take a new random MAC (device and saved file) and return what the lease must advertise now.
    */
   renewVtepMac?(): Promise<BackendRegistration["attrs"]>;
+  /** Facts about the data path for /readyz (wireguard: which implementation runs); values never secret. */
+  dataPathDetails?(): Record<string, string>;
 }
 
 export interface BackendRegistration {

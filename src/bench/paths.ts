@@ -21,6 +21,8 @@ import { createOverlayNetwork, formSwarm, removeOverlayContainers, runOverlayCon
 import { spawnDetachedInNamespace } from "../process/detached.js";
 import { isAlive, terminatePids } from "../process/pids.js";
 import { DEFAULT_ETCD_PREFIX } from "../store/store-options.js";
+import { runningWireguardGo } from "../kernel/wireguard-go.js";
+import { DEFAULT_WIREGUARD_DEVICE } from "../backend/wireguard/options.js";
 
 export const BENCH_NETWORK = "10.66.0.0/16";
 export const BENCH_IPV6_NETWORK = "fd66::/48";
@@ -88,6 +90,28 @@ export function weftPath(id: string, label: string, backend: Record<string, unkn
   };
 }
 
+/**
+ * The comparison row of issue 12: the same wireguard lease and device configuration, but the
+ * packets carried by Debian's wireguard-go (which weft starts and configures with wg). Its CPU is
+ * the daemons' too: the wireguard-go processes count beside weft's.
+ */
+const wireguardGoBase = weftPath("wireguard-go", "Debian's wireguard-go, configured by weft", { Type: "wireguard", Implementation: "wireguard-go" });
+const wireguardGoPath: BenchPath = {
+  ...wireguardGoBase,
+  daemons: "weft + wireguard-go",
+  prepare: async (lab) => {
+    const prepared = await wireguardGoBase.prepare(lab);
+    const children = await Promise.all(
+      lab.hosts.map(async (host) => {
+        const pid = await runningWireguardGo(host.state.stateDir, DEFAULT_WIREGUARD_DEVICE);
+        if (pid === undefined) throw new Error(`bench wireguard-go: no wireguard-go runs for ${DEFAULT_WIREGUARD_DEVICE} on ${host.name} (see ${host.state.logFile})`);
+        return { host: host.name, pid };
+      }),
+    );
+    return { ...prepared, daemons: [...prepared.daemons, ...children] };
+  },
+};
+
 const hostPath: BenchPath = {
   id: "host",
   label: "host (underlay)",
@@ -153,8 +177,9 @@ export const BUILTIN_PATHS: readonly BenchPath[] = [
   dockerOverlayPath,
   weftPath("udp", "weft udp", { Type: "udp" }),
   weftPath("userspace-vxlan", "weft userspace vxlan", { Type: "vxlan", Userspace: true }),
-  // This kernel has no WireGuard: the row is weft's own userspace WireGuard (docs/wireguard.md).
-  weftPath("wireguard", "weft wireguard (userspace)", { Type: "wireguard" }),
+  // This kernel has no WireGuard: "auto" is weft's own userspace WireGuard; pinned, so a kernel with it measures the same thing.
+  weftPath("wireguard", "weft wireguard (userspace)", { Type: "wireguard", Implementation: "userspace" }),
+  wireguardGoPath,
   weftPath("host-gw-v6", "weft host-gw, IPv6", { Type: "host-gw" }, 6),
   weftPath("vxlan-v6", "weft vxlan (kernel), IPv6", { Type: "vxlan" }, 6),
   weftPath("userspace-vxlan-v6", "weft userspace vxlan, IPv6", { Type: "vxlan", Userspace: true }, 6),

@@ -2,9 +2,11 @@ import { REFERENCE_PATH, summarizeResults, type MetricSummary } from "./metrics.
 import type { BenchReport } from "./results.js";
 
 /**
- * The userspace data path's targets (issue 10), judged from one run: each one a ratio to kernel
- * vxlan measured in the same run (or an absolute bound), met or missed. A bench of a loaded
- * machine still prints them; the verdict is only as good as the run (see the load line).
+ * The bench's targets, judged from one run, met or missed: the userspace data path's (issue 10:
+ * each a ratio to kernel vxlan measured in the same run, or an absolute bound) and the wireguard
+ * backend's (issue 12: weft's userspace WireGuard against Debian's wireguard-go and weft udp,
+ * single stream, judged only when both rows were measured). A bench of a loaded machine still
+ * prints them; the verdict is only as good as the run (see the load line).
  */
 
 /** The userspace paths the targets are about. */
@@ -37,12 +39,43 @@ const TARGETS: readonly Target[] = [
   { what: "daemon RSS ≤ 64 MiB", metric: "daemonRssMiB", kind: "absolute", bound: 64, better: "lower" },
 ];
 
+/** A ratio between two rows of the same run (path's median over reference's). */
+interface PairTarget {
+  path: string;
+  reference: string;
+  what: string;
+  metric: string;
+  bound: number;
+}
+
+/** Issue 12: the userspace WireGuard must beat wireguard-go clearly and keep half of weft udp. */
+const WIREGUARD_TARGETS: readonly PairTarget[] = [
+  { path: "wireguard", reference: "wireguard-go", what: "TCP 1 stream ≥ 3× Debian's wireguard-go", metric: "tcp1Gbps", bound: 3 },
+  { path: "wireguard", reference: "udp", what: "TCP 1 stream ≥ 0.5× weft udp", metric: "tcp1Gbps", bound: 0.5 },
+];
+
 export interface TargetVerdict {
   path: string;
   what: string;
   /** The ratio or figure judged; undefined when this run did not measure it. */
   value?: number;
   met?: boolean;
+}
+
+/** Issue 12's verdicts: one per target whose two rows this run measured (without error). */
+export function judgeWireguardTargets(report: BenchReport): TargetVerdict[] {
+  const summaries = summarizeResults(report.results);
+  const measured = (id: string) => report.results.find((result) => result.id === id && result.error === undefined);
+  const verdicts: TargetVerdict[] = [];
+  for (const target of WIREGUARD_TARGETS) {
+    const path = measured(target.path);
+    if (!path || !measured(target.reference)) continue;
+    const value = summaries.get(target.path)?.get(target.metric)?.summary?.median;
+    const reference = summaries.get(target.reference)?.get(target.metric)?.summary?.median;
+    const ratio = value === undefined || reference === undefined || reference <= 0 ? undefined : value / reference;
+    verdicts.push({ path: path.label, what: target.what, ...(ratio === undefined ? {} : { value: ratio, met: ratio >= target.bound }) });
+  }
+  return verdicts;
 }
 
 export function judgeTargets(report: BenchReport): TargetVerdict[] {
@@ -64,8 +97,16 @@ export function judgeTargets(report: BenchReport): TargetVerdict[] {
   return verdicts;
 }
 
-/** The verdicts as a markdown list under the table; empty when no userspace path ran. */
+/** The verdicts as markdown lists under the table; empty when no path a target is about ran. */
 export function formatTargets(report: BenchReport): string {
+  const wireguard = judgeWireguardTargets(report).map((verdict) =>
+    verdict.value === undefined ? `- ${verdict.path}: ${verdict.what} — not measured` : `- ${verdict.path}: ${verdict.what} — ${verdict.value.toFixed(2)}×: ${verdict.met ? "met" : "missed"}`,
+  );
+  const sections = [formatUserspaceTargets(report), wireguard.length > 0 ? ["wireguard targets (this run, docs/wireguard.md):", ...wireguard].join("\n") : ""];
+  return sections.filter((section) => section !== "").join("\n\n");
+}
+
+function formatUserspaceTargets(report: BenchReport): string {
   const verdicts = judgeTargets(report);
   if (verdicts.length === 0) return "";
   const hasReference = report.results.some((result) => result.id === REFERENCE_PATH && result.error === undefined);

@@ -3,6 +3,7 @@ import type { Argv, CommandModule } from "yargs";
 import { readSnapshot, snapshotPath } from "../backend/userspace/datapath-snapshot.js";
 import { handoverSocketPath, holderPidPath, readHolderPid } from "../engine/handover/fd-handover.js";
 import { isWeftDevice } from "../kernel/kernel-events.js";
+import { runningWireguardGo, stopWireguardGo, wireguardGoDevices, wireguardGoPidFile } from "../kernel/wireguard-go.js";
 import { TrafficRules } from "../host/firewall/traffic-rules.js";
 import { previousSubnet, readSubnetEnv } from "../host/subnet-env.js";
 import { Kernel, type LinkState } from "../kernel/kernel.js";
@@ -17,7 +18,9 @@ import { createLogger } from "../observe/logger.js";
  * the daemon stops (they stay on purpose, so restarts are hitless): the nftables table
  * `ip weft`, vxlan devices named flannel.<VNI> (their neighbours, FDB entries and routes go
  * with them), the userspace backends' persistent TUN (flannel0, weft.<VNI>) with the fd holder
- * and data path snapshot of --state-dir, and host-gw / DirectRouting routes inside the Network. The lease in etcd and the
+ * and data path snapshot of --state-dir, the wireguard backend's device (a kernel `flannel-wg`,
+ * or the wireguard-go weft started, by the PID file in --state-dir: its device goes with it),
+ * and host-gw / DirectRouting routes inside the Network. The lease in etcd and the
  * subnet file are left alone: the lease expires by itself, or can be reused by a restart.
  */
 interface CleanupArgs {
@@ -59,6 +62,8 @@ export async function cleanupHost(
       done.push(`remove device ${link.ifname} (vxlan id ${link.linkinfo?.info_data?.id ?? "?"}) with its neighbours, FDB entries and routes`);
       if (!options.dryRun) await kernel.ip([`link del dev ${link.ifname}`]);
     }
+
+    done.push(...(await removeWireguardDevices(kernel, options.stateDir, options.dryRun)));
 
     // The snapshot names the device (a TunName of any name): read before it is removed.
     const snapshotDevice = options.stateDir === undefined ? undefined : await readSnapshot(options.stateDir).then((snapshot) => snapshot?.device).catch(() => undefined);
@@ -129,6 +134,23 @@ async function removeParkedDataPath(stateDir: string, dryRun: boolean): Promise<
   return done;
 }
 
+/** wireguard-go processes weft started (PID files in the state dir), then kernel wireguard devices by weft's names. */
+async function removeWireguardDevices(kernel: Kernel, stateDir: string | undefined, dryRun: boolean): Promise<string[]> {
+  const done: string[] = [];
+  for (const device of stateDir === undefined ? [] : await wireguardGoDevices(stateDir)) {
+    const pid = await runningWireguardGo(stateDir as string, device);
+    done.push(pid === undefined ? `remove ${wireguardGoPidFile(stateDir as string, device)} (its wireguard-go has exited)` : `stop wireguard-go (pid ${pid}) and with it device ${device}`);
+    if (!dryRun) await stopWireguardGo(stateDir as string, device);
+  }
+  for (const name of (await kernel.listLinkNames()).filter(isWeftDevice)) {
+    const link = await kernel.readLink(name);
+    if (link?.linkinfo?.info_kind !== "wireguard") continue;
+    done.push(`remove WireGuard device ${name} with its peers, addresses and routes`);
+    if (!dryRun) await kernel.ip([`link del dev ${name}`]);
+  }
+  return done;
+}
+
 async function listVxlanLinks(kernel: Kernel): Promise<LinkState[]> {
   const names = await kernel.listLinkNames();
   const links: LinkState[] = [];
@@ -141,13 +163,13 @@ async function listVxlanLinks(kernel: Kernel): Promise<LinkState[]> {
 
 export const cleanupCommand: CommandModule<object, CleanupArgs> = {
   command: "cleanup",
-  describe: "remove weft's kernel state from this host: nftables table, flannel.<VNI> devices, persistent TUNs, host-gw routes",
+  describe: "remove weft's kernel state from this host: nftables table, flannel.<VNI> devices, persistent TUNs, the WireGuard device (and weft's wireguard-go), host-gw routes",
   builder: (yargs: Argv) =>
     yargs
       .option("network", { type: "string", describe: "the flannel Network (default: FLANNEL_NETWORK from --subnet-file); its gateway routes are removed" })
       .option("subnet-file", { type: "string", default: "/run/flannel/subnet.env", describe: "the daemon's subnet file" })
       .option("vni", { type: "number", array: true, describe: "only remove flannel.<VNI> for these VNIs (default: every flannel.N vxlan device)" })
-      .option("state-dir", { type: "string", default: "/var/lib/weft", describe: "the daemon's --state-dir (a userspace backend's fd holder and data path snapshot)" })
+      .option("state-dir", { type: "string", default: "/var/lib/weft", describe: "the daemon's --state-dir (a userspace backend's fd holder and data path snapshot, the wireguard-go weft started)" })
       .option("dry-run", { type: "boolean", default: false, describe: "print what would be removed" }),
   handler: async (args) => {
     const env = await readSubnetEnv(args["subnet-file"]).catch(() => undefined);

@@ -41,8 +41,31 @@ export function daemonArgs(state: LabState, host: LabHostState, extraArgs: reado
   ];
 }
 
+/** The host's own /run/wireguard, kept in its state dir (wg's UAPI sockets are named after the device: flannel-wg on every host). */
+export function hostWireguardRunDir(host: LabHostState): string {
+  return join(host.stateDir, "run-wireguard");
+}
+
+/**
+ * The argv that runs `program args` in the host's namespace with the host's own /run/wireguard:
+ * `ip netns exec` gives the command a private mount namespace, where the host's directory is
+ * bound over /run/wireguard. What the command starts (weft's wireguard-go) inherits it; a later
+ * command bound the same way reaches the same sockets.
+ */
+export async function inHostRunDir(host: LabHostState, program: string, args: readonly string[]): Promise<[string, string[]]> {
+  const runDir = hostWireguardRunDir(host);
+  await mkdir(runDir, { recursive: true });
+  await mkdir("/run/wireguard", { recursive: true });
+  return ["sh", ["-c", 'mount --bind "$1" /run/wireguard && shift && exec "$@"', "sh", runDir, program, ...args]];
+}
+
 /** Starts the host's daemon; returns its PID (also stored in `host.daemonPid`). */
-export async function startDaemon(state: LabState, host: LabHostState, extraArgs: readonly string[] = []): Promise<number> {
+export async function startDaemon(
+  state: LabState,
+  host: LabHostState,
+  extraArgs: readonly string[] = [],
+  extraEnv: Readonly<Record<string, string>> = {},
+): Promise<number> {
   if (host.daemonPid !== undefined && isAlive(host.daemonPid)) {
     throw new Error(`host ${host.name}: its weft daemon is already running (PID ${host.daemonPid}); stop it first`);
   }
@@ -52,9 +75,11 @@ export async function startDaemon(state: LabState, host: LabHostState, extraArgs
   }
   await mkdir(host.stateDir, { recursive: true });
   host.daemonLogOffset = await fileSize(host.logFile);
-  // Every lab host is a separate machine: its own WireGuard key, not the shared /run/flannel/wgkey.
-  const env = { ...process.env, WIREGUARD_KEY_FILE: join(host.stateDir, "wgkey") };
-  const pid = spawnDetachedInNamespace(host.namespace, process.execPath, [...DAEMON_NODE_FLAGS, cli, ...daemonArgs(state, host, extraArgs)], host.logFile, env);
+  // Every lab host is a separate machine: its own WireGuard key, not the shared /run/flannel/wgkey,
+  // and its own /run/wireguard.
+  const env = { ...process.env, WIREGUARD_KEY_FILE: join(host.stateDir, "wgkey"), ...extraEnv };
+  const [program, args] = await inHostRunDir(host, process.execPath, [...DAEMON_NODE_FLAGS, cli, ...daemonArgs(state, host, extraArgs)]);
+  const pid = spawnDetachedInNamespace(host.namespace, program, args, host.logFile, env);
   host.daemonPid = pid;
   return pid;
 }

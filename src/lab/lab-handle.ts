@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { readSubnetEnv } from "../host/subnet-env.js";
 import { SerialQueue } from "../async/serial-queue.js";
 import { formatCheckTable, runChecks, type CheckResult } from "./check.js";
-import { dockerBridgeFromEnv, startDaemon, stopDaemon, waitDaemonReady } from "./lab-daemon.js";
+import { dockerBridgeFromEnv, inHostRunDir, startDaemon, stopDaemon, waitDaemonReady } from "./lab-daemon.js";
 import { DEFAULT_LAB_NAME, defaultLabDir, readLabState, writeLabState, type LabContainerState, type LabHostState, type LabState } from "./lab-state.js";
 import { teardownLab, type TeardownReport } from "./lab-teardown.js";
 import { execInNamespace } from "./netns.js";
@@ -35,6 +35,8 @@ export interface LabTimings {
 export interface LabHandleOptions {
   /** Extra flags for every `weft run`. */
   daemonArgs?: string[];
+  /** More environment for one host's daemon, by host name (e.g. {h2: {WEFT_WIREGUARD_IMPLEMENTATION: "userspace"}}). */
+  daemonEnv?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   readyTimeoutMs?: number;
   /** Progress lines (the CLI prints them; tests usually pass nothing). */
   log?: (line: string) => void;
@@ -51,8 +53,11 @@ export class LabHost {
   get name(): string { return this.state.name; }
   get namespace(): string { return this.state.namespace; }
   get underlayAddress(): string { return this.state.underlayAddress; }
-  exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
-    return execInNamespace(this.namespace, command, args, options);
+  /** `wg` runs with the host's own /run/wireguard (lab-daemon.ts), where its daemon's wireguard-go keeps its socket. */
+  async exec(command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
+    if (command !== "wg") return execInNamespace(this.namespace, command, args, options);
+    const [program, argv] = await inHostRunDir(this.state, command, args);
+    return execInNamespace(this.namespace, program, argv, options);
   }
   containers(): LabContainer[] { return this.lab.containers.filter((container) => container.host === this.name); }
   /** The docker CLI against this host's dockerd (labs up with `docker` only). */
@@ -125,6 +130,8 @@ export class Lab {
   }
 
   async exec(target: string, command: string, args: readonly string[] = [], options?: CommandOptions): Promise<CommandResult> {
+    const host = this.hosts.find((candidate) => candidate.name === target);
+    if (host) return host.exec(command, args, options);
     return execInNamespace(this.namespaceOf(target), command, args, options);
   }
 
@@ -142,9 +149,13 @@ export class Lab {
    * Starts the host's daemon and waits until it is ready; docker0 is (re)built from its subnet.env
    * (with `docker`: the host's dockerd is (re)started with it and runs the containers).
    */
-  async startDaemon(hostName: string, extraArgs: readonly string[] = this.options.daemonArgs ?? []): Promise<void> {
+  async startDaemon(
+    hostName: string,
+    extraArgs: readonly string[] = this.options.daemonArgs ?? [],
+    extraEnv: Readonly<Record<string, string>> | undefined = this.options.daemonEnv?.[hostName],
+  ): Promise<void> {
     const host = hostOf(this.state, hostName);
-    await startDaemon(this.state, host, extraArgs);
+    await startDaemon(this.state, host, extraArgs, extraEnv);
     await this.save();
     const env = await waitDaemonReady(host, this.options.readyTimeoutMs);
     await this.applySubnetEnv(hostName, env);

@@ -20,6 +20,8 @@ export interface Readiness {
   checks: Record<string, boolean | string>;
   /** Conditions that do not stop forwarding but an operator should see (e.g. "etcd unreachable since …"); shown always. */
   notes?: Record<string, string>;
+  /** What runs (e.g. the WireGuard implementation): shown with ?verbose and in the JSON form. */
+  details?: Record<string, string>;
 }
 
 export interface HttpServerOptions {
@@ -138,6 +140,7 @@ const ROUTES: Readonly<Record<string, Route>> = {
       .filter(([, value]) => url.searchParams.has("verbose") || value !== true)
       .map(([name, value]) => (value === true ? `[+] ${name} ok` : `[-] ${name} ${value === false ? "not ready" : value}`));
     for (const [name, note] of Object.entries(readiness.notes ?? {})) lines.push(`[!] ${name} ${note}`);
+    if (url.searchParams.has("verbose")) for (const [name, detail] of Object.entries(readiness.details ?? {})) lines.push(`[i] ${name} ${detail}`);
     const verdict = readiness.ready ? "weft is ready" : "weft is not ready yet";
     reply(response, status, lines.length > 0 ? `${verdict}\n${lines.join("\n")}\n` : verdict);
   },

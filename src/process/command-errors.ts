@@ -29,6 +29,8 @@ const PACKAGE_OF: Readonly<Record<string, string>> = {
   curl: "curl",
   iperf3: "iperf3",
   sysctl: "procps",
+  wg: "wireguard-tools",
+  "wireguard-go": "wireguard-go",
 };
 
 export interface CommandMissingOptions {

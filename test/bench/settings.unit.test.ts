@@ -5,7 +5,7 @@ import { parseBenchSettings, parseExtra } from "../../src/bench/settings.js";
 describe("weft bench options", () => {
   it("defaults to every built-in path, 3 reps of 5 s, shared CPUs, no shaping", () => {
     const settings = parseBenchSettings({});
-    expect(settings.paths.map((path) => path.id)).toEqual(["host", "bridge", "host-gw", "vxlan", "docker-overlay", "udp", "userspace-vxlan", "wireguard", "host-gw-v6", "vxlan-v6", "userspace-vxlan-v6"]);
+    expect(settings.paths.map((path) => path.id)).toEqual(["host", "bridge", "host-gw", "vxlan", "docker-overlay", "udp", "userspace-vxlan", "wireguard", "wireguard-go", "host-gw-v6", "vxlan-v6", "userspace-vxlan-v6"]);
     expect(settings).toMatchObject({ reps: 3, duration: 5, cpu: "shared" });
     expect(settings.link).toBeUndefined();
   });
@@ -17,7 +17,7 @@ describe("weft bench options", () => {
   });
 
   it.each([
-    [{ paths: "vxlan,geneve" }, /^--paths: "geneve" is not a path; paths are host, bridge, host-gw, vxlan, docker-overlay, udp, userspace-vxlan, wireguard, host-gw-v6, vxlan-v6, userspace-vxlan-v6$/],
+    [{ paths: "vxlan,geneve" }, /^--paths: "geneve" is not a path; paths are host, bridge, host-gw, vxlan, docker-overlay, udp, userspace-vxlan, wireguard, wireguard-go, host-gw-v6, vxlan-v6, userspace-vxlan-v6$/],
     [{ paths: "flanneld-udp" }, /--paths: "flanneld-udp" is not a path; .*; flanneld's paths need --flanneld PATH/],
     [{ paths: "vxlan,vxlan" }, /--paths: "vxlan" is listed twice/],
     [{ paths: " , " }, /--paths " , ": name at least one path/],

@@ -73,6 +73,14 @@ describe("startHttpServer", () => {
     expect((await get(`${base}/readyz?verbose`)).body).toBe("weft is ready\n[+] lease ok\n[+] subnetEnv ok\n[+] backend ok\n");
   });
 
+  it("/readyz shows what runs (details) with ?verbose and in JSON, not in the short answer", async () => {
+    const readiness: Readiness = { ready: true, checks: { backend: true }, details: { wireguardImplementation: "wireguard-go" } };
+    const { base } = await start(() => readiness);
+    expect(await get(`${base}/readyz`)).toMatchObject({ status: 200, body: "weft is ready" });
+    expect((await get(`${base}/readyz?verbose`)).body).toBe("weft is ready\n[+] backend ok\n[i] wireguardImplementation wireguard-go\n");
+    expect(JSON.parse((await get(`${base}/readyz?format=json`)).body)).toEqual(readiness);
+  });
+
   it("a throwing readiness function is a 503 with the reason, not a crash", async () => {
     const { base } = await start(() => {
       throw new Error("daemon not wired");

@@ -503,7 +503,7 @@ export class EngineBackend implements Backend, LeaseSetLoader {
  * there, only the device's addresses and routes are ever removed (the device and the engine's
  * peers are this process's own).
  */
-function tunChanges(desired: readonly TunObject[], actual: readonly TunObject[]): TunChange[] {
+export function tunChanges(desired: readonly TunObject[], actual: readonly TunObject[]): TunChange[] {
   const actualLines = new Set(actual.map(describeOwnedObject));
   const desiredLines = new Set(desired.map(describeOwnedObject));
   const removable = (object: TunObject) => object.kind === "tun-address" || object.kind === "tun-route";

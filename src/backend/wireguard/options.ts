@@ -7,11 +7,21 @@ import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options
  * `ListenPortV6` (51821), `MTU` (the external interface's; the device gets MTU - 80), `PSK`
  * (base64, as `wg genpsk` prints it), `Mode` ("separate", "auto", "ipv4", "ipv6") and
  * `PersistentKeepaliveInterval` (seconds; 0 off). weft adds `TunName` (default "flannel-wg",
- * flanneld's device name), `Implementation` ("auto", "userspace" or "kernel") and the engine's
- * `Queues`/`QueueThreads`.
+ * flanneld's device name), `Implementation` and the engine's `Queues`/`QueueThreads`.
+ *
+ * Implementations: "userspace" (weft's own WireGuard in the native engine), "kernel" (a
+ * `type wireguard` device of the kernel module, configured with wg(8)), "wireguard-go" (the
+ * same device configuration on a TUN served by Debian's wireguard-go, which weft starts) and
+ * "auto" (kernel where the module is there, else userspace). `$WEFT_WIREGUARD_IMPLEMENTATION`
+ * overrides the config's value on one host, as `$WIREGUARD_KEY_FILE` picks its key file: a
+ * cluster can move host by host.
  */
 export type WireguardMode = "separate" | "auto" | "ipv4" | "ipv6";
-export type WireguardImplementation = "auto" | "userspace" | "kernel";
+export type WireguardImplementation = "auto" | "userspace" | "kernel" | "wireguard-go";
+/** What runs once "auto" is decided. */
+export type ResolvedWireguardImplementation = Exclude<WireguardImplementation, "auto">;
+/** The per-host override of Backend.Implementation. */
+export const IMPLEMENTATION_ENV = "WEFT_WIREGUARD_IMPLEMENTATION";
 
 export interface WireguardOptions extends QueueOptions {
   listenPort: number;
@@ -35,7 +45,7 @@ export const DEFAULT_WIREGUARD_DEVICE = "flannel-wg";
 export const WIREGUARD_OVERHEAD = 80;
 
 const MODES: readonly WireguardMode[] = ["separate", "auto", "ipv4", "ipv6"];
-const IMPLEMENTATIONS: readonly WireguardImplementation[] = ["auto", "userspace", "kernel"];
+const IMPLEMENTATIONS: readonly WireguardImplementation[] = ["auto", "userspace", "kernel", "wireguard-go"];
 
 /** A WireGuard key in its base64 text form (44 characters, 32 bytes). The error never shows the value. */
 export function parseWireguardKey(text: string, what: string): Buffer {
@@ -47,7 +57,16 @@ export function parseWireguardKey(text: string, what: string): Buffer {
   return key;
 }
 
-export function parseWireguardOptions(options: JsonObject): WireguardOptions {
+function parseImplementation(text: string, what: string): WireguardImplementation {
+  const lower = text.toLowerCase();
+  if (!IMPLEMENTATIONS.includes(lower as WireguardImplementation)) {
+    throw new Error(`${what}: "${text}" is not one of ${IMPLEMENTATIONS.join(", ")}`);
+  }
+  return lower as WireguardImplementation;
+}
+
+/** The config's options; `env` (this host's environment) may override Implementation. */
+export function parseWireguardOptions(options: JsonObject, env: NodeJS.ProcessEnv = {}): WireguardOptions {
   const listenPort = readInteger(options, "ListenPort", "Backend.ListenPort", { min: 1, max: 65_535 }) ?? DEFAULT_LISTEN_PORT;
   const listenPortV6 = readInteger(options, "ListenPortV6", "Backend.ListenPortV6", { min: 1, max: 65_535 }) ?? DEFAULT_LISTEN_PORT_V6;
   const mtu = readInteger(options, "MTU", "Backend.MTU", { min: 576 + WIREGUARD_OVERHEAD, max: 65_535 });
@@ -64,12 +83,10 @@ export function parseWireguardOptions(options: JsonObject): WireguardOptions {
     readInteger(options, "PersistentKeepaliveInterval", "Backend.PersistentKeepaliveInterval", { min: 0, max: 65_535 }) ?? 0;
   const tunName = readString(options, "TunName", "Backend.TunName") ?? DEFAULT_WIREGUARD_DEVICE;
   assertDeviceName(tunName.replace("%d", "0"), "Backend.TunName");
-  const implementationText = (readString(options, "Implementation", "Backend.Implementation") ?? "auto").toLowerCase();
-  if (!IMPLEMENTATIONS.includes(implementationText as WireguardImplementation)) {
-    throw new Error(`Backend.Implementation: "${implementationText}" is not one of ${IMPLEMENTATIONS.join(", ")}`);
-  }
+  const configured = parseImplementation(readString(options, "Implementation", "Backend.Implementation") ?? "auto", "Backend.Implementation");
+  const override = env[IMPLEMENTATION_ENV];
+  const implementation = override !== undefined && override !== "" ? parseImplementation(override, `$${IMPLEMENTATION_ENV}`) : configured;
   return {
-    listenPort, listenPortV6, mtu, presharedKey, mode, persistentKeepaliveSeconds, tunName,
-    implementation: implementationText as WireguardImplementation, ...parseQueueOptions(options),
+    listenPort, listenPortV6, mtu, presharedKey, mode, persistentKeepaliveSeconds, tunName, implementation, ...parseQueueOptions(options),
   };
 }

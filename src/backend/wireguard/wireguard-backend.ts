@@ -1,99 +1,222 @@
-import type { Backend, BackendContext, BackendFactory } from "../backend.js";
+import type { Backend, BackendContext, BackendFactory, BackendRegistration } from "../backend.js";
+import type { LeaseSetLoader } from "../lease-set-loader.js";
+import type { ReconcileReport } from "../reconcile-report.js";
 import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
-import type { Lease } from "../../lease/types.js";
-import type { PeerRoute, WireguardEngineOptions } from "../../engine/engine.js";
+import type { Lease, PeerEvent } from "../../lease/types.js";
+import type { WireguardEngineOptions } from "../../engine/engine.js";
 import { engineQueueOptions } from "../userspace/queue-options.js";
-import type { Refusal } from "../peer-table.js";
-import { errorMessage } from "../../errors/error-message.js";
-import { formatWireguardBackendData, parseWireguardBackendData } from "./backend-data.js";
+import { WireguardDevice, probeKernelWireguard } from "../../kernel/wireguard-device.js";
+import { formatWireguardBackendData } from "./backend-data.js";
+import { WireguardDeviceBackend, releaseDevicePath } from "./device-backend.js";
 import { keyFilePath, loadOrCreateKey } from "./key-file.js";
-import { WIREGUARD_OVERHEAD, parseWireguardOptions, type WireguardOptions } from "./options.js";
+import { IMPLEMENTATION_ENV, WIREGUARD_OVERHEAD, parseWireguardOptions, type ResolvedWireguardImplementation, type WireguardOptions } from "./options.js";
+import { wireguardPeerRoute } from "./peer-route.js";
 import { exportWireguardStatus } from "./wireguard-metrics.js";
-import { peerIpv4Subnet, refuseIpv6OnlyNetwork } from "../ipv4-half.js";
+import { refuseIpv6OnlyNetwork } from "../ipv4-half.js";
 
 /**
- * flannel's wireguard backend on weft's own userspace WireGuard (the native engine in
- * wireguard mode): the device `flannel-wg` addressed with the lease's subnet address as /32 and
- * the whole Network routed into it, one WireGuard peer per wireguard lease (its PublicKey, the
- * endpoint PublicIP:Port, AllowedIPs its subnet), MTU = MTU - 80, the lease's BackendData
- * `{"PublicKey","Port"}` and the key in $WIREGUARD_KEY_FILE (flanneld's file, so a host keeps its
- * key when it switches between flanneld and weft). Wire-compatible with flanneld's kernel
- * WireGuard peers.
- *
- * Kernel WireGuard (`Implementation: "kernel"`) is not implemented yet; "auto" runs the
- * userspace engine and says so in the log.
+ * flannel's wireguard backend (the device `flannel-wg` addressed with the lease's subnet address
+ * as /32 and the whole Network routed into it, one WireGuard peer per wireguard lease, MTU =
+ * MTU - 80, BackendData `{"PublicKey","Port"}`, the key in $WIREGUARD_KEY_FILE), and the choice
+ * of what carries it, made once at register():
+ *   - "kernel": the kernel module's device, configured with wg (device-backend.ts);
+ *   - "wireguard-go": the same, on a device Debian's wireguard-go serves (weft starts it);
+ *   - "userspace": weft's own WireGuard in the native engine (EngineBackend, wireguard mode);
+ *   - "auto": kernel if `ip link add … type wireguard` works in the daemon's namespace, else
+ *     userspace.
+ * The lease is the same for all three, so hosts on different implementations form one cluster
+ * (and one with flanneld's hosts).
  */
 export interface WireguardBackendHooks extends EnginePlacement {
   /** The key file; default $WIREGUARD_KEY_FILE or /run/flannel/wgkey. */
   keyFile?: string;
-  /** For tests: shortened protocol timers. */
+  /** For tests: shortened protocol timers (userspace only). */
   timers?: WireguardEngineOptions["timers"];
+  /** The host's environment ($WEFT_WIREGUARD_IMPLEMENTATION, $WIREGUARD_KEY_FILE); default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
-export function wireguardPeerRoute(ourPort: number) {
-  return (lease: Lease): PeerRoute | Refusal => {
-    try {
-      const subnet = peerIpv4Subnet(lease, "wireguard");
-      if ("refused" in subnet) return subnet;
-      const data = parseWireguardBackendData(lease.attrs.backendData, lease.key);
-      return { subnet, publicIP: lease.attrs.publicIP, publicKey: data.publicKey, port: data.port ?? ourPort };
-    } catch (error) {
-      return { refused: errorMessage(error), level: "warn" };
-    }
-  };
-}
-
-function resolveImplementation(options: WireguardOptions): "userspace" {
-  if (options.implementation === "kernel") {
-    throw new Error('Backend.Implementation: "kernel" is not implemented yet by weft; use "userspace" or "auto"');
+/** Implementation "kernel" on a host whose kernel cannot create WireGuard devices. */
+export class KernelWireguardUnavailableError extends Error {
+  constructor(where: string, reason: string) {
+    super(
+      `Backend.Implementation "kernel": the kernel of ${where} cannot create a WireGuard device (\`ip link add <dev> type wireguard\` said: ${reason}); ` +
+        'load the wireguard kernel module (`modprobe wireguard`; a kernel built with CONFIG_WIREGUARD), or use Implementation "wireguard-go" (apt-get install wireguard-go) or "userspace"',
+    );
+    this.name = "KernelWireguardUnavailableError";
   }
-  return "userspace";
 }
 
-export function createWireguardBackend(context: BackendContext, hooks: WireguardBackendHooks = {}): Backend {
-  refuseIpv6OnlyNetwork(context.network, "wireguard");
-  const options = parseWireguardOptions(context.options);
-  const implementation = resolveImplementation(options);
-  const mtu = (options.mtu ?? context.external.mtu) - WIREGUARD_OVERHEAD;
-  const backend: EngineBackend = new EngineBackend(
-    "wireguard",
-    context,
-    async () => {
-      const key = await loadOrCreateKey(hooks.keyFile ?? keyFilePath());
-      const publicKey = key.publicKey.toString("base64");
-      context.logger.info(
-        { device: options.tunName, publicKey, keyFile: key.path, keyCreated: key.created, listenPort: options.listenPort, implementation },
-        "wireguard: weft's userspace WireGuard data path (the kernel path is not implemented)",
-      );
-      return {
-        registration: {
-          attrs: { backendType: "wireguard", backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }) },
-          mtu,
-        },
-        engine: {
-          mode: "wireguard", tunName: options.tunName, mtu, port: options.listenPort, ...engineQueueOptions(options),
-          wireguard: {
-            privateKey: key.privateKey, presharedKey: options.presharedKey, persistentKeepaliveSeconds: options.persistentKeepaliveSeconds,
-            timers: hooks.timers, logger: context.logger,
+export interface ImplementationChoice {
+  implementation: ResolvedWireguardImplementation;
+  /** Why, for the log: "Backend.Implementation", "auto: the kernel has WireGuard", … */
+  why: string;
+}
+
+/** Decides the implementation; "kernel" and "auto" probe the kernel of `netns`. */
+export async function chooseImplementation(options: WireguardOptions, env: NodeJS.ProcessEnv, netns?: string): Promise<ImplementationChoice> {
+  const source = env[IMPLEMENTATION_ENV] ? `$${IMPLEMENTATION_ENV}` : "Backend.Implementation";
+  if (options.implementation === "userspace" || options.implementation === "wireguard-go") return { implementation: options.implementation, why: source };
+  const where = netns === undefined ? "this host" : `namespace "${netns}"`;
+  const probe = await probeKernelWireguard(netns);
+  if (options.implementation === "kernel") {
+    if (!probe.available) throw new KernelWireguardUnavailableError(where, probe.reason);
+    return { implementation: "kernel", why: source };
+  }
+  return probe.available
+    ? { implementation: "kernel", why: `${source} "auto": the kernel of ${where} has WireGuard` }
+    : { implementation: "userspace", why: `${source} "auto": the kernel of ${where} has no WireGuard (${probe.reason})` };
+}
+
+type Inner = (EngineBackend | WireguardDeviceBackend) & LeaseSetLoader;
+
+export class WireguardBackend implements Backend, LeaseSetLoader {
+  readonly type = "wireguard";
+  private readonly options: WireguardOptions;
+  private readonly env: NodeJS.ProcessEnv;
+  private chosen: Promise<Inner> | undefined;
+  private inner: Inner | undefined;
+  private choice: ImplementationChoice | undefined;
+
+  constructor(
+    private readonly context: BackendContext,
+    private readonly hooks: WireguardBackendHooks = {},
+  ) {
+    refuseIpv6OnlyNetwork(context.network, "wireguard");
+    this.env = hooks.env ?? process.env;
+    this.options = parseWireguardOptions(context.options, this.env);
+  }
+
+  /** The implementation once register() decided it. */
+  get implementation(): ResolvedWireguardImplementation | undefined {
+    return this.choice?.implementation;
+  }
+
+  /** The running engine of the userspace implementation, for tests and diagnostics. */
+  get runningEngine() {
+    return this.inner instanceof EngineBackend ? this.inner.runningEngine : undefined;
+  }
+
+  /** For /readyz: which implementation carries the traffic. */
+  dataPathDetails(): Record<string, string> {
+    return this.choice ? { wireguardImplementation: this.choice.implementation } : {};
+  }
+
+  async register(): Promise<BackendRegistration> {
+    const inner = await this.choose();
+    // Only the daemon's start, never doctor's lease-set load: a doctor run without the daemon's
+    // $WEFT_WIREGUARD_IMPLEMENTATION must not take the device from a running wireguard-go.
+    if (this.choice?.implementation === "userspace") {
+      const removed = await releaseDevicePath(new WireguardDevice(this.options.tunName, this.hooks.netns), this.context.stateDir);
+      if (removed.length > 0) this.context.logger.info({ removed }, "wireguard: removed the device an earlier start on another implementation left");
+    }
+    return inner.register();
+  }
+
+  async activate(ownLease: Lease): Promise<void> {
+    await (await this.choose()).activate(ownLease);
+  }
+
+  async applyPeers(events: readonly PeerEvent[]): Promise<void> {
+    await (await this.choose()).applyPeers(events);
+  }
+
+  async reconcile(options: { dryRun: boolean }): Promise<ReconcileReport> {
+    return (await this.choose()).reconcile(options);
+  }
+
+  async loadLeaseSet(ownLease: Lease, peers: readonly Lease[]): Promise<void> {
+    await (await this.choose()).loadLeaseSet(ownLease, peers);
+  }
+
+  refusedPeers(): string[] {
+    return this.inner?.refusedPeers() ?? [];
+  }
+
+  async stop(): Promise<void> {
+    const chosen = this.chosen && (await this.chosen.catch(() => undefined));
+    await chosen?.stop();
+  }
+
+  private choose(): Promise<Inner> {
+    this.chosen ??= this.build();
+    return this.chosen;
+  }
+
+  private async build(): Promise<Inner> {
+    const choice = await chooseImplementation(this.options, this.env, this.hooks.netns);
+    this.choice = choice;
+    const mtu = (this.options.mtu ?? this.context.external.mtu) - WIREGUARD_OVERHEAD;
+    const keyFile = this.hooks.keyFile ?? keyFilePath(this.env);
+    this.context.logger.info(
+      { implementation: choice.implementation, why: choice.why, device: this.options.tunName, listenPort: this.options.listenPort, mtu },
+      `wireguard: ${describeImplementation(choice.implementation)} (${choice.why})`,
+    );
+    if (choice.implementation === "userspace") {
+      const engine = this.userspace(mtu, keyFile);
+      exportWireguardStatus(this.context.metrics, choice.implementation, () => {
+        const running = engine.runningEngine;
+        return running && !running.closed ? running.wireguardStatus() : undefined;
+      });
+      this.inner = engine;
+      return engine;
+    }
+    const device = new WireguardDeviceBackend(this.context, {
+      implementation: choice.implementation, options: this.options, mtu, keyFile, ...(this.hooks.netns === undefined ? {} : { netns: this.hooks.netns }),
+    });
+    exportWireguardStatus(this.context.metrics, choice.implementation, () => device.status());
+    this.inner = device;
+    return device;
+  }
+
+  private userspace(mtu: number, keyFile: string): EngineBackend {
+    const { options, context, hooks } = this;
+    return new EngineBackend(
+      "wireguard",
+      context,
+      async () => {
+        const key = await loadOrCreateKey(keyFile);
+        const publicKey = key.publicKey.toString("base64");
+        context.logger.info({ device: options.tunName, publicKey, keyFile: key.path, keyCreated: key.created }, "wireguard: key loaded");
+        return {
+          registration: {
+            attrs: { backendType: "wireguard", backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }) },
+            mtu,
           },
-        },
-        peerRoute: wireguardPeerRoute(options.listenPort),
-      };
-    },
-    hooks,
-  );
-  exportWireguardStatus(context.metrics, implementation, () => {
-    const engine = backend.runningEngine;
-    return engine && !engine.closed ? engine.wireguardStatus() : undefined;
-  });
-  return backend;
+          engine: {
+            mode: "wireguard", tunName: options.tunName, mtu, port: options.listenPort, ...engineQueueOptions(options),
+            wireguard: {
+              privateKey: key.privateKey, presharedKey: options.presharedKey, persistentKeepaliveSeconds: options.persistentKeepaliveSeconds,
+              timers: hooks.timers, logger: context.logger,
+            },
+          },
+          peerRoute: wireguardPeerRoute(options.listenPort),
+        };
+      },
+      hooks,
+    );
+  }
+}
+
+function describeImplementation(implementation: ResolvedWireguardImplementation): string {
+  switch (implementation) {
+    case "userspace":
+      return "weft's userspace WireGuard (the native engine) carries the traffic";
+    case "kernel":
+      return "the kernel's WireGuard device carries the traffic, configured by weft with wg";
+    case "wireguard-go":
+      return "Debian's wireguard-go carries the traffic, configured by weft with wg";
+  }
+}
+
+export function createWireguardBackend(context: BackendContext, hooks: WireguardBackendHooks = {}): WireguardBackend {
+  return new WireguardBackend(context, hooks);
 }
 
 export const wireguardBackend: BackendFactory = {
   type: "wireguard",
-  validateOptions(options) {
-    resolveImplementation(parseWireguardOptions(options));
-  },
+  // Whether "kernel" can run is this host's question, asked at register() (`weft config set` may run elsewhere).
+  validateOptions: (options) => void parseWireguardOptions(options),
   validateNetwork: (network) => refuseIpv6OnlyNetwork(network, "wireguard"),
   create: (context) => createWireguardBackend(context),
 };

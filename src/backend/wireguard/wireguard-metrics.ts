@@ -1,30 +1,37 @@
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { WireguardStatus } from "../../engine/engine.js";
 
 /**
- * The wireguard backend's own metrics, read at every scrape from the running engine (nothing is
- * pushed): which data path runs, the handshakes it completed, handshake messages it dropped by
- * reason, and the peers it has. Never a key: public keys are not exported either (a label per
- * peer would grow without bound on rotation).
+ * The wireguard backend's own metrics, read at every scrape from the running data path (nothing
+ * is pushed): which implementation runs, the handshakes it completed, handshake messages it
+ * dropped by reason, and the peers it has. weft's engine counts handshakes and drops; a device
+ * (kernel, wireguard-go) shows only each peer's latest handshake, so for it those two stay 0.
+ * Never a key: public keys are not exported either (a label per peer would grow without bound
+ * on rotation).
  */
-export type WireguardStatusSource = () => WireguardStatus | undefined;
+export interface WireguardPathStatus {
+  /** Absent: the implementation does not count them. */
+  handshakesCompleted?: number;
+  handshakeDrops?: Record<string, number>;
+  peers: readonly { lastHandshakeAgeMs: number | null }[];
+}
+
+/** What a device backend reports (wg show dump has no handshake or drop counters). */
+export type WireguardDeviceStatus = Pick<WireguardPathStatus, "peers">;
+
+export type WireguardStatusSource = () => WireguardPathStatus | undefined | Promise<WireguardPathStatus | undefined>;
 
 const sourcesByRegistry = new WeakMap<Registry, Set<WireguardStatusSource>>();
 
-function statuses(sources: Iterable<WireguardStatusSource>): WireguardStatus[] {
-  const result: WireguardStatus[] = [];
-  for (const source of sources) {
-    const status = source();
-    if (status) result.push(status);
-  }
-  return result;
+async function statuses(sources: Iterable<WireguardStatusSource>): Promise<WireguardPathStatus[]> {
+  const read = await Promise.all([...sources].map((source) => source()));
+  return read.filter((status): status is WireguardPathStatus => status !== undefined);
 }
 
 function register(registry: Registry, implementation: string): Set<WireguardStatusSource> {
   const sources = new Set<WireguardStatusSource>();
   new Gauge({
     name: "weft_wireguard_implementation",
-    help: "The WireGuard data path in use (1): userspace (weft's engine) or kernel",
+    help: "The WireGuard implementation in use (1): userspace (weft's engine), kernel or wireguard-go",
     labelNames: ["implementation"],
     registers: [registry],
     collect() {
@@ -36,9 +43,9 @@ function register(registry: Registry, implementation: string): Set<WireguardStat
     name: "weft_wireguard_handshakes_total",
     help: "WireGuard handshakes completed (as initiator or responder)",
     registers: [registry],
-    collect() {
+    async collect() {
       this.reset();
-      this.inc(statuses(sources).reduce((sum, status) => sum + status.handshakesCompleted, 0));
+      this.inc((await statuses(sources)).reduce((sum, status) => sum + (status.handshakesCompleted ?? 0), 0));
     },
   });
   new Counter({
@@ -46,10 +53,10 @@ function register(registry: Registry, implementation: string): Set<WireguardStat
     help: "WireGuard handshake messages dropped, by reason",
     labelNames: ["reason"],
     registers: [registry],
-    collect() {
+    async collect() {
       this.reset();
-      for (const status of statuses(sources)) {
-        for (const [reason, count] of Object.entries(status.handshakeDrops)) this.inc({ reason }, count);
+      for (const status of await statuses(sources)) {
+        for (const [reason, count] of Object.entries(status.handshakeDrops ?? {})) this.inc({ reason }, count);
       }
     },
   });
@@ -58,9 +65,9 @@ function register(registry: Registry, implementation: string): Set<WireguardStat
     help: "WireGuard peers, and how many have completed a handshake",
     labelNames: ["state"],
     registers: [registry],
-    collect() {
+    async collect() {
       this.reset();
-      const peers = statuses(sources).flatMap((status) => status.peers);
+      const peers = (await statuses(sources)).flatMap((status) => status.peers);
       this.set({ state: "configured" }, peers.length);
       this.set({ state: "handshaken" }, peers.filter((peer) => peer.lastHandshakeAgeMs !== null).length);
     },

@@ -22,7 +22,8 @@ import { openEngine, type Engine } from "../../../src/engine/engine.js";
 import { generateStaticKeys } from "../../../src/engine/wireguard/noise.js";
 import { addressTun } from "../../../src/kernel/tun-routing.js";
 import { execInNamespace, ipBatch } from "../../../src/lab/netns.js";
-import { spawnDetachedInNamespace } from "../../../src/process/detached.js";
+import { WireguardDevice } from "../../../src/kernel/wireguard-device.js";
+import { startWireguardGo } from "../../../src/kernel/wireguard-go.js";
 import { terminatePids } from "../../../src/process/pids.js";
 import { NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, ping, type TwoHosts } from "../../engine/two-hosts.js";
 
@@ -74,15 +75,6 @@ async function transfer(from: string, to: string, toAddress: string, bytes: numb
   return { sent: client.stdout.trim(), received: digest ?? "" };
 }
 
-async function waitForDevice(namespace: string, name: string): Promise<void> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const shown = await execInNamespace(namespace, "ip", ["link", "show", name], { allowFailure: true });
-    if (shown.exitCode === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`wireguard-go did not create ${name} in ${namespace} within 10 s`);
-}
-
 beforeAll(async () => {
   hosts = await createTwoHosts();
   dir = await mkdtemp(join(tmpdir(), "weft-wg-"));
@@ -97,8 +89,8 @@ beforeAll(async () => {
   await addressTun("wt0", SUBNET_A, NETWORK, hosts.a);
   setWeftPeer(goPublicKey);
 
-  wgPid = spawnDetachedInNamespace(hosts.b, "wireguard-go", ["-f", device], join(dir, "wireguard-go.log"), { ...process.env, LOG_LEVEL: "error" });
-  await waitForDevice(hosts.b, device);
+  // Started as weft's device backend starts it (kernel/wireguard-go.ts), configured by hand below.
+  wgPid = await startWireguardGo(new WireguardDevice(device, hosts.b), dir);
   await wg(["set", device, "private-key", join(dir, "go-key"), "listen-port", String(PORT),
     "peer", weftKeys.publicKey.toString("base64"), "preshared-key", join(dir, "psk"),
     "endpoint", `${UNDERLAY_A}:${PORT}`, "allowed-ips", SUBNET_A.toString()]);

@@ -5,8 +5,8 @@
  * device configured as flanneld's wireguard backend configures flannel-wg (subnet address /32,
  * the Network routed into it, MTU 1500 - 80, one peer per lease: PublicKey, endpoint
  * PublicIP:Port, AllowedIPs the lease's subnet), docker0 from a subnet.env like flanneld's.
- * The device name is unique per run: wg's control sockets in /var/run/wireguard are shared
- * by every namespace on the machine.
+ * wireguard-go runs with h3's own /run/wireguard (test/support/wireguard-go.ts), as every lab
+ * host has; the device name is unique per run all the same.
  *
  *                      <p>-ul  bridge ul0, 192.168.77.0/24
  *        +---------------+-----------------+-----------------+
@@ -26,8 +26,8 @@ import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
 import { ipBatch, uniquePrefix } from "../../../src/lab/netns.js";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { Ipv4Subnet, parseIpv4 } from "../../../src/net/ipv4.js";
-import { spawnDetachedInNamespace } from "../../../src/process/detached.js";
 import { terminatePids } from "../../../src/process/pids.js";
+import { startWireguardGoOnLabHost } from "../../support/wireguard-go.js";
 
 const NETWORK = "10.66.0.0/16";
 const MTU = 1500 - 80;
@@ -80,8 +80,7 @@ describe("mixed wireguard cluster: weft hosts and a flanneld-style wireguard-go 
     await lab.etcdctl(["put", `--lease=${leaseId}`, `/coreos.com/network/subnets/10.66.${third}.0-24`, JSON.stringify(value)]);
 
     // h3's device, as flanneld's wireguard backend configures flannel-wg.
-    wgPid = spawnDetachedInNamespace(lab.host("h3").namespace, "wireguard-go", ["-f", device], join(dir, "wireguard-go.log"), { ...process.env, LOG_LEVEL: "error" });
-    await waitUntil(`wireguard-go creating ${device}`, async () => (await h3("ip", ["link", "show", device]).then(() => true, () => false)), { timeoutMs: 10_000, intervalMs: 100 });
+    wgPid = await startWireguardGoOnLabHost(lab, "h3", device, join(dir, "wireguard-go.log"));
     const peerArgs: string[] = [];
     for (const [leaseSubnet, lease] of await leases()) {
       if (lease.PublicIP === lab.host("h3").underlayAddress) continue;

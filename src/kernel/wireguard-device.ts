@@ -1,0 +1,246 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CommandFailedError, CommandMissingError, CommandTimedOutError, commandFailureText } from "../process/command-errors.js";
+import { runCommand } from "../process/run-command.js";
+import { assertDeviceName } from "./objects.js";
+
+/**
+ * A WireGuard device configured with wg(8) and ip(8): the kernel module's `type wireguard` link,
+ * or a TUN served by Debian's wireguard-go (kernel/wireguard-go.ts starts it). wg speaks both
+ * configuration protocols (netlink to the module, the UAPI socket /run/wireguard/<dev>.sock to
+ * wireguard-go), so everything after the device is born is one code path.
+ *
+ * Secrets: the private key reaches wg as the path of flannel's key file; a PSK through a 0600
+ * file in a fresh 0700 directory, removed as soon as wg has read it. Neither is ever on a command
+ * line. `wg show <dev> dump` prints both: the parser keeps neither (only whether the peer's PSK
+ * is ours), and a failed dump is reported without its output.
+ */
+
+const TIMEOUT_MS = 10_000;
+/** wg(8) accepts many `peer` clauses in one call; bounded so a command line stays far below ARG_MAX. */
+const PEERS_PER_CALL = 200;
+
+export interface WgInterfaceState {
+  /** "(none)" before a private key is set. */
+  publicKey: string;
+  listenPort: number;
+}
+
+export interface WgPeerState {
+  publicKey: string;
+  /** Whether the peer has a preshared key, and whether it is the one we compare against. */
+  presharedKey: "none" | "ours" | "other";
+  /** "a.b.c.d:port"; undefined before the peer was configured with one or roamed. */
+  endpoint: string | undefined;
+  /** "a.b.c.d/len", as wg prints them. */
+  allowedIps: string[];
+  /** Unix seconds of the last handshake; 0: none yet. */
+  latestHandshakeSeconds: number;
+  rxBytes: number;
+  txBytes: number;
+  /** 0: off. */
+  persistentKeepaliveSeconds: number;
+}
+
+export interface WgDump {
+  device: WgInterfaceState;
+  peers: WgPeerState[];
+}
+
+/** What one peer must be configured with. */
+export interface WgPeerConfig {
+  publicKey: string;
+  endpoint: string;
+  allowedIps: readonly string[];
+  persistentKeepaliveSeconds: number;
+}
+
+const NONE = "(none)";
+const WG_PURPOSE = "the wireguard backend configures its device with wg (wireguard-tools)";
+
+function dumpNumber(text: string | undefined, what: string, line: number): number {
+  const value = text === "off" ? 0 : Number(text);
+  if (text === undefined || !Number.isInteger(value) || value < 0) {
+    throw new Error(`wg show dump line ${line}: ${what} ${JSON.stringify(text)} is not a non-negative integer`);
+  }
+  return value;
+}
+
+/**
+ * Parses `wg show <dev> dump`: a line for the interface (private key, public key, listen port,
+ * fwmark) and one per peer (public key, preshared key, endpoint, allowed IPs, latest handshake,
+ * rx, tx, persistent keepalive), tab-separated. `ourPresharedKey` (base64) is what a peer's PSK
+ * is compared with; the keys themselves are dropped here.
+ */
+export function parseWgDump(text: string, ourPresharedKey?: string): WgDump {
+  const lines = text.split("\n").filter((line) => line.trim() !== "");
+  const first = lines[0]?.split("\t");
+  if (!first || first.length !== 4) {
+    throw new Error(`wg show dump: the first line has ${first?.length ?? 0} fields, not the interface's 4 (private key, public key, port, fwmark)`);
+  }
+  const device: WgInterfaceState = { publicKey: first[1] as string, listenPort: dumpNumber(first[2], "listen port", 1) };
+  const peers = lines.slice(1).map((line, index): WgPeerState => {
+    const fields = line.split("\t");
+    const number = index + 2;
+    if (fields.length !== 8) throw new Error(`wg show dump line ${number}: ${fields.length} fields, not a peer's 8`);
+    const [publicKey, psk, endpoint, allowed, handshake, rx, tx, keepalive] = fields as [string, string, string, string, string, string, string, string];
+    return {
+      publicKey,
+      presharedKey: psk === NONE ? "none" : psk === ourPresharedKey ? "ours" : "other",
+      endpoint: endpoint === NONE ? undefined : endpoint,
+      allowedIps: allowed === NONE ? [] : allowed.split(",").filter((entry) => entry !== ""),
+      latestHandshakeSeconds: dumpNumber(handshake, "latest handshake", number),
+      rxBytes: dumpNumber(rx, "rx bytes", number),
+      txBytes: dumpNumber(tx, "tx bytes", number),
+      persistentKeepaliveSeconds: dumpNumber(keepalive, "persistent keepalive", number),
+    };
+  });
+  return { device, peers };
+}
+
+/** The `wg set` arguments of peers (a PSK clause each when `pskFile` is given). */
+export function peerArguments(peers: readonly WgPeerConfig[], pskFile?: string): string[] {
+  return peers.flatMap((peer) => [
+    "peer", peer.publicKey,
+    "endpoint", peer.endpoint,
+    "allowed-ips", peer.allowedIps.join(","),
+    "persistent-keepalive", peer.persistentKeepaliveSeconds > 0 ? String(peer.persistentKeepaliveSeconds) : "off",
+    ...(pskFile === undefined ? [] : ["preshared-key", pskFile]),
+  ]);
+}
+
+/** A link as `ip -d link` shows it: enough to tell a wireguard device from a left-over TUN. */
+export interface WgLinkState {
+  /** "wireguard" (kernel module), "tun" (wireguard-go), or another kind. */
+  kind: string | undefined;
+  mtu: number;
+  up: boolean;
+}
+
+/** Output of a failed `wg`/`ip` call without stdout (a dump's stdout holds the private key). */
+function safeFailure(what: string, error: unknown): Error {
+  if (error instanceof CommandMissingError) return error;
+  if (error instanceof CommandTimedOutError) return new Error(`${what}: no answer within ${TIMEOUT_MS} ms`);
+  if (error instanceof CommandFailedError) return new Error(`${what}: ${error.stderr.trim() || `exit code ${error.exitCode}`}`);
+  return new Error(`${what}: ${commandFailureText(error)}`);
+}
+
+export class WireguardDevice {
+  constructor(
+    readonly name: string,
+    /** Network namespace (name under /run/netns); undefined: this process's. */
+    readonly netns?: string,
+  ) {
+    assertDeviceName(name, "WireGuard device");
+  }
+
+  get where(): string {
+    return this.netns === undefined ? this.name : `${this.name} in namespace "${this.netns}"`;
+  }
+
+  async readLink(): Promise<WgLinkState | undefined> {
+    const result = await runCommand("ip", [...this.ipNetns(), "-j", "-d", "link", "show", "dev", this.name], { timeoutMs: TIMEOUT_MS, allowFailure: true });
+    if (result.exitCode !== 0) {
+      if (/does not exist|Cannot find device/i.test(result.stderr)) return undefined;
+      throw new Error(`cannot read link ${this.where}: ${result.stderr.trim() || (result.timedOut ? "timed out" : `exit code ${result.exitCode}`)}`);
+    }
+    const link = (JSON.parse(result.stdout) as { mtu: number; flags: string[]; linkinfo?: { info_kind?: string } }[])[0];
+    return link && { kind: link.linkinfo?.info_kind, mtu: link.mtu, up: link.flags.includes("UP") };
+  }
+
+  /** The device's configuration, or undefined when wg cannot reach one by this name (no device, or a TUN nobody serves). */
+  async readDump(ourPresharedKey?: Buffer): Promise<WgDump | undefined> {
+    let result;
+    try {
+      result = await runCommand("wg", ["show", this.name, "dump"], { netns: this.netns, timeoutMs: TIMEOUT_MS, allowFailure: true, purpose: WG_PURPOSE });
+    } catch (error) {
+      throw safeFailure(`\`wg show ${this.name} dump\` failed for ${this.where}`, error);
+    }
+    if (result.exitCode !== 0) {
+      if (/Unable to access interface|No such device|Protocol not supported/i.test(result.stderr)) return undefined;
+      throw new Error(`\`wg show ${this.name} dump\` failed for ${this.where}: ${result.stderr.trim() || (result.timedOut ? "timed out" : `exit code ${result.exitCode}`)}`);
+    }
+    const stdout = result.stdout;
+    return parseWgDump(stdout, ourPresharedKey?.toString("base64"));
+  }
+
+  /** `ip link add <dev> type wireguard`: the kernel module's device. */
+  async createKernelDevice(): Promise<void> {
+    await this.ip(["link", "add", "dev", this.name, "type", "wireguard"], "create");
+  }
+
+  async delete(): Promise<void> {
+    await runCommand("ip", [...this.ipNetns(), "link", "del", "dev", this.name], { timeoutMs: TIMEOUT_MS, allowFailure: true });
+  }
+
+  async setMtuUp(mtu: number): Promise<void> {
+    await this.ip(["link", "set", "dev", this.name, "mtu", String(mtu), "up"], "set MTU and up on");
+  }
+
+  /** Private key (the file's path) and listen port; only what is given is set. */
+  async setInterface(settings: { privateKeyFile?: string; listenPort?: number }): Promise<void> {
+    const args = [
+      ...(settings.privateKeyFile === undefined ? [] : ["private-key", settings.privateKeyFile]),
+      ...(settings.listenPort === undefined ? [] : ["listen-port", String(settings.listenPort)]),
+    ];
+    if (args.length > 0) await this.wgSet(args);
+  }
+
+  /** Adds or updates peers (allowed IPs replaced, as `wg set` does); `presharedKey` goes to each. */
+  async setPeers(peers: readonly WgPeerConfig[], presharedKey?: Buffer): Promise<void> {
+    if (peers.length === 0) return;
+    const dir = presharedKey ? await mkdtemp(join(tmpdir(), "weft-wg-psk-")) : undefined;
+    try {
+      const pskFile = dir && join(dir, "psk");
+      if (pskFile && presharedKey) await writeFile(pskFile, `${presharedKey.toString("base64")}\n`, { mode: 0o600 });
+      for (let start = 0; start < peers.length; start += PEERS_PER_CALL) {
+        await this.wgSet(peerArguments(peers.slice(start, start + PEERS_PER_CALL), pskFile));
+      }
+    } finally {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async removePeers(publicKeys: readonly string[]): Promise<void> {
+    for (let start = 0; start < publicKeys.length; start += PEERS_PER_CALL) {
+      await this.wgSet(publicKeys.slice(start, start + PEERS_PER_CALL).flatMap((key) => ["peer", key, "remove"]));
+    }
+  }
+
+  private ipNetns(): string[] {
+    return this.netns === undefined ? [] : ["-n", this.netns];
+  }
+
+  private async ip(args: string[], what: string): Promise<void> {
+    try {
+      await runCommand("ip", [...this.ipNetns(), ...args], { timeoutMs: TIMEOUT_MS });
+    } catch (error) {
+      throw safeFailure(`cannot ${what} WireGuard device ${this.where} (\`ip ${args.join(" ")}\`)`, error);
+    }
+  }
+
+  private async wgSet(args: string[]): Promise<void> {
+    try {
+      await runCommand("wg", ["set", this.name, ...args], { netns: this.netns, timeoutMs: TIMEOUT_MS, purpose: WG_PURPOSE });
+    } catch (error) {
+      throw safeFailure(`\`wg set ${this.name} …\` failed for ${this.where}`, error);
+    }
+  }
+}
+
+/** Whether the kernel can create wireguard devices in the namespace, and if not, what `ip` said. */
+export type KernelWireguardProbe = { available: true } | { available: false; reason: string };
+
+/**
+ * Creates and at once deletes a `type wireguard` probe device: the one reliable check (the
+ * module may be built in, loadable on demand, or absent; /sys/module tells only the first).
+ */
+export async function probeKernelWireguard(netns?: string): Promise<KernelWireguardProbe> {
+  const name = `weftwgp${process.pid % 100_000}`;
+  const prefix = netns === undefined ? [] : ["-n", netns];
+  const added = await runCommand("ip", [...prefix, "link", "add", "dev", name, "type", "wireguard"], { timeoutMs: TIMEOUT_MS, allowFailure: true });
+  if (added.exitCode !== 0) return { available: false, reason: added.stderr.trim() || (added.timedOut ? "timed out" : `exit code ${added.exitCode}`) };
+  await runCommand("ip", [...prefix, "link", "del", "dev", name], { timeoutMs: TIMEOUT_MS, allowFailure: true });
+  return { available: true };
+}

@@ -1,0 +1,45 @@
+import { describe, expect, it } from "vitest";
+import { devicePeerConfig, planDevicePeers } from "../../../src/backend/wireguard/device-plan.js";
+import type { WgPeerState } from "../../../src/kernel/wireguard-device.js";
+import { Ipv4Subnet } from "../../../src/net/ipv4.js";
+
+const A = "YzD/Q79TQBYibyyyBDL4I2Ut8FT+xKXFD2HxqN5c+mc=";
+const B = "RIacqa2wbtIpnZoTRhL4RhiaIJvypx7mZ9XzqrlGk1Y=";
+const C = "VK5bgp9RLb5f6ZxCebG3Dxwu+PmKbW02o7MqdZ9udhc=";
+
+const wanted = (publicKey: string, third: number, keepalive = 0) => ({
+  publicKey, endpoint: `192.168.77.${third}:51820`, allowedIps: [`10.66.${third}.0/24`], persistentKeepaliveSeconds: keepalive,
+});
+const held = (publicKey: string, third: number, changes: Partial<WgPeerState> = {}): WgPeerState => ({
+  publicKey, presharedKey: "none", endpoint: `192.168.77.${third}:51820`, allowedIps: [`10.66.${third}.0/24`],
+  latestHandshakeSeconds: 0, rxBytes: 0, txBytes: 0, persistentKeepaliveSeconds: 0, ...changes,
+});
+const noPsk = { presharedKey: false, removeUnknown: true };
+
+describe("planDevicePeers", () => {
+  it.each([
+    ["in sync: nothing", [wanted(A, 2)], [held(A, 2)], noPsk, { set: [], remove: [] }],
+    ["a new lease: set", [wanted(A, 2), wanted(B, 3)], [held(A, 2)], noPsk, { set: [wanted(B, 3)], remove: [] }],
+    ["a deleted lease: removed", [wanted(A, 2)], [held(A, 2), held(B, 3)], noPsk, { set: [], remove: [B] }],
+    ["before the first snapshot nothing unknown goes", [], [held(A, 2)], { ...noPsk, removeUnknown: false }, { set: [], remove: [] }],
+    ["a key change: the new key set, the old removed", [wanted(C, 2)], [held(A, 2)], noPsk, { set: [wanted(C, 2)], remove: [A] }],
+    ["a new endpoint: set", [wanted(A, 2)], [held(A, 2, { endpoint: "192.168.77.99:51820" })], noPsk, { set: [wanted(A, 2)], remove: [] }],
+    ["no endpoint on the device (removed by hand): set", [wanted(A, 2)], [held(A, 2, { endpoint: undefined })], noPsk, { set: [wanted(A, 2)], remove: [] }],
+    ["wrong allowed IPs: set", [wanted(A, 2)], [held(A, 2, { allowedIps: ["10.66.2.0/24", "10.66.9.0/24"] })], noPsk, { set: [wanted(A, 2)], remove: [] }],
+    ["allowed IPs in another order are the same", [{ ...wanted(A, 2), allowedIps: ["10.66.2.0/24", "10.66.9.0/24"] }], [held(A, 2, { allowedIps: ["10.66.9.0/24", "10.66.2.0/24"] })], noPsk, { set: [], remove: [] }],
+    ["a keepalive change: set", [wanted(A, 2, 25)], [held(A, 2)], noPsk, { set: [wanted(A, 2, 25)], remove: [] }],
+    ["our PSK missing on the device: set", [wanted(A, 2)], [held(A, 2)], { ...noPsk, presharedKey: true }, { set: [wanted(A, 2)], remove: [] }],
+    ["another PSK on the device: set", [wanted(A, 2)], [held(A, 2, { presharedKey: "other" })], { ...noPsk, presharedKey: true }, { set: [wanted(A, 2)], remove: [] }],
+    ["our PSK there: nothing", [wanted(A, 2)], [held(A, 2, { presharedKey: "ours" })], { ...noPsk, presharedKey: true }, { set: [], remove: [] }],
+    ["a PSK that must go: removed, then set", [wanted(A, 2)], [held(A, 2, { presharedKey: "other" })], noPsk, { set: [wanted(A, 2)], remove: [A] }],
+    ["two leases with one key: the first wins", [wanted(A, 2), wanted(A, 3)], [], noPsk, { set: [wanted(A, 2)], remove: [] }],
+  ])("%s", (_name, desired, actual, options, expected) => {
+    expect(planDevicePeers(desired, actual, options)).toEqual(expected);
+  });
+
+  it("makes a lease's peer route into flanneld's peer: endpoint PublicIP:Port, AllowedIPs the subnet", () => {
+    const route = { subnet: Ipv4Subnet.parse("10.66.3.0/24"), publicIP: "192.168.77.13", publicKey: A, port: 51999 };
+    expect(devicePeerConfig(route, 25)).toEqual({ publicKey: A, endpoint: "192.168.77.13:51999", allowedIps: ["10.66.3.0/24"], persistentKeepaliveSeconds: 25 });
+    expect(() => devicePeerConfig({ subnet: route.subnet, publicIP: route.publicIP }, 0)).toThrow(/peer 10\.66\.3\.0\/24: no PublicKey or Port/);
+  });
+});
