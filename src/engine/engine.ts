@@ -6,6 +6,7 @@ import { loadNativeAddon, type NativeAddon, type NativeEngineFds, type NativeFea
 import {
   DEFAULT_WIREGUARD_TIMERS,
   WireguardSessions,
+  type HandshakeDefence,
   type PeerSessionStatus,
   type SessionLogger,
   type WireguardTimers,
@@ -32,6 +33,8 @@ export interface WireguardEngineOptions {
   /** PersistentKeepaliveInterval in seconds; 0 (default) off. */
   persistentKeepaliveSeconds?: number;
   logger?: SessionLogger;
+  /** For tests: the under-load threshold and the per-source rate limits (default DEFAULT_HANDSHAKE_DEFENCE). */
+  defence?: HandshakeDefence;
 }
 
 export interface EngineOptions {
@@ -176,12 +179,20 @@ export interface Engine {
   readonly closed: boolean;
   /** wireguard mode: our public key (base64) and each peer's handshake state; undefined otherwise. */
   wireguardStatus(): WireguardStatus | undefined;
+  /**
+   * wireguard mode: a rotated static private key (32 bytes), used for every handshake from now
+   * on; sessions stay until handshakes with the new key replace them. Throws in other modes.
+   */
+  setWireguardPrivateKey(privateKey: Buffer): void;
 }
 
 export interface WireguardStatus {
   publicKey: string;
   handshakesCompleted: number;
   handshakeDrops: Record<string, number>;
+  /** Under load now (whitepaper §5.3): handshakes need a valid mac2. */
+  underLoad: boolean;
+  cookieRepliesSent: number;
   peers: PeerSessionStatus[];
 }
 
@@ -213,7 +224,6 @@ class NativeEngine implements Engine {
 
   /** wireguard mode: the handshake side, its timer and which peer key each subnet routes to. */
   private sessions: WireguardSessions | undefined;
-  private publicKey = "";
   private ticker: NodeJS.Timeout | undefined;
   private readonly subnetKeys = new Map<string, string>();
 
@@ -238,9 +248,8 @@ class NativeEngine implements Engine {
   }
 
   /** Called once by openEngine in wireguard mode. */
-  attachSessions(sessions: WireguardSessions, publicKey: string, tickMs: number): void {
+  attachSessions(sessions: WireguardSessions, tickMs: number): void {
     this.sessions = sessions;
-    this.publicKey = publicKey;
     this.ticker = setInterval(() => {
       if (this.handle) sessions.tick();
     }, tickMs);
@@ -250,7 +259,16 @@ class NativeEngine implements Engine {
   wireguardStatus(): WireguardStatus | undefined {
     const sessions = this.sessions;
     if (!sessions) return undefined;
-    return { publicKey: this.publicKey, handshakesCompleted: sessions.handshakesCompleted, handshakeDrops: { ...sessions.drops }, peers: sessions.status() };
+    return {
+      publicKey: sessions.publicKey.toString("base64"), handshakesCompleted: sessions.handshakesCompleted, handshakeDrops: { ...sessions.drops },
+      underLoad: sessions.underLoad, cookieRepliesSent: sessions.cookieRepliesSent, peers: sessions.status(),
+    };
+  }
+
+  setWireguardPrivateKey(privateKey: Buffer): void {
+    if (!this.sessions) throw new Error(`engine on ${this.tunName}: a WireGuard key needs an engine in wireguard mode (this one is ${this.mode})`);
+    if (privateKey.length !== 32) throw new Error(`engine on ${this.tunName}: a WireGuard private key is 32 bytes, got ${privateKey.length}`);
+    this.sessions.setStaticKeys({ privateKey: Buffer.from(privateKey), publicKey: publicKeyOf(privateKey) });
   }
 
   setPeer(route: PeerRoute): void {
@@ -306,8 +324,13 @@ class NativeEngine implements Engine {
     const subnet = route.subnet.toString();
     const previous = this.subnetKeys.get(subnet);
     this.subnetKeys.set(subnet, route.publicKey);
-    // A lease whose key changed (rotation): the old key's sessions go once nothing routes to it.
-    if (previous !== undefined && previous !== route.publicKey) this.dropUnroutedKey(previous);
+    // A lease whose key changed (rotation): the old key's sessions go once nothing routes to it,
+    // and the new key is handshaken at once rather than on the next packet (which may be the
+    // other side's, sent on a session we just dropped).
+    if (previous !== undefined && previous !== route.publicKey) {
+      this.dropUnroutedKey(previous);
+      sessions.handle({ kind: "want", peer: id });
+    }
   }
 
   private dropUnroutedKey(key: string): void {
@@ -429,10 +452,11 @@ export function openEngine(options: EngineOptions): Engine {
         timers,
         persistentKeepaliveMs: (wg.persistentKeepaliveSeconds ?? 0) * 1000,
         logger: wg.logger,
+        ...(wg.defence ? { defence: wg.defence } : {}),
       },
     );
     // The timers need a resolution well below the shortest of them (REKEY_TIMEOUT, 5 s).
-    engine.attachSessions(sessions, local.publicKey.toString("base64"), Math.max(50, Math.min(500, timers.rekeyTimeoutMs / 10)));
+    engine.attachSessions(sessions, Math.max(50, Math.min(500, timers.rekeyTimeoutMs / 10)));
   }
   return engine;
 }

@@ -3,8 +3,9 @@ import { Counter, Gauge, type Registry } from "prom-client";
 /**
  * The wireguard backend's own metrics, read at every scrape from the running data path (nothing
  * is pushed): which implementation runs, the handshakes it completed, handshake messages it
- * dropped by reason, and the peers it has. weft's engine counts handshakes and drops; a device
- * (kernel, wireguard-go) shows only each peer's latest handshake, so for it those two stay 0.
+ * dropped by reason, the cookie replies it sent and whether it is under load, and the peers it
+ * has. weft's engine counts handshakes, drops and cookie replies; a device (kernel,
+ * wireguard-go) shows only each peer's latest handshake, so for it those stay 0.
  * Never a key: public keys are not exported either (a label per peer would grow without bound
  * on rotation).
  */
@@ -12,6 +13,9 @@ export interface WireguardPathStatus {
   /** Absent: the implementation does not count them. */
   handshakesCompleted?: number;
   handshakeDrops?: Record<string, number>;
+  /** Whitepaper §5.3: cookie replies sent, and whether handshakes need a valid mac2 now. */
+  cookieRepliesSent?: number;
+  underLoad?: boolean;
   peers: readonly { lastHandshakeAgeMs: number | null }[];
 }
 
@@ -58,6 +62,23 @@ function register(registry: Registry, implementation: string): Set<WireguardStat
       for (const status of await statuses(sources)) {
         for (const [reason, count] of Object.entries(status.handshakeDrops ?? {})) this.inc({ reason }, count);
       }
+    },
+  });
+  new Counter({
+    name: "weft_wireguard_cookie_replies_total",
+    help: "WireGuard cookie replies sent: handshake messages under load without a valid mac2 (whitepaper 5.3)",
+    registers: [registry],
+    async collect() {
+      this.reset();
+      this.inc((await statuses(sources)).reduce((sum, status) => sum + (status.cookieRepliesSent ?? 0), 0));
+    },
+  });
+  new Gauge({
+    name: "weft_wireguard_under_load",
+    help: "1 while the WireGuard handshake is under load: initiations and responses need a valid mac2 and are rate-limited per source",
+    registers: [registry],
+    async collect() {
+      this.set((await statuses(sources)).some((status) => status.underLoad === true) ? 1 : 0);
     },
   });
   new Gauge({

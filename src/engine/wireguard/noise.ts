@@ -113,7 +113,7 @@ export function hchacha20(key: Buffer, nonce16: Buffer): Buffer {
   return out;
 }
 
-/** XChaCha20-Poly1305 encryption (a cookie reply's; weft sends none yet, tests build them). */
+/** XChaCha20-Poly1305 encryption (the cookie reply's). */
 export function xaeadSeal(key: Buffer, nonce24: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
   const subkey = hchacha20(key, nonce24.subarray(0, 16));
   const iv = Buffer.concat([Buffer.alloc(4), nonce24.subarray(16, 24)]);
@@ -188,14 +188,34 @@ export function cookieKey(publicKey: Buffer): Buffer {
   return hash(LABEL_COOKIE, publicKey);
 }
 
+/** mac2 of an initiation or response: MAC(cookie, everything before mac2, mac1 included). */
+function mac2Of(message: Buffer, cookie: Buffer, mac: KeyedBlake2s): Buffer {
+  return mac(cookie, message.subarray(0, message.length - 16), 16);
+}
+
 /** Writes mac1 (and mac2 with a cookie) into the last 32 bytes of `message`; returns mac1. */
 function writeMacs(message: Buffer, receiverPublic: Buffer, mac: KeyedBlake2s, cookie: Buffer | undefined): Buffer {
   const at = message.length - 32;
   const mac1 = mac(mac1Key(receiverPublic), message.subarray(0, at), 16);
   mac1.copy(message, at);
-  if (cookie) mac(cookie, message.subarray(0, at + 16), 16).copy(message, at + 16);
+  if (cookie) mac2Of(message, cookie, mac).copy(message, at + 16);
   else message.fill(0, at + 16);
   return mac1;
+}
+
+/** The mac1 field of an initiation or response (a copy): the associated data of a cookie reply to it. */
+export function mac1Of(message: Buffer): Buffer {
+  return Buffer.from(message.subarray(message.length - 32, message.length - 16));
+}
+
+/** The message carries a mac2 at all (a sender without a cookie leaves it zero). */
+export function hasMac2(message: Buffer): boolean {
+  return !timingSafeEqual(message.subarray(message.length - 16), ZERO_KEY.subarray(0, 16));
+}
+
+/** mac2 of a received initiation or response, checked against the cookie its sender should hold. */
+export function validMac2(message: Buffer, cookie: Buffer, mac: KeyedBlake2s): boolean {
+  return timingSafeEqual(mac2Of(message, cookie, mac), message.subarray(message.length - 16));
 }
 
 /** mac1 of a received initiation or response, checked against our static public key. */
@@ -362,6 +382,23 @@ export function consumeResponse(
 export function consumeCookieReply(message: Buffer, remotePublic: Buffer, mac1: Buffer): Buffer | undefined {
   if (message.length !== COOKIE_REPLY_LEN || message.readUInt32LE(0) !== 3) return undefined;
   return xaeadOpen(cookieKey(remotePublic), message.subarray(8, 32), message.subarray(32, 64), mac1);
+}
+
+/**
+ * A cookie reply (type 3, whitepaper §5.4.7) to the initiation or response `received`: the
+ * receiver index is the message's sender index, the cookie sealed with XChaCha20-Poly1305 under
+ * HASH("cookie--" || our public key) and a random 24-byte nonce, the message's mac1 as
+ * associated data (so only who sent that message can open it).
+ */
+export function createCookieReply(received: Buffer, ourPublic: Buffer, cookie: Buffer, nonce24: Buffer = randomBytes(24)): Buffer {
+  const reply = Buffer.alloc(COOKIE_REPLY_LEN);
+  reply.writeUInt32LE(3, 0);
+  reply.writeUInt32LE(received.readUInt32LE(4), 4);
+  nonce24.copy(reply, 8);
+  const key = cookieKey(ourPublic);
+  xaeadSeal(key, nonce24, cookie, mac1Of(received)).copy(reply, 32);
+  key.fill(0);
+  return reply;
 }
 
 /** A random non-zero 32-bit session index. */

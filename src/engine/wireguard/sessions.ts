@@ -10,6 +10,8 @@ import {
   consumeResponse,
   createInitiation,
   createResponse,
+  hasMac2,
+  mac1Of,
   randomIndex,
   tai64n,
   validMac1,
@@ -17,6 +19,9 @@ import {
   type KeyedBlake2s,
   type StaticKeys,
 } from "./noise.js";
+import { CookieResponder } from "./cookie.js";
+import { DEFAULT_UNDER_LOAD_MESSAGES_PER_SECOND, HandshakeLoad } from "./handshake-load.js";
+import { DEFAULT_RATE_LIMITS, SourceRateLimiter, type RateLimits } from "./rate-limiter.js";
 
 /**
  * WireGuard's handshake side of the userspace data path: one state per peer (its static key and
@@ -25,8 +30,11 @@ import {
  * peer without a usable session, or a session due for rekeying), and the protocol's timers
  * (whitepaper §6): handshake retry every REKEY_TIMEOUT plus jitter until REKEY_ATTEMPT_TIME,
  * passive keepalive, persistent keepalive, a new handshake when sent data gets no answer, keys
- * zeroed after 3 × REJECT_AFTER_TIME without a handshake. Sessions themselves (keys, counters,
- * replay windows) live in the engine; this side only installs them. No key is ever logged.
+ * zeroed after 3 × REJECT_AFTER_TIME without a handshake. Under load (handshake-load.ts) it
+ * defends itself as §5.3 says: an initiation or response without a valid mac2 gets a cookie
+ * reply instead of an answer, and those with one pass a per-source token bucket. Sessions
+ * themselves (keys, counters, replay windows) live in the engine; this side only installs them.
+ * No key or cookie is ever logged.
  */
 
 export interface WireguardTimers {
@@ -55,6 +63,25 @@ const REKEY_JITTER_MS = 334;
 const MIN_INITIATION_INTERVAL_MS = 20;
 /** COOKIE_REFRESH_TIME: a cookie is good for mac2 this long. */
 const COOKIE_LIFETIME_MS = 120_000;
+/**
+ * After a key rotation, peers with sessions get an initiation with the new key this much later
+ * unless they handshook with it first (a weft peer does as soon as it reads our new lease; a
+ * kernel peer only when it has something to send).
+ */
+const ROTATION_HANDSHAKE_DELAY_MS = 1000;
+
+/** The responder's DoS defence (whitepaper §5.3); tests lower the threshold. */
+export interface HandshakeDefence {
+  /** More initiations and responses than this within a second: under load. */
+  underLoadMessagesPerSecond: number;
+  /** The per-source token bucket applied under load. */
+  rateLimits: RateLimits;
+}
+
+export const DEFAULT_HANDSHAKE_DEFENCE: Readonly<HandshakeDefence> = Object.freeze({
+  underLoadMessagesPerSecond: DEFAULT_UNDER_LOAD_MESSAGES_PER_SECOND,
+  rateLimits: DEFAULT_RATE_LIMITS,
+});
 
 /** What the C loop knows of a peer's sessions (the addon's wgPeerStats()). */
 export type PeerStats = NativeWireguardPeerStats;
@@ -108,6 +135,10 @@ interface PeerState {
   /** Our receiver indexes of this peer's sessions in the engine, newest last (at most 3 live). */
   sessionIndexes: number[];
   handshakes: number;
+  /** Our index and mac1 of the last response we sent it: a cookie reply to it names that index. */
+  lastResponse: { index: number; mac1: Buffer } | undefined;
+  /** Set by a key rotation: initiate with the new key then, unless a handshake came first. */
+  rotationHandshakeAt: number | undefined;
 }
 
 export interface SessionOptions {
@@ -117,11 +148,16 @@ export interface SessionOptions {
   /** PersistentKeepaliveInterval; 0: off. */
   persistentKeepaliveMs: number;
   logger: SessionLogger | undefined;
+  /** Default DEFAULT_HANDSHAKE_DEFENCE. */
+  defence?: HandshakeDefence;
 }
 
 /** Why handshake messages were dropped (for /metrics and tests). */
 export type HandshakeDrop =
-  | "bad_mac1" | "undecryptable" | "unknown_peer" | "replayed_timestamp" | "flood" | "unknown_index" | "send_error";
+  | "bad_mac1" | "undecryptable" | "unknown_peer" | "replayed_timestamp" | "flood" | "unknown_index" | "send_error"
+  // Under load: no mac2, answered with a cookie reply; a mac2 that is not its source's (stale, or
+  // another address's), answered with a fresh cookie too; a valid mac2 over the source's rate.
+  | "cookie_sent" | "mac2_invalid" | "rate_limited";
 
 export interface PeerSessionStatus {
   publicKey: string;
@@ -137,18 +173,59 @@ export class WireguardSessions {
   /** Our index of an initiation in flight -> its peer. */
   private readonly pending = new Map<number, PeerState>();
   private readonly liveIndexes = new Set<number>();
+  /** Our index of the last response sent to a peer -> that peer (for cookie replies to responses). */
+  private readonly responded = new Map<number, PeerState>();
   private nextId = 1;
   private lastTimestampNanos = 0n;
+  private local: StaticKeys;
+  private readonly load: HandshakeLoad;
+  private readonly cookies: CookieResponder;
+  private readonly limiter: SourceRateLimiter;
   readonly drops: Record<HandshakeDrop, number> = {
     bad_mac1: 0, undecryptable: 0, unknown_peer: 0, replayed_timestamp: 0, flood: 0, unknown_index: 0, send_error: 0,
+    cookie_sent: 0, mac2_invalid: 0, rate_limited: 0,
   };
   handshakesCompleted = 0;
+  cookieRepliesSent = 0;
 
   constructor(
     private readonly path: SessionDataPath,
     private readonly options: SessionOptions,
     private readonly now: () => number = () => performance.now(),
-  ) {}
+  ) {
+    this.local = { privateKey: Buffer.from(options.local.privateKey), publicKey: Buffer.from(options.local.publicKey) };
+    const defence = options.defence ?? DEFAULT_HANDSHAKE_DEFENCE;
+    this.load = new HandshakeLoad(defence.underLoadMessagesPerSecond, now);
+    this.cookies = new CookieResponder(this.local.publicKey, path.mac, now);
+    this.limiter = new SourceRateLimiter(defence.rateLimits, now);
+  }
+
+  /** Our static public key (changes with setStaticKeys). */
+  get publicKey(): Buffer {
+    return this.local.publicKey;
+  }
+
+  get underLoad(): boolean {
+    return this.load.underLoad;
+  }
+
+  /**
+   * A rotated static key. Sessions stay (their keys do not depend on it) until handshakes with the
+   * new key replace them, so traffic flows until each peer switches; initiations in flight (made
+   * with the old key, their responses could not be opened) are forgotten; peers with sessions get
+   * an initiation with the new key ROTATION_HANDSHAKE_DELAY_MS later unless they handshake first.
+   */
+  setStaticKeys(keys: StaticKeys): void {
+    this.local.privateKey.fill(0);
+    this.local = { privateKey: Buffer.from(keys.privateKey), publicKey: Buffer.from(keys.publicKey) };
+    this.cookies.setPublicKey(keys.publicKey);
+    const at = this.now() + ROTATION_HANDSHAKE_DELAY_MS;
+    for (const peer of this.byId.values()) {
+      this.forgetInitiation(peer);
+      peer.cookie = undefined; // a peer's cookie is for the messages it saw from us; it re-sends one if still under load
+      peer.rotationHandshakeAt = peer.lastHandshakeAt !== undefined && !peer.zeroed ? at : undefined;
+    }
+  }
 
   /** Adds the peer or updates its endpoint (a changed endpoint gets a new handshake). Returns its id. */
   upsertPeer(publicKey: Buffer, endpoint: Endpoint): number {
@@ -166,7 +243,7 @@ export class WireguardSessions {
     const peer: PeerState = {
       id: this.nextId++, publicKey: Buffer.from(publicKey), name, endpoint: { ...endpoint }, initiation: undefined,
       lastTimestamp: undefined, lastInitiationAt: -Infinity, cookie: undefined, lastHandshakeAt: undefined, zeroed: false,
-      sessionIndexes: [], handshakes: 0,
+      sessionIndexes: [], handshakes: 0, lastResponse: undefined, rotationHandshakeAt: undefined,
     };
     this.byId.set(peer.id, peer);
     this.byKey.set(name, peer);
@@ -179,6 +256,7 @@ export class WireguardSessions {
     const peer = this.byKey.get(publicKey.toString("base64"));
     if (!peer) return false;
     this.forgetInitiation(peer);
+    this.forgetResponse(peer);
     for (const index of peer.sessionIndexes) this.liveIndexes.delete(index);
     this.byKey.delete(peer.name);
     this.byId.delete(peer.id);
@@ -210,16 +288,44 @@ export class WireguardSessions {
     const { data } = event;
     const from = { ip: event.address, port: event.port };
     const type = data.readUInt32LE(0);
-    if (type === 1 && data.length === INITIATION_LEN) this.onInitiation(data, from);
-    else if (type === 2 && data.length === RESPONSE_LEN) this.onResponse(data, from);
-    else if (type === 3 && data.length === COOKIE_REPLY_LEN) this.onCookieReply(data);
+    if (type === 1 && data.length === INITIATION_LEN) {
+      if (this.admit(data, from)) this.onInitiation(data, from);
+    } else if (type === 2 && data.length === RESPONSE_LEN) {
+      if (this.admit(data, from)) this.onResponse(data, from);
+    } else if (type === 3 && data.length === COOKIE_REPLY_LEN) {
+      this.onCookieReply(data);
+    }
+  }
+
+  /**
+   * The gate before any Curve25519 work on an initiation or response (whitepaper §5.3, in
+   * wireguard-go's order): mac1 (is it for us at all), then, under load only, mac2 (has the
+   * source proven its address: if not, a cookie reply and nothing else) and the source's rate.
+   */
+  private admit(message: Buffer, from: Endpoint): boolean {
+    this.load.record();
+    let drop: HandshakeDrop | undefined;
+    if (!validMac1(message, this.local.publicKey, this.path.mac)) drop = "bad_mac1";
+    else if (!this.load.underLoad) return true;
+    else if (!this.cookies.validMac2(message, from)) {
+      drop = hasMac2(message) ? "mac2_invalid" : "cookie_sent";
+      if (this.sendTo(from, this.cookies.reply(message, from))) this.cookieRepliesSent++;
+    } else if (!this.limiter.allow(from.ip)) drop = "rate_limited";
+    else return true;
+    this.drops[drop]++;
+    return false;
   }
 
   /** The timers; call every few hundred milliseconds (the engine wrapper does, every tickMs). */
   tick(): void {
     const now = this.now();
     const { timers, persistentKeepaliveMs } = this.options;
+    this.limiter.sweep();
     for (const peer of this.byId.values()) {
+      if (peer.rotationHandshakeAt !== undefined && now >= peer.rotationHandshakeAt) {
+        peer.rotationHandshakeAt = undefined;
+        this.initiate(peer, false);
+      }
       const initiation = peer.initiation;
       if (initiation && now >= initiation.retryAt) {
         if (now - initiation.firstAttemptAt >= timers.rekeyAttemptMs) {
@@ -262,9 +368,9 @@ export class WireguardSessions {
     if (previous && !retry && now - previous.sentAt < this.options.timers.rekeyTimeoutMs) return;
     this.forgetInitiation(peer);
     const localIndex = this.freshIndex();
-    const cookie = peer.cookie && now - peer.cookie.at < COOKIE_LIFETIME_MS ? peer.cookie.value : undefined;
+    const cookie = this.freshCookie(peer, now);
     const { message, state } = createInitiation({
-      local: this.options.local, remotePublic: peer.publicKey, presharedKey: this.options.presharedKey, localIndex,
+      local: this.local, remotePublic: peer.publicKey, presharedKey: this.options.presharedKey, localIndex,
       timestamp: this.timestamp(), cookie, mac: this.path.mac,
     });
     const jitter = randomInt(REKEY_JITTER_MS);
@@ -275,9 +381,10 @@ export class WireguardSessions {
     this.sendTo(peer.endpoint, message);
   }
 
+  /** An initiation that passed admit(). */
   private onInitiation(message: Buffer, from: Endpoint): void {
-    const { local, presharedKey } = this.options;
-    if (!validMac1(message, local.publicKey, this.path.mac)) return void this.drops.bad_mac1++;
+    const { local } = this;
+    const { presharedKey } = this.options;
     const consumed = consumeInitiation(message, local);
     if (!consumed) return void this.drops.undecryptable++;
     const peer = this.byKey.get(consumed.initiatorPublic.toString("base64"));
@@ -290,19 +397,23 @@ export class WireguardSessions {
     peer.lastInitiationAt = now;
     const localIndex = this.freshIndex();
     const { message: response, keys } = createResponse({
-      local, consumed, presharedKey, localIndex, cookie: undefined, mac: this.path.mac,
+      local, consumed, presharedKey, localIndex, cookie: this.freshCookie(peer, now), mac: this.path.mac,
     });
     this.roam(peer, from);
     this.path.setKeypair(peer.id, localIndex, consumed.senderIndex, keys.sendKey, keys.recvKey, false);
     keys.sendKey.fill(0);
     keys.recvKey.fill(0);
     this.recordSession(peer, localIndex, now);
+    this.forgetResponse(peer);
+    peer.lastResponse = { index: localIndex, mac1: mac1Of(response) };
+    this.responded.set(localIndex, peer);
     this.sendTo(from, response);
   }
 
+  /** A response that passed admit(). */
   private onResponse(message: Buffer, from: Endpoint): void {
-    const { local, presharedKey } = this.options;
-    if (!validMac1(message, local.publicKey, this.path.mac)) return void this.drops.bad_mac1++;
+    const { local } = this;
+    const { presharedKey } = this.options;
     const receiverIndex = message.readUInt32LE(8);
     const peer = this.pending.get(receiverIndex);
     const initiation = peer?.initiation;
@@ -321,12 +432,15 @@ export class WireguardSessions {
     this.path.sendKeepalive(peer.id);
   }
 
+  /** A cookie reply to our initiation in flight, or to the last response we sent the peer. */
   private onCookieReply(message: Buffer): void {
     const receiverIndex = message.readUInt32LE(4);
-    const peer = this.pending.get(receiverIndex);
-    const initiation = peer?.initiation;
-    if (!peer || !initiation) return void this.drops.unknown_index++;
-    const cookie = consumeCookieReply(message, peer.publicKey, initiation.state.mac1);
+    const initiating = this.pending.get(receiverIndex);
+    const responding = this.responded.get(receiverIndex);
+    const peer = initiating ?? responding;
+    const mac1 = initiating?.initiation?.state.mac1 ?? responding?.lastResponse?.mac1;
+    if (!peer || !mac1) return void this.drops.unknown_index++;
+    const cookie = consumeCookieReply(message, peer.publicKey, mac1);
     if (!cookie) return void this.drops.undecryptable++;
     // Used for mac2 from the next retry on (whitepaper §5.4.7: do not resend at once).
     peer.cookie = { value: cookie, at: this.now() };
@@ -339,6 +453,7 @@ export class WireguardSessions {
     while (peer.sessionIndexes.length > 3) this.liveIndexes.delete(peer.sessionIndexes.shift()!);
     peer.lastHandshakeAt = now;
     peer.zeroed = false;
+    peer.rotationHandshakeAt = undefined;
     peer.handshakes++;
     this.handshakesCompleted++;
     this.options.logger?.debug({ peer: peer.name, endpoint: `${ipText(peer.endpoint.ip)}:${peer.endpoint.port}` }, "wireguard: handshake complete");
@@ -349,6 +464,17 @@ export class WireguardSessions {
     if (peer.endpoint.ip === from.ip && peer.endpoint.port === from.port) return;
     peer.endpoint = { ...from };
     this.path.setPeer(peer.id, from.ip, from.port);
+  }
+
+  /** The peer's cookie for our mac2, while it is fresh. */
+  private freshCookie(peer: PeerState, now: number): Buffer | undefined {
+    return peer.cookie && now - peer.cookie.at < COOKIE_LIFETIME_MS ? peer.cookie.value : undefined;
+  }
+
+  private forgetResponse(peer: PeerState): void {
+    if (!peer.lastResponse) return;
+    this.responded.delete(peer.lastResponse.index);
+    peer.lastResponse = undefined;
   }
 
   private forgetInitiation(peer: PeerState): void {
@@ -374,12 +500,14 @@ export class WireguardSessions {
     return tai64n(nanos);
   }
 
-  private sendTo(endpoint: Endpoint, message: Buffer): void {
+  private sendTo(endpoint: Endpoint, message: Buffer): boolean {
     try {
       this.path.send(endpoint.ip, endpoint.port, message);
+      return true;
     } catch (error) {
       this.drops.send_error++;
       this.options.logger?.debug({ endpoint: ipText(endpoint.ip), error: String(error) }, "wireguard: handshake message not sent");
+      return false;
     }
   }
 }
