@@ -157,7 +157,9 @@ export type HandshakeDrop =
   | "bad_mac1" | "undecryptable" | "unknown_peer" | "replayed_timestamp" | "flood" | "unknown_index" | "send_error"
   // Under load: no mac2, answered with a cookie reply; a mac2 that is not its source's (stale, or
   // another address's), answered with a fresh cookie too; a valid mac2 over the source's rate.
-  | "cookie_sent" | "mac2_invalid" | "rate_limited";
+  | "cookie_sent" | "mac2_invalid" | "rate_limited"
+  // The type's three reserved bytes are not zero (wireguard-go reads the four as one type).
+  | "malformed";
 
 export interface PeerSessionStatus {
   publicKey: string;
@@ -183,7 +185,7 @@ export class WireguardSessions {
   private readonly limiter: SourceRateLimiter;
   readonly drops: Record<HandshakeDrop, number> = {
     bad_mac1: 0, undecryptable: 0, unknown_peer: 0, replayed_timestamp: 0, flood: 0, unknown_index: 0, send_error: 0,
-    cookie_sent: 0, mac2_invalid: 0, rate_limited: 0,
+    cookie_sent: 0, mac2_invalid: 0, rate_limited: 0, malformed: 0,
   };
   handshakesCompleted = 0;
   cookieRepliesSent = 0;
@@ -294,6 +296,8 @@ export class WireguardSessions {
       if (this.admit(data, from)) this.onResponse(data, from);
     } else if (type === 3 && data.length === COOKIE_REPLY_LEN) {
       this.onCookieReply(data);
+    } else {
+      this.drops.malformed++; // the engine checks the type byte and size; here the reserved bytes are not zero
     }
   }
 
