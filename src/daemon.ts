@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import type { Logger } from "pino";
 import { retryWithBackoff } from "./async/backoff.js";
 import { sleep } from "./async/sleep.js";
-import type { Backend, BackendFactory } from "./backend/backend.js";
+import type { Backend, BackendFactory, BackendRegistration } from "./backend/backend.js";
 import { findBackend } from "./backend/registry.js";
 import { describeReconcileChange } from "./backend/reconcile-report.js";
 import { POLL_RECONCILE_MS, POLL_RULES_RESYNC_MS, type DaemonOptions } from "./config/daemon-options.js";
@@ -224,6 +224,7 @@ export class Daemon {
       logger: logger.child({ backend: factory.type }),
       metrics: this.metrics.registry,
       stateDir: options.stateDir,
+      readvertise: (attrs) => this.readvertise(attrs),
       restarts: { holdMs: options.restartHoldMs, ...(this.notifier.fdStore ? { fdStore: this.notifier.fdStore } : {}) },
     });
     this.built.backend = backend;
@@ -439,23 +440,51 @@ export class Daemon {
     if (this.stopRequested || this.reacquiring || !own || !wiring.backend.renewVtepMac) return;
     try {
       const attrs: LeaseAttrs = { ...wiring.network.attrs, ...(await wiring.backend.renewVtepMac()) };
-      wiring.network.attrs = attrs;
-      const lease: Lease = { ...own, attrs };
-      this.ownLease = lease;
-      wiring.keeper.track(lease);
-      const replace = (modRevision: string) => wiring.store.replaceIfUnchanged(own.key, formatLeaseValue(attrs), own.reservation ? undefined : own.etcdLeaseId, modRevision);
-      let written = await replace(shared.ownModRevision ?? "0");
-      if (!written) {
-        // Written since we looked (a renewal does not write; a repair may have): once more on what is there now.
-        const current = (await wiring.store.list(own.key)).keys.find((stored) => stored.key === own.key);
-        if (current) written = await replace(current.modRevision);
-      }
+      const written = await this.rewriteOwnLease(wiring, own, attrs, shared.ownModRevision);
       this.logger.warn(
         { key: own.key, peer: shared.peer.key, value: formatLeaseValue(attrs), written },
         `re-advertised our lease ${own.key} with a new VtepMAC (${shared.mac} is ${shared.peer.key}'s too)${written ? "" : "; the key changed meanwhile, rewritten at the next look at it"}`,
       );
     } catch (error) {
       this.logger.error({ err: error, key: own.key }, `taking a new VtepMAC failed; vxlan to ${shared.peer.key} stays broken until one of the two hosts gets another MAC`);
+    }
+  }
+
+  /**
+   * Our lease re-put with new attrs (kept for renewals, repairs and the next acquisition), on
+   * the mod revision we know or, if the key was written since, once more on what is there now.
+   */
+  private async rewriteOwnLease(wiring: Pick<Wiring, "network" | "keeper" | "store">, own: Lease, attrs: LeaseAttrs, knownModRevision: string | undefined): Promise<boolean> {
+    wiring.network.attrs = attrs;
+    const lease: Lease = { ...own, attrs };
+    this.ownLease = lease;
+    wiring.keeper.track(lease);
+    const replace = (modRevision: string) => wiring.store.replaceIfUnchanged(own.key, formatLeaseValue(attrs), own.reservation ? undefined : own.etcdLeaseId, modRevision);
+    if (knownModRevision !== undefined && (await replace(knownModRevision))) return true;
+    // Written since we looked (a renewal does not write; a repair may have), or not looked at yet.
+    const current = (await wiring.store.list(own.key)).keys.find((stored) => stored.key === own.key);
+    return current ? replace(current.modRevision) : false;
+  }
+
+  /**
+   * The backend's advertised attrs changed on its own (a rotated WireGuard key): our lease says
+   * so now; before we hold one (or while re-acquiring) the next acquisition takes them.
+   */
+  private async readvertise(backendAttrs: BackendRegistration["attrs"]): Promise<boolean> {
+    const wiring = this.built;
+    if (!wiring.network) return false;
+    const attrs: LeaseAttrs = { ...wiring.network.attrs, ...backendAttrs };
+    wiring.network.attrs = attrs;
+    const { network, store, keeper } = wiring;
+    const own = this.ownLease;
+    if (this.stopRequested || this.reacquiring || !own || !store || !keeper) return false;
+    try {
+      const written = await this.rewriteOwnLease({ network, store, keeper }, own, attrs, undefined);
+      if (!written) this.logger.warn({ key: own.key }, `our lease ${own.key} is not in etcd to re-advertise; the next acquisition carries the new attrs`);
+      return written;
+    } catch (error) {
+      this.logger.error({ err: error, key: own.key }, `re-advertising our lease ${own.key} failed; it is rewritten when the next listing finds it differs`);
+      return false;
     }
   }
 

@@ -1,3 +1,4 @@
+import type { Stats } from "node:fs";
 import { mkdir, open, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { generateStaticKeys, publicKeyOf } from "../../engine/wireguard/noise.js";
@@ -32,6 +33,24 @@ export async function loadOrCreateKey(path: string): Promise<LoadedKey> {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw new Error(`WIREGUARD_KEY_FILE ${path}: ${(error as Error).message}`);
     return createKey(path);
   }
+  return readCheckedKey(path, info);
+}
+
+/**
+ * The key in an existing file, after the mode and owner checks (a rotated file is read with
+ * this). Throws naming the file and what is wrong with it, never its content.
+ */
+export async function readKeyFile(path: string): Promise<LoadedKey> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    throw new Error(`WIREGUARD_KEY_FILE ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  return readCheckedKey(path, info);
+}
+
+async function readCheckedKey(path: string, info: Stats): Promise<LoadedKey> {
   if (!info.isFile()) throw new Error(`WIREGUARD_KEY_FILE ${path}: not a regular file`);
   const uid = process.getuid?.() ?? 0;
   if (info.uid !== uid && info.uid !== 0) {

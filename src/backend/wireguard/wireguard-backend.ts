@@ -1,7 +1,7 @@
 import type { Backend, BackendContext, BackendFactory, BackendRegistration } from "../backend.js";
 import type { LeaseSetLoader } from "../lease-set-loader.js";
 import type { ReconcileReport } from "../reconcile-report.js";
-import { EngineBackend, type EnginePlacement } from "../userspace/engine-backend.js";
+import { EngineBackend, type EngineBackendSpec, type EnginePlacement } from "../userspace/engine-backend.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
 import type { WireguardEngineOptions } from "../../engine/engine.js";
 import { engineQueueOptions } from "../userspace/queue-options.js";
@@ -9,6 +9,7 @@ import { WireguardDevice, probeKernelWireguard } from "../../kernel/wireguard-de
 import { formatWireguardBackendData } from "./backend-data.js";
 import { WireguardDeviceBackend, releaseDevicePath } from "./device-backend.js";
 import { keyFilePath, loadOrCreateKey } from "./key-file.js";
+import { KeyRotation } from "./key-rotation.js";
 import { IMPLEMENTATION_ENV, WIREGUARD_OVERHEAD, parseWireguardOptions, type ResolvedWireguardImplementation, type WireguardOptions } from "./options.js";
 import { wireguardPeerRoute } from "./peer-route.js";
 import { exportWireguardStatus } from "./wireguard-metrics.js";
@@ -34,6 +35,8 @@ export interface WireguardBackendHooks extends EnginePlacement {
   timers?: WireguardEngineOptions["timers"];
   /** The host's environment ($WEFT_WIREGUARD_IMPLEMENTATION, $WIREGUARD_KEY_FILE); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** How often the key file is looked at for a rotation (userspace only); default 2 s. */
+  keyWatchIntervalMs?: number;
 }
 
 /** Implementation "kernel" on a host whose kernel cannot create WireGuard devices. */
@@ -77,6 +80,8 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
   private chosen: Promise<Inner> | undefined;
   private inner: Inner | undefined;
   private choice: ImplementationChoice | undefined;
+  /** userspace: follows the key file (an operator's rotation without a restart). */
+  private rotation: KeyRotation | undefined;
 
   constructor(
     private readonly context: BackendContext,
@@ -134,6 +139,7 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
   }
 
   async stop(): Promise<void> {
+    this.rotation?.stop();
     const chosen = this.chosen && (await this.chosen.catch(() => undefined));
     await chosen?.stop();
   }
@@ -171,18 +177,16 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
 
   private userspace(mtu: number, keyFile: string): EngineBackend {
     const { options, context, hooks } = this;
-    return new EngineBackend(
+    const attrsFor = (publicKey: string) => ({ backendType: "wireguard", backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }) });
+    const engine: EngineBackend = new EngineBackend(
       "wireguard",
       context,
       async () => {
         const key = await loadOrCreateKey(keyFile);
         const publicKey = key.publicKey.toString("base64");
         context.logger.info({ device: options.tunName, publicKey, keyFile: key.path, keyCreated: key.created }, "wireguard: key loaded");
-        return {
-          registration: {
-            attrs: { backendType: "wireguard", backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }) },
-            mtu,
-          },
+        const spec: EngineBackendSpec = {
+          registration: { attrs: attrsFor(publicKey), mtu },
           engine: {
             mode: "wireguard", tunName: options.tunName, mtu, port: options.listenPort, ...engineQueueOptions(options),
             wireguard: {
@@ -192,9 +196,14 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
           },
           peerRoute: wireguardPeerRoute(options.listenPort),
         };
+        rotation.follow(key, spec);
+        return spec;
       },
       hooks,
     );
+    const rotation = new KeyRotation(engine, { context, attrsFor, intervalMs: hooks.keyWatchIntervalMs });
+    this.rotation = rotation;
+    return engine;
   }
 }
 
