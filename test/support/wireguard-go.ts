@@ -1,4 +1,10 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { Lab } from "../../src/lab/lab.js";
+import { execInNamespace, ipBatch } from "../../src/lab/netns.js";
+import { WireguardDevice } from "../../src/kernel/wireguard-device.js";
+import { startWireguardGo } from "../../src/kernel/wireguard-go.js";
+import { terminatePids } from "../../src/process/pids.js";
 import { inHostRunDir } from "../../src/lab/lab-daemon.js";
 import { waitUntil } from "../../src/lab/readiness.js";
 import { spawnDetachedInNamespace } from "../../src/process/detached.js";
@@ -18,4 +24,53 @@ export async function startWireguardGoOnLabHost(lab: Lab, host: string, device: 
     intervalMs: 100,
   });
   return pid;
+}
+
+/**
+ * wireguard-go in a test namespace (two-hosts.ts), started as weft's device backend starts it
+ * (src/kernel/wireguard-go.ts) and configured with wg(8) the way flanneld's wireguard backend
+ * configures its device: key and port, its own subnet address as /32, a link route for the whole
+ * Network; peers are the caller's (`wg set … peer`).
+ */
+export interface FlannelStyleWireguardGo {
+  namespace: string;
+  device: string;
+  /** Directory for its key files, PID file and log. */
+  dir: string;
+  listenPort: number;
+  /** The key file (in dir) it starts with. */
+  keyFile: string;
+  address: string;
+  network: string;
+  mtu: number;
+}
+
+export interface RunningWireguardGo {
+  device: string;
+  wg(args: readonly string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** A key file `name` in `dir` from `wg genkey` (run in `namespace`); returns its public key. */
+export async function newWireguardGoKey(namespace: string, dir: string, name: string): Promise<string> {
+  const privateKey = (await execInNamespace(namespace, "wg", ["genkey"])).stdout.trim();
+  await writeFile(join(dir, name), `${privateKey}\n`, { mode: 0o400 });
+  return (await execInNamespace(namespace, "wg", ["pubkey"], { input: `${privateKey}\n` })).stdout.trim();
+}
+
+export async function startFlannelStyleWireguardGo(setup: FlannelStyleWireguardGo): Promise<RunningWireguardGo> {
+  const pid = await startWireguardGo(new WireguardDevice(setup.device, setup.namespace), setup.dir);
+  const wg = async (args: readonly string[]) => (await execInNamespace(setup.namespace, "wg", args)).stdout;
+  try {
+    await wg(["set", setup.device, "private-key", join(setup.dir, setup.keyFile), "listen-port", String(setup.listenPort)]);
+    await ipBatch(setup.namespace, [
+      `address add ${setup.address}/32 dev ${setup.device}`,
+      `link set ${setup.device} mtu ${setup.mtu} up`,
+      `route add ${setup.network} dev ${setup.device} scope link`,
+    ]);
+  } catch (error) {
+    await terminatePids([pid], 2000);
+    throw error;
+  }
+  return { device: setup.device, wg, stop: () => terminatePids([pid], 2000) };
 }
