@@ -326,4 +326,28 @@ describe("two WireguardSessions, the responder under load", () => {
     sb.tick();
     expect(b.sent.length).toBe(sentBefore);
   });
+
+  it("after a key rotation the peers with sessions get an initiation with the new key a second later", () => {
+    const { c, a, b, sa, sb, peerOfA, deliver } = pair(1000);
+    sa.handle({ kind: "want", peer: peerOfA });
+    deliver(a, A, sb, 0);
+    deliver(b, B, sa, 0);
+    const rotated = generateStaticKeys();
+    sb.setStaticKeys(rotated);
+    const sentBefore = b.sent.length;
+    c.t += 999;
+    sb.tick();
+    expect(b.sent.length).toBe(sentBefore);
+    c.t += 1;
+    sb.tick();
+    expect(b.sent.length).toBe(sentBefore + 1);
+    const initiation = b.sent.at(-1)!.message;
+    expect(initiation.readUInt32LE(0)).toBe(1);
+    // A, once it knows the new key, accepts it as from B's new key.
+    sa.removePeer(responder.publicKey);
+    sa.upsertPeer(rotated.publicKey, B);
+    deliver(b, B, sa, sentBefore);
+    expect(sa.handshakesCompleted).toBe(2);
+    expect(sa.drops.unknown_peer).toBe(0);
+  });
 });
