@@ -13,6 +13,7 @@ import {
   NETWORK, STRANGER, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B,
   createTwoHosts, iperfAToB, ping, type TwoHosts,
 } from "./two-hosts.js";
+import { WIREGUARD_PORT, openWireguardPair } from "./wireguard/engine-pair.js";
 
 /** Sends datagrams (hex) from `from` in namespace B to A's WireGuard port. */
 async function sendFromB(hosts: TwoHosts, from: string, datagrams: readonly string[]): Promise<void> {
@@ -49,16 +50,11 @@ let engineA: Engine;
 let engineB: Engine;
 const keysA = generateStaticKeys();
 const keysB = generateStaticKeys();
-const PORT = 51820;
+const PORT = WIREGUARD_PORT;
 
 beforeAll(async () => {
   hosts = await createTwoHosts();
-  engineA = openEngine({ mode: "wireguard", tunName: "wt0", mtu: 1420, bindAddress: UNDERLAY_A, netns: hosts.a, icmpSource: TUN_A, port: PORT, wireguard: { privateKey: keysA.privateKey } });
-  engineB = openEngine({ mode: "wireguard", tunName: "wt0", mtu: 1420, bindAddress: UNDERLAY_B, netns: hosts.b, icmpSource: TUN_B, port: PORT, wireguard: { privateKey: keysB.privateKey } });
-  await addressTun("wt0", SUBNET_A, NETWORK, hosts.a);
-  await addressTun("wt0", SUBNET_B, NETWORK, hosts.b);
-  engineA.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, publicKey: keysB.publicKey.toString("base64"), port: PORT });
-  engineB.setPeer({ subnet: SUBNET_A, publicIP: UNDERLAY_A, publicKey: keysA.publicKey.toString("base64"), port: PORT });
+  ({ engineA, engineB } = await openWireguardPair(hosts, { a: keysA, b: keysB }));
 });
 
 afterAll(async () => {

@@ -15,7 +15,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openEngine, type Engine } from "../../../src/engine/engine.js";
+import type { Engine } from "../../../src/engine/engine.js";
 import { loadNativeAddon } from "../../../src/engine/native-addon.js";
 import {
   COOKIE_REPLY_LEN,
@@ -25,12 +25,11 @@ import {
   mac1Key,
   mac1Of,
 } from "../../../src/engine/wireguard/noise.js";
-import { addressTun } from "../../../src/kernel/tun-routing.js";
 import { sleep } from "../../../src/async/sleep.js";
-import { NETWORK, STRANGER, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, ping, type TwoHosts } from "../two-hosts.js";
+import { STRANGER, TUN_A, UNDERLAY_A, createTwoHosts, ping, type TwoHosts } from "../two-hosts.js";
+import { WIREGUARD_PORT as PORT, openWireguardPair } from "./engine-pair.js";
 import { exchangeUdp } from "./udp-exchange.js";
 
-const PORT = 51820;
 const FLOODER_PORT = 40123;
 const keysA = generateStaticKeys();
 const keysB = generateStaticKeys();
@@ -53,19 +52,11 @@ let engineB: Engine;
 
 beforeAll(async () => {
   hosts = await createTwoHosts();
-  engineA = openEngine({
-    mode: "wireguard", tunName: "wt0", mtu: 1420, bindAddress: UNDERLAY_A, netns: hosts.a, icmpSource: TUN_A, port: PORT,
-    wireguard: { privateKey: keysA.privateKey, defence: { underLoadMessagesPerSecond: 20, rateLimits: { perSecond: 20, burst: 5, maxSources: 64 } } },
-  });
   // B retries a handshake after 1 s instead of 5 s: the test need not wait out REKEY_TIMEOUT.
-  engineB = openEngine({
-    mode: "wireguard", tunName: "wt0", mtu: 1420, bindAddress: UNDERLAY_B, netns: hosts.b, icmpSource: TUN_B, port: PORT,
-    wireguard: { privateKey: keysB.privateKey, timers: { rekeyTimeoutMs: 1000 } },
-  });
-  await addressTun("wt0", SUBNET_A, NETWORK, hosts.a);
-  await addressTun("wt0", SUBNET_B, NETWORK, hosts.b);
-  engineA.setPeer({ subnet: SUBNET_B, publicIP: UNDERLAY_B, publicKey: keysB.publicKey.toString("base64"), port: PORT });
-  engineB.setPeer({ subnet: SUBNET_A, publicIP: UNDERLAY_A, publicKey: keysA.publicKey.toString("base64"), port: PORT });
+  ({ engineA, engineB } = await openWireguardPair(hosts, { a: keysA, b: keysB }, {
+    a: { defence: { underLoadMessagesPerSecond: 20, rateLimits: { perSecond: 20, burst: 5, maxSources: 64 } } },
+    b: { timers: { rekeyTimeoutMs: 1000 } },
+  }));
 });
 
 afterAll(async () => {
