@@ -452,7 +452,8 @@ export class Daemon {
 
   /**
    * Our lease re-put with new attrs (kept for renewals, repairs and the next acquisition), on
-   * the mod revision we know or, if the key was written since, once more on what is there now.
+   * the mod revision we know (none: the key is absent) or, if it was written since, once more on
+   * what is there now.
    */
   private async rewriteOwnLease(wiring: Pick<Wiring, "network" | "keeper" | "store">, own: Lease, attrs: LeaseAttrs, knownModRevision: string | undefined): Promise<boolean> {
     wiring.network.attrs = attrs;
@@ -460,8 +461,9 @@ export class Daemon {
     this.ownLease = lease;
     wiring.keeper.track(lease);
     const replace = (modRevision: string) => wiring.store.replaceIfUnchanged(own.key, formatLeaseValue(attrs), own.reservation ? undefined : own.etcdLeaseId, modRevision);
-    if (knownModRevision !== undefined && (await replace(knownModRevision))) return true;
-    // Written since we looked (a renewal does not write; a repair may have), or not looked at yet.
+    // Mod revision "0": only if the key is absent.
+    if (await replace(knownModRevision ?? "0")) return true;
+    // Written since we looked (a renewal does not write; a repair may have): once more on what is there now.
     const current = (await wiring.store.list(own.key)).keys.find((stored) => stored.key === own.key);
     return current ? replace(current.modRevision) : false;
   }
@@ -480,7 +482,7 @@ export class Daemon {
     if (this.stopRequested || this.reacquiring || !own || !store || !keeper) return false;
     try {
       const written = await this.rewriteOwnLease({ network, store, keeper }, own, attrs, undefined);
-      if (!written) this.logger.warn({ key: own.key }, `our lease ${own.key} is not in etcd to re-advertise; the next acquisition carries the new attrs`);
+      if (!written) this.logger.warn({ key: own.key }, `our lease ${own.key} changed while it was re-advertised; it is rewritten when the next listing finds it differs`);
       return written;
     } catch (error) {
       this.logger.error({ err: error, key: own.key }, `re-advertising our lease ${own.key} failed; it is rewritten when the next listing finds it differs`);
