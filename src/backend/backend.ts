@@ -53,16 +53,16 @@ export interface BackendContext {
   /** A directory the backend may keep state in across restarts (e.g. a userspace VtepMAC). */
   stateDir: string;
   /**
-   * Set by the daemon: a userspace data path survives restarts (persistent TUN, snapshot in
-   * stateDir, fds parked at stop for holdMs; 0 = not parked). Absent (a backend used on its
-   * own, as tests do): the data path lives and dies with the backend object.
-   */
-  /**
    * Set by the daemon: what the backend advertises changed on its own (a rotated WireGuard key),
    * so the own lease is re-put with these attrs. Resolves true once written; false if it could
    * not be now (no lease yet, or re-acquiring: the new attrs go into the next one).
    */
   readvertise?: (attrs: BackendRegistration["attrs"]) => Promise<boolean>;
+  /**
+   * Set by the daemon: a userspace data path survives restarts (persistent TUN, snapshot in
+   * stateDir, fds parked at stop for holdMs; 0 = not parked). Absent (a backend used on its
+   * own, as tests do): the data path lives and dies with the backend object.
+   */
   restarts?: {
     holdMs: number;
     /** Under systemd: the unit's fd store, which keeps the fds instead of a holder (it would die with the unit's cgroup). */
