@@ -214,8 +214,9 @@ export class WireguardSessions {
   /**
    * A rotated static key. Sessions stay (their keys do not depend on it) until handshakes with the
    * new key replace them, so traffic flows until each peer switches; initiations in flight (made
-   * with the old key, their responses could not be opened) are forgotten; peers with sessions get
-   * an initiation with the new key ROTATION_HANDSHAKE_DELAY_MS later unless they handshake first.
+   * with the old key, their responses could not be opened) are forgotten; peers with sessions or
+   * such an initiation get one with the new key ROTATION_HANDSHAKE_DELAY_MS later unless they
+   * handshake first.
    */
   setStaticKeys(keys: StaticKeys): void {
     this.local.privateKey.fill(0);
@@ -223,9 +224,10 @@ export class WireguardSessions {
     this.cookies.setPublicKey(keys.publicKey);
     const at = this.now() + ROTATION_HANDSHAKE_DELAY_MS;
     for (const peer of this.byId.values()) {
+      const wasInitiating = peer.initiation !== undefined;
       this.forgetInitiation(peer);
-      peer.cookie = undefined; // a peer's cookie is for the messages it saw from us; it re-sends one if still under load
-      peer.rotationHandshakeAt = peer.lastHandshakeAt !== undefined && !peer.zeroed ? at : undefined;
+      // (A cookie from the peer stays good: it is bound to our address, not to our key.)
+      peer.rotationHandshakeAt = wasInitiating || (peer.lastHandshakeAt !== undefined && !peer.zeroed) ? at : undefined;
     }
   }
 
