@@ -74,3 +74,18 @@ export async function startFlannelStyleWireguardGo(setup: FlannelStyleWireguardG
   }
   return { device: setup.device, wg, stop: () => terminatePids([pid], 2000) };
 }
+
+/** A wireguard lease's value as flanneld and weft write it (the fields the tests read). */
+export interface WireguardLeaseValue {
+  PublicIP: string;
+  BackendType: string;
+  BackendData: { PublicKey: string; Port: number };
+}
+
+/** The lab's leases by subnet ("10.66.3.0/24"), read with etcdctl. */
+export async function wireguardLeases(lab: Lab): Promise<Map<string, WireguardLeaseValue>> {
+  const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
+  const result = new Map<string, WireguardLeaseValue>();
+  for (let i = 0; i + 1 < listed.length; i += 2) result.set(listed[i]!.split("/").pop()!.replace("-", "/"), JSON.parse(listed[i + 1]!) as WireguardLeaseValue);
+  return result;
+}

@@ -27,6 +27,7 @@ import { startPingStream } from "../../../src/lab/ping-stream.js";
 import { isAlive } from "../../../src/process/pids.js";
 import { parseWgDump, type WgDump } from "../../../src/kernel/wireguard-device.js";
 import { verifiedTransfer } from "../../support/tcp-transfer.js";
+import { wireguardLeases, type WireguardLeaseValue } from "../../support/wireguard-go.js";
 
 const DEVICE = "flannel-wg";
 const MTU = 1500 - 80;
@@ -34,25 +35,17 @@ const MTU = 1500 - 80;
 const PSK = "VK5bgp9RLb5f6ZxCebG3Dxwu+PmKbW02o7MqdZ9udhc=";
 const KEEPALIVE = 25;
 
-interface LeaseValue {
-  PublicIP: string;
-  BackendType: string;
-  BackendData: { PublicKey: string; Port: number };
-}
-
 describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab", () => {
   const name = uniquePrefix("wgd").slice(0, -1);
   const labDir = join(tmpdir(), `weft-wg-device-${name}`);
   let lab: Lab;
 
-  const leases = async (): Promise<Map<string, LeaseValue>> => {
-    const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
-    const result = new Map<string, LeaseValue>();
-    for (let i = 0; i + 1 < listed.length; i += 2) result.set(listed[i]!, JSON.parse(listed[i + 1]!));
-    return result;
-  };
-  const leaseOf = async (host: string): Promise<{ key: string; value: LeaseValue }> => {
-    for (const [key, value] of await leases()) if (value.PublicIP === lab.host(host).underlayAddress) return { key, value };
+  const leases = () => wireguardLeases(lab);
+  /** The host's lease: its subnet ("10.66.3.0/24"), its etcd key and its value. */
+  const leaseOf = async (host: string): Promise<{ subnet: string; key: string; value: WireguardLeaseValue }> => {
+    for (const [subnet, value] of await leases()) {
+      if (value.PublicIP === lab.host(host).underlayAddress) return { subnet, key: `/coreos.com/network/subnets/${subnet.replace("/", "-")}`, value };
+    }
     throw new Error(`no lease of ${host} in etcd`);
   };
   const dump = async (host: string): Promise<WgDump> => parseWgDump((await lab.host(host).exec("wg", ["show", DEVICE, "dump"])).stdout, PSK);
@@ -98,9 +91,8 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
     expect(device.device.listenPort).toBe(51820);
     expect(Object.keys(own.value.BackendData)).toEqual(["PublicKey", "Port"]);
     const expected = [];
-    for (const [key, value] of await leases()) {
-      if (key === own.key) continue;
-      const subnet = key.split("/").pop()!.replace("-", "/");
+    for (const [subnet, value] of await leases()) {
+      if (subnet === own.subnet) continue;
       expected.push({
         publicKey: value.BackendData.PublicKey, endpoint: `${value.PublicIP}:${value.BackendData.Port}`, allowedIps: [subnet],
         presharedKey: "ours", persistentKeepaliveSeconds: KEEPALIVE,
@@ -110,7 +102,7 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
       publicKey, endpoint, allowedIps, presharedKey, persistentKeepaliveSeconds,
     }));
     expect(actual.sort((a, b) => a.publicKey.localeCompare(b.publicKey))).toEqual(expected.sort((a, b) => a.publicKey.localeCompare(b.publicKey)));
-    const subnet = own.key.split("/").pop()!.replace("-", "/");
+    const subnet = own.subnet;
     const address = (await lab.host("h1").exec("ip", ["-4", "-o", "addr", "show", "dev", DEVICE])).stdout;
     expect(address).toContain(`inet ${subnet.split("/")[0]}/32`);
     const route = (await lab.host("h1").exec("ip", ["route", "show", "dev", DEVICE])).stdout;

@@ -27,16 +27,10 @@ import { ipBatch, uniquePrefix } from "../../../src/lab/netns.js";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { Ipv4Subnet, parseIpv4 } from "../../../src/net/ipv4.js";
 import { terminatePids } from "../../../src/process/pids.js";
-import { startWireguardGoOnLabHost } from "../../support/wireguard-go.js";
+import { startWireguardGoOnLabHost, wireguardLeases } from "../../support/wireguard-go.js";
 
 const NETWORK = "10.66.0.0/16";
 const MTU = 1500 - 80;
-
-interface LeaseValue {
-  PublicIP: string;
-  BackendType: string;
-  BackendData: { PublicKey: string; Port: number };
-}
 
 describe("mixed wireguard cluster: weft hosts and a flanneld-style wireguard-go host", () => {
   const name = uniquePrefix("wgx").slice(0, -1);
@@ -47,12 +41,7 @@ describe("mixed wireguard cluster: weft hosts and a flanneld-style wireguard-go 
   let wgPid: number | undefined;
   let subnet: Ipv4Subnet;
 
-  const leases = async (): Promise<Map<string, LeaseValue>> => {
-    const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
-    const result = new Map<string, LeaseValue>();
-    for (let i = 0; i + 1 < listed.length; i += 2) result.set(listed[i]!.split("/").pop()!.replace("-", "/"), JSON.parse(listed[i + 1]!));
-    return result;
-  };
+  const leases = () => wireguardLeases(lab);
   const weftPeers = async (host: string): Promise<number> => {
     const metrics = await lab.host(host).exec(process.execPath, ["-e",
       `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`]);
