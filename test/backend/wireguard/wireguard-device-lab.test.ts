@@ -116,6 +116,10 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
     for (const line of (await lab.host("h1").exec("wg", ["show", DEVICE, "latest-handshakes"])).stdout.trim().split("\n")) {
       expect(Number(line.split(/\s+/)[1]), line).toBeGreaterThan(0);
     }
+    // The device's peers on /metrics, read from wg at the scrape.
+    const metrics = await http("h1", "/metrics");
+    expect(metrics).toMatch(/^weft_wireguard_peers\{state="configured"\} 2$/m);
+    expect(metrics).toMatch(/^weft_wireguard_peers\{state="handshaken"\} 2$/m);
   });
 
   it("transfers 8 MB with matching sha256, wireguard-go → userspace and userspace → wireguard-go", async () => {
