@@ -116,7 +116,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
 
   async loadLeaseSet(own: Lease, peers: readonly Lease[]): Promise<void> {
     await this.queue.run(async () => {
-      await this.loadKey();
+      // No key load here: doctor's dry run must not create a missing key file (a repair loads it when it configures the device).
       this.ownLease = own;
       this.snapshotApplied = true;
       this.peers.setOwnLease(own);
