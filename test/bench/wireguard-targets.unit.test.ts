@@ -1,4 +1,6 @@
+import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
+import { parseBenchReport } from "../../src/bench/bench.js";
 import { BUILTIN_PATHS } from "../../src/bench/paths.js";
 import { formatTargets, judgeWireguardTargets } from "../../src/bench/targets.js";
 import { pathResult, rep, report } from "./report-fixture.js";
@@ -40,5 +42,16 @@ describe("the wireguard targets of a bench run", () => {
     expect(path?.daemons).toBe("weft + wireguard-go");
     expect(path?.lab.networkConfig).toMatchObject({ Backend: { Type: "wireguard", Implementation: "wireguard-go" } });
     expect(BUILTIN_PATHS.find((candidate) => candidate.id === "wireguard")?.lab.networkConfig).toMatchObject({ Backend: { Type: "wireguard", Implementation: "userspace" } });
+  });
+
+  it("judges the saved run (docs/bench.json, both rows measured): 5.37× wireguard-go met, 0.27× udp missed", async () => {
+    const saved = parseBenchReport(await readFile(new URL("../../docs/bench.json", import.meta.url), "utf8"), "bench.json");
+    const verdicts = judgeWireguardTargets(saved);
+    expect(verdicts.map((verdict) => [verdict.what, verdict.met])).toEqual([
+      ["TCP 1 stream ≥ 3× Debian's wireguard-go", true],
+      ["TCP 1 stream ≥ 0.5× weft udp", false],
+    ]);
+    expect(verdicts[0]?.value).toBeCloseTo(5.37, 1);
+    expect(verdicts[1]?.value).toBeCloseTo(0.27, 1);
   });
 });
