@@ -30,7 +30,8 @@ import type { Ipv6Subnet } from "./net/ipv6.js";
 import { describeSubnets, leaseSubnets, primarySubnet, type SubnetKeyParts } from "./lease/subnet-key.js";
 import { NO_PUBLIC_IP, hostAddress } from "./lease/host-address.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
-import { createMetrics, type BuildEngine, type WeftMetrics } from "./observe/metrics.js";
+import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
+import { buildEngineOf } from "./observe/build-engine.js";
 import { timeAsyncCalls } from "./observe/call-timing.js";
 import { startPeerProbing, type PeerProbing } from "./probe/peer-prober.js";
 import { buildStatusModel } from "./probe/status-model.js";
@@ -72,13 +73,6 @@ interface Wiring {
 }
 
 /** Where the data path of `config` runs, for weft_build_info. */
-function engineOf(config: NetworkConfig): BuildEngine {
-  const type = config.backend.type;
-  if (type === "alloc") return "none";
-  if (type === "udp" || type === "vxlan-userspace" || (type === "vxlan" && config.backend.options.Userspace === true)) return "userspace";
-  return "kernel";
-}
-
 export class Daemon {
   private readonly metrics: WeftMetrics = createMetrics();
   private http: RunningHttpServer | undefined;
@@ -216,7 +210,7 @@ export class Daemon {
       logger.warn({ publicIPv6: options.interfaceSelection.publicIPv6 }, "--public-ipv6 is unused: the network config does not enable IPv6 (EnableIPv6)");
     }
     if (factory.type !== "alloc") assertNetAdmin(`the ${factory.type} backend`);
-    this.metrics.setBuildInfo({ backend: factory.type, engine: engineOf(config) });
+    this.metrics.setBuildInfo({ backend: factory.type, engine: buildEngineOf(config) });
     const backend = factory.create({
       network: config,
       options: config.backend.options,
@@ -230,6 +224,8 @@ export class Daemon {
     this.built.backend = backend;
     const registration = await backend.register();
     this.checkpoint();
+    // wireguard chose its implementation in register(): the label says which one runs.
+    this.metrics.setBuildInfo({ backend: factory.type, engine: buildEngineOf(config, backend.dataPathDetails?.()) });
     const network: Network = {
       config,
       mtu: registration.mtu,

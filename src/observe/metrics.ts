@@ -38,8 +38,11 @@ export interface WeftMetrics {
   trackReadiness(checks: () => Readonly<Record<string, boolean | string>>): void;
 }
 
-/** Where the data path runs: the kernel (vxlan, host-gw), weft's userspace engine (udp, vxlan-userspace), or nowhere (alloc). */
-export type BuildEngine = "kernel" | "userspace" | "none" | "";
+/**
+ * Where the data path runs: the kernel (vxlan, host-gw, wireguard's module), weft's userspace
+ * engine (udp, vxlan-userspace, wireguard's own), Debian's wireguard-go, or nowhere (alloc).
+ */
+export type BuildEngine = "kernel" | "userspace" | "wireguard-go" | "none" | "";
 
 export const METRICS_PREFIX = "weft_";
 

@@ -74,6 +74,7 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
   it("runs wireguard-go on h1 and h2 and weft's engine on h3, and says so in the log, /readyz and /metrics", async () => {
     for (const [host, implementation] of [["h1", "wireguard-go"], ["h2", "wireguard-go"], ["h3", "userspace"]] as const) {
       expect(await http(host, "/metrics")).toMatch(new RegExp(`^weft_wireguard_implementation\\{implementation="${implementation}"\\} 1$`, "m"));
+      expect(await http(host, "/metrics")).toMatch(new RegExp(`^weft_build_info\\{version="[^"]+",backend="wireguard",engine="${implementation}"\\} 1$`, "m"));
       expect(await http(host, "/readyz?verbose")).toContain(`[i] wireguardImplementation ${implementation}`);
       const log = await readFile(lab.host(host).state.logFile, "utf8");
       expect(log.match(/"msg":"wireguard: [^"]*carries the traffic/g), host).toHaveLength(1);

@@ -64,6 +64,7 @@ describe("wireguard backend in a 3-host weft lab", () => {
     const metrics = (await lab.host("h1").exec(process.execPath, ["-e",
       `fetch("http://127.0.0.1:${lab.host("h1").state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
     expect(metrics).toMatch(/^weft_wireguard_implementation\{implementation="userspace"\} 1$/m);
+    expect(metrics).toMatch(/^weft_build_info\{version="[^"]+",backend="wireguard",engine="userspace"\} 1$/m);
     expect(Number(/^weft_wireguard_handshakes_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     expect(metrics).toMatch(/^weft_wireguard_peers\{state="handshaken"\} 2$/m);
     const key = (await readFile(keyFile("h1"), "utf8")).trim();
