@@ -135,9 +135,10 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
       expect((await manager.ask("status")).stored).toEqual(expect.arrayContaining(["weft-tun-0", "weft-udp-0"]));
     } finally {
       await manager.close();
+      // Back to the lab's own daemon for the next case, also when this one failed (a failure
+      // here once left h2 without a daemon, and the next case reported "no reply at all").
+      await lab!.startDaemon("h2");
     }
-    // Back to the lab's own daemon for the next case.
-    await lab!.startDaemon("h2");
   });
 
   it("SIGKILL + start: forwarding is back within 1 s", async () => {
