@@ -31,7 +31,7 @@ import { describeSubnets, leaseSubnets, primarySubnet, type SubnetKeyParts } fro
 import { NO_PUBLIC_IP, hostAddress } from "./lease/host-address.js";
 import { startHttpServer, type Readiness, type RunningHttpServer } from "./observe/http-server.js";
 import { createMetrics, type WeftMetrics } from "./observe/metrics.js";
-import { buildEngineOf } from "./observe/build-engine.js";
+import { buildEngineOf } from "./backend/build-engine.js";
 import { timeAsyncCalls } from "./observe/call-timing.js";
 import { startPeerProbing, type PeerProbing } from "./probe/peer-prober.js";
 import { buildStatusModel } from "./probe/status-model.js";

@@ -1,5 +1,5 @@
 import type { NetworkConfig } from "../config/network-config.js";
-import type { BuildEngine } from "./metrics.js";
+import type { BuildEngine } from "../observe/metrics.js";
 
 /**
  * weft_build_info's `engine` label: where this host's data path runs. Known from the config

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildEngineOf } from "../../src/observe/build-engine.js";
+import { buildEngineOf } from "../../src/backend/build-engine.js";
 import type { NetworkConfig } from "../../src/config/network-config.js";
 
 function config(type: string, options: Record<string, unknown> = {}): NetworkConfig {
