@@ -72,7 +72,6 @@ interface Wiring {
   watcher: PeerWatcher;
 }
 
-/** Where the data path of `config` runs, for weft_build_info. */
 export class Daemon {
   private readonly metrics: WeftMetrics = createMetrics();
   private http: RunningHttpServer | undefined;
