@@ -22,6 +22,7 @@ import { uniquePrefix } from "../../src/lab/netns.js";
 import { startPingStream, type PingStreamResult } from "../../src/lab/ping-stream.js";
 import { startTcpStream, type TcpStreamResult } from "../../src/lab/tcp-stream.js";
 import { isAlive } from "../../src/process/pids.js";
+import { describeDrops, readDropCounters } from "../support/loss-evidence.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -47,7 +48,7 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
   });
 
   /** Runs `restart` on h2 with both streams flowing h1c1 → h2c1; returns what they saw. */
-  async function during(restart: () => Promise<void>): Promise<{ ping: PingStreamResult; tcp: TcpStreamResult }> {
+  async function during(restart: () => Promise<void>): Promise<{ ping: PingStreamResult; tcp: TcpStreamResult; drops: string }> {
     const from = lab!.containers.find((container) => container.host === "h1")!;
     const to = lab!.containers.find((container) => container.host === "h2")!;
     const ping = startPingStream(from.namespace, to.address!);
@@ -55,13 +56,17 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
     try {
       await tcp?.flowing();
       await waitFor(() => ping.received() >= 20, 10_000, "the ping stream to flow");
+      var before = await Promise.all(["h1", "h2"].map((host) => readDropCounters(lab!.host(host))));
       await restart();
       await sleep(1500); // the streams run on after the restart: a late loss would show
     } finally {
       var pingResult = await ping.stop();
       var tcpResult = (await tcp?.stop()) ?? { sentBytes: 0, receivedBytes: 0, corruptBytes: 0, longestStallMs: 0 };
     }
-    return { ping: pingResult, tcp: tcpResult };
+    const after = await Promise.all(["h1", "h2"].map((host) => readDropCounters(lab!.host(host))));
+    const moved = ["h1", "h2"].map((host, i) => describeDrops(host, before[i]!, after[i]!)).filter(Boolean);
+    // Where a lost echo went, for the failure message (or that no counter saw it).
+    return { ping: pingResult, tcp: tcpResult, drops: `${pingResult.lost} of ${pingResult.sent} lost; ${moved.join("; ") || "no drop counter moved"}` };
   }
 
   it("builds a 2-host lab", async () => {
@@ -74,7 +79,7 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
     const before = host.state.daemonPid!;
     const tun = async () => (JSON.parse((await host.exec("ip", ["-j", "link", "show", "type", "tun"])).stdout) as { ifname: string; txqlen: number }[])[0];
     let queueWhileStopped: number | undefined;
-    const { ping, tcp } = await during(async () => {
+    const { ping, tcp, drops } = await during(async () => {
       await lab!.stopDaemon("h2");
       queueWhileStopped = (await tun())?.txqlen;
       await lab!.startDaemon("h2");
@@ -88,7 +93,7 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
     expect(isAlive(before)).toBe(false);
     expect(host.state.daemonPid).not.toBe(before);
     expect(ping.sent).toBeGreaterThan(100);
-    expect(ping.lost).toBe(0);
+    expect(ping.lost, drops).toBe(0);
     expect(tcp.error).toBeUndefined();
     expect(tcp.corruptBytes).toBe(0);
     expect(tcp.receivedBytes).toBeGreaterThanOrEqual(tcp.sentBytes);
@@ -102,7 +107,7 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
     try {
       await manager.startAndWaitReady();
       expect((await manager.ask("status")).stored).toEqual(expect.arrayContaining(["weft-tun-0", "weft-udp-0"]));
-      const { ping, tcp } = await during(async () => {
+      const { ping, tcp, drops } = await during(async () => {
         await manager.ask("kill");
         await sleep(2000);
         await manager.startAndWaitReady();
@@ -110,7 +115,7 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
       console.log(`${name} fd store, SIGKILL + start 2 s later: ${ping.lost}/${ping.sent} lost, longest gap ${ping.longestGapMs} ms; tcp ${tcp.receivedBytes}/${tcp.sentBytes} B`);
       expect(ping.sent).toBeGreaterThan(200);
       expect(ping.longestGapMs).toBeGreaterThanOrEqual(1500); // nothing forwarded while it was down…
-      expect(ping.lost).toBe(0); // …and nothing lost
+      expect(ping.lost, drops).toBe(0); // …and nothing lost
       expect(tcp.error).toBeUndefined();
       expect(tcp.corruptBytes).toBe(0);
       expect(await readFile(host.state.logFile, "utf8")).toMatch(/"how":"handed over".*\n(.*\n)*.*"how":"handed over"/);
@@ -131,7 +136,7 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
       expect(log).toMatch(/repairing the TUN device/);
       expect(deleted.ping.longestGapMs).toBeLessThan(3000);
       expect(steady.ping.sent).toBeGreaterThan(100);
-      expect(steady.ping.lost).toBe(0);
+      expect(steady.ping.lost, steady.drops).toBe(0);
       expect((await manager.ask("status")).stored).toEqual(expect.arrayContaining(["weft-tun-0", "weft-udp-0"]));
     } finally {
       await manager.close();

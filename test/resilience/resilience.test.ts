@@ -42,6 +42,7 @@ import { startTcpStream, type TcpStreamResult } from "../../src/lab/tcp-stream.j
 import { formatTable } from "../../src/observe/text-table.js";
 import { isAlive } from "../../src/process/pids.js";
 import { metricSeries, metricSum, readMetrics } from "../support/lab-metrics.js";
+import { describeDrops, readDropCounters, type DropCounters } from "../support/loss-evidence.js";
 import { seededRandom } from "../support/seeded-random.js";
 import { slowDownEtcd } from "../support/slow-etcd.js";
 import { garbageDatagrams, sendDatagrams } from "../support/udp-garbage.js";
@@ -81,6 +82,8 @@ interface Row {
   recoveryMs?: number;
   etcdState: string;
   note?: string;
+  /** The drop counters that moved on the live hosts while the scenario ran (to say where a loss happened). */
+  drops?: string;
 }
 const rows: Row[] = [];
 
@@ -210,9 +213,11 @@ function scenarioRunner(currentLab: () => Lab, live: string[], backendName: stri
     let tcpResult: TcpStreamResult | undefined;
     let recoveryMs: number | undefined;
     let problem: string | undefined;
+    const countersBefore = new Map<string, DropCounters>();
     try {
       await tcp.flowing();
       if ((await timeUntil(async () => ping.received() >= 20, 10_000)) === undefined) throw new Error("the ping stream does not flow before the fault");
+      for (const host of live) countersBefore.set(host, await readDropCounters(lab.host(host)));
       await inject();
       recoveryMs = await timeUntil(async () => (await etcdStateProblem(lab, live)) === undefined && (await (options.recovered?.(ping) ?? true)), 60_000);
       await sleep(1000); // the stream keeps running a while after recovery
@@ -220,6 +225,11 @@ function scenarioRunner(currentLab: () => Lab, live: string[], backendName: stri
       pingResult = await ping.stop().catch(() => undefined);
       tcpResult = await tcp.stop().catch(() => undefined);
       problem = await etcdStateProblem(lab, live).catch((error: Error) => error.message);
+    }
+    const moved: string[] = [];
+    for (const [host, before] of countersBefore) {
+      const line = describeDrops(host, before, await readDropCounters(lab.host(host)));
+      if (line) moved.push(line);
     }
     const alive = live.filter((host) => isAlive(lab.host(host).state.daemonPid ?? -1));
     const row: Row = {
@@ -230,6 +240,7 @@ function scenarioRunner(currentLab: () => Lab, live: string[], backendName: stri
       alive: `${alive.length}/${live.length}`,
       recoveryMs,
       etcdState: problem === undefined ? "yes" : `NO: ${problem}`,
+      drops: moved.length > 0 ? moved.join("; ") : "no drop counter moved",
       ...(options.lossAllowed && (pingResult?.lost ?? 0) > 0 ? { note: options.lossAllowed } : {}),
     };
     rows.push(row);
@@ -242,7 +253,7 @@ function scenarioRunner(currentLab: () => Lab, live: string[], backendName: stri
     expect(row.tcp?.error).toBeUndefined();
     expect(row.tcp?.corruptBytes).toBe(0);
     if (!options.lossAllowed) {
-      expect(row.ping?.lost).toBe(0);
+      expect(row.ping?.lost, `${row.scenario}: ${row.ping?.lost} of ${row.ping?.sent} echoes lost; ${row.drops}`).toBe(0);
       // Everything sent arrived by the end (the stream did not silently stop).
       expect(row.tcp!.receivedBytes).toBeGreaterThanOrEqual(row.tcp!.sentBytes);
     }
