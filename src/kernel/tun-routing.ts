@@ -25,6 +25,7 @@ export async function addressTun(
   netns?: string,
   ipv6?: TunIpv6Routing,
 ): Promise<void> {
+  await ensureNoQueueDiscipline(device, netns);
   const address = `${ownSubnet.toString().split("/")[0]}/32`;
   // The new address first, then any other (an old lease's /32): removing a device's last IPv4
   // address flushes every route through it, which on a device resumed after a restart
@@ -47,6 +48,30 @@ export async function addressTun(
  */
 function addressesOf(links: readonly { addr_info?: { local?: string; prefixlen?: number }[] }[]): string[] {
   return (links[0]?.addr_info ?? []).filter((info) => info.local !== undefined).map((info) => `${info.local}/${info.prefixlen}`);
+}
+
+/**
+ * Gives the TUN the `noqueue` discipline (kernel vxlan and veth devices have it by default), once:
+ * a TUN never stops its queue (it drops at its own ring, txqueuelen long, when that is full), so
+ * a qdisc in front of it holds nothing worth holding, and every txqueuelen change (the hand-over
+ * lengthens the ring and puts it back) deactivates the device's qdiscs for a moment: what the
+ * default pfifo_fast held then is dropped. Measured with a reader on a TUN and a 5 kpps stream
+ * into it, 200 changes: 133 packets dropped with pfifo_fast, 57 with fq_codel, 1 with noqueue
+ * (the lost echo of the hand-over tests, `flannel0 tx dropped +1`). Replacing a qdisc
+ * deactivates too: done only when it is not noqueue already.
+ */
+export async function ensureNoQueueDiscipline(device: string, netns?: string): Promise<void> {
+  const prefix = netns === undefined ? [] : ["-n", netns];
+  const shown = await runCommand("tc", [...prefix, "-j", "qdisc", "show", "dev", device], { timeoutMs: IP_TIMEOUT_MS });
+  const root = (JSON.parse(shown.stdout || "[]") as { kind?: string; root?: boolean }[]).find((qdisc) => qdisc.root);
+  if (root?.kind === "noqueue") return;
+  const full = [...prefix, "qdisc", "replace", "dev", device, "root", "noqueue"];
+  try {
+    await runCommand("tc", full, { timeoutMs: IP_TIMEOUT_MS });
+  } catch (error) {
+    if (!(error instanceof CommandFailedError)) throw error;
+    throw new Error(`\`tc ${full.join(" ")}\` failed for TUN device ${device}: ${commandFailureText(error)}`, { cause: error });
+  }
 }
 
 /** The device's transmit queue length (`txqueuelen`: for a TUN, the packets it holds for its reader). */

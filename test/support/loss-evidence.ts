@@ -17,6 +17,16 @@ export async function readDropCounters(host: LabHost): Promise<DropCounters> {
     const index = names?.indexOf(name) ?? -1;
     if (index > 0) counters.set(`udp ${name}`, Number(values?.[index]));
   }
+  // Per CPU: processed, dropped (the backlog queue full: netdev_max_backlog), time squeezed.
+  // Not per namespace: every host sees the machine's (a drop here is anyone's).
+  const softnet = (await host.exec("cat", ["/proc/net/softnet_stat"], { allowFailure: true })).stdout;
+  counters.set(
+    "machine softnet backlog dropped",
+    softnet
+      .split("\n")
+      .filter(Boolean)
+      .reduce((sum, line) => sum + parseInt(line.split(/\s+/)[1] ?? "0", 16), 0),
+  );
   const links = (await host.exec("ip", ["-s", "-j", "link", "show"], { allowFailure: true })).stdout;
   try {
     for (const link of JSON.parse(links || "[]") as Array<{ ifname: string; stats64?: { rx?: { dropped?: number }; tx?: { dropped?: number } } }>) {
