@@ -90,6 +90,9 @@ describe.each(BACKENDS)("restarting a $name daemon", ({ name, backend, backendOp
     const started = Date.now();
     while ((await tun())?.txqlen !== 500 && Date.now() - started < 10_000) await sleep(200);
     expect((await tun())?.txqlen).toBe(500);
+    // noqueue: the queue-length changes around the hand-over drop nothing a qdisc held.
+    const qdiscs = JSON.parse((await host.exec("tc", ["-j", "qdisc", "show", "dev", (await tun())!.ifname])).stdout) as { kind: string; root?: boolean }[];
+    expect(qdiscs.find((qdisc) => qdisc.root)?.kind).toBe("noqueue");
     expect(isAlive(before)).toBe(false);
     expect(host.state.daemonPid).not.toBe(before);
     expect(ping.sent).toBeGreaterThan(100);
