@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CommandFailedError, CommandMissingError, CommandTimedOutError, commandFailureText } from "../process/command-errors.js";
 import { runCommand } from "../process/run-command.js";
+import { formatIpv6, type Ipv6Subnet } from "../net/ipv6.js";
 import { assertDeviceName } from "./objects.js";
+import { readTunRouting } from "./tun-routing.js";
 
 /**
  * A WireGuard device configured with wg(8) and ip(8): the kernel module's `type wireguard` link,
@@ -31,7 +33,7 @@ export interface WgPeerState {
   publicKey: string;
   /** Whether the peer has a preshared key, and whether it is the one we compare against. */
   presharedKey: "none" | "ours" | "other";
-  /** "a.b.c.d:port"; undefined before the peer was configured with one or roamed. */
+  /** "a.b.c.d:port" or "[v6]:port"; undefined before the peer was configured with one or roamed. */
   endpoint: string | undefined;
   /** "a.b.c.d/len", as wg prints them. */
   allowedIps: string[];
@@ -176,6 +178,21 @@ export class WireguardDevice {
 
   async setMtuUp(mtu: number): Promise<void> {
     await this.ip(["link", "set", "dev", this.name, "mtu", String(mtu), "up"], "set MTU and up on");
+  }
+
+  /**
+   * The addressing of a device that carries IPv6 alone (flannel-wg-v6, as flanneld's ConfigureV6):
+   * the own IPv6 subnet's network address as /128, any other global IPv6 address (an old
+   * lease's) removed after it, and the IPv6 Network routed into the device.
+   */
+  async addressIpv6(ownSubnet: Ipv6Subnet, network: Ipv6Subnet): Promise<void> {
+    const address = `${formatIpv6(ownSubnet.network)}/128`;
+    // nodad: the address is ours alone (no neighbours behind a WireGuard device), usable at once.
+    await this.ip(["-6", "addr", "replace", address, "dev", this.name, "nodad"], "address");
+    for (const other of (await readTunRouting(this.name, this.netns)).addresses) {
+      if (other !== address && other.includes(":")) await this.ip(["-6", "addr", "del", other, "dev", this.name], "address");
+    }
+    await this.ip(["-6", "route", "replace", network.toString(), "dev", this.name], "route into");
   }
 
   /** Private key (the file's path) and listen port; only what is given is set. */

@@ -1,5 +1,5 @@
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { access, constants, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { delimiter, join } from "node:path";
 import { sleep } from "../async/sleep.js";
 import { CommandMissingError } from "../process/command-errors.js";
 import { spawnDetached, spawnDetachedInNamespace } from "../process/detached.js";
@@ -16,6 +16,15 @@ import type { WireguardDevice } from "./wireguard-device.js";
  */
 
 const START_TIMEOUT_MS = 10_000;
+
+/** Whether `wireguard-go` is an executable on `env`'s PATH (the choice of "auto" asks before it runs anything). */
+export async function wireguardGoOnPath(env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    if (await access(join(dir, "wireguard-go"), constants.X_OK).then(() => true, () => false)) return true;
+  }
+  return false;
+}
 
 export function wireguardGoPidFile(stateDir: string, device: string): string {
   return join(stateDir, `wireguard-go.${device}.pid`);

@@ -5,17 +5,19 @@ import { programmingMetrics, recordPeerCounts, type ProgrammingMetrics } from ".
 import { describeReconcileChange, type DeviceChange, type ReconcileChange, type ReconcileReport, type TunObject } from "../reconcile-report.js";
 import { tunChanges } from "../userspace/engine-backend.js";
 import { ipv4NetworkOf, ownIpv4Subnet } from "../ipv4-half.js";
+import { ownIpv6Subnet } from "../dual-stack.js";
 import { SerialQueue } from "../../async/serial-queue.js";
 import type { PeerRoute } from "../../engine/engine.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
 import { Ipv4Subnet, formatIpv4 } from "../../net/ipv4.js";
+import { formatIpv6, type Ipv6Subnet } from "../../net/ipv6.js";
 import { addressTun, readTunRouting } from "../../kernel/tun-routing.js";
-import { WireguardDevice, type WgDump, type WgPeerState } from "../../kernel/wireguard-device.js";
+import { WireguardDevice, type WgDump, type WgPeerConfig, type WgPeerState } from "../../kernel/wireguard-device.js";
 import { runningWireguardGo, startWireguardGo, stopWireguardGo } from "../../kernel/wireguard-go.js";
 import { formatWireguardBackendData } from "./backend-data.js";
-import { devicePeerConfig, planDevicePeers, type DevicePeerPlan } from "./device-plan.js";
+import { devicePeerConfig, planDevicePeers, type DeviceCarriage, type DevicePeerPlan } from "./device-plan.js";
 import { loadOrCreateKey, type LoadedKey } from "./key-file.js";
-import { wireguardPeerRoute } from "./peer-route.js";
+import { wireguardDevicePeer, type WireguardDevicePeer } from "./peer-route.js";
 import type { WireguardOptions } from "./options.js";
 import type { WireguardDeviceStatus } from "./wireguard-metrics.js";
 
@@ -34,6 +36,13 @@ import type { WireguardDeviceStatus } from "./wireguard-metrics.js";
  *      (wireguard-go: started again), so drift by hand is repaired;
  *   5. stop: the device, its peers and (wireguard-go) the process stay, so a restart loses
  *      nothing; `weft cleanup` removes them.
+ * A dual-stack network (EnableIPv6) adds IPv6 as flanneld does. Mode "separate" (the default):
+ * a second device flannel-wg-v6 on ListenPortV6 with the same key and MTU, the own IPv6 subnet's
+ * address as /128 and the IPv6Network routed into it, one peer per lease with an IPv6 subnet
+ * (BackendV6Data's key, endpoint [PublicIPv6]:Port, AllowedIPs its IPv6 subnet); all five steps
+ * above hold for it as for flannel-wg (wireguard-go: a second process). Modes "auto", "ipv4",
+ * "ipv6": flannel-wg alone carries both families (AllowedIPs both subnets of a peer, both
+ * addresses and routes on the device), the endpoint chosen by family (device-plan.ts).
  * Everything runs in one queue: a peer event and a reconcile interleaved could undo each other.
  */
 
@@ -42,17 +51,47 @@ export type DeviceImplementation = "kernel" | "wireguard-go";
 export interface DeviceBackendSpec {
   implementation: DeviceImplementation;
   options: WireguardOptions;
-  /** The device MTU (and FLANNEL_MTU): MTU - 80. */
+  /** The device MTU (and FLANNEL_MTU): MTU - 80, the same on both devices. */
   mtu: number;
   keyFile: string;
   /** Network namespace of the device (tests, the lab); undefined: the daemon's. */
   netns?: string;
 }
 
+/** One WireGuard device of the backend and what it carries. */
+interface ManagedDevice {
+  device: WireguardDevice;
+  listenPort: number;
+  carriage: DeviceCarriage;
+  /** Whether the own IPv4 / IPv6 subnet address and Network route go on it. */
+  ipv4: boolean;
+  ipv6: boolean;
+  /** A device found at start is kept, peers included; said once per device. */
+  adoptionNoted: boolean;
+}
+
+/** The device names of a spec's layout: flannel-wg, and in Mode "separate" on a dual-stack network flannel-wg-v6. */
+function deviceLayout(context: BackendContext, spec: DeviceBackendSpec): ManagedDevice[] {
+  const { options, netns } = spec;
+  const managed = (name: string, listenPort: number, carriage: DeviceCarriage, ipv4: boolean, ipv6: boolean): ManagedDevice => ({
+    device: new WireguardDevice(name, netns), listenPort, carriage, ipv4, ipv6, adoptionNoted: false,
+  });
+  if (!context.network.ipv6) return [managed(options.tunName, options.listenPort, { families: "ipv4", listenPort: options.listenPort }, true, false)];
+  if (options.mode === "separate") {
+    return [
+      managed(options.tunName, options.listenPort, { families: "ipv4", listenPort: options.listenPort }, true, false),
+      managed(options.tunNameV6, options.listenPortV6, { families: "ipv6", listenPort: options.listenPortV6 }, false, true),
+    ];
+  }
+  const own = { ipv4: context.external.publicIP, ipv6: context.external.publicIPv6 };
+  const endpoint = options.mode === "auto" ? "auto" : options.mode;
+  return [managed(options.tunName, options.listenPort, { families: "both", listenPort: options.listenPort, endpoint, own }, true, true)];
+}
+
 export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
   readonly type = "wireguard";
-  private readonly device: WireguardDevice;
-  private readonly peers: PeerTable<PeerRoute>;
+  private readonly devices: ManagedDevice[];
+  private readonly peers: PeerTable<WireguardDevicePeer>;
   private readonly queue = new SerialQueue();
   private readonly metrics: ProgrammingMetrics;
   private key: LoadedKey | undefined;
@@ -64,28 +103,44 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
     private readonly context: BackendContext,
     private readonly spec: DeviceBackendSpec,
   ) {
-    this.device = new WireguardDevice(spec.options.tunName, spec.netns);
+    this.devices = deviceLayout(context, spec);
     this.metrics = programmingMetrics(context.metrics);
-    this.peers = new PeerTable<PeerRoute>({
+    this.peers = new PeerTable<WireguardDevicePeer>({
       backendType: "wireguard",
       ownPublicIP: context.external.publicIP,
       logger: context.logger,
-      classify: wireguardPeerRoute(spec.options.listenPort),
+      classify: wireguardDevicePeer(context.network.ipv6 !== undefined),
     });
   }
 
+  /** flannel-wg (the device that carries IPv4). */
   get deviceName(): string {
-    return this.device.name;
+    return (this.devices[0] as ManagedDevice).device.name;
+  }
+
+  /** Every device this backend keeps: flannel-wg, and flannel-wg-v6 in Mode "separate" with IPv6. */
+  get deviceNames(): string[] {
+    return this.devices.map((managed) => managed.device.name);
   }
 
   async register(): Promise<BackendRegistration> {
     return this.queue.run(async () => {
       const key = await this.loadKey();
-      const changes = await this.ensureDevice(false);
-      if (changes.length > 0) this.context.logger.warn({ changes: changes.map(describeReconcileChange) }, "wireguard: repaired the device found at start");
+      for (const managed of this.devices) {
+        const changes = await this.ensureDevice(managed, false);
+        if (changes.length > 0) this.context.logger.warn({ device: managed.device.name, changes: changes.map(describeReconcileChange) }, "wireguard: repaired the device found at start");
+      }
+      await this.releaseUnusedIpv6Device();
       const publicKey = key.publicKey.toString("base64");
+      const { options } = this.spec;
+      const ipv6Device = this.devices.find((managed) => managed.ipv6);
       return {
-        attrs: { backendType: "wireguard", backendData: formatWireguardBackendData({ publicKey, port: this.spec.options.listenPort }) },
+        attrs: {
+          backendType: "wireguard",
+          backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }),
+          // The port the IPv6-carrying device really listens on (flanneld writes ListenPortV6 even when that is flannel-wg on ListenPort).
+          ...(ipv6Device ? { backendV6Data: formatWireguardBackendData({ publicKey, port: ipv6Device.listenPort }) } : {}),
+        },
         mtu: this.spec.mtu,
       };
     });
@@ -96,7 +151,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
       this.ownLease = own;
       this.peers.setOwnLease(own);
       this.updateMetrics();
-      await addressTun(this.device.name, ownIpv4Subnet(own), ipv4NetworkOf(this.context.network, "wireguard"), this.spec.netns);
+      for (const managed of this.devices) await this.addressDevice(managed, own);
       await this.programPeers("own lease change");
       if (this.snapshotApplied) await this.reconcileNow(false);
     });
@@ -133,20 +188,24 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
     return this.queue.run(() => this.reconcileNow(options.dryRun));
   }
 
-  /** Graceful: the device, its peers and a wireguard-go process stay, so a restart is hitless. */
+  /** Graceful: the devices, their peers and wireguard-go processes stay, so a restart is hitless. */
   async stop(): Promise<void> {
     await this.queue.run(async () => {
-      this.context.logger.info({ device: this.device.name, implementation: this.spec.implementation }, "wireguard: the device and its peers stay for the next start (`weft cleanup` removes them)");
+      this.context.logger.info(
+        { devices: this.deviceNames, implementation: this.spec.implementation },
+        "wireguard: the devices and their peers stay for the next start (`weft cleanup` removes them)",
+      );
     });
   }
 
-  /** What the device says now, for /metrics (peers and their handshakes); undefined when it cannot be read. */
+  /** What the devices say now, for /metrics (peers and their handshakes); undefined when none can be read. */
   async status(): Promise<WireguardDeviceStatus | undefined> {
-    const dump = await this.device.readDump().catch(() => undefined);
-    if (!dump) return undefined;
+    const dumps = await Promise.all(this.devices.map((managed) => managed.device.readDump().catch(() => undefined)));
+    const read = dumps.filter((dump): dump is WgDump => dump !== undefined);
+    if (read.length === 0) return undefined;
     const now = Date.now();
     return {
-      peers: dump.peers.map((peer) => ({ lastHandshakeAgeMs: peer.latestHandshakeSeconds === 0 ? null : Math.max(0, now - peer.latestHandshakeSeconds * 1000) })),
+      peers: read.flatMap((dump) => dump.peers).map((peer) => ({ lastHandshakeAgeMs: peer.latestHandshakeSeconds === 0 ? null : Math.max(0, now - peer.latestHandshakeSeconds * 1000) })),
     };
   }
 
@@ -156,22 +215,54 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
   }
 
   /**
+   * flannel-wg-v6 left by a start in Mode "separate" when this one has none (another Mode, or
+   * IPv6 off): it would route the IPv6Network past flannel-wg. Only one weft owns goes (its
+   * wireguard-go by the PID file, or a kernel wireguard link by that name).
+   */
+  private async releaseUnusedIpv6Device(): Promise<void> {
+    const name = this.spec.options.tunNameV6;
+    if (this.devices.some((managed) => managed.device.name === name)) return;
+    let device: WireguardDevice;
+    try {
+      device = new WireguardDevice(name, this.spec.netns);
+    } catch {
+      return; // TunName too long for a "-v6" sibling: there cannot be one
+    }
+    const removed = await releaseDevicePath(device, this.context.stateDir);
+    if (removed.length > 0) this.context.logger.info({ removed }, `wireguard: removed ${name}, which this configuration does not use (Mode "${this.spec.options.mode}"${this.context.network.ipv6 ? "" : ", EnableIPv6 off"})`);
+  }
+
+  /** The own lease's addresses and the Network routes on a device, for the families it carries. */
+  private async addressDevice(managed: ManagedDevice, own: Lease): Promise<void> {
+    const { device } = managed;
+    if (managed.ipv4) await addressTun(device.name, ownIpv4Subnet(own), ipv4NetworkOf(this.context.network, "wireguard"), this.spec.netns);
+    if (managed.ipv6) await device.addressIpv6(ownIpv6Subnet(own), this.ipv6Network());
+  }
+
+  private ipv6Network(): Ipv6Subnet {
+    const network = this.context.network.ipv6;
+    if (!network) throw new Error("wireguard: a device carries IPv6 but the network has no IPv6Network (EnableIPv6 is off)");
+    return network.network;
+  }
+
+  /**
    * The device as configured: there and answering wg (created or started if not, a wrong one
    * replaced), our key and port, MTU, up. Returns what was (dry run: would be) changed; a dry
    * run with the device missing stops there.
    */
-  private async ensureDevice(dryRun: boolean): Promise<DeviceChange[]> {
-    const { name } = this.device;
+  private async ensureDevice(managed: ManagedDevice, dryRun: boolean): Promise<DeviceChange[]> {
+    const { device } = managed;
+    const { name } = device;
     const changes: DeviceChange[] = [];
-    let link = await this.device.readLink();
-    let dump = link ? await this.device.readDump(this.spec.options.presharedKey) : undefined;
+    let link = await device.readLink();
+    let dump = link ? await device.readDump(this.spec.options.presharedKey) : undefined;
     const unusable = link && this.unusableReason(link.kind, dump);
     if (link && unusable) {
       changes.push({ action: "recreate-device", device: name, reason: unusable });
       if (dryRun) return changes;
       this.context.logger.warn({ device: name, reason: unusable }, "wireguard: the device cannot be used as it is; re-creating it");
       await stopWireguardGo(this.context.stateDir, name); // one weft started (another implementation before): its device goes with it
-      await this.device.delete();
+      await device.delete();
       link = undefined;
       dump = undefined;
     }
@@ -179,18 +270,18 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
     if (!link) {
       if (this.ownLease) changes.push({ action: "recreate-device", device: name, reason: "it does not exist" });
       if (dryRun) return changes;
-      dump = await this.createDevice();
-      link = await this.device.readLink();
+      dump = await this.createDevice(managed);
+      link = await device.readLink();
     } else {
-      await this.noteAdopted();
+      await this.noteAdopted(managed);
     }
-    if (!dump || !link) throw new Error(`wireguard: ${this.device.where} does not answer wg after it was created`);
-    if (!dryRun) await this.configureInterface(dump);
+    if (!dump || !link) throw new Error(`wireguard: ${device.where} does not answer wg after it was created`);
+    if (!dryRun) await this.configureInterface(managed, dump);
     const wrongMtu = link.mtu !== this.spec.mtu;
     // A device just born is set up as a matter of course; only an existing one's state is drift.
     if (!created && wrongMtu) changes.push({ action: "set-mtu", device: name, mtu: this.spec.mtu, was: link.mtu });
     else if (!created && !link.up) changes.push({ action: "set-up", device: name });
-    if (!dryRun && (wrongMtu || !link.up)) await this.device.setMtuUp(this.spec.mtu);
+    if (!dryRun && (wrongMtu || !link.up)) await device.setMtuUp(this.spec.mtu);
     return changes;
   }
 
@@ -202,121 +293,150 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
     return undefined;
   }
 
-  private async createDevice(): Promise<WgDump | undefined> {
-    const { name } = this.device;
-    this.adoptionNoted = true;
+  private async createDevice(managed: ManagedDevice): Promise<WgDump | undefined> {
+    const { device } = managed;
+    managed.adoptionNoted = true;
     if (this.spec.implementation === "kernel") {
-      await this.device.createKernelDevice();
-      this.context.logger.info({ device: name }, "wireguard: created the kernel WireGuard device");
+      await device.createKernelDevice();
+      this.context.logger.info({ device: device.name }, "wireguard: created the kernel WireGuard device");
     } else {
       // One that lost its device (deleted by hand) exits by itself; if not, it must not hold the socket.
-      await stopWireguardGo(this.context.stateDir, name);
-      const pid = await startWireguardGo(this.device, this.context.stateDir);
-      this.context.logger.info({ device: name, pid }, "wireguard: started wireguard-go for the device (detached: it outlives weft restarts)");
+      await stopWireguardGo(this.context.stateDir, device.name);
+      const pid = await startWireguardGo(device, this.context.stateDir);
+      this.context.logger.info({ device: device.name, pid }, "wireguard: started wireguard-go for the device (detached: it outlives weft restarts)");
     }
-    return this.device.readDump(this.spec.options.presharedKey);
+    return device.readDump(this.spec.options.presharedKey);
   }
 
-  /** A device found at start is kept, peers included; said once, with who serves it. */
-  private adoptionNoted = false;
-  private async noteAdopted(): Promise<void> {
-    if (this.adoptionNoted) return;
-    this.adoptionNoted = true;
-    const pid = this.spec.implementation === "wireguard-go" ? await runningWireguardGo(this.context.stateDir, this.device.name) : undefined;
+  private async noteAdopted(managed: ManagedDevice): Promise<void> {
+    if (managed.adoptionNoted) return;
+    managed.adoptionNoted = true;
+    const { name } = managed.device;
+    const pid = this.spec.implementation === "wireguard-go" ? await runningWireguardGo(this.context.stateDir, name) : undefined;
     this.context.logger.info(
-      { device: this.device.name, implementation: this.spec.implementation, ...(pid === undefined ? {} : { pid }) },
+      { device: name, implementation: this.spec.implementation, ...(pid === undefined ? {} : { pid }) },
       this.spec.implementation === "wireguard-go" && pid === undefined
         ? "wireguard: kept the existing device; its wireguard-go was not started by weft (no PID file), so weft will not stop it"
         : "wireguard: kept the existing device and its peers",
     );
   }
 
-  /** Our key and port on the device; set only when different (setting them again would reset sessions or rebind). */
-  private async configureInterface(dump: WgDump): Promise<void> {
+  /** Our key and the device's port; set only when different (setting them again would reset sessions or rebind). */
+  private async configureInterface(managed: ManagedDevice, dump: WgDump): Promise<void> {
     const key = await this.loadKey();
     const publicKey = key.publicKey.toString("base64");
-    const listenPort = this.spec.options.listenPort;
-    await this.device.setInterface({
+    const { listenPort } = managed;
+    await managed.device.setInterface({
       ...(dump.device.publicKey === publicKey ? {} : { privateKeyFile: key.path }),
       ...(dump.device.listenPort === listenPort ? {} : { listenPort }),
     });
   }
 
-  private desiredPeers() {
-    return [...this.peers.peers()].map((route) => devicePeerConfig(route, this.spec.options.persistentKeepaliveSeconds));
+  /** The served peers a device carries, each with its device configuration. */
+  private desiredPeers(managed: ManagedDevice): { peer: WireguardDevicePeer; config: WgPeerConfig }[] {
+    return [...this.peers.peers()].flatMap((peer) => {
+      const config = devicePeerConfig(peer, managed.carriage, this.spec.options.persistentKeepaliveSeconds);
+      return config ? [{ peer, config }] : [];
+    });
   }
 
-  private plan(actual: readonly WgPeerState[]): DevicePeerPlan {
-    return planDevicePeers(this.desiredPeers(), actual, { presharedKey: this.spec.options.presharedKey !== undefined, removeUnknown: this.snapshotApplied });
+  private plan(managed: ManagedDevice, actual: readonly WgPeerState[]): DevicePeerPlan {
+    const desired = this.desiredPeers(managed).map((each) => each.config);
+    return planDevicePeers(desired, actual, { presharedKey: this.spec.options.presharedKey !== undefined, removeUnknown: this.snapshotApplied });
   }
 
-  private async applyPlan(plan: DevicePeerPlan): Promise<void> {
-    await this.device.removePeers(plan.remove);
-    await this.device.setPeers(plan.set, this.spec.options.presharedKey);
+  private async applyPlan(managed: ManagedDevice, plan: DevicePeerPlan): Promise<void> {
+    await managed.device.removePeers(plan.remove);
+    await managed.device.setPeers(plan.set, this.spec.options.presharedKey);
   }
 
-  /** The device's peers made equal to the table's; a device that cannot be read is left to reconcile. */
+  /** Each device's peers made equal to the table's; a device that cannot be read is left to reconcile. */
   private async programPeers(why: string): Promise<void> {
-    const started = performance.now();
-    let dump: WgDump | undefined;
-    try {
-      dump = await this.device.readDump(this.spec.options.presharedKey);
-      if (!dump) throw new Error(`${this.device.where} does not answer wg`);
-      const plan = this.plan(dump.peers);
-      await this.applyPlan(plan);
-      if (plan.set.length + plan.remove.length > 0) {
-        this.context.logger.debug({ set: plan.set.length, removed: plan.remove.length, why }, "programmed wireguard peers");
+    for (const managed of this.devices) {
+      const started = performance.now();
+      try {
+        const dump = await managed.device.readDump(this.spec.options.presharedKey);
+        if (!dump) throw new Error(`${managed.device.where} does not answer wg`);
+        const plan = this.plan(managed, dump.peers);
+        await this.applyPlan(managed, plan);
+        if (plan.set.length + plan.remove.length > 0) {
+          this.context.logger.debug({ device: managed.device.name, set: plan.set.length, removed: plan.remove.length, why }, "programmed wireguard peers");
+        }
+      } catch (error) {
+        this.metrics.failures.inc({ backend: this.type });
+        this.context.logger.error({ err: error, device: managed.device.name, why }, "wireguard: programming peers failed; reconcile will retry");
+      } finally {
+        this.metrics.programmingSeconds.observe({ backend: this.type }, (performance.now() - started) / 1000);
       }
-    } catch (error) {
-      this.metrics.failures.inc({ backend: this.type });
-      this.context.logger.error({ err: error, why }, "wireguard: programming peers failed; reconcile will retry");
-    } finally {
-      this.metrics.programmingSeconds.observe({ backend: this.type }, (performance.now() - started) / 1000);
     }
   }
 
   private async reconcileNow(dryRun: boolean): Promise<ReconcileReport> {
+    const report: ReconcileReport = { desired: [], actual: [], changes: [] };
+    for (const managed of this.devices) {
+      const part = await this.reconcileDevice(managed, dryRun);
+      report.desired.push(...part.desired);
+      report.actual.push(...part.actual);
+      report.changes.push(...part.changes);
+    }
+    return report;
+  }
+
+  private async reconcileDevice(managed: ManagedDevice, dryRun: boolean): Promise<ReconcileReport> {
     const own = this.ownLease;
-    const name = this.device.name;
-    const deviceChanges = await this.ensureDevice(dryRun);
+    const { device } = managed;
+    const name = device.name;
+    const deviceChanges = await this.ensureDevice(managed, dryRun);
     if (!own) return { desired: [], actual: [], changes: deviceChanges };
-    const network = ipv4NetworkOf(this.context.network, "wireguard");
-    const desired: TunObject[] = [
-      { kind: "tun-device", device: name },
-      { kind: "tun-address", address: `${formatIpv4(ownIpv4Subnet(own).network)}/32`, device: name },
-      { kind: "tun-route", destination: network.toString(), device: name },
-      ...[...this.peers.peers()].map((peer): TunObject => ({ kind: "engine-peer", peer })),
-    ];
+    const served = this.desiredPeers(managed);
+    const desired: TunObject[] = [{ kind: "tun-device", device: name }];
+    if (managed.ipv4) {
+      desired.push(
+        { kind: "tun-address", address: `${formatIpv4(ownIpv4Subnet(own).network)}/32`, device: name },
+        { kind: "tun-route", destination: ipv4NetworkOf(this.context.network, "wireguard").toString(), device: name },
+      );
+    }
+    if (managed.ipv6) {
+      desired.push(
+        { kind: "tun-address", address: `${formatIpv6(ownIpv6Subnet(own).network)}/128`, device: name },
+        { kind: "tun-route", destination: this.ipv6Network().toString(), device: name },
+      );
+    }
+    desired.push(...served.map(({ peer, config }): TunObject => ({ kind: "engine-peer", peer: reportedPeer(config, peer) })));
     const absent = deviceChanges.some((change) => change.action === "recreate-device");
     if (dryRun && absent) {
       return { desired, actual: [], changes: [...deviceChanges, ...desired.map((object) => ({ action: "add", object }) as const)] };
     }
     const routing = await readTunRouting(name, this.spec.netns);
-    const dump = await this.device.readDump(this.spec.options.presharedKey);
-    if (!dump) throw new Error(`wireguard: ${this.device.where} does not answer wg`);
+    const dump = await device.readDump(this.spec.options.presharedKey);
+    if (!dump) throw new Error(`wireguard: ${device.where} does not answer wg`);
+    // Only the families the device carries are its state (flannel-wg in Mode "separate" may hold IPv6 link-local things).
+    const carried = (text: string) => (text.includes(":") ? managed.ipv6 : managed.ipv4);
     const actual: TunObject[] = [
       { kind: "tun-device", device: name },
-      ...routing.addresses.filter((address) => !address.includes(":")).map((address): TunObject => ({ kind: "tun-address", address, device: name })),
-      ...routing.routes.filter((route) => !route.includes(":")).map((destination): TunObject => ({ kind: "tun-route", destination, device: name })),
+      ...routing.addresses.filter(carried).map((address): TunObject => ({ kind: "tun-address", address, device: name })),
+      ...routing.routes.filter(carried).map((destination): TunObject => ({ kind: "tun-route", destination, device: name })),
     ];
-    const plan = this.plan(dump.peers);
+    const plan = this.plan(managed, dump.peers);
     const changing = new Set([...plan.set.map((peer) => peer.publicKey), ...plan.remove]);
     // Peers in sync show as themselves; changed ones as the device holds them (removed) and as wanted (added).
-    const peerObjects = [...this.peers.peers()].filter((peer) => !changing.has(peer.publicKey ?? ""));
-    actual.push(...peerObjects.map((peer): TunObject => ({ kind: "engine-peer", peer })));
-    const heldChanging = dump.peers.filter((peer) => changing.has(peer.publicKey)).flatMap((peer) => heldRoute(peer));
+    const inSync = served.filter(({ config }) => !changing.has(config.publicKey));
+    actual.push(...inSync.map(({ peer, config }): TunObject => ({ kind: "engine-peer", peer: reportedPeer(config, peer) })));
+    const leaseOfKey = new Map(served.map(({ peer, config }) => [config.publicKey, peer]));
+    const heldChanging = dump.peers.filter((peer) => changing.has(peer.publicKey)).flatMap((peer) => heldRoute(peer, leaseOfKey.get(peer.publicKey)));
     actual.push(...heldChanging.map((peer): TunObject => ({ kind: "engine-peer", peer })));
     const routingChanges = tunChanges(desired.filter((object) => object.kind !== "engine-peer"), actual.filter((object) => object.kind !== "engine-peer"));
+    const setKeys = new Set(plan.set.map((set) => set.publicKey));
     const peerChanges: ReconcileChange[] = [
       ...heldChanging.map((peer) => ({ action: "remove", object: { kind: "engine-peer", peer } }) as const),
-      ...[...this.peers.peers()].filter((peer) => plan.set.some((set) => set.publicKey === peer.publicKey)).map((peer) => ({ action: "add", object: { kind: "engine-peer", peer } }) as const),
+      ...served.filter(({ config }) => setKeys.has(config.publicKey)).map(({ peer, config }) => ({ action: "add", object: { kind: "engine-peer", peer: reportedPeer(config, peer) } }) as const),
     ];
     const changes: ReconcileChange[] = [...deviceChanges, ...routingChanges, ...peerChanges];
     if (!dryRun && routingChanges.length + peerChanges.length > 0) {
       this.metrics.repairs.inc({ backend: this.type }, routingChanges.length + peerChanges.length);
-      this.context.logger.warn({ changes: changes.map(describeReconcileChange) }, "reconcile: repairing the WireGuard device that drifted from the lease set");
-      if (routingChanges.length > 0) await addressTun(name, ownIpv4Subnet(own), network, this.spec.netns);
-      await this.applyPlan(plan);
+      this.context.logger.warn({ device: name, changes: changes.map(describeReconcileChange) }, "reconcile: repairing the WireGuard device that drifted from the lease set");
+      if (routingChanges.length > 0) await this.addressDevice(managed, own);
+      await this.applyPlan(managed, plan);
     }
     return { desired, actual, changes };
   }
@@ -342,11 +462,24 @@ export async function releaseDevicePath(device: WireguardDevice, stateDir: strin
   return removed;
 }
 
-/** A peer as the device holds it, in the report's terms (one per IPv4 allowed IP, endpoint split). */
-function heldRoute(peer: WgPeerState): PeerRoute[] {
-  const endpoint = peer.endpoint === undefined ? undefined : /^(.*):(\d+)$/.exec(peer.endpoint);
-  const publicIP = endpoint?.[1] ?? "(no endpoint)";
-  const port = endpoint ? Number(endpoint[2]) : 0;
+/** An endpoint as wg prints it ("a.b.c.d:port", "[v6]:port") split into address and port. */
+function splitEndpoint(endpoint: string | undefined): { publicIP: string; port: number } {
+  const parts = endpoint === undefined ? undefined : /^\[?([^\]]*)\]?:(\d+)$/.exec(endpoint);
+  return parts ? { publicIP: parts[1] as string, port: Number(parts[2]) } : { publicIP: "(no endpoint)", port: 0 };
+}
+
+/**
+ * A served peer in the report's terms (reconcile-report.ts has engine peers only: a route for an
+ * IPv4 subnet): the lease's IPv4 subnet names it, the endpoint says which family reaches it.
+ */
+function reportedPeer(config: WgPeerConfig, peer: WireguardDevicePeer): PeerRoute {
+  return { subnet: peer.v4?.subnet ?? new Ipv4Subnet(0, 0), ...splitEndpoint(config.endpoint), publicKey: config.publicKey };
+}
+
+/** A peer as the device holds it, in the report's terms (one per IPv4 allowed IP, else the lease's IPv4 subnet). */
+function heldRoute(peer: WgPeerState, lease: WireguardDevicePeer | undefined): PeerRoute[] {
+  const endpoint = splitEndpoint(peer.endpoint);
   const subnets = peer.allowedIps.map((text) => Ipv4Subnet.tryParse(text)).filter((subnet): subnet is Ipv4Subnet => subnet !== undefined);
-  return (subnets.length > 0 ? subnets : [new Ipv4Subnet(0, 0)]).map((subnet) => ({ subnet, publicIP, publicKey: peer.publicKey, port }));
+  const named = subnets.length > 0 ? subnets : [lease?.v4?.subnet ?? new Ipv4Subnet(0, 0)];
+  return named.map((subnet) => ({ subnet, ...endpoint, publicKey: peer.publicKey }));
 }

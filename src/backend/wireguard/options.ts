@@ -6,13 +6,16 @@ import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options
  * flannel's wireguard Backend options (pkg/backend/wireguard): `ListenPort` (51820),
  * `ListenPortV6` (51821), `MTU` (the external interface's; the device gets MTU - 80), `PSK`
  * (base64, as `wg genpsk` prints it), `Mode` ("separate", "auto", "ipv4", "ipv6") and
- * `PersistentKeepaliveInterval` (seconds; 0 off). weft adds `TunName` (default "flannel-wg",
+ * `PersistentKeepaliveInterval` (seconds; 0 off). Mode matters only with EnableIPv6: "separate"
+ * is a second device flannel-wg-v6 on ListenPortV6, the others one device for both families
+ * (device-plan.ts). weft adds `TunName` (default "flannel-wg",
  * flanneld's device name), `Implementation` and the engine's `Queues`/`QueueThreads`.
  *
  * Implementations: "userspace" (weft's own WireGuard in the native engine), "kernel" (a
  * `type wireguard` device of the kernel module, configured with wg(8)), "wireguard-go" (the
  * same device configuration on a TUN served by Debian's wireguard-go, which weft starts) and
- * "auto" (kernel where the module is there, else userspace). `$WEFT_WIREGUARD_IMPLEMENTATION`
+ * "auto" (kernel where the module is there, else userspace; with EnableIPv6 wireguard-go before
+ * userspace, which forwards IPv4 only). `$WEFT_WIREGUARD_IMPLEMENTATION`
  * overrides the config's value on one host, as `$WIREGUARD_KEY_FILE` picks its key file: a
  * cluster can move host by host.
  */
@@ -32,12 +35,19 @@ export interface WireguardOptions extends QueueOptions {
   mode: WireguardMode;
   persistentKeepaliveSeconds: number;
   tunName: string;
+  /** Mode "separate" on a dual-stack network: the IPv6 device, TunName + "-v6" (flanneld's flannel-wg-v6). */
+  tunNameV6: string;
   implementation: WireguardImplementation;
 }
 
 export const DEFAULT_LISTEN_PORT = 51820;
 export const DEFAULT_LISTEN_PORT_V6 = 51821;
 export const DEFAULT_WIREGUARD_DEVICE = "flannel-wg";
+
+/** The IPv6 device of Mode "separate" for a TunName: flannel-wg → flannel-wg-v6, as flanneld names it. */
+export function ipv6DeviceName(tunName: string): string {
+  return `${tunName}-v6`;
+}
 /**
  * flanneld's `overhead`: outer IPv4/IPv6 header (it reserves 40 for both), UDP 8, WireGuard's
  * type/index/counter 16 and tag 16. The device MTU and FLANNEL_MTU are MTU - 80.
@@ -78,15 +88,16 @@ export function parseWireguardOptions(options: JsonObject, env: NodeJS.ProcessEn
     throw new Error(`Backend.Mode: "${modeText}" is not one of ${MODES.join(", ")}`);
   }
   const mode = modeText as WireguardMode;
-  if (mode === "ipv6") throw new Error('Backend.Mode: "ipv6" is not supported: weft carries IPv4 container networks only; use "separate" or "ipv4"');
   const persistentKeepaliveSeconds =
     readInteger(options, "PersistentKeepaliveInterval", "Backend.PersistentKeepaliveInterval", { min: 0, max: 65_535 }) ?? 0;
   const tunName = readString(options, "TunName", "Backend.TunName") ?? DEFAULT_WIREGUARD_DEVICE;
   assertDeviceName(tunName.replace("%d", "0"), "Backend.TunName");
+  // Checked where it is used (a dual-stack network in Mode "separate"): a long TunName is fine without IPv6.
+  const tunNameV6 = ipv6DeviceName(tunName);
   const configured = parseImplementation(readString(options, "Implementation", "Backend.Implementation") ?? "auto", "Backend.Implementation");
   const override = env[IMPLEMENTATION_ENV];
   const implementation = override !== undefined && override !== "" ? parseImplementation(override, `$${IMPLEMENTATION_ENV}`) : configured;
   return {
-    listenPort, listenPortV6, mtu, presharedKey, mode, persistentKeepaliveSeconds, tunName, implementation, ...parseQueueOptions(options),
+    listenPort, listenPortV6, mtu, presharedKey, mode, persistentKeepaliveSeconds, tunName, tunNameV6, implementation, ...parseQueueOptions(options),
   };
 }

@@ -13,7 +13,8 @@ import { KeyRotation } from "./key-rotation.js";
 import { IMPLEMENTATION_ENV, WIREGUARD_OVERHEAD, parseWireguardOptions, type ResolvedWireguardImplementation, type WireguardOptions } from "./options.js";
 import { wireguardPeerRoute } from "./peer-route.js";
 import { exportWireguardStatus } from "./wireguard-metrics.js";
-import { refuseIpv6OnlyNetwork } from "../ipv4-half.js";
+import type { NetworkConfig } from "../../config/network-config.js";
+import { wireguardGoOnPath } from "../../kernel/wireguard-go.js";
 
 /**
  * flannel's wireguard backend (the device `flannel-wg` addressed with the lease's subnet address
@@ -24,7 +25,9 @@ import { refuseIpv6OnlyNetwork } from "../ipv4-half.js";
  *   - "wireguard-go": the same, on a device Debian's wireguard-go serves (weft starts it);
  *   - "userspace": weft's own WireGuard in the native engine (EngineBackend, wireguard mode);
  *   - "auto": kernel if `ip link add … type wireguard` works in the daemon's namespace, else
- *     userspace.
+ *     userspace; on a dual-stack network wireguard-go (if on PATH) before userspace, which
+ *     forwards IPv4 only (it then warns once that no IPv6 is forwarded).
+ * With EnableIPv6 the device path adds flanneld's IPv6 (flannel-wg-v6 or one device, by Mode).
  * The lease is the same for all three, so hosts on different implementations form one cluster
  * (and one with flanneld's hosts).
  */
@@ -56,8 +59,12 @@ export interface ImplementationChoice {
   why: string;
 }
 
-/** Decides the implementation; "kernel" and "auto" probe the kernel of `netns`. */
-export async function chooseImplementation(options: WireguardOptions, env: NodeJS.ProcessEnv, netns?: string): Promise<ImplementationChoice> {
+/**
+ * Decides the implementation; "kernel" and "auto" probe the kernel of `netns`. `ipv6`: the
+ * network is dual-stack, and weft's userspace engine forwards IPv4 only, so "auto" takes
+ * wireguard-go (when it is on PATH) before it.
+ */
+export async function chooseImplementation(options: WireguardOptions, env: NodeJS.ProcessEnv, netns?: string, ipv6 = false): Promise<ImplementationChoice> {
   const source = env[IMPLEMENTATION_ENV] ? `$${IMPLEMENTATION_ENV}` : "Backend.Implementation";
   if (options.implementation === "userspace" || options.implementation === "wireguard-go") return { implementation: options.implementation, why: source };
   const where = netns === undefined ? "this host" : `namespace "${netns}"`;
@@ -66,9 +73,41 @@ export async function chooseImplementation(options: WireguardOptions, env: NodeJ
     if (!probe.available) throw new KernelWireguardUnavailableError(where, probe.reason);
     return { implementation: "kernel", why: source };
   }
-  return probe.available
-    ? { implementation: "kernel", why: `${source} "auto": the kernel of ${where} has WireGuard` }
-    : { implementation: "userspace", why: `${source} "auto": the kernel of ${where} has no WireGuard (${probe.reason})` };
+  if (probe.available) return { implementation: "kernel", why: `${source} "auto": the kernel of ${where} has WireGuard` };
+  const noKernel = `${source} "auto": the kernel of ${where} has no WireGuard (${probe.reason})`;
+  if (!ipv6) return { implementation: "userspace", why: noKernel };
+  if (await wireguardGoOnPath(env)) {
+    return { implementation: "wireguard-go", why: `${noKernel}, and the network is dual-stack (EnableIPv6) while weft's userspace engine forwards IPv4 only: wireguard-go is on PATH` };
+  }
+  return { implementation: "userspace", why: `${noKernel}, and no wireguard-go on PATH` };
+}
+
+/** The userspace engine on a dual-stack network: said once, loudly, at start (as the udp backend does). */
+function warnUserspaceIpv4Only(context: BackendContext, why: string): void {
+  context.logger.warn(
+    { backend: "wireguard", implementation: "userspace", why },
+    "wireguard: weft's userspace WireGuard forwards IPv4 only: EnableIPv6 is ignored on this host, NO IPv6 is forwarded to or from its containers; " +
+      'install wireguard-go (apt-get install wireguard-go) or load the wireguard kernel module and use Implementation "auto", "wireguard-go" or "kernel" for IPv6',
+  );
+}
+
+/** Mode "ipv6" reaches peers at their PublicIPv6, which the IPv4-only userspace engine cannot. */
+function refuseIpv6ModeOnUserspace(options: WireguardOptions, why: string): void {
+  if (options.mode !== "ipv6") return;
+  throw new Error(
+    `wireguard: Backend.Mode "ipv6" needs a WireGuard device (kernel or wireguard-go), but this host runs weft's userspace engine (${why}), which reaches peers over IPv4 only; ` +
+      'install wireguard-go or load the wireguard kernel module, or use Mode "separate", "auto" or "ipv4"',
+  );
+}
+
+/** The device path needs IPv4 too: an IPv6-only network is refused with what to use instead. */
+export function refuseIpv6OnlyWireguardNetwork(network: NetworkConfig): void {
+  if (network.ipv4) return;
+  throw new Error(
+    "wireguard: the network is IPv6-only (EnableIPv4: false), and the wireguard backend always carries IPv4 (weft's userspace engine forwards IPv4 only, " +
+      "and the device path builds IPv6 beside IPv4, as flanneld's flannel-wg-v6 or one dual-stack flannel-wg, not without it); enable IPv4 beside IPv6 (dual-stack, any Mode), " +
+      'or use "Backend": {"Type": "vxlan"} or {"Type": "host-gw"} for an IPv6-only network',
+  );
 }
 
 type Inner = (EngineBackend | WireguardDeviceBackend) & LeaseSetLoader;
@@ -87,7 +126,7 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     private readonly context: BackendContext,
     private readonly hooks: WireguardBackendHooks = {},
   ) {
-    refuseIpv6OnlyNetwork(context.network, "wireguard");
+    refuseIpv6OnlyWireguardNetwork(context.network);
     this.env = hooks.env ?? process.env;
     this.options = parseWireguardOptions(context.options, this.env);
   }
@@ -104,7 +143,11 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
 
   /** For /readyz: which implementation carries the traffic. */
   dataPathDetails(): Record<string, string> {
-    return this.choice ? { wireguardImplementation: this.choice.implementation } : {};
+    if (!this.choice) return {};
+    const details: Record<string, string> = { wireguardImplementation: this.choice.implementation };
+    if (this.inner instanceof WireguardDeviceBackend) details.wireguardDevices = this.inner.deviceNames.join(",");
+    else if (this.context.network.ipv6) details.wireguardIpv6 = "not forwarded (the userspace engine is IPv4-only)";
+    return details;
   }
 
   async register(): Promise<BackendRegistration> {
@@ -113,6 +156,7 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     // $WEFT_WIREGUARD_IMPLEMENTATION must not take the device from a running wireguard-go.
     if (this.choice?.implementation === "userspace") {
       const removed = await releaseDevicePath(new WireguardDevice(this.options.tunName, this.hooks.netns), this.context.stateDir);
+      if (this.context.network.ipv6) removed.push(...(await releaseDevicePath(new WireguardDevice(this.options.tunNameV6, this.hooks.netns), this.context.stateDir)));
       if (removed.length > 0) this.context.logger.info({ removed }, "wireguard: removed the device an earlier start on another implementation left");
     }
     return inner.register();
@@ -150,12 +194,20 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
   }
 
   private async build(): Promise<Inner> {
-    const choice = await chooseImplementation(this.options, this.env, this.hooks.netns);
+    const ipv6 = this.context.network.ipv6 !== undefined;
+    const choice = await chooseImplementation(this.options, this.env, this.hooks.netns, ipv6);
+    if (choice.implementation === "userspace" && ipv6) {
+      refuseIpv6ModeOnUserspace(this.options, choice.why);
+      warnUserspaceIpv4Only(this.context, choice.why);
+    }
     this.choice = choice;
     const mtu = (this.options.mtu ?? this.context.external.mtu) - WIREGUARD_OVERHEAD;
     const keyFile = this.hooks.keyFile ?? keyFilePath(this.env);
     this.context.logger.info(
-      { implementation: choice.implementation, why: choice.why, device: this.options.tunName, listenPort: this.options.listenPort, mtu },
+      {
+        implementation: choice.implementation, why: choice.why, device: this.options.tunName, listenPort: this.options.listenPort, mtu,
+        ...(ipv6 && choice.implementation !== "userspace" ? { mode: this.options.mode, ...(this.options.mode === "separate" ? { deviceV6: this.options.tunNameV6, listenPortV6: this.options.listenPortV6 } : {}) } : {}),
+      },
       `wireguard: ${describeImplementation(choice.implementation)} (${choice.why})`,
     );
     if (choice.implementation === "userspace") {
@@ -226,6 +278,6 @@ export const wireguardBackend: BackendFactory = {
   type: "wireguard",
   // Whether "kernel" can run is this host's question, asked at register() (`weft config set` may run elsewhere).
   validateOptions: (options) => void parseWireguardOptions(options),
-  validateNetwork: (network) => refuseIpv6OnlyNetwork(network, "wireguard"),
+  validateNetwork: (network) => refuseIpv6OnlyWireguardNetwork(network),
   create: (context) => createWireguardBackend(context),
 };

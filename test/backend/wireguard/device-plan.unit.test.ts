@@ -37,9 +37,9 @@ describe("planDevicePeers", () => {
     expect(planDevicePeers(desired, actual, options)).toEqual(expected);
   });
 
-  it("makes a lease's peer route into flanneld's peer: endpoint PublicIP:Port, AllowedIPs the subnet", () => {
-    const route = { subnet: Ipv4Subnet.parse("10.66.3.0/24"), publicIP: "192.168.77.13", publicKey: A, port: 51999 };
-    expect(devicePeerConfig(route, 25)).toEqual({ publicKey: A, endpoint: "192.168.77.13:51999", allowedIps: ["10.66.3.0/24"], persistentKeepaliveSeconds: 25 });
-    expect(() => devicePeerConfig({ subnet: route.subnet, publicIP: route.publicIP }, 0)).toThrow(/peer 10\.66\.3\.0\/24: no PublicKey or Port/);
+  it("makes a lease's peer into flanneld's peer: endpoint PublicIP:Port, AllowedIPs the subnet", () => {
+    const peer = { lease: "/k", v4: { subnet: Ipv4Subnet.parse("10.66.3.0/24"), address: "192.168.77.13", publicKey: A, port: 51999 } };
+    expect(devicePeerConfig(peer, { families: "ipv4", listenPort: 51820 }, 25)).toEqual({ publicKey: A, endpoint: "192.168.77.13:51999", allowedIps: ["10.66.3.0/24"], persistentKeepaliveSeconds: 25 });
+    expect(devicePeerConfig({ lease: "/k", v4: { ...peer.v4, port: undefined } }, { families: "ipv4", listenPort: 51820 }, 0)?.endpoint).toBe("192.168.77.13:51820");
   });
 });
