@@ -156,7 +156,8 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     // $WEFT_WIREGUARD_IMPLEMENTATION must not take the device from a running wireguard-go.
     if (this.choice?.implementation === "userspace") {
       const removed = await releaseDevicePath(new WireguardDevice(this.options.tunName, this.hooks.netns), this.context.stateDir);
-      if (this.context.network.ipv6) removed.push(...(await releaseDevicePath(new WireguardDevice(this.options.tunNameV6, this.hooks.netns), this.context.stateDir)));
+      const ipv6Device = this.context.network.ipv6 ? deviceIfNameValid(this.options.tunNameV6, this.hooks.netns) : undefined;
+      if (ipv6Device) removed.push(...(await releaseDevicePath(ipv6Device, this.context.stateDir)));
       if (removed.length > 0) this.context.logger.info({ removed }, "wireguard: removed the device an earlier start on another implementation left");
     }
     return inner.register();
@@ -256,6 +257,15 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     const rotation = new KeyRotation(engine, { context, attrsFor, intervalMs: hooks.keyWatchIntervalMs });
     this.rotation = rotation;
     return engine;
+  }
+}
+
+/** A device by that name, or undefined when the name cannot be one (a TunName too long for its "-v6" sibling, which then never existed). */
+function deviceIfNameValid(name: string, netns: string | undefined): WireguardDevice | undefined {
+  try {
+    return new WireguardDevice(name, netns);
+  } catch {
+    return undefined;
   }
 }
 
