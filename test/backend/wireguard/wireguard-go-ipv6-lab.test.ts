@@ -89,6 +89,9 @@ describe("wireguard-go device path with IPv6 (Mode separate, then auto), dual-st
     for (const family of [4, 6] as const) expect(results.filter((result) => result.family === family && result.kind === "ping"), `IPv${family} pings`).toHaveLength(6);
   };
   const matrixOk = async (): Promise<boolean> => (await lab.checkTable()).ok;
+  /** Reconcile runs every 2 s: a device it finds out of line with its own plan would be "repaired" again and again. */
+  const repairsLogged = async (host: string): Promise<number> =>
+    ((await readFile(lab.host(host).state.logFile, "utf8")).match(/repairing the WireGuard device that drifted/g) ?? []).length;
   const sorted = <T extends { publicKey: string }>(items: T[]): T[] => items.sort((a, b) => a.publicKey.localeCompare(b.publicKey));
 
   beforeAll(async () => {
@@ -142,6 +145,7 @@ describe("wireguard-go device path with IPv6 (Mode separate, then auto), dual-st
 
     it("passes lab check: IPv4 and IPv6 ping matrix and DF pings, container to container", async () => {
       await expectCheckPasses('wireguard-go, Mode "separate"');
+      for (const host of HOSTS) expect(await repairsLogged(host), `${host}'s log`).toBe(0);
       const metrics = await http("h1", "/metrics");
       expect(metrics).toMatch(/^weft_wireguard_peers\{state="configured"\} 4$/m);
       expect(metrics).toMatch(/^weft_wireguard_peers\{state="handshaken"\} 4$/m);
@@ -203,6 +207,8 @@ describe("wireguard-go device path with IPv6 (Mode separate, then auto), dual-st
     it("passes lab check: IPv4 and IPv6 ping matrix over the one device", async () => {
       await waitUntil("the mesh whole in Mode auto", matrixOk, { timeoutMs: 30_000, intervalMs: 500 });
       await expectCheckPasses('wireguard-go, Mode "auto"');
+      await new Promise((resolve) => setTimeout(resolve, 2500)); // one more reconcile pass
+      for (const host of ["h2", "h3"]) expect(await repairsLogged(host), `${host}'s log`).toBe(0);
     }, 60_000);
   });
 });
