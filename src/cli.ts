@@ -9,7 +9,8 @@ async function main(): Promise<void> {
   // etcd3's gRPC alone take 0.4–1 s here): everything else is imported after this.
   const { resumeDataPathEarly } = await import("./backend/userspace/early-resume.js");
   await resumeDataPathEarly(argv, process.env);
-  const [{ default: yargs }, { commands }] = await Promise.all([import("yargs"), import("./commands/index.js")]);
+  const [{ default: yargs }, { commandsFor }] = await Promise.all([import("yargs"), import("./commands/index.js")]);
+  const commands = await commandsFor(argv);
   let cli = yargs(argv)
     .scriptName("weft")
     .strict()
