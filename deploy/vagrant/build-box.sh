@@ -2,7 +2,7 @@
 # Builds the Debian 12 libvirt box the Vagrant lab boots when no box can be downloaded
 # (`deploy/vagrant/build-box.sh`, as root). Cached: rebuilt only when this script changes.
 #
-#   mmdebstrap bookworm ──► tar ──► ext4 on partition 1 of an 8 GiB sparse disk ──► GRUB (BIOS) in the MBR
+#   mmdebstrap bookworm ──► tar ──► ext4 on partition 1 of an 8 GiB sparse disk ──► EXTLINUX (BIOS) in the MBR
 #        (systemd, ssh,          (mounted through a loop device;                 │
 #         Docker, etcd, …)        the packages come from the Debian mirror)      ▼
 #                                                           box.img (qcow2) + metadata.json
@@ -46,7 +46,7 @@ die() { say "FAILED: $*"; exit 1; }
 # The disk is mounted in a mount namespace of this script's own. Mounted in the machine's, every
 # mount namespace created meanwhile (a container, a test's sandbox) would get a copy of the mount
 # that our umount does not remove: the file system then stays mounted there, and what is still
-# cached never reaches the disk (seen: a grub.cfg missing from the box).
+# cached never reaches the disk (seen: a boot-loader config missing from the box).
 if [ -z "${WEFT_BOX_PRIVATE_MOUNTS:-}" ]; then
   WEFT_BOX_PRIVATE_MOUNTS=1 exec unshare --mount --propagation private -- "$0" "$@"
 fi
@@ -59,8 +59,8 @@ fi
 
 need=()
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-[ -d /usr/lib/grub/i386-pc ] || need+=(grub-pc-bin)
-command -v grub-install >/dev/null || need+=(grub2-common)
+command -v extlinux >/dev/null || need+=(extlinux)
+[ -f /usr/lib/syslinux/mbr/mbr.bin ] || need+=(syslinux-common)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 command -v sfdisk >/dev/null || need+=(fdisk)
 if [ ${#need[@]} -gt 0 ]; then
@@ -113,8 +113,8 @@ mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${packages[*]}")"
   --customize-hook=': > "$1/etc/machine-id"; rm -f "$1/var/lib/dbus/machine-id"' \
   bookworm "$work/rootfs.tar" "$mirror"
 
-# 2. The disk: one bootable partition from 1 MiB to the end (GRUB's core image goes in the gap
-#    before it), seen through a loop device with partition scanning.
+# 2. The disk: one bootable partition from 1 MiB to the end (the MBR's boot code chains to the
+#    partition marked bootable), seen through a loop device with partition scanning.
 raw="$work/disk.raw"
 truncate -s 8G "$raw"
 printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk --quiet "$raw"
@@ -128,32 +128,36 @@ if [ ! -b "${loop}p1" ] && [ -r "/sys/block/${loop#/dev/}/${loop#/dev/}p1/dev" ]
   mknod "${loop}p1" b "$major" "$minor"
 fi
 [ -b "${loop}p1" ] || die "${loop}p1 did not appear (partition scanning of loop devices not possible here)"
-mkfs.ext4 -q -L weft-root "${loop}p1"
+# Without the 64bit feature (mke2fs's default): EXTLINUX 6.04 reads ext4, but not reliably with it.
+mkfs.ext4 -q -O ^64bit -L weft-root "${loop}p1"
 mkdir -p "$root"
 mount "${loop}p1" "$root"
 tar -xpf "$work/rootfs.tar" -C "$root" --numeric-owner --xattrs --xattrs-include='*'
 rm "$work/rootfs.tar"
 
-# 3. The boot loader: GRUB for BIOS, installed from this machine's grub-pc-bin (the image has no
-#    grub package, so nothing in it rewrites the MBR). The menu boots /vmlinuz and /initrd.img,
-#    the symlinks Debian's kernel packages keep pointing at the newest kernel, so a kernel
-#    upgrade inside a VM needs no boot-loader update.
+# 3. The boot loader: EXTLINUX for BIOS, from this machine's extlinux and syslinux-common (the
+#    image has no boot-loader package, so nothing in it rewrites the MBR): syslinux's MBR code
+#    boots the bootable partition, whose boot sector loads /boot/extlinux. The menu boots
+#    /vmlinuz and /initrd.img, the symlinks Debian's kernel packages keep pointing at the newest
+#    kernel, so a kernel upgrade inside a VM needs no boot-loader update. Not GRUB (as until
+#    2026-12-02): grub-install and grub-bios-setup 2.06 probe the partition's disk, which fails on
+#    loop partitions of newer kernels ("cannot find a GRUB drive for /dev/loop0p1", "cannot get
+#    disk geometry"); EXTLINUX installs into the mounted file system and needs no probing.
 kernel="$(readlink "$root/vmlinuz" || true)"
 [ -n "$kernel" ] && [ -f "$root/$kernel" ] && [ -f "$root/$(readlink "$root/initrd.img")" ] || die "no /vmlinuz and /initrd.img in the image"
-mkdir -p "$root/boot/grub"
-cat > "$root/boot/grub/grub.cfg" <<'EOF'
-serial --unit=0 --speed=115200
-terminal_input serial console
-terminal_output serial console
-set timeout=0
-search --no-floppy --label --set=root weft-root
-menuentry "Debian 12 (weft lab)" {
-  linux /vmlinuz root=LABEL=weft-root ro net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200 mitigations=off
-  initrd /initrd.img
-}
+mkdir -p "$root/boot/extlinux"
+cat > "$root/boot/extlinux/extlinux.conf" <<'EOF'
+SERIAL 0 115200
+DEFAULT weft
+TIMEOUT 0
+PROMPT 0
+LABEL weft
+  LINUX /vmlinuz
+  INITRD /initrd.img
+  APPEND root=LABEL=weft-root ro net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200 mitigations=off
 EOF
-grub-install --target=i386-pc --boot-directory="$root/boot" --modules="part_msdos ext2" "$loop" >/dev/null 2>&1 \
-  || die "grub-install --target=i386-pc on $loop failed"
+extlinux_out="$(extlinux --install "$root/boot/extlinux" 2>&1)" || die "extlinux --install on ${loop}p1 failed: $extlinux_out"
+dd if=/usr/lib/syslinux/mbr/mbr.bin of="$loop" bs=440 count=1 conv=notrunc status=none || die "writing syslinux's MBR to $loop failed"
 fstrim "$root" 2>/dev/null || true   # free blocks become holes in the sparse file: a smaller box
 size_mb="$(du -sm "$root" | cut -f1)"
 sync
@@ -162,7 +166,7 @@ unmount_all "$root"
 ! grep -qs " - [^ ]* ${loop}p1 " /proc/[0-9]*/mountinfo || die "${loop}p1 is still mounted in another mount namespace"
 blockdev --flushbufs "$loop" "${loop}p1"
 mount -o ro "${loop}p1" "$root"
-[ -s "$root/boot/grub/grub.cfg" ] && [ -f "$root/boot/grub/i386-pc/normal.mod" ] && [ -s "$root/etc/fstab" ] || die "the boot loader's files are not on the finished disk"
+[ -s "$root/boot/extlinux/extlinux.conf" ] && [ -f "$root/boot/extlinux/ldlinux.sys" ] && [ -s "$root/etc/fstab" ] || die "the boot loader's files are not on the finished disk"
 umount "$root"
 losetup -d "$loop"; loop=""
 

@@ -72,7 +72,7 @@ print_table() {
 
 # --- Prerequisites -------------------------------------------------------------------------------
 need=()
-for pkg in vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base mmdebstrap grub-pc-bin; do
+for pkg in vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base mmdebstrap extlinux syslinux-common; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
