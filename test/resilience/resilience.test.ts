@@ -100,7 +100,7 @@ function formatRows(): string {
     row.tcp ? (row.tcp.error ? `BROKEN ${row.tcp.error}` : `${row.tcp.longestStallMs} ms, ${kib(row.tcp.receivedBytes)}/${kib(row.tcp.sentBytes)} KiB, ${row.tcp.corruptBytes} B`) : "-",
     row.alive,
     row.recoveryMs === undefined ? "-" : `${(row.recoveryMs / 1000).toFixed(2)} s`,
-    row.etcdState + (row.note ? ` (${row.note})` : ""),
+    row.etcdState + (row.note ? ` (${row.note})` : "") + ((row.ping?.lost ?? 0) > 0 && row.drops ? `; where: ${row.drops}` : ""),
   ]);
   return formatTable([header, ...body]);
 }
