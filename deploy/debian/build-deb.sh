@@ -175,7 +175,7 @@ Maintainer: weft developers <weft@localhost>
 Installed-Size: $installed_size
 Depends: $shlibs, iproute2, nftables
 Recommends: iptables
-Suggests: ethtool, etcd-client, docker.io | docker-ce
+Suggests: ethtool, etcd-client, docker.io | docker-ce, wireguard-tools, wireguard-go
 Section: net
 Priority: optional
 Homepage: https://github.com/weft/weft

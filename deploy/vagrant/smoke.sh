@@ -101,7 +101,9 @@ pick_driver() {
 driver="$(pick_driver)"
 # The cluster's backend (BACKEND=udp proves the TUN device under DevicePolicy=closed too).
 backend="${BACKEND:-vxlan}"
-case "$backend" in vxlan|host-gw|udp) ;; *) die "BACKEND=$backend: the smoke runs vxlan, host-gw or udp";; esac
+# BACKEND=wireguard runs flannel's wireguard backend on the VMs' stock Debian kernel, which has
+# the WireGuard module: the "kernel" implementation, which this machine's kernel cannot run.
+case "$backend" in vxlan|host-gw|udp|wireguard) ;; *) die "BACKEND=$backend: the smoke runs vxlan, host-gw, udp or wireguard";; esac
 
 work="$(mktemp -d /var/tmp/weft-vagrant.XXXXXX)"
 chmod 0755 "$work"
@@ -274,6 +276,24 @@ cross_host() {
     echo \"ping ok, HTTP body \$body\""
 }
 check "weft1 container → weft2 container: ping and HTTP" cross_host
+
+# wireguard: "auto" found the kernel module under the unit's sandbox (ProtectKernelModules=: the
+# kernel loads it on demand), the device is flanneld's, and the peer has handshaken.
+wireguard_kernel() {
+  on "$1" '
+    readyz="$(exec 3<>/dev/tcp/127.0.0.1/9471 && printf "GET /readyz?verbose HTTP/1.0\r\n\r\n" >&3 && cat <&3)"
+    case "$readyz" in *"wireguardImplementation kernel"*) ;; *) echo "not on the kernel implementation: $(printf "%s" "$readyz" | tail -n 5 | tr "\n" " ")"; exit 1;; esac
+    kind="$(ip -d -o link show flannel-wg | grep -o " wireguard " | tr -d " ")"
+    [ "$kind" = wireguard ] || { echo "flannel-wg is not a kernel wireguard link: $(ip -d -o link show flannel-wg)"; exit 1; }
+    peers="$(wg show flannel-wg peers | wc -l)"
+    handshake="$(wg show flannel-wg latest-handshakes | awk "{print \$2}" | sort -n | tail -n 1)"
+    [ "$peers" -ge 1 ] && [ "${handshake:-0}" -gt 0 ] || { echo "flannel-wg: $peers peers, latest handshake ${handshake:-none}"; exit 1; }
+    echo "kernel WireGuard flannel-wg, $peers peer(s), listen port $(wg show flannel-wg listen-port), handshake $(( $(date +%s) - handshake )) s ago, mtu $(cat /sys/class/net/flannel-wg/mtu)"'
+}
+if [ "$backend" = wireguard ]; then
+  check "weft1: wireguard on the kernel module (flannel-wg, a handshaken peer)" wireguard_kernel weft1
+  check "weft2: wireguard on the kernel module (flannel-wg, a handshaken peer)" wireguard_kernel weft2
+fi
 
 # Where packets could be dropped on one host: every device's drop/error counters, the kernel's
 # UDP/IP counters, and weft's own drop counters (the new process' after a restart), as "name value".
