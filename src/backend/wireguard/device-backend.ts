@@ -302,7 +302,8 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
     } else {
       // One that lost its device (deleted by hand) exits by itself; if not, it must not hold the socket.
       await stopWireguardGo(this.context.stateDir, device.name);
-      const pid = await startWireguardGo(device, this.context.stateDir);
+      // Under systemd a unit of its own, so that restarting weft.service does not kill it (wireguard-go.ts).
+      const pid = await startWireguardGo(device, this.context.stateDir, { service: this.context.restarts?.fdStore !== undefined });
       this.context.logger.info({ device: device.name, pid }, "wireguard: started wireguard-go for the device (detached: it outlives weft restarts)");
     }
     return device.readDump(this.spec.options.presharedKey);
