@@ -18,8 +18,9 @@
 #       etcd on the etcd VM;
 #   iproute2, nftables, iptables, iputils-ping, procps, libstdc++6   weft's runtime prerequisites
 #       (the .deb brings its own Node), so installing weft's .deb needs no network;
-#   wireguard-tools   wg(8), with which the wireguard backend configures the kernel's device
-#       (BACKEND=wireguard: Debian's kernel has the module).
+#   wireguard-tools, wireguard-go   wg(8), with which the wireguard backend configures the
+#       kernel's device (BACKEND=wireguard: Debian's kernel has the module), and the userspace
+#       WireGuard the smoke switches to after it.
 # Per-VM identity is not in the image: /etc/machine-id is empty (systemd makes one at first boot)
 # and the ssh host key (ed25519 only: an RSA key takes minutes to make under software emulation)
 # is generated at first boot, so clones do not share them. Docker, containerd and etcd are
@@ -97,7 +98,7 @@ trap cleanup EXIT
 #    can hold the disk). The disk is found by its label: the same tarball fits every disk.
 packages=(systemd systemd-sysv udev dbus kmod linux-image-amd64 openssh-server sudo ifupdown
   isc-dhcp-client netbase iproute2 nftables iptables iputils-ping procps less ca-certificates
-  libstdc++6 docker.io apparmor etcd-server etcd-client busybox-static wireguard-tools)
+  libstdc++6 docker.io apparmor etcd-server etcd-client busybox-static wireguard-tools wireguard-go)
 say "mmdebstrap bookworm from $mirror (a few minutes)"
 mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
   --customize-hook='echo "LABEL=weft-root / ext4 errors=remount-ro 0 1" > "$1/etc/fstab"' \

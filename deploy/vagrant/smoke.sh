@@ -383,6 +383,34 @@ restart_ping() {
 }
 check "weft1: systemctl restart weft: Docker not restarted, 0 pings lost ($backend)" restart_hitless
 
+# wireguard: the same cluster on Debian's wireguard-go ($WEFT_WIREGUARD_IMPLEMENTATION per host),
+# which weft starts as a unit of its own: a restart of weft.service must leave it running.
+wireguard_go_switch() {
+  on "$1" '
+    echo WEFT_WIREGUARD_IMPLEMENTATION=wireguard-go >> /etc/default/weft
+    systemctl restart weft
+    unit=weft-wireguard-go-flannel-wg.service
+    [ "$(systemctl show $unit -p ActiveState --value)" = active ] || { echo "$unit is not active: $(systemctl status $unit --no-pager 2>&1 | tail -n 3)"; exit 1; }
+    pid="$(systemctl show $unit -p MainPID --value)"
+    [ "$(cat /var/lib/weft/wireguard-go.flannel-wg.pid)" = "$pid" ] || { echo "the PID file says $(cat /var/lib/weft/wireguard-go.flannel-wg.pid), the unit $pid"; exit 1; }
+    grep -q weft.service /proc/$pid/cgroup && { echo "wireguard-go $pid is in weft.service'"'"'s cgroup"; exit 1; }
+    echo "wireguard-go pid $pid in $unit, $(wg show flannel-wg peers | wc -l) peer(s)"'
+}
+wireguard_go_survives() {
+  local before after
+  before="$(on weft1 'systemctl show weft-wireguard-go-flannel-wg.service -p MainPID --value')"
+  restart_hitless || return 1
+  after="$(on weft1 'systemctl show weft-wireguard-go-flannel-wg.service -p MainPID --value')"
+  [ "$before" = "$after" ] || { echo "wireguard-go was pid $before before the restart, $after after"; return 1; }
+  echo "wireguard-go pid $before kept across the restart"
+}
+if [ "$backend" = wireguard ]; then
+  check "weft1: switched to wireguard-go, in a unit of its own" wireguard_go_switch weft1
+  check "weft2: switched to wireguard-go, in a unit of its own" wireguard_go_switch weft2
+  check "weft1 container → weft2 container: ping and HTTP (wireguard-go)" cross_host
+  check "weft1: systemctl restart weft keeps wireguard-go, 0 pings lost" wireguard_go_survives
+fi
+
 config_error() {
   on weft1 '
     cp /etc/default/weft /etc/default/weft.good
