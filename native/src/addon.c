@@ -17,12 +17,15 @@
  *   fdListen, fdServe, fdReceive, closeFd   the hand-over between processes (addon_fdpass.c)
  * wireguard mode (open({mode: "wireguard", onEvent, ...})): setPeer's 6th argument is the peer id
  * its subnet routes to, and
- *   wgSetPeer(handle, id, endpointIp, port)      wgRemovePeer(handle, id) -> boolean
- *   wgSetKeypair(handle, id, localIndex, remoteIndex, sendKey, recvKey, initiator)
- *   wgClearKeypairs(handle, id)                  wgPeerStats(handle, id) -> object | null
- *   wgSend(handle, ip, port, buffer)             (a handshake message, from the engine's socket)
- *   wgSendKeepalive(handle, id) -> boolean
- *   onEvent({kind: "message", address, port, data}) / onEvent({kind: "want", peer}) on the JS thread
+ *   wgSetPeer(handle, id, endpointIp, port, iface?)   wgRemovePeer(handle, id, iface?) -> boolean
+ *   wgSetKeypair(handle, id, localIndex, remoteIndex, sendKey, recvKey, initiator, iface?)
+ *   wgClearKeypairs(handle, id, iface?)          wgPeerStats(handle, id, iface?) -> object | null
+ *   wgSend(handle, ip, port, buffer)             (a handshake message, from queue 0's socket of ip's family)
+ *   wgSendKeepalive(handle, id, iface?) -> boolean
+ *   onEvent({kind: "message", iface, address, port, data}) / onEvent({kind: "want", iface, peer}) on the JS thread
+ *   iface: 0 (default) the IPv4 interface, 1 the IPv6 one (bindAddressV6: flanneld's flannel-wg-v6,
+ *   its own peer ids); its endpoints and addresses are IPv6 (16-byte Buffers), and setPeer6's
+ *   6th argument is the IPv6 interface's peer id an IPv6 subnet routes to
  *   blake2sMac(key, data, outLen) -> Buffer     keyed BLAKE2s (OpenSSL BLAKE2SMAC), no handle
  * IPv4 addresses cross as host-order uint32 numbers, IPv6 ones as 16-byte Buffers in network
  * order (open's options take text). No packet ever crosses this boundary. */
@@ -97,9 +100,15 @@ static void deliver_event(napi_env env, napi_value callback, void *context, void
         void *bytes;
         napi_create_string_utf8(env, "message", NAPI_AUTO_LENGTH, &v);
         napi_set_named_property(env, obj, "kind", v);
-        napi_create_uint32(env, ntohl(ev->from.sin_addr.s_addr), &v);
-        napi_set_named_property(env, obj, "address", v);
-        napi_create_uint32(env, ntohs(ev->from.sin_port), &v);
+        if (ev->from.sa.sa_family == AF_INET6) {
+          napi_create_buffer_copy(env, 16, ev->from.v6.sin6_addr.s6_addr, &bytes, &v);
+          napi_set_named_property(env, obj, "address", v);
+          napi_create_uint32(env, ntohs(ev->from.v6.sin6_port), &v);
+        } else {
+          napi_create_uint32(env, ntohl(ev->from.v4.sin_addr.s_addr), &v);
+          napi_set_named_property(env, obj, "address", v);
+          napi_create_uint32(env, ntohs(ev->from.v4.sin_port), &v);
+        }
         napi_set_named_property(env, obj, "port", v);
         if (napi_create_buffer_copy(env, ev->len, ev->data, &bytes, &v) == napi_ok) napi_set_named_property(env, obj, "data", v);
       } else {
@@ -108,6 +117,8 @@ static void deliver_event(napi_env env, napi_value callback, void *context, void
         napi_create_uint32(env, ev->peer_id, &v);
         napi_set_named_property(env, obj, "peer", v);
       }
+      napi_create_uint32(env, (uint32_t)ev->table, &v);
+      napi_set_named_property(env, obj, "iface", v);
       argv[0] = obj;
       napi_value undefined;
       napi_get_undefined(env, &undefined);
@@ -336,10 +347,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   uint32_t mtu6 = 0;
   if (get_uint(env, o, "mtuV6", 65535, &mtu6) < 0) return NULL;
   opt.mtu6 = (int)mtu6;
-  if (opt.has_v6 && opt.mode != WEFT_MODE_VXLAN) {
-    napi_throw_range_error(env, NULL, "engine option bindAddressV6: IPv6 is forwarded in vxlan mode only");
+  if (opt.has_v6 && opt.mode == WEFT_MODE_UDP) {
+    napi_throw_range_error(env, NULL, "engine option bindAddressV6: IPv6 is forwarded in vxlan and wireguard mode only");
     return NULL;
   }
+  uint32_t port6 = 0;
+  if (get_uint(env, o, "portV6", 65535, &port6) < 0) return NULL;
+  opt.port6 = (uint16_t)port6;
   if (get_uint(env, o, "port", 65535, &port) < 0) return NULL;
   if (get_uint(env, o, "vni", 0xffffff, &vni) < 0) return NULL;
   if (get_uint(env, o, "mtu", 65535, &mtu) < 0) return NULL;
@@ -527,7 +541,7 @@ static struct handle *get_peer6_args(napi_env env, size_t argc, napi_value *argv
   struct handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
   if (!h->e->opt.has_v6) {
-    napi_throw_error(env, NULL, "IPv6 peers need an engine opened in vxlan mode with bindAddressV6");
+    napi_throw_error(env, NULL, "IPv6 peers need an engine opened with bindAddressV6 (vxlan or wireguard mode)");
     return NULL;
   }
   if (get_bytes_arg(env, argv[1], "network", 16, network) < 0 || get_u32_arg(env, argv[2], "prefix", prefix) < 0) return NULL;
@@ -539,18 +553,27 @@ static struct handle *get_peer6_args(napi_env env, size_t argc, napi_value *argv
 }
 
 static napi_value js_set_peer6(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct peer6 p;
   memset(&p, 0, sizeof p);
   uint32_t prefix = 0;
-  struct handle *h = get_peer6_args(env, argc, argv, 5, "setPeer6(handle, network, prefix, publicIp6, mac)", p.network, &prefix);
+  struct handle *h = get_peer6_args(env, argc, argv, 4, "setPeer6(handle, network, prefix, publicIp6, mac?, wgPeer?)", p.network, &prefix);
   if (!h) return NULL;
-  if (get_bytes_arg(env, argv[3], "publicIp6", 16, p.public_ip) < 0 || get_mac(env, argv[4], p.mac) < 0) return NULL;
+  if (get_bytes_arg(env, argv[3], "publicIp6", 16, p.public_ip) < 0) return NULL;
+  int wg = h->e->opt.mode == WEFT_MODE_WIREGUARD;
+  if (!wg && (argc < 5 || get_mac(env, argv[4], p.mac) < 0)) {
+    if (argc < 5) napi_throw_type_error(env, NULL, "setPeer6: a VtepMAC is required in vxlan mode");
+    return NULL;
+  }
+  if (wg && (argc < 6 || get_u32_arg(env, argv[5], "wgPeer", &p.wg_peer) < 0 || p.wg_peer == 0)) {
+    if (argc < 6 || p.wg_peer == 0) napi_throw_type_error(env, NULL, "setPeer6: an IPv6 interface peer id is required in wireguard mode");
+    return NULL;
+  }
   p.prefix = (uint8_t)prefix;
   p.addr.sin6_family = AF_INET6;
-  p.addr.sin6_port = htons(h->e->opt.port);
+  p.addr.sin6_port = htons(h->e->opt.port6 ? h->e->opt.port6 : h->e->opt.port);
   memcpy(p.addr.sin6_addr.s6_addr, p.public_ip, 16);
   if (routes_set6(&h->e->routes, &p) < 0) {
     napi_throw_error(env, NULL, "setPeer6: out of memory");
@@ -780,26 +803,73 @@ static int get_key(napi_env env, napi_value v, const char *what, uint8_t key[WG_
   return 0;
 }
 
-static struct sockaddr_in endpoint_of(uint32_t ip, uint32_t port) {
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(ip);
-  a.sin_port = htons((uint16_t)port);
-  return a;
+/* An endpoint from JS: a host-order IPv4 number or a 16-byte IPv6 Buffer, and a port 1..65535.
+ * -1 after throwing. */
+static int get_endpoint(napi_env env, napi_value ip, napi_value port, const char *what, union underlay_addr *out) {
+  memset(out, 0, sizeof *out);
+  uint32_t p = 0;
+  if (get_u32_arg(env, port, "port", &p) < 0) return -1;
+  if (p == 0 || p > 65535) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s: port must be 1..65535", what);
+    napi_throw_range_error(env, NULL, msg);
+    return -1;
+  }
+  napi_valuetype type;
+  napi_typeof(env, ip, &type);
+  if (type == napi_number) {
+    uint32_t v4 = 0;
+    if (get_u32_arg(env, ip, "ip", &v4) < 0) return -1;
+    out->v4.sin_family = AF_INET;
+    out->v4.sin_addr.s_addr = htonl(v4);
+    out->v4.sin_port = htons((uint16_t)p);
+    return 0;
+  }
+  if (get_bytes_arg(env, ip, "ip (an IPv6 address)", 16, out->v6.sin6_addr.s6_addr) < 0) return -1;
+  out->v6.sin6_family = AF_INET6;
+  out->v6.sin6_port = htons((uint16_t)p);
+  return 0;
+}
+
+/* The interface a wg* call names in its optional argument `v` (undefined or 0: the IPv4 one, 1:
+ * the IPv6 one, which needs bindAddressV6). NULL after throwing. */
+static struct wg_table *wg_table_arg(napi_env env, struct handle *h, napi_value v) {
+  napi_valuetype type = napi_undefined;
+  if (v) napi_typeof(env, v, &type);
+  uint32_t iface = 0;
+  if (type != napi_undefined && get_u32_arg(env, v, "iface", &iface) < 0) return NULL;
+  if (iface > 1 || (iface == 1 && !h->e->opt.has_v6)) {
+    napi_throw_range_error(env, NULL, "iface must be 0 (IPv4) or 1 (IPv6, an engine opened with bindAddressV6)");
+    return NULL;
+  }
+  return iface == 1 ? &h->e->wg6 : &h->e->wg;
+}
+
+/* Queue 0's socket of the destination's family, for messages sent from the JS thread. */
+static ssize_t send_on_queue0(struct engine *e, const void *msg, size_t len, const union underlay_addr *dst) {
+  int v6 = dst->sa.sa_family == AF_INET6;
+  int fd = v6 ? e->queues[0].udp6_fd : e->queues[0].udp_fd;
+  if (fd < 0) {
+    errno = EAFNOSUPPORT;
+    return -1;
+  }
+  return sendto(fd, msg, len, MSG_DONTWAIT, &dst->sa, v6 ? sizeof dst->v6 : sizeof dst->v4);
 }
 
 static napi_value js_wg_set_peer(napi_env env, napi_callback_info info) {
   napi_value argv[8];
   uint32_t v[3];
-  struct handle *h = get_wg_args(env, info, 4, "wgSetPeer(handle, id, endpointIp, port)", argv, v, 3);
+  struct handle *h = get_wg_args(env, info, 4, "wgSetPeer(handle, id, endpointIp, port, iface?)", argv, v, 1);
   if (!h) return NULL;
-  if (v[0] == 0 || v[2] == 0 || v[2] > 65535) {
-    napi_throw_range_error(env, NULL, "wgSetPeer: id must be non-zero and port 1..65535");
+  struct wg_table *t = wg_table_arg(env, h, argv[4]);
+  if (!t) return NULL;
+  union underlay_addr a;
+  if (get_endpoint(env, argv[2], argv[3], "wgSetPeer", &a) < 0) return NULL;
+  if (v[0] == 0 || (a.sa.sa_family == AF_INET6) != (t == &h->e->wg6)) {
+    napi_throw_range_error(env, NULL, "wgSetPeer: id must be non-zero and the endpoint of the interface's family");
     return NULL;
   }
-  struct sockaddr_in a = endpoint_of(v[1], v[2]);
-  if (wg_set_peer(&h->e->wg, v[0], &a) < 0) {
+  if (wg_set_peer(t, v[0], &a) < 0) {
     napi_throw_error(env, NULL, "wgSetPeer: out of memory");
     return NULL;
   }
@@ -809,23 +879,26 @@ static napi_value js_wg_set_peer(napi_env env, napi_callback_info info) {
 static napi_value js_wg_remove_peer(napi_env env, napi_callback_info info) {
   napi_value argv[8], result;
   uint32_t v[1];
-  struct handle *h = get_wg_args(env, info, 2, "wgRemovePeer(handle, id)", argv, v, 1);
+  struct handle *h = get_wg_args(env, info, 2, "wgRemovePeer(handle, id, iface?)", argv, v, 1);
   if (!h) return NULL;
-  CALL(env, napi_get_boolean(env, wg_remove_peer(&h->e->wg, v[0]), &result));
+  struct wg_table *t = wg_table_arg(env, h, argv[2]);
+  if (!t) return NULL;
+  CALL(env, napi_get_boolean(env, wg_remove_peer(t, v[0]), &result));
   return result;
 }
 
-static void send_from_queue0(void *ctx, const uint8_t *msg, size_t len, const struct sockaddr_in *dst) {
-  struct engine *e = ctx;
-  if (sendto(e->queues[0].udp_fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)dst, sizeof *dst) < 0) return;
+static void send_from_queue0(void *ctx, const uint8_t *msg, size_t len, const union underlay_addr *dst) {
+  if (send_on_queue0(ctx, msg, len, dst) < 0) return;
 }
 
 static napi_value js_wg_set_keypair(napi_env env, napi_callback_info info) {
   napi_value argv[8];
   uint32_t v[3];
-  struct handle *h = get_wg_args(env, info, 7, "wgSetKeypair(handle, id, localIndex, remoteIndex, sendKey, recvKey, initiator)",
+  struct handle *h = get_wg_args(env, info, 7, "wgSetKeypair(handle, id, localIndex, remoteIndex, sendKey, recvKey, initiator, iface?)",
                                  argv, v, 3);
   if (!h) return NULL;
+  struct wg_table *t = wg_table_arg(env, h, argv[7]);
+  if (!t) return NULL;
   struct wg_keypair kp;
   memset(&kp, 0, sizeof kp);
   kp.local_index = v[1];
@@ -838,7 +911,7 @@ static napi_value js_wg_set_keypair(napi_env env, napi_callback_info info) {
     return NULL;
   }
   kp.initiator = initiator;
-  int rc = wg_set_keypair(&h->e->wg, v[0], &kp);
+  int rc = wg_set_keypair(t, v[0], &kp);
   OPENSSL_cleanse_keypair(&kp);
   if (rc < 0) {
     napi_throw_error(env, NULL, "wgSetKeypair: no such peer (wgSetPeer first)");
@@ -849,7 +922,7 @@ static napi_value js_wg_set_keypair(napi_env env, napi_callback_info info) {
   if (initiator) {
     struct wg_crypto *c = wg_crypto_new();
     unsigned mtu = h->e->opt.mtu > 0 ? (unsigned)h->e->opt.mtu : 0;
-    if (c) wg_flush_staged(&h->e->wg, c, v[0], mtu, send_from_queue0, h->e);
+    if (c) wg_flush_staged(t, c, v[0], mtu, send_from_queue0, h->e);
     wg_crypto_free(c);
   }
   return NULL;
@@ -858,9 +931,11 @@ static napi_value js_wg_set_keypair(napi_env env, napi_callback_info info) {
 static napi_value js_wg_clear_keypairs(napi_env env, napi_callback_info info) {
   napi_value argv[8], result;
   uint32_t v[1];
-  struct handle *h = get_wg_args(env, info, 2, "wgClearKeypairs(handle, id)", argv, v, 1);
+  struct handle *h = get_wg_args(env, info, 2, "wgClearKeypairs(handle, id, iface?)", argv, v, 1);
   if (!h) return NULL;
-  CALL(env, napi_get_boolean(env, wg_clear_keypairs(&h->e->wg, v[0]), &result));
+  struct wg_table *t = wg_table_arg(env, h, argv[2]);
+  if (!t) return NULL;
+  CALL(env, napi_get_boolean(env, wg_clear_keypairs(t, v[0]), &result));
   return result;
 }
 
@@ -874,10 +949,12 @@ static napi_value ms_or_null(napi_env env, uint64_t ns) {
 static napi_value js_wg_peer_stats(napi_env env, napi_callback_info info) {
   napi_value argv[8], obj, v;
   uint32_t id[1];
-  struct handle *h = get_wg_args(env, info, 2, "wgPeerStats(handle, id)", argv, id, 1);
+  struct handle *h = get_wg_args(env, info, 2, "wgPeerStats(handle, id, iface?)", argv, id, 1);
   if (!h) return NULL;
+  struct wg_table *t = wg_table_arg(env, h, argv[2]);
+  if (!t) return NULL;
   struct wg_peer_stats st;
-  wg_peer_stats(&h->e->wg, id[0], &st);
+  wg_peer_stats(t, id[0], &st);
   if (!st.found) {
     CALL(env, napi_get_null(env, &v));
     return v;
@@ -900,18 +977,23 @@ static napi_value js_wg_peer_stats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, obj, "txBytes", v);
   napi_create_double(env, (double)st.rx_bytes, &v);
   napi_set_named_property(env, obj, "rxBytes", v);
-  napi_create_uint32(env, ntohl(st.endpoint.sin_addr.s_addr), &v);
+  /* An IPv6 interface's endpoint: endpointIp is its 16-byte address. */
+  void *bytes;
+  int v6 = st.endpoint.sa.sa_family == AF_INET6;
+  if (v6) napi_create_buffer_copy(env, 16, st.endpoint.v6.sin6_addr.s6_addr, &bytes, &v);
+  else napi_create_uint32(env, ntohl(st.endpoint.v4.sin_addr.s_addr), &v);
   napi_set_named_property(env, obj, "endpointIp", v);
-  napi_create_uint32(env, ntohs(st.endpoint.sin_port), &v);
+  napi_create_uint32(env, ntohs(v6 ? st.endpoint.v6.sin6_port : st.endpoint.v4.sin_port), &v);
   napi_set_named_property(env, obj, "endpointPort", v);
   return obj;
 }
 
 static napi_value js_wg_send(napi_env env, napi_callback_info info) {
   napi_value argv[8];
-  uint32_t v[2];
-  struct handle *h = get_wg_args(env, info, 4, "wgSend(handle, ip, port, buffer)", argv, v, 2);
+  struct handle *h = get_wg_args(env, info, 4, "wgSend(handle, ip, port, buffer)", argv, NULL, 0);
   if (!h) return NULL;
+  union underlay_addr a;
+  if (get_endpoint(env, argv[1], argv[2], "wgSend", &a) < 0) return NULL;
   bool is_buffer = false;
   void *data;
   size_t len = 0;
@@ -920,10 +1002,13 @@ static napi_value js_wg_send(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "wgSend: a message of 1..1500 bytes in a Buffer expected");
     return NULL;
   }
-  struct sockaddr_in a = endpoint_of(v[0], v[1]);
-  if (sendto(h->e->queues[0].udp_fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&a, sizeof a) < 0) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "wgSend to %s:%u: %s", inet_ntoa(a.sin_addr), v[1], strerror(errno));
+  if (send_on_queue0(h->e, data, len, &a) < 0) {
+    int saved = errno;
+    char msg[200], address[INET6_ADDRSTRLEN] = "";
+    int v6 = a.sa.sa_family == AF_INET6;
+    inet_ntop(a.sa.sa_family, v6 ? (const void *)&a.v6.sin6_addr : (const void *)&a.v4.sin_addr, address, sizeof address);
+    snprintf(msg, sizeof msg, "wgSend to %s%s%s:%u: %s", v6 ? "[" : "", address, v6 ? "]" : "",
+             ntohs(v6 ? a.v6.sin6_port : a.v4.sin_port), strerror(saved));
     napi_throw_error(env, NULL, msg);
     return NULL;
   }
@@ -933,15 +1018,16 @@ static napi_value js_wg_send(napi_env env, napi_callback_info info) {
 static napi_value js_wg_send_keepalive(napi_env env, napi_callback_info info) {
   napi_value argv[8], result;
   uint32_t v[1];
-  struct handle *h = get_wg_args(env, info, 2, "wgSendKeepalive(handle, id)", argv, v, 1);
+  struct handle *h = get_wg_args(env, info, 2, "wgSendKeepalive(handle, id, iface?)", argv, v, 1);
   if (!h) return NULL;
+  struct wg_table *t = wg_table_arg(env, h, argv[2]);
+  if (!t) return NULL;
   uint8_t msg[WG_HEADER_LEN + WG_TAG_LEN];
   size_t len = 0;
-  struct sockaddr_in dst;
+  union underlay_addr dst;
   struct wg_crypto *c = wg_crypto_new();
   int sent = 0;
-  if (c && wg_seal(&h->e->wg, c, v[0], msg + WG_HEADER_LEN, 0, 0, &len, &dst) == WG_OK)
-    sent = sendto(h->e->queues[0].udp_fd, msg, len, MSG_DONTWAIT, (struct sockaddr *)&dst, sizeof dst) >= 0;
+  if (c && wg_seal(t, c, v[0], msg + WG_HEADER_LEN, 0, 0, &len, &dst) == WG_OK) sent = send_on_queue0(h->e, msg, len, &dst) >= 0;
   wg_crypto_free(c);
   CALL(env, napi_get_boolean(env, sent, &result));
   return result;

@@ -106,12 +106,14 @@ struct engine_options {
   uint8_t vtep_mac[6];
   int mtu;                 /* 0: leave the kernel default */
   struct in_addr icmp_source; /* source of ICMP errors written into the TUN; 0: don't send */
-  /* IPv6 (vxlan mode only): the underlay address the IPv6 socket binds to (has_v6: one is open
-   * per queue and IPv6 peers may be set), the source of ICMPv6 errors written into the TUN (the
+  /* IPv6 (vxlan and wireguard mode): the underlay address the IPv6 socket binds to (has_v6: one
+   * is open per queue and IPv6 peers may be set), on port6 (wireguard: ListenPortV6, the second
+   * interface's; 0: port), the source of ICMPv6 errors written into the TUN (the
    * TUN's own IPv6 address; has_icmp6_source 0: none), and the largest inner IPv6 packet the
    * IPv6 underlay carries unfragmented (bigger ones get ICMPv6 packet-too-big; 0: mtu). */
   int has_v6;
   struct in6_addr bind_address6;
+  uint16_t port6;
   int has_icmp6_source;
   struct in6_addr icmp6_source;
   int mtu6;
@@ -169,6 +171,9 @@ struct engine {
 
   struct route_table routes; /* owns its lock: use only its operations (routes.h) */
   struct wg_table wg;        /* wireguard mode: sessions; owns its lock (wireguard.h) */
+  /* wireguard mode with has_v6: the IPv6 interface (flanneld's flannel-wg-v6 in Mode "separate"):
+   * its own peers and sessions, served on the IPv6 sockets, routed to by the IPv6 peer table. */
+  struct wg_table wg6;
 
   int stopping;            /* set (atomically) before wake_fd is written; busy loops check it */
 

@@ -257,10 +257,15 @@ struct engine *engine_open(const struct engine_options *opt, char *err, size_t e
   }
   routes_init(&e->routes);
   wg_init(&e->wg);
+  wg_init(&e->wg6);
+  e->wg6.index = 1;
   if (e->opt.mode == WEFT_MODE_WIREGUARD) {
-    e->wg.timers = e->opt.wg_timers;
-    e->wg.emit = e->opt.wg_emit;
-    e->wg.emit_ctx = e->opt.wg_emit_ctx;
+    struct wg_table *tables[2] = {&e->wg, &e->wg6};
+    for (int i = 0; i < 2; i++) {
+      tables[i]->timers = e->opt.wg_timers;
+      tables[i]->emit = e->opt.wg_emit;
+      tables[i]->emit_ctx = e->opt.wg_emit_ctx;
+    }
   }
 
   e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -287,6 +292,7 @@ fail:
   close_fds(e);
   routes_free(&e->routes);
   wg_free(&e->wg);
+  wg_free(&e->wg6);
   free(r);
   return NULL;
 }
@@ -317,6 +323,7 @@ void engine_detach(struct engine *e, struct engine_fds *out) {
   close_fds(e);
   routes_free(&e->routes);
   wg_free(&e->wg);
+  wg_free(&e->wg6);
   free(r);
 }
 
@@ -326,6 +333,7 @@ void engine_close(struct engine *e) {
   close_fds(e);
   routes_free(&e->routes);
   wg_free(&e->wg);
+  wg_free(&e->wg6);
   free(r);
 }
 

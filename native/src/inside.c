@@ -19,7 +19,8 @@
  *     with UDP_SEGMENT when it holds more than one datagram.
  *  wireguard mode replaces 3-4: the packet is sealed in place into a type-4 message for the
  *     route's peer (wireguard.c: header in the headroom, padding and tag behind it) and sent to
- *     that peer's current endpoint; a super-packet's segments are each sealed where split()
+ *     that peer's current endpoint; an IPv6 packet (with the IPv6 interface, opt.has_v6) goes
+ *     by the IPv6 peer table to a peer of the IPv6 interface (e->wg6), out of the IPv6 socket; a super-packet's segments are each sealed where split()
  *     writes them (equal padded sizes, so one UDP GSO message still carries them).
  *
  * Buffers: slot buffers belong to this queue's inside state and are reused after every
@@ -201,6 +202,12 @@ static unsigned l4_header_len(const uint8_t *ip, unsigned len, unsigned l3, uint
   return proto == IPPROTO_UDP_ ? 8 : 0;
 }
 
+/* wireguard mode: the interface whose peer the route named (the IPv6 peer table routes to the
+ * IPv6 interface's peers, the IPv4 one to the IPv4 interface's). */
+static struct wg_table *wg_table_of(struct engine *e, const struct egress *eg) {
+  return eg->v6 ? &e->wg6 : &e->wg;
+}
+
 /* Splits a TCP (proto 6) or UDP (proto 17) super-packet, over IPv4 or IPv6, into packets of
  * at most `mss` payload bytes behind their encapsulation headers. IPv4: id, length and header
  * checksum are rewritten per packet; IPv6: the payload length; TCP sequence numbers and flags
@@ -271,7 +278,7 @@ static int split(struct inside *in, const struct egress *eg, const uint8_t *ip, 
     }
     if (wg) {
       size_t sealed = 0;
-      enum wg_result r = wg_seal(&in->e->wg, in->wg, eg->wg_peer, oip, hl + chunk, mtu, &sealed, &sl->dst.v4);
+      enum wg_result r = wg_seal(wg_table_of(in->e, eg), in->wg, eg->wg_peer, oip, hl + chunk, mtu, &sealed, &sl->dst);
       if (r == WG_STAGED || r == WG_STAGED_OVERFLOW) count(in->q, C_INSIDE_STAGED, 1);
       if (r != WG_OK) {
         if (r != WG_STAGED) count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
@@ -318,8 +325,8 @@ static int may_send_icmp_about(const uint8_t *ip, unsigned len) {
 static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, const struct egress *eg) {
   size_t out_len = 0;
   unsigned mtu = in->e->opt.mtu > 0 ? (unsigned)in->e->opt.mtu : 0;
-  sl->v6 = 0;
-  enum wg_result r = wg_seal(&in->e->wg, in->wg, eg->wg_peer, ip, len, mtu, &out_len, &sl->dst.v4);
+  sl->v6 = eg->v6;
+  enum wg_result r = wg_seal(wg_table_of(in->e, eg), in->wg, eg->wg_peer, ip, len, mtu, &out_len, &sl->dst);
   if (r == WG_STAGED || r == WG_STAGED_OVERFLOW) count(in->q, C_INSIDE_STAGED, 1);
   if (r == WG_STAGED) return;
   if (r != WG_OK) {
@@ -332,6 +339,7 @@ static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, 
   sl->seg_size = (uint16_t)out_len;
   in->used++;
   count(in->q, C_INSIDE_PACKETS, 1);
+  if (eg->v6) count(in->q, C_INSIDE_IPV6_PACKETS, 1);
 }
 
 /* Step 4 for a packet of either family that passed its checks: a super-packet is split into
@@ -377,7 +385,8 @@ static unsigned path_mtu6(const struct engine *e) {
   return e->opt.mtu6 > 0 ? (unsigned)e->opt.mtu6 : e->opt.mtu > 0 ? (unsigned)e->opt.mtu : 0;
 }
 
-/* vxlan mode, an IPv6 packet (step 2-4): route, hop limit, path MTU, then queue_packet. */
+/* An IPv6 packet (step 2-4), vxlan mode or wireguard mode with the IPv6 interface: route, hop
+ * limit (vxlan), path MTU, then queue_packet, or (wireguard) seal for the IPv6 interface's peer. */
 static void handle6(struct inside *in, struct slot *sl, uint8_t *ip, unsigned n, const struct virtio_net_hdr *vh, uint8_t gso_type) {
   struct engine *e = in->e;
   int super = gso_type != VIRTIO_NET_HDR_GSO_NONE;
@@ -394,8 +403,10 @@ static void handle6(struct inside *in, struct slot *sl, uint8_t *ip, unsigned n,
       count(in->q, C_INSIDE_ICMP_SENT, 1);
     return;
   }
-  /* The engine is a router hop between the TUN and the peer: hop limit - 1 (RFC 8200 3). */
-  if (ip[7] <= 1) {
+  int wg = e->opt.mode == WEFT_MODE_WIREGUARD;
+  /* The engine is a router hop between the TUN and the peer: hop limit - 1 (RFC 8200 3). Not in
+   * wireguard mode, which is the device itself, as the IPv4 side leaves the TTL to the kernel. */
+  if (!wg && ip[7] <= 1) {
     count(in->q, C_INSIDE_DROP_TTL_EXCEEDED, 1);
     if (icmp6_may_answer(ip, len) && icmp6_send_error(in->q, ip, len, ICMP6_TIME_EXCEEDED, 0, 0))
       count(in->q, C_INSIDE_ICMP_SENT, 1);
@@ -417,10 +428,18 @@ static void handle6(struct inside *in, struct slot *sl, uint8_t *ip, unsigned n,
       count(in->q, C_INSIDE_ICMP_SENT, 1);
     return;
   }
-  ip[7]--;
-  struct egress eg = {.v6 = 1};
+  if (!wg) ip[7]--;
+  struct egress eg = {.v6 = 1, .wg_peer = hop.wg_peer};
   eg.dst.v6 = hop.addr;
   memcpy(eg.mac, hop.mac, 6);
+  if (wg && !super) {
+    if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && finish_checksum(ip, len, vh) < 0) {
+      count(in->q, C_INSIDE_DROP_MALFORMED, 1);
+      return;
+    }
+    seal(in, sl, ip, len, &eg);
+    return;
+  }
   int gso_ok = (gso_type == VIRTIO_NET_HDR_GSO_TCPV6 && proto == IPPROTO_TCP_) ||
                (gso_type == VIRTIO_NET_HDR_GSO_UDP_L4 && proto == IPPROTO_UDP_);
   queue_packet(in, sl, ip, len, vh, super, gso_ok, &eg);
@@ -444,7 +463,7 @@ static void handle(struct inside *in, unsigned n) {
   uint8_t gso_type = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
   int super = gso_type != VIRTIO_NET_HDR_GSO_NONE;
   count(in->q, C_INSIDE_BYTES, n);
-  if (n >= 1 && (ip[0] >> 4) == 6 && e->opt.mode == WEFT_MODE_VXLAN) {
+  if (n >= 1 && (ip[0] >> 4) == 6 && (e->opt.mode == WEFT_MODE_VXLAN || (e->opt.mode == WEFT_MODE_WIREGUARD && e->opt.has_v6))) {
     handle6(in, sl, ip, n, &vh, gso_type);
     return;
   }

@@ -25,7 +25,10 @@
  * TypeScript; a type-4 message is opened in place without any lock held but the session
  * table's short ones (wireguard.c: session by receiver index, decrypt, replay window, roaming);
  * then, in one routes_read(), the inner source must lie in a subnet routed to that same peer
- * (WireGuard's cryptokey routing: AllowedIPs). Keepalives (empty payloads) are counted.
+ * (WireGuard's cryptokey routing: AllowedIPs). Keepalives (empty payloads) are counted. With the
+ * IPv6 interface (opt.has_v6), what arrives on the IPv6 socket is that interface's: its
+ * handshakes go to its peers, its sessions open it, and its inner packets must be IPv6 from an
+ * IPv6 subnet routed to the opening peer (wg_source_allowed).
  *
  * Buffers: receive buffers and flow headers belong to this queue's outside state. A flow holds
  * its headers and pointers into the receive buffers, which therefore stay untouched (nothing is
@@ -73,6 +76,7 @@ struct flow {
 struct opened {
   uint8_t *ip;
   uint16_t len;
+  uint8_t v6;     /* opened by the IPv6 interface's table (its peer ids are its own) */
   uint32_t peer;
 };
 
@@ -95,17 +99,18 @@ struct outside {
   int confirmed_count;
 };
 
-/* wg_flush_staged's sender: one datagram from this queue's socket. */
-static void send_staged(void *ctx, const uint8_t *msg, size_t len, const struct sockaddr_in *dst) {
+/* wg_flush_staged's sender: one datagram from this queue's socket of the endpoint's family. */
+static void send_staged(void *ctx, const uint8_t *msg, size_t len, const union underlay_addr *dst) {
   struct outside *out = ctx;
   struct iovec iov = {(void *)msg, len};
   struct mmsghdr m;
   memset(&m, 0, sizeof m);
   m.msg_hdr.msg_iov = &iov;
   m.msg_hdr.msg_iovlen = 1;
+  int v6 = dst->sa.sa_family == AF_INET6;
   m.msg_hdr.msg_name = (void *)dst;
-  m.msg_hdr.msg_namelen = sizeof *dst;
-  if (io_send(out->q, 0, &m, 1) == 1) count(out->q, C_OUTSIDE_STAGED_SENT, 1);
+  m.msg_hdr.msg_namelen = v6 ? sizeof dst->v6 : sizeof dst->v4;
+  if (io_send(out->q, v6, &m, 1) == 1) count(out->q, C_OUTSIDE_STAGED_SENT, 1);
 }
 
 static void tun_writev(struct outside *out, const struct iovec *iov, int n) {
@@ -502,9 +507,10 @@ static void check_batch(const struct route_table *routes, void *arg) {
   }
 }
 
-/* wireguard mode, one datagram (one GRO segment): hand a handshake message to TypeScript, or open
- * a transport message and list its inner packet for the AllowedIPs check. */
-static void wg_receive(struct outside *out, uint8_t *msg, unsigned len, const struct sockaddr_in *from) {
+/* wireguard mode, one datagram (one GRO segment) on the socket of interface `wg`: hand a
+ * handshake message to TypeScript (for that interface's peers), or open a transport message with
+ * that interface's sessions and list its inner packet for the AllowedIPs check. */
+static void wg_receive(struct outside *out, struct wg_table *wg, uint8_t *msg, unsigned len, const union underlay_addr *from) {
   struct queue *q = out->q;
   if (len < 4) {
     count(q, C_OUTSIDE_DROP_TRUNCATED, 1);
@@ -516,7 +522,7 @@ static void wg_receive(struct outside *out, uint8_t *msg, unsigned len, const st
     return;
   }
   if (msg[0] != WG_MSG_TRANSPORT) {
-    int r = wg_handshake_message(&out->e->wg, msg, len, from);
+    int r = wg_handshake_message(wg, msg, len, from);
     count(q, r == 0 ? C_OUTSIDE_HANDSHAKE_MESSAGES : r == WG_TRUNCATED ? C_OUTSIDE_DROP_TRUNCATED
                                                                        : C_OUTSIDE_DROP_HANDSHAKE_QUEUE_FULL, 1);
     return;
@@ -524,7 +530,7 @@ static void wg_receive(struct outside *out, uint8_t *msg, unsigned len, const st
   uint32_t peer = 0;
   size_t plain = 0;
   int confirmed = 0;
-  enum wg_result r = wg_open(&out->e->wg, out->wg, msg, len, from, &peer, &plain, &confirmed);
+  enum wg_result r = wg_open(wg, out->wg, msg, len, from, &peer, &plain, &confirmed);
   if (confirmed && out->confirmed_count < RX_MSGS * GSO_MAX_SEGMENTS) out->confirmed[out->confirmed_count++] = peer;
   switch (r) {
   case WG_OK: break;
@@ -540,35 +546,52 @@ static void wg_receive(struct outside *out, uint8_t *msg, unsigned len, const st
     count(q, C_OUTSIDE_DROP_TRUNCATED, 1);
     return;
   }
-  if ((ip[0] >> 4) != 4) {
+  /* With the IPv6 interface an inner IPv6 packet is parsed too (on either socket: which
+   * interface's AllowedIPs it must match is wg_check_sources' question). */
+  int inner6 = (ip[0] >> 4) == 6 && out->e->opt.has_v6;
+  if ((ip[0] >> 4) != 4 && !inner6) {
     count(q, C_OUTSIDE_DROP_NOT_IPV4, 1);
     return;
   }
-  /* The IPv4 total length drops the padding. */
-  unsigned ipl = ip4_valid_len(ip, (unsigned)plain, 0);
+  /* The IPv4 total length (IPv6: payload length) drops the padding. */
+  unsigned ipl = inner6 ? (plain >= IP6_HDR_LEN ? ip6_valid_len(ip, (unsigned)plain, 0) : 0) : ip4_valid_len(ip, (unsigned)plain, 0);
   if (ipl == 0) {
     count(q, C_OUTSIDE_DROP_MALFORMED, 1);
     return;
   }
-  if (out->opened_count < MAX_ACCEPTED) out->opened[out->opened_count++] = (struct opened){ip, (uint16_t)ipl, peer};
+  if (out->opened_count < MAX_ACCEPTED)
+    out->opened[out->opened_count++] = (struct opened){ip, (uint16_t)ipl, (uint8_t)(wg->index == 1), peer};
 }
 
 /* wireguard mode, within routes_read(): the inner source must be routed to the peer whose
- * session opened the packet. */
+ * session opened the packet, on that peer's interface: IPv4 sources by the IPv4 table to the
+ * IPv4 interface's peers, IPv6 sources by the IPv6 table to the IPv6 interface's (Mode
+ * "separate": each interface's AllowedIPs are of its own family, as flannel-wg and
+ * flannel-wg-v6 have them). Anything else is a source outside the peer's AllowedIPs. */
+static int wg_source_allowed(const struct route_table *routes, const struct opened *o) {
+  if ((o->ip[0] >> 4) == 6) {
+    const struct peer6 *p6 = o->v6 ? routes_lookup6(routes, ip6_src(o->ip)) : NULL;
+    return p6 && p6->wg_peer == o->peer;
+  }
+  const struct peer *p = o->v6 ? NULL : routes_lookup(routes, ip4_src(o->ip));
+  return p && p->wg_peer == o->peer;
+}
+
 static void wg_check_sources(const struct route_table *routes, void *arg) {
   struct outside *out = arg;
   for (int i = 0; i < out->opened_count; i++) {
     const struct opened *o = &out->opened[i];
-    const struct peer *p = routes_lookup(routes, ip4_src(o->ip));
-    if (!p || p->wg_peer != o->peer) {
+    if (!wg_source_allowed(routes, o)) {
       count(out->q, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
       continue;
     }
+    if ((o->ip[0] >> 4) == 6) count(out->q, C_OUTSIDE_IPV6_PACKETS, 1);
     if (out->acc_count < MAX_ACCEPTED) out->acc[out->acc_count++] = (struct accepted){o->ip, o->len};
   }
 }
 
-static void wg_receive_batch(struct outside *out, int n) {
+static void wg_receive_batch(struct outside *out, int n, int v6) {
+  struct wg_table *wg = v6 ? &out->e->wg6 : &out->e->wg;
   out->acc_count = 0;
   out->opened_count = 0;
   out->confirmed_count = 0;
@@ -584,18 +607,18 @@ static void wg_receive_batch(struct outside *out, int n) {
     }
     if (len == 0) count(out->q, C_OUTSIDE_DROP_TRUNCATED, 1);
     uint8_t *base = out->bufs[i] + HEADROOM;
-    for (unsigned off = 0; off < len; off += gso) wg_receive(out, base + off, len - off < gso ? len - off : gso, &out->from[i].v4);
+    for (unsigned off = 0; off < len; off += gso) wg_receive(out, wg, base + off, len - off < gso ? len - off : gso, &out->from[i]);
   }
   if (out->opened_count > 0) routes_read(&out->e->routes, wg_check_sources, out);
   for (int i = 0; i < out->acc_count; i++) deliver(out, out->acc[i].ip, out->acc[i].len);
   flows_flush(out);
   unsigned mtu = out->e->opt.mtu > 0 ? (unsigned)out->e->opt.mtu : 0;
-  for (int i = 0; i < out->confirmed_count; i++) wg_flush_staged(&out->e->wg, out->wg, out->confirmed[i], mtu, send_staged, out);
+  for (int i = 0; i < out->confirmed_count; i++) wg_flush_staged(wg, out->wg, out->confirmed[i], mtu, send_staged, out);
 }
 
-static void receive_batch(struct outside *out, int n) {
+static void receive_batch(struct outside *out, int n, int v6) {
   if (out->e->opt.mode == WEFT_MODE_WIREGUARD) {
-    wg_receive_batch(out, n);
+    wg_receive_batch(out, n, v6);
     return;
   }
   out->acc_count = 0;
@@ -656,7 +679,7 @@ static int drain_socket(struct outside *out, int v6, int budget) {
     }
     batches++;
     count(out->q, C_OUTSIDE_RECV_CALLS, 1);
-    receive_batch(out, n);
+    receive_batch(out, n, v6);
   }
   return 0;
 }

@@ -265,6 +265,7 @@ int routes_next_hop6(struct route_table *t, const uint8_t address[16], struct ne
   if (p) {
     hop->addr = p->addr;
     memcpy(hop->mac, p->mac, 6);
+    hop->wg_peer = p->wg_peer;
   }
   pthread_mutex_unlock(&t->lock);
   return p != NULL;

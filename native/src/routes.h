@@ -15,12 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* An underlay address of either family, ready for sendmmsg. */
-union underlay_addr {
-  struct sockaddr sa;
-  struct sockaddr_in v4;
-  struct sockaddr_in6 v6;
-};
+#include "underlay_addr.h"
+
 
 struct peer {
   uint32_t network;   /* host byte order, host bits zero */
@@ -32,14 +28,16 @@ struct peer {
   uint32_t wg_peer;   /* wireguard mode: the session table's peer (AllowedIPs -> peer); 0: none */
 };
 
-/* An IPv6 subnet of a peer (userspace vxlan over an IPv6 underlay, as flannel-v6.<VNI>): its
- * PublicIPv6 and the VtepMAC of its BackendV6Data. */
+/* An IPv6 subnet of a peer: userspace vxlan over an IPv6 underlay (as flannel-v6.<VNI>): its
+ * PublicIPv6 and the VtepMAC of its BackendV6Data; wireguard mode: the peer of the IPv6
+ * interface's session table it is an AllowedIP of (as flannel-wg-v6). */
 struct peer6 {
   uint8_t network[16]; /* network byte order, host bits zero */
   uint8_t prefix;      /* 0..128 */
   uint8_t mac[6];
   uint8_t public_ip[16];
   struct sockaddr_in6 addr; /* public_ip:port */
+  uint32_t wg_peer;    /* wireguard mode: the peer id in the IPv6 interface's table (wg6); 0: none */
 };
 
 /* What a packet needs from its peer, copied out so the lock is not held across I/O. */
@@ -52,6 +50,7 @@ struct next_hop {
 struct next_hop6 {
   struct sockaddr_in6 addr;
   uint8_t mac[6];
+  uint32_t wg_peer;
 };
 
 struct prefix_group {

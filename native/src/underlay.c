@@ -1,8 +1,8 @@
 /* The outside sockets: UDP bound to the underlay interface address and the configured port,
  * with UDP_GRO (receive super-datagrams) and UDP_SEGMENT (send super-datagrams) when the
  * kernel has them. One socket per queue: with several they form one SO_REUSEPORT group.
- * With an IPv6 underlay address (vxlan mode, opt.has_v6) every queue has a second socket,
- * IPv6-only, bound to that address and the same port: the IPv4 socket stays exactly as it was
+ * With an IPv6 underlay address (opt.has_v6) every queue has a second socket, IPv6-only, bound
+ * to that address and the same port (wireguard mode: port6, ListenPortV6 of flannel-wg-v6): the IPv4 socket stays exactly as it was
  * (bound to the interface's IPv4 address as flanneld binds, plain sockaddr_in everywhere), and
  * a kernel flannel-v6.<VNI> peer's datagrams come from and go to its PublicIPv6. A single
  * dual-stack socket would have to bind the wildcard [::] to receive both families, taking the
@@ -266,7 +266,7 @@ int underlay_open(struct engine *e, char *err, size_t err_len) {
   if (!e->opt.has_v6) return 0;
   memset(&a, 0, sizeof a);
   a.v6.sin6_family = AF_INET6;
-  a.v6.sin6_port = htons(e->opt.port);
+  a.v6.sin6_port = htons(e->opt.port6 ? e->opt.port6 : e->opt.port);
   a.v6.sin6_addr = e->opt.bind_address6;
   return open_group(e, &a, err, err_len);
 }

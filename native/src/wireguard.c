@@ -150,13 +150,36 @@ void wg_free(struct wg_table *t) {
   pthread_mutex_destroy(&t->lock);
 }
 
+/* Address and port of the same family (a table's peers are all of its family; roaming never
+ * changes it, as each table receives on its own socket). */
+static int same_endpoint(const union underlay_addr *a, const union underlay_addr *b) {
+  if (a->sa.sa_family != b->sa.sa_family) return 0;
+  if (a->sa.sa_family == AF_INET6)
+    return a->v6.sin6_port == b->v6.sin6_port && memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, 16) == 0;
+  return a->v4.sin_port == b->v4.sin_port && a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+}
+
+/* Only the family's own fields: a v4 source never carries stale v6 bytes along. */
+static void endpoint_copy(union underlay_addr *to, const union underlay_addr *from) {
+  memset(to, 0, sizeof *to);
+  if (from->sa.sa_family == AF_INET6) {
+    to->v6.sin6_family = AF_INET6;
+    to->v6.sin6_port = from->v6.sin6_port;
+    to->v6.sin6_addr = from->v6.sin6_addr;
+  } else {
+    to->v4.sin_family = AF_INET;
+    to->v4.sin_port = from->v4.sin_port;
+    to->v4.sin_addr = from->v4.sin_addr;
+  }
+}
+
 static struct wg_peer *find_peer(struct wg_table *t, uint32_t id) {
   for (size_t i = 0; i < t->count; i++)
     if (t->peers[i].id == id) return &t->peers[i];
   return NULL;
 }
 
-int wg_set_peer(struct wg_table *t, uint32_t id, const struct sockaddr_in *endpoint) {
+int wg_set_peer(struct wg_table *t, uint32_t id, const union underlay_addr *endpoint) {
   pthread_mutex_lock(&t->lock);
   struct wg_peer *p = find_peer(t, id);
   if (!p) {
@@ -180,7 +203,7 @@ int wg_set_peer(struct wg_table *t, uint32_t id, const struct sockaddr_in *endpo
     memset(p, 0, sizeof *p);
     p->id = id;
   }
-  p->endpoint = *endpoint;
+  endpoint_copy(&p->endpoint, endpoint);
   pthread_mutex_unlock(&t->lock);
   return 0;
 }
@@ -287,6 +310,7 @@ static void emit_want(struct wg_table *t, uint32_t id) {
   struct wg_event ev;
   memset(&ev, 0, offsetof(struct wg_event, data));
   ev.kind = WG_EVENT_WANT_HANDSHAKE;
+  ev.table = t->index;
   ev.peer_id = id;
   t->emit(t->emit_ctx, &ev);
 }
@@ -307,7 +331,7 @@ static uint32_t rd32le(const uint8_t *p) {
 }
 
 enum wg_result wg_seal(struct wg_table *t, struct wg_crypto *c, uint32_t id, uint8_t *plain, size_t len,
-                       unsigned mtu, size_t *out_len, struct sockaddr_in *dst) {
+                       unsigned mtu, size_t *out_len, union underlay_addr *dst) {
   uint8_t key[WG_KEY_LEN];
   uint32_t remote_index = 0;
   uint64_t counter = 0;
@@ -414,7 +438,7 @@ size_t wg_flush_staged(struct wg_table *t, struct wg_crypto *c, uint32_t id, uns
     if (buf) {
       memcpy(buf + WG_HEADER_LEN, taken[i].data, taken[i].len);
       size_t out = 0;
-      struct sockaddr_in dst;
+      union underlay_addr dst;
       /* Should the session be gone again, the packet is simply staged once more. */
       if (wg_seal(t, c, id, buf + WG_HEADER_LEN, taken[i].len, mtu, &out, &dst) == WG_OK) {
         send(ctx, buf, out, &dst);
@@ -429,7 +453,7 @@ size_t wg_flush_staged(struct wg_table *t, struct wg_crypto *c, uint32_t id, uns
 }
 
 enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, size_t len,
-                       const struct sockaddr_in *from, uint32_t *peer_id, size_t *plain_len, int *confirmed) {
+                       const union underlay_addr *from, uint32_t *peer_id, size_t *plain_len, int *confirmed) {
   *confirmed = 0;
   if (len < WG_MIN_TRANSPORT_LEN) return WG_TRUNCATED;
   uint32_t index = rd32le(msg + 4);
@@ -478,11 +502,7 @@ enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, si
       *confirmed = p->staged_count > 0;
     }
     /* Roaming (whitepaper 2.1): the latest authenticated source is where the peer is. */
-    if (from && (p->endpoint.sin_addr.s_addr != from->sin_addr.s_addr || p->endpoint.sin_port != from->sin_port)) {
-      p->endpoint.sin_family = AF_INET;
-      p->endpoint.sin_addr = from->sin_addr;
-      p->endpoint.sin_port = from->sin_port;
-    }
+    if (from && !same_endpoint(&p->endpoint, from)) endpoint_copy(&p->endpoint, from);
     p->last_rx_ns = now;
     if (clen > 0) p->last_data_rx_ns = now;
     p->rx_bytes += clen;
@@ -499,7 +519,7 @@ enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, si
   return clen == 0 ? WG_KEEPALIVE : WG_OK;
 }
 
-int wg_handshake_message(struct wg_table *t, const uint8_t *msg, size_t len, const struct sockaddr_in *from) {
+int wg_handshake_message(struct wg_table *t, const uint8_t *msg, size_t len, const union underlay_addr *from) {
   size_t want = msg[0] == WG_MSG_INITIATION ? WG_INITIATION_LEN
                 : msg[0] == WG_MSG_RESPONSE ? WG_RESPONSE_LEN
                                              : WG_COOKIE_REPLY_LEN;
@@ -508,7 +528,8 @@ int wg_handshake_message(struct wg_table *t, const uint8_t *msg, size_t len, con
   struct wg_event ev;
   memset(&ev, 0, sizeof ev);
   ev.kind = WG_EVENT_HANDSHAKE_MESSAGE;
-  ev.from = *from;
+  ev.table = t->index;
+  endpoint_copy(&ev.from, from);
   ev.len = len;
   memcpy(ev.data, msg, len);
   return t->emit(t->emit_ctx, &ev);

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "underlay_addr.h"
+
 #define WG_MSG_INITIATION 1
 #define WG_MSG_RESPONSE 2
 #define WG_MSG_COOKIE_REPLY 3
@@ -71,7 +73,7 @@ struct wg_staged {
 
 struct wg_peer {
   uint32_t id;                    /* JS's handle for the peer, never 0 */
-  struct sockaddr_in endpoint;    /* where to send; follows the peer on authenticated receive (roaming) */
+  union underlay_addr endpoint;   /* where to send (the table's family); follows the peer on authenticated receive (roaming) */
   struct wg_keypair current, previous, next; /* next: a responder's session, unconfirmed until data arrives on it */
   uint64_t last_tx_ns, last_rx_ns, last_data_tx_ns, last_data_rx_ns, last_handshake_ns;
   uint64_t last_want_ns;          /* last "handshake wanted" notice */
@@ -84,16 +86,21 @@ struct wg_peer {
 enum wg_event_kind { WG_EVENT_HANDSHAKE_MESSAGE = 1, WG_EVENT_WANT_HANDSHAKE = 2 };
 struct wg_event {
   enum wg_event_kind kind;
+  int table;                      /* which interface's table: its wg_table.index */
   uint32_t peer_id;               /* WANT_HANDSHAKE */
-  struct sockaddr_in from;        /* HANDSHAKE_MESSAGE */
+  union underlay_addr from;       /* HANDSHAKE_MESSAGE */
   size_t len;
   uint8_t data[WG_INITIATION_LEN];
 };
 /* Must not block; returns 0 if the event was queued, -1 if it was dropped (queue full). */
 typedef int (*wg_emit_fn)(void *ctx, const struct wg_event *event);
 
+/* One logical WireGuard interface: flanneld's flannel-wg (index 0, the IPv4 socket) or, on a
+ * dual-stack network in Mode "separate", flannel-wg-v6 (index 1, the IPv6 socket). Two tables
+ * are two independent sets of peers and sessions, as two devices are, even for one public key. */
 struct wg_table {
   pthread_mutex_t lock;
+  int index;                      /* 0: the IPv4 interface, 1: the IPv6 one (events name it) */
   struct wg_peer *peers;
   size_t count, capacity;
   struct wg_timers timers;
@@ -110,7 +117,7 @@ void wg_init(struct wg_table *t);
 /* Zeroes every key before freeing. */
 void wg_free(struct wg_table *t);
 /* Adds the peer or changes its endpoint (a changed endpoint keeps the sessions). 0, or -1: out of memory. */
-int wg_set_peer(struct wg_table *t, uint32_t id, const struct sockaddr_in *endpoint);
+int wg_set_peer(struct wg_table *t, uint32_t id, const union underlay_addr *endpoint);
 /* Zeroes and forgets the peer's sessions; returns 1 if it existed. */
 int wg_remove_peer(struct wg_table *t, uint32_t id);
 /* Installs a finished handshake's session: an initiator's becomes current at once (the old one
@@ -125,7 +132,7 @@ struct wg_peer_stats {
   uint64_t current_age_ns, current_send_counter;
   uint64_t since_tx_ns, since_rx_ns, since_data_tx_ns, since_data_rx_ns; /* UINT64_MAX: never */
   uint64_t tx_bytes, rx_bytes;
-  struct sockaddr_in endpoint;
+  union underlay_addr endpoint;
 };
 void wg_peer_stats(struct wg_table *t, uint32_t id, struct wg_peer_stats *out);
 
@@ -157,10 +164,10 @@ static inline size_t wg_padded_len(size_t len, unsigned mtu) {
  * tag after, so `plain` needs len + 15 + WG_TAG_LEN bytes of room. On WG_OK *out_len is the
  * message length (from plain - WG_HEADER_LEN) and *dst the peer's endpoint. len 0 is a keepalive. */
 enum wg_result wg_seal(struct wg_table *t, struct wg_crypto *c, uint32_t id, uint8_t *plain, size_t len,
-                       unsigned mtu, size_t *out_len, struct sockaddr_in *dst);
+                       unsigned mtu, size_t *out_len, union underlay_addr *dst);
 
 /* Sends one sealed message (the caller's socket). */
-typedef void (*wg_send_fn)(void *ctx, const uint8_t *msg, size_t len, const struct sockaddr_in *dst);
+typedef void (*wg_send_fn)(void *ctx, const uint8_t *msg, size_t len, const union underlay_addr *dst);
 /* Seals and sends what is staged for peer `id` (after a session became usable). Returns how many. */
 size_t wg_flush_staged(struct wg_table *t, struct wg_crypto *c, uint32_t id, unsigned mtu, wg_send_fn send, void *ctx);
 
@@ -169,11 +176,11 @@ size_t wg_flush_staged(struct wg_table *t, struct wg_crypto *c, uint32_t id, uns
  * peer; the endpoint, timestamps and replay window are updated only then. *confirmed is set
  * when this message confirmed a responder's session (staged packets may go now). */
 enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, size_t len,
-                       const struct sockaddr_in *from, uint32_t *peer_id, size_t *plain_len, int *confirmed);
+                       const union underlay_addr *from, uint32_t *peer_id, size_t *plain_len, int *confirmed);
 
 /* A handshake message (types 1-3) for TypeScript; checks only type and size.
  * Returns 0 queued, WG_TRUNCATED for a wrong size, -1 dropped (queue full). */
-int wg_handshake_message(struct wg_table *t, const uint8_t *msg, size_t len, const struct sockaddr_in *from);
+int wg_handshake_message(struct wg_table *t, const uint8_t *msg, size_t len, const union underlay_addr *from);
 
 /* The replay window on its own (for tests and the fuzzer): 1 if `counter` is new (and records
  * it), 0 if it is a replay or too old. */

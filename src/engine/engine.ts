@@ -2,7 +2,9 @@ import { formatIpv4, parseIpv4, type Ipv4Subnet } from "../net/ipv4.js";
 import { parseIpv6, type Ipv6Number, type Ipv6Subnet } from "../net/ipv6.js";
 import { normalizeMac } from "../net/mac.js";
 import { shapeCounters, type EngineCounters } from "./counters.js";
-import { loadNativeAddon, type NativeAddon, type NativeEngineFds, type NativeFeatures, type NativeHandle } from "./native-addon.js";
+import {
+  loadNativeAddon, type NativeAddon, type NativeEngineFds, type NativeFeatures, type NativeHandle, type NativeWireguardEvent, type NativeWireguardInterface,
+} from "./native-addon.js";
 import {
   DEFAULT_WIREGUARD_TIMERS,
   WireguardSessions,
@@ -12,6 +14,7 @@ import {
   type WireguardTimers,
 } from "./wireguard/sessions.js";
 import { publicKeyOf } from "./wireguard/noise.js";
+import { RoutedPeers } from "./wireguard/routed-peers.js";
 
 /**
  * The userspace data path: a TUN device (inside) and a UDP socket (outside) joined by native
@@ -55,10 +58,14 @@ export interface EngineOptions {
   /** Source of ICMP errors written back into the TUN (the TUN's own address); none if absent. */
   icmpSource?: string;
   /**
-   * vxlan only: the underlay interface's IPv6 address. An IPv6-only socket per queue binds to it
-   * (same port) and IPv6 peers (PeerRoute.ipv6) are reached over it, as flannel-v6.<VNI> does.
+   * vxlan and wireguard: the underlay interface's IPv6 address. An IPv6-only socket per queue
+   * binds to it and IPv6 peers (PeerRoute.ipv6) are reached over it: vxlan on the same port, as
+   * flannel-v6.<VNI> does; wireguard on portV6, as a second WireGuard interface with its own
+   * peers and sessions (flanneld's flannel-wg-v6, Mode "separate").
    */
   bindAddressV6?: string;
+  /** wireguard with bindAddressV6: the IPv6 interface's port (ListenPortV6); default `port`. */
+  portV6?: number;
   /** Source of ICMPv6 errors written back into the TUN (the TUN's own IPv6 address); none if absent. */
   icmpSourceV6?: string;
   /**
@@ -134,11 +141,18 @@ export function defaultEngineQueues(): number {
   return 1;
 }
 
-/** A peer's IPv6 half (vxlan mode, dual-stack lease): its IPv6 subnet, PublicIPv6 and the VtepMAC of its BackendV6Data. */
+/**
+ * A peer's IPv6 half (dual-stack lease): its IPv6 subnet, PublicIPv6 and, from its BackendV6Data,
+ * the VtepMAC (vxlan mode) or the PublicKey and Port of its IPv6 WireGuard interface (wireguard).
+ */
 export interface PeerRouteV6 {
   subnet: Ipv6Subnet;
   publicIPv6: string;
-  vtepMac: string;
+  /** Required in vxlan mode. */
+  vtepMac?: string;
+  /** Required in wireguard mode. */
+  publicKey?: string;
+  port?: number;
 }
 
 export interface PeerRoute {
@@ -146,7 +160,7 @@ export interface PeerRoute {
   publicIP: string;
   /** Required in vxlan mode. */
   vtepMac?: string;
-  /** vxlan mode on an engine with bindAddressV6: the peer's IPv6 subnet, routed over the IPv6 underlay. */
+  /** An engine with bindAddressV6: the peer's IPv6 subnet, routed over the IPv6 underlay (wireguard: to the IPv6 interface's peer). */
   ipv6?: PeerRouteV6;
   /** Required in wireguard mode: the peer's static public key (base64) and its listen port. */
   publicKey?: string;
@@ -200,6 +214,15 @@ const DEFAULT_SOCKET_BUFFER = 4 << 20;
 /** Off: on 2 shared cores spinning cost more than the wake-ups it saved (docs/dataplane.md "Latency"). */
 const DEFAULT_SPIN_MICROSECONDS = 0;
 
+/** The IPv6 interface's log lines say so (the same peer key may be on both). */
+function childLogger(logger: SessionLogger, fields: object): SessionLogger {
+  return {
+    debug: (object, message) => logger.debug({ ...fields, ...object }, message),
+    info: (object, message) => logger.info({ ...fields, ...object }, message),
+    warn: (object, message) => logger.warn({ ...fields, ...object }, message),
+  };
+}
+
 function netnsPath(netns: string | undefined): string | undefined {
   if (netns === undefined) return undefined;
   return netns.startsWith("/") ? netns : `/run/netns/${netns}`;
@@ -222,10 +245,10 @@ class NativeEngine implements Engine {
   private handle: NativeHandle | undefined;
   private readonly names: string[];
 
-  /** wireguard mode: the handshake side, its timer and which peer key each subnet routes to. */
-  private sessions: WireguardSessions | undefined;
+  /** wireguard mode: the IPv4 interface's peers and handshakes, the IPv6 one's (with bindAddressV6), their timer. */
+  private wg: RoutedPeers | undefined;
+  private wg6: RoutedPeers | undefined;
   private ticker: NodeJS.Timeout | undefined;
-  private readonly subnetKeys = new Map<string, string>();
 
   constructor(
     private readonly addon: NativeAddon,
@@ -247,34 +270,52 @@ class NativeEngine implements Engine {
     return this.handle;
   }
 
-  /** Called once by openEngine in wireguard mode. */
-  attachSessions(sessions: WireguardSessions, tickMs: number): void {
-    this.sessions = sessions;
+  /** Called once by openEngine in wireguard mode, with the IPv6 interface's sessions when it has one. */
+  attachSessions(sessions: WireguardSessions, sessionsV6: WireguardSessions | undefined, tickMs: number): void {
+    this.wg = new RoutedPeers(sessions);
+    this.wg6 = sessionsV6 && new RoutedPeers(sessionsV6);
     this.ticker = setInterval(() => {
-      if (this.handle) sessions.tick();
+      if (!this.handle) return;
+      sessions.tick();
+      sessionsV6?.tick();
     }, tickMs);
     this.ticker.unref();
   }
 
+  /** Both interfaces' handshake state, as one (drops and counts summed, peers listed side by side). */
   wireguardStatus(): WireguardStatus | undefined {
-    const sessions = this.sessions;
-    if (!sessions) return undefined;
+    if (!this.wg) return undefined;
+    const all = [this.wg.sessions, ...(this.wg6 ? [this.wg6.sessions] : [])];
+    const drops: Record<string, number> = {};
+    for (const sessions of all) for (const [reason, n] of Object.entries(sessions.drops)) drops[reason] = (drops[reason] ?? 0) + n;
     return {
-      publicKey: sessions.publicKey.toString("base64"), handshakesCompleted: sessions.handshakesCompleted, handshakeDrops: { ...sessions.drops },
-      underLoad: sessions.underLoad, cookieRepliesSent: sessions.cookieRepliesSent, peers: sessions.status(),
+      publicKey: this.wg.sessions.publicKey.toString("base64"),
+      handshakesCompleted: all.reduce((sum, sessions) => sum + sessions.handshakesCompleted, 0),
+      handshakeDrops: drops,
+      underLoad: all.some((sessions) => sessions.underLoad),
+      cookieRepliesSent: all.reduce((sum, sessions) => sum + sessions.cookieRepliesSent, 0),
+      peers: all.flatMap((sessions) => sessions.status()),
     };
   }
 
+  /** Both interfaces take the new key (flanneld too has one key file for flannel-wg and flannel-wg-v6). */
   setWireguardPrivateKey(privateKey: Buffer): void {
-    if (!this.sessions) throw new Error(`engine on ${this.tunName}: a WireGuard key needs an engine in wireguard mode (this one is ${this.mode})`);
+    if (!this.wg) throw new Error(`engine on ${this.tunName}: a WireGuard key needs an engine in wireguard mode (this one is ${this.mode})`);
     if (privateKey.length !== 32) throw new Error(`engine on ${this.tunName}: a WireGuard private key is 32 bytes, got ${privateKey.length}`);
-    this.sessions.setStaticKeys({ privateKey: Buffer.from(privateKey), publicKey: publicKeyOf(privateKey) });
+    for (const routed of [this.wg, this.wg6]) routed?.sessions.setStaticKeys({ privateKey: Buffer.from(privateKey), publicKey: publicKeyOf(privateKey) });
+  }
+
+  /** An engine event for the interface it names (a message on the IPv6 socket is the IPv6 interface's). */
+  wireguardEvent(event: NativeWireguardEvent): void {
+    const routed = event.iface === 1 ? this.wg6 : this.wg;
+    if (!routed) return;
+    routed.sessions.handle(event.kind === "want" ? { kind: "want", peer: event.peer } : { kind: "message", address: event.address, port: event.port, data: event.data });
   }
 
   setPeer(route: PeerRoute): void {
     const publicIp = parseIpv4(route.publicIP, `PublicIP of peer ${route.subnet}`);
-    if (this.sessions) {
-      this.setWireguardPeer(route, publicIp, this.sessions);
+    if (this.wg) {
+      this.setWireguardPeer(route, publicIp, this.wg);
       return;
     }
     if (this.mode === "vxlan" && route.vtepMac === undefined) {
@@ -282,12 +323,12 @@ class NativeEngine implements Engine {
     }
     const mac = route.vtepMac === undefined ? undefined : macBuffer(route.vtepMac, `VtepMAC of peer ${route.subnet}`);
     // Everything is checked before either family is programmed: a bad IPv6 half changes nothing.
-    const v6 = route.ipv6 && this.nativeRouteV6(route.subnet, route.ipv6);
+    const v6 = route.ipv6 && this.vxlanRouteV6(route.subnet, route.ipv6);
     this.addon.setPeer(this.live(), route.subnet.network, route.subnet.prefixLength, publicIp, mac);
     if (v6) this.addon.setPeer6(this.live(), v6.network, v6.prefix, v6.publicIp, v6.mac);
   }
 
-  private nativeRouteV6(peer: Ipv4Subnet, route: PeerRouteV6): { network: Buffer; prefix: number; publicIp: Buffer; mac: Buffer } {
+  private nativeRouteV6(peer: Ipv4Subnet, route: PeerRouteV6): { network: Buffer; prefix: number; publicIp: Buffer } {
     if (!this.features.ipv6Underlay) {
       throw new Error(`peer ${peer}: IPv6 subnet ${route.subnet} needs an engine opened with bindAddressV6 (an IPv6 underlay address)`);
     }
@@ -295,47 +336,49 @@ class NativeEngine implements Engine {
       network: ipv6Buffer(route.subnet.network),
       prefix: route.subnet.prefixLength,
       publicIp: ipv6Buffer(parseIpv6(route.publicIPv6, `PublicIPv6 of peer ${route.subnet}`)),
-      mac: macBuffer(route.vtepMac, `VtepMAC (BackendV6Data) of peer ${route.subnet}`),
     };
+  }
+
+  private vxlanRouteV6(peer: Ipv4Subnet, route: PeerRouteV6): { network: Buffer; prefix: number; publicIp: Buffer; mac: Buffer } {
+    if (route.vtepMac === undefined) throw new Error(`peer ${peer}: IPv6 subnet ${route.subnet} has no VtepMAC (BackendV6Data), required by the userspace vxlan engine`);
+    return { ...this.nativeRouteV6(peer, route), mac: macBuffer(route.vtepMac, `VtepMAC (BackendV6Data) of peer ${route.subnet}`) };
   }
 
   removePeerV6(subnet: Ipv6Subnet): boolean {
     if (!this.features.ipv6Underlay) return false;
-    return this.addon.removePeer6(this.live(), ipv6Buffer(subnet.network), subnet.prefixLength);
+    const removed = this.addon.removePeer6(this.live(), ipv6Buffer(subnet.network), subnet.prefixLength);
+    this.wg6?.unroute(subnet.toString());
+    return removed;
   }
 
   removePeer(subnet: Ipv4Subnet): boolean {
     const removed = this.addon.removePeer(this.live(), subnet.network, subnet.prefixLength);
-    const key = this.subnetKeys.get(subnet.toString());
-    this.subnetKeys.delete(subnet.toString());
-    if (key !== undefined) this.dropUnroutedKey(key);
+    this.wg?.unroute(subnet.toString());
     return removed;
   }
 
-  /** The peer (by key) gets or keeps its session state; the subnet routes to it (its AllowedIPs). */
-  private setWireguardPeer(route: PeerRoute, publicIp: number, sessions: WireguardSessions): void {
-    if (route.publicKey === undefined || route.port === undefined) {
-      throw new Error(`peer ${route.subnet}: a PublicKey and a port are required by the wireguard engine`);
-    }
-    const key = Buffer.from(route.publicKey, "base64");
-    if (key.length !== 32) throw new Error(`peer ${route.subnet}: PublicKey "${route.publicKey}" is not a base64 Curve25519 key`);
-    const id = sessions.upsertPeer(key, { ip: publicIp, port: route.port });
-    this.addon.setPeer(this.live(), route.subnet.network, route.subnet.prefixLength, publicIp, undefined, id);
-    const subnet = route.subnet.toString();
-    const previous = this.subnetKeys.get(subnet);
-    this.subnetKeys.set(subnet, route.publicKey);
-    // A lease whose key changed (rotation): the old key's sessions go once nothing routes to it,
-    // and the new key is handshaken at once rather than on the next packet (which may be the
-    // other side's, sent on a session we just dropped).
-    if (previous !== undefined && previous !== route.publicKey) {
-      this.dropUnroutedKey(previous);
-      sessions.handle({ kind: "want", peer: id });
-    }
+  /**
+   * The peer (by key) gets or keeps its session state on the IPv4 interface and the subnet routes
+   * to it (its AllowedIPs); an IPv6 half goes the same way to the IPv6 interface's own peer.
+   * Everything is checked before either family is programmed.
+   */
+  private setWireguardPeer(route: PeerRoute, publicIp: number, wg: RoutedPeers): void {
+    const key = wireguardKey(`peer ${route.subnet}`, route.publicKey, route.port);
+    const v6 = route.ipv6 && this.wireguardRouteV6(route.subnet, route.ipv6);
+    wg.route(route.subnet.toString(), key, { ip: publicIp, port: route.port! }, (id) =>
+      this.addon.setPeer(this.live(), route.subnet.network, route.subnet.prefixLength, publicIp, undefined, id),
+    );
+    if (!v6) return;
+    v6.wg6.route(v6.subnet, v6.key, { ip: v6.native.publicIp, port: v6.port }, (id) =>
+      this.addon.setPeer6(this.live(), v6.native.network, v6.native.prefix, v6.native.publicIp, undefined, id),
+    );
   }
 
-  private dropUnroutedKey(key: string): void {
-    if (!this.sessions || [...this.subnetKeys.values()].includes(key)) return;
-    this.sessions.removePeer(Buffer.from(key, "base64"));
+  private wireguardRouteV6(peer: Ipv4Subnet, route: PeerRouteV6) {
+    const native = this.nativeRouteV6(peer, route);
+    if (!this.wg6) throw new Error(`peer ${peer}: IPv6 subnet ${route.subnet} needs the IPv6 WireGuard interface (an engine opened with bindAddressV6)`);
+    const key = wireguardKey(`peer ${peer}: IPv6 subnet ${route.subnet} (BackendV6Data)`, route.publicKey, route.port);
+    return { native, key, port: route.port!, subnet: route.subnet.toString(), wg6: this.wg6 };
   }
 
   counters(): EngineCounters {
@@ -351,7 +394,7 @@ class NativeEngine implements Engine {
   }
 
   detach(): EngineFds {
-    if (this.sessions) throw new Error(`engine on ${this.tunName}: a wireguard engine cannot be handed over (its sessions live in this process)`);
+    if (this.wg) throw new Error(`engine on ${this.tunName}: a wireguard engine cannot be handed over (its sessions live in this process)`);
     const handle = this.live();
     this.handle = undefined;
     return this.addon.detach(handle);
@@ -361,10 +404,19 @@ class NativeEngine implements Engine {
     if (!this.handle) return;
     const handle = this.handle;
     if (this.ticker) clearInterval(this.ticker);
-    this.sessions?.close();
+    this.wg?.sessions.close();
+    this.wg6?.sessions.close();
     this.handle = undefined;
     this.addon.close(handle);
   }
+}
+
+/** A wireguard peer's PublicKey (base64) as 32 bytes; throws naming `what` without it or a port. */
+function wireguardKey(what: string, publicKey: string | undefined, port: number | undefined): Buffer {
+  if (publicKey === undefined || port === undefined) throw new Error(`${what}: a PublicKey and a port are required by the wireguard engine`);
+  const key = Buffer.from(publicKey, "base64");
+  if (key.length !== 32) throw new Error(`${what}: PublicKey "${publicKey}" is not a base64 Curve25519 key`);
+  return key;
 }
 
 /** Opens the TUN device and the socket and starts forwarding. Throws with the device/address and errno text. */
@@ -378,12 +430,12 @@ export function openEngine(options: EngineOptions): Engine {
     throw new Error("openEngine: wireguard.privateKey (32 bytes) is required in wireguard mode");
   }
   const timers: WireguardTimers = { ...DEFAULT_WIREGUARD_TIMERS, ...wg?.timers };
-  let sessions: WireguardSessions | undefined;
+  let engine: NativeEngine | undefined;
   // Validate here so the error names the option rather than coming back from inet_pton.
   formatIpv4(parseIpv4(options.bindAddress, "engine bindAddress"));
   if (options.icmpSource !== undefined) parseIpv4(options.icmpSource, "engine icmpSource");
   if (options.bindAddressV6 !== undefined) {
-    if (options.mode !== "vxlan") throw new Error(`openEngine: bindAddressV6 ${options.bindAddressV6}: IPv6 is forwarded in vxlan mode only`);
+    if (options.mode === "udp") throw new Error(`openEngine: bindAddressV6 ${options.bindAddressV6}: IPv6 is forwarded in vxlan and wireguard mode only`);
     parseIpv6(options.bindAddressV6, "engine bindAddressV6");
   }
   if (options.icmpSourceV6 !== undefined) parseIpv6(options.icmpSourceV6, "engine icmpSourceV6");
@@ -403,6 +455,7 @@ export function openEngine(options: EngineOptions): Engine {
     mtu: options.mtu,
     icmpSource: options.icmpSource,
     bindAddressV6: options.bindAddressV6,
+    ...(options.portV6 !== undefined ? { portV6: options.portV6 } : {}),
     icmpSourceV6: options.icmpSourceV6,
     mtuV6: options.mtuV6,
     offloads: options.offloads ?? true,
@@ -418,7 +471,7 @@ export function openEngine(options: EngineOptions): Engine {
           // Runs as a threadsafe-function callback: an exception here would end the process.
           onEvent: (event) => {
             try {
-              sessions?.handle(event);
+              engine?.wireguardEvent(event);
             } catch (error) {
               wg.logger?.warn({ error: String(error) }, "wireguard: a handshake message could not be handled");
             }
@@ -432,31 +485,33 @@ export function openEngine(options: EngineOptions): Engine {
         }
       : {}),
   });
-  const engine = new NativeEngine(addon, options.mode, handle);
+  engine = new NativeEngine(addon, options.mode, handle);
   if (wg) {
-    const local = { privateKey: Buffer.from(wg.privateKey), publicKey: publicKeyOf(wg.privateKey) };
-    sessions = new WireguardSessions(
-      {
-        setPeer: (id, ip, port) => addon.wgSetPeer(handle, id, ip, port),
-        removePeer: (id) => addon.wgRemovePeer(handle, id),
-        setKeypair: (id, li, ri, send, recv, initiator) => addon.wgSetKeypair(handle, id, li, ri, send, recv, initiator),
-        clearKeypairs: (id) => addon.wgClearKeypairs(handle, id),
-        stats: (id) => addon.wgPeerStats(handle, id),
-        send: (ip, port, message) => addon.wgSend(handle, ip, port, message),
-        sendKeepalive: (id) => addon.wgSendKeepalive(handle, id),
-        mac: (key, data, outLen) => addon.blake2sMac(key, data, outLen),
-      },
-      {
-        local,
-        presharedKey: wg.presharedKey,
-        timers,
-        persistentKeepaliveMs: (wg.persistentKeepaliveSeconds ?? 0) * 1000,
-        logger: wg.logger,
-        ...(wg.defence ? { defence: wg.defence } : {}),
-      },
-    );
+    // One handshake side per interface, each with its own DoS defence (load, cookies, rate
+    // limits), as two devices have: a flood on one socket does not put the other under load.
+    const sessionsOf = (iface: NativeWireguardInterface) =>
+      new WireguardSessions(
+        {
+          setPeer: (id, ip, port) => addon.wgSetPeer(handle, id, ip, port, iface),
+          removePeer: (id) => addon.wgRemovePeer(handle, id, iface),
+          setKeypair: (id, li, ri, send, recv, initiator) => addon.wgSetKeypair(handle, id, li, ri, send, recv, initiator, iface),
+          clearKeypairs: (id) => addon.wgClearKeypairs(handle, id, iface),
+          stats: (id) => addon.wgPeerStats(handle, id, iface),
+          send: (ip, port, message) => addon.wgSend(handle, ip, port, message),
+          sendKeepalive: (id) => addon.wgSendKeepalive(handle, id, iface),
+          mac: (key, data, outLen) => addon.blake2sMac(key, data, outLen),
+        },
+        {
+          local: { privateKey: Buffer.from(wg.privateKey), publicKey: publicKeyOf(wg.privateKey) },
+          presharedKey: wg.presharedKey,
+          timers,
+          persistentKeepaliveMs: (wg.persistentKeepaliveSeconds ?? 0) * 1000,
+          logger: iface === 1 ? wg.logger && childLogger(wg.logger, { interface: "v6" }) : wg.logger,
+          ...(wg.defence ? { defence: wg.defence } : {}),
+        },
+      );
     // The timers need a resolution well below the shortest of them (REKEY_TIMEOUT, 5 s).
-    engine.attachSessions(sessions, Math.max(50, Math.min(500, timers.rekeyTimeoutMs / 10)));
+    engine.attachSessions(sessionsOf(0), options.bindAddressV6 !== undefined ? sessionsOf(1) : undefined, Math.max(50, Math.min(500, timers.rekeyTimeoutMs / 10)));
   }
   return engine;
 }

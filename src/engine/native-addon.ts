@@ -17,8 +17,10 @@ export interface NativeEngineOptions {
   vtepMac?: Buffer;
   mtu: number;
   icmpSource?: string;
-  /** vxlan mode: open an IPv6-only socket per queue bound to this address (same port); IPv6 peers need it. */
+  /** vxlan and wireguard mode: open an IPv6-only socket per queue bound to this address (port, or portV6); IPv6 peers need it. */
   bindAddressV6?: string;
+  /** wireguard mode: the IPv6 sockets' port (the IPv6 interface's ListenPortV6); default port. */
+  portV6?: number;
   /** Source of ICMPv6 errors written into the TUN (the TUN's own IPv6 address); none if absent. */
   icmpSourceV6?: string;
   /** Largest inner IPv6 packet the IPv6 underlay carries whole (bigger: ICMPv6 packet too big); 0: mtu. */
@@ -48,9 +50,13 @@ export interface NativeEngineOptions {
   rejectAfterMessages?: number;
 }
 
+/** Which logical WireGuard interface: 0 the IPv4 one (ListenPort), 1 the IPv6 one (bindAddressV6, portV6). */
+export type NativeWireguardInterface = 0 | 1;
+
+/** `address`: host-order IPv4 number, or a 16-byte IPv6 Buffer (a message on an IPv6 socket). */
 export type NativeWireguardEvent =
-  | { kind: "message"; address: number; port: number; data: Buffer }
-  | { kind: "want"; peer: number };
+  | { kind: "message"; iface: NativeWireguardInterface; address: number | Buffer; port: number; data: Buffer }
+  | { kind: "want"; iface: NativeWireguardInterface; peer: number };
 
 /** A detached engine's fds, per queue: TUN queues, IPv4 sockets, IPv6 sockets (empty without an IPv6 underlay). */
 export interface NativeEngineFds {
@@ -72,7 +78,8 @@ export interface NativeWireguardPeerStats {
   sinceDataRxMs: number | null;
   txBytes: number;
   rxBytes: number;
-  endpointIp: number;
+  /** IPv4 host order; a 16-byte Buffer on the IPv6 interface. */
+  endpointIp: number | Buffer;
   endpointPort: number;
 }
 
@@ -104,8 +111,11 @@ export interface NativeAddon {
   open(options: NativeEngineOptions): NativeHandle;
   setPeer(handle: NativeHandle, network: number, prefix: number, publicIp: number, mac?: Buffer, wgPeer?: number): void;
   removePeer(handle: NativeHandle, network: number, prefix: number): boolean;
-  /** vxlan mode with bindAddressV6: IPv6 subnet (16-byte network, 0..128) → PublicIPv6 (16 bytes) and v6 VtepMAC. */
-  setPeer6(handle: NativeHandle, network: Buffer, prefix: number, publicIp6: Buffer, mac: Buffer): void;
+  /**
+   * With bindAddressV6: IPv6 subnet (16-byte network, 0..128) → PublicIPv6 (16 bytes) and, vxlan
+   * mode, v6 VtepMAC or, wireguard mode, the IPv6 interface's peer id (its AllowedIPs).
+   */
+  setPeer6(handle: NativeHandle, network: Buffer, prefix: number, publicIp6: Buffer, mac?: Buffer, wgPeer?: number): void;
   removePeer6(handle: NativeHandle, network: Buffer, prefix: number): boolean;
   counters(handle: NativeHandle): Float64Array;
   counterNames(): string[];
@@ -128,15 +138,18 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   /** sd_notify: sends `state` ("READY=1\nSTATUS=…") to $NOTIFY_SOCKET's path or @abstract name; throws naming the socket. */
   notify(socketPath: string, state: string, fds?: readonly number[]): void;
-  wgSetPeer(handle: NativeHandle, id: number, endpointIp: number, port: number): void;
-  wgRemovePeer(handle: NativeHandle, id: number): boolean;
-  wgSetKeypair(handle: NativeHandle, id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): void;
-  wgClearKeypairs(handle: NativeHandle, id: number): boolean;
-  wgPeerStats(handle: NativeHandle, id: number): NativeWireguardPeerStats | null;
-  /** A handshake message from the engine's socket (queue 0). Throws with errno text. */
-  wgSend(handle: NativeHandle, ip: number, port: number, message: Buffer): void;
+  /** `iface` (default 0) names the interface; ids are per interface; its endpoints are of its family. */
+  wgSetPeer(handle: NativeHandle, id: number, endpointIp: number | Buffer, port: number, iface?: NativeWireguardInterface): void;
+  wgRemovePeer(handle: NativeHandle, id: number, iface?: NativeWireguardInterface): boolean;
+  wgSetKeypair(
+    handle: NativeHandle, id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean, iface?: NativeWireguardInterface,
+  ): void;
+  wgClearKeypairs(handle: NativeHandle, id: number, iface?: NativeWireguardInterface): boolean;
+  wgPeerStats(handle: NativeHandle, id: number, iface?: NativeWireguardInterface): NativeWireguardPeerStats | null;
+  /** A handshake message from queue 0's socket of the address's family. Throws with errno text. */
+  wgSend(handle: NativeHandle, ip: number | Buffer, port: number, message: Buffer): void;
   /** Seals an empty transport message on the current session; false without one. */
-  wgSendKeepalive(handle: NativeHandle, id: number): boolean;
+  wgSendKeepalive(handle: NativeHandle, id: number, iface?: NativeWireguardInterface): boolean;
   /** Keyed BLAKE2s (OpenSSL BLAKE2SMAC), WireGuard's MAC. */
   blake2sMac(key: Buffer, data: Buffer, outLen: number): Buffer;
 }

@@ -15,8 +15,8 @@ export const COOKIE_SECRET_LIFETIME_MS = 120_000;
 const COOKIE_LEN = 16;
 
 export interface CookieSource {
-  /** IPv4 address, host order (as the engine hands it up). */
-  ip: number;
+  /** IPv4 address, host order (as the engine hands it up), or an IPv6 one (16 bytes). */
+  ip: number | Buffer;
   port: number;
 }
 
@@ -64,9 +64,11 @@ export class CookieResponder {
   }
 
   private cookieOf(from: CookieSource): Buffer {
-    const source = Buffer.alloc(6);
-    source.writeUInt32BE(from.ip >>> 0, 0);
-    source.writeUInt16BE(from.port, 4);
+    const address = typeof from.ip === "number" ? Buffer.alloc(4) : from.ip;
+    if (typeof from.ip === "number") address.writeUInt32BE(from.ip >>> 0, 0);
+    const source = Buffer.alloc(address.length + 2);
+    address.copy(source, 0);
+    source.writeUInt16BE(from.port, address.length);
     return this.mac(this.secret, source, COOKIE_LEN);
   }
 }

@@ -22,7 +22,7 @@ interface Bucket {
 }
 
 export class SourceRateLimiter {
-  private readonly buckets = new Map<number, Bucket>();
+  private readonly buckets = new Map<number | string, Bucket>();
   private lastFullSweepAt = -Infinity;
   /** An idle bucket is full again after this long: it can go. */
   private readonly idleMs: number;
@@ -37,8 +37,8 @@ export class SourceRateLimiter {
     this.idleMs = Math.max(1000, (limits.burst / limits.perSecond) * 1000);
   }
 
-  /** Takes a token for one message from `ip`; false: over its rate (or no room to track it). */
-  allow(ip: number): boolean {
+  /** Takes a token for one message from source `ip` (an IPv4 address, or an IPv6 /64 as text); false: over its rate (or no room to track it). */
+  allow(ip: number | string): boolean {
     const now = this.now();
     const bucket = this.buckets.get(ip);
     if (!bucket) {

@@ -22,6 +22,7 @@ import {
 import { CookieResponder } from "./cookie.js";
 import { DEFAULT_UNDER_LOAD_MESSAGES_PER_SECOND, HandshakeLoad } from "./handshake-load.js";
 import { DEFAULT_RATE_LIMITS, SourceRateLimiter, type RateLimits } from "./rate-limiter.js";
+import { formatIpv6 } from "../../net/ipv6.js";
 
 /**
  * WireGuard's handshake side of the userspace data path: one state per peer (its static key and
@@ -88,18 +89,19 @@ export type PeerStats = NativeWireguardPeerStats;
 
 /** The engine's session table, as the addon offers it for one open engine. */
 export interface SessionDataPath {
-  setPeer(id: number, ip: number, port: number): void;
+  /** `ip`: a host-order IPv4 number, or a 16-byte IPv6 address on the IPv6 interface. */
+  setPeer(id: number, ip: EndpointAddress, port: number): void;
   removePeer(id: number): boolean;
   setKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): void;
   clearKeypairs(id: number): boolean;
   stats(id: number): PeerStats | null;
-  send(ip: number, port: number, message: Buffer): void;
+  send(ip: EndpointAddress, port: number, message: Buffer): void;
   sendKeepalive(id: number): boolean;
   mac: KeyedBlake2s;
 }
 
 export type EngineEvent =
-  | { kind: "message"; address: number; port: number; data: Buffer }
+  | { kind: "message"; address: EndpointAddress; port: number; data: Buffer }
   | { kind: "want"; peer: number };
 
 export interface SessionLogger {
@@ -108,8 +110,11 @@ export interface SessionLogger {
   warn(object: object, message: string): void;
 }
 
+/** An IPv4 address (host order, as the engine hands it up) or an IPv6 one (16 bytes, network order). */
+export type EndpointAddress = number | Buffer;
+
 export interface Endpoint {
-  ip: number;
+  ip: EndpointAddress;
   port: number;
 }
 
@@ -236,7 +241,7 @@ export class WireguardSessions {
     const name = publicKey.toString("base64");
     const known = this.byKey.get(name);
     if (known) {
-      if (known.endpoint.ip !== endpoint.ip || known.endpoint.port !== endpoint.port) {
+      if (!sameEndpoint(known.endpoint, endpoint)) {
         known.endpoint = { ...endpoint };
         this.path.setPeer(known.id, endpoint.ip, endpoint.port);
         this.options.logger?.info({ peer: name }, "wireguard: peer endpoint changed, new handshake");
@@ -276,7 +281,7 @@ export class WireguardSessions {
     const now = this.now();
     return [...this.byId.values()].map((peer) => ({
       publicKey: peer.name,
-      endpoint: `${ipText(peer.endpoint.ip)}:${peer.endpoint.port}`,
+      endpoint: endpointText(peer.endpoint),
       handshakes: peer.handshakes,
       lastHandshakeAgeMs: peer.lastHandshakeAt === undefined ? null : now - peer.lastHandshakeAt,
       handshakeInFlight: peer.initiation !== undefined,
@@ -316,7 +321,7 @@ export class WireguardSessions {
     else if (!this.cookies.validMac2(message, from)) {
       drop = hasMac2(message) ? "mac2_invalid" : "cookie_sent";
       if (this.sendTo(from, this.cookies.reply(message, from))) this.cookieRepliesSent++;
-    } else if (!this.limiter.allow(from.ip)) drop = "rate_limited";
+    } else if (!this.limiter.allow(rateLimitKey(from.ip))) drop = "rate_limited";
     else return true;
     this.drops[drop]++;
     return false;
@@ -462,12 +467,12 @@ export class WireguardSessions {
     peer.rotationHandshakeAt = undefined;
     peer.handshakes++;
     this.handshakesCompleted++;
-    this.options.logger?.debug({ peer: peer.name, endpoint: `${ipText(peer.endpoint.ip)}:${peer.endpoint.port}` }, "wireguard: handshake complete");
+    this.options.logger?.debug({ peer: peer.name, endpoint: endpointText(peer.endpoint) }, "wireguard: handshake complete");
   }
 
   /** A handshake message authenticated from `from`: the peer is there now (whitepaper §2.1). */
   private roam(peer: PeerState, from: Endpoint): void {
-    if (peer.endpoint.ip === from.ip && peer.endpoint.port === from.port) return;
+    if (sameEndpoint(peer.endpoint, from)) return;
     peer.endpoint = { ...from };
     this.path.setPeer(peer.id, from.ip, from.port);
   }
@@ -518,6 +523,26 @@ export class WireguardSessions {
   }
 }
 
-function ipText(ip: number): string {
+function ipText(ip: EndpointAddress): string {
+  if (typeof ip !== "number") return formatIpv6(ipv6FromBytes(ip));
   return [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].join(".");
+}
+
+function endpointText(endpoint: Endpoint): string {
+  return typeof endpoint.ip === "number" ? `${ipText(endpoint.ip)}:${endpoint.port}` : `[${ipText(endpoint.ip)}]:${endpoint.port}`;
+}
+
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  if (a.port !== b.port) return false;
+  if (typeof a.ip === "number" || typeof b.ip === "number") return a.ip === b.ip;
+  return a.ip.equals(b.ip);
+}
+
+/** The rate limiter's bucket of a source: an IPv4 address, or an IPv6 source's /64 (as wireguard-go's). */
+function rateLimitKey(ip: EndpointAddress): number | string {
+  return typeof ip === "number" ? ip : ip.subarray(0, 8).toString("hex");
+}
+
+function ipv6FromBytes(bytes: Buffer): bigint {
+  return BigInt(`0x${bytes.toString("hex").padStart(32, "0")}`);
 }
