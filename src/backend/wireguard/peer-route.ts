@@ -8,24 +8,6 @@ import { peerIpv4Subnet } from "../ipv4-half.js";
 import { peerIpv6 } from "../dual-stack.js";
 import { parseWireguardBackendData } from "./backend-data.js";
 
-/**
- * The WireGuard peer a wireguard lease describes, for every implementation: its subnet (the
- * AllowedIPs), PublicIP and Port (the endpoint; our own ListenPort when an older flanneld wrote
- * no Port) and PublicKey; or why the lease cannot be served.
- */
-export function wireguardPeerRoute(ourPort: number) {
-  return (lease: Lease): PeerRoute | Refusal => {
-    try {
-      const subnet = peerIpv4Subnet(lease, "wireguard");
-      if ("refused" in subnet) return subnet;
-      const data = parseWireguardBackendData(lease.attrs.backendData, lease.key);
-      return { subnet, publicIP: lease.attrs.publicIP, publicKey: data.publicKey, port: data.port ?? ourPort };
-    } catch (error) {
-      return { refused: errorMessage(error), level: "warn" };
-    }
-  };
-}
-
 /** One family of a device-path peer: what its lease advertises for it, ports still as written. */
 export interface WireguardPeerHalf<S extends Ipv4Subnet | Ipv6Subnet> {
   subnet: S;
@@ -73,5 +55,26 @@ export function wireguardDevicePeer(ipv6: boolean) {
     } catch (error) {
       return { refused: errorMessage(error), level: "warn" };
     }
+  };
+}
+
+/**
+ * The userspace engine's route for a wireguard lease: its subnet (the AllowedIPs), PublicIP and
+ * Port (the endpoint; our own ListenPort when an older flanneld wrote no Port) and PublicKey and, on a dual-stack network served in Mode "separate" (`ipv6`), its IPv6 half for the
+ * engine's IPv6 interface: BackendV6Data's PublicKey, endpoint [PublicIPv6]:Port (our
+ * ListenPortV6 when absent), AllowedIPs its IPv6 subnet, as flanneld's flannel-wg-v6 has it.
+ * Which leases get an IPv6 half, and which are refused, is wireguardDevicePeer's rule.
+ */
+export function wireguardEnginePeerRoute(ports: { listenPort: number; listenPortV6: number }, ipv6: boolean) {
+  const devicePeer = wireguardDevicePeer(ipv6);
+  return (lease: Lease): PeerRoute | Refusal => {
+    const peer = devicePeer(lease);
+    if ("refused" in peer) return peer;
+    const v4 = peer.v4;
+    if (!v4) return { refused: `${lease.key}: no IPv4 subnet, which the wireguard backend needs`, level: "warn" };
+    const route: PeerRoute = { subnet: v4.subnet, publicIP: v4.address, publicKey: v4.publicKey, port: v4.port ?? ports.listenPort };
+    const v6 = peer.v6;
+    if (!v6) return route;
+    return { ...route, ipv6: { subnet: v6.subnet, publicIPv6: v6.address, publicKey: v6.publicKey, port: v6.port ?? ports.listenPortV6 } };
   };
 }

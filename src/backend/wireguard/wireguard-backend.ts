@@ -11,7 +11,7 @@ import { WireguardDeviceBackend, releaseDevicePath } from "./device-backend.js";
 import { keyFilePath, loadOrCreateKey } from "./key-file.js";
 import { KeyRotation } from "./key-rotation.js";
 import { IMPLEMENTATION_ENV, WIREGUARD_OVERHEAD, parseWireguardOptions, type ResolvedWireguardImplementation, type WireguardOptions } from "./options.js";
-import { wireguardPeerRoute } from "./peer-route.js";
+import { wireguardEnginePeerRoute } from "./peer-route.js";
 import { exportWireguardStatus } from "./wireguard-metrics.js";
 import type { NetworkConfig } from "../../config/network-config.js";
 import { wireguardGoOnPath } from "../../kernel/wireguard-go.js";
@@ -25,9 +25,12 @@ import { wireguardGoOnPath } from "../../kernel/wireguard-go.js";
  *   - "wireguard-go": the same, on a device Debian's wireguard-go serves (weft starts it);
  *   - "userspace": weft's own WireGuard in the native engine (EngineBackend, wireguard mode);
  *   - "auto": kernel if `ip link add … type wireguard` works in the daemon's namespace, else
- *     userspace; on a dual-stack network wireguard-go (if on PATH) before userspace, which
- *     forwards IPv4 only (it then warns once that no IPv6 is forwarded).
- * With EnableIPv6 the device path adds flanneld's IPv6 (flannel-wg-v6 or one device, by Mode).
+ *     userspace; on a dual-stack network in a Mode other than "separate" wireguard-go (if on
+ *     PATH) before userspace, whose IPv6 is Mode "separate" only (elsewhere it warns once that
+ *     no IPv6 is forwarded).
+ * With EnableIPv6 the device path adds flanneld's IPv6 (flannel-wg-v6 or one device, by Mode);
+ * the userspace engine does Mode "separate" as a second interface of its own (ListenPortV6, its
+ * own peers and sessions, BackendV6Data advertised).
  * The lease is the same for all three, so hosts on different implementations form one cluster
  * (and one with flanneld's hosts).
  */
@@ -61,8 +64,8 @@ export interface ImplementationChoice {
 
 /**
  * Decides the implementation; "kernel" and "auto" probe the kernel of `netns`. `ipv6`: the
- * network is dual-stack, and weft's userspace engine forwards IPv4 only, so "auto" takes
- * wireguard-go (when it is on PATH) before it.
+ * network is dual-stack; weft's userspace engine forwards IPv6 in Mode "separate" only, so in the
+ * other Modes "auto" takes wireguard-go (when it is on PATH) before it.
  */
 export async function chooseImplementation(options: WireguardOptions, env: NodeJS.ProcessEnv, netns?: string, ipv6 = false): Promise<ImplementationChoice> {
   const source = env[IMPLEMENTATION_ENV] ? `$${IMPLEMENTATION_ENV}` : "Backend.Implementation";
@@ -76,27 +79,44 @@ export async function chooseImplementation(options: WireguardOptions, env: NodeJ
   if (probe.available) return { implementation: "kernel", why: `${source} "auto": the kernel of ${where} has WireGuard` };
   const noKernel = `${source} "auto": the kernel of ${where} has no WireGuard (${probe.reason})`;
   if (!ipv6) return { implementation: "userspace", why: noKernel };
+  if (userspaceForwardsIpv6(options)) return { implementation: "userspace", why: `${noKernel}; it forwards IPv6 too in Mode "separate"` };
   if (await wireguardGoOnPath(env)) {
-    return { implementation: "wireguard-go", why: `${noKernel}, and the network is dual-stack (EnableIPv6) while weft's userspace engine forwards IPv4 only: wireguard-go is on PATH` };
+    return {
+      implementation: "wireguard-go",
+      why: `${noKernel}, and the network is dual-stack (EnableIPv6) in Mode "${options.mode}", in which weft's userspace engine forwards IPv4 only: wireguard-go is on PATH`,
+    };
   }
   return { implementation: "userspace", why: `${noKernel}, and no wireguard-go on PATH` };
 }
 
-/** The userspace engine on a dual-stack network: said once, loudly, at start (as the udp backend does). */
-function warnUserspaceIpv4Only(context: BackendContext, why: string): void {
+/** The Modes weft's userspace engine carries IPv6 in: "separate" (a second interface on ListenPortV6). */
+export function userspaceForwardsIpv6(options: WireguardOptions): boolean {
+  return options.mode === "separate";
+}
+
+/** The userspace engine on a dual-stack network it cannot serve IPv6 on: said once, loudly, at start (as the udp backend does). */
+function warnUserspaceIpv4Only(context: BackendContext, options: WireguardOptions, why: string): void {
   context.logger.warn(
-    { backend: "wireguard", implementation: "userspace", why },
-    "wireguard: weft's userspace WireGuard forwards IPv4 only: EnableIPv6 is ignored on this host, NO IPv6 is forwarded to or from its containers; " +
-      'install wireguard-go (apt-get install wireguard-go) or load the wireguard kernel module and use Implementation "auto", "wireguard-go" or "kernel" for IPv6',
+    { backend: "wireguard", implementation: "userspace", mode: options.mode, why },
+    `wireguard: weft's userspace WireGuard forwards IPv6 in Mode "separate" only, not in Mode "${options.mode}": EnableIPv6 is ignored on this host, NO IPv6 is forwarded to or from its containers; ` +
+      'use Mode "separate" (the default), or install wireguard-go (apt-get install wireguard-go) or load the wireguard kernel module and use Implementation "auto", "wireguard-go" or "kernel"',
   );
 }
 
-/** Mode "ipv6" reaches peers at their PublicIPv6, which the IPv4-only userspace engine cannot. */
+/** Mode "separate" on a host whose external interface has no IPv6 address: nothing to bind the IPv6 interface to. */
+function warnNoExternalIpv6(context: BackendContext): void {
+  context.logger.warn(
+    { backend: "wireguard", implementation: "userspace", interface: context.external.name },
+    "wireguard: EnableIPv6 is set but the external interface has no IPv6 address; IPv6 is not forwarded and no BackendV6Data is advertised (give it one, or set --public-ipv6 and --iface)",
+  );
+}
+
+/** Mode "ipv6" reaches every peer at its PublicIPv6 on one interface, which the userspace engine does not do (it has Mode "separate"). */
 function refuseIpv6ModeOnUserspace(options: WireguardOptions, why: string): void {
   if (options.mode !== "ipv6") return;
   throw new Error(
-    `wireguard: Backend.Mode "ipv6" needs a WireGuard device (kernel or wireguard-go), but this host runs weft's userspace engine (${why}), which reaches peers over IPv4 only; ` +
-      'install wireguard-go or load the wireguard kernel module, or use Mode "separate", "auto" or "ipv4"',
+    `wireguard: Backend.Mode "ipv6" needs a WireGuard device (kernel or wireguard-go), but this host runs weft's userspace engine (${why}), which carries IPv6 in Mode "separate" only (IPv4 peers over IPv4); ` +
+      'install wireguard-go or load the wireguard kernel module, or use Mode "separate" (the default), "auto" or "ipv4"',
   );
 }
 
@@ -146,7 +166,11 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     if (!this.choice) return {};
     const details: Record<string, string> = { wireguardImplementation: this.choice.implementation };
     if (this.inner instanceof WireguardDeviceBackend) details.wireguardDevices = this.inner.deviceNames.join(",");
-    else if (this.context.network.ipv6) details.wireguardIpv6 = "not forwarded (the userspace engine is IPv4-only)";
+    else if (this.context.network.ipv6) {
+      details.wireguardIpv6 = this.userspaceIpv6()
+        ? `forwarded (Mode separate: a second interface on ListenPortV6 ${this.options.listenPortV6})`
+        : `not forwarded (the userspace engine forwards IPv6 in Mode separate only${this.context.external.addressV6 ? "" : ", and the external interface has no IPv6 address"})`;
+    }
     return details;
   }
 
@@ -199,7 +223,8 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     const choice = await chooseImplementation(this.options, this.env, this.hooks.netns, ipv6);
     if (choice.implementation === "userspace" && ipv6) {
       refuseIpv6ModeOnUserspace(this.options, choice.why);
-      warnUserspaceIpv4Only(this.context, choice.why);
+      if (!userspaceForwardsIpv6(this.options)) warnUserspaceIpv4Only(this.context, this.options, choice.why);
+      else if (!this.context.external.addressV6) warnNoExternalIpv6(this.context);
     }
     this.choice = choice;
     const mtu = (this.options.mtu ?? this.context.external.mtu) - WIREGUARD_OVERHEAD;
@@ -208,6 +233,7 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
       {
         implementation: choice.implementation, why: choice.why, device: this.options.tunName, listenPort: this.options.listenPort, mtu,
         ...(ipv6 && choice.implementation !== "userspace" ? { mode: this.options.mode, ...(this.options.mode === "separate" ? { deviceV6: this.options.tunNameV6, listenPortV6: this.options.listenPortV6 } : {}) } : {}),
+        ...(choice.implementation === "userspace" && this.userspaceIpv6() ? { mode: this.options.mode, listenPortV6: this.options.listenPortV6 } : {}),
       },
       `wireguard: ${describeImplementation(choice.implementation)} (${choice.why})`,
     );
@@ -228,9 +254,20 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     return device;
   }
 
+  /** The userspace engine carries IPv6 here: a dual-stack network, Mode "separate", an external IPv6 address to bind. */
+  private userspaceIpv6(): boolean {
+    return this.context.network.ipv6 !== undefined && userspaceForwardsIpv6(this.options) && this.context.external.addressV6 !== undefined;
+  }
+
   private userspace(mtu: number, keyFile: string): EngineBackend {
     const { options, context, hooks } = this;
-    const attrsFor = (publicKey: string) => ({ backendType: "wireguard", backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }) });
+    const ipv6 = this.userspaceIpv6();
+    // BackendV6Data as flanneld's Mode separate writes it: the same key, the IPv6 interface's port.
+    const attrsFor = (publicKey: string) => ({
+      backendType: "wireguard",
+      backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }),
+      ...(ipv6 ? { backendV6Data: formatWireguardBackendData({ publicKey, port: options.listenPortV6 }) } : {}),
+    });
     const engine: EngineBackend = new EngineBackend(
       "wireguard",
       context,
@@ -242,12 +279,14 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
           registration: { attrs: attrsFor(publicKey), mtu },
           engine: {
             mode: "wireguard", tunName: options.tunName, mtu, port: options.listenPort, ...engineQueueOptions(options),
+            ...(ipv6 ? { portV6: options.listenPortV6 } : {}),
             wireguard: {
               privateKey: key.privateKey, presharedKey: options.presharedKey, persistentKeepaliveSeconds: options.persistentKeepaliveSeconds,
               timers: hooks.timers, logger: context.logger,
             },
           },
-          peerRoute: wireguardPeerRoute(options.listenPort),
+          forwardsIpv6: ipv6,
+          peerRoute: wireguardEnginePeerRoute(options, ipv6),
         };
         rotation.follow(key, spec);
         return spec;
