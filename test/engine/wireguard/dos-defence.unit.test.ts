@@ -184,7 +184,7 @@ describe("under load (HandshakeLoad)", () => {
 
 /** A fake of the engine's session table: records what the sessions install and send. */
 function fakePath() {
-  const sent: { ip: number; port: number; message: Buffer }[] = [];
+  const sent: { ip: number | Buffer; port: number; message: Buffer }[] = [];
   const keypairs: { id: number; initiator: boolean }[] = [];
   const path: SessionDataPath = {
     setPeer: () => undefined,
