@@ -63,11 +63,11 @@ static void wg_setup(struct engine *e) {
   const uint32_t ips[3] = {FZ_SENDER_A, FZ_SENDER_B, FZ_SENDER_D};
   for (int i = 0; i < 3; i++) {
     uint32_t id = ips[i] & 0xff;
-    struct sockaddr_in a;
+    union underlay_addr a;
     memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(ips[i]);
-    a.sin_port = htons(FZ_PORT);
+    a.v4.sin_family = AF_INET;
+    a.v4.sin_addr.s_addr = htonl(ips[i]);
+    a.v4.sin_port = htons(FZ_PORT);
     wg_remove_peer(&e->wg, id);
     wg_set_peer(&e->wg, id, &a);
     next_counter[id] = pending[id] = 0;

@@ -2,7 +2,9 @@
  * ../src/outside.c in wireguard mode, with the session table of ../src/wireguard.c, fed by a fake
  * recvmmsg() and writing into a fake TUN. Covers the message type/size dispatch, handshake
  * hand-off, transport header parsing, session lookup, decryption (OpenSSL), the replay window,
- * roaming, the inner IPv4 checks and the AllowedIPs check.
+ * roaming, the inner IPv4 and IPv6 checks and the AllowedIPs check, on both interfaces: the IPv4
+ * one (its socket, e->wg, IPv4 routes) and the IPv6 one (Mode "separate": its own socket, e->wg6
+ * with its own peer ids, IPv6 routes), whose peer ids deliberately equal the IPv4 one's.
  *
  * To get past authentication the harness can seal a message itself with a session's key (a
  * second session table holding the mirror keys), so the fuzzer controls the plaintext and the
@@ -10,15 +12,19 @@
  *
  * Input: messages until the input ends:
  *   flags    bits 0-1: 0 raw datagram, 1-3 sealed for session 1-3 (1: peer 1 current,
- *            2: peer 1 next, 3: peer 2 current); bit 2: then flip one ciphertext byte;
+ *            2: peer 1 next, 3: peer 2 current; with bit 7: 1 IPv6 peer 1 current, 2 IPv6
+ *            peer 2 current, 3 IPv4 peer 1's current session sent to the IPv6 socket);
+ *            bit 2: then flip one ciphertext byte;
  *            bit 3: counter += 2^16 * next byte; bit 5: last message of its batch;
- *            bit 6: from another source port (roaming)
+ *            bit 6: from another source port (roaming); bit 7: on the IPv6 socket (from
+ *            fd00::2), else the IPv4 one (192.168.0.2)
  *   [counter-high 1 byte if bit 3]
  *   counter  2 bytes (sealed only)
  *   length   2 bytes (big-endian, cut to what is left)
  *   bytes    the datagram (raw) or the plaintext (sealed)
- * Oracles besides ASan/UBSan: every TUN frame is a sane IPv4 packet from a subnet routed to the
- * peer; no more packets reach the TUN than authentic messages the reference replay model
+ * Oracles besides ASan/UBSan: every TUN frame is a sane IPv4 packet (IPv6 for what came on the
+ * IPv6 socket) from a subnet routed to a peer; a session never opens a message on the other
+ * interface's socket; handshake messages are handed up naming the socket's interface; no more packets reach the TUN than authentic messages the reference replay model
  * (a plain set of seen counters and the window bound) calls fresh; every replay and forgery is
  * counted as such; the counters add up. */
 #include <errno.h>
@@ -29,9 +35,12 @@
 #include "fake_engine.h"
 #include "fuzz_input.h"
 
-#define SESSIONS 3
-static const uint32_t session_index[SESSIONS] = {0x11, 0x12, 0x21};
-static const uint32_t session_peer[SESSIONS] = {1, 1, 2};
+/* Sessions 0-2 are the IPv4 interface's, 3-4 the IPv6 interface's (peer ids 1 and 2 there too). */
+#define SESSIONS 5
+static const uint32_t session_index[SESSIONS] = {0x11, 0x12, 0x21, 0x31, 0x41};
+static const uint32_t session_peer[SESSIONS] = {1, 1, 2, 1, 2};
+static const int session_v6[SESSIONS] = {0, 0, 0, 1, 1};
+static int batch_v6; /* the socket the batch being handled came from */
 static struct fz_input cursor;
 static struct wg_table mirror; /* sends with the receiver's keys: what the real peers would hold */
 static struct wg_crypto *sealer;
@@ -42,13 +51,14 @@ static uint64_t frames, authentic, handshakes;
 static uint64_t seen[SESSIONS][SEEN_MAX];
 static int seen_count[SESSIONS];
 static uint64_t top[SESSIONS];
-static uint64_t min_replays, min_bad_macs;
+static uint64_t min_replays, min_bad_macs, min_unknown_sessions;
 
 static int emit(void *ctx, const struct wg_event *ev) {
   (void)ctx;
   if (ev->kind == WG_EVENT_HANDSHAKE_MESSAGE) {
     size_t want = ev->data[0] == 1 ? WG_INITIATION_LEN : ev->data[0] == 2 ? WG_RESPONSE_LEN : WG_COOKIE_REPLY_LEN;
     if (ev->len != want) fz_fail("handshake message of the wrong size handed up");
+    if (ev->table != batch_v6 || (ev->from.sa.sa_family == AF_INET6) != batch_v6) fz_fail("handshake message handed up for the other interface");
     handshakes++;
   }
   return 0;
@@ -88,19 +98,34 @@ static void setup_sessions(struct engine *e) {
     p.network = 0x0af40200u;
     p.wg_peer = 2;
     if (routes_set(&e->routes, &p) < 0) fz_fail("routes_set");
+    /* The IPv6 routes (fake_engine.h) to the IPv6 interface's peers: A's /64s to 1, B's to 2, D none. */
+    for (size_t i = 0; i < e->routes.count6; i++) {
+      struct peer6 p6 = e->routes.peers6[i];
+      p6.wg_peer = p6.prefix == 64 ? (p6.network[5] == 2 ? 2 : 1) : 0;
+      if (routes_set6(&e->routes, &p6) < 0) fz_fail("routes_set6");
+    }
+    wg_init(&e->wg6);
+    e->wg6.index = 1;
+    e->wg6.emit = emit;
     sealer = wg_crypto_new();
     if (!sealer) fz_fail("wg_crypto_new");
     ready = 1;
   }
-  struct sockaddr_in a;
+  union underlay_addr a, a6;
   memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons(51820);
+  a.v4.sin_family = AF_INET;
+  a.v4.sin_port = htons(51820);
+  memset(&a6, 0, sizeof a6);
+  a6.v6.sin6_family = AF_INET6;
+  a6.v6.sin6_port = htons(51821);
   for (uint32_t id = 1; id <= 2; id++) {
-    a.sin_addr.s_addr = htonl(FZ_SENDER_A + id);
+    a.v4.sin_addr.s_addr = htonl(FZ_SENDER_A + id);
+    fz_public6(a6.v6.sin6_addr.s6_addr, (uint8_t)(FZ_SENDER_A + id));
     wg_remove_peer(&e->wg, id);
+    wg_remove_peer(&e->wg6, id);
     wg_remove_peer(&mirror, id);
     wg_set_peer(&e->wg, id, &a);
+    wg_set_peer(&e->wg6, id, &a6);
     wg_set_peer(&mirror, id + 10, &a);
   }
   for (int s = 0; s < SESSIONS; s++) {
@@ -112,7 +137,7 @@ static void setup_sessions(struct engine *e) {
     key_for(s, 1, kp.send_key);
     /* Session 2 (index 0x12) is a responder's, waiting in next until used; 1 and 3 are current. */
     kp.initiator = s != 1;
-    wg_set_keypair(&e->wg, session_peer[s], &kp);
+    wg_set_keypair(session_v6[s] ? &e->wg6 : &e->wg, session_peer[s], &kp);
     seen_count[s] = 0;
     top[s] = 0;
   }
@@ -126,32 +151,39 @@ static size_t seal_for(int s, uint64_t counter, uint8_t *buf, const uint8_t *pla
   m.remote_index = session_index[s];
   key_for(s, 0, m.send_key);
   uint32_t id = (uint32_t)s + 100;
-  struct sockaddr_in a;
+  union underlay_addr a;
   memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
+  a.v4.sin_family = AF_INET;
   wg_set_peer(&mirror, id, &a);
   wg_set_keypair(&mirror, id, &m);
   mirror.peers[mirror.count - 1].current.send_counter = counter; /* the harness owns this table */
   memcpy(buf + WG_HEADER_LEN, plain, len);
   size_t out = 0;
-  struct sockaddr_in dst;
+  union underlay_addr dst;
   if (wg_seal(&mirror, sealer, id, buf + WG_HEADER_LEN, len, 0, &out, &dst) != WG_OK) fz_fail("mirror seal failed");
   wg_remove_peer(&mirror, id);
   return out;
 }
 
+/* The next message is for the socket `v6` (its flags' bit 7). */
+static int next_on(int v6) { return cursor.left && ((cursor.p[0] & 0x80) != 0) == v6; }
+
 int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
-  if (v6) fz_fail("wireguard mode received from an IPv6 socket");
   (void)q;
-  if (!cursor.left) {
+  if (!next_on(v6)) {
     errno = EAGAIN;
     return -1;
   }
+  batch_v6 = v6;
   unsigned got = 0;
-  while (got < n && cursor.left) {
+  while (got < n && next_on(v6)) {
     struct msghdr *h = &msgs[got].msg_hdr;
     uint8_t flags = fz_u8(&cursor);
-    int s = (flags & 3) - 1;
+    int pick = flags & 3;
+    /* On the IPv6 socket: its own two sessions, or (3) an IPv4 session's message, which no
+     * session of the IPv6 interface may open. */
+    int cross = v6 && pick == 3;
+    int s = pick == 0 ? -1 : !v6 ? pick - 1 : cross ? 0 : 2 + pick;
     uint64_t counter = 0;
     if (s >= 0) {
       counter = fz_u16(&cursor);
@@ -165,7 +197,10 @@ int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
     if (s >= 0) {
       if (len > 1500) len = 1500;
       len = seal_for(s, counter, buf, data, len);
-      if (flags & 0x04) {
+      if (cross) {
+        min_unknown_sessions++;
+        if (flags & 0x04) buf[WG_HEADER_LEN + (len - WG_HEADER_LEN) / 2] ^= 0x01;
+      } else if (flags & 0x04) {
         /* Forged: a replayed counter is refused before decryption, anything else fails it. */
         buf[WG_HEADER_LEN + (len - WG_HEADER_LEN) / 2] ^= 0x01;
         if (reference_accepts(s, counter, 0)) min_bad_macs++;
@@ -180,12 +215,19 @@ int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
       memcpy(buf, data, len);
     }
     msgs[got].msg_len = (unsigned)len;
-    struct sockaddr_in *from = h->msg_name;
+    union underlay_addr *from = h->msg_name;
     memset(from, 0, sizeof *from);
-    from->sin_family = AF_INET;
-    from->sin_addr.s_addr = htonl(FZ_SENDER_A);
-    from->sin_port = htons(flags & 0x40 ? 40000 : 51820);
-    h->msg_namelen = sizeof *from;
+    if (v6) {
+      from->v6.sin6_family = AF_INET6;
+      fz_public6(from->v6.sin6_addr.s6_addr, (uint8_t)FZ_SENDER_A);
+      from->v6.sin6_port = htons(flags & 0x40 ? 40000 : 51821);
+      h->msg_namelen = sizeof from->v6;
+    } else {
+      from->v4.sin_family = AF_INET;
+      from->v4.sin_addr.s_addr = htonl(FZ_SENDER_A);
+      from->v4.sin_port = htons(flags & 0x40 ? 40000 : 51820);
+      h->msg_namelen = sizeof from->v4;
+    }
     h->msg_flags = 0;
     h->msg_controllen = 0;
     got++;
@@ -197,6 +239,16 @@ int io_recv(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
 ssize_t io_tun_write(struct queue *q, const void *frame, size_t len) {
   (void)q;
   const uint8_t *ip = frame;
+  if (batch_v6) {
+    if (len < IP6_HDR_LEN || (ip[0] >> 4) != 6 || IP6_HDR_LEN + rd16(ip + 4) != len) fz_fail("TUN frame from the IPv6 socket is no sane IPv6 packet");
+    const uint8_t *src = ip6_src(ip);
+    uint8_t a1[16], a5[16], b[16];
+    fz_v6(a1, 0xfd00, 0x244, 1, 0), fz_v6(a5, 0xfd00, 0x244, 5, 0), fz_v6(b, 0xfd00, 0x244, 2, 0);
+    if (!ip6_in_subnet(src, a1, 64) && !ip6_in_subnet(src, a5, 64) && !ip6_in_subnet(src, b, 64))
+      fz_fail("an IPv6 packet from outside every IPv6 AllowedIPs reached the TUN");
+    frames++;
+    return (ssize_t)len;
+  }
   if (len < 20 || (ip[0] >> 4) != 4 || ip4_header_len(ip) < 20 || ip4_header_len(ip) > len) fz_fail("TUN frame is no sane IPv4 packet");
   if (rd16(ip + 2) != len) fz_fail("IPv4 total length differs from the frame length");
   uint32_t src = ip4_src(ip);
@@ -212,20 +264,26 @@ ssize_t io_tun_read(struct queue *q, void *buf, size_t len) {
   errno = EAGAIN;
   return -1;
 }
+/* Staged packets flushed after a confirmation: to the endpoint of the socket's family. */
 int io_send(struct queue *q, int v6, struct mmsghdr *msgs, unsigned n) {
-  if (v6) fz_fail("wireguard mode sent on an IPv6 socket");
-  (void)q, (void)msgs;
+  (void)q;
+  for (unsigned i = 0; i < n; i++) {
+    const union underlay_addr *to = msgs[i].msg_hdr.msg_name;
+    if ((to->sa.sa_family == AF_INET6) != v6) fz_fail("a message for one family sent on the other family's socket");
+  }
   return (int)n;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct queue *q = fz_engine_reset(WEFT_MODE_WIREGUARD, 0, 1500, 0);
+  q->e->opt.has_v6 = 1; /* the IPv6 interface */
   setup_sessions(q->e);
-  frames = authentic = handshakes = min_replays = min_bad_macs = 0;
+  frames = authentic = handshakes = min_replays = min_bad_macs = min_unknown_sessions = 0;
   cursor = (struct fz_input){data, size};
   struct outside *out = outside_new(q);
   if (!out) fz_fail("outside_new");
-  outside_drain(out, 0);
+  /* Each pass drains the IPv4 socket, then the IPv6 one, each until the next message is the other's. */
+  while (cursor.left) outside_drain(out, 0);
   outside_free(out);
   /* Every frame came from an authentic fresh message; a fresh one is lost only to the inner checks. */
   if (frames > authentic) fz_fail("more packets reached the TUN than authentic fresh messages were sent");
@@ -240,5 +298,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (c[C_OUTSIDE_DROP_REPLAY] < min_replays) fz_fail("a replayed message was not counted as a replay");
   if (c[C_OUTSIDE_DROP_BAD_MAC] < min_bad_macs) fz_fail("a forged message was not counted as a bad MAC");
   if (c[C_OUTSIDE_HANDSHAKE_MESSAGES] != handshakes) fz_fail("handshake counter differs from messages handed up");
+  if (c[C_OUTSIDE_DROP_UNKNOWN_SESSION] < min_unknown_sessions) fz_fail("a session opened a message on the other interface's socket");
   return 0;
 }

@@ -612,6 +612,45 @@ static void wireguard_seeds(const char *dir) {
   save(dir, "wireguard-handshake-and-junk");
 }
 
+/* fuzz_wireguard's IPv6 interface (flags bit 7: the IPv6 socket): pings and TCP from both IPv6
+ * peers, a spoofed IPv6 source, an IPv4 packet on an IPv6 session, an IPv4 session's message on
+ * the IPv6 socket, a replay, a handshake message. */
+#define WG_V6 0x80
+static void wireguard_seeds6(const char *dir) {
+  uint8_t a1[16], a5[16], b[16], us[16], d9[16];
+  overlay6(a1, 1, 5), overlay6(a5, 5, 9), overlay6(b, 2, 5), overlay6(us, 0, 7), overlay6(d9, 9, 9);
+  size_t n;
+  n = icmp6_echo(pkt, a1, us, 64, 56);
+  wg_sealed(WG_V6 | 1, 0, pkt, n);
+  n = tcp6(pkt, a5, us, 40000, 5201, 1000, 0x10, 1000);
+  wg_sealed(WG_V6 | 1, 1, pkt, n);
+  n = udp6(pkt, b, us, 30);
+  wg_sealed(WG_V6 | 2, 0, pkt, n);
+  wg_sealed(WG_V6 | 2, 1, pkt, 0); /* keepalive */
+  n = icmp_echo(pkt, IP(10, 244, 1, 5), IP(10, 244, 0, 1), 64, 8);
+  wg_sealed(1, 0, pkt, n);          /* the IPv4 interface between them */
+  n = icmp6_echo(pkt, a1, us, 64, 8);
+  wg_sealed(WG_V6 | 1 | 0x40, 2, pkt, n); /* roaming to another port */
+  save(dir, "wireguard6-traffic");
+
+  n = icmp6_echo(pkt, b, us, 64, 16);
+  wg_sealed(WG_V6 | 1, 0, pkt, n);  /* peer 2's IPv6 source through peer 1's session */
+  n = icmp6_echo(pkt, d9, us, 64, 16);
+  wg_sealed(WG_V6 | 2, 0, pkt, n);  /* a source no IPv6 interface peer has */
+  n = icmp_echo(pkt, IP(10, 244, 2, 7), IP(10, 244, 0, 1), 64, 16);
+  wg_sealed(WG_V6 | 2, 1, pkt, n);  /* IPv4 inside the IPv6 interface's session */
+  n = icmp6_echo(pkt, a1, us, 64, 16);
+  wg_sealed(WG_V6 | 3, 0, pkt, n);  /* the IPv4 interface's session, on the IPv6 socket */
+  wg_sealed(1, 3, pkt, n);          /* IPv6 inside the IPv4 interface's session */
+  wg_sealed(WG_V6 | 1, 5, pkt, n);
+  wg_sealed(WG_V6 | 1, 5, pkt, n);  /* replayed */
+  wg_sealed(WG_V6 | 1 | 0x04, 6, pkt, n);
+  memset(frame, 0, 148);
+  frame[0] = 1;
+  wg_raw(WG_V6 | F_LAST, frame, 148);
+  save(dir, "wireguard6-drops");
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s <outside-dir> <inside-dir> <wireguard-dir>\n", argv[0]);
@@ -622,5 +661,6 @@ int main(int argc, char **argv) {
   inside_seeds(argv[2]);
   inside_seeds6(argv[2]);
   wireguard_seeds(argv[3]);
+  wireguard_seeds6(argv[3]);
   return 0;
 }
