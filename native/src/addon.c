@@ -25,7 +25,9 @@
  *   onEvent({kind: "message", iface, address, port, data}) / onEvent({kind: "want", iface, peer}) on the JS thread
  *   iface: 0 (default) the IPv4 interface, 1 the IPv6 one (bindAddressV6: flanneld's flannel-wg-v6,
  *   its own peer ids); its endpoints and addresses are IPv6 (16-byte Buffers), and setPeer6's
- *   6th argument is the IPv6 interface's peer id an IPv6 subnet routes to
+ *   6th argument is the IPv6 interface's peer id an IPv6 subnet routes to. With ipv6Interface
+ *   "shared" there is one interface (0) for both sockets: its endpoints of either family, both
+ *   subnets of a peer routed to its one id
  *   blake2sMac(key, data, outLen) -> Buffer     keyed BLAKE2s (OpenSSL BLAKE2SMAC), no handle
  * IPv4 addresses cross as host-order uint32 numbers, IPv6 ones as 16-byte Buffers in network
  * order (open's options take text). No packet ever crosses this boundary. */
@@ -354,6 +356,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   uint32_t port6 = 0;
   if (get_uint(env, o, "portV6", 65535, &port6) < 0) return NULL;
   opt.port6 = (uint16_t)port6;
+  char ipv6_interface[16] = "separate";
+  if (get_string(env, o, "ipv6Interface", ipv6_interface, sizeof ipv6_interface) < 0) return NULL;
+  if (strcmp(ipv6_interface, "separate") != 0 && strcmp(ipv6_interface, "shared") != 0) {
+    napi_throw_range_error(env, NULL, "engine option ipv6Interface must be \"separate\" or \"shared\"");
+    return NULL;
+  }
+  opt.wg_shared = strcmp(ipv6_interface, "shared") == 0;
   if (get_uint(env, o, "port", 65535, &port) < 0) return NULL;
   if (get_uint(env, o, "vni", 0xffffff, &vni) < 0) return NULL;
   if (get_uint(env, o, "mtu", 65535, &mtu) < 0) return NULL;
@@ -838,8 +847,8 @@ static struct wg_table *wg_table_arg(napi_env env, struct handle *h, napi_value 
   if (v) napi_typeof(env, v, &type);
   uint32_t iface = 0;
   if (type != napi_undefined && get_u32_arg(env, v, "iface", &iface) < 0) return NULL;
-  if (iface > 1 || (iface == 1 && !h->e->opt.has_v6)) {
-    napi_throw_range_error(env, NULL, "iface must be 0 (IPv4) or 1 (IPv6, an engine opened with bindAddressV6)");
+  if (iface > 1 || (iface == 1 && (!h->e->opt.has_v6 || h->e->opt.wg_shared))) {
+    napi_throw_range_error(env, NULL, "iface must be 0 (the IPv4 or shared interface) or 1 (the IPv6 one: bindAddressV6, ipv6Interface \"separate\")");
     return NULL;
   }
   return iface == 1 ? &h->e->wg6 : &h->e->wg;
@@ -865,8 +874,10 @@ static napi_value js_wg_set_peer(napi_env env, napi_callback_info info) {
   if (!t) return NULL;
   union underlay_addr a;
   if (get_endpoint(env, argv[2], argv[3], "wgSetPeer", &a) < 0) return NULL;
-  if (v[0] == 0 || (a.sa.sa_family == AF_INET6) != (t == &h->e->wg6)) {
-    napi_throw_range_error(env, NULL, "wgSetPeer: id must be non-zero and the endpoint of the interface's family");
+  int v6 = a.sa.sa_family == AF_INET6;
+  /* The IPv6 interface reaches its peers over IPv6 only; the IPv4 one over IPv4, unless it is shared. */
+  if (v[0] == 0 || (t == &h->e->wg6 ? !v6 : v6 && !(h->e->opt.has_v6 && h->e->opt.wg_shared))) {
+    napi_throw_range_error(env, NULL, "wgSetPeer: id must be non-zero and the endpoint of a family the interface has a socket for");
     return NULL;
   }
   if (wg_set_peer(t, v[0], &a) < 0) {

@@ -114,6 +114,10 @@ struct engine_options {
   int has_v6;
   struct in6_addr bind_address6;
   uint16_t port6;
+  /* wireguard mode with has_v6: the IPv6 sockets serve the one interface e->wg (flanneld's Modes
+   * "auto"/"ipv4"/"ipv6": one device, both subnets per peer, port6 = port) instead of the second
+   * interface e->wg6 (Mode "separate"); the IPv6 routes then name e->wg's peers. */
+  int wg_shared;
   int has_icmp6_source;
   struct in6_addr icmp6_source;
   int mtu6;

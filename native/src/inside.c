@@ -203,10 +203,15 @@ static unsigned l4_header_len(const uint8_t *ip, unsigned len, unsigned l3, uint
 }
 
 /* wireguard mode: the interface whose peer the route named (the IPv6 peer table routes to the
- * IPv6 interface's peers, the IPv4 one to the IPv4 interface's). */
+ * IPv6 interface's peers, the IPv4 one to the IPv4 interface's; with one shared interface both
+ * to its peers). */
 static struct wg_table *wg_table_of(struct engine *e, const struct egress *eg) {
-  return eg->v6 ? &e->wg6 : &e->wg;
+  return eg->v6 && !e->opt.wg_shared ? &e->wg6 : &e->wg;
 }
+
+/* A sealed message leaves by the socket of its endpoint's family: with one shared interface an
+ * IPv4 packet may go to a peer reached over IPv6, and the reverse. */
+static void follow_endpoint_family(struct slot *sl) { sl->v6 = sl->dst.sa.sa_family == AF_INET6; }
 
 /* Splits a TCP (proto 6) or UDP (proto 17) super-packet, over IPv4 or IPv6, into packets of
  * at most `mss` payload bytes behind their encapsulation headers. IPv4: id, length and header
@@ -284,6 +289,7 @@ static int split(struct inside *in, const struct egress *eg, const uint8_t *ip, 
         if (r != WG_STAGED) count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
         continue; /* not in the message: the next segment goes where this one was */
       }
+      follow_endpoint_family(sl);
     }
     sl->len += out_len;
     sl->segs++;
@@ -333,6 +339,7 @@ static void seal(struct inside *in, struct slot *sl, uint8_t *ip, unsigned len, 
     count(in->q, r == WG_CRYPTO_ERROR ? C_INSIDE_DROP_ENCRYPT_ERROR : C_INSIDE_DROP_NO_SESSION, 1);
     return;
   }
+  follow_endpoint_family(sl);
   sl->data = ip - WG_HEADER_LEN;
   sl->len = out_len;
   sl->segs = 1;

@@ -76,7 +76,7 @@ struct flow {
 struct opened {
   uint8_t *ip;
   uint16_t len;
-  uint8_t v6;     /* opened by the IPv6 interface's table (its peer ids are its own) */
+  uint8_t table;  /* the index of the table that opened it (its peer ids are its own) */
   uint32_t peer;
 };
 
@@ -560,20 +560,22 @@ static void wg_receive(struct outside *out, struct wg_table *wg, uint8_t *msg, u
     return;
   }
   if (out->opened_count < MAX_ACCEPTED)
-    out->opened[out->opened_count++] = (struct opened){ip, (uint16_t)ipl, (uint8_t)(wg->index == 1), peer};
+    out->opened[out->opened_count++] = (struct opened){ip, (uint16_t)ipl, (uint8_t)wg->index, peer};
 }
 
 /* wireguard mode, within routes_read(): the inner source must be routed to the peer whose
  * session opened the packet, on that peer's interface: IPv4 sources by the IPv4 table to the
  * IPv4 interface's peers, IPv6 sources by the IPv6 table to the IPv6 interface's (Mode
  * "separate": each interface's AllowedIPs are of its own family, as flannel-wg and
- * flannel-wg-v6 have them). Anything else is a source outside the peer's AllowedIPs. */
-static int wg_source_allowed(const struct route_table *routes, const struct opened *o) {
+ * flannel-wg-v6 have them) or, with one shared interface, to its peers (both subnets in their
+ * AllowedIPs). Anything else is a source outside the peer's AllowedIPs. */
+static int wg_source_allowed(const struct engine *e, const struct route_table *routes, const struct opened *o) {
   if ((o->ip[0] >> 4) == 6) {
-    const struct peer6 *p6 = o->v6 ? routes_lookup6(routes, ip6_src(o->ip)) : NULL;
+    int table6 = e->opt.wg_shared ? 0 : 1; /* whose peers the IPv6 routes name */
+    const struct peer6 *p6 = o->table == table6 ? routes_lookup6(routes, ip6_src(o->ip)) : NULL;
     return p6 && p6->wg_peer == o->peer;
   }
-  const struct peer *p = o->v6 ? NULL : routes_lookup(routes, ip4_src(o->ip));
+  const struct peer *p = o->table == 0 ? routes_lookup(routes, ip4_src(o->ip)) : NULL;
   return p && p->wg_peer == o->peer;
 }
 
@@ -581,7 +583,7 @@ static void wg_check_sources(const struct route_table *routes, void *arg) {
   struct outside *out = arg;
   for (int i = 0; i < out->opened_count; i++) {
     const struct opened *o = &out->opened[i];
-    if (!wg_source_allowed(routes, o)) {
+    if (!wg_source_allowed(out->e, routes, o)) {
       count(out->q, C_OUTSIDE_DROP_SOURCE_NOT_IN_SUBNET, 1);
       continue;
     }
@@ -591,7 +593,7 @@ static void wg_check_sources(const struct route_table *routes, void *arg) {
 }
 
 static void wg_receive_batch(struct outside *out, int n, int v6) {
-  struct wg_table *wg = v6 ? &out->e->wg6 : &out->e->wg;
+  struct wg_table *wg = v6 && !out->e->opt.wg_shared ? &out->e->wg6 : &out->e->wg;
   out->acc_count = 0;
   out->opened_count = 0;
   out->confirmed_count = 0;

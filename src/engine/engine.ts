@@ -66,6 +66,13 @@ export interface EngineOptions {
   bindAddressV6?: string;
   /** wireguard with bindAddressV6: the IPv6 interface's port (ListenPortV6); default `port`. */
   portV6?: number;
+  /**
+   * wireguard with bindAddressV6: "separate" (default) makes the IPv6 sockets a second interface
+   * with its own peers (Mode "separate"); "shared" makes them serve the one interface, whose peers
+   * have both subnets and an endpoint of either family (flanneld's Modes "auto"/"ipv4"/"ipv6":
+   * one device on ListenPort; give portV6 = port then).
+   */
+  ipv6Interface?: "separate" | "shared";
   /** Source of ICMPv6 errors written back into the TUN (the TUN's own IPv6 address); none if absent. */
   icmpSourceV6?: string;
   /**
@@ -165,6 +172,11 @@ export interface PeerRoute {
   /** Required in wireguard mode: the peer's static public key (base64) and its listen port. */
   publicKey?: string;
   port?: number;
+  /**
+   * wireguard mode on a shared interface (ipv6Interface "shared"): the peer's endpoint is
+   * [ipv6.publicIPv6]:port instead of PublicIP:port; both subnets route to its one peer state.
+   */
+  endpointIPv6?: boolean;
 }
 
 export interface Engine {
@@ -245,7 +257,10 @@ class NativeEngine implements Engine {
   private handle: NativeHandle | undefined;
   private readonly names: string[];
 
-  /** wireguard mode: the IPv4 interface's peers and handshakes, the IPv6 one's (with bindAddressV6), their timer. */
+  /**
+   * wireguard mode: the IPv4 interface's peers and handshakes (with ipv6Interface "shared" the
+   * one interface's, both families), the IPv6 one's (bindAddressV6, "separate"), their timer.
+   */
   private wg: RoutedPeers | undefined;
   private wg6: RoutedPeers | undefined;
   private ticker: NodeJS.Timeout | undefined;
@@ -347,7 +362,7 @@ class NativeEngine implements Engine {
   removePeerV6(subnet: Ipv6Subnet): boolean {
     if (!this.features.ipv6Underlay) return false;
     const removed = this.addon.removePeer6(this.live(), ipv6Buffer(subnet.network), subnet.prefixLength);
-    this.wg6?.unroute(subnet.toString());
+    (this.wg6 ?? this.wg)?.unroute(subnet.toString());
     return removed;
   }
 
@@ -364,6 +379,11 @@ class NativeEngine implements Engine {
    */
   private setWireguardPeer(route: PeerRoute, publicIp: number, wg: RoutedPeers): void {
     const key = wireguardKey(`peer ${route.subnet}`, route.publicKey, route.port);
+    if (!this.wg6 && this.features.ipv6Underlay) {
+      this.setSharedInterfacePeer(route, publicIp, key, wg);
+      return;
+    }
+    if (route.endpointIPv6) throw new Error(`peer ${route.subnet}: an IPv6 endpoint needs an engine with ipv6Interface "shared"`);
     const v6 = route.ipv6 && this.wireguardRouteV6(route.subnet, route.ipv6);
     wg.route(route.subnet.toString(), key, { ip: publicIp, port: route.port! }, (id) =>
       this.addon.setPeer(this.live(), route.subnet.network, route.subnet.prefixLength, publicIp, undefined, id),
@@ -372,6 +392,18 @@ class NativeEngine implements Engine {
     v6.wg6.route(v6.subnet, v6.key, { ip: v6.native.publicIp, port: v6.port }, (id) =>
       this.addon.setPeer6(this.live(), v6.native.network, v6.native.prefix, v6.native.publicIp, undefined, id),
     );
+  }
+
+  /** One interface for both families: both subnets route to the peer's one state, reached at the endpoint the route names. */
+  private setSharedInterfacePeer(route: PeerRoute, publicIp: number, key: Buffer, wg: RoutedPeers): void {
+    const v6 = route.ipv6 && this.nativeRouteV6(route.subnet, route.ipv6);
+    if (route.endpointIPv6 && !v6) throw new Error(`peer ${route.subnet}: an IPv6 endpoint needs its IPv6 half (PublicIPv6)`);
+    const endpoint = { ip: route.endpointIPv6 && v6 ? v6.publicIp : publicIp, port: route.port! };
+    wg.route(route.subnet.toString(), key, endpoint, (id) =>
+      this.addon.setPeer(this.live(), route.subnet.network, route.subnet.prefixLength, publicIp, undefined, id),
+    );
+    if (!v6 || !route.ipv6) return;
+    wg.route(route.ipv6.subnet.toString(), key, endpoint, (id) => this.addon.setPeer6(this.live(), v6.network, v6.prefix, v6.publicIp, undefined, id));
   }
 
   private wireguardRouteV6(peer: Ipv4Subnet, route: PeerRouteV6) {
@@ -456,6 +488,7 @@ export function openEngine(options: EngineOptions): Engine {
     icmpSource: options.icmpSource,
     bindAddressV6: options.bindAddressV6,
     ...(options.portV6 !== undefined ? { portV6: options.portV6 } : {}),
+    ...(options.ipv6Interface !== undefined ? { ipv6Interface: options.ipv6Interface } : {}),
     icmpSourceV6: options.icmpSourceV6,
     mtuV6: options.mtuV6,
     offloads: options.offloads ?? true,
@@ -511,7 +544,8 @@ export function openEngine(options: EngineOptions): Engine {
         },
       );
     // The timers need a resolution well below the shortest of them (REKEY_TIMEOUT, 5 s).
-    engine.attachSessions(sessionsOf(0), options.bindAddressV6 !== undefined ? sessionsOf(1) : undefined, Math.max(50, Math.min(500, timers.rekeyTimeoutMs / 10)));
+    const separateV6 = options.bindAddressV6 !== undefined && (options.ipv6Interface ?? "separate") === "separate";
+    engine.attachSessions(sessionsOf(0), separateV6 ? sessionsOf(1) : undefined, Math.max(50, Math.min(500, timers.rekeyTimeoutMs / 10)));
   }
   return engine;
 }

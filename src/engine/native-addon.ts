@@ -21,6 +21,8 @@ export interface NativeEngineOptions {
   bindAddressV6?: string;
   /** wireguard mode: the IPv6 sockets' port (the IPv6 interface's ListenPortV6); default port. */
   portV6?: number;
+  /** wireguard mode with bindAddressV6: the IPv6 sockets are a second interface (default) or serve the one interface (iface 0). */
+  ipv6Interface?: "separate" | "shared";
   /** Source of ICMPv6 errors written into the TUN (the TUN's own IPv6 address); none if absent. */
   icmpSourceV6?: string;
   /** Largest inner IPv6 packet the IPv6 underlay carries whole (bigger: ICMPv6 packet too big); 0: mtu. */
