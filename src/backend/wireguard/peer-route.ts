@@ -7,6 +7,8 @@ import { errorMessage } from "../../errors/error-message.js";
 import { peerIpv4Subnet } from "../ipv4-half.js";
 import { peerIpv6 } from "../dual-stack.js";
 import { parseWireguardBackendData } from "./backend-data.js";
+import { selectEndpointFamily, type OwnUnderlay } from "./device-plan.js";
+import type { WireguardMode } from "./options.js";
 
 /** One family of a device-path peer: what its lease advertises for it, ports still as written. */
 export interface WireguardPeerHalf<S extends Ipv4Subnet | Ipv6Subnet> {
@@ -60,12 +62,19 @@ export function wireguardDevicePeer(ipv6: boolean) {
 
 /**
  * The userspace engine's route for a wireguard lease: its subnet (the AllowedIPs), PublicIP and
- * Port (the endpoint; our own ListenPort when an older flanneld wrote no Port) and PublicKey and, on a dual-stack network served in Mode "separate" (`ipv6`), its IPv6 half for the
- * engine's IPv6 interface: BackendV6Data's PublicKey, endpoint [PublicIPv6]:Port (our
- * ListenPortV6 when absent), AllowedIPs its IPv6 subnet, as flanneld's flannel-wg-v6 has it.
- * Which leases get an IPv6 half, and which are refused, is wireguardDevicePeer's rule.
+ * Port (the endpoint; our own ListenPort when an older flanneld wrote no Port) and PublicKey and,
+ * on a dual-stack network (`ipv6`), its IPv6 half. Which leases get an IPv6 half, and which are
+ * refused, is wireguardDevicePeer's rule. By Mode, as the device path plans its devices:
+ *   - "separate": the IPv6 half is the engine's IPv6 interface's peer: BackendV6Data's PublicKey,
+ *     endpoint [PublicIPv6]:Port (our ListenPortV6 when absent), AllowedIPs its IPv6 subnet;
+ *   - "auto", "ipv4", "ipv6": one peer with both subnets, reached at PublicIP or [PublicIPv6]
+ *     (flanneld's selectMode for "auto"; a single-stack peer over IPv4), on BackendData's port.
  */
-export function wireguardEnginePeerRoute(ports: { listenPort: number; listenPortV6: number }, ipv6: boolean) {
+export function wireguardEnginePeerRoute(
+  ports: { listenPort: number; listenPortV6: number },
+  ipv6: boolean,
+  carriage: { mode: WireguardMode; own: OwnUnderlay } = { mode: "separate", own: { ipv4: undefined, ipv6: undefined } },
+) {
   const devicePeer = wireguardDevicePeer(ipv6);
   return (lease: Lease): PeerRoute | Refusal => {
     const peer = devicePeer(lease);
@@ -75,6 +84,18 @@ export function wireguardEnginePeerRoute(ports: { listenPort: number; listenPort
     const route: PeerRoute = { subnet: v4.subnet, publicIP: v4.address, publicKey: v4.publicKey, port: v4.port ?? ports.listenPort };
     const v6 = peer.v6;
     if (!v6) return route;
-    return { ...route, ipv6: { subnet: v6.subnet, publicIPv6: v6.address, publicKey: v6.publicKey, port: v6.port ?? ports.listenPortV6 } };
+    if (carriage.mode === "separate") {
+      return { ...route, ipv6: { subnet: v6.subnet, publicIPv6: v6.address, publicKey: v6.publicKey, port: v6.port ?? ports.listenPortV6 } };
+    }
+    const family = carriage.mode === "auto" ? selectEndpointFamily(peer, carriage.own) : carriage.mode;
+    const reachedOverIpv6 = family === "ipv6";
+    return {
+      ...route,
+      // The one interface's key: the chosen half's (flanneld writes the same key in both).
+      publicKey: reachedOverIpv6 ? v6.publicKey : v4.publicKey,
+      port: v4.port ?? v6.port ?? ports.listenPort,
+      ipv6: { subnet: v6.subnet, publicIPv6: v6.address },
+      ...(reachedOverIpv6 ? { endpointIPv6: true } : {}),
+    };
   };
 }

@@ -14,7 +14,6 @@ import { IMPLEMENTATION_ENV, WIREGUARD_OVERHEAD, parseWireguardOptions, type Res
 import { wireguardEnginePeerRoute } from "./peer-route.js";
 import { exportWireguardStatus } from "./wireguard-metrics.js";
 import type { NetworkConfig } from "../../config/network-config.js";
-import { wireguardGoOnPath } from "../../kernel/wireguard-go.js";
 
 /**
  * flannel's wireguard backend (the device `flannel-wg` addressed with the lease's subnet address
@@ -25,12 +24,11 @@ import { wireguardGoOnPath } from "../../kernel/wireguard-go.js";
  *   - "wireguard-go": the same, on a device Debian's wireguard-go serves (weft starts it);
  *   - "userspace": weft's own WireGuard in the native engine (EngineBackend, wireguard mode);
  *   - "auto": kernel if `ip link add … type wireguard` works in the daemon's namespace, else
- *     userspace; on a dual-stack network in a Mode other than "separate" wireguard-go (if on
- *     PATH) before userspace, whose IPv6 is Mode "separate" only (elsewhere it warns once that
- *     no IPv6 is forwarded).
- * With EnableIPv6 the device path adds flanneld's IPv6 (flannel-wg-v6 or one device, by Mode);
- * the userspace engine does Mode "separate" as a second interface of its own (ListenPortV6, its
- * own peers and sessions, BackendV6Data advertised).
+ *     userspace (on a dual-stack network too).
+ * With EnableIPv6 both add flanneld's IPv6 by Mode: the device path as flannel-wg-v6 or one
+ * device, the userspace engine as a second interface of its own (Mode "separate": ListenPortV6,
+ * its own peers and sessions) or its IPv6 sockets serving the one interface (the other Modes);
+ * BackendV6Data is advertised either way.
  * The lease is the same for all three, so hosts on different implementations form one cluster
  * (and one with flanneld's hosts).
  */
@@ -64,8 +62,7 @@ export interface ImplementationChoice {
 
 /**
  * Decides the implementation; "kernel" and "auto" probe the kernel of `netns`. `ipv6`: the
- * network is dual-stack; weft's userspace engine forwards IPv6 in Mode "separate" only, so in the
- * other Modes "auto" takes wireguard-go (when it is on PATH) before it.
+ * network is dual-stack (which weft's userspace engine forwards in every Mode: said in the why).
  */
 export async function chooseImplementation(options: WireguardOptions, env: NodeJS.ProcessEnv, netns?: string, ipv6 = false): Promise<ImplementationChoice> {
   const source = env[IMPLEMENTATION_ENV] ? `$${IMPLEMENTATION_ENV}` : "Backend.Implementation";
@@ -79,44 +76,14 @@ export async function chooseImplementation(options: WireguardOptions, env: NodeJ
   if (probe.available) return { implementation: "kernel", why: `${source} "auto": the kernel of ${where} has WireGuard` };
   const noKernel = `${source} "auto": the kernel of ${where} has no WireGuard (${probe.reason})`;
   if (!ipv6) return { implementation: "userspace", why: noKernel };
-  if (userspaceForwardsIpv6(options)) return { implementation: "userspace", why: `${noKernel}; it forwards IPv6 too in Mode "separate"` };
-  if (await wireguardGoOnPath(env)) {
-    return {
-      implementation: "wireguard-go",
-      why: `${noKernel}, and the network is dual-stack (EnableIPv6) in Mode "${options.mode}", in which weft's userspace engine forwards IPv4 only: wireguard-go is on PATH`,
-    };
-  }
-  return { implementation: "userspace", why: `${noKernel}, and no wireguard-go on PATH` };
+  return { implementation: "userspace", why: `${noKernel}; it forwards IPv6 too (Mode "${options.mode}")` };
 }
 
-/** The Modes weft's userspace engine carries IPv6 in: "separate" (a second interface on ListenPortV6). */
-export function userspaceForwardsIpv6(options: WireguardOptions): boolean {
-  return options.mode === "separate";
-}
-
-/** The userspace engine on a dual-stack network it cannot serve IPv6 on: said once, loudly, at start (as the udp backend does). */
-function warnUserspaceIpv4Only(context: BackendContext, options: WireguardOptions, why: string): void {
-  context.logger.warn(
-    { backend: "wireguard", implementation: "userspace", mode: options.mode, why },
-    `wireguard: weft's userspace WireGuard forwards IPv6 in Mode "separate" only, not in Mode "${options.mode}": EnableIPv6 is ignored on this host, NO IPv6 is forwarded to or from its containers; ` +
-      'use Mode "separate" (the default), or install wireguard-go (apt-get install wireguard-go) or load the wireguard kernel module and use Implementation "auto", "wireguard-go" or "kernel"',
-  );
-}
-
-/** Mode "separate" on a host whose external interface has no IPv6 address: nothing to bind the IPv6 interface to. */
+/** A dual-stack network on a host whose external interface has no IPv6 address: nothing to bind the IPv6 sockets to. */
 function warnNoExternalIpv6(context: BackendContext): void {
   context.logger.warn(
     { backend: "wireguard", implementation: "userspace", interface: context.external.name },
     "wireguard: EnableIPv6 is set but the external interface has no IPv6 address; IPv6 is not forwarded and no BackendV6Data is advertised (give it one, or set --public-ipv6 and --iface)",
-  );
-}
-
-/** Mode "ipv6" reaches every peer at its PublicIPv6 on one interface, which the userspace engine does not do (it has Mode "separate"). */
-function refuseIpv6ModeOnUserspace(options: WireguardOptions, why: string): void {
-  if (options.mode !== "ipv6") return;
-  throw new Error(
-    `wireguard: Backend.Mode "ipv6" needs a WireGuard device (kernel or wireguard-go), but this host runs weft's userspace engine (${why}), which carries IPv6 in Mode "separate" only (IPv4 peers over IPv4); ` +
-      'install wireguard-go or load the wireguard kernel module, or use Mode "separate" (the default), "auto" or "ipv4"',
   );
 }
 
@@ -167,9 +134,11 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     const details: Record<string, string> = { wireguardImplementation: this.choice.implementation };
     if (this.inner instanceof WireguardDeviceBackend) details.wireguardDevices = this.inner.deviceNames.join(",");
     else if (this.context.network.ipv6) {
-      details.wireguardIpv6 = this.userspaceIpv6()
-        ? `forwarded (Mode separate: a second interface on ListenPortV6 ${this.options.listenPortV6})`
-        : `not forwarded (the userspace engine forwards IPv6 in Mode separate only${this.context.external.addressV6 ? "" : ", and the external interface has no IPv6 address"})`;
+      details.wireguardIpv6 = !this.userspaceIpv6()
+        ? "not forwarded (the external interface has no IPv6 address)"
+        : this.options.mode === "separate"
+          ? `forwarded (Mode separate: a second interface on ListenPortV6 ${this.options.listenPortV6})`
+          : `forwarded (Mode ${this.options.mode}: one interface for both families on ListenPort ${this.options.listenPort})`;
     }
     return details;
   }
@@ -221,11 +190,7 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
   private async build(): Promise<Inner> {
     const ipv6 = this.context.network.ipv6 !== undefined;
     const choice = await chooseImplementation(this.options, this.env, this.hooks.netns, ipv6);
-    if (choice.implementation === "userspace" && ipv6) {
-      refuseIpv6ModeOnUserspace(this.options, choice.why);
-      if (!userspaceForwardsIpv6(this.options)) warnUserspaceIpv4Only(this.context, this.options, choice.why);
-      else if (!this.context.external.addressV6) warnNoExternalIpv6(this.context);
-    }
+    if (choice.implementation === "userspace" && ipv6 && !this.context.external.addressV6) warnNoExternalIpv6(this.context);
     this.choice = choice;
     const mtu = (this.options.mtu ?? this.context.external.mtu) - WIREGUARD_OVERHEAD;
     const keyFile = this.hooks.keyFile ?? keyFilePath(this.env);
@@ -254,19 +219,23 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
     return device;
   }
 
-  /** The userspace engine carries IPv6 here: a dual-stack network, Mode "separate", an external IPv6 address to bind. */
+  /** The userspace engine carries IPv6 here: a dual-stack network and an external IPv6 address to bind. */
   private userspaceIpv6(): boolean {
-    return this.context.network.ipv6 !== undefined && userspaceForwardsIpv6(this.options) && this.context.external.addressV6 !== undefined;
+    return this.context.network.ipv6 !== undefined && this.context.external.addressV6 !== undefined;
   }
 
   private userspace(mtu: number, keyFile: string): EngineBackend {
     const { options, context, hooks } = this;
     const ipv6 = this.userspaceIpv6();
-    // BackendV6Data as flanneld's Mode separate writes it: the same key, the IPv6 interface's port.
+    const separate = options.mode === "separate";
+    // BackendV6Data: the same key and the port the IPv6-carrying interface really listens on
+    // (Mode separate: ListenPortV6, as flanneld; the other Modes: ListenPort, where flanneld
+    // writes ListenPortV6 although its one device listens on ListenPort: docs/wireguard.md).
+    const portV6 = separate ? options.listenPortV6 : options.listenPort;
     const attrsFor = (publicKey: string) => ({
       backendType: "wireguard",
       backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }),
-      ...(ipv6 ? { backendV6Data: formatWireguardBackendData({ publicKey, port: options.listenPortV6 }) } : {}),
+      ...(ipv6 ? { backendV6Data: formatWireguardBackendData({ publicKey, port: portV6 }) } : {}),
     });
     const engine: EngineBackend = new EngineBackend(
       "wireguard",
@@ -279,14 +248,16 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
           registration: { attrs: attrsFor(publicKey), mtu },
           engine: {
             mode: "wireguard", tunName: options.tunName, mtu, port: options.listenPort, ...engineQueueOptions(options),
-            ...(ipv6 ? { portV6: options.listenPortV6 } : {}),
+            ...(ipv6 ? { portV6, ipv6Interface: separate ? "separate" : "shared" } : {}),
             wireguard: {
               privateKey: key.privateKey, presharedKey: options.presharedKey, persistentKeepaliveSeconds: options.persistentKeepaliveSeconds,
               timers: hooks.timers, logger: context.logger,
             },
           },
           forwardsIpv6: ipv6,
-          peerRoute: wireguardEnginePeerRoute(options, ipv6),
+          peerRoute: wireguardEnginePeerRoute(options, ipv6, {
+            mode: options.mode, own: { ipv4: context.external.address, ipv6: context.external.addressV6 },
+          }),
         };
         rotation.follow(key, spec);
         return spec;

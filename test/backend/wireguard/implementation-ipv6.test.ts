@@ -1,9 +1,9 @@
 /*
  * Which WireGuard implementation runs on a dual-stack network (EnableIPv6), decided in a test
  * namespace <p>ns (empty but for lo; this machine's kernel has no WireGuard): weft's userspace
- * engine forwards IPv6 in Mode "separate" (the default), so "auto" takes it there; in the other
- * Modes it forwards IPv4 only, so "auto" takes wireguard-go when it is on PATH, and says why;
- * without it (or with "userspace" asked for) the userspace engine runs with one loud warning.
+ * engine forwards IPv6 in every Mode, so "auto" takes it after the kernel (wireguard-go on PATH
+ * or not), and says why; "userspace" asked for runs without a warning, its /readyz saying how
+ * IPv6 is carried.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chooseImplementation, createWireguardBackend } from "../../../src/backend/wireguard/wireguard-backend.js";
@@ -27,48 +27,44 @@ afterAll(async () => {
 });
 
 describe("choosing the WireGuard implementation on a dual-stack network", () => {
-  it('"auto" in Mode "separate" takes the userspace engine where the kernel has no WireGuard (it forwards IPv6 there), even with wireguard-go on PATH', async () => {
+  it('"auto" takes the userspace engine where the kernel has no WireGuard, in every Mode, with wireguard-go on PATH or not', async () => {
     if (kernelHasWireguard) return;
-    const choice = await chooseImplementation(parseWireguardOptions({}), withGo, namespace, true);
-    expect(choice.implementation).toBe("userspace");
-    expect(choice.why).toMatch(/has no WireGuard .*; it forwards IPv6 too in Mode "separate"$/);
+    for (const mode of ["separate", "auto", "ipv4", "ipv6"]) {
+      for (const env of [withGo, withoutGo]) {
+        const choice = await chooseImplementation(parseWireguardOptions({ Mode: mode }), env, namespace, true);
+        expect(choice.implementation).toBe("userspace");
+        expect(choice.why).toMatch(new RegExp(`has no WireGuard .*; it forwards IPv6 too \\(Mode "${mode}"\\)$`));
+      }
+    }
     expect((await chooseImplementation(parseWireguardOptions({}), withGo, namespace, false)).implementation).toBe("userspace");
   });
 
-  it('"auto" in a single-interface Mode takes wireguard-go, naming the Mode the userspace engine has no IPv6 in', async () => {
-    if (kernelHasWireguard) return;
-    const choice = await chooseImplementation(parseWireguardOptions({ Mode: "auto" }), withGo, namespace, true);
-    expect(choice.implementation).toBe("wireguard-go");
-    expect(choice.why).toMatch(/has no WireGuard .*dual-stack \(EnableIPv6\) in Mode "auto", in which weft's userspace engine forwards IPv4 only: wireguard-go is on PATH$/);
-  });
-
-  it('"auto" in a single-interface Mode without wireguard-go on PATH falls back to userspace', async () => {
-    if (kernelHasWireguard) return;
-    const choice = await chooseImplementation(parseWireguardOptions({ Mode: "ipv4" }), withoutGo, namespace, true);
-    expect(choice).toMatchObject({ implementation: "userspace", why: expect.stringMatching(/and no wireguard-go on PATH$/) });
-  });
-
-  it('"userspace" asked for on a dual-stack network forwards IPv6 in Mode "separate", warns in Mode "auto"; with Mode "ipv6" it is refused', async () => {
+  it('"userspace" on a dual-stack network forwards IPv6 without a warning: a second interface in Mode "separate", the one interface otherwise', async () => {
     const external = { name: "ul0", address: "192.168.77.11", addressV6: "fd77::11" };
-    const separate = await backendContext({ Type: "wireguard", Implementation: "userspace" }, external, undefined, DUAL_STACK);
-    const quiet = capturingLogger();
-    const forwarding = createWireguardBackend({ ...separate, logger: quiet.logger }, { netns: namespace, env: withoutGo });
-    // Only the choice is wanted here: a dry-run reconcile makes it without opening the engine.
-    await forwarding.reconcile({ dryRun: true }).catch(() => undefined);
-    expect(quiet.lines.filter((line) => line.level === 40)).toEqual([]);
-    expect(forwarding.dataPathDetails()).toEqual({ wireguardImplementation: "userspace", wireguardIpv6: "forwarded (Mode separate: a second interface on ListenPortV6 51821)" });
+    const cases = [
+      ["separate", "forwarded (Mode separate: a second interface on ListenPortV6 51821)"],
+      ["auto", "forwarded (Mode auto: one interface for both families on ListenPort 51820)"],
+      ["ipv6", "forwarded (Mode ipv6: one interface for both families on ListenPort 51820)"],
+    ] as const;
+    for (const [mode, details] of cases) {
+      const context = await backendContext({ Type: "wireguard", Implementation: "userspace", Mode: mode }, external, undefined, DUAL_STACK);
+      const { logger, lines } = capturingLogger();
+      const backend = createWireguardBackend({ ...context, logger }, { netns: namespace, env: withoutGo });
+      // Only the choice is wanted here: a dry-run reconcile makes it without opening the engine.
+      await backend.reconcile({ dryRun: true }).catch(() => undefined);
+      expect(lines.filter((line) => line.level === 40), mode).toEqual([]);
+      expect(backend.dataPathDetails()).toEqual({ wireguardImplementation: "userspace", wireguardIpv6: details });
+    }
+  });
 
-    const auto = await backendContext({ Type: "wireguard", Implementation: "userspace", Mode: "auto" }, external, undefined, DUAL_STACK);
+  it('"userspace" on a dual-stack host without an external IPv6 address warns once that no IPv6 is forwarded', async () => {
+    const context = await backendContext({ Type: "wireguard", Implementation: "userspace" }, { name: "ul0", address: "192.168.77.11" }, undefined, DUAL_STACK);
     const { logger, lines } = capturingLogger();
-    const backend = createWireguardBackend({ ...auto, logger }, { netns: namespace, env: withoutGo });
+    const backend = createWireguardBackend({ ...context, logger }, { netns: namespace, env: withoutGo });
     await backend.reconcile({ dryRun: true }).catch(() => undefined);
-    const warnings = lines.filter((line) => line.level === 40 && line.msg.includes('forwards IPv6 in Mode "separate" only, not in Mode "auto"'));
+    const warnings = lines.filter((line) => line.level === 40);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]?.msg).toMatch(/NO IPv6 is forwarded/);
-    expect(backend.dataPathDetails()).toEqual({ wireguardImplementation: "userspace", wireguardIpv6: "not forwarded (the userspace engine forwards IPv6 in Mode separate only)" });
-
-    const ipv6Mode = await backendContext({ Type: "wireguard", Implementation: "userspace", Mode: "ipv6" }, external, undefined, DUAL_STACK);
-    const refused = createWireguardBackend(ipv6Mode, { netns: namespace, env: withoutGo });
-    await expect(refused.register()).rejects.toThrow(/Backend\.Mode "ipv6" needs a WireGuard device \(kernel or wireguard-go\), but this host runs weft's userspace engine/);
+    expect(warnings[0]?.msg).toMatch(/no IPv6 address; IPv6 is not forwarded and no BackendV6Data is advertised/);
+    expect(backend.dataPathDetails()).toEqual({ wireguardImplementation: "userspace", wireguardIpv6: "not forwarded (the external interface has no IPv6 address)" });
   });
 });
