@@ -29,7 +29,7 @@ export interface WireguardDevicePeer {
   /** The lease's etcd key, for messages. */
   lease: string;
   v4?: WireguardPeerHalf<Ipv4Subnet>;
-  /** undefined: a single-stack host (no IPv6 subnet, or no BackendV6Data: one on weft's IPv4-only userspace engine). */
+  /** undefined: a single-stack host (no IPv6 subnet, or no BackendV6Data: e.g. a weft host without an external IPv6 address). */
   v6?: WireguardPeerHalf<Ipv6Subnet>;
 }
 

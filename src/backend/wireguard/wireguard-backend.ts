@@ -91,8 +91,8 @@ function warnNoExternalIpv6(context: BackendContext): void {
 export function refuseIpv6OnlyWireguardNetwork(network: NetworkConfig): void {
   if (network.ipv4) return;
   throw new Error(
-    "wireguard: the network is IPv6-only (EnableIPv4: false), and the wireguard backend always carries IPv4 (weft's userspace engine forwards IPv4 only, " +
-      "and the device path builds IPv6 beside IPv4, as flanneld's flannel-wg-v6 or one dual-stack flannel-wg, not without it); enable IPv4 beside IPv6 (dual-stack, any Mode), " +
+    "wireguard: the network is IPv6-only (EnableIPv4: false), and the wireguard backend always carries IPv4 (weft's userspace engine " +
+      "and the device path both build IPv6 beside IPv4, as flanneld's flannel-wg-v6 or one dual-stack flannel-wg, not without it); enable IPv4 beside IPv6 (dual-stack, any Mode), " +
       'or use "Backend": {"Type": "vxlan"} or {"Type": "host-gw"} for an IPv6-only network',
   );
 }
