@@ -14,8 +14,8 @@ import { parseQueueOptions, type QueueOptions } from "../userspace/queue-options
  * Implementations: "userspace" (weft's own WireGuard in the native engine), "kernel" (a
  * `type wireguard` device of the kernel module, configured with wg(8)), "wireguard-go" (the
  * same device configuration on a TUN served by Debian's wireguard-go, which weft starts) and
- * "auto" (kernel where the module is there, else userspace; with EnableIPv6 wireguard-go before
- * userspace, which forwards IPv4 only). `$WEFT_WIREGUARD_IMPLEMENTATION`
+ * "auto" (kernel where the module is there, else userspace, which forwards IPv6 too in every
+ * Mode). `$WEFT_WIREGUARD_IMPLEMENTATION`
  * overrides the config's value on one host, as `$WIREGUARD_KEY_FILE` picks its key file: a
  * cluster can move host by host.
  */
