@@ -42,7 +42,7 @@ import { startTcpStream, type TcpStreamResult } from "../../src/lab/tcp-stream.j
 import { formatTable } from "../../src/observe/text-table.js";
 import { isAlive } from "../../src/process/pids.js";
 import { metricSeries, metricSum, readMetrics } from "../support/lab-metrics.js";
-import { describeDrops, readDropCounters, type DropCounters } from "../support/loss-evidence.js";
+import { describeDrops, readDropCounters, readUdpCounters, type DropCounters } from "../support/loss-evidence.js";
 import { seededRandom } from "../support/seeded-random.js";
 import { slowDownEtcd } from "../support/slow-etcd.js";
 import { garbageDatagrams, sendDatagrams } from "../support/udp-garbage.js";
@@ -152,9 +152,7 @@ async function leaseValues(lab: Lab): Promise<Map<string, string>> {
 
 /** The kernel's count of UDP datagrams dropped for a full socket receive buffer in the host's namespace. */
 async function udpReceiveBufferErrors(host: LabHost): Promise<number> {
-  const lines = (await host.exec("cat", ["/proc/net/snmp"])).stdout.split("\n").filter((line) => line.startsWith("Udp: "));
-  const [names, values] = lines.map((line) => line.split(/\s+/));
-  return Number(values?.[names?.indexOf("RcvbufErrors") ?? -1] ?? NaN);
+  return (await readUdpCounters(host)).get("RcvbufErrors") ?? NaN;
 }
 
 /**

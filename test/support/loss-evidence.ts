@@ -1,5 +1,5 @@
 import type { LabHost } from "../../src/lab/lab.js";
-import { metricSeries } from "./lab-metrics.js";
+import { metricSeries, readMetrics } from "./lab-metrics.js";
 
 /**
  * Every drop counter a lost probe could have moved on a lab host, read before and after a fault
@@ -10,12 +10,9 @@ export type DropCounters = Map<string, number>;
 
 export async function readDropCounters(host: LabHost): Promise<DropCounters> {
   const counters: DropCounters = new Map();
-  const snmp = (await host.exec("cat", ["/proc/net/snmp"], { allowFailure: true })).stdout;
-  const udp = snmp.split("\n").filter((line) => line.startsWith("Udp: "));
-  const [names, values] = udp.map((line) => line.split(/\s+/));
+  const udp = await readUdpCounters(host);
   for (const name of ["InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts"]) {
-    const index = names?.indexOf(name) ?? -1;
-    if (index > 0) counters.set(`udp ${name}`, Number(values?.[index]));
+    if (udp.has(name)) counters.set(`udp ${name}`, udp.get(name)!);
   }
   // Per CPU: processed, dropped (the backlog queue full: netdev_max_backlog), time squeezed.
   // Not per namespace: every host sees the machine's (a drop here is anyone's).
@@ -37,10 +34,21 @@ export async function readDropCounters(host: LabHost): Promise<DropCounters> {
     counters.set("ip -s -j link unreadable", 1);
   }
   if (host.state.healthzPort) {
-    const metrics = (await host.exec("curl", ["-sf", "-m", "2", `http://127.0.0.1:${host.state.healthzPort}/metrics`], { allowFailure: true, timeoutMs: 5000 })).stdout;
+    // A daemon that is down (a restart scenario) has no engine counters: nothing to read then.
+    const metrics = await readMetrics(host).catch(() => "");
     for (const [labels, value] of metricSeries(metrics, "weft_dataplane_drops_total")) counters.set(`engine ${labels}`, value);
   }
   return counters;
+}
+
+/** The host namespace's UDP counters of /proc/net/snmp by name (RcvbufErrors, …). */
+export async function readUdpCounters(host: LabHost): Promise<Map<string, number>> {
+  const snmp = (await host.exec("cat", ["/proc/net/snmp"], { allowFailure: true })).stdout;
+  const [names, values] = snmp
+    .split("\n")
+    .filter((line) => line.startsWith("Udp: "))
+    .map((line) => line.split(/\s+/));
+  return new Map((names ?? []).slice(1).map((name, i) => [name, Number(values?.[i + 1])]));
 }
 
 /** The counters that moved, "h1: udp RcvbufErrors +1, ..."; a counter that went back (a restart) counts from 0. */
