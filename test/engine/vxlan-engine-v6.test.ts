@@ -252,7 +252,7 @@ describe("engine with an IPv6 underlay: lifecycle and errors", () => {
       .toThrow(/cannot bind UDP \[fd70:90::99\]:8479: Cannot assign requested address/);
     expect(() => openEngine({ ...options, netns: hosts.a, bindAddressV6: "10.1.1.1" })).toThrow(/engine bindAddressV6: "10.1.1.1" is not an IPv6 address/);
     expect(() => openEngine({ mode: "udp", tunName: "wt9", mtu: 1472, bindAddress: UNDERLAY_A, bindAddressV6: UNDERLAY6_A, netns: hosts.a }))
-      .toThrow(/bindAddressV6 fd70:90::1: IPv6 is forwarded in vxlan mode only/);
+      .toThrow(/bindAddressV6 fd70:90::1: IPv6 is forwarded in vxlan and wireguard mode only/);
     const v4only = openEngine({ ...options, bindAddressV6: undefined, netns: hosts.a });
     try {
       expect(v4only.features.ipv6Underlay).toBe(false);
