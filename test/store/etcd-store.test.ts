@@ -6,6 +6,7 @@ import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { EtcdStore } from "../../src/store/etcd-store.js";
 import { makeTestPki } from "../support/certificates.js";
 import { useEtcd } from "../support/etcd.js";
+import { stopProcess } from "../support/paused-daemon.js";
 
 const fixture = useEtcd();
 
@@ -13,8 +14,8 @@ describe("EtcdStore", () => {
   it("notices a frozen etcd within seconds and names the endpoint and key", async () => {
     const store = new EtcdStore({ endpoints: [fixture().server.endpoint], prefix: "/frozen/network", callTimeoutMs: 1500 });
     await store.put("/frozen/network/config", "{}");
-    process.kill(fixture().server.pid!, "SIGSTOP");
     try {
+      await stopProcess(fixture().server.pid!);
       const started = Date.now();
       const error = await store.get("/frozen/network/config").then(
         () => undefined,
