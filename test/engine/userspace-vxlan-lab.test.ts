@@ -20,6 +20,7 @@ import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { uniquePrefix } from "../../src/lab/netns.js";
 import { waitUntil } from "../../src/lab/readiness.js";
 import { verifiedTransfer } from "../support/tcp-transfer.js";
+import { fewestPeers } from "../support/lab-metrics.js";
 
 describe("userspace vxlan in a mixed 3-host lab", () => {
   const name = uniquePrefix("wlx").slice(0, -1);
@@ -27,12 +28,7 @@ describe("userspace vxlan in a mixed 3-host lab", () => {
   let lab: Lab;
   const container = (host: string) => lab.container(`${host}c1`);
   /** The fewest peers any weft_peers series of the host's /metrics counts (the daemon's and its backend's). */
-  const peers = async (host: string): Promise<number> => {
-    const metrics = await lab.host(host).exec(process.execPath, ["-e",
-      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`]);
-    const counts = [...metrics.stdout.matchAll(/^weft_peers(?:\{[^}]*\})? (\d+)$/gm)].map((match) => Number(match[1]));
-    return counts.length === 0 ? 0 : Math.min(...counts);
-  };
+  const peers = (host: string): Promise<number> => fewestPeers(lab.host(host));
 
   beforeAll(async () => {
     lab = await buildLab({

@@ -23,3 +23,17 @@ export async function subnetOf(lab: Lab, host: string): Promise<string> {
   if (!match) throw new Error(`no FLANNEL_SUBNET in ${text}`);
   return `${match[1]}.0`;
 }
+
+/** Every lease under flannel's default prefix: its key (…/subnets/10.66.3.0-24) and its JSON value parsed as `T`. */
+export async function leases<T>(lab: Lab): Promise<{ key: string; value: T }[]> {
+  const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
+  // etcdctl prints each key, then its value, on lines of their own.
+  const result: { key: string; value: T }[] = [];
+  for (let i = 0; i + 1 < listed.length; i += 2) result.push({ key: listed[i] as string, value: JSON.parse(listed[i + 1] as string) as T });
+  return result;
+}
+
+/** The JSON values of every lease, parsed as `T`. */
+export async function leaseValues<T>(lab: Lab): Promise<T[]> {
+  return (await leases<T>(lab)).map((lease) => lease.value);
+}

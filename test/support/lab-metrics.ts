@@ -8,6 +8,22 @@ export async function readMetrics(host: LabHost): Promise<string> {
 }
 
 /**
+ * The body of one of a lab daemon's HTTP endpoints (`/readyz?verbose`, `/healthz`, …) whatever
+ * its status: a /readyz that answers 503 still says why.
+ */
+export async function readEndpoint(host: LabHost, path: string): Promise<string> {
+  const url = `http://127.0.0.1:${host.state.healthzPort}${path}`;
+  const result = await host.exec("curl", ["-s", "-m", "5", url], { timeoutMs: 10_000 });
+  return result.stdout;
+}
+
+/** The smallest `weft_peers` series of one daemon (0 before any): every family and device has its peers. */
+export async function fewestPeers(host: LabHost): Promise<number> {
+  const counts = [...(await readMetrics(host)).matchAll(/^weft_peers(?:\{[^}]*\})? (\d+)$/gm)].map((match) => Number(match[1]));
+  return counts.length === 0 ? 0 : Math.min(...counts);
+}
+
+/**
  * The sum of every series of `name` whose labels include `labels` (all series when none are
  * given); 0 when the metric has no such series yet.
  */

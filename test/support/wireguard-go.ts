@@ -8,6 +8,7 @@ import { terminatePids } from "../../src/process/pids.js";
 import { inHostRunDir } from "../../src/lab/lab-daemon.js";
 import { waitUntil } from "../../src/lab/readiness.js";
 import { spawnDetachedInNamespace } from "../../src/process/detached.js";
+import { leases } from "./lab-etcd.js";
 
 /**
  * Debian's wireguard-go started by hand on a lab host, as an operator (or flanneld's docs) would
@@ -84,8 +85,7 @@ export interface WireguardLeaseValue {
 
 /** The lab's leases by subnet ("10.66.3.0/24"), read with etcdctl. */
 export async function wireguardLeases(lab: Lab): Promise<Map<string, WireguardLeaseValue>> {
-  const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
   const result = new Map<string, WireguardLeaseValue>();
-  for (let i = 0; i + 1 < listed.length; i += 2) result.set(listed[i]!.split("/").pop()!.replace("-", "/"), JSON.parse(listed[i + 1]!) as WireguardLeaseValue);
+  for (const { key, value } of await leases<WireguardLeaseValue>(lab)) result.set(key.split("/").pop()!.replace("-", "/"), value);
   return result;
 }

@@ -28,6 +28,7 @@ import { isAlive } from "../../../src/process/pids.js";
 import { parseWgDump, type WgDump } from "../../../src/kernel/wireguard-device.js";
 import { verifiedTransfer } from "../../support/tcp-transfer.js";
 import { wireguardLeases, type WireguardLeaseValue } from "../../support/wireguard-go.js";
+import { readEndpoint } from "../../support/lab-metrics.js";
 
 const DEVICE = "flannel-wg";
 const MTU = 1500 - 80;
@@ -50,9 +51,7 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
   };
   const dump = async (host: string): Promise<WgDump> => parseWgDump((await lab.host(host).exec("wg", ["show", DEVICE, "dump"])).stdout, PSK);
   const peerKeys = async (host: string): Promise<string[]> => (await dump(host)).peers.map((peer) => peer.publicKey).sort();
-  const http = async (host: string, path: string): Promise<string> =>
-    (await lab.host(host).exec(process.execPath, ["-e",
-      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}${path}").then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
+  const http = (host: string, path: string): Promise<string> => readEndpoint(lab.host(host), path);
   const wireguardGoPid = async (host: string): Promise<number> =>
     Number((await readFile(join(lab.host(host).state.stateDir, `wireguard-go.${DEVICE}.pid`), "utf8")).trim());
   const matrixOk = async (): Promise<boolean> => (await lab.checkTable()).ok;

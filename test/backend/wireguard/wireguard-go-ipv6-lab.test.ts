@@ -26,6 +26,8 @@ import { uniquePrefix } from "../../../src/lab/netns.js";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { isAlive } from "../../../src/process/pids.js";
 import { parseWgDump, type WgDump } from "../../../src/kernel/wireguard-device.js";
+import { readEndpoint } from "../../support/lab-metrics.js";
+import { leases as leasesInEtcd } from "../../support/lab-etcd.js";
 
 const V4 = "flannel-wg";
 const V6 = "flannel-wg-v6";
@@ -59,14 +61,10 @@ describe("wireguard-go device path with IPv6 (Mode separate, then auto), dual-st
 
   /** The leases in etcd: key `10.66.3.0-24&fd66:0:0:3::-64`. */
   const leases = async (): Promise<DualStackLease[]> => {
-    const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
-    const result: DualStackLease[] = [];
-    for (let i = 0; i + 1 < listed.length; i += 2) {
-      const key = listed[i] as string;
+    return (await leasesInEtcd<DualStackLeaseValue>(lab)).map(({ key, value }) => {
       const [v4, v6] = (key.split("/").pop() as string).split("&") as [string, string];
-      result.push({ key, subnet: v4.replace("-", "/"), subnetV6: v6.replace(/-(\d+)$/, "/$1"), value: JSON.parse(listed[i + 1] as string) as DualStackLeaseValue });
-    }
-    return result;
+      return { key, subnet: v4.replace("-", "/"), subnetV6: v6.replace(/-(\d+)$/, "/$1"), value };
+    });
   };
   const leaseOf = async (host: string): Promise<DualStackLease> => {
     const found = (await leases()).find((lease) => lease.value.PublicIP === lab.host(host).underlayAddress);
@@ -76,9 +74,7 @@ describe("wireguard-go device path with IPv6 (Mode separate, then auto), dual-st
   const dump = async (host: string, device: string): Promise<WgDump> => parseWgDump((await lab.host(host).exec("wg", ["show", device, "dump"])).stdout);
   const peerKeys = async (host: string, device: string): Promise<string[]> => (await dump(host, device)).peers.map((peer) => peer.publicKey).sort();
   const ip = async (host: string, args: string[]): Promise<string> => (await lab.host(host).exec("ip", args)).stdout;
-  const http = async (host: string, path: string): Promise<string> =>
-    (await lab.host(host).exec(process.execPath, ["-e",
-      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}${path}").then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
+  const http = (host: string, path: string): Promise<string> => readEndpoint(lab.host(host), path);
   const pidOf = async (host: string, device: string): Promise<number> =>
     Number((await readFile(join(lab.host(host).state.stateDir, `wireguard-go.${device}.pid`), "utf8")).trim());
   const expectCheckPasses = async (what: string): Promise<void> => {

@@ -24,6 +24,7 @@ import { waitUntil } from "../../../src/lab/readiness.js";
 import { startPingStream } from "../../../src/lab/ping-stream.js";
 import { generateStaticKeys } from "../../../src/engine/wireguard/noise.js";
 import { sleep } from "../../../src/async/sleep.js";
+import { readMetrics } from "../../support/lab-metrics.js";
 
 /** The daemon looks at the key file every 2 s (key-watch.ts): a bad file is judged within this. */
 const KEY_WATCH_SETTLE_MS = 5000;
@@ -49,8 +50,7 @@ describe("wireguard key rotation without a restart (2-host weft lab)", () => {
     await rename(next, keyFile(host));
   };
   const handshakesOf = async (host: string): Promise<number> => {
-    const metrics = (await lab.host(host).exec(process.execPath, ["-e",
-      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
+    const metrics = (await readMetrics(lab.host(host)));
     return Number(/^weft_wireguard_handshakes_total (\d+)$/m.exec(metrics)?.[1]);
   };
   const h2Log = async () => readFile(lab.host("h2").state.logFile, "utf8");

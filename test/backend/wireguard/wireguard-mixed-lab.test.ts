@@ -28,6 +28,7 @@ import { waitUntil } from "../../../src/lab/readiness.js";
 import { Ipv4Subnet, parseIpv4 } from "../../../src/net/ipv4.js";
 import { terminatePids } from "../../../src/process/pids.js";
 import { startWireguardGoOnLabHost, wireguardLeases } from "../../support/wireguard-go.js";
+import { fewestPeers } from "../../support/lab-metrics.js";
 
 const NETWORK = "10.66.0.0/16";
 const MTU = 1500 - 80;
@@ -42,12 +43,7 @@ describe("mixed wireguard cluster: weft hosts and a flanneld-style wireguard-go 
   let subnet: Ipv4Subnet;
 
   const leases = () => wireguardLeases(lab);
-  const weftPeers = async (host: string): Promise<number> => {
-    const metrics = await lab.host(host).exec(process.execPath, ["-e",
-      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`]);
-    const counts = [...metrics.stdout.matchAll(/^weft_peers(?:\{[^}]*\})? (\d+)$/gm)].map((match) => Number(match[1]));
-    return counts.length === 0 ? 0 : Math.min(...counts);
-  };
+  const weftPeers = (host: string): Promise<number> => fewestPeers(lab.host(host));
   const h3 = (command: string, args: string[], input?: string) => lab.host("h3").exec(command, args, { input });
 
   beforeAll(async () => {

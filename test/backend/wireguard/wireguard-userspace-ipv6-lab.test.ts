@@ -22,6 +22,8 @@ import { formatCheckMatrix } from "../../../src/lab/check.js";
 import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
 import { uniquePrefix } from "../../../src/lab/netns.js";
 import { waitUntil } from "../../../src/lab/readiness.js";
+import { readEndpoint } from "../../support/lab-metrics.js";
+import { leases as leasesInEtcd } from "../../support/lab-etcd.js";
 
 const DEVICE = "flannel-wg";
 const IPV6_NETWORK = "fd66::/48";
@@ -43,20 +45,13 @@ describe("userspace wireguard with IPv6 (Mode separate), dual-stack 3-host lab",
   const labDir = join(tmpdir(), `weft-wg-userspace-ipv6-${name}`);
   let lab: Lab;
 
-  const leases = async (): Promise<{ key: string; value: LeaseValue }[]> => {
-    const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
-    const result = [];
-    for (let i = 0; i + 1 < listed.length; i += 2) result.push({ key: listed[i] as string, value: JSON.parse(listed[i + 1] as string) as LeaseValue });
-    return result;
-  };
+  const leases = (): Promise<{ key: string; value: LeaseValue }[]> => leasesInEtcd<LeaseValue>(lab);
   const leaseOf = async (host: string) => {
     const found = (await leases()).find((lease) => lease.value.PublicIP === lab.host(host).underlayAddress);
     if (!found) throw new Error(`no lease of ${host} in etcd`);
     return found;
   };
-  const http = async (host: string, path: string): Promise<string> =>
-    (await lab.host(host).exec(process.execPath, ["-e",
-      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}${path}").then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
+  const http = (host: string, path: string): Promise<string> => readEndpoint(lab.host(host), path);
   const configuredPeers = async (host: string): Promise<number> =>
     Number(/^weft_wireguard_peers\{state="configured"\} (\d+)$/m.exec(await http(host, "/metrics"))?.[1] ?? "-1");
   const udpListeners = async (host: string): Promise<string> => (await lab.host(host).exec("ss", ["-Hlun"])).stdout;

@@ -22,6 +22,8 @@ import { formatCheckMatrix } from "../../../src/lab/check.js";
 import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
 import { uniquePrefix } from "../../../src/lab/netns.js";
 import { parseWgDump } from "../../../src/kernel/wireguard-device.js";
+import { readEndpoint } from "../../support/lab-metrics.js";
+import { leaseValues } from "../../support/lab-etcd.js";
 
 const IPV6_NETWORK = "fd66::/48";
 
@@ -35,9 +37,7 @@ describe("userspace wireguard (h1, h2) and the wireguard-go device path (h3), Mo
   const labDir = join(tmpdir(), `weft-wg-userspace-mixed6-${name}`);
   let lab: Lab;
 
-  const http = async (host: string, path: string): Promise<string> =>
-    (await lab.host(host).exec(process.execPath, ["-e",
-      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}${path}").then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
+  const http = (host: string, path: string): Promise<string> => readEndpoint(lab.host(host), path);
 
   beforeAll(async () => {
     lab = await buildLab({
@@ -55,8 +55,7 @@ describe("userspace wireguard (h1, h2) and the wireguard-go device path (h3), Mo
     for (const [host, implementation] of [["h1", "userspace"], ["h2", "userspace"], ["h3", "wireguard-go"]] as const) {
       expect(await http(host, "/readyz?verbose")).toContain(`[i] wireguardImplementation ${implementation}`);
     }
-    const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
-    const values = listed.filter((_, i) => i % 2 === 1).map((line) => JSON.parse(line) as { PublicIP: string; PublicIPv6: string; BackendData: Half; BackendV6Data?: Half });
+    const values = await leaseValues<{ PublicIP: string; PublicIPv6: string; BackendData: Half; BackendV6Data?: Half }>(lab);
     const v6 = parseWgDump((await lab.host("h3").exec("wg", ["show", "flannel-wg-v6", "dump"])).stdout);
     expect(v6.device.listenPort).toBe(51821);
     for (const host of ["h1", "h2"]) {

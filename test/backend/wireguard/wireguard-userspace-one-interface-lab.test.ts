@@ -22,6 +22,8 @@ import { formatCheckMatrix } from "../../../src/lab/check.js";
 import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
 import { uniquePrefix } from "../../../src/lab/netns.js";
 import { parseWgDump } from "../../../src/kernel/wireguard-device.js";
+import { readEndpoint } from "../../support/lab-metrics.js";
+import { leaseValues } from "../../support/lab-etcd.js";
 
 const IPV6_NETWORK = "fd66::/48";
 
@@ -35,9 +37,7 @@ describe('userspace wireguard (h1, h2) and wireguard-go (h3), Mode "ipv6", dual-
   const labDir = join(tmpdir(), `weft-wg-one-interface-${name}`);
   let lab: Lab;
 
-  const http = async (host: string, path: string): Promise<string> =>
-    (await lab.host(host).exec(process.execPath, ["-e",
-      `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}${path}").then((r) => r.text()).then((t) => process.stdout.write(t))`])).stdout;
+  const http = (host: string, path: string): Promise<string> => readEndpoint(lab.host(host), path);
 
   beforeAll(async () => {
     lab = await buildLab({
@@ -52,8 +52,7 @@ describe('userspace wireguard (h1, h2) and wireguard-go (h3), Mode "ipv6", dual-
   });
 
   it("advertises the one interface's port in BackendV6Data and listens on PublicIP and [PublicIPv6], both on 51820", async () => {
-    const listed = (await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"])).stdout.trim().split("\n");
-    const values = listed.filter((_, i) => i % 2 === 1).map((line) => JSON.parse(line) as { PublicIP: string; BackendData: Half; BackendV6Data?: Half });
+    const values = await leaseValues<{ PublicIP: string; BackendData: Half; BackendV6Data?: Half }>(lab);
     for (const host of ["h1", "h2"]) {
       const lease = values.find((value) => value.PublicIP === lab.host(host).underlayAddress);
       expect(lease?.BackendV6Data).toEqual({ PublicKey: lease?.BackendData.PublicKey, Port: 51820 });
