@@ -22,6 +22,10 @@
  *   wgClearKeypairs(handle, id, iface?)          wgPeerStats(handle, id, iface?) -> object | null
  *   wgSend(handle, ip, port, buffer)             (a handshake message, from queue 0's socket of ip's family)
  *   wgSendKeepalive(handle, id, iface?) -> boolean
+ *   wgSetMac1Key(handle, key | null, iface?)    the key handshake admission checks mac1 with
+ *                                   (HASH("mac1----" || our public key); null: no check)
+ *   wgRateLimitTrace(steps) -> {allowed, tracked, evictions}   for tests: a fresh admission limiter
+ *                                   run over [source, atMs] steps (no handle)
  *   onEvent({kind: "message", iface, address, port, data}) / onEvent({kind: "want", iface, peer}) on the JS thread
  *   iface: 0 (default) the IPv4 interface, 1 the IPv6 one (bindAddressV6: flanneld's flannel-wg-v6,
  *   its own peer ids); its endpoints and addresses are IPv6 (16-byte Buffers), and setPeer6's
@@ -46,12 +50,13 @@
 struct handle {
   struct engine *e; /* NULL once closed */
   napi_threadsafe_function events; /* wireguard mode: to onEvent; NULL otherwise */
+  unsigned waiting; /* events queued and not yet delivered (atomic): the admission's load measure */
 };
 
 static void OPENSSL_cleanse_keypair(struct wg_keypair *kp) { OPENSSL_cleanse(kp, sizeof *kp); }
 
-/* Handshake messages and notices waiting for the JS thread; more are dropped and counted. */
-#define WG_EVENT_QUEUE 256
+/* Handshake messages and notices wait for the JS thread in a queue of WG_EVENT_QUEUE (wireguard.h,
+ * whose admission reads its depth from emit_event); more are dropped and counted. */
 
 #define CALL(env, expr)                                            \
   do {                                                             \
@@ -78,23 +83,29 @@ static void finalize(napi_env env, void *data, void *hint) {
   free(h);
 }
 
-/* The data path's emitter (wireguard.h), on a forwarding thread: never blocks. */
+/* The data path's emitter (wireguard.h), on a forwarding thread: never blocks. Returns how many
+ * events wait (this one included), or -1. */
 static int emit_event(void *ctx, const struct wg_event *event) {
   struct handle *h = ctx;
   struct wg_event *copy = malloc(sizeof *copy);
   if (!copy) return -1;
   memcpy(copy, event, sizeof *copy);
+  /* Counted before it is queued: the JS thread may deliver it (and count it off) at once. */
+  unsigned waiting = __atomic_add_fetch(&h->waiting, 1, __ATOMIC_RELAXED);
   if (!h->events || napi_call_threadsafe_function(h->events, copy, napi_tsfn_nonblocking) != napi_ok) {
+    __atomic_sub_fetch(&h->waiting, 1, __ATOMIC_RELAXED);
     free(copy);
     return -1;
   }
-  return 0;
+  return (int)waiting;
 }
 
-/* On the JS thread: one event to onEvent. env NULL: the engine is closing, just free it. */
+/* On the JS thread: one event to onEvent. env NULL: the engine is closing, just free it (and
+ * leave the handle alone: it may be freed already; with env set it never is, as the queue is
+ * released, aborting further deliveries, before the handle is freed). */
 static void deliver_event(napi_env env, napi_value callback, void *context, void *data) {
-  (void)context;
   struct wg_event *ev = data;
+  if (env) __atomic_sub_fetch(&((struct handle *)context)->waiting, 1, __ATOMIC_RELAXED);
   if (env && callback) {
     napi_value obj, v, argv[1];
     if (napi_create_object(env, &obj) == napi_ok) {
@@ -402,7 +413,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (on_event) {
     napi_value name;
     napi_create_string_utf8(env, "weft wireguard events", NAPI_AUTO_LENGTH, &name);
-    if (napi_create_threadsafe_function(env, on_event, NULL, name, WG_EVENT_QUEUE, 1, NULL, NULL, NULL, deliver_event,
+    if (napi_create_threadsafe_function(env, on_event, NULL, name, WG_EVENT_QUEUE, 1, NULL, NULL, h, deliver_event,
                                         &h->events) != napi_ok) {
       free(h);
       napi_throw_error(env, NULL, "cannot create the wireguard event queue");
@@ -604,6 +615,9 @@ static napi_value js_remove_peer6(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* counters(): the engine's (per queue, summed), then the handshake admission's (per interface, summed). */
+#define COUNTERS (C_COUNT + WG_ADMIT_COUNT)
+
 static napi_value js_counters(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -612,20 +626,24 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
   if (!h) return NULL;
   void *data;
   napi_value buffer, array;
-  CALL(env, napi_create_arraybuffer(env, C_COUNT * sizeof(double), &data, &buffer));
+  CALL(env, napi_create_arraybuffer(env, COUNTERS * sizeof(double), &data, &buffer));
   double *values = data;
   for (int i = 0; i < C_COUNT; i++) values[i] = (double)engine_counter(h->e, (enum weft_counter)i);
-  CALL(env, napi_create_typedarray(env, napi_float64_array, C_COUNT, buffer, 0, &array));
+  for (int i = 0; i < WG_ADMIT_COUNT; i++)
+    values[C_COUNT + i] = (double)(wg_admission_counter(&h->e->wg, (enum wg_admission_counter)i) +
+                                   wg_admission_counter(&h->e->wg6, (enum wg_admission_counter)i));
+  CALL(env, napi_create_typedarray(env, napi_float64_array, COUNTERS, buffer, 0, &array));
   return array;
 }
 
 static napi_value js_counter_names(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value array;
-  CALL(env, napi_create_array_with_length(env, C_COUNT, &array));
-  for (uint32_t i = 0; i < C_COUNT; i++) {
+  CALL(env, napi_create_array_with_length(env, COUNTERS, &array));
+  for (uint32_t i = 0; i < COUNTERS; i++) {
     napi_value name;
-    CALL(env, napi_create_string_utf8(env, weft_counter_names[i], NAPI_AUTO_LENGTH, &name));
+    const char *text = i < C_COUNT ? weft_counter_names[i] : wg_admission_counter_names[i - C_COUNT];
+    CALL(env, napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &name));
     CALL(env, napi_set_element(env, array, i, name));
   }
   return array;
@@ -812,10 +830,25 @@ static int get_key(napi_env env, napi_value v, const char *what, uint8_t key[WG_
   return 0;
 }
 
-/* An endpoint from JS: a host-order IPv4 number or a 16-byte IPv6 Buffer, and a port 1..65535.
- * -1 after throwing. */
-static int get_endpoint(napi_env env, napi_value ip, napi_value port, const char *what, union underlay_addr *out) {
+/* An address from JS, port 0: a host-order IPv4 number or a 16-byte IPv6 Buffer. -1 after throwing. */
+static int get_address_arg(napi_env env, napi_value ip, union underlay_addr *out) {
   memset(out, 0, sizeof *out);
+  napi_valuetype type;
+  napi_typeof(env, ip, &type);
+  if (type == napi_number) {
+    uint32_t v4 = 0;
+    if (get_u32_arg(env, ip, "ip", &v4) < 0) return -1;
+    out->v4.sin_family = AF_INET;
+    out->v4.sin_addr.s_addr = htonl(v4);
+    return 0;
+  }
+  if (get_bytes_arg(env, ip, "ip (an IPv6 address)", 16, out->v6.sin6_addr.s6_addr) < 0) return -1;
+  out->v6.sin6_family = AF_INET6;
+  return 0;
+}
+
+/* An endpoint from JS: an address (get_address_arg) and a port 1..65535. -1 after throwing. */
+static int get_endpoint(napi_env env, napi_value ip, napi_value port, const char *what, union underlay_addr *out) {
   uint32_t p = 0;
   if (get_u32_arg(env, port, "port", &p) < 0) return -1;
   if (p == 0 || p > 65535) {
@@ -824,19 +857,9 @@ static int get_endpoint(napi_env env, napi_value ip, napi_value port, const char
     napi_throw_range_error(env, NULL, msg);
     return -1;
   }
-  napi_valuetype type;
-  napi_typeof(env, ip, &type);
-  if (type == napi_number) {
-    uint32_t v4 = 0;
-    if (get_u32_arg(env, ip, "ip", &v4) < 0) return -1;
-    out->v4.sin_family = AF_INET;
-    out->v4.sin_addr.s_addr = htonl(v4);
-    out->v4.sin_port = htons((uint16_t)p);
-    return 0;
-  }
-  if (get_bytes_arg(env, ip, "ip (an IPv6 address)", 16, out->v6.sin6_addr.s6_addr) < 0) return -1;
-  out->v6.sin6_family = AF_INET6;
-  out->v6.sin6_port = htons((uint16_t)p);
+  if (get_address_arg(env, ip, out) < 0) return -1;
+  if (out->sa.sa_family == AF_INET6) out->v6.sin6_port = htons((uint16_t)p);
+  else out->v4.sin_port = htons((uint16_t)p);
   return 0;
 }
 
@@ -1044,6 +1067,75 @@ static napi_value js_wg_send_keepalive(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value js_wg_set_mac1_key(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  struct handle *h = get_wg_args(env, info, 2, "wgSetMac1Key(handle, key | null, iface?)", argv, NULL, 0);
+  if (!h) return NULL;
+  struct wg_table *t = wg_table_arg(env, h, argv[2]);
+  if (!t) return NULL;
+  napi_valuetype type;
+  napi_typeof(env, argv[1], &type);
+  if (type == napi_null) {
+    wg_set_mac1_key(t, NULL);
+    return NULL;
+  }
+  uint8_t key[WG_KEY_LEN];
+  if (get_key(env, argv[1], "wgSetMac1Key: key", key) < 0) return NULL;
+  wg_set_mac1_key(t, key);
+  return NULL;
+}
+
+/* For tests: a fresh limiter, the one each interface's admission holds, run over `steps`
+ * ([source, atMs]: a host-order IPv4 number or a 16-byte IPv6 Buffer, a time in ms). */
+static napi_value js_wg_rate_limit_trace(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], allowed, result, v;
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const char *usage = "wgRateLimitTrace(steps: [source: number | Buffer, atMs: number][])";
+  bool is_array = false;
+  if (argc >= 1) napi_is_array(env, argv[0], &is_array);
+  uint32_t n = 0;
+  if (!is_array || napi_get_array_length(env, argv[0], &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  CALL(env, napi_create_array_with_length(env, n, &allowed));
+  struct wg_limiter *l = calloc(1, sizeof *l);
+  if (!l) {
+    napi_throw_error(env, NULL, "wgRateLimitTrace: out of memory");
+    return NULL;
+  }
+  uint64_t now = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value step, source, at;
+    union underlay_addr from;
+    double ms = -1;
+    bool step_array = false;
+    if (napi_get_element(env, argv[0], i, &step) != napi_ok || napi_is_array(env, step, &step_array) != napi_ok || !step_array ||
+        napi_get_element(env, step, 0, &source) != napi_ok || napi_get_element(env, step, 1, &at) != napi_ok ||
+        napi_get_value_double(env, at, &ms) != napi_ok || !(ms >= 0 && ms < 1e12)) {
+      free(l);
+      napi_throw_type_error(env, NULL, usage);
+      return NULL;
+    }
+    if (get_address_arg(env, source, &from) < 0) {
+      free(l);
+      return NULL;
+    }
+    now = (uint64_t)(ms * 1e6);
+    napi_get_boolean(env, wg_limiter_take(l, &from, now), &v);
+    napi_set_element(env, allowed, i, v);
+  }
+  napi_create_object(env, &result);
+  napi_set_named_property(env, result, "allowed", allowed);
+  napi_create_double(env, (double)wg_limiter_tracked(l, now), &v);
+  napi_set_named_property(env, result, "tracked", v);
+  napi_create_double(env, (double)l->evictions, &v);
+  napi_set_named_property(env, result, "evictions", v);
+  free(l);
+  return result;
+}
+
 static napi_value js_blake2s_mac(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3], result;
@@ -1093,6 +1185,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"wgPeerStats", NULL, js_wg_peer_stats, NULL, NULL, NULL, napi_default, NULL},
       {"wgSend", NULL, js_wg_send, NULL, NULL, NULL, napi_default, NULL},
       {"wgSendKeepalive", NULL, js_wg_send_keepalive, NULL, NULL, NULL, napi_default, NULL},
+      {"wgSetMac1Key", NULL, js_wg_set_mac1_key, NULL, NULL, NULL, napi_default, NULL},
+      {"wgRateLimitTrace", NULL, js_wg_rate_limit_trace, NULL, NULL, NULL, napi_default, NULL},
       {"blake2sMac", NULL, js_blake2s_mac, NULL, NULL, NULL, napi_default, NULL},
   };
   CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

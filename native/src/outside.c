@@ -22,8 +22,9 @@
  *
  * wireguard mode replaces step 2 (the sender's address proves nothing: peers roam): every
  * datagram is a WireGuard message. Handshake messages (types 1-3, exact sizes) are handed to
- * TypeScript; a type-4 message is opened in place without any lock held but the session
- * table's short ones (wireguard.c: session by receiver index, decrypt, replay window, roaming);
+ * TypeScript if admission lets them (wireguard.c: mac1, and the source's token bucket while the
+ * queue to TypeScript is loaded); a type-4 message is opened in place without any lock held but
+ * the session table's short ones (wireguard.c: session by receiver index, decrypt, replay window, roaming);
  * then, in one routes_read(), the inner source must lie in a subnet routed to that same peer
  * (WireGuard's cryptokey routing: AllowedIPs). Keepalives (empty payloads) are counted. With the
  * IPv6 interface (opt.has_v6), what arrives on the IPv6 socket is that interface's: its
@@ -522,10 +523,12 @@ static void wg_receive(struct outside *out, struct wg_table *wg, uint8_t *msg, u
     return;
   }
   if (msg[0] != WG_MSG_TRANSPORT) {
-    int r = wg_handshake_message(wg, msg, len, from);
-    count(q, r == 0 ? C_OUTSIDE_HANDSHAKE_MESSAGES : r == WG_TRUNCATED ? C_OUTSIDE_DROP_TRUNCATED
-                                                                       : C_OUTSIDE_DROP_HANDSHAKE_QUEUE_FULL, 1);
-    return;
+    switch (wg_handshake_message(wg, out->wg, msg, len, from)) {
+    case WG_OK: count(q, C_OUTSIDE_HANDSHAKE_MESSAGES, 1); return;
+    case WG_TRUNCATED: count(q, C_OUTSIDE_DROP_TRUNCATED, 1); return;
+    case WG_QUEUE_FULL: count(q, C_OUTSIDE_DROP_HANDSHAKE_QUEUE_FULL, 1); return;
+    default: return; /* refused by admission (bad mac1, rate limited): the table counted it */
+    }
   }
   uint32_t peer = 0;
   size_t plain = 0;

@@ -4,7 +4,11 @@
  * See wireguard.h for the contract and ../README.md "WireGuard" for the split with TypeScript.
  *
  * Sessions are found by our receiver index with a scan of peers x 3 slots: clusters have tens of
- * peers, not thousands, and the scan runs under a lock held for nothing else. */
+ * peers, not thousands, and the scan runs under a lock held for nothing else.
+ *
+ * Handshake messages (types 1-3) are only admitted here, on the outside thread, before the
+ * emitter's queue: mac1 (one keyed BLAKE2s, OpenSSL's BLAKE2SMAC) and the source's token bucket
+ * (wireguard.h, struct wg_admission); the handshake itself is TypeScript's. */
 #include "wireguard.h"
 
 #include <openssl/core_names.h>
@@ -18,7 +22,15 @@
 struct wg_crypto {
   EVP_CIPHER *cipher;
   EVP_CIPHER_CTX *seal, *open;
+  /* mac1 checks (wg_handshake_message), fetched at the first one: most contexts never check one. */
+  EVP_MAC *blake2s;
+  EVP_MAC_CTX *mac1;
+  int no_blake2s;                 /* the fetch failed: OpenSSL has no BLAKE2SMAC */
 };
+
+#define WG_ADMISSION_NAME(id, name) name,
+const char *const wg_admission_counter_names[WG_ADMIT_COUNT] = {WG_ADMISSION_COUNTERS(WG_ADMISSION_NAME)};
+#undef WG_ADMISSION_NAME
 
 uint64_t wg_now_ns(void) {
   struct timespec ts;
@@ -56,6 +68,8 @@ void wg_crypto_free(struct wg_crypto *c) {
   EVP_CIPHER_CTX_free(c->seal);
   EVP_CIPHER_CTX_free(c->open);
   EVP_CIPHER_free(c->cipher);
+  EVP_MAC_CTX_free(c->mac1);
+  EVP_MAC_free(c->blake2s);
   free(c);
 }
 
@@ -138,6 +152,8 @@ static enum wg_result stage(struct wg_peer *p, const uint8_t *plain, size_t len)
 void wg_init(struct wg_table *t) {
   memset(t, 0, sizeof *t);
   pthread_mutex_init(&t->lock, NULL);
+  pthread_mutex_init(&t->admission.lock, NULL);
+  t->admission.clock = wg_now_ns;
   wg_timers_default(&t->timers);
 }
 
@@ -148,6 +164,7 @@ void wg_free(struct wg_table *t) {
   t->peers = NULL;
   t->count = t->capacity = 0;
   pthread_mutex_destroy(&t->lock);
+  pthread_mutex_destroy(&t->admission.lock);
 }
 
 /* Address and port of the same family (a table's peers are all of its family; roaming never
@@ -519,12 +536,136 @@ enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, si
   return clen == 0 ? WG_KEEPALIVE : WG_OK;
 }
 
-int wg_handshake_message(struct wg_table *t, const uint8_t *msg, size_t len, const union underlay_addr *from) {
+static uint64_t elapsed_ns(uint64_t now, uint64_t then) { return now > then ? now - then : 0; }
+
+/* The source a limiter keys: an IPv4 address, or the first 64 bits of an IPv6 one. */
+static uint64_t source_key(const union underlay_addr *from, uint8_t *v6) {
+  *v6 = from->sa.sa_family == AF_INET6;
+  if (!*v6) return ntohl(from->v4.sin_addr.s_addr);
+  uint64_t key = 0;
+  for (int i = 0; i < 8; i++) key = (key << 8) | from->v6.sin6_addr.s6_addr[i];
+  return key;
+}
+
+/* Its set: splitmix64's finalizer (a table index, not a MAC: colliding sources only evict one
+ * another, which gives them full buckets, never someone else's). */
+static size_t source_set(uint64_t key, uint8_t v6) {
+  uint64_t x = key + (v6 ? 0x9e3779b97f4a7c15ull : 0);
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return (size_t)((x ^ (x >> 31)) % WG_LIMIT_SETS);
+}
+
+/* The entry's credit at `now`, refilled and capped. */
+static uint64_t credit_at(const struct wg_source *s, uint64_t now) {
+  uint64_t gained = elapsed_ns(now, s->seen_ns);
+  return gained >= WG_LIMIT_FULL_NS - s->credit_ns ? WG_LIMIT_FULL_NS : s->credit_ns + gained;
+}
+
+int wg_limiter_take(struct wg_limiter *l, const union underlay_addr *from, uint64_t now_ns) {
+  uint8_t v6;
+  uint64_t key = source_key(from, &v6);
+  struct wg_source *set = &l->sources[source_set(key, v6) * WG_LIMIT_WAYS];
+  struct wg_source *s = NULL, *victim = NULL;
+  int victim_full = 0;
+  for (int i = 0; i < WG_LIMIT_WAYS; i++) {
+    struct wg_source *e = &set[i];
+    if (e->used && e->key == key && e->v6 == v6) {
+      s = e;
+      break;
+    }
+    /* A free entry or one whose bucket refilled is as good as absent; else the least recently seen. */
+    int full = !e->used || credit_at(e, now_ns) == WG_LIMIT_FULL_NS;
+    if (!victim || (full && !victim_full) || (full == victim_full && e->seen_ns < victim->seen_ns)) {
+      victim = e;
+      victim_full = full;
+    }
+  }
+  if (s) {
+    s->credit_ns = credit_at(s, now_ns);
+    if (now_ns > s->seen_ns) s->seen_ns = now_ns;
+  } else {
+    if (!victim_full) l->evictions++;
+    s = victim;
+    *s = (struct wg_source){.key = key, .seen_ns = now_ns, .credit_ns = WG_LIMIT_FULL_NS, .used = 1, .v6 = v6};
+  }
+  if (s->credit_ns < WG_LIMIT_COST_NS) return 0;
+  s->credit_ns -= WG_LIMIT_COST_NS;
+  return 1;
+}
+
+size_t wg_limiter_tracked(const struct wg_limiter *l, uint64_t now_ns) {
+  size_t n = 0;
+  for (size_t i = 0; i < WG_LIMIT_SETS * WG_LIMIT_WAYS; i++)
+    if (l->sources[i].used && credit_at(&l->sources[i], now_ns) < WG_LIMIT_FULL_NS) n++;
+  return n;
+}
+
+void wg_set_mac1_key(struct wg_table *t, const uint8_t *key) {
+  struct wg_admission *a = &t->admission;
+  pthread_mutex_lock(&a->lock);
+  a->has_mac1_key = key != NULL;
+  if (key) memcpy(a->mac1_key, key, WG_KEY_LEN);
+  pthread_mutex_unlock(&a->lock);
+}
+
+uint64_t wg_admission_counter(struct wg_table *t, enum wg_admission_counter id) {
+  return __atomic_load_n(&t->admission.counters[id], __ATOMIC_RELAXED);
+}
+
+static void admission_count(struct wg_admission *a, enum wg_admission_counter id) {
+  __atomic_fetch_add(&a->counters[id], 1, __ATOMIC_RELAXED);
+}
+
+/* mac1 of an initiation or response: the 16 bytes 32 from its end, the keyed BLAKE2s of all
+ * before them. 1 valid, 0 not, -1 cannot tell (no BLAKE2SMAC: TypeScript checks it anyway). */
+static int mac1_valid(struct wg_crypto *c, const uint8_t key[WG_KEY_LEN], const uint8_t *msg, size_t len) {
+  if (!c->mac1 && !c->no_blake2s) {
+    c->blake2s = EVP_MAC_fetch(NULL, "BLAKE2SMAC", NULL);
+    c->mac1 = c->blake2s ? EVP_MAC_CTX_new(c->blake2s) : NULL;
+    c->no_blake2s = c->mac1 == NULL;
+  }
+  if (!c->mac1) return -1;
+  size_t at = len - 32, size = 16, written = 0;
+  uint8_t mac[16];
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size), OSSL_PARAM_construct_end()};
+  if (EVP_MAC_init(c->mac1, key, WG_KEY_LEN, params) != 1 || EVP_MAC_update(c->mac1, msg, at) != 1 ||
+      EVP_MAC_final(c->mac1, mac, &written, sizeof mac) != 1 || written != sizeof mac)
+    return -1;
+  return CRYPTO_memcmp(mac, msg + at, sizeof mac) == 0;
+}
+
+enum wg_result wg_handshake_message(struct wg_table *t, struct wg_crypto *c, const uint8_t *msg, size_t len,
+                                    const union underlay_addr *from) {
   size_t want = msg[0] == WG_MSG_INITIATION ? WG_INITIATION_LEN
                 : msg[0] == WG_MSG_RESPONSE ? WG_RESPONSE_LEN
                                              : WG_COOKIE_REPLY_LEN;
   if (len != want) return WG_TRUNCATED;
-  if (!t->emit) return -1;
+  struct wg_admission *a = &t->admission;
+  /* A cookie reply has no mac1 (its AEAD is TypeScript's to open): only its source's bucket. */
+  if (msg[0] != WG_MSG_COOKIE_REPLY) {
+    uint8_t key[WG_KEY_LEN];
+    pthread_mutex_lock(&a->lock);
+    int has_key = a->has_mac1_key;
+    if (has_key) memcpy(key, a->mac1_key, sizeof key);
+    pthread_mutex_unlock(&a->lock);
+    if (has_key && mac1_valid(c, key, msg, len) == 0) {
+      admission_count(a, WG_ADMIT_BAD_MAC1);
+      return WG_BAD_MAC1;
+    }
+  }
+  /* Every admitted message takes credit, loaded or not: a flooding source is out of credit the
+   * moment the queue becomes loaded. */
+  uint64_t now = a->clock();
+  pthread_mutex_lock(&a->lock);
+  int credit = wg_limiter_take(&a->limiter, from, now);
+  pthread_mutex_unlock(&a->lock);
+  if (!credit && now < __atomic_load_n(&a->loaded_until_ns, __ATOMIC_RELAXED)) {
+    __atomic_store_n(&a->loaded_until_ns, now + WG_LOAD_HOLD_NS, __ATOMIC_RELAXED);
+    admission_count(a, WG_ADMIT_RATE_LIMITED);
+    return WG_RATE_LIMITED;
+  }
+  if (!t->emit) return WG_QUEUE_FULL;
   struct wg_event ev;
   memset(&ev, 0, sizeof ev);
   ev.kind = WG_EVENT_HANDSHAKE_MESSAGE;
@@ -532,5 +673,7 @@ int wg_handshake_message(struct wg_table *t, const uint8_t *msg, size_t len, con
   endpoint_copy(&ev.from, from);
   ev.len = len;
   memcpy(ev.data, msg, len);
-  return t->emit(t->emit_ctx, &ev);
+  int waiting = t->emit(t->emit_ctx, &ev);
+  if (waiting < 0 || waiting >= WG_LOAD_DEPTH) __atomic_store_n(&a->loaded_until_ns, now + WG_LOAD_HOLD_NS, __ATOMIC_RELAXED);
+  return waiting < 0 ? WG_QUEUE_FULL : WG_OK;
 }

@@ -9,7 +9,8 @@
  * libcrypto of its own (see ../README.md "WireGuard").
  *
  * Locking: the table owns one mutex, held only to copy a key out or update counters and the
- * replay window, never across encryption, I/O or the emitter. */
+ * replay window, never across encryption, I/O or the emitter. Handshake admission (below) has a
+ * lock of its own, so a handshake flood never contends with the data path's. */
 #ifndef WEFT_WIREGUARD_H
 #define WEFT_WIREGUARD_H
 
@@ -92,8 +93,72 @@ struct wg_event {
   size_t len;
   uint8_t data[WG_INITIATION_LEN];
 };
-/* Must not block; returns 0 if the event was queued, -1 if it was dropped (queue full). */
+/* Must not block; returns -1 if the event was dropped (queue full), else how many events wait
+ * for TypeScript now, this one included (0: the emitter cannot tell). */
 typedef int (*wg_emit_fn)(void *ctx, const struct wg_event *event);
+
+/* The emitter's queue (addon.c: a napi threadsafe function of this size). It is loaded (the
+ * kernel's measure, whitepaper 5.3) while 1/8 of it waits, and for WG_LOAD_HOLD_NS after. */
+#define WG_EVENT_QUEUE 256
+#define WG_LOAD_DEPTH (WG_EVENT_QUEUE / 8)
+#define WG_LOAD_HOLD_NS 1000000000ull
+
+/* Per-source token buckets for handshake messages: a source is an IPv4 address or the /64 of an
+ * IPv6 one (as wireguard-go's and the kernel's limiters key them), WG_LIMIT_PER_SECOND with a
+ * burst of WG_LIMIT_BURST (theirs too). The kernel's arithmetic: a bucket holds nanoseconds of
+ * credit, a message costs 1 s / WG_LIMIT_PER_SECOND. A fixed table of WG_LIMIT_SETS sets of
+ * WG_LIMIT_WAYS entries, nothing allocated per message: a source takes an entry of its set whose
+ * bucket has refilled (it is as good as absent), else the least recently seen one, whose source
+ * then starts again with a full bucket (an eviction). So a table full of strangers can only make
+ * the limit looser, never take a bucket from anyone. */
+#define WG_LIMIT_PER_SECOND 20
+#define WG_LIMIT_BURST 5
+#define WG_LIMIT_SETS 256
+#define WG_LIMIT_WAYS 4
+#define WG_LIMIT_COST_NS (1000000000ull / WG_LIMIT_PER_SECOND)
+#define WG_LIMIT_FULL_NS (WG_LIMIT_COST_NS * WG_LIMIT_BURST)
+
+struct wg_source {
+  uint64_t key;         /* IPv4 address (host order), or an IPv6 source's first 64 bits */
+  uint64_t seen_ns;     /* its last message */
+  uint64_t credit_ns;   /* at seen_ns, at most WG_LIMIT_FULL_NS */
+  uint8_t used, v6;
+};
+
+struct wg_limiter {
+  struct wg_source sources[WG_LIMIT_SETS * WG_LIMIT_WAYS];
+  uint64_t evictions;   /* sources forgotten before their bucket refilled */
+};
+
+/* Takes one message's credit from the source of `from`: 1 if it had it, 0 if its bucket is empty
+ * (the caller decides what that means). Not locked: the caller's lock. */
+int wg_limiter_take(struct wg_limiter *l, const union underlay_addr *from, uint64_t now_ns);
+/* Entries whose bucket has not refilled yet at now_ns (the sources the table must remember). */
+size_t wg_limiter_tracked(const struct wg_limiter *l, uint64_t now_ns);
+
+/* Why the outside thread dropped a handshake message before the queue: counted per table, summed
+ * by the addon after the engine's counters (counterNames()). */
+#define WG_ADMISSION_COUNTERS(X)                                        \
+  X(BAD_MAC1, "outside.drop.handshake_bad_mac1")                        \
+  X(RATE_LIMITED, "outside.drop.handshake_rate_limited")
+#define WG_ADMISSION_ENUM(id, name) WG_ADMIT_##id,
+enum wg_admission_counter { WG_ADMISSION_COUNTERS(WG_ADMISSION_ENUM) WG_ADMIT_COUNT };
+#undef WG_ADMISSION_ENUM
+extern const char *const wg_admission_counter_names[WG_ADMIT_COUNT];
+
+/* What a handshake message passes on the outside thread before it is queued: mac1 (types 1 and 2,
+ * once TypeScript handed in the key), then, for types 1-3, its source's bucket, which only drops
+ * while the queue is loaded (a source over its rate keeps it so: the hold is renewed by every
+ * message the bucket drops, so a flood the limiter holds off stays held off to its end). */
+struct wg_admission {
+  pthread_mutex_t lock;       /* the key and the limiter; several outside threads share a table */
+  int has_mac1_key;
+  uint8_t mac1_key[WG_KEY_LEN]; /* HASH("mac1----" || our public key): not secret */
+  uint64_t loaded_until_ns;   /* atomic */
+  uint64_t counters[WG_ADMIT_COUNT]; /* atomic */
+  uint64_t (*clock)(void);    /* wg_now_ns (the fuzz harness sets its own) */
+  struct wg_limiter limiter;
+};
 
 /* One logical WireGuard interface: flanneld's flannel-wg (index 0, the IPv4 socket) or, on a
  * dual-stack network in Mode "separate", flannel-wg-v6 (index 1, the IPv6 socket). Two tables
@@ -106,6 +171,7 @@ struct wg_table {
   struct wg_timers timers;
   wg_emit_fn emit;
   void *emit_ctx;
+  struct wg_admission admission;
 };
 
 /* A thread's cipher context (EVP_CIPHER_CTX), reused for every packet it seals or opens. */
@@ -150,6 +216,9 @@ enum wg_result {
   WG_EXPIRED,          /* open: session older than REJECT_AFTER_TIME or counter past REJECT_AFTER_MESSAGES */
   WG_BAD_MAC,          /* open: authentication failed */
   WG_REPLAY,           /* open: counter seen already or older than the window */
+  WG_BAD_MAC1,         /* handshake: mac1 is not ours (garbage, or for another key) */
+  WG_RATE_LIMITED,     /* handshake: the queue is loaded and the source's bucket empty */
+  WG_QUEUE_FULL,       /* handshake: the emitter dropped it */
 };
 
 /* The plaintext length after padding: a multiple of 16, but never past the MTU (whitepaper 5.4.6). */
@@ -178,9 +247,15 @@ size_t wg_flush_staged(struct wg_table *t, struct wg_crypto *c, uint32_t id, uns
 enum wg_result wg_open(struct wg_table *t, struct wg_crypto *c, uint8_t *msg, size_t len,
                        const union underlay_addr *from, uint32_t *peer_id, size_t *plain_len, int *confirmed);
 
-/* A handshake message (types 1-3) for TypeScript; checks only type and size.
- * Returns 0 queued, WG_TRUNCATED for a wrong size, -1 dropped (queue full). */
-int wg_handshake_message(struct wg_table *t, const uint8_t *msg, size_t len, const union underlay_addr *from);
+/* A handshake message (types 1-3) for TypeScript, from the outside thread whose crypto is `c`:
+ * its size, then admission (struct wg_admission). Returns WG_OK (queued), WG_TRUNCATED (wrong
+ * size), WG_BAD_MAC1 or WG_RATE_LIMITED (counted in the table's admission counters) or
+ * WG_QUEUE_FULL. */
+enum wg_result wg_handshake_message(struct wg_table *t, struct wg_crypto *c, const uint8_t *msg, size_t len,
+                                    const union underlay_addr *from);
+/* The mac1 key (32 bytes) handshake messages are checked against from now on; NULL: none (no check). */
+void wg_set_mac1_key(struct wg_table *t, const uint8_t *key);
+uint64_t wg_admission_counter(struct wg_table *t, enum wg_admission_counter id);
 
 /* The replay window on its own (for tests and the fuzzer): 1 if `counter` is new (and records
  * it), 0 if it is a replay or too old. */
