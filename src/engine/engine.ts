@@ -14,6 +14,7 @@ import {
   type WireguardTimers,
 } from "./wireguard/sessions.js";
 import { publicKeyOf } from "./wireguard/noise.js";
+import { nativeAdmission } from "./wireguard/native-admission.js";
 import { RoutedPeers } from "./wireguard/routed-peers.js";
 
 /**
@@ -297,12 +298,17 @@ class NativeEngine implements Engine {
     this.ticker.unref();
   }
 
-  /** Both interfaces' handshake state, as one (drops and counts summed, peers listed side by side). */
+  /**
+   * Both interfaces' handshake state, as one (drops and counts summed, peers listed side by side).
+   * bad_mac1 counts the messages the engine's admission dropped too (outside.drop.handshake_bad_mac1):
+   * the same check, made before the queue.
+   */
   wireguardStatus(): WireguardStatus | undefined {
     if (!this.wg) return undefined;
     const all = [this.wg.sessions, ...(this.wg6 ? [this.wg6.sessions] : [])];
     const drops: Record<string, number> = {};
     for (const sessions of all) for (const [reason, n] of Object.entries(sessions.drops)) drops[reason] = (drops[reason] ?? 0) + n;
+    if (this.handle) drops.bad_mac1 = (drops.bad_mac1 ?? 0) + (this.counters().outside.drops.handshake_bad_mac1 ?? 0);
     return {
       publicKey: this.wg.sessions.publicKey.toString("base64"),
       handshakesCompleted: all.reduce((sum, sessions) => sum + sessions.handshakesCompleted, 0),
@@ -461,6 +467,8 @@ export function openEngine(options: EngineOptions): Engine {
   if (options.mode === "wireguard" && (!wg || wg.privateKey.length !== 32)) {
     throw new Error("openEngine: wireguard.privateKey (32 bytes) is required in wireguard mode");
   }
+  // Checked before anything is opened: the handshake side hands the engine its mac1 key.
+  const admission = wg && nativeAdmission(addon);
   const timers: WireguardTimers = { ...DEFAULT_WIREGUARD_TIMERS, ...wg?.timers };
   let engine: NativeEngine | undefined;
   // Validate here so the error names the option rather than coming back from inet_pton.
@@ -533,6 +541,7 @@ export function openEngine(options: EngineOptions): Engine {
           send: (ip, port, message) => addon.wgSend(handle, ip, port, message),
           sendKeepalive: (id) => addon.wgSendKeepalive(handle, id, iface),
           mac: (key, data, outLen) => addon.blake2sMac(key, data, outLen),
+          setMac1Key: (key) => admission?.wgSetMac1Key(handle, key, iface),
         },
         {
           local: { privateKey: Buffer.from(wg.privateKey), publicKey: publicKeyOf(wg.privateKey) },

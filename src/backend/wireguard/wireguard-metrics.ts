@@ -54,7 +54,7 @@ function register(registry: Registry, implementation: string): Set<WireguardStat
   });
   new Counter({
     name: "weft_wireguard_handshake_drops_total",
-    help: "WireGuard handshake messages dropped, by reason",
+    help: "WireGuard handshake messages dropped, by reason (userspace: bad_mac1 includes those the engine dropped before its event queue)",
     labelNames: ["reason"],
     registers: [registry],
     async collect() {

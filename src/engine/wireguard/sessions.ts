@@ -11,6 +11,7 @@ import {
   createInitiation,
   createResponse,
   hasMac2,
+  mac1Key,
   mac1Of,
   randomIndex,
   tai64n,
@@ -98,6 +99,12 @@ export interface SessionDataPath {
   send(ip: EndpointAddress, port: number, message: Buffer): void;
   sendKeepalive(id: number): boolean;
   mac: KeyedBlake2s;
+  /**
+   * The engine checks mac1 itself before it queues a handshake message (its admission, see
+   * native/README.md "WireGuard"): given HASH("mac1----" || our public key) at start and at every
+   * key change. Absent in data paths that hand up everything.
+   */
+  setMac1Key?(key: Buffer): void;
 }
 
 export type EngineEvent =
@@ -205,6 +212,7 @@ export class WireguardSessions {
     this.load = new HandshakeLoad(defence.underLoadMessagesPerSecond, now);
     this.cookies = new CookieResponder(this.local.publicKey, path.mac, now);
     this.limiter = new SourceRateLimiter(defence.rateLimits, now);
+    path.setMac1Key?.(mac1Key(this.local.publicKey));
   }
 
   /** Our static public key (changes with setStaticKeys). */
@@ -226,6 +234,8 @@ export class WireguardSessions {
   setStaticKeys(keys: StaticKeys): void {
     this.local.privateKey.fill(0);
     this.local = { privateKey: Buffer.from(keys.privateKey), publicKey: Buffer.from(keys.publicKey) };
+    // The engine's admission checks mac1 with the new key from now on, as admit() does.
+    this.path.setMac1Key?.(mac1Key(keys.publicKey));
     this.cookies.setPublicKey(keys.publicKey);
     const at = this.now() + ROTATION_HANDSHAKE_DELAY_MS;
     for (const peer of this.byId.values()) {
@@ -312,6 +322,10 @@ export class WireguardSessions {
    * The gate before any Curve25519 work on an initiation or response (whitepaper §5.3, in
    * wireguard-go's order): mac1 (is it for us at all), then, under load only, mac2 (has the
    * source proven its address: if not, a cookie reply and nothing else) and the source's rate.
+   * The engine's admission ran before the message was queued (mac1, and a per-source bucket while
+   * its queue is loaded); mac1 is checked again here (a key change may have come between), and
+   * this rate limit stays: it bounds the Curve25519 work a source with a cookie causes, which the
+   * engine's queue-share limit does not (it admits everything while the queue keeps up).
    */
   private admit(message: Buffer, from: Endpoint): boolean {
     this.load.record();
