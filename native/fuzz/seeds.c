@@ -651,6 +651,69 @@ static void wireguard_seeds6(const char *dir) {
   save(dir, "wireguard6-drops");
 }
 
+/* fuzz_wireguard's handshake admission: raw datagrams with an admission byte (flags bit 2: source,
+ * queue, clock) and a mac1 the harness writes (bit 3). */
+#define WG_ADMIT 0x04
+#define WG_MAC1 0x08
+#define Q_DRAINED 0x10
+#define Q_LOADED 0x20
+#define Q_FULL 0x30
+#define T_10MS 0x40
+#define T_100MS 0x80
+#define T_1500MS 0xc0
+static void wg_admitted(uint8_t flags, uint8_t admission, const uint8_t *d, size_t len) {
+  put8((uint8_t)((flags & ~3) | WG_ADMIT));
+  put8(admission);
+  put16((uint16_t)len);
+  put(d, len);
+}
+
+static void wireguard_admission_seeds(const char *dir) {
+  uint8_t init[148], resp[92], cookie[64];
+  for (size_t i = 0; i < sizeof init; i++) init[i] = (uint8_t)(i * 7 + 3);
+  memcpy(resp, init, sizeof resp);
+  memcpy(cookie, init, sizeof cookie);
+  init[0] = 1, resp[0] = 2, cookie[0] = 3;
+  init[1] = init[2] = init[3] = resp[1] = resp[2] = resp[3] = cookie[1] = cookie[2] = cookie[3] = 0;
+
+  /* A stranger floods a loaded queue: its burst passes, the rest is rate limited (its cookie
+   * replies too); the peer still gets through; garbage fails mac1; credit comes back with time;
+   * the load ends a hold after the flood. */
+  wg_admitted(WG_MAC1, Q_LOADED | 1, init, sizeof init);
+  for (int i = 0; i < 11; i++) wg_admitted(WG_MAC1, 1, init, sizeof init);
+  wg_admitted(0, 1, cookie, sizeof cookie);
+  wg_admitted(WG_MAC1, 0, init, sizeof init);                  /* the peer */
+  wg_admitted(WG_MAC1, 0, resp, sizeof resp);
+  wg_admitted(0, 2, init, sizeof init);                        /* no valid mac1 */
+  wg_admitted(WG_MAC1, T_100MS | 1, init, sizeof init);
+  for (int i = 0; i < 3; i++) wg_admitted(WG_MAC1, 1, init, sizeof init);
+  /* The queue drains, the flood goes on past the hold: its own drops keep the limiter on. */
+  for (int step = 0; step < 14; step++) {
+    wg_admitted(WG_MAC1, (uint8_t)((step == 0 ? Q_DRAINED : 0) | T_100MS | 1), init, sizeof init);
+    for (int i = 0; i < 4; i++) wg_admitted(WG_MAC1, 1, init, sizeof init);
+  }
+  wg_admitted(WG_MAC1, Q_DRAINED | T_1500MS | 1, init, sizeof init);
+  for (int i = 0; i < 8; i++) wg_admitted(WG_MAC1, 1, init, sizeof init);
+  wg_admitted(WG_MAC1 | F_LAST, T_10MS | 3, resp, sizeof resp);
+  save(dir, "wireguard-admission-flood");
+
+  /* A full queue: dropped there, and it loads the limiter for what follows. */
+  wg_admitted(WG_MAC1, Q_FULL, init, sizeof init);
+  wg_admitted(WG_MAC1, Q_DRAINED | 4, resp, sizeof resp);
+  for (int i = 0; i < 7; i++) wg_admitted(WG_MAC1, 4, resp, sizeof resp);
+  wg_admitted(F_LAST, 4, cookie, sizeof cookie);
+  save(dir, "wireguard-admission-full");
+
+  /* IPv6: strangers 1, 5, 9 and 13 share fd99:0:0:1::/64, and so its bucket; 2 has its own. */
+  wg_admitted(WG_V6 | WG_MAC1, Q_LOADED | 1, init, sizeof init);
+  for (unsigned n = 5; n <= 13; n += 4)
+    for (int i = 0; i < 3; i++) wg_admitted(WG_V6 | WG_MAC1, (uint8_t)n, init, sizeof init);
+  wg_admitted(WG_V6 | WG_MAC1, 2, init, sizeof init);
+  wg_admitted(WG_V6, 0, cookie, sizeof cookie);
+  wg_admitted(WG_V6 | WG_MAC1 | F_LAST, T_1500MS | 5, init, sizeof init);
+  save(dir, "wireguard6-admission");
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s <outside-dir> <inside-dir> <wireguard-dir>\n", argv[0]);
@@ -662,5 +725,6 @@ int main(int argc, char **argv) {
   inside_seeds6(argv[2]);
   wireguard_seeds(argv[3]);
   wireguard_seeds6(argv[3]);
+  wireguard_admission_seeds(argv[3]);
   return 0;
 }
