@@ -14,7 +14,6 @@ import {
   type WireguardTimers,
 } from "./wireguard/sessions.js";
 import { publicKeyOf } from "./wireguard/noise.js";
-import { nativeAdmission } from "./wireguard/native-admission.js";
 import { RoutedPeers } from "./wireguard/routed-peers.js";
 
 /**
@@ -467,8 +466,6 @@ export function openEngine(options: EngineOptions): Engine {
   if (options.mode === "wireguard" && (!wg || wg.privateKey.length !== 32)) {
     throw new Error("openEngine: wireguard.privateKey (32 bytes) is required in wireguard mode");
   }
-  // Checked before anything is opened: the handshake side hands the engine its mac1 key.
-  const admission = wg && nativeAdmission(addon);
   const timers: WireguardTimers = { ...DEFAULT_WIREGUARD_TIMERS, ...wg?.timers };
   let engine: NativeEngine | undefined;
   // Validate here so the error names the option rather than coming back from inet_pton.
@@ -541,7 +538,7 @@ export function openEngine(options: EngineOptions): Engine {
           send: (ip, port, message) => addon.wgSend(handle, ip, port, message),
           sendKeepalive: (id) => addon.wgSendKeepalive(handle, id, iface),
           mac: (key, data, outLen) => addon.blake2sMac(key, data, outLen),
-          setMac1Key: (key) => admission?.wgSetMac1Key(handle, key, iface),
+          setMac1Key: (key) => addon.wgSetMac1Key(handle, key, iface),
         },
         {
           local: { privateKey: Buffer.from(wg.privateKey), publicKey: publicKeyOf(wg.privateKey) },

@@ -147,6 +147,13 @@ export interface NativeAddon {
     handle: NativeHandle, id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean, iface?: NativeWireguardInterface,
   ): void;
   wgClearKeypairs(handle: NativeHandle, id: number, iface?: NativeWireguardInterface): boolean;
+  /**
+   * The handshake admission's mac1 key, HASH("mac1----" || our public key), for the interface;
+   * null: no mac1 check in C. Before a handshake message is queued for JavaScript, the outside
+   * thread checks its mac1 and, while the queue is loaded, holds its source to a token bucket
+   * (native/README.md "WireGuard").
+   */
+  wgSetMac1Key(handle: NativeHandle, key: Buffer | null, iface?: NativeWireguardInterface): void;
   wgPeerStats(handle: NativeHandle, id: number, iface?: NativeWireguardInterface): NativeWireguardPeerStats | null;
   /** A handshake message from queue 0's socket of the address's family. Throws with errno text. */
   wgSend(handle: NativeHandle, ip: number | Buffer, port: number, message: Buffer): void;
