@@ -64,6 +64,11 @@ export function systemdRunArguments(device: string, program: string, pid: number
     "--setenv=LOG_LEVEL=error",
     // The unit would otherwise get PID 1's namespace; weft.service could have one of its own.
     "--property", `NetworkNamespacePath=/proc/${pid}/ns/net`,
+    // The data path before the control plane, as the kernel's WireGuard (softirq and kworkers)
+    // is: when weft starts (node's start-up is a burst of CPU) or a host is busy, wireguard-go gets
+    // ten shares to every other unit's one (default CPUWeight 100). Seen in a one-vCPU VM: a weft
+    // restart starved it until its socket dropped a third of a ping stream.
+    "--property", "CPUWeight=1000",
     "--", program, "-f", device,
   ];
 }

@@ -10,11 +10,13 @@ describe("wireguard-go under systemd: a transient unit of its own", () => {
     expect(startsAsSystemdUnit(new WireguardDevice("flannel-wg", "lab-h1"), true, { INVOCATION_ID: "0123456789abcdef" })).toBe(false);
   });
 
-  it("runs `wireguard-go -f <device>` in weft's network namespace, logging to the journal", () => {
+  it("runs `wireguard-go -f <device>` in weft's network namespace, logging to the journal, ahead of other units for CPU", () => {
     const args = systemdRunArguments("flannel-wg-v6", "/usr/bin/wireguard-go", 4242);
     expect(args.slice(0, 2)).toEqual(["--unit", "weft-wireguard-go-flannel-wg-v6.service"]);
     expect(args).toContain("--collect");
     expect(args).toContain("NetworkNamespacePath=/proc/4242/ns/net");
+    // Ahead of the control plane for CPU (default CPUWeight is 100).
+    expect(args[args.indexOf("CPUWeight=1000") - 1]).toBe("--property");
     expect(args.slice(args.indexOf("--"))).toEqual(["--", "/usr/bin/wireguard-go", "-f", "flannel-wg-v6"]);
     expect(wireguardGoUnitName("flannel-wg")).toBe("weft-wireguard-go-flannel-wg.service");
   });
