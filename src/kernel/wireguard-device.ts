@@ -13,9 +13,10 @@ import { readTunRouting } from "./tun-routing.js";
  * configuration protocols (netlink to the module, the UAPI socket /run/wireguard/<dev>.sock to
  * wireguard-go), so everything after the device is born is one code path.
  *
- * Secrets: the private key reaches wg as the path of flannel's key file; a PSK through a 0600
- * file in a fresh 0700 directory, removed as soon as wg has read it. Neither is ever on a command
- * line. `wg show <dev> dump` prints both: the parser keeps neither (only whether the peer's PSK
+ * Secrets: the private key reaches wg on its stdin (`private-key /dev/stdin`): the key weft read
+ * and checked, not the file's path, so a file replaced after the check (a rotation refused) never
+ * reaches the device; a PSK through a 0600 file in a fresh 0700 directory, removed as soon as wg
+ * has read it. Neither is ever on a command line. `wg show <dev> dump` prints both: the parser keeps neither (only whether the peer's PSK
  * is ours), and a failed dump is reported without its output.
  */
 
@@ -101,15 +102,35 @@ export function parseWgDump(text: string, ourPresharedKey?: string): WgDump {
   return { device, peers };
 }
 
-/** The `wg set` arguments of peers (a PSK clause each when `pskFile` is given). */
-export function peerArguments(peers: readonly WgPeerConfig[], pskFile?: string): string[] {
-  return peers.flatMap((peer) => [
-    "peer", peer.publicKey,
-    "endpoint", peer.endpoint,
-    "allowed-ips", peer.allowedIps.join(","),
-    "persistent-keepalive", peer.persistentKeepaliveSeconds > 0 ? String(peer.persistentKeepaliveSeconds) : "off",
-    ...(pskFile === undefined ? [] : ["preshared-key", pskFile]),
-  ]);
+/**
+ * The `wg set` arguments of peers (a PSK clause each when `pskFile` is given). A peer in
+ * `initiate` must be one this call creates: both implementations send a keepalive, and so start
+ * a handshake at once, when a peer's persistent keepalive goes from off to on (the kernel's
+ * netlink.c set_peer, wireguard-go's UAPI), which a new peer with a keepalive does by itself;
+ * one without gets it switched on for that clause and off again in the next, so the device ends
+ * as configured.
+ */
+export function peerArguments(peers: readonly WgPeerConfig[], pskFile?: string, initiate: ReadonlySet<string> = new Set()): string[] {
+  return peers.flatMap((peer) => {
+    const kick = initiate.has(peer.publicKey) && peer.persistentKeepaliveSeconds === 0;
+    return [
+      "peer", peer.publicKey,
+      "endpoint", peer.endpoint,
+      "allowed-ips", peer.allowedIps.join(","),
+      "persistent-keepalive", kick ? "1" : peer.persistentKeepaliveSeconds > 0 ? String(peer.persistentKeepaliveSeconds) : "off",
+      ...(pskFile === undefined ? [] : ["preshared-key", pskFile]),
+      ...(kick ? ["peer", peer.publicKey, "persistent-keepalive", "off"] : []),
+    ];
+  });
+}
+
+/**
+ * The `wg set` arguments that make the device forget peers and configure them again at once,
+ * initiating a handshake to each (peerArguments' `initiate`): a fresh peer has no handshake
+ * behind it, so none of the implementations' once-per-REKEY_TIMEOUT (5 s) limit holds it back.
+ */
+export function reinitiateArguments(peers: readonly WgPeerConfig[], pskFile?: string): string[] {
+  return peers.flatMap((peer) => ["peer", peer.publicKey, "remove", ...peerArguments([peer], pskFile, new Set([peer.publicKey]))]);
 }
 
 /** A link as `ip -d link` shows it: enough to tell a wireguard device from a left-over TUN. */
@@ -195,28 +216,40 @@ export class WireguardDevice {
     await this.ip(["-6", "route", "replace", network.toString(), "dev", this.name], "route into");
   }
 
-  /** Private key (the file's path) and listen port; only what is given is set. */
-  async setInterface(settings: { privateKeyFile?: string; listenPort?: number }): Promise<void> {
+  /**
+   * Private key and listen port; only what is given is set. The key goes through wg's stdin.
+   * A new private key makes the device drop its sessions for sending (kernel and wireguard-go
+   * alike): every peer's next packet starts a handshake with it.
+   */
+  async setInterface(settings: { privateKey?: Buffer; listenPort?: number }): Promise<void> {
     const args = [
-      ...(settings.privateKeyFile === undefined ? [] : ["private-key", settings.privateKeyFile]),
+      ...(settings.privateKey === undefined ? [] : ["private-key", "/dev/stdin"]),
       ...(settings.listenPort === undefined ? [] : ["listen-port", String(settings.listenPort)]),
     ];
-    if (args.length > 0) await this.wgSet(args);
+    if (args.length > 0) await this.wgSet(args, settings.privateKey && `${settings.privateKey.toString("base64")}\n`);
   }
 
-  /** Adds or updates peers (allowed IPs replaced, as `wg set` does); `presharedKey` goes to each. */
-  async setPeers(peers: readonly WgPeerConfig[], presharedKey?: Buffer): Promise<void> {
+  /**
+   * Adds or updates peers (allowed IPs replaced, as `wg set` does); `presharedKey` goes to each.
+   * `initiate`: keys of peers this call creates that start a handshake at once (peerArguments).
+   */
+  async setPeers(peers: readonly WgPeerConfig[], presharedKey?: Buffer, initiate?: ReadonlySet<string>): Promise<void> {
     if (peers.length === 0) return;
-    const dir = presharedKey ? await mkdtemp(join(tmpdir(), "weft-wg-psk-")) : undefined;
-    try {
-      const pskFile = dir && join(dir, "psk");
-      if (pskFile && presharedKey) await writeFile(pskFile, `${presharedKey.toString("base64")}\n`, { mode: 0o600 });
+    await this.withPskFile(presharedKey, async (pskFile) => {
       for (let start = 0; start < peers.length; start += PEERS_PER_CALL) {
-        await this.wgSet(peerArguments(peers.slice(start, start + PEERS_PER_CALL), pskFile));
+        await this.wgSet(peerArguments(peers.slice(start, start + PEERS_PER_CALL), pskFile, initiate));
       }
-    } finally {
-      if (dir) await rm(dir, { recursive: true, force: true });
-    }
+    });
+  }
+
+  /** Peers forgotten and configured again in one call each batch, each initiating a handshake (reinitiateArguments). */
+  async reinitiatePeers(peers: readonly WgPeerConfig[], presharedKey?: Buffer): Promise<void> {
+    if (peers.length === 0) return;
+    await this.withPskFile(presharedKey, async (pskFile) => {
+      for (let start = 0; start < peers.length; start += PEERS_PER_CALL) {
+        await this.wgSet(reinitiateArguments(peers.slice(start, start + PEERS_PER_CALL), pskFile));
+      }
+    });
   }
 
   async removePeers(publicKeys: readonly string[]): Promise<void> {
@@ -237,9 +270,22 @@ export class WireguardDevice {
     }
   }
 
-  private async wgSet(args: string[]): Promise<void> {
+  /** Runs `use` with the PSK in a 0600 file of a fresh 0700 directory (removed after), or without one. */
+  private async withPskFile(presharedKey: Buffer | undefined, use: (pskFile: string | undefined) => Promise<void>): Promise<void> {
+    const dir = presharedKey ? await mkdtemp(join(tmpdir(), "weft-wg-psk-")) : undefined;
     try {
-      await runCommand("wg", ["set", this.name, ...args], { netns: this.netns, timeoutMs: TIMEOUT_MS, purpose: WG_PURPOSE });
+      const pskFile = dir && join(dir, "psk");
+      if (pskFile && presharedKey) await writeFile(pskFile, `${presharedKey.toString("base64")}\n`, { mode: 0o600 });
+      await use(pskFile);
+    } finally {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** `input`: wg's stdin (a private key for `private-key /dev/stdin`); never in an error (safeFailure keeps stderr only). */
+  private async wgSet(args: string[], input?: string): Promise<void> {
+    try {
+      await runCommand("wg", ["set", this.name, ...args], { netns: this.netns, timeoutMs: TIMEOUT_MS, purpose: WG_PURPOSE, ...(input === undefined ? {} : { input }) });
     } catch (error) {
       throw safeFailure(`\`wg set ${this.name} …\` failed for ${this.where}`, error);
     }

@@ -328,7 +328,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
     const publicKey = key.publicKey.toString("base64");
     const { listenPort } = managed;
     await managed.device.setInterface({
-      ...(dump.device.publicKey === publicKey ? {} : { privateKeyFile: key.path }),
+      ...(dump.device.publicKey === publicKey ? {} : { privateKey: key.privateKey }),
       ...(dump.device.listenPort === listenPort ? {} : { listenPort }),
     });
   }
