@@ -348,7 +348,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
 
   private async applyPlan(managed: ManagedDevice, plan: DevicePeerPlan): Promise<void> {
     await managed.device.removePeers(plan.remove);
-    await managed.device.setPeers(plan.set, this.spec.options.presharedKey);
+    await managed.device.setPeers(plan.set, this.spec.options.presharedKey, new Set(plan.initiate));
   }
 
   /** Each device's peers made equal to the table's; a device that cannot be read is left to reconcile. */
@@ -361,7 +361,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
         const plan = this.plan(managed, dump.peers);
         await this.applyPlan(managed, plan);
         if (plan.set.length + plan.remove.length > 0) {
-          this.context.logger.debug({ device: managed.device.name, set: plan.set.length, removed: plan.remove.length, why }, "programmed wireguard peers");
+          this.context.logger.debug({ device: managed.device.name, set: plan.set.length, removed: plan.remove.length, initiated: plan.initiate.length, why }, "programmed wireguard peers");
         }
       } catch (error) {
         this.metrics.failures.inc({ backend: this.type });

@@ -15,6 +15,13 @@ export interface DevicePeerPlan {
   set: WgPeerConfig[];
   /** Public keys of peers to remove (before the sets: a PSK that must go is a remove, then a set). */
   remove: string[];
+  /**
+   * Keys of `set` peers that take a lease's subnet over from another key on the device (the
+   * lease's host rotated its key, and holds the new one before its lease says so): the device
+   * initiates to them at once. The rotated host's own first handshake may have reached us before
+   * we knew its key, and WireGuard would not try again for REKEY_TIMEOUT (5 s).
+   */
+  initiate: string[];
 }
 
 /** Which family's address a single-device peer is reached at (flanneld's Mode "ipv4"/"ipv6", or chosen per peer). */
@@ -104,8 +111,9 @@ export function planDevicePeers(
   options: { presharedKey: boolean; removeUnknown: boolean },
 ): DevicePeerPlan {
   const actualByKey = new Map(actual.map((peer) => [peer.publicKey, peer]));
+  const keyOfAllowedIp = new Map(actual.flatMap((peer) => peer.allowedIps.map((allowed) => [allowed, peer.publicKey] as const)));
   const wanted = new Set<string>();
-  const plan: DevicePeerPlan = { set: [], remove: [] };
+  const plan: DevicePeerPlan = { set: [], remove: [], initiate: [] };
   for (const peer of desired) {
     if (wanted.has(peer.publicKey)) continue; // two leases with one key (a cloned key file): wg has one peer; the first lease wins
     wanted.add(peer.publicKey);
@@ -122,9 +130,35 @@ export function planDevicePeers(
       existing.persistentKeepaliveSeconds === peer.persistentKeepaliveSeconds &&
       existing.presharedKey === (options.presharedKey ? "ours" : "none");
     if (!same) plan.set.push(peer);
+    if (!existing && peer.allowedIps.some((allowed) => keyOfAllowedIp.has(allowed))) plan.initiate.push(peer.publicKey);
   }
   if (options.removeUnknown) {
     for (const peer of actual) if (!wanted.has(peer.publicKey)) plan.remove.push(peer.publicKey);
   }
   return plan;
+}
+
+/** REJECT_AFTER_TIME: a handshake older than this left no session. */
+const SESSION_LIFETIME_SECONDS = 180;
+
+/**
+ * After a key rotation: the desired peers that had a session when the key changed (a handshake
+ * in `before`, the device's peers then, younger than REJECT_AFTER_TIME at `rotatedAtSeconds`)
+ * and have made no handshake since (the same latest handshake in `now`). Their peers did not
+ * initiate to the new key (flanneld's initiate on their next packet), and our own first attempt
+ * may have gone out before they knew it: the device is made to try again at once.
+ */
+export function peersToReinitiate(
+  before: readonly WgPeerState[],
+  now: readonly WgPeerState[],
+  desired: readonly WgPeerConfig[],
+  rotatedAtSeconds: number,
+): WgPeerConfig[] {
+  const handshakeBefore = new Map(before.map((peer) => [peer.publicKey, peer.latestHandshakeSeconds]));
+  const handshakeNow = new Map(now.map((peer) => [peer.publicKey, peer.latestHandshakeSeconds]));
+  return desired.filter((peer) => {
+    const then = handshakeBefore.get(peer.publicKey);
+    if (then === undefined || then === 0 || rotatedAtSeconds - then >= SESSION_LIFETIME_SECONDS) return false;
+    return handshakeNow.get(peer.publicKey) === then;
+  });
 }
