@@ -13,10 +13,11 @@ import { readTunRouting } from "./tun-routing.js";
  * configuration protocols (netlink to the module, the UAPI socket /run/wireguard/<dev>.sock to
  * wireguard-go), so everything after the device is born is one code path.
  *
- * Secrets: the private key reaches wg on its stdin (`private-key /dev/stdin`): the key weft read
- * and checked, not the file's path, so a file replaced after the check (a rotation refused) never
- * reaches the device; a PSK through a 0600 file in a fresh 0700 directory, removed as soon as wg
- * has read it. Neither is ever on a command line. `wg show <dev> dump` prints both: the parser keeps neither (only whether the peer's PSK
+ * Secrets: the private key and a PSK reach wg through a 0600 file in a fresh 0700 directory,
+ * removed as soon as wg returns (wg reads keys from files only; its stdin from Node is a socket,
+ * which /dev/stdin cannot open). The private key written there is the one weft read and
+ * checked, not flannel's key file by path, so a file replaced after the check (a rotation that
+ * was refused) never reaches the device. Neither is ever on a command line. `wg show <dev> dump` prints both: the parser keeps neither (only whether the peer's PSK
  * is ours), and a failed dump is reported without its output.
  */
 
@@ -217,16 +218,18 @@ export class WireguardDevice {
   }
 
   /**
-   * Private key and listen port; only what is given is set. The key goes through wg's stdin.
-   * A new private key makes the device drop its sessions for sending (kernel and wireguard-go
-   * alike): every peer's next packet starts a handshake with it.
+   * Private key and listen port; only what is given is set. A new private key makes the device
+   * drop its sessions for sending (kernel and wireguard-go alike): every peer's next packet
+   * starts a handshake with it.
    */
   async setInterface(settings: { privateKey?: Buffer; listenPort?: number }): Promise<void> {
-    const args = [
-      ...(settings.privateKey === undefined ? [] : ["private-key", "/dev/stdin"]),
-      ...(settings.listenPort === undefined ? [] : ["listen-port", String(settings.listenPort)]),
-    ];
-    if (args.length > 0) await this.wgSet(args, settings.privateKey && `${settings.privateKey.toString("base64")}\n`);
+    if (settings.privateKey === undefined && settings.listenPort === undefined) return;
+    await withSecretFile("private-key", settings.privateKey, async (keyFile) => {
+      await this.wgSet([
+        ...(keyFile === undefined ? [] : ["private-key", keyFile]),
+        ...(settings.listenPort === undefined ? [] : ["listen-port", String(settings.listenPort)]),
+      ]);
+    });
   }
 
   /**
@@ -235,7 +238,7 @@ export class WireguardDevice {
    */
   async setPeers(peers: readonly WgPeerConfig[], presharedKey?: Buffer, initiate?: ReadonlySet<string>): Promise<void> {
     if (peers.length === 0) return;
-    await this.withPskFile(presharedKey, async (pskFile) => {
+    await withSecretFile("psk", presharedKey, async (pskFile) => {
       for (let start = 0; start < peers.length; start += PEERS_PER_CALL) {
         await this.wgSet(peerArguments(peers.slice(start, start + PEERS_PER_CALL), pskFile, initiate));
       }
@@ -245,7 +248,7 @@ export class WireguardDevice {
   /** Peers forgotten and configured again in one call each batch, each initiating a handshake (reinitiateArguments). */
   async reinitiatePeers(peers: readonly WgPeerConfig[], presharedKey?: Buffer): Promise<void> {
     if (peers.length === 0) return;
-    await this.withPskFile(presharedKey, async (pskFile) => {
+    await withSecretFile("psk", presharedKey, async (pskFile) => {
       for (let start = 0; start < peers.length; start += PEERS_PER_CALL) {
         await this.wgSet(reinitiateArguments(peers.slice(start, start + PEERS_PER_CALL), pskFile));
       }
@@ -270,25 +273,25 @@ export class WireguardDevice {
     }
   }
 
-  /** Runs `use` with the PSK in a 0600 file of a fresh 0700 directory (removed after), or without one. */
-  private async withPskFile(presharedKey: Buffer | undefined, use: (pskFile: string | undefined) => Promise<void>): Promise<void> {
-    const dir = presharedKey ? await mkdtemp(join(tmpdir(), "weft-wg-psk-")) : undefined;
+  private async wgSet(args: string[]): Promise<void> {
     try {
-      const pskFile = dir && join(dir, "psk");
-      if (pskFile && presharedKey) await writeFile(pskFile, `${presharedKey.toString("base64")}\n`, { mode: 0o600 });
-      await use(pskFile);
-    } finally {
-      if (dir) await rm(dir, { recursive: true, force: true });
-    }
-  }
-
-  /** `input`: wg's stdin (a private key for `private-key /dev/stdin`); never in an error (safeFailure keeps stderr only). */
-  private async wgSet(args: string[], input?: string): Promise<void> {
-    try {
-      await runCommand("wg", ["set", this.name, ...args], { netns: this.netns, timeoutMs: TIMEOUT_MS, purpose: WG_PURPOSE, ...(input === undefined ? {} : { input }) });
+      await runCommand("wg", ["set", this.name, ...args], { netns: this.netns, timeoutMs: TIMEOUT_MS, purpose: WG_PURPOSE });
     } catch (error) {
       throw safeFailure(`\`wg set ${this.name} …\` failed for ${this.where}`, error);
     }
+  }
+}
+
+/** Runs `use` with `secret` (base64) in a 0600 file `name` of a fresh 0700 directory, removed after; without a secret, with none. */
+async function withSecretFile(name: string, secret: Buffer | undefined, use: (file: string | undefined) => Promise<void>): Promise<void> {
+  if (secret === undefined) return use(undefined);
+  const dir = await mkdtemp(join(tmpdir(), `weft-wg-${name}-`));
+  try {
+    const file = join(dir, name);
+    await writeFile(file, `${secret.toString("base64")}\n`, { mode: 0o600 });
+    await use(file);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
