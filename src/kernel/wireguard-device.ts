@@ -233,15 +233,20 @@ export class WireguardDevice {
   }
 
   /**
-   * Adds or updates peers (allowed IPs replaced, as `wg set` does); `presharedKey` goes to each.
-   * `initiate`: keys of peers this call creates that start a handshake at once (peerArguments).
+   * Removes peers, then adds or updates others (allowed IPs replaced, as `wg set` does), in as
+   * few calls as the batch size allows (a lease's new key taking over its subnet from the old
+   * one is one call: a rotation's stall is as short as it can be). `presharedKey` goes to each
+   * peer set; `initiate`: keys of set peers this call creates that start a handshake at once
+   * (peerArguments).
    */
-  async setPeers(peers: readonly WgPeerConfig[], presharedKey?: Buffer, initiate?: ReadonlySet<string>): Promise<void> {
-    if (peers.length === 0) return;
-    await withSecretFile("psk", presharedKey, async (pskFile) => {
-      for (let start = 0; start < peers.length; start += PEERS_PER_CALL) {
-        await this.wgSet(peerArguments(peers.slice(start, start + PEERS_PER_CALL), pskFile, initiate));
-      }
+  async updatePeers(change: { remove: readonly string[]; set: readonly WgPeerConfig[]; initiate?: ReadonlySet<string> }, presharedKey?: Buffer): Promise<void> {
+    if (change.remove.length + change.set.length === 0) return;
+    await withSecretFile("psk", change.set.length > 0 ? presharedKey : undefined, async (pskFile) => {
+      const clauses = [
+        ...change.remove.map((key) => ["peer", key, "remove"]),
+        ...change.set.map((peer) => peerArguments([peer], pskFile, change.initiate)),
+      ];
+      for (let start = 0; start < clauses.length; start += PEERS_PER_CALL) await this.wgSet(clauses.slice(start, start + PEERS_PER_CALL).flat());
     });
   }
 
@@ -253,12 +258,6 @@ export class WireguardDevice {
         await this.wgSet(reinitiateArguments(peers.slice(start, start + PEERS_PER_CALL), pskFile));
       }
     });
-  }
-
-  async removePeers(publicKeys: readonly string[]): Promise<void> {
-    for (let start = 0; start < publicKeys.length; start += PEERS_PER_CALL) {
-      await this.wgSet(publicKeys.slice(start, start + PEERS_PER_CALL).flatMap((key) => ["peer", key, "remove"]));
-    }
   }
 
   private ipNetns(): string[] {

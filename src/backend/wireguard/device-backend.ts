@@ -347,8 +347,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
   }
 
   private async applyPlan(managed: ManagedDevice, plan: DevicePeerPlan): Promise<void> {
-    await managed.device.removePeers(plan.remove);
-    await managed.device.setPeers(plan.set, this.spec.options.presharedKey, new Set(plan.initiate));
+    await managed.device.updatePeers({ remove: plan.remove, set: plan.set, initiate: new Set(plan.initiate) }, this.spec.options.presharedKey);
   }
 
   /** Each device's peers made equal to the table's; a device that cannot be read is left to reconcile. */
