@@ -7,6 +7,7 @@ import { tunChanges } from "../userspace/engine-backend.js";
 import { ipv4NetworkOf, ownIpv4Subnet } from "../ipv4-half.js";
 import { ownIpv6Subnet } from "../dual-stack.js";
 import { SerialQueue } from "../../async/serial-queue.js";
+import { sleep } from "../../async/sleep.js";
 import type { PeerRoute } from "../../engine/engine.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
 import { Ipv4Subnet, formatIpv4 } from "../../net/ipv4.js";
@@ -15,8 +16,9 @@ import { addressTun, readTunRouting } from "../../kernel/tun-routing.js";
 import { WireguardDevice, type WgDump, type WgPeerConfig, type WgPeerState } from "../../kernel/wireguard-device.js";
 import { runningWireguardGo, startWireguardGo, stopWireguardGo } from "../../kernel/wireguard-go.js";
 import { formatWireguardBackendData } from "./backend-data.js";
-import { devicePeerConfig, planDevicePeers, type DeviceCarriage, type DevicePeerPlan } from "./device-plan.js";
+import { devicePeerConfig, peersToReinitiate, planDevicePeers, type DeviceCarriage, type DevicePeerPlan } from "./device-plan.js";
 import { loadOrCreateKey, type LoadedKey } from "./key-file.js";
+import type { KeyHolder } from "./key-rotation.js";
 import { wireguardDevicePeer, type WireguardDevicePeer } from "./peer-route.js";
 import type { WireguardOptions } from "./options.js";
 import type { WireguardDeviceStatus } from "./wireguard-metrics.js";
@@ -36,6 +38,9 @@ import type { WireguardDeviceStatus } from "./wireguard-metrics.js";
  *      (wireguard-go: started again), so drift by hand is repaired;
  *   5. stop: the device, its peers and (wireguard-go) the process stay, so a restart loses
  *      nothing; `weft cleanup` removes them.
+ * A key rotation (key-rotation.ts, useKey) changes the key every device holds and the one steps
+ * 1 and 4 hold them to, keeping peers and endpoints; the key given to wg is always the one weft
+ * read and checked (wireguard-device.ts), never the key file by path.
  * A dual-stack network (EnableIPv6) adds IPv6 as flanneld does. Mode "separate" (the default):
  * a second device flannel-wg-v6 on ListenPortV6 with the same key and MTU, the own IPv6 subnet's
  * address as /128 and the IPv6Network routed into it, one peer per lease with an IPv6 subnet
@@ -56,6 +61,15 @@ export interface DeviceBackendSpec {
   keyFile: string;
   /** Network namespace of the device (tests, the lab); undefined: the daemon's. */
   netns?: string;
+}
+
+/** How long after a rotation was advertised the devices initiate to the peers that have not handshaken since (as the userspace engine). */
+export const REINITIATE_AFTER_ROTATION_MS = 1000;
+
+/** Each device's peers as they were when the key last changed. */
+interface RotationBaseline {
+  atSeconds: number;
+  peers: Map<ManagedDevice, readonly WgPeerState[]>;
 }
 
 /** One WireGuard device of the backend and what it carries. */
@@ -88,13 +102,16 @@ function deviceLayout(context: BackendContext, spec: DeviceBackendSpec): Managed
   return [managed(options.tunName, options.listenPort, { families: "both", listenPort: options.listenPort, endpoint, own }, true, true)];
 }
 
-export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
+export class WireguardDeviceBackend implements Backend, LeaseSetLoader, KeyHolder {
   readonly type = "wireguard";
   private readonly devices: ManagedDevice[];
   private readonly peers: PeerTable<WireguardDevicePeer>;
   private readonly queue = new SerialQueue();
   private readonly metrics: ProgrammingMetrics;
+  private readonly stopping = new AbortController();
+  /** The key every device must hold: loaded at register(), replaced by a rotation (useKey). */
   private key: LoadedKey | undefined;
+  private rotationBaseline: RotationBaseline | undefined;
   private ownLease: Lease | undefined;
   /** The first peer batch is the full snapshot: only after it are peers no lease backs removed. */
   private snapshotApplied = false;
@@ -123,6 +140,11 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
     return this.devices.map((managed) => managed.device.name);
   }
 
+  /** The key the devices hold (or are being given); undefined before register(). */
+  get currentKey(): LoadedKey | undefined {
+    return this.key;
+  }
+
   async register(): Promise<BackendRegistration> {
     return this.queue.run(async () => {
       const key = await this.loadKey();
@@ -131,19 +153,58 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
         if (changes.length > 0) this.context.logger.warn({ device: managed.device.name, changes: changes.map(describeReconcileChange) }, "wireguard: repaired the device found at start");
       }
       await this.releaseUnusedIpv6Device();
-      const publicKey = key.publicKey.toString("base64");
-      const { options } = this.spec;
-      const ipv6Device = this.devices.find((managed) => managed.ipv6);
-      return {
-        attrs: {
-          backendType: "wireguard",
-          backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }),
-          // The port the IPv6-carrying device really listens on (flanneld writes ListenPortV6 even when that is flannel-wg on ListenPort).
-          ...(ipv6Device ? { backendV6Data: formatWireguardBackendData({ publicKey, port: ipv6Device.listenPort }) } : {}),
-        },
-        mtu: this.spec.mtu,
-      };
+      return { attrs: this.registrationAttrs(key.publicKey.toString("base64")), mtu: this.spec.mtu };
     });
+  }
+
+  /** The lease's BackendData (and BackendV6Data when a device carries IPv6) for `publicKey`. */
+  registrationAttrs(publicKey: string): BackendRegistration["attrs"] {
+    const { options } = this.spec;
+    const ipv6Device = this.devices.find((managed) => managed.ipv6);
+    return {
+      backendType: "wireguard",
+      backendData: formatWireguardBackendData({ publicKey, port: options.listenPort }),
+      // The port the IPv6-carrying device really listens on (flanneld writes ListenPortV6 even when that is flannel-wg on ListenPort).
+      ...(ipv6Device ? { backendV6Data: formatWireguardBackendData({ publicKey, port: ipv6Device.listenPort }) } : {}),
+    };
+  }
+
+  /**
+   * A rotated key (key-rotation.ts): from now on the key of every device, for reconcile and a
+   * re-created device too, and set on each device at once (peers and endpoints stay). A device
+   * that cannot take it now (gone, not answering) is left to reconcile, which gives it this key.
+   */
+  async useKey(next: LoadedKey): Promise<void> {
+    await this.queue.run(async () => {
+      this.key = next;
+      const publicKey = next.publicKey.toString("base64");
+      const baseline: RotationBaseline = { atSeconds: Date.now() / 1000, peers: new Map() };
+      for (const managed of this.devices) {
+        try {
+          // The key first (a device given its own key again does nothing): the stall it starts lasts until the lease is written and read.
+          await managed.device.setInterface({ privateKey: next.privateKey });
+          const dump = await managed.device.readDump(this.spec.options.presharedKey);
+          if (!dump) throw new Error(`${managed.device.where} does not answer wg`);
+          if (dump.device.publicKey !== publicKey) throw new Error(`${managed.device.where} holds public key ${dump.device.publicKey} after it was given ${publicKey}`);
+          // The handshakes before the rotation: a key change leaves them as they were.
+          baseline.peers.set(managed, dump.peers);
+        } catch (error) {
+          this.metrics.failures.inc({ backend: this.type });
+          this.context.logger.error({ err: error, device: managed.device.name }, "wireguard: giving the device the rotated key failed; reconcile retries");
+        }
+      }
+      this.rotationBaseline = baseline;
+    });
+  }
+
+  /** The lease carries the rotated key: a second later, the peers that have not handshaken with it are initiated to. */
+  keyAdvertised(): void {
+    const baseline = this.rotationBaseline;
+    if (!baseline) return;
+    const { signal } = this.stopping;
+    void sleep(REINITIATE_AFTER_ROTATION_MS, signal, { unref: true })
+      .then(() => (signal.aborted || this.rotationBaseline !== baseline ? undefined : this.queue.run(() => this.reinitiateAfterRotation(baseline))))
+      .catch((error: unknown) => this.context.logger.warn({ err: error }, "wireguard: initiating to peers after the key rotation failed; they handshake on their next packet"));
   }
 
   async activate(own: Lease): Promise<void> {
@@ -190,6 +251,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
 
   /** Graceful: the devices, their peers and wireguard-go processes stay, so a restart is hitless. */
   async stop(): Promise<void> {
+    this.stopping.abort();
     await this.queue.run(async () => {
       this.context.logger.info(
         { devices: this.deviceNames, implementation: this.spec.implementation },
@@ -322,7 +384,10 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
     );
   }
 
-  /** Our key and the device's port; set only when different (setting them again would reset sessions or rebind). */
+  /**
+   * Our key (the rotated one after a rotation) and the device's port; set only when different
+   * (setting them again would reset sessions or rebind).
+   */
   private async configureInterface(managed: ManagedDevice, dump: WgDump): Promise<void> {
     const key = await this.loadKey();
     const publicKey = key.publicKey.toString("base64");
@@ -331,6 +396,23 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader {
       ...(dump.device.publicKey === publicKey ? {} : { privateKey: key.privateKey }),
       ...(dump.device.listenPort === listenPort ? {} : { listenPort }),
     });
+  }
+
+  /** The follow-up of a rotation: peers that had a session then and no handshake since are configured again, initiating (device-plan.ts peersToReinitiate). */
+  private async reinitiateAfterRotation(baseline: RotationBaseline): Promise<void> {
+    for (const managed of this.devices) {
+      const before = baseline.peers.get(managed);
+      if (!before) continue;
+      const dump = await managed.device.readDump(this.spec.options.presharedKey);
+      if (!dump) continue; // gone: reconcile re-creates it, and its peers handshake on their first packet
+      const stale = peersToReinitiate(before, dump.peers, this.desiredPeers(managed).map((each) => each.config), baseline.atSeconds);
+      if (stale.length === 0) continue;
+      await managed.device.reinitiatePeers(stale, this.spec.options.presharedKey);
+      this.context.logger.info(
+        { device: managed.device.name, peers: stale.length, afterMs: REINITIATE_AFTER_ROTATION_MS },
+        "wireguard: initiated handshakes with the rotated key to the peers that had not made one since the rotation",
+      );
+    }
   }
 
   /** The served peers a device carries, each with its device configuration. */

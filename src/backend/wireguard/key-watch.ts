@@ -19,6 +19,8 @@ export interface KeyWatchOptions {
   logger: { info(object: object, message: string): void; warn(object: object, message: string): void };
   /** A new key from the file; the next change is looked at once this settles. */
   onKey(key: LoadedKey): Promise<void>;
+  /** A change that was not taken: the file failed the checks or went away (said in the log already). */
+  onRefused?(): void;
 }
 
 export const DEFAULT_KEY_WATCH_INTERVAL_MS = 2000;
@@ -52,6 +54,7 @@ export function watchKeyFile(options: KeyWatchOptions): KeyWatch {
     lastStamp = stamp;
     if (stamp.startsWith("missing:")) {
       options.logger.warn({ keyFile: options.path }, `WIREGUARD_KEY_FILE ${options.path} is gone; keeping the key in use (a new one is created at the next start)`);
+      options.onRefused?.();
       return;
     }
     let key: LoadedKey;
@@ -59,6 +62,7 @@ export function watchKeyFile(options: KeyWatchOptions): KeyWatch {
       key = await readKeyFile(options.path);
     } catch (error) {
       options.logger.warn({ keyFile: options.path }, `${errorMessage(error)}; keeping the key in use`);
+      options.onRefused?.();
       return;
     }
     if (key.privateKey.equals(current)) return; // touched, same key

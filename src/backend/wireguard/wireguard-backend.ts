@@ -9,7 +9,7 @@ import { WireguardDevice, probeKernelWireguard } from "../../kernel/wireguard-de
 import { formatWireguardBackendData } from "./backend-data.js";
 import { WireguardDeviceBackend, releaseDevicePath } from "./device-backend.js";
 import { keyFilePath, loadOrCreateKey } from "./key-file.js";
-import { KeyRotation } from "./key-rotation.js";
+import { KeyRotation, engineKeyHolder } from "./key-rotation.js";
 import { IMPLEMENTATION_ENV, WIREGUARD_OVERHEAD, parseWireguardOptions, type ResolvedWireguardImplementation, type WireguardOptions } from "./options.js";
 import { wireguardEnginePeerRoute } from "./peer-route.js";
 import { exportWireguardStatus } from "./wireguard-metrics.js";
@@ -39,7 +39,7 @@ export interface WireguardBackendHooks extends EnginePlacement {
   timers?: WireguardEngineOptions["timers"];
   /** The host's environment ($WEFT_WIREGUARD_IMPLEMENTATION, $WIREGUARD_KEY_FILE); default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** How often the key file is looked at for a rotation (userspace only); default 2 s. */
+  /** How often the key file is looked at for a rotation; default 2 s. */
   keyWatchIntervalMs?: number;
 }
 
@@ -106,7 +106,7 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
   private chosen: Promise<Inner> | undefined;
   private inner: Inner | undefined;
   private choice: ImplementationChoice | undefined;
-  /** userspace: follows the key file (an operator's rotation without a restart). */
+  /** Follows the key file (an operator's rotation without a restart), for every implementation. */
   private rotation: KeyRotation | undefined;
 
   constructor(
@@ -153,7 +153,17 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
       if (ipv6Device) removed.push(...(await releaseDevicePath(ipv6Device, this.context.stateDir)));
       if (removed.length > 0) this.context.logger.info({ removed }, "wireguard: removed the device an earlier start on another implementation left");
     }
-    return inner.register();
+    const registration = await inner.register();
+    if (inner instanceof WireguardDeviceBackend) this.followDeviceKey(inner);
+    return registration;
+  }
+
+  /** The device path's key rotation: from the key register() gave the devices on (the userspace one follows from its spec loader). */
+  private followDeviceKey(device: WireguardDeviceBackend): void {
+    const key = device.currentKey;
+    if (!key) return;
+    this.rotation ??= new KeyRotation({ context: this.context, attrsFor: (publicKey) => device.registrationAttrs(publicKey), intervalMs: this.hooks.keyWatchIntervalMs });
+    this.rotation.follow(key, device);
   }
 
   async activate(ownLease: Lease): Promise<void> {
@@ -259,12 +269,12 @@ export class WireguardBackend implements Backend, LeaseSetLoader {
             mode: options.mode, own: { ipv4: context.external.address, ipv6: context.external.addressV6 },
           }),
         };
-        rotation.follow(key, spec);
+        rotation.follow(key, engineKeyHolder(engine, spec, attrsFor));
         return spec;
       },
       hooks,
     );
-    const rotation = new KeyRotation(engine, { context, attrsFor, intervalMs: hooks.keyWatchIntervalMs });
+    const rotation = new KeyRotation({ context, attrsFor, intervalMs: hooks.keyWatchIntervalMs });
     this.rotation = rotation;
     return engine;
   }

@@ -97,6 +97,28 @@ function register(registry: Registry, implementation: string): Set<WireguardStat
   return sources;
 }
 
+export type KeyRotationResult = "taken" | "refused";
+
+const KEY_ROTATIONS = "weft_wireguard_key_rotations_total";
+
+/**
+ * Key file changes seen without a restart (key-rotation.ts), for every implementation: "taken"
+ * (the new key in use on the data path and advertised), "refused" (the file failed the start-up
+ * checks or went away; the key in use stays). Registered on first use.
+ */
+export function keyRotationCounter(registry: Registry): Counter<"result"> {
+  const existing = registry.getSingleMetric(KEY_ROTATIONS) as Counter<"result"> | undefined;
+  if (existing) return existing;
+  const counter = new Counter({
+    name: KEY_ROTATIONS,
+    help: "WireGuard key file changes seen without a restart: taken (the new key in use and advertised) or refused (the file failed the checks; the key in use stays)",
+    labelNames: ["result"],
+    registers: [registry],
+  });
+  for (const result of ["taken", "refused"] satisfies KeyRotationResult[]) counter.inc({ result }, 0);
+  return counter;
+}
+
 /** Adds a source to the registry's wireguard metrics (registered on first use); returns its removal. */
 export function exportWireguardStatus(registry: Registry, implementation: string, source: WireguardStatusSource): () => void {
   const sources = sourcesByRegistry.get(registry) ?? register(registry, implementation);
