@@ -17,8 +17,9 @@ import { readTunRouting } from "./tun-routing.js";
  * removed as soon as wg returns (wg reads keys from files only; its stdin from Node is a socket,
  * which /dev/stdin cannot open). The private key written there is the one weft read and
  * checked, not flannel's key file by path, so a file replaced after the check (a rotation that
- * was refused) never reaches the device. Neither is ever on a command line. `wg show <dev> dump` prints both: the parser keeps neither (only whether the peer's PSK
- * is ours), and a failed dump is reported without its output.
+ * was refused) never reaches the device. Neither is ever on a command line. `wg show <dev>
+ * dump` prints both: the parser keeps neither (only whether the peer's PSK is ours), and a
+ * failed dump is reported without its output.
  */
 
 const TIMEOUT_MS = 10_000;

@@ -7,7 +7,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
  * has. weft's engine counts handshakes, drops and cookie replies; a device (kernel,
  * wireguard-go) shows only each peer's latest handshake, so for it those stay 0.
  * Never a key: public keys are not exported either (a label per peer would grow without bound
- * on rotation).
+ * on rotation). Key rotations are counted where they happen (keyRotationCounter, below).
  */
 export interface WireguardPathStatus {
   /** Absent: the implementation does not count them. */
