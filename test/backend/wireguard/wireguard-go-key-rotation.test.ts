@@ -188,8 +188,9 @@ describe("key rotation without a restart on the device path (wireguard-go), 3-ho
     const h2Peer = (await tools.dump("h2")).peers.find((peer) => peer.publicKey === expected);
     expect(h2Peer?.latestHandshakeSeconds, "h2 handshaken with h1's new key").toBeGreaterThan(0);
     // One second and a handshake, not REKEY_TIMEOUT (5 s): the packets staged until then are dropped with the peer configured again.
-    expect(result.longestGapMs).toBeLessThan(3500);
-    expect(result.lost).toBeLessThan(300);
+    // Measured 61-68 lost, gaps 1.08-1.14 s (docs/wireguard.md); without it ~500 lost, REKEY_TIMEOUT.
+    expect(result.longestGapMs).toBeLessThan(2500);
+    expect(result.lost).toBeLessThan(150);
     await lab.startDaemon("h2");
     await waitUntil("the mesh whole with h2's daemon back", async () => (await lab.checkTable()).ok, { timeoutMs: 20_000, intervalMs: 500 });
   }, 60_000);
