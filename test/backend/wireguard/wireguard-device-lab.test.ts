@@ -29,6 +29,7 @@ import { parseWgDump, type WgDump } from "../../../src/kernel/wireguard-device.j
 import { verifiedTransfer } from "../../support/tcp-transfer.js";
 import { wireguardLeases, type WireguardLeaseValue } from "../../support/wireguard-go.js";
 import { readEndpoint } from "../../support/lab-metrics.js";
+import { withDaemonPaused } from "../../support/paused-daemon.js";
 
 const DEVICE = "flannel-wg";
 const MTU = 1500 - 80;
@@ -178,8 +179,11 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
 
   it("repairs drift: a peer removed by hand comes back; a deleted device is re-created with its peers", async () => {
     const h2Key = (await leaseOf("h2")).value.BackendData.PublicKey;
-    await lab.host("h1").exec("wg", ["set", DEVICE, "peer", h2Key, "remove"]);
-    expect(await peerKeys("h1")).not.toContain(h2Key);
+    // Paused while the peer goes: the running daemon may repair it before the check below looks.
+    await withDaemonPaused(lab.host("h1").state.daemonPid, async () => {
+      await lab.host("h1").exec("wg", ["set", DEVICE, "peer", h2Key, "remove"]);
+      expect(await peerKeys("h1")).not.toContain(h2Key);
+    });
     await waitUntil("reconcile putting h2's peer back on h1", async () => (await peerKeys("h1")).includes(h2Key), { timeoutMs: 10_000, intervalMs: 200 });
     const endpoint = (await dump("h1")).peers.find((peer) => peer.publicKey === h2Key)?.endpoint;
     expect(endpoint).toBe(`${lab.host("h2").underlayAddress}:51820`);
