@@ -5,7 +5,8 @@
 # h1 is the data's sender (its inside seals/encapsulates the data, its outside gets the ACKs),
 # h2 the receiver. The counters are cheap and load-independent, unlike Gb/s here.
 # PERF="record|stat" also runs `perf record -g` / `perf stat` on both daemons during the transfer
-# (output /tmp/counters-$$.perf.data, or printed).
+# (output /tmp/counters-$$.perf.data, or printed). IPERF="-b 1G" adds iperf3 client options (a
+# rate cap shows what the kernel's share per GB does at a given throughput).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 b=$1; p=$2; shift 2; opts="$*"
@@ -20,7 +21,7 @@ case "${PERF:-}" in
   stat) perf stat -e task-clock,cycles,instructions,context-switches -p "$(echo $pids | tr ' ' ,)" -- sleep 7 2>/tmp/$name.stat & perf_pid=$! ;;
 esac
 c0=$(cpu); t0=$(date +%s%N)
-gbps=$(ip netns exec $name-h1c1 iperf3 -c $ip2 -t 8 -P $p -J | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s).end;console.log((j.sum_received.bits_per_second/1e9).toFixed(2), j.sum_sent.retransmits ?? 0)})')
+gbps=$(ip netns exec $name-h1c1 iperf3 -c $ip2 -t 8 -P $p ${IPERF:-} -J | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s).end;console.log((j.sum_received.bits_per_second/1e9).toFixed(2), j.sum_sent.retransmits ?? 0)})')
 c1=$(cpu); t1=$(date +%s%N)
 [ -n "$perf_pid" ] && wait $perf_pid || true
 scrape h1 >/tmp/$name.h1.1; scrape h2 >/tmp/$name.h2.1
