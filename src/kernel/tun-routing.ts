@@ -30,15 +30,15 @@ export async function addressTun(
   // The new address first, then any other (an old lease's /32): removing a device's last IPv4
   // address flushes every route through it, which on a device resumed after a restart
   // (docs/dataplane.md "Restarts") would cut the traffic that is still flowing.
-  await ip(netns, ["addr", "replace", address, "dev", device], device);
+  await deviceCommand("ip", netns, ["addr", "replace", address, "dev", device], device);
   for (const other of (await readTunRouting(device, netns)).addresses) {
-    if (other !== address && !other.includes(":")) await ip(netns, ["addr", "del", other, "dev", device], device);
+    if (other !== address && !other.includes(":")) await deviceCommand("ip", netns, ["addr", "del", other, "dev", device], device);
   }
-  await ip(netns, ["route", "replace", network.toString(), "dev", device], device);
+  await deviceCommand("ip", netns, ["route", "replace", network.toString(), "dev", device], device);
   if (!ipv6) return;
   // nodad: the address is ours alone (a TUN has no neighbours), usable at once.
-  await ip(netns, ["-6", "addr", "replace", `${formatIpv6(ipv6.ownSubnet.network)}/128`, "dev", device, "nodad"], device);
-  await ip(netns, ["-6", "route", "replace", ipv6.network.toString(), "dev", device], device);
+  await deviceCommand("ip", netns, ["-6", "addr", "replace", `${formatIpv6(ipv6.ownSubnet.network)}/128`, "dev", device, "nodad"], device);
+  await deviceCommand("ip", netns, ["-6", "route", "replace", ipv6.network.toString(), "dev", device], device);
 }
 
 /**
@@ -65,13 +65,7 @@ export async function ensureNoQueueDiscipline(device: string, netns?: string): P
   const shown = await runCommand("tc", [...prefix, "-j", "qdisc", "show", "dev", device], { timeoutMs: IP_TIMEOUT_MS });
   const root = (JSON.parse(shown.stdout || "[]") as { kind?: string; root?: boolean }[]).find((qdisc) => qdisc.root);
   if (root?.kind === "noqueue") return;
-  const full = [...prefix, "qdisc", "replace", "dev", device, "root", "noqueue"];
-  try {
-    await runCommand("tc", full, { timeoutMs: IP_TIMEOUT_MS });
-  } catch (error) {
-    if (!(error instanceof CommandFailedError)) throw error;
-    throw new Error(`\`tc ${full.join(" ")}\` failed for TUN device ${device}: ${commandFailureText(error)}`, { cause: error });
-  }
+  await deviceCommand("tc", netns, ["qdisc", "replace", "dev", device, "root", "noqueue"], device);
 }
 
 /** The device's transmit queue length (`txqueuelen`: for a TUN, the packets it holds for its reader). */
@@ -85,7 +79,7 @@ export async function readTxQueueLength(device: string, netns?: string): Promise
 
 /** Sets the device's transmit queue length (a TUN keeps what it holds when it grows). */
 export async function setTxQueueLength(device: string, length: number, netns?: string): Promise<void> {
-  await ip(netns, ["link", "set", "dev", device, "txqueuelen", String(length)], device);
+  await deviceCommand("ip", netns, ["link", "set", "dev", device, "txqueuelen", String(length)], device);
 }
 
 /** Deletes a (persistent) TUN device; one that is already gone is fine. */
@@ -94,13 +88,14 @@ export async function deleteTun(device: string, netns?: string): Promise<void> {
   await runCommand("ip", full, { timeoutMs: IP_TIMEOUT_MS, allowFailure: true });
 }
 
-async function ip(netns: string | undefined, args: string[], device: string): Promise<void> {
+/** Runs `ip` or `tc` on the device; a failure names the command line and the device. */
+async function deviceCommand(tool: "ip" | "tc", netns: string | undefined, args: string[], device: string): Promise<void> {
   const full = netns === undefined ? args : ["-n", netns, ...args];
   try {
-    await runCommand("ip", full, { timeoutMs: IP_TIMEOUT_MS });
+    await runCommand(tool, full, { timeoutMs: IP_TIMEOUT_MS });
   } catch (error) {
     if (!(error instanceof CommandFailedError)) throw error;
-    throw new Error(`\`ip ${full.join(" ")}\` failed for TUN device ${device}: ${commandFailureText(error)}`, { cause: error });
+    throw new Error(`\`${tool} ${full.join(" ")}\` failed for TUN device ${device}: ${commandFailureText(error)}`, { cause: error });
   }
 }
 
