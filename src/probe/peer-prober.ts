@@ -46,6 +46,8 @@ export interface PeerProbing {
 }
 
 const ECHO_TIMEOUT_MS = 1000;
+/** How long a path's first bad verdict waits for a second look (see confirmChanges). */
+const FIRST_VERDICT_SETTLE_MS = 2000;
 
 export function startPeerProbing(options: PeerProbingOptions): PeerProbing {
   const { logger } = options;
@@ -74,15 +76,28 @@ export function startPeerProbing(options: PeerProbingOptions): PeerProbing {
    * A verdict that differs from the peer's last one is probed once more at once, and the second
    * answer is taken: one lost echo on a busy host must not log "peer down" and back (the change
    * is still seen within the round that found it).
+   * A path's first verdict that is not ok is probed again after a pause instead: a peer that
+   * started with this daemon (a cluster booting, a lab) may not have this host's lease from its
+   * etcd watch yet, and until it has, its overlay does not answer; "encapsulation blocked" for
+   * that moment would be a false alarm at every start (seen in a loaded lab: blocked 1 s after
+   * the start, ok 2 s later). A peer that is really broken is reported one pause later.
    */
+  const settleMs = Math.min(FIRST_VERDICT_SETTLE_MS, options.intervalMs / 2);
   const confirmChanges = async (round: PeerProbeResult[]): Promise<PeerProbeResult[]> => {
     const changed = round.filter((result) => {
       const before = results.get(peerKey(result.target));
       return before !== undefined && before.verdict.kind !== result.verdict.kind;
     });
-    if (changed.length === 0) return round;
-    const again = new Map((await probeAll(pinger, changed.map((result) => result.target), settings, options.concurrency ?? 8)).map((result) => [peerKey(result.target), result]));
-    return round.map((result) => again.get(peerKey(result.target)) ?? result);
+    const firstProblems = round.filter((result) => !results.has(peerKey(result.target)) && result.verdict.kind !== "ok");
+    if (changed.length === 0 && firstProblems.length === 0) return round;
+    const probeAgain = async (targets: PeerProbeResult[]) => probeAll(pinger, targets.map((result) => result.target), settings, options.concurrency ?? 8);
+    const again = changed.length > 0 ? await probeAgain(changed) : [];
+    if (firstProblems.length > 0) {
+      await sleep(settleMs, stopping.signal, { unref: true });
+      if (!stopping.signal.aborted) again.push(...(await probeAgain(firstProblems)));
+    }
+    const byKey = new Map(again.map((result) => [peerKey(result.target), result]));
+    return round.map((result) => byKey.get(peerKey(result.target)) ?? result);
   };
   const loop = (async () => {
     while (!stopping.signal.aborted) {
@@ -90,7 +105,9 @@ export function startPeerProbing(options: PeerProbingOptions): PeerProbing {
       try {
         const round = await probeAll(pinger, probeTargets(options.peers(), options.backend), settings, options.concurrency ?? 8);
         if (stopping.signal.aborted) break;
-        record(await confirmChanges(round), results, metrics, logger);
+        const confirmed = await confirmChanges(round);
+        if (stopping.signal.aborted) break;
+        record(confirmed, results, metrics, logger);
       } catch (error) {
         logger.error({ err: error }, "a round of peer probing failed");
       }

@@ -97,6 +97,31 @@ describe("startPeerProbing", () => {
     expect(probing.results().get("10.66.3.0/24")?.verdict.kind).toBe("ok");
   });
 
+  it("looks again, after a pause, at a path whose first verdict is bad: a peer still learning this host's lease is no alarm", async () => {
+    // h2's overlay answers 100 ms after the start (it has just learned this host's lease); h3's never.
+    const up = new Set(["192.168.77.12", "192.168.77.13"]);
+    setTimeout(() => up.add("10.66.2.0"), 100);
+    const { logger, lines } = capturedLogger();
+    const registry = new Registry();
+    const probing = startPeerProbing({
+      intervalMs: 400,
+      backend: { type: "vxlan", options: { Type: "vxlan" } },
+      overlayMtu: 1450,
+      peers: () => [lease(2, "192.168.77.12"), lease(3, "192.168.77.13")],
+      logger,
+      registry,
+      openSocket: answeringSocket(up, new Set()),
+    });
+    while (((await sample(registry, "weft_probe_rounds_total")) ?? 0) < 3) await sleep(10);
+    await probing.stop();
+
+    const changes = lines.filter((line) => line.subnet !== undefined).map((line) => `${line.subnet} ${line.verdict}`);
+    expect(changes).toEqual(["10.66.3.0/24 encapsulation-blocked"]);
+    expect(lines.find((line) => line.verdict === "encapsulation-blocked")?.msg).not.toContain("(was");
+    expect(probing.results().get("10.66.2.0/24")?.verdict.kind).toBe("ok");
+    expect(probing.results().get("10.66.3.0/24")?.verdict.kind).toBe("encapsulation-blocked");
+  });
+
   it("turns itself off with one error line when the socket cannot be opened; the daemon goes on", async () => {
     const { logger, lines } = capturedLogger();
     const probing = startPeerProbing({
