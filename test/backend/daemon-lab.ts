@@ -1,9 +1,6 @@
-import { afterAll, beforeAll, expect } from "vitest";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
-import { tmpdir } from "node:os";
-import { buildLab, teardownLab, type Lab, type LabOptions } from "../../src/lab/lab.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
+import { expect } from "vitest";
+import type { Lab } from "../../src/lab/lab.js";
+import { useLab, type LabSetup } from "../support/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import type { CommandResult } from "../../src/process/run-command.js";
 import { withDaemonPaused } from "../support/paused-daemon.js";
@@ -17,21 +14,8 @@ export interface DaemonLab {
   doctor(host: string, extra?: string[]): Promise<CommandResult>;
 }
 
-export function useDaemonLab(namePrefix: string, options: Omit<LabOptions, "name" | "labDir">): DaemonLab {
-  const name = uniquePrefix(namePrefix).slice(0, -1);
-  const labDir = join(tmpdir(), `weft-daemon-lab-${name}`);
-  let built: Lab | undefined;
-  const lab = (): Lab => {
-    if (!built) throw new Error(`lab ${name} is not built (use it inside tests)`);
-    return built;
-  };
-  beforeAll(async () => {
-    built = await buildLab({ name, labDir, ...options });
-  });
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
+export function useDaemonLab(namePrefix: string, options: LabSetup): DaemonLab {
+  const lab = useLab(namePrefix, options);
   const doctor = (host: string, extra: string[] = []) => {
     const state = lab().host(host).state;
     return lab()

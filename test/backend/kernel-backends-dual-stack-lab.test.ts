@@ -16,12 +16,7 @@
  * into subnet.env and lets the lab re-attach the containers with it, as docker would.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
-import { tmpdir } from "node:os";
-import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { formatCheckMatrix } from "../../src/lab/check.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
 import { Kernel } from "../../src/kernel/kernel.js";
 import { VxlanBackend } from "../../src/backend/vxlan/vxlan-backend.js";
 import { HostGwBackend } from "../../src/backend/host-gw/host-gw-backend.js";
@@ -31,27 +26,25 @@ import { previousSubnet, readSubnetEnv, writeSubnetEnv } from "../../src/host/su
 import { Ipv6Subnet } from "../../src/net/ipv6.js";
 import { expectDoctorRepairsIpv6Route, useDaemonLab } from "./daemon-lab.js";
 import { DUAL_STACK, backendContext, lease } from "./kernel-fixtures.js";
+import { useLab } from "../support/lab.js";
 
 const HOSTS = ["h1", "h2", "h3"];
 
 describe.each(["vxlan", "host-gw"])("kernel backend %s in a dual-stack 3-host lab (lab check, both families)", (type) => {
-  const name = uniquePrefix(type === "vxlan" ? "wl6v" : "wl6h").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-dual-stack-lab-${name}`);
-  let lab: Lab;
+  const lab = useLab(type === "vxlan" ? "wl6v" : "wl6h", { hosts: HOSTS.length, containersPerHost: 1, daemons: "none", ipv6: true });
   const backends: Backend[] = [];
   const leases: Lease[] = [];
   let mtu = 0;
 
   beforeAll(async () => {
-    lab = await buildLab({ name, labDir, hosts: HOSTS.length, containersPerHost: 1, daemons: "none", ipv6: true });
     for (const host of HOSTS) {
-      const state = lab.host(host).state;
+      const state = lab().host(host).state;
       const env = await readSubnetEnv(state.subnetFile);
       const subnet = env && previousSubnet(env);
       if (!env || !subnet || env.ipv6Subnet === undefined) throw new Error(`${host}: the lab's static subnet.env is not dual-stack`);
-      const external = { name: state.underlayDevice, address: lab.host(host).underlayAddress, addressV6: state.underlayAddressV6 as string };
+      const external = { name: state.underlayDevice, address: lab().host(host).underlayAddress, addressV6: state.underlayAddressV6 as string };
       const context = await backendContext({ Type: type }, external, state.stateDir, DUAL_STACK);
-      const kernel = new Kernel(lab.namespaceOf(host));
+      const kernel = new Kernel(lab().namespaceOf(host));
       const backend = type === "vxlan" ? new VxlanBackend(context, kernel) : new HostGwBackend(context, kernel);
       const registration = await backend.register();
       const own = lease(subnet.toString(), { publicIP: external.address, publicIPv6: external.addressV6, ...registration.attrs }, Ipv6Subnet.parse(env.ipv6Subnet).toString());
@@ -60,18 +53,16 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a dual-stack 3-host la
       leases.push(own);
       mtu = registration.mtu;
       await writeSubnetEnv(state.subnetFile, { ...env, mtu: registration.mtu });
-      await lab.refreshContainers(host);
+      await lab().refreshContainers(host);
     }
     await Promise.all(backends.map((backend, i) => backend.applyPeers(leases.filter((_, j) => j !== i).map((peer) => ({ kind: "added", lease: peer })))));
   });
   afterAll(async () => {
     await Promise.all(backends.map((backend) => backend.stop()));
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
   });
 
   it("lab check passes the IPv4 and the IPv6 ping matrix and the largest don't-fragment ping of each family", async () => {
-    const results = await lab.check();
+    const results = await lab().check();
     const matrix = formatCheckMatrix(results);
     console.log(`${type} dual-stack lab (FLANNEL_MTU ${mtu}):\n${matrix}`);
     expect(results.filter((result) => !result.ok), matrix).toEqual([]);

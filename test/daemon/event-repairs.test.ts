@@ -13,17 +13,13 @@
  * can have repaired what a test deletes within the second it allows. Real daemons (dist/cli.js,
  * build first), real etcd, real kernel devices and nftables.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { tmpdir } from "node:os";
-import { buildLab, type Lab } from "../../src/lab/lab.js";
-import { teardownLab } from "../../src/lab/lab-teardown.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readFile } from "node:fs/promises";
 import { daemonArgs, waitDaemonReady, weftCliPath } from "../../src/lab/lab-daemon.js";
 import { spawnDetachedInNamespace } from "../../src/process/detached.js";
 import { runCommand } from "../../src/process/run-command.js";
 import { sleep } from "../../src/async/sleep.js";
+import { useLab } from "../support/lab.js";
 
 const HOUR = ["--reconcile-interval=3600", "--iptables-resync=3600"];
 /** What "at once" means here: the 150 ms debounce, a reconcile's reads and writes, and a loaded machine. */
@@ -51,13 +47,11 @@ describe.each([
   { backend: "vxlan", ipv6: true },
   { backend: "host-gw", ipv6: false },
 ])("a $backend daemon repairs on events", ({ backend, ipv6 }) => {
-  const name = uniquePrefix(backend === "vxlan" ? "wev" : "weh").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-events-${name}`);
-  let lab: Lab;
+  const lab = useLab(backend === "vxlan" ? "wev" : "weh", { hosts: 2, containersPerHost: 0, backend, ipv6, internet: false, ipMasq: true, deferredHosts: ["h1"], daemonArgs: HOUR });
   /** h1's daemon: its host PID (the node process under unshare). */
   let daemonPid: number;
-  const h1 = (command: string, args: string[]) => lab.host("h1").exec(command, args, { allowFailure: true });
-  const peerSubnet = () => lab.host("h2").state.subnet as string;
+  const h1 = (command: string, args: string[]) => lab().host("h1").exec(command, args, { allowFailure: true });
+  const peerSubnet = () => lab().host("h2").state.subnet as string;
   /** What weft keeps on h1 for its peer and itself, as the kernel lists it. */
   const kernelState = async () => {
     const lists = [
@@ -96,10 +90,9 @@ describe.each([
   };
 
   beforeAll(async () => {
-    lab = await buildLab({ name, labDir, hosts: 2, containersPerHost: 0, backend, ipv6, internet: false, ipMasq: true, deferredHosts: ["h1"], daemonArgs: HOUR });
-    const host = lab.host("h1").state;
+    const host = lab().host("h1").state;
     host.daemonLogOffset = 0;
-    const unsharePid = spawnDetachedInNamespace(host.namespace, "unshare", ["--pid", "--fork", "--kill-child", process.execPath, weftCliPath(), ...daemonArgs(lab.state, host, HOUR)], host.logFile);
+    const unsharePid = spawnDetachedInNamespace(host.namespace, "unshare", ["--pid", "--fork", "--kill-child", process.execPath, weftCliPath(), ...daemonArgs(lab().state, host, HOUR)], host.logFile);
     await until("the daemon under unshare", 5000, async () => (await childPids(unsharePid)).length > 0);
     daemonPid = (await childPids(unsharePid))[0] as number;
     host.daemonPid = daemonPid;
@@ -109,10 +102,6 @@ describe.each([
     await sleep(1000);
     baseline = await kernelState();
   }, 90_000);
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
 
   it("keeps two monitors running and starts no process while idle", async () => {
     const children = await Promise.all((await childPids(daemonPid)).map(commandLine));
@@ -146,7 +135,7 @@ describe.each([
   });
 
   it.runIf(backend === "host-gw")("puts back the routes an underlay flap flushed (no route event for them)", async () => {
-    const underlay = lab.host("h1").state.underlayDevice;
+    const underlay = lab().host("h1").state.underlayDevice;
     await repairedAfter("underlay down and up", ["ip", ["link", "set", underlay, "down"]], ["ip", ["link", "set", underlay, "up"]]);
   });
 
@@ -174,7 +163,7 @@ describe.each([
       const pid = await monitorPid();
       return pid !== undefined && pid !== killed;
     });
-    const log = await readFile(lab.host("h1").state.logFile, "utf8");
+    const log = await readFile(lab().host("h1").state.logFile, "utf8");
     expect(log).toMatch(/kernel events \(ip monitor\): ip was killed \(SIGKILL\); polling instead until it runs again/);
     await sleep(300); // the catch-up pass after the restart
     await repairedAfter("deleted peer route after a monitor restart", ["ip", ["route", "del", peerSubnet()]]);

@@ -11,25 +11,17 @@
  * and once etcd is back the lease key still holds the same value on the same etcd lease.
  */
 import { readFile } from "node:fs/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, type Lab } from "../../src/lab/lab.js";
+import { describe, expect, it } from "vitest";
 import { startDaemon as spawnDaemon } from "../../src/lab/lab-daemon.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
 import { isAlive } from "../../src/process/pids.js";
+import { useLab } from "../support/lab.js";
 
 const PREFIX = "/coreos.com/network";
 const DAEMON_ARGS = ["--subnet-lease-ttl=10"];
-let lab: Lab;
-
-beforeAll(async () => {
-  lab = await buildLab({ name: uniquePrefix("wto").replace(/-$/, ""), hosts: 1, containersPerHost: 0, backend: "alloc", daemonArgs: DAEMON_ARGS });
-});
-afterAll(async () => {
-  await lab?.destroy();
-});
+const lab = useLab("wto", { hosts: 1, containersPerHost: 0, backend: "alloc", daemonArgs: DAEMON_ARGS });
 
 async function ownLeaseKey(): Promise<{ key: string; value: string; lease: string }> {
-  const listing = await lab.etcdctl(["get", "--prefix", `${PREFIX}/subnets/`, "-w", "json"]);
+  const listing = await lab().etcdctl(["get", "--prefix", `${PREFIX}/subnets/`, "-w", "json"]);
   const kvs = (JSON.parse(listing.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
   expect(kvs).toHaveLength(1);
   // Lease ids exceed 2^53: read the digits from the text, not through JSON numbers.
@@ -38,9 +30,8 @@ async function ownLeaseKey(): Promise<{ key: string; value: string; lease: strin
 }
 
 function logSince(offset: number): Promise<string> {
-  return readFile(lab.host("h1").state.logFile, "utf8").then((text) => text.slice(offset));
+  return readFile(lab().host("h1").state.logFile, "utf8").then((text) => text.slice(offset));
 }
-
 
 /** SIGTERM to the daemon; how long until its process is gone (polled every 5 ms, up to 40 s). */
 async function terminateAndTime(pid: number): Promise<number> {
@@ -52,46 +43,46 @@ async function terminateAndTime(pid: number): Promise<number> {
 
 describe("SIGTERM during an etcd outage", () => {
   it("a running daemon whose renewals fail exits within 1 s and leaves its lease key as it was", async () => {
-    const host = lab.host("h1").state;
+    const host = lab().host("h1").state;
     const before = await ownLeaseKey();
     const offset = (await readFile(host.logFile, "utf8")).length;
-    await lab.stopEtcd();
+    await lab().stopEtcd();
     try {
       // Ready when the keeper has failed a renewal and is waiting to retry.
       await expect.poll(() => logSince(offset), { timeout: 20_000, interval: 100 }).toMatch(/renewing the lease failed/);
       const pid = host.daemonPid!;
       const exitMs = await terminateAndTime(pid);
       host.daemonPid = undefined;
-      await lab.save();
+      await lab().save();
       console.log(`exit after SIGTERM (running daemon, renewal back-off): ${exitMs.toFixed(0)} ms`);
       expect(exitMs).toBeLessThan(1000);
       expect(await logSince(offset)).toMatch(/"msg":"stopped"/);
       expect(await logSince(offset)).not.toMatch(/^weft: /m);
     } finally {
-      await lab.startEtcd();
+      await lab().startEtcd();
     }
     expect(await ownLeaseKey()).toEqual(before);
   });
 
   it("a daemon restarted during the outage, waiting for the config, exits within 1 s and leaves the lease key as it was", async () => {
-    const host = lab.host("h1").state;
-    await lab.startDaemon("h1");
+    const host = lab().host("h1").state;
+    await lab().startDaemon("h1");
     const before = await ownLeaseKey();
-    await lab.stopDaemon("h1");
-    await lab.stopEtcd();
+    await lab().stopDaemon("h1");
+    await lab().stopEtcd();
     try {
       const offset = (await readFile(host.logFile, "utf8")).length;
-      const pid = await spawnDaemon(lab.state, host, DAEMON_ARGS);
-      await lab.save();
+      const pid = await spawnDaemon(lab().state, host, DAEMON_ARGS);
+      await lab().save();
       await expect.poll(() => logSince(offset), { timeout: 20_000, interval: 100 }).toMatch(/cannot use the network config: etcd .*; retrying/);
       const exitMs = await terminateAndTime(pid);
       host.daemonPid = undefined;
-      await lab.save();
+      await lab().save();
       console.log(`exit after SIGTERM (restarted daemon, config read loop): ${exitMs.toFixed(0)} ms`);
       expect(exitMs).toBeLessThan(1000);
       expect(await logSince(offset)).toMatch(/"msg":"stopped"/);
     } finally {
-      await lab.startEtcd();
+      await lab().startEtcd();
     }
     expect(await ownLeaseKey()).toEqual(before);
   });

@@ -19,15 +19,14 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { daemonArgs, probeReadyz, weftCliPath } from "../../src/lab/lab-daemon.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
 import { isAlive, terminatePids } from "../../src/process/pids.js";
 import { commandLineIn } from "../../src/process/run-command.js";
 import { NotifyReceiver } from "../support/notify-receiver.js";
+import { useLab } from "../support/lab.js";
 
 const PREFIX = "/coreos.com/network";
-let lab: Lab;
+const lab = useLab("wsd", { hosts: 1, containersPerHost: 0, backend: "alloc", daemons: "none" });
 let dir: string;
 let receiver: NotifyReceiver;
 let daemon: ChildProcess;
@@ -35,7 +34,6 @@ let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 let logFile: string;
 
 beforeAll(async () => {
-  lab = await buildLab({ name: uniquePrefix("wsd").replace(/-$/, ""), hosts: 1, containersPerHost: 0, backend: "alloc", daemons: "none" });
   dir = await mkdtemp(join(tmpdir(), "wtsd-"));
   logFile = join(dir, "weft.log");
   receiver = await NotifyReceiver.start(join(dir, "notify.sock"));
@@ -43,18 +41,17 @@ beforeAll(async () => {
 afterAll(async () => {
   if (daemon?.pid !== undefined) await terminatePids([daemon.pid], 5000);
   receiver?.stop();
-  await lab?.destroy();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 const log = () => readFile(logFile, "utf8");
-const host = () => lab.host("h1").state;
+const host = () => lab().host("h1").state;
 
 describe("weft run under a systemd notify socket", () => {
   it("starting while etcd is down: keeps retrying, no READY=1, STATUS says why, WATCHDOG=1 from its own PID", async () => {
-    await lab.stopEtcd();
+    await lab().stopEtcd();
     const fd = openSync(logFile, "a");
-    const [file, argv] = commandLineIn(host().namespace, process.execPath, [weftCliPath(), ...daemonArgs(lab.state, host())]);
+    const [file, argv] = commandLineIn(host().namespace, process.execPath, [weftCliPath(), ...daemonArgs(lab().state, host())]);
     // JOURNAL_STREAM names no stream of ours: the log stays plain JSON (the tests read it as such).
     const env = { ...process.env, NOTIFY_SOCKET: join(dir, "notify.sock"), WATCHDOG_USEC: "400000", JOURNAL_STREAM: "0:0" };
     daemon = spawn(file, argv, { stdio: ["ignore", fd, fd], env });
@@ -75,7 +72,7 @@ describe("weft run under a systemd notify socket", () => {
   });
 
   it("with etcd back but no network config: still not ready, and STATUS says what to write", async () => {
-    await lab.startEtcd();
+    await lab().startEtcd();
     await expect.poll(() => receiver.with("STATUS").at(-1)?.fields.STATUS, { timeout: 20_000 }).toBe(`waiting for the network config at ${PREFIX}/config ("weft config set")`);
     expect(receiver.with("READY")).toEqual([]);
     expect(await probeReadyz(host())).toBe(false);
@@ -83,7 +80,7 @@ describe("weft run under a systemd notify socket", () => {
 
   it("sends READY=1 once the config is written, after /readyz turned ready and 'weft is ready' was logged", async () => {
     const written = Date.now();
-    await lab.etcdctl(["put", `${PREFIX}/config`, JSON.stringify({ Network: "10.66.0.0/16", Backend: { Type: "alloc" } })]);
+    await lab().etcdctl(["put", `${PREFIX}/config`, JSON.stringify({ Network: "10.66.0.0/16", Backend: { Type: "alloc" } })]);
     await expect.poll(() => receiver.with("READY").length, { timeout: 20_000 }).toBe(1);
     const ready = receiver.with("READY")[0]!;
     expect(ready.at).toBeGreaterThanOrEqual(written);

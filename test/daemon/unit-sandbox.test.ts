@@ -19,11 +19,11 @@ import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, type Lab } from "../../src/lab/lab.js";
 import { daemonArgs, waitDaemonReady, weftCliPath } from "../../src/lab/lab-daemon.js";
-import { execInNamespace, uniquePrefix } from "../../src/lab/netns.js";
+import { execInNamespace } from "../../src/lab/netns.js";
 import { terminatePids } from "../../src/process/pids.js";
 import { commandLineIn } from "../../src/process/run-command.js";
+import { useLab } from "../support/lab.js";
 
 /**
  * $1, $2: the writable folders; $3: the checkout weft runs from; the rest: the command. Prints
@@ -60,21 +60,19 @@ exec setpriv --no-new-privs --bounding-set=-all,+net_admin,+net_raw --inh-caps=-
 /** The checkout dist/cli.js belongs to. */
 const CHECKOUT = dirname(dirname(weftCliPath()));
 
-let lab: Lab;
+const lab = useLab("wsb", { hosts: 1, containersPerHost: 0, backend: "vxlan", daemons: "none", ipMasq: true });
 let daemon: ChildProcess | undefined;
 
 beforeAll(async () => {
-  lab = await buildLab({ name: uniquePrefix("wsb").replace(/-$/, ""), hosts: 1, containersPerHost: 0, backend: "vxlan", daemons: "none", ipMasq: true });
-  await lab.etcdctl(["put", "/coreos.com/network/config", JSON.stringify({ Network: "10.66.0.0/16", Backend: { Type: "vxlan" } })]);
+  await lab().etcdctl(["put", "/coreos.com/network/config", JSON.stringify({ Network: "10.66.0.0/16", Backend: { Type: "vxlan" } })]);
 });
 afterAll(async () => {
   if (daemon?.pid !== undefined) await terminatePids([daemon.pid], 5000);
-  await lab?.destroy();
 });
 
 describe("weft under the unit's sandbox (emulated)", () => {
   it("a vxlan daemon with --ip-masq gets ready with only CAP_NET_ADMIN and CAP_NET_RAW and a read-only system, and stops with 0", async () => {
-    const host = lab.host("h1").state;
+    const host = lab().host("h1").state;
     const writable = [dirname(host.subnetFile), host.stateDir];
     if (writable[0] === writable[1]) throw new Error("the test needs two distinct writable folders");
     // systemd creates RuntimeDirectory= and StateDirectory= before it starts weft.
@@ -82,7 +80,7 @@ describe("weft under the unit's sandbox (emulated)", () => {
     const fd = openSync(host.logFile, "a");
     host.daemonLogOffset = (await readFile(host.logFile, "utf8").catch(() => "")).length;
     const [file, argv] = commandLineIn(host.namespace, "unshare", [
-      "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox", ...writable, CHECKOUT, process.execPath, weftCliPath(), ...daemonArgs(lab.state, host),
+      "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox", ...writable, CHECKOUT, process.execPath, weftCliPath(), ...daemonArgs(lab().state, host),
     ]);
     daemon = spawn(file, argv, { stdio: ["ignore", fd, fd] });
     closeSync(fd);

@@ -11,35 +11,22 @@
  *                   <p>-h1c1          <p>-h2c1          <p>-h3c1
  */
 import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
+import { describe, expect, it } from "vitest";
 import { waitForListener, waitUntil } from "../../src/lab/readiness.js";
 import { runCommand as run } from "../../src/process/run-command.js";
 import { Ipv4Subnet } from "../../src/net/ipv4.js";
+import { useLab } from "../support/lab.js";
 
 describe("udp backend in a 3-host lab", () => {
-  const name = uniquePrefix("wlu").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-engine-lab-${name}`);
-  let lab: Lab;
-  const container = (host: string) => lab.container(`${host}c1`);
-
-  beforeAll(async () => {
-    lab = await buildLab({ name, labDir, hosts: 3, containersPerHost: 1, backend: "udp" });
-  });
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
+  const lab = useLab("wlu", { hosts: 3, containersPerHost: 1, backend: "udp" });
+  const container = (host: string) => lab().container(`${host}c1`);
 
   it("full ping matrix and max-size don't-fragment pings pass", async () => {
-    const { ok, table } = await lab.checkTable();
-    console.log(`udp lab up in ${lab.timings?.total} ms\n${table}`);
+    const { ok, table } = await lab().checkTable();
+    console.log(`udp lab up in ${lab().timings?.total} ms\n${table}`);
     expect(ok).toBe(true);
-    const env = await lab.host("h1").exec("cat", [lab.host("h1").state.subnetFile]);
+    const env = await lab().host("h1").exec("cat", [lab().host("h1").state.subnetFile]);
     expect(env.stdout).toContain("FLANNEL_MTU=1472");
   });
 
@@ -66,7 +53,7 @@ describe("udp backend in a 3-host lab", () => {
   });
 
   it("stops sending to a peer within 1 s of its lease being deleted", async () => {
-    const h1 = lab.host("h1");
+    const h1 = lab().host("h1");
     const sample = async (series: RegExp) => {
       // node rather than curl: CI machines have node for sure.
       const metrics = await h1.exec(process.execPath, ["-e",
@@ -82,13 +69,13 @@ describe("udp backend in a 3-host lab", () => {
       const timer = setInterval(() => socket.send("x", 9999, ${JSON.stringify(target)}, () => undefined), 1);
       setTimeout(() => { clearInterval(timer); socket.close(); }, 6000);`], { allowFailure: true, timeoutMs: 10_000 });
     // Stopped, so h2 does not re-acquire its lease while the test watches h1 drop the route.
-    await lab.stopDaemon("h2");
+    await lab().stopDaemon("h2");
     // The sender is up once h1 forwards its datagrams (h2's lease, so its route, is still there).
     await waitUntil("h1 forwarding the sender's datagrams", async () => (await forwarded()) > forwardedBefore + 10);
     // A watcher in h1's namespace polls the metrics every 5 ms and prints the wall-clock time at
     // which the drops begin; it is up (its marker file exists) before the key is deleted, so
     // what is timed is weft, not a node start per sample.
-    const marker = join(labDir, "drop-watcher.ready");
+    const marker = join(lab.labDir, "drop-watcher.ready");
     const dropWatcher = h1.exec(process.execPath, ["-e", `
       const re = /weft_dataplane_drops_total\\{direction="inside",reason="no_route"\\} (\\d+)/;
       const read = async () => Number(re.exec(await (await fetch("http://127.0.0.1:${h1.state.healthzPort}/metrics")).text())?.[1] ?? 0);
@@ -103,9 +90,9 @@ describe("udp backend in a 3-host lab", () => {
         console.log("none");
       })();`], { timeoutMs: 10_000 });
     await waitUntil("the drop watcher to be up", () => existsSync(marker));
-    const key = `/coreos.com/network/subnets/${Ipv4Subnet.parse(lab.host("h2").state.subnet as string).toString().replace("/", "-")}`;
+    const key = `/coreos.com/network/subnets/${Ipv4Subnet.parse(lab().host("h2").state.subnet as string).toString().replace("/", "-")}`;
     const started = Date.now();
-    await lab.etcdctl(["del", key]);
+    await lab().etcdctl(["del", key]);
     const seenAt = Number((await dropWatcher).stdout.trim());
     const elapsed = Number.isFinite(seenAt) ? seenAt - started : Infinity;
     await sender;

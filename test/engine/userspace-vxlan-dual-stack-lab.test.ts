@@ -15,39 +15,21 @@
  * largest don't-fragment ping per family, no Packet Too Big needed).
  * Needs a build (npm run build): the daemons run dist/cli.js, userspace vxlan the native engine.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync } from "node:fs";
-import { readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
+import { describe, expect, it } from "vitest";
+import { readFile } from "node:fs/promises";
 import { formatCheckMatrix } from "../../src/lab/check.js";
-import { weftCliPath } from "../../src/lab/lab-daemon.js";
-import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
+import { useLab } from "../support/lab.js";
 
 const cases = [{ label: "userspace vxlan", backend: "vxlan", options: { Userspace: true }, backendType: "vxlan", mtu: 1430 }];
 
-describe.each(cases)("dual-stack lab, $label", ({ backend, options, backendType, mtu }) => {
-  const name = uniquePrefix().slice(0, -1);
-  const labDir = join(tmpdir(), `weft-lab-v6-${name}`);
-  let lab: Lab;
-
-  beforeAll(async () => {
-    if (!existsSync(weftCliPath())) throw new Error(`${weftCliPath()} is missing: run \`npm run build:ts\` first`);
-    lab = await buildLab({ name, labDir, hosts: 3, containersPerHost: 1, backend, backendOptions: options, ipv6: true });
-  });
-
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-    expect((await listNamespaces()).filter((namespace) => namespace.startsWith(`${name}-`))).toEqual([]);
-  });
+describe.each(cases)("dual-stack lab(), $label", ({ backend, options, backendType, mtu }) => {
+  const lab = useLab("wl6u", { hosts: 3, containersPerHost: 1, backend, backendOptions: options, ipv6: true });
 
   it("leases both families in flanneld's dual-stack key and value, and writes FLANNEL_IPV6_*", async () => {
-    const listing = await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"]);
+    const listing = await lab().etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"]);
     const lines = listing.stdout.trim().split("\n");
     expect(lines).toHaveLength(6);
-    for (const host of lab.hosts) {
+    for (const host of lab().hosts) {
       const env = await readFile(host.state.subnetFile, "utf8");
       const v4 = /^FLANNEL_SUBNET=(\d+\.\d+\.\d+)\.1\/24$/m.exec(env)?.[1];
       const v6 = /^FLANNEL_IPV6_SUBNET=(fd66:0:0:[0-9a-f]+::)1\/64$/m.exec(env)?.[1];
@@ -65,7 +47,7 @@ describe.each(cases)("dual-stack lab, $label", ({ backend, options, backendType,
   });
 
   it("passes lab check for both families", async () => {
-    const results = await lab.check();
+    const results = await lab().check();
     const matrix = formatCheckMatrix(results);
     expect(results.filter((result) => !result.ok), matrix).toEqual([]);
     expect(results.filter((result) => result.family === 6 && result.kind === "ping")).toHaveLength(6);

@@ -12,51 +12,40 @@
  *                      |                 |                 |
  *                   <p>-h1c1          <p>-h2c1          <p>-h3c1
  */
-import { rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
+import { beforeAll, describe, expect, it } from "vitest";
 import { waitUntil } from "../../src/lab/readiness.js";
 import { verifiedTransfer } from "../support/tcp-transfer.js";
 import { fewestPeers } from "../support/lab-metrics.js";
+import { useLab } from "../support/lab.js";
 
 describe("userspace vxlan in a mixed 3-host lab", () => {
-  const name = uniquePrefix("wlx").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-engine-lab-${name}`);
-  let lab: Lab;
-  const container = (host: string) => lab.container(`${host}c1`);
+  const lab = useLab("wlx", {
+    hosts: 3, containersPerHost: 1,
+    networkConfig: { Network: "10.66.0.0/16", Backend: { Type: "vxlan", Userspace: true } },
+    deferredHosts: ["h3"],
+  });
+  const container = (host: string) => lab().container(`${host}c1`);
   /** The fewest peers any weft_peers series of the host's /metrics counts (the daemon's and its backend's). */
-  const peers = (host: string): Promise<number> => fewestPeers(lab.host(host));
+  const peers = (host: string): Promise<number> => fewestPeers(lab().host(host));
 
   beforeAll(async () => {
-    lab = await buildLab({
-      name, labDir, hosts: 3, containersPerHost: 1,
-      networkConfig: { Network: "10.66.0.0/16", Backend: { Type: "vxlan", Userspace: true } },
-      deferredHosts: ["h3"],
-    });
     // Daemons read the config once at start: h3 comes up with the kernel backend.
-    await lab.etcdctl(["put", "/coreos.com/network/config", JSON.stringify({ Network: "10.66.0.0/16", Backend: { Type: "vxlan" } })]);
-    await lab.startDaemon("h3");
-  });
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
+    await lab().etcdctl(["put", "/coreos.com/network/config", JSON.stringify({ Network: "10.66.0.0/16", Backend: { Type: "vxlan" } })]);
+    await lab().startDaemon("h3");
   });
 
   it("each host has the data path it was configured with", async () => {
-    const links = async (host: string) => (await lab.host(host).exec("ip", ["-br", "link"])).stdout;
+    const links = async (host: string) => (await lab().host(host).exec("ip", ["-br", "link"])).stdout;
     expect(await links("h1")).toMatch(/^weft\.1\s/m);
     expect(await links("h3")).toMatch(/^flannel\.1\s/m);
-    const env = await lab.host("h1").exec("cat", [lab.host("h1").state.subnetFile]);
+    const env = await lab().host("h1").exec("cat", [lab().host("h1").state.subnetFile]);
     expect(env.stdout).toContain("FLANNEL_MTU=1450");
   });
 
   it("full ping matrix and max-size don't-fragment pings pass between userspace and kernel vxlan hosts", async () => {
     // h3 joined last: wait until h1 and h2 have it as a peer (every weft_peers series counts 2).
     for (const host of ["h1", "h2"]) await waitUntil(`${host} programming h3 as a peer`, async () => (await peers(host)) >= 2);
-    const { ok, table } = await lab.checkTable();
+    const { ok, table } = await lab().checkTable();
     console.log(`mixed vxlan lab\n${table}`);
     expect(ok).toBe(true);
   });

@@ -11,44 +11,30 @@
  * The static subnet.env holds the IPv6 pair alone, as an IPv6-only lease's; with host-gw style
  * IPv6 routes added by hand, `check` runs (and passes) the IPv6 matrix only.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { tmpdir } from "node:os";
-import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
+import { describe, expect, it } from "vitest";
+import { readFile } from "node:fs/promises";
 import { formatCheckMatrix } from "../../src/lab/check.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
+import { useLab } from "../support/lab.js";
 
-const name = uniquePrefix("wl6o").slice(0, -1);
-const labDir = join(tmpdir(), `weft-lab-test-${name}`);
-let lab: Lab;
-
-beforeAll(async () => {
-  lab = await buildLab({ name, labDir, hosts: 2, containersPerHost: 1, daemons: "none", ipv6Only: true });
-});
-
-afterAll(async () => {
-  await teardownLab({ name, labDir });
-  await rm(labDir, { recursive: true, force: true });
-});
+const lab = useLab("wl6o", { hosts: 2, containersPerHost: 1, daemons: "none", ipv6Only: true });
 
 describe("IPv6-only lab topology", () => {
   it("writes an IPv6-only subnet.env and gives docker0 and the containers IPv6 only", async () => {
-    const env = await readFile(lab.host("h1").state.subnetFile, "utf8");
+    const env = await readFile(lab().host("h1").state.subnetFile, "utf8");
     expect(env).toBe("FLANNEL_IPV6_NETWORK=fd66::/48\nFLANNEL_IPV6_SUBNET=fd66:0:0:1::1/64\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n");
-    const bridge = await lab.host("h1").exec("ip", ["-o", "address", "show", "dev", "docker0"]);
+    const bridge = await lab().host("h1").exec("ip", ["-o", "address", "show", "dev", "docker0"]);
     expect(bridge.stdout).toMatch(/inet6 fd66:0:0:1::1\/64/);
     expect(bridge.stdout).not.toMatch(/ inet /);
-    expect(lab.container("h2c1").state.address).toBeUndefined();
-    expect(lab.container("h2c1").state.addressV6).toBe("fd66:0:0:2::2");
-    const routes = await lab.container("h2c1").exec("ip", ["-4", "route", "show"]);
+    expect(lab().container("h2c1").state.address).toBeUndefined();
+    expect(lab().container("h2c1").state.addressV6).toBe("fd66:0:0:2::2");
+    const routes = await lab().container("h2c1").exec("ip", ["-4", "route", "show"]);
     expect(routes.stdout.trim()).toBe("");
   });
 
   it("check runs the IPv6 matrix only, green once IPv6 routes exist", async () => {
-    await lab.host("h1").exec("ip", ["-6", "route", "replace", "fd66:0:0:2::/64", "via", "fd77::12"]);
-    await lab.host("h2").exec("ip", ["-6", "route", "replace", "fd66:0:0:1::/64", "via", "fd77::11"]);
-    const results = await lab.check();
+    await lab().host("h1").exec("ip", ["-6", "route", "replace", "fd66:0:0:2::/64", "via", "fd77::12"]);
+    await lab().host("h2").exec("ip", ["-6", "route", "replace", "fd66:0:0:1::/64", "via", "fd77::11"]);
+    const results = await lab().check();
     const matrix = formatCheckMatrix(results);
     expect(results.filter((result) => result.family === 4)).toEqual([]);
     expect(results.filter((result) => !result.ok), matrix).toEqual([]);

@@ -17,17 +17,15 @@
  * at start about the IPv4 fields (Network, SubnetLen) the IPv6-only config gives but never uses.
  * Real etcd, real daemons (dist/cli.js: build first), real vxlan devices, nft and ICMPv6 sockets.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { tmpdir } from "node:os";
-import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readFile } from "node:fs/promises";
+import { type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
 import { runCommand } from "../../src/process/run-command.js";
 import { untilValue } from "../support/until-value.js";
 import type { PeerProbeJson } from "../../src/probe/probe-report.js";
 import { Ipv6Subnet, parseIpv6 } from "../../src/net/ipv6.js";
+import { useLab } from "../support/lab.js";
 
 const INTERVAL_S = 2;
 
@@ -61,29 +59,21 @@ async function statusPage(lab: Lab, host: string): Promise<string> {
 }
 
 describe("probing a dual-stack kernel vxlan lab", () => {
-  const name = uniquePrefix("wp6").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-probe6-lab-${name}`);
-  let lab: Lab;
-  const v4 = (host: string) => lab.host(host).state.subnet as string;
+  const lab = useLab("wp6", { hosts: 3, containersPerHost: 0, backend: "vxlan", ipv6: true, internet: false, daemonArgs: [`--peer-probe-interval=${INTERVAL_S}`] });
+  const v4 = (host: string) => lab().host(host).state.subnet as string;
   // The host's IPv6 subnet, from docker0's address (FLANNEL_IPV6_SUBNET, e.g. fd66:0:0:4b::1/64).
-  const v6 = (host: string) => new Ipv6Subnet(parseIpv6((lab.host(host).state.bridgeAddressV6 as string).split("/")[0] as string), 64).toString();
+  const v6 = (host: string) => new Ipv6Subnet(parseIpv6((lab().host(host).state.bridgeAddressV6 as string).split("/")[0] as string), 64).toString();
 
   beforeAll(async () => {
-    lab = await buildLab({ name, labDir, hosts: 3, containersPerHost: 0, backend: "vxlan", ipv6: true, internet: false, daemonArgs: [`--peer-probe-interval=${INTERVAL_S}`] });
     // h3 drops vxlan over IPv6 only: its IPv4 tunnel (flannel.1) still works.
     await runCommand("nft", ["-f", "-"], {
-      netns: `${name}-h3`,
+      netns: `${lab.name}-h3`,
       input: "table ip6 weft_probe_test {\n  chain input {\n    type filter hook input priority -10;\n    udp dport 8472 drop\n  }\n}\n",
     });
-  }, 120_000);
-
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
   });
 
   it("weft probe gives each peer an IPv4 and an IPv6 path with its own verdict", async () => {
-    const table = await probeCli(lab, "h1");
+    const table = await probeCli(lab(), "h1");
     console.log(`weft probe on h1 (dual-stack vxlan, h3's IPv6 tunnel dropped):\n${table.stdout}${table.stderr}`);
     expect(table.exitCode, table.stderr).toBe(3);
     const row = (subnet: string) => table.stdout.split("\n").find((line) => line.startsWith(`${subnet} `)) ?? "";
@@ -93,7 +83,7 @@ describe("probing a dual-stack kernel vxlan lab", () => {
     expect(row(v4("h3"))).toMatch(/192\.168\.77\.13 .* ok$/);
     expect(table.stdout).toMatch(/^own subnet \S+\/24 fd66:\S+\/64, underlay MTU 1500, FLANNEL_MTU 1430, 2 peer\(s\), 4 path\(s\)$/m);
 
-    const report = await probeJson(lab, "h1");
+    const report = await probeJson(lab(), "h1");
     expect([report.underlayMtu, report.overlayMtu]).toEqual([1500, 1430]);
     expect(report.peers.map((peer) => `${peer.subnet} ${peer.publicIP} ${peer.verdict}`).sort()).toEqual(
       [`${v4("h2")} 192.168.77.12 ok`, `${v6("h2")} fd77::12 ok`, `${v4("h3")} 192.168.77.13 ok`, `${v6("h3")} fd77::13 encapsulation-blocked`].sort(),
@@ -107,21 +97,21 @@ describe("probing a dual-stack kernel vxlan lab", () => {
 
   it("the daemon logs the IPv6 path's verdict alone and /status shows both families", async () => {
     const page = await untilValue("h1's /status shows h3's IPv6 path blocked", 6 * INTERVAL_S * 1000, async () => {
-      const html = await statusPage(lab, "h1");
+      const html = await statusPage(lab(), "h1");
       return html.includes(`<td>${v6("h3")}</td><td>IPv6</td><td>fd77::13</td><td><span class="bad">encapsulation blocked`) ? html : undefined;
     });
     expect(page).toContain(`<td>${v4("h3")}</td><td>IPv4</td><td>192.168.77.13</td><td><span class="ok">ok</span>`);
     expect(page).toContain(`<td>${v6("h2")}</td><td>IPv6</td><td>fd77::12</td><td><span class="ok">ok</span>`);
     expect(page).toContain("Peers (2, 1 with a problem)");
-    const log = await readFile(lab.host("h1").state.logFile, "utf8");
+    const log = await readFile(lab().host("h1").state.logFile, "utf8");
     expect(log.split("\n").filter((line) => line.includes(`peer ${v6("h3")} (fd77::13): encapsulation blocked`))).toHaveLength(1);
     expect(log).not.toContain(`peer ${v4("h3")} (192.168.77.13): encapsulation blocked`);
   });
 
   it("a peer whose IPv6 underlay address is gone is down over IPv6 only", async () => {
-    const h2 = lab.host("h2");
+    const h2 = lab().host("h2");
     await h2.exec("ip", ["-6", "address", "del", `${h2.state.underlayAddressV6}/64`, "dev", "eth0"]);
-    const report = await probeJson(lab, "h1");
+    const report = await probeJson(lab(), "h1");
     const path = (subnet: string) => report.peers.find((peer) => peer.subnet === subnet);
     expect(path(v6("h2"))).toMatchObject({ verdict: "peer-down", underlay: { received: 0, lossPercent: 100 } });
     expect(path(v4("h2"))?.verdict).toBe("ok");
@@ -129,36 +119,25 @@ describe("probing a dual-stack kernel vxlan lab", () => {
 });
 
 describe("probing an IPv6-only host-gw lab", () => {
-  const name = uniquePrefix("wq6").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-probe6only-lab-${name}`);
-  let lab: Lab;
-
-  beforeAll(async () => {
-    // Network and SubnetLen are decoded but unused in an IPv6-only network (as flanneld): the daemon says so once.
-    const networkConfig = { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd66::/48", Network: "10.66.0.0/16", SubnetLen: 24, Backend: { Type: "host-gw" } };
-    lab = await buildLab({ name, labDir, hosts: 2, containersPerHost: 0, backend: "host-gw", ipv6Only: true, networkConfig, internet: false, daemonArgs: [`--peer-probe-interval=${INTERVAL_S}`] });
-  }, 120_000);
-
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
+  // Network and SubnetLen are decoded but unused in an IPv6-only network (as flanneld): the daemon says so once.
+  const networkConfig = { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd66::/48", Network: "10.66.0.0/16", SubnetLen: 24, Backend: { Type: "host-gw" } };
+  const lab = useLab("wq6", { hosts: 2, containersPerHost: 0, backend: "host-gw", ipv6Only: true, networkConfig, internet: false, daemonArgs: [`--peer-probe-interval=${INTERVAL_S}`] });
 
   it("probes the IPv6-only peer over IPv6 (it was skipped before), with no overlay echo for host-gw", async () => {
-    const report = await probeJson(lab, "h1");
+    const report = await probeJson(lab(), "h1");
     expect(report.ownSubnet).toMatch(/^fd66:[0-9a-f:]+\/64$/);
     expect(report.peers).toHaveLength(1);
     expect(report.peers[0]).toMatchObject({ publicIP: "fd77::12", overlayAddress: null, overlay: null, verdict: "ok", pathMtu: { status: "fits", expected: 1500 } });
     expect(report.peers[0]?.subnet).toMatch(/^fd66:[0-9a-f:]+\/64$/);
     const page = await untilValue("h1's /status has h2's verdict", 6 * INTERVAL_S * 1000, async () => {
-      const html = await statusPage(lab, "h1");
+      const html = await statusPage(lab(), "h1");
       return /<td>IPv6<\/td><td>fd77::12<\/td><td><span class="ok">ok<\/span>/.test(html) ? html : undefined;
     });
     expect(page).not.toContain("<td>IPv4</td>");
   });
 
   it("the daemon warned once at start about the IPv4 fields it ignores", async () => {
-    const log = await readFile(lab.host("h1").state.logFile, "utf8");
+    const log = await readFile(lab().host("h1").state.logFile, "utf8");
     const warnings = log.split("\n").filter((line) => line.includes("given but unused"));
     expect(warnings).toHaveLength(1);
     const warning = JSON.parse(warnings[0] as string) as { level: number; msg: string; fields: string[] };

@@ -17,29 +17,33 @@
  *   h6 MTU black hole, lower Backend.MTU to 1400 (the hop drops the fragments).
  * Real etcd, real daemons (dist/cli.js: build first), real vxlan devices and nft rules.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFile, rm } from "node:fs/promises";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { tmpdir } from "node:os";
-import { buildLab, teardownLab, type Lab } from "../../src/lab/lab.js";
 import { weftCliPath } from "../../src/lab/lab-daemon.js";
-import { uniquePrefix } from "../../src/lab/netns.js";
 import { runCommand } from "../../src/process/run-command.js";
 import { untilValue } from "../support/until-value.js";
+import { useLab } from "../support/lab.js";
 
-const name = uniquePrefix("wpr").slice(0, -1);
-const labDir = join(tmpdir(), `weft-probe-lab-${name}`);
 const INTERVAL_S = 3;
 const HOP_MTU = 1400;
 const ROUTER_ADDRESS = "192.168.77.250";
-let lab: Lab;
+const lab = useLab("wpr", {
+  hosts: 6,
+  containersPerHost: 0,
+  backend: "vxlan",
+  internet: false,
+  deferredHosts: ["h4", "h6"],
+  daemonArgs: [`--peer-probe-interval=${INTERVAL_S}`],
+});
+const { name, labDir } = lab;
 
-const subnet = (host: string) => lab.host(host).state.subnet as string;
+const subnet = (host: string) => lab().host(host).state.subnet as string;
 const ns = (role: string) => `${name}-${role}`;
 
 async function metrics(host: string): Promise<string> {
-  const script = `fetch("http://127.0.0.1:${lab.host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`;
-  return (await lab.host(host).exec(process.execPath, ["-e", script])).stdout;
+  const script = `fetch("http://127.0.0.1:${lab().host(host).state.healthzPort}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`;
+  return (await lab().host(host).exec(process.execPath, ["-e", script])).stdout;
 }
 
 function sample(text: string, series: string): number | undefined {
@@ -49,7 +53,7 @@ function sample(text: string, series: string): number | undefined {
 
 /** Moves host `h` off the bridge behind the ul namespace acting as a router, with a smaller MTU on that hop. */
 async function routeBehindHop(host: string, dropFragments: boolean): Promise<void> {
-  const address = lab.host(host).state.underlayAddress;
+  const address = lab().host(host).state.underlayAddress;
   const ul = ns("ul");
   await runCommand("ip", ["-n", ul, "link", "set", host, "nomaster"]);
   await runCommand("ip", ["-n", ul, "link", "set", host, "mtu", String(HOP_MTU)]);
@@ -72,40 +76,25 @@ async function routeBehindHop(host: string, dropFragments: boolean): Promise<voi
 }
 
 function probeCli(host: string, extra: string[] = []) {
-  const state = lab.host(host).state;
-  return lab.host(host).exec(
+  const state = lab().host(host).state;
+  return lab().host(host).exec(
     process.execPath,
-    [weftCliPath(), "probe", `--etcd-endpoints=${lab.etcdEndpoint}`, `--iface=${state.underlayDevice}`, `--subnet-file=${state.subnetFile}`, ...extra],
+    [weftCliPath(), "probe", `--etcd-endpoints=${lab().etcdEndpoint}`, `--iface=${state.underlayDevice}`, `--subnet-file=${state.subnetFile}`, ...extra],
     { allowFailure: true },
   );
 }
 
 beforeAll(async () => {
-  lab = await buildLab({
-    name,
-    labDir,
-    hosts: 6,
-    containersPerHost: 0,
-    backend: "vxlan",
-    internet: false,
-    deferredHosts: ["h4", "h6"],
-    daemonArgs: [`--peer-probe-interval=${INTERVAL_S}`],
-  });
   const ul = ns("ul");
   await runCommand("ip", ["-n", ul, "addr", "add", `${ROUTER_ADDRESS}/24`, "dev", "ul0"]);
   await runCommand("sysctl", ["-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.ul0.proxy_arp=1", "net.ipv4.neigh.ul0.proxy_delay=0"], { netns: ul });
   await routeBehindHop("h4", false);
   await routeBehindHop("h6", true);
-  await Promise.all([lab.startDaemon("h4"), lab.startDaemon("h6")]);
+  await Promise.all([lab().startDaemon("h4"), lab().startDaemon("h6")]);
   // h5 is switched off: its daemon stops (the lease stays until its TTL) and its link goes down.
-  await lab.stopDaemon("h5");
+  await lab().stopDaemon("h5");
   await runCommand("ip", ["-n", ns("h5"), "link", "set", "eth0", "down"]);
 }, 120_000);
-
-afterAll(async () => {
-  await teardownLab({ name, labDir });
-  await rm(labDir, { recursive: true, force: true });
-});
 
 describe("peer probing in a 6-host vxlan lab", () => {
   it("the daemon's metrics count the peers per verdict, without per-peer labels", async () => {
@@ -134,7 +123,7 @@ describe("peer probing in a 6-host vxlan lab", () => {
     console.log(`h3's blocked encapsulation reached h1's metric after ${Math.round(elapsed)} ms (interval ${INTERVAL_S} s)`);
     // One interval plus the round in flight (its echoes time out after 1 s); slack for a loaded machine.
     expect(elapsed).toBeLessThan((2 * INTERVAL_S + 3) * 1000);
-    const log = await readFile(lab.host("h1").state.logFile, "utf8");
+    const log = await readFile(lab().host("h1").state.logFile, "utf8");
     // Said once, when it happens: another line only after another verdict came between (on a
     // loaded machine a round's underlay echoes can time out too: "peer down", then blocked again).
     const h3 = log.split("\n").filter((line) => line.includes(`peer ${subnet("h3")} (192.168.77.13): `));
@@ -193,9 +182,9 @@ describe("peer probing in a 6-host vxlan lab", () => {
   it("/status renders in headless Chromium from h1: lease, peers with verdicts and RTTs, etcd reachable", async () => {
     const profile = join(labDir, "chromium-profile");
     const screenshot = join(labDir, "status.png");
-    const url = `http://127.0.0.1:${lab.host("h1").state.healthzPort}/status`;
+    const url = `http://127.0.0.1:${lab().host("h1").state.healthzPort}/status`;
     const chromium = (extra: string[]) =>
-      lab.host("h1").exec("chromium", ["--headless", "--no-sandbox", "--disable-gpu", `--user-data-dir=${profile}`, "--window-size=1100,1000", ...extra, url], { timeoutMs: 60_000 });
+      lab().host("h1").exec("chromium", ["--headless", "--no-sandbox", "--disable-gpu", `--user-data-dir=${profile}`, "--window-size=1100,1000", ...extra, url], { timeoutMs: 60_000 });
     // --dump-dom prints the DOM after Chromium has parsed and laid out the page: the rendered text.
     const dom = (await chromium(["--dump-dom"])).stdout;
     await chromium([`--screenshot=${screenshot}`]);
@@ -212,10 +201,10 @@ describe("peer probing in a 6-host vxlan lab", () => {
   });
 
   it("weft doctor includes the probe verdicts", async () => {
-    const state = lab.host("h1").state;
-    const result = await lab.host("h1").exec(
+    const state = lab().host("h1").state;
+    const result = await lab().host("h1").exec(
       process.execPath,
-      [weftCliPath(), "doctor", `--etcd-endpoints=${lab.etcdEndpoint}`, `--iface=eth0`, `--subnet-file=${state.subnetFile}`, `--state-dir=${state.stateDir}`],
+      [weftCliPath(), "doctor", `--etcd-endpoints=${lab().etcdEndpoint}`, `--iface=eth0`, `--subnet-file=${state.subnetFile}`, `--state-dir=${state.stateDir}`],
       { allowFailure: true },
     );
     expect(result.stdout).toContain("peer probes (5 peer(s), 3 with a problem)");

@@ -16,18 +16,16 @@
  *                               |                         |                         |
  *                           <p>-h1c1                  <p>-h2c1                  <p>-h3c1
  */
-import { readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
+import { beforeAll, describe, expect, it } from "vitest";
 import { formatCheckMatrix } from "../../../src/lab/check.js";
-import { uniquePrefix } from "../../../src/lab/netns.js";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { isAlive } from "../../../src/process/pids.js";
 import { parseWgDump, type WgDump } from "../../../src/kernel/wireguard-device.js";
 import { readEndpoint } from "../../support/lab-metrics.js";
 import { leases as leasesInEtcd } from "../../support/lab-etcd.js";
+import { useLab } from "../../support/lab.js";
 
 const V4 = "flannel-wg";
 const V6 = "flannel-wg-v6";
@@ -54,59 +52,48 @@ interface DualStackLease {
 }
 
 describe("wireguard-go device path with IPv6 (Mode separate, then auto), dual-stack 3-host lab", () => {
-  const name = uniquePrefix("wg6").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-wg-ipv6-${name}`);
-  let lab: Lab;
-  let config: Record<string, unknown>;
+  const config: Record<string, unknown> = { Network: "10.66.0.0/16", EnableIPv6: true, IPv6Network: IPV6_NETWORK, Backend: { Type: "wireguard", Implementation: "wireguard-go" } };
+  const lab = useLab("wg6", {
+    hosts: HOSTS.length, containersPerHost: 1, backend: "wireguard", ipv6: true, ipv6Network: IPV6_NETWORK, networkConfig: config,
+    daemonArgs: ["--reconcile-interval=2"],
+  });
 
   /** The leases in etcd: key `10.66.3.0-24&fd66:0:0:3::-64`. */
   const leases = async (): Promise<DualStackLease[]> => {
-    return (await leasesInEtcd<DualStackLeaseValue>(lab)).map(({ key, value }) => {
+    return (await leasesInEtcd<DualStackLeaseValue>(lab())).map(({ key, value }) => {
       const [v4, v6] = (key.split("/").pop() as string).split("&") as [string, string];
       return { key, subnet: v4.replace("-", "/"), subnetV6: v6.replace(/-(\d+)$/, "/$1"), value };
     });
   };
   const leaseOf = async (host: string): Promise<DualStackLease> => {
-    const found = (await leases()).find((lease) => lease.value.PublicIP === lab.host(host).underlayAddress);
+    const found = (await leases()).find((lease) => lease.value.PublicIP === lab().host(host).underlayAddress);
     if (!found) throw new Error(`no lease of ${host} in etcd`);
     return found;
   };
-  const dump = async (host: string, device: string): Promise<WgDump> => parseWgDump((await lab.host(host).exec("wg", ["show", device, "dump"])).stdout);
+  const dump = async (host: string, device: string): Promise<WgDump> => parseWgDump((await lab().host(host).exec("wg", ["show", device, "dump"])).stdout);
   const peerKeys = async (host: string, device: string): Promise<string[]> => (await dump(host, device)).peers.map((peer) => peer.publicKey).sort();
-  const ip = async (host: string, args: string[]): Promise<string> => (await lab.host(host).exec("ip", args)).stdout;
-  const http = (host: string, path: string): Promise<string> => readEndpoint(lab.host(host), path);
+  const ip = async (host: string, args: string[]): Promise<string> => (await lab().host(host).exec("ip", args)).stdout;
+  const http = (host: string, path: string): Promise<string> => readEndpoint(lab().host(host), path);
   const pidOf = async (host: string, device: string): Promise<number> =>
-    Number((await readFile(join(lab.host(host).state.stateDir, `wireguard-go.${device}.pid`), "utf8")).trim());
+    Number((await readFile(join(lab().host(host).state.stateDir, `wireguard-go.${device}.pid`), "utf8")).trim());
   const expectCheckPasses = async (what: string): Promise<void> => {
-    const results = await lab.check();
+    const results = await lab().check();
     const matrix = formatCheckMatrix(results);
     console.log(`${what}\n${matrix}`);
     expect(results.filter((result) => !result.ok), matrix).toEqual([]);
     for (const family of [4, 6] as const) expect(results.filter((result) => result.family === family && result.kind === "ping"), `IPv${family} pings`).toHaveLength(6);
   };
-  const matrixOk = async (): Promise<boolean> => (await lab.checkTable()).ok;
+  const matrixOk = async (): Promise<boolean> => (await lab().checkTable()).ok;
   /** Reconcile runs every 2 s: a device it finds out of line with its own plan would be "repaired" again and again. */
   const repairsLogged = async (host: string): Promise<number> =>
-    ((await readFile(lab.host(host).state.logFile, "utf8")).match(/repairing the WireGuard device that drifted/g) ?? []).length;
+    ((await readFile(lab().host(host).state.logFile, "utf8")).match(/repairing the WireGuard device that drifted/g) ?? []).length;
   const sorted = <T extends { publicKey: string }>(items: T[]): T[] => items.sort((a, b) => a.publicKey.localeCompare(b.publicKey));
-
-  beforeAll(async () => {
-    config = { Network: "10.66.0.0/16", EnableIPv6: true, IPv6Network: IPV6_NETWORK, Backend: { Type: "wireguard", Implementation: "wireguard-go" } };
-    lab = await buildLab({
-      name, labDir, hosts: HOSTS.length, containersPerHost: 1, backend: "wireguard", ipv6: true, ipv6Network: IPV6_NETWORK, networkConfig: config,
-      daemonArgs: ["--reconcile-interval=2"],
-    });
-  }, 120_000);
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
 
   describe('Mode "separate"', () => {
     it("advertises BackendV6Data with the same key and ListenPortV6 beside BackendData", async () => {
       for (const host of HOSTS) {
         const { value } = await leaseOf(host);
-        expect(value.PublicIPv6).toBe(lab.host(host).state.underlayAddressV6);
+        expect(value.PublicIPv6).toBe(lab().host(host).state.underlayAddressV6);
         expect(value.BackendData).toEqual({ PublicKey: expect.any(String), Port: 51820 });
         expect(value.BackendV6Data).toEqual({ PublicKey: value.BackendData.PublicKey, Port: 51821 });
         expect(Object.keys(value.BackendV6Data as Half)).toEqual(["PublicKey", "Port"]);
@@ -151,21 +138,21 @@ describe("wireguard-go device path with IPv6 (Mode separate, then auto), dual-st
     it("removes a host's IPv6 peer (and IPv4 peer) when its lease is deleted, and adds them back when it returns", async () => {
       const h3 = await leaseOf("h3");
       const key = h3.value.BackendData.PublicKey;
-      await lab.stopDaemon("h3");
-      await lab.etcdctl(["del", h3.key]);
+      await lab().stopDaemon("h3");
+      await lab().etcdctl(["del", h3.key]);
       await waitUntil("h3's peers gone from h1's and h2's devices", async () => {
         const held = await Promise.all([peerKeys("h1", V6), peerKeys("h2", V6), peerKeys("h1", V4), peerKeys("h2", V4)]);
         return held.every((keys) => !keys.includes(key));
       }, { timeoutMs: 5000, intervalMs: 50 });
-      await lab.startDaemon("h3");
+      await lab().startDaemon("h3");
       await waitUntil("the mesh whole again", matrixOk, { timeoutMs: 30_000, intervalMs: 500 });
       expect(await peerKeys("h1", V6)).toContain((await leaseOf("h3")).value.BackendData.PublicKey);
     }, 60_000);
 
     it("repairs drift on flannel-wg-v6: a peer removed by hand and its route come back", async () => {
       const h2Key = (await leaseOf("h2")).value.BackendData.PublicKey;
-      await lab.host("h1").exec("wg", ["set", V6, "peer", h2Key, "remove"]);
-      await lab.host("h1").exec("ip", ["-6", "route", "del", IPV6_NETWORK, "dev", V6]);
+      await lab().host("h1").exec("wg", ["set", V6, "peer", h2Key, "remove"]);
+      await lab().host("h1").exec("ip", ["-6", "route", "del", IPV6_NETWORK, "dev", V6]);
       await waitUntil("reconcile putting h2's IPv6 peer and the IPv6Network route back on h1", async () =>
         (await peerKeys("h1", V6)).includes(h2Key) && (await ip("h1", ["-6", "route", "show", "dev", V6])).includes(IPV6_NETWORK), { timeoutMs: 10_000, intervalMs: 200 });
       await waitUntil("the mesh whole after the repair", matrixOk, { timeoutMs: 20_000, intervalMs: 500 });
@@ -176,14 +163,14 @@ describe("wireguard-go device path with IPv6 (Mode separate, then auto), dual-st
     let oldV6Pid = 0;
     beforeAll(async () => {
       oldV6Pid = await pidOf("h1", V6);
-      await lab.etcdctl(["put", "/coreos.com/network/config", JSON.stringify({ ...config, Backend: { Type: "wireguard", Implementation: "wireguard-go", Mode: "auto" } })]);
-      for (const host of HOSTS) await lab.stopDaemon(host);
-      for (const host of HOSTS) await lab.startDaemon(host);
+      await lab().etcdctl(["put", "/coreos.com/network/config", JSON.stringify({ ...config, Backend: { Type: "wireguard", Implementation: "wireguard-go", Mode: "auto" } })]);
+      for (const host of HOSTS) await lab().stopDaemon(host);
+      for (const host of HOSTS) await lab().startDaemon(host);
     }, 90_000);
 
     it("takes flannel-wg-v6 and its wireguard-go down, and advertises the one device's port in BackendV6Data", async () => {
       expect(isAlive(oldV6Pid)).toBe(false);
-      expect((await lab.host("h1").exec("ip", ["link", "show", V6], { allowFailure: true })).exitCode).not.toBe(0);
+      expect((await lab().host("h1").exec("ip", ["link", "show", V6], { allowFailure: true })).exitCode).not.toBe(0);
       for (const host of HOSTS) expect((await leaseOf(host)).value.BackendV6Data?.Port).toBe(51820);
       expect(await http("h1", "/readyz?verbose")).toContain(`[i] wireguardDevices ${V4}\n`);
     });

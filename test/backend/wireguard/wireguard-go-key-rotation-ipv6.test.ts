@@ -15,52 +15,38 @@
  *                      |                         |
  *                   <p>-h1c1 ~~~~~~~~~~~~~~~> <p>-h2c1   IPv4 and IPv6 pings, every 10 ms
  */
-import { rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
-import { uniquePrefix } from "../../../src/lab/netns.js";
+import { describe, expect, it } from "vitest";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { startPingStream } from "../../../src/lab/ping-stream.js";
 import { generateStaticKeys } from "../../../src/engine/wireguard/noise.js";
 import { isAlive } from "../../../src/process/pids.js";
 import { sleep } from "../../../src/async/sleep.js";
 import { MAX_GAP_MS, MAX_LOST_PER_STREAM, V4, V6, describeStream, labTools, peerSettings, pingCount, replaceKeyFile } from "./key-rotation-lab.js";
+import { useLab } from "../../support/lab.js";
 
 describe('key rotation without a restart in Mode "separate" (flannel-wg and flannel-wg-v6), dual-stack 2-host lab', () => {
-  const name = uniquePrefix("wgk6").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-wg-go-rot6-${name}`);
   const ipv6Network = "fd66::/48";
-  let lab: Lab;
-  const tools = labTools(() => lab);
-
-  beforeAll(async () => {
-    lab = await buildLab({
-      name, labDir, hosts: 2, containersPerHost: 1, backend: "wireguard", ipv6: true, ipv6Network,
-      networkConfig: { Network: "10.66.0.0/16", EnableIPv6: true, IPv6Network: ipv6Network, Backend: { Type: "wireguard", Implementation: "wireguard-go" } },
-      daemonArgs: ["--reconcile-interval=2"],
-    });
-  }, 120_000);
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
+  const lab = useLab("wgk6", {
+    hosts: 2, containersPerHost: 1, backend: "wireguard", ipv6: true, ipv6Network,
+    networkConfig: { Network: "10.66.0.0/16", EnableIPv6: true, IPv6Network: ipv6Network, Backend: { Type: "wireguard", Implementation: "wireguard-go" } },
+    daemonArgs: ["--reconcile-interval=2"],
   });
+  const tools = labTools(lab);
 
   it("gives both devices the new key, advertises it in BackendData and BackendV6Data, h2's peers on both follow, IPv4 and IPv6 go on", async () => {
-    const { ok, table } = await lab.checkTable();
+    const { ok, table } = await lab().checkTable();
     expect(ok, table).toBe(true);
     const before = await tools.leaseOf("h1");
     expect(before.BackendV6Data?.PublicKey).toBe(before.BackendData.PublicKey);
     const daemonPid = tools.daemonPid("h1");
     const goPids = [await tools.wireguardGoPid("h1", V4), await tools.wireguardGoPid("h1", V6)];
     const peersBefore = [peerSettings(await tools.dump("h1", V4)), peerSettings(await tools.dump("h1", V6))];
-    const targetV6 = lab.container("h2c1").state.addressV6;
+    const targetV6 = lab().container("h2c1").state.addressV6;
     if (!targetV6) throw new Error("h2c1 has no IPv6 address");
 
-    const v4 = startPingStream(lab.container("h1c1").namespace, tools.containerAddress("h2c1"));
+    const v4 = startPingStream(lab().container("h1c1").namespace, tools.containerAddress("h2c1"));
     // 800 pings every 10 ms: about 8 s, across the rotation.
-    const v6 = pingCount(lab.container("h1c1").namespace, targetV6, 800);
+    const v6 = pingCount(lab().container("h1c1").namespace, targetV6, 800);
     await waitUntil("the IPv4 ping stream running", async () => v4.received() >= 100, { timeoutMs: 10_000, intervalMs: 50 });
     const rotated = generateStaticKeys();
     const expected = rotated.publicKey.toString("base64");
@@ -89,7 +75,7 @@ describe('key rotation without a restart in Mode "separate" (flannel-wg and flan
     expect(v4Result.longestGapMs).toBeLessThan(MAX_GAP_MS);
     expect(v6Result.sent - v6Result.received).toBeLessThanOrEqual(MAX_LOST_PER_STREAM);
     expect(await tools.log("h1")).not.toContain(rotated.privateKey.toString("base64"));
-    const after = await lab.checkTable();
+    const after = await lab().checkTable();
     expect(after.ok, after.table).toBe(true);
   }, 90_000);
 });

@@ -23,12 +23,9 @@
  *
  * Mode "separate" with IPv6 (both devices re-keyed): wireguard-go-key-rotation-ipv6.test.ts.
  */
-import { readdir, readFile, rm } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
-import { uniquePrefix } from "../../../src/lab/netns.js";
+import { describe, expect, it } from "vitest";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { startPingStream, type PingStream, type PingStreamResult } from "../../../src/lab/ping-stream.js";
 import { generateStaticKeys } from "../../../src/engine/wireguard/noise.js";
@@ -36,32 +33,23 @@ import { isAlive } from "../../../src/process/pids.js";
 import { sleep } from "../../../src/async/sleep.js";
 import { metricSum, readMetrics } from "../../support/lab-metrics.js";
 import { KEY_WATCH_MS, MAX_GAP_MS, MAX_LOST_PER_STREAM, V4, describeStream, labTools, peerSettings, replaceKeyFile } from "./key-rotation-lab.js";
+import { useLab } from "../../support/lab.js";
 
 /** Rotations per run: each is one loss sample per stream. */
 const ROTATIONS = 3;
 
 describe("key rotation without a restart on the device path (wireguard-go), 3-host lab", () => {
-  const name = uniquePrefix("wgk").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-wg-go-rot-${name}`);
-  let lab: Lab;
-  const tools = labTools(() => lab);
-
-  beforeAll(async () => {
-    lab = await buildLab({
-      name, labDir, hosts: 3, containersPerHost: 1, backend: "wireguard",
-      backendOptions: { Implementation: "wireguard-go" },
-      daemonEnv: { h3: { WEFT_WIREGUARD_IMPLEMENTATION: "userspace" } },
-      // A reconcile pass every 2 s: one that held the devices to the old key would show within a rotation.
-      daemonArgs: ["--reconcile-interval=2"],
-    });
-  }, 120_000);
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
+  const lab = useLab("wgk", {
+    hosts: 3, containersPerHost: 1, backend: "wireguard",
+    backendOptions: { Implementation: "wireguard-go" },
+    daemonEnv: { h3: { WEFT_WIREGUARD_IMPLEMENTATION: "userspace" } },
+    // A reconcile pass every 2 s: one that held the devices to the old key would show within a rotation.
+    daemonArgs: ["--reconcile-interval=2"],
   });
+  const tools = labTools(lab);
 
   it(`rotates h1's key ${ROTATIONS} times under 10 ms ping streams: device, lease and peers take it, no restart, at most a handshake's worth lost`, async () => {
-    const { ok, table } = await lab.checkTable(); // every pair has handshaken
+    const { ok, table } = await lab().checkTable(); // every pair has handshaken
     expect(ok, table).toBe(true);
     const daemonPid = tools.daemonPid("h1");
     const goPid = await tools.wireguardGoPid("h1");
@@ -71,9 +59,9 @@ describe("key rotation without a restart on the device path (wireguard-go), 3-ho
     for (let round = 1; round <= ROTATIONS; round++) {
       const before = (await tools.leaseOf("h1")).BackendData.PublicKey;
       const streams: [string, PingStream][] = [
-        ["h1c1 -> h2c1 (wireguard-go peer)", startPingStream(lab.container("h1c1").namespace, tools.containerAddress("h2c1"))],
-        ["h2c1 -> h1c1", startPingStream(lab.container("h2c1").namespace, tools.containerAddress("h1c1"))],
-        ["h1c1 -> h3c1 (userspace peer)", startPingStream(lab.container("h1c1").namespace, tools.containerAddress("h3c1"))],
+        ["h1c1 -> h2c1 (wireguard-go peer)", startPingStream(lab().container("h1c1").namespace, tools.containerAddress("h2c1"))],
+        ["h2c1 -> h1c1", startPingStream(lab().container("h2c1").namespace, tools.containerAddress("h1c1"))],
+        ["h1c1 -> h3c1 (userspace peer)", startPingStream(lab().container("h1c1").namespace, tools.containerAddress("h3c1"))],
       ];
       await waitUntil("the ping streams running", async () => streams.every(([, stream]) => stream.received() >= 100), { timeoutMs: 10_000, intervalMs: 50 });
       const rotated = generateStaticKeys();
@@ -97,9 +85,9 @@ describe("key rotation without a restart on the device path (wireguard-go), 3-ho
 
       expect((await tools.dump("h1")).device.publicKey).toBe(expected);
       const h2Peer = (await tools.dump("h2")).peers.find((peer) => peer.publicKey === expected);
-      expect(h2Peer?.endpoint).toBe(`${lab.host("h1").underlayAddress}:51820`);
+      expect(h2Peer?.endpoint).toBe(`${lab().host("h1").underlayAddress}:51820`);
       expect(h2Peer?.latestHandshakeSeconds, "h2 handshaken with h1's new key").toBeGreaterThanOrEqual(Math.floor(rotatedAt / 1000) - 1);
-      expect(metricSum(await readMetrics(lab.host("h1")), "weft_wireguard_key_rotations_total", { result: "taken" })).toBe(round);
+      expect(metricSum(await readMetrics(lab().host("h1")), "weft_wireguard_key_rotations_total", { result: "taken" })).toBe(round);
     }
 
     expect(tools.daemonPid("h1"), "no restart of h1's daemon").toBe(daemonPid);
@@ -115,7 +103,7 @@ describe("key rotation without a restart on the device path (wireguard-go), 3-ho
     for (const host of ["h1", "h2", "h3"]) {
       const text = await tools.log(host);
       for (const key of privateKeys) expect(text, `${host}'s log`).not.toContain(key);
-      for (const key of privateKeys) expect(await readMetrics(lab.host(host)), `${host}'s /metrics`).not.toContain(key);
+      for (const key of privateKeys) expect(await readMetrics(lab().host(host)), `${host}'s /metrics`).not.toContain(key);
     }
     // The key went to wg through a file of its own, removed when wg returned.
     expect((await readdir(tmpdir())).filter((entry) => entry.startsWith("weft-wg-private-key-"))).toEqual([]);
@@ -124,14 +112,14 @@ describe("key rotation without a restart on the device path (wireguard-go), 3-ho
       expect(result.lost).toBeLessThanOrEqual(MAX_LOST_PER_STREAM);
       expect(result.longestGapMs).toBeLessThan(MAX_GAP_MS);
     }
-    const after = await lab.checkTable();
+    const after = await lab().checkTable();
     expect(after.ok, after.table).toBe(true);
   }, 120_000);
 
   it("refuses a new file readable by others and one that is not a key, naming the file; the key in use stays and traffic goes on", async () => {
     const inUse = (await tools.leaseOf("h1")).BackendData.PublicKey;
-    const refusedBefore = metricSum(await readMetrics(lab.host("h1")), "weft_wireguard_key_rotations_total", { result: "refused" });
-    const stream = startPingStream(lab.container("h1c1").namespace, tools.containerAddress("h2c1"));
+    const refusedBefore = metricSum(await readMetrics(lab().host("h1")), "weft_wireguard_key_rotations_total", { result: "refused" });
+    const stream = startPingStream(lab().container("h1c1").namespace, tools.containerAddress("h2c1"));
     await waitUntil("the ping stream running", async () => stream.received() >= 50, { timeoutMs: 10_000, intervalMs: 50 });
     const exposed = generateStaticKeys().privateKey.toString("base64");
     await replaceKeyFile(tools.keyFile("h1"), `${exposed}\n`, 0o644);
@@ -153,19 +141,19 @@ describe("key rotation without a restart on the device path (wireguard-go), 3-ho
     expect((await tools.leaseOf("h1")).BackendData.PublicKey).toBe(inUse);
     expect((await tools.dump("h1")).device.publicKey).toBe(inUse);
     expect((await tools.dump("h2")).peers.map((peer) => peer.publicKey)).toContain(inUse);
-    expect(metricSum(await readMetrics(lab.host("h1")), "weft_wireguard_key_rotations_total", { result: "refused" })).toBe(refusedBefore + 2);
+    expect(metricSum(await readMetrics(lab().host("h1")), "weft_wireguard_key_rotations_total", { result: "refused" })).toBe(refusedBefore + 2);
   }, 60_000);
 
   it("re-creates a deleted device with the key in use, not the refused file's, and the mesh carries traffic", async () => {
     const inUse = (await tools.leaseOf("h1")).BackendData.PublicKey;
     const oldPid = await tools.wireguardGoPid("h1");
-    await lab.host("h1").exec("ip", ["link", "del", V4]);
+    await lab().host("h1").exec("ip", ["link", "del", V4]);
     await waitUntil("h1's flannel-wg re-created by a new wireguard-go with its peers", async () => {
       const pid = await tools.wireguardGoPid("h1").catch(() => 0);
       return pid !== oldPid && pid > 0 && (await tools.dump("h1").then((dump) => dump.peers.length === 2, () => false));
     }, { timeoutMs: 15_000, intervalMs: 200 });
     expect((await tools.dump("h1")).device.publicKey).toBe(inUse);
-    await waitUntil("the mesh whole after the device came back", async () => (await lab.checkTable()).ok, { timeoutMs: 20_000, intervalMs: 500 });
+    await waitUntil("the mesh whole after the device came back", async () => (await lab().checkTable()).ok, { timeoutMs: 20_000, intervalMs: 500 });
   }, 60_000);
 
   it("initiates to a peer that follows the new key without a handshake of its own (flanneld's way) a second after the lease carried it", async () => {
@@ -173,14 +161,14 @@ describe("key rotation without a restart on the device path (wireguard-go), 3-ho
     const h1Subnet = (await tools.dump("h2")).peers.find((peer) => peer.publicKey === h1Before)?.allowedIps;
     if (!h1Subnet) throw new Error("h2's device has no peer for h1");
     // h2's device, its wireguard-go and its peers stay; from now on the test configures it.
-    await lab.stopDaemon("h2");
-    const stream = startPingStream(lab.container("h1c1").namespace, tools.containerAddress("h2c1"));
+    await lab().stopDaemon("h2");
+    const stream = startPingStream(lab().container("h1c1").namespace, tools.containerAddress("h2c1"));
     await waitUntil("the ping stream running", async () => stream.received() >= 100, { timeoutMs: 10_000, intervalMs: 50 });
     const rotated = generateStaticKeys();
     const expected = rotated.publicKey.toString("base64");
     await replaceKeyFile(tools.keyFile("h1"), `${rotated.privateKey.toString("base64")}\n`, 0o400);
     await waitUntil("h1's lease carrying the new PublicKey", async () => (await tools.leaseOf("h1")).BackendData.PublicKey === expected, { timeoutMs: 15_000, intervalMs: 20 });
-    await lab.host("h2").exec("wg", ["set", V4, "peer", h1Before, "remove", "peer", expected, "endpoint", `${lab.host("h1").underlayAddress}:51820`, "allowed-ips", h1Subnet.join(",")]);
+    await lab().host("h2").exec("wg", ["set", V4, "peer", h1Before, "remove", "peer", expected, "endpoint", `${lab().host("h1").underlayAddress}:51820`, "allowed-ips", h1Subnet.join(",")]);
     await waitUntil("h1 initiating to h2 again", async () => (await tools.log("h1")).includes("initiated handshakes with the rotated key"), { timeoutMs: 5000, intervalMs: 100 });
     await sleep(1500);
     const result = await stream.stop();
@@ -191,7 +179,7 @@ describe("key rotation without a restart on the device path (wireguard-go), 3-ho
     // Measured 61-68 lost, gaps 1.08-1.14 s (docs/wireguard.md); without it ~500 lost, REKEY_TIMEOUT.
     expect(result.longestGapMs).toBeLessThan(2500);
     expect(result.lost).toBeLessThan(150);
-    await lab.startDaemon("h2");
-    await waitUntil("the mesh whole with h2's daemon back", async () => (await lab.checkTable()).ok, { timeoutMs: 20_000, intervalMs: 500 });
+    await lab().startDaemon("h2");
+    await waitUntil("the mesh whole with h2's daemon back", async () => (await lab().checkTable()).ok, { timeoutMs: 20_000, intervalMs: 500 });
   }, 60_000);
 });

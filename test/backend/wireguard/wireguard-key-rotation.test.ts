@@ -15,29 +15,25 @@
  *                   <p>-h1c1 ~~~~~~> <p>-h2c1   ping every 10 ms
  */
 import { chmod, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
-import { uniquePrefix } from "../../../src/lab/netns.js";
+import { describe, expect, it } from "vitest";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { startPingStream } from "../../../src/lab/ping-stream.js";
 import { generateStaticKeys } from "../../../src/engine/wireguard/noise.js";
 import { sleep } from "../../../src/async/sleep.js";
 import { readMetrics } from "../../support/lab-metrics.js";
+import { useLab } from "../../support/lab.js";
 
 /** The daemon looks at the key file every 2 s (key-watch.ts): a bad file is judged within this. */
 const KEY_WATCH_SETTLE_MS = 5000;
 
-describe("wireguard key rotation without a restart (2-host weft lab)", () => {
-  const name = uniquePrefix("wgr").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-wg-rot-${name}`);
-  let lab: Lab;
-  const keyFile = (host: string) => join(lab.host(host).state.stateDir, "wgkey");
+describe("wireguard key rotation without a restart (2-host weft lab())", () => {
+  const lab = useLab("wgr", { hosts: 2, containersPerHost: 1, backend: "wireguard" });
+  const keyFile = (host: string) => join(lab().host(host).state.stateDir, "wgkey");
   const publicKeyInLease = async (host: string): Promise<string> => {
-    const listed = await lab.etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"]);
+    const listed = await lab().etcdctl(["get", "--prefix", "/coreos.com/network/subnets/"]);
     const values = listed.stdout.trim().split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line));
-    const lease = values.find((value) => value.PublicIP === lab.host(host).underlayAddress);
+    const lease = values.find((value) => value.PublicIP === lab().host(host).underlayAddress);
     if (!lease) throw new Error(`no lease of ${host} in etcd:\n${listed.stdout}`);
     return lease.BackendData.PublicKey as string;
   };
@@ -50,30 +46,22 @@ describe("wireguard key rotation without a restart (2-host weft lab)", () => {
     await rename(next, keyFile(host));
   };
   const handshakesOf = async (host: string): Promise<number> => {
-    const metrics = (await readMetrics(lab.host(host)));
+    const metrics = (await readMetrics(lab().host(host)));
     return Number(/^weft_wireguard_handshakes_total (\d+)$/m.exec(metrics)?.[1]);
   };
-  const h2Log = async () => readFile(lab.host("h2").state.logFile, "utf8");
+  const h2Log = async () => readFile(lab().host("h2").state.logFile, "utf8");
   const target = () => {
-    const address = lab.container("h2c1").address;
+    const address = lab().container("h2c1").address;
     if (!address) throw new Error("h2c1 has no address");
     return address;
   };
 
-  beforeAll(async () => {
-    lab = await buildLab({ name, labDir, hosts: 2, containersPerHost: 1, backend: "wireguard" });
-  }, 120_000);
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
-
   it("takes a new key file on h2 during a 10 ms ping stream: new PublicKey in the lease, at most a handshake's worth lost", async () => {
     const before = await publicKeyInLease("h2");
-    const { ok, table } = await lab.checkTable(); // every pair has handshaken
+    const { ok, table } = await lab().checkTable(); // every pair has handshaken
     expect(ok, table).toBe(true);
     const handshakesBefore = await handshakesOf("h1");
-    const stream = startPingStream(lab.container("h1c1").namespace, target(), 10);
+    const stream = startPingStream(lab().container("h1c1").namespace, target(), 10);
     await waitUntil("the ping stream running", async () => stream.received() >= 100, { timeoutMs: 10_000, intervalMs: 100 });
     const rotated = generateStaticKeys();
     const expected = rotated.publicKey.toString("base64");
@@ -100,7 +88,7 @@ describe("wireguard key rotation without a restart (2-host weft lab)", () => {
     const log = await h2Log();
     expect(log).toContain("the key file holds a new key");
     expect(log).not.toContain(rotated.privateKey.toString("base64"));
-    const after = await lab.checkTable();
+    const after = await lab().checkTable();
     expect(after.ok, after.table).toBe(true);
   }, 90_000);
 
@@ -117,7 +105,7 @@ describe("wireguard key rotation without a restart (2-host weft lab)", () => {
     expect(log).not.toContain(exposed);
     expect(log).not.toContain(garbage);
     expect(await publicKeyInLease("h2")).toBe(inUse);
-    const { ok, table } = await lab.checkTable();
+    const { ok, table } = await lab().checkTable();
     expect(ok, table).toBe(true);
   }, 60_000);
 });

@@ -22,33 +22,30 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeSubnetEnv } from "../../../src/host/subnet-env.js";
-import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
-import { ipBatch, uniquePrefix } from "../../../src/lab/netns.js";
+import { ipBatch } from "../../../src/lab/netns.js";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { Ipv4Subnet, parseIpv4 } from "../../../src/net/ipv4.js";
 import { terminatePids } from "../../../src/process/pids.js";
 import { startWireguardGoOnLabHost, wireguardLeases } from "../../support/wireguard-go.js";
 import { fewestPeers } from "../../support/lab-metrics.js";
+import { useLab } from "../../support/lab.js";
 
 const NETWORK = "10.66.0.0/16";
 const MTU = 1500 - 80;
 
 describe("mixed wireguard cluster: weft hosts and a flanneld-style wireguard-go host", () => {
-  const name = uniquePrefix("wgx").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-wg-mixed-${name}`);
-  const device = `${name}wg`;
-  let lab: Lab;
+  const lab = useLab("wgx", { hosts: 3, containersPerHost: 1, backend: "wireguard", deferredHosts: ["h3"] });
+  const device = `${lab.name}wg`;
   let dir: string;
   let wgPid: number | undefined;
   let subnet: Ipv4Subnet;
 
-  const leases = () => wireguardLeases(lab);
-  const weftPeers = (host: string): Promise<number> => fewestPeers(lab.host(host));
-  const h3 = (command: string, args: string[], input?: string) => lab.host("h3").exec(command, args, { input });
+  const leases = () => wireguardLeases(lab());
+  const weftPeers = (host: string): Promise<number> => fewestPeers(lab().host(host));
+  const h3 = (command: string, args: string[], input?: string) => lab().host("h3").exec(command, args, { input });
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "weft-wg-mixed-"));
-    lab = await buildLab({ name, labDir, hosts: 3, containersPerHost: 1, backend: "wireguard", deferredHosts: ["h3"] });
 
     // h3's key and lease, as flanneld would write them.
     const privateKey = (await h3("wg", ["genkey"])).stdout.trim();
@@ -58,35 +55,33 @@ describe("mixed wireguard cluster: weft hosts and a flanneld-style wireguard-go 
     let third = 200;
     while (taken.has(`10.66.${third}.0/24`)) third++;
     subnet = Ipv4Subnet.parse(`10.66.${third}.0/24`);
-    const value = { PublicIP: lab.host("h3").underlayAddress, PublicIPv6: null, BackendType: "wireguard", BackendData: { PublicKey: publicKey, Port: 51820 } };
-    const grant = (await lab.etcdctl(["lease", "grant", "86400"])).stdout;
+    const value = { PublicIP: lab().host("h3").underlayAddress, PublicIPv6: null, BackendType: "wireguard", BackendData: { PublicKey: publicKey, Port: 51820 } };
+    const grant = (await lab().etcdctl(["lease", "grant", "86400"])).stdout;
     const leaseId = /lease ([0-9a-f]+) granted/.exec(grant)?.[1];
     if (!leaseId) throw new Error(`etcdctl lease grant said: ${grant}`);
-    await lab.etcdctl(["put", `--lease=${leaseId}`, `/coreos.com/network/subnets/10.66.${third}.0-24`, JSON.stringify(value)]);
+    await lab().etcdctl(["put", `--lease=${leaseId}`, `/coreos.com/network/subnets/10.66.${third}.0-24`, JSON.stringify(value)]);
 
     // h3's device, as flanneld's wireguard backend configures flannel-wg.
-    wgPid = await startWireguardGoOnLabHost(lab, "h3", device, join(dir, "wireguard-go.log"));
+    wgPid = await startWireguardGoOnLabHost(lab(), "h3", device, join(dir, "wireguard-go.log"));
     const peerArgs: string[] = [];
     for (const [leaseSubnet, lease] of await leases()) {
-      if (lease.PublicIP === lab.host("h3").underlayAddress) continue;
+      if (lease.PublicIP === lab().host("h3").underlayAddress) continue;
       peerArgs.push("peer", lease.BackendData.PublicKey, "endpoint", `${lease.PublicIP}:${lease.BackendData.Port}`, "allowed-ips", leaseSubnet);
     }
     await h3("wg", ["set", device, "private-key", join(dir, "wgkey"), "listen-port", "51820", ...peerArgs]);
-    await ipBatch(lab.host("h3").namespace, [
+    await ipBatch(lab().host("h3").namespace, [
       `address add ${subnet.toString().replace("/24", "")}/32 dev ${device}`,
       `link set ${device} mtu ${MTU} up`,
       `route add ${NETWORK} dev ${device} scope link`,
     ]);
-    await writeSubnetEnv(lab.host("h3").state.subnetFile, {
+    await writeSubnetEnv(lab().host("h3").state.subnetFile, {
       network: Ipv4Subnet.parse(NETWORK), subnetAddress: { address: parseIpv4(`10.66.${third}.1`), prefixLength: 24 }, mtu: MTU, ipMasq: false,
     });
-    await lab.refreshContainers("h3");
+    await lab().refreshContainers("h3");
   }, 120_000);
 
   afterAll(async () => {
     if (wgPid !== undefined) await terminatePids([wgPid], 2000);
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -95,7 +90,7 @@ describe("mixed wireguard cluster: weft hosts and a flanneld-style wireguard-go 
   });
 
   it("passes the full ping matrix both ways and max-size don't-fragment pings", async () => {
-    const { ok, table } = await lab.checkTable();
+    const { ok, table } = await lab().checkTable();
     console.log(`mixed wireguard lab\n${table}`);
     expect(ok, table).toBe(true);
     const handshakes = (await h3("wg", ["show", device, "latest-handshakes"])).stdout.trim().split("\n");

@@ -14,16 +14,13 @@
  *                               |                         |                         |
  *                           <p>-h1c1                  <p>-h2c1                  <p>-h3c1
  */
-import { readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readFile } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
 import { formatCheckMatrix } from "../../../src/lab/check.js";
-import { buildLab, teardownLab, type Lab } from "../../../src/lab/lab.js";
-import { uniquePrefix } from "../../../src/lab/netns.js";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { readEndpoint } from "../../support/lab-metrics.js";
 import { leases as leasesInEtcd } from "../../support/lab-etcd.js";
+import { useLab } from "../../support/lab.js";
 
 const DEVICE = "flannel-wg";
 const IPV6_NETWORK = "fd66::/48";
@@ -41,52 +38,42 @@ interface LeaseValue {
 }
 
 describe("userspace wireguard with IPv6 (Mode separate), dual-stack 3-host lab", () => {
-  const name = uniquePrefix("wu6").slice(0, -1);
-  const labDir = join(tmpdir(), `weft-wg-userspace-ipv6-${name}`);
-  let lab: Lab;
+  const lab = useLab("wu6", {
+    hosts: HOSTS.length, containersPerHost: 1, backend: "wireguard", ipv6: true, ipv6Network: IPV6_NETWORK,
+    networkConfig: { Network: "10.66.0.0/16", EnableIPv6: true, IPv6Network: IPV6_NETWORK, Backend: { Type: "wireguard", Implementation: "userspace" } },
+  });
 
-  const leases = (): Promise<{ key: string; value: LeaseValue }[]> => leasesInEtcd<LeaseValue>(lab);
+  const leases = (): Promise<{ key: string; value: LeaseValue }[]> => leasesInEtcd<LeaseValue>(lab());
   const leaseOf = async (host: string) => {
-    const found = (await leases()).find((lease) => lease.value.PublicIP === lab.host(host).underlayAddress);
+    const found = (await leases()).find((lease) => lease.value.PublicIP === lab().host(host).underlayAddress);
     if (!found) throw new Error(`no lease of ${host} in etcd`);
     return found;
   };
-  const http = (host: string, path: string): Promise<string> => readEndpoint(lab.host(host), path);
+  const http = (host: string, path: string): Promise<string> => readEndpoint(lab().host(host), path);
   const configuredPeers = async (host: string): Promise<number> =>
     Number(/^weft_wireguard_peers\{state="configured"\} (\d+)$/m.exec(await http(host, "/metrics"))?.[1] ?? "-1");
-  const udpListeners = async (host: string): Promise<string> => (await lab.host(host).exec("ss", ["-Hlun"])).stdout;
-
-  beforeAll(async () => {
-    lab = await buildLab({
-      name, labDir, hosts: HOSTS.length, containersPerHost: 1, backend: "wireguard", ipv6: true, ipv6Network: IPV6_NETWORK,
-      networkConfig: { Network: "10.66.0.0/16", EnableIPv6: true, IPv6Network: IPV6_NETWORK, Backend: { Type: "wireguard", Implementation: "userspace" } },
-    });
-  }, 120_000);
-  afterAll(async () => {
-    await teardownLab({ name, labDir });
-    await rm(labDir, { recursive: true, force: true });
-  });
+  const udpListeners = async (host: string): Promise<string> => (await lab().host(host).exec("ss", ["-Hlun"])).stdout;
 
   it("advertises BackendV6Data (the same key, ListenPortV6) and listens on [PublicIPv6]:51821 beside PublicIP:51820", async () => {
     for (const host of HOSTS) {
       const { value } = await leaseOf(host);
-      expect(value.PublicIPv6).toBe(lab.host(host).state.underlayAddressV6);
+      expect(value.PublicIPv6).toBe(lab().host(host).state.underlayAddressV6);
       expect(value.BackendData).toEqual({ PublicKey: expect.any(String), Port: 51820 });
       expect(value.BackendV6Data).toEqual({ PublicKey: value.BackendData.PublicKey, Port: 51821 });
       const listening = await udpListeners(host);
-      expect(listening).toContain(`${lab.host(host).underlayAddress}:51820`);
-      expect(listening).toContain(`[${lab.host(host).state.underlayAddressV6}]:51821`);
+      expect(listening).toContain(`${lab().host(host).underlayAddress}:51820`);
+      expect(listening).toContain(`[${lab().host(host).state.underlayAddressV6}]:51821`);
       expect(await http(host, "/readyz?verbose")).toContain("[i] wireguardIpv6 forwarded (Mode separate");
-      const log = await readFile(lab.host(host).state.logFile, "utf8");
+      const log = await readFile(lab().host(host).state.logFile, "utf8");
       expect(log).not.toMatch(/forwards IPv6 in Mode "separate" only|NO IPv6 is forwarded/);
     }
-    const address = (await lab.host("h1").exec("ip", ["-6", "-o", "addr", "show", "dev", DEVICE, "scope", "global"])).stdout;
+    const address = (await lab().host("h1").exec("ip", ["-6", "-o", "addr", "show", "dev", DEVICE, "scope", "global"])).stdout;
     expect(address).toMatch(/inet6 fd66:[0-9a-f:]+\/128/);
-    expect((await lab.host("h1").exec("ip", ["-6", "route", "show", "dev", DEVICE])).stdout).toContain(IPV6_NETWORK);
+    expect((await lab().host("h1").exec("ip", ["-6", "route", "show", "dev", DEVICE])).stdout).toContain(IPV6_NETWORK);
   });
 
   it("passes lab check: IPv4 and IPv6 ping matrices and DF pings at the advertised MTU, container to container", async () => {
-    const results = await lab.check();
+    const results = await lab().check();
     const matrix = formatCheckMatrix(results);
     console.log(`userspace wireguard, Mode "separate"\n${matrix}`);
     expect(results.filter((result) => !result.ok), matrix).toEqual([]);
@@ -101,13 +88,13 @@ describe("userspace wireguard with IPv6 (Mode separate), dual-stack 3-host lab",
 
   it("removes a host's IPv6 peer (and IPv4 peer) when its lease is deleted, and serves it again when it returns", async () => {
     const h3 = await leaseOf("h3");
-    await lab.stopDaemon("h3");
-    await lab.etcdctl(["del", h3.key]);
+    await lab().stopDaemon("h3");
+    await lab().etcdctl(["del", h3.key]);
     await waitUntil("h3's two peer states gone from h1 and h2", async () => (await configuredPeers("h1")) === 2 && (await configuredPeers("h2")) === 2, {
       timeoutMs: 10_000, intervalMs: 100,
     });
-    await lab.startDaemon("h3");
-    await waitUntil("the mesh whole again, both families", async () => (await lab.checkTable()).ok, { timeoutMs: 30_000, intervalMs: 500 });
+    await lab().startDaemon("h3");
+    await waitUntil("the mesh whole again, both families", async () => (await lab().checkTable()).ok, { timeoutMs: 30_000, intervalMs: 500 });
     expect(await configuredPeers("h1")).toBe(4);
   }, 60_000);
 });
