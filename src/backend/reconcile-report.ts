@@ -17,7 +17,9 @@ export type TunObject =
   | { kind: "tun-address"; address: string; device: string }
   /** `destination` as "a.b.c.d/len". */
   | { kind: "tun-route"; destination: string; device: string }
-  | { kind: "engine-peer"; peer: PeerRoute };
+  | { kind: "engine-peer"; peer: PeerRoute }
+  /** A peer of a WireGuard device (kernel, wireguard-go) as wg(8) shows it; `endpoint` "a.b.c.d:port" or "[v6]:port". */
+  | { kind: "wireguard-peer"; device: string; publicKey: string; endpoint: string | undefined; allowedIps: readonly string[] };
 
 /** Anything a backend owns and reconciles. */
 export type OwnedObject = KernelObject | TunObject;
@@ -56,7 +58,7 @@ export interface ReconcileReportText {
 export const IN_SYNC: ReconcileReport = Object.freeze({ desired: [], actual: [], changes: [] }) as ReconcileReport;
 
 function isTunObject(object: OwnedObject): object is TunObject {
-  return object.kind === "tun-device" || object.kind === "tun-address" || object.kind === "tun-route" || object.kind === "engine-peer";
+  return object.kind === "tun-device" || object.kind === "tun-address" || object.kind === "tun-route" || object.kind === "engine-peer" || object.kind === "wireguard-peer";
 }
 
 /** One line per object: "route 10.66.5.0/24 via 10.66.5.0 dev flannel.1 onlink", "address 10.70.1.0/32 dev wt0". */
@@ -73,6 +75,8 @@ export function describeOwnedObject(object: OwnedObject): string {
       const { subnet, publicIP, vtepMac } = object.peer;
       return `peer ${subnet} via ${publicIP}${vtepMac ? ` mac ${vtepMac}` : ""}`;
     }
+    case "wireguard-peer":
+      return `peer ${object.publicKey} endpoint ${object.endpoint ?? "(none)"} allowed-ips ${object.allowedIps.join(",") || "(none)"} dev ${object.device}`;
   }
 }
 

@@ -23,6 +23,10 @@ describe("reconcile report lines", () => {
     ["TUN route", { kind: "tun-route", destination: "10.70.0.0/16", device: "wt0" }, "route 10.70.0.0/16 dev wt0"],
     ["vxlan engine peer", peer, "peer 10.70.2.0/24 via 192.168.90.2 mac 0a:00:00:00:00:02"],
     ["udp engine peer", { kind: "engine-peer", peer: { subnet: Ipv4Subnet.parse("10.70.2.0/24"), publicIP: "192.168.90.2" } }, "peer 10.70.2.0/24 via 192.168.90.2"],
+    ["WireGuard device peer", { kind: "wireguard-peer", device: "flannel-wg", publicKey: "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28=", endpoint: "[fd77::12]:51821", allowedIps: ["10.66.2.0/24", "fd66:0:0:2::/64"] },
+      "peer aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28= endpoint [fd77::12]:51821 allowed-ips 10.66.2.0/24,fd66:0:0:2::/64 dev flannel-wg"],
+    ["WireGuard device peer without endpoint or allowed IPs", { kind: "wireguard-peer", device: "flannel-wg", publicKey: "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28=", endpoint: undefined, allowedIps: [] },
+      "peer aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28= endpoint (none) allowed-ips (none) dev flannel-wg"],
   ])("%s", (_what, object, line) => {
     expect(describeOwnedObject(object)).toBe(line);
   });

@@ -8,9 +8,8 @@ import { ipv4NetworkOf, ownIpv4Subnet } from "../ipv4-half.js";
 import { ownIpv6Subnet } from "../dual-stack.js";
 import { SerialQueue } from "../../async/serial-queue.js";
 import { sleep } from "../../async/sleep.js";
-import type { PeerRoute } from "../../engine/engine.js";
 import type { Lease, PeerEvent } from "../../lease/types.js";
-import { Ipv4Subnet, formatIpv4 } from "../../net/ipv4.js";
+import { formatIpv4 } from "../../net/ipv4.js";
 import { formatIpv6, type Ipv6Subnet } from "../../net/ipv6.js";
 import { addressTun, readTunRouting } from "../../kernel/tun-routing.js";
 import { WireguardDevice, type WgDump, type WgPeerConfig, type WgPeerState } from "../../kernel/wireguard-device.js";
@@ -484,7 +483,7 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader, KeyHolde
         { kind: "tun-route", destination: this.ipv6Network().toString(), device: name },
       );
     }
-    desired.push(...served.map(({ peer, config }): TunObject => ({ kind: "engine-peer", peer: reportedPeer(config, peer) })));
+    desired.push(...served.map(({ config }) => reportedPeer(name, config)));
     const absent = deviceChanges.some((change) => change.action === "recreate-device");
     if (dryRun && absent) {
       return { desired, actual: [], changes: [...deviceChanges, ...desired.map((object) => ({ action: "add", object }) as const)] };
@@ -503,15 +502,14 @@ export class WireguardDeviceBackend implements Backend, LeaseSetLoader, KeyHolde
     const changing = new Set([...plan.set.map((peer) => peer.publicKey), ...plan.remove]);
     // Peers in sync show as themselves; changed ones as the device holds them (removed) and as wanted (added).
     const inSync = served.filter(({ config }) => !changing.has(config.publicKey));
-    actual.push(...inSync.map(({ peer, config }): TunObject => ({ kind: "engine-peer", peer: reportedPeer(config, peer) })));
-    const leaseOfKey = new Map(served.map(({ peer, config }) => [config.publicKey, peer]));
-    const heldChanging = dump.peers.filter((peer) => changing.has(peer.publicKey)).flatMap((peer) => heldRoute(peer, leaseOfKey.get(peer.publicKey)));
-    actual.push(...heldChanging.map((peer): TunObject => ({ kind: "engine-peer", peer })));
-    const routingChanges = tunChanges(desired.filter((object) => object.kind !== "engine-peer"), actual.filter((object) => object.kind !== "engine-peer"));
+    actual.push(...inSync.map(({ config }) => reportedPeer(name, config)));
+    const heldChanging = dump.peers.filter((peer) => changing.has(peer.publicKey)).map((peer) => reportedPeer(name, peer));
+    actual.push(...heldChanging);
+    const routingChanges = tunChanges(desired.filter((object) => object.kind !== "wireguard-peer"), actual.filter((object) => object.kind !== "wireguard-peer"));
     const setKeys = new Set(plan.set.map((set) => set.publicKey));
     const peerChanges: ReconcileChange[] = [
-      ...heldChanging.map((peer) => ({ action: "remove", object: { kind: "engine-peer", peer } }) as const),
-      ...served.filter(({ config }) => setKeys.has(config.publicKey)).map(({ peer, config }) => ({ action: "add", object: { kind: "engine-peer", peer: reportedPeer(config, peer) } }) as const),
+      ...heldChanging.map((object) => ({ action: "remove", object }) as const),
+      ...served.filter(({ config }) => setKeys.has(config.publicKey)).map(({ config }) => ({ action: "add", object: reportedPeer(name, config) }) as const),
     ];
     const changes: ReconcileChange[] = [...deviceChanges, ...routingChanges, ...peerChanges];
     if (!dryRun && routingChanges.length + peerChanges.length > 0) {
@@ -544,24 +542,7 @@ export async function releaseDevicePath(device: WireguardDevice, stateDir: strin
   return removed;
 }
 
-/** An endpoint as wg prints it ("a.b.c.d:port", "[v6]:port") split into address and port. */
-function splitEndpoint(endpoint: string | undefined): { publicIP: string; port: number } {
-  const parts = endpoint === undefined ? undefined : /^\[?([^\]]*)\]?:(\d+)$/.exec(endpoint);
-  return parts ? { publicIP: parts[1] as string, port: Number(parts[2]) } : { publicIP: "(no endpoint)", port: 0 };
-}
-
-/**
- * A served peer in the report's terms (reconcile-report.ts has engine peers only: a route for an
- * IPv4 subnet): the lease's IPv4 subnet names it, the endpoint says which family reaches it.
- */
-function reportedPeer(config: WgPeerConfig, peer: WireguardDevicePeer): PeerRoute {
-  return { subnet: peer.v4?.subnet ?? new Ipv4Subnet(0, 0), ...splitEndpoint(config.endpoint), publicKey: config.publicKey };
-}
-
-/** A peer as the device holds it, in the report's terms (one per IPv4 allowed IP, else the lease's IPv4 subnet). */
-function heldRoute(peer: WgPeerState, lease: WireguardDevicePeer | undefined): PeerRoute[] {
-  const endpoint = splitEndpoint(peer.endpoint);
-  const subnets = peer.allowedIps.map((text) => Ipv4Subnet.tryParse(text)).filter((subnet): subnet is Ipv4Subnet => subnet !== undefined);
-  const named = subnets.length > 0 ? subnets : [lease?.v4?.subnet ?? new Ipv4Subnet(0, 0)];
-  return named.map((subnet) => ({ subnet, ...endpoint, publicKey: peer.publicKey }));
+/** A peer in the report's terms, as weft configures it or as the device holds it (wg's own fields). */
+function reportedPeer(device: string, peer: WgPeerConfig | WgPeerState): TunObject {
+  return { kind: "wireguard-peer", device, publicKey: peer.publicKey, endpoint: peer.endpoint, allowedIps: [...peer.allowedIps] };
 }

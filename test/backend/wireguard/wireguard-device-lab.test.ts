@@ -23,6 +23,9 @@ import { describe, expect, it } from "vitest";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { startPingStream } from "../../../src/lab/ping-stream.js";
 import { isAlive } from "../../../src/process/pids.js";
+import { inHostRunDir, weftCliPath } from "../../../src/lab/lab-daemon.js";
+import { execInNamespace } from "../../../src/lab/netns.js";
+import type { CommandResult } from "../../../src/process/run-command.js";
 import { parseWgDump, type WgDump } from "../../../src/kernel/wireguard-device.js";
 import { verifiedTransfer } from "../../support/tcp-transfer.js";
 import { wireguardLeases, type WireguardLeaseValue } from "../../support/wireguard-go.js";
@@ -164,6 +167,35 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
       return keys.includes(after) && !keys.includes(before);
     }, { timeoutMs: 10_000, intervalMs: 100 });
     await waitUntil("the mesh carrying traffic with h2's new key", matrixOk, { timeoutMs: 20_000, intervalMs: 500 });
+  }, 60_000);
+
+  /** `weft doctor` on the host with its flags, and its /run/wireguard (where wg finds wireguard-go's socket). */
+  const doctor = async (host: string, extra: string[] = []): Promise<CommandResult> => {
+    const state = lab().host(host).state;
+    const [program, argv] = await inHostRunDir(state, process.execPath, [
+      weftCliPath(), "doctor", `--etcd-endpoints=${lab().etcdEndpoint}`, `--iface=${state.underlayDevice}`,
+      `--subnet-file=${state.subnetFile}`, `--state-dir=${state.stateDir}`, ...extra,
+    ]);
+    return execInNamespace(state.namespace, program, argv, { allowFailure: true, env: { ...process.env, WIREGUARD_KEY_FILE: join(state.stateDir, "wgkey") } });
+  };
+
+  it("weft doctor lists the device's peers as wg shows them, finds one removed by hand (exit 3), and --repair puts it back", async () => {
+    const h2 = await leaseOf("h2");
+    const h2Peer = `peer ${h2.value.BackendData.PublicKey} endpoint ${lab().host("h2").underlayAddress}:51820 allowed-ips ${h2.subnet} dev ${DEVICE}`;
+    const clean = await doctor("h1");
+    expect(clean.exitCode, `${clean.stdout}${clean.stderr}`).toBe(0);
+    expect(clean.stdout).toContain(h2Peer);
+    // Paused: the daemon would put the peer back before doctor looks.
+    await withDaemonPaused(lab().host("h1").state.daemonPid, async () => {
+      await lab().host("h1").exec("wg", ["set", DEVICE, "peer", h2.value.BackendData.PublicKey, "remove"]);
+      const found = await doctor("h1");
+      expect(found.exitCode, `${found.stdout}${found.stderr}`).toBe(3);
+      expect(found.stdout).toContain(`add ${h2Peer}`);
+      const repaired = await doctor("h1", ["--repair"]);
+      expect(repaired.exitCode, `${repaired.stdout}${repaired.stderr}`).toBe(0);
+      expect(await peerKeys("h1")).toContain(h2.value.BackendData.PublicKey);
+    });
+    expect(await matrixOk()).toBe(true);
   }, 60_000);
 
   it("repairs drift: a peer removed by hand comes back; a deleted device is re-created with its peers", async () => {
