@@ -1,7 +1,6 @@
 import { expect } from "vitest";
 import type { Lab } from "../../src/lab/lab.js";
-import { useLab, type LabSetup } from "../support/lab.js";
-import { weftCliPath } from "../../src/lab/lab-daemon.js";
+import { doctorOn, useLab, type LabSetup } from "../support/lab.js";
 import type { CommandResult } from "../../src/process/run-command.js";
 import { withDaemonPaused } from "../support/paused-daemon.js";
 
@@ -16,15 +15,7 @@ export interface DaemonLab {
 
 export function useDaemonLab(namePrefix: string, options: LabSetup): DaemonLab {
   const lab = useLab(namePrefix, options);
-  const doctor = (host: string, extra: string[] = []) => {
-    const state = lab().host(host).state;
-    return lab()
-      .host(host)
-      .exec(process.execPath, [
-        weftCliPath(), "doctor", `--etcd-endpoints=${lab().etcdEndpoint}`, `--iface=${state.underlayDevice}`,
-        `--subnet-file=${state.subnetFile}`, `--state-dir=${state.stateDir}`, ...extra,
-      ], { allowFailure: true });
-  };
+  const doctor = (host: string, extra: string[] = []) => doctorOn(lab(), host, extra);
   return { lab, doctor };
 }
 

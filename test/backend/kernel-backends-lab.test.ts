@@ -16,9 +16,8 @@
 import { describe, expect, it } from "vitest";
 import { sleep } from "../../src/async/sleep.js";
 import { runCommand as run } from "../../src/process/run-command.js";
-import { weftCliPath } from "../../src/lab/lab-daemon.js";
 import { withDaemonPaused } from "../support/paused-daemon.js";
-import { useLab } from "../support/lab.js";
+import { doctorOn, useLab } from "../support/lab.js";
 
 async function until(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<number> {
   const started = performance.now();
@@ -53,11 +52,7 @@ describe.each(["vxlan", "host-gw"])("kernel backend %s in a 3-host lab", (backen
   };
   const hasRoute = async (host: string, destination: string) =>
     (await lab().host(host).exec("ip", ["route", "show", destination])).stdout.trim() !== "";
-  const doctor = (host: string, extra: string[] = [], iface = lab().host(host).state.underlayDevice) =>
-    lab().host(host).exec(process.execPath, [
-      weftCliPath(), "doctor", `--etcd-endpoints=${lab().etcdEndpoint}`, `--iface=${iface}`,
-      `--subnet-file=${lab().host(host).state.subnetFile}`, `--state-dir=${lab().host(host).state.stateDir}`, ...extra,
-    ], { allowFailure: true });
+  const doctor = (host: string, extra: string[] = [], iface?: string) => doctorOn(lab(), host, extra, iface);
 
   it("full ping matrix and a max-size don't-fragment ping pass", async () => {
     const { ok, table, results } = await lab().checkTable();

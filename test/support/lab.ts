@@ -4,8 +4,9 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { buildLab, teardownLab, type Lab, type LabOptions } from "../../src/lab/lab.js";
-import { listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
-import { weftCliPath } from "../../src/lab/lab-daemon.js";
+import { execInNamespace, listNamespaces, uniquePrefix } from "../../src/lab/netns.js";
+import { inHostRunDir, weftCliPath } from "../../src/lab/lab-daemon.js";
+import type { CommandResult } from "../../src/process/run-command.js";
 
 /** What a test asks of its lab; the fixture picks the name and the directory. */
 export type LabSetup = Omit<LabOptions, "name" | "labDir">;
@@ -46,4 +47,18 @@ export function useLab(namePrefix: string, setup: LabSetup, buildTimeoutMs = 180
   };
   // defineProperties, not Object.assign: a function's own `name` is read-only (but configurable).
   return Object.defineProperties(lab, { name: { value: name }, labDir: { value: labDir } }) as LabFixture;
+}
+
+/**
+ * `weft doctor` on a lab host as its daemon runs there: the host's etcd, --iface, subnet file,
+ * state dir, key file and /run/wireguard (where wg finds a wireguard-go socket); `extra` last.
+ * `iface` replaces the daemon's --iface (repeatable, first match wins: it cannot be added to).
+ */
+export async function doctorOn(lab: Lab, host: string, extra: readonly string[] = [], iface = lab.host(host).state.underlayDevice): Promise<CommandResult> {
+  const state = lab.host(host).state;
+  const [program, argv] = await inHostRunDir(state, process.execPath, [
+    weftCliPath(), "doctor", `--etcd-endpoints=${lab.etcdEndpoint}`, `--iface=${iface}`,
+    `--subnet-file=${state.subnetFile}`, `--state-dir=${state.stateDir}`, ...extra,
+  ]);
+  return execInNamespace(state.namespace, program, argv, { allowFailure: true, env: { ...process.env, WIREGUARD_KEY_FILE: join(state.stateDir, "wgkey") } });
 }

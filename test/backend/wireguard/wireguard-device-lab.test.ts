@@ -23,15 +23,12 @@ import { describe, expect, it } from "vitest";
 import { waitUntil } from "../../../src/lab/readiness.js";
 import { startPingStream } from "../../../src/lab/ping-stream.js";
 import { isAlive } from "../../../src/process/pids.js";
-import { inHostRunDir, weftCliPath } from "../../../src/lab/lab-daemon.js";
-import { execInNamespace } from "../../../src/lab/netns.js";
-import type { CommandResult } from "../../../src/process/run-command.js";
 import { parseWgDump, type WgDump } from "../../../src/kernel/wireguard-device.js";
 import { verifiedTransfer } from "../../support/tcp-transfer.js";
 import { wireguardLeases, type WireguardLeaseValue } from "../../support/wireguard-go.js";
 import { readEndpoint } from "../../support/lab-metrics.js";
 import { withDaemonPaused } from "../../support/paused-daemon.js";
-import { useLab } from "../../support/lab.js";
+import { doctorOn, useLab } from "../../support/lab.js";
 
 const DEVICE = "flannel-wg";
 const MTU = 1500 - 80;
@@ -169,15 +166,7 @@ describe("wireguard device path (wireguard-go) with a userspace host, 3-host lab
     await waitUntil("the mesh carrying traffic with h2's new key", matrixOk, { timeoutMs: 20_000, intervalMs: 500 });
   }, 60_000);
 
-  /** `weft doctor` on the host with its flags, and its /run/wireguard (where wg finds wireguard-go's socket). */
-  const doctor = async (host: string, extra: string[] = []): Promise<CommandResult> => {
-    const state = lab().host(host).state;
-    const [program, argv] = await inHostRunDir(state, process.execPath, [
-      weftCliPath(), "doctor", `--etcd-endpoints=${lab().etcdEndpoint}`, `--iface=${state.underlayDevice}`,
-      `--subnet-file=${state.subnetFile}`, `--state-dir=${state.stateDir}`, ...extra,
-    ]);
-    return execInNamespace(state.namespace, program, argv, { allowFailure: true, env: { ...process.env, WIREGUARD_KEY_FILE: join(state.stateDir, "wgkey") } });
-  };
+  const doctor = (host: string, extra: string[] = []) => doctorOn(lab(), host, extra);
 
   it("weft doctor lists the device's peers as wg shows them, finds one removed by hand (exit 3), and --repair puts it back", async () => {
     const h2 = await leaseOf("h2");
