@@ -23,7 +23,7 @@ import { generateStaticKeys } from "../../../src/engine/wireguard/noise.js";
 import { addressTun } from "../../../src/kernel/tun-routing.js";
 import { execInNamespace, ipBatch } from "../../../src/lab/netns.js";
 import { WireguardDevice } from "../../../src/kernel/wireguard-device.js";
-import { startWireguardGo } from "../../../src/kernel/wireguard-go.js";
+import { startWireguardGoRetryingUapi } from "../../support/wireguard-go.js";
 import { terminatePids } from "../../../src/process/pids.js";
 import { NETWORK, SUBNET_A, SUBNET_B, TUN_A, TUN_B, UNDERLAY_A, UNDERLAY_B, createTwoHosts, ping, type TwoHosts } from "../../engine/two-hosts.js";
 
@@ -90,7 +90,7 @@ beforeAll(async () => {
   setWeftPeer(goPublicKey);
 
   // Started as weft's device backend starts it (kernel/wireguard-go.ts), configured by hand below.
-  wgPid = await startWireguardGo(new WireguardDevice(device, hosts.b), dir);
+  wgPid = await startWireguardGoRetryingUapi(new WireguardDevice(device, hosts.b), dir);
   await wg(["set", device, "private-key", join(dir, "go-key"), "listen-port", String(PORT),
     "peer", weftKeys.publicKey.toString("base64"), "preshared-key", join(dir, "psk"),
     "endpoint", `${UNDERLAY_A}:${PORT}`, "allowed-ips", SUBNET_A.toString()]);

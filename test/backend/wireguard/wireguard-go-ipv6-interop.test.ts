@@ -23,12 +23,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createWireguardBackend, type WireguardBackend } from "../../../src/backend/wireguard/wireguard-backend.js";
 import { cleanupHost } from "../../../src/commands/cleanup.js";
-import { runningWireguardGo, startWireguardGo } from "../../../src/kernel/wireguard-go.js";
+import { runningWireguardGo } from "../../../src/kernel/wireguard-go.js";
 import { WireguardDevice } from "../../../src/kernel/wireguard-device.js";
 import { execInNamespace, ipBatch } from "../../../src/lab/netns.js";
 import { isAlive, terminatePids } from "../../../src/process/pids.js";
 import { NETWORK, NETWORK6, SUBNET_A, SUBNET_B, SUBNET6_A, SUBNET6_B, TUN_A, TUN_B, TUN6_A, TUN6_B, UNDERLAY_A, UNDERLAY_B, UNDERLAY6_A, UNDERLAY6_B, addIpv6Underlay, createTwoHosts, ping, type TwoHosts } from "../../engine/two-hosts.js";
-import { newWireguardGoKey, startFlannelStyleWireguardGo, type RunningWireguardGo } from "../../support/wireguard-go.js";
+import { newWireguardGoKey, startFlannelStyleWireguardGo, startWireguardGoRetryingUapi, type RunningWireguardGo } from "../../support/wireguard-go.js";
 import { backendContext, lease } from "../kernel-fixtures.js";
 
 const MTU = 1500 - 80;
@@ -55,7 +55,7 @@ beforeAll(async () => {
   });
   // flannel-wg-v6 as flanneld's ConfigureV6 leaves it: the IPv6 subnet address /128 and the IPv6Network route.
   const v6Device = `${hosts.prefix}fw-v6`;
-  const v6Pid = await startWireguardGo(new WireguardDevice(v6Device, hosts.b), dir);
+  const v6Pid = await startWireguardGoRetryingUapi(new WireguardDevice(v6Device, hosts.b), dir);
   const v6: RunningWireguardGo = { device: v6Device, wg: v4.wg, stop: () => terminatePids([v6Pid], 2000) };
   flannel = { v4, v6 };
   await v6.wg(["set", v6Device, "private-key", join(dir, "flannel-key"), "listen-port", "51821"]);
