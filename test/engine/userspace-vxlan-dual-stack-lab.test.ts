@@ -22,7 +22,7 @@ import { useLab } from "../support/lab.js";
 
 const cases = [{ label: "userspace vxlan", backend: "vxlan", options: { Userspace: true }, backendType: "vxlan", mtu: 1430 }];
 
-describe.each(cases)("dual-stack lab(), $label", ({ backend, options, backendType, mtu }) => {
+describe.each(cases)("dual-stack lab, $label", ({ backend, options, backendType, mtu }) => {
   const lab = useLab("wl6u", { hosts: 3, containersPerHost: 1, backend, backendOptions: options, ipv6: true });
 
   it("leases both families in flanneld's dual-stack key and value, and writes FLANNEL_IPV6_*", async () => {

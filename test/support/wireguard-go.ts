@@ -1,6 +1,6 @@
-import { errorMessage } from "../../src/errors/error-message.js";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { errorMessage } from "../../src/errors/error-message.js";
 import type { Lab } from "../../src/lab/lab.js";
 import { execInNamespace, ipBatch } from "../../src/lab/netns.js";
 import { WireguardDevice } from "../../src/kernel/wireguard-device.js";

@@ -14,7 +14,7 @@
  *                      |                 |
  *                   <p>-h1c1 ~~~~~~> <p>-h2c1   ping every 10 ms
  */
-import { chmod, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { waitUntil } from "../../../src/lab/readiness.js";
@@ -23,11 +23,12 @@ import { generateStaticKeys } from "../../../src/engine/wireguard/noise.js";
 import { sleep } from "../../../src/async/sleep.js";
 import { readMetrics } from "../../support/lab-metrics.js";
 import { useLab } from "../../support/lab.js";
+import { replaceKeyFile } from "./key-rotation-lab.js";
 
 /** The daemon looks at the key file every 2 s (key-watch.ts): a bad file is judged within this. */
 const KEY_WATCH_SETTLE_MS = 5000;
 
-describe("wireguard key rotation without a restart (2-host weft lab())", () => {
+describe("wireguard key rotation without a restart (2-host weft lab)", () => {
   const lab = useLab("wgr", { hosts: 2, containersPerHost: 1, backend: "wireguard" });
   const keyFile = (host: string) => join(lab().host(host).state.stateDir, "wgkey");
   const publicKeyInLease = async (host: string): Promise<string> => {
@@ -36,14 +37,6 @@ describe("wireguard key rotation without a restart (2-host weft lab())", () => {
     const lease = values.find((value) => value.PublicIP === lab().host(host).underlayAddress);
     if (!lease) throw new Error(`no lease of ${host} in etcd:\n${listed.stdout}`);
     return lease.BackendData.PublicKey as string;
-  };
-  /** What an operator does: the new file beside the old one, mode set, renamed over it. */
-  const replaceKeyFile = async (host: string, content: string, mode: number) => {
-    const next = `${keyFile(host)}.new`;
-    await rm(next, { force: true });
-    await writeFile(next, content, { mode });
-    await chmod(next, mode);
-    await rename(next, keyFile(host));
   };
   const handshakesOf = async (host: string): Promise<number> => {
     const metrics = (await readMetrics(lab().host(host)));
@@ -66,7 +59,7 @@ describe("wireguard key rotation without a restart (2-host weft lab())", () => {
     const rotated = generateStaticKeys();
     const expected = rotated.publicKey.toString("base64");
     const rotatedAt = Date.now();
-    await replaceKeyFile("h2", `${rotated.privateKey.toString("base64")}\n`, 0o400);
+    await replaceKeyFile(keyFile("h2"), `${rotated.privateKey.toString("base64")}\n`, 0o400);
     await waitUntil("h2's lease carrying the new PublicKey", async () => (await publicKeyInLease("h2")) === expected, { timeoutMs: 15_000, intervalMs: 100 });
     const leaseAfterMs = Date.now() - rotatedAt;
     // Long enough after the switch for h1 and h2 to have handshaken with the new key and the 1 s
@@ -95,10 +88,10 @@ describe("wireguard key rotation without a restart (2-host weft lab())", () => {
   it("keeps the key in use when the new file is readable by others or not a key, and says so naming the file", async () => {
     const inUse = await publicKeyInLease("h2");
     const exposed = generateStaticKeys().privateKey.toString("base64");
-    await replaceKeyFile("h2", `${exposed}\n`, 0o644);
+    await replaceKeyFile(keyFile("h2"), `${exposed}\n`, 0o644);
     await waitUntil("the warning about the mode", async () => /lets group or others read the private key/.test(await h2Log()), { timeoutMs: KEY_WATCH_SETTLE_MS * 2, intervalMs: 200 });
     const garbage = "this-is-not-a-wireguard-key-0123456789abcdef";
-    await replaceKeyFile("h2", garbage, 0o400);
+    await replaceKeyFile(keyFile("h2"), garbage, 0o400);
     await waitUntil("the warning about the content", async () => /not a WireGuard key[^\n]*keeping the key in use/.test(await h2Log()), { timeoutMs: KEY_WATCH_SETTLE_MS * 2, intervalMs: 200 });
     const log = await h2Log();
     expect(log).toContain(keyFile("h2"));
